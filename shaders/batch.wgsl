@@ -1,0 +1,60 @@
+// batch: gathers a training batch on the GPU from the resident dataset (u8 pixels packed four
+// to a u32) through the epoch's permutation; pixels become f32 in [0, 1] (u8 / 255).
+// gather_noisy adds the Keras blog's denoising noise, x + noise * N(0, 1) clipped to [0, 1],
+// from a counter-based hash (seed, element): the same noise for the same seed and step.
+
+struct Batch {
+    n: u32, pixels: u32, offset: u32, seed: u32,
+    noise: f32, _p0: u32, _p1: u32, _p2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Batch;
+@group(0) @binding(1) var<storage, read> images: array<u32>;
+@group(0) @binding(2) var<storage, read> perm: array<u32>;
+@group(0) @binding(3) var<storage, read_write> target: array<f32>;
+@group(0) @binding(4) var<storage, read_write> noisy: array<f32>;
+
+fn flat(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
+    return (wid.y * nwg.x + wid.x) * 256u + lid;
+}
+
+fn pixel(i: u32) -> f32 {
+    let r = i / p.pixels;
+    let byte = perm[p.offset + r] * p.pixels + i % p.pixels;
+    let word = images[byte / 4u];
+    return f32((word >> (8u * (byte % 4u))) & 255u) / 255.0;
+}
+
+// PCG-style integer hash (O'Neill / Jarzynski & Olano 2020).
+fn hash(v: u32) -> u32 {
+    let state = v * 747796405u + 2891336453u;
+    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
+    return (word >> 22u) ^ word;
+}
+
+fn uniform01(v: u32) -> f32 {
+    return (f32(hash(v) >> 8u) + 0.5) / 16777216.0;  // (0, 1): never exactly 0
+}
+
+@compute @workgroup_size(256)
+fn gather(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+          @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(wid, lid, nwg);
+    if (i >= p.n * p.pixels) { return; }
+    target[i] = pixel(i);
+}
+
+@compute @workgroup_size(256)
+fn gather_noisy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(wid, lid, nwg);
+    if (i >= p.n * p.pixels) { return; }
+    let clean = pixel(i);
+    target[i] = clean;
+    // Box-Muller on two independent hashes of (seed, element).
+    let k = hash(p.seed ^ hash(i));
+    let u1 = uniform01(k);
+    let u2 = uniform01(k ^ 0x9e3779b9u);
+    let gauss = sqrt(-2.0 * log(u1)) * cos(6.283185307 * u2);
+    noisy[i] = clamp(clean + p.noise * gauss, 0.0, 1.0);
+}

@@ -1,0 +1,80 @@
+// bce: binary cross-entropy from logits, as Keras computes it after a sigmoid output:
+//   l(z, t) = max(z, 0) - z * t + log(1 + exp(-|z|)),  loss = mean over every element.
+// loss_partial: each workgroup sums a fixed chunk; loss_finish: one workgroup sums the partials
+// and writes the mean into loss[slot]. Both are fixed trees: the same bits on every run.
+// sigmoid_backward: the gradient of the mean loss w.r.t. the logits, (sigmoid(z) - t) / count.
+
+struct Bce {
+    total: u32,      // elements (batch x pixels)
+    partials: u32,   // workgroups of loss_partial = ceil(total / CHUNK)
+    slot: u32,       // where loss_finish writes
+    _p0: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Bce;
+@group(0) @binding(1) var<storage, read> z: array<f32>;
+@group(0) @binding(2) var<storage, read> t: array<f32>;
+@group(0) @binding(3) var<storage, read_write> partial_out: array<f32>;
+@group(0) @binding(4) var<storage, read> partial_in: array<f32>;
+@group(0) @binding(5) var<storage, read_write> loss: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dz: array<f32>;
+
+const WG: u32 = 256u;
+const PER_THREAD: u32 = 16u;
+const CHUNK: u32 = WG * PER_THREAD;
+var<workgroup> scratch: array<f32, WG>;
+
+fn sigmoid(v: f32) -> f32 {
+    if (v >= 0.0) {
+        return 1.0 / (1.0 + exp(-v));
+    }
+    let e = exp(v);
+    return e / (1.0 + e);
+}
+
+fn element_loss(zi: f32, ti: f32) -> f32 {
+    return max(zi, 0.0) - zi * ti + log(1.0 + exp(-abs(zi)));
+}
+
+fn tree_sum(lid: u32) -> f32 {
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        workgroupBarrier();
+        if (lid < s) { scratch[lid] += scratch[lid + s]; }
+    }
+    workgroupBarrier();
+    return scratch[0];
+}
+
+@compute @workgroup_size(256)
+fn loss_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                @builtin(num_workgroups) nwg: vec3<u32>) {
+    let group = wid.y * nwg.x + wid.x;
+    if (group >= p.partials) { return; }
+    var acc = 0.0;
+    for (var k = 0u; k < PER_THREAD; k++) {
+        let i = group * CHUNK + k * WG + lid;
+        if (i < p.total) { acc += element_loss(z[i], t[i]); }
+    }
+    scratch[lid] = acc;
+    let s = tree_sum(lid);
+    if (lid == 0u) { partial_out[group] = s; }
+}
+
+@compute @workgroup_size(256)
+fn loss_finish(@builtin(local_invocation_index) lid: u32) {
+    var acc = 0.0;
+    for (var i = lid; i < p.partials; i += WG) {
+        acc += partial_in[i];
+    }
+    scratch[lid] = acc;
+    let s = tree_sum(lid);
+    if (lid == 0u) { loss[p.slot] = s / f32(p.total); }
+}
+
+@compute @workgroup_size(256)
+fn sigmoid_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                    @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = (wid.y * nwg.x + wid.x) * WG + lid;
+    if (i >= p.total) { return; }
+    dz[i] = (sigmoid(z[i]) - t[i]) / f32(p.total);
+}

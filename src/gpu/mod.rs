@@ -1,0 +1,133 @@
+//! Adapter choice, device creation and the small buffer helpers every op and test uses.
+mod adapter;
+mod buffers;
+
+pub use adapter::{describe_adapter, list_adapters, AdapterChoice};
+pub use buffers::Tensor;
+
+use crate::{Error, Result};
+use std::sync::{Arc, Mutex};
+
+/// One opened device with what we learned about it.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    lost: Arc<Mutex<Option<String>>>,
+    uncaptured: Arc<Mutex<Option<String>>>,
+    pub(crate) pipelines: crate::ops::PipelineCache,
+}
+
+impl Gpu {
+    /// Opens the adapter chosen by `choice`. Timestamp queries are requested when the adapter
+    /// has them and never required.
+    pub fn new(choice: &AdapterChoice) -> Result<Self> {
+        let instance = adapter::instance();
+        let adapter = adapter::choose(&instance, choice)?;
+        let info = adapter.get_info();
+        let wanted = wgpu::Features::TIMESTAMP_QUERY
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+        let features = adapter.features() & wanted;
+        // Ask for everything the adapter allows: the launchers check each need against it.
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("wgsl-autoencoder"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| Error::RequestDevice {
+            adapter: describe_adapter(&info),
+            reason: e.to_string(),
+        })?;
+        let lost = Arc::new(Mutex::new(None));
+        let lost_cb = lost.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            if let Ok(mut l) = lost_cb.lock() {
+                *l = Some(format!("{reason:?}: {msg}"));
+            }
+        });
+        let uncaptured = Arc::new(Mutex::new(None));
+        let unc = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut u) = unc.lock() {
+                if u.is_none() {
+                    *u = Some(e.to_string());
+                }
+            }
+        }));
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            features,
+            lost,
+            uncaptured,
+            pipelines: Default::default(),
+        })
+    }
+
+    pub fn name(&self) -> String {
+        describe_adapter(&self.info)
+    }
+
+    pub fn has_timestamps(&self) -> bool {
+        self.features.contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    /// Blocks until the queue is idle; reports a lost device or an uncaptured GPU error.
+    pub fn wait(&self) -> Result<()> {
+        let polled = self.device.poll(wgpu::PollType::wait_indefinitely());
+        self.check()?;
+        polled.map_err(|e| Error::Gpu {
+            adapter: self.name(),
+            detail: e.to_string(),
+        })?;
+        Ok(())
+    }
+
+    /// Fails if the device was lost or a GPU error was reported since the last check.
+    pub fn check(&self) -> Result<()> {
+        if let Some(msg) = self.lost.lock().ok().and_then(|l| l.clone()) {
+            return Err(Error::DeviceLost {
+                adapter: self.name(),
+                detail: msg,
+            });
+        }
+        if let Some(msg) = self.uncaptured.lock().ok().and_then(|mut u| u.take()) {
+            return Err(Error::Gpu {
+                adapter: self.name(),
+                detail: msg,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks a buffer size against the adapter's limits before anything is created.
+    pub fn check_buffer(&self, what: &str, bytes: u64, fix: &str) -> Result<()> {
+        let max_binding = self.limits.max_storage_buffer_binding_size as u64;
+        let max_buffer = self.limits.max_buffer_size;
+        let (limit, allowed) = if max_binding < max_buffer {
+            ("max_storage_buffer_binding_size", max_binding)
+        } else {
+            ("max_buffer_size", max_buffer)
+        };
+        if bytes > allowed {
+            return Err(Error::Limit {
+                what: what.to_string(),
+                limit,
+                needed: bytes,
+                allowed,
+                adapter: self.name(),
+                fix: fix.to_string(),
+            });
+        }
+        Ok(())
+    }
+}

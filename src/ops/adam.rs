@@ -1,0 +1,90 @@
+//! Launcher for `shaders/adam.wgsl`: Keras' Adam over one flat parameter buffer.
+use super::{build, expect_len, Cost, Dispatch, Launch, Shader};
+use crate::gpu::{Gpu, Tensor};
+use crate::Result;
+
+/// Keras' defaults: lr 1e-3, beta1 0.9, beta2 0.999, epsilon 1e-7.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AdamConfig {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        AdamConfig {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-7,
+        }
+    }
+}
+
+impl AdamConfig {
+    /// alpha_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t), in f32 as Keras computes it.
+    pub fn alpha(&self, t: u64) -> f32 {
+        let t = t as f32;
+        let b1 = 1.0 - self.beta1.powf(t);
+        let b2 = 1.0 - self.beta2.powf(t);
+        self.lr * b2.sqrt() / b1
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    pub len: u32,
+    pub _p: [u32; 3],
+    pub alpha: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+}
+
+/// The uniform for step `t` (1-based), for [`Dispatch::set_params`].
+pub fn params(len: u64, cfg: &AdamConfig, t: u64) -> Params {
+    Params {
+        len: len as u32,
+        _p: [0; 3],
+        alpha: cfg.alpha(t),
+        beta1: cfg.beta1,
+        beta2: cfg.beta2,
+        eps: cfg.eps,
+    }
+}
+
+/// One Adam step at step `t` over `w` with gradient `g` and moments `m`, `v`.
+pub fn step(
+    gpu: &Gpu,
+    label: &str,
+    cfg: &AdamConfig,
+    t: u64,
+    w: &Tensor,
+    g: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+) -> Result<Dispatch> {
+    for (name, x) in [("gradient", g), ("m", m), ("v", v)] {
+        expect_len("adam", name, x, w.len)?;
+    }
+    let p = params(w.len, cfg, t);
+    build(
+        gpu,
+        Launch {
+            shader: Shader::Adam,
+            entry: "step",
+            kernel: "adam.step",
+            label,
+            params: bytemuck::bytes_of(&p),
+            bindings: &[(1, w), (2, g), (3, m), (4, v)],
+            workgroups: gpu.grid("adam.step", w.len)?,
+            cost: Cost {
+                bytes: 4 * 7 * w.len,
+                flops: 12 * w.len,
+            },
+        },
+    )
+}

@@ -1,0 +1,122 @@
+//! Launchers for `shaders/bce.wgsl`: binary cross-entropy from logits, its mean over every
+//! element (two fixed-tree passes) and its gradient fused with the sigmoid.
+use super::{build, expect_len, Cost, Dispatch, Launch, Shader};
+use crate::gpu::{Gpu, Tensor};
+use crate::{Error, Result};
+
+/// Elements one `loss_partial` workgroup sums (256 invocations x 16): keep in step with the
+/// shader's CHUNK.
+pub const CHUNK: u64 = 256 * 16;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    pub total: u32,
+    pub partials: u32,
+    pub slot: u32,
+    pub _p: u32,
+}
+
+/// How many partial sums `loss_partial` writes for `total` elements.
+pub fn partials_len(total: u64) -> u64 {
+    total.div_ceil(CHUNK)
+}
+
+fn params(total: u64, slot: u32) -> Params {
+    Params {
+        total: total as u32,
+        partials: partials_len(total) as u32,
+        slot,
+        _p: 0,
+    }
+}
+
+fn check(z: &Tensor, t: &Tensor) -> Result<()> {
+    if z.len == 0 {
+        return Err(Error::Shape {
+            op: "bce",
+            detail: "no elements".into(),
+        });
+    }
+    expect_len("bce", "targets", t, z.len)
+}
+
+/// Per-workgroup sums of the element losses into `partials` (`partials_len(z.len)` long).
+pub fn loss_partial(gpu: &Gpu, label: &str, z: &Tensor, t: &Tensor, partials: &Tensor) -> Result<Dispatch> {
+    check(z, t)?;
+    expect_len("bce", "partials", partials, partials_len(z.len))?;
+    let p = params(z.len, 0);
+    build(
+        gpu,
+        Launch {
+            shader: Shader::Bce,
+            entry: "loss_partial",
+            kernel: "bce.loss_partial",
+            label,
+            params: bytemuck::bytes_of(&p),
+            bindings: &[(1, z), (2, t), (3, partials)],
+            workgroups: gpu.groups("bce.loss_partial", partials_len(z.len))?,
+            cost: Cost {
+                bytes: 8 * z.len,
+                flops: 8 * z.len,
+            },
+        },
+    )
+}
+
+/// `loss[slot]` = the mean element loss, from the partial sums. The slot can be moved per
+/// step with [`Dispatch::set_params`] and [`finish_params`].
+pub fn loss_finish(gpu: &Gpu, label: &str, total: u64, partials: &Tensor, loss: &Tensor, slot: u32) -> Result<Dispatch> {
+    expect_len("bce", "partials", partials, partials_len(total))?;
+    if slot as u64 >= loss.len {
+        return Err(Error::Shape {
+            op: "bce",
+            detail: format!("loss slot {slot} outside a buffer of {}", loss.len),
+        });
+    }
+    let p = params(total, slot);
+    build(
+        gpu,
+        Launch {
+            shader: Shader::Bce,
+            entry: "loss_finish",
+            kernel: "bce.loss_finish",
+            label,
+            params: bytemuck::bytes_of(&p),
+            bindings: &[(4, partials), (5, loss)],
+            workgroups: [1, 1, 1],
+            cost: Cost {
+                bytes: 4 * partials.len + 4,
+                flops: partials.len,
+            },
+        },
+    )
+}
+
+/// Parameters of `loss_finish` writing to `slot`.
+pub fn finish_params(total: u64, slot: u32) -> Params {
+    params(total, slot)
+}
+
+/// `dz = (sigmoid(z) - t) / count`: the gradient of the mean loss w.r.t. the logits.
+pub fn sigmoid_backward(gpu: &Gpu, label: &str, z: &Tensor, t: &Tensor, dz: &Tensor) -> Result<Dispatch> {
+    check(z, t)?;
+    expect_len("bce", "dz", dz, z.len)?;
+    let p = params(z.len, 0);
+    build(
+        gpu,
+        Launch {
+            shader: Shader::Bce,
+            entry: "sigmoid_backward",
+            kernel: "bce.sigmoid_backward",
+            label,
+            params: bytemuck::bytes_of(&p),
+            bindings: &[(1, z), (2, t), (6, dz)],
+            workgroups: gpu.grid("bce.sigmoid_backward", z.len)?,
+            cost: Cost {
+                bytes: 12 * z.len,
+                flops: 6 * z.len,
+            },
+        },
+    )
+}

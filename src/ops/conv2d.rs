@@ -1,0 +1,251 @@
+//! Launchers for `shaders/conv2d.wgsl`: 3x3 stride-1 convolution, NHWC, Keras kernel layout.
+use super::{build, expect_len, Cost, Dispatch, Launch, Shader};
+use crate::gpu::{Gpu, Tensor};
+use crate::{Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Padding {
+    /// Pads 1 on every side: the output has the input's size.
+    Same,
+    /// No padding: each side loses one pixel (16x16 -> 14x14).
+    Valid,
+}
+
+/// A 3x3 convolution on a batch: input `[n, h, w, ci]`, kernel `[3, 3, ci, co]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dShape {
+    pub n: u32,
+    pub h: u32,
+    pub w: u32,
+    pub ci: u32,
+    pub co: u32,
+    pub padding: Padding,
+}
+
+impl Conv2dShape {
+    pub fn pad(&self) -> u32 {
+        match self.padding {
+            Padding::Same => 1,
+            Padding::Valid => 0,
+        }
+    }
+    /// Output height and width.
+    pub fn out_hw(&self) -> (u32, u32) {
+        match self.padding {
+            Padding::Same => (self.h, self.w),
+            Padding::Valid => (self.h.saturating_sub(2), self.w.saturating_sub(2)),
+        }
+    }
+    pub fn input_len(&self) -> u64 {
+        self.n as u64 * self.h as u64 * self.w as u64 * self.ci as u64
+    }
+    pub fn output_len(&self) -> u64 {
+        let (ho, wo) = self.out_hw();
+        self.n as u64 * ho as u64 * wo as u64 * self.co as u64
+    }
+    pub fn weight_len(&self) -> u64 {
+        9 * self.ci as u64 * self.co as u64
+    }
+    /// Multiply-adds of the forward pass (each backward product costs the same).
+    pub fn macs(&self) -> u64 {
+        self.output_len() * 9 * self.ci as u64
+    }
+    pub fn check(&self) -> Result<()> {
+        let (ho, wo) = self.out_hw();
+        if self.n == 0 || self.ci == 0 || self.co == 0 || ho == 0 || wo == 0 {
+            return Err(Error::Shape {
+                op: "conv2d",
+                detail: format!("empty or too small: {self:?}"),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    h: u32,
+    w: u32,
+    ci: u32,
+    ho: u32,
+    wo: u32,
+    co: u32,
+    pad: u32,
+    relu: u32,
+    total: u32,
+    _p: [u32; 2],
+}
+
+fn params(s: &Conv2dShape, relu: bool) -> Params {
+    let (ho, wo) = s.out_hw();
+    Params {
+        n: s.n,
+        h: s.h,
+        w: s.w,
+        ci: s.ci,
+        ho,
+        wo,
+        co: s.co,
+        pad: s.pad(),
+        relu: relu as u32,
+        total: s.output_len() as u32,
+        _p: [0; 2],
+    }
+}
+
+/// `y = conv(x, w) + b`, then ReLU when `relu`.
+pub fn forward(
+    gpu: &Gpu,
+    label: &str,
+    s: &Conv2dShape,
+    relu: bool,
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    y: &Tensor,
+) -> Result<Dispatch> {
+    s.check()?;
+    expect_len("conv2d", "x", x, s.input_len())?;
+    expect_len("conv2d", "kernel", w, s.weight_len())?;
+    expect_len("conv2d", "bias", b, s.co as u64)?;
+    expect_len("conv2d", "y", y, s.output_len())?;
+    let p = params(s, relu);
+    build(
+        gpu,
+        Launch {
+            shader: Shader::Conv2d,
+            entry: "forward",
+            kernel: "conv2d.forward",
+            label,
+            params: bytemuck::bytes_of(&p),
+            bindings: &[(1, x), (2, w), (3, b), (4, y)],
+            workgroups: gpu.grid("conv2d.forward", s.output_len())?,
+            cost: Cost {
+                bytes: 4 * (s.input_len() + s.weight_len() + s.co as u64 + s.output_len()),
+                flops: 2 * s.macs(),
+            },
+        },
+    )
+}
+
+/// The upstream gradient, masked by ReLU' from the layer's saved output when it had ReLU.
+pub struct GradOut<'a> {
+    pub dy: &'a Tensor,
+    pub relu_output: Option<&'a Tensor>,
+}
+
+impl<'a> GradOut<'a> {
+    fn bindings(&self) -> (&'a Tensor, &'a Tensor, bool) {
+        match self.relu_output {
+            Some(a) => (self.dy, a, true),
+            None => (self.dy, self.dy, false),
+        }
+    }
+    fn check(&self, s: &Conv2dShape) -> Result<()> {
+        expect_len("conv2d", "dy", self.dy, s.output_len())?;
+        if let Some(a) = self.relu_output {
+            expect_len("conv2d", "relu output", a, s.output_len())?;
+        }
+        Ok(())
+    }
+}
+
+/// `dx`: the gradient w.r.t. the layer's input.
+pub fn backward_input(
+    gpu: &Gpu,
+    label: &str,
+    s: &Conv2dShape,
+    g: &GradOut<'_>,
+    w: &Tensor,
+    dx: &Tensor,
+) -> Result<Dispatch> {
+    s.check()?;
+    g.check(s)?;
+    expect_len("conv2d", "kernel", w, s.weight_len())?;
+    expect_len("conv2d", "dx", dx, s.input_len())?;
+    let (dy, act, relu) = g.bindings();
+    let p = params(s, relu);
+    build(
+        gpu,
+        Launch {
+            shader: Shader::Conv2d,
+            entry: "backward_input",
+            kernel: "conv2d.backward_input",
+            label,
+            params: bytemuck::bytes_of(&p),
+            bindings: &[(2, w), (5, dy), (6, act), (7, dx)],
+            workgroups: gpu.grid("conv2d.backward_input", s.input_len())?,
+            cost: Cost {
+                bytes: 4 * (s.output_len() * (1 + relu as u64) + s.weight_len() + s.input_len()),
+                flops: 2 * s.macs(),
+            },
+        },
+    )
+}
+
+/// `dw`: the gradient w.r.t. the kernel, summed over the batch.
+pub fn backward_weight(
+    gpu: &Gpu,
+    label: &str,
+    s: &Conv2dShape,
+    g: &GradOut<'_>,
+    x: &Tensor,
+    dw: &Tensor,
+) -> Result<Dispatch> {
+    s.check()?;
+    g.check(s)?;
+    expect_len("conv2d", "x", x, s.input_len())?;
+    expect_len("conv2d", "dw", dw, s.weight_len())?;
+    let (dy, act, relu) = g.bindings();
+    let p = params(s, relu);
+    build(
+        gpu,
+        Launch {
+            shader: Shader::Conv2d,
+            entry: "backward_weight",
+            kernel: "conv2d.backward_weight",
+            label,
+            params: bytemuck::bytes_of(&p),
+            bindings: &[(1, x), (5, dy), (6, act), (8, dw)],
+            workgroups: gpu.groups("conv2d.backward_weight", s.weight_len())?,
+            cost: Cost {
+                bytes: 4 * (s.output_len() * (1 + relu as u64) + s.input_len() + s.weight_len()),
+                flops: 2 * s.macs(),
+            },
+        },
+    )
+}
+
+/// `db`: the gradient w.r.t. the bias, summed over the batch and pixels.
+pub fn backward_bias(
+    gpu: &Gpu,
+    label: &str,
+    s: &Conv2dShape,
+    g: &GradOut<'_>,
+    db: &Tensor,
+) -> Result<Dispatch> {
+    s.check()?;
+    g.check(s)?;
+    expect_len("conv2d", "db", db, s.co as u64)?;
+    let (dy, act, relu) = g.bindings();
+    let p = params(s, relu);
+    build(
+        gpu,
+        Launch {
+            shader: Shader::Conv2d,
+            entry: "backward_bias",
+            kernel: "conv2d.backward_bias",
+            label,
+            params: bytemuck::bytes_of(&p),
+            bindings: &[(5, dy), (6, act), (9, db)],
+            workgroups: gpu.groups("conv2d.backward_bias", s.co as u64)?,
+            cost: Cost {
+                bytes: 4 * (s.output_len() * (1 + relu as u64) + s.co as u64),
+                flops: s.output_len(),
+            },
+        },
+    )
+}

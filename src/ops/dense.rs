@@ -1,0 +1,195 @@
+//! Launchers for `shaders/dense.wgsl`: `y = x . W + b`, W `[in, out]` as Keras stores it.
+use super::{build, expect_len, Cost, Dispatch, Launch, Shader};
+use crate::gpu::{Gpu, Tensor};
+use crate::{Error, Result};
+
+pub use super::conv2d::GradOut;
+
+/// Input `[n, fin]`, kernel `[fin, fout]`, output `[n, fout]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DenseShape {
+    pub n: u32,
+    pub fin: u32,
+    pub fout: u32,
+}
+
+impl DenseShape {
+    pub fn input_len(&self) -> u64 {
+        self.n as u64 * self.fin as u64
+    }
+    pub fn output_len(&self) -> u64 {
+        self.n as u64 * self.fout as u64
+    }
+    pub fn weight_len(&self) -> u64 {
+        self.fin as u64 * self.fout as u64
+    }
+    fn check(&self) -> Result<()> {
+        if self.n == 0 || self.fin == 0 || self.fout == 0 {
+            return Err(Error::Shape {
+                op: "dense",
+                detail: format!("empty shape {self:?}"),
+            });
+        }
+        Ok(())
+    }
+    fn check_grad(&self, g: &GradOut<'_>) -> Result<()> {
+        expect_len("dense", "dy", g.dy, self.output_len())?;
+        if let Some(a) = g.relu_output {
+            expect_len("dense", "relu output", a, self.output_len())?;
+        }
+        Ok(())
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    fin: u32,
+    fout: u32,
+    relu: u32,
+}
+
+fn params(s: &DenseShape, relu: bool) -> Params {
+    Params {
+        n: s.n,
+        fin: s.fin,
+        fout: s.fout,
+        relu: relu as u32,
+    }
+}
+
+fn grad_bindings<'a>(g: &GradOut<'a>) -> (&'a Tensor, &'a Tensor, bool) {
+    match g.relu_output {
+        Some(a) => (g.dy, a, true),
+        None => (g.dy, g.dy, false),
+    }
+}
+
+pub fn forward(
+    gpu: &Gpu,
+    label: &str,
+    s: &DenseShape,
+    relu: bool,
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    y: &Tensor,
+) -> Result<Dispatch> {
+    s.check()?;
+    expect_len("dense", "x", x, s.input_len())?;
+    expect_len("dense", "kernel", w, s.weight_len())?;
+    expect_len("dense", "bias", b, s.fout as u64)?;
+    expect_len("dense", "y", y, s.output_len())?;
+    let p = params(s, relu);
+    build(
+        gpu,
+        Launch {
+            shader: Shader::Dense,
+            entry: "forward",
+            kernel: "dense.forward",
+            label,
+            params: bytemuck::bytes_of(&p),
+            bindings: &[(1, x), (2, w), (3, b), (4, y)],
+            workgroups: gpu.grid("dense.forward", s.output_len())?,
+            cost: Cost {
+                bytes: 4 * (s.input_len() + s.weight_len() + s.fout as u64 + s.output_len()),
+                flops: 2 * s.output_len() * s.fin as u64,
+            },
+        },
+    )
+}
+
+pub fn backward_input(
+    gpu: &Gpu,
+    label: &str,
+    s: &DenseShape,
+    g: &GradOut<'_>,
+    w: &Tensor,
+    dx: &Tensor,
+) -> Result<Dispatch> {
+    s.check()?;
+    s.check_grad(g)?;
+    expect_len("dense", "kernel", w, s.weight_len())?;
+    expect_len("dense", "dx", dx, s.input_len())?;
+    let (dy, act, relu) = grad_bindings(g);
+    let p = params(s, relu);
+    build(
+        gpu,
+        Launch {
+            shader: Shader::Dense,
+            entry: "backward_input",
+            kernel: "dense.backward_input",
+            label,
+            params: bytemuck::bytes_of(&p),
+            bindings: &[(2, w), (5, dy), (6, act), (7, dx)],
+            workgroups: gpu.grid("dense.backward_input", s.input_len())?,
+            cost: Cost {
+                bytes: 4 * (s.output_len() * (1 + relu as u64) + s.weight_len() + s.input_len()),
+                flops: 2 * s.output_len() * s.fin as u64,
+            },
+        },
+    )
+}
+
+pub fn backward_weight(
+    gpu: &Gpu,
+    label: &str,
+    s: &DenseShape,
+    g: &GradOut<'_>,
+    x: &Tensor,
+    dw: &Tensor,
+) -> Result<Dispatch> {
+    s.check()?;
+    s.check_grad(g)?;
+    expect_len("dense", "x", x, s.input_len())?;
+    expect_len("dense", "dw", dw, s.weight_len())?;
+    let (dy, act, relu) = grad_bindings(g);
+    let p = params(s, relu);
+    build(
+        gpu,
+        Launch {
+            shader: Shader::Dense,
+            entry: "backward_weight",
+            kernel: "dense.backward_weight",
+            label,
+            params: bytemuck::bytes_of(&p),
+            bindings: &[(1, x), (5, dy), (6, act), (8, dw)],
+            workgroups: gpu.grid("dense.backward_weight", s.weight_len())?,
+            cost: Cost {
+                bytes: 4 * (s.output_len() * (1 + relu as u64) + s.input_len() + s.weight_len()),
+                flops: 2 * s.output_len() * s.fin as u64,
+            },
+        },
+    )
+}
+
+pub fn backward_bias(
+    gpu: &Gpu,
+    label: &str,
+    s: &DenseShape,
+    g: &GradOut<'_>,
+    db: &Tensor,
+) -> Result<Dispatch> {
+    s.check()?;
+    s.check_grad(g)?;
+    expect_len("dense", "db", db, s.fout as u64)?;
+    let (dy, act, relu) = grad_bindings(g);
+    let p = params(s, relu);
+    build(
+        gpu,
+        Launch {
+            shader: Shader::Dense,
+            entry: "backward_bias",
+            kernel: "dense.backward_bias",
+            label,
+            params: bytemuck::bytes_of(&p),
+            bindings: &[(5, dy), (6, act), (9, db)],
+            workgroups: gpu.grid("dense.backward_bias", s.fout as u64)?,
+            cost: Cost {
+                bytes: 4 * (s.output_len() * (1 + relu as u64) + s.fout as u64),
+                flops: s.output_len(),
+            },
+        },
+    )
+}

@@ -1,0 +1,126 @@
+//! Launchers for `shaders/pool.wgsl`: 2x2 max-pooling with Keras' 'same' padding.
+use super::{build, expect_len, Cost, Dispatch, Launch, Shader};
+use crate::gpu::{Gpu, Tensor};
+use crate::{Error, Result};
+
+/// Input `[n, h, w, c]`, output `[n, ceil(h/2), ceil(w/2), c]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolShape {
+    pub n: u32,
+    pub h: u32,
+    pub w: u32,
+    pub c: u32,
+}
+
+impl PoolShape {
+    pub fn out_hw(&self) -> (u32, u32) {
+        (self.h.div_ceil(2), self.w.div_ceil(2))
+    }
+    pub fn input_len(&self) -> u64 {
+        self.n as u64 * self.h as u64 * self.w as u64 * self.c as u64
+    }
+    pub fn output_len(&self) -> u64 {
+        let (ho, wo) = self.out_hw();
+        self.n as u64 * ho as u64 * wo as u64 * self.c as u64
+    }
+    fn check(&self) -> Result<()> {
+        if self.input_len() == 0 {
+            return Err(Error::Shape {
+                op: "pool",
+                detail: format!("empty shape {self:?}"),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    h: u32,
+    w: u32,
+    c: u32,
+    ho: u32,
+    wo: u32,
+    total: u32,
+    _p: u32,
+}
+
+fn params(s: &PoolShape) -> Params {
+    let (ho, wo) = s.out_hw();
+    Params {
+        n: s.n,
+        h: s.h,
+        w: s.w,
+        c: s.c,
+        ho,
+        wo,
+        total: s.output_len() as u32,
+        _p: 0,
+    }
+}
+
+/// `y` = the window maxima; `winner` (u32) = each maximum's place in its window, 0..3.
+pub fn forward(
+    gpu: &Gpu,
+    label: &str,
+    s: &PoolShape,
+    x: &Tensor,
+    y: &Tensor,
+    winner: &Tensor,
+) -> Result<Dispatch> {
+    s.check()?;
+    expect_len("pool", "x", x, s.input_len())?;
+    expect_len("pool", "y", y, s.output_len())?;
+    expect_len("pool", "winner", winner, s.output_len())?;
+    let p = params(s);
+    build(
+        gpu,
+        Launch {
+            shader: Shader::Pool,
+            entry: "forward",
+            kernel: "pool.forward",
+            label,
+            params: bytemuck::bytes_of(&p),
+            bindings: &[(1, x), (2, y), (3, winner)],
+            workgroups: gpu.grid("pool.forward", s.output_len())?,
+            cost: Cost {
+                bytes: 4 * (s.input_len() + 2 * s.output_len()),
+                flops: 3 * s.output_len(),
+            },
+        },
+    )
+}
+
+/// `dx`: each window's gradient goes to its winner; the others get 0.
+pub fn backward(
+    gpu: &Gpu,
+    label: &str,
+    s: &PoolShape,
+    winner: &Tensor,
+    dy: &Tensor,
+    dx: &Tensor,
+) -> Result<Dispatch> {
+    s.check()?;
+    expect_len("pool", "winner", winner, s.output_len())?;
+    expect_len("pool", "dy", dy, s.output_len())?;
+    expect_len("pool", "dx", dx, s.input_len())?;
+    let p = params(s);
+    build(
+        gpu,
+        Launch {
+            shader: Shader::Pool,
+            entry: "backward",
+            kernel: "pool.backward",
+            label,
+            params: bytemuck::bytes_of(&p),
+            bindings: &[(4, dy), (5, winner), (6, dx)],
+            workgroups: gpu.grid("pool.backward", s.input_len())?,
+            cost: Cost {
+                bytes: 4 * (s.input_len() + 2 * s.output_len()),
+                flops: 0,
+            },
+        },
+    )
+}

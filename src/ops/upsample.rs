@@ -1,0 +1,99 @@
+//! Launchers for `shaders/upsample.wgsl`: nearest-neighbour upsampling by 2.
+use super::{build, expect_len, Cost, Dispatch, Launch, Shader};
+use crate::gpu::{Gpu, Tensor};
+use crate::{Error, Result};
+
+/// Input `[n, h, w, c]`, output `[n, 2h, 2w, c]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UpsampleShape {
+    pub n: u32,
+    pub h: u32,
+    pub w: u32,
+    pub c: u32,
+}
+
+impl UpsampleShape {
+    pub fn input_len(&self) -> u64 {
+        self.n as u64 * self.h as u64 * self.w as u64 * self.c as u64
+    }
+    pub fn output_len(&self) -> u64 {
+        4 * self.input_len()
+    }
+    fn check(&self) -> Result<()> {
+        if self.input_len() == 0 {
+            return Err(Error::Shape {
+                op: "upsample",
+                detail: format!("empty shape {self:?}"),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    h: u32,
+    w: u32,
+    c: u32,
+    total: u32,
+    _p: [u32; 3],
+}
+
+fn params(s: &UpsampleShape) -> Params {
+    Params {
+        n: s.n,
+        h: s.h,
+        w: s.w,
+        c: s.c,
+        total: s.output_len() as u32,
+        _p: [0; 3],
+    }
+}
+
+pub fn forward(gpu: &Gpu, label: &str, s: &UpsampleShape, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
+    s.check()?;
+    expect_len("upsample", "x", x, s.input_len())?;
+    expect_len("upsample", "y", y, s.output_len())?;
+    let p = params(s);
+    build(
+        gpu,
+        Launch {
+            shader: Shader::Upsample,
+            entry: "forward",
+            kernel: "upsample.forward",
+            label,
+            params: bytemuck::bytes_of(&p),
+            bindings: &[(1, x), (2, y)],
+            workgroups: gpu.grid("upsample.forward", s.output_len())?,
+            cost: Cost {
+                bytes: 4 * (s.input_len() + s.output_len()),
+                flops: 0,
+            },
+        },
+    )
+}
+
+pub fn backward(gpu: &Gpu, label: &str, s: &UpsampleShape, dy: &Tensor, dx: &Tensor) -> Result<Dispatch> {
+    s.check()?;
+    expect_len("upsample", "dy", dy, s.output_len())?;
+    expect_len("upsample", "dx", dx, s.input_len())?;
+    let p = params(s);
+    build(
+        gpu,
+        Launch {
+            shader: Shader::Upsample,
+            entry: "backward",
+            kernel: "upsample.backward",
+            label,
+            params: bytemuck::bytes_of(&p),
+            bindings: &[(3, dy), (4, dx)],
+            workgroups: gpu.grid("upsample.backward", s.input_len())?,
+            cost: Cost {
+                bytes: 4 * (s.input_len() + s.output_len()),
+                flops: 3 * s.input_len(),
+            },
+        },
+    )
+}
