@@ -1,7 +1,8 @@
 // batch: gathers a training batch on the GPU from the resident dataset (u8 pixels packed four
 // to a u32) through the epoch's permutation; pixels become f32 in [0, 1] (u8 / 255).
 // gather_noisy adds the Keras blog's denoising noise, x + noise * N(0, 1) clipped to [0, 1],
-// from a counter-based hash (seed, element): the same noise for the same seed and step.
+// from a counter-based hash of (seed, image, pixel): each image keeps the same noisy copy every
+// epoch, as the blog's precomputed x_train_noisy.
 
 struct Batch {
     n: u32, pixels: u32, offset: u32, seed: u32,
@@ -11,7 +12,7 @@ struct Batch {
 @group(0) @binding(0) var<uniform> p: Batch;
 @group(0) @binding(1) var<storage, read> images: array<u32>;
 @group(0) @binding(2) var<storage, read> perm: array<u32>;
-@group(0) @binding(3) var<storage, read_write> target: array<f32>;
+@group(0) @binding(3) var<storage, read_write> clean_out: array<f32>;
 @group(0) @binding(4) var<storage, read_write> noisy: array<f32>;
 
 fn flat(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
@@ -33,7 +34,7 @@ fn hash(v: u32) -> u32 {
 }
 
 fn uniform01(v: u32) -> f32 {
-    return (f32(hash(v) >> 8u) + 0.5) / 16777216.0;  // (0, 1): never exactly 0
+    return (f32(hash(v) >> 8u) + 0.5) / 16777216.0;  // (0, 1]: never 0, so log(u) is finite
 }
 
 @compute @workgroup_size(256)
@@ -41,7 +42,7 @@ fn gather(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
           @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(wid, lid, nwg);
     if (i >= p.n * p.pixels) { return; }
-    target[i] = pixel(i);
+    clean_out[i] = pixel(i);
 }
 
 @compute @workgroup_size(256)
@@ -50,9 +51,10 @@ fn gather_noisy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     let i = flat(wid, lid, nwg);
     if (i >= p.n * p.pixels) { return; }
     let clean = pixel(i);
-    target[i] = clean;
+    clean_out[i] = clean;
     // Box-Muller on two independent hashes of (seed, element).
-    let k = hash(p.seed ^ hash(i));
+    let key = perm[p.offset + i / p.pixels] * p.pixels + i % p.pixels;
+    let k = hash(p.seed ^ hash(key));
     let u1 = uniform01(k);
     let u2 = uniform01(k ^ 0x9e3779b9u);
     let gauss = sqrt(-2.0 * log(u1)) * cos(6.283185307 * u2);

@@ -2,6 +2,7 @@
 //!
 //! Every op lives in four places under one name: `shaders/<op>.wgsl` (the kernels),
 //! [`ops`] (typed launchers), [`reference`] (plain-Rust ground truth) and `tests/<op>.rs`.
+pub mod app;
 pub mod atomic;
 pub mod data;
 pub mod error;
@@ -11,3 +12,5 @@ pub mod reference;
 pub mod report;
 
 pub use error::{Error, Result};
+pub mod model;
+pub mod train;

@@ -1,1 +1,170 @@
-//! IDX datasets.
+//! MNIST in its IDX files: reading, validating and finding them.
+//!
+//! A copy ships in `assets/mnist/` (gzip-compressed, as distributed). Both the original names
+//! (`train-images-idx3-ubyte`) and the common variant with a dot (`train-images.idx3-ubyte`)
+//! are accepted, each with or without `.gz`.
+use std::path::{Path, PathBuf};
+
+use crate::{Error, Result};
+
+mod idx;
+
+pub use idx::{parse_images, parse_labels, read_images, read_labels};
+
+/// File stems of the four MNIST files, in the original naming.
+pub const TRAIN_IMAGES: &str = "train-images-idx3-ubyte";
+pub const TRAIN_LABELS: &str = "train-labels-idx1-ubyte";
+pub const TEST_IMAGES: &str = "t10k-images-idx3-ubyte";
+pub const TEST_LABELS: &str = "t10k-labels-idx1-ubyte";
+
+/// `count` images of `rows` x `cols` unsigned bytes, each image row-major, images back to back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Images {
+    pub count: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub pixels: Vec<u8>,
+}
+
+impl Images {
+    /// Bytes per image (`rows * cols`).
+    pub fn image_len(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    /// The pixels of image `i`, or `None` past the end.
+    pub fn image(&self, i: usize) -> Option<&[u8]> {
+        let n = self.image_len();
+        let start = i.checked_mul(n)?;
+        self.pixels.get(start..start.checked_add(n)?)
+    }
+}
+
+/// Images with their labels (same count).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Split {
+    pub images: Images,
+    pub labels: Vec<u8>,
+}
+
+/// The training and test splits, read from `dir`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dataset {
+    pub dir: PathBuf,
+    pub train: Split,
+    pub test: Split,
+}
+
+/// The other common spelling of an MNIST file stem: `train-images-idx3-ubyte` <->
+/// `train-images.idx3-ubyte`.
+fn alternate_stem(stem: &str) -> Option<String> {
+    if let Some(i) = stem.rfind("-idx") {
+        Some(format!("{}.{}", &stem[..i], &stem[i + 1..]))
+    } else {
+        stem.rfind(".idx")
+            .map(|i| format!("{}-{}", &stem[..i], &stem[i + 1..]))
+    }
+}
+
+/// Find the file for `stem` (e.g. `"train-images-idx3-ubyte"`) in `dir`, under either naming,
+/// raw or `.gz`.
+pub fn find_file(dir: &Path, stem: &str) -> Result<PathBuf> {
+    let mut stems = vec![stem.to_string()];
+    stems.extend(alternate_stem(stem));
+    let names: Vec<String> = stems
+        .iter()
+        .flat_map(|s| [s.clone(), format!("{s}.gz")])
+        .collect();
+    for name in &names {
+        let p = dir.join(name);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    let why = if dir.is_dir() {
+        "no such file"
+    } else if dir.exists() {
+        "not a folder"
+    } else {
+        "folder not found"
+    };
+    Err(Error::Data {
+        path: dir.to_path_buf(),
+        detail: format!(
+            "{why}: no MNIST file for {stem} (tried {}); pass --data DIR with the four MNIST \
+             IDX files ({TRAIN_IMAGES}, {TRAIN_LABELS}, {TEST_IMAGES}, {TEST_LABELS}, \
+             optionally .gz)",
+            names.join(", ")
+        ),
+    })
+}
+
+fn load_split(dir: &Path, images_stem: &str, labels_stem: &str, name: &str) -> Result<Split> {
+    let images_path = find_file(dir, images_stem)?;
+    let labels_path = find_file(dir, labels_stem)?;
+    let images = read_images(&images_path)?;
+    let labels = read_labels(&labels_path)?;
+    if images.count != labels.len() {
+        return Err(Error::Data {
+            path: labels_path.clone(),
+            detail: format!(
+                "{name} split: {} holds {} images but {} holds {} labels; the counts must agree",
+                images_path.display(),
+                images.count,
+                labels_path.display(),
+                labels.len()
+            ),
+        });
+    }
+    Ok(Split { images, labels })
+}
+
+/// Load all four MNIST files from `dir` and check that they fit together.
+pub fn load_dir(dir: &Path) -> Result<Dataset> {
+    let train = load_split(dir, TRAIN_IMAGES, TRAIN_LABELS, "train")?;
+    let test = load_split(dir, TEST_IMAGES, TEST_LABELS, "test")?;
+    let (a, b) = (&train.images, &test.images);
+    if (a.rows, a.cols) != (b.rows, b.cols) {
+        return Err(Error::Data {
+            path: dir.to_path_buf(),
+            detail: format!(
+                "train images are {}x{} but test images are {}x{}; they must be the same size",
+                a.rows, a.cols, b.rows, b.cols
+            ),
+        });
+    }
+    Ok(Dataset {
+        dir: dir.to_path_buf(),
+        train,
+        test,
+    })
+}
+
+/// `assets/mnist` when it exists relative to the current folder, else the copy next to this
+/// crate's manifest.
+pub fn default_dir() -> PathBuf {
+    let local = Path::new("assets/mnist");
+    if local.is_dir() {
+        local.to_path_buf()
+    } else {
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/mnist"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alternate_stems() {
+        assert_eq!(
+            alternate_stem("train-images-idx3-ubyte").as_deref(),
+            Some("train-images.idx3-ubyte")
+        );
+        assert_eq!(
+            alternate_stem("t10k-labels.idx1-ubyte").as_deref(),
+            Some("t10k-labels-idx1-ubyte")
+        );
+        assert_eq!(alternate_stem("plain"), None);
+    }
+}

@@ -92,6 +92,17 @@ impl Gpu {
         Ok(())
     }
 
+    /// Blocks until submission `idx` is done (earlier ones too).
+    pub fn wait_for(&self, idx: wgpu::SubmissionIndex) -> Result<()> {
+        let polled = self.device.poll(wgpu::PollType::Wait {
+            submission_index: Some(idx),
+            timeout: None,
+        });
+        self.check()?;
+        polled.map_err(|e| self.gpu_error(e))?;
+        Ok(())
+    }
+
     /// Fails if the device was lost or a GPU error was reported since the last check.
     pub fn check(&self) -> Result<()> {
         if let Some(msg) = self.lost.lock().ok().and_then(|l| l.clone()) {
@@ -111,7 +122,7 @@ impl Gpu {
 
     /// Checks a buffer size against the adapter's limits before anything is created.
     pub fn check_buffer(&self, what: &str, bytes: u64, fix: &str) -> Result<()> {
-        let max_binding = self.limits.max_storage_buffer_binding_size as u64;
+        let max_binding = self.limits.max_storage_buffer_binding_size;
         let max_buffer = self.limits.max_buffer_size;
         let (limit, allowed) = if max_binding < max_buffer {
             ("max_storage_buffer_binding_size", max_binding)

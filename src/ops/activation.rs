@@ -45,11 +45,24 @@ fn elementwise(
 }
 
 pub fn relu_forward(gpu: &Gpu, label: &str, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
-    elementwise(gpu, "relu_forward", "activation.relu_forward", label, &[(1, x), (2, y)], 1)
+    elementwise(
+        gpu,
+        "relu_forward",
+        "activation.relu_forward",
+        label,
+        &[(1, x), (2, y)],
+        1,
+    )
 }
 
 /// `dx = dy` where the saved forward tensor (input or output) is > 0, else 0.
-pub fn relu_backward(gpu: &Gpu, label: &str, saved: &Tensor, dy: &Tensor, dx: &Tensor) -> Result<Dispatch> {
+pub fn relu_backward(
+    gpu: &Gpu,
+    label: &str,
+    saved: &Tensor,
+    dy: &Tensor,
+    dx: &Tensor,
+) -> Result<Dispatch> {
     elementwise(
         gpu,
         "relu_backward",
@@ -61,11 +74,24 @@ pub fn relu_backward(gpu: &Gpu, label: &str, saved: &Tensor, dy: &Tensor, dx: &T
 }
 
 pub fn sigmoid_forward(gpu: &Gpu, label: &str, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
-    elementwise(gpu, "sigmoid_forward", "activation.sigmoid_forward", label, &[(1, x), (2, y)], 1)
+    elementwise(
+        gpu,
+        "sigmoid_forward",
+        "activation.sigmoid_forward",
+        label,
+        &[(1, x), (2, y)],
+        1,
+    )
 }
 
 /// `dx = dy * y * (1 - y)` from the saved output `y`.
-pub fn sigmoid_backward(gpu: &Gpu, label: &str, y: &Tensor, dy: &Tensor, dx: &Tensor) -> Result<Dispatch> {
+pub fn sigmoid_backward(
+    gpu: &Gpu,
+    label: &str,
+    y: &Tensor,
+    dy: &Tensor,
+    dx: &Tensor,
+) -> Result<Dispatch> {
     elementwise(
         gpu,
         "sigmoid_backward",

@@ -57,6 +57,8 @@ pub fn params(len: u64, cfg: &AdamConfig, t: u64) -> Params {
 }
 
 /// One Adam step at step `t` over `w` with gradient `g` and moments `m`, `v`.
+// One argument per binding of the kernel: grouping them would hide which buffer is which.
+#[allow(clippy::too_many_arguments)]
 pub fn step(
     gpu: &Gpu,
     label: &str,

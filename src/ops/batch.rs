@@ -37,21 +37,36 @@ fn check(p: &Params, images: &Tensor, perm: &Tensor, target: &Tensor) -> Result<
     if p.offset as u64 + p.n as u64 > perm.len {
         return Err(Error::Shape {
             op: "batch",
-            detail: format!("batch {}..{} outside the permutation of {}", p.offset, p.offset + p.n, perm.len),
+            detail: format!(
+                "batch {}..{} outside the permutation of {}",
+                p.offset,
+                p.offset + p.n,
+                perm.len
+            ),
         });
     }
     let images_needed = (perm.len * p.pixels as u64).div_ceil(4);
     if images.len < images_needed {
         return Err(Error::Shape {
             op: "batch",
-            detail: format!("{} packed words cannot hold {} images", images.len, perm.len),
+            detail: format!(
+                "{} packed words cannot hold {} images",
+                images.len, perm.len
+            ),
         });
     }
     expect_len("batch", "target", target, p.n as u64 * p.pixels as u64)
 }
 
 /// `target` = the batch's pixels / 255. Every permutation entry must index an image.
-pub fn gather(gpu: &Gpu, label: &str, p: &Params, images: &Tensor, perm: &Tensor, target: &Tensor) -> Result<Dispatch> {
+pub fn gather(
+    gpu: &Gpu,
+    label: &str,
+    p: &Params,
+    images: &Tensor,
+    perm: &Tensor,
+    target: &Tensor,
+) -> Result<Dispatch> {
     check(p, images, perm, target)?;
     let len = target.len;
     build(

@@ -42,7 +42,13 @@ fn check(z: &Tensor, t: &Tensor) -> Result<()> {
 }
 
 /// Per-workgroup sums of the element losses into `partials` (`partials_len(z.len)` long).
-pub fn loss_partial(gpu: &Gpu, label: &str, z: &Tensor, t: &Tensor, partials: &Tensor) -> Result<Dispatch> {
+pub fn loss_partial(
+    gpu: &Gpu,
+    label: &str,
+    z: &Tensor,
+    t: &Tensor,
+    partials: &Tensor,
+) -> Result<Dispatch> {
     check(z, t)?;
     expect_len("bce", "partials", partials, partials_len(z.len))?;
     let p = params(z.len, 0);
@@ -66,7 +72,14 @@ pub fn loss_partial(gpu: &Gpu, label: &str, z: &Tensor, t: &Tensor, partials: &T
 
 /// `loss[slot]` = the mean element loss, from the partial sums. The slot can be moved per
 /// step with [`Dispatch::set_params`] and [`finish_params`].
-pub fn loss_finish(gpu: &Gpu, label: &str, total: u64, partials: &Tensor, loss: &Tensor, slot: u32) -> Result<Dispatch> {
+pub fn loss_finish(
+    gpu: &Gpu,
+    label: &str,
+    total: u64,
+    partials: &Tensor,
+    loss: &Tensor,
+    slot: u32,
+) -> Result<Dispatch> {
     expect_len("bce", "partials", partials, partials_len(total))?;
     if slot as u64 >= loss.len {
         return Err(Error::Shape {
@@ -99,7 +112,13 @@ pub fn finish_params(total: u64, slot: u32) -> Params {
 }
 
 /// `dz = (sigmoid(z) - t) / count`: the gradient of the mean loss w.r.t. the logits.
-pub fn sigmoid_backward(gpu: &Gpu, label: &str, z: &Tensor, t: &Tensor, dz: &Tensor) -> Result<Dispatch> {
+pub fn sigmoid_backward(
+    gpu: &Gpu,
+    label: &str,
+    z: &Tensor,
+    t: &Tensor,
+    dz: &Tensor,
+) -> Result<Dispatch> {
     check(z, t)?;
     expect_len("bce", "dz", dz, z.len)?;
     let p = params(z.len, 0);

@@ -97,6 +97,8 @@ fn params(s: &Conv2dShape, relu: bool) -> Params {
 }
 
 /// `y = conv(x, w) + b`, then ReLU when `relu`.
+// One argument per binding of the kernel: grouping them would hide which buffer is which.
+#[allow(clippy::too_many_arguments)]
 pub fn forward(
     gpu: &Gpu,
     label: &str,

@@ -134,31 +134,48 @@ pub fn run(gpu: &Gpu, dispatches: &[Dispatch]) -> Result<()> {
 pub(crate) const WORKGROUP: u64 = 256;
 
 impl Gpu {
-    pub(crate) fn pipeline(&self, shader: Shader, entry: &'static str) -> Result<wgpu::ComputePipeline> {
+    pub(crate) fn pipeline(
+        &self,
+        shader: Shader,
+        entry: &'static str,
+    ) -> Result<wgpu::ComputePipeline> {
         let key = (shader, entry);
-        if let Some(p) = self.pipelines.pipelines.lock().map_err(|e| self.gpu_error(e))?.get(&key) {
+        if let Some(p) = self
+            .pipelines
+            .pipelines
+            .lock()
+            .map_err(|e| self.gpu_error(e))?
+            .get(&key)
+        {
             return Ok(p.clone());
         }
         let module = {
-            let mut modules = self.pipelines.modules.lock().map_err(|e| self.gpu_error(e))?;
+            let mut modules = self
+                .pipelines
+                .modules
+                .lock()
+                .map_err(|e| self.gpu_error(e))?;
             modules
                 .entry(shader)
                 .or_insert_with(|| {
-                    self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some(shader.name()),
-                        source: wgpu::ShaderSource::Wgsl(shader.source().into()),
-                    })
+                    self.device
+                        .create_shader_module(wgpu::ShaderModuleDescriptor {
+                            label: Some(shader.name()),
+                            source: wgpu::ShaderSource::Wgsl(shader.source().into()),
+                        })
                 })
                 .clone()
         };
-        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(entry),
-            layout: None,
-            module: &module,
-            entry_point: Some(entry),
-            compilation_options: Default::default(),
-            cache: None,
-        });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            });
         self.check()?;
         self.pipelines
             .pipelines

@@ -52,7 +52,13 @@ fn params(s: &UpsampleShape) -> Params {
     }
 }
 
-pub fn forward(gpu: &Gpu, label: &str, s: &UpsampleShape, x: &Tensor, y: &Tensor) -> Result<Dispatch> {
+pub fn forward(
+    gpu: &Gpu,
+    label: &str,
+    s: &UpsampleShape,
+    x: &Tensor,
+    y: &Tensor,
+) -> Result<Dispatch> {
     s.check()?;
     expect_len("upsample", "x", x, s.input_len())?;
     expect_len("upsample", "y", y, s.output_len())?;
@@ -75,7 +81,13 @@ pub fn forward(gpu: &Gpu, label: &str, s: &UpsampleShape, x: &Tensor, y: &Tensor
     )
 }
 
-pub fn backward(gpu: &Gpu, label: &str, s: &UpsampleShape, dy: &Tensor, dx: &Tensor) -> Result<Dispatch> {
+pub fn backward(
+    gpu: &Gpu,
+    label: &str,
+    s: &UpsampleShape,
+    dy: &Tensor,
+    dx: &Tensor,
+) -> Result<Dispatch> {
     s.check()?;
     expect_len("upsample", "dy", dy, s.output_len())?;
     expect_len("upsample", "dx", dx, s.input_len())?;

@@ -1,0 +1,199 @@
+//! The commands besides `train`, as library calls: `eval`, `encode`, `decode`, `devices`.
+//! The binary parses flags, calls these and prints what they return.
+use crate::gpu::{describe_adapter, list_adapters, AdapterChoice, Gpu};
+use crate::model::Model;
+use crate::train::checkpoint::{self, Checkpoint};
+use crate::train::run::{checkpoint_path, features, load_data};
+use crate::train::{DeviceSplit, Trainer};
+use crate::{atomic, report, Error, Result};
+use npyz::WriterBuilder;
+use std::io::Cursor;
+use std::path::Path;
+
+/// A trainer holding a checkpoint's weights, over the dataset in `data_dir`.
+fn loaded(
+    adapter: &AdapterChoice,
+    ckpt: &Path,
+    data_dir: &Path,
+) -> Result<(Gpu, Trainer, Checkpoint, crate::data::Dataset)> {
+    let path = checkpoint_path(ckpt);
+    let ck = checkpoint::load(&path)?;
+    let data = load_data(data_dir, None)?;
+    let input = features(&data);
+    if input != ck.input {
+        return Err(Error::Checkpoint {
+            path,
+            detail: format!(
+                "it expects {}x{} images; {} holds {}x{}",
+                ck.input.h,
+                ck.input.w,
+                data_dir.display(),
+                input.h,
+                input.w
+            ),
+        });
+    }
+    let model = Model::new(ck.model, input)?;
+    let gpu = Gpu::new(adapter)?;
+    let train = DeviceSplit::upload(&gpu, "training images", &[0u8; 4], 0)?;
+    let test = DeviceSplit::upload(
+        &gpu,
+        "test images",
+        &data.test.images.pixels,
+        data.test.images.count,
+    )?;
+    let mut cfg = ck.config.clone();
+    cfg.noise = 0.0;
+    let mut trainer = Trainer::new(&gpu, model, &cfg, train, test)?;
+    trainer.restore(&gpu, &ck.state)?;
+    Ok((gpu, trainer, ck, data))
+}
+
+pub struct EvalReport {
+    pub model: String,
+    pub epoch: usize,
+    pub val_loss: f64,
+    pub adapter: String,
+}
+
+/// Mean BCE of a checkpoint over the test split.
+pub fn eval(adapter: &AdapterChoice, ckpt: &Path, data_dir: &Path) -> Result<EvalReport> {
+    let (gpu, trainer, ck, _) = loaded(adapter, ckpt, data_dir)?;
+    Ok(EvalReport {
+        model: ck.model.name().into(),
+        epoch: ck.state.epoch,
+        val_loss: trainer.evaluate(&gpu)?,
+        adapter: gpu.name(),
+    })
+}
+
+fn npy<T: npyz::AutoSerialize + Copy>(shape: &[u64], data: &[T]) -> Result<Vec<u8>> {
+    let mut cur = Cursor::new(Vec::new());
+    let io = |e: std::io::Error| Error::Config(format!("writing .npy: {e}"));
+    let mut w = npyz::WriteOptions::<T>::new()
+        .default_dtype()
+        .shape(shape)
+        .writer(&mut cur)
+        .begin_nd()
+        .map_err(io)?;
+    w.extend(data.iter().copied()).map_err(io)?;
+    w.finish().map_err(io)?;
+    Ok(cur.into_inner())
+}
+
+/// Where `encode` puts the labels beside `codes.npy`: `codes.labels.npy`.
+pub fn labels_path(out: &Path) -> std::path::PathBuf {
+    out.with_extension("labels.npy")
+}
+
+/// The codes of a split (`[count, h, w, c]` f32, channels-last as the model holds them) and
+/// its labels (`[count]` u8), as .npy files.
+pub fn encode(
+    adapter: &AdapterChoice,
+    ckpt: &Path,
+    data_dir: &Path,
+    train_split: bool,
+    out: &Path,
+) -> Result<(usize, [u32; 3])> {
+    let (gpu, trainer, _, data) = loaded(adapter, ckpt, data_dir)?;
+    let split = if train_split { &data.train } else { &data.test };
+    let images: Vec<f32> = split
+        .images
+        .pixels
+        .iter()
+        .map(|&p| p as f32 / 255.0)
+        .collect();
+    let model = &trainer.net.model;
+    let codes = trainer.infer(&gpu, &images, 0..model.code_at)?;
+    let c = model.code();
+    let count = split.images.count;
+    atomic::write_atomic(
+        out,
+        &npy(&[count as u64, c.h as u64, c.w as u64, c.c as u64], &codes)?,
+    )?;
+    atomic::write_atomic(&labels_path(out), &npy(&[count as u64], &split.labels)?)?;
+    Ok((count, [c.h, c.w, c.c]))
+}
+
+/// The decoder as a generator: codes from a .npy file (as `encode` writes them) to a grid of
+/// digits.
+pub fn decode(
+    adapter: &AdapterChoice,
+    ckpt: &Path,
+    data_dir: &Path,
+    codes: &Path,
+    out: &Path,
+    count: usize,
+) -> Result<usize> {
+    let (gpu, trainer, _, data) = loaded(adapter, ckpt, data_dir)?;
+    let bad = |d: String| Error::Data {
+        path: codes.to_path_buf(),
+        detail: d,
+    };
+    let file = std::fs::File::open(codes).map_err(|e| Error::io(codes, e))?;
+    let npy = npyz::NpyFile::new(std::io::BufReader::new(file))
+        .map_err(|e| bad(format!("not a .npy file: {e}")))?;
+    let shape = npy.shape().to_vec();
+    let values: Vec<f32> = npy
+        .into_vec()
+        .map_err(|e| bad(format!("expected f32 codes: {e}")))?;
+    let model = &trainer.net.model;
+    let code_len = model.code().len() as usize;
+    let per: u64 = shape.iter().skip(1).product();
+    if shape.is_empty() || per != code_len as u64 || !values.len().is_multiple_of(code_len) {
+        return Err(bad(format!(
+            "shape {shape:?} does not hold codes of {code_len} values ({:?} for the {} model)",
+            model.code(),
+            model.kind.name()
+        )));
+    }
+    let n = (values.len() / code_len).min(count.max(1));
+    let images = trainer.infer(
+        &gpu,
+        &values[..n * code_len],
+        model.code_at..model.layers.len(),
+    )?;
+    let (h, w) = (data.test.images.rows, data.test.images.cols);
+    report::grid_png(out, &images, n, h, w, 10)?;
+    Ok(n)
+}
+
+/// Every adapter with its type, backend, driver, and the limits and features we use.
+pub fn devices() -> String {
+    let all = list_adapters();
+    if all.is_empty() {
+        return "no adapters: install a Vulkan, Metal or DX12 driver (on Linux, Mesa's lavapipe: \
+                apt-get install mesa-vulkan-drivers)\n"
+            .into();
+    }
+    let mut s = String::new();
+    for (i, a) in all.iter().enumerate() {
+        let info = a.get_info();
+        let l = a.limits();
+        let f = a.features();
+        s.push_str(&format!("[{i}] {}\n", describe_adapter(&info)));
+        s.push_str(&format!(
+            "    max_storage_buffer_binding_size {} MiB, max_buffer_size {} MiB, storage buffers per stage {}, \
+             workgroup invocations {}, workgroups per dimension {}\n",
+            l.max_storage_buffer_binding_size / (1 << 20),
+            l.max_buffer_size / (1 << 20),
+            l.max_storage_buffers_per_shader_stage,
+            l.max_compute_invocations_per_workgroup,
+            l.max_compute_workgroups_per_dimension
+        ));
+        s.push_str(&format!(
+            "    timestamp queries: {}, inside passes: {}\n",
+            yes(f.contains(wgpu::Features::TIMESTAMP_QUERY)),
+            yes(f.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES))
+        ));
+    }
+    s
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}

@@ -1,0 +1,295 @@
+//! The three Keras autoencoders as layer lists, their parameter layout (Keras names and
+//! shapes, one flat buffer) and Glorot-uniform initialisation.
+use crate::ops::conv2d::Padding;
+use crate::{Error, Result};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// The seed's convolutional autoencoder (code 4x4x8).
+    Conv,
+    /// 784 -> Dense(32, relu) -> Dense(784, sigmoid).
+    Dense,
+    /// 784-128-64-32-64-128-784, relu, sigmoid last.
+    Deep,
+}
+
+impl ModelKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Conv => "conv",
+            ModelKind::Dense => "dense",
+            ModelKind::Deep => "deep",
+        }
+    }
+    /// The seed's epoch counts.
+    pub fn default_epochs(self) -> usize {
+        match self {
+            ModelKind::Conv | ModelKind::Deep => 100,
+            ModelKind::Dense => 50,
+        }
+    }
+}
+
+/// What follows a layer with weights. The last layer's sigmoid is never run in training:
+/// the loss takes its logits, as Keras does after a sigmoid output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    Relu,
+    Sigmoid,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Layer {
+    Conv2d {
+        name: String,
+        co: u32,
+        padding: Padding,
+        act: Activation,
+    },
+    MaxPool,
+    Upsample,
+    Dense {
+        name: String,
+        units: u32,
+        act: Activation,
+    },
+}
+
+/// Feature shape of one image between layers: height, width, channels (NHWC without N).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Features {
+    pub h: u32,
+    pub w: u32,
+    pub c: u32,
+}
+
+impl Features {
+    pub fn len(&self) -> u64 {
+        self.h as u64 * self.w as u64 * self.c as u64
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One parameter tensor inside the flat buffer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamTensor {
+    /// Keras 3's variable path, e.g. `conv2d_1/kernel`.
+    pub name: String,
+    pub shape: Vec<usize>,
+    /// Start in the flat buffer, in elements; aligned to 64 (256 bytes) for binding offsets.
+    pub offset: u64,
+    pub len: u64,
+    /// Glorot fans; zero for biases (initialised to zero).
+    pub fan_in: u64,
+    pub fan_out: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Model {
+    pub kind: ModelKind,
+    pub input: Features,
+    pub layers: Vec<Layer>,
+    /// Layers `[0, code_at)` are the encoder; the rest the decoder.
+    pub code_at: usize,
+    pub params: Vec<ParamTensor>,
+    /// Length of the flat parameter buffer (with alignment padding).
+    pub param_len: u64,
+    /// `shapes[i]` is the input of layer i; `shapes[layers.len()]` the output.
+    pub shapes: Vec<Features>,
+}
+
+/// Parameter starts are aligned to this many elements (256 bytes, the largest storage offset
+/// alignment WebGPU allows an adapter to ask for).
+pub const PARAM_ALIGN: u64 = 64;
+
+impl Model {
+    pub fn new(kind: ModelKind, input: Features) -> Result<Self> {
+        let conv = |k: usize, co, padding, act| Layer::Conv2d {
+            name: keras_name("conv2d", k),
+            co,
+            padding,
+            act,
+        };
+        let dense = |k: usize, units, act| Layer::Dense {
+            name: keras_name("dense", k),
+            units,
+            act,
+        };
+        use Activation::{Relu, Sigmoid};
+        use Padding::{Same, Valid};
+        let pixels = input.len() as u32;
+        let (layers, code_at) = match kind {
+            ModelKind::Conv => {
+                if input.h != 28 || input.w != 28 || input.c != 1 {
+                    return Err(Error::Config(format!(
+                        "the conv model needs 28x28 single-channel images (its decoder rebuilds \
+                         28x28 from a 4x4 code); this dataset has {}x{}x{}. Use --model dense or deep.",
+                        input.h, input.w, input.c
+                    )));
+                }
+                let l = vec![
+                    conv(0, 16, Same, Relu),
+                    Layer::MaxPool,
+                    conv(1, 8, Same, Relu),
+                    Layer::MaxPool,
+                    conv(2, 8, Same, Relu),
+                    Layer::MaxPool,
+                    conv(3, 8, Same, Relu),
+                    Layer::Upsample,
+                    conv(4, 8, Same, Relu),
+                    Layer::Upsample,
+                    conv(5, 16, Valid, Relu),
+                    Layer::Upsample,
+                    conv(6, 1, Same, Sigmoid),
+                ];
+                (l, 6)
+            }
+            ModelKind::Dense => (vec![dense(0, 32, Relu), dense(1, pixels, Sigmoid)], 1),
+            ModelKind::Deep => (
+                vec![
+                    dense(0, 128, Relu),
+                    dense(1, 64, Relu),
+                    dense(2, 32, Relu),
+                    dense(3, 64, Relu),
+                    dense(4, 128, Relu),
+                    dense(5, pixels, Sigmoid),
+                ],
+                3,
+            ),
+        };
+        let mut shapes = vec![input];
+        let mut params = Vec::new();
+        let mut next = 0u64;
+        let mut push = |name: String, shape: Vec<usize>, fan_in: u64, fan_out: u64| {
+            let len = shape.iter().product::<usize>() as u64;
+            params.push(ParamTensor {
+                name,
+                shape,
+                offset: next,
+                len,
+                fan_in,
+                fan_out,
+            });
+            next = (next + len).div_ceil(PARAM_ALIGN) * PARAM_ALIGN;
+        };
+        for layer in &layers {
+            let f = *shapes.last().unwrap_or(&input);
+            let out = match layer {
+                Layer::Conv2d {
+                    name, co, padding, ..
+                } => {
+                    push(
+                        format!("{name}/kernel"),
+                        vec![3, 3, f.c as usize, *co as usize],
+                        9 * f.c as u64,
+                        9 * *co as u64,
+                    );
+                    push(format!("{name}/bias"), vec![*co as usize], 0, 0);
+                    let shrink = if *padding == Valid { 2 } else { 0 };
+                    Features {
+                        h: f.h.saturating_sub(shrink),
+                        w: f.w.saturating_sub(shrink),
+                        c: *co,
+                    }
+                }
+                Layer::MaxPool => Features {
+                    h: f.h.div_ceil(2),
+                    w: f.w.div_ceil(2),
+                    c: f.c,
+                },
+                Layer::Upsample => Features {
+                    h: 2 * f.h,
+                    w: 2 * f.w,
+                    c: f.c,
+                },
+                Layer::Dense { name, units, .. } => {
+                    push(
+                        format!("{name}/kernel"),
+                        vec![f.len() as usize, *units as usize],
+                        f.len(),
+                        *units as u64,
+                    );
+                    push(format!("{name}/bias"), vec![*units as usize], 0, 0);
+                    Features {
+                        h: 1,
+                        w: 1,
+                        c: *units,
+                    }
+                }
+            };
+            shapes.push(out);
+        }
+        let last = shapes[shapes.len() - 1];
+        if last.len() != input.len() {
+            return Err(Error::Config(format!(
+                "model {} maps {} inputs to {} outputs",
+                kind.name(),
+                input.len(),
+                last.len()
+            )));
+        }
+        Ok(Model {
+            kind,
+            input,
+            layers,
+            code_at,
+            params,
+            param_len: next,
+            shapes,
+        })
+    }
+
+    /// The code's shape: the encoder's output.
+    pub fn code(&self) -> Features {
+        self.shapes[self.code_at]
+    }
+
+    /// Index of layer `i`'s first parameter tensor (kernel; bias follows), if it has any.
+    pub fn param_index(&self, layer: usize) -> Option<usize> {
+        let mut k = 0;
+        for (i, l) in self.layers.iter().enumerate() {
+            let has = matches!(l, Layer::Conv2d { .. } | Layer::Dense { .. });
+            if i == layer {
+                return has.then_some(k);
+            }
+            if has {
+                k += 2;
+            }
+        }
+        None
+    }
+
+    /// Keras' initial weights: Glorot-uniform kernels (limit sqrt(6 / (fan_in + fan_out)),
+    /// fans counting the 3x3 window) and zero biases, from a seeded ChaCha8 stream.
+    pub fn init(&self, seed: u64) -> Vec<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut flat = vec![0.0f32; self.param_len as usize];
+        for p in &self.params {
+            if p.fan_in + p.fan_out == 0 {
+                continue;
+            }
+            let limit = (6.0 / (p.fan_in + p.fan_out) as f64).sqrt() as f32;
+            let start = p.offset as usize;
+            for v in &mut flat[start..start + p.len as usize] {
+                *v = rng.random_range(-limit..limit);
+            }
+        }
+        flat
+    }
+}
+
+/// Keras 3's default layer names: `conv2d`, `conv2d_1`, ...
+fn keras_name(base: &str, k: usize) -> String {
+    if k == 0 {
+        base.to_string()
+    } else {
+        format!("{base}_{k}")
+    }
+}

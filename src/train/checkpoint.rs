@@ -1,0 +1,293 @@
+//! Checkpoints as safetensors: weights under Keras 3's variable paths and shapes
+//! (`conv2d/kernel` [3, 3, 1, 16], ...), Adam's moments under `optimizer/m/...` and
+//! `optimizer/v/...`, Adam's step count as `optimizer/iterations` (i64), and the run's
+//! bookkeeping in the header's metadata: format version, model, input shape, epoch, the
+//! settings, the metrics so far, and a SHA-256 of every tensor's bytes.
+use super::{EpochMetrics, TrainConfig};
+use crate::model::{Features, Model, ModelKind};
+use crate::{Error, Result};
+use safetensors::{Dtype, SafeTensors};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::Path;
+
+pub const FORMAT: &str = "wgsl-autoencoder";
+pub const FORMAT_VERSION: u32 = 1;
+
+/// What training needs to continue exactly: flat weights and moments (the layout of
+/// [`Model::params`]) and the counters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct State {
+    pub params: Vec<f32>,
+    pub adam_m: Vec<f32>,
+    pub adam_v: Vec<f32>,
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Adam steps taken.
+    pub iterations: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    pub model: ModelKind,
+    pub input: Features,
+    /// Training images the run uses (the dataset's shape, with --train-limit applied).
+    pub train_count: usize,
+    pub config: TrainConfig,
+    pub history: Vec<EpochMetrics>,
+    pub state: State,
+}
+
+fn err(path: &Path, detail: impl Into<String>) -> Error {
+    Error::Checkpoint {
+        path: path.to_path_buf(),
+        detail: detail.into(),
+    }
+}
+
+/// The tensors in file order (names sorted, as safetensors stores them).
+fn tensors<'a>(model: &Model, s: &'a State) -> Vec<(String, Vec<usize>, &'a [f32])> {
+    let mut out = Vec::new();
+    for p in &model.params {
+        let r = p.offset as usize..(p.offset + p.len) as usize;
+        out.push((p.name.clone(), p.shape.clone(), &s.params[r.clone()]));
+        out.push((
+            format!("optimizer/m/{}", p.name),
+            p.shape.clone(),
+            &s.adam_m[r.clone()],
+        ));
+        out.push((
+            format!("optimizer/v/{}", p.name),
+            p.shape.clone(),
+            &s.adam_v[r],
+        ));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn digest(items: impl Iterator<Item = (String, Vec<u8>)>) -> String {
+    let mut h = Sha256::new();
+    for (name, bytes) in items {
+        h.update(name.as_bytes());
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(&bytes);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn encode(ck: &Checkpoint) -> Result<Vec<u8>> {
+    let path = Path::new("<checkpoint>");
+    let model = Model::new(ck.model, ck.input)?;
+    let len = model.param_len as usize;
+    let s = &ck.state;
+    if s.params.len() != len || s.adam_m.len() != len || s.adam_v.len() != len {
+        return Err(err(
+            path,
+            "state does not match the model's parameter layout",
+        ));
+    }
+    let list = tensors(&model, s);
+    let iterations = (s.iterations as i64).to_le_bytes().to_vec();
+    let mut owned: Vec<(String, Vec<usize>, Dtype, Vec<u8>)> = list
+        .into_iter()
+        .map(|(n, shape, v)| (n, shape, Dtype::F32, bytemuck::cast_slice(v).to_vec()))
+        .collect();
+    owned.push((
+        "optimizer/iterations".into(),
+        vec![1],
+        Dtype::I64,
+        iterations,
+    ));
+    owned.sort_by(|a, b| a.0.cmp(&b.0));
+    let sha = digest(owned.iter().map(|(n, _, _, b)| (n.clone(), b.clone())));
+    let mut meta = HashMap::new();
+    meta.insert("format".into(), FORMAT.into());
+    meta.insert("format_version".into(), FORMAT_VERSION.to_string());
+    meta.insert("model".into(), ck.model.name().into());
+    meta.insert(
+        "input".into(),
+        format!("{}x{}x{}", ck.input.h, ck.input.w, ck.input.c),
+    );
+    meta.insert("train_count".into(), ck.train_count.to_string());
+    meta.insert("epoch".into(), s.epoch.to_string());
+    meta.insert("config".into(), to_json(&ck.config)?);
+    meta.insert("history".into(), to_json(&ck.history)?);
+    meta.insert("sha256".into(), sha);
+    let mut views = Vec::new();
+    for (name, shape, dtype, bytes) in &owned {
+        let v = safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
+            .map_err(|e| err(path, e.to_string()))?;
+        views.push((name.clone(), v));
+    }
+    safetensors::serialize(views, Some(meta)).map_err(|e| err(path, e.to_string()))
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| err(Path::new("<checkpoint>"), e.to_string()))
+}
+
+/// Parses and verifies a checkpoint: format, version, model, every tensor's name, shape and
+/// type, and the checksum. Nothing is half-loaded: any mismatch is an error.
+pub fn decode(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| {
+        err(
+            path,
+            format!(
+                "not a readable safetensors file ({e}); it may be truncated or not a checkpoint"
+            ),
+        )
+    })?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| err(path, e.to_string()))?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    let get = |k: &str| {
+        meta.get(k).cloned().ok_or_else(|| {
+            err(
+                path,
+                format!("metadata has no `{k}`: not a {FORMAT} checkpoint"),
+            )
+        })
+    };
+    if get("format")? != FORMAT {
+        return Err(err(path, format!("not a {FORMAT} checkpoint")));
+    }
+    let version: u32 = get("format_version")?
+        .parse()
+        .map_err(|_| err(path, "unreadable format_version"))?;
+    if version > FORMAT_VERSION {
+        return Err(err(
+            path,
+            format!("format version {version} is newer than this program's ({FORMAT_VERSION}); update wgsl-autoencoder"),
+        ));
+    }
+    let model_name = get("model")?;
+    let kind = match model_name.as_str() {
+        "conv" => ModelKind::Conv,
+        "dense" => ModelKind::Dense,
+        "deep" => ModelKind::Deep,
+        other => return Err(err(path, format!("unknown model `{other}`"))),
+    };
+    let dims: Vec<u32> = get("input")?
+        .split('x')
+        .filter_map(|d| d.parse().ok())
+        .collect();
+    let input = match dims[..] {
+        [h, w, c] => Features { h, w, c },
+        _ => return Err(err(path, "unreadable input shape")),
+    };
+    let parse = |k: &str| -> Result<u64> {
+        get(k)?
+            .parse()
+            .map_err(|_| err(path, format!("unreadable `{k}`")))
+    };
+    let train_count = parse("train_count")? as usize;
+    let epoch = parse("epoch")? as usize;
+    let config: TrainConfig = serde_json::from_str(&get("config")?)
+        .map_err(|e| err(path, format!("unreadable config: {e}")))?;
+    let history: Vec<EpochMetrics> = serde_json::from_str(&get("history")?)
+        .map_err(|e| err(path, format!("unreadable history: {e}")))?;
+    let model = Model::new(kind, input).map_err(|e| err(path, e.to_string()))?;
+
+    // Every tensor the model needs, with its shape; nothing else.
+    let mut names: Vec<String> = st.names().iter().map(|s| s.to_string()).collect();
+    names.sort();
+    let mut expected: Vec<String> = model
+        .params
+        .iter()
+        .flat_map(|p| {
+            [
+                p.name.clone(),
+                format!("optimizer/m/{}", p.name),
+                format!("optimizer/v/{}", p.name),
+            ]
+        })
+        .chain(["optimizer/iterations".to_string()])
+        .collect();
+    expected.sort();
+    if names != expected {
+        return Err(err(
+            path,
+            format!(
+                "its tensors do not belong to the {} model (found {})",
+                kind.name(),
+                names.join(", ")
+            ),
+        ));
+    }
+    let sha = digest(names.iter().map(|n| {
+        (
+            n.clone(),
+            st.tensor(n).map(|t| t.data().to_vec()).unwrap_or_default(),
+        )
+    }));
+    if sha != get("sha256")? {
+        return Err(err(
+            path,
+            "checksum mismatch: the file was altered or damaged",
+        ));
+    }
+    let len = model.param_len as usize;
+    let (mut params, mut adam_m, mut adam_v) =
+        (vec![0.0f32; len], vec![0.0f32; len], vec![0.0f32; len]);
+    for p in &model.params {
+        for (prefix, dst) in [
+            ("", &mut params),
+            ("optimizer/m/", &mut adam_m),
+            ("optimizer/v/", &mut adam_v),
+        ] {
+            let name = format!("{prefix}{}", p.name);
+            let t = st.tensor(&name).map_err(|e| err(path, e.to_string()))?;
+            if t.dtype() != Dtype::F32 || t.shape() != p.shape.as_slice() {
+                return Err(err(
+                    path,
+                    format!(
+                        "{name} is {:?} {:?}, the model needs F32 {:?}",
+                        t.dtype(),
+                        t.shape(),
+                        p.shape
+                    ),
+                ));
+            }
+            let r = p.offset as usize..(p.offset + p.len) as usize;
+            for (d, c) in dst[r].iter_mut().zip(t.data().chunks_exact(4)) {
+                *d = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+        }
+    }
+    let it = st
+        .tensor("optimizer/iterations")
+        .map_err(|e| err(path, e.to_string()))?;
+    let iterations = match (it.dtype(), it.data()) {
+        (Dtype::I64, d) if d.len() == 8 => {
+            i64::from_le_bytes(d.try_into().unwrap_or([0; 8])).max(0) as u64
+        }
+        _ => return Err(err(path, "optimizer/iterations is not one i64")),
+    };
+    Ok(Checkpoint {
+        model: kind,
+        input,
+        train_count,
+        config,
+        history,
+        state: State {
+            params,
+            adam_m,
+            adam_v,
+            epoch,
+            iterations,
+        },
+    })
+}
+
+/// Writes atomically: the previous file stays valid until the new one is complete.
+pub fn save(path: &Path, ck: &Checkpoint) -> Result<()> {
+    crate::atomic::write_atomic(path, &encode(ck)?)
+}
+
+pub fn load(path: &Path) -> Result<Checkpoint> {
+    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => err(path, "no such file"),
+        _ => Error::io(path, e),
+    })?;
+    decode(&bytes, path)
+}

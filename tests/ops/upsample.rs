@@ -1,0 +1,43 @@
+//! upsample: nearest x2 forward and backward. Forward is exact; backward sums 4 terms.
+use crate::common::{assert_close, gpu, rng, uniform};
+use wgsl_autoencoder::ops::run;
+use wgsl_autoencoder::ops::upsample::{self, UpsampleShape};
+use wgsl_autoencoder::reference;
+
+fn shapes() -> Vec<UpsampleShape> {
+    let s = |n, h, w, c| UpsampleShape { n, h, w, c };
+    // odd, then the conv autoencoder's three upsamplings (4 -> 8 -> 16, 14 -> 28), batch 2
+    vec![
+        s(3, 3, 5, 5),
+        s(1, 1, 1, 1),
+        s(2, 4, 4, 8),
+        s(2, 8, 8, 8),
+        s(2, 14, 14, 16),
+    ]
+}
+
+#[test]
+fn upsample_forward_matches_reference() {
+    let g = gpu();
+    for (k, s) in shapes().into_iter().enumerate() {
+        let xs = uniform(&mut rng(k as u64), s.input_len() as usize, -1.0, 1.0);
+        let x = g.upload("x", &xs).unwrap();
+        let y = g.poisoned("y", s.output_len()).unwrap();
+        run(g, &[upsample::forward(g, "t", &s, &x, &y).unwrap()]).unwrap();
+        let want = reference::upsample::forward(&s, &xs);
+        assert_close(&format!("{s:?}"), &g.read::<f32>(&y).unwrap(), &want, 0.0);
+    }
+}
+
+#[test]
+fn upsample_backward_matches_reference() {
+    let g = gpu();
+    for (k, s) in shapes().into_iter().enumerate() {
+        let dys = uniform(&mut rng(9 + k as u64), s.output_len() as usize, -1.0, 1.0);
+        let dy = g.upload("dy", &dys).unwrap();
+        let dx = g.poisoned("dx", s.input_len()).unwrap();
+        run(g, &[upsample::backward(g, "t", &s, &dy, &dx).unwrap()]).unwrap();
+        let want = reference::upsample::backward(&s, &dys);
+        assert_close(&format!("{s:?}"), &g.read::<f32>(&dx).unwrap(), &want, 1e-6);
+    }
+}
