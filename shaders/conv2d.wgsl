@@ -1,12 +1,28 @@
 // conv2d: 3x3, stride 1, 'same' (pad 1) or 'valid' (pad 0), NHWC, kernel [ky][kx][ci][co].
 // Forward (optionally with ReLU fused), and backward for the input, weight and bias.
-// Backward kernels read the upstream gradient through `grad_out`, which applies the ReLU
-// mask from the saved activation when the layer was run with ReLU (relu != 0).
+//
+// Shapes are pipeline-overridable constants, so loops over the window and channels unroll;
+// only the batch size is a uniform (the last batch of an epoch is smaller). Each invocation
+// keeps up to 16 channels in four vec4 registers: one load of an input value feeds every
+// output channel, instead of one multiply-add per two loads.
+//
+// Backward kernels read the upstream gradient through `grad_out`, which applies the ReLU mask
+// from the saved activation when the layer was run with ReLU (relu != 0).
+
+override CI: u32 = 1u;     // input channels, <= 16
+override CO: u32 = 1u;     // output channels, <= 16
+override H: u32 = 1u;
+override W: u32 = 1u;
+override PAD: u32 = 1u;    // 1 'same', 0 'valid'
+override HO: u32 = H + 2u * PAD - 2u;
+override WO: u32 = W + 2u * PAD - 2u;
+override CI4: u32 = (CI + 3u) / 4u;
+override CO4: u32 = (CO + 3u) / 4u;
+// Output pixels one backward_weight_partial invocation sums.
+override CHUNK: u32 = 256u;
 
 struct Conv {
-    n: u32, h: u32, w: u32, ci: u32,
-    ho: u32, wo: u32, co: u32, pad: u32,
-    relu: u32, total: u32, _p0: u32, _p1: u32,
+    n: u32, relu: u32, chunks: u32, _p0: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Conv;
@@ -17,14 +33,17 @@ struct Conv {
 @group(0) @binding(5) var<storage, read> dy: array<f32>;
 @group(0) @binding(6) var<storage, read> act: array<f32>;
 @group(0) @binding(7) var<storage, read_write> dx: array<f32>;
-@group(0) @binding(8) var<storage, read_write> dw: array<f32>;
-@group(0) @binding(9) var<storage, read_write> db: array<f32>;
+@group(0) @binding(8) var<storage, read_write> partial_out: array<f32>;
+@group(0) @binding(9) var<storage, read> partial_in: array<f32>;
+@group(0) @binding(10) var<storage, read_write> dw: array<f32>;
+@group(0) @binding(11) var<storage, read_write> db: array<f32>;
 
-const WG: u32 = 256u;
-var<workgroup> partial: array<f32, WG>;
+const WG: u32 = 64u;
+const TREE: u32 = 256u;
+var<workgroup> scratch: array<f32, TREE>;
 
-fn flat(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
-    return (wid.y * nwg.x + wid.x) * WG + lid;
+fn flat(wid: vec3<u32>, lid: u32, nwg: vec3<u32>, size: u32) -> u32 {
+    return (wid.y * nwg.x + wid.x) * size + lid;
 }
 
 // Upstream gradient at output element i, masked by ReLU' (0 where the output is <= 0).
@@ -36,113 +55,166 @@ fn grad_out(i: u32) -> f32 {
     return g;
 }
 
-// One invocation per output element (n, oy, ox, co).
-@compute @workgroup_size(256)
+// Four consecutive output channels of kernel row `row` (= (ky*3+kx)*CI + ci), from channel 4j.
+// Past CO the lanes read neighbours (bounds-checked by WGSL) and are never stored.
+fn w_row4(row: u32, j: u32) -> vec4<f32> {
+    let i = row * CO + 4u * j;
+    return vec4<f32>(wt[i], wt[i + 1u], wt[i + 2u], wt[i + 3u]);
+}
+
+// One invocation per output pixel (n, oy, ox): every output channel at once.
+@compute @workgroup_size(64)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
            @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = flat(wid, lid, nwg);
-    if (idx >= p.total) { return; }
-    let o = idx % p.co;
-    let pix = idx / p.co;
-    let ox = i32(pix % p.wo);
-    let oy = i32((pix / p.wo) % p.ho);
-    let b = pix / (p.wo * p.ho);
-    var acc = bias[o];
-    for (var ky = 0; ky < 3; ky++) {
-        let iy = oy + ky - i32(p.pad);
-        if (iy < 0 || iy >= i32(p.h)) { continue; }
-        for (var kx = 0; kx < 3; kx++) {
-            let ix = ox + kx - i32(p.pad);
-            if (ix < 0 || ix >= i32(p.w)) { continue; }
-            let xb = ((b * p.h + u32(iy)) * p.w + u32(ix)) * p.ci;
-            let wb = u32(ky * 3 + kx) * p.ci * p.co + o;
-            for (var c = 0u; c < p.ci; c++) {
-                acc += x[xb + c] * wt[wb + c * p.co];
+    let pix = flat(wid, lid, nwg, WG);
+    if (pix >= p.n * HO * WO) { return; }
+    let ox = i32(pix % WO);
+    let oy = i32((pix / WO) % HO);
+    let b = pix / (WO * HO);
+    var acc: array<vec4<f32>, 4>;
+    for (var j = 0u; j < CO4; j++) {
+        acc[j] = vec4<f32>(bias[4u * j], bias[4u * j + 1u], bias[4u * j + 2u], bias[4u * j + 3u]);
+    }
+    for (var ky = 0u; ky < 3u; ky++) {
+        let iy = oy + i32(ky) - i32(PAD);
+        if (iy < 0 || iy >= i32(H)) { continue; }
+        for (var kx = 0u; kx < 3u; kx++) {
+            let ix = ox + i32(kx) - i32(PAD);
+            if (ix < 0 || ix >= i32(W)) { continue; }
+            let xb = ((b * H + u32(iy)) * W + u32(ix)) * CI;
+            let row0 = (ky * 3u + kx) * CI;
+            for (var c = 0u; c < CI; c++) {
+                let xv = x[xb + c];
+                for (var j = 0u; j < CO4; j++) {
+                    acc[j] += xv * w_row4(row0 + c, j);
+                }
             }
         }
     }
-    if (p.relu != 0u) { acc = max(acc, 0.0); }
-    y[idx] = acc;
+    for (var j = 0u; j < CO4; j++) {
+        var v = acc[j];
+        if (p.relu != 0u) { v = max(v, vec4<f32>(0.0)); }
+        for (var l = 0u; l < 4u; l++) {
+            let o = 4u * j + l;
+            if (o < CO) { y[pix * CO + o] = v[l]; }
+        }
+    }
 }
 
-// One invocation per input element (n, iy, ix, ci): the transposed convolution of dy.
-@compute @workgroup_size(256)
+// One invocation per input pixel (n, iy, ix): the transposed convolution of dy, every input
+// channel at once.
+@compute @workgroup_size(64)
 fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = flat(wid, lid, nwg);
-    let count = p.n * p.h * p.w * p.ci;
-    if (idx >= count) { return; }
-    let c = idx % p.ci;
-    let pix = idx / p.ci;
-    let ix = i32(pix % p.w);
-    let iy = i32((pix / p.w) % p.h);
-    let b = pix / (p.w * p.h);
-    var acc = 0.0;
-    for (var ky = 0; ky < 3; ky++) {
-        let oy = iy + i32(p.pad) - ky;
-        if (oy < 0 || oy >= i32(p.ho)) { continue; }
-        for (var kx = 0; kx < 3; kx++) {
-            let ox = ix + i32(p.pad) - kx;
-            if (ox < 0 || ox >= i32(p.wo)) { continue; }
-            let gb = ((b * p.ho + u32(oy)) * p.wo + u32(ox)) * p.co;
-            let wb = (u32(ky * 3 + kx) * p.ci + c) * p.co;
-            for (var o = 0u; o < p.co; o++) {
-                acc += grad_out(gb + o) * wt[wb + o];
+    let pix = flat(wid, lid, nwg, WG);
+    if (pix >= p.n * H * W) { return; }
+    let ix = i32(pix % W);
+    let iy = i32((pix / W) % H);
+    let b = pix / (W * H);
+    var acc: array<vec4<f32>, 4>;
+    for (var ky = 0u; ky < 3u; ky++) {
+        let oy = iy + i32(PAD) - i32(ky);
+        if (oy < 0 || oy >= i32(HO)) { continue; }
+        for (var kx = 0u; kx < 3u; kx++) {
+            let ox = ix + i32(PAD) - i32(kx);
+            if (ox < 0 || ox >= i32(WO)) { continue; }
+            let gb = ((b * HO + u32(oy)) * WO + u32(ox)) * CO;
+            let wk = (ky * 3u + kx) * CI * CO;
+            for (var o = 0u; o < CO; o++) {
+                let g = grad_out(gb + o);
+                for (var j = 0u; j < CI4; j++) {
+                    let c = wk + 4u * j * CO + o;
+                    acc[j] += g * vec4<f32>(wt[c], wt[c + CO], wt[c + 2u * CO], wt[c + 3u * CO]);
+                }
             }
         }
     }
-    dx[idx] = acc;
-}
-
-// Sums `partial` in a fixed tree: deterministic, no atomics. Every invocation must call it.
-fn tree_sum(lid: u32) -> f32 {
-    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-        workgroupBarrier();
-        if (lid < s) { partial[lid] += partial[lid + s]; }
-    }
-    workgroupBarrier();
-    return partial[0];
-}
-
-// One workgroup per weight (ky, kx, ci, co): sum over every output pixel of the batch.
-@compute @workgroup_size(256)
-fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
-                   @builtin(num_workgroups) nwg: vec3<u32>) {
-    let widx = wid.y * nwg.x + wid.x;
-    if (widx >= 9u * p.ci * p.co) { return; }
-    let o = widx % p.co;
-    let c = (widx / p.co) % p.ci;
-    let k = widx / (p.co * p.ci);
-    let ky = i32(k / 3u);
-    let kx = i32(k % 3u);
-    let rows = p.n * p.ho * p.wo;
-    var acc = 0.0;
-    for (var r = lid; r < rows; r += WG) {
-        let ox = i32(r % p.wo);
-        let oy = i32((r / p.wo) % p.ho);
-        let b = r / (p.wo * p.ho);
-        let iy = oy + ky - i32(p.pad);
-        let ix = ox + kx - i32(p.pad);
-        if (iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w)) {
-            acc += x[((b * p.h + u32(iy)) * p.w + u32(ix)) * p.ci + c] * grad_out(r * p.co + o);
+    for (var j = 0u; j < CI4; j++) {
+        for (var l = 0u; l < 4u; l++) {
+            let c = 4u * j + l;
+            if (c < CI) { dx[pix * CI + c] = acc[j][l]; }
         }
     }
-    partial[lid] = acc;
-    let total = tree_sum(lid);
-    if (lid == 0u) { dw[widx] = total; }
+}
+
+// Split-K weight gradient, stage 1: invocation (chunk, row) sums x_patch * dy over the CHUNK
+// output pixels of its chunk, for kernel row `row` = (ky*3+kx)*CI + ci and every output
+// channel. Partial sums land in partial_out[chunk][row][co].
+@compute @workgroup_size(64)
+fn backward_weight_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                           @builtin(num_workgroups) nwg: vec3<u32>) {
+    let id = flat(wid, lid, nwg, WG);
+    let rows_k = 9u * CI;
+    if (id >= p.chunks * rows_k) { return; }
+    let row = id % rows_k;
+    let chunk = id / rows_k;
+    let c = row % CI;
+    let k = row / CI;
+    let ky = i32(k / 3u);
+    let kx = i32(k % 3u);
+    let pixels = p.n * HO * WO;
+    let end = min(pixels, (chunk + 1u) * CHUNK);
+    var acc: array<vec4<f32>, 4>;
+    for (var r = chunk * CHUNK; r < end; r++) {
+        let ox = i32(r % WO);
+        let oy = i32((r / WO) % HO);
+        let b = r / (WO * HO);
+        let iy = oy + ky - i32(PAD);
+        let ix = ox + kx - i32(PAD);
+        if (iy >= 0 && iy < i32(H) && ix >= 0 && ix < i32(W)) {
+            let xv = x[((b * H + u32(iy)) * W + u32(ix)) * CI + c];
+            let gb = r * CO;
+            for (var j = 0u; j < CO4; j++) {
+                let g = vec4<f32>(grad_out(gb + 4u * j), grad_out(gb + 4u * j + 1u),
+                                  grad_out(gb + 4u * j + 2u), grad_out(gb + 4u * j + 3u));
+                acc[j] += xv * g;
+            }
+        }
+    }
+    let base = id * CO;
+    for (var j = 0u; j < CO4; j++) {
+        for (var l = 0u; l < 4u; l++) {
+            let o = 4u * j + l;
+            if (o < CO) { partial_out[base + o] = acc[j][l]; }
+        }
+    }
+}
+
+// Stage 2: each weight sums its partials over the chunks in order (deterministic).
+@compute @workgroup_size(64)
+fn backward_weight_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                          @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(wid, lid, nwg, WG);
+    let len = 9u * CI * CO;
+    if (i >= len) { return; }
+    var acc = 0.0;
+    for (var c = 0u; c < p.chunks; c++) {
+        acc += partial_in[c * len + i];
+    }
+    dw[i] = acc;
+}
+
+// Sums `scratch` in a fixed tree: deterministic, no atomics. Every invocation must call it.
+fn tree_sum(lid: u32) -> f32 {
+    for (var s = TREE / 2u; s > 0u; s = s >> 1u) {
+        workgroupBarrier();
+        if (lid < s) { scratch[lid] += scratch[lid + s]; }
+    }
+    workgroupBarrier();
+    return scratch[0];
 }
 
 // One workgroup per output channel: the sum of its gradient over the batch and pixels.
 @compute @workgroup_size(256)
 fn backward_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let o = wid.x;
-    if (o >= p.co) { return; }
-    let rows = p.n * p.ho * p.wo;
+    if (o >= CO) { return; }
+    let rows = p.n * HO * WO;
     var acc = 0.0;
-    for (var r = lid; r < rows; r += WG) {
-        acc += grad_out(r * p.co + o);
+    for (var r = lid; r < rows; r += TREE) {
+        acc += grad_out(r * CO + o);
     }
-    partial[lid] = acc;
+    scratch[lid] = acc;
     let total = tree_sum(lid);
     if (lid == 0u) { db[o] = total; }
 }

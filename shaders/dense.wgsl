@@ -29,47 +29,111 @@ fn grad_out(i: u32) -> f32 {
     return g;
 }
 
+// The three products are register-tiled: each invocation owns a 4x4 block of the output and
+// walks the shared dimension once, so every loaded value feeds 4 multiply-adds (the naive
+// one-output-per-invocation version fed 1). Each output is still one sequential sum.
+const T: u32 = 4u;
+
+fn blocks(rows: u32, cols: u32) -> vec2<u32> {
+    return vec2<u32>((rows + T - 1u) / T, (cols + T - 1u) / T);
+}
+
+// x[r, i], 0 outside the batch.
+fn x_at(r: u32, i: u32) -> f32 {
+    if (r >= p.n) { return 0.0; }
+    return x[r * p.fin + i];
+}
+
+// W[i, o], 0 outside.
+fn w_at(i: u32, o: u32) -> f32 {
+    if (i >= p.fin || o >= p.fout) { return 0.0; }
+    return wt[i * p.fout + o];
+}
+
+// The masked upstream gradient at (r, o), 0 outside.
+fn g_at(r: u32, o: u32) -> f32 {
+    if (r >= p.n || o >= p.fout) { return 0.0; }
+    return grad_out(r * p.fout + o);
+}
+
+// y[r, o] for a 4x4 block of (row, unit).
 @compute @workgroup_size(256)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
            @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = flat(wid, lid, nwg);
-    if (idx >= p.n * p.fout) { return; }
-    let o = idx % p.fout;
-    let r = idx / p.fout;
-    var acc = bias[o];
+    let nb = blocks(p.n, p.fout);
+    if (idx >= nb.x * nb.y) { return; }
+    let r0 = (idx / nb.y) * T;
+    let o0 = (idx % nb.y) * T;
+    var acc: array<vec4<f32>, 4>;
     for (var i = 0u; i < p.fin; i++) {
-        acc += x[r * p.fin + i] * wt[i * p.fout + o];
+        let b = vec4<f32>(w_at(i, o0), w_at(i, o0 + 1u), w_at(i, o0 + 2u), w_at(i, o0 + 3u));
+        for (var k = 0u; k < T; k++) {
+            acc[k] += x_at(r0 + k, i) * b;
+        }
     }
-    if (p.relu != 0u) { acc = max(acc, 0.0); }
-    y[idx] = acc;
+    for (var k = 0u; k < T; k++) {
+        let r = r0 + k;
+        for (var j = 0u; j < T; j++) {
+            let o = o0 + j;
+            if (r < p.n && o < p.fout) {
+                var v = acc[k][j] + bias[o];
+                if (p.relu != 0u) { v = max(v, 0.0); }
+                y[r * p.fout + o] = v;
+            }
+        }
+    }
 }
 
+// dx[r, i] = sum_o g[r, o] W[i, o], for a 4x4 block of (row, input).
 @compute @workgroup_size(256)
 fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = flat(wid, lid, nwg);
-    if (idx >= p.n * p.fin) { return; }
-    let i = idx % p.fin;
-    let r = idx / p.fin;
-    var acc = 0.0;
+    let nb = blocks(p.n, p.fin);
+    if (idx >= nb.x * nb.y) { return; }
+    let r0 = (idx / nb.y) * T;
+    let i0 = (idx % nb.y) * T;
+    var acc: array<vec4<f32>, 4>;
     for (var o = 0u; o < p.fout; o++) {
-        acc += grad_out(r * p.fout + o) * wt[i * p.fout + o];
+        let b = vec4<f32>(w_at(i0, o), w_at(i0 + 1u, o), w_at(i0 + 2u, o), w_at(i0 + 3u, o));
+        for (var k = 0u; k < T; k++) {
+            acc[k] += g_at(r0 + k, o) * b;
+        }
     }
-    dx[idx] = acc;
+    for (var k = 0u; k < T; k++) {
+        let r = r0 + k;
+        for (var j = 0u; j < T; j++) {
+            let i = i0 + j;
+            if (r < p.n && i < p.fin) { dx[r * p.fin + i] = acc[k][j]; }
+        }
+    }
 }
 
+// dW[i, o] = sum_r x[r, i] g[r, o], for a 4x4 block of (input, unit).
 @compute @workgroup_size(256)
 fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                    @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = flat(wid, lid, nwg);
-    if (idx >= p.fin * p.fout) { return; }
-    let o = idx % p.fout;
-    let i = idx / p.fout;
-    var acc = 0.0;
+    let nb = blocks(p.fin, p.fout);
+    if (idx >= nb.x * nb.y) { return; }
+    let i0 = (idx / nb.y) * T;
+    let o0 = (idx % nb.y) * T;
+    var acc: array<vec4<f32>, 4>;
     for (var r = 0u; r < p.n; r++) {
-        acc += x[r * p.fin + i] * grad_out(r * p.fout + o);
+        let b = vec4<f32>(g_at(r, o0), g_at(r, o0 + 1u), g_at(r, o0 + 2u), g_at(r, o0 + 3u));
+        for (var k = 0u; k < T; k++) {
+            let i = i0 + k;
+            acc[k] += select(0.0, x[r * p.fin + i], i < p.fin) * b;
+        }
     }
-    dw[idx] = acc;
+    for (var k = 0u; k < T; k++) {
+        let i = i0 + k;
+        for (var j = 0u; j < T; j++) {
+            let o = o0 + j;
+            if (i < p.fin && o < p.fout) { dw[i * p.fout + o] = acc[k][j]; }
+        }
+    }
 }
 
 @compute @workgroup_size(256)

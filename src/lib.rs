@@ -4,6 +4,7 @@
 //! [`ops`] (typed launchers), [`reference`] (plain-Rust ground truth) and `tests/<op>.rs`.
 pub mod app;
 pub mod atomic;
+pub mod bench;
 pub mod data;
 pub mod error;
 pub mod gpu;

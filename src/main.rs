@@ -1,23 +1,23 @@
 //! The command line: parse, call the library, print.
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use wgsl_autoencoder::app;
 use wgsl_autoencoder::data;
 use wgsl_autoencoder::gpu::AdapterChoice;
 use wgsl_autoencoder::model::ModelKind;
 use wgsl_autoencoder::ops::adam::AdamConfig;
 use wgsl_autoencoder::train::run::{self, Event, RunOptions};
-use wgsl_autoencoder::train::TrainConfig;
+use wgsl_autoencoder::train::{checkpoint, TrainConfig};
+use wgsl_autoencoder::{app, bench};
 
 #[derive(Parser)]
 #[command(
     name = "wgsl-autoencoder",
     version,
-    about = "Train the Keras autoencoders on MNIST with hand-written WGSL compute shaders.",
-    args_conflicts_with_subcommands = true
+    about = "Train the Keras autoencoders on MNIST with hand-written WGSL compute shaders."
 )]
 struct Cli {
     /// GPU adapter: auto, discrete, integrated, cpu, an index from `devices`, or part of a name.
@@ -69,6 +69,41 @@ enum Command {
     },
     /// Every adapter wgpu sees, with the limits and features this program uses.
     Devices,
+    /// GPU time of every dispatch of a training step, by kernel, with GB/s and GFLOP/s.
+    Profile {
+        #[arg(long, value_enum, default_value = "conv")]
+        model: ModelKind,
+        /// Timed steps (after the warm-up).
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        #[arg(long, default_value_t = 256)]
+        batch_size: u32,
+        /// Write a Chrome trace (open it in Perfetto or chrome://tracing).
+        #[arg(long)]
+        trace: Option<PathBuf>,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Steady-state training and inference throughput (first epoch excluded).
+    Bench {
+        /// One model; default: conv and dense.
+        #[arg(long, value_enum)]
+        model: Option<ModelKind>,
+        /// Epochs per model; the first is warm-up.
+        #[arg(long, default_value_t = 3)]
+        epochs: usize,
+        #[arg(long, default_value_t = 256)]
+        batch_size: u32,
+        #[arg(long)]
+        train_limit: Option<usize>,
+        /// Also write the results as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        #[command(flatten)]
+        data: DataArg,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -86,16 +121,16 @@ impl DataArg {
 
 #[derive(Args, Clone)]
 struct TrainArgs {
-    /// Which autoencoder.
-    #[arg(long, value_enum, default_value = "conv")]
-    model: ModelKind,
+    /// Which autoencoder (default: conv; with --resume, the checkpoint's).
+    #[arg(long, value_enum)]
+    model: Option<ModelKind>,
     /// Epochs (default: the seed's, 100 for conv and deep, 50 for dense).
     #[arg(long)]
     epochs: Option<usize>,
     #[arg(long, default_value_t = 256)]
     batch_size: u32,
     /// Adam's learning rate.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
     lr: f32,
     /// Seeds the initial weights, the shuffles and the noise.
     #[arg(long, default_value_t = 0)]
@@ -104,7 +139,7 @@ struct TrainArgs {
     #[arg(long)]
     train_limit: Option<usize>,
     /// Denoising: inputs + F * N(0, 1), clipped to [0, 1]; targets stay clean.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     noise: f32,
     /// The run folder (default: runs/<date-time>/).
     #[arg(long)]
@@ -117,7 +152,14 @@ struct TrainArgs {
 }
 
 fn train(adapter: AdapterChoice, a: TrainArgs) -> Result<()> {
-    let mut config = TrainConfig::new(a.model);
+    // On --resume the checkpoint's model is the default; a different --model is refused by
+    // run::train.
+    let model = match (a.model, &a.resume) {
+        (Some(m), _) => m,
+        (None, Some(r)) => checkpoint::load(&run::checkpoint_path(r))?.model,
+        (None, None) => ModelKind::Conv,
+    };
+    let mut config = TrainConfig::new(model);
     config.epochs = a.epochs.unwrap_or(config.epochs);
     config.batch_size = a.batch_size;
     config.adam = AdamConfig {
@@ -187,8 +229,100 @@ fn train(adapter: AdapterChoice, a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
+fn bench_cmd(
+    adapter: AdapterChoice,
+    model: Option<ModelKind>,
+    epochs: usize,
+    batch_size: u32,
+    train_limit: Option<usize>,
+    json: Option<PathBuf>,
+    data: DataArg,
+) -> Result<()> {
+    let opts = bench::BenchOptions {
+        adapter,
+        models: model.map_or(vec![ModelKind::Conv, ModelKind::Dense], |m| vec![m]),
+        batch_size,
+        epochs,
+        train_limit,
+        data_dir: data.dir(),
+    };
+    let results = bench::bench(&opts).context("bench failed")?;
+    println!(
+        "{:<6} {:>8} {:>10} {:>12} {:>10} {:>12} {:>10} {:>9}  adapter",
+        "model",
+        "images",
+        "s/epoch",
+        "train img/s",
+        "ms/step",
+        "infer img/s",
+        "GPU MiB",
+        "val_loss"
+    );
+    for r in &results {
+        println!(
+            "{:<6} {:>8} {:>10.3} {:>12.0} {:>10.3} {:>12.0} {:>10.1} {:>9.4}  {} ({}, {})",
+            r.model,
+            r.train_images,
+            r.seconds_per_epoch,
+            r.train_images_per_s,
+            r.ms_per_step,
+            r.infer_images_per_s,
+            r.gpu_buffer_bytes as f64 / (1 << 20) as f64,
+            r.final_val_loss,
+            r.adapter,
+            r.backend,
+            r.driver
+        );
+    }
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&results)?;
+        wgsl_autoencoder::atomic::write_atomic(&path, text.as_bytes())?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// `--adapter` is global and may come before or after a command; the training flags of the
+/// default command may not come before another command (they would be ignored).
+fn parse() -> Cli {
+    let mut cmd = Cli::command();
+    let m = cmd.get_matches_mut();
+    if let Some((sub, _)) = m.subcommand() {
+        let early = cmd.get_arguments().find_map(|a| {
+            let given = m.value_source(a.get_id().as_str()) == Some(ValueSource::CommandLine);
+            (given && !a.is_global_set())
+                .then(|| a.get_long().unwrap_or(a.get_id().as_str()).to_string())
+        });
+        if let Some(flag) = early {
+            cmd.error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!(
+                    "--{flag} is given before the `{sub}` command; put the options of `{sub}` \
+                     after it (only --adapter may come first)"
+                ),
+            )
+            .exit();
+        }
+    }
+    Cli::from_arg_matches(&m).unwrap_or_else(|e| e.format(&mut cmd).exit())
+}
+
+/// The error and its causes, each once: `{:#}` would repeat a cause that a message already
+/// quotes (an I/O error inside "path: error").
+fn message(e: &anyhow::Error) -> String {
+    let mut s = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !s.contains(&c) {
+            s.push_str(": ");
+            s.push_str(&c);
+        }
+    }
+    s
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     let adapter = cli.adapter.clone();
     let r: Result<()> = match cli.command {
         None => train(adapter, cli.train),
@@ -222,6 +356,41 @@ fn main() -> ExitCode {
         }) => app::decode(&adapter, &checkpoint, &data.dir(), &codes, &out, count)
             .map(|n| println!("decoded {n} codes into {}", out.display()))
             .context("decode failed"),
+        Some(Command::Profile {
+            model,
+            steps,
+            warmup,
+            batch_size,
+            trace,
+            data,
+        }) => {
+            let mut config = TrainConfig::new(model);
+            config.batch_size = batch_size;
+            let opts = bench::ProfileOptions {
+                adapter,
+                config,
+                data_dir: data.dir(),
+                steps,
+                warmup,
+                trace: trace.clone(),
+            };
+            bench::profile(&opts)
+                .map(|r| {
+                    print!("{}", r.text());
+                    if let Some(t) = trace {
+                        println!("trace written to {}", t.display());
+                    }
+                })
+                .context("profile failed")
+        }
+        Some(Command::Bench {
+            model,
+            epochs,
+            batch_size,
+            train_limit,
+            json,
+            data,
+        }) => bench_cmd(adapter, model, epochs, batch_size, train_limit, json, data),
         Some(Command::Devices) => {
             print!("{}", app::devices());
             Ok(())
@@ -230,7 +399,7 @@ fn main() -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", message(&e));
             ExitCode::from(1)
         }
     }

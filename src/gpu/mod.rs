@@ -1,6 +1,7 @@
 //! Adapter choice, device creation and the small buffer helpers every op and test uses.
 mod adapter;
 mod buffers;
+pub mod timing;
 
 pub use adapter::{describe_adapter, list_adapters, AdapterChoice};
 pub use buffers::Tensor;

@@ -35,6 +35,7 @@ fn elementwise(
             label,
             params: bytemuck::bytes_of(&p),
             bindings,
+            constants: &[],
             workgroups: gpu.grid(kernel, len)?,
             cost: Cost {
                 bytes: 4 * len * (reads + 1),

@@ -82,6 +82,7 @@ pub fn step(
             label,
             params: bytemuck::bytes_of(&p),
             bindings: &[(1, w), (2, g), (3, m), (4, v)],
+            constants: &[],
             workgroups: gpu.grid("adam.step", w.len)?,
             cost: Cost {
                 bytes: 4 * 7 * w.len,

@@ -78,6 +78,7 @@ pub fn gather(
             label,
             params: bytemuck::bytes_of(p),
             bindings: &[(1, images), (2, perm), (3, target)],
+            constants: &[],
             workgroups: gpu.grid("batch.gather", len)?,
             cost: Cost {
                 bytes: len + 4 * len,
@@ -109,6 +110,7 @@ pub fn gather_noisy(
             label,
             params: bytemuck::bytes_of(p),
             bindings: &[(1, images), (2, perm), (3, target), (4, noisy)],
+            constants: &[],
             workgroups: gpu.grid("batch.gather_noisy", len)?,
             cost: Cost {
                 bytes: len + 8 * len,

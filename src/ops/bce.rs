@@ -61,6 +61,7 @@ pub fn loss_partial(
             label,
             params: bytemuck::bytes_of(&p),
             bindings: &[(1, z), (2, t), (3, partials)],
+            constants: &[],
             workgroups: gpu.groups("bce.loss_partial", partials_len(z.len))?,
             cost: Cost {
                 bytes: 8 * z.len,
@@ -97,6 +98,7 @@ pub fn loss_finish(
             label,
             params: bytemuck::bytes_of(&p),
             bindings: &[(4, partials), (5, loss)],
+            constants: &[],
             workgroups: [1, 1, 1],
             cost: Cost {
                 bytes: 4 * partials.len + 4,
@@ -131,6 +133,7 @@ pub fn sigmoid_backward(
             label,
             params: bytemuck::bytes_of(&p),
             bindings: &[(1, z), (2, t), (6, dz)],
+            constants: &[],
             workgroups: gpu.grid("bce.sigmoid_backward", z.len)?,
             cost: Cost {
                 bytes: 12 * z.len,

@@ -63,37 +63,65 @@ impl Conv2dShape {
     }
 }
 
+/// Channels one invocation keeps in registers (four vec4): the kernels' limit on ci and co.
+pub const MAX_CHANNELS: u32 = 16;
+/// Output pixels per partial sum of the weight gradient (the shader's CHUNK override).
+pub const CHUNK: u64 = 256;
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
     n: u32,
-    h: u32,
-    w: u32,
-    ci: u32,
-    ho: u32,
-    wo: u32,
-    co: u32,
-    pad: u32,
     relu: u32,
-    total: u32,
-    _p: [u32; 2],
+    chunks: u32,
+    _p: u32,
 }
 
 fn params(s: &Conv2dShape, relu: bool) -> Params {
-    let (ho, wo) = s.out_hw();
     Params {
         n: s.n,
-        h: s.h,
-        w: s.w,
-        ci: s.ci,
-        ho,
-        wo,
-        co: s.co,
-        pad: s.pad(),
         relu: relu as u32,
-        total: s.output_len() as u32,
-        _p: [0; 2],
+        chunks: chunks(s) as u32,
+        _p: 0,
     }
+}
+
+/// The pipeline's shape constants: everything but the batch size.
+fn constants(s: &Conv2dShape) -> [(&'static str, f64); 6] {
+    [
+        ("CI", s.ci as f64),
+        ("CO", s.co as f64),
+        ("H", s.h as f64),
+        ("W", s.w as f64),
+        ("PAD", s.pad() as f64),
+        ("CHUNK", CHUNK as f64),
+    ]
+}
+
+fn chunks(s: &Conv2dShape) -> u64 {
+    (s.output_len() / s.co.max(1) as u64).div_ceil(CHUNK)
+}
+
+/// Length of the scratch buffer [`backward_weight`] needs for its partial sums.
+pub fn partials_len(s: &Conv2dShape) -> u64 {
+    chunks(s) * s.weight_len()
+}
+
+/// Workgroup size of the register-tiled kernels.
+const TILED: u64 = 64;
+
+fn check_channels(s: &Conv2dShape) -> Result<()> {
+    s.check()?;
+    if s.ci > MAX_CHANNELS || s.co > MAX_CHANNELS {
+        return Err(Error::Shape {
+            op: "conv2d",
+            detail: format!(
+                "{} input and {} output channels: the kernels keep at most {MAX_CHANNELS} in registers",
+                s.ci, s.co
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// `y = conv(x, w) + b`, then ReLU when `relu`.
@@ -109,12 +137,13 @@ pub fn forward(
     b: &Tensor,
     y: &Tensor,
 ) -> Result<Dispatch> {
-    s.check()?;
+    check_channels(s)?;
     expect_len("conv2d", "x", x, s.input_len())?;
     expect_len("conv2d", "kernel", w, s.weight_len())?;
     expect_len("conv2d", "bias", b, s.co as u64)?;
     expect_len("conv2d", "y", y, s.output_len())?;
     let p = params(s, relu);
+    let pixels = s.output_len() / s.co as u64;
     build(
         gpu,
         Launch {
@@ -124,7 +153,8 @@ pub fn forward(
             label,
             params: bytemuck::bytes_of(&p),
             bindings: &[(1, x), (2, w), (3, b), (4, y)],
-            workgroups: gpu.grid("conv2d.forward", s.output_len())?,
+            constants: &constants(s),
+            workgroups: gpu.grid_of("conv2d.forward", pixels, TILED)?,
             cost: Cost {
                 bytes: 4 * (s.input_len() + s.weight_len() + s.co as u64 + s.output_len()),
                 flops: 2 * s.macs(),
@@ -164,12 +194,13 @@ pub fn backward_input(
     w: &Tensor,
     dx: &Tensor,
 ) -> Result<Dispatch> {
-    s.check()?;
+    check_channels(s)?;
     g.check(s)?;
     expect_len("conv2d", "kernel", w, s.weight_len())?;
     expect_len("conv2d", "dx", dx, s.input_len())?;
     let (dy, act, relu) = g.bindings();
     let p = params(s, relu);
+    let pixels = s.input_len() / s.ci as u64;
     build(
         gpu,
         Launch {
@@ -179,7 +210,8 @@ pub fn backward_input(
             label,
             params: bytemuck::bytes_of(&p),
             bindings: &[(2, w), (5, dy), (6, act), (7, dx)],
-            workgroups: gpu.grid("conv2d.backward_input", s.input_len())?,
+            constants: &constants(s),
+            workgroups: gpu.grid_of("conv2d.backward_input", pixels, TILED)?,
             cost: Cost {
                 bytes: 4 * (s.output_len() * (1 + relu as u64) + s.weight_len() + s.input_len()),
                 flops: 2 * s.macs(),
@@ -188,37 +220,66 @@ pub fn backward_input(
     )
 }
 
-/// `dw`: the gradient w.r.t. the kernel, summed over the batch.
+/// `dw`: the gradient w.r.t. the kernel, summed over the batch in two deterministic stages:
+/// partial sums over chunks of output pixels into `partials` (`partials_len(s)` long), then
+/// each weight sums its chunks in order.
 pub fn backward_weight(
     gpu: &Gpu,
     label: &str,
     s: &Conv2dShape,
     g: &GradOut<'_>,
     x: &Tensor,
+    partials: &Tensor,
     dw: &Tensor,
-) -> Result<Dispatch> {
-    s.check()?;
+) -> Result<Vec<Dispatch>> {
+    check_channels(s)?;
     g.check(s)?;
     expect_len("conv2d", "x", x, s.input_len())?;
     expect_len("conv2d", "dw", dw, s.weight_len())?;
+    expect_len(
+        "conv2d",
+        "weight-gradient partials",
+        partials,
+        partials_len(s),
+    )?;
     let (dy, act, relu) = g.bindings();
     let p = params(s, relu);
-    build(
+    let rows = 9 * s.ci as u64;
+    let partial = build(
         gpu,
         Launch {
             shader: Shader::Conv2d,
-            entry: "backward_weight",
-            kernel: "conv2d.backward_weight",
+            entry: "backward_weight_partial",
+            kernel: "conv2d.backward_weight_partial",
             label,
             params: bytemuck::bytes_of(&p),
-            bindings: &[(1, x), (5, dy), (6, act), (8, dw)],
-            workgroups: gpu.groups("conv2d.backward_weight", s.weight_len())?,
+            bindings: &[(1, x), (5, dy), (6, act), (8, partials)],
+            constants: &constants(s),
+            workgroups: gpu.grid_of("conv2d.backward_weight_partial", chunks(s) * rows, TILED)?,
             cost: Cost {
-                bytes: 4 * (s.output_len() * (1 + relu as u64) + s.input_len() + s.weight_len()),
+                bytes: 4 * (s.output_len() * (1 + relu as u64) + s.input_len() + partials_len(s)),
                 flops: 2 * s.macs(),
             },
         },
-    )
+    )?;
+    let reduce = build(
+        gpu,
+        Launch {
+            shader: Shader::Conv2d,
+            entry: "backward_weight_reduce",
+            kernel: "conv2d.backward_weight_reduce",
+            label,
+            params: bytemuck::bytes_of(&p),
+            bindings: &[(9, partials), (10, dw)],
+            constants: &constants(s),
+            workgroups: gpu.grid_of("conv2d.backward_weight_reduce", s.weight_len(), TILED)?,
+            cost: Cost {
+                bytes: 4 * (partials_len(s) + s.weight_len()),
+                flops: partials_len(s),
+            },
+        },
+    )?;
+    Ok(vec![partial, reduce])
 }
 
 /// `db`: the gradient w.r.t. the bias, summed over the batch and pixels.
@@ -229,7 +290,7 @@ pub fn backward_bias(
     g: &GradOut<'_>,
     db: &Tensor,
 ) -> Result<Dispatch> {
-    s.check()?;
+    check_channels(s)?;
     g.check(s)?;
     expect_len("conv2d", "db", db, s.co as u64)?;
     let (dy, act, relu) = g.bindings();
@@ -242,8 +303,9 @@ pub fn backward_bias(
             kernel: "conv2d.backward_bias",
             label,
             params: bytemuck::bytes_of(&p),
-            bindings: &[(5, dy), (6, act), (9, db)],
-            workgroups: gpu.groups("conv2d.backward_bias", s.co as u64)?,
+            bindings: &[(5, dy), (6, act), (11, db)],
+            constants: &constants(s),
+            workgroups: [s.co, 1, 1],
             cost: Cost {
                 bytes: 4 * (s.output_len() * (1 + relu as u64) + s.co as u64),
                 flops: s.output_len(),

@@ -50,6 +50,11 @@ struct Params {
     relu: u32,
 }
 
+/// Invocations of a register-tiled product: one per 4x4 block of the output.
+fn tiles(rows: u32, cols: u32) -> u64 {
+    rows.div_ceil(4) as u64 * cols.div_ceil(4) as u64
+}
+
 fn params(s: &DenseShape, relu: bool) -> Params {
     Params {
         n: s.n,
@@ -93,7 +98,8 @@ pub fn forward(
             label,
             params: bytemuck::bytes_of(&p),
             bindings: &[(1, x), (2, w), (3, b), (4, y)],
-            workgroups: gpu.grid("dense.forward", s.output_len())?,
+            constants: &[],
+            workgroups: gpu.grid("dense.forward", tiles(s.n, s.fout))?,
             cost: Cost {
                 bytes: 4 * (s.input_len() + s.weight_len() + s.fout as u64 + s.output_len()),
                 flops: 2 * s.output_len() * s.fin as u64,
@@ -125,7 +131,8 @@ pub fn backward_input(
             label,
             params: bytemuck::bytes_of(&p),
             bindings: &[(2, w), (5, dy), (6, act), (7, dx)],
-            workgroups: gpu.grid("dense.backward_input", s.input_len())?,
+            constants: &[],
+            workgroups: gpu.grid("dense.backward_input", tiles(s.n, s.fin))?,
             cost: Cost {
                 bytes: 4 * (s.output_len() * (1 + relu as u64) + s.weight_len() + s.input_len()),
                 flops: 2 * s.output_len() * s.fin as u64,
@@ -157,7 +164,8 @@ pub fn backward_weight(
             label,
             params: bytemuck::bytes_of(&p),
             bindings: &[(1, x), (5, dy), (6, act), (8, dw)],
-            workgroups: gpu.grid("dense.backward_weight", s.weight_len())?,
+            constants: &[],
+            workgroups: gpu.grid("dense.backward_weight", tiles(s.fin, s.fout))?,
             cost: Cost {
                 bytes: 4 * (s.output_len() * (1 + relu as u64) + s.input_len() + s.weight_len()),
                 flops: 2 * s.output_len() * s.fin as u64,
@@ -187,6 +195,7 @@ pub fn backward_bias(
             label,
             params: bytemuck::bytes_of(&p),
             bindings: &[(5, dy), (6, act), (9, db)],
+            constants: &[],
             workgroups: gpu.grid("dense.backward_bias", s.fout as u64)?,
             cost: Cost {
                 bytes: 4 * (s.output_len() * (1 + relu as u64) + s.fout as u64),

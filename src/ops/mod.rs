@@ -67,10 +67,13 @@ impl Shader {
     }
 }
 
+/// A pipeline is one entry point specialised with its override constants (by value bits).
+type PipelineKey = (Shader, &'static str, Vec<(&'static str, u64)>);
+
 #[derive(Default)]
 pub(crate) struct PipelineCache {
     modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
-    pipelines: Mutex<HashMap<(Shader, &'static str), wgpu::ComputePipeline>>,
+    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
 }
 
 /// Napkin-math cost of one dispatch: the bytes it must move at least, and its flops.
@@ -138,8 +141,13 @@ impl Gpu {
         &self,
         shader: Shader,
         entry: &'static str,
+        constants: &[(&'static str, f64)],
     ) -> Result<wgpu::ComputePipeline> {
-        let key = (shader, entry);
+        let key = (
+            shader,
+            entry,
+            constants.iter().map(|(k, v)| (*k, v.to_bits())).collect(),
+        );
         if let Some(p) = self
             .pipelines
             .pipelines
@@ -173,7 +181,10 @@ impl Gpu {
                 layout: None,
                 module: &module,
                 entry_point: Some(entry),
-                compilation_options: Default::default(),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    zero_initialize_workgroup_memory: true,
+                },
                 cache: None,
             });
         self.check()?;
@@ -188,6 +199,11 @@ impl Gpu {
     /// Workgroups for `threads` invocations of 256, folded into y past the per-dimension limit.
     pub(crate) fn grid(&self, what: &str, threads: u64) -> Result<[u32; 3]> {
         self.groups(what, threads.div_ceil(WORKGROUP))
+    }
+
+    /// As [`Gpu::grid`] for kernels with workgroups of `size`.
+    pub(crate) fn grid_of(&self, what: &str, threads: u64, size: u64) -> Result<[u32; 3]> {
+        self.groups(what, threads.div_ceil(size))
     }
 
     /// `count` workgroups, folded into x and y.
@@ -217,12 +233,14 @@ pub(crate) struct Launch<'a> {
     pub label: &'a str,
     pub params: &'a [u8],
     pub bindings: &'a [(u32, &'a Tensor)],
+    /// Override constants that specialise the entry point (shapes).
+    pub constants: &'a [(&'static str, f64)],
     pub workgroups: [u32; 3],
     pub cost: Cost,
 }
 
 pub(crate) fn build(gpu: &Gpu, l: Launch<'_>) -> Result<Dispatch> {
-    let pipeline = gpu.pipeline(l.shader, l.entry)?;
+    let pipeline = gpu.pipeline(l.shader, l.entry, l.constants)?;
     let uniform = gpu.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(l.kernel),
         size: l.params.len() as u64,

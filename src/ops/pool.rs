@@ -84,6 +84,7 @@ pub fn forward(
             label,
             params: bytemuck::bytes_of(&p),
             bindings: &[(1, x), (2, y), (3, winner)],
+            constants: &[],
             workgroups: gpu.grid("pool.forward", s.output_len())?,
             cost: Cost {
                 bytes: 4 * (s.input_len() + 2 * s.output_len()),
@@ -116,6 +117,7 @@ pub fn backward(
             label,
             params: bytemuck::bytes_of(&p),
             bindings: &[(4, dy), (5, winner), (6, dx)],
+            constants: &[],
             workgroups: gpu.grid("pool.backward", s.input_len())?,
             cost: Cost {
                 bytes: 4 * (s.input_len() + 2 * s.output_len()),

@@ -72,6 +72,7 @@ pub fn forward(
             label,
             params: bytemuck::bytes_of(&p),
             bindings: &[(1, x), (2, y)],
+            constants: &[],
             workgroups: gpu.grid("upsample.forward", s.output_len())?,
             cost: Cost {
                 bytes: 4 * (s.input_len() + s.output_len()),
@@ -101,6 +102,7 @@ pub fn backward(
             label,
             params: bytemuck::bytes_of(&p),
             bindings: &[(3, dy), (4, dx)],
+            constants: &[],
             workgroups: gpu.grid("upsample.backward", s.input_len())?,
             cost: Cost {
                 bytes: 4 * (s.input_len() + s.output_len()),

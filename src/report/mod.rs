@@ -10,6 +10,7 @@ use crate::{Error, Result};
 
 mod grid;
 mod plot;
+pub mod profile;
 
 pub use grid::{codes_png, grid_png, reconstructions_png, GAP, SCALE};
 pub use plot::{loss_png, LOSS_PLOT_SIZE};

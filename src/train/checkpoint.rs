@@ -134,7 +134,8 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
         err(
             path,
             format!(
-                "not a readable safetensors file ({e}); it may be truncated or not a checkpoint"
+                "not a readable safetensors file ({e}); it may be truncated or not a \
+                 checkpoint. Use another checkpoint (best.safetensors, or an earlier run's)"
             ),
         )
     })?;
@@ -223,7 +224,8 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
     if sha != get("sha256")? {
         return Err(err(
             path,
-            "checksum mismatch: the file was altered or damaged",
+            "checksum mismatch: the file was altered or damaged. Use another checkpoint \
+             (best.safetensors, or an earlier run's)",
         ));
     }
     let len = model.param_len as usize;
@@ -286,7 +288,10 @@ pub fn save(path: &Path, ck: &Checkpoint) -> Result<()> {
 
 pub fn load(path: &Path) -> Result<Checkpoint> {
     let bytes = std::fs::read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => err(path, "no such file"),
+        std::io::ErrorKind::NotFound => err(
+            path,
+            "no such file; pass a run folder or a .safetensors checkpoint that `train` wrote",
+        ),
         _ => Error::io(path, e),
     })?;
     decode(&bytes, path)

@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod network;
 pub mod run;
 
+use crate::gpu::timing::Profiler;
 use crate::gpu::{Gpu, Tensor};
 use crate::model::{Model, ModelKind};
 use crate::ops::adam::AdamConfig;
@@ -125,7 +126,11 @@ pub struct EpochMetrics {
     pub epoch: usize,
     pub loss: f64,
     pub val_loss: f64,
+    /// The whole epoch, validation included.
     pub seconds: f64,
+    /// Training steps only.
+    #[serde(default)]
+    pub train_seconds: f64,
 }
 
 pub struct Trainer {
@@ -266,6 +271,18 @@ impl Trainer {
         slot: usize,
         noise_seed: u32,
     ) -> wgpu::SubmissionIndex {
+        self.submit_with(gpu, p, offset, slot, noise_seed, None)
+    }
+
+    fn submit_with(
+        &self,
+        gpu: &Gpu,
+        p: &Plan,
+        offset: usize,
+        slot: usize,
+        noise_seed: u32,
+        profiler: Option<&mut Profiler>,
+    ) -> wgpu::SubmissionIndex {
         let pixels = self.net.model.input.len() as u32;
         p.dispatches[p.gather].set_params(
             gpu,
@@ -292,8 +309,48 @@ impl Trainer {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("step"),
             });
-        ops::record_all(&mut enc, &p.dispatches);
+        match profiler {
+            Some(prof) => prof.record(&mut enc, &p.dispatches),
+            None => ops::record_all(&mut enc, &p.dispatches),
+        }
         gpu.queue.submit([enc.finish()])
+    }
+
+    /// Dispatches in one full training step (for sizing a profiler).
+    pub fn step_len(&self) -> usize {
+        self.train_plans.first().map_or(0, |p| p.dispatches.len())
+    }
+
+    /// Runs `steps` training steps of the first plan's batch size through the current epoch's
+    /// permutation, without validation; with a profiler, every dispatch is timed. Waits at the
+    /// end. For `profile` and `bench`: the weights move as in training.
+    pub fn run_steps(
+        &mut self,
+        gpu: &Gpu,
+        steps: usize,
+        mut profiler: Option<&mut Profiler>,
+    ) -> Result<()> {
+        let perm = permutation(self.cfg.seed, self.epoch, self.train.count);
+        gpu.write(&self.perm, &perm);
+        let p = self
+            .train_plans
+            .first()
+            .ok_or_else(|| Error::Config("no training plan".into()))?;
+        let per_epoch = (self.train.count / p.n as usize).max(1);
+        for k in 0..steps {
+            let step = k % per_epoch;
+            let offset = step * p.n as usize;
+            self.submit_with(
+                gpu,
+                p,
+                offset,
+                step,
+                noise_seed(self.cfg.seed, 0),
+                profiler.as_deref_mut(),
+            );
+            self.iterations += 1;
+        }
+        gpu.wait()
     }
 
     fn plan_for(plans: &[Plan], n: u32) -> Result<&Plan> {
@@ -329,6 +386,9 @@ impl Trainer {
                 progress(step + 1 - inflight.len(), sizes.len());
             }
         }
+        // One sync per epoch, so the training time excludes validation.
+        gpu.wait()?;
+        let train_seconds = start.elapsed().as_secs_f64();
         let val = self.evaluate_queued(gpu)?;
         gpu.wait()?;
         progress(sizes.len(), sizes.len());
@@ -350,6 +410,7 @@ impl Trainer {
             loss,
             val_loss,
             seconds: start.elapsed().as_secs_f64(),
+            train_seconds,
         })
     }
 
@@ -480,4 +541,17 @@ fn weighted_mean(values: &[f32], sizes: &[u32]) -> f64 {
         .map(|(v, &n)| *v as f64 * n as f64)
         .sum::<f64>()
         / total
+}
+
+impl Trainer {
+    /// Bytes of every GPU buffer the trainer allocated: network, dataset, permutation, logs.
+    pub fn gpu_bytes(&self) -> u64 {
+        self.net.bytes()
+            + 4 * (self.train.images.len
+                + self.test.images.len
+                + self.perm.len
+                + self.train_loss.len
+                + self.val_loss.len)
+            + 4 * self.test.count as u64
+    }
 }

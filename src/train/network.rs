@@ -27,6 +27,8 @@ pub struct Network {
     /// sigmoid(logits): the reconstruction, for inference.
     pub probs: Tensor,
     partials: Tensor,
+    /// Scratch for the conv layers' split weight-gradient sums (shared: they run in turn).
+    conv_partials: Tensor,
 }
 
 impl Network {
@@ -54,7 +56,23 @@ impl Network {
             });
         }
         let out_len = cap * pixels;
+        let mut conv_scratch = 1;
+        for (i, layer) in model.layers.iter().enumerate() {
+            if let Layer::Conv2d { co, padding, .. } = layer {
+                let f = model.shapes[i];
+                let s = conv2d::Conv2dShape {
+                    n: capacity,
+                    h: f.h,
+                    w: f.w,
+                    ci: f.c,
+                    co: *co,
+                    padding: *padding,
+                };
+                conv_scratch = conv_scratch.max(conv2d::partials_len(&s));
+            }
+        }
         Ok(Network {
+            conv_partials: gpu.tensor("conv weight-gradient partials", conv_scratch)?,
             params: gpu.tensor("params", model.param_len)?,
             grads: gpu.tensor("grads", model.param_len)?,
             adam_m: gpu.tensor("adam m", model.param_len)?,
@@ -251,7 +269,10 @@ impl Network {
                     );
                     if let Layer::Conv2d { .. } = &self.model.layers[i] {
                         let s = self.conv_shape(i, n);
-                        out.push(conv2d::backward_weight(gpu, &label, &s, &g, &x, &dw)?);
+                        let partials = self.conv_partials.view(0, conv2d::partials_len(&s));
+                        out.extend(conv2d::backward_weight(
+                            gpu, &label, &s, &g, &x, &partials, &dw,
+                        )?);
                         out.push(conv2d::backward_bias(gpu, &label, &s, &g, &db)?);
                         if let Some(dx) = &dx {
                             out.push(conv2d::backward_input(gpu, &label, &s, &g, &w, dx)?);

@@ -130,9 +130,18 @@ fn create_run_dir(out: Option<&Path>) -> Result<PathBuf> {
             PathBuf::from("runs").join(chrono::Local::now().format("%Y-%m-%d_%H-%M-%S").to_string())
         }
     };
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let cannot = |e: &dyn std::fmt::Display| {
+        Error::Config(format!(
+            "the run folder {} cannot be written ({e}); pass --out with a folder you can write",
+            dir.display()
+        ))
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| cannot(&e))?;
     // Fail now, not after an epoch, when the folder cannot be written.
-    atomic::write_atomic(&dir.join(".write-test"), b"ok")?;
+    atomic::write_atomic(&dir.join(".write-test"), b"ok").map_err(|e| match e {
+        Error::Io { source, .. } => cannot(&source),
+        e => cannot(&e),
+    })?;
     let _ = std::fs::remove_file(dir.join(".write-test"));
     Ok(dir)
 }
@@ -174,6 +183,19 @@ pub fn train(opts: &RunOptions, on_event: &mut dyn FnMut(Event)) -> Result<PathB
         Some(p) => Some(checkpoint::load(&checkpoint_path(p))?),
         None => None,
     };
+    if let Some(ck) = &resumed {
+        if ck.model != opts.config.model {
+            let (had, asked) = (ck.model.name(), opts.config.model.name());
+            return Err(Error::Checkpoint {
+                path: checkpoint_path(opts.resume.as_deref().unwrap_or(Path::new(""))),
+                detail: format!(
+                    "it holds a {had} model, but --model {asked} was asked for. To continue \
+                     it, drop --model (or pass --model {had}); to train a {asked} model, \
+                     leave out --resume"
+                ),
+            });
+        }
+    }
     let cfg = match &resumed {
         Some(ck) => {
             let mut c = ck.config.clone();
@@ -191,7 +213,8 @@ pub fn train(opts: &RunOptions, on_event: &mut dyn FnMut(Event)) -> Result<PathB
             return Err(Error::Checkpoint {
                 path: checkpoint_path(opts.resume.as_deref().unwrap_or(Path::new(""))),
                 detail: format!(
-                    "it was trained on {} {}x{} images; this dataset has {} {}x{}",
+                    "it was trained on {} {}x{} images; this dataset has {} {}x{}. Pass the \
+                     --data and --train-limit of the run it comes from",
                     ck.train_count,
                     ck.input.h,
                     ck.input.w,
@@ -209,14 +232,6 @@ pub fn train(opts: &RunOptions, on_event: &mut dyn FnMut(Event)) -> Result<PathB
         }
     }
     let gpu = Gpu::new(&opts.adapter)?;
-    let run_dir = match (&opts.out_dir, &opts.resume) {
-        (Some(d), _) => create_run_dir(Some(d))?,
-        (None, Some(r)) => {
-            let ck = checkpoint_path(r);
-            create_run_dir(Some(ck.parent().unwrap_or(Path::new("."))))?
-        }
-        (None, None) => create_run_dir(None)?,
-    };
     let train_split = DeviceSplit::upload(
         &gpu,
         "training images",
@@ -230,6 +245,16 @@ pub fn train(opts: &RunOptions, on_event: &mut dyn FnMut(Event)) -> Result<PathB
         data.test.images.count,
     )?;
     let mut trainer = Trainer::new(&gpu, model, &cfg, train_split, test_split)?;
+    // Only now, when nothing about the settings can fail any more: a run that cannot start
+    // leaves no folder behind.
+    let run_dir = match (&opts.out_dir, &opts.resume) {
+        (Some(d), _) => create_run_dir(Some(d))?,
+        (None, Some(r)) => {
+            let ck = checkpoint_path(r);
+            create_run_dir(Some(ck.parent().unwrap_or(Path::new("."))))?
+        }
+        (None, None) => create_run_dir(None)?,
+    };
     let mut history = Vec::new();
     match &resumed {
         Some(ck) => {
@@ -261,7 +286,18 @@ pub fn train(opts: &RunOptions, on_event: &mut dyn FnMut(Event)) -> Result<PathB
         .iter()
         .map(|m: &EpochMetrics| m.val_loss)
         .fold(f64::INFINITY, f64::min);
-    let mut last_good: Option<PathBuf> = resumed.as_ref().map(|_| run_dir.join(CHECKPOINT));
+    let mut last_good: Option<PathBuf> = opts.resume.as_deref().map(checkpoint_path);
+    let kept = |last_good: &Option<PathBuf>, epoch: usize| {
+        let fix = "Try a smaller --lr";
+        match last_good {
+            Some(p) => format!(
+                "The last good checkpoint is {} (epoch {}). {fix}, or --resume from it.",
+                p.display(),
+                epoch - 1
+            ),
+            None => format!("No checkpoint had been written yet. {fix}."),
+        }
+    };
     let result = (|| -> Result<()> {
         while trainer.epoch < cfg.epochs {
             let epoch = trainer.epoch + 1;
@@ -281,23 +317,27 @@ pub fn train(opts: &RunOptions, on_event: &mut dyn FnMut(Event)) -> Result<PathB
                 Err(Error::NonFiniteLoss {
                     value, epoch, step, ..
                 }) => {
-                    let kept = match &last_good {
-                        Some(p) => format!(
-                            "The last good checkpoint is {} (epoch {}).",
-                            p.display(),
-                            epoch - 1
-                        ),
-                        None => "No checkpoint had been written yet.".to_string(),
-                    };
                     return Err(Error::NonFiniteLoss {
                         value,
                         epoch,
                         step,
-                        kept,
+                        kept: kept(&last_good, epoch),
                     });
                 }
                 Err(e) => return Err(e),
             };
+            // Weights that give a non-finite validation loss are no checkpoint to keep.
+            if !m.val_loss.is_finite() {
+                return Err(Error::NonFiniteLoss {
+                    value: m.val_loss as f32,
+                    epoch: m.epoch,
+                    step: steps,
+                    kept: format!(
+                        "(The validation loss after the epoch's last step.) {}",
+                        kept(&last_good, m.epoch)
+                    ),
+                });
+            }
             history.push(m);
             on_event(Event::Epoch {
                 metrics: m,

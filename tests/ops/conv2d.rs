@@ -128,15 +128,13 @@ fn conv2d_backward_weight_matches_reference() {
             let (x, dy) = (g.upload("x", &c.x).unwrap(), g.upload("dy", &c.dy).unwrap());
             let act = act.map(|a| g.upload("act", &a).unwrap());
             let dw = g.poisoned("dw", s.weight_len()).unwrap();
+            let partials = g.poisoned("partials", conv2d::partials_len(&s)).unwrap();
             let go = GradOut {
                 dy: &dy,
                 relu_output: act.as_ref(),
             };
-            run(
-                g,
-                &[conv2d::backward_weight(g, "t", &s, &go, &x, &dw).unwrap()],
-            )
-            .unwrap();
+            let ds = conv2d::backward_weight(g, "t", &s, &go, &x, &partials, &dw).unwrap();
+            run(g, &ds).unwrap();
             let want = reference::conv2d::backward_weight(&s, &c.x, &dy_ref);
             assert_close(
                 &format!("{s:?} relu={relu}"),

@@ -1,0 +1,149 @@
+//! GPU time of every dispatch through timestamp queries: while profiling, each dispatch gets
+//! its own compute pass with a timestamp at its start and end (pass-level writes work on every
+//! adapter with TIMESTAMP_QUERY; writes inside a pass need an extra feature).
+use super::{Gpu, Tensor};
+use crate::ops::{Cost, Dispatch};
+use crate::{Error, Result};
+
+/// Queries one query set holds (wgpu's maximum).
+const MAX_QUERIES: u32 = wgpu::QUERY_SET_MAX_QUERIES;
+
+/// One timed dispatch.
+#[derive(Clone, Debug)]
+pub struct Timing {
+    pub kernel: &'static str,
+    pub label: String,
+    pub cost: Cost,
+    /// Start, relative to the first timed dispatch, in nanoseconds.
+    pub start_ns: f64,
+    /// None where the driver returned a zero or reversed pair (known on some drivers).
+    pub ns: Option<f64>,
+}
+
+pub struct Profiler {
+    query_sets: Vec<wgpu::QuerySet>,
+    /// (kernel, label, cost) per recorded dispatch, in order.
+    recorded: Vec<(&'static str, String, Cost)>,
+    capacity: usize,
+}
+
+impl Profiler {
+    /// Room for `dispatches` timed dispatches. Fails, saying so, without timestamp queries.
+    pub fn new(gpu: &Gpu, dispatches: usize) -> Result<Self> {
+        if !gpu.has_timestamps() {
+            return Err(Error::Gpu {
+                adapter: gpu.name(),
+                detail: "this adapter has no timestamp queries (TIMESTAMP_QUERY)".into(),
+            });
+        }
+        let per_set = (MAX_QUERIES / 2) as usize;
+        let sets = dispatches.div_ceil(per_set).max(1);
+        let query_sets = (0..sets)
+            .map(|_| {
+                gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("dispatch timestamps"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: MAX_QUERIES,
+                })
+            })
+            .collect();
+        Ok(Profiler {
+            query_sets,
+            recorded: Vec::new(),
+            capacity: sets * per_set,
+        })
+    }
+
+    /// Records `dispatches`, each in its own timed pass. Past the capacity they run untimed.
+    pub fn record(&mut self, enc: &mut wgpu::CommandEncoder, dispatches: &[Dispatch]) {
+        let per_set = (MAX_QUERIES / 2) as usize;
+        for d in dispatches {
+            let k = self.recorded.len();
+            let writes = (k < self.capacity).then(|| wgpu::ComputePassTimestampWrites {
+                query_set: &self.query_sets[k / per_set],
+                beginning_of_pass_write_index: Some(2 * (k % per_set) as u32),
+                end_of_pass_write_index: Some(2 * (k % per_set) as u32 + 1),
+            });
+            let timed = writes.is_some();
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(d.kernel),
+                timestamp_writes: writes,
+            });
+            d.record(&mut pass);
+            drop(pass);
+            if timed {
+                self.recorded.push((d.kernel, d.label.clone(), d.cost));
+            }
+        }
+    }
+
+    /// Resolves and reads every timestamp (waits for the queue).
+    pub fn finish(self, gpu: &Gpu) -> Result<Vec<Timing>> {
+        let n = self.recorded.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let per_set = (MAX_QUERIES / 2) as usize;
+        let resolve = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps"),
+            size: (self.query_sets.len() * MAX_QUERIES as usize * 8) as u64,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let mut enc = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("resolve"),
+            });
+        for (s, qs) in self.query_sets.iter().enumerate() {
+            let used = (n - (s * per_set).min(n)).min(per_set) as u32;
+            if used > 0 {
+                enc.resolve_query_set(
+                    qs,
+                    0..2 * used,
+                    &resolve,
+                    (s as u64) * MAX_QUERIES as u64 * 8,
+                );
+            }
+        }
+        gpu.queue.submit([enc.finish()]);
+        let ticks: Vec<u64> = gpu
+            .read(&Tensor::whole(resolve))?
+            .chunks(2)
+            .map(pair_u64)
+            .collect();
+        let period = gpu.queue.get_timestamp_period() as f64;
+        let stamp = |k: usize| {
+            let base = (k / per_set) * MAX_QUERIES as usize + 2 * (k % per_set);
+            (ticks[base], ticks[base + 1])
+        };
+        let first = (0..n)
+            .map(|k| stamp(k).0)
+            .filter(|t| *t > 0)
+            .min()
+            .unwrap_or(0);
+        Ok(self
+            .recorded
+            .into_iter()
+            .enumerate()
+            .map(|(k, (kernel, label, cost))| {
+                let (a, b) = stamp(k);
+                let valid = a > 0 && b > a;
+                Timing {
+                    kernel,
+                    label,
+                    cost,
+                    start_ns: a.saturating_sub(first) as f64 * period,
+                    ns: valid.then(|| (b - a) as f64 * period),
+                }
+            })
+            .collect())
+    }
+}
+
+fn pair_u64(w: &[u32]) -> u64 {
+    match w {
+        [lo, hi] => (*hi as u64) << 32 | *lo as u64,
+        _ => 0,
+    }
+}
