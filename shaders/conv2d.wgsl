@@ -20,6 +20,10 @@ override CI4: u32 = (CI + 3u) / 4u;
 override CO4: u32 = (CO + 3u) / 4u;
 // Output pixels one backward_weight_partial invocation sums.
 override CHUNK: u32 = 256u;
+// backward_weight_partial also sums the bias gradient, as one more kernel row whose input is 1:
+// the bias then costs no pass of its own over dy.
+override WITH_BIAS: bool = false;
+override ROWS: u32 = 9u * CI + select(0u, 1u, WITH_BIAS);
 
 struct Conv {
     n: u32, relu: u32, chunks: u32, _p0: u32,
@@ -139,15 +143,16 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
 
 // Split-K weight gradient, stage 1: invocation (chunk, row) sums x_patch * dy over the CHUNK
 // output pixels of its chunk, for kernel row `row` = (ky*3+kx)*CI + ci and every output
-// channel. Partial sums land in partial_out[chunk][row][co].
+// channel. Partial sums land in partial_out[chunk][row][co]. With WITH_BIAS, row 9*CI is the
+// bias: its input is 1 at every pixel.
 @compute @workgroup_size(64)
 fn backward_weight_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                            @builtin(num_workgroups) nwg: vec3<u32>) {
     let id = flat(wid, lid, nwg, WG);
-    let rows_k = 9u * CI;
-    if (id >= p.chunks * rows_k) { return; }
-    let row = id % rows_k;
-    let chunk = id / rows_k;
+    if (id >= p.chunks * ROWS) { return; }
+    let row = id % ROWS;
+    let chunk = id / ROWS;
+    let is_bias = row == 9u * CI;
     let c = row % CI;
     let k = row / CI;
     let ky = i32(k / 3u);
@@ -161,8 +166,9 @@ fn backward_weight_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
         let b = r / (WO * HO);
         let iy = oy + ky - i32(PAD);
         let ix = ox + kx - i32(PAD);
-        if (iy >= 0 && iy < i32(H) && ix >= 0 && ix < i32(W)) {
-            let xv = x[((b * H + u32(iy)) * W + u32(ix)) * CI + c];
+        if (is_bias || (iy >= 0 && iy < i32(H) && ix >= 0 && ix < i32(W))) {
+            var xv = 1.0;
+            if (!is_bias) { xv = x[((b * H + u32(iy)) * W + u32(ix)) * CI + c]; }
             let gb = r * CO;
             for (var j = 0u; j < CO4; j++) {
                 let g = vec4<f32>(grad_out(gb + 4u * j), grad_out(gb + 4u * j + 1u),
@@ -180,18 +186,24 @@ fn backward_weight_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
     }
 }
 
-// Stage 2: each weight sums its partials over the chunks in order (deterministic).
+// Stage 2: each weight (and, WITH_BIAS, each bias) sums its partials over the chunks in
+// order (deterministic).
 @compute @workgroup_size(64)
 fn backward_weight_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                           @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(wid, lid, nwg, WG);
-    let len = 9u * CI * CO;
+    let len = ROWS * CO;
     if (i >= len) { return; }
     var acc = 0.0;
     for (var c = 0u; c < p.chunks; c++) {
         acc += partial_in[c * len + i];
     }
-    dw[i] = acc;
+    let weights = 9u * CI * CO;
+    if (i < weights) {
+        dw[i] = acc;
+    } else {
+        db[i - weights] = acc;
+    }
 }
 
 // Sums `scratch` in a fixed tree: deterministic, no atomics. Every invocation must call it.

@@ -87,8 +87,13 @@ fn params(s: &Conv2dShape, relu: bool) -> Params {
 }
 
 /// The pipeline's shape constants: everything but the batch size.
-fn constants(s: &Conv2dShape) -> [(&'static str, f64); 6] {
+fn constants(s: &Conv2dShape) -> [(&'static str, f64); 7] {
+    constants_with(s, false)
+}
+
+fn constants_with(s: &Conv2dShape, with_bias: bool) -> [(&'static str, f64); 7] {
     [
+        ("WITH_BIAS", with_bias as u32 as f64),
         ("CI", s.ci as f64),
         ("CO", s.co as f64),
         ("H", s.h as f64),
@@ -102,9 +107,10 @@ fn chunks(s: &Conv2dShape) -> u64 {
     (s.output_len() / s.co.max(1) as u64).div_ceil(CHUNK)
 }
 
-/// Length of the scratch buffer [`backward_weight`] needs for its partial sums.
+/// Length of the scratch buffer [`backward_weight`] (and [`backward_params`]) needs for its
+/// partial sums.
 pub fn partials_len(s: &Conv2dShape) -> u64 {
-    chunks(s) * s.weight_len()
+    chunks(s) * (s.weight_len() + s.co as u64)
 }
 
 /// Workgroup size of the register-tiled kernels.
@@ -232,6 +238,38 @@ pub fn backward_weight(
     partials: &Tensor,
     dw: &Tensor,
 ) -> Result<Vec<Dispatch>> {
+    split_k(gpu, label, s, g, x, partials, dw, None)
+}
+
+/// [`backward_weight`] and [`backward_bias`] in one pass over dy: the bias is one more row of
+/// the split sum. What training runs.
+// One argument per binding of the kernel: grouping them would hide which buffer is which.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_params(
+    gpu: &Gpu,
+    label: &str,
+    s: &Conv2dShape,
+    g: &GradOut<'_>,
+    x: &Tensor,
+    partials: &Tensor,
+    dw: &Tensor,
+    db: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    expect_len("conv2d", "db", db, s.co as u64)?;
+    split_k(gpu, label, s, g, x, partials, dw, Some(db))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn split_k(
+    gpu: &Gpu,
+    label: &str,
+    s: &Conv2dShape,
+    g: &GradOut<'_>,
+    x: &Tensor,
+    partials: &Tensor,
+    dw: &Tensor,
+    db: Option<&Tensor>,
+) -> Result<Vec<Dispatch>> {
     check_channels(s)?;
     g.check(s)?;
     expect_len("conv2d", "x", x, s.input_len())?;
@@ -244,38 +282,54 @@ pub fn backward_weight(
     )?;
     let (dy, act, relu) = g.bindings();
     let p = params(s, relu);
-    let rows = 9 * s.ci as u64;
+    let rows = 9 * s.ci as u64 + db.is_some() as u64;
+    let used = chunks(s) * rows * s.co as u64;
+    let partials = partials.view(0, used);
+    let constants = constants_with(s, db.is_some());
+    let (kernel, reduce_kernel) = match db {
+        Some(_) => (
+            "conv2d.backward_params_partial",
+            "conv2d.backward_params_reduce",
+        ),
+        None => (
+            "conv2d.backward_weight_partial",
+            "conv2d.backward_weight_reduce",
+        ),
+    };
     let partial = build(
         gpu,
         Launch {
             shader: Shader::Conv2d,
             entry: "backward_weight_partial",
-            kernel: "conv2d.backward_weight_partial",
+            kernel,
             label,
             params: bytemuck::bytes_of(&p),
-            bindings: &[(1, x), (5, dy), (6, act), (8, partials)],
-            constants: &constants(s),
-            workgroups: gpu.grid_of("conv2d.backward_weight_partial", chunks(s) * rows, TILED)?,
+            bindings: &[(1, x), (5, dy), (6, act), (8, &partials)],
+            constants: &constants,
+            workgroups: gpu.grid_of(kernel, chunks(s) * rows, TILED)?,
             cost: Cost {
-                bytes: 4 * (s.output_len() * (1 + relu as u64) + s.input_len() + partials_len(s)),
-                flops: 2 * s.macs(),
+                bytes: 4 * (s.output_len() * (1 + relu as u64) + s.input_len() + used),
+                flops: 2 * s.macs() + 2 * s.output_len() * db.is_some() as u64,
             },
         },
     )?;
+    // The reduce binds db only when it writes it: alias dw otherwise, as the kernel never
+    // reaches that branch.
+    let db = db.unwrap_or(dw);
     let reduce = build(
         gpu,
         Launch {
             shader: Shader::Conv2d,
             entry: "backward_weight_reduce",
-            kernel: "conv2d.backward_weight_reduce",
+            kernel: reduce_kernel,
             label,
             params: bytemuck::bytes_of(&p),
-            bindings: &[(9, partials), (10, dw)],
-            constants: &constants(s),
-            workgroups: gpu.grid_of("conv2d.backward_weight_reduce", s.weight_len(), TILED)?,
+            bindings: &[(9, &partials), (10, dw), (11, db)],
+            constants: &constants,
+            workgroups: gpu.grid_of(reduce_kernel, rows * s.co as u64, TILED)?,
             cost: Cost {
-                bytes: 4 * (partials_len(s) + s.weight_len()),
-                flops: partials_len(s),
+                bytes: 4 * (used + rows * s.co as u64),
+                flops: used,
             },
         },
     )?;

@@ -19,6 +19,7 @@ pub mod batch;
 pub mod bce;
 pub mod conv2d;
 pub mod dense;
+pub mod model;
 pub mod pool;
 pub mod upsample;
 

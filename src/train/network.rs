@@ -270,10 +270,9 @@ impl Network {
                     if let Layer::Conv2d { .. } = &self.model.layers[i] {
                         let s = self.conv_shape(i, n);
                         let partials = self.conv_partials.view(0, conv2d::partials_len(&s));
-                        out.extend(conv2d::backward_weight(
-                            gpu, &label, &s, &g, &x, &partials, &dw,
+                        out.extend(conv2d::backward_params(
+                            gpu, &label, &s, &g, &x, &partials, &dw, &db,
                         )?);
-                        out.push(conv2d::backward_bias(gpu, &label, &s, &g, &db)?);
                         if let Some(dx) = &dx {
                             out.push(conv2d::backward_input(gpu, &label, &s, &g, &w, dx)?);
                         }

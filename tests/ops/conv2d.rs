@@ -190,3 +190,34 @@ fn conv2d_rejects_mismatched_buffers() {
     let err = conv2d::forward(g, "t", &s, false, &x, &w, &b, &y).unwrap_err();
     assert!(err.to_string().contains("x has 31 elements"), "{err}");
 }
+
+/// The fused path training runs: kernel and bias gradients in one split sum.
+#[test]
+fn conv2d_backward_params_matches_reference() {
+    let g = gpu();
+    for (k, s) in shapes().into_iter().enumerate() {
+        for relu in [false, true] {
+            let c = case(s, 400 + k as u64);
+            let (dy_ref, act) = masked(&c, relu);
+            let (x, dy) = (g.upload("x", &c.x).unwrap(), g.upload("dy", &c.dy).unwrap());
+            let act = act.map(|a| g.upload("act", &a).unwrap());
+            let dw = g.poisoned("dw", s.weight_len()).unwrap();
+            let db = g.poisoned("db", s.co as u64).unwrap();
+            let partials = g.poisoned("partials", conv2d::partials_len(&s)).unwrap();
+            let go = GradOut {
+                dy: &dy,
+                relu_output: act.as_ref(),
+            };
+            run(
+                g,
+                &conv2d::backward_params(g, "t", &s, &go, &x, &partials, &dw, &db).unwrap(),
+            )
+            .unwrap();
+            let what = format!("{s:?} relu={relu}");
+            let want_w = reference::conv2d::backward_weight(&s, &c.x, &dy_ref);
+            assert_close(&what, &g.read::<f32>(&dw).unwrap(), &want_w, TOL);
+            let want_b = reference::conv2d::backward_bias(&s, &dy_ref);
+            assert_close(&what, &g.read::<f32>(&db).unwrap(), &want_b, TOL);
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! A whole training step on the CPU: forward, loss, backward and Adam over a [`Model`], built
+//! only from this module's sibling ops, in the order `src/train/network.rs` runs the kernels.
+//!
+//! Every layer's output is rounded to `f32` as the GPU stores it (each op computes in `f64` and
+//! rounds once, see [`super`]); ReLU is fused into conv/dense exactly as on the GPU; the last
+//! layer yields logits (its sigmoid is folded into the loss, as Keras does). Backward: the
+//! fused sigmoid + BCE gradient on the logits, then the layers in reverse, each ReLU masked by
+//! the layer's own output. Gradients land in the model's flat layout (padding stays zero), so
+//! one [`super::adam::step`] over the whole buffer is the optimiser step, as on the GPU.
+use super::{activation, adam, bce, conv2d, dense, pool, upsample};
+use crate::model::{Activation, Layer, Model};
+use crate::ops::adam::AdamConfig;
+use crate::ops::conv2d::Conv2dShape;
+use crate::ops::dense::DenseShape;
+use crate::ops::pool::PoolShape;
+use crate::ops::upsample::UpsampleShape;
+
+/// Every layer's output for a batch, as the GPU's activation buffers hold them.
+#[derive(Clone, Debug)]
+pub struct Forward {
+    /// Batch size.
+    pub n: usize,
+    /// `acts[i]`: output of layer i (after its fused ReLU; the last layer's are logits).
+    pub acts: Vec<Vec<f32>>,
+    /// `winners[i]`: the pool winners (0..4) of layer i, for pooling layers.
+    pub winners: Vec<Option<Vec<u32>>>,
+}
+
+impl Forward {
+    /// The last layer's output: the logits of the reconstruction.
+    pub fn logits(&self) -> &[f32] {
+        self.acts.last().map_or(&[], |v| v.as_slice())
+    }
+}
+
+/// Where parameter tensor `k` lies in the flat buffer.
+fn range(model: &Model, k: usize) -> std::ops::Range<usize> {
+    let p = &model.params[k];
+    p.offset as usize..(p.offset + p.len) as usize
+}
+
+fn conv_shape(model: &Model, i: usize, n: usize) -> Conv2dShape {
+    let f = model.shapes[i];
+    let (co, padding) = match &model.layers[i] {
+        Layer::Conv2d { co, padding, .. } => (*co, *padding),
+        _ => unreachable!("conv_shape of a layer that is not a conv"),
+    };
+    Conv2dShape {
+        n: n as u32,
+        h: f.h,
+        w: f.w,
+        ci: f.c,
+        co,
+        padding,
+    }
+}
+
+fn dense_shape(model: &Model, i: usize, n: usize) -> DenseShape {
+    DenseShape {
+        n: n as u32,
+        fin: model.shapes[i].len() as u32,
+        fout: model.shapes[i + 1].len() as u32,
+    }
+}
+
+fn pool_shape(model: &Model, i: usize, n: usize) -> PoolShape {
+    let f = model.shapes[i];
+    PoolShape {
+        n: n as u32,
+        h: f.h,
+        w: f.w,
+        c: f.c,
+    }
+}
+
+fn upsample_shape(model: &Model, i: usize, n: usize) -> UpsampleShape {
+    let f = model.shapes[i];
+    UpsampleShape {
+        n: n as u32,
+        h: f.h,
+        w: f.w,
+        c: f.c,
+    }
+}
+
+fn check(model: &Model, params: &[f32], x: &[f32], n: usize) {
+    super::expect_len("model", "params", params.len(), model.param_len);
+    super::expect_len("model", "x", x.len(), n as u64 * model.input.len());
+}
+
+/// The forward pass of `n` inputs `x` (`[n, h, w, c]`) under the flat parameters `params`.
+///
+/// # Panics
+/// On a slice of the wrong length.
+pub fn forward(model: &Model, params: &[f32], x: &[f32], n: usize) -> Forward {
+    check(model, params, x, n);
+    let mut acts: Vec<Vec<f32>> = Vec::with_capacity(model.layers.len());
+    let mut winners = Vec::with_capacity(model.layers.len());
+    for (i, layer) in model.layers.iter().enumerate() {
+        let input: &[f32] = if i == 0 { x } else { &acts[i - 1] };
+        let (y, win) = match layer {
+            Layer::Conv2d { act, .. } | Layer::Dense { act, .. } => {
+                let k = model.param_index(i).expect("a layer with weights");
+                let (w, b) = (&params[range(model, k)], &params[range(model, k + 1)]);
+                let relu = *act == Activation::Relu;
+                let y = if let Layer::Conv2d { .. } = layer {
+                    conv2d::forward(&conv_shape(model, i, n), relu, input, w, b)
+                } else {
+                    dense::forward(&dense_shape(model, i, n), relu, input, w, b)
+                };
+                (y, None)
+            }
+            Layer::MaxPool => {
+                let (y, win) = pool::forward(&pool_shape(model, i, n), input);
+                (y, Some(win))
+            }
+            Layer::Upsample => (upsample::forward(&upsample_shape(model, i, n), input), None),
+        };
+        acts.push(y);
+        winners.push(win);
+    }
+    Forward { n, acts, winners }
+}
+
+/// The mean binary cross-entropy of the forward's logits against `target`, in `f64`.
+pub fn loss(model: &Model, fwd: &Forward, target: &[f32]) -> f64 {
+    super::expect_len(
+        "model::loss",
+        "target",
+        target.len(),
+        fwd.n as u64 * model.input.len(),
+    );
+    bce::loss(fwd.logits(), target)
+}
+
+/// The loss of a batch and its gradient with respect to every parameter, in the model's flat
+/// layout (alignment padding zero). `x` is the model's input, `target` the clean images the
+/// loss compares against (the same unless the input is noisy).
+///
+/// # Panics
+/// On a slice of the wrong length.
+pub fn gradients(
+    model: &Model,
+    params: &[f32],
+    x: &[f32],
+    target: &[f32],
+    n: usize,
+) -> (f64, Vec<f32>) {
+    let fwd = forward(model, params, x, n);
+    let l = loss(model, &fwd, target);
+    let mut grads = vec![0.0f32; model.param_len as usize];
+    let last = model.layers.len() - 1;
+    // dy: gradient w.r.t. the output of the layer being walked.
+    let mut dy = bce::sigmoid_backward(fwd.logits(), target);
+    for i in (0..=last).rev() {
+        let input: &[f32] = if i == 0 { x } else { &fwd.acts[i - 1] };
+        let dx = match &model.layers[i] {
+            Layer::Conv2d { act, .. } | Layer::Dense { act, .. } => {
+                let k = model.param_index(i).expect("a layer with weights");
+                let g = if *act == Activation::Relu {
+                    activation::relu_backward(&fwd.acts[i], &dy)
+                } else {
+                    dy
+                };
+                let w = &params[range(model, k)];
+                let (dw, db, dx) = if let Layer::Conv2d { .. } = &model.layers[i] {
+                    let s = conv_shape(model, i, n);
+                    (
+                        conv2d::backward_weight(&s, input, &g),
+                        conv2d::backward_bias(&s, &g),
+                        (i > 0).then(|| conv2d::backward_input(&s, &g, w)),
+                    )
+                } else {
+                    let s = dense_shape(model, i, n);
+                    (
+                        dense::backward_weight(&s, input, &g),
+                        dense::backward_bias(&s, &g),
+                        (i > 0).then(|| dense::backward_input(&s, &g, w)),
+                    )
+                };
+                grads[range(model, k)].copy_from_slice(&dw);
+                grads[range(model, k + 1)].copy_from_slice(&db);
+                dx
+            }
+            Layer::MaxPool => (i > 0).then(|| {
+                let win = fwd.winners[i].as_deref().expect("pool winners");
+                pool::backward(&pool_shape(model, i, n), win, &dy)
+            }),
+            Layer::Upsample => {
+                (i > 0).then(|| upsample::backward(&upsample_shape(model, i, n), &dy))
+            }
+        };
+        match dx {
+            Some(d) => dy = d,
+            None => break,
+        }
+    }
+    (l, grads)
+}
+
+/// One training step at Adam step `t` (1-based): [`gradients`], then one Adam update over the
+/// whole flat buffer. Returns the batch's loss (before the update).
+#[allow(clippy::too_many_arguments)]
+pub fn train_step(
+    model: &Model,
+    cfg: &AdamConfig,
+    t: u64,
+    params: &mut [f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    x: &[f32],
+    target: &[f32],
+    n: usize,
+) -> f64 {
+    let (l, g) = gradients(model, params, x, target, n);
+    adam::step(cfg, t, params, &g, m, v);
+    l
+}

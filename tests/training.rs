@@ -1,0 +1,825 @@
+//! Whole training steps on the GPU against the CPU reference (DESIGN.md §4.3), a short real run
+//! (§4.4), resuming and determinism (§3).
+//!
+//! Tolerances, and why:
+//! - Gradients (GPU `grads` buffer vs `reference::model::gradients`): per tensor,
+//!   max |gpu − ref| ≤ `TOL_GRAD` · max |ref|. Both see the same f32 inputs; the GPU sums in
+//!   f32 in a tree order, the reference in f64 and rounds once per layer, so the difference is
+//!   f32 rounding carried through the layers.
+//! - Adam's moments: m = (1−β1)·g on the first step, so the same relative tolerance; v ∝ g²,
+//!   twice it.
+//! - GPU Adam in the training step vs `reference::adam::step` fed with the *GPU's own*
+//!   gradient: a few ulps (the update is elementwise; only `sqrt` and the division may be
+//!   rounded differently).
+//! - Weights after one step vs the all-reference step: each weight moves by
+//!   u(g) = lr·g/(|g| + ε′), ε′ = ε/√(1−β2) ≈ 3.2e-6, i.e. ≈ lr·sign(g) unless g is tiny. A
+//!   gradient error δ moves it by at most lr·ε′·δ/(|g|−δ+ε′)², which is negligible for
+//!   |g| ≫ ε′ but reaches lr where g ≈ 0 (sign noise: any sign is right for a zero gradient).
+//!   So each weight is held to that propagated bound (δ from the gradient tolerance) plus
+//!   `TOL_W` = 1e-6 for rounding, with the bound capped at 2·lr; the test asserts that the
+//!   bound is itself ≤ `TOL_W` for at least 3/4 of the weights with a non-zero gradient, so a
+//!   wrong update (an error of order lr) cannot hide. A weight whose gradient is exactly 0 in
+//!   the reference (a pixel that is 0 in every image of the batch, a dead ReLU unit) must be
+//!   bitwise unchanged. Adam itself is checked on every element by the previous point.
+//! - Several steps: gradient of the last step, m and v relative as above but 10× looser
+//!   (step 1's sign noise on near-zero gradients moves a few weights by up to lr, which feeds
+//!   into later gradients); weights to an absolute 1e-5 (100× under lr, so a wrong or missing
+//!   update shows) where every step's reference gradient is exactly 0 or clear of it
+//!   (|g| > 1e-3·max |g| of its tensor), elsewhere within the 2·lr per step an update can move
+//!   a weight at all.
+//! - Losses: 1e-5 relative (f32 logits, loss sums in f32 trees on the GPU vs f64).
+mod common;
+
+use common::{gpu, rng};
+use rand::Rng;
+use std::time::Instant;
+use wgsl_autoencoder::gpu::{AdapterChoice, Gpu};
+use wgsl_autoencoder::model::{Features, Model, ModelKind};
+use wgsl_autoencoder::reference;
+use wgsl_autoencoder::reference::model as refmodel;
+use wgsl_autoencoder::train::checkpoint::{self, State};
+use wgsl_autoencoder::train::run::{self, RunOptions};
+use wgsl_autoencoder::train::{self, DeviceSplit, EpochMetrics, TrainConfig, Trainer};
+
+const TOL_GRAD: f64 = 1e-5;
+const TOL_W: f64 = 1e-6;
+const TOL_LOSS: f64 = 1e-5;
+const MNIST: Features = Features { h: 28, w: 28, c: 1 };
+
+/// MNIST-like synthetic images: half the pixels 0 (background), the rest uniform in 1..=255.
+fn images(seed: u64, count: usize, pixels: usize) -> Vec<u8> {
+    let mut r = rng(seed);
+    (0..count * pixels)
+        .map(|_| {
+            if r.random_bool(0.5) {
+                0
+            } else {
+                r.random_range(1..=255u8)
+            }
+        })
+        .collect()
+}
+
+fn to_f32(px: &[u8]) -> Vec<f32> {
+    px.iter().map(|&p| f32::from(p) / 255.0).collect()
+}
+
+fn config(kind: ModelKind, batch: u32, seed: u64) -> TrainConfig {
+    TrainConfig {
+        batch_size: batch,
+        seed,
+        ..TrainConfig::new(kind)
+    }
+}
+
+/// A fresh Trainer (Glorot weights for `cfg.seed`, zero moments) on the given u8 splits.
+fn trainer(g: &Gpu, model: &Model, cfg: &TrainConfig, train: &[u8], test: &[u8]) -> Trainer {
+    let px = model.input.len() as usize;
+    let tr = DeviceSplit::upload(g, "train", train, train.len() / px).unwrap();
+    let te = DeviceSplit::upload(g, "test", test, test.len() / px).unwrap();
+    let mut t = Trainer::new(g, model.clone(), cfg, tr, te).unwrap();
+    t.init(g);
+    t
+}
+
+/// What the reference computes for one epoch, started from `state`.
+struct RefEpoch {
+    state: State,
+    /// Loss and flat gradient of every step.
+    losses: Vec<f64>,
+    grads: Vec<Vec<f32>>,
+    /// Sample-weighted mean of the batch losses (Keras' epoch loss).
+    loss: f64,
+}
+
+/// One epoch of the reference, in the GPU's order: permutation of (seed, epoch), batches of
+/// `cfg.batch_size` in order, the last one partial.
+fn reference_epoch(model: &Model, cfg: &TrainConfig, start: &State, images: &[u8]) -> RefEpoch {
+    let px = model.input.len() as usize;
+    let count = images.len() / px;
+    let perm = train::permutation(cfg.seed, start.epoch, count);
+    let mut s = start.clone();
+    let (mut losses, mut grads) = (Vec::new(), Vec::new());
+    let mut weighted = 0.0;
+    for (step, n) in train::batches(count, cfg.batch_size)
+        .into_iter()
+        .enumerate()
+    {
+        let n = n as usize;
+        let x = reference::batch::gather(images, px, &perm, step * cfg.batch_size as usize, n);
+        let (l, g) = refmodel::gradients(model, &s.params, &x, &x, n);
+        s.iterations += 1;
+        reference::adam::step(
+            &cfg.adam,
+            s.iterations,
+            &mut s.params,
+            &g,
+            &mut s.adam_m,
+            &mut s.adam_v,
+        );
+        weighted += l * n as f64;
+        losses.push(l);
+        grads.push(g);
+    }
+    s.epoch += 1;
+    RefEpoch {
+        state: s,
+        losses,
+        grads,
+        loss: weighted / count as f64,
+    }
+}
+
+/// The reference's mean BCE over a whole split under `params`.
+fn reference_eval(model: &Model, params: &[f32], images: &[u8]) -> f64 {
+    let x = to_f32(images);
+    let n = images.len() / model.input.len() as usize;
+    let f = refmodel::forward(model, params, &x, n);
+    refmodel::loss(model, &f, &x)
+}
+
+fn initial_state(model: &Model, seed: u64) -> State {
+    let len = model.param_len as usize;
+    State {
+        params: model.init(seed),
+        adam_m: vec![0.0; len],
+        adam_v: vec![0.0; len],
+        epoch: 0,
+        iterations: 0,
+    }
+}
+
+fn slice<'a>(model: &Model, flat: &'a [f32], k: usize) -> &'a [f32] {
+    let p = &model.params[k];
+    &flat[p.offset as usize..(p.offset + p.len) as usize]
+}
+
+fn max_abs(v: &[f32]) -> f64 {
+    v.iter().fold(0.0f64, |m, x| m.max(x.abs() as f64))
+}
+
+/// Per tensor: max |got − want| ≤ tol · max |want|. Returns the worst relative error seen.
+fn assert_rel(what: &str, model: &Model, got: &[f32], want: &[f32], tol: f64) -> f64 {
+    let mut worst = 0.0f64;
+    for (k, p) in model.params.iter().enumerate() {
+        let (g, w) = (slice(model, got, k), slice(model, want, k));
+        let scale = max_abs(w);
+        assert!(scale > 0.0, "{what} {}: reference is all zero", p.name);
+        let (i, e) = g
+            .iter()
+            .zip(w)
+            .map(|(a, b)| (*a as f64 - *b as f64).abs())
+            .enumerate()
+            .fold(
+                (0, 0.0),
+                |b, (i, e)| if e > b.1 || e.is_nan() { (i, e) } else { b },
+            );
+        assert!(
+            e <= tol * scale,
+            "{what} {}[{i}]: GPU {} vs reference {} (error {e:.3e} > {tol:e} x max {scale:.3e})",
+            p.name,
+            g[i],
+            w[i]
+        );
+        worst = worst.max(e / scale);
+    }
+    worst
+}
+
+/// Padding between tensors stays zero on the GPU too.
+fn assert_padding_zero(what: &str, model: &Model, v: &[f32]) {
+    let mut inside = vec![false; v.len()];
+    for p in &model.params {
+        inside[p.offset as usize..(p.offset + p.len) as usize].fill(true);
+    }
+    for (i, (x, inside)) in v.iter().zip(inside).enumerate() {
+        assert!(inside || *x == 0.0, "{what}: padding element {i} is {x}");
+    }
+}
+
+/// Elementwise within `ulps` units in the last place of the larger of |a|, |b|, |scale_i|.
+fn assert_ulps(what: &str, got: &[f32], want: &[f32], scale: &[f32], ulps: f64) {
+    for (i, ((a, b), s)) in got.iter().zip(want).zip(scale).enumerate() {
+        let mag = (a.abs()).max(b.abs()).max(s.abs()) as f64;
+        let tol = ulps * f32::EPSILON as f64 * mag;
+        let e = (*a as f64 - *b as f64).abs();
+        assert!(
+            e <= tol,
+            "{what}[{i}]: GPU {a} vs reference {b} (error {e:.3e} > {ulps} ulps of {mag:.3e})"
+        );
+    }
+}
+
+fn assert_loss(what: &str, got: f64, want: f64) {
+    let e = (got - want).abs() / want.abs();
+    assert!(
+        e <= TOL_LOSS,
+        "{what}: GPU {got} vs reference {want} (relative error {e:.3e} > {TOL_LOSS:e})"
+    );
+}
+
+/// One Adam step on a dataset of exactly one batch, GPU vs reference (module doc).
+fn one_step(kind: ModelKind) {
+    let t0 = Instant::now();
+    let g = gpu();
+    let model = Model::new(kind, MNIST).unwrap();
+    let px = MNIST.len() as usize;
+    // 3 training images = one full batch of 3; 5 test images = a full and a partial batch.
+    let train_px = images(11, 3, px);
+    let test_px = images(12, 5, px);
+    let cfg = config(kind, 3, 5);
+    let mut tr = trainer(g, &model, &cfg, &train_px, &test_px);
+    let m = tr.train_epoch(g, &mut |_, _| {}).unwrap();
+    let gpu_grads: Vec<f32> = g.read(&tr.net.grads).unwrap();
+    let got = tr.state(g).unwrap();
+    assert_eq!((got.epoch, got.iterations), (1, 1));
+
+    let start = initial_state(&model, cfg.seed);
+    let r = reference_epoch(&model, &cfg, &start, &train_px);
+    let ref_grads = &r.grads[0];
+
+    // The same step through `train_step`.
+    {
+        let perm = train::permutation(cfg.seed, 0, 3);
+        let x = reference::batch::gather(&train_px, px, &perm, 0, 3);
+        let mut s = start.clone();
+        let l = refmodel::train_step(
+            &model,
+            &cfg.adam,
+            1,
+            &mut s.params,
+            &mut s.adam_m,
+            &mut s.adam_v,
+            &x,
+            &x,
+            3,
+        );
+        assert_eq!(l, r.losses[0]);
+        assert_eq!(s.params, r.state.params);
+    }
+
+    let eg = assert_rel("gradient", &model, &gpu_grads, ref_grads, TOL_GRAD);
+    assert_padding_zero("gradient", &model, &gpu_grads);
+    let em = assert_rel("adam m", &model, &got.adam_m, &r.state.adam_m, TOL_GRAD);
+    let ev = assert_rel(
+        "adam v",
+        &model,
+        &got.adam_v,
+        &r.state.adam_v,
+        2.0 * TOL_GRAD,
+    );
+
+    // The GPU's Adam inside the step, against the reference Adam fed with the GPU's gradient.
+    let mut own = start.clone();
+    reference::adam::step(
+        &cfg.adam,
+        1,
+        &mut own.params,
+        &gpu_grads,
+        &mut own.adam_m,
+        &mut own.adam_v,
+    );
+    assert_ulps(
+        "adam m (own gradient)",
+        &got.adam_m,
+        &own.adam_m,
+        &own.adam_m,
+        2.0,
+    );
+    assert_ulps(
+        "adam v (own gradient)",
+        &got.adam_v,
+        &own.adam_v,
+        &own.adam_v,
+        2.0,
+    );
+    // |w| and the update's size set the ulp: w − Δw rounds at the larger of the two.
+    let lr = vec![cfg.adam.lr; own.params.len()];
+    let scale: Vec<f32> = start
+        .params
+        .iter()
+        .zip(&lr)
+        .map(|(w, l)| w.abs().max(*l))
+        .collect();
+    assert_ulps(
+        "weights (own gradient)",
+        &got.params,
+        &own.params,
+        &scale,
+        4.0,
+    );
+
+    // Weights against the all-reference step, each held to its propagated bound.
+    let lr = cfg.adam.lr as f64;
+    let eps1 = cfg.adam.eps as f64 / (1.0 - cfg.adam.beta2 as f64).sqrt();
+    let (mut loose, mut zeros, mut worst_tight) = (0usize, 0usize, 0.0f64);
+    for (k, p) in model.params.iter().enumerate() {
+        let gr = slice(&model, ref_grads, k);
+        let delta = TOL_GRAD * max_abs(gr);
+        let (w_gpu, w_ref) = (
+            slice(&model, &got.params, k),
+            slice(&model, &r.state.params, k),
+        );
+        for i in 0..gr.len() {
+            if gr[i] == 0.0 {
+                // A structural zero (an input pixel that is 0 in the whole batch, a dead ReLU):
+                // the GPU's sum is exactly 0 too, and Adam leaves the weight as it was.
+                assert_eq!(
+                    w_gpu[i], w_ref[i],
+                    "weight {}[{i}] with zero gradient",
+                    p.name
+                );
+                zeros += 1;
+                continue;
+            }
+            let a = (gr[i].abs() as f64 - delta).max(0.0);
+            let bound = (lr * eps1 * delta / (a + eps1).powi(2)).min(2.0 * lr);
+            let e = (w_gpu[i] as f64 - w_ref[i] as f64).abs();
+            assert!(
+                e <= bound + TOL_W,
+                "weight {}[{i}]: GPU {} vs reference {} (error {e:.3e} > {bound:.3e} + {TOL_W:e}; \
+                 gradient {})",
+                p.name,
+                w_gpu[i],
+                w_ref[i],
+                gr[i]
+            );
+            if bound > TOL_W {
+                loose += 1;
+            } else {
+                worst_tight = worst_tight.max(e);
+            }
+        }
+    }
+    // Not vacuous: most weights are held to TOL_W itself (the loose ones are those whose
+    // gradient is within ~√(lr·ε′·δ/TOL_W) of zero, δ being the gradient tolerance).
+    let total: u64 = model.params.iter().map(|p| p.len).sum();
+    let nonzero = total as usize - zeros;
+    assert!(
+        4 * loose <= nonzero,
+        "{loose} of {nonzero} weights with a non-zero gradient have a loose bound"
+    );
+
+    // Losses: the epoch's training loss is its single batch's; validation over the test split
+    // with the final (GPU) weights.
+    assert_loss("training loss", m.loss, r.loss);
+    let val = reference_eval(&model, &got.params, &test_px);
+    assert_loss("validation loss", m.val_loss, val);
+    eprintln!(
+        "{kind:?} one step: gradient rel {eg:.2e}, m {em:.2e}, v {ev:.2e}; weights: {zeros} \
+         zero-gradient, {loose} loose, worst tight {worst_tight:.2e} of {total}; loss {} vs {}, val {} vs {}; {:.2}s",
+        m.loss,
+        r.loss,
+        m.val_loss,
+        val,
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn one_training_step_matches_reference_conv() {
+    one_step(ModelKind::Conv);
+}
+
+#[test]
+fn one_training_step_matches_reference_dense() {
+    one_step(ModelKind::Dense);
+}
+
+/// One epoch of three steps, GPU vs reference: 5 images in batches of 2, 2 and a partial 1
+/// (so both step plans run, and the epoch loss is a weighted mean of unequal batches).
+fn three_steps(kind: ModelKind) {
+    let t0 = Instant::now();
+    let g = gpu();
+    let model = Model::new(kind, MNIST).unwrap();
+    let px = MNIST.len() as usize;
+    let train_px = images(21, 5, px);
+    let test_px = images(22, 5, px);
+    let cfg = config(kind, 2, 9);
+    let mut tr = trainer(g, &model, &cfg, &train_px, &test_px);
+    let m = tr.train_epoch(g, &mut |_, _| {}).unwrap();
+    let gpu_grads: Vec<f32> = g.read(&tr.net.grads).unwrap();
+    let got = tr.state(g).unwrap();
+    assert_eq!((got.epoch, got.iterations), (1, 3));
+
+    let r = reference_epoch(&model, &cfg, &initial_state(&model, cfg.seed), &train_px);
+    assert_eq!(r.grads.len(), 3);
+    // The last step's gradient (after two updates whose sign noise may differ slightly).
+    let eg = assert_rel(
+        "last gradient",
+        &model,
+        &gpu_grads,
+        &r.grads[2],
+        10.0 * TOL_GRAD,
+    );
+    let em = assert_rel(
+        "adam m",
+        &model,
+        &got.adam_m,
+        &r.state.adam_m,
+        10.0 * TOL_GRAD,
+    );
+    let ev = assert_rel(
+        "adam v",
+        &model,
+        &got.adam_v,
+        &r.state.adam_v,
+        20.0 * TOL_GRAD,
+    );
+
+    let lr = cfg.adam.lr as f64;
+    let (mut clear, mut worst) = (0usize, 0.0f64);
+    for (k, p) in model.params.iter().enumerate() {
+        let steps: Vec<&[f32]> = r.grads.iter().map(|gr| slice(&model, gr, k)).collect();
+        let scales: Vec<f64> = steps.iter().map(|s| max_abs(s)).collect();
+        let (w_gpu, w_ref) = (
+            slice(&model, &got.params, k),
+            slice(&model, &r.state.params, k),
+        );
+        for i in 0..w_gpu.len() {
+            // Clear of zero at every step, or exactly zero (a structural zero: both sides
+            // compute exactly 0 and leave the weight alone).
+            let is_clear = steps
+                .iter()
+                .zip(&scales)
+                .all(|(s, &sc)| s[i] == 0.0 || s[i].abs() as f64 > 1e-3 * sc);
+            let e = (w_gpu[i] as f64 - w_ref[i] as f64).abs();
+            let tol = if is_clear { 1e-5 } else { 2.0 * lr * 3.0 };
+            assert!(
+                e <= tol,
+                "weight {}[{i}] after 3 steps: GPU {} vs reference {} (error {e:.3e} > {tol:e})",
+                p.name,
+                w_gpu[i],
+                w_ref[i]
+            );
+            if is_clear {
+                clear += 1;
+                worst = worst.max(e);
+            }
+        }
+    }
+    let total: u64 = model.params.iter().map(|p| p.len).sum();
+    assert!(
+        4 * clear as u64 >= 3 * total,
+        "only {clear} of {total} weights had gradients clear of zero"
+    );
+
+    assert_loss("training loss", m.loss, r.loss);
+    let val = reference_eval(&model, &got.params, &test_px);
+    assert_loss("validation loss", m.val_loss, val);
+    eprintln!(
+        "{kind:?} three steps: last gradient rel {eg:.2e}, m {em:.2e}, v {ev:.2e}; worst clear \
+         weight {worst:.2e} ({clear}/{total} clear); loss {} vs {}, val {} vs {}; {:.2}s",
+        m.loss,
+        r.loss,
+        m.val_loss,
+        val,
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn three_training_steps_match_reference_conv() {
+    three_steps(ModelKind::Conv);
+}
+
+#[test]
+fn three_training_steps_match_reference_dense() {
+    three_steps(ModelKind::Dense);
+}
+
+/// `reference::model::gradients` against central differences of `forward` + `loss`, on a tiny
+/// dense model (16 → 32 → 16, batch 3), with a target other than the input and non-zero
+/// biases, for every parameter.
+///
+/// The reference model computes in f32 between layers, so the loss carries f32 rounding noise:
+/// each of the 48 logits is rounded (≈ 3e-8·|z|) and weighs (σ(z) − t)/48 ≲ 0.02 in the loss,
+/// ≈ 1e-9 after summing, i.e. ≈ 1e-7 on a central difference with h = 1e-2 (1e-6 with
+/// h = 1e-3; measured: 9e-8 and 8e-7). The truncation error h²/6·|L‴| is far below that (the
+/// loss is piecewise smooth; steps that cross a ReLU kink are detected and skipped).
+/// Tolerance: 1e-4 of the tensor's largest gradient (≈ 1e-6 absolute here, 10× the noise),
+/// while an index, transposition or masking bug is an error of the order of the gradient.
+#[test]
+fn reference_model_gradients_match_finite_differences() {
+    const H: f32 = 1e-2;
+    const TOL: f64 = 1e-4;
+    let model = Model::new(ModelKind::Dense, Features { h: 4, w: 4, c: 1 }).unwrap();
+    let mut r = rng(31);
+    let mut params = model.init(4);
+    for p in model.params.iter().filter(|p| p.fan_in == 0) {
+        for v in &mut params[p.offset as usize..(p.offset + p.len) as usize] {
+            *v = r.random_range(-0.1..0.1);
+        }
+    }
+    let n = 3;
+    let x = common::uniform(&mut r, n * 16, 0.0, 1.0);
+    let t = common::uniform(&mut r, n * 16, 0.0, 1.0);
+    let (l, grads) = refmodel::gradients(&model, &params, &x, &t, n);
+    let f = refmodel::forward(&model, &params, &x, n);
+    assert_eq!(l, refmodel::loss(&model, &f, &t));
+    assert_padding_zero("gradient", &model, &grads);
+    let mask =
+        |f: &refmodel::Forward| -> Vec<bool> { f.acts[0].iter().map(|&a| a > 0.0).collect() };
+    let at = |q: &[f32]| {
+        let f = refmodel::forward(&model, q, &x, n);
+        (refmodel::loss(&model, &f, &t), mask(&f))
+    };
+    let base_mask = mask(&f);
+    let (mut checked, mut skipped) = (0usize, 0usize);
+    for (k, p) in model.params.iter().enumerate() {
+        let scale = max_abs(slice(&model, &grads, k));
+        assert!(scale > 1e-3, "{}: gradient too small to test", p.name);
+        let mut q = params.clone();
+        for j in p.offset as usize..(p.offset + p.len) as usize {
+            q[j] = params[j] + H;
+            let (lp, mp) = at(&q);
+            let up = q[j] as f64;
+            q[j] = params[j] - H;
+            let (lm, mm) = at(&q);
+            let down = q[j] as f64;
+            q[j] = params[j];
+            if mp != base_mask || mm != base_mask {
+                skipped += 1;
+                continue;
+            }
+            // The actual f32 step, not 2H.
+            let fd = (lp - lm) / (up - down);
+            let e = (grads[j] as f64 - fd).abs();
+            assert!(
+                e <= TOL * scale,
+                "{}[{}]: analytic {} vs numeric {fd} (error {e:.3e} > {TOL:e} x {scale:.3e})",
+                p.name,
+                j - p.offset as usize,
+                grads[j]
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        skipped * 10 <= checked,
+        "{skipped} coordinates crossed a ReLU kink, {checked} checked"
+    );
+}
+
+/// The mean BCE over `images` of the best input-independent predictor (each pixel predicted as
+/// its mean over `images`: the constant that minimises BCE), and of a perfect reconstruction
+/// (the targets' own binary entropy: BCE's floor when targets are grey levels, not 0/1).
+fn mean_image_and_floor(images: &[u8], px: usize) -> (f64, f64) {
+    let n = images.len() / px;
+    let mut mean = vec![0.0f64; px];
+    for (i, &p) in images.iter().enumerate() {
+        mean[i % px] += f64::from(p) / 255.0;
+    }
+    for m in &mut mean {
+        *m /= n as f64;
+    }
+    // x·ln(y) with 0·ln(0) = 0 (a pixel that is 0 in every image costs nothing).
+    let xlny = |x: f64, y: f64| if x == 0.0 { 0.0 } else { x * y.ln() };
+    let (mut constant, mut floor) = (0.0, 0.0);
+    for (i, &p) in images.iter().enumerate() {
+        let (t, m) = (f64::from(p) / 255.0, mean[i % px]);
+        constant -= xlny(t, m) + xlny(1.0 - t, 1.0 - m);
+        floor -= xlny(t, t) + xlny(1.0 - t, 1.0 - t);
+    }
+    (constant / images.len() as f64, floor / images.len() as f64)
+}
+
+/// The dense model on the first 2,048 MNIST training images for 3 epochs, validated on the
+/// whole 10k test set.
+///
+/// Bound: before it learns anything the model predicts ≈ 0.5 everywhere (BCE ≈ ln 2 ≈ 0.69);
+/// the best it can do without looking at its input is the per-pixel mean image, whose BCE C on
+/// the test set is computed here (≈ 0.262); a perfect reconstruction scores the targets' own
+/// entropy F (≈ 0.058). The test demands val_loss < C − (C − F)/10: at least a tenth of the way
+/// from the mean image to perfect, which only a model that reconstructs from its input can
+/// reach (Keras' dense AE closes about a third of that gap in its first epoch, 0.193, and 80%
+/// by epoch 50, 0.093). And the validation loss must fall every epoch.
+///
+/// Batch size 32, not Keras' 256: 2,048 images make 8 steps of 256 an epoch, 24 in all, and
+/// after 24 Adam steps the model is still on its way down from ln 2 to the mean image (0.41
+/// measured); 64 steps an epoch (192 in all) are closer to Keras' 235-step first epoch.
+#[test]
+fn short_real_run_lowers_validation_loss() {
+    let t0 = Instant::now();
+    let g = gpu();
+    let d = run::load_data(&wgsl_autoencoder::data::default_dir(), Some(2048)).unwrap();
+    assert_eq!(d.train.images.count, 2048);
+    let px = d.test.images.image_len();
+    let (constant, floor) = mean_image_and_floor(&d.test.images.pixels, px);
+    let bound = constant - (constant - floor) / 10.0;
+    let model = Model::new(ModelKind::Dense, run::features(&d)).unwrap();
+    let cfg = config(ModelKind::Dense, 32, 0);
+    let mut tr = trainer(
+        g,
+        &model,
+        &cfg,
+        &d.train.images.pixels,
+        &d.test.images.pixels,
+    );
+    let mut history: Vec<EpochMetrics> = Vec::new();
+    for _ in 0..3 {
+        let m = tr.train_epoch(g, &mut |_, _| {}).unwrap();
+        if let Some(prev) = history.last() {
+            assert!(
+                m.val_loss < prev.val_loss,
+                "val_loss rose: {history:?} then {m:?}"
+            );
+        }
+        history.push(m);
+    }
+    let last = history[2].val_loss;
+    eprintln!(
+        "real run: val_loss {:?}; mean image {constant:.4}, floor {floor:.4}, bound {bound:.4}; \
+         {:.1}s",
+        history.iter().map(|m| m.val_loss).collect::<Vec<_>>(),
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(
+        last < bound,
+        "val_loss {last} after 3 epochs is not under {bound:.4} (mean image {constant:.4}, \
+         perfect {floor:.4})"
+    );
+}
+
+fn test_adapter() -> AdapterChoice {
+    std::env::var("WGSL_AE_TEST_ADAPTER")
+        .unwrap_or_else(|_| "auto".into())
+        .parse()
+        .unwrap()
+}
+
+/// An IDX file: big-endian magic and dimensions, then the u8 payload.
+fn write_idx(path: &std::path::Path, magic: u32, dims: &[usize], payload: &[u8]) {
+    let mut b = magic.to_be_bytes().to_vec();
+    for &d in dims {
+        b.extend((d as u32).to_be_bytes());
+    }
+    b.extend_from_slice(payload);
+    std::fs::write(path, b).unwrap();
+}
+
+/// MNIST cut to its first `train` and `test` images, as raw IDX files in `dir`.
+fn small_mnist(dir: &std::path::Path, train: usize, test: usize) {
+    let d = wgsl_autoencoder::data::load_dir(&wgsl_autoencoder::data::default_dir()).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    for (stem, lstem, split, n) in [
+        (
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            &d.train,
+            train,
+        ),
+        (
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+            &d.test,
+            test,
+        ),
+    ] {
+        let (r, c) = (split.images.rows, split.images.cols);
+        write_idx(
+            &dir.join(stem),
+            0x803,
+            &[n, r, c],
+            &split.images.pixels[..n * r * c],
+        );
+        write_idx(&dir.join(lstem), 0x801, &[n], &split.labels[..n]);
+    }
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// (epoch, loss, val_loss) of each row of a run's metrics.csv, as text.
+fn csv_rows(dir: &std::path::Path) -> Vec<Vec<String>> {
+    let s = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    s.lines()
+        .skip(1)
+        .map(|l| l.split(',').take(3).map(String::from).collect())
+        .collect()
+}
+
+/// `train` for 3 epochs straight, and for 1 epoch then resumed to 3: the same metrics, bit for
+/// bit (in memory, in the checkpoint's history and in metrics.csv), and the same final weights
+/// and Adam state.
+#[test]
+fn resume_gives_the_same_metrics_as_a_straight_run() {
+    let t0 = Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    // 60 training images in batches of 16: 16, 16, 16 and a partial 12.
+    small_mnist(&data, 60, 30);
+    let cfg = TrainConfig {
+        epochs: 3,
+        ..config(ModelKind::Dense, 16, 3)
+    };
+    let opts = |out: &str, epochs: usize, resume: Option<std::path::PathBuf>| RunOptions {
+        config: TrainConfig {
+            epochs,
+            ..cfg.clone()
+        },
+        epochs_flag: Some(epochs),
+        data_dir: data.clone(),
+        out_dir: (resume.is_none()).then(|| tmp.path().join(out)),
+        adapter: test_adapter(),
+        resume,
+    };
+    let train = |o: &RunOptions| {
+        let mut seen = Vec::new();
+        let dir = run::train(o, &mut |e| {
+            if let run::Event::Epoch { metrics, .. } = e {
+                seen.push(metrics);
+            }
+        })
+        .unwrap();
+        (dir, seen)
+    };
+    let (straight, seen_straight) = train(&opts("straight", 3, None));
+    let (split, mut seen_split) = train(&opts("split", 1, None));
+    let (resumed, more) = train(&opts("", 3, Some(split.clone())));
+    assert_eq!(resumed, split);
+    seen_split.extend(more);
+
+    let a = checkpoint::load(&straight.join(run::CHECKPOINT)).unwrap();
+    let b = checkpoint::load(&split.join(run::CHECKPOINT)).unwrap();
+    let key = |h: &[EpochMetrics]| -> Vec<(usize, u64, u64)> {
+        h.iter()
+            .map(|m| (m.epoch, m.loss.to_bits(), m.val_loss.to_bits()))
+            .collect()
+    };
+    // A resumed run's history went through the checkpoint's JSON metadata twice: it must
+    // survive a save and load bit for bit (random values, so no lucky digits).
+    let mut r = rng(51);
+    let mut probe = a.clone();
+    probe.history = (1..=1000)
+        .map(|epoch| EpochMetrics {
+            epoch,
+            loss: r.random_range(0.05..0.7),
+            val_loss: r.random_range(0.05..0.7),
+            ..a.history[0]
+        })
+        .collect();
+    let back = checkpoint::decode(&checkpoint::encode(&probe).unwrap(), &straight).unwrap();
+    for (got, want) in back.history.iter().zip(&probe.history) {
+        assert!(
+            got.loss.to_bits() == want.loss.to_bits()
+                && got.val_loss.to_bits() == want.val_loss.to_bits(),
+            "epoch {}: saved loss {:?}, val_loss {:?}; loaded {:?}, {:?}",
+            want.epoch,
+            want.loss,
+            want.val_loss,
+            got.loss,
+            got.val_loss
+        );
+    }
+    assert_eq!(back.history.len(), probe.history.len());
+    assert_eq!(
+        key(&seen_straight),
+        key(&seen_split),
+        "epoch metrics as reported"
+    );
+    assert_eq!(key(&a.history), key(&b.history), "checkpoint history");
+    assert_eq!(key(&a.history), key(&seen_straight), "history vs reported");
+    assert_eq!(csv_rows(&straight), csv_rows(&split), "metrics.csv");
+    assert_eq!(csv_rows(&straight).len(), 3);
+    assert_eq!((a.state.epoch, a.state.iterations), (3, 12));
+    assert_eq!((b.state.epoch, b.state.iterations), (3, 12));
+    assert_eq!(bits(&a.state.params), bits(&b.state.params), "weights");
+    assert_eq!(bits(&a.state.adam_m), bits(&b.state.adam_m), "adam m");
+    assert_eq!(bits(&a.state.adam_v), bits(&b.state.adam_v), "adam v");
+    eprintln!("resume: {:.1}s", t0.elapsed().as_secs_f64());
+}
+
+/// Two Trainers, same seed and data: the same epoch losses and final state, bit for bit
+/// (DESIGN.md §3: tree reductions, no float atomics).
+#[test]
+fn same_seed_same_losses_bitwise() {
+    let t0 = Instant::now();
+    let g = gpu();
+    let px = MNIST.len() as usize;
+    let train_px = images(41, 40, px);
+    let test_px = images(42, 20, px);
+    for kind in [ModelKind::Dense, ModelKind::Conv] {
+        let model = Model::new(kind, MNIST).unwrap();
+        let cfg = config(kind, 16, 17);
+        let run = || {
+            let mut tr = trainer(g, &model, &cfg, &train_px, &test_px);
+            let m: Vec<(u64, u64)> = (0..2)
+                .map(|_| {
+                    let m = tr.train_epoch(g, &mut |_, _| {}).unwrap();
+                    (m.loss.to_bits(), m.val_loss.to_bits())
+                })
+                .collect();
+            let s = tr.state(g).unwrap();
+            (m, bits(&s.params), bits(&s.adam_m), bits(&s.adam_v))
+        };
+        let (a, b) = (run(), run());
+        assert_eq!(a.0, b.0, "{kind:?}: epoch losses");
+        assert!(
+            a.1 == b.1 && a.2 == b.2 && a.3 == b.3,
+            "{kind:?}: final state"
+        );
+    }
+    eprintln!("determinism: {:.1}s", t0.elapsed().as_secs_f64());
+}
