@@ -142,8 +142,11 @@ pub fn decode(
     let per: u64 = shape.iter().skip(1).product();
     if shape.is_empty() || per != code_len as u64 || !values.len().is_multiple_of(code_len) {
         return Err(bad(format!(
-            "shape {shape:?} does not hold codes of {code_len} values ({:?} for the {} model)",
-            model.code(),
+            "shape {shape:?} does not hold codes of {code_len} values ({}x{}x{} for the {} \
+             model); pass --codes with a .npy that `encode` wrote with a checkpoint of this model",
+            model.code().h,
+            model.code().w,
+            model.code().c,
             model.kind.name()
         )));
     }

@@ -99,11 +99,25 @@ pub fn find_file(dir: &Path, stem: &str) -> Result<PathBuf> {
     })
 }
 
+/// A damaged file's error, with what to do about it.
+fn with_fix(e: Error) -> Error {
+    match e {
+        Error::Data { path, detail } => Error::Data {
+            path,
+            detail: format!(
+                "{detail}. Replace it with an intact copy (assets/mnist/SHA256SUMS lists the \
+                 originals), or pass --data DIR with four good IDX files"
+            ),
+        },
+        e => e,
+    }
+}
+
 fn load_split(dir: &Path, images_stem: &str, labels_stem: &str, name: &str) -> Result<Split> {
     let images_path = find_file(dir, images_stem)?;
     let labels_path = find_file(dir, labels_stem)?;
-    let images = read_images(&images_path)?;
-    let labels = read_labels(&labels_path)?;
+    let images = read_images(&images_path).map_err(with_fix)?;
+    let labels = read_labels(&labels_path).map_err(with_fix)?;
     if images.count != labels.len() {
         return Err(Error::Data {
             path: labels_path.clone(),

@@ -1,0 +1,1009 @@
+//! The command line through the real binary: every bad input ends with a message that names
+//! the problem and the fix, a non-zero exit code that is not a panic's (101), and no partial
+//! file; the happy path leaves a complete run folder that `eval`, `encode`, `decode` and
+//! `devices` work with.
+//!
+//! The adapter is `WGSL_AE_TEST_ADAPTER` (default `cpu`: lavapipe on CI). Most cases use a
+//! small synthetic dataset (64 training and 32 test images) so that a run takes a fraction of
+//! a second even on lavapipe; the happy path and the adapter-limit case use the shipped MNIST.
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn adapter() -> String {
+    std::env::var("WGSL_AE_TEST_ADAPTER").unwrap_or_else(|_| "cpu".into())
+}
+
+/// The binary, with Mesa's runtime-dir warning silenced.
+fn bare() -> Command {
+    let xdg = std::env::temp_dir().join("wgsl-ae-cli-xdg");
+    std::fs::create_dir_all(&xdg).unwrap();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_wgsl-autoencoder"));
+    c.env("XDG_RUNTIME_DIR", &xdg).env_remove("RUST_BACKTRACE");
+    c
+}
+
+/// The binary with `--adapter` first (it is global: it may also follow a command).
+fn cli() -> Command {
+    let mut c = bare();
+    c.args(["--adapter", &adapter()]);
+    c
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
+    run_cmd(cli().args(args))
+}
+
+fn run_cmd(c: &mut Command) -> Run {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = c.output().expect("the wgsl-autoencoder binary runs");
+    Run {
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+impl Run {
+    #[track_caller]
+    fn ok(&self) -> &Self {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "expected success\nstdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
+        self
+    }
+
+    /// A clean failure: exit code 1 or 2 (never 101, a panic's), no panic message, and every
+    /// key word in stderr.
+    #[track_caller]
+    fn fails_with(&self, words: &[&str]) -> &Self {
+        assert!(
+            matches!(self.code, Some(c) if c != 0 && c != 101),
+            "expected a clean failure, got exit code {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.code,
+            self.stdout,
+            self.stderr
+        );
+        assert!(
+            !self.stderr.contains("panicked") && !self.stderr.contains("RUST_BACKTRACE"),
+            "panic: {}",
+            self.stderr
+        );
+        assert!(
+            self.stderr.trim_start().starts_with("error:"),
+            "the message should start with `error:`: {}",
+            self.stderr
+        );
+        for w in words {
+            assert!(
+                self.stderr.contains(w),
+                "`{w}` missing from the message:\n{}",
+                self.stderr
+            );
+        }
+        self
+    }
+}
+
+/// Files under `dir`, relative, sorted.
+fn files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    fn walk(root: &Path, d: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    if dir.is_dir() {
+        walk(dir, dir, &mut out);
+    }
+    out.sort();
+    out
+}
+
+/// No temporary or half-written file anywhere under `dir`: `write_atomic` names its temporary
+/// files `.NAME.XXXX.tmp`.
+#[track_caller]
+fn assert_no_stray_files(dir: &Path) {
+    for f in files(dir) {
+        let name = Path::new(&f)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            !name.ends_with(".tmp") && !name.starts_with('.'),
+            "stray file {f} in {}",
+            dir.display()
+        );
+    }
+}
+
+// ---- data ----------------------------------------------------------------------------------
+
+/// Deterministic pseudo-random bytes.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 56) as u8
+        })
+        .collect()
+}
+
+fn idx_images(count: u32, rows: u32, cols: u32, seed: u64) -> Vec<u8> {
+    let mut b = Vec::new();
+    for v in [0x0000_0803u32, count, rows, cols] {
+        b.extend(v.to_be_bytes());
+    }
+    b.extend(noise(seed, (count * rows * cols) as usize));
+    b
+}
+
+fn idx_labels(count: u32, seed: u64) -> Vec<u8> {
+    let mut b = Vec::new();
+    for v in [0x0000_0801u32, count] {
+        b.extend(v.to_be_bytes());
+    }
+    b.extend(noise(seed, count as usize).iter().map(|v| v % 10));
+    b
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+const TRAIN_IMAGES: &str = "train-images-idx3-ubyte";
+const TRAIN_LABELS: &str = "train-labels-idx1-ubyte";
+const TEST_IMAGES: &str = "t10k-images-idx3-ubyte";
+const TEST_LABELS: &str = "t10k-labels-idx1-ubyte";
+
+/// A small MNIST-shaped dataset in `dir`: `train` and `test` images of `side`x`side`, the test
+/// images gzip-compressed (as shipped).
+fn small_data(dir: &Path, train: u32, test: u32, side: u32) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let w = |name: &str, b: Vec<u8>| std::fs::write(dir.join(name), b).unwrap();
+    w(TRAIN_IMAGES, idx_images(train, side, side, 1));
+    w(TRAIN_LABELS, idx_labels(train, 2));
+    w(
+        &format!("{TEST_IMAGES}.gz"),
+        gzip(&idx_images(test, side, side, 3)),
+    );
+    w(TEST_LABELS, idx_labels(test, 4));
+    dir.to_path_buf()
+}
+
+/// 64 training and 32 test images of 28x28.
+fn small(dir: &Path) -> PathBuf {
+    small_data(&dir.join("data"), 64, 32, 28)
+}
+
+/// A finished one-epoch dense run on `data` in `dir/name`.
+fn dense_run(dir: &Path, data: &Path, name: &str) -> PathBuf {
+    let out = dir.join(name);
+    run(&[
+        "--model".as_ref(),
+        "dense".as_ref(),
+        "--epochs".as_ref(),
+        "1".as_ref(),
+        "--batch-size".as_ref(),
+        "16".as_ref(),
+        "--data".as_ref(),
+        data.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ])
+    .ok();
+    assert!(out.join("checkpoint.safetensors").is_file());
+    out
+}
+
+/// `train` on `data` with `args`, into `out`.
+fn train(data: &Path, out: &Path, args: &[&str]) -> Run {
+    let mut c = cli();
+    c.args(args).arg("--data").arg(data).arg("--out").arg(out);
+    run_cmd(&mut c)
+}
+
+/// A failure before training starts: the run folder is not even created.
+#[track_caller]
+fn assert_not_created(out: &Path) {
+    assert!(
+        !out.exists(),
+        "{} was created: {:?}",
+        out.display(),
+        files(out)
+    );
+}
+
+// ---- bad data ------------------------------------------------------------------------------
+
+#[test]
+fn cli_missing_data_folder() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("run");
+    let gone = t.path().join("no-such-mnist");
+    train(&gone, &out, &["--model", "dense", "--epochs", "1"]).fails_with(&[
+        "no-such-mnist",
+        "folder not found",
+        "--data",
+    ]);
+    assert_not_created(&out);
+}
+
+#[test]
+fn cli_data_folder_missing_a_file() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small(t.path());
+    std::fs::remove_file(data.join(TEST_LABELS)).unwrap();
+    let out = t.path().join("run");
+    train(&data, &out, &["--model", "dense", "--epochs", "1"]).fails_with(&[
+        TEST_LABELS,
+        "no such file",
+        "--data",
+    ]);
+    assert_not_created(&out);
+}
+
+#[test]
+fn cli_wrong_magic() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small(t.path());
+    let mut b = idx_images(64, 28, 28, 1);
+    b[2] = 0x12;
+    std::fs::write(data.join(TRAIN_IMAGES), b).unwrap();
+    let out = t.path().join("run");
+    train(&data, &out, &["--model", "dense", "--epochs", "1"]).fails_with(&[
+        TRAIN_IMAGES,
+        "wrong magic",
+        "0x00000803",
+        "intact copy",
+    ]);
+    assert_not_created(&out);
+}
+
+#[test]
+fn cli_truncated_payload() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small(t.path());
+    let b = idx_images(64, 28, 28, 1);
+    std::fs::write(data.join(TRAIN_IMAGES), &b[..b.len() - 100]).unwrap();
+    let out = t.path().join("run");
+    train(&data, &out, &["--model", "dense", "--epochs", "1"]).fails_with(&[
+        TRAIN_IMAGES,
+        "truncated",
+        "50176",
+        "intact copy",
+    ]);
+    assert_not_created(&out);
+    // The same inside a gzip stream: the compressed test images, cut.
+    let gz = gzip(&idx_images(32, 28, 28, 3));
+    std::fs::write(data.join(TRAIN_IMAGES), idx_images(64, 28, 28, 1)).unwrap();
+    std::fs::write(data.join(format!("{TEST_IMAGES}.gz")), &gz[..gz.len() / 2]).unwrap();
+    train(&data, &out, &["--model", "dense", "--epochs", "1"])
+        .fails_with(&[TEST_IMAGES, "truncated"]);
+    assert_not_created(&out);
+}
+
+#[test]
+fn cli_image_label_count_mismatch() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small(t.path());
+    std::fs::write(data.join(TRAIN_LABELS), idx_labels(63, 2)).unwrap();
+    let out = t.path().join("run");
+    train(&data, &out, &["--model", "dense", "--epochs", "1"]).fails_with(&[
+        TRAIN_LABELS,
+        "64 images",
+        "63 labels",
+        "must agree",
+    ]);
+    assert_not_created(&out);
+}
+
+#[test]
+fn cli_conv_needs_28x28_and_dense_takes_8x8() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small_data(&t.path().join("data8"), 64, 32, 8);
+    let out = t.path().join("run");
+    train(&data, &out, &["--model", "conv", "--epochs", "1"]).fails_with(&[
+        "conv model needs 28x28",
+        "8x8",
+        "--model dense",
+        "deep",
+    ]);
+    assert_not_created(&out);
+    // The dense model takes any size.
+    let r = train(
+        &data,
+        &out,
+        &["--model", "dense", "--epochs", "1", "--batch-size", "16"],
+    );
+    r.ok();
+    assert!(r.stdout.contains("dense on 64 training and 32 test images"));
+    for f in [
+        "checkpoint.safetensors",
+        "reconstructions.png",
+        "metrics.csv",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing: {:?}", files(&out));
+    }
+    assert_no_stray_files(&out);
+}
+
+// ---- bad settings --------------------------------------------------------------------------
+
+#[test]
+fn cli_batch_size_0() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("run");
+    train(
+        &small(t.path()),
+        &out,
+        &["--model", "dense", "--batch-size", "0"],
+    )
+    .fails_with(&["--batch-size", "at least 1"]);
+    assert_not_created(&out);
+}
+
+#[test]
+fn cli_epochs_0() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("run");
+    train(
+        &small(t.path()),
+        &out,
+        &["--model", "dense", "--epochs", "0"],
+    )
+    .fails_with(&["--epochs", "at least 1"]);
+    assert_not_created(&out);
+}
+
+#[test]
+fn cli_negative_lr_and_noise() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small(t.path());
+    let out = t.path().join("run");
+    // `--lr -1` (a negative number after the flag) as well as `--lr=-1`.
+    for args in [["--lr", "-1"], ["--lr=-1", "--epochs=1"], ["--lr", "0"]] {
+        train(
+            &data,
+            &out,
+            &[&["--model", "dense"][..], &args[..]].concat(),
+        )
+        .fails_with(&["--lr", "positive"]);
+    }
+    train(&data, &out, &["--model", "dense", "--lr", "NaN"]).fails_with(&["--lr", "positive"]);
+    train(&data, &out, &["--model", "dense", "--noise", "-1"]).fails_with(&["--noise", ">= 0"]);
+    assert_not_created(&out);
+}
+
+#[test]
+fn cli_train_limit_0() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("run");
+    train(
+        &small(t.path()),
+        &out,
+        &["--model", "dense", "--train-limit", "0"],
+    )
+    .fails_with(&["--train-limit", "at least 1"]);
+    assert_not_created(&out);
+}
+
+/// The batch is capped at the dataset, so the full MNIST is what makes 100,000,000 too big:
+/// 60,000 images of 784 floats (188 MB) exceed lavapipe's 128 MiB binding limit. The check
+/// happens before any such buffer is created, so this takes about as long as reading MNIST.
+#[test]
+fn cli_batch_size_over_the_adapter_limits() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("run");
+    let start = Instant::now();
+    let r = run(&[
+        "--model".as_ref(),
+        "dense".as_ref(),
+        "--epochs".as_ref(),
+        "1".as_ref(),
+        "--batch-size".as_ref(),
+        "100000000".as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
+    r.fails_with(&["--batch-size", "smaller", "allows"]);
+    assert!(
+        r.stderr.contains("max_storage_buffer_binding_size")
+            || r.stderr.contains("max_buffer_size"),
+        "the message should name the limit: {}",
+        r.stderr
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "took {:?}: the limit must be checked before anything is allocated",
+        start.elapsed()
+    );
+    assert_not_created(&out);
+}
+
+#[test]
+fn cli_adapter_nosuchgpu() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small(t.path());
+    let out = t.path().join("run");
+    let mut c = bare();
+    c.args([
+        "--adapter",
+        "nosuchgpu",
+        "--model",
+        "dense",
+        "--epochs",
+        "1",
+    ])
+    .arg("--data")
+    .arg(&data)
+    .arg("--out")
+    .arg(&out);
+    run_cmd(&mut c).fails_with(&[
+        "nosuchgpu",
+        "Adapters seen",
+        "--adapter auto",
+        "--adapter cpu",
+    ]);
+    assert_not_created(&out);
+}
+
+#[test]
+fn cli_adapter_99() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("run");
+    let mut c = bare();
+    c.args(["--adapter", "99", "--model", "dense", "--epochs", "1"])
+        .arg("--data")
+        .arg(small(t.path()))
+        .arg("--out")
+        .arg(&out);
+    let r = run_cmd(&mut c);
+    r.fails_with(&[
+        "99",
+        "Adapters seen",
+        "[0] ",
+        "--adapter auto",
+        "--adapter cpu",
+    ]);
+    assert_not_created(&out);
+    // `devices` needs no adapter to be chosen.
+    run_cmd(bare().args(["devices", "--adapter", "99"])).ok();
+}
+
+// ---- resume --------------------------------------------------------------------------------
+
+#[test]
+fn cli_resume_missing_file() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small(t.path());
+    let out = t.path().join("run");
+    let gone = t.path().join("gone.safetensors");
+    train(
+        &data,
+        &out,
+        &["--resume", gone.to_str().unwrap(), "--epochs", "2"],
+    )
+    .fails_with(&["gone.safetensors", "no such file", "checkpoint"]);
+    assert_not_created(&out);
+}
+
+#[test]
+fn cli_resume_truncated_checkpoint() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small(t.path());
+    let src = dense_run(t.path(), &data, "src");
+    let bytes = std::fs::read(src.join("checkpoint.safetensors")).unwrap();
+    let out = t.path().join("run");
+    // Cut in the tensors, and cut in the header.
+    for (name, len) in [
+        ("half.safetensors", bytes.len() / 2),
+        ("head.safetensors", 100),
+    ] {
+        let cut = t.path().join(name);
+        std::fs::write(&cut, &bytes[..len]).unwrap();
+        train(
+            &data,
+            &out,
+            &["--resume", cut.to_str().unwrap(), "--epochs", "2"],
+        )
+        .fails_with(&[name, "not a readable safetensors file", "truncated"]);
+        assert_not_created(&out);
+    }
+    // eval says the same.
+    let mut c = cli();
+    c.args(["eval", "--checkpoint"])
+        .arg(t.path().join("half.safetensors"))
+        .arg("--data")
+        .arg(&data);
+    run_cmd(&mut c).fails_with(&["half.safetensors", "truncated"]);
+}
+
+#[test]
+fn cli_resume_foreign_file() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small(t.path());
+    let out = t.path().join("run");
+    // Random bytes.
+    let random = t.path().join("random.safetensors");
+    std::fs::write(&random, noise(7, 5000)).unwrap();
+    train(
+        &data,
+        &out,
+        &["--resume", random.to_str().unwrap(), "--epochs", "2"],
+    )
+    .fails_with(&["random.safetensors", "not a readable safetensors file"]);
+    // A valid safetensors file without our metadata.
+    let values = [1.0f32, 2.0, 3.0, 4.0];
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2, 2], &bytes).unwrap();
+    let other = t.path().join("other.safetensors");
+    std::fs::write(
+        &other,
+        safetensors::serialize([("dense/kernel", view)], None).unwrap(),
+    )
+    .unwrap();
+    train(
+        &data,
+        &out,
+        &["--resume", other.to_str().unwrap(), "--epochs", "2"],
+    )
+    .fails_with(&["other.safetensors", "not a wgsl-autoencoder checkpoint"]);
+    assert_not_created(&out);
+}
+
+#[test]
+fn cli_resume_other_model() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small(t.path());
+    let src = dense_run(t.path(), &data, "dense_run");
+    let before = std::fs::read(src.join("checkpoint.safetensors")).unwrap();
+    let out = t.path().join("run");
+    // The checkpoint is a dense model: --model conv is refused, naming both.
+    train(
+        &data,
+        &out,
+        &[
+            "--resume",
+            src.to_str().unwrap(),
+            "--model",
+            "conv",
+            "--epochs",
+            "2",
+        ],
+    )
+    .fails_with(&["dense model", "--model conv", "drop --model", "--resume"]);
+    assert_not_created(&out);
+    assert_eq!(
+        std::fs::read(src.join("checkpoint.safetensors")).unwrap(),
+        before
+    );
+    // Without --model (or with the same one) it continues as the dense model it is.
+    for extra in [&[][..], &["--model", "dense"][..]] {
+        let args = [
+            &["--resume", src.to_str().unwrap(), "--epochs", "2"][..],
+            extra,
+        ]
+        .concat();
+        let r = train(&data, &out, &args);
+        r.ok();
+        assert!(
+            r.stdout.contains("dense on 64 training") && r.stdout.contains("epoch 2/2 - "),
+            "{}",
+            r.stdout
+        );
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+}
+
+#[test]
+fn cli_resume_flipped_byte() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small(t.path());
+    let src = dense_run(t.path(), &data, "src");
+    let mut bytes = std::fs::read(src.join("checkpoint.safetensors")).unwrap();
+    // The header is 8 bytes of length then JSON; the tensors follow.
+    let header = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let at = 8 + header + (bytes.len() - 8 - header) / 2;
+    bytes[at] ^= 0x40;
+    let flipped = t.path().join("flipped.safetensors");
+    std::fs::write(&flipped, &bytes).unwrap();
+    let out = t.path().join("run");
+    train(
+        &data,
+        &out,
+        &["--resume", flipped.to_str().unwrap(), "--epochs", "2"],
+    )
+    .fails_with(&[
+        "flipped.safetensors",
+        "checksum mismatch",
+        "another checkpoint",
+    ]);
+    assert_not_created(&out);
+}
+
+// ---- other commands ------------------------------------------------------------------------
+
+#[test]
+fn cli_eval_missing_checkpoint() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small(t.path());
+    let mut c = cli();
+    c.args(["eval", "--checkpoint"])
+        .arg(t.path().join("missing.safetensors"))
+        .arg("--data")
+        .arg(&data);
+    run_cmd(&mut c).fails_with(&["eval failed", "missing.safetensors", "no such file"]);
+    assert_eq!(files(t.path()).len(), 4, "{:?}", files(t.path()));
+}
+
+#[test]
+fn cli_decode_codes_of_the_wrong_shape() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small(t.path());
+    let src = dense_run(t.path(), &data, "src");
+    // A [3, 5] f32 array: the dense model's codes are 32 values.
+    let codes = t.path().join("codes.npy");
+    let mut npy = Vec::new();
+    {
+        use npyz::WriterBuilder;
+        let mut w = npyz::WriteOptions::<f32>::new()
+            .default_dtype()
+            .shape(&[3, 5])
+            .writer(&mut npy)
+            .begin_nd()
+            .unwrap();
+        w.extend((0..15).map(|i| i as f32)).unwrap();
+        w.finish().unwrap();
+    }
+    std::fs::write(&codes, npy).unwrap();
+    let grid = t.path().join("grid.png");
+    let mut c = cli();
+    c.args(["decode", "--checkpoint"])
+        .arg(&src)
+        .arg("--codes")
+        .arg(&codes)
+        .arg("--out")
+        .arg(&grid)
+        .arg("--data")
+        .arg(&data);
+    run_cmd(&mut c).fails_with(&["codes.npy", "[3, 5]", "32 values", "--codes", "encode"]);
+    assert!(!grid.exists());
+    // Not a .npy at all.
+    std::fs::write(&codes, b"not numpy").unwrap();
+    run_cmd(&mut c).fails_with(&["codes.npy", "not a .npy file"]);
+    assert!(!grid.exists());
+    assert_no_stray_files(t.path());
+}
+
+#[test]
+fn cli_out_folder_cannot_be_written() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small(t.path());
+    let args = ["--model", "dense", "--epochs", "1", "--batch-size", "16"];
+    let forbidden = Path::new("/proc/forbidden");
+    train(&data, forbidden, &args).fails_with(&["/proc/forbidden", "cannot be written", "--out"]);
+    assert!(!forbidden.exists());
+    // Under a regular file.
+    let file = t.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let under = file.join("run");
+    train(&data, &under, &args).fails_with(&["a-file", "cannot be written", "--out"]);
+    assert_eq!(std::fs::read(&file).unwrap(), b"x");
+    assert_no_stray_files(t.path());
+}
+
+// ---- a diverging run -----------------------------------------------------------------------
+
+/// From the first steps: Adam moves every weight by about --lr, so the second step's loss is
+/// NaN. Nothing but the settings is left.
+#[test]
+fn cli_nan_loss_in_the_first_epoch() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small(t.path());
+    let out = t.path().join("run");
+    let args = [
+        "--model",
+        "dense",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "16",
+        "--lr",
+        "1e30",
+    ];
+    train(&data, &out, &args).fails_with(&[
+        "the loss became",
+        "at epoch 1, step 2",
+        "No checkpoint had been written yet",
+        "smaller --lr",
+    ]);
+    assert_eq!(files(&out), ["config.json"]);
+    // One step per epoch: the training loss of epoch 1 is still finite, its validation loss
+    // is not, and such weights are not saved as a checkpoint either.
+    std::fs::remove_dir_all(&out).unwrap();
+    let one_step = [
+        "--model",
+        "dense",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "64",
+        "--lr",
+        "1e30",
+    ];
+    train(&data, &out, &one_step).fails_with(&[
+        "the loss became",
+        "at epoch 1, step 1",
+        "validation loss",
+        "No checkpoint had been written yet",
+        "smaller --lr",
+    ]);
+    assert_eq!(files(&out), ["config.json"]);
+}
+
+/// After a good epoch. --lr cannot change on --resume (the checkpoint's settings win), so the
+/// good epoch-1 checkpoint gets lr = 1e30 written into its metadata (the checksum covers the
+/// tensors, not the settings); resuming it then diverges in epoch 2, and the epoch-1 files
+/// stay as they were.
+#[test]
+fn cli_nan_loss_keeps_the_last_good_checkpoint() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small(t.path());
+    let dir = dense_run(t.path(), &data, "run");
+    let ck = dir.join("checkpoint.safetensors");
+    let bytes = std::fs::read(&ck).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut meta = header.metadata().clone().unwrap();
+    let mut config: serde_json::Value = serde_json::from_str(&meta["config"]).unwrap();
+    config["adam"]["lr"] = serde_json::json!(1e30);
+    meta.insert("config".into(), config.to_string());
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let edited = safetensors::serialize(st.tensors(), Some(meta)).unwrap();
+    std::fs::write(&ck, &edited).unwrap();
+    let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    let best = std::fs::read(dir.join("best.safetensors")).unwrap();
+
+    let mut c = cli();
+    c.arg("--resume")
+        .arg(&dir)
+        .args(["--epochs", "3", "--data"])
+        .arg(&data);
+    let r = run_cmd(&mut c);
+    r.fails_with(&[
+        "the loss became",
+        "at epoch 2, step 2",
+        &format!("The last good checkpoint is {} (epoch 1)", ck.display()),
+        "smaller --lr",
+    ]);
+    assert!(r.stdout.contains("epochs 2..=3"), "{}", r.stdout);
+    assert!(!r.stdout.contains("epoch 2/3 - "), "{}", r.stdout);
+    // Nothing of epoch 2 was written.
+    assert_eq!(std::fs::read(&ck).unwrap(), edited);
+    assert_eq!(std::fs::read(dir.join("best.safetensors")).unwrap(), best);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("metrics.csv")).unwrap(),
+        metrics
+    );
+    assert_no_stray_files(&dir);
+    // And the kept checkpoint is a working one.
+    let mut c = cli();
+    c.args(["eval", "--checkpoint"])
+        .arg(&ck)
+        .arg("--data")
+        .arg(&data);
+    let e = run_cmd(&mut c);
+    e.ok();
+    assert!(
+        e.stdout.contains("dense model, epoch 1: val_loss 0."),
+        "{}",
+        e.stdout
+    );
+}
+
+// ---- the happy path ------------------------------------------------------------------------
+
+/// `epoch 1/2 - 7.6s - loss: 0.6920 - val_loss: 0.6878` -> (loss, val_loss).
+#[track_caller]
+fn keras_line(line: &str, epoch: usize, epochs: usize) -> (f64, f64) {
+    let parts: Vec<&str> = line.split(" - ").collect();
+    assert_eq!(parts.len(), 4, "{line}");
+    assert_eq!(parts[0], format!("epoch {epoch}/{epochs}"), "{line}");
+    let secs = parts[1].strip_suffix('s').expect(line);
+    assert!(secs.parse::<f64>().is_ok() && secs.contains('.'), "{line}");
+    let value = |p: &str, key: &str| -> f64 {
+        let v = p.strip_prefix(key).expect(line);
+        assert!(v.starts_with("0.") && v.len() == 6, "{line}: 4 decimals");
+        v.parse().unwrap()
+    };
+    (value(parts[2], "loss: "), value(parts[3], "val_loss: "))
+}
+
+fn epoch_lines(stdout: &str, epochs: usize) -> Vec<(f64, f64)> {
+    let lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with("epoch ")).collect();
+    assert_eq!(lines.len(), epochs, "{stdout}");
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| keras_line(l, i + 1, epochs))
+        .collect()
+}
+
+#[test]
+fn cli_happy_path() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("run");
+    let r = run(&[
+        "--model".as_ref(),
+        "dense".as_ref(),
+        "--train-limit".as_ref(),
+        "512".as_ref(),
+        "--epochs".as_ref(),
+        "2".as_ref(),
+        "--out".as_ref(),
+        dir.as_os_str(),
+    ]);
+    r.ok();
+    assert!(
+        r.stdout
+            .contains("dense on 512 training and 10000 test images, 2 steps per epoch"),
+        "{}",
+        r.stdout
+    );
+    let losses = epoch_lines(&r.stdout, 2);
+    for f in [
+        "config.json",
+        "metrics.csv",
+        "checkpoint.safetensors",
+        "best.safetensors",
+        "reconstructions.png",
+        "loss.png",
+    ] {
+        assert!(dir.join(f).is_file(), "{f} missing: {:?}", files(&dir));
+    }
+    assert_no_stray_files(&dir);
+    let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows.len(), 3, "{csv}");
+    assert!(rows[0].starts_with("epoch,loss,val_loss"), "{csv}");
+    for (row, (loss, val)) in rows[1..].iter().zip(&losses) {
+        let v: Vec<f64> = row
+            .split(',')
+            .skip(1)
+            .take(2)
+            .map(|x| x.parse().unwrap())
+            .collect();
+        assert!(
+            (v[0] - loss).abs() <= 5e-5 && (v[1] - val).abs() <= 5e-5,
+            "{row}"
+        );
+    }
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["config"]["model"], "dense");
+    assert_eq!(config["train_images"], 512);
+
+    // eval: --adapter may come before the command (cli() puts it there) or after it.
+    let e = run_cmd(cli().args(["eval", "--checkpoint"]).arg(&dir));
+    e.ok();
+    let want = format!("dense model, epoch 2: val_loss {:.4}", losses[1].1);
+    assert!(e.stdout.contains(&want), "{want} not in {}", e.stdout);
+    let mut c = bare();
+    c.args(["eval", "--checkpoint"])
+        .arg(&dir)
+        .args(["--adapter", &adapter()]);
+    assert!(run_cmd(&mut c).ok().stdout.contains(&want));
+
+    // encode, then decode what it wrote.
+    let codes = t.path().join("codes.npy");
+    let en = run_cmd(
+        cli()
+            .args(["encode", "--checkpoint"])
+            .arg(&dir)
+            .arg("--out")
+            .arg(&codes),
+    );
+    en.ok();
+    assert!(
+        en.stdout.contains("wrote 10000 codes of 1x1x32"),
+        "{}",
+        en.stdout
+    );
+    let labels = t.path().join("codes.labels.npy");
+    for (p, shape) in [(&codes, vec![10000u64, 1, 1, 32]), (&labels, vec![10000])] {
+        let npy = npyz::NpyFile::new(std::fs::File::open(p).unwrap()).unwrap();
+        assert_eq!(npy.shape(), &shape[..], "{}", p.display());
+    }
+    let grid = t.path().join("grid.png");
+    let de = run_cmd(
+        cli()
+            .args(["decode", "--checkpoint"])
+            .arg(&dir)
+            .arg("--codes")
+            .arg(&codes)
+            .arg("--out")
+            .arg(&grid),
+    );
+    de.ok();
+    assert!(de.stdout.contains("decoded 100 codes"), "{}", de.stdout);
+    assert!(std::fs::read(&grid).unwrap().starts_with(b"\x89PNG"));
+
+    let dv = run(&["devices"]);
+    dv.ok();
+    assert!(dv.stdout.starts_with("[0] "), "{}", dv.stdout);
+    assert!(dv.stdout.contains("max_storage_buffer_binding_size"));
+    assert_no_stray_files(t.path());
+}
+
+/// `train` is the default command: the same flags give the same losses (same seed, bit for bit
+/// in metrics.csv). On the small dataset, to keep it quick.
+#[test]
+fn cli_train_subcommand_equals_the_default_command() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small(t.path());
+    let args = [
+        "--model",
+        "dense",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--seed",
+        "7",
+    ];
+    let a = t.path().join("default");
+    let b = t.path().join("train");
+    let ra = train(&data, &a, &args);
+    ra.ok();
+    let mut c = cli();
+    c.arg("train")
+        .args(args)
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&b);
+    let rb = run_cmd(&mut c);
+    rb.ok();
+    assert_eq!(epoch_lines(&ra.stdout, 2), epoch_lines(&rb.stdout, 2));
+    let losses = |d: &Path| -> Vec<String> {
+        std::fs::read_to_string(d.join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .map(|l| l.split(',').take(3).collect::<Vec<_>>().join(","))
+            .collect()
+    };
+    assert_eq!(losses(&a), losses(&b));
+    // Training flags before another command would be ignored: refused.
+    let mut c = cli();
+    c.args(["--model", "dense", "train", "--epochs", "1"]);
+    run_cmd(&mut c).fails_with(&["--model", "before the `train` command"]);
+}
