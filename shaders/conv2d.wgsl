@@ -18,8 +18,9 @@ override HO: u32 = H + 2u * PAD - 2u;
 override WO: u32 = W + 2u * PAD - 2u;
 override CI4: u32 = (CI + 3u) / 4u;
 override CO4: u32 = (CO + 3u) / 4u;
-// Output pixels one backward_weight_partial invocation sums.
-override CHUNK: u32 = 256u;
+// Output pixels one backward_weight_partial invocation sums: short, so there are many
+// invocations and each one's loads are few and independent.
+override CHUNK: u32 = 16u;
 // backward_weight_partial also sums the bias gradient, as one more kernel row whose input is 1:
 // the bias then costs no pass of its own over dy.
 override WITH_BIAS: bool = false;
@@ -66,6 +67,17 @@ fn w_row4(row: u32, j: u32) -> vec4<f32> {
     return vec4<f32>(wt[i], wt[i + 1u], wt[i + 2u], wt[i + 3u]);
 }
 
+// Window taps are branch-free (a tap outside the image reads a clamped address and is scaled
+// by 0) and every loop has a constant trip count, so the driver unrolls them and issues all of
+// a pixel's loads at once instead of one dependent load per iteration.
+fn tap(v: i32, size: u32) -> u32 {
+    return u32(clamp(v, 0, i32(size) - 1));
+}
+
+fn inside(v: i32, size: u32) -> f32 {
+    return select(0.0, 1.0, v >= 0 && v < i32(size));
+}
+
 // One invocation per output pixel (n, oy, ox): every output channel at once.
 @compute @workgroup_size(64)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
@@ -79,19 +91,15 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     for (var j = 0u; j < CO4; j++) {
         acc[j] = vec4<f32>(bias[4u * j], bias[4u * j + 1u], bias[4u * j + 2u], bias[4u * j + 3u]);
     }
-    for (var ky = 0u; ky < 3u; ky++) {
-        let iy = oy + i32(ky) - i32(PAD);
-        if (iy < 0 || iy >= i32(H)) { continue; }
-        for (var kx = 0u; kx < 3u; kx++) {
-            let ix = ox + i32(kx) - i32(PAD);
-            if (ix < 0 || ix >= i32(W)) { continue; }
-            let xb = ((b * H + u32(iy)) * W + u32(ix)) * CI;
-            let row0 = (ky * 3u + kx) * CI;
-            for (var c = 0u; c < CI; c++) {
-                let xv = x[xb + c];
-                for (var j = 0u; j < CO4; j++) {
-                    acc[j] += xv * w_row4(row0 + c, j);
-                }
+    for (var k = 0u; k < 9u; k++) {
+        let iy = oy + i32(k / 3u) - i32(PAD);
+        let ix = ox + i32(k % 3u) - i32(PAD);
+        let keep = inside(iy, H) * inside(ix, W);
+        let xb = ((b * H + tap(iy, H)) * W + tap(ix, W)) * CI;
+        for (var c = 0u; c < CI; c++) {
+            let xv = keep * x[xb + c];
+            for (var j = 0u; j < CO4; j++) {
+                acc[j] += xv * w_row4(k * CI + c, j);
             }
         }
     }
@@ -116,20 +124,17 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     let iy = i32((pix / W) % H);
     let b = pix / (W * H);
     var acc: array<vec4<f32>, 4>;
-    for (var ky = 0u; ky < 3u; ky++) {
-        let oy = iy + i32(PAD) - i32(ky);
-        if (oy < 0 || oy >= i32(HO)) { continue; }
-        for (var kx = 0u; kx < 3u; kx++) {
-            let ox = ix + i32(PAD) - i32(kx);
-            if (ox < 0 || ox >= i32(WO)) { continue; }
-            let gb = ((b * HO + u32(oy)) * WO + u32(ox)) * CO;
-            let wk = (ky * 3u + kx) * CI * CO;
-            for (var o = 0u; o < CO; o++) {
-                let g = grad_out(gb + o);
-                for (var j = 0u; j < CI4; j++) {
-                    let c = wk + 4u * j * CO + o;
-                    acc[j] += g * vec4<f32>(wt[c], wt[c + CO], wt[c + 2u * CO], wt[c + 3u * CO]);
-                }
+    for (var k = 0u; k < 9u; k++) {
+        let oy = iy + i32(PAD) - i32(k / 3u);
+        let ox = ix + i32(PAD) - i32(k % 3u);
+        let keep = inside(oy, HO) * inside(ox, WO);
+        let gb = ((b * HO + tap(oy, HO)) * WO + tap(ox, WO)) * CO;
+        let wk = k * CI * CO;
+        for (var o = 0u; o < CO; o++) {
+            let g = keep * grad_out(gb + o);
+            for (var j = 0u; j < CI4; j++) {
+                let c = wk + 4u * j * CO + o;
+                acc[j] += g * vec4<f32>(wt[c], wt[c + CO], wt[c + 2u * CO], wt[c + 3u * CO]);
             }
         }
     }
@@ -158,23 +163,25 @@ fn backward_weight_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
     let ky = i32(k / 3u);
     let kx = i32(k % 3u);
     let pixels = p.n * HO * WO;
-    let end = min(pixels, (chunk + 1u) * CHUNK);
     var acc: array<vec4<f32>, 4>;
-    for (var r = chunk * CHUNK; r < end; r++) {
-        let ox = i32(r % WO);
-        let oy = i32((r / WO) % HO);
-        let b = r / (WO * HO);
+    for (var t = 0u; t < CHUNK; t++) {
+        let r = chunk * CHUNK + t;
+        let rc = min(r, pixels - 1u);
+        let ox = i32(rc % WO);
+        let oy = i32((rc / WO) % HO);
+        let b = rc / (WO * HO);
         let iy = oy + ky - i32(PAD);
         let ix = ox + kx - i32(PAD);
-        if (is_bias || (iy >= 0 && iy < i32(H) && ix >= 0 && ix < i32(W))) {
-            var xv = 1.0;
-            if (!is_bias) { xv = x[((b * H + u32(iy)) * W + u32(ix)) * CI + c]; }
-            let gb = r * CO;
-            for (var j = 0u; j < CO4; j++) {
-                let g = vec4<f32>(grad_out(gb + 4u * j), grad_out(gb + 4u * j + 1u),
-                                  grad_out(gb + 4u * j + 2u), grad_out(gb + 4u * j + 3u));
-                acc[j] += xv * g;
-            }
+        // Past the last pixel, or a tap outside the image: scaled by 0 (no branch).
+        var xv = select(0.0, 1.0, r < pixels);
+        if (!is_bias) {
+            xv *= inside(iy, H) * inside(ix, W) * x[((b * H + tap(iy, H)) * W + tap(ix, W)) * CI + c];
+        }
+        let gb = rc * CO;
+        for (var j = 0u; j < CO4; j++) {
+            let g = vec4<f32>(grad_out(gb + 4u * j), grad_out(gb + 4u * j + 1u),
+                              grad_out(gb + 4u * j + 2u), grad_out(gb + 4u * j + 3u));
+            acc[j] += xv * g;
         }
     }
     let base = id * CO;
@@ -186,23 +193,27 @@ fn backward_weight_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
     }
 }
 
-// Stage 2: each weight (and, WITH_BIAS, each bias) sums its partials over the chunks in
-// order (deterministic).
-@compute @workgroup_size(64)
+// Stage 2: one workgroup per weight (and, WITH_BIAS, per bias) sums its partials over the
+// chunks: strided per invocation, then a fixed tree (deterministic).
+@compute @workgroup_size(256)
 fn backward_weight_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                           @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat(wid, lid, nwg, WG);
+    let i = wid.y * nwg.x + wid.x;
     let len = ROWS * CO;
     if (i >= len) { return; }
     var acc = 0.0;
-    for (var c = 0u; c < p.chunks; c++) {
+    for (var c = lid; c < p.chunks; c += TREE) {
         acc += partial_in[c * len + i];
     }
-    let weights = 9u * CI * CO;
-    if (i < weights) {
-        dw[i] = acc;
-    } else {
-        db[i - weights] = acc;
+    scratch[lid] = acc;
+    let total = tree_sum(lid);
+    if (lid == 0u) {
+        let weights = 9u * CI * CO;
+        if (i < weights) {
+            dw[i] = total;
+        } else {
+            db[i - weights] = total;
+        }
     }
 }
 

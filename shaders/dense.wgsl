@@ -147,3 +147,114 @@ fn backward_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     }
     db[o] = acc;
 }
+
+// Split-K variants for a long shared dimension (the 784-wide input, the batch of 256): one
+// workgroup per 4x4 output block, each of its 64 invocations sums every 64th term, then a
+// fixed tree adds the 64 partial blocks (deterministic). Dependent loads per invocation drop
+// from K to K/64, which is what a GPU needs: the register-tiled kernels above are
+// latency-bound there, though they suit a CPU adapter and short K.
+const SPLIT: u32 = 64u;
+var<workgroup> blocks_scratch: array<array<vec4<f32>, 4>, SPLIT>;
+
+fn block_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wid.y * nwg.x + wid.x;
+}
+
+// Adds the 64 invocations' blocks in a fixed tree; the sum ends in blocks_scratch[0].
+fn reduce_blocks(lid: u32, acc: array<vec4<f32>, 4>) {
+    blocks_scratch[lid] = acc;
+    for (var s = SPLIT / 2u; s > 0u; s = s >> 1u) {
+        workgroupBarrier();
+        if (lid < s) {
+            for (var k = 0u; k < T; k++) {
+                blocks_scratch[lid][k] += blocks_scratch[lid + s][k];
+            }
+        }
+    }
+    workgroupBarrier();
+}
+
+@compute @workgroup_size(64)
+fn forward_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = block_index(wid, nwg);
+    let nb = blocks(p.n, p.fout);
+    if (idx >= nb.x * nb.y) { return; }
+    let r0 = (idx / nb.y) * T;
+    let o0 = (idx % nb.y) * T;
+    var acc: array<vec4<f32>, 4>;
+    for (var i = lid; i < p.fin; i += SPLIT) {
+        let b = vec4<f32>(w_at(i, o0), w_at(i, o0 + 1u), w_at(i, o0 + 2u), w_at(i, o0 + 3u));
+        for (var k = 0u; k < T; k++) {
+            acc[k] += x_at(r0 + k, i) * b;
+        }
+    }
+    reduce_blocks(lid, acc);
+    if (lid < T * T) {
+        let r = r0 + lid / T;
+        let o = o0 + lid % T;
+        if (r < p.n && o < p.fout) {
+            var v = blocks_scratch[0][lid / T][lid % T] + bias[o];
+            if (p.relu != 0u) { v = max(v, 0.0); }
+            y[r * p.fout + o] = v;
+        }
+    }
+}
+
+@compute @workgroup_size(64)
+fn backward_input_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = block_index(wid, nwg);
+    let nb = blocks(p.n, p.fin);
+    if (idx >= nb.x * nb.y) { return; }
+    let r0 = (idx / nb.y) * T;
+    let i0 = (idx % nb.y) * T;
+    var acc: array<vec4<f32>, 4>;
+    for (var o = lid; o < p.fout; o += SPLIT) {
+        let b = vec4<f32>(w_at(i0, o), w_at(i0 + 1u, o), w_at(i0 + 2u, o), w_at(i0 + 3u, o));
+        for (var k = 0u; k < T; k++) {
+            acc[k] += g_at(r0 + k, o) * b;
+        }
+    }
+    reduce_blocks(lid, acc);
+    if (lid < T * T) {
+        let r = r0 + lid / T;
+        let i = i0 + lid % T;
+        if (r < p.n && i < p.fin) { dx[r * p.fin + i] = blocks_scratch[0][lid / T][lid % T]; }
+    }
+}
+
+// Kernel and bias gradients together: row `fin` of the block grid is the bias, whose input is
+// 1 for every sample.
+@compute @workgroup_size(64)
+fn backward_params_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                         @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = block_index(wid, nwg);
+    let nb = blocks(p.fin + 1u, p.fout);
+    if (idx >= nb.x * nb.y) { return; }
+    let i0 = (idx / nb.y) * T;
+    let o0 = (idx % nb.y) * T;
+    var acc: array<vec4<f32>, 4>;
+    for (var r = lid; r < p.n; r += SPLIT) {
+        let b = vec4<f32>(g_at(r, o0), g_at(r, o0 + 1u), g_at(r, o0 + 2u), g_at(r, o0 + 3u));
+        for (var k = 0u; k < T; k++) {
+            let i = i0 + k;
+            var xv = 1.0;
+            if (i < p.fin) { xv = x[r * p.fin + i]; }
+            acc[k] += xv * b;
+        }
+    }
+    reduce_blocks(lid, acc);
+    if (lid < T * T) {
+        let i = i0 + lid / T;
+        let o = o0 + lid % T;
+        let v = blocks_scratch[0][lid / T][lid % T];
+        if (o < p.fout) {
+            if (i < p.fin) {
+                dw[i * p.fout + o] = v;
+            } else if (i == p.fin) {
+                db[o] = v;
+            }
+        }
+    }
+}

@@ -66,7 +66,7 @@ impl Conv2dShape {
 /// Channels one invocation keeps in registers (four vec4): the kernels' limit on ci and co.
 pub const MAX_CHANNELS: u32 = 16;
 /// Output pixels per partial sum of the weight gradient (the shader's CHUNK override).
-pub const CHUNK: u64 = 256;
+pub const CHUNK: u64 = 16;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -326,7 +326,7 @@ fn split_k(
             params: bytemuck::bytes_of(&p),
             bindings: &[(9, &partials), (10, dw), (11, db)],
             constants: &constants,
-            workgroups: gpu.grid_of(reduce_kernel, rows * s.co as u64, TILED)?,
+            workgroups: gpu.groups(reduce_kernel, rows * s.co as u64)?,
             cost: Cost {
                 bytes: 4 * (used + rows * s.co as u64),
                 flops: used,

@@ -50,6 +50,11 @@ struct Params {
     relu: u32,
 }
 
+/// From this length of the summed dimension on, the products run split-K (one workgroup per
+/// 4x4 block, 64 invocations sharing the sum): short sums stay register-tiled, one invocation
+/// per block.
+pub const SPLIT_FROM: u32 = 128;
+
 /// Invocations of a register-tiled product: one per 4x4 block of the output.
 fn tiles(rows: u32, cols: u32) -> u64 {
     rows.div_ceil(4) as u64 * cols.div_ceil(4) as u64
@@ -89,17 +94,22 @@ pub fn forward(
     expect_len("dense", "bias", b, s.fout as u64)?;
     expect_len("dense", "y", y, s.output_len())?;
     let p = params(s, relu);
+    let split = s.fin >= SPLIT_FROM;
     build(
         gpu,
         Launch {
             shader: Shader::Dense,
-            entry: "forward",
+            entry: if split { "forward_split" } else { "forward" },
             kernel: "dense.forward",
             label,
             params: bytemuck::bytes_of(&p),
             bindings: &[(1, x), (2, w), (3, b), (4, y)],
             constants: &[],
-            workgroups: gpu.grid("dense.forward", tiles(s.n, s.fout))?,
+            workgroups: if split {
+                gpu.groups("dense.forward", tiles(s.n, s.fout))?
+            } else {
+                gpu.grid("dense.forward", tiles(s.n, s.fout))?
+            },
             cost: Cost {
                 bytes: 4 * (s.input_len() + s.weight_len() + s.fout as u64 + s.output_len()),
                 flops: 2 * s.output_len() * s.fin as u64,
@@ -122,17 +132,26 @@ pub fn backward_input(
     expect_len("dense", "dx", dx, s.input_len())?;
     let (dy, act, relu) = grad_bindings(g);
     let p = params(s, relu);
+    let split = s.fout >= SPLIT_FROM;
     build(
         gpu,
         Launch {
             shader: Shader::Dense,
-            entry: "backward_input",
+            entry: if split {
+                "backward_input_split"
+            } else {
+                "backward_input"
+            },
             kernel: "dense.backward_input",
             label,
             params: bytemuck::bytes_of(&p),
             bindings: &[(2, w), (5, dy), (6, act), (7, dx)],
             constants: &[],
-            workgroups: gpu.grid("dense.backward_input", tiles(s.n, s.fin))?,
+            workgroups: if split {
+                gpu.groups("dense.backward_input", tiles(s.n, s.fin))?
+            } else {
+                gpu.grid("dense.backward_input", tiles(s.n, s.fin))?
+            },
             cost: Cost {
                 bytes: 4 * (s.output_len() * (1 + relu as u64) + s.weight_len() + s.input_len()),
                 flops: 2 * s.output_len() * s.fin as u64,
@@ -203,4 +222,54 @@ pub fn backward_bias(
             },
         },
     )
+}
+
+/// Kernel and bias gradients: with a batch of at least [`SPLIT_FROM`], one split-K pass in
+/// which the bias is one more input row (of ones); below it, the register-tiled
+/// [`backward_weight`] and [`backward_bias`]. What training runs.
+// One argument per binding of the kernel: grouping them would hide which buffer is which.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_params(
+    gpu: &Gpu,
+    label: &str,
+    s: &DenseShape,
+    g: &GradOut<'_>,
+    x: &Tensor,
+    dw: &Tensor,
+    db: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    if s.n < SPLIT_FROM {
+        return Ok(vec![
+            backward_weight(gpu, label, s, g, x, dw)?,
+            backward_bias(gpu, label, s, g, db)?,
+        ]);
+    }
+    s.check()?;
+    s.check_grad(g)?;
+    expect_len("dense", "x", x, s.input_len())?;
+    expect_len("dense", "dw", dw, s.weight_len())?;
+    expect_len("dense", "db", db, s.fout as u64)?;
+    let (dy, act, relu) = grad_bindings(g);
+    let p = params(s, relu);
+    Ok(vec![build(
+        gpu,
+        Launch {
+            shader: Shader::Dense,
+            entry: "backward_params_split",
+            kernel: "dense.backward_params",
+            label,
+            params: bytemuck::bytes_of(&p),
+            bindings: &[(1, x), (5, dy), (6, act), (8, dw), (9, db)],
+            constants: &[],
+            workgroups: gpu.groups("dense.backward_params", tiles(s.fin + 1, s.fout))?,
+            cost: Cost {
+                bytes: 4
+                    * (s.output_len() * (1 + relu as u64)
+                        + s.input_len()
+                        + s.weight_len()
+                        + s.fout as u64),
+                flops: 2 * s.output_len() * (s.fin as u64 + 1),
+            },
+        },
+    )?])
 }

@@ -278,8 +278,7 @@ impl Network {
                         }
                     } else {
                         let s = self.dense_shape(i, n);
-                        out.push(dense::backward_weight(gpu, &label, &s, &g, &x, &dw)?);
-                        out.push(dense::backward_bias(gpu, &label, &s, &g, &db)?);
+                        out.extend(dense::backward_params(gpu, &label, &s, &g, &x, &dw, &db)?);
                         if let Some(dx) = &dx {
                             out.push(dense::backward_input(gpu, &label, &s, &g, &w, dx)?);
                         }

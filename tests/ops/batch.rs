@@ -1,10 +1,15 @@
 //! batch: the GPU gathers a batch through the permutation from packed u8 pixels, with and
-//! without the denoising noise. Clean pixels are exact; noisy ones within 1e-5 (f32 log/cos).
+//! without the denoising noise. Clean pixels within 3e-7: WGSL lets f32 division be 2.5 ulp
+//! off (NVIDIA's u8 / 255 differs from the CPU's by one ulp); noisy ones within 1e-5 (f32
+//! log/cos). A wrong pixel is off by at least 1/255.
 use crate::common::{assert_close, gpu, rng};
 use rand::Rng;
 use wgsl_autoencoder::ops::batch::{self, pack_pixels, Params};
 use wgsl_autoencoder::ops::run;
 use wgsl_autoencoder::reference;
+
+/// 2.5 ulp of a value <= 1.
+const DIVISION: f64 = 3e-7;
 
 fn dataset(count: usize, pixels: usize) -> (Vec<u8>, Vec<u32>) {
     let mut r = rng(4);
@@ -36,7 +41,7 @@ fn batch_gather_matches_reference() {
     };
     run(g, &[batch::gather(g, "t", &p, &img, &pm, &target).unwrap()]).unwrap();
     let want = reference::batch::gather(&images, pixels, &perm, offset, n);
-    assert_close("gather", &g.read::<f32>(&target).unwrap(), &want, 0.0);
+    assert_close("gather", &g.read::<f32>(&target).unwrap(), &want, DIVISION);
 }
 
 #[test]
@@ -65,7 +70,7 @@ fn batch_gather_noisy_matches_reference() {
     .unwrap();
     let (clean, want_noisy) =
         reference::batch::gather_noisy(&images, pixels, &perm, offset, n, 0.5, 1234);
-    assert_close("clean", &g.read::<f32>(&target).unwrap(), &clean, 0.0);
+    assert_close("clean", &g.read::<f32>(&target).unwrap(), &clean, DIVISION);
     let got = g.read::<f32>(&noisy).unwrap();
     assert_close("noisy", &got, &want_noisy, 1e-5);
     assert!(

@@ -9,8 +9,11 @@ const TOL: f64 = 1e-5;
 
 fn shapes() -> Vec<DenseShape> {
     let s = |n, fin, fout| DenseShape { n, fin, fout };
-    // odd, then the dense and deep models' layers, batch 3
+    // odd, then the dense and deep models' layers, batch 3 (long sums over 784 inputs or
+    // outputs take the split-K kernels), then a batch of 130 (split-K weight gradients)
     vec![
+        s(130, 20, 9),
+        s(130, 784, 32),
         s(3, 7, 5),
         s(1, 1, 1),
         s(3, 784, 32),
@@ -158,6 +161,37 @@ fn dense_backward_bias_matches_reference() {
                 &want,
                 TOL,
             );
+        }
+    }
+}
+
+/// The fused path training runs: kernel and bias gradients together (split-K from a batch of
+/// 128 on, with the bias as an extra input row).
+#[test]
+fn dense_backward_params_matches_reference() {
+    let g = gpu();
+    for (k, s) in shapes().into_iter().enumerate() {
+        for relu in [false, true] {
+            let c = case(s, 40 + k as u64);
+            let (dy_ref, act) = masked(&c, relu);
+            let (x, dy) = (g.upload("x", &c.x).unwrap(), g.upload("dy", &c.dy).unwrap());
+            let act = act.map(|a| g.upload("act", &a).unwrap());
+            let dw = g.poisoned("dw", s.weight_len()).unwrap();
+            let db = g.poisoned("db", s.fout as u64).unwrap();
+            let go = GradOut {
+                dy: &dy,
+                relu_output: act.as_ref(),
+            };
+            run(
+                g,
+                &dense::backward_params(g, "t", &s, &go, &x, &dw, &db).unwrap(),
+            )
+            .unwrap();
+            let what = format!("{s:?} relu={relu}");
+            let want_w = reference::dense::backward_weight(&s, &c.x, &dy_ref);
+            assert_close(&what, &g.read::<f32>(&dw).unwrap(), &want_w, TOL);
+            let want_b = reference::dense::backward_bias(&s, &dy_ref);
+            assert_close(&what, &g.read::<f32>(&db).unwrap(), &want_b, TOL);
         }
     }
 }
