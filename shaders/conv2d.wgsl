@@ -78,6 +78,18 @@ fn inside(v: i32, size: u32) -> f32 {
     return select(0.0, 1.0, v >= 0 && v < i32(size));
 }
 
+// Accumulators are four named vec4 registers, never an indexed array: a dynamically indexed
+// function-scope array lives in local memory on NVIDIA, which made every multiply-add a
+// memory round trip. Branches on the override constants CO4/CI4 fold away at pipeline
+// creation.
+fn store4(base: u32, count: u32, j: u32, v: vec4<f32>, relu: bool) {
+    var o = v;
+    if (relu) { o = max(o, vec4<f32>(0.0)); }
+    for (var l = 0u; l < 4u; l++) {
+        if (4u * j + l < count) { y[base + 4u * j + l] = o[l]; }
+    }
+}
+
 // One invocation per output pixel (n, oy, ox): every output channel at once.
 @compute @workgroup_size(64)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
@@ -87,10 +99,10 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     let ox = i32(pix % WO);
     let oy = i32((pix / WO) % HO);
     let b = pix / (WO * HO);
-    var acc: array<vec4<f32>, 4>;
-    for (var j = 0u; j < CO4; j++) {
-        acc[j] = vec4<f32>(bias[4u * j], bias[4u * j + 1u], bias[4u * j + 2u], bias[4u * j + 3u]);
-    }
+    var a0 = vec4<f32>(bias[0], bias[1], bias[2], bias[3]);
+    var a1 = vec4<f32>(bias[4], bias[5], bias[6], bias[7]);
+    var a2 = vec4<f32>(bias[8], bias[9], bias[10], bias[11]);
+    var a3 = vec4<f32>(bias[12], bias[13], bias[14], bias[15]);
     for (var k = 0u; k < 9u; k++) {
         let iy = oy + i32(k / 3u) - i32(PAD);
         let ix = ox + i32(k % 3u) - i32(PAD);
@@ -98,18 +110,29 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
         let xb = ((b * H + tap(iy, H)) * W + tap(ix, W)) * CI;
         for (var c = 0u; c < CI; c++) {
             let xv = keep * x[xb + c];
-            for (var j = 0u; j < CO4; j++) {
-                acc[j] += xv * w_row4(k * CI + c, j);
-            }
+            let row = k * CI + c;
+            a0 += xv * w_row4(row, 0u);
+            if (CO4 > 1u) { a1 += xv * w_row4(row, 1u); }
+            if (CO4 > 2u) { a2 += xv * w_row4(row, 2u); }
+            if (CO4 > 3u) { a3 += xv * w_row4(row, 3u); }
         }
     }
-    for (var j = 0u; j < CO4; j++) {
-        var v = acc[j];
-        if (p.relu != 0u) { v = max(v, vec4<f32>(0.0)); }
-        for (var l = 0u; l < 4u; l++) {
-            let o = 4u * j + l;
-            if (o < CO) { y[pix * CO + o] = v[l]; }
-        }
+    let relu = p.relu != 0u;
+    store4(pix * CO, CO, 0u, a0, relu);
+    if (CO4 > 1u) { store4(pix * CO, CO, 1u, a1, relu); }
+    if (CO4 > 2u) { store4(pix * CO, CO, 2u, a2, relu); }
+    if (CO4 > 3u) { store4(pix * CO, CO, 3u, a3, relu); }
+}
+
+// Four consecutive input channels (from 4j) of kernel tap k for output channel o.
+fn w_col4(k: u32, j: u32, o: u32) -> vec4<f32> {
+    let c = (k * CI + 4u * j) * CO + o;
+    return vec4<f32>(wt[c], wt[c + CO], wt[c + 2u * CO], wt[c + 3u * CO]);
+}
+
+fn store_dx(base: u32, j: u32, v: vec4<f32>) {
+    for (var l = 0u; l < 4u; l++) {
+        if (4u * j + l < CI) { dx[base + 4u * j + l] = v[l]; }
     }
 }
 
@@ -123,32 +146,32 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     let ix = i32(pix % W);
     let iy = i32((pix / W) % H);
     let b = pix / (W * H);
-    var acc: array<vec4<f32>, 4>;
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
     for (var k = 0u; k < 9u; k++) {
         let oy = iy + i32(PAD) - i32(k / 3u);
         let ox = ix + i32(PAD) - i32(k % 3u);
         let keep = inside(oy, HO) * inside(ox, WO);
         let gb = ((b * HO + tap(oy, HO)) * WO + tap(ox, WO)) * CO;
-        let wk = k * CI * CO;
         for (var o = 0u; o < CO; o++) {
             let g = keep * grad_out(gb + o);
-            for (var j = 0u; j < CI4; j++) {
-                let c = wk + 4u * j * CO + o;
-                acc[j] += g * vec4<f32>(wt[c], wt[c + CO], wt[c + 2u * CO], wt[c + 3u * CO]);
-            }
+            a0 += g * w_col4(k, 0u, o);
+            if (CI4 > 1u) { a1 += g * w_col4(k, 1u, o); }
+            if (CI4 > 2u) { a2 += g * w_col4(k, 2u, o); }
+            if (CI4 > 3u) { a3 += g * w_col4(k, 3u, o); }
         }
     }
-    for (var j = 0u; j < CI4; j++) {
-        for (var l = 0u; l < 4u; l++) {
-            let c = 4u * j + l;
-            if (c < CI) { dx[pix * CI + c] = acc[j][l]; }
-        }
-    }
+    store_dx(pix * CI, 0u, a0);
+    if (CI4 > 1u) { store_dx(pix * CI, 1u, a1); }
+    if (CI4 > 2u) { store_dx(pix * CI, 2u, a2); }
+    if (CI4 > 3u) { store_dx(pix * CI, 3u, a3); }
 }
 
 // Split-K weight gradient, stage 1: invocation (chunk, row) sums x_patch * dy over the CHUNK
 // output pixels of its chunk, for kernel row `row` = (ky*3+kx)*CI + ci and every output
-// channel. Partial sums land in partial_out[chunk][row][co]. With WITH_BIAS, row 9*CI is the
+// channel. Partial sums land in partial_out[row][co][chunk]. With WITH_BIAS, row 9*CI is the
 // bias: its input is 1 at every pixel.
 @compute @workgroup_size(64)
 fn backward_weight_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
@@ -163,7 +186,10 @@ fn backward_weight_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
     let ky = i32(k / 3u);
     let kx = i32(k % 3u);
     let pixels = p.n * HO * WO;
-    var acc: array<vec4<f32>, 4>;
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
     for (var t = 0u; t < CHUNK; t++) {
         let r = chunk * CHUNK + t;
         let rc = min(r, pixels - 1u);
@@ -178,18 +204,26 @@ fn backward_weight_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
             xv *= inside(iy, H) * inside(ix, W) * x[((b * H + tap(iy, H)) * W + tap(ix, W)) * CI + c];
         }
         let gb = rc * CO;
-        for (var j = 0u; j < CO4; j++) {
-            let g = vec4<f32>(grad_out(gb + 4u * j), grad_out(gb + 4u * j + 1u),
-                              grad_out(gb + 4u * j + 2u), grad_out(gb + 4u * j + 3u));
-            acc[j] += xv * g;
-        }
+        a0 += xv * grad4(gb);
+        if (CO4 > 1u) { a1 += xv * grad4(gb + 4u); }
+        if (CO4 > 2u) { a2 += xv * grad4(gb + 8u); }
+        if (CO4 > 3u) { a3 += xv * grad4(gb + 12u); }
     }
-    let base = id * CO;
-    for (var j = 0u; j < CO4; j++) {
-        for (var l = 0u; l < 4u; l++) {
-            let o = 4u * j + l;
-            if (o < CO) { partial_out[base + o] = acc[j][l]; }
-        }
+    // Layout [row][co][chunk]: the reduce then reads each weight's chunks contiguously.
+    store_partial(row, chunk, 0u, a0);
+    if (CO4 > 1u) { store_partial(row, chunk, 1u, a1); }
+    if (CO4 > 2u) { store_partial(row, chunk, 2u, a2); }
+    if (CO4 > 3u) { store_partial(row, chunk, 3u, a3); }
+}
+
+fn grad4(i: u32) -> vec4<f32> {
+    return vec4<f32>(grad_out(i), grad_out(i + 1u), grad_out(i + 2u), grad_out(i + 3u));
+}
+
+fn store_partial(row: u32, chunk: u32, j: u32, v: vec4<f32>) {
+    for (var l = 0u; l < 4u; l++) {
+        let o = 4u * j + l;
+        if (o < CO) { partial_out[(row * CO + o) * p.chunks + chunk] = v[l]; }
     }
 }
 
@@ -203,7 +237,7 @@ fn backward_weight_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_
     if (i >= len) { return; }
     var acc = 0.0;
     for (var c = lid; c < p.chunks; c += TREE) {
-        acc += partial_in[c * len + i];
+        acc += partial_in[i * p.chunks + c];
     }
     scratch[lid] = acc;
     let total = tree_sum(lid);
