@@ -176,7 +176,9 @@ pub struct GradOut<'a> {
 }
 
 impl<'a> GradOut<'a> {
-    fn bindings(&self) -> (&'a Tensor, &'a Tensor, bool) {
+    /// (dy, the tensor the kernel reads the ReLU mask from, whether to mask): without ReLU the
+    /// mask binding aliases dy and is never read.
+    pub(crate) fn bindings(&self) -> (&'a Tensor, &'a Tensor, bool) {
         match self.relu_output {
             Some(a) => (self.dy, a, true),
             None => (self.dy, self.dy, false),

@@ -69,13 +69,6 @@ fn params(s: &DenseShape, relu: bool) -> Params {
     }
 }
 
-fn grad_bindings<'a>(g: &GradOut<'a>) -> (&'a Tensor, &'a Tensor, bool) {
-    match g.relu_output {
-        Some(a) => (g.dy, a, true),
-        None => (g.dy, g.dy, false),
-    }
-}
-
 // One argument per binding of the kernel: grouping them would hide which buffer is which.
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
@@ -130,7 +123,7 @@ pub fn backward_input(
     s.check_grad(g)?;
     expect_len("dense", "kernel", w, s.weight_len())?;
     expect_len("dense", "dx", dx, s.input_len())?;
-    let (dy, act, relu) = grad_bindings(g);
+    let (dy, act, relu) = g.bindings();
     let p = params(s, relu);
     let split = s.fout >= SPLIT_FROM;
     build(
@@ -172,7 +165,7 @@ pub fn backward_weight(
     s.check_grad(g)?;
     expect_len("dense", "x", x, s.input_len())?;
     expect_len("dense", "dw", dw, s.weight_len())?;
-    let (dy, act, relu) = grad_bindings(g);
+    let (dy, act, relu) = g.bindings();
     let p = params(s, relu);
     build(
         gpu,
@@ -203,7 +196,7 @@ pub fn backward_bias(
     s.check()?;
     s.check_grad(g)?;
     expect_len("dense", "db", db, s.fout as u64)?;
-    let (dy, act, relu) = grad_bindings(g);
+    let (dy, act, relu) = g.bindings();
     let p = params(s, relu);
     build(
         gpu,
@@ -249,7 +242,7 @@ pub fn backward_params(
     expect_len("dense", "x", x, s.input_len())?;
     expect_len("dense", "dw", dw, s.weight_len())?;
     expect_len("dense", "db", db, s.fout as u64)?;
-    let (dy, act, relu) = grad_bindings(g);
+    let (dy, act, relu) = g.bindings();
     let p = params(s, relu);
     Ok(vec![build(
         gpu,
