@@ -8,6 +8,7 @@ pub mod bench;
 pub mod data;
 pub mod error;
 pub mod gpu;
+pub mod interrupt;
 pub mod ops;
 pub mod reference;
 pub mod report;

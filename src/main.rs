@@ -9,9 +9,9 @@ use wgsl_autoencoder::data;
 use wgsl_autoencoder::gpu::AdapterChoice;
 use wgsl_autoencoder::model::ModelKind;
 use wgsl_autoencoder::ops::adam::AdamConfig;
-use wgsl_autoencoder::train::run::{self, Event, RunOptions};
+use wgsl_autoencoder::train::run::{self, Control, Event, RunOptions};
 use wgsl_autoencoder::train::{checkpoint, TrainConfig};
-use wgsl_autoencoder::{app, bench};
+use wgsl_autoencoder::{app, bench, interrupt};
 
 #[derive(Parser)]
 #[command(
@@ -144,9 +144,13 @@ struct TrainArgs {
     /// The run folder (default: runs/<date-time>/).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Continue a run: its folder or a checkpoint file.
+    /// Continue a run: its folder or a checkpoint file (from the exact step it holds).
     #[arg(long)]
     resume: Option<PathBuf>,
+    /// Also write checkpoint.safetensors every N training steps, inside epochs (it is always
+    /// written at the end of each epoch).
+    #[arg(long, value_name = "N")]
+    checkpoint_every: Option<usize>,
     #[command(flatten)]
     data: DataArg,
 }
@@ -181,8 +185,19 @@ fn train(adapter: AdapterChoice, a: TrainArgs) -> Result<()> {
     let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
+    // Ctrl-C / SIGTERM: stop after the current step with a checkpoint (a second one quits
+    // at once). Without the handler a signal still kills the run, losing only the steps
+    // since the last checkpoint.
+    if let Err(e) = interrupt::install() {
+        eprintln!("warning: Ctrl-C will not write a checkpoint: {e}");
+    }
+    let ctl = Control {
+        stop: Some(interrupt::flag()),
+        checkpoint_every: a.checkpoint_every,
+        ..Control::default()
+    };
     let mut epochs = 0;
-    let dir = run::train(&opts, &mut |e| match e {
+    let dir = run::train_with(&opts, &ctl, &mut |e| match e {
         Event::Started {
             adapter,
             run_dir,
@@ -191,6 +206,7 @@ fn train(adapter: AdapterChoice, a: TrainArgs) -> Result<()> {
             steps,
             epochs: n,
             first_epoch,
+            first_step,
         } => {
             epochs = n;
             println!("adapter: {adapter}");
@@ -199,6 +215,9 @@ fn train(adapter: AdapterChoice, a: TrainArgs) -> Result<()> {
                 "{} on {train_count} training and {test_count} test images, {steps} steps per epoch, epochs {first_epoch}..={n}",
                 opts.config.model.name()
             );
+            if first_step > 0 {
+                println!("epoch {first_epoch} continues at step {}", first_step + 1);
+            }
         }
         Event::Progress {
             epoch,
@@ -399,6 +418,11 @@ fn main() -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // Stopped by a signal: what was saved and how to resume; 128 + the signal.
+            if let Some(wgsl_autoencoder::Error::Interrupted { signal, .. }) = e.downcast_ref() {
+                eprintln!("{}", message(&e));
+                return ExitCode::from(interrupt::exit_code(*signal));
+            }
             eprintln!("error: {}", message(&e));
             ExitCode::from(1)
         }

@@ -772,23 +772,19 @@ fn cli_nan_loss_in_the_first_epoch() {
 }
 
 /// After a good epoch. --lr cannot change on --resume (the checkpoint's settings win), so the
-/// good epoch-1 checkpoint gets lr = 1e30 written into its metadata (the checksum covers the
-/// tensors, not the settings); resuming it then diverges in epoch 2, and the epoch-1 files
-/// stay as they were.
+/// good epoch-1 checkpoint is rewritten with lr = 1e30 in its settings (through the library:
+/// the checksum covers the settings too); resuming it then diverges in epoch 2, and the
+/// epoch-1 files stay as they were.
 #[test]
 fn cli_nan_loss_keeps_the_last_good_checkpoint() {
+    use wgsl_autoencoder::train::checkpoint;
     let t = tempfile::tempdir().unwrap();
     let data = small(t.path());
     let dir = dense_run(t.path(), &data, "run");
     let ck = dir.join("checkpoint.safetensors");
-    let bytes = std::fs::read(&ck).unwrap();
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-    let mut meta = header.metadata().clone().unwrap();
-    let mut config: serde_json::Value = serde_json::from_str(&meta["config"]).unwrap();
-    config["adam"]["lr"] = serde_json::json!(1e30);
-    meta.insert("config".into(), config.to_string());
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let edited = safetensors::serialize(st.tensors(), Some(meta)).unwrap();
+    let mut good = checkpoint::load(&ck).unwrap();
+    good.config.adam.lr = 1e30;
+    let edited = checkpoint::encode(&good).unwrap();
     std::fs::write(&ck, &edited).unwrap();
     let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
     let best = std::fs::read(dir.join("best.safetensors")).unwrap();

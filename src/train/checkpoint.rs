@@ -2,7 +2,13 @@
 //! (`conv2d/kernel` [3, 3, 1, 16], ...), Adam's moments under `optimizer/m/...` and
 //! `optimizer/v/...`, Adam's step count as `optimizer/iterations` (i64), and the run's
 //! bookkeeping in the header's metadata: format version, model, input shape, epoch, the
-//! settings, the metrics so far, and a SHA-256 of every tensor's bytes.
+//! settings, the metrics so far, where in the epoch it was taken (`step`, with the losses of
+//! the steps already done in that epoch: `partial_losses`), and a SHA-256 over every tensor's
+//! bytes and every metadata entry.
+//!
+//! Format versions: 1 had no `step`/`partial_losses` and its checksum covered the tensors
+//! only (still read: an epoch-end checkpoint); 2 adds both and checksums the metadata too, so
+//! an altered epoch count or history is refused like an altered weight.
 use super::{EpochMetrics, TrainConfig};
 use crate::model::{Features, Model, ModelKind};
 use crate::{Error, Result};
@@ -12,7 +18,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 pub const FORMAT: &str = "wgsl-autoencoder";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// What training needs to continue exactly: flat weights and moments (the layout of
 /// [`Model::params`]) and the counters.
@@ -36,6 +42,13 @@ pub struct Checkpoint {
     pub config: TrainConfig,
     pub history: Vec<EpochMetrics>,
     pub state: State,
+    /// Steps of epoch `state.epoch + 1` already done: 0 at an epoch's end; more for a
+    /// checkpoint taken inside an epoch (Ctrl-C, `--checkpoint-every`), which resumes there
+    /// with the same permutation (a function of the seed and the epoch).
+    pub step: usize,
+    /// The training losses of those `step` steps, so that the resumed epoch's loss (the
+    /// sample-weighted mean of every step's) equals an uninterrupted run's.
+    pub partial_losses: Vec<f32>,
 }
 
 fn err(path: &Path, detail: impl Into<String>) -> Error {
@@ -66,12 +79,28 @@ fn tensors<'a>(model: &Model, s: &'a State) -> Vec<(String, Vec<usize>, &'a [f32
     out
 }
 
-fn digest(items: impl Iterator<Item = (String, Vec<u8>)>) -> String {
+/// SHA-256 over the tensors (name, length, bytes, in name order) and, from version 2, the
+/// metadata entries (key, length, value, in key order; `sha256` itself left out).
+fn digest<'a>(
+    tensors: impl Iterator<Item = (&'a str, &'a [u8])>,
+    meta: Option<&HashMap<String, String>>,
+) -> String {
     let mut h = Sha256::new();
-    for (name, bytes) in items {
-        h.update(name.as_bytes());
+    let mut item = |name: &[u8], bytes: &[u8]| {
+        h.update(name);
         h.update((bytes.len() as u64).to_le_bytes());
-        h.update(&bytes);
+        h.update(bytes);
+    };
+    for (name, bytes) in tensors {
+        item(name.as_bytes(), bytes);
+    }
+    if let Some(meta) = meta {
+        let mut keys: Vec<&String> = meta.keys().filter(|k| *k != "sha256").collect();
+        keys.sort();
+        item(b"__metadata__", &[]);
+        for k in keys {
+            item(k.as_bytes(), meta[k].as_bytes());
+        }
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -100,7 +129,16 @@ pub fn encode(ck: &Checkpoint) -> Result<Vec<u8>> {
         iterations,
     ));
     owned.sort_by(|a, b| a.0.cmp(&b.0));
-    let sha = digest(owned.iter().map(|(n, _, _, b)| (n.clone(), b.clone())));
+    if ck.partial_losses.len() != ck.step {
+        return Err(err(
+            path,
+            format!(
+                "{} partial losses for step {}",
+                ck.partial_losses.len(),
+                ck.step
+            ),
+        ));
+    }
     let mut meta = HashMap::new();
     meta.insert("format".into(), FORMAT.into());
     meta.insert("format_version".into(), FORMAT_VERSION.to_string());
@@ -113,6 +151,12 @@ pub fn encode(ck: &Checkpoint) -> Result<Vec<u8>> {
     meta.insert("epoch".into(), s.epoch.to_string());
     meta.insert("config".into(), to_json(&ck.config)?);
     meta.insert("history".into(), to_json(&ck.history)?);
+    meta.insert("step".into(), ck.step.to_string());
+    meta.insert("partial_losses".into(), to_json(&ck.partial_losses)?);
+    let sha = digest(
+        owned.iter().map(|(n, _, _, b)| (n.as_str(), b.as_slice())),
+        Some(&meta),
+    );
     meta.insert("sha256".into(), sha);
     let mut views = Vec::new();
     for (name, shape, dtype, bytes) in &owned {
@@ -155,6 +199,9 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
     let version: u32 = get("format_version")?
         .parse()
         .map_err(|_| err(path, "unreadable format_version"))?;
+    if version == 0 {
+        return Err(err(path, "format version 0 does not exist"));
+    }
     if version > FORMAT_VERSION {
         return Err(err(
             path,
@@ -176,6 +223,20 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
         [h, w, c] => Features { h, w, c },
         _ => return Err(err(path, "unreadable input shape")),
     };
+    // Every model holds at least one weight per input value (three times: weights and both
+    // moments), so an input larger than the file is a lie: refuse it before sizing anything.
+    let values = [input.h, input.w, input.c]
+        .iter()
+        .try_fold(1u64, |n, &d| n.checked_mul(d as u64));
+    if !values.is_some_and(|n| n > 0 && n <= bytes.len() as u64) {
+        return Err(err(
+            path,
+            format!(
+                "input shape {}x{}x{} does not fit the file",
+                input.h, input.w, input.c
+            ),
+        ));
+    }
     let parse = |k: &str| -> Result<u64> {
         get(k)?
             .parse()
@@ -215,12 +276,35 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
             ),
         ));
     }
-    let sha = digest(names.iter().map(|n| {
-        (
-            n.clone(),
-            st.tensor(n).map(|t| t.data().to_vec()).unwrap_or_default(),
-        )
-    }));
+    // Types and shapes before anything is sized from them.
+    let mut wanted: HashMap<String, (Dtype, &[usize])> = HashMap::new();
+    for p in &model.params {
+        for prefix in ["", "optimizer/m/", "optimizer/v/"] {
+            wanted.insert(format!("{prefix}{}", p.name), (Dtype::F32, &p.shape));
+        }
+    }
+    wanted.insert("optimizer/iterations".into(), (Dtype::I64, &[1]));
+    let mut views = Vec::with_capacity(names.len());
+    for n in &names {
+        let t = st.tensor(n).map_err(|e| err(path, e.to_string()))?;
+        views.push((n.as_str(), t.data()));
+        let want = wanted
+            .get(n)
+            .ok_or_else(|| err(path, format!("unexpected tensor {n}")))?;
+        if t.dtype() != want.0 || t.shape() != want.1 {
+            return Err(err(
+                path,
+                format!(
+                    "{n} is {:?} {:?}, the model needs {:?} {:?}",
+                    t.dtype(),
+                    t.shape(),
+                    want.0,
+                    want.1
+                ),
+            ));
+        }
+    }
+    let sha = digest(views.into_iter(), (version >= 2).then_some(&meta));
     if sha != get("sha256")? {
         return Err(err(
             path,
@@ -239,17 +323,6 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
         ] {
             let name = format!("{prefix}{}", p.name);
             let t = st.tensor(&name).map_err(|e| err(path, e.to_string()))?;
-            if t.dtype() != Dtype::F32 || t.shape() != p.shape.as_slice() {
-                return Err(err(
-                    path,
-                    format!(
-                        "{name} is {:?} {:?}, the model needs F32 {:?}",
-                        t.dtype(),
-                        t.shape(),
-                        p.shape
-                    ),
-                ));
-            }
             let r = p.offset as usize..(p.offset + p.len) as usize;
             for (d, c) in dst[r].iter_mut().zip(t.data().chunks_exact(4)) {
                 *d = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
@@ -265,6 +338,21 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
         }
         _ => return Err(err(path, "optimizer/iterations is not one i64")),
     };
+    // Version 1 checkpoints were written at epoch ends only.
+    let (step, partial_losses) = if version >= 2 {
+        let step = parse("step")? as usize;
+        let losses: Vec<f32> = serde_json::from_str(&get("partial_losses")?)
+            .map_err(|e| err(path, format!("unreadable partial_losses: {e}")))?;
+        if losses.len() != step {
+            return Err(err(
+                path,
+                format!("{} partial losses for step {step}", losses.len()),
+            ));
+        }
+        (step, losses)
+    } else {
+        (0, Vec::new())
+    };
     Ok(Checkpoint {
         model: kind,
         input,
@@ -278,6 +366,8 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
             epoch,
             iterations,
         },
+        step,
+        partial_losses,
     })
 }
 

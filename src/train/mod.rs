@@ -367,13 +367,39 @@ impl Trainer {
         gpu: &Gpu,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<EpochMetrics> {
+        match self.train_epoch_from(gpu, &run::EpochStart::default(), progress)? {
+            run::EpochEnd::Done(m) => Ok(m),
+            run::EpochEnd::Paused { step, .. } => Err(Error::Config(format!(
+                "the epoch paused at step {step} unasked"
+            ))),
+        }
+    }
+
+    /// [`Self::train_epoch`] from step `from.step` (the steps before it done, their losses in
+    /// `from.losses`), pausing before a step when `from.pause(step, iterations)` says so: the
+    /// hook of mid-epoch checkpoints and Ctrl-C (see [`run::EpochStart`]).
+    pub fn train_epoch_from(
+        &mut self,
+        gpu: &Gpu,
+        from: &run::EpochStart,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<run::EpochEnd> {
         const AHEAD: usize = 8;
         let start = Instant::now();
         let perm = permutation(self.cfg.seed, self.epoch, self.train.count);
         gpu.write(&self.perm, &perm);
+        if !from.losses.is_empty() {
+            gpu.write(&self.train_loss, from.losses);
+        }
         let sizes = batches(self.train.count, self.cfg.batch_size);
         let mut inflight = std::collections::VecDeque::new();
-        for (step, &n) in sizes.iter().enumerate() {
+        for (step, &n) in sizes.iter().enumerate().skip(from.step) {
+            if step > from.step && (from.pause)(step, self.iterations) {
+                gpu.wait()?;
+                let mut losses: Vec<f32> = gpu.read(&self.train_loss)?;
+                losses.truncate(step);
+                return Ok(run::EpochEnd::Paused { step, losses });
+            }
             let p = Self::plan_for(&self.train_plans, n)?;
             let offset = step * self.cfg.batch_size as usize;
             let noise_seed = noise_seed(self.cfg.seed, 0);
@@ -405,13 +431,13 @@ impl Trainer {
             });
         }
         self.epoch += 1;
-        Ok(EpochMetrics {
+        Ok(run::EpochEnd::Done(EpochMetrics {
             epoch: self.epoch,
             loss,
             val_loss,
             seconds: start.elapsed().as_secs_f64(),
             train_seconds,
-        })
+        }))
     }
 
     /// Queues the validation batches; returns their sizes.

@@ -1,6 +1,15 @@
 //! The `train` command as a library call: data, device, run folder, the epoch loop, and a
 //! writer thread (fed through flume) that writes metrics, checkpoints and pictures so that the
 //! GPU never waits on the disk.
+//!
+//! Checkpoints: `checkpoint.safetensors` at the end of every epoch and, with
+//! `checkpoint_every`, every N steps inside epochs; `best.safetensors` at the end of the epoch
+//! with the lowest val_loss. A checkpoint taken inside an epoch records the step and the
+//! losses of the steps done, and a resumed run continues from that very step (the epoch's
+//! permutation is a function of the seed and the epoch), so that its metrics equal an
+//! uninterrupted run's bit for bit. A stop request (Ctrl-C, SIGTERM: [`Control::stop`]) is
+//! honoured between two steps: the steps already queued finish, a checkpoint is written,
+//! and [`Error::Interrupted`] says how to resume.
 use super::checkpoint::{self, Checkpoint};
 use super::{DeviceSplit, EpochMetrics, TrainConfig, Trainer};
 use crate::data::{self, Dataset};
@@ -8,6 +17,7 @@ use crate::gpu::{AdapterChoice, Gpu};
 use crate::model::{Features, Model};
 use crate::{atomic, report, Error, Result};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -25,6 +35,52 @@ pub struct RunOptions {
     pub resume: Option<PathBuf>,
 }
 
+/// How a run is stopped or paused from outside: the CLI's signal handler, tests.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Control<'a> {
+    /// Polled between steps: 0 goes on; a signal's number stops the run after the steps
+    /// already queued, with a checkpoint, as [`Error::Interrupted`].
+    pub stop: Option<&'a AtomicI32>,
+    /// Also write `checkpoint.safetensors` every N training steps (Adam's step count, over
+    /// the whole run) inside epochs.
+    pub checkpoint_every: Option<usize>,
+    /// Fault injection for tests: destroy the device before the step that follows this many
+    /// Adam steps.
+    #[doc(hidden)]
+    pub lose_device_after: Option<u64>,
+}
+
+/// Where [`Trainer::train_epoch_from`] starts an epoch and when it pauses.
+pub struct EpochStart<'a> {
+    /// Steps of the epoch already done (a mid-epoch checkpoint's `step`).
+    pub step: usize,
+    /// Their training losses, in step order.
+    pub losses: &'a [f32],
+    /// Asked before every step but the first: `(steps done in this epoch, Adam steps so
+    /// far)`; true pauses the epoch there.
+    pub pause: &'a dyn Fn(usize, u64) -> bool,
+}
+
+impl Default for EpochStart<'_> {
+    fn default() -> Self {
+        EpochStart {
+            step: 0,
+            losses: &[],
+            pause: &|_, _| false,
+        }
+    }
+}
+
+/// How [`Trainer::train_epoch_from`] ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EpochEnd {
+    /// The epoch is complete and validated.
+    Done(EpochMetrics),
+    /// Paused before step `step` (0-based; that many steps done), with their losses; the GPU
+    /// is idle and the weights are those after step `step`.
+    Paused { step: usize, losses: Vec<f32> },
+}
+
 /// What the caller (the CLI) is told as training goes.
 #[derive(Clone, Debug)]
 pub enum Event {
@@ -36,6 +92,8 @@ pub enum Event {
         steps: usize,
         epochs: usize,
         first_epoch: usize,
+        /// Steps of `first_epoch` already done (a checkpoint taken inside it).
+        first_step: usize,
     },
     Progress {
         epoch: usize,
@@ -176,9 +234,99 @@ fn config_json(
     serde_json::to_string_pretty(&v).map_err(|e| Error::Config(e.to_string()))
 }
 
+/// A checkpoint on disk, or queued for the writer thread (which writes in order).
+#[derive(Clone, Debug)]
+struct Saved {
+    path: PathBuf,
+    /// Epochs completed.
+    epoch: usize,
+    /// Steps of the next epoch done.
+    step: usize,
+}
+
+impl Saved {
+    fn describe(&self, steps: usize) -> String {
+        if self.step == 0 {
+            format!("epoch {}", self.epoch)
+        } else {
+            format!("epoch {}, step {} of {steps}", self.epoch + 1, self.step)
+        }
+    }
+}
+
+/// The hidden temporary files an atomic write leaves when the process is killed during it
+/// (`.checkpoint.safetensors.XXXXXX.tmp`): only those of the files a run writes.
+fn is_temp_file(name: &str) -> bool {
+    const OURS: [&str; 8] = [
+        CHECKPOINT,
+        BEST,
+        "config.json",
+        "metrics.csv",
+        "loss.png",
+        "reconstructions.png",
+        "codes.png",
+        ".write-test",
+    ];
+    name.strip_prefix('.')
+        .and_then(|n| n.strip_suffix(".tmp"))
+        .is_some_and(|n| {
+            OURS.iter().any(|o| {
+                n.strip_prefix(o)
+                    .and_then(|r| r.strip_prefix('.'))
+                    .is_some_and(|r| !r.is_empty() && !r.contains('/'))
+            })
+        })
+}
+
+/// Removes what killed writers left in a run folder; returns how many files. The files
+/// themselves were never touched: a write lands by a rename.
+pub fn clean_temp_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut n = 0;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if is_temp_file(&name.to_string_lossy())
+            && e.file_type().is_ok_and(|t| t.is_file())
+            && std::fs::remove_file(e.path()).is_ok()
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// A path as a shell word.
+fn shell_word(p: &Path) -> String {
+    let s = p.display().to_string();
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:,=@".contains(c))
+    {
+        s
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
 /// Trains as configured and leaves the run folder complete. `on_event` is called from this
 /// thread; it should only print.
 pub fn train(opts: &RunOptions, on_event: &mut dyn FnMut(Event)) -> Result<PathBuf> {
+    train_with(opts, &Control::default(), on_event)
+}
+
+/// [`train`], stoppable and with mid-epoch checkpoints as `ctl` says.
+pub fn train_with(
+    opts: &RunOptions,
+    ctl: &Control,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<PathBuf> {
+    if ctl.checkpoint_every == Some(0) {
+        return Err(Error::Config(
+            "--checkpoint-every must be at least 1 (steps)".into(),
+        ));
+    }
     let resumed = match &opts.resume {
         Some(p) => Some(checkpoint::load(&checkpoint_path(p))?),
         None => None,
@@ -208,10 +356,12 @@ pub fn train(opts: &RunOptions, on_event: &mut dyn FnMut(Event)) -> Result<PathB
     let data = load_data(&opts.data_dir, cfg.train_limit)?;
     let input = features(&data);
     let model = Model::new(cfg.model, input)?;
+    let steps = super::batches(data.train.images.count, cfg.batch_size).len();
     if let Some(ck) = &resumed {
+        let path = checkpoint_path(opts.resume.as_deref().unwrap_or(Path::new("")));
         if ck.model != cfg.model || ck.input != input || ck.train_count != data.train.images.count {
             return Err(Error::Checkpoint {
-                path: checkpoint_path(opts.resume.as_deref().unwrap_or(Path::new(""))),
+                path,
                 detail: format!(
                     "it was trained on {} {}x{} images; this dataset has {} {}x{}. Pass the \
                      --data and --train-limit of the run it comes from",
@@ -221,6 +371,16 @@ pub fn train(opts: &RunOptions, on_event: &mut dyn FnMut(Event)) -> Result<PathB
                     data.train.images.count,
                     input.h,
                     input.w
+                ),
+            });
+        }
+        if ck.step >= steps || ck.partial_losses.len() != ck.step {
+            return Err(Error::Checkpoint {
+                path,
+                detail: format!(
+                    "it was taken at step {} of an epoch of {steps} steps; it does not belong \
+                     to this run's settings",
+                    ck.step
                 ),
             });
         }
@@ -255,11 +415,15 @@ pub fn train(opts: &RunOptions, on_event: &mut dyn FnMut(Event)) -> Result<PathB
         }
         (None, None) => create_run_dir(None)?,
     };
+    clean_temp_files(&run_dir);
     let mut history = Vec::new();
+    let (mut from_step, mut from_losses) = (0, Vec::new());
     match &resumed {
         Some(ck) => {
             trainer.restore(&gpu, &ck.state)?;
             history = ck.history.clone();
+            from_step = ck.step;
+            from_losses = ck.partial_losses.clone();
         }
         None => trainer.init(&gpu),
     }
@@ -272,7 +436,6 @@ pub fn train(opts: &RunOptions, on_event: &mut dyn FnMut(Event)) -> Result<PathB
         run_dir.join("config.json"),
         config_json(&cfg, &gpu, &opts.data_dir, &data, resumed.is_some())?,
     ))?;
-    let steps = super::batches(data.train.images.count, cfg.batch_size).len();
     on_event(Event::Started {
         adapter: gpu.name(),
         run_dir: run_dir.clone(),
@@ -281,39 +444,129 @@ pub fn train(opts: &RunOptions, on_event: &mut dyn FnMut(Event)) -> Result<PathB
         steps,
         epochs: cfg.epochs,
         first_epoch: trainer.epoch + 1,
+        first_step: from_step,
     });
     let mut best = history
         .iter()
         .map(|m: &EpochMetrics| m.val_loss)
         .fold(f64::INFINITY, f64::min);
-    let mut last_good: Option<PathBuf> = opts.resume.as_deref().map(checkpoint_path);
-    let kept = |last_good: &Option<PathBuf>, epoch: usize| {
+    let mut last_good: Option<Saved> = match (&opts.resume, &resumed) {
+        (Some(p), Some(ck)) => Some(Saved {
+            path: checkpoint_path(p),
+            epoch: ck.state.epoch,
+            step: ck.step,
+        }),
+        _ => None,
+    };
+    let kept = |last_good: &Option<Saved>| {
         let fix = "Try a smaller --lr";
         match last_good {
-            Some(p) => format!(
-                "The last good checkpoint is {} (epoch {}). {fix}, or --resume from it.",
-                p.display(),
-                epoch - 1
+            Some(s) => format!(
+                "The last good checkpoint is {} ({}). {fix}, or --resume from it.",
+                s.path.display(),
+                s.describe(steps)
             ),
             None => format!("No checkpoint had been written yet. {fix}."),
         }
     };
+    let stop_signal = || {
+        ctl.stop
+            .map(|f| f.load(Ordering::SeqCst))
+            .filter(|&s| s != 0)
+    };
+    let every = ctl.checkpoint_every.map(|n| n as u64);
+    let pause = |_step: usize, iterations: u64| {
+        if ctl.lose_device_after == Some(iterations) {
+            gpu.device.destroy();
+        }
+        stop_signal().is_some() || every.is_some_and(|n| iterations.is_multiple_of(n))
+    };
+    let interrupted = |signal: i32, last_good: &Option<Saved>| {
+        let detail = match last_good {
+            Some(s) => {
+                let mut cmd = format!(
+                    "{} --resume {}",
+                    env!("CARGO_PKG_NAME"),
+                    shell_word(&run_dir)
+                );
+                if opts.data_dir != data::default_dir() {
+                    cmd.push_str(&format!(" --data {}", shell_word(&opts.data_dir)));
+                }
+                if let Some(n) = ctl.checkpoint_every {
+                    cmd.push_str(&format!(" --checkpoint-every {n}"));
+                }
+                format!(
+                    "the checkpoint {} holds the run at {} ({} of {} epochs done). To continue \
+                     it: {cmd}",
+                    s.path.display(),
+                    s.describe(steps),
+                    s.epoch,
+                    cfg.epochs
+                )
+            }
+            None => "no training step had finished, so there is no checkpoint to resume; \
+                     start the run again"
+                .to_string(),
+        };
+        Error::Interrupted { signal, detail }
+    };
+    // Seconds of the current epoch's earlier segments (before pauses for mid-epoch
+    // checkpoints), so that its reported time is the whole epoch's in this process.
+    let mut carried = 0.0f64;
     let result = (|| -> Result<()> {
         while trainer.epoch < cfg.epochs {
+            if let Some(signal) = stop_signal() {
+                return Err(interrupted(signal, &last_good));
+            }
             let epoch = trainer.epoch + 1;
             let start = Instant::now();
             let batch = cfg.batch_size as f64;
-            let m = trainer.train_epoch(&gpu, &mut |done, steps| {
+            let first = from_step;
+            let from = EpochStart {
+                step: from_step,
+                losses: &from_losses,
+                pause: &pause,
+            };
+            let end = trainer.train_epoch_from(&gpu, &from, &mut |done, steps| {
                 let s = start.elapsed().as_secs_f64().max(1e-9);
                 on_event(Event::Progress {
                     epoch,
                     done,
                     steps,
-                    images_per_s: done as f64 * batch / s,
+                    images_per_s: done.saturating_sub(first) as f64 * batch / s,
                 })
             });
-            let m = match m {
-                Ok(m) => m,
+            let mut m = match end {
+                Ok(EpochEnd::Done(m)) => m,
+                Ok(EpochEnd::Paused { step, losses }) => {
+                    if let Some((i, v)) = losses.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                        return Err(Error::NonFiniteLoss {
+                            value: *v,
+                            epoch,
+                            step: i + 1,
+                            kept: kept(&last_good),
+                        });
+                    }
+                    let ck = Checkpoint {
+                        model: cfg.model,
+                        input,
+                        train_count: data.train.images.count,
+                        config: cfg.clone(),
+                        history: history.clone(),
+                        state: trainer.state(&gpu)?,
+                        step,
+                        partial_losses: losses.clone(),
+                    };
+                    send(Job::Checkpoint(run_dir.join(CHECKPOINT), Box::new(ck)))?;
+                    last_good = Some(Saved {
+                        path: run_dir.join(CHECKPOINT),
+                        epoch: trainer.epoch,
+                        step,
+                    });
+                    (from_step, from_losses) = (step, losses);
+                    carried += start.elapsed().as_secs_f64();
+                    continue;
+                }
                 Err(Error::NonFiniteLoss {
                     value, epoch, step, ..
                 }) => {
@@ -321,11 +574,15 @@ pub fn train(opts: &RunOptions, on_event: &mut dyn FnMut(Event)) -> Result<PathB
                         value,
                         epoch,
                         step,
-                        kept: kept(&last_good, epoch),
+                        kept: kept(&last_good),
                     });
                 }
                 Err(e) => return Err(e),
             };
+            (from_step, from_losses) = (0, Vec::new());
+            m.seconds += carried;
+            m.train_seconds += carried;
+            carried = 0.0;
             // Weights that give a non-finite validation loss are no checkpoint to keep.
             if !m.val_loss.is_finite() {
                 return Err(Error::NonFiniteLoss {
@@ -334,7 +591,7 @@ pub fn train(opts: &RunOptions, on_event: &mut dyn FnMut(Event)) -> Result<PathB
                     step: steps,
                     kept: format!(
                         "(The validation loss after the epoch's last step.) {}",
-                        kept(&last_good, m.epoch)
+                        kept(&last_good)
                     ),
                 });
             }
@@ -351,6 +608,8 @@ pub fn train(opts: &RunOptions, on_event: &mut dyn FnMut(Event)) -> Result<PathB
                 config: cfg.clone(),
                 history: history.clone(),
                 state,
+                step: 0,
+                partial_losses: Vec::new(),
             };
             if m.val_loss < best {
                 best = m.val_loss;
@@ -362,16 +621,49 @@ pub fn train(opts: &RunOptions, on_event: &mut dyn FnMut(Event)) -> Result<PathB
                 metrics_csv(&history),
             ))?;
             send(Job::LossPlot(run_dir.join("loss.png"), history.clone()))?;
-            last_good = Some(run_dir.join(CHECKPOINT));
+            last_good = Some(Saved {
+                path: run_dir.join(CHECKPOINT),
+                epoch: trainer.epoch,
+                step: 0,
+            });
         }
         pictures(&gpu, &trainer, &data, &run_dir)
     })();
+    // A lost device or a GPU error: say where training can continue from.
+    let result = result.map_err(|e| {
+        let note = match &last_good {
+            Some(s) => format!(
+                "The last checkpoint is {} ({}); --resume from it once the GPU works again.",
+                s.path.display(),
+                s.describe(steps)
+            ),
+            None => "No checkpoint had been written yet.".to_string(),
+        };
+        let with_note = |d: String| format!("{}. {note}", d.trim_end_matches([':', '.', ' ']));
+        match e {
+            Error::DeviceLost { adapter, detail } => Error::DeviceLost {
+                adapter,
+                detail: with_note(detail),
+            },
+            Error::Gpu { adapter, detail } => Error::Gpu {
+                adapter,
+                detail: with_note(detail),
+            },
+            e => e,
+        }
+    });
     drop(jobs);
     let written = handle
         .join()
         .map_err(|_| Error::Config("the writer thread panicked".into()))?;
-    result?;
-    written?;
+    // A failed write comes first: an interrupted run's message promises a checkpoint.
+    match (result, written) {
+        (Err(Error::Interrupted { .. }), Err(w)) => return Err(w),
+        (r, w) => {
+            r?;
+            w?;
+        }
+    }
     on_event(Event::Finished {
         run_dir: run_dir.clone(),
     });
