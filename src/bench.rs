@@ -84,13 +84,25 @@ pub fn profile(o: &ProfileOptions) -> Result<ProfileReport> {
     o.config.validate()?;
     let gpu = Gpu::new(&o.adapter)?;
     let mut t = trainer(&gpu, &o.config, &o.data_dir)?;
-    let steps = o.steps.max(1);
-    t.run_steps(&gpu, o.warmup, None)?;
+    profile_trainer(&gpu, &mut t, o.steps, o.warmup, o.trace.as_deref())
+}
+
+/// [`profile`] on a trainer as it stands (its weights move: `train --profile` runs this after
+/// the run's last checkpoint).
+pub fn profile_trainer(
+    gpu: &Gpu,
+    t: &mut Trainer,
+    steps: usize,
+    warmup: usize,
+    trace: Option<&Path>,
+) -> Result<ProfileReport> {
+    let steps = steps.max(1);
+    t.run_steps(gpu, warmup, None)?;
     let (rows, kernel_ms) = if gpu.has_timestamps() {
-        let mut prof = Profiler::new(&gpu, steps * t.step_len())?;
-        t.run_steps(&gpu, steps, Some(&mut prof))?;
-        let timings = prof.finish(&gpu)?;
-        if let Some(path) = &o.trace {
+        let mut prof = Profiler::new(gpu, steps * t.step_len())?;
+        t.run_steps(gpu, steps, Some(&mut prof))?;
+        let timings = prof.finish(gpu)?;
+        if let Some(path) = trace {
             profile::write_trace(path, &timings)?;
         }
         let rows = profile::kernel_rows(&timings);
@@ -100,12 +112,12 @@ pub fn profile(o: &ProfileOptions) -> Result<ProfileReport> {
         (None, None)
     };
     let start = Instant::now();
-    t.run_steps(&gpu, steps, None)?;
+    t.run_steps(gpu, steps, None)?;
     let wall = start.elapsed().as_secs_f64() * 1e3 / steps as f64;
     Ok(ProfileReport {
         adapter: gpu.name(),
-        model: o.config.model.name().into(),
-        batch_size: o.config.batch_size,
+        model: t.cfg.model.name().into(),
+        batch_size: t.cfg.batch_size,
         steps,
         rows,
         kernel_ms_per_step: kernel_ms,

@@ -151,6 +151,10 @@ struct TrainArgs {
     /// written at the end of each epoch).
     #[arg(long, value_name = "N")]
     checkpoint_every: Option<usize>,
+    /// After training, profile 20 steps: profile.txt (GPU time per kernel) and trace.json
+    /// (Chrome trace) in the run folder.
+    #[arg(long)]
+    profile: bool,
     #[command(flatten)]
     data: DataArg,
 }
@@ -194,6 +198,7 @@ fn train(adapter: AdapterChoice, a: TrainArgs) -> Result<()> {
     let ctl = Control {
         stop: Some(interrupt::flag()),
         checkpoint_every: a.checkpoint_every,
+        profile: a.profile,
         ..Control::default()
     };
     let mut epochs = 0;
@@ -224,6 +229,7 @@ fn train(adapter: AdapterChoice, a: TrainArgs) -> Result<()> {
             done,
             steps,
             images_per_s,
+            running_loss,
         } => {
             let b = bar.get_or_insert_with(|| {
                 let b = ProgressBar::new(steps as u64).with_style(style.clone());
@@ -231,7 +237,10 @@ fn train(adapter: AdapterChoice, a: TrainArgs) -> Result<()> {
                 b
             });
             b.set_position(done as u64);
-            b.set_message(format!("{images_per_s:.0} images/s"));
+            b.set_message(match running_loss {
+                Some(l) => format!("{images_per_s:.0} images/s - loss: {l:.4}"),
+                None => format!("{images_per_s:.0} images/s"),
+            });
         }
         Event::Epoch { metrics: m, epochs } => {
             if let Some(b) = bar.take() {

@@ -1003,3 +1003,50 @@ fn cli_train_subcommand_equals_the_default_command() {
     c.args(["--model", "dense", "train", "--epochs", "1"]);
     run_cmd(&mut c).fails_with(&["--model", "before the `train` command"]);
 }
+
+/// `train --profile` leaves the per-kernel table and a Chrome trace in the run folder.
+#[test]
+fn cli_train_profile_writes_the_table_and_a_trace() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small(t.path());
+    let out = t.path().join("run");
+    let r = train(
+        &data,
+        &out,
+        &[
+            "train",
+            "--model",
+            "dense",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--profile",
+        ],
+    );
+    r.ok();
+    let table = std::fs::read_to_string(out.join("profile.txt")).unwrap();
+    // Batch 16: the register-tiled weight and bias gradients (split-K starts at 128).
+    for want in [
+        "kernel",
+        "dense.forward",
+        "dense.backward_weight",
+        "adam.step",
+        "ms per step",
+    ] {
+        assert!(table.contains(want), "profile.txt lacks {want}:\n{table}");
+    }
+    let trace: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("trace.json")).unwrap()).unwrap();
+    let events = trace["traceEvents"].as_array().unwrap();
+    // 20 profiled steps of the dense model's dispatches, each a complete event with a duration.
+    assert!(events.len() >= 20 * 8, "{} events", events.len());
+    for e in events {
+        assert_eq!(e["ph"], "X");
+        assert!(
+            e["dur"].as_f64().unwrap() > 0.0 && e["ts"].as_f64().unwrap() >= 0.0,
+            "{e}"
+        );
+    }
+    assert_no_stray_files(&out);
+}

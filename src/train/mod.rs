@@ -5,6 +5,7 @@
 //! every step lands in a GPU log that is read once per epoch.
 pub mod checkpoint;
 pub mod network;
+pub mod probe;
 pub mod run;
 
 use crate::gpu::timing::Profiler;
@@ -147,6 +148,7 @@ pub struct Trainer {
     pub epoch: usize,
     /// Adam steps taken (Keras' `iterations`).
     pub iterations: u64,
+    probe: probe::LossProbe,
 }
 
 impl Trainer {
@@ -215,7 +217,14 @@ impl Trainer {
             val_loss,
             epoch: 0,
             iterations: 0,
+            probe: probe::LossProbe::new(gpu, train_batches.len()),
         })
+    }
+
+    /// The running training loss of the current epoch as f64 bits (NaN before the first
+    /// sample lands), updated as steps complete; for progress bars.
+    pub fn running_loss(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        self.probe.handle()
     }
 
     /// Uploads fresh Glorot weights and zeroes Adam's state.
@@ -385,6 +394,8 @@ impl Trainer {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<run::EpochEnd> {
         const AHEAD: usize = 8;
+        // Steps between two reads of the running loss (no stall: see probe.rs).
+        const PROBE_EVERY: usize = 16;
         let start = Instant::now();
         let perm = permutation(self.cfg.seed, self.epoch, self.train.count);
         gpu.write(&self.perm, &perm);
@@ -405,15 +416,21 @@ impl Trainer {
             let noise_seed = noise_seed(self.cfg.seed, 0);
             inflight.push_back(self.submit(gpu, p, offset, step, noise_seed));
             self.iterations += 1;
+            if (step + 1) % PROBE_EVERY == 0 {
+                self.probe.request(gpu, &self.train_loss, step + 1);
+            }
             if inflight.len() > AHEAD {
                 if let Some(idx) = inflight.pop_front() {
                     gpu.wait_for(idx)?;
                 }
+                self.probe.collect(&sizes);
                 progress(step + 1 - inflight.len(), sizes.len());
             }
         }
         // One sync per epoch, so the training time excludes validation.
         gpu.wait()?;
+        self.probe.collect(&sizes);
+        self.probe.reset();
         let train_seconds = start.elapsed().as_secs_f64();
         let val = self.evaluate_queued(gpu)?;
         gpu.wait()?;
@@ -559,7 +576,7 @@ fn noise_seed(seed: u64, split: u64) -> u32 {
 }
 
 /// Keras' epoch loss: the sample-weighted mean of the batch losses, summed in f64.
-fn weighted_mean(values: &[f32], sizes: &[u32]) -> f64 {
+pub(crate) fn weighted_mean(values: &[f32], sizes: &[u32]) -> f64 {
     let total: f64 = sizes.iter().map(|&n| n as f64).sum();
     values
         .iter()

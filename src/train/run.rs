@@ -44,6 +44,9 @@ pub struct Control<'a> {
     /// Also write `checkpoint.safetensors` every N training steps (Adam's step count, over
     /// the whole run) inside epochs.
     pub checkpoint_every: Option<usize>,
+    /// After the run (its last checkpoint written), profile 20 training steps and write the
+    /// table to `profile.txt` and a Chrome trace to `trace.json` in the run folder.
+    pub profile: bool,
     /// Fault injection for tests: destroy the device before the step that follows this many
     /// Adam steps.
     #[doc(hidden)]
@@ -100,6 +103,8 @@ pub enum Event {
         done: usize,
         steps: usize,
         images_per_s: f64,
+        /// The epoch's training loss so far (None until the first reading lands).
+        running_loss: Option<f64>,
     },
     Epoch {
         metrics: EpochMetrics,
@@ -527,13 +532,16 @@ pub fn train_with(
                 losses: &from_losses,
                 pause: &pause,
             };
+            let running = trainer.running_loss();
             let end = trainer.train_epoch_from(&gpu, &from, &mut |done, steps| {
                 let s = start.elapsed().as_secs_f64().max(1e-9);
+                let loss = f64::from_bits(running.load(std::sync::atomic::Ordering::Relaxed));
                 on_event(Event::Progress {
                     epoch,
                     done,
                     steps,
                     images_per_s: done.saturating_sub(first) as f64 * batch / s,
+                    running_loss: loss.is_finite().then_some(loss),
                 })
             });
             let mut m = match end {
@@ -627,7 +635,13 @@ pub fn train_with(
                 step: 0,
             });
         }
-        pictures(&gpu, &trainer, &data, &run_dir)
+        pictures(&gpu, &trainer, &data, &run_dir)?;
+        if ctl.profile {
+            let trace = run_dir.join("trace.json");
+            let report = crate::bench::profile_trainer(&gpu, &mut trainer, 20, 3, Some(&trace))?;
+            send(Job::Text(run_dir.join("profile.txt"), report.text()))?;
+        }
+        Ok(())
     })();
     // A lost device or a GPU error: say where training can continue from.
     let result = result.map_err(|e| {
