@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The seed's Keras autoencoders ("Building Autoencoders in Keras"), timed as `bench` times ours.
 
-    python3 bench/keras_ae.py --model conv|dense [--epochs 3] [--train-limit N] [--json out.json]
+    python3 bench/keras_ae.py --model conv|dense [--epochs 3] [--seed S] [--train-limit N] [--json out.json]
 
 Reads the shipped MNIST (assets/mnist), trains with the seed's settings (Adam, binary
 cross-entropy, batch 256, shuffle) and reports steady-state training throughput: the median
@@ -64,8 +64,11 @@ def main():
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--train-limit", type=int, default=0)
     ap.add_argument("--data", default="assets/mnist")
+    ap.add_argument("--seed", type=int)
     ap.add_argument("--json")
     a = ap.parse_args()
+    if a.seed is not None:
+        keras.utils.set_random_seed(a.seed)
     load = lambda n: read_idx(os.path.join(a.data, n)).astype("float32") / 255.0
     x_train, x_test = load("train-images-idx3-ubyte.gz"), load("t10k-images-idx3-ubyte.gz")
     if a.train_limit:
