@@ -14,7 +14,7 @@
 //! tests/regressions/checkpoint/, which [`regression_corpus`] reads).
 mod fuzz_support;
 
-use fuzz_support::{config, corpus, largest_allocation, Tracking};
+use fuzz_support::{config, corpus, largest_allocation, mutation, Mutation, Tracking};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -414,66 +414,10 @@ fn write_corpus() {
 
 // ---- proptest ------------------------------------------------------------------------------
 
-/// One change to a file.
-#[derive(Clone, Debug)]
-enum Mutation {
-    Xor(usize, u8),
-    Set(usize, u8),
-    Insert(usize, u8),
-    Remove(usize),
-    Truncate(usize),
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
-        4 => (any::<usize>(), 1..=255u8).prop_map(|(i, b)| Mutation::Xor(i, b)),
-        2 => (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Set(i, b)),
-        1 => (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Insert(i, b)),
-        1 => any::<usize>().prop_map(Mutation::Remove),
-        1 => any::<usize>().prop_map(Mutation::Truncate),
-    ]
-}
-
-/// Applies `ms`, the positions biased towards the header (where the structure is) for the
-/// first half of the index range.
+/// Applies `ms`, half of the positions in the header (where the structure is).
 fn mutate(base: &[u8], ms: &[Mutation]) -> Vec<u8> {
-    let mut b = base.to_vec();
     let header = (u64::from_le_bytes(base[..8].try_into().unwrap()) as usize).saturating_add(8);
-    let at = |i: usize, len: usize| {
-        if len == 0 {
-            0
-        } else if i.is_multiple_of(2) {
-            (i / 2) % header.min(len)
-        } else {
-            (i / 2) % len
-        }
-    };
-    for m in ms {
-        match *m {
-            Mutation::Xor(i, x) if !b.is_empty() => {
-                let i = at(i, b.len());
-                b[i] ^= x
-            }
-            Mutation::Set(i, x) if !b.is_empty() => {
-                let i = at(i, b.len());
-                b[i] = x
-            }
-            Mutation::Insert(i, x) => {
-                let i = at(i, b.len() + 1);
-                b.insert(i.min(b.len()), x)
-            }
-            Mutation::Remove(i) if !b.is_empty() => {
-                let i = at(i, b.len());
-                b.remove(i);
-            }
-            Mutation::Truncate(i) => {
-                let i = at(i, b.len() + 1);
-                b.truncate(i)
-            }
-            _ => {}
-        }
-    }
-    b
+    fuzz_support::mutate(base, ms, header)
 }
 
 /// JSON-ish text for metadata values: valid values, numbers at the edges, and garbage.

@@ -13,7 +13,7 @@ mod fuzz_support;
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use fuzz_support::{config, corpus, largest_allocation, Tracking};
+use fuzz_support::{config, corpus, largest_allocation, mutation, Mutation, Tracking};
 use proptest::prelude::*;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -189,63 +189,9 @@ fn write_corpus() {
     w("images-header-only", &header(IMAGES_MAGIC, &[2, 2, 2]));
 }
 
-#[derive(Clone, Debug)]
-enum Mutation {
-    Xor(usize, u8),
-    Set(usize, u8),
-    Insert(usize, u8),
-    Remove(usize),
-    Truncate(usize),
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
-        4 => (any::<usize>(), 1..=255u8).prop_map(|(i, b)| Mutation::Xor(i, b)),
-        2 => (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Set(i, b)),
-        1 => (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Insert(i, b)),
-        1 => any::<usize>().prop_map(Mutation::Remove),
-        1 => any::<usize>().prop_map(Mutation::Truncate),
-    ]
-}
-
-/// Applies `ms`; even indexes land in the first 24 bytes (the headers), odd ones anywhere.
+/// Applies `ms`, half of the positions in the first 24 bytes (the headers).
 fn mutate(base: &[u8], ms: &[Mutation]) -> Vec<u8> {
-    let mut b = base.to_vec();
-    let at = |i: usize, len: usize| {
-        if len == 0 {
-            0
-        } else if i.is_multiple_of(2) {
-            (i / 2) % len.min(24)
-        } else {
-            (i / 2) % len
-        }
-    };
-    for m in ms {
-        match *m {
-            Mutation::Xor(i, x) if !b.is_empty() => {
-                let i = at(i, b.len());
-                b[i] ^= x
-            }
-            Mutation::Set(i, x) if !b.is_empty() => {
-                let i = at(i, b.len());
-                b[i] = x
-            }
-            Mutation::Insert(i, x) => {
-                let i = at(i, b.len() + 1).min(b.len());
-                b.insert(i, x)
-            }
-            Mutation::Remove(i) if !b.is_empty() => {
-                let i = at(i, b.len());
-                b.remove(i);
-            }
-            Mutation::Truncate(i) => {
-                let i = at(i, b.len() + 1);
-                b.truncate(i)
-            }
-            _ => {}
-        }
-    }
-    b
+    fuzz_support::mutate(base, ms, 24)
 }
 
 /// A valid images or labels file of small random shape.

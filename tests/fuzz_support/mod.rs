@@ -2,6 +2,7 @@
 //! by the current thread (to show a reader never sizes a buffer from a header's promise
 //! alone), seeded proptest settings with a bounded case count, and the regression corpus.
 #![allow(dead_code)]
+use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, RngSeed};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -86,4 +87,65 @@ pub fn corpus(kind: &str) -> Vec<(String, Vec<u8>)> {
         .collect();
     out.sort();
     out
+}
+
+/// One change to a file.
+#[derive(Clone, Debug)]
+pub enum Mutation {
+    Xor(usize, u8),
+    Set(usize, u8),
+    Insert(usize, u8),
+    Remove(usize),
+    Truncate(usize),
+}
+
+pub fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        4 => (any::<usize>(), 1..=255u8).prop_map(|(i, b)| Mutation::Xor(i, b)),
+        2 => (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Set(i, b)),
+        1 => (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Insert(i, b)),
+        1 => any::<usize>().prop_map(Mutation::Remove),
+        1 => any::<usize>().prop_map(Mutation::Truncate),
+    ]
+}
+
+/// Applies `ms` to a copy of `base`: even position indexes land in the first `header` bytes
+/// (where a format's structure is), odd ones anywhere.
+pub fn mutate(base: &[u8], ms: &[Mutation], header: usize) -> Vec<u8> {
+    let mut b = base.to_vec();
+    let at = |i: usize, len: usize| {
+        if len == 0 {
+            0
+        } else if i.is_multiple_of(2) {
+            (i / 2) % header.min(len).max(1)
+        } else {
+            (i / 2) % len
+        }
+    };
+    for m in ms {
+        match *m {
+            Mutation::Xor(i, x) if !b.is_empty() => {
+                let i = at(i, b.len());
+                b[i] ^= x
+            }
+            Mutation::Set(i, x) if !b.is_empty() => {
+                let i = at(i, b.len());
+                b[i] = x
+            }
+            Mutation::Insert(i, x) => {
+                let i = at(i, b.len() + 1).min(b.len());
+                b.insert(i, x)
+            }
+            Mutation::Remove(i) if !b.is_empty() => {
+                let i = at(i, b.len());
+                b.remove(i);
+            }
+            Mutation::Truncate(i) => {
+                let i = at(i, b.len() + 1);
+                b.truncate(i)
+            }
+            _ => {}
+        }
+    }
+    b
 }
