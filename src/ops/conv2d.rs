@@ -184,12 +184,17 @@ impl<'a> GradOut<'a> {
             None => (self.dy, self.dy, false),
         }
     }
-    fn check(&self, s: &Conv2dShape) -> Result<()> {
-        expect_len("conv2d", "dy", self.dy, s.output_len())?;
+    /// Fails unless dy (and the saved output, when masking) hold `output_len` elements.
+    pub(crate) fn check_len(&self, op: &'static str, output_len: u64) -> Result<()> {
+        expect_len(op, "dy", self.dy, output_len)?;
         if let Some(a) = self.relu_output {
-            expect_len("conv2d", "relu output", a, s.output_len())?;
+            expect_len(op, "relu output", a, output_len)?;
         }
         Ok(())
+    }
+
+    fn check(&self, s: &Conv2dShape) -> Result<()> {
+        self.check_len("conv2d", s.output_len())
     }
 }
 

@@ -33,11 +33,7 @@ impl DenseShape {
         Ok(())
     }
     fn check_grad(&self, g: &GradOut<'_>) -> Result<()> {
-        expect_len("dense", "dy", g.dy, self.output_len())?;
-        if let Some(a) = g.relu_output {
-            expect_len("dense", "relu output", a, self.output_len())?;
-        }
-        Ok(())
+        g.check_len("dense", self.output_len())
     }
 }
 
