@@ -44,10 +44,15 @@ pub enum Error {
     },
     #[error("{0}")]
     Image(String),
-    /// A signal (Ctrl-C, SIGTERM) stopped the run; `detail` says what was saved and how to
-    /// resume. The binary exits with 128 + `signal`.
+    /// A signal (Ctrl-C, SIGTERM) stopped the run; `detail` says what was saved, `resume`
+    /// is the run folder to resume (None: nothing to resume). The binary exits with
+    /// 128 + `signal`.
     #[error("stopped by {}: {detail}", crate::interrupt::name(*.signal))]
-    Interrupted { signal: i32, detail: String },
+    Interrupted {
+        signal: i32,
+        detail: String,
+        resume: Option<PathBuf>,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

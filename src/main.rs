@@ -5,13 +5,13 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use wgsl_autoencoder::commands::{self, bench};
 use wgsl_autoencoder::data;
 use wgsl_autoencoder::gpu::AdapterChoice;
+use wgsl_autoencoder::interrupt;
 use wgsl_autoencoder::model::ModelKind;
-use wgsl_autoencoder::ops::adam::AdamConfig;
-use wgsl_autoencoder::train::run::{self, Control, Event, RunOptions};
-use wgsl_autoencoder::train::{checkpoint, TrainConfig};
-use wgsl_autoencoder::{app, bench, interrupt};
+use wgsl_autoencoder::run::{self, Control, Event, RunOptions, TrainRequest};
+use wgsl_autoencoder::train::TrainConfig;
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +28,27 @@ struct Cli {
     /// With no command: `train`.
     #[command(flatten)]
     train: TrainArgs,
+}
+
+/// `--model`: the library's [`ModelKind`], as clap parses it.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ModelArg {
+    /// The seed's convolutional autoencoder (code 4x4x8).
+    Conv,
+    /// 784 -> Dense(32, relu) -> Dense(784, sigmoid).
+    Dense,
+    /// 784-128-64-32-64-128-784, relu, sigmoid last.
+    Deep,
+}
+
+impl From<ModelArg> for ModelKind {
+    fn from(m: ModelArg) -> Self {
+        match m {
+            ModelArg::Conv => ModelKind::Conv,
+            ModelArg::Dense => ModelKind::Dense,
+            ModelArg::Deep => ModelKind::Deep,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -64,15 +85,13 @@ enum Command {
         /// At most this many codes are drawn.
         #[arg(long, default_value_t = 100)]
         count: usize,
-        #[command(flatten)]
-        data: DataArg,
     },
     /// Every adapter wgpu sees, with the limits and features this program uses.
     Devices,
     /// GPU time of every dispatch of a training step, by kernel, with GB/s and GFLOP/s.
     Profile {
         #[arg(long, value_enum, default_value = "conv")]
-        model: ModelKind,
+        model: ModelArg,
         /// Timed steps (after the warm-up).
         #[arg(long, default_value_t = 20)]
         steps: usize,
@@ -90,7 +109,7 @@ enum Command {
     Bench {
         /// One model; default: conv and dense.
         #[arg(long, value_enum)]
-        model: Option<ModelKind>,
+        model: Option<ModelArg>,
         /// Epochs per model; the first is warm-up.
         #[arg(long, default_value_t = 3)]
         epochs: usize,
@@ -123,24 +142,25 @@ impl DataArg {
 struct TrainArgs {
     /// Which autoencoder (default: conv; with --resume, the checkpoint's).
     #[arg(long, value_enum)]
-    model: Option<ModelKind>,
+    model: Option<ModelArg>,
     /// Epochs (default: the seed's, 100 for conv and deep, 50 for dense).
     #[arg(long)]
     epochs: Option<usize>,
-    #[arg(long, default_value_t = 256)]
-    batch_size: u32,
-    /// Adam's learning rate.
-    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
-    lr: f32,
-    /// Seeds the initial weights, the shuffles and the noise.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    /// Images per step (default: 256).
+    #[arg(long)]
+    batch_size: Option<u32>,
+    /// Adam's learning rate (default: 1e-3).
+    #[arg(long, allow_negative_numbers = true)]
+    lr: Option<f32>,
+    /// Seeds the initial weights, the shuffles and the noise (default: 0).
+    #[arg(long)]
+    seed: Option<u64>,
     /// Train on the first N training images only.
     #[arg(long)]
     train_limit: Option<usize>,
-    /// Denoising: inputs + F * N(0, 1), clipped to [0, 1]; targets stay clean.
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
-    noise: f32,
+    /// Denoising: inputs + F * N(0, 1), clipped to [0, 1]; targets stay clean (default: 0).
+    #[arg(long, allow_negative_numbers = true)]
+    noise: Option<f32>,
     /// The run folder (default: runs/<date-time>/).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -159,36 +179,102 @@ struct TrainArgs {
     data: DataArg,
 }
 
+impl TrainArgs {
+    fn request(&self) -> TrainRequest {
+        TrainRequest {
+            model: self.model.map(ModelKind::from),
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            seed: self.seed,
+            train_limit: self.train_limit,
+            noise: self.noise,
+        }
+    }
+}
+
+/// Prints a run's events: a line per epoch, a progress bar within one.
+struct Printer {
+    bar: Option<ProgressBar>,
+    style: ProgressStyle,
+    epochs: usize,
+}
+
+impl Printer {
+    fn new() -> Self {
+        let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+        Printer {
+            bar: None,
+            style,
+            epochs: 0,
+        }
+    }
+
+    fn event(&mut self, e: Event) {
+        match e {
+            Event::Started {
+                adapter,
+                run_dir,
+                model,
+                train_count,
+                test_count,
+                steps,
+                epochs,
+                first_epoch,
+                first_step,
+            } => {
+                self.epochs = epochs;
+                println!("adapter: {adapter}");
+                println!("run folder: {}", run_dir.display());
+                println!(
+                    "{model} on {train_count} training and {test_count} test images, {steps} steps per epoch, epochs {first_epoch}..={epochs}"
+                );
+                if first_step > 0 {
+                    println!("epoch {first_epoch} continues at step {}", first_step + 1);
+                }
+            }
+            Event::Progress {
+                epoch,
+                done,
+                steps,
+                images_per_s,
+                running_loss,
+            } => {
+                let b = self.bar.get_or_insert_with(|| {
+                    let b = ProgressBar::new(steps as u64).with_style(self.style.clone());
+                    b.set_prefix(format!("epoch {epoch}/{}", self.epochs));
+                    b
+                });
+                b.set_position(done as u64);
+                b.set_message(match running_loss {
+                    Some(l) => format!("{images_per_s:.0} images/s - loss: {l:.4}"),
+                    None => format!("{images_per_s:.0} images/s"),
+                });
+            }
+            Event::Epoch { metrics: m, epochs } => {
+                if let Some(b) = self.bar.take() {
+                    b.finish_and_clear();
+                }
+                println!(
+                    "epoch {}/{} - {:.1}s - loss: {:.4} - val_loss: {:.4}",
+                    m.epoch, epochs, m.seconds, m.loss, m.val_loss
+                );
+            }
+            Event::Finished { .. } => {}
+        }
+    }
+}
+
 fn train(adapter: AdapterChoice, a: TrainArgs) -> Result<()> {
-    // On --resume the checkpoint's model is the default; a different --model is refused by
-    // run::train.
-    let model = match (a.model, &a.resume) {
-        (Some(m), _) => m,
-        (None, Some(r)) => checkpoint::load(&run::checkpoint_path(r))?.model,
-        (None, None) => ModelKind::Conv,
-    };
-    let mut config = TrainConfig::new(model);
-    config.epochs = a.epochs.unwrap_or(config.epochs);
-    config.batch_size = a.batch_size;
-    config.adam = AdamConfig {
-        lr: a.lr,
-        ..AdamConfig::default()
-    };
-    config.seed = a.seed;
-    config.train_limit = a.train_limit;
-    config.noise = a.noise;
     let opts = RunOptions {
-        config,
-        epochs_flag: a.epochs,
+        request: a.request(),
         data_dir: a.data.dir(),
         out_dir: a.out,
         adapter,
         resume: a.resume,
     };
-    let mut bar: Option<ProgressBar> = None;
-    let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
     // Ctrl-C / SIGTERM: stop after the current step with a checkpoint (a second one quits
     // at once). Without the handler a signal still kills the run, losing only the steps
     // since the last checkpoint.
@@ -201,65 +287,51 @@ fn train(adapter: AdapterChoice, a: TrainArgs) -> Result<()> {
         profile: a.profile,
         ..Control::default()
     };
-    let mut epochs = 0;
-    let dir = run::train_with(&opts, &ctl, &mut |e| match e {
-        Event::Started {
-            adapter,
-            run_dir,
-            train_count,
-            test_count,
-            steps,
-            epochs: n,
-            first_epoch,
-            first_step,
-        } => {
-            epochs = n;
-            println!("adapter: {adapter}");
-            println!("run folder: {}", run_dir.display());
-            println!(
-                "{} on {train_count} training and {test_count} test images, {steps} steps per epoch, epochs {first_epoch}..={n}",
-                opts.config.model.name()
-            );
-            if first_step > 0 {
-                println!("epoch {first_epoch} continues at step {}", first_step + 1);
-            }
-        }
-        Event::Progress {
-            epoch,
-            done,
-            steps,
-            images_per_s,
-            running_loss,
-        } => {
-            let b = bar.get_or_insert_with(|| {
-                let b = ProgressBar::new(steps as u64).with_style(style.clone());
-                b.set_prefix(format!("epoch {epoch}/{epochs}"));
-                b
-            });
-            b.set_position(done as u64);
-            b.set_message(match running_loss {
-                Some(l) => format!("{images_per_s:.0} images/s - loss: {l:.4}"),
-                None => format!("{images_per_s:.0} images/s"),
-            });
-        }
-        Event::Epoch { metrics: m, epochs } => {
-            if let Some(b) = bar.take() {
-                b.finish_and_clear();
-            }
-            println!(
-                "epoch {}/{} - {:.1}s - loss: {:.4} - val_loss: {:.4}",
-                m.epoch, epochs, m.seconds, m.loss, m.val_loss
-            );
-        }
-        Event::Finished { .. } => {}
-    })?;
+    let mut printer = Printer::new();
+    let dir = run::train_with(&opts, &ctl, &mut |e| printer.event(e))?;
     println!("results in {}", dir.display());
     Ok(())
 }
 
+/// The command that resumes an interrupted run, with the flags it needs again.
+fn resume_command(dir: &std::path::Path, cli_args: &[String]) -> String {
+    let mut cmd = format!(
+        "{} --resume {}",
+        env!("CARGO_PKG_NAME"),
+        shell_word(&dir.display().to_string())
+    );
+    let mut args = cli_args.iter();
+    while let Some(a) = args.next() {
+        let flag = a.split('=').next().unwrap_or(a);
+        if ["--data", "--adapter", "--checkpoint-every"].contains(&flag) {
+            cmd.push(' ');
+            cmd.push_str(&shell_word(a));
+            if !a.contains('=') {
+                if let Some(v) = args.next() {
+                    cmd.push(' ');
+                    cmd.push_str(&shell_word(v));
+                }
+            }
+        }
+    }
+    cmd
+}
+
+/// A string as a shell word.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:,=@".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
 fn bench_cmd(
     adapter: AdapterChoice,
-    model: Option<ModelKind>,
+    model: Option<ModelArg>,
     epochs: usize,
     batch_size: u32,
     train_limit: Option<usize>,
@@ -268,7 +340,7 @@ fn bench_cmd(
 ) -> Result<()> {
     let opts = bench::BenchOptions {
         adapter,
-        models: model.map_or(vec![ModelKind::Conv, ModelKind::Dense], |m| vec![m]),
+        models: model.map_or(vec![ModelKind::Conv, ModelKind::Dense], |m| vec![m.into()]),
         batch_size,
         epochs,
         train_limit,
@@ -349,41 +421,81 @@ fn message(e: &anyhow::Error) -> String {
     s
 }
 
-fn main() -> ExitCode {
-    let cli = parse();
+fn eval(adapter: &AdapterChoice, checkpoint: &std::path::Path, data: &DataArg) -> Result<()> {
+    let r = commands::eval(adapter, checkpoint, &data.dir()).context("eval failed")?;
+    println!("adapter: {}", r.adapter);
+    println!(
+        "{} model, epoch {}: val_loss {:.4}",
+        r.model, r.epoch, r.val_loss
+    );
+    Ok(())
+}
+
+fn encode(
+    adapter: &AdapterChoice,
+    checkpoint: &std::path::Path,
+    out: &std::path::Path,
+    train_split: bool,
+    data: &DataArg,
+) -> Result<()> {
+    let (n, [h, w, c]) = commands::encode(adapter, checkpoint, &data.dir(), train_split, out)
+        .context("encode failed")?;
+    println!("wrote {n} codes of {h}x{w}x{c} to {}", out.display());
+    println!(
+        "wrote their labels to {}",
+        commands::labels_path(out).display()
+    );
+    Ok(())
+}
+
+fn profile(
+    adapter: AdapterChoice,
+    model: ModelArg,
+    (steps, warmup, batch_size): (usize, usize, u32),
+    trace: Option<PathBuf>,
+    data: &DataArg,
+) -> Result<()> {
+    let mut config = TrainConfig::new(model.into());
+    config.batch_size = batch_size;
+    let opts = bench::ProfileOptions {
+        adapter,
+        config,
+        data_dir: data.dir(),
+        steps,
+        warmup,
+        trace: trace.clone(),
+    };
+    let r = bench::profile(&opts).context("profile failed")?;
+    print!("{}", r.text());
+    if let Some(t) = trace {
+        println!("trace written to {}", t.display());
+    }
+    Ok(())
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
     let adapter = cli.adapter.clone();
-    let r: Result<()> = match cli.command {
+    match cli.command {
         None => train(adapter, cli.train),
         Some(Command::Train(a)) => train(adapter, a),
-        Some(Command::Eval { checkpoint, data }) => app::eval(&adapter, &checkpoint, &data.dir())
-            .map(|r| {
-                println!("adapter: {}", r.adapter);
-                println!(
-                    "{} model, epoch {}: val_loss {:.4}",
-                    r.model, r.epoch, r.val_loss
-                );
-            })
-            .context("eval failed"),
+        Some(Command::Eval { checkpoint, data }) => eval(&adapter, &checkpoint, &data),
         Some(Command::Encode {
             checkpoint,
             out,
             train_split,
             data,
-        }) => app::encode(&adapter, &checkpoint, &data.dir(), train_split, &out)
-            .map(|(n, [h, w, c])| {
-                println!("wrote {n} codes of {h}x{w}x{c} to {}", out.display());
-                println!("wrote their labels to {}", app::labels_path(&out).display());
-            })
-            .context("encode failed"),
+        }) => encode(&adapter, &checkpoint, &out, train_split, &data),
         Some(Command::Decode {
             checkpoint,
             codes,
             out,
             count,
-            data,
-        }) => app::decode(&adapter, &checkpoint, &data.dir(), &codes, &out, count)
-            .map(|n| println!("decoded {n} codes into {}", out.display()))
-            .context("decode failed"),
+        }) => {
+            let n = commands::decode(&adapter, &checkpoint, &codes, &out, count)
+                .context("decode failed")?;
+            println!("decoded {n} codes into {}", out.display());
+            Ok(())
+        }
         Some(Command::Profile {
             model,
             steps,
@@ -391,26 +503,7 @@ fn main() -> ExitCode {
             batch_size,
             trace,
             data,
-        }) => {
-            let mut config = TrainConfig::new(model);
-            config.batch_size = batch_size;
-            let opts = bench::ProfileOptions {
-                adapter,
-                config,
-                data_dir: data.dir(),
-                steps,
-                warmup,
-                trace: trace.clone(),
-            };
-            bench::profile(&opts)
-                .map(|r| {
-                    print!("{}", r.text());
-                    if let Some(t) = trace {
-                        println!("trace written to {}", t.display());
-                    }
-                })
-                .context("profile failed")
-        }
+        }) => profile(adapter, model, (steps, warmup, batch_size), trace, &data),
         Some(Command::Bench {
             model,
             epochs,
@@ -420,16 +513,26 @@ fn main() -> ExitCode {
             data,
         }) => bench_cmd(adapter, model, epochs, batch_size, train_limit, json, data),
         Some(Command::Devices) => {
-            print!("{}", app::devices());
+            print!("{}", commands::devices());
             Ok(())
         }
-    };
-    match r {
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = parse();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Stopped by a signal: what was saved and how to resume; 128 + the signal.
-            if let Some(wgsl_autoencoder::Error::Interrupted { signal, .. }) = e.downcast_ref() {
+            if let Some(wgsl_autoencoder::Error::Interrupted { signal, resume, .. }) =
+                e.downcast_ref()
+            {
                 eprintln!("{}", message(&e));
+                if let Some(dir) = resume {
+                    eprintln!("To continue it: {}", resume_command(dir, &args));
+                }
                 return ExitCode::from(interrupt::exit_code(*signal));
             }
             eprintln!("error: {}", message(&e));

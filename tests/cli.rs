@@ -693,9 +693,7 @@ fn cli_decode_codes_of_the_wrong_shape() {
         .arg("--codes")
         .arg(&codes)
         .arg("--out")
-        .arg(&grid)
-        .arg("--data")
-        .arg(&data);
+        .arg(&grid);
     run_cmd(&mut c).fails_with(&["codes.npy", "[3, 5]", "32 values", "--codes", "encode"]);
     assert!(!grid.exists());
     // Not a .npy at all.
@@ -777,7 +775,7 @@ fn cli_nan_loss_in_the_first_epoch() {
 /// epoch-1 files stay as they were.
 #[test]
 fn cli_nan_loss_keeps_the_last_good_checkpoint() {
-    use wgsl_autoencoder::train::checkpoint;
+    use wgsl_autoencoder::checkpoint;
     let t = tempfile::tempdir().unwrap();
     let data = small(t.path());
     let dir = dense_run(t.path(), &data, "run");

@@ -26,8 +26,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use wgsl_autoencoder::gpu::{AdapterChoice, Gpu};
 use wgsl_autoencoder::model::ModelKind;
-use wgsl_autoencoder::train::run::{self, Control, Event, RunOptions};
-use wgsl_autoencoder::train::{checkpoint, EpochMetrics, TrainConfig, Trainer};
+use wgsl_autoencoder::run::{self, Control, Event, RunOptions, TrainRequest};
+use wgsl_autoencoder::checkpoint;
+use wgsl_autoencoder::train::{EpochMetrics, TrainConfig, Trainer};
 use wgsl_autoencoder::Error;
 
 fn adapter() -> String {
@@ -605,13 +606,12 @@ fn leftover_temporary_files_are_removed_when_the_folder_is_used_again() {
 
 fn options(data: &Path, out: Option<PathBuf>, resume: Option<PathBuf>) -> RunOptions {
     RunOptions {
-        config: TrainConfig {
+        request: TrainRequest::from_config(&TrainConfig {
             epochs: 3,
             batch_size: 4,
             seed: 9,
             ..TrainConfig::new(ModelKind::Dense)
-        },
-        epochs_flag: Some(3),
+        }),
         data_dir: data.to_path_buf(),
         out_dir: out,
         adapter: adapter_choice(),
@@ -660,7 +660,14 @@ fn stop_and_pause_inside_epochs_change_nothing() {
         },
     );
     let detail = match r {
-        Err(Error::Interrupted { signal: 2, detail }) => detail,
+        Err(Error::Interrupted {
+            signal: 2,
+            detail,
+            resume,
+        }) => {
+            assert_eq!(resume.as_deref(), Some(dir.as_path()));
+            detail
+        }
         other => panic!("{other:?}"),
     };
     let ck = checkpoint::load(&dir.join(run::CHECKPOINT)).unwrap();
@@ -668,7 +675,7 @@ fn stop_and_pause_inside_epochs_change_nothing() {
     assert!(ck.step > 0 && ck.step < 16, "step {}", ck.step);
     assert_eq!(ck.state.iterations, 16 + ck.step as u64);
     assert!(
-        detail.contains(&format!("epoch 2, step {} of 16", ck.step)) && detail.contains("--resume"),
+        detail.contains(&format!("epoch 2, step {} of 16", ck.step)),
         "{detail}"
     );
     let mut first_step = None;
@@ -725,25 +732,15 @@ fn a_destroyed_device_is_device_lost_naming_the_adapter() {
 fn a_training_step_on_a_destroyed_device_is_an_error() {
     within(Duration::from_secs(60), || {
         let t = tempfile::tempdir().unwrap();
-        let data = run::load_data(&small(t.path()), None).unwrap();
+        let data = wgsl_autoencoder::data::load(&small(t.path()), None).unwrap();
         let gpu = Gpu::new(&adapter_choice()).unwrap();
         let cfg = TrainConfig {
             batch_size: 16,
             ..TrainConfig::new(ModelKind::Dense)
         };
-        let model = wgsl_autoencoder::model::Model::new(cfg.model, run::features(&data)).unwrap();
-        let up = |label, s: &wgsl_autoencoder::data::Split| {
-            wgsl_autoencoder::train::DeviceSplit::upload(
-                &gpu,
-                label,
-                &s.images.pixels,
-                s.images.count,
-            )
-            .unwrap()
-        };
-        let (tr, te) = (up("train", &data.train), up("test", &data.test));
-        let mut trainer = Trainer::new(&gpu, model, &cfg, tr, te).unwrap();
-        trainer.init(&gpu);
+        let model = wgsl_autoencoder::model::Model::new(cfg.model, data.features()).unwrap();
+        let mut trainer = Trainer::for_dataset(&gpu, model, &cfg, &data).unwrap();
+        trainer.init(&gpu).unwrap();
         trainer.train_epoch(&gpu, &mut |_, _| {}).unwrap();
         gpu.device.destroy();
         match trainer.train_epoch(&gpu, &mut |_, _| {}) {

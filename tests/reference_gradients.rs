@@ -15,11 +15,11 @@
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use wgsl_autoencoder::ops::adam::AdamConfig;
-use wgsl_autoencoder::ops::conv2d::{Conv2dShape, Padding};
-use wgsl_autoencoder::ops::dense::DenseShape;
-use wgsl_autoencoder::ops::pool::PoolShape;
-use wgsl_autoencoder::ops::upsample::UpsampleShape;
+use wgsl_autoencoder::shapes::AdamConfig;
+use wgsl_autoencoder::shapes::{Conv2dShape, Padding};
+use wgsl_autoencoder::shapes::DenseShape;
+use wgsl_autoencoder::shapes::PoolShape;
+use wgsl_autoencoder::shapes::UpsampleShape;
 use wgsl_autoencoder::reference::*;
 
 const H: f64 = 1e-6;

@@ -37,9 +37,10 @@ use wgsl_autoencoder::gpu::{AdapterChoice, Gpu};
 use wgsl_autoencoder::model::{Features, Model, ModelKind};
 use wgsl_autoencoder::reference;
 use wgsl_autoencoder::reference::model as refmodel;
-use wgsl_autoencoder::train::checkpoint::{self, State};
-use wgsl_autoencoder::train::run::{self, RunOptions};
-use wgsl_autoencoder::train::{self, DeviceSplit, EpochMetrics, TrainConfig, Trainer};
+use wgsl_autoencoder::checkpoint::{self, State};
+use wgsl_autoencoder::run::{self, RunOptions, TrainRequest};
+use wgsl_autoencoder::network::DeviceSplit;
+use wgsl_autoencoder::train::{self, EpochMetrics, TrainConfig, Trainer};
 
 const TOL_GRAD: f64 = 1e-5;
 const TOL_W: f64 = 1e-6;
@@ -78,7 +79,7 @@ fn trainer(g: &Gpu, model: &Model, cfg: &TrainConfig, train: &[u8], test: &[u8])
     let tr = DeviceSplit::upload(g, "train", train, train.len() / px).unwrap();
     let te = DeviceSplit::upload(g, "test", test, test.len() / px).unwrap();
     let mut t = Trainer::new(g, model.clone(), cfg, tr, te).unwrap();
-    t.init(g);
+    t.init(g).unwrap();
     t
 }
 
@@ -230,7 +231,7 @@ fn one_step(kind: ModelKind) {
     let cfg = config(kind, 3, 5);
     let mut tr = trainer(g, &model, &cfg, &train_px, &test_px);
     let m = tr.train_epoch(g, &mut |_, _| {}).unwrap();
-    let gpu_grads: Vec<f32> = g.read(&tr.net.grads).unwrap();
+    let gpu_grads: Vec<f32> = g.read(&tr.net.training().unwrap().grads).unwrap();
     let got = tr.state(g).unwrap();
     assert_eq!((got.epoch, got.iterations), (1, 1));
 
@@ -398,7 +399,7 @@ fn three_steps(kind: ModelKind) {
     let cfg = config(kind, 2, 9);
     let mut tr = trainer(g, &model, &cfg, &train_px, &test_px);
     let m = tr.train_epoch(g, &mut |_, _| {}).unwrap();
-    let gpu_grads: Vec<f32> = g.read(&tr.net.grads).unwrap();
+    let gpu_grads: Vec<f32> = g.read(&tr.net.training().unwrap().grads).unwrap();
     let got = tr.state(g).unwrap();
     assert_eq!((got.epoch, got.iterations), (1, 3));
 
@@ -602,12 +603,12 @@ fn mean_image_and_floor(images: &[u8], px: usize) -> (f64, f64) {
 fn short_real_run_lowers_validation_loss() {
     let t0 = Instant::now();
     let g = gpu();
-    let d = run::load_data(&wgsl_autoencoder::data::default_dir(), Some(2048)).unwrap();
+    let d = wgsl_autoencoder::data::load(&wgsl_autoencoder::data::default_dir(), Some(2048)).unwrap();
     assert_eq!(d.train.images.count, 2048);
     let px = d.test.images.image_len();
     let (constant, floor) = mean_image_and_floor(&d.test.images.pixels, px);
     let bound = constant - (constant - floor) / 10.0;
-    let model = Model::new(ModelKind::Dense, run::features(&d)).unwrap();
+    let model = Model::new(ModelKind::Dense, d.features()).unwrap();
     let cfg = config(ModelKind::Dense, 32, 0);
     let mut tr = trainer(
         g,
@@ -715,11 +716,10 @@ fn resume_gives_the_same_metrics_as_a_straight_run() {
         ..config(ModelKind::Dense, 16, 3)
     };
     let opts = |out: &str, epochs: usize, resume: Option<std::path::PathBuf>| RunOptions {
-        config: TrainConfig {
+        request: TrainRequest::from_config(&TrainConfig {
             epochs,
             ..cfg.clone()
-        },
-        epochs_flag: Some(epochs),
+        }),
         data_dir: data.clone(),
         out_dir: (resume.is_none()).then(|| tmp.path().join(out)),
         adapter: test_adapter(),

@@ -5,6 +5,7 @@
 //! are accepted, each with or without `.gz`.
 use std::path::{Path, PathBuf};
 
+use crate::shapes::Features;
 use crate::{Error, Result};
 
 mod idx;
@@ -152,6 +153,36 @@ pub fn load_dir(dir: &Path) -> Result<Dataset> {
         train,
         test,
     })
+}
+
+/// [`load_dir`], keeping only the first `limit` training images.
+pub fn load(dir: &Path, limit: Option<usize>) -> Result<Dataset> {
+    let mut d = load_dir(dir)?;
+    if let Some(n) = limit {
+        d.train.truncate(n);
+    }
+    Ok(d)
+}
+
+impl Split {
+    /// Keeps the first `n` images (all of them when there are fewer).
+    pub fn truncate(&mut self, n: usize) {
+        let n = n.min(self.images.count);
+        self.images.pixels.truncate(n * self.images.image_len());
+        self.images.count = n;
+        self.labels.truncate(n);
+    }
+}
+
+impl Dataset {
+    /// The shape of one image as the models take it: grey, one channel.
+    pub fn features(&self) -> Features {
+        Features {
+            h: self.train.images.rows as u32,
+            w: self.train.images.cols as u32,
+            c: 1,
+        }
+    }
 }
 
 /// `assets/mnist` when it exists relative to the current folder, else the copy next to this

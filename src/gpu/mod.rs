@@ -1,10 +1,15 @@
-//! Adapter choice, device creation and the small buffer helpers every op and test uses.
+//! The GPU base: adapter choice, the device, buffers, pipelines, dispatches and timing. It
+//! knows no op: the launchers in `ops` build on it.
 mod adapter;
 mod buffers;
+mod dispatch;
+mod pipeline;
 pub mod timing;
 
 pub use adapter::{describe_adapter, list_adapters, AdapterChoice};
 pub use buffers::Tensor;
+pub use dispatch::{record_all, run, Cost, Dispatch, WORKGROUP};
+pub use pipeline::Module;
 
 use crate::{Error, Result};
 use std::sync::{Arc, Mutex};
@@ -18,7 +23,7 @@ pub struct Gpu {
     pub features: wgpu::Features,
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<Mutex<Option<String>>>,
-    pub(crate) pipelines: crate::ops::PipelineCache,
+    pipelines: pipeline::PipelineCache,
 }
 
 impl Gpu {

@@ -1,8 +1,7 @@
 //! GPU time of every dispatch through timestamp queries: while profiling, each dispatch gets
 //! its own compute pass with a timestamp at its start and end (pass-level writes work on every
 //! adapter with TIMESTAMP_QUERY; writes inside a pass need an extra feature).
-use super::{Gpu, Tensor};
-use crate::ops::{Cost, Dispatch};
+use super::{Cost, Dispatch, Gpu, Tensor};
 use crate::{Error, Result};
 
 /// Queries one query set holds (wgpu's maximum).
@@ -55,7 +54,11 @@ impl Profiler {
     }
 
     /// Records `dispatches`, each in its own timed pass. Past the capacity they run untimed.
-    pub fn record(&mut self, enc: &mut wgpu::CommandEncoder, dispatches: &[Dispatch]) {
+    pub fn record<'a>(
+        &mut self,
+        enc: &mut wgpu::CommandEncoder,
+        dispatches: impl IntoIterator<Item = &'a Dispatch>,
+    ) {
         let per_set = (MAX_QUERIES / 2) as usize;
         for d in dispatches {
             let k = self.recorded.len();

@@ -1,13 +1,12 @@
 //! The three Keras autoencoders as layer lists, their parameter layout (Keras names and
 //! shapes, one flat buffer) and Glorot-uniform initialisation.
-use crate::ops::conv2d::Padding;
+pub use crate::shapes::Features;
+use crate::shapes::{Conv2dShape, DenseShape, Padding, PoolShape, UpsampleShape};
 use crate::{Error, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelKind {
     /// The seed's convolutional autoencoder (code 4x4x8).
@@ -58,23 +57,6 @@ pub enum Layer {
         units: u32,
         act: Activation,
     },
-}
-
-/// Feature shape of one image between layers: height, width, channels (NHWC without N).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Features {
-    pub h: u32,
-    pub w: u32,
-    pub c: u32,
-}
-
-impl Features {
-    pub fn len(&self) -> u64 {
-        self.h as u64 * self.w as u64 * self.c as u64
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// One parameter tensor inside the flat buffer.
@@ -282,6 +264,85 @@ impl Model {
             }
         }
         flat
+    }
+}
+
+/// Layer i of a model at batch size n, as the op that runs it: the shape the reference and the
+/// launchers take, whether ReLU is fused, and where its kernel lies (its bias is the next
+/// parameter tensor).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LayerOp {
+    Conv2d {
+        shape: Conv2dShape,
+        relu: bool,
+        kernel: usize,
+    },
+    Dense {
+        shape: DenseShape,
+        relu: bool,
+        kernel: usize,
+    },
+    Pool(PoolShape),
+    Upsample(UpsampleShape),
+}
+
+impl Model {
+    /// Layer `i` at batch size `n`. Panics past the last layer (an index bug, not input).
+    pub fn op(&self, i: usize, n: u32) -> LayerOp {
+        let f = self.shapes[i];
+        let kernel = self.param_index(i).unwrap_or(usize::MAX);
+        match &self.layers[i] {
+            Layer::Conv2d {
+                co, padding, act, ..
+            } => LayerOp::Conv2d {
+                shape: Conv2dShape {
+                    n,
+                    h: f.h,
+                    w: f.w,
+                    ci: f.c,
+                    co: *co,
+                    padding: *padding,
+                },
+                relu: *act == Activation::Relu,
+                kernel,
+            },
+            Layer::Dense { act, .. } => LayerOp::Dense {
+                shape: DenseShape {
+                    n,
+                    fin: f.len() as u32,
+                    fout: self.shapes[i + 1].len() as u32,
+                },
+                relu: *act == Activation::Relu,
+                kernel,
+            },
+            Layer::MaxPool => LayerOp::Pool(PoolShape {
+                n,
+                h: f.h,
+                w: f.w,
+                c: f.c,
+            }),
+            Layer::Upsample => LayerOp::Upsample(UpsampleShape {
+                n,
+                h: f.h,
+                w: f.w,
+                c: f.c,
+            }),
+        }
+    }
+
+    /// Where parameter tensor `k` lies in the flat buffer, in elements.
+    pub fn param_range(&self, k: usize) -> std::ops::Range<usize> {
+        let p = &self.params[k];
+        p.offset as usize..(p.offset + p.len) as usize
+    }
+
+    /// The name a profile and a trace show for layer `i`.
+    pub fn label(&self, i: usize) -> String {
+        match &self.layers[i] {
+            Layer::Conv2d { name, .. } | Layer::Dense { name, .. } => name.clone(),
+            Layer::MaxPool => format!("max_pooling2d[{i}]"),
+            Layer::Upsample => format!("up_sampling2d[{i}]"),
+        }
     }
 }
 

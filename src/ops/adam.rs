@@ -1,37 +1,8 @@
 //! Launcher for `shaders/adam.wgsl`: Keras' Adam over one flat parameter buffer.
 use super::{build, expect_len, Cost, Dispatch, Launch, Shader};
 use crate::gpu::{Gpu, Tensor};
+use crate::shapes::AdamConfig;
 use crate::Result;
-
-/// Keras' defaults: lr 1e-3, beta1 0.9, beta2 0.999, epsilon 1e-7.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct AdamConfig {
-    pub lr: f32,
-    pub beta1: f32,
-    pub beta2: f32,
-    pub eps: f32,
-}
-
-impl Default for AdamConfig {
-    fn default() -> Self {
-        AdamConfig {
-            lr: 1e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-7,
-        }
-    }
-}
-
-impl AdamConfig {
-    /// alpha_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t), in f32 as Keras computes it.
-    pub fn alpha(&self, t: u64) -> f32 {
-        let t = t as f32;
-        let b1 = 1.0 - self.beta1.powf(t);
-        let b2 = 1.0 - self.beta2.powf(t);
-        self.lr * b2.sqrt() / b1
-    }
-}
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]

@@ -1,67 +1,8 @@
 //! Launchers for `shaders/conv2d.wgsl`: 3x3 stride-1 convolution, NHWC, Keras kernel layout.
 use super::{build, expect_len, Cost, Dispatch, Launch, Shader};
 use crate::gpu::{Gpu, Tensor};
+use crate::shapes::Conv2dShape;
 use crate::{Error, Result};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Padding {
-    /// Pads 1 on every side: the output has the input's size.
-    Same,
-    /// No padding: each side loses one pixel (16x16 -> 14x14).
-    Valid,
-}
-
-/// A 3x3 convolution on a batch: input `[n, h, w, ci]`, kernel `[3, 3, ci, co]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Conv2dShape {
-    pub n: u32,
-    pub h: u32,
-    pub w: u32,
-    pub ci: u32,
-    pub co: u32,
-    pub padding: Padding,
-}
-
-impl Conv2dShape {
-    pub fn pad(&self) -> u32 {
-        match self.padding {
-            Padding::Same => 1,
-            Padding::Valid => 0,
-        }
-    }
-    /// Output height and width.
-    pub fn out_hw(&self) -> (u32, u32) {
-        match self.padding {
-            Padding::Same => (self.h, self.w),
-            Padding::Valid => (self.h.saturating_sub(2), self.w.saturating_sub(2)),
-        }
-    }
-    pub fn input_len(&self) -> u64 {
-        self.n as u64 * self.h as u64 * self.w as u64 * self.ci as u64
-    }
-    pub fn output_len(&self) -> u64 {
-        let (ho, wo) = self.out_hw();
-        self.n as u64 * ho as u64 * wo as u64 * self.co as u64
-    }
-    pub fn weight_len(&self) -> u64 {
-        9 * self.ci as u64 * self.co as u64
-    }
-    /// Multiply-adds of the forward pass (each backward product costs the same).
-    pub fn macs(&self) -> u64 {
-        self.output_len() * 9 * self.ci as u64
-    }
-    pub fn check(&self) -> Result<()> {
-        let (ho, wo) = self.out_hw();
-        if self.n == 0 || self.ci == 0 || self.co == 0 || ho == 0 || wo == 0 {
-            return Err(Error::Shape {
-                op: "conv2d",
-                detail: format!("empty or too small: {self:?}"),
-            });
-        }
-        Ok(())
-    }
-}
 
 /// Channels one invocation keeps in registers (four vec4): the kernels' limit on ci and co.
 pub const MAX_CHANNELS: u32 = 16;

@@ -1,41 +1,10 @@
 //! Launchers for `shaders/dense.wgsl`: `y = x . W + b`, W `[in, out]` as Keras stores it.
 use super::{build, expect_len, Cost, Dispatch, Launch, Shader};
 use crate::gpu::{Gpu, Tensor};
-use crate::{Error, Result};
+use crate::shapes::DenseShape;
+use crate::Result;
 
 pub use super::conv2d::GradOut;
-
-/// Input `[n, fin]`, kernel `[fin, fout]`, output `[n, fout]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DenseShape {
-    pub n: u32,
-    pub fin: u32,
-    pub fout: u32,
-}
-
-impl DenseShape {
-    pub fn input_len(&self) -> u64 {
-        self.n as u64 * self.fin as u64
-    }
-    pub fn output_len(&self) -> u64 {
-        self.n as u64 * self.fout as u64
-    }
-    pub fn weight_len(&self) -> u64 {
-        self.fin as u64 * self.fout as u64
-    }
-    fn check(&self) -> Result<()> {
-        if self.n == 0 || self.fin == 0 || self.fout == 0 {
-            return Err(Error::Shape {
-                op: "dense",
-                detail: format!("empty shape {self:?}"),
-            });
-        }
-        Ok(())
-    }
-    fn check_grad(&self, g: &GradOut<'_>) -> Result<()> {
-        g.check_len("dense", self.output_len())
-    }
-}
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -116,7 +85,7 @@ pub fn backward_input(
     dx: &Tensor,
 ) -> Result<Dispatch> {
     s.check()?;
-    s.check_grad(g)?;
+    g.check_len("dense", s.output_len())?;
     expect_len("dense", "kernel", w, s.weight_len())?;
     expect_len("dense", "dx", dx, s.input_len())?;
     let (dy, act, relu) = g.bindings();
@@ -158,7 +127,7 @@ pub fn backward_weight(
     dw: &Tensor,
 ) -> Result<Dispatch> {
     s.check()?;
-    s.check_grad(g)?;
+    g.check_len("dense", s.output_len())?;
     expect_len("dense", "x", x, s.input_len())?;
     expect_len("dense", "dw", dw, s.weight_len())?;
     let (dy, act, relu) = g.bindings();
@@ -190,7 +159,7 @@ pub fn backward_bias(
     db: &Tensor,
 ) -> Result<Dispatch> {
     s.check()?;
-    s.check_grad(g)?;
+    g.check_len("dense", s.output_len())?;
     expect_len("dense", "db", db, s.fout as u64)?;
     let (dy, act, relu) = g.bindings();
     let p = params(s, relu);
@@ -234,7 +203,7 @@ pub fn backward_params(
         ]);
     }
     s.check()?;
-    s.check_grad(g)?;
+    g.check_len("dense", s.output_len())?;
     expect_len("dense", "x", x, s.input_len())?;
     expect_len("dense", "dw", dw, s.weight_len())?;
     expect_len("dense", "db", db, s.fout as u64)?;

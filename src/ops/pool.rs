@@ -1,38 +1,8 @@
 //! Launchers for `shaders/pool.wgsl`: 2x2 max-pooling with Keras' 'same' padding.
 use super::{build, expect_len, Cost, Dispatch, Launch, Shader};
 use crate::gpu::{Gpu, Tensor};
-use crate::{Error, Result};
-
-/// Input `[n, h, w, c]`, output `[n, ceil(h/2), ceil(w/2), c]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PoolShape {
-    pub n: u32,
-    pub h: u32,
-    pub w: u32,
-    pub c: u32,
-}
-
-impl PoolShape {
-    pub fn out_hw(&self) -> (u32, u32) {
-        (self.h.div_ceil(2), self.w.div_ceil(2))
-    }
-    pub fn input_len(&self) -> u64 {
-        self.n as u64 * self.h as u64 * self.w as u64 * self.c as u64
-    }
-    pub fn output_len(&self) -> u64 {
-        let (ho, wo) = self.out_hw();
-        self.n as u64 * ho as u64 * wo as u64 * self.c as u64
-    }
-    fn check(&self) -> Result<()> {
-        if self.input_len() == 0 {
-            return Err(Error::Shape {
-                op: "pool",
-                detail: format!("empty shape {self:?}"),
-            });
-        }
-        Ok(())
-    }
-}
+use crate::shapes::PoolShape;
+use crate::Result;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]

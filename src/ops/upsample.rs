@@ -1,34 +1,8 @@
 //! Launchers for `shaders/upsample.wgsl`: nearest-neighbour upsampling by 2.
 use super::{build, expect_len, Cost, Dispatch, Launch, Shader};
 use crate::gpu::{Gpu, Tensor};
-use crate::{Error, Result};
-
-/// Input `[n, h, w, c]`, output `[n, 2h, 2w, c]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct UpsampleShape {
-    pub n: u32,
-    pub h: u32,
-    pub w: u32,
-    pub c: u32,
-}
-
-impl UpsampleShape {
-    pub fn input_len(&self) -> u64 {
-        self.n as u64 * self.h as u64 * self.w as u64 * self.c as u64
-    }
-    pub fn output_len(&self) -> u64 {
-        4 * self.input_len()
-    }
-    fn check(&self) -> Result<()> {
-        if self.input_len() == 0 {
-            return Err(Error::Shape {
-                op: "upsample",
-                detail: format!("empty shape {self:?}"),
-            });
-        }
-        Ok(())
-    }
-}
+use crate::shapes::UpsampleShape;
+use crate::Result;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]

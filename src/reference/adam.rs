@@ -9,7 +9,7 @@
 //! The GPU may still differ by an ulp or so (a driver may fuse a multiply-add; `sqrt` and the
 //! division need not be correctly rounded).
 use super::expect_len;
-use crate::ops::adam::AdamConfig;
+use crate::shapes::AdamConfig;
 
 /// One Adam step at step number `t` (1-based: the first update is `t = 1`), in place.
 ///

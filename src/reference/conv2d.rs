@@ -7,7 +7,7 @@
 //! ([`for_each_tap`]); each backward is the forward's multiply-add transposed, which makes it
 //! the adjoint by construction. The backward functions take `dy` already masked by the ReLU.
 use super::{expect_len, to_f32, to_f64};
-use crate::ops::conv2d::Conv2dShape;
+use crate::shapes::Conv2dShape;
 
 /// Calls `f(y_index, x_index, w_index)` for every multiply-add of the forward pass: every
 /// output element (b, oy, ox, o) with every kernel tap (ky, kx, c) that lands inside the input.

@@ -5,7 +5,7 @@
 //! triples ([`for_each_term`]); each backward is the forward's multiply-add transposed. The
 //! backward functions take `dy` already masked by the ReLU.
 use super::{expect_len, to_f32, to_f64};
-use crate::ops::dense::DenseShape;
+use crate::shapes::DenseShape;
 
 /// Calls `f(y_index, x_index, w_index)` for every multiply-add of the forward pass.
 pub fn for_each_term(s: &DenseShape, mut f: impl FnMut(usize, usize, usize)) {

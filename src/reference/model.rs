@@ -8,12 +8,8 @@
 //! the layer's own output. Gradients land in the model's flat layout (padding stays zero), so
 //! one [`super::adam::step`] over the whole buffer is the optimiser step, as on the GPU.
 use super::{activation, adam, bce, conv2d, dense, pool, upsample};
-use crate::model::{Activation, Layer, Model};
-use crate::ops::adam::AdamConfig;
-use crate::ops::conv2d::Conv2dShape;
-use crate::ops::dense::DenseShape;
-use crate::ops::pool::PoolShape;
-use crate::ops::upsample::UpsampleShape;
+use crate::model::{LayerOp, Model};
+use crate::shapes::AdamConfig;
 
 /// Every layer's output for a batch, as the GPU's activation buffers hold them.
 #[derive(Clone, Debug)]
@@ -33,56 +29,6 @@ impl Forward {
     }
 }
 
-/// Where parameter tensor `k` lies in the flat buffer.
-fn range(model: &Model, k: usize) -> std::ops::Range<usize> {
-    let p = &model.params[k];
-    p.offset as usize..(p.offset + p.len) as usize
-}
-
-fn conv_shape(model: &Model, i: usize, n: usize) -> Conv2dShape {
-    let f = model.shapes[i];
-    let (co, padding) = match &model.layers[i] {
-        Layer::Conv2d { co, padding, .. } => (*co, *padding),
-        _ => unreachable!("conv_shape of a layer that is not a conv"),
-    };
-    Conv2dShape {
-        n: n as u32,
-        h: f.h,
-        w: f.w,
-        ci: f.c,
-        co,
-        padding,
-    }
-}
-
-fn dense_shape(model: &Model, i: usize, n: usize) -> DenseShape {
-    DenseShape {
-        n: n as u32,
-        fin: model.shapes[i].len() as u32,
-        fout: model.shapes[i + 1].len() as u32,
-    }
-}
-
-fn pool_shape(model: &Model, i: usize, n: usize) -> PoolShape {
-    let f = model.shapes[i];
-    PoolShape {
-        n: n as u32,
-        h: f.h,
-        w: f.w,
-        c: f.c,
-    }
-}
-
-fn upsample_shape(model: &Model, i: usize, n: usize) -> UpsampleShape {
-    let f = model.shapes[i];
-    UpsampleShape {
-        n: n as u32,
-        h: f.h,
-        w: f.w,
-        c: f.c,
-    }
-}
-
 fn check(model: &Model, params: &[f32], x: &[f32], n: usize) {
     super::expect_len("model", "params", params.len(), model.param_len);
     super::expect_len("model", "x", x.len(), n as u64 * model.input.len());
@@ -96,25 +42,25 @@ pub fn forward(model: &Model, params: &[f32], x: &[f32], n: usize) -> Forward {
     check(model, params, x, n);
     let mut acts: Vec<Vec<f32>> = Vec::with_capacity(model.layers.len());
     let mut winners = Vec::with_capacity(model.layers.len());
-    for (i, layer) in model.layers.iter().enumerate() {
+    for i in 0..model.layers.len() {
         let input: &[f32] = if i == 0 { x } else { &acts[i - 1] };
-        let (y, win) = match layer {
-            Layer::Conv2d { act, .. } | Layer::Dense { act, .. } => {
-                let k = model.param_index(i).expect("a layer with weights");
-                let (w, b) = (&params[range(model, k)], &params[range(model, k + 1)]);
-                let relu = *act == Activation::Relu;
-                let y = if let Layer::Conv2d { .. } = layer {
-                    conv2d::forward(&conv_shape(model, i, n), relu, input, w, b)
-                } else {
-                    dense::forward(&dense_shape(model, i, n), relu, input, w, b)
-                };
-                (y, None)
-            }
-            Layer::MaxPool => {
-                let (y, win) = pool::forward(&pool_shape(model, i, n), input);
+        let p = |k: usize| &params[model.param_range(k)];
+        let (y, win) = match model.op(i, n as u32) {
+            LayerOp::Conv2d {
+                shape,
+                relu,
+                kernel: k,
+            } => (conv2d::forward(&shape, relu, input, p(k), p(k + 1)), None),
+            LayerOp::Dense {
+                shape,
+                relu,
+                kernel: k,
+            } => (dense::forward(&shape, relu, input, p(k), p(k + 1)), None),
+            LayerOp::Pool(s) => {
+                let (y, win) = pool::forward(&s, input);
                 (y, Some(win))
             }
-            Layer::Upsample => (upsample::forward(&upsample_shape(model, i, n), input), None),
+            LayerOp::Upsample(s) => (upsample::forward(&s, input), None),
         };
         acts.push(y);
         winners.push(win);
@@ -154,41 +100,41 @@ pub fn gradients(
     let mut dy = bce::sigmoid_backward(fwd.logits(), target);
     for i in (0..=last).rev() {
         let input: &[f32] = if i == 0 { x } else { &fwd.acts[i - 1] };
-        let dx = match &model.layers[i] {
-            Layer::Conv2d { act, .. } | Layer::Dense { act, .. } => {
-                let k = model.param_index(i).expect("a layer with weights");
-                let g = if *act == Activation::Relu {
-                    activation::relu_backward(&fwd.acts[i], &dy)
-                } else {
-                    dy
-                };
-                let w = &params[range(model, k)];
-                let (dw, db, dx) = if let Layer::Conv2d { .. } = &model.layers[i] {
-                    let s = conv_shape(model, i, n);
-                    (
-                        conv2d::backward_weight(&s, input, &g),
-                        conv2d::backward_bias(&s, &g),
-                        (i > 0).then(|| conv2d::backward_input(&s, &g, w)),
-                    )
-                } else {
-                    let s = dense_shape(model, i, n);
-                    (
-                        dense::backward_weight(&s, input, &g),
-                        dense::backward_bias(&s, &g),
-                        (i > 0).then(|| dense::backward_input(&s, &g, w)),
-                    )
-                };
-                grads[range(model, k)].copy_from_slice(&dw);
-                grads[range(model, k + 1)].copy_from_slice(&db);
-                dx
+        // ReLU's mask comes from the layer's own output, as in the fused GPU kernels.
+        let masked = |relu: bool, dy: Vec<f32>| {
+            if relu {
+                activation::relu_backward(&fwd.acts[i], &dy)
+            } else {
+                dy
             }
-            Layer::MaxPool => (i > 0).then(|| {
+        };
+        let dx = match model.op(i, n as u32) {
+            LayerOp::Conv2d {
+                shape: s,
+                relu,
+                kernel: k,
+            } => {
+                let g = masked(relu, dy);
+                grads[model.param_range(k)]
+                    .copy_from_slice(&conv2d::backward_weight(&s, input, &g));
+                grads[model.param_range(k + 1)].copy_from_slice(&conv2d::backward_bias(&s, &g));
+                (i > 0).then(|| conv2d::backward_input(&s, &g, &params[model.param_range(k)]))
+            }
+            LayerOp::Dense {
+                shape: s,
+                relu,
+                kernel: k,
+            } => {
+                let g = masked(relu, dy);
+                grads[model.param_range(k)].copy_from_slice(&dense::backward_weight(&s, input, &g));
+                grads[model.param_range(k + 1)].copy_from_slice(&dense::backward_bias(&s, &g));
+                (i > 0).then(|| dense::backward_input(&s, &g, &params[model.param_range(k)]))
+            }
+            LayerOp::Pool(s) => (i > 0).then(|| {
                 let win = fwd.winners[i].as_deref().expect("pool winners");
-                pool::backward(&pool_shape(model, i, n), win, &dy)
+                pool::backward(&s, win, &dy)
             }),
-            Layer::Upsample => {
-                (i > 0).then(|| upsample::backward(&upsample_shape(model, i, n), &dy))
-            }
+            LayerOp::Upsample(s) => (i > 0).then(|| upsample::backward(&s, &dy)),
         };
         match dx {
             Some(d) => dy = d,

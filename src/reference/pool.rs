@@ -6,7 +6,7 @@
 //! greater value replaces the current best, so the first maximum wins ties. Backward routes
 //! each output's gradient to its winner.
 use super::{expect_len, to_f32, to_f64};
-use crate::ops::pool::PoolShape;
+use crate::shapes::PoolShape;
 
 /// Calls `f(y_index, k, x_index)` for every input position k (0..4) of every window that lies
 /// inside the input, k in increasing order within a window.

@@ -1,7 +1,7 @@
 //! UpSampling2D(2), nearest, as `shaders/upsample.wgsl`: NHWC, out `[n, 2h, 2w, c]`,
 //! `out[y][x] = in[y/2][x/2]`; backward sums each input's 2×2 block of `dy`.
 use super::{expect_len, to_f32, to_f64};
-use crate::ops::upsample::UpsampleShape;
+use crate::shapes::UpsampleShape;
 
 /// Calls `f(y_index, x_index)` for every output element and the input it copies.
 fn for_each_copy(s: &UpsampleShape, mut f: impl FnMut(usize, usize)) {

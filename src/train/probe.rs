@@ -34,6 +34,10 @@ impl LossProbe {
         }
     }
 
+    pub fn bytes(&self) -> u64 {
+        self.staging.size()
+    }
+
     /// Where the caller reads the running loss (NaN until the first probe of an epoch lands).
     pub fn handle(&self) -> Arc<AtomicU64> {
         self.running.clone()

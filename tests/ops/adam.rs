@@ -1,7 +1,8 @@
 //! adam: Keras' update over a flat buffer, several steps, against the reference (f32 both
 //! sides; within 1e-6 of the weights' scale: sqrt and division may round differently).
 use crate::common::{assert_close, gpu, rng, uniform};
-use wgsl_autoencoder::ops::adam::{self, AdamConfig};
+use wgsl_autoencoder::ops::adam;
+use wgsl_autoencoder::shapes::AdamConfig;
 use wgsl_autoencoder::ops::run;
 use wgsl_autoencoder::reference;
 

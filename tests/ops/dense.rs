@@ -1,7 +1,8 @@
 //! dense: forward (with and without ReLU), backward input, weight and bias.
 //! Tolerance: 1e-5 of the output's scale (f32 sums of at most 784 products).
 use crate::common::{assert_close, gpu, rng, uniform};
-use wgsl_autoencoder::ops::dense::{self, DenseShape, GradOut};
+use wgsl_autoencoder::ops::dense::{self, GradOut};
+use wgsl_autoencoder::shapes::DenseShape;
 use wgsl_autoencoder::ops::run;
 use wgsl_autoencoder::reference;
 

@@ -1,6 +1,7 @@
 //! pool: 2x2 'same' max-pooling forward (maxima and winners) and backward. Exact (no arithmetic).
 use crate::common::{assert_close, gpu, rng, uniform};
-use wgsl_autoencoder::ops::pool::{self, PoolShape};
+use wgsl_autoencoder::ops::pool;
+use wgsl_autoencoder::shapes::PoolShape;
 use wgsl_autoencoder::ops::run;
 use wgsl_autoencoder::reference;
 

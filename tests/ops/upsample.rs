@@ -1,7 +1,8 @@
 //! upsample: nearest x2 forward and backward. Forward is exact; backward sums 4 terms.
 use crate::common::{assert_close, gpu, rng, uniform};
 use wgsl_autoencoder::ops::run;
-use wgsl_autoencoder::ops::upsample::{self, UpsampleShape};
+use wgsl_autoencoder::ops::upsample;
+use wgsl_autoencoder::shapes::UpsampleShape;
 use wgsl_autoencoder::reference;
 
 fn shapes() -> Vec<UpsampleShape> {

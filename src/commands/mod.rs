@@ -1,28 +1,33 @@
 //! The commands besides `train`, as library calls: `eval`, `encode`, `decode`, `devices`.
 //! The binary parses flags, calls these and prints what they return.
+pub mod bench;
+
+use crate::checkpoint::{self, Checkpoint};
+use crate::data::{self, Dataset};
 use crate::gpu::{describe_adapter, list_adapters, AdapterChoice, Gpu};
+use crate::infer::Inference;
 use crate::model::Model;
-use crate::train::checkpoint::{self, Checkpoint};
-use crate::train::run::{checkpoint_path, features, load_data};
-use crate::train::{DeviceSplit, Trainer};
+use crate::network::{DeviceSplit, Network, Purpose};
+use crate::run::checkpoint_path;
+use crate::train::Evaluator;
 use crate::{atomic, report, Error, Result};
 use npyz::WriterBuilder;
 use std::io::Cursor;
 use std::path::Path;
 
-/// A trainer holding a checkpoint's weights, over the dataset in `data_dir`.
-fn loaded(
-    adapter: &AdapterChoice,
-    ckpt: &Path,
-    data_dir: &Path,
-) -> Result<(Gpu, Trainer, Checkpoint, crate::data::Dataset)> {
-    let path = checkpoint_path(ckpt);
-    let ck = checkpoint::load(&path)?;
-    let data = load_data(data_dir, None)?;
-    let input = features(&data);
+/// A checkpoint's model and weights, ready for inference.
+fn inference(gpu: &Gpu, ck: &Checkpoint) -> Result<Inference> {
+    let model = Model::new(ck.model, ck.input)?;
+    Inference::new(gpu, model, &ck.state.params)
+}
+
+/// The dataset in `data_dir`, refused unless its images have the checkpoint's shape.
+fn data_for(ck: &Checkpoint, ckpt: &Path, data_dir: &Path) -> Result<Dataset> {
+    let data = data::load(data_dir, None)?;
+    let input = data.features();
     if input != ck.input {
         return Err(Error::Checkpoint {
-            path,
+            path: checkpoint_path(ckpt),
             detail: format!(
                 "it expects {}x{} images; {} holds {}x{}",
                 ck.input.h,
@@ -33,20 +38,7 @@ fn loaded(
             ),
         });
     }
-    let model = Model::new(ck.model, input)?;
-    let gpu = Gpu::new(adapter)?;
-    let train = DeviceSplit::upload(&gpu, "training images", &[0u8; 4], 0)?;
-    let test = DeviceSplit::upload(
-        &gpu,
-        "test images",
-        &data.test.images.pixels,
-        data.test.images.count,
-    )?;
-    let mut cfg = ck.config.clone();
-    cfg.noise = 0.0;
-    let mut trainer = Trainer::new(&gpu, model, &cfg, train, test)?;
-    trainer.restore(&gpu, &ck.state)?;
-    Ok((gpu, trainer, ck, data))
+    Ok(data)
 }
 
 pub struct EvalReport {
@@ -58,11 +50,20 @@ pub struct EvalReport {
 
 /// Mean BCE of a checkpoint over the test split.
 pub fn eval(adapter: &AdapterChoice, ckpt: &Path, data_dir: &Path) -> Result<EvalReport> {
-    let (gpu, trainer, ck, _) = loaded(adapter, ckpt, data_dir)?;
+    let ck = checkpoint::load(&checkpoint_path(ckpt))?;
+    let data = data_for(&ck, ckpt, data_dir)?;
+    let gpu = Gpu::new(adapter)?;
+    let model = Model::new(ck.model, ck.input)?;
+    let test = &data.test.images;
+    let batch = ck.config.batch_size.min(test.count.max(1) as u32).max(1);
+    let net = Network::new(&gpu, model, batch, Purpose::Inference)?;
+    gpu.write(&net.params, &ck.state.params);
+    let split = DeviceSplit::upload(&gpu, "test images", &test.pixels, test.count)?;
+    let evaluator = Evaluator::new(&gpu, &net, split, batch, 0.0, ck.config.seed)?;
     Ok(EvalReport {
         model: ck.model.name().into(),
         epoch: ck.state.epoch,
-        val_loss: trainer.evaluate(&gpu)?,
+        val_loss: evaluator.evaluate(&gpu)?,
         adapter: gpu.name(),
     })
 }
@@ -95,7 +96,10 @@ pub fn encode(
     train_split: bool,
     out: &Path,
 ) -> Result<(usize, [u32; 3])> {
-    let (gpu, trainer, _, data) = loaded(adapter, ckpt, data_dir)?;
+    let ck = checkpoint::load(&checkpoint_path(ckpt))?;
+    let data = data_for(&ck, ckpt, data_dir)?;
+    let gpu = Gpu::new(adapter)?;
+    let inference = inference(&gpu, &ck)?;
     let split = if train_split { &data.train } else { &data.test };
     let images: Vec<f32> = split
         .images
@@ -103,9 +107,8 @@ pub fn encode(
         .iter()
         .map(|&p| p as f32 / 255.0)
         .collect();
-    let model = &trainer.net.model;
-    let codes = trainer.infer(&gpu, &images, 0..model.code_at)?;
-    let c = model.code();
+    let codes = inference.encode(&gpu, &images)?;
+    let c = inference.net.model.code();
     let count = split.images.count;
     atomic::write_atomic(
         out,
@@ -120,12 +123,13 @@ pub fn encode(
 pub fn decode(
     adapter: &AdapterChoice,
     ckpt: &Path,
-    data_dir: &Path,
     codes: &Path,
     out: &Path,
     count: usize,
 ) -> Result<usize> {
-    let (gpu, trainer, _, data) = loaded(adapter, ckpt, data_dir)?;
+    let ck = checkpoint::load(&checkpoint_path(ckpt))?;
+    let gpu = Gpu::new(adapter)?;
+    let inference = inference(&gpu, &ck)?;
     let bad = |d: String| Error::Data {
         path: codes.to_path_buf(),
         detail: d,
@@ -137,7 +141,7 @@ pub fn decode(
     let values: Vec<f32> = npy
         .into_vec()
         .map_err(|e| bad(format!("expected f32 codes: {e}")))?;
-    let model = &trainer.net.model;
+    let model = &inference.net.model;
     let code_len = model.code().len() as usize;
     let per: u64 = shape.iter().skip(1).product();
     if shape.is_empty() || per != code_len as u64 || !values.len().is_multiple_of(code_len) {
@@ -151,12 +155,8 @@ pub fn decode(
         )));
     }
     let n = (values.len() / code_len).min(count.max(1));
-    let images = trainer.infer(
-        &gpu,
-        &values[..n * code_len],
-        model.code_at..model.layers.len(),
-    )?;
-    let (h, w) = (data.test.images.rows, data.test.images.cols);
+    let images = inference.decode(&gpu, &values[..n * code_len])?;
+    let (h, w) = (ck.input.h as usize, ck.input.w as usize);
     report::grid_png(out, &images, n, h, w, 10)?;
     Ok(n)
 }

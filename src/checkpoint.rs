@@ -9,8 +9,9 @@
 //! Format versions: 1 had no `step`/`partial_losses` and its checksum covered the tensors
 //! only (still read: an epoch-end checkpoint); 2 adds both and checksums the metadata too, so
 //! an altered epoch count or history is refused like an altered weight.
-use super::{EpochMetrics, TrainConfig};
 use crate::model::{Features, Model, ModelKind};
+pub use crate::train::State;
+use crate::train::{EpochMetrics, TrainConfig};
 use crate::{Error, Result};
 use safetensors::{Dtype, SafeTensors};
 use sha2::{Digest, Sha256};
@@ -19,19 +20,6 @@ use std::path::Path;
 
 pub const FORMAT: &str = "wgsl-autoencoder";
 pub const FORMAT_VERSION: u32 = 2;
-
-/// What training needs to continue exactly: flat weights and moments (the layout of
-/// [`Model::params`]) and the counters.
-#[derive(Clone, Debug, PartialEq)]
-pub struct State {
-    pub params: Vec<f32>,
-    pub adam_m: Vec<f32>,
-    pub adam_v: Vec<f32>,
-    /// Epochs completed.
-    pub epoch: usize,
-    /// Adam steps taken.
-    pub iterations: u64,
-}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
@@ -171,6 +159,201 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| err(Path::new("<checkpoint>"), e.to_string()))
 }
 
+/// The header's metadata, with errors that name the file.
+struct Meta<'a> {
+    map: HashMap<String, String>,
+    path: &'a Path,
+}
+
+impl Meta<'_> {
+    fn get(&self, k: &str) -> Result<&str> {
+        self.map.get(k).map(String::as_str).ok_or_else(|| {
+            err(
+                self.path,
+                format!("metadata has no `{k}`: not a {FORMAT} checkpoint"),
+            )
+        })
+    }
+
+    fn number(&self, k: &str) -> Result<u64> {
+        self.get(k)?
+            .parse()
+            .map_err(|_| err(self.path, format!("unreadable `{k}`")))
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(&self, k: &str) -> Result<T> {
+        serde_json::from_str(self.get(k)?)
+            .map_err(|e| err(self.path, format!("unreadable {k}: {e}")))
+    }
+
+    /// The format version, refused when it is not ours or newer than this program's.
+    fn version(&self) -> Result<u32> {
+        if self.get("format")? != FORMAT {
+            return Err(err(self.path, format!("not a {FORMAT} checkpoint")));
+        }
+        let version: u32 = self
+            .get("format_version")?
+            .parse()
+            .map_err(|_| err(self.path, "unreadable format_version"))?;
+        if version == 0 {
+            return Err(err(self.path, "format version 0 does not exist"));
+        }
+        if version > FORMAT_VERSION {
+            return Err(err(
+                self.path,
+                format!("format version {version} is newer than this program's ({FORMAT_VERSION}); update wgsl-autoencoder"),
+            ));
+        }
+        Ok(version)
+    }
+
+    fn model(&self) -> Result<ModelKind> {
+        match self.get("model")? {
+            "conv" => Ok(ModelKind::Conv),
+            "dense" => Ok(ModelKind::Dense),
+            "deep" => Ok(ModelKind::Deep),
+            other => Err(err(self.path, format!("unknown model `{other}`"))),
+        }
+    }
+
+    /// The input shape. Every model holds at least one weight per input value (three times:
+    /// weights and both moments), so an input larger than the file is a lie: refused before
+    /// anything is sized from it.
+    fn input(&self, file_len: usize) -> Result<Features> {
+        let dims: Vec<u32> = self
+            .get("input")?
+            .split('x')
+            .filter_map(|d| d.parse().ok())
+            .collect();
+        let input = match dims[..] {
+            [h, w, c] => Features { h, w, c },
+            _ => return Err(err(self.path, "unreadable input shape")),
+        };
+        let values = [input.h, input.w, input.c]
+            .iter()
+            .try_fold(1u64, |n, &d| n.checked_mul(d as u64));
+        if !values.is_some_and(|n| n > 0 && n <= file_len as u64) {
+            return Err(err(
+                self.path,
+                format!(
+                    "input shape {}x{}x{} does not fit the file",
+                    input.h, input.w, input.c
+                ),
+            ));
+        }
+        Ok(input)
+    }
+
+    /// Where in the epoch the checkpoint was taken; version 1 wrote epoch ends only.
+    fn position(&self, version: u32) -> Result<(usize, Vec<f32>)> {
+        if version < 2 {
+            return Ok((0, Vec::new()));
+        }
+        let step = self.number("step")? as usize;
+        let losses: Vec<f32> = self.json("partial_losses")?;
+        if losses.len() != step {
+            return Err(err(
+                self.path,
+                format!("{} partial losses for step {step}", losses.len()),
+            ));
+        }
+        Ok((step, losses))
+    }
+}
+
+/// Every tensor name the model's checkpoint holds, with its type and shape.
+fn expected_tensors(model: &Model) -> HashMap<String, (Dtype, Vec<usize>)> {
+    let mut wanted = HashMap::new();
+    for p in &model.params {
+        for prefix in ["", "optimizer/m/", "optimizer/v/"] {
+            wanted.insert(format!("{prefix}{}", p.name), (Dtype::F32, p.shape.clone()));
+        }
+    }
+    wanted.insert("optimizer/iterations".into(), (Dtype::I64, vec![1]));
+    wanted
+}
+
+/// Checks that the file holds exactly the model's tensors, each with its type and shape,
+/// before anything is sized from them; returns them in name order.
+fn checked_tensors<'a>(
+    st: &'a SafeTensors<'a>,
+    model: &Model,
+    kind: ModelKind,
+    path: &Path,
+) -> Result<Vec<(String, safetensors::tensor::TensorView<'a>)>> {
+    let wanted = expected_tensors(model);
+    let mut names: Vec<String> = st.names().iter().map(|s| s.to_string()).collect();
+    names.sort();
+    let mut expected: Vec<&String> = wanted.keys().collect();
+    expected.sort();
+    if names.iter().ne(expected.iter().copied()) {
+        return Err(err(
+            path,
+            format!(
+                "its tensors do not belong to the {} model (found {})",
+                kind.name(),
+                names.join(", ")
+            ),
+        ));
+    }
+    let mut views = Vec::with_capacity(names.len());
+    for n in names {
+        let t = st.tensor(&n).map_err(|e| err(path, e.to_string()))?;
+        let (dtype, shape) = &wanted[&n];
+        if t.dtype() != *dtype || t.shape() != shape.as_slice() {
+            return Err(err(
+                path,
+                format!(
+                    "{n} is {:?} {:?}, the model needs {dtype:?} {shape:?}",
+                    t.dtype(),
+                    t.shape(),
+                ),
+            ));
+        }
+        views.push((n, t));
+    }
+    Ok(views)
+}
+
+/// The flat weights and moments, and Adam's step count, from the checked tensors.
+fn state_from(
+    model: &Model,
+    views: &[(String, safetensors::tensor::TensorView<'_>)],
+    epoch: usize,
+    path: &Path,
+) -> Result<State> {
+    let len = model.param_len as usize;
+    let (mut params, mut adam_m, mut adam_v) =
+        (vec![0.0f32; len], vec![0.0f32; len], vec![0.0f32; len]);
+    let by_name: HashMap<&str, &[u8]> = views.iter().map(|(n, t)| (n.as_str(), t.data())).collect();
+    for (k, p) in model.params.iter().enumerate() {
+        for (prefix, dst) in [
+            ("", &mut params),
+            ("optimizer/m/", &mut adam_m),
+            ("optimizer/v/", &mut adam_v),
+        ] {
+            let data = by_name[format!("{prefix}{}", p.name).as_str()];
+            for (d, c) in dst[model.param_range(k)]
+                .iter_mut()
+                .zip(data.chunks_exact(4))
+            {
+                *d = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+        }
+    }
+    let iterations = match <[u8; 8]>::try_from(by_name["optimizer/iterations"]) {
+        Ok(b) => i64::from_le_bytes(b).max(0) as u64,
+        Err(_) => return Err(err(path, "optimizer/iterations is not one i64")),
+    };
+    Ok(State {
+        params,
+        adam_m,
+        adam_v,
+        epoch,
+        iterations,
+    })
+}
+
 /// Parses and verifies a checkpoint: format, version, model, every tensor's name, shape and
 /// type, and the checksum. Nothing is half-loaded: any mismatch is an error.
 pub fn decode(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
@@ -184,188 +367,39 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
         )
     })?;
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| err(path, e.to_string()))?;
-    let meta = header.metadata().clone().unwrap_or_default();
-    let get = |k: &str| {
-        meta.get(k).cloned().ok_or_else(|| {
-            err(
-                path,
-                format!("metadata has no `{k}`: not a {FORMAT} checkpoint"),
-            )
-        })
+    let meta = Meta {
+        map: header.metadata().clone().unwrap_or_default(),
+        path,
     };
-    if get("format")? != FORMAT {
-        return Err(err(path, format!("not a {FORMAT} checkpoint")));
-    }
-    let version: u32 = get("format_version")?
-        .parse()
-        .map_err(|_| err(path, "unreadable format_version"))?;
-    if version == 0 {
-        return Err(err(path, "format version 0 does not exist"));
-    }
-    if version > FORMAT_VERSION {
-        return Err(err(
-            path,
-            format!("format version {version} is newer than this program's ({FORMAT_VERSION}); update wgsl-autoencoder"),
-        ));
-    }
-    let model_name = get("model")?;
-    let kind = match model_name.as_str() {
-        "conv" => ModelKind::Conv,
-        "dense" => ModelKind::Dense,
-        "deep" => ModelKind::Deep,
-        other => return Err(err(path, format!("unknown model `{other}`"))),
-    };
-    let dims: Vec<u32> = get("input")?
-        .split('x')
-        .filter_map(|d| d.parse().ok())
-        .collect();
-    let input = match dims[..] {
-        [h, w, c] => Features { h, w, c },
-        _ => return Err(err(path, "unreadable input shape")),
-    };
-    // Every model holds at least one weight per input value (three times: weights and both
-    // moments), so an input larger than the file is a lie: refuse it before sizing anything.
-    let values = [input.h, input.w, input.c]
-        .iter()
-        .try_fold(1u64, |n, &d| n.checked_mul(d as u64));
-    if !values.is_some_and(|n| n > 0 && n <= bytes.len() as u64) {
-        return Err(err(
-            path,
-            format!(
-                "input shape {}x{}x{} does not fit the file",
-                input.h, input.w, input.c
-            ),
-        ));
-    }
-    let parse = |k: &str| -> Result<u64> {
-        get(k)?
-            .parse()
-            .map_err(|_| err(path, format!("unreadable `{k}`")))
-    };
-    let train_count = parse("train_count")? as usize;
-    let epoch = parse("epoch")? as usize;
-    let config: TrainConfig = serde_json::from_str(&get("config")?)
-        .map_err(|e| err(path, format!("unreadable config: {e}")))?;
-    let history: Vec<EpochMetrics> = serde_json::from_str(&get("history")?)
-        .map_err(|e| err(path, format!("unreadable history: {e}")))?;
+    let version = meta.version()?;
+    let kind = meta.model()?;
+    let input = meta.input(bytes.len())?;
+    let train_count = meta.number("train_count")? as usize;
+    let epoch = meta.number("epoch")? as usize;
+    let config: TrainConfig = meta.json("config")?;
+    let history: Vec<EpochMetrics> = meta.json("history")?;
     let model = Model::new(kind, input).map_err(|e| err(path, e.to_string()))?;
-
-    // Every tensor the model needs, with its shape; nothing else.
-    let mut names: Vec<String> = st.names().iter().map(|s| s.to_string()).collect();
-    names.sort();
-    let mut expected: Vec<String> = model
-        .params
-        .iter()
-        .flat_map(|p| {
-            [
-                p.name.clone(),
-                format!("optimizer/m/{}", p.name),
-                format!("optimizer/v/{}", p.name),
-            ]
-        })
-        .chain(["optimizer/iterations".to_string()])
-        .collect();
-    expected.sort();
-    if names != expected {
-        return Err(err(
-            path,
-            format!(
-                "its tensors do not belong to the {} model (found {})",
-                kind.name(),
-                names.join(", ")
-            ),
-        ));
-    }
-    // Types and shapes before anything is sized from them.
-    let mut wanted: HashMap<String, (Dtype, &[usize])> = HashMap::new();
-    for p in &model.params {
-        for prefix in ["", "optimizer/m/", "optimizer/v/"] {
-            wanted.insert(format!("{prefix}{}", p.name), (Dtype::F32, &p.shape));
-        }
-    }
-    wanted.insert("optimizer/iterations".into(), (Dtype::I64, &[1]));
-    let mut views = Vec::with_capacity(names.len());
-    for n in &names {
-        let t = st.tensor(n).map_err(|e| err(path, e.to_string()))?;
-        views.push((n.as_str(), t.data()));
-        let want = wanted
-            .get(n)
-            .ok_or_else(|| err(path, format!("unexpected tensor {n}")))?;
-        if t.dtype() != want.0 || t.shape() != want.1 {
-            return Err(err(
-                path,
-                format!(
-                    "{n} is {:?} {:?}, the model needs {:?} {:?}",
-                    t.dtype(),
-                    t.shape(),
-                    want.0,
-                    want.1
-                ),
-            ));
-        }
-    }
-    let sha = digest(views.into_iter(), (version >= 2).then_some(&meta));
-    if sha != get("sha256")? {
+    let views = checked_tensors(&st, &model, kind, path)?;
+    let sha = digest(
+        views.iter().map(|(n, t)| (n.as_str(), t.data())),
+        (version >= 2).then_some(&meta.map),
+    );
+    if sha != meta.get("sha256")? {
         return Err(err(
             path,
             "checksum mismatch: the file was altered or damaged. Use another checkpoint \
              (best.safetensors, or an earlier run's)",
         ));
     }
-    let len = model.param_len as usize;
-    let (mut params, mut adam_m, mut adam_v) =
-        (vec![0.0f32; len], vec![0.0f32; len], vec![0.0f32; len]);
-    for p in &model.params {
-        for (prefix, dst) in [
-            ("", &mut params),
-            ("optimizer/m/", &mut adam_m),
-            ("optimizer/v/", &mut adam_v),
-        ] {
-            let name = format!("{prefix}{}", p.name);
-            let t = st.tensor(&name).map_err(|e| err(path, e.to_string()))?;
-            let r = p.offset as usize..(p.offset + p.len) as usize;
-            for (d, c) in dst[r].iter_mut().zip(t.data().chunks_exact(4)) {
-                *d = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-            }
-        }
-    }
-    let it = st
-        .tensor("optimizer/iterations")
-        .map_err(|e| err(path, e.to_string()))?;
-    let iterations = match (it.dtype(), it.data()) {
-        (Dtype::I64, d) if d.len() == 8 => {
-            i64::from_le_bytes(d.try_into().unwrap_or([0; 8])).max(0) as u64
-        }
-        _ => return Err(err(path, "optimizer/iterations is not one i64")),
-    };
-    // Version 1 checkpoints were written at epoch ends only.
-    let (step, partial_losses) = if version >= 2 {
-        let step = parse("step")? as usize;
-        let losses: Vec<f32> = serde_json::from_str(&get("partial_losses")?)
-            .map_err(|e| err(path, format!("unreadable partial_losses: {e}")))?;
-        if losses.len() != step {
-            return Err(err(
-                path,
-                format!("{} partial losses for step {step}", losses.len()),
-            ));
-        }
-        (step, losses)
-    } else {
-        (0, Vec::new())
-    };
+    let state = state_from(&model, &views, epoch, path)?;
+    let (step, partial_losses) = meta.position(version)?;
     Ok(Checkpoint {
         model: kind,
         input,
         train_count,
         config,
         history,
-        state: State {
-            params,
-            adam_m,
-            adam_v,
-            epoch,
-            iterations,
-        },
+        state,
         step,
         partial_losses,
     })

@@ -1,0 +1,113 @@
+//! `profile` and `bench`: where the GPU time goes, per dispatch, and steady-state throughput.
+//! Throughput figures come from here, never from a test.
+use crate::data;
+use crate::gpu::{AdapterChoice, Gpu};
+use crate::model::{Model, ModelKind};
+use crate::train::profile::{profile_steps, ProfileReport};
+use crate::train::{TrainConfig, Trainer};
+use crate::Result;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// A trainer with fresh weights on the dataset in `data_dir`.
+fn trainer(gpu: &Gpu, cfg: &TrainConfig, data_dir: &Path) -> Result<Trainer> {
+    let data = data::load(data_dir, cfg.train_limit)?;
+    let model = Model::new(cfg.model, data.features())?;
+    let mut t = Trainer::for_dataset(gpu, model, cfg, &data)?;
+    t.init(gpu)?;
+    Ok(t)
+}
+
+pub struct ProfileOptions {
+    pub adapter: AdapterChoice,
+    pub config: TrainConfig,
+    pub data_dir: PathBuf,
+    pub steps: usize,
+    pub warmup: usize,
+    pub trace: Option<PathBuf>,
+}
+
+/// Warm-up, then `steps` steps with every dispatch timed, then the same number untimed for the
+/// wall time.
+pub fn profile(o: &ProfileOptions) -> Result<ProfileReport> {
+    o.config.validate()?;
+    let gpu = Gpu::new(&o.adapter)?;
+    let mut t = trainer(&gpu, &o.config, &o.data_dir)?;
+    profile_steps(&gpu, &mut t, o.steps, o.warmup, o.trace.as_deref())
+}
+
+pub struct BenchOptions {
+    pub adapter: AdapterChoice,
+    pub models: Vec<ModelKind>,
+    pub batch_size: u32,
+    pub epochs: usize,
+    pub train_limit: Option<usize>,
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct BenchResult {
+    pub model: String,
+    pub adapter: String,
+    pub backend: String,
+    pub driver: String,
+    pub batch_size: u32,
+    pub train_images: usize,
+    pub epochs: usize,
+    /// Median over the epochs after the first (training steps only, validation excluded).
+    pub seconds_per_epoch: f64,
+    pub train_images_per_s: f64,
+    pub ms_per_step: f64,
+    /// Forward pass and loss over the whole test split.
+    pub infer_images_per_s: f64,
+    pub gpu_buffer_bytes: u64,
+    pub final_val_loss: f64,
+    pub epoch_seconds: Vec<f64>,
+}
+
+/// Steady-state training throughput (the first epoch excluded) and inference throughput.
+pub fn bench(o: &BenchOptions) -> Result<Vec<BenchResult>> {
+    let gpu = Gpu::new(&o.adapter)?;
+    let mut out = Vec::new();
+    for &model in &o.models {
+        let mut cfg = TrainConfig::new(model);
+        cfg.batch_size = o.batch_size;
+        cfg.epochs = o.epochs.max(2);
+        cfg.train_limit = o.train_limit;
+        cfg.validate()?;
+        let mut t = trainer(&gpu, &cfg, &o.data_dir)?;
+        let mut epoch_seconds = Vec::new();
+        let mut val = f64::NAN;
+        for _ in 0..cfg.epochs {
+            let m = t.train_epoch(&gpu, &mut |_, _| {})?;
+            epoch_seconds.push(m.train_seconds);
+            val = m.val_loss;
+        }
+        let mut steady = epoch_seconds[1..].to_vec();
+        steady.sort_by(f64::total_cmp);
+        let median = steady[steady.len() / 2];
+        let steps = crate::train::batches(t.train.count, cfg.batch_size).len();
+        let start = Instant::now();
+        t.eval.evaluate(&gpu)?;
+        let infer = start.elapsed().as_secs_f64();
+        out.push(BenchResult {
+            model: model.name().into(),
+            adapter: gpu.info.name.clone(),
+            backend: format!("{:?}", gpu.info.backend),
+            driver: format!("{} {}", gpu.info.driver, gpu.info.driver_info)
+                .trim()
+                .to_string(),
+            batch_size: cfg.batch_size,
+            train_images: t.train.count,
+            epochs: cfg.epochs,
+            seconds_per_epoch: median,
+            train_images_per_s: t.train.count as f64 / median,
+            ms_per_step: median * 1e3 / steps as f64,
+            infer_images_per_s: t.eval.split.count as f64 / infer,
+            gpu_buffer_bytes: t.gpu_bytes(),
+            final_val_loss: val,
+            epoch_seconds,
+        });
+    }
+    Ok(out)
+}

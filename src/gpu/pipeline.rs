@@ -1,0 +1,84 @@
+//! Compute pipelines, built once per (shader, entry point, override constants) and cached:
+//! the launchers ask for one every time they build a dispatch.
+use super::Gpu;
+use crate::Result;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// A WGSL module: its name (for labels and the cache key) and its source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Module {
+    pub name: &'static str,
+    pub source: &'static str,
+}
+
+/// A pipeline is one entry point specialised with its override constants (by value bits).
+type PipelineKey = (&'static str, &'static str, Vec<(&'static str, u64)>);
+
+#[derive(Default)]
+pub(crate) struct PipelineCache {
+    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+}
+
+impl Gpu {
+    /// The pipeline of `entry` in `module`, specialised with `constants`; built on first use.
+    pub fn pipeline(
+        &self,
+        module: Module,
+        entry: &'static str,
+        constants: &[(&'static str, f64)],
+    ) -> Result<wgpu::ComputePipeline> {
+        let key = (
+            module.name,
+            entry,
+            constants.iter().map(|(k, v)| (*k, v.to_bits())).collect(),
+        );
+        let cache = &self.pipelines;
+        if let Some(p) = cache
+            .pipelines
+            .lock()
+            .map_err(|e| self.gpu_error(e))?
+            .get(&key)
+        {
+            return Ok(p.clone());
+        }
+        let shader = self.shader_module(module)?;
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: None,
+                module: &shader,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    zero_initialize_workgroup_memory: true,
+                },
+                cache: None,
+            });
+        self.check()?;
+        cache
+            .pipelines
+            .lock()
+            .map_err(|e| self.gpu_error(e))?
+            .insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    fn shader_module(&self, module: Module) -> Result<wgpu::ShaderModule> {
+        let mut modules = self
+            .pipelines
+            .modules
+            .lock()
+            .map_err(|e| self.gpu_error(e))?;
+        let shader = modules.entry(module.name).or_insert_with(|| {
+            self.device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(module.name),
+                    source: wgpu::ShaderSource::Wgsl(module.source.into()),
+                })
+        });
+        Ok(shader.clone())
+    }
+}

@@ -1,0 +1,362 @@
+//! A model's GPU side for a batch capacity: the parameter buffer, per-layer activations, and
+//! the dispatch lists of the forward pass, the loss and (when built for training) the
+//! backward pass and Adam, for any batch size up to the capacity.
+mod plan;
+
+pub use plan::{DeviceSplit, StepParams, StepPlan, StepSource};
+
+use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::model::{Layer, LayerOp, Model};
+use crate::ops::{self, conv2d, dense, pool, upsample};
+use crate::shapes::AdamConfig;
+use crate::{Error, Result};
+use std::ops::Range;
+
+/// What a network is built for: training holds gradients and Adam's moments too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// `noisy`: the input is a noisy copy of the target (the denoising variant).
+    Training { noisy: bool },
+    /// Forward passes and the loss only.
+    Inference,
+}
+
+/// The buffers only training needs.
+pub struct TrainingBuffers {
+    pub grads: Tensor,
+    pub adam_m: Tensor,
+    pub adam_v: Tensor,
+    /// `dacts[i]`: gradient of the loss w.r.t. `acts[i]`.
+    pub dacts: Vec<Tensor>,
+    /// Scratch for the conv layers' split weight-gradient sums (shared: they run in turn).
+    conv_partials: Tensor,
+}
+
+pub struct Network {
+    pub model: Model,
+    pub capacity: u32,
+    pub params: Tensor,
+    /// The model's input; equal to `target` unless the input is noisy.
+    pub input: Tensor,
+    /// The clean images the loss compares against.
+    pub target: Tensor,
+    /// `acts[i]`: output of layer i (after its fused ReLU; the last layer's are logits).
+    pub acts: Vec<Tensor>,
+    /// Pool winners, for pooling layers.
+    winners: Vec<Option<Tensor>>,
+    /// sigmoid(logits): the reconstruction, for inference.
+    pub probs: Tensor,
+    /// The loss's per-workgroup partial sums.
+    partials: Tensor,
+    training: Option<TrainingBuffers>,
+}
+
+const BATCH_FIX: &str = "use a smaller --batch-size";
+
+impl Network {
+    pub fn new(gpu: &Gpu, model: Model, capacity: u32, purpose: Purpose) -> Result<Self> {
+        let cap = capacity as u64;
+        let pixels = model.input.len();
+        let target = gpu.tensor("target", cap * pixels)?;
+        let input = match purpose {
+            Purpose::Training { noisy: true } => gpu.tensor("noisy input", cap * pixels)?,
+            _ => target.clone(),
+        };
+        let mut acts = Vec::new();
+        let mut winners = Vec::new();
+        for (i, layer) in model.layers.iter().enumerate() {
+            let len = cap * model.shapes[i + 1].len();
+            gpu.check_buffer("an activation buffer", len * 4, BATCH_FIX)?;
+            acts.push(gpu.tensor(&format!("act{i}"), len)?);
+            winners.push(match layer {
+                Layer::MaxPool => Some(gpu.tensor(&format!("winner{i}"), len)?),
+                _ => None,
+            });
+        }
+        let training = match purpose {
+            Purpose::Training { .. } => Some(TrainingBuffers::new(gpu, &model, capacity)?),
+            Purpose::Inference => None,
+        };
+        Ok(Network {
+            params: gpu.tensor("params", model.param_len)?,
+            probs: gpu.tensor("probs", cap * pixels)?,
+            partials: gpu.tensor("loss partials", ops::bce::partials_len(cap * pixels))?,
+            model,
+            capacity,
+            input,
+            target,
+            acts,
+            winners,
+            training,
+        })
+    }
+
+    /// Bytes of every GPU buffer this network holds.
+    pub fn bytes(&self) -> u64 {
+        let mut tensors: Vec<&Tensor> = vec![&self.params, &self.target, &self.probs];
+        tensors.push(&self.partials);
+        if self.input.buffer != self.target.buffer {
+            tensors.push(&self.input);
+        }
+        tensors.extend(self.acts.iter().chain(self.winners.iter().flatten()));
+        if let Some(t) = &self.training {
+            tensors.extend([&t.grads, &t.adam_m, &t.adam_v, &t.conv_partials]);
+            tensors.extend(&t.dacts);
+        }
+        tensors.iter().map(|t| t.bytes()).sum()
+    }
+
+    /// The training buffers, or an error for a network built for inference.
+    pub fn training(&self) -> Result<&TrainingBuffers> {
+        self.training.as_ref().ok_or_else(|| Error::Shape {
+            op: "network",
+            detail: "this network was built for inference: it has no gradients".into(),
+        })
+    }
+
+    fn view(&self, t: &Tensor, n: u32, features: u64) -> Tensor {
+        t.view(0, n as u64 * features)
+    }
+
+    /// Layer i's input for a batch of n.
+    fn layer_input(&self, i: usize, n: u32) -> Tensor {
+        let f = self.model.shapes[i].len();
+        if i == 0 {
+            self.view(&self.input, n, f)
+        } else {
+            self.view(&self.acts[i - 1], n, f)
+        }
+    }
+
+    fn act(&self, i: usize, n: u32) -> Tensor {
+        self.view(&self.acts[i], n, self.model.shapes[i + 1].len())
+    }
+
+    /// The tensor that feeds layer `start` (where inference writes its inputs) and the one
+    /// that holds the output of the layers before `end` (where it reads them).
+    pub fn io(&self, range: &Range<usize>, n: u32) -> (Tensor, Tensor) {
+        let input = self.layer_input(range.start, n);
+        let output = if range.end == self.model.layers.len() {
+            self.probs.view(0, n as u64 * self.model.input.len())
+        } else {
+            self.act(range.end - 1, n)
+        };
+        (input, output)
+    }
+
+    fn param(&self, buf: &Tensor, k: usize) -> Tensor {
+        let p = &self.model.params[k];
+        buf.view(p.offset, p.len)
+    }
+
+    fn winner(&self, i: usize, len: u64) -> Result<Tensor> {
+        match &self.winners[i] {
+            Some(t) => Ok(t.view(0, len)),
+            None => Err(Error::Shape {
+                op: "pool",
+                detail: format!("layer {i} has no winner buffer"),
+            }),
+        }
+    }
+
+    /// Forward dispatches of layers `range` for a batch of n.
+    pub fn forward(&self, gpu: &Gpu, n: u32, range: Range<usize>) -> Result<Vec<Dispatch>> {
+        range.map(|i| self.forward_layer(gpu, i, n)).collect()
+    }
+
+    fn forward_layer(&self, gpu: &Gpu, i: usize, n: u32) -> Result<Dispatch> {
+        let (x, y, label) = (self.layer_input(i, n), self.act(i, n), self.model.label(i));
+        let p = |k| self.param(&self.params, k);
+        match self.model.op(i, n) {
+            LayerOp::Conv2d {
+                shape,
+                relu,
+                kernel,
+            } => conv2d::forward(
+                gpu,
+                &label,
+                &shape,
+                relu,
+                &x,
+                &p(kernel),
+                &p(kernel + 1),
+                &y,
+            ),
+            LayerOp::Dense {
+                shape,
+                relu,
+                kernel,
+            } => dense::forward(
+                gpu,
+                &label,
+                &shape,
+                relu,
+                &x,
+                &p(kernel),
+                &p(kernel + 1),
+                &y,
+            ),
+            LayerOp::Pool(s) => {
+                let win = self.winner(i, s.output_len())?;
+                pool::forward(gpu, &label, &s, &x, &y, &win)
+            }
+            LayerOp::Upsample(s) => upsample::forward(gpu, &label, &s, &x, &y),
+        }
+    }
+
+    /// The mean loss of a batch of n into `loss[slot]`, in two fixed-tree passes: the partial
+    /// sums, then [`Loss::finish`], whose uniform holds the slot.
+    pub fn loss(&self, gpu: &Gpu, n: u32, loss: &Tensor, slot: u32) -> Result<Loss> {
+        let total = n as u64 * self.model.input.len();
+        let last = self.model.layers.len() - 1;
+        let (z, t) = (
+            self.act(last, n),
+            self.view(&self.target, n, self.model.input.len()),
+        );
+        let partials = self.partials.view(0, ops::bce::partials_len(total));
+        Ok(Loss {
+            partial: ops::bce::loss_partial(gpu, "loss", &z, &t, &partials)?,
+            finish: ops::bce::loss_finish(gpu, "loss", total, &partials, loss, slot)?,
+        })
+    }
+
+    /// sigmoid(logits) into `probs`: the reconstruction.
+    pub fn reconstruct(&self, gpu: &Gpu, n: u32) -> Result<Dispatch> {
+        let last = self.model.layers.len() - 1;
+        let z = self.act(last, n);
+        let probs = self.probs.view(0, z.len);
+        ops::activation::sigmoid_forward(gpu, "sigmoid", &z, &probs)
+    }
+
+    /// The whole backward pass for a batch of n: the loss gradient w.r.t. the logits (sigmoid
+    /// and BCE fused), then every layer in reverse; kernel and bias gradients land in `grads`.
+    pub fn backward(&self, gpu: &Gpu, n: u32) -> Result<Vec<Dispatch>> {
+        let tb = self.training()?;
+        let last = self.model.layers.len() - 1;
+        let t = self.view(&self.target, n, self.model.input.len());
+        let dlogits = tb.dact(&self.model, last, n);
+        let mut out = vec![ops::bce::sigmoid_backward(
+            gpu,
+            "loss",
+            &self.act(last, n),
+            &t,
+            &dlogits,
+        )?];
+        for i in (0..=last).rev() {
+            out.extend(self.backward_layer(gpu, tb, i, n)?);
+        }
+        Ok(out)
+    }
+
+    fn backward_layer(
+        &self,
+        gpu: &Gpu,
+        tb: &TrainingBuffers,
+        i: usize,
+        n: u32,
+    ) -> Result<Vec<Dispatch>> {
+        let label = self.model.label(i);
+        let dy = tb.dact(&self.model, i, n);
+        let x = self.layer_input(i, n);
+        // The first layer's input gradient is never needed.
+        let dx = (i > 0).then(|| tb.dact(&self.model, i - 1, n));
+        let y = self.act(i, n);
+        let grad_out = |relu: bool| conv2d::GradOut {
+            dy: &dy,
+            relu_output: relu.then_some(&y),
+        };
+        let mut out = Vec::new();
+        match self.model.op(i, n) {
+            LayerOp::Conv2d {
+                shape: s,
+                relu,
+                kernel: k,
+            } => {
+                let g = grad_out(relu);
+                let partials = tb.conv_partials.view(0, conv2d::partials_len(&s));
+                let (dw, db) = (self.param(&tb.grads, k), self.param(&tb.grads, k + 1));
+                out.extend(conv2d::backward_params(
+                    gpu, &label, &s, &g, &x, &partials, &dw, &db,
+                )?);
+                if let Some(dx) = &dx {
+                    let w = self.param(&self.params, k);
+                    out.push(conv2d::backward_input(gpu, &label, &s, &g, &w, dx)?);
+                }
+            }
+            LayerOp::Dense {
+                shape: s,
+                relu,
+                kernel: k,
+            } => {
+                let g = grad_out(relu);
+                let (dw, db) = (self.param(&tb.grads, k), self.param(&tb.grads, k + 1));
+                out.extend(dense::backward_params(gpu, &label, &s, &g, &x, &dw, &db)?);
+                if let Some(dx) = &dx {
+                    let w = self.param(&self.params, k);
+                    out.push(dense::backward_input(gpu, &label, &s, &g, &w, dx)?);
+                }
+            }
+            LayerOp::Pool(s) => {
+                if let Some(dx) = &dx {
+                    let win = self.winner(i, s.output_len())?;
+                    out.push(pool::backward(gpu, &label, &s, &win, &dy, dx)?);
+                }
+            }
+            LayerOp::Upsample(s) => {
+                if let Some(dx) = &dx {
+                    out.push(upsample::backward(gpu, &label, &s, &dy, dx)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One Adam step over every parameter at once.
+    pub fn adam(&self, gpu: &Gpu, cfg: &AdamConfig, t: u64) -> Result<Dispatch> {
+        let tb = self.training()?;
+        ops::adam::step(
+            gpu,
+            "adam",
+            cfg,
+            t,
+            &self.params,
+            &tb.grads,
+            &tb.adam_m,
+            &tb.adam_v,
+        )
+    }
+}
+
+/// The two dispatches of the loss; `finish`'s uniform says which slot of the log it fills.
+pub struct Loss {
+    pub partial: Dispatch,
+    pub finish: Dispatch,
+}
+
+impl TrainingBuffers {
+    fn new(gpu: &Gpu, model: &Model, capacity: u32) -> Result<Self> {
+        let cap = capacity as u64;
+        let mut dacts = Vec::new();
+        for i in 0..model.layers.len() {
+            let len = cap * model.shapes[i + 1].len();
+            dacts.push(gpu.tensor(&format!("grad{i}"), len)?);
+        }
+        let mut conv_scratch = 1;
+        for i in 0..model.layers.len() {
+            if let LayerOp::Conv2d { shape, .. } = model.op(i, capacity) {
+                conv_scratch = conv_scratch.max(conv2d::partials_len(&shape));
+            }
+        }
+        Ok(TrainingBuffers {
+            grads: gpu.tensor("grads", model.param_len)?,
+            adam_m: gpu.tensor("adam m", model.param_len)?,
+            adam_v: gpu.tensor("adam v", model.param_len)?,
+            dacts,
+            conv_partials: gpu.tensor("conv weight-gradient partials", conv_scratch)?,
+        })
+    }
+
+    fn dact(&self, model: &Model, i: usize, n: u32) -> Tensor {
+        self.dacts[i].view(0, n as u64 * model.shapes[i + 1].len())
+    }
+}

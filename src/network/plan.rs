@@ -1,0 +1,158 @@
+//! The step plan: every dispatch of one training step (or one evaluation batch) for a fixed
+//! batch size, recorded once, in named stages, so the per-step uniforms (batch offset, noise
+//! seed, loss slot, Adam's step) are set by name, not by position.
+use super::{Loss, Network};
+use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::ops::{self, batch, bce};
+use crate::shapes::AdamConfig;
+use crate::Result;
+
+/// The pixels of a split as the GPU holds them: u8, four to a word.
+pub struct DeviceSplit {
+    pub images: Tensor,
+    pub count: usize,
+}
+
+impl DeviceSplit {
+    pub fn upload(gpu: &Gpu, label: &str, pixels: &[u8], count: usize) -> Result<Self> {
+        let packed = batch::pack_pixels(pixels);
+        gpu.check_buffer(
+            label,
+            packed.len() as u64 * 4,
+            "use --train-limit to load fewer images",
+        )?;
+        Ok(DeviceSplit {
+            images: gpu.upload(label, &packed)?,
+            count,
+        })
+    }
+}
+
+/// Where a plan's batches come from and where its losses go.
+pub struct StepSource<'a> {
+    /// Packed u8 images of a split.
+    pub images: &'a Tensor,
+    /// The order in which the split is walked (a permutation, or the identity).
+    pub order: &'a Tensor,
+    /// One loss per step.
+    pub loss_log: &'a Tensor,
+    /// Denoising noise added to the inputs (0: none).
+    pub noise: f32,
+}
+
+pub struct StepPlan {
+    /// Batch size.
+    pub n: u32,
+    pixels: u32,
+    noise: f32,
+    /// Parameters Adam updates (its uniform's length).
+    param_len: u64,
+    gather: Dispatch,
+    forward: Vec<Dispatch>,
+    loss: Loss,
+    /// Backward pass and Adam: training plans only.
+    update: Option<(Vec<Dispatch>, Dispatch)>,
+}
+
+/// The per-step uniforms of a plan.
+pub struct StepParams<'a> {
+    /// First entry of the split's order that this batch takes.
+    pub offset: usize,
+    /// The slot of the loss log this step fills.
+    pub slot: usize,
+    pub noise_seed: u32,
+    /// Adam's settings and its step count (1-based) for a training plan.
+    pub adam: Option<(&'a AdamConfig, u64)>,
+}
+
+impl StepPlan {
+    /// Gather, forward and loss; with `adam`, backward and the Adam update too.
+    pub fn new(
+        gpu: &Gpu,
+        net: &Network,
+        n: u32,
+        src: &StepSource<'_>,
+        adam: Option<&AdamConfig>,
+    ) -> Result<Self> {
+        let layers = net.model.layers.len();
+        let update = match adam {
+            Some(cfg) => Some((net.backward(gpu, n)?, net.adam(gpu, cfg, 1)?)),
+            None => None,
+        };
+        Ok(StepPlan {
+            n,
+            pixels: net.model.input.len() as u32,
+            noise: src.noise,
+            param_len: net.model.param_len,
+            gather: gather(gpu, net, n, src)?,
+            forward: net.forward(gpu, n, 0..layers)?,
+            loss: net.loss(gpu, n, src.loss_log, 0)?,
+            update,
+        })
+    }
+
+    /// Every dispatch in the order they run.
+    pub fn dispatches(&self) -> impl Iterator<Item = &Dispatch> {
+        let (backward, adam) = match &self.update {
+            Some((b, a)) => (b.as_slice(), Some(a)),
+            None => (&[][..], None),
+        };
+        std::iter::once(&self.gather)
+            .chain(&self.forward)
+            .chain([&self.loss.partial, &self.loss.finish])
+            .chain(backward)
+            .chain(adam)
+    }
+
+    pub fn len(&self) -> usize {
+        self.dispatches().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Rewrites the per-step uniforms (queued: they take effect at the next submit).
+    pub fn prepare(&self, gpu: &Gpu, p: &StepParams<'_>) {
+        self.gather.set_params(
+            gpu,
+            &batch_params(
+                self.n,
+                self.pixels,
+                p.offset as u32,
+                p.noise_seed,
+                self.noise,
+            ),
+        );
+        let total = self.n as u64 * self.pixels as u64;
+        self.loss
+            .finish
+            .set_params(gpu, &bce::finish_params(total, p.slot as u32));
+        if let (Some((_, adam)), Some((cfg, t))) = (&self.update, p.adam) {
+            adam.set_params(gpu, &ops::adam::params(self.param_len, cfg, t));
+        }
+    }
+}
+
+fn batch_params(n: u32, pixels: u32, offset: u32, seed: u32, noise: f32) -> batch::Params {
+    batch::Params {
+        n,
+        pixels,
+        offset,
+        seed,
+        noise,
+        _p: [0; 3],
+    }
+}
+
+fn gather(gpu: &Gpu, net: &Network, n: u32, src: &StepSource<'_>) -> Result<Dispatch> {
+    let pixels = net.model.input.len();
+    let target = net.target.view(0, n as u64 * pixels);
+    let bp = batch_params(n, pixels as u32, 0, 0, src.noise);
+    if src.noise > 0.0 {
+        let input = net.input.view(0, n as u64 * pixels);
+        batch::gather_noisy(gpu, "batch", &bp, src.images, src.order, &target, &input)
+    } else {
+        batch::gather(gpu, "batch", &bp, src.images, src.order, &target)
+    }
+}

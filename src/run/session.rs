@@ -1,0 +1,435 @@
+//! A live run: the epoch loop, checkpoints at epoch ends and inside epochs, stop requests,
+//! and what an error says about the last checkpoint that can be resumed.
+use super::setup::Setup;
+use super::writer::{Job, Pictures, Writer};
+use super::{folder, Control, Event};
+use crate::checkpoint::Checkpoint;
+use crate::gpu::Gpu;
+use crate::infer;
+use crate::model::Model;
+use crate::train::profile::profile_steps;
+use crate::train::{EpochEnd, EpochMetrics, EpochStart, Trainer};
+use crate::{Error, Result};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// A checkpoint on disk, or queued for the writer thread (which writes in order).
+#[derive(Clone, Debug)]
+struct Saved {
+    path: PathBuf,
+    /// Epochs completed.
+    epoch: usize,
+    /// Steps of the next epoch done.
+    step: usize,
+}
+
+impl Saved {
+    fn describe(&self, steps: usize) -> String {
+        if self.step == 0 {
+            format!("epoch {}", self.epoch)
+        } else {
+            format!("epoch {}, step {} of {steps}", self.epoch + 1, self.step)
+        }
+    }
+}
+
+pub(super) struct Session<'a> {
+    setup: Setup,
+    ctl: &'a Control<'a>,
+    dir: PathBuf,
+    writer: Writer,
+    history: Vec<EpochMetrics>,
+    best: f64,
+    last_good: Option<Saved>,
+    /// Where the next epoch starts: steps already done and their losses.
+    from_step: usize,
+    from_losses: Vec<f32>,
+    /// Seconds of the current epoch's earlier segments (before pauses for mid-epoch
+    /// checkpoints), so that its reported time is the whole epoch's in this process.
+    carried: f64,
+}
+
+impl<'a> Session<'a> {
+    /// Starts the writer, writes `config.json` and announces the run.
+    pub fn start(
+        setup: Setup,
+        ctl: &'a Control<'a>,
+        gpu: &Gpu,
+        trainer: &mut Trainer,
+        dir: PathBuf,
+        on_event: &mut dyn FnMut(Event),
+    ) -> Result<Self> {
+        let writer = Writer::start();
+        writer.send(Job::Text(
+            dir.join("config.json"),
+            config_json(&setup, gpu)?,
+        ))?;
+        let (history, from_step, from_losses, last_good) = match &setup.resumed {
+            Some((ck, path)) => (
+                ck.history.clone(),
+                ck.step,
+                ck.partial_losses.clone(),
+                Some(Saved {
+                    path: path.clone(),
+                    epoch: ck.state.epoch,
+                    step: ck.step,
+                }),
+            ),
+            None => (Vec::new(), 0, Vec::new(), None),
+        };
+        on_event(Event::Started {
+            adapter: gpu.name(),
+            run_dir: dir.clone(),
+            model: setup.cfg.model.name().into(),
+            train_count: setup.data.train.images.count,
+            test_count: setup.data.test.images.count,
+            steps: setup.steps,
+            epochs: setup.cfg.epochs,
+            first_epoch: trainer.epoch + 1,
+            first_step: from_step,
+        });
+        let best = history
+            .iter()
+            .map(|m| m.val_loss)
+            .fold(f64::INFINITY, f64::min);
+        Ok(Session {
+            setup,
+            ctl,
+            dir,
+            writer,
+            history,
+            best,
+            last_good,
+            from_step,
+            from_losses,
+            carried: 0.0,
+        })
+    }
+
+    /// Every remaining epoch, then the pictures (and the profile, if asked).
+    pub fn train(
+        &mut self,
+        gpu: &Gpu,
+        trainer: &mut Trainer,
+        on_event: &mut dyn FnMut(Event),
+    ) -> Result<()> {
+        while trainer.epoch < self.setup.cfg.epochs {
+            if let Some(signal) = self.stop_signal() {
+                return Err(self.interrupted(signal));
+            }
+            self.writer.check()?;
+            self.epoch(gpu, trainer, on_event)?;
+        }
+        self.writer.send(Job::Pictures(
+            self.dir.clone(),
+            Box::new(pictures(gpu, trainer, &self.setup)?),
+        ))?;
+        if self.ctl.profile {
+            let trace = self.dir.join("trace.json");
+            let report = profile_steps(gpu, trainer, 20, 3, Some(&trace))?;
+            self.writer
+                .send(Job::Text(self.dir.join("profile.txt"), report.text()))?;
+        }
+        Ok(())
+    }
+
+    /// One epoch, or the part of it up to a pause (a mid-epoch checkpoint or a stop).
+    fn epoch(
+        &mut self,
+        gpu: &Gpu,
+        trainer: &mut Trainer,
+        on_event: &mut dyn FnMut(Event),
+    ) -> Result<()> {
+        let epoch = trainer.epoch + 1;
+        let start = Instant::now();
+        let (batch, first) = (self.setup.cfg.batch_size as f64, self.from_step);
+        let losses = std::mem::take(&mut self.from_losses);
+        let (ctl, every) = (self.ctl, self.ctl.checkpoint_every.map(|n| n as u64));
+        let pause = |_step: usize, iterations: u64| {
+            if ctl.lose_device_after == Some(iterations) {
+                gpu.device.destroy();
+            }
+            stop_signal(ctl).is_some() || every.is_some_and(|n| iterations.is_multiple_of(n))
+        };
+        let from = EpochStart {
+            step: self.from_step,
+            losses: &losses,
+            pause: &pause,
+        };
+        let running = trainer.running_loss();
+        let end = trainer.train_epoch_from(gpu, &from, &mut |done, steps| {
+            let s = start.elapsed().as_secs_f64().max(1e-9);
+            let loss = f64::from_bits(running.load(Ordering::Relaxed));
+            on_event(Event::Progress {
+                epoch,
+                done,
+                steps,
+                images_per_s: done.saturating_sub(first) as f64 * batch / s,
+                running_loss: loss.is_finite().then_some(loss),
+            })
+        });
+        match end {
+            Ok(EpochEnd::Done(m)) => self.end_epoch(gpu, trainer, m, on_event),
+            Ok(EpochEnd::Paused { step, losses }) => {
+                self.pause(gpu, trainer, epoch, step, losses)?;
+                self.carried += start.elapsed().as_secs_f64();
+                Ok(())
+            }
+            Err(Error::NonFiniteLoss {
+                value, epoch, step, ..
+            }) => Err(self.non_finite(value, epoch, step, String::new())),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A pause inside an epoch: a checkpoint of the steps done, unless a loss went bad.
+    fn pause(
+        &mut self,
+        gpu: &Gpu,
+        trainer: &Trainer,
+        epoch: usize,
+        step: usize,
+        losses: Vec<f32>,
+    ) -> Result<()> {
+        if let Some((i, v)) = losses.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(self.non_finite(*v, epoch, i + 1, String::new()));
+        }
+        let ck = self.checkpoint(gpu, trainer, step, losses.clone())?;
+        self.save(folder::CHECKPOINT, ck, trainer.epoch, step)?;
+        (self.from_step, self.from_losses) = (step, losses);
+        Ok(())
+    }
+
+    /// A finished epoch: its metrics, checkpoints, metrics.csv and the loss plot.
+    fn end_epoch(
+        &mut self,
+        gpu: &Gpu,
+        trainer: &Trainer,
+        mut m: EpochMetrics,
+        on_event: &mut dyn FnMut(Event),
+    ) -> Result<()> {
+        self.from_step = 0;
+        m.seconds += self.carried;
+        m.train_seconds += self.carried;
+        self.carried = 0.0;
+        // Weights that give a non-finite validation loss are no checkpoint to keep.
+        if !m.val_loss.is_finite() {
+            let note = "(The validation loss after the epoch's last step.) ".to_string();
+            return Err(self.non_finite(m.val_loss as f32, m.epoch, self.setup.steps, note));
+        }
+        self.history.push(m);
+        on_event(Event::Epoch {
+            metrics: m,
+            epochs: self.setup.cfg.epochs,
+        });
+        let ck = self.checkpoint(gpu, trainer, 0, Vec::new())?;
+        if m.val_loss < self.best {
+            self.best = m.val_loss;
+            self.writer.send(Job::Checkpoint(
+                self.dir.join(folder::BEST),
+                Box::new(ck.clone()),
+            ))?;
+        }
+        self.save(folder::CHECKPOINT, ck, trainer.epoch, 0)?;
+        self.writer.send(Job::Text(
+            self.dir.join("metrics.csv"),
+            metrics_csv(&self.history),
+        ))?;
+        self.writer.send(Job::LossPlot(
+            self.dir.join("loss.png"),
+            self.history.clone(),
+        ))
+    }
+
+    fn checkpoint(
+        &self,
+        gpu: &Gpu,
+        trainer: &Trainer,
+        step: usize,
+        partial_losses: Vec<f32>,
+    ) -> Result<Checkpoint> {
+        Ok(Checkpoint {
+            model: self.setup.cfg.model,
+            input: self.setup.input,
+            train_count: self.setup.data.train.images.count,
+            config: self.setup.cfg.clone(),
+            history: self.history.clone(),
+            state: trainer.state(gpu)?,
+            step,
+            partial_losses,
+        })
+    }
+
+    /// Queues `ck` as `name` in the run folder; it is the last good one from now on.
+    fn save(&mut self, name: &str, ck: Checkpoint, epoch: usize, step: usize) -> Result<()> {
+        let path = self.dir.join(name);
+        self.writer
+            .send(Job::Checkpoint(path.clone(), Box::new(ck)))?;
+        self.last_good = Some(Saved { path, epoch, step });
+        Ok(())
+    }
+
+    fn stop_signal(&self) -> Option<i32> {
+        stop_signal(self.ctl)
+    }
+
+    /// What the last good checkpoint is, for a message about a failed run.
+    fn kept(&self) -> String {
+        let fix = "Try a smaller --lr";
+        match &self.last_good {
+            Some(s) => format!(
+                "The last good checkpoint is {} ({}). {fix}, or --resume from it.",
+                s.path.display(),
+                s.describe(self.setup.steps)
+            ),
+            None => format!("No checkpoint had been written yet. {fix}."),
+        }
+    }
+
+    fn non_finite(&self, value: f32, epoch: usize, step: usize, note: String) -> Error {
+        Error::NonFiniteLoss {
+            value,
+            epoch,
+            step,
+            kept: format!("{note}{}", self.kept()),
+        }
+    }
+
+    fn interrupted(&self, signal: i32) -> Error {
+        let (detail, resume) = match &self.last_good {
+            Some(s) => (
+                format!(
+                    "the checkpoint {} holds the run at {} ({} of {} epochs done)",
+                    s.path.display(),
+                    s.describe(self.setup.steps),
+                    s.epoch,
+                    self.setup.cfg.epochs
+                ),
+                Some(self.dir.clone()),
+            ),
+            None => (
+                "no training step had finished, so there is no checkpoint to resume; start \
+                 the run again"
+                    .to_string(),
+                None,
+            ),
+        };
+        Error::Interrupted {
+            signal,
+            detail,
+            resume,
+        }
+    }
+
+    /// A lost device or a GPU error: say where training can continue from.
+    fn with_checkpoint_note(&self, e: Error) -> Error {
+        let note = match &self.last_good {
+            Some(s) => format!(
+                "The last checkpoint is {} ({}); --resume from it once the GPU works again.",
+                s.path.display(),
+                s.describe(self.setup.steps)
+            ),
+            None => "No checkpoint had been written yet.".to_string(),
+        };
+        let with_note = |d: String| format!("{}. {note}", d.trim_end_matches([':', '.', ' ']));
+        match e {
+            Error::DeviceLost { adapter, detail } => Error::DeviceLost {
+                adapter,
+                detail: with_note(detail),
+            },
+            Error::Gpu { adapter, detail } => Error::Gpu {
+                adapter,
+                detail: with_note(detail),
+            },
+            e => e,
+        }
+    }
+
+    /// Waits for the writer and settles the run's outcome: a failed write comes first (an
+    /// interrupted run's message promises a checkpoint).
+    pub fn close(self, result: Result<()>, on_event: &mut dyn FnMut(Event)) -> Result<PathBuf> {
+        let result = result.map_err(|e| self.with_checkpoint_note(e));
+        let written = self.writer.finish();
+        match (result, written) {
+            (Err(Error::Interrupted { .. }), Err(w)) => return Err(w),
+            (r, w) => {
+                r?;
+                w?;
+            }
+        }
+        on_event(Event::Finished {
+            run_dir: self.dir.clone(),
+        });
+        Ok(self.dir)
+    }
+}
+
+fn stop_signal(ctl: &Control) -> Option<i32> {
+    ctl.stop
+        .map(|f| f.load(Ordering::SeqCst))
+        .filter(|&s| s != 0)
+}
+
+fn metrics_csv(history: &[EpochMetrics]) -> String {
+    let mut s = String::from("epoch,loss,val_loss,seconds\n");
+    for m in history {
+        s.push_str(&format!(
+            "{},{:.6},{:.6},{:.3}\n",
+            m.epoch, m.loss, m.val_loss, m.seconds
+        ));
+    }
+    s
+}
+
+fn config_json(setup: &Setup, gpu: &Gpu) -> Result<String> {
+    let d = &setup.data;
+    let v = serde_json::json!({
+        "config": setup.cfg,
+        "data": setup.data_dir.display().to_string(),
+        "train_images": d.train.images.count,
+        "test_images": d.test.images.count,
+        "adapter": {
+            "name": gpu.info.name,
+            "type": format!("{:?}", gpu.info.device_type),
+            "backend": format!("{:?}", gpu.info.backend),
+            "driver": gpu.info.driver,
+            "driver_info": gpu.info.driver_info,
+            "timestamps": gpu.has_timestamps(),
+        },
+        "versions": {
+            "wgsl-autoencoder": env!("CARGO_PKG_VERSION"),
+            "wgpu": "30",
+        },
+        "resumed": setup.resumed.is_some(),
+        "written": chrono::Local::now().to_rfc3339(),
+    });
+    serde_json::to_string_pretty(&v).map_err(|e| Error::Config(e.to_string()))
+}
+
+/// The first ten test digits, their reconstructions and (conv) codes, computed on the GPU.
+fn pictures(gpu: &Gpu, trainer: &Trainer, setup: &Setup) -> Result<Pictures> {
+    let test = &setup.data.test.images;
+    let count = 10.min(test.count);
+    let originals: Vec<f32> = test.pixels[..count * test.image_len()]
+        .iter()
+        .map(|&p| p as f32 / 255.0)
+        .collect();
+    let model: &Model = &trainer.net.model;
+    let reconstructions = infer::layers(gpu, &trainer.net, &originals, 0..model.layers.len())?;
+    let code = model.code();
+    let codes = if model.kind == crate::model::ModelKind::Conv {
+        let c = infer::layers(gpu, &trainer.net, &originals, 0..model.code_at)?;
+        Some((c, [code.h as usize, code.w as usize, code.c as usize]))
+    } else {
+        None
+    };
+    Ok(Pictures {
+        originals,
+        reconstructions,
+        count,
+        h: test.rows,
+        w: test.cols,
+        codes,
+    })
+}

@@ -1,0 +1,199 @@
+//! The shapes every layer of the stack agrees on, as plain data: what one image holds between
+//! layers, each op's batch shape, and Adam's settings. The CPU reference, the model and the
+//! GPU launchers all take these; nothing here knows about a device.
+use crate::{Error, Result};
+
+/// Feature shape of one image between layers: height, width, channels (NHWC without N).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Features {
+    pub h: u32,
+    pub w: u32,
+    pub c: u32,
+}
+
+impl Features {
+    pub fn len(&self) -> u64 {
+        self.h as u64 * self.w as u64 * self.c as u64
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Padding of a 3x3 convolution, as Keras names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Padding {
+    /// Pads 1 on every side: the output has the input's size.
+    Same,
+    /// No padding: each side loses one pixel (16x16 -> 14x14).
+    Valid,
+}
+
+/// A 3x3 convolution on a batch: input `[n, h, w, ci]`, kernel `[3, 3, ci, co]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dShape {
+    pub n: u32,
+    pub h: u32,
+    pub w: u32,
+    pub ci: u32,
+    pub co: u32,
+    pub padding: Padding,
+}
+
+impl Conv2dShape {
+    pub fn pad(&self) -> u32 {
+        match self.padding {
+            Padding::Same => 1,
+            Padding::Valid => 0,
+        }
+    }
+    /// Output height and width.
+    pub fn out_hw(&self) -> (u32, u32) {
+        match self.padding {
+            Padding::Same => (self.h, self.w),
+            Padding::Valid => (self.h.saturating_sub(2), self.w.saturating_sub(2)),
+        }
+    }
+    pub fn input_len(&self) -> u64 {
+        self.n as u64 * self.h as u64 * self.w as u64 * self.ci as u64
+    }
+    pub fn output_len(&self) -> u64 {
+        let (ho, wo) = self.out_hw();
+        self.n as u64 * ho as u64 * wo as u64 * self.co as u64
+    }
+    pub fn weight_len(&self) -> u64 {
+        9 * self.ci as u64 * self.co as u64
+    }
+    /// Multiply-adds of the forward pass (each backward product costs the same).
+    pub fn macs(&self) -> u64 {
+        self.output_len() * 9 * self.ci as u64
+    }
+    pub fn check(&self) -> Result<()> {
+        let (ho, wo) = self.out_hw();
+        if self.n == 0 || self.ci == 0 || self.co == 0 || ho == 0 || wo == 0 {
+            return Err(Error::Shape {
+                op: "conv2d",
+                detail: format!("empty or too small: {self:?}"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Input `[n, fin]`, kernel `[fin, fout]`, output `[n, fout]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DenseShape {
+    pub n: u32,
+    pub fin: u32,
+    pub fout: u32,
+}
+
+impl DenseShape {
+    pub fn input_len(&self) -> u64 {
+        self.n as u64 * self.fin as u64
+    }
+    pub fn output_len(&self) -> u64 {
+        self.n as u64 * self.fout as u64
+    }
+    pub fn weight_len(&self) -> u64 {
+        self.fin as u64 * self.fout as u64
+    }
+    pub fn check(&self) -> Result<()> {
+        if self.n == 0 || self.fin == 0 || self.fout == 0 {
+            return Err(Error::Shape {
+                op: "dense",
+                detail: format!("empty shape {self:?}"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Input `[n, h, w, c]`, output `[n, ceil(h/2), ceil(w/2), c]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolShape {
+    pub n: u32,
+    pub h: u32,
+    pub w: u32,
+    pub c: u32,
+}
+
+impl PoolShape {
+    pub fn out_hw(&self) -> (u32, u32) {
+        (self.h.div_ceil(2), self.w.div_ceil(2))
+    }
+    pub fn input_len(&self) -> u64 {
+        self.n as u64 * self.h as u64 * self.w as u64 * self.c as u64
+    }
+    pub fn output_len(&self) -> u64 {
+        let (ho, wo) = self.out_hw();
+        self.n as u64 * ho as u64 * wo as u64 * self.c as u64
+    }
+    pub fn check(&self) -> Result<()> {
+        if self.input_len() == 0 {
+            return Err(Error::Shape {
+                op: "pool",
+                detail: format!("empty shape {self:?}"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Input `[n, h, w, c]`, output `[n, 2h, 2w, c]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UpsampleShape {
+    pub n: u32,
+    pub h: u32,
+    pub w: u32,
+    pub c: u32,
+}
+
+impl UpsampleShape {
+    pub fn input_len(&self) -> u64 {
+        self.n as u64 * self.h as u64 * self.w as u64 * self.c as u64
+    }
+    pub fn output_len(&self) -> u64 {
+        4 * self.input_len()
+    }
+    pub fn check(&self) -> Result<()> {
+        if self.input_len() == 0 {
+            return Err(Error::Shape {
+                op: "upsample",
+                detail: format!("empty shape {self:?}"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Keras' defaults: lr 1e-3, beta1 0.9, beta2 0.999, epsilon 1e-7.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AdamConfig {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        AdamConfig {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-7,
+        }
+    }
+}
+
+impl AdamConfig {
+    /// alpha_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t), in f32 as Keras computes it.
+    pub fn alpha(&self, t: u64) -> f32 {
+        let t = t as f32;
+        let b1 = 1.0 - self.beta1.powf(t);
+        let b2 = 1.0 - self.beta2.powf(t);
+        self.lr * b2.sqrt() / b1
+    }
+}

@@ -1,0 +1,87 @@
+//! Where a training step's GPU time goes: every dispatch timed through timestamp queries,
+//! summed per kernel, against the step's unprofiled wall time.
+use super::Trainer;
+use crate::gpu::timing::Profiler;
+use crate::gpu::Gpu;
+use crate::report::profile::{self, KernelRow};
+use crate::Result;
+use std::path::Path;
+use std::time::Instant;
+
+#[derive(Debug, serde::Serialize)]
+pub struct ProfileReport {
+    pub adapter: String,
+    pub model: String,
+    pub batch_size: u32,
+    pub steps: usize,
+    /// None when the adapter has no timestamp queries.
+    pub rows: Option<Vec<KernelRow>>,
+    pub kernel_ms_per_step: Option<f64>,
+    /// Host-timed steps, submitted as in training (one submit per step, no per-dispatch passes).
+    pub wall_ms_per_step: f64,
+}
+
+impl ProfileReport {
+    pub fn text(&self) -> String {
+        let mut s = format!(
+            "profile: {} model, batch {}, {} steps on {}\n",
+            self.model, self.batch_size, self.steps, self.adapter
+        );
+        match (&self.rows, self.kernel_ms_per_step) {
+            (Some(rows), Some(k)) => {
+                s.push_str(&profile::table(rows, self.steps));
+                s.push_str(&format!(
+                    "step wall time {:.3} ms (unprofiled); kernels {:.3} ms; host, dispatch and barrier overhead {:.3} ms ({:.0}%)\n",
+                    self.wall_ms_per_step,
+                    k,
+                    self.wall_ms_per_step - k,
+                    100.0 * (self.wall_ms_per_step - k) / self.wall_ms_per_step.max(1e-9)
+                ));
+            }
+            _ => s.push_str(&format!(
+                "this adapter has no timestamp queries: host timing of whole steps only\nstep wall time {:.3} ms\n",
+                self.wall_ms_per_step
+            )),
+        }
+        s
+    }
+}
+
+/// Warm-up, then `steps` steps with every dispatch timed, then the same number untimed for the
+/// wall time, on a trainer as it stands (its weights move: `train --profile` runs this after
+/// the run's last checkpoint).
+pub fn profile_steps(
+    gpu: &Gpu,
+    t: &mut Trainer,
+    steps: usize,
+    warmup: usize,
+    trace: Option<&Path>,
+) -> Result<ProfileReport> {
+    let steps = steps.max(1);
+    t.run_steps(gpu, warmup, None)?;
+    let (rows, kernel_ms) = if gpu.has_timestamps() {
+        let mut prof = Profiler::new(gpu, steps * t.step_len())?;
+        t.run_steps(gpu, steps, Some(&mut prof))?;
+        let timings = prof.finish(gpu)?;
+        if let Some(path) = trace {
+            profile::write_trace(path, &timings)?;
+        }
+        let rows = profile::kernel_rows(&timings);
+        let total: f64 = rows.iter().map(|r| r.total_ms).sum();
+        (Some(rows), Some(total / steps as f64))
+    } else {
+        (None, None)
+    };
+    let start = Instant::now();
+    t.run_steps(gpu, steps, None)?;
+    let wall = start.elapsed().as_secs_f64() * 1e3 / steps as f64;
+    Ok(ProfileReport {
+        adapter: gpu.name(),
+        model: t.cfg.model.name().into(),
+        batch_size: t.cfg.batch_size,
+        steps,
+        rows,
+        kernel_ms_per_step: kernel_ms,
+        wall_ms_per_step: wall,
+    })
+}
