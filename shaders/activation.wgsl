@@ -10,20 +10,7 @@ struct Elementwise { total: u32, _p0: u32, _p1: u32, _p2: u32 }
 @group(0) @binding(3) var<storage, read> dy: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dx: array<f32>;
 
-fn flat(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
-    return (wid.y * nwg.x + wid.x) * 256u + lid;
-}
-
-// Overflow-free logistic: exp of a non-positive number only.
-fn sigmoid(z: f32) -> f32 {
-    if (z >= 0.0) {
-        return 1.0 / (1.0 + exp(-z));
-    }
-    let e = exp(z);
-    return e / (1.0 + e);
-}
-
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn relu_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                 @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(wid, lid, nwg);
@@ -31,7 +18,7 @@ fn relu_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     y[i] = max(x[i], 0.0);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn relu_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                  @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(wid, lid, nwg);
@@ -39,7 +26,7 @@ fn relu_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     dx[i] = select(0.0, dy[i], x[i] > 0.0);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn sigmoid_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                    @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(wid, lid, nwg);
@@ -47,7 +34,7 @@ fn sigmoid_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     y[i] = sigmoid(x[i]);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn sigmoid_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                     @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(wid, lid, nwg);

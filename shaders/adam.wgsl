@@ -13,10 +13,10 @@ struct Adam {
 @group(0) @binding(3) var<storage, read_write> m: array<f32>;
 @group(0) @binding(4) var<storage, read_write> v: array<f32>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
         @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = (wid.y * nwg.x + wid.x) * 256u + lid;
+    let i = flat(wid, lid, nwg);
     if (i >= p.len) { return; }
     let gi = g[i];
     let mi = m[i] + (gi - m[i]) * (1.0 - p.beta1);

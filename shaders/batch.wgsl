@@ -15,10 +15,6 @@ struct Batch {
 @group(0) @binding(3) var<storage, read_write> clean_out: array<f32>;
 @group(0) @binding(4) var<storage, read_write> noisy: array<f32>;
 
-fn flat(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
-    return (wid.y * nwg.x + wid.x) * 256u + lid;
-}
-
 fn pixel(i: u32) -> f32 {
     let r = i / p.pixels;
     let byte = perm[p.offset + r] * p.pixels + i % p.pixels;
@@ -37,7 +33,7 @@ fn uniform01(v: u32) -> f32 {
     return (f32(hash(v) >> 8u) + 0.5) / 16777216.0;  // (0, 1]: never 0, so log(u) is finite
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn gather(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
           @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(wid, lid, nwg);
@@ -45,7 +41,7 @@ fn gather(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
     clean_out[i] = pixel(i);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn gather_noisy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                 @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(wid, lid, nwg);

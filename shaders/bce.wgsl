@@ -19,33 +19,15 @@ struct Bce {
 @group(0) @binding(5) var<storage, read_write> loss: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dz: array<f32>;
 
-const WG: u32 = 256u;
+// Elements one loss_partial workgroup sums: ops::bce::CHUNK.
 const PER_THREAD: u32 = 16u;
 const CHUNK: u32 = WG * PER_THREAD;
-var<workgroup> scratch: array<f32, WG>;
-
-fn sigmoid(v: f32) -> f32 {
-    if (v >= 0.0) {
-        return 1.0 / (1.0 + exp(-v));
-    }
-    let e = exp(v);
-    return e / (1.0 + e);
-}
 
 fn element_loss(zi: f32, ti: f32) -> f32 {
     return max(zi, 0.0) - zi * ti + log(1.0 + exp(-abs(zi)));
 }
 
-fn tree_sum(lid: u32) -> f32 {
-    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-        workgroupBarrier();
-        if (lid < s) { scratch[lid] += scratch[lid + s]; }
-    }
-    workgroupBarrier();
-    return scratch[0];
-}
-
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn loss_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                 @builtin(num_workgroups) nwg: vec3<u32>) {
     let group = wid.y * nwg.x + wid.x;
@@ -60,7 +42,7 @@ fn loss_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     if (lid == 0u) { partial_out[group] = s; }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn loss_finish(@builtin(local_invocation_index) lid: u32) {
     var acc = 0.0;
     for (var i = lid; i < p.partials; i += WG) {
@@ -71,10 +53,10 @@ fn loss_finish(@builtin(local_invocation_index) lid: u32) {
     if (lid == 0u) { loss[p.slot] = s / f32(p.total); }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn sigmoid_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                     @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = (wid.y * nwg.x + wid.x) * WG + lid;
+    let i = flat(wid, lid, nwg);
     if (i >= p.total) { return; }
     dz[i] = (sigmoid(z[i]) - t[i]) / f32(p.total);
 }

@@ -43,11 +43,10 @@ struct Conv {
 @group(0) @binding(10) var<storage, read_write> dw: array<f32>;
 @group(0) @binding(11) var<storage, read_write> db: array<f32>;
 
-const WG: u32 = 64u;
-const TREE: u32 = 256u;
-var<workgroup> scratch: array<f32, TREE>;
+// Workgroup size of the register-tiled kernels: ops::conv2d::TILED.
+const TILED_WG: u32 = 64u;
 
-fn flat(wid: vec3<u32>, lid: u32, nwg: vec3<u32>, size: u32) -> u32 {
+fn flat_of(wid: vec3<u32>, lid: u32, nwg: vec3<u32>, size: u32) -> u32 {
     return (wid.y * nwg.x + wid.x) * size + lid;
 }
 
@@ -91,10 +90,10 @@ fn store4(base: u32, count: u32, j: u32, v: vec4<f32>, relu: bool) {
 }
 
 // One invocation per output pixel (n, oy, ox): every output channel at once.
-@compute @workgroup_size(64)
+@compute @workgroup_size(TILED_WG)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
            @builtin(num_workgroups) nwg: vec3<u32>) {
-    let pix = flat(wid, lid, nwg, WG);
+    let pix = flat_of(wid, lid, nwg, TILED_WG);
     if (pix >= p.n * HO * WO) { return; }
     let ox = i32(pix % WO);
     let oy = i32((pix / WO) % HO);
@@ -138,10 +137,10 @@ fn store_dx(base: u32, j: u32, v: vec4<f32>) {
 
 // One invocation per input pixel (n, iy, ix): the transposed convolution of dy, every input
 // channel at once.
-@compute @workgroup_size(64)
+@compute @workgroup_size(TILED_WG)
 fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
-    let pix = flat(wid, lid, nwg, WG);
+    let pix = flat_of(wid, lid, nwg, TILED_WG);
     if (pix >= p.n * H * W) { return; }
     let ix = i32(pix % W);
     let iy = i32((pix / W) % H);
@@ -173,10 +172,10 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
 // output pixels of its chunk, for kernel row `row` = (ky*3+kx)*CI + ci and every output
 // channel. Partial sums land in partial_out[row][co][chunk]. With WITH_BIAS, row 9*CI is the
 // bias: its input is 1 at every pixel.
-@compute @workgroup_size(64)
+@compute @workgroup_size(TILED_WG)
 fn backward_weight_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                            @builtin(num_workgroups) nwg: vec3<u32>) {
-    let id = flat(wid, lid, nwg, WG);
+    let id = flat_of(wid, lid, nwg, TILED_WG);
     if (id >= p.chunks * ROWS) { return; }
     let row = id % ROWS;
     let chunk = id / ROWS;
@@ -229,14 +228,14 @@ fn store_partial(row: u32, chunk: u32, j: u32, v: vec4<f32>) {
 
 // Stage 2: one workgroup per weight (and, WITH_BIAS, per bias) sums its partials over the
 // chunks: strided per invocation, then a fixed tree (deterministic).
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn backward_weight_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                           @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = wid.y * nwg.x + wid.x;
     let len = ROWS * CO;
     if (i >= len) { return; }
     var acc = 0.0;
-    for (var c = lid; c < p.chunks; c += TREE) {
+    for (var c = lid; c < p.chunks; c += WG) {
         acc += partial_in[i * p.chunks + c];
     }
     scratch[lid] = acc;
@@ -251,24 +250,14 @@ fn backward_weight_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_
     }
 }
 
-// Sums `scratch` in a fixed tree: deterministic, no atomics. Every invocation must call it.
-fn tree_sum(lid: u32) -> f32 {
-    for (var s = TREE / 2u; s > 0u; s = s >> 1u) {
-        workgroupBarrier();
-        if (lid < s) { scratch[lid] += scratch[lid + s]; }
-    }
-    workgroupBarrier();
-    return scratch[0];
-}
-
 // One workgroup per output channel: the sum of its gradient over the batch and pixels.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn backward_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let o = wid.x;
     if (o >= CO) { return; }
     let rows = p.n * HO * WO;
     var acc = 0.0;
-    for (var r = lid; r < rows; r += TREE) {
+    for (var r = lid; r < rows; r += WG) {
         acc += grad_out(r * CO + o);
     }
     scratch[lid] = acc;

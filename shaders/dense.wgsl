@@ -17,10 +17,6 @@ struct Dense {
 @group(0) @binding(8) var<storage, read_write> dw: array<f32>;
 @group(0) @binding(9) var<storage, read_write> db: array<f32>;
 
-fn flat(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
-    return (wid.y * nwg.x + wid.x) * 256u + lid;
-}
-
 fn grad_out(i: u32) -> f32 {
     let g = dy[i];
     if (p.relu != 0u && act[i] <= 0.0) {
@@ -32,6 +28,7 @@ fn grad_out(i: u32) -> f32 {
 // The three products are register-tiled: each invocation owns a 4x4 block of the output and
 // walks the shared dimension once, so every loaded value feeds 4 multiply-adds (the naive
 // one-output-per-invocation version fed 1). Each output is still one sequential sum.
+// Rows and columns of an invocation's output block: ops::dense::TILE.
 const T: u32 = 4u;
 
 fn blocks(rows: u32, cols: u32) -> vec2<u32> {
@@ -57,7 +54,7 @@ fn g_at(r: u32, o: u32) -> f32 {
 }
 
 // y[r, o] for a 4x4 block of (row, unit).
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
            @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = flat(wid, lid, nwg);
@@ -86,7 +83,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
 }
 
 // dx[r, i] = sum_o g[r, o] W[i, o], for a 4x4 block of (row, input).
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = flat(wid, lid, nwg);
@@ -111,7 +108,7 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
 }
 
 // dW[i, o] = sum_r x[r, i] g[r, o], for a 4x4 block of (input, unit).
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                    @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = flat(wid, lid, nwg);
@@ -136,7 +133,7 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn backward_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                  @builtin(num_workgroups) nwg: vec3<u32>) {
     let o = flat(wid, lid, nwg);
@@ -174,7 +171,7 @@ fn reduce_blocks(lid: u32, acc: array<vec4<f32>, 4>) {
     workgroupBarrier();
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(SPLIT)
 fn forward_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                  @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = block_index(wid, nwg);
@@ -201,7 +198,7 @@ fn forward_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(SPLIT)
 fn backward_input_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                         @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = block_index(wid, nwg);
@@ -226,7 +223,7 @@ fn backward_input_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_in
 
 // Kernel and bias gradients together: row `fin` of the block grid is the bias, whose input is
 // 1 for every sample.
-@compute @workgroup_size(64)
+@compute @workgroup_size(SPLIT)
 fn backward_params_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                          @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = block_index(wid, nwg);

@@ -16,12 +16,8 @@ struct Pool {
 @group(0) @binding(5) var<storage, read> winner_in: array<u32>;
 @group(0) @binding(6) var<storage, read_write> dx: array<f32>;
 
-fn flat(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
-    return (wid.y * nwg.x + wid.x) * 256u + lid;
-}
-
 // One invocation per output element.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
            @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = flat(wid, lid, nwg);
@@ -50,7 +46,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
 }
 
 // One invocation per input element: it receives dy of its window if it was the winner.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
             @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = flat(wid, lid, nwg);

@@ -24,10 +24,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use wgsl_autoencoder::checkpoint;
 use wgsl_autoencoder::gpu::{AdapterChoice, Gpu};
 use wgsl_autoencoder::model::ModelKind;
 use wgsl_autoencoder::run::{self, Control, Event, RunOptions, TrainRequest};
-use wgsl_autoencoder::checkpoint;
 use wgsl_autoencoder::train::{EpochMetrics, TrainConfig, Trainer};
 use wgsl_autoencoder::Error;
 

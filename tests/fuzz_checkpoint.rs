@@ -24,8 +24,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Instant;
-use wgsl_autoencoder::model::{Features, Model, ModelKind};
 use wgsl_autoencoder::checkpoint::{self, Checkpoint, State};
+use wgsl_autoencoder::model::{Features, Model, ModelKind};
 use wgsl_autoencoder::train::{EpochMetrics, TrainConfig};
 use wgsl_autoencoder::Error;
 

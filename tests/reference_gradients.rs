@@ -15,12 +15,12 @@
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use wgsl_autoencoder::reference::*;
 use wgsl_autoencoder::shapes::AdamConfig;
-use wgsl_autoencoder::shapes::{Conv2dShape, Padding};
 use wgsl_autoencoder::shapes::DenseShape;
 use wgsl_autoencoder::shapes::PoolShape;
 use wgsl_autoencoder::shapes::UpsampleShape;
-use wgsl_autoencoder::reference::*;
+use wgsl_autoencoder::shapes::{Conv2dShape, Padding};
 
 const H: f64 = 1e-6;
 const TOL: f64 = 1e-6;

@@ -1,16 +1,66 @@
 //! Every WGSL file parses and validates with naga, with no GPU involved.
 use wgsl_autoencoder::ops::Shader;
 
+fn parse(shader: Shader) -> naga::Module {
+    naga::front::wgsl::parse_str(shader.source()).unwrap_or_else(|e| {
+        panic!(
+            "{}.wgsl: {}",
+            shader.name(),
+            e.emit_to_string(shader.source())
+        )
+    })
+}
+
+/// The value of the module-scope `const NAME: u32`, as naga folded it.
+fn constant(module: &naga::Module, name: &str) -> Option<u64> {
+    let (_, c) = module
+        .constants
+        .iter()
+        .find(|(_, c)| c.name.as_deref() == Some(name))?;
+    match module.global_expressions[c.init] {
+        naga::Expression::Literal(naga::Literal::U32(v)) => Some(v as u64),
+        ref other => panic!("{name} is not a folded u32 literal: {other:?}"),
+    }
+}
+
+/// Every constant Rust computes with has the shader's value: the 256 of every flat kernel, the
+/// loss's chunk, the conv's tiled workgroup, the dense block size.
+#[test]
+fn shader_constants_match_the_rust_side() {
+    for shader in Shader::ALL {
+        let module = parse(shader);
+        for (name, want) in shader.constants() {
+            assert_eq!(
+                constant(&module, name),
+                Some(want),
+                "{}.wgsl: {name}",
+                shader.name()
+            );
+        }
+    }
+}
+
+/// A literal workgroup size would escape that check: every entry point takes its size from a
+/// named constant.
+#[test]
+fn workgroup_sizes_are_named_constants() {
+    for shader in Shader::ALL {
+        for line in shader.source().lines() {
+            if let Some(rest) = line.trim().strip_prefix("@compute @workgroup_size(") {
+                assert!(
+                    rest.starts_with(|c: char| c.is_ascii_uppercase()),
+                    "{}.wgsl: {line}",
+                    shader.name()
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn every_shader_parses_and_validates() {
     for shader in Shader::ALL {
-        let module = naga::front::wgsl::parse_str(shader.source()).unwrap_or_else(|e| {
-            panic!(
-                "{}.wgsl: {}",
-                shader.name(),
-                e.emit_to_string(shader.source())
-            )
-        });
+        let module = parse(shader);
         naga::valid::Validator::new(
             naga::valid::ValidationFlags::all(),
             naga::valid::Capabilities::empty(),
@@ -37,6 +87,7 @@ fn every_shader_file_is_embedded() {
     let mut embedded: Vec<String> = Shader::ALL
         .iter()
         .map(|s| format!("{}.wgsl", s.name()))
+        .chain(["common.wgsl".to_string()])
         .collect();
     embedded.sort();
     assert_eq!(files, embedded);

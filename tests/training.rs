@@ -33,13 +33,13 @@ mod common;
 use common::{gpu, rng};
 use rand::Rng;
 use std::time::Instant;
+use wgsl_autoencoder::checkpoint::{self, State};
 use wgsl_autoencoder::gpu::{AdapterChoice, Gpu};
 use wgsl_autoencoder::model::{Features, Model, ModelKind};
+use wgsl_autoencoder::network::DeviceSplit;
 use wgsl_autoencoder::reference;
 use wgsl_autoencoder::reference::model as refmodel;
-use wgsl_autoencoder::checkpoint::{self, State};
 use wgsl_autoencoder::run::{self, RunOptions, TrainRequest};
-use wgsl_autoencoder::network::DeviceSplit;
 use wgsl_autoencoder::train::{self, EpochMetrics, TrainConfig, Trainer};
 
 const TOL_GRAD: f64 = 1e-5;
@@ -603,7 +603,8 @@ fn mean_image_and_floor(images: &[u8], px: usize) -> (f64, f64) {
 fn short_real_run_lowers_validation_loss() {
     let t0 = Instant::now();
     let g = gpu();
-    let d = wgsl_autoencoder::data::load(&wgsl_autoencoder::data::default_dir(), Some(2048)).unwrap();
+    let d =
+        wgsl_autoencoder::data::load(&wgsl_autoencoder::data::default_dir(), Some(2048)).unwrap();
     assert_eq!(d.train.images.count, 2048);
     let px = d.test.images.image_len();
     let (constant, floor) = mean_image_and_floor(&d.test.images.pixels, px);

@@ -4,9 +4,9 @@ use super::{build, expect_len, Cost, Dispatch, Launch, Shader};
 use crate::gpu::{Gpu, Tensor};
 use crate::{Error, Result};
 
-/// Elements one `loss_partial` workgroup sums (256 invocations x 16): keep in step with the
-/// shader's CHUNK.
-pub const CHUNK: u64 = 256 * 16;
+/// Elements one `loss_partial` workgroup sums (a workgroup of 256 x 16 each): the shader's
+/// CHUNK (`tests/shaders.rs` checks that they agree).
+pub const CHUNK: u64 = crate::gpu::WORKGROUP * 16;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]

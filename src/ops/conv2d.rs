@@ -54,8 +54,8 @@ pub fn partials_len(s: &Conv2dShape) -> u64 {
     chunks(s) * (s.weight_len() + s.co as u64)
 }
 
-/// Workgroup size of the register-tiled kernels.
-const TILED: u64 = 64;
+/// Workgroup size of the register-tiled kernels: the shader's TILED_WG.
+pub const TILED: u64 = 64;
 
 fn check_channels(s: &Conv2dShape) -> Result<()> {
     s.check()?;

@@ -20,9 +20,13 @@ struct Params {
 /// per block.
 pub const SPLIT_FROM: u32 = 128;
 
-/// Invocations of a register-tiled product: one per 4x4 block of the output.
+/// Rows and columns of the output block one invocation (or one split-K workgroup) owns: the
+/// shader's T.
+pub const TILE: u32 = 4;
+
+/// Invocations of a register-tiled product: one per TILE x TILE block of the output.
 fn tiles(rows: u32, cols: u32) -> u64 {
-    rows.div_ceil(4) as u64 * cols.div_ceil(4) as u64
+    rows.div_ceil(TILE) as u64 * cols.div_ceil(TILE) as u64
 }
 
 fn params(s: &DenseShape, relu: bool) -> Params {

@@ -14,6 +14,18 @@ pub use crate::gpu::{run, Cost, Dispatch};
 use crate::gpu::{Gpu, Module, Tensor};
 use crate::{Error, Result};
 
+/// A kernel file with `shaders/common.wgsl` (the helpers and constants every file shares) in
+/// front of it.
+macro_rules! with_common {
+    ($file:literal) => {
+        concat!(
+            include_str!("../../shaders/common.wgsl"),
+            "\n",
+            include_str!(concat!("../../shaders/", $file, ".wgsl"))
+        )
+    };
+}
+
 /// The WGSL files, embedded at build time so the binary runs from anywhere.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Shader {
@@ -52,6 +64,19 @@ impl Shader {
         }
     }
 
+    /// The constants this file declares that Rust computes with too, and their Rust values:
+    /// `tests/shaders.rs` checks the compiled module against them.
+    pub fn constants(self) -> Vec<(&'static str, u64)> {
+        let mut c = vec![("WG", crate::gpu::WORKGROUP)];
+        match self {
+            Shader::Bce => c.push(("CHUNK", bce::CHUNK)),
+            Shader::Conv2d => c.push(("TILED_WG", conv2d::TILED)),
+            Shader::Dense => c.push(("T", dense::TILE as u64)),
+            _ => {}
+        }
+        c
+    }
+
     pub fn module(self) -> Module {
         Module {
             name: self.name(),
@@ -59,16 +84,17 @@ impl Shader {
         }
     }
 
+    /// The file as compiled: `common.wgsl`, then the file itself.
     pub fn source(self) -> &'static str {
         match self {
-            Shader::Activation => include_str!("../../shaders/activation.wgsl"),
-            Shader::Adam => include_str!("../../shaders/adam.wgsl"),
-            Shader::Batch => include_str!("../../shaders/batch.wgsl"),
-            Shader::Bce => include_str!("../../shaders/bce.wgsl"),
-            Shader::Conv2d => include_str!("../../shaders/conv2d.wgsl"),
-            Shader::Dense => include_str!("../../shaders/dense.wgsl"),
-            Shader::Pool => include_str!("../../shaders/pool.wgsl"),
-            Shader::Upsample => include_str!("../../shaders/upsample.wgsl"),
+            Shader::Activation => with_common!("activation"),
+            Shader::Adam => with_common!("adam"),
+            Shader::Batch => with_common!("batch"),
+            Shader::Bce => with_common!("bce"),
+            Shader::Conv2d => with_common!("conv2d"),
+            Shader::Dense => with_common!("dense"),
+            Shader::Pool => with_common!("pool"),
+            Shader::Upsample => with_common!("upsample"),
         }
     }
 }

@@ -2,9 +2,9 @@
 //! sides; within 1e-6 of the weights' scale: sqrt and division may round differently).
 use crate::common::{assert_close, gpu, rng, uniform};
 use wgsl_autoencoder::ops::adam;
-use wgsl_autoencoder::shapes::AdamConfig;
 use wgsl_autoencoder::ops::run;
 use wgsl_autoencoder::reference;
+use wgsl_autoencoder::shapes::AdamConfig;
 
 #[test]
 fn adam_step_matches_reference() {

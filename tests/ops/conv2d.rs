@@ -2,9 +2,9 @@
 //! Tolerance: 1e-5 of the output's scale; f32 sums of at most a few thousand products.
 use crate::common::{assert_close, gpu, rng, uniform};
 use wgsl_autoencoder::ops::conv2d::{self, GradOut};
-use wgsl_autoencoder::shapes::{Conv2dShape, Padding};
 use wgsl_autoencoder::ops::run;
 use wgsl_autoencoder::reference;
+use wgsl_autoencoder::shapes::{Conv2dShape, Padding};
 
 const TOL: f64 = 1e-5;
 

@@ -2,9 +2,9 @@
 //! Tolerance: 1e-5 of the output's scale (f32 sums of at most 784 products).
 use crate::common::{assert_close, gpu, rng, uniform};
 use wgsl_autoencoder::ops::dense::{self, GradOut};
-use wgsl_autoencoder::shapes::DenseShape;
 use wgsl_autoencoder::ops::run;
 use wgsl_autoencoder::reference;
+use wgsl_autoencoder::shapes::DenseShape;
 
 const TOL: f64 = 1e-5;
 

@@ -1,9 +1,9 @@
 //! pool: 2x2 'same' max-pooling forward (maxima and winners) and backward. Exact (no arithmetic).
 use crate::common::{assert_close, gpu, rng, uniform};
 use wgsl_autoencoder::ops::pool;
-use wgsl_autoencoder::shapes::PoolShape;
 use wgsl_autoencoder::ops::run;
 use wgsl_autoencoder::reference;
+use wgsl_autoencoder::shapes::PoolShape;
 
 fn shapes() -> Vec<PoolShape> {
     let s = |n, h, w, c| PoolShape { n, h, w, c };

@@ -2,8 +2,8 @@
 use crate::common::{assert_close, gpu, rng, uniform};
 use wgsl_autoencoder::ops::run;
 use wgsl_autoencoder::ops::upsample;
-use wgsl_autoencoder::shapes::UpsampleShape;
 use wgsl_autoencoder::reference;
+use wgsl_autoencoder::shapes::UpsampleShape;
 
 fn shapes() -> Vec<UpsampleShape> {
     let s = |n, h, w, c| UpsampleShape { n, h, w, c };

@@ -1,0 +1,34 @@
+// common: what every kernel file shares. The launchers compile each file with this one in
+// front of it (ops::Shader::source), so a helper is written once; tests/shaders.rs checks the
+// constants below against the Rust side's.
+
+// Invocations per workgroup of the one-element-per-invocation kernels: gpu::WORKGROUP.
+const WG: u32 = 256u;
+
+// The flat index of an invocation in a grid of WG-wide workgroups folded into x and y
+// (Gpu::grid folds past the per-dimension limit).
+fn flat(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
+    return (wid.y * nwg.x + wid.x) * WG + lid;
+}
+
+// Overflow-free logistic: exp of a non-positive number only.
+fn sigmoid(z: f32) -> f32 {
+    if (z >= 0.0) {
+        return 1.0 / (1.0 + exp(-z));
+    }
+    let e = exp(z);
+    return e / (1.0 + e);
+}
+
+// One value per invocation of a WG-wide workgroup, for tree_sum.
+var<workgroup> scratch: array<f32, WG>;
+
+// Sums `scratch` in a fixed tree: deterministic, no atomics. Every invocation must call it.
+fn tree_sum(lid: u32) -> f32 {
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        workgroupBarrier();
+        if (lid < s) { scratch[lid] += scratch[lid + s]; }
+    }
+    workgroupBarrier();
+    return scratch[0];
+}
