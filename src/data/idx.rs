@@ -84,63 +84,10 @@ fn be_u32(b: &[u8]) -> u32 {
 /// Validate the header at the start of `bytes` (which may be shorter than a header, or
 /// only the header, or the whole file).
 fn parse_header(kind: Kind, bytes: &[u8], path: &Path) -> Result<Header> {
+    check_magic(kind, bytes, path)?;
     let hl = kind.header_len();
-    if bytes.starts_with(&GZIP_MAGIC) {
-        return Err(data_err(
-            path,
-            format!(
-                "this is gzip-compressed data, not a raw IDX {} file; decompress it first \
-                 (read_{} does that automatically)",
-                kind.noun(),
-                kind.noun()
-            ),
-        ));
-    }
-    if bytes.len() < 4 {
-        return Err(data_err(
-            path,
-            format!(
-                "header truncated: an IDX {} header is {hl} bytes ({}), found only {} byte(s)",
-                kind.noun(),
-                kind.header_fields(),
-                bytes.len()
-            ),
-        ));
-    }
-    let magic = be_u32(&bytes[0..4]);
-    if magic != kind.magic() {
-        let mut detail = format!(
-            "wrong magic number: expected {:#010x} (IDX u8 {}), found {magic:#010x}",
-            kind.magic(),
-            kind.noun()
-        );
-        if magic == kind.other().magic() {
-            detail.push_str(&format!(
-                "; this is an IDX {} file. Were the {} and {} files swapped?",
-                kind.other().noun(),
-                kind.noun(),
-                kind.other().noun()
-            ));
-        } else if magic >> 16 == 0 && (magic >> 8) & 0xff != 0x08 {
-            detail.push_str(&format!(
-                "; the element type is {:#04x}, only unsigned bytes (0x08) are supported",
-                (magic >> 8) & 0xff
-            ));
-        } else if magic >> 16 != 0 {
-            detail.push_str("; this is not an IDX file");
-        }
-        return Err(data_err(path, detail));
-    }
     if bytes.len() < hl {
-        return Err(data_err(
-            path,
-            format!(
-                "header truncated: an IDX {} header is {hl} bytes ({}), found only {}",
-                kind.noun(),
-                kind.header_fields(),
-                bytes.len()
-            ),
-        ));
+        return Err(truncated(kind, bytes, path, ""));
     }
     let count = be_u32(&bytes[4..8]) as usize;
     let (rows, cols) = match kind {
@@ -179,6 +126,63 @@ fn parse_header(kind: Kind, bytes: &[u8], path: &Path) -> Result<Header> {
         cols,
         payload,
     })
+}
+
+fn truncated(kind: Kind, bytes: &[u8], path: &Path, unit: &str) -> Error {
+    data_err(
+        path,
+        format!(
+            "header truncated: an IDX {} header is {} bytes ({}), found only {}{unit}",
+            kind.noun(),
+            kind.header_len(),
+            kind.header_fields(),
+            bytes.len()
+        ),
+    )
+}
+
+/// The first four bytes must be `kind`'s magic number; a gzip stream, the other kind's file
+/// or another element type each get their own explanation.
+fn check_magic(kind: Kind, bytes: &[u8], path: &Path) -> Result<()> {
+    if bytes.starts_with(&GZIP_MAGIC) {
+        return Err(data_err(
+            path,
+            format!(
+                "this is gzip-compressed data, not a raw IDX {} file; decompress it first \
+                 (read_{} does that automatically)",
+                kind.noun(),
+                kind.noun()
+            ),
+        ));
+    }
+    if bytes.len() < 4 {
+        return Err(truncated(kind, bytes, path, " byte(s)"));
+    }
+    let magic = be_u32(&bytes[0..4]);
+    if magic == kind.magic() {
+        return Ok(());
+    }
+    let mut detail = format!(
+        "wrong magic number: expected {:#010x} (IDX u8 {}), found {magic:#010x}",
+        kind.magic(),
+        kind.noun()
+    );
+    if magic == kind.other().magic() {
+        detail.push_str(&format!(
+            "; this is an IDX {} file. Were the {} and {} files swapped?",
+            kind.other().noun(),
+            kind.noun(),
+            kind.other().noun()
+        ));
+    } else if magic >> 16 == 0 && (magic >> 8) & 0xff != 0x08 {
+        detail.push_str(&format!(
+            "; the element type is {:#04x}, only unsigned bytes (0x08) are supported",
+            (magic >> 8) & 0xff
+        ));
+    } else if magic >> 16 != 0 {
+        detail.push_str("; this is not an IDX file");
+    }
+    Err(data_err(path, detail))
 }
 
 fn describe(kind: Kind, h: &Header) -> String {

@@ -93,120 +93,13 @@ pub const PARAM_ALIGN: u64 = 64;
 
 impl Model {
     pub fn new(kind: ModelKind, input: Features) -> Result<Self> {
-        let conv = |k: usize, co, padding, act| Layer::Conv2d {
-            name: keras_name("conv2d", k),
-            co,
-            padding,
-            act,
-        };
-        let dense = |k: usize, units, act| Layer::Dense {
-            name: keras_name("dense", k),
-            units,
-            act,
-        };
-        use Activation::{Relu, Sigmoid};
-        use Padding::{Same, Valid};
-        let pixels = input.len() as u32;
-        let (layers, code_at) = match kind {
-            ModelKind::Conv => {
-                if input.h != 28 || input.w != 28 || input.c != 1 {
-                    return Err(Error::Config(format!(
-                        "the conv model needs 28x28 single-channel images (its decoder rebuilds \
-                         28x28 from a 4x4 code); this dataset has {}x{}x{}. Use --model dense or deep.",
-                        input.h, input.w, input.c
-                    )));
-                }
-                let l = vec![
-                    conv(0, 16, Same, Relu),
-                    Layer::MaxPool,
-                    conv(1, 8, Same, Relu),
-                    Layer::MaxPool,
-                    conv(2, 8, Same, Relu),
-                    Layer::MaxPool,
-                    conv(3, 8, Same, Relu),
-                    Layer::Upsample,
-                    conv(4, 8, Same, Relu),
-                    Layer::Upsample,
-                    conv(5, 16, Valid, Relu),
-                    Layer::Upsample,
-                    conv(6, 1, Same, Sigmoid),
-                ];
-                (l, 6)
-            }
-            ModelKind::Dense => (vec![dense(0, 32, Relu), dense(1, pixels, Sigmoid)], 1),
-            ModelKind::Deep => (
-                vec![
-                    dense(0, 128, Relu),
-                    dense(1, 64, Relu),
-                    dense(2, 32, Relu),
-                    dense(3, 64, Relu),
-                    dense(4, 128, Relu),
-                    dense(5, pixels, Sigmoid),
-                ],
-                3,
-            ),
-        };
+        let (layers, code_at) = layers(kind, input)?;
         let mut shapes = vec![input];
-        let mut params = Vec::new();
-        let mut next = 0u64;
-        let mut push = |name: String, shape: Vec<usize>, fan_in: u64, fan_out: u64| {
-            let len = shape.iter().product::<usize>() as u64;
-            params.push(ParamTensor {
-                name,
-                shape,
-                offset: next,
-                len,
-                fan_in,
-                fan_out,
-            });
-            next = (next + len).div_ceil(PARAM_ALIGN) * PARAM_ALIGN;
-        };
+        let mut params = ParamLayout::default();
         for layer in &layers {
             let f = *shapes.last().unwrap_or(&input);
-            let out = match layer {
-                Layer::Conv2d {
-                    name, co, padding, ..
-                } => {
-                    push(
-                        format!("{name}/kernel"),
-                        vec![3, 3, f.c as usize, *co as usize],
-                        9 * f.c as u64,
-                        9 * *co as u64,
-                    );
-                    push(format!("{name}/bias"), vec![*co as usize], 0, 0);
-                    let shrink = if *padding == Valid { 2 } else { 0 };
-                    Features {
-                        h: f.h.saturating_sub(shrink),
-                        w: f.w.saturating_sub(shrink),
-                        c: *co,
-                    }
-                }
-                Layer::MaxPool => Features {
-                    h: f.h.div_ceil(2),
-                    w: f.w.div_ceil(2),
-                    c: f.c,
-                },
-                Layer::Upsample => Features {
-                    h: 2 * f.h,
-                    w: 2 * f.w,
-                    c: f.c,
-                },
-                Layer::Dense { name, units, .. } => {
-                    push(
-                        format!("{name}/kernel"),
-                        vec![f.len() as usize, *units as usize],
-                        f.len(),
-                        *units as u64,
-                    );
-                    push(format!("{name}/bias"), vec![*units as usize], 0, 0);
-                    Features {
-                        h: 1,
-                        w: 1,
-                        c: *units,
-                    }
-                }
-            };
-            shapes.push(out);
+            shapes.push(layer.output(f));
+            params.push_layer(layer, f);
         }
         let last = shapes[shapes.len() - 1];
         if last.len() != input.len() {
@@ -222,8 +115,8 @@ impl Model {
             input,
             layers,
             code_at,
-            params,
-            param_len: next,
+            params: params.tensors,
+            param_len: params.len,
             shapes,
         })
     }
@@ -343,6 +236,140 @@ impl Model {
             Layer::MaxPool => format!("max_pooling2d[{i}]"),
             Layer::Upsample => format!("up_sampling2d[{i}]"),
         }
+    }
+}
+
+/// The layers of `kind` for images of `input`, and where its code is (layers before it are
+/// the encoder).
+fn layers(kind: ModelKind, input: Features) -> Result<(Vec<Layer>, usize)> {
+    let conv = |k: usize, co, padding, act| Layer::Conv2d {
+        name: keras_name("conv2d", k),
+        co,
+        padding,
+        act,
+    };
+    let dense = |k: usize, units, act| Layer::Dense {
+        name: keras_name("dense", k),
+        units,
+        act,
+    };
+    use Activation::{Relu, Sigmoid};
+    use Padding::{Same, Valid};
+    let pixels = input.len() as u32;
+    Ok(match kind {
+        ModelKind::Conv => {
+            if input.h != 28 || input.w != 28 || input.c != 1 {
+                return Err(Error::Config(format!(
+                    "the conv model needs 28x28 single-channel images (its decoder rebuilds \
+                     28x28 from a 4x4 code); this dataset has {}x{}x{}. Use --model dense or deep.",
+                    input.h, input.w, input.c
+                )));
+            }
+            let l = vec![
+                conv(0, 16, Same, Relu),
+                Layer::MaxPool,
+                conv(1, 8, Same, Relu),
+                Layer::MaxPool,
+                conv(2, 8, Same, Relu),
+                Layer::MaxPool,
+                conv(3, 8, Same, Relu),
+                Layer::Upsample,
+                conv(4, 8, Same, Relu),
+                Layer::Upsample,
+                conv(5, 16, Valid, Relu),
+                Layer::Upsample,
+                conv(6, 1, Same, Sigmoid),
+            ];
+            (l, 6)
+        }
+        ModelKind::Dense => (vec![dense(0, 32, Relu), dense(1, pixels, Sigmoid)], 1),
+        ModelKind::Deep => (
+            vec![
+                dense(0, 128, Relu),
+                dense(1, 64, Relu),
+                dense(2, 32, Relu),
+                dense(3, 64, Relu),
+                dense(4, 128, Relu),
+                dense(5, pixels, Sigmoid),
+            ],
+            3,
+        ),
+    })
+}
+
+impl Layer {
+    /// The shape this layer makes of an input of shape `f`.
+    pub fn output(&self, f: Features) -> Features {
+        match self {
+            Layer::Conv2d { co, padding, .. } => {
+                let shrink = if *padding == Padding::Valid { 2 } else { 0 };
+                Features {
+                    h: f.h.saturating_sub(shrink),
+                    w: f.w.saturating_sub(shrink),
+                    c: *co,
+                }
+            }
+            Layer::MaxPool => Features {
+                h: f.h.div_ceil(2),
+                w: f.w.div_ceil(2),
+                c: f.c,
+            },
+            Layer::Upsample => Features {
+                h: 2 * f.h,
+                w: 2 * f.w,
+                c: f.c,
+            },
+            Layer::Dense { units, .. } => Features {
+                h: 1,
+                w: 1,
+                c: *units,
+            },
+        }
+    }
+}
+
+/// The flat parameter buffer as it is laid out, tensor by tensor.
+#[derive(Default)]
+struct ParamLayout {
+    tensors: Vec<ParamTensor>,
+    /// Elements so far, padding included.
+    len: u64,
+}
+
+impl ParamLayout {
+    fn push(&mut self, name: String, shape: Vec<usize>, fan_in: u64, fan_out: u64) {
+        let len = shape.iter().product::<usize>() as u64;
+        self.tensors.push(ParamTensor {
+            name,
+            shape,
+            offset: self.len,
+            len,
+            fan_in,
+            fan_out,
+        });
+        self.len = (self.len + len).div_ceil(PARAM_ALIGN) * PARAM_ALIGN;
+    }
+
+    /// The kernel and bias of `layer` (on inputs of shape `f`), if it has weights: Keras'
+    /// shapes, and Glorot fans that count a conv's 3x3 window.
+    fn push_layer(&mut self, layer: &Layer, f: Features) {
+        let (name, kernel, fans, units) = match layer {
+            Layer::Conv2d { name, co, .. } => (
+                name,
+                vec![3, 3, f.c as usize, *co as usize],
+                (9 * f.c as u64, 9 * *co as u64),
+                *co,
+            ),
+            Layer::Dense { name, units, .. } => (
+                name,
+                vec![f.len() as usize, *units as usize],
+                (f.len(), *units as u64),
+                *units,
+            ),
+            Layer::MaxPool | Layer::Upsample => return,
+        };
+        self.push(format!("{name}/kernel"), kernel, fans.0, fans.1);
+        self.push(format!("{name}/bias"), vec![units as usize], 0, 0);
     }
 }
 
