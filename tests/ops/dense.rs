@@ -1,10 +1,10 @@
 //! dense: forward (with and without ReLU), backward input, weight and bias.
 //! Tolerance: 1e-5 of the output's scale (f32 sums of at most 784 products).
-use crate::common::{assert_close, gpu, rng, uniform};
+use crate::weighted::{self, Weighted};
+use wgsl_autoencoder::gpu::{Dispatch, Gpu, Tensor};
 use wgsl_autoencoder::ops::dense::{self, GradOut};
-use wgsl_autoencoder::ops::run;
-use wgsl_autoencoder::reference;
 use wgsl_autoencoder::shapes::DenseShape;
+use wgsl_autoencoder::{reference, Result};
 
 const TOL: f64 = 1e-5;
 
@@ -25,174 +25,99 @@ fn shapes() -> Vec<DenseShape> {
     ]
 }
 
-struct Case {
-    s: DenseShape,
-    x: Vec<f32>,
-    w: Vec<f32>,
-    b: Vec<f32>,
-    dy: Vec<f32>,
-}
-
-fn case(s: DenseShape, seed: u64) -> Case {
-    let mut r = rng(seed);
-    Case {
-        s,
-        x: uniform(&mut r, s.input_len() as usize, -1.0, 1.0),
-        w: uniform(&mut r, s.weight_len() as usize, -0.3, 0.3),
-        b: uniform(&mut r, s.fout as usize, -0.5, 0.5),
-        dy: uniform(&mut r, s.output_len() as usize, -1.0, 1.0),
+impl Weighted for DenseShape {
+    const W_RANGE: f32 = 0.3;
+    fn input_len(&self) -> u64 {
+        DenseShape::input_len(self)
     }
-}
-
-fn masked(c: &Case, relu: bool) -> (Vec<f32>, Option<Vec<f32>>) {
-    if !relu {
-        return (c.dy.clone(), None);
+    fn output_len(&self) -> u64 {
+        DenseShape::output_len(self)
     }
-    let act = reference::dense::forward(&c.s, true, &c.x, &c.w, &c.b);
-    (reference::activation::relu_backward(&act, &c.dy), Some(act))
+    fn weight_len(&self) -> u64 {
+        DenseShape::weight_len(self)
+    }
+    fn bias_len(&self) -> u64 {
+        self.fout as u64
+    }
+    fn ref_forward(&self, relu: bool, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
+        reference::dense::forward(self, relu, x, w, b)
+    }
+    fn ref_backward_input(&self, dy: &[f32], w: &[f32]) -> Vec<f32> {
+        reference::dense::backward_input(self, dy, w)
+    }
+    fn ref_backward_weight(&self, x: &[f32], dy: &[f32]) -> Vec<f32> {
+        reference::dense::backward_weight(self, x, dy)
+    }
+    fn ref_backward_bias(&self, dy: &[f32]) -> Vec<f32> {
+        reference::dense::backward_bias(self, dy)
+    }
+    fn forward(
+        &self,
+        g: &Gpu,
+        relu: bool,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        y: &Tensor,
+    ) -> Result<Vec<Dispatch>> {
+        Ok(vec![dense::forward(g, "t", self, relu, x, w, b, y)?])
+    }
+    fn backward_input(
+        &self,
+        g: &Gpu,
+        go: &GradOut,
+        w: &Tensor,
+        dx: &Tensor,
+    ) -> Result<Vec<Dispatch>> {
+        Ok(vec![dense::backward_input(g, "t", self, go, w, dx)?])
+    }
+    fn backward_weight(
+        &self,
+        g: &Gpu,
+        go: &GradOut,
+        x: &Tensor,
+        dw: &Tensor,
+    ) -> Result<Vec<Dispatch>> {
+        Ok(vec![dense::backward_weight(g, "t", self, go, x, dw)?])
+    }
+    fn backward_bias(&self, g: &Gpu, go: &GradOut, db: &Tensor) -> Result<Vec<Dispatch>> {
+        Ok(vec![dense::backward_bias(g, "t", self, go, db)?])
+    }
+    fn backward_params(
+        &self,
+        g: &Gpu,
+        go: &GradOut,
+        x: &Tensor,
+        dw: &Tensor,
+        db: &Tensor,
+    ) -> Result<Vec<Dispatch>> {
+        dense::backward_params(g, "t", self, go, x, dw, db)
+    }
 }
 
 #[test]
 fn dense_forward_matches_reference() {
-    let g = gpu();
-    for (k, s) in shapes().into_iter().enumerate() {
-        for relu in [false, true] {
-            let c = case(s, k as u64);
-            let (x, w, b) = (
-                g.upload("x", &c.x).unwrap(),
-                g.upload("w", &c.w).unwrap(),
-                g.upload("b", &c.b).unwrap(),
-            );
-            let y = g.poisoned("y", s.output_len()).unwrap();
-            run(
-                g,
-                &[dense::forward(g, "t", &s, relu, &x, &w, &b, &y).unwrap()],
-            )
-            .unwrap();
-            let want = reference::dense::forward(&s, relu, &c.x, &c.w, &c.b);
-            assert_close(
-                &format!("{s:?} relu={relu}"),
-                &g.read::<f32>(&y).unwrap(),
-                &want,
-                TOL,
-            );
-        }
-    }
+    weighted::forward(&shapes(), 0, TOL);
 }
 
 #[test]
 fn dense_backward_input_matches_reference() {
-    let g = gpu();
-    for (k, s) in shapes().into_iter().enumerate() {
-        for relu in [false, true] {
-            let c = case(s, 10 + k as u64);
-            let (dy_ref, act) = masked(&c, relu);
-            let (w, dy) = (g.upload("w", &c.w).unwrap(), g.upload("dy", &c.dy).unwrap());
-            let act = act.map(|a| g.upload("act", &a).unwrap());
-            let dx = g.poisoned("dx", s.input_len()).unwrap();
-            let go = GradOut {
-                dy: &dy,
-                relu_output: act.as_ref(),
-            };
-            run(
-                g,
-                &[dense::backward_input(g, "t", &s, &go, &w, &dx).unwrap()],
-            )
-            .unwrap();
-            let want = reference::dense::backward_input(&s, &dy_ref, &c.w);
-            assert_close(
-                &format!("{s:?} relu={relu}"),
-                &g.read::<f32>(&dx).unwrap(),
-                &want,
-                TOL,
-            );
-        }
-    }
+    weighted::backward_input(&shapes(), 10, TOL);
 }
 
 #[test]
 fn dense_backward_weight_matches_reference() {
-    let g = gpu();
-    for (k, s) in shapes().into_iter().enumerate() {
-        for relu in [false, true] {
-            let c = case(s, 20 + k as u64);
-            let (dy_ref, act) = masked(&c, relu);
-            let (x, dy) = (g.upload("x", &c.x).unwrap(), g.upload("dy", &c.dy).unwrap());
-            let act = act.map(|a| g.upload("act", &a).unwrap());
-            let dw = g.poisoned("dw", s.weight_len()).unwrap();
-            let go = GradOut {
-                dy: &dy,
-                relu_output: act.as_ref(),
-            };
-            run(
-                g,
-                &[dense::backward_weight(g, "t", &s, &go, &x, &dw).unwrap()],
-            )
-            .unwrap();
-            let want = reference::dense::backward_weight(&s, &c.x, &dy_ref);
-            assert_close(
-                &format!("{s:?} relu={relu}"),
-                &g.read::<f32>(&dw).unwrap(),
-                &want,
-                TOL,
-            );
-        }
-    }
+    weighted::backward_weight(&shapes(), 20, TOL);
 }
 
 #[test]
 fn dense_backward_bias_matches_reference() {
-    let g = gpu();
-    for (k, s) in shapes().into_iter().enumerate() {
-        for relu in [false, true] {
-            let c = case(s, 30 + k as u64);
-            let (dy_ref, act) = masked(&c, relu);
-            let dy = g.upload("dy", &c.dy).unwrap();
-            let act = act.map(|a| g.upload("act", &a).unwrap());
-            let db = g.poisoned("db", s.fout as u64).unwrap();
-            let go = GradOut {
-                dy: &dy,
-                relu_output: act.as_ref(),
-            };
-            run(g, &[dense::backward_bias(g, "t", &s, &go, &db).unwrap()]).unwrap();
-            let want = reference::dense::backward_bias(&s, &dy_ref);
-            assert_close(
-                &format!("{s:?} relu={relu}"),
-                &g.read::<f32>(&db).unwrap(),
-                &want,
-                TOL,
-            );
-        }
-    }
+    weighted::backward_bias(&shapes(), 30, TOL);
 }
 
 /// The fused path training runs: kernel and bias gradients together (split-K from a batch of
 /// 128 on, with the bias as an extra input row).
 #[test]
 fn dense_backward_params_matches_reference() {
-    let g = gpu();
-    for (k, s) in shapes().into_iter().enumerate() {
-        for relu in [false, true] {
-            let c = case(s, 40 + k as u64);
-            let (dy_ref, act) = masked(&c, relu);
-            let (x, dy) = (g.upload("x", &c.x).unwrap(), g.upload("dy", &c.dy).unwrap());
-            let act = act.map(|a| g.upload("act", &a).unwrap());
-            let dw = g.poisoned("dw", s.weight_len()).unwrap();
-            let db = g.poisoned("db", s.fout as u64).unwrap();
-            let go = GradOut {
-                dy: &dy,
-                relu_output: act.as_ref(),
-            };
-            run(
-                g,
-                &dense::backward_params(g, "t", &s, &go, &x, &dw, &db).unwrap(),
-            )
-            .unwrap();
-            let what = format!("{s:?} relu={relu}");
-            let want_w = reference::dense::backward_weight(&s, &c.x, &dy_ref);
-            assert_close(&what, &g.read::<f32>(&dw).unwrap(), &want_w, TOL);
-            let want_b = reference::dense::backward_bias(&s, &dy_ref);
-            assert_close(&what, &g.read::<f32>(&db).unwrap(), &want_b, TOL);
-        }
-    }
+    weighted::backward_params(&shapes(), 40, TOL);
 }

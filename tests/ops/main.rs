@@ -11,3 +11,4 @@ mod conv2d;
 mod dense;
 mod pool;
 mod upsample;
+mod weighted;
