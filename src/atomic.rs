@@ -29,12 +29,17 @@ pub fn write_atomic_with(
         );
         return Err(err(e));
     }
-    // The temporary file is deleted when `tmp` drops unless it was persisted.
-    let tmp = tempfile::Builder::new()
-        .prefix(&temp_prefix(path))
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(err)?;
+    // The temporary file is deleted when `tmp` drops unless it was persisted. It is created
+    // with the mode an ordinary new file gets (0666 less the umask), not tempfile's 0600.
+    let prefix = temp_prefix(path);
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let tmp = builder.tempfile_in(dir).map_err(err)?;
     {
         let mut w = BufWriter::new(tmp.as_file());
         f(&mut w).map_err(err)?;

@@ -9,6 +9,7 @@
 //! Format versions: 1 had no `step`/`partial_losses` and its checksum covered the tensors
 //! only (still read: an epoch-end checkpoint); 2 adds both and checksums the metadata too, so
 //! an altered epoch count or history is refused like an altered weight.
+use crate::data::DataRecord;
 use crate::model::{Features, Model, ModelKind};
 pub use crate::train::State;
 use crate::train::{EpochMetrics, TrainConfig};
@@ -37,6 +38,8 @@ pub struct Checkpoint {
     /// The training losses of those `step` steps, so that the resumed epoch's loss (the
     /// sample-weighted mean of every step's) equals an uninterrupted run's.
     pub partial_losses: Vec<f32>,
+    /// The dataset the run trained on (absent in checkpoints of earlier versions).
+    pub data: Option<DataRecord>,
 }
 
 fn err(path: &Path, detail: impl Into<String>) -> Error {
@@ -141,6 +144,9 @@ pub fn encode(ck: &Checkpoint) -> Result<Vec<u8>> {
     meta.insert("history".into(), to_json(&ck.history)?);
     meta.insert("step".into(), ck.step.to_string());
     meta.insert("partial_losses".into(), to_json(&ck.partial_losses)?);
+    if let Some(d) = &ck.data {
+        meta.insert("data".into(), to_json(d)?);
+    }
     let sha = digest(
         owned.iter().map(|(n, _, _, b)| (n.as_str(), b.as_slice())),
         Some(&meta),
@@ -393,6 +399,10 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
     }
     let state = state_from(&model, &views, epoch, path)?;
     let (step, partial_losses) = meta.position(version)?;
+    let data = match meta.map.contains_key("data") {
+        true => Some(meta.json("data")?),
+        false => None,
+    };
     Ok(Checkpoint {
         model: kind,
         input,
@@ -402,6 +412,7 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
         state,
         step,
         partial_losses,
+        data,
     })
 }
 

@@ -44,6 +44,10 @@ pub enum Error {
     },
     #[error("{0}")]
     Image(String),
+    /// A file of the run could not be written (a full disk): the run stopped there. `kept`
+    /// names the last checkpoint that did land.
+    #[error("{detail}. Training stopped at the first failed write. {kept}")]
+    WriteFailed { detail: String, kept: String },
     /// A signal (Ctrl-C, SIGTERM) stopped the run; `detail` says what was saved, `resume`
     /// is the run folder to resume (None: nothing to resume). The binary exits with
     /// 128 + `signal`.

@@ -13,6 +13,23 @@ use wgsl_autoencoder::model::ModelKind;
 use wgsl_autoencoder::run::{self, Control, Event, RunOptions, TrainRequest};
 use wgsl_autoencoder::train::TrainConfig;
 
+/// `println!` that never panics: a closed or full stdout (a dead pager, `head`, a full log
+/// disk) must not cost a run, so a failed write is dropped.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that never panics, for the same reason.
+macro_rules! warn {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "wgsl-autoencoder",
@@ -127,7 +144,8 @@ enum Command {
 
 #[derive(Args, Clone)]
 struct DataArg {
-    /// A folder with the four MNIST IDX files (raw or .gz). Default: the shipped assets/mnist.
+    /// A folder with the four MNIST IDX files (raw or .gz). Default: the shipped assets/mnist
+    /// (with --resume: the folder the run recorded).
     #[arg(long)]
     data: Option<PathBuf>,
 }
@@ -161,9 +179,13 @@ struct TrainArgs {
     /// Denoising: inputs + F * N(0, 1), clipped to [0, 1]; targets stay clean (default: 0).
     #[arg(long, allow_negative_numbers = true)]
     noise: Option<f32>,
-    /// The run folder (default: runs/<date-time>/).
+    /// The run folder (default: a new runs/<date-time>/). It must be empty: a run folder
+    /// belongs to one run.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Empty a non-empty --out folder first (its files are deleted).
+    #[arg(long, requires = "out")]
+    overwrite: bool,
     /// Continue a run: its folder or a checkpoint file (from the exact step it holds).
     #[arg(long)]
     resume: Option<PathBuf>,
@@ -226,13 +248,13 @@ impl Printer {
                 first_step,
             } => {
                 self.epochs = epochs;
-                println!("adapter: {adapter}");
-                println!("run folder: {}", run_dir.display());
-                println!(
+                say!("adapter: {adapter}");
+                say!("run folder: {}", run_dir.display());
+                say!(
                     "{model} on {train_count} training and {test_count} test images, {steps} steps per epoch, epochs {first_epoch}..={epochs}"
                 );
                 if first_step > 0 {
-                    println!("epoch {first_epoch} continues at step {}", first_step + 1);
+                    say!("epoch {first_epoch} continues at step {}", first_step + 1);
                 }
             }
             Event::Progress {
@@ -257,9 +279,13 @@ impl Printer {
                 if let Some(b) = self.bar.take() {
                     b.finish_and_clear();
                 }
-                println!(
+                say!(
                     "epoch {}/{} - {:.1}s - loss: {:.4} - val_loss: {:.4}",
-                    m.epoch, epochs, m.seconds, m.loss, m.val_loss
+                    m.epoch,
+                    epochs,
+                    m.seconds,
+                    m.loss,
+                    m.val_loss
                 );
             }
             Event::Finished { .. } => {}
@@ -270,8 +296,9 @@ impl Printer {
 fn train(adapter: AdapterChoice, a: TrainArgs) -> Result<()> {
     let opts = RunOptions {
         request: a.request(),
-        data_dir: a.data.dir(),
+        data_dir: a.data.data.clone(),
         out_dir: a.out,
+        overwrite: a.overwrite,
         adapter,
         resume: a.resume,
     };
@@ -279,7 +306,7 @@ fn train(adapter: AdapterChoice, a: TrainArgs) -> Result<()> {
     // at once). Without the handler a signal still kills the run, losing only the steps
     // since the last checkpoint.
     if let Err(e) = interrupt::install() {
-        eprintln!("warning: Ctrl-C will not write a checkpoint: {e}");
+        warn!("warning: Ctrl-C will not write a checkpoint: {e}");
     }
     let ctl = Control {
         stop: Some(interrupt::flag()),
@@ -289,7 +316,7 @@ fn train(adapter: AdapterChoice, a: TrainArgs) -> Result<()> {
     };
     let mut printer = Printer::new();
     let dir = run::train_with(&opts, &ctl, &mut |e| printer.event(e))?;
-    println!("results in {}", dir.display());
+    say!("results in {}", dir.display());
     Ok(())
 }
 
@@ -345,9 +372,10 @@ fn bench_cmd(
         epochs,
         train_limit,
         data_dir: data.dir(),
+        json: json.clone(),
     };
     let results = bench::bench(&opts).context("bench failed")?;
-    println!(
+    say!(
         "{:<6} {:>8} {:>10} {:>12} {:>10} {:>12} {:>10} {:>9}  adapter",
         "model",
         "images",
@@ -359,7 +387,7 @@ fn bench_cmd(
         "val_loss"
     );
     for r in &results {
-        println!(
+        say!(
             "{:<6} {:>8} {:>10.3} {:>12.0} {:>10.3} {:>12.0} {:>10.1} {:>9.4}  {} ({}, {})",
             r.model,
             r.train_images,
@@ -375,9 +403,7 @@ fn bench_cmd(
         );
     }
     if let Some(path) = json {
-        let text = serde_json::to_string_pretty(&results)?;
-        wgsl_autoencoder::atomic::write_atomic(&path, text.as_bytes())?;
-        println!("wrote {}", path.display());
+        say!("wrote {}", path.display());
     }
     Ok(())
 }
@@ -423,10 +449,12 @@ fn message(e: &anyhow::Error) -> String {
 
 fn eval(adapter: &AdapterChoice, checkpoint: &std::path::Path, data: &DataArg) -> Result<()> {
     let r = commands::eval(adapter, checkpoint, &data.dir()).context("eval failed")?;
-    println!("adapter: {}", r.adapter);
-    println!(
+    say!("adapter: {}", r.adapter);
+    say!(
         "{} model, epoch {}: val_loss {:.4}",
-        r.model, r.epoch, r.val_loss
+        r.model,
+        r.epoch,
+        r.val_loss
     );
     Ok(())
 }
@@ -440,8 +468,8 @@ fn encode(
 ) -> Result<()> {
     let (n, [h, w, c]) = commands::encode(adapter, checkpoint, &data.dir(), train_split, out)
         .context("encode failed")?;
-    println!("wrote {n} codes of {h}x{w}x{c} to {}", out.display());
-    println!(
+    say!("wrote {n} codes of {h}x{w}x{c} to {}", out.display());
+    say!(
         "wrote their labels to {}",
         commands::labels_path(out).display()
     );
@@ -466,9 +494,9 @@ fn profile(
         trace: trace.clone(),
     };
     let r = bench::profile(&opts).context("profile failed")?;
-    print!("{}", r.text());
+    say!("{}", r.text().trim_end());
     if let Some(t) = trace {
-        println!("trace written to {}", t.display());
+        say!("trace written to {}", t.display());
     }
     Ok(())
 }
@@ -493,7 +521,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         }) => {
             let n = commands::decode(&adapter, &checkpoint, &codes, &out, count)
                 .context("decode failed")?;
-            println!("decoded {n} codes into {}", out.display());
+            say!("decoded {n} codes into {}", out.display());
             Ok(())
         }
         Some(Command::Profile {
@@ -513,7 +541,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             data,
         }) => bench_cmd(adapter, model, epochs, batch_size, train_limit, json, data),
         Some(Command::Devices) => {
-            print!("{}", commands::devices());
+            say!("{}", commands::devices().trim_end());
             Ok(())
         }
     }
@@ -529,13 +557,13 @@ fn main() -> ExitCode {
             if let Some(wgsl_autoencoder::Error::Interrupted { signal, resume, .. }) =
                 e.downcast_ref()
             {
-                eprintln!("{}", message(&e));
+                warn!("{}", message(&e));
                 if let Some(dir) = resume {
-                    eprintln!("To continue it: {}", resume_command(dir, &args));
+                    warn!("To continue it: {}", resume_command(dir, &args));
                 }
                 return ExitCode::from(interrupt::exit_code(*signal));
             }
-            eprintln!("error: {}", message(&e));
+            warn!("error: {}", message(&e));
             ExitCode::from(1)
         }
     }

@@ -67,6 +67,17 @@ fn sample(kind: ModelKind, input: Features, step: usize) -> Checkpoint {
         },
         step,
         partial_losses: (0..step).map(|_| r.random_range(0.6f32..0.7)).collect(),
+        data: Some(wgsl_autoencoder::data::DataRecord {
+            dir: "data/mnist-8x8".into(),
+            files: ["train-images", "train-labels", "t10k-images", "t10k-labels"]
+                .iter()
+                .map(|n| wgsl_autoencoder::data::FileRecord {
+                    name: format!("{n}.gz"),
+                    bytes: 1234,
+                    sha256: "ab".repeat(32),
+                })
+                .collect(),
+        }),
     }
 }
 

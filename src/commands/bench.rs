@@ -5,7 +5,7 @@ use crate::gpu::{AdapterChoice, Gpu};
 use crate::model::{Model, ModelKind};
 use crate::train::profile::{profile_steps, ProfileReport};
 use crate::train::{TrainConfig, Trainer};
-use crate::Result;
+use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -31,6 +31,11 @@ pub struct ProfileOptions {
 /// wall time.
 pub fn profile(o: &ProfileOptions) -> Result<ProfileReport> {
     o.config.validate()?;
+    if o.steps == 0 {
+        return Err(Error::Config(
+            "--steps must be at least 1: the profile times that many steps".into(),
+        ));
+    }
     let gpu = Gpu::new(&o.adapter)?;
     let mut t = trainer(&gpu, &o.config, &o.data_dir)?;
     profile_steps(&gpu, &mut t, o.steps, o.warmup, o.trace.as_deref())
@@ -43,6 +48,30 @@ pub struct BenchOptions {
     pub epochs: usize,
     pub train_limit: Option<usize>,
     pub data_dir: PathBuf,
+    /// Also write the results there, as JSON.
+    pub json: Option<PathBuf>,
+}
+
+/// Fails now, not after the benchmark, when `path` cannot be a file we write.
+fn check_output(path: &Path) -> Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let problem = if path.is_dir() {
+        Some("it is a folder".to_string())
+    } else if !parent.is_dir() {
+        Some(format!("the folder {} does not exist", parent.display()))
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => Err(Error::Config(format!(
+            "--json {}: {p}; pass a file path in an existing folder",
+            path.display()
+        ))),
+        None => Ok(()),
+    }
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -67,12 +96,22 @@ pub struct BenchResult {
 
 /// Steady-state training throughput (the first epoch excluded) and inference throughput.
 pub fn bench(o: &BenchOptions) -> Result<Vec<BenchResult>> {
+    if o.epochs < 2 {
+        return Err(Error::Config(format!(
+            "--epochs {} is too few: bench needs at least 2, the first being warm-up that the \
+             figures leave out",
+            o.epochs
+        )));
+    }
+    if let Some(path) = &o.json {
+        check_output(path)?;
+    }
     let gpu = Gpu::new(&o.adapter)?;
     let mut out = Vec::new();
     for &model in &o.models {
         let mut cfg = TrainConfig::new(model);
         cfg.batch_size = o.batch_size;
-        cfg.epochs = o.epochs.max(2);
+        cfg.epochs = o.epochs;
         cfg.train_limit = o.train_limit;
         cfg.validate()?;
         let mut t = trainer(&gpu, &cfg, &o.data_dir)?;
@@ -108,6 +147,10 @@ pub fn bench(o: &BenchOptions) -> Result<Vec<BenchResult>> {
             final_val_loss: val,
             epoch_seconds,
         });
+    }
+    if let Some(path) = &o.json {
+        let text = serde_json::to_string_pretty(&out).map_err(|e| Error::Config(e.to_string()))?;
+        crate::atomic::write_atomic(path, text.as_bytes())?;
     }
     Ok(out)
 }

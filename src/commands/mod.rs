@@ -60,10 +60,20 @@ pub fn eval(adapter: &AdapterChoice, ckpt: &Path, data_dir: &Path) -> Result<Eva
     gpu.write(&net.params, &ck.state.params);
     let split = DeviceSplit::upload(&gpu, "test images", &test.pixels, test.count)?;
     let evaluator = Evaluator::new(&gpu, &net, split, batch, 0.0, ck.config.seed)?;
+    let val_loss = evaluator.evaluate(&gpu)?;
+    if !val_loss.is_finite() {
+        return Err(Error::Checkpoint {
+            path: checkpoint_path(ckpt),
+            detail: format!(
+                "its weights give a validation loss of {val_loss}: they diverged. Evaluate an \
+                 earlier checkpoint (best.safetensors keeps the lowest val_loss)"
+            ),
+        });
+    }
     Ok(EvalReport {
         model: ck.model.name().into(),
         epoch: ck.state.epoch,
-        val_loss: evaluator.evaluate(&gpu)?,
+        val_loss,
         adapter: gpu.name(),
     })
 }
@@ -138,9 +148,13 @@ pub fn decode(
     let npy = npyz::NpyFile::new(std::io::BufReader::new(file))
         .map_err(|e| bad(format!("not a .npy file: {e}")))?;
     let shape = npy.shape().to_vec();
-    let values: Vec<f32> = npy
+    let fortran = npy.order() == npyz::Order::Fortran;
+    let mut values: Vec<f32> = npy
         .into_vec()
         .map_err(|e| bad(format!("expected f32 codes: {e}")))?;
+    if fortran {
+        values = c_order(&values, &shape);
+    }
     let model = &inference.net.model;
     let code_len = model.code().len() as usize;
     let per: u64 = shape.iter().skip(1).product();
@@ -159,6 +173,30 @@ pub fn decode(
     let (h, w) = (ck.input.h as usize, ck.input.w as usize);
     report::grid_png(out, &images, n, h, w, 10)?;
     Ok(n)
+}
+
+/// The elements of a column-major (Fortran-order) array of `shape` in row-major order.
+fn c_order(values: &[f32], shape: &[u64]) -> Vec<f32> {
+    let dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
+    let mut out = vec![0.0; values.len()];
+    let mut index = vec![0usize; dims.len()];
+    for v in out.iter_mut() {
+        // `index` walks row-major; its column-major offset has the first axis fastest.
+        let (mut offset, mut stride) = (0, 1);
+        for (i, d) in index.iter().zip(&dims) {
+            offset += i * stride;
+            stride *= d;
+        }
+        *v = values[offset];
+        for (i, d) in index.iter_mut().zip(&dims).rev() {
+            *i += 1;
+            if *i < *d {
+                break;
+            }
+            *i = 0;
+        }
+    }
+    out
 }
 
 /// Every adapter with its type, backend, driver, and the limits and features we use.

@@ -18,6 +18,9 @@ use crate::{Error, Result};
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const IMAGES_MAGIC: u32 = 0x0000_0803;
 const LABELS_MAGIC: u32 = 0x0000_0801;
+/// How far past the promised payload a gzip stream is read to reach its checksum.
+const GZ_DRAIN_LIMIT: u64 = 1 << 30;
+
 /// Initial buffer for a gzip payload is at most this many times the compressed size; the
 /// buffer grows with what actually decompresses, never past what the header promises + 1.
 const GZ_RESERVE_RATIO: u64 = 8;
@@ -310,10 +313,16 @@ fn read_idx(kind: Kind, path: &Path) -> Result<(Header, Vec<u8>)> {
     let limit = h.payload as u64 + 1;
     let reserve = limit.min(reserve_cap);
     let mut payload = Vec::with_capacity(usize::try_from(reserve).unwrap_or(0));
-    reader
+    (&mut reader)
         .take(limit)
         .read_to_end(&mut payload)
         .map_err(io_err)?;
+    if gz && payload.len() > h.payload {
+        // More output than the header promised: either data after a good stream, or a
+        // stream corrupted midway that inflates to more. Only the stream's own checksum at
+        // its end tells which, so read on (bounded, storing nothing) to reach it.
+        io::copy(&mut reader.take(GZ_DRAIN_LIMIT), &mut io::sink()).map_err(io_err)?;
+    }
     let extra_known = !gz;
     if payload.len() > h.payload && extra_known {
         // A raw file's size tells exactly how much is extra.

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::shapes::Features;
 use crate::{Error, Result};
+use sha2::Digest;
 
 mod idx;
 
@@ -182,6 +183,68 @@ impl Dataset {
             w: self.train.images.cols as u32,
             c: 1,
         }
+    }
+}
+
+/// One of a dataset's files as a run recorded it: a resumed run refuses another file.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileRecord {
+    pub name: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// Where a run's data came from and what exactly its four files were.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DataRecord {
+    pub dir: PathBuf,
+    pub files: Vec<FileRecord>,
+}
+
+impl DataRecord {
+    /// The four MNIST files of `dir`: names, sizes and SHA-256 of the bytes on disk.
+    pub fn of(dir: &Path) -> Result<Self> {
+        let mut files = Vec::new();
+        for stem in [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS] {
+            let path = find_file(dir, stem)?;
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            let digest = sha2::Sha256::digest(&bytes);
+            files.push(FileRecord {
+                name: path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                bytes: bytes.len() as u64,
+                sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
+            });
+        }
+        Ok(DataRecord {
+            dir: dir.to_path_buf(),
+            files,
+        })
+    }
+
+    /// Fails, naming the first file that differs, unless `other` holds the same files.
+    pub fn check_same(&self, other: &DataRecord) -> Result<()> {
+        for (want, got) in self.files.iter().zip(&other.files) {
+            if want.bytes != got.bytes || want.sha256 != got.sha256 {
+                return Err(Error::Data {
+                    path: other.dir.join(&got.name),
+                    detail: format!(
+                        "this is not the file the run trained on ({} bytes, SHA-256 {}; the \
+                         run had {} of {} bytes, SHA-256 {}, in {}). Pass --data with the \
+                         run's own files",
+                        got.bytes,
+                        &got.sha256[..16],
+                        want.name,
+                        want.bytes,
+                        &want.sha256[..16],
+                        self.dir.display()
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 }
 

@@ -56,13 +56,50 @@ pub(crate) fn instance() -> wgpu::Instance {
 /// Every adapter wgpu can see, in a stable order (the index `--adapter N` uses).
 pub fn list_adapters() -> Vec<wgpu::Adapter> {
     let instance = instance();
-    let mut all = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    let mut all = without_egl_noise(|| {
+        pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+    });
     // Stable order: by backend preference, then name.
     all.sort_by_key(|a| {
         let i = a.get_info();
         (backend_rank(i.backend), i.name.clone(), i.device)
     });
     all
+}
+
+/// Runs `f` (the adapter probe) with stderr silenced when XDG_RUNTIME_DIR is unset or not a
+/// folder: Mesa's EGL, probed for the GL backend, then prints "error: XDG_RUNTIME_DIR is
+/// invalid or not set" twice, which reads as our own error though nothing failed.
+fn without_egl_noise<T>(f: impl FnOnce() -> T) -> T {
+    let xdg_ok =
+        std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_dir());
+    if xdg_ok {
+        return f();
+    }
+    #[cfg(unix)]
+    {
+        // SAFETY: plain descriptor calls; fd 2 is restored from its duplicate before
+        // returning, and a failed dup leaves stderr as it was.
+        unsafe {
+            let saved = libc::dup(2);
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+            if saved >= 0 && null >= 0 {
+                libc::dup2(null, 2);
+                let out = f();
+                libc::dup2(saved, 2);
+                libc::close(null);
+                libc::close(saved);
+                return out;
+            }
+            if saved >= 0 {
+                libc::close(saved);
+            }
+            if null >= 0 {
+                libc::close(null);
+            }
+        }
+    }
+    f()
 }
 
 fn backend_rank(b: wgpu::Backend) -> u8 {

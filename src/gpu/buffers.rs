@@ -54,8 +54,13 @@ impl Tensor {
 impl Gpu {
     /// A zeroed storage tensor of `len` elements (at least one, wgpu forbids empty bindings).
     pub fn tensor(&self, label: &str, len: u64) -> Result<Tensor> {
+        self.tensor_or(label, len, "use a smaller --batch-size")
+    }
+
+    /// [`Gpu::tensor`] for a buffer whose size the batch does not set: `fix` says what does.
+    pub fn tensor_or(&self, label: &str, len: u64, fix: &str) -> Result<Tensor> {
         let bytes = len.max(1) * 4;
-        self.check_buffer(label, bytes, "use a smaller --batch-size")?;
+        self.check_buffer(label, bytes, fix)?;
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes,

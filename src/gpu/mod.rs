@@ -26,10 +26,25 @@ pub struct Gpu {
     pipelines: pipeline::PipelineCache,
 }
 
+/// The limits a device is opened with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitSet {
+    /// Everything the adapter allows: the launchers check each need against it.
+    Adapter,
+    /// WebGPU's defaults, which every conformant adapter offers (what a browser grants
+    /// without asking): the portability promise, tested.
+    WebGpuDefaults,
+}
+
 impl Gpu {
-    /// Opens the adapter chosen by `choice`. Timestamp queries are requested when the adapter
-    /// has them and never required.
+    /// Opens the adapter chosen by `choice` with all the limits it allows. Timestamp queries
+    /// are requested when the adapter has them and never required.
     pub fn new(choice: &AdapterChoice) -> Result<Self> {
+        Self::with_limits(choice, LimitSet::Adapter)
+    }
+
+    /// [`Gpu::new`] with the limits of `set`.
+    pub fn with_limits(choice: &AdapterChoice, set: LimitSet) -> Result<Self> {
         let instance = adapter::instance();
         let adapter = adapter::choose(&instance, choice)?;
         let info = adapter.get_info();
@@ -37,8 +52,10 @@ impl Gpu {
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
         let features = adapter.features() & wanted;
-        // Ask for everything the adapter allows: the launchers check each need against it.
-        let limits = adapter.limits();
+        let limits = match set {
+            LimitSet::Adapter => adapter.limits(),
+            LimitSet::WebGpuDefaults => wgpu::Limits::default(),
+        };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgsl-autoencoder"),
             required_features: features,

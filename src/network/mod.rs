@@ -53,10 +53,20 @@ pub struct Network {
 
 const BATCH_FIX: &str = "use a smaller --batch-size";
 
+/// The parameter buffers grow with the image size, not the batch.
+const PARAMS_FIX: &str = "the model's weights grow with the image size, not the batch: use \
+                          smaller images, or a model with fewer weights per pixel";
+
 impl Network {
     pub fn new(gpu: &Gpu, model: Model, capacity: u32, purpose: Purpose) -> Result<Self> {
         let cap = capacity as u64;
         let pixels = model.input.len();
+        // First the buffers no batch size can shrink, so their limit is the one reported.
+        let params = gpu.tensor_or("params", model.param_len, PARAMS_FIX)?;
+        let training = match purpose {
+            Purpose::Training { .. } => Some(TrainingBuffers::new(gpu, &model, capacity)?),
+            Purpose::Inference => None,
+        };
         let target = gpu.tensor("target", cap * pixels)?;
         let input = match purpose {
             Purpose::Training { noisy: true } => gpu.tensor("noisy input", cap * pixels)?,
@@ -73,12 +83,8 @@ impl Network {
                 _ => None,
             });
         }
-        let training = match purpose {
-            Purpose::Training { .. } => Some(TrainingBuffers::new(gpu, &model, capacity)?),
-            Purpose::Inference => None,
-        };
         Ok(Network {
-            params: gpu.tensor("params", model.param_len)?,
+            params,
             probs: gpu.tensor("probs", cap * pixels)?,
             partials: gpu.tensor("loss partials", ops::bce::partials_len(cap * pixels))?,
             model,
@@ -336,6 +342,9 @@ pub struct Loss {
 impl TrainingBuffers {
     fn new(gpu: &Gpu, model: &Model, capacity: u32) -> Result<Self> {
         let cap = capacity as u64;
+        let grads = gpu.tensor_or("grads", model.param_len, PARAMS_FIX)?;
+        let adam_m = gpu.tensor_or("adam m", model.param_len, PARAMS_FIX)?;
+        let adam_v = gpu.tensor_or("adam v", model.param_len, PARAMS_FIX)?;
         let mut dacts = Vec::new();
         for i in 0..model.layers.len() {
             let len = cap * model.shapes[i + 1].len();
@@ -348,9 +357,9 @@ impl TrainingBuffers {
             }
         }
         Ok(TrainingBuffers {
-            grads: gpu.tensor("grads", model.param_len)?,
-            adam_m: gpu.tensor("adam m", model.param_len)?,
-            adam_v: gpu.tensor("adam v", model.param_len)?,
+            grads,
+            adam_m,
+            adam_v,
             dacts,
             conv_partials: gpu.tensor("conv weight-gradient partials", conv_scratch)?,
         })

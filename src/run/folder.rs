@@ -28,28 +28,165 @@ pub fn checkpoint_path(p: &Path) -> PathBuf {
     }
 }
 
-/// Creates `dir` (default: `runs/<date-time>`) and proves it writable before any training.
-pub fn create(out: Option<&Path>) -> Result<PathBuf> {
-    let dir = match out {
-        Some(d) => d.to_path_buf(),
-        None => {
-            PathBuf::from("runs").join(chrono::Local::now().format("%Y-%m-%d_%H-%M-%S").to_string())
+/// How a run comes by its folder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// A new folder under `runs/` named after the time, made unique.
+    Fresh,
+    /// The folder `--out` names: it must be empty, or emptied first with `overwrite`.
+    Out { overwrite: bool },
+    /// The folder of the run being resumed: its files stay.
+    Resume,
+}
+
+/// A run folder held by this process: a lock on its `.lock` file keeps every other run out
+/// while this one lives (dropped, the lock is released and the file removed).
+#[derive(Debug)]
+pub struct RunDir {
+    pub path: PathBuf,
+    lock: std::fs::File,
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.path.join(LOCK));
+        let _ = self.lock.unlock();
+    }
+}
+
+const LOCK: &str = ".lock";
+
+/// Claims the run folder: `out` (or a fresh one), locked, empty unless resumed, writable.
+pub fn claim(out: Option<&Path>, claim: Claim) -> Result<RunDir> {
+    let path = match out {
+        Some(d) => {
+            std::fs::create_dir_all(d).map_err(|e| cannot_write(d, &e))?;
+            d.to_path_buf()
         }
+        None => fresh_dir()?,
     };
-    let cannot = |e: &dyn std::fmt::Display| {
-        Error::Config(format!(
-            "the run folder {} cannot be written ({e}); pass --out with a folder you can write",
-            dir.display()
-        ))
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| cannot(&e))?;
+    let dir = lock(&path)?;
+    clean_temp_files(&path);
+    if let Claim::Out { overwrite } = claim {
+        empty(&path, overwrite)?;
+    }
     // Fail now, not after an epoch, when the folder cannot be written.
-    atomic::write_atomic(&dir.join(".write-test"), b"ok").map_err(|e| match e {
-        Error::Io { source, .. } => cannot(&source),
-        e => cannot(&e),
+    atomic::write_atomic(&path.join(".write-test"), b"ok").map_err(|e| match e {
+        Error::Io { source, .. } => cannot_write(&path, &source),
+        e => cannot_write(&path, &e),
     })?;
-    let _ = std::fs::remove_file(dir.join(".write-test"));
+    let _ = std::fs::remove_file(path.join(".write-test"));
     Ok(dir)
+}
+
+/// The checks of [`claim`] that need no folder made: a new run's `--out` must be empty (or
+/// `overwrite`), and no other run may hold the folder. `claim` checks again, under the lock.
+pub fn check(out: Option<&Path>, claim: Claim) -> Result<()> {
+    let Some(dir) = out.filter(|d| d.is_dir()) else {
+        return Ok(());
+    };
+    let held = lock(dir)?;
+    let r = match claim {
+        Claim::Out { overwrite: false } => empty(dir, false),
+        _ => Ok(()),
+    };
+    drop(held);
+    r
+}
+
+fn cannot_write(dir: &Path, e: &dyn std::fmt::Display) -> Error {
+    Error::Config(format!(
+        "the run folder {} cannot be written ({e}); pass --out with a folder you can write",
+        dir.display()
+    ))
+}
+
+/// `runs/<date-time>`, or `runs/<date-time>-2`, ... when a run started in the same second:
+/// created here, so two runs never share one.
+fn fresh_dir() -> Result<PathBuf> {
+    let runs = PathBuf::from("runs");
+    std::fs::create_dir_all(&runs).map_err(|e| cannot_write(&runs, &e))?;
+    let stamp = chrono::Local::now().format("%Y-%m-%d_%H-%M-%S").to_string();
+    for k in 1..10_000 {
+        let name = if k == 1 {
+            stamp.clone()
+        } else {
+            format!("{stamp}-{k}")
+        };
+        let dir = runs.join(name);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(cannot_write(&dir, &e)),
+        }
+    }
+    Err(cannot_write(&runs, &"every name for this second is taken"))
+}
+
+/// Takes the folder's lock, or says which process holds it.
+fn lock(dir: &Path) -> Result<RunDir> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join(LOCK);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| cannot_write(dir, &e))?;
+    if let Err(e) = file.try_lock() {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        return Err(Error::Config(format!(
+            "another run (process {}) is using the run folder {} ({e}); wait for it to end, \
+             or pass another --out",
+            holder.trim(),
+            dir.display()
+        )));
+    }
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = write!(file, "{}", std::process::id());
+    Ok(RunDir {
+        path: dir.to_path_buf(),
+        lock: file,
+    })
+}
+
+/// A new run's folder must hold nothing (but our lock); `overwrite` empties it first.
+fn empty(dir: &Path, overwrite: bool) -> Result<()> {
+    let entries: Vec<std::fs::DirEntry> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .flatten()
+        .filter(|e| e.file_name() != LOCK)
+        .collect();
+    if entries.is_empty() {
+        return Ok(());
+    }
+    if !overwrite {
+        let mut names: Vec<String> = entries
+            .iter()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        return Err(Error::Config(format!(
+            "the run folder {} already holds files ({}); a run folder belongs to one run. Pass \
+             another --out, --resume {} to continue that run, or --overwrite to empty it first",
+            dir.display(),
+            names.join(", "),
+            dir.display()
+        )));
+    }
+    for e in entries {
+        let p = e.path();
+        let removed = if e.file_type().is_ok_and(|t| t.is_dir()) {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+        removed.map_err(|err| Error::io(&p, err))?;
+    }
+    Ok(())
 }
 
 /// The hidden temporary files an atomic write leaves when the process is killed during it

@@ -28,8 +28,12 @@ pub struct RunOptions {
     /// The settings asked for; what is left out is the model's default (a new run) or the
     /// checkpoint's (a resumed one).
     pub request: TrainRequest,
-    pub data_dir: PathBuf,
+    /// The dataset's folder; by default the resumed run's (as its checkpoint records it), or
+    /// the shipped MNIST.
+    pub data_dir: Option<PathBuf>,
     pub out_dir: Option<PathBuf>,
+    /// Empty a non-empty `out_dir` before the run (otherwise it is refused).
+    pub overwrite: bool,
     pub adapter: AdapterChoice,
     pub resume: Option<PathBuf>,
 }

@@ -1,8 +1,9 @@
 //! A live run: the epoch loop, checkpoints at epoch ends and inside epochs, stop requests,
 //! and what an error says about the last checkpoint that can be resumed.
+use super::folder::{self, RunDir};
 use super::setup::Setup;
 use super::writer::{Job, Pictures, Writer};
-use super::{folder, Control, Event};
+use super::{Control, Event};
 use crate::checkpoint::Checkpoint;
 use crate::gpu::Gpu;
 use crate::infer;
@@ -10,7 +11,7 @@ use crate::model::Model;
 use crate::train::profile::profile_steps;
 use crate::train::{EpochEnd, EpochMetrics, EpochStart, Trainer};
 use crate::{Error, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -38,6 +39,8 @@ pub(super) struct Session<'a> {
     setup: Setup,
     ctl: &'a Control<'a>,
     dir: PathBuf,
+    /// Holds the folder's lock until the run ends.
+    _claim: RunDir,
     writer: Writer,
     history: Vec<EpochMetrics>,
     best: f64,
@@ -57,13 +60,14 @@ impl<'a> Session<'a> {
         ctl: &'a Control<'a>,
         gpu: &Gpu,
         trainer: &mut Trainer,
-        dir: PathBuf,
+        claim: RunDir,
         on_event: &mut dyn FnMut(Event),
     ) -> Result<Self> {
+        let dir = claim.path.clone();
         let writer = Writer::start();
         writer.send(Job::Text(
             dir.join("config.json"),
-            config_json(&setup, gpu)?,
+            config_json(&setup, gpu, &dir)?,
         ))?;
         let (history, from_step, from_losses, last_good) = match &setup.resumed {
             Some((ck, path)) => (
@@ -97,6 +101,7 @@ impl<'a> Session<'a> {
             setup,
             ctl,
             dir,
+            _claim: claim,
             writer,
             history,
             best,
@@ -118,18 +123,17 @@ impl<'a> Session<'a> {
             if let Some(signal) = self.stop_signal() {
                 return Err(self.interrupted(signal));
             }
-            self.writer.check()?;
+            self.writer.check().map_err(|e| self.write_failed(e))?;
             self.epoch(gpu, trainer, on_event)?;
         }
-        self.writer.send(Job::Pictures(
+        self.send(Job::Pictures(
             self.dir.clone(),
             Box::new(pictures(gpu, trainer, &self.setup)?),
         ))?;
         if self.ctl.profile {
             let trace = self.dir.join("trace.json");
             let report = profile_steps(gpu, trainer, 20, 3, Some(&trace))?;
-            self.writer
-                .send(Job::Text(self.dir.join("profile.txt"), report.text()))?;
+            self.send(Job::Text(self.dir.join("profile.txt"), report.text()))?;
         }
         Ok(())
     }
@@ -146,11 +150,16 @@ impl<'a> Session<'a> {
         let (batch, first) = (self.setup.cfg.batch_size as f64, self.from_step);
         let losses = std::mem::take(&mut self.from_losses);
         let (ctl, every) = (self.ctl, self.ctl.checkpoint_every.map(|n| n as u64));
+        let write_failed = self.writer.failed.clone();
+        // A stop request, a mid-epoch checkpoint or a failed write pause the epoch; the
+        // pause's checkpoint then reports the failed write.
         let pause = |_step: usize, iterations: u64| {
             if ctl.lose_device_after == Some(iterations) {
                 gpu.device.destroy();
             }
-            stop_signal(ctl).is_some() || every.is_some_and(|n| iterations.is_multiple_of(n))
+            stop_signal(ctl).is_some()
+                || every.is_some_and(|n| iterations.is_multiple_of(n))
+                || write_failed.load(Ordering::SeqCst)
         };
         let from = EpochStart {
             step: self.from_step,
@@ -226,17 +235,17 @@ impl<'a> Session<'a> {
         let ck = self.checkpoint(gpu, trainer, 0, Vec::new())?;
         if m.val_loss < self.best {
             self.best = m.val_loss;
-            self.writer.send(Job::Checkpoint(
+            self.send(Job::Checkpoint(
                 self.dir.join(folder::BEST),
                 Box::new(ck.clone()),
             ))?;
         }
         self.save(folder::CHECKPOINT, ck, trainer.epoch, 0)?;
-        self.writer.send(Job::Text(
+        self.send(Job::Text(
             self.dir.join("metrics.csv"),
             metrics_csv(&self.history),
         ))?;
-        self.writer.send(Job::LossPlot(
+        self.send(Job::LossPlot(
             self.dir.join("loss.png"),
             self.history.clone(),
         ))
@@ -258,16 +267,21 @@ impl<'a> Session<'a> {
             state: trainer.state(gpu)?,
             step,
             partial_losses,
+            data: Some(self.setup.data_record.clone()),
         })
     }
 
     /// Queues `ck` as `name` in the run folder; it is the last good one from now on.
     fn save(&mut self, name: &str, ck: Checkpoint, epoch: usize, step: usize) -> Result<()> {
         let path = self.dir.join(name);
-        self.writer
-            .send(Job::Checkpoint(path.clone(), Box::new(ck)))?;
+        self.send(Job::Checkpoint(path.clone(), Box::new(ck)))?;
         self.last_good = Some(Saved { path, epoch, step });
         Ok(())
+    }
+
+    /// Queues a write; a failed earlier write stops the run here.
+    fn send(&self, job: Job) -> Result<()> {
+        self.writer.send(job).map_err(|e| self.write_failed(e))
     }
 
     fn stop_signal(&self) -> Option<i32> {
@@ -322,6 +336,33 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// A failed write, with the last checkpoint that landed.
+    fn write_failed(&self, e: Error) -> Error {
+        let kept = match self.writer.landed() {
+            Some((path, epoch, step)) => format!(
+                "The last good checkpoint is {} ({}); --resume from it once there is room.",
+                path.display(),
+                Saved {
+                    path: path.clone(),
+                    epoch,
+                    step
+                }
+                .describe(self.setup.steps)
+            ),
+            None => match &self.setup.resumed {
+                Some((_, path)) => format!(
+                    "No checkpoint of this session landed; the run can still be resumed from {}.",
+                    path.display()
+                ),
+                None => "No checkpoint had been written.".to_string(),
+            },
+        };
+        Error::WriteFailed {
+            detail: e.to_string(),
+            kept,
+        }
+    }
+
     /// A lost device or a GPU error: say where training can continue from.
     fn with_checkpoint_note(&self, e: Error) -> Error {
         let note = match &self.last_good {
@@ -348,9 +389,9 @@ impl<'a> Session<'a> {
 
     /// Waits for the writer and settles the run's outcome: a failed write comes first (an
     /// interrupted run's message promises a checkpoint).
-    pub fn close(self, result: Result<()>, on_event: &mut dyn FnMut(Event)) -> Result<PathBuf> {
+    pub fn close(mut self, result: Result<()>, on_event: &mut dyn FnMut(Event)) -> Result<PathBuf> {
         let result = result.map_err(|e| self.with_checkpoint_note(e));
-        let written = self.writer.finish();
+        let written = self.writer.finish().map_err(|e| self.write_failed(e));
         match (result, written) {
             (Err(Error::Interrupted { .. }), Err(w)) => return Err(w),
             (r, w) => {
@@ -382,13 +423,23 @@ fn metrics_csv(history: &[EpochMetrics]) -> String {
     s
 }
 
-fn config_json(setup: &Setup, gpu: &Gpu) -> Result<String> {
-    let d = &setup.data;
-    let v = serde_json::json!({
-        "config": setup.cfg,
-        "data": setup.data_dir.display().to_string(),
-        "train_images": d.train.images.count,
-        "test_images": d.test.images.count,
+/// `config.json`: the settings, the data, and one entry per session of the run (its adapter,
+/// where it started, what a resume changed), earlier sessions' entries kept.
+fn config_json(setup: &Setup, gpu: &Gpu, dir: &Path) -> Result<String> {
+    let mut sessions = earlier_sessions(&dir.join("config.json"));
+    let from = setup.resumed.as_ref().map(|(ck, path)| {
+        serde_json::json!({
+            "checkpoint": path.display().to_string(),
+            "epoch": ck.state.epoch,
+            "step": ck.step,
+            "branched": setup.branch,
+        })
+    });
+    sessions.push(serde_json::json!({
+        "started": chrono::Local::now().to_rfc3339(),
+        "from": from,
+        "lr_changed_from": setup.lr_before,
+        "epochs": setup.cfg.epochs,
         "adapter": {
             "name": gpu.info.name,
             "type": format!("{:?}", gpu.info.device_type),
@@ -401,10 +452,25 @@ fn config_json(setup: &Setup, gpu: &Gpu) -> Result<String> {
             "wgsl-autoencoder": env!("CARGO_PKG_VERSION"),
             "wgpu": "30",
         },
-        "resumed": setup.resumed.is_some(),
-        "written": chrono::Local::now().to_rfc3339(),
+    }));
+    let d = &setup.data;
+    let v = serde_json::json!({
+        "config": setup.cfg,
+        "data": setup.data_record,
+        "train_images": d.train.images.count,
+        "test_images": d.test.images.count,
+        "sessions": sessions,
     });
     serde_json::to_string_pretty(&v).map_err(|e| Error::Config(e.to_string()))
+}
+
+/// The `sessions` of the folder's config.json, when a resumed run left one.
+fn earlier_sessions(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.get("sessions")?.as_array().cloned())
+        .unwrap_or_default()
 }
 
 /// The first ten test digits, their reconstructions and (conv) codes, computed on the GPU.

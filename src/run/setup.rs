@@ -1,9 +1,10 @@
 //! Everything a run settles before the GPU does any work: the settings (a new run's, or a
 //! resumed checkpoint's with what a resume may change), the data, the model, and the checks
 //! that the checkpoint belongs to them.
-use super::{folder, Control, RunOptions};
+use super::folder::{self, Claim, RunDir};
+use super::{Control, RunOptions};
 use crate::checkpoint::{self, Checkpoint};
-use crate::data::{self, Dataset};
+use crate::data::{self, DataRecord, Dataset};
 use crate::gpu::{AdapterChoice, Gpu};
 use crate::model::{Features, Model, ModelKind};
 use crate::train::{self, TrainConfig, Trainer};
@@ -49,7 +50,9 @@ impl TrainRequest {
         c
     }
 
-    /// A resumed run's settings: the checkpoint's, with more epochs if asked.
+    /// A resumed run's settings: the checkpoint's, with more epochs or a new learning rate
+    /// (a fine-tune, recorded in config.json) if asked. Any other setting that differs from
+    /// the run's is refused, by its flag: the run it would make is no continuation.
     fn resumed(&self, ck: &Checkpoint, path: &Path) -> Result<TrainConfig> {
         if let Some(asked) = self.model.filter(|m| *m != ck.model) {
             let (had, asked) = (ck.model.name(), asked.name());
@@ -62,23 +65,62 @@ impl TrainRequest {
                 ),
             });
         }
-        let mut c = ck.config.clone();
+        let c = &ck.config;
+        let fixed = [
+            ("--batch-size", differs(self.batch_size, c.batch_size)),
+            ("--seed", differs(self.seed, c.seed)),
+            ("--noise", differs(self.noise, c.noise)),
+            (
+                "--train-limit",
+                differs(self.train_limit.map(Some), c.train_limit),
+            ),
+        ];
+        if let Some((flag, (asked, had))) = fixed.into_iter().find_map(|(f, d)| d.map(|d| (f, d))) {
+            return Err(Error::Checkpoint {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "{flag} {asked} differs from the run's {had}. A resumed run keeps its \
+                     settings; only --epochs and --lr may change. Drop {flag}, or leave out \
+                     --resume to start a new run"
+                ),
+            });
+        }
+        let mut c = c.clone();
         c.epochs = self.epochs.unwrap_or(c.epochs);
+        c.adam.lr = self.lr.unwrap_or(c.adam.lr);
         Ok(c)
     }
+}
+
+/// `Some((asked, had))` when a setting was asked for and differs from the run's.
+fn differs<T: PartialEq + std::fmt::Debug>(asked: Option<T>, had: T) -> Option<(String, String)> {
+    let show = |v: &T| match format!("{v:?}").as_str() {
+        "None" => "none".to_string(),
+        s => s
+            .trim_start_matches("Some(")
+            .trim_end_matches(')')
+            .to_string(),
+    };
+    asked.filter(|a| *a != had).map(|a| (show(&a), show(&had)))
 }
 
 /// A run's settled settings, data and model, and where it starts.
 pub(super) struct Setup {
     pub cfg: TrainConfig,
     pub data: Dataset,
-    pub data_dir: PathBuf,
+    /// The dataset's files as this run records them.
+    pub data_record: DataRecord,
     pub input: Features,
     pub model: Model,
     /// Steps per epoch.
     pub steps: usize,
     /// The checkpoint a resumed run continues, and its path.
     pub resumed: Option<(Checkpoint, PathBuf)>,
+    /// The resumed checkpoint is older than its folder's latest: the run goes on in a new
+    /// folder, and the old one keeps its later epochs.
+    pub branch: bool,
+    /// The learning rate before a resume changed it.
+    pub lr_before: Option<f32>,
 }
 
 impl Setup {
@@ -100,22 +142,38 @@ impl Setup {
             None => opts.request.config(),
         };
         cfg.validate()?;
-        let data = data::load(&opts.data_dir, cfg.train_limit)?;
+        let data_dir = data_dir(opts, resumed.as_ref().map(|r| &r.0));
+        let data_record = DataRecord::of(&data_dir)?;
+        if let Some(recorded) = resumed.as_ref().and_then(|(ck, _)| ck.data.as_ref()) {
+            recorded.check_same(&data_record)?;
+        }
+        let data = data::load(&data_dir, cfg.train_limit)?;
         let input = data.features();
         let model = Model::new(cfg.model, input)?;
         let steps = train::batches(data.train.images.count, cfg.batch_size).len();
+        let branch = match &resumed {
+            Some((ck, path)) => is_branch(ck, path)?,
+            None => false,
+        };
+        let lr_before = resumed
+            .as_ref()
+            .map(|(ck, _)| ck.config.adam.lr)
+            .filter(|lr| *lr != cfg.adam.lr);
         let setup = Setup {
             cfg,
             data,
-            data_dir: opts.data_dir.clone(),
+            data_record,
             input,
             model,
             steps,
             resumed,
+            branch,
+            lr_before,
         };
         if let Some((ck, path)) = &setup.resumed {
             setup.check_resume(ck, path)?;
         }
+        setup.check_folder(opts)?;
         Ok(setup)
     }
 
@@ -163,14 +221,69 @@ impl Setup {
         Ok((gpu, trainer))
     }
 
-    /// The run folder: `--out`, else the resumed checkpoint's folder, else a new one.
-    pub fn run_dir(&self, opts: &RunOptions) -> Result<PathBuf> {
-        let dir = match (&opts.out_dir, &self.resumed) {
-            (Some(d), _) => folder::create(Some(d))?,
-            (None, Some((_, ck))) => folder::create(Some(ck.parent().unwrap_or(Path::new("."))))?,
-            (None, None) => folder::create(None)?,
+    /// Where the run goes: the resumed run's own folder (unless it branches off an earlier
+    /// checkpoint, or `--out` names another), else `--out`, else a new one.
+    fn folder_plan<'p>(&'p self, opts: &'p RunOptions) -> (Option<&'p Path>, Claim) {
+        let resumed_dir = match &self.resumed {
+            Some((_, ck)) if !self.branch => Some(ck.parent().unwrap_or(Path::new("."))),
+            _ => None,
         };
-        folder::clean_temp_files(&dir);
-        Ok(dir)
+        let out = Claim::Out {
+            overwrite: opts.overwrite,
+        };
+        match (resumed_dir, opts.out_dir.as_deref()) {
+            (Some(r), Some(o)) if !same_dir(r, o) => (Some(o), out),
+            (Some(r), _) => (Some(r), Claim::Resume),
+            (None, Some(o)) => (Some(o), out),
+            (None, None) => (None, Claim::Fresh),
+        }
     }
+
+    /// Refuses, before any work, a folder that another run's files or lock would refuse.
+    pub fn check_folder(&self, opts: &RunOptions) -> Result<()> {
+        let (dir, claim) = self.folder_plan(opts);
+        folder::check(dir, claim)
+    }
+
+    /// Claims the run folder for this process (see [`folder::claim`]).
+    pub fn run_dir(&self, opts: &RunOptions) -> Result<RunDir> {
+        let (dir, claim) = self.folder_plan(opts);
+        folder::claim(dir, claim)
+    }
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// `--data`, else the folder the resumed run recorded, else the shipped MNIST.
+fn data_dir(opts: &RunOptions, resumed: Option<&Checkpoint>) -> PathBuf {
+    opts.data_dir
+        .clone()
+        .or_else(|| {
+            resumed
+                .and_then(|ck| ck.data.as_ref())
+                .map(|d| d.dir.clone())
+        })
+        .unwrap_or_else(data::default_dir)
+}
+
+/// Whether the checkpoint at `path` is older than the latest one of its folder: resuming it
+/// in place would overwrite the later epochs.
+fn is_branch(ck: &Checkpoint, path: &Path) -> Result<bool> {
+    let latest = path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(folder::CHECKPOINT);
+    if same_dir(&latest, path) || !latest.is_file() {
+        return Ok(false);
+    }
+    // An unreadable latest checkpoint is no later epoch to protect, but still: branch.
+    Ok(match checkpoint::load(&latest) {
+        Ok(l) => (l.state.epoch, l.step) > (ck.state.epoch, ck.step),
+        Err(_) => true,
+    })
 }

@@ -6,6 +6,7 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::train::EpochMetrics;
 use crate::{atomic, report, Error, Result};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -38,8 +39,10 @@ struct Status {
 }
 
 pub struct Writer {
+    /// Set at the first failed write, for the training loop to poll between steps.
+    pub failed: Arc<AtomicBool>,
     tx: flume::Sender<Job>,
-    handle: JoinHandle<()>,
+    handle: Option<JoinHandle<()>>,
     status: Arc<Mutex<Status>>,
 }
 
@@ -48,8 +51,16 @@ impl Writer {
         let (tx, rx) = flume::unbounded::<Job>();
         let status = Arc::new(Mutex::new(Status::default()));
         let shared = status.clone();
+        let failed_flag = Arc::new(AtomicBool::new(false));
+        let flag = failed_flag.clone();
         let handle = std::thread::spawn(move || {
+            let mut failed = false;
             for job in rx.iter() {
+                // After a failed write nothing more is written: the folder keeps a
+                // consistent state (no metrics past the last checkpoint that landed).
+                if failed {
+                    continue;
+                }
                 let landed = match &job {
                     Job::Checkpoint(p, ck) => Some((p.clone(), ck.state.epoch, ck.step)),
                     _ => None,
@@ -59,13 +70,20 @@ impl Writer {
                     match r {
                         Ok(()) => s.landed = landed.or(s.landed.take()),
                         Err(e) => {
+                            failed = true;
+                            flag.store(true, Ordering::SeqCst);
                             s.failed.get_or_insert(e);
                         }
                     }
                 }
             }
         });
-        Writer { tx, handle, status }
+        Writer {
+            failed: failed_flag,
+            tx,
+            handle: Some(handle),
+            status,
+        }
     }
 
     /// Queues a job; fails if an earlier write failed (the run must stop there).
@@ -84,15 +102,20 @@ impl Writer {
         }
     }
 
+    /// The last checkpoint that landed: its path, epochs done and steps into the next.
+    pub fn landed(&self) -> Option<(PathBuf, usize, usize)> {
+        self.status.lock().ok().and_then(|s| s.landed.clone())
+    }
+
     /// Waits for every queued write; the first that failed, if any.
-    pub fn finish(self) -> Result<()> {
-        drop(self.tx);
-        self.handle
-            .join()
-            .map_err(|_| Error::Config("the writer thread panicked".into()))?;
-        let status = self.status;
-        let failed = status.lock().ok().and_then(|mut s| s.failed.take());
-        failed.map_or(Ok(()), Err)
+    pub fn finish(&mut self) -> Result<()> {
+        let (tx, _) = flume::unbounded();
+        drop(std::mem::replace(&mut self.tx, tx));
+        if let Some(h) = self.handle.take() {
+            h.join()
+                .map_err(|_| Error::Config("the writer thread panicked".into()))?;
+        }
+        self.check()
     }
 }
 

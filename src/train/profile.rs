@@ -57,7 +57,6 @@ pub fn profile_steps(
     warmup: usize,
     trace: Option<&Path>,
 ) -> Result<ProfileReport> {
-    let steps = steps.max(1);
     t.run_steps(gpu, warmup, None)?;
     let (rows, kernel_ms) = if gpu.has_timestamps() {
         let mut prof = Profiler::new(gpu, steps * t.step_len())?;
