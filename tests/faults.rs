@@ -14,7 +14,7 @@
 //! - Damaged or foreign checkpoints through the binary: newer format version, edited
 //!   metadata, a truncated mid-epoch checkpoint, a step past the epoch, another dataset shape.
 //!
-//! The adapter is `WGSL_AE_TEST_ADAPTER` (default `cpu`: lavapipe on CI). The data are
+//! The adapter is `WGSL_AE_TEST_ADAPTER` (default `auto`: lavapipe on CI). The data are
 //! synthetic 8x8 images (the dense model takes any size), so a step is a few milliseconds.
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -25,19 +25,16 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use wgsl_autoencoder::checkpoint;
-use wgsl_autoencoder::gpu::{AdapterChoice, Gpu};
+use wgsl_autoencoder::gpu::Gpu;
 use wgsl_autoencoder::model::ModelKind;
 use wgsl_autoencoder::run::{self, Control, Event, RunOptions, TrainRequest};
 use wgsl_autoencoder::train::{EpochMetrics, TrainConfig, Trainer};
 use wgsl_autoencoder::Error;
 
-fn adapter() -> String {
-    std::env::var("WGSL_AE_TEST_ADAPTER").unwrap_or_else(|_| "cpu".into())
-}
+#[path = "common/mod.rs"]
+mod common;
 
-fn adapter_choice() -> AdapterChoice {
-    adapter().parse().unwrap()
-}
+use common::{adapter_choice, adapter_name};
 
 /// The binary with `--adapter`, Mesa's runtime-dir warning silenced.
 fn bin() -> Command {
@@ -46,7 +43,7 @@ fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_wgsl-autoencoder"));
     c.env("XDG_RUNTIME_DIR", &xdg)
         .env_remove("RUST_BACKTRACE")
-        .args(["--adapter", &adapter()]);
+        .args(["--adapter", &adapter_name()]);
     c
 }
 
@@ -171,11 +168,12 @@ fn train_cmd(data: &Path, out: &Path, resume: bool, args: &[&str]) -> Command {
     c
 }
 
-/// A running training process whose stdout is collected; `started` fires at the
-/// `run folder:` line (the device is up and training begins).
+/// A running training process whose stdout is collected; `lines` passes each stdout line on
+/// as it is read, with the moment it was read (`run folder:` when the device is up and
+/// training begins, `epoch N/M - ...` at the end of each epoch).
 struct Running {
     child: Child,
-    started: mpsc::Receiver<()>,
+    lines: mpsc::Receiver<(Instant, String)>,
     stdout: std::thread::JoinHandle<String>,
 }
 
@@ -185,14 +183,12 @@ fn spawn(mut c: Command) -> Running {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (tx, started) = mpsc::channel();
+    let (tx, lines) = mpsc::channel();
     let out = child.stdout.take().unwrap();
     let stdout = std::thread::spawn(move || {
         let mut all = String::new();
         for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
-            if line.starts_with("run folder:") {
-                let _ = tx.send(());
-            }
+            let _ = tx.send((Instant::now(), line.clone()));
             all.push_str(&line);
             all.push('\n');
         }
@@ -200,15 +196,47 @@ fn spawn(mut c: Command) -> Running {
     });
     Running {
         child,
-        started,
+        lines,
         stdout,
     }
 }
 
 impl Running {
+    /// Waits (at most 60 s) for the next stdout line that starts with `prefix`; returns when
+    /// it was read, or None if the process closed its stdout (ended) first.
+    fn wait_for(&self, prefix: &str) -> Option<Instant> {
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = end.checked_duration_since(Instant::now())?;
+            match self.lines.recv_timeout(left) {
+                Ok((at, line)) if line.starts_with(prefix) => return Some(at),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
     /// Waits for the start of training (at most 60 s); false if the process ended first.
     fn wait_started(&self) -> bool {
-        self.started.recv_timeout(Duration::from_secs(60)).is_ok()
+        self.wait_for("run folder:").is_some()
+    }
+
+    /// Waits for the start of training and the end of its first epoch (the `epoch 1/` line),
+    /// then for a quarter of the time that epoch took: a moment a quarter into epoch 2 on
+    /// any device, fast or slow (the epochs of a run take about as long as each other).
+    /// Panics with the process's output if it ends first.
+    fn wait_into_epoch_2(self) -> Self {
+        let started = self.wait_for("run folder:");
+        let first = started.and_then(|s| self.wait_for("epoch 1/").map(|e| (s, e)));
+        let Some((start, end)) = first else {
+            let o = self.finish(Duration::from_secs(60));
+            panic!(
+                "ended before its first epoch did: {:?}\nstdout:\n{}\nstderr:\n{}",
+                o.code, o.stdout, o.stderr
+            );
+        };
+        std::thread::sleep((end - start) / 4);
+        self
     }
 
     fn signal(&self, sig: &str) {
@@ -274,7 +302,10 @@ fn is_temp(name: &str) -> bool {
 /// checkpoints that exist load. Returns the temporary files.
 #[track_caller]
 fn folder_is_sound(dir: &Path) -> Vec<String> {
-    const OURS: [&str; 6] = [
+    // `.lock` stays behind a killed run (its lock died with the process; the next run in the
+    // folder takes it).
+    const OURS: [&str; 7] = [
+        ".lock",
         "config.json",
         "checkpoint.safetensors",
         "best.safetensors",
@@ -424,7 +455,8 @@ fn kill9_at_random_moments_then_resume_finishes_with_the_same_metrics() {
 // ---- signals -------------------------------------------------------------------------------
 
 /// On [`sig_data`]: 512 one-image steps per epoch (about a second on lavapipe), two epochs,
-/// so that a signal lands inside an epoch.
+/// so that a signal sent a quarter into epoch 2 ([`Running::wait_into_epoch_2`]) lands inside
+/// an epoch.
 const SIG_ARGS: [&str; 8] = [
     "--model",
     "dense",
@@ -441,11 +473,10 @@ fn sig_data(dir: &Path) -> PathBuf {
     dataset(&dir.join("data512"), 512, 8, 8)
 }
 
-/// Sends `sig` once training has run `after` and returns the output.
-fn interrupted_run(data: &Path, out: &Path, sig: &str, after: Duration) -> Out {
-    let p = spawn(train_cmd(data, out, false, &SIG_ARGS));
-    assert!(p.wait_started());
-    std::thread::sleep(after);
+/// Sends `sig` a quarter into epoch 2 (timed by the child's own epoch 1, see
+/// [`Running::wait_into_epoch_2`]) and returns the output.
+fn interrupted_run(data: &Path, out: &Path, sig: &str) -> Out {
+    let p = spawn(train_cmd(data, out, false, &SIG_ARGS)).wait_into_epoch_2();
     p.signal(sig);
     p.finish(Duration::from_secs(60))
 }
@@ -459,7 +490,7 @@ fn sigint_mid_epoch_then_resume_equals_the_uninterrupted_run() {
     let want = checkpoint::load(&straight.join("checkpoint.safetensors")).unwrap();
 
     let dir = t.path().join("run");
-    let o = interrupted_run(&data, &dir, "INT", Duration::from_millis(250));
+    let o = interrupted_run(&data, &dir, "INT");
     assert_eq!(
         o.code,
         Some(130),
@@ -524,7 +555,7 @@ fn sigterm_writes_a_checkpoint_and_exits_143() {
     let t = tempfile::tempdir().unwrap();
     let data = sig_data(t.path());
     let dir = t.path().join("run");
-    let o = interrupted_run(&data, &dir, "TERM", Duration::from_millis(200));
+    let o = interrupted_run(&data, &dir, "TERM");
     assert_eq!(
         o.code,
         Some(143),
@@ -549,9 +580,7 @@ fn a_second_sigint_quits_at_once() {
     let dir = t.path().join("run");
     let mut args = SIG_ARGS.to_vec();
     args.extend(["--checkpoint-every", "1"]);
-    let p = spawn(train_cmd(&data, &dir, false, &args));
-    assert!(p.wait_started());
-    std::thread::sleep(Duration::from_millis(200));
+    let p = spawn(train_cmd(&data, &dir, false, &args)).wait_into_epoch_2();
     p.signal("INT");
     p.signal("INT");
     let t1 = Instant::now();
@@ -612,7 +641,8 @@ fn options(data: &Path, out: Option<PathBuf>, resume: Option<PathBuf>) -> RunOpt
             seed: 9,
             ..TrainConfig::new(ModelKind::Dense)
         }),
-        data_dir: data.to_path_buf(),
+        data_dir: Some(data.to_path_buf()),
+        overwrite: false,
         out_dir: out,
         adapter: adapter_choice(),
         resume,
@@ -778,7 +808,9 @@ fn device_lost_during_training_names_the_last_checkpoint() {
     };
     eprintln!("{m}");
     let ck_path = dir.join(run::CHECKPOINT);
-    assert!(m.contains("llvmpipe") || adapter() != "cpu", "{m}");
+    // It names the adapter the run opened (the one under test), whatever it is.
+    let adapter = common::gpu().name();
+    assert!(m.contains(&adapter), "{adapter}: {m}");
     assert!(m.contains(&ck_path.display().to_string()), "{m}");
     assert!(
         m.contains("epoch 1, step 4 of 16") && m.contains("--resume"),
@@ -889,7 +921,8 @@ fn damaged_checkpoints_through_the_binary() {
         .arg(&d)
         .args(["--epochs", "3", "--data"])
         .arg(&other);
-    run(&mut c).fails_with(&["trained on 64 8x8 images", "28x28", "--data"]);
+    // The run's checkpoint records its files: other files are refused before their shape.
+    run(&mut c).fails_with(&["not the file the run trained on", "--data"]);
 
     let mut c = train_cmd(&data, &t.path().join("zero"), false, &args);
     c.args(["--checkpoint-every", "0"]);

@@ -28,13 +28,35 @@
 //!   (|g| > 1e-3·max |g| of its tensor), elsewhere within the 2·lr per step an update can move
 //!   a weight at all.
 //! - Losses: 1e-5 relative (f32 logits, loss sums in f32 trees on the GPU vs f64).
+//! - One conv step at Keras' batch size, 256 (`TOL_GRAD_256`): a weight's gradient sums
+//!   K = 256·28·28 = 200,704 products in the 28x28 layers. What matters for f32 rounding is
+//!   not K but the depth d of the chain of additions a product goes through, since the
+//!   classical bound is |error| ≤ d·u·Σ|terms| (u = 2⁻²⁴): the GPU sums 16 products in order
+//!   (a chunk), then a reduce invocation adds ⌈chunks/256⌉ partials in order, then a tree of
+//!   8 levels: d = 16 + 49 + 8 = 73 at batch 256 (12,544 chunks), d = 16 + 1 + 8 = 25 at
+//!   batch 3. The error relative to max |ref| then scales at most like d (worst case, all
+//!   roundings one way) and typically like √d, i.e. ×2.9 or ×1.7 over batch 3, where the
+//!   measured error is ≈ 2e-7: ≲ 6e-7 expected at batch 256 (measured: 2.1e-7 on lavapipe).
+//!   From above, the tolerance must stay under what one lost or doubled chunk does: 16 of
+//!   200,704 products, ≈ 8e-5 of a gradient whose products mostly agree in sign (a bias).
+//!   `TOL_GRAD_256` = 1e-5 sits between (≥ 15× over the rounding, 8× under a lost chunk),
+//!   so it is the batch-3 tolerance; the weights' propagated bounds follow from it as above.
+//! - With `--noise`, the reference draws the same noise (`reference::batch::gather_noisy`,
+//!   the run's noise seeds); only the f32 `ln`, `sqrt` and `cos` of Box–Muller may differ
+//!   (`tests/ops/batch.rs` bounds a noisy pixel's difference by 1e-5). Same tolerances: on
+//!   lavapipe the noisy step's gradient error (2.1e-7) is the clean step's, so the noise adds
+//!   nothing measurable. (A pixel error δ moves a first-layer gradient Σ x·dy by at most
+//!   δ·Σ|dy|, and by ≈ δ·√K·|dy| for independent signs; a GPU whose `ln`/`cos` used the
+//!   whole 1e-5 could need a looser gradient tolerance here, and should say so.)
+#[path = "common/mod.rs"]
 mod common;
 
-use common::{gpu, rng};
+use common::{adapter_choice, gpu, rng};
 use rand::Rng;
 use std::time::Instant;
 use wgsl_autoencoder::checkpoint::{self, State};
-use wgsl_autoencoder::gpu::{AdapterChoice, Gpu};
+use wgsl_autoencoder::gpu::Gpu;
+use wgsl_autoencoder::infer::Inference;
 use wgsl_autoencoder::model::{Features, Model, ModelKind};
 use wgsl_autoencoder::network::DeviceSplit;
 use wgsl_autoencoder::reference;
@@ -43,6 +65,8 @@ use wgsl_autoencoder::run::{self, RunOptions, TrainRequest};
 use wgsl_autoencoder::train::{self, EpochMetrics, TrainConfig, Trainer};
 
 const TOL_GRAD: f64 = 1e-5;
+/// Gradients of a batch of 256 (module doc).
+const TOL_GRAD_256: f64 = 1e-5;
 const TOL_W: f64 = 1e-6;
 const TOL_LOSS: f64 = 1e-5;
 const MNIST: Features = Features { h: 28, w: 28, c: 1 };
@@ -107,8 +131,9 @@ fn reference_epoch(model: &Model, cfg: &TrainConfig, start: &State, images: &[u8
         .enumerate()
     {
         let n = n as usize;
-        let x = reference::batch::gather(images, px, &perm, step * cfg.batch_size as usize, n);
-        let (l, g) = refmodel::gradients(model, &s.params, &x, &x, n);
+        let offset = step * cfg.batch_size as usize;
+        let (x, target) = reference_batch(cfg, TRAIN_SPLIT, images, px, &perm, offset, n);
+        let (l, g) = refmodel::gradients(model, &s.params, &x, &target, n);
         s.iterations += 1;
         reference::adam::step(
             &cfg.adam,
@@ -131,12 +156,41 @@ fn reference_epoch(model: &Model, cfg: &TrainConfig, start: &State, images: &[u8
     }
 }
 
-/// The reference's mean BCE over a whole split under `params`.
-fn reference_eval(model: &Model, params: &[f32], images: &[u8]) -> f64 {
-    let x = to_f32(images);
-    let n = images.len() / model.input.len() as usize;
+/// The reference's mean BCE over a whole (test) split under `params`, walked in stored order
+/// as the evaluator does: noisy inputs against clean targets when `cfg.noise` > 0.
+fn reference_eval(model: &Model, cfg: &TrainConfig, params: &[f32], images: &[u8]) -> f64 {
+    let px = model.input.len() as usize;
+    let n = images.len() / px;
+    let identity: Vec<u32> = (0..n as u32).collect();
+    let (x, target) = reference_batch(cfg, TEST_SPLIT, images, px, &identity, 0, n);
     let f = refmodel::forward(model, params, &x, n);
-    refmodel::loss(model, &f, &x)
+    refmodel::loss(model, &f, &target)
+}
+
+const TRAIN_SPLIT: u64 = 0;
+const TEST_SPLIT: u64 = 1;
+
+/// The reference's batch of `n` images from permutation entry `offset`, as the GPU gathers
+/// it: (input, target), the input being the noisy copy (`reference::batch::gather_noisy`,
+/// keyed by the run's noise seed of `split`) when `cfg.noise` > 0, else the clean images.
+fn reference_batch(
+    cfg: &TrainConfig,
+    split: u64,
+    images: &[u8],
+    px: usize,
+    perm: &[u32],
+    offset: usize,
+    n: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    if cfg.noise > 0.0 {
+        let seed = train::noise_seed(cfg.seed, split);
+        let (clean, noisy) =
+            reference::batch::gather_noisy(images, px, perm, offset, n, cfg.noise, seed);
+        (noisy, clean)
+    } else {
+        let x = reference::batch::gather(images, px, perm, offset, n);
+        (x.clone(), x)
+    }
 }
 
 fn initial_state(model: &Model, seed: u64) -> State {
@@ -219,16 +273,21 @@ fn assert_loss(what: &str, got: f64, want: f64) {
     );
 }
 
-/// One Adam step on a dataset of exactly one batch, GPU vs reference (module doc).
-fn one_step(kind: ModelKind) {
+/// One Adam step on a dataset of exactly one batch of `batch` images, with input noise
+/// `noise`, GPU vs reference (module doc); gradients held to `tol_grad`.
+fn one_step(kind: ModelKind, batch: usize, noise: f32, tol_grad: f64) {
     let t0 = Instant::now();
     let g = gpu();
     let model = Model::new(kind, MNIST).unwrap();
     let px = MNIST.len() as usize;
-    // 3 training images = one full batch of 3; 5 test images = a full and a partial batch.
-    let train_px = images(11, 3, px);
+    // `batch` training images = one full batch; 5 test images = a full and a partial batch
+    // of 3 (one partial batch of 256: validating 258 images takes seconds on lavapipe).
+    let train_px = images(11, batch, px);
     let test_px = images(12, 5, px);
-    let cfg = config(kind, 3, 5);
+    let cfg = TrainConfig {
+        noise,
+        ..config(kind, batch as u32, 5)
+    };
     let mut tr = trainer(g, &model, &cfg, &train_px, &test_px);
     let m = tr.train_epoch(g, &mut |_, _| {}).unwrap();
     let gpu_grads: Vec<f32> = g.read(&tr.net.training().unwrap().grads).unwrap();
@@ -241,8 +300,8 @@ fn one_step(kind: ModelKind) {
 
     // The same step through `train_step`.
     {
-        let perm = train::permutation(cfg.seed, 0, 3);
-        let x = reference::batch::gather(&train_px, px, &perm, 0, 3);
+        let perm = train::permutation(cfg.seed, 0, batch);
+        let (x, target) = reference_batch(&cfg, TRAIN_SPLIT, &train_px, px, &perm, 0, batch);
         let mut s = start.clone();
         let l = refmodel::train_step(
             &model,
@@ -252,22 +311,22 @@ fn one_step(kind: ModelKind) {
             &mut s.adam_m,
             &mut s.adam_v,
             &x,
-            &x,
-            3,
+            &target,
+            batch,
         );
         assert_eq!(l, r.losses[0]);
         assert_eq!(s.params, r.state.params);
     }
 
-    let eg = assert_rel("gradient", &model, &gpu_grads, ref_grads, TOL_GRAD);
+    let eg = assert_rel("gradient", &model, &gpu_grads, ref_grads, tol_grad);
     assert_padding_zero("gradient", &model, &gpu_grads);
-    let em = assert_rel("adam m", &model, &got.adam_m, &r.state.adam_m, TOL_GRAD);
+    let em = assert_rel("adam m", &model, &got.adam_m, &r.state.adam_m, tol_grad);
     let ev = assert_rel(
         "adam v",
         &model,
         &got.adam_v,
         &r.state.adam_v,
-        2.0 * TOL_GRAD,
+        2.0 * tol_grad,
     );
 
     // The GPU's Adam inside the step, against the reference Adam fed with the GPU's gradient.
@@ -316,7 +375,7 @@ fn one_step(kind: ModelKind) {
     let (mut loose, mut zeros, mut worst_tight) = (0usize, 0usize, 0.0f64);
     for (k, p) in model.params.iter().enumerate() {
         let gr = slice(&model, ref_grads, k);
-        let delta = TOL_GRAD * max_abs(gr);
+        let delta = tol_grad * max_abs(gr);
         let (w_gpu, w_ref) = (
             slice(&model, &got.params, k),
             slice(&model, &r.state.params, k),
@@ -364,7 +423,7 @@ fn one_step(kind: ModelKind) {
     // Losses: the epoch's training loss is its single batch's; validation over the test split
     // with the final (GPU) weights.
     assert_loss("training loss", m.loss, r.loss);
-    let val = reference_eval(&model, &got.params, &test_px);
+    let val = reference_eval(&model, &cfg, &got.params, &test_px);
     assert_loss("validation loss", m.val_loss, val);
     eprintln!(
         "{kind:?} one step: gradient rel {eg:.2e}, m {em:.2e}, v {ev:.2e}; weights: {zeros} \
@@ -379,12 +438,37 @@ fn one_step(kind: ModelKind) {
 
 #[test]
 fn one_training_step_matches_reference_conv() {
-    one_step(ModelKind::Conv);
+    one_step(ModelKind::Conv, 3, 0.0, TOL_GRAD);
 }
 
 #[test]
 fn one_training_step_matches_reference_dense() {
-    one_step(ModelKind::Dense);
+    one_step(ModelKind::Dense, 3, 0.0, TOL_GRAD);
+}
+
+#[test]
+fn one_training_step_matches_reference_deep() {
+    one_step(ModelKind::Deep, 3, 0.0, TOL_GRAD);
+}
+
+/// The conv model at Keras' batch size, 256 MNIST-sized images: the weight-gradient reduces
+/// run over 12544 chunks (28 x 28 x 256 / 16) as in real training.
+#[test]
+fn one_training_step_at_batch_256_matches_reference_conv() {
+    one_step(ModelKind::Conv, 256, 0.0, TOL_GRAD_256);
+}
+
+/// `--noise 0.5` (the denoising autoencoder): the GPU's noisy gather feeds the step and the
+/// validation; the reference sees the same noisy inputs (`reference::batch::gather_noisy`
+/// with the run's noise seeds) and the clean targets.
+#[test]
+fn one_training_step_with_noise_matches_reference_conv() {
+    one_step(ModelKind::Conv, 3, 0.5, TOL_GRAD);
+}
+
+#[test]
+fn one_training_step_with_noise_matches_reference_dense() {
+    one_step(ModelKind::Dense, 3, 0.5, TOL_GRAD);
 }
 
 /// One epoch of three steps, GPU vs reference: 5 images in batches of 2, 2 and a partial 1
@@ -466,7 +550,7 @@ fn three_steps(kind: ModelKind) {
     );
 
     assert_loss("training loss", m.loss, r.loss);
-    let val = reference_eval(&model, &got.params, &test_px);
+    let val = reference_eval(&model, &cfg, &got.params, &test_px);
     assert_loss("validation loss", m.val_loss, val);
     eprintln!(
         "{kind:?} three steps: last gradient rel {eg:.2e}, m {em:.2e}, v {ev:.2e}; worst clear \
@@ -487,6 +571,11 @@ fn three_training_steps_match_reference_conv() {
 #[test]
 fn three_training_steps_match_reference_dense() {
     three_steps(ModelKind::Dense);
+}
+
+#[test]
+fn three_training_steps_match_reference_deep() {
+    three_steps(ModelKind::Deep);
 }
 
 /// `reference::model::gradients` against central differences of `forward` + `loss`, on a tiny
@@ -643,13 +732,6 @@ fn short_real_run_lowers_validation_loss() {
     );
 }
 
-fn test_adapter() -> AdapterChoice {
-    std::env::var("WGSL_AE_TEST_ADAPTER")
-        .unwrap_or_else(|_| "auto".into())
-        .parse()
-        .unwrap()
-}
-
 /// An IDX file: big-endian magic and dimensions, then the u8 payload.
 fn write_idx(path: &std::path::Path, magic: u32, dims: &[usize], payload: &[u8]) {
     let mut b = magic.to_be_bytes().to_vec();
@@ -721,9 +803,10 @@ fn resume_gives_the_same_metrics_as_a_straight_run() {
             epochs,
             ..cfg.clone()
         }),
-        data_dir: data.clone(),
+        data_dir: Some(data.clone()),
+        overwrite: false,
         out_dir: (resume.is_none()).then(|| tmp.path().join(out)),
-        adapter: test_adapter(),
+        adapter: adapter_choice(),
         resume,
     };
     let train = |o: &RunOptions| {
@@ -790,6 +873,68 @@ fn resume_gives_the_same_metrics_as_a_straight_run() {
     assert_eq!(bits(&a.state.adam_m), bits(&b.state.adam_m), "adam m");
     assert_eq!(bits(&a.state.adam_v), bits(&b.state.adam_v), "adam v");
     eprintln!("resume: {:.1}s", t0.elapsed().as_secs_f64());
+}
+
+/// `decode(encode(x))` is `reconstruct(x)`, bit for bit, for every model: 260 images (a full
+/// inference batch of 256 and a partial one of 4), Glorot weights and random non-zero biases.
+///
+/// Why bitwise: both paths launch the same kernels on the same batch sizes (inputs are cut
+/// into batches of the network's capacity either way, and a code is one image's worth of
+/// layer `code_at`'s input), every kernel sums in a fixed order (no atomics), and the code
+/// goes through the CPU as f32 bits, unchanged. So the decoder half sees exactly the values
+/// the full pass fed it; any difference is a wrong layer range, offset or batch split.
+/// Also checked: the code has the code's shape and is what the reference's encoder gives
+/// (within the conv and dense kernels' 1e-5, as in `tests/ops`).
+#[test]
+fn decode_of_encode_is_reconstruct_bitwise() {
+    let t0 = Instant::now();
+    let g = gpu();
+    let px = MNIST.len() as usize;
+    let n = 260;
+    let x = to_f32(&images(61, n, px));
+    for kind in [ModelKind::Conv, ModelKind::Dense, ModelKind::Deep] {
+        let model = Model::new(kind, MNIST).unwrap();
+        let mut params = model.init(7);
+        let mut r = rng(62);
+        for p in model.params.iter().filter(|p| p.fan_in == 0) {
+            for v in &mut params[p.offset as usize..(p.offset + p.len) as usize] {
+                *v = r.random_range(-0.1..0.1);
+            }
+        }
+        let inf = Inference::new(g, model.clone(), &params).unwrap();
+        let codes = inf.encode(g, &x).unwrap();
+        assert_eq!(
+            codes.len(),
+            n * model.code().len() as usize,
+            "{kind:?}: code length"
+        );
+        let want_codes = refmodel::forward(&model, &params, &x, n).acts[model.code_at - 1].clone();
+        let scale = max_abs(&want_codes).max(1.0);
+        let worst = codes
+            .iter()
+            .zip(&want_codes)
+            .map(|(a, b)| (*a as f64 - *b as f64).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            worst <= 1e-5 * scale,
+            "{kind:?}: codes off the reference by {worst:.3e} (scale {scale:.3e})"
+        );
+        let decoded = inf.decode(g, &codes).unwrap();
+        let full = inf.reconstruct(g, &x).unwrap();
+        assert_eq!(full.len(), n * px, "{kind:?}: reconstruction length");
+        assert_eq!(decoded.len(), full.len(), "{kind:?}: decoded length");
+        if let Some(i) = (0..full.len()).find(|&i| decoded[i].to_bits() != full[i].to_bits()) {
+            panic!(
+                "{kind:?}: decode(encode(x))[{i}] = {} but reconstruct(x)[{i}] = {} (image {}, \
+                 pixel {})",
+                decoded[i],
+                full[i],
+                i / px,
+                i % px
+            );
+        }
+    }
+    eprintln!("decode(encode(x)): {:.1}s", t0.elapsed().as_secs_f64());
 }
 
 /// Two Trainers, same seed and data: the same epoch losses and final state, bit for bit

@@ -110,9 +110,9 @@ pub fn permutation(seed: u64, epoch: usize, count: usize) -> Vec<u32> {
     p
 }
 
-/// The noise seed of a split: fixed for the run, so each image keeps its noisy copy across
-/// epochs, as the Keras blog's precomputed `x_train_noisy`.
-fn noise_seed(seed: u64, split: u64) -> u32 {
+/// The noise seed of a split (0 training, 1 test): fixed for the run, so each image keeps its
+/// noisy copy across epochs, as the Keras blog's precomputed `x_train_noisy`.
+pub fn noise_seed(seed: u64, split: u64) -> u32 {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(u64::MAX - split);
     rand::Rng::random(&mut rng)

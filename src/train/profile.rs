@@ -19,13 +19,23 @@ pub struct ProfileReport {
     pub kernel_ms_per_step: Option<f64>,
     /// Host-timed steps, submitted as in training (one submit per step, no per-dispatch passes).
     pub wall_ms_per_step: f64,
+    /// Every GPU buffer the trainer holds, the resident dataset included.
+    pub gpu_buffer_bytes: u64,
+    /// Dispatches in one training step.
+    pub dispatches_per_step: usize,
 }
 
 impl ProfileReport {
     pub fn text(&self) -> String {
         let mut s = format!(
-            "profile: {} model, batch {}, {} steps on {}\n",
-            self.model, self.batch_size, self.steps, self.adapter
+            "profile: {} model, batch {}, {} steps on {}\n\
+             {} dispatches per step; GPU buffers {:.1} MiB (dataset resident)\n",
+            self.model,
+            self.batch_size,
+            self.steps,
+            self.adapter,
+            self.dispatches_per_step,
+            self.gpu_buffer_bytes as f64 / (1 << 20) as f64
         );
         match (&self.rows, self.kernel_ms_per_step) {
             (Some(rows), Some(k)) => {
@@ -82,5 +92,7 @@ pub fn profile_steps(
         rows,
         kernel_ms_per_step: kernel_ms,
         wall_ms_per_step: wall,
+        gpu_buffer_bytes: t.gpu_bytes(),
+        dispatches_per_step: t.step_len(),
     })
 }

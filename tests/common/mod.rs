@@ -1,22 +1,116 @@
-//! Shared test helpers: one GPU per test binary, seeded random data, tolerant comparison.
+//! Shared test helpers: the adapter under test, every adapter under every limit set, seeded
+//! random data, tolerant comparison. Every test binary includes this file (`#[path]`).
 #![allow(dead_code)]
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::OnceLock;
-use wgsl_autoencoder::gpu::{AdapterChoice, Gpu};
+use wgsl_autoencoder::gpu::{describe_adapter, list_adapters, AdapterChoice, Gpu, LimitSet};
 
-/// The adapter under test: `WGSL_AE_TEST_ADAPTER` (default `auto`; CI has only lavapipe).
+/// The adapter under test as the command line spells it: `WGSL_AE_TEST_ADAPTER`, default
+/// `auto` (discrete, else integrated, else a CPU adapter; CI has only lavapipe).
+pub fn adapter_name() -> String {
+    std::env::var("WGSL_AE_TEST_ADAPTER").unwrap_or_else(|_| "auto".into())
+}
+
+/// [`adapter_name`] parsed.
+pub fn adapter_choice() -> AdapterChoice {
+    let name = adapter_name();
+    name.parse()
+        .unwrap_or_else(|e| panic!("WGSL_AE_TEST_ADAPTER={name:?}: {e}"))
+}
+
+/// The adapter under test, opened once per test binary with all the limits it allows.
 pub fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
     GPU.get_or_init(|| {
-        let choice: AdapterChoice = std::env::var("WGSL_AE_TEST_ADAPTER")
-            .unwrap_or_else(|_| "auto".into())
-            .parse()
-            .expect("adapter choice");
-        let gpu = Gpu::new(&choice).expect("a GPU adapter (install mesa-vulkan-drivers)");
+        let gpu = Gpu::new(&adapter_choice())
+            .unwrap_or_else(|e| panic!("a GPU adapter (install mesa-vulkan-drivers): {e}"));
         eprintln!("testing on {}", gpu.name());
         gpu
     })
+}
+
+/// Every configuration the op tests run on, and those that failed to open.
+struct Configurations {
+    opened: Vec<(String, Gpu)>,
+    failed: Vec<String>,
+}
+
+/// Opened once per test binary: every adapter `list_adapters` sees (only the one
+/// `WGSL_AE_TEST_ADAPTER` names, when it is set), each with its own limits and with WebGPU's
+/// defaults. One that cannot open a device is recorded, not skipped: [`each_gpu`] fails.
+fn all_configurations() -> &'static Configurations {
+    static ALL: OnceLock<Configurations> = OnceLock::new();
+    ALL.get_or_init(|| {
+        // (choice, prefix of the configuration's name, the adapter as a failure names it)
+        let adapters: Vec<(AdapterChoice, String, String)> =
+            match std::env::var("WGSL_AE_TEST_ADAPTER") {
+                Ok(_) => vec![(
+                    adapter_choice(),
+                    String::new(),
+                    format!("WGSL_AE_TEST_ADAPTER={}", adapter_name()),
+                )],
+                Err(_) => list_adapters()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| {
+                        let prefix = format!("[{i}] ");
+                        let label = format!("{prefix}{}", describe_adapter(&a.get_info()));
+                        (AdapterChoice::Index(i), prefix, label)
+                    })
+                    .collect(),
+            };
+        let mut all = Configurations {
+            opened: Vec::new(),
+            failed: Vec::new(),
+        };
+        if adapters.is_empty() {
+            all.failed
+                .push("no adapter at all (install mesa-vulkan-drivers)".into());
+        }
+        for (choice, prefix, label) in adapters {
+            for (set, set_name) in [
+                (LimitSet::Adapter, "adapter limits"),
+                (LimitSet::WebGpuDefaults, "WebGPU default limits"),
+            ] {
+                match Gpu::with_limits(&choice, set) {
+                    Ok(g) => {
+                        let name = format!("{prefix}{} under {set_name}", g.name());
+                        eprintln!("configuration: {name}");
+                        all.opened.push((name, g));
+                    }
+                    Err(e) => all.failed.push(format!("{label} under {set_name}: {e}")),
+                }
+            }
+        }
+        all
+    })
+}
+
+/// Every configuration, named by adapter and limit set. Panics if any failed to open.
+pub fn configurations() -> &'static [(String, Gpu)] {
+    let all = all_configurations();
+    assert!(
+        all.failed.is_empty(),
+        "configurations that did not open:\n{}",
+        all.failed.join("\n")
+    );
+    &all.opened
+}
+
+/// Runs `body` once per configuration (one test body per adapter and limit set, as wgpu's
+/// own test harness), with the configuration's name for assertion messages. Those that
+/// opened run first; then the test fails if any configuration did not open.
+pub fn each_gpu(mut body: impl FnMut(&Gpu, &str)) {
+    let all = all_configurations();
+    for (name, g) in &all.opened {
+        body(g, name);
+    }
+    assert!(
+        all.failed.is_empty(),
+        "configurations that did not open:\n{}",
+        all.failed.join("\n")
+    );
 }
 
 pub fn rng(seed: u64) -> ChaCha8Rng {
@@ -50,4 +144,20 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f64) {
         got[i],
         want[i]
     );
+}
+
+/// `unwrap` whose panic names the case (configuration, shape): a launcher's refusal or a GPU
+/// error must say where it happened.
+pub trait OrFail<T> {
+    fn or_fail(self, what: &str) -> T;
+}
+
+impl<T, E: std::fmt::Display> OrFail<T> for Result<T, E> {
+    #[track_caller]
+    fn or_fail(self, what: &str) -> T {
+        match self {
+            Ok(v) => v,
+            Err(e) => panic!("{what}: {e}"),
+        }
+    }
 }

@@ -1,5 +1,5 @@
 //! activation: ReLU and sigmoid, forward and backward. ReLU is exact; sigmoid within 1e-6.
-use crate::common::{assert_close, gpu, rng, uniform};
+use crate::common::{assert_close, each_gpu, rng, uniform, OrFail};
 use wgsl_autoencoder::ops::{activation, run};
 use wgsl_autoencoder::reference;
 
@@ -18,66 +18,88 @@ fn input(len: usize, seed: u64) -> Vec<f32> {
 
 #[test]
 fn relu_forward_matches_reference() {
-    let g = gpu();
-    for len in LENS {
-        let xs = input(len, len as u64);
-        let x = g.upload("x", &xs).unwrap();
-        let y = g.poisoned("y", len as u64).unwrap();
-        run(g, &[activation::relu_forward(g, "t", &x, &y).unwrap()]).unwrap();
-        assert_close(
-            "relu",
-            &g.read::<f32>(&y).unwrap(),
-            &reference::activation::relu_forward(&xs),
-            0.0,
-        );
-    }
+    each_gpu(|g, config| {
+        for len in LENS {
+            let what = format!("{config}: relu, {len} elements");
+            let xs = input(len, len as u64);
+            let x = g.upload("x", &xs).or_fail(&what);
+            let y = g.poisoned("y", len as u64).or_fail(&what);
+            run(
+                g,
+                &[activation::relu_forward(g, "t", &x, &y).or_fail(&what)],
+            )
+            .or_fail(&what);
+            assert_close(
+                &what,
+                &g.read::<f32>(&y).or_fail(&what),
+                &reference::activation::relu_forward(&xs),
+                0.0,
+            );
+        }
+    });
 }
 
 #[test]
 fn relu_backward_matches_reference() {
-    let g = gpu();
-    for len in LENS {
-        let xs = input(len, len as u64);
-        let dys = uniform(&mut rng(7), len, -1.0, 1.0);
-        let (x, dy) = (g.upload("x", &xs).unwrap(), g.upload("dy", &dys).unwrap());
-        let dx = g.poisoned("dx", len as u64).unwrap();
-        run(
-            g,
-            &[activation::relu_backward(g, "t", &x, &dy, &dx).unwrap()],
-        )
-        .unwrap();
-        let want = reference::activation::relu_backward(&xs, &dys);
-        assert_close("relu'", &g.read::<f32>(&dx).unwrap(), &want, 0.0);
-    }
+    each_gpu(|g, config| {
+        for len in LENS {
+            let what = format!("{config}: relu', {len} elements");
+            let xs = input(len, len as u64);
+            let dys = uniform(&mut rng(7), len, -1.0, 1.0);
+            let (x, dy) = (
+                g.upload("x", &xs).or_fail(&what),
+                g.upload("dy", &dys).or_fail(&what),
+            );
+            let dx = g.poisoned("dx", len as u64).or_fail(&what);
+            run(
+                g,
+                &[activation::relu_backward(g, "t", &x, &dy, &dx).or_fail(&what)],
+            )
+            .or_fail(&what);
+            let want = reference::activation::relu_backward(&xs, &dys);
+            assert_close(&what, &g.read::<f32>(&dx).or_fail(&what), &want, 0.0);
+        }
+    });
 }
 
 #[test]
 fn sigmoid_forward_matches_reference() {
-    let g = gpu();
-    for len in LENS {
-        let xs = input(len, 3 + len as u64);
-        let x = g.upload("x", &xs).unwrap();
-        let y = g.poisoned("y", len as u64).unwrap();
-        run(g, &[activation::sigmoid_forward(g, "t", &x, &y).unwrap()]).unwrap();
-        let want = reference::activation::sigmoid_forward(&xs);
-        assert_close("sigmoid", &g.read::<f32>(&y).unwrap(), &want, 1e-6);
-    }
+    each_gpu(|g, config| {
+        for len in LENS {
+            let what = format!("{config}: sigmoid, {len} elements");
+            let xs = input(len, 3 + len as u64);
+            let x = g.upload("x", &xs).or_fail(&what);
+            let y = g.poisoned("y", len as u64).or_fail(&what);
+            run(
+                g,
+                &[activation::sigmoid_forward(g, "t", &x, &y).or_fail(&what)],
+            )
+            .or_fail(&what);
+            let want = reference::activation::sigmoid_forward(&xs);
+            assert_close(&what, &g.read::<f32>(&y).or_fail(&what), &want, 1e-6);
+        }
+    });
 }
 
 #[test]
 fn sigmoid_backward_matches_reference() {
-    let g = gpu();
-    for len in LENS {
-        let ys = reference::activation::sigmoid_forward(&input(len, 5 + len as u64));
-        let dys = uniform(&mut rng(11), len, -1.0, 1.0);
-        let (y, dy) = (g.upload("y", &ys).unwrap(), g.upload("dy", &dys).unwrap());
-        let dx = g.poisoned("dx", len as u64).unwrap();
-        run(
-            g,
-            &[activation::sigmoid_backward(g, "t", &y, &dy, &dx).unwrap()],
-        )
-        .unwrap();
-        let want = reference::activation::sigmoid_backward(&ys, &dys);
-        assert_close("sigmoid'", &g.read::<f32>(&dx).unwrap(), &want, 1e-6);
-    }
+    each_gpu(|g, config| {
+        for len in LENS {
+            let what = format!("{config}: sigmoid', {len} elements");
+            let ys = reference::activation::sigmoid_forward(&input(len, 5 + len as u64));
+            let dys = uniform(&mut rng(11), len, -1.0, 1.0);
+            let (y, dy) = (
+                g.upload("y", &ys).or_fail(&what),
+                g.upload("dy", &dys).or_fail(&what),
+            );
+            let dx = g.poisoned("dx", len as u64).or_fail(&what);
+            run(
+                g,
+                &[activation::sigmoid_backward(g, "t", &y, &dy, &dx).or_fail(&what)],
+            )
+            .or_fail(&what);
+            let want = reference::activation::sigmoid_backward(&ys, &dys);
+            assert_close(&what, &g.read::<f32>(&dx).or_fail(&what), &want, 1e-6);
+        }
+    });
 }

@@ -2,7 +2,7 @@
 //! without the denoising noise. Clean pixels within 3e-7: WGSL lets f32 division be 2.5 ulp
 //! off (NVIDIA's u8 / 255 differs from the CPU's by one ulp); noisy ones within 1e-5 (f32
 //! log/cos). A wrong pixel is off by at least 1/255.
-use crate::common::{assert_close, gpu, rng};
+use crate::common::{assert_close, each_gpu, rng, OrFail};
 use rand::Rng;
 use wgsl_autoencoder::ops::batch::{self, pack_pixels, Params};
 use wgsl_autoencoder::ops::run;
@@ -22,59 +22,77 @@ fn dataset(count: usize, pixels: usize) -> (Vec<u8>, Vec<u32>) {
 
 #[test]
 fn batch_gather_matches_reference() {
-    let g = gpu();
     // 7 pixels per image: images straddle the packed u32 words.
     let (count, pixels, n, offset) = (11usize, 7usize, 3usize, 5usize);
     let (images, perm) = dataset(count, pixels);
-    let (img, pm) = (
-        g.upload("images", &pack_pixels(&images)).unwrap(),
-        g.upload("perm", &perm).unwrap(),
-    );
-    let target = g.poisoned("target", (n * pixels) as u64).unwrap();
-    let p = Params {
-        n: n as u32,
-        pixels: pixels as u32,
-        offset: offset as u32,
-        seed: 0,
-        noise: 0.0,
-        _p: [0; 3],
-    };
-    run(g, &[batch::gather(g, "t", &p, &img, &pm, &target).unwrap()]).unwrap();
-    let want = reference::batch::gather(&images, pixels, &perm, offset, n);
-    assert_close("gather", &g.read::<f32>(&target).unwrap(), &want, DIVISION);
+    each_gpu(|g, config| {
+        let what = format!("{config}: gather");
+        let (img, pm) = (
+            g.upload("images", &pack_pixels(&images)).or_fail(&what),
+            g.upload("perm", &perm).or_fail(&what),
+        );
+        let target = g.poisoned("target", (n * pixels) as u64).or_fail(&what);
+        let p = Params {
+            n: n as u32,
+            pixels: pixels as u32,
+            offset: offset as u32,
+            seed: 0,
+            noise: 0.0,
+            _p: [0; 3],
+        };
+        run(
+            g,
+            &[batch::gather(g, "t", &p, &img, &pm, &target).or_fail(&what)],
+        )
+        .or_fail(&what);
+        let want = reference::batch::gather(&images, pixels, &perm, offset, n);
+        assert_close(
+            &what,
+            &g.read::<f32>(&target).or_fail(&what),
+            &want,
+            DIVISION,
+        );
+    });
 }
 
 #[test]
 fn batch_gather_noisy_matches_reference() {
-    let g = gpu();
     let (count, pixels, n, offset) = (9usize, 784usize, 4usize, 2usize);
     let (images, perm) = dataset(count, pixels);
-    let (img, pm) = (
-        g.upload("images", &pack_pixels(&images)).unwrap(),
-        g.upload("perm", &perm).unwrap(),
-    );
-    let target = g.poisoned("target", (n * pixels) as u64).unwrap();
-    let noisy = g.poisoned("noisy", (n * pixels) as u64).unwrap();
-    let p = Params {
-        n: n as u32,
-        pixels: pixels as u32,
-        offset: offset as u32,
-        seed: 1234,
-        noise: 0.5,
-        _p: [0; 3],
-    };
-    run(
-        g,
-        &[batch::gather_noisy(g, "t", &p, &img, &pm, &target, &noisy).unwrap()],
-    )
-    .unwrap();
     let (clean, want_noisy) =
         reference::batch::gather_noisy(&images, pixels, &perm, offset, n, 0.5, 1234);
-    assert_close("clean", &g.read::<f32>(&target).unwrap(), &clean, DIVISION);
-    let got = g.read::<f32>(&noisy).unwrap();
-    assert_close("noisy", &got, &want_noisy, 1e-5);
-    assert!(
-        got.iter().all(|v| (0.0..=1.0).contains(v)),
-        "noisy pixels are clipped to [0, 1]"
-    );
+    each_gpu(|g, config| {
+        let what = format!("{config}: noisy gather");
+        let (img, pm) = (
+            g.upload("images", &pack_pixels(&images)).or_fail(&what),
+            g.upload("perm", &perm).or_fail(&what),
+        );
+        let target = g.poisoned("target", (n * pixels) as u64).or_fail(&what);
+        let noisy = g.poisoned("noisy", (n * pixels) as u64).or_fail(&what);
+        let p = Params {
+            n: n as u32,
+            pixels: pixels as u32,
+            offset: offset as u32,
+            seed: 1234,
+            noise: 0.5,
+            _p: [0; 3],
+        };
+        run(
+            g,
+            &[batch::gather_noisy(g, "t", &p, &img, &pm, &target, &noisy).or_fail(&what)],
+        )
+        .or_fail(&what);
+        assert_close(
+            &format!("{what}, clean"),
+            &g.read::<f32>(&target).or_fail(&what),
+            &clean,
+            DIVISION,
+        );
+        let got = g.read::<f32>(&noisy).or_fail(&what);
+        assert_close(&format!("{what}, noisy"), &got, &want_noisy, 1e-5);
+        assert!(
+            got.iter().all(|v| (0.0..=1.0).contains(v)),
+            "{what}: noisy pixels are clipped to [0, 1]"
+        );
+    });
 }

@@ -1,5 +1,5 @@
 //! pool: 2x2 'same' max-pooling forward (maxima and winners) and backward. Exact (no arithmetic).
-use crate::common::{assert_close, gpu, rng, uniform};
+use crate::common::{assert_close, each_gpu, rng, uniform, OrFail};
 use wgsl_autoencoder::ops::pool;
 use wgsl_autoencoder::ops::run;
 use wgsl_autoencoder::reference;
@@ -20,46 +20,54 @@ fn shapes() -> Vec<PoolShape> {
 
 #[test]
 fn pool_forward_matches_reference() {
-    let g = gpu();
-    for (k, s) in shapes().into_iter().enumerate() {
-        let mut r = rng(k as u64);
-        let mut xs = uniform(&mut r, s.input_len() as usize, -1.0, 1.0);
-        // Ties on a few windows: the first maximum in row-major order must win.
-        for v in xs.iter_mut().step_by(7) {
-            *v = 0.5;
+    each_gpu(|g, config| {
+        for (k, s) in shapes().into_iter().enumerate() {
+            let what = format!("{config}: {s:?}");
+            let mut r = rng(k as u64);
+            let mut xs = uniform(&mut r, s.input_len() as usize, -1.0, 1.0);
+            // Ties on a few windows: the first maximum in row-major order must win.
+            for v in xs.iter_mut().step_by(7) {
+                *v = 0.5;
+            }
+            let x = g.upload("x", &xs).or_fail(&what);
+            let y = g.poisoned("y", s.output_len()).or_fail(&what);
+            let win = g
+                .upload("winner", &vec![u32::MAX; s.output_len() as usize])
+                .or_fail(&what);
+            run(g, &[pool::forward(g, "t", &s, &x, &y, &win).or_fail(&what)]).or_fail(&what);
+            let (want_y, want_w) = reference::pool::forward(&s, &xs);
+            assert_close(
+                &format!("{what} maxima"),
+                &g.read::<f32>(&y).or_fail(&what),
+                &want_y,
+                0.0,
+            );
+            assert_eq!(g.read::<u32>(&win).or_fail(&what), want_w, "{what} winners");
         }
-        let x = g.upload("x", &xs).unwrap();
-        let y = g.poisoned("y", s.output_len()).unwrap();
-        let win = g
-            .upload("winner", &vec![u32::MAX; s.output_len() as usize])
-            .unwrap();
-        run(g, &[pool::forward(g, "t", &s, &x, &y, &win).unwrap()]).unwrap();
-        let (want_y, want_w) = reference::pool::forward(&s, &xs);
-        assert_close(
-            &format!("{s:?} maxima"),
-            &g.read::<f32>(&y).unwrap(),
-            &want_y,
-            0.0,
-        );
-        assert_eq!(g.read::<u32>(&win).unwrap(), want_w, "{s:?} winners");
-    }
+    });
 }
 
 #[test]
 fn pool_backward_matches_reference() {
-    let g = gpu();
-    for (k, s) in shapes().into_iter().enumerate() {
-        let mut r = rng(50 + k as u64);
-        let xs = uniform(&mut r, s.input_len() as usize, -1.0, 1.0);
-        let (_, winners) = reference::pool::forward(&s, &xs);
-        let dys = uniform(&mut r, s.output_len() as usize, -1.0, 1.0);
-        let (win, dy) = (
-            g.upload("winner", &winners).unwrap(),
-            g.upload("dy", &dys).unwrap(),
-        );
-        let dx = g.poisoned("dx", s.input_len()).unwrap();
-        run(g, &[pool::backward(g, "t", &s, &win, &dy, &dx).unwrap()]).unwrap();
-        let want = reference::pool::backward(&s, &winners, &dys);
-        assert_close(&format!("{s:?}"), &g.read::<f32>(&dx).unwrap(), &want, 0.0);
-    }
+    each_gpu(|g, config| {
+        for (k, s) in shapes().into_iter().enumerate() {
+            let what = format!("{config}: {s:?}");
+            let mut r = rng(50 + k as u64);
+            let xs = uniform(&mut r, s.input_len() as usize, -1.0, 1.0);
+            let (_, winners) = reference::pool::forward(&s, &xs);
+            let dys = uniform(&mut r, s.output_len() as usize, -1.0, 1.0);
+            let (win, dy) = (
+                g.upload("winner", &winners).or_fail(&what),
+                g.upload("dy", &dys).or_fail(&what),
+            );
+            let dx = g.poisoned("dx", s.input_len()).or_fail(&what);
+            run(
+                g,
+                &[pool::backward(g, "t", &s, &win, &dy, &dx).or_fail(&what)],
+            )
+            .or_fail(&what);
+            let want = reference::pool::backward(&s, &winners, &dys);
+            assert_close(&what, &g.read::<f32>(&dx).or_fail(&what), &want, 0.0);
+        }
+    });
 }

@@ -1,5 +1,5 @@
 //! upsample: nearest x2 forward and backward. Forward is exact; backward sums 4 terms.
-use crate::common::{assert_close, gpu, rng, uniform};
+use crate::common::{assert_close, each_gpu, rng, uniform, OrFail};
 use wgsl_autoencoder::ops::run;
 use wgsl_autoencoder::ops::upsample;
 use wgsl_autoencoder::reference;
@@ -19,26 +19,34 @@ fn shapes() -> Vec<UpsampleShape> {
 
 #[test]
 fn upsample_forward_matches_reference() {
-    let g = gpu();
-    for (k, s) in shapes().into_iter().enumerate() {
-        let xs = uniform(&mut rng(k as u64), s.input_len() as usize, -1.0, 1.0);
-        let x = g.upload("x", &xs).unwrap();
-        let y = g.poisoned("y", s.output_len()).unwrap();
-        run(g, &[upsample::forward(g, "t", &s, &x, &y).unwrap()]).unwrap();
-        let want = reference::upsample::forward(&s, &xs);
-        assert_close(&format!("{s:?}"), &g.read::<f32>(&y).unwrap(), &want, 0.0);
-    }
+    each_gpu(|g, config| {
+        for (k, s) in shapes().into_iter().enumerate() {
+            let what = format!("{config}: {s:?}");
+            let xs = uniform(&mut rng(k as u64), s.input_len() as usize, -1.0, 1.0);
+            let x = g.upload("x", &xs).or_fail(&what);
+            let y = g.poisoned("y", s.output_len()).or_fail(&what);
+            run(g, &[upsample::forward(g, "t", &s, &x, &y).or_fail(&what)]).or_fail(&what);
+            let want = reference::upsample::forward(&s, &xs);
+            assert_close(&what, &g.read::<f32>(&y).or_fail(&what), &want, 0.0);
+        }
+    });
 }
 
 #[test]
 fn upsample_backward_matches_reference() {
-    let g = gpu();
-    for (k, s) in shapes().into_iter().enumerate() {
-        let dys = uniform(&mut rng(9 + k as u64), s.output_len() as usize, -1.0, 1.0);
-        let dy = g.upload("dy", &dys).unwrap();
-        let dx = g.poisoned("dx", s.input_len()).unwrap();
-        run(g, &[upsample::backward(g, "t", &s, &dy, &dx).unwrap()]).unwrap();
-        let want = reference::upsample::backward(&s, &dys);
-        assert_close(&format!("{s:?}"), &g.read::<f32>(&dx).unwrap(), &want, 1e-6);
-    }
+    each_gpu(|g, config| {
+        for (k, s) in shapes().into_iter().enumerate() {
+            let what = format!("{config}: {s:?}");
+            let dys = uniform(&mut rng(9 + k as u64), s.output_len() as usize, -1.0, 1.0);
+            let dy = g.upload("dy", &dys).or_fail(&what);
+            let dx = g.poisoned("dx", s.input_len()).or_fail(&what);
+            run(
+                g,
+                &[upsample::backward(g, "t", &s, &dy, &dx).or_fail(&what)],
+            )
+            .or_fail(&what);
+            let want = reference::upsample::backward(&s, &dys);
+            assert_close(&what, &g.read::<f32>(&dx).or_fail(&what), &want, 1e-6);
+        }
+    });
 }

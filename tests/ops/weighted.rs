@@ -2,7 +2,7 @@
 //! result against the reference, with and without the fused ReLU mask, on every shape the op
 //! lists. An op plugs in through [`Weighted`]; its test file holds only its shapes and the
 //! calls.
-use crate::common::{assert_close, gpu, rng, uniform};
+use crate::common::{assert_close, each_gpu, rng, uniform, OrFail};
 use std::fmt::Debug;
 use wgsl_autoencoder::gpu::{Dispatch, Gpu, Tensor};
 use wgsl_autoencoder::ops::conv2d::GradOut;
@@ -88,81 +88,88 @@ fn masked<S: Weighted>(c: &Case<S>, relu: bool) -> (Vec<f32>, Option<Vec<f32>>) 
     (reference::activation::relu_backward(&act, &c.dy), Some(act))
 }
 
-/// Runs `body` on every shape, with and without ReLU, on a fresh case seeded from `seed`.
+/// Runs `body` on every configuration (adapter and limit set), every shape, with and without
+/// ReLU, on a fresh case seeded from `seed`; `what` names all three.
 fn each<S: Weighted>(shapes: &[S], seed: u64, mut body: impl FnMut(&Gpu, &Case<S>, bool, &str)) {
-    let g = gpu();
-    for (k, s) in shapes.iter().enumerate() {
-        for relu in [false, true] {
-            let c = case(*s, seed + k as u64);
-            body(g, &c, relu, &format!("{s:?} relu={relu}"));
+    each_gpu(|g, config| {
+        for (k, s) in shapes.iter().enumerate() {
+            for relu in [false, true] {
+                let c = case(*s, seed + k as u64);
+                body(g, &c, relu, &format!("{config}: {s:?} relu={relu}"));
+            }
         }
-    }
+    });
 }
 
 /// The upstream gradient on the GPU: `dy` and, with ReLU, the saved output.
-fn upstream(g: &Gpu, c: &Case<impl Weighted>, act: Option<Vec<f32>>) -> (Tensor, Option<Tensor>) {
-    let dy = g.upload("dy", &c.dy).unwrap();
-    (dy, act.map(|a| g.upload("act", &a).unwrap()))
+fn upstream(
+    g: &Gpu,
+    c: &Case<impl Weighted>,
+    act: Option<Vec<f32>>,
+    what: &str,
+) -> (Tensor, Option<Tensor>) {
+    let dy = g.upload("dy", &c.dy).or_fail(what);
+    (dy, act.map(|a| g.upload("act", &a).or_fail(what)))
 }
 
 pub fn forward<S: Weighted>(shapes: &[S], seed: u64, tol: f64) {
     each(shapes, seed, |g, c, relu, what| {
         let (x, w, b) = (
-            g.upload("x", &c.x).unwrap(),
-            g.upload("w", &c.w).unwrap(),
-            g.upload("b", &c.b).unwrap(),
+            g.upload("x", &c.x).or_fail(what),
+            g.upload("w", &c.w).or_fail(what),
+            g.upload("b", &c.b).or_fail(what),
         );
-        let y = g.poisoned("y", c.s.output_len()).unwrap();
-        run(g, &c.s.forward(g, relu, &x, &w, &b, &y).unwrap()).unwrap();
+        let y = g.poisoned("y", c.s.output_len()).or_fail(what);
+        run(g, &c.s.forward(g, relu, &x, &w, &b, &y).or_fail(what)).or_fail(what);
         let want = c.s.ref_forward(relu, &c.x, &c.w, &c.b);
-        assert_close(what, &g.read::<f32>(&y).unwrap(), &want, tol);
+        assert_close(what, &g.read::<f32>(&y).or_fail(what), &want, tol);
     });
 }
 
 pub fn backward_input<S: Weighted>(shapes: &[S], seed: u64, tol: f64) {
     each(shapes, seed, |g, c, relu, what| {
         let (dy_ref, act) = masked(c, relu);
-        let (dy, act) = upstream(g, c, act);
+        let (dy, act) = upstream(g, c, act, what);
         let go = GradOut {
             dy: &dy,
             relu_output: act.as_ref(),
         };
-        let w = g.upload("w", &c.w).unwrap();
-        let dx = g.poisoned("dx", c.s.input_len()).unwrap();
-        run(g, &c.s.backward_input(g, &go, &w, &dx).unwrap()).unwrap();
+        let w = g.upload("w", &c.w).or_fail(what);
+        let dx = g.poisoned("dx", c.s.input_len()).or_fail(what);
+        run(g, &c.s.backward_input(g, &go, &w, &dx).or_fail(what)).or_fail(what);
         let want = c.s.ref_backward_input(&dy_ref, &c.w);
-        assert_close(what, &g.read::<f32>(&dx).unwrap(), &want, tol);
+        assert_close(what, &g.read::<f32>(&dx).or_fail(what), &want, tol);
     });
 }
 
 pub fn backward_weight<S: Weighted>(shapes: &[S], seed: u64, tol: f64) {
     each(shapes, seed, |g, c, relu, what| {
         let (dy_ref, act) = masked(c, relu);
-        let (dy, act) = upstream(g, c, act);
+        let (dy, act) = upstream(g, c, act, what);
         let go = GradOut {
             dy: &dy,
             relu_output: act.as_ref(),
         };
-        let x = g.upload("x", &c.x).unwrap();
-        let dw = g.poisoned("dw", c.s.weight_len()).unwrap();
-        run(g, &c.s.backward_weight(g, &go, &x, &dw).unwrap()).unwrap();
+        let x = g.upload("x", &c.x).or_fail(what);
+        let dw = g.poisoned("dw", c.s.weight_len()).or_fail(what);
+        run(g, &c.s.backward_weight(g, &go, &x, &dw).or_fail(what)).or_fail(what);
         let want = c.s.ref_backward_weight(&c.x, &dy_ref);
-        assert_close(what, &g.read::<f32>(&dw).unwrap(), &want, tol);
+        assert_close(what, &g.read::<f32>(&dw).or_fail(what), &want, tol);
     });
 }
 
 pub fn backward_bias<S: Weighted>(shapes: &[S], seed: u64, tol: f64) {
     each(shapes, seed, |g, c, relu, what| {
         let (dy_ref, act) = masked(c, relu);
-        let (dy, act) = upstream(g, c, act);
+        let (dy, act) = upstream(g, c, act, what);
         let go = GradOut {
             dy: &dy,
             relu_output: act.as_ref(),
         };
-        let db = g.poisoned("db", c.s.bias_len()).unwrap();
-        run(g, &c.s.backward_bias(g, &go, &db).unwrap()).unwrap();
+        let db = g.poisoned("db", c.s.bias_len()).or_fail(what);
+        run(g, &c.s.backward_bias(g, &go, &db).or_fail(what)).or_fail(what);
         let want = c.s.ref_backward_bias(&dy_ref);
-        assert_close(what, &g.read::<f32>(&db).unwrap(), &want, tol);
+        assert_close(what, &g.read::<f32>(&db).or_fail(what), &want, tol);
     });
 }
 
@@ -170,18 +177,18 @@ pub fn backward_bias<S: Weighted>(shapes: &[S], seed: u64, tol: f64) {
 pub fn backward_params<S: Weighted>(shapes: &[S], seed: u64, tol: f64) {
     each(shapes, seed, |g, c, relu, what| {
         let (dy_ref, act) = masked(c, relu);
-        let (dy, act) = upstream(g, c, act);
+        let (dy, act) = upstream(g, c, act, what);
         let go = GradOut {
             dy: &dy,
             relu_output: act.as_ref(),
         };
-        let x = g.upload("x", &c.x).unwrap();
-        let dw = g.poisoned("dw", c.s.weight_len()).unwrap();
-        let db = g.poisoned("db", c.s.bias_len()).unwrap();
-        run(g, &c.s.backward_params(g, &go, &x, &dw, &db).unwrap()).unwrap();
+        let x = g.upload("x", &c.x).or_fail(what);
+        let dw = g.poisoned("dw", c.s.weight_len()).or_fail(what);
+        let db = g.poisoned("db", c.s.bias_len()).or_fail(what);
+        run(g, &c.s.backward_params(g, &go, &x, &dw, &db).or_fail(what)).or_fail(what);
         let want_w = c.s.ref_backward_weight(&c.x, &dy_ref);
-        assert_close(what, &g.read::<f32>(&dw).unwrap(), &want_w, tol);
+        assert_close(what, &g.read::<f32>(&dw).or_fail(what), &want_w, tol);
         let want_b = c.s.ref_backward_bias(&dy_ref);
-        assert_close(what, &g.read::<f32>(&db).unwrap(), &want_b, tol);
+        assert_close(what, &g.read::<f32>(&db).or_fail(what), &want_b, tol);
     });
 }
