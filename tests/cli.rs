@@ -1119,7 +1119,7 @@ fn cli_closed_or_full_stdout_does_not_cost_the_run() {
 }
 
 /// Item 2: a run folder belongs to one run. Default names are unique even when the name of
-/// this second is taken (made here for the next 20 seconds, each with a file the run must not
+/// this second is taken (made here for the next 60 seconds, each with a file the run must not
 /// touch); `--out` onto a non-empty folder is refused, files untouched, unless `--overwrite`,
 /// which empties it first; a live run's lock keeps a second process out of its folder.
 #[test]
@@ -1128,7 +1128,7 @@ fn cli_runs_never_clobber_each_other() {
     let data = small(t.path());
     let runs = t.path().join("runs");
     let now = chrono::Local::now();
-    for s in 0..20 {
+    for s in 0..60 {
         let name = (now + chrono::Duration::seconds(s)).format("%Y-%m-%d_%H-%M-%S");
         let d = runs.join(name.to_string());
         std::fs::create_dir_all(&d).unwrap();
