@@ -1,6 +1,6 @@
-// common: what every kernel file shares. The launchers compile each file with this one in
-// front of it (ops::Shader::source), so a helper is written once; tests/shaders.rs checks the
-// constants below against the Rust side's.
+// common: what every kernel file shares. Each file is compiled with this one in front of it
+// (the `with_common!` macro in src/ops/mod.rs), so a helper is written once; tests/shaders.rs
+// checks the constants below against the Rust side's.
 
 // Invocations per workgroup of the one-element-per-invocation kernels: gpu::WORKGROUP.
 const WG: u32 = 256u;

@@ -30,14 +30,6 @@ pub fn flag() -> &'static AtomicI32 {
     &REQUESTED
 }
 
-/// The signal that asked to stop, if one did.
-pub fn requested() -> Option<i32> {
-    match REQUESTED.load(Ordering::SeqCst) {
-        0 => None,
-        s => Some(s),
-    }
-}
-
 /// `SIGINT`, `SIGTERM`, ... by number.
 pub fn name(signal: i32) -> String {
     match signal {

@@ -8,7 +8,7 @@
 //!
 //! | layer | modules |
 //! |---|---|
-//! | foundations | [`error`], [`interrupt`], [`atomic`] |
+//! | foundations | [`interrupt`], [`error`], [`atomic`] |
 //! | plain data | [`shapes`], [`model`], [`data`] |
 //! | ground truth | [`reference`] |
 //! | GPU base | [`gpu`] |

@@ -5,7 +5,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use wgsl_autoencoder::commands::{self, bench};
+use wgsl_autoencoder::commands::{self, bench, DecodeFrom};
 use wgsl_autoencoder::data;
 use wgsl_autoencoder::gpu::AdapterChoice;
 use wgsl_autoencoder::interrupt;
@@ -91,17 +91,46 @@ enum Command {
         #[command(flatten)]
         data: DataArg,
     },
-    /// The decoder as a generator: codes (.npy from `encode`) to a PNG grid of digits.
+    /// The decoder as a generator, to a PNG of digits: codes from a .npy file, a walk between
+    /// two test images' codes, or random codes. Give exactly one of --codes, --interpolate,
+    /// --sample.
+    #[command(group(
+        clap::ArgGroup::new("source")
+            .required(true)
+            .args(["codes", "interpolate", "sample"])
+    ))]
     Decode {
         #[arg(long)]
         checkpoint: PathBuf,
+        /// Codes from a .npy file as `encode` writes them (needs no dataset): a grid of digits.
         #[arg(long)]
-        codes: PathBuf,
+        codes: Option<PathBuf>,
+        /// At most this many codes of --codes are drawn.
+        #[arg(long, default_value_t = 100, conflicts_with_all = ["interpolate", "sample"])]
+        count: usize,
+        /// Test images A and B (indices into the test split of --data): their codes and the
+        /// codes evenly between, decoded into one row of --steps digits.
+        #[arg(
+            long,
+            value_name = "A,B",
+            value_parser = commands::parse_index_pair,
+            allow_hyphen_values = true
+        )]
+        interpolate: Option<(usize, usize)>,
+        /// Digits of the --interpolate strip, both ends included.
+        #[arg(long, value_name = "K", default_value_t = 10, conflicts_with_all = ["codes", "sample"])]
+        steps: usize,
+        /// Draw N codes from a Gaussian per code dimension fitted to the codes of the
+        /// training split of --data, and decode them into a grid, ten per row.
+        #[arg(long, value_name = "N")]
+        sample: Option<usize>,
+        /// Seeds the --sample draws.
+        #[arg(long, value_name = "S", default_value_t = 0, conflicts_with_all = ["codes", "interpolate"])]
+        seed: u64,
         #[arg(long)]
         out: PathBuf,
-        /// At most this many codes are drawn.
-        #[arg(long, default_value_t = 100)]
-        count: usize,
+        #[command(flatten)]
+        data: DataArg,
     },
     /// Every adapter wgpu sees, with the limits and features this program uses.
     Devices,
@@ -186,6 +215,9 @@ struct TrainArgs {
     /// Empty a non-empty --out folder first (its files are deleted).
     #[arg(long, requires = "out")]
     overwrite: bool,
+    /// Leave out the TensorBoard event files (train/ and validation/ in the run folder).
+    #[arg(long)]
+    no_tensorboard: bool,
     /// Continue a run: its folder or a checkpoint file (from the exact step it holds).
     #[arg(long)]
     resume: Option<PathBuf>,
@@ -220,17 +252,53 @@ struct Printer {
     bar: Option<ProgressBar>,
     style: ProgressStyle,
     epochs: usize,
+    /// When this session started, and where: its first epoch, the steps of that epoch
+    /// already done (a resumed checkpoint), the steps per epoch. The run's ETA is estimated
+    /// from this session's pace.
+    started: Option<std::time::Instant>,
+    first_epoch: usize,
+    first_step: usize,
+    steps: usize,
 }
 
 impl Printer {
     fn new() -> Self {
-        let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
+        // `wide_msg`: the message is cut at the terminal's edge rather than wrapped, so the
+        // loss and the run's ETA come first.
+        let style = ProgressStyle::with_template("{prefix} [{bar:25}] {pos}/{len} {wide_msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");
         Printer {
             bar: None,
             style,
             epochs: 0,
+            started: None,
+            first_epoch: 1,
+            first_step: 0,
+            steps: 1,
+        }
+    }
+
+    /// The time left until the run's last epoch ends, at step `done` of `epoch`, from this
+    /// session's pace so far (its wall time, validation and writes included); None before
+    /// any step of this session is done.
+    fn run_eta(&self, epoch: usize, done: usize) -> Option<String> {
+        let steps = self.steps.max(1) as f64;
+        let worked = epoch.saturating_sub(self.first_epoch) as f64
+            + (done as f64 - self.first_step as f64) / steps;
+        let left = self.epochs.saturating_sub(epoch) as f64
+            + self.steps.saturating_sub(done) as f64 / steps;
+        let elapsed = self.started?.elapsed().as_secs_f64();
+        (worked > 0.0).then(|| Self::duration(elapsed / worked * left))
+    }
+
+    /// `45s`, `3m24s`, `2h05m`.
+    fn duration(secs: f64) -> String {
+        let s = secs.max(0.0).round() as u64;
+        match s {
+            0..60 => format!("{s}s"),
+            60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+            _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
         }
     }
 
@@ -248,6 +316,8 @@ impl Printer {
                 first_step,
             } => {
                 self.epochs = epochs;
+                (self.first_epoch, self.first_step, self.steps) = (first_epoch, first_step, steps);
+                self.started = Some(std::time::Instant::now());
                 say!("adapter: {adapter}");
                 say!("run folder: {}", run_dir.display());
                 say!(
@@ -264,23 +334,30 @@ impl Printer {
                 images_per_s,
                 running_loss,
             } => {
+                let mut parts = Vec::new();
+                parts.extend(running_loss.map(|l| format!("loss: {l:.4}")));
+                parts.extend(self.run_eta(epoch, done).map(|t| format!("run ETA {t}")));
+                parts.push(format!("{images_per_s:.0} images/s"));
+                let msg = parts.join(" - ");
                 let b = self.bar.get_or_insert_with(|| {
                     let b = ProgressBar::new(steps as u64).with_style(self.style.clone());
                     b.set_prefix(format!("epoch {epoch}/{}", self.epochs));
                     b
                 });
                 b.set_position(done as u64);
-                b.set_message(match running_loss {
-                    Some(l) => format!("{images_per_s:.0} images/s - loss: {l:.4}"),
-                    None => format!("{images_per_s:.0} images/s"),
-                });
+                b.set_message(msg);
             }
             Event::Epoch { metrics: m, epochs } => {
                 if let Some(b) = self.bar.take() {
                     b.finish_and_clear();
                 }
+                // The run's ETA after every epoch but the last.
+                let eta = (m.epoch < epochs)
+                    .then(|| self.run_eta(m.epoch, self.steps))
+                    .flatten()
+                    .map_or(String::new(), |t| format!(" - run ETA {t}"));
                 say!(
-                    "epoch {}/{} - {:.1}s - loss: {:.4} - val_loss: {:.4}",
+                    "epoch {}/{} - {:.1}s - loss: {:.4} - val_loss: {:.4}{eta}",
                     m.epoch,
                     epochs,
                     m.seconds,
@@ -299,6 +376,7 @@ fn train(adapter: AdapterChoice, a: TrainArgs) -> Result<()> {
         data_dir: a.data.data.clone(),
         out_dir: a.out,
         overwrite: a.overwrite,
+        tensorboard: !a.no_tensorboard,
         adapter,
         resume: a.resume,
     };
@@ -330,6 +408,11 @@ fn resume_command(dir: &std::path::Path, cli_args: &[String]) -> String {
     let mut args = cli_args.iter();
     while let Some(a) = args.next() {
         let flag = a.split('=').next().unwrap_or(a);
+        if ["--no-tensorboard", "--profile"].contains(&flag) {
+            cmd.push(' ');
+            cmd.push_str(flag);
+            continue;
+        }
         if ["--data", "--adapter", "--checkpoint-every"].contains(&flag) {
             cmd.push(' ');
             cmd.push_str(&shell_word(a));
@@ -501,6 +584,20 @@ fn profile(
     Ok(())
 }
 
+/// What `decode` did, in a line.
+fn decoded(n: usize, from: &DecodeFrom, out: &std::path::Path) -> String {
+    let what = match from {
+        DecodeFrom::Codes { .. } => format!("{n} codes"),
+        DecodeFrom::Interpolate { a, b, .. } => {
+            format!("{n} codes interpolated from test image {a} to test image {b}")
+        }
+        DecodeFrom::Sample { seed, .. } => {
+            format!("{n} codes sampled from the training split's code distribution (seed {seed})")
+        }
+    };
+    format!("decoded {what} into {}", out.display())
+}
+
 fn dispatch(cli: Cli) -> Result<()> {
     let adapter = cli.adapter.clone();
     match cli.command {
@@ -516,12 +613,23 @@ fn dispatch(cli: Cli) -> Result<()> {
         Some(Command::Decode {
             checkpoint,
             codes,
-            out,
             count,
+            interpolate,
+            steps,
+            sample,
+            seed,
+            out,
+            data,
         }) => {
-            let n = commands::decode(&adapter, &checkpoint, &codes, &out, count)
+            let from = match (codes, interpolate, sample) {
+                (Some(path), ..) => DecodeFrom::Codes { path, count },
+                (_, Some((a, b)), _) => DecodeFrom::Interpolate { a, b, steps },
+                (_, _, Some(count)) => DecodeFrom::Sample { count, seed },
+                _ => anyhow::bail!("decode needs one of --codes, --interpolate, --sample"),
+            };
+            let n = commands::decode_from(&adapter, &checkpoint, &from, &data.dir(), &out)
                 .context("decode failed")?;
-            say!("decoded {n} codes into {}", out.display());
+            say!("{}", decoded(n, &from, &out));
             Ok(())
         }
         Some(Command::Profile {

@@ -304,14 +304,18 @@ fn is_temp(name: &str) -> bool {
 fn folder_is_sound(dir: &Path) -> Vec<String> {
     // `.lock` stays behind a killed run (its lock died with the process; the next run in the
     // folder takes it).
-    const OURS: [&str; 7] = [
+    // `train/` and `validation/` hold the TensorBoard logs.
+    const OURS: [&str; 10] = [
         ".lock",
+        "train",
+        "validation",
         "config.json",
         "checkpoint.safetensors",
         "best.safetensors",
         "metrics.csv",
         "loss.png",
         "reconstructions.png",
+        "latent.png",
     ];
     let all = names(dir);
     for n in &all {
@@ -643,6 +647,7 @@ fn options(data: &Path, out: Option<PathBuf>, resume: Option<PathBuf>) -> RunOpt
         }),
         data_dir: Some(data.to_path_buf()),
         overwrite: false,
+        tensorboard: true,
         out_dir: out,
         adapter: adapter_choice(),
         resume,

@@ -200,3 +200,36 @@ fn loss_png_one_epoch_and_odd_values() {
     let e = loss_png(&unwritable(&dir, "l.png"), &[(1, 0.2, 0.2)]).unwrap_err();
     assert!(e.to_string().contains("l.png"), "{e}");
 }
+
+/// latent.png: three clusters in 6-D, apart along one direction, give a picture of the
+/// documented size with each cluster's colour, and a fit that puts nearly all the variance on
+/// PC 1. Mismatched input and an unwritable path are errors.
+#[test]
+fn latent_png_size_colours_and_errors() {
+    use wgsl_autoencoder::report::{latent_png, LATENT_PLOT_SIZE};
+    let (_t, dir) = out_dir();
+    let dim = 6;
+    let mut codes = Vec::new();
+    let mut labels = Vec::new();
+    for i in 0..300 {
+        let digit = (i % 3) as u8 * 3; // 0, 3, 6
+        let wobble = |k: usize| ((i * 7 + k * 13) % 11) as f32 / 110.0;
+        codes.extend((0..dim).map(|k| digit as f32 * (k as f32 - 2.5) + wobble(k)));
+        labels.push(digit);
+    }
+    let path = dir.join("latent.png");
+    let pca = latent_png(&path, &codes, &labels, dim).unwrap();
+    assert!(pca.explained()[0] > 0.99, "{:?}", pca.explained());
+    let img = decode(&path).to_rgb8();
+    assert_eq!((img.width(), img.height()), LATENT_PLOT_SIZE);
+    let has = |c: [u8; 3]| img.pixels().any(|p| p.0 == c);
+    assert!(has([31, 119, 180]) && has([214, 39, 40]) && has([227, 119, 194]));
+    assert!(!has([255, 127, 14]), "digit 1's colour, but there is no 1");
+
+    assert!(latent_png(&dir.join("x.png"), &codes[..5], &labels, dim).is_err());
+    assert!(latent_png(&dir.join("x.png"), &codes, &labels, 0).is_err());
+    let nan = vec![f32::NAN; dim * 2];
+    assert!(latent_png(&dir.join("x.png"), &nan, &[1, 2], dim).is_err());
+    let e = latent_png(&unwritable(&dir, "l.png"), &codes, &labels, dim).unwrap_err();
+    assert!(e.to_string().contains("l.png"), "{e}");
+}

@@ -805,6 +805,7 @@ fn resume_gives_the_same_metrics_as_a_straight_run() {
         }),
         data_dir: Some(data.clone()),
         overwrite: false,
+        tensorboard: true,
         out_dir: (resume.is_none()).then(|| tmp.path().join(out)),
         adapter: adapter_choice(),
         resume,

@@ -1,6 +1,10 @@
-//! The commands besides `train`, as library calls: `eval`, `encode`, `decode`, `devices`.
-//! The binary parses flags, calls these and prints what they return.
+//! The commands besides `train`, as library calls: `eval`, `encode`, `decode` (from a codes
+//! file, between two test images, or sampled), `devices`. The binary parses flags, calls these
+//! and prints what they return.
 pub mod bench;
+mod generate;
+
+pub use generate::{decode_from, interpolate, parse_index_pair, sample, DecodeFrom, MAX_SAMPLES};
 
 use crate::checkpoint::{self, Checkpoint};
 use crate::data::{self, Dataset};

@@ -219,13 +219,26 @@ impl DataRecord {
             });
         }
         Ok(DataRecord {
-            dir: dir.to_path_buf(),
+            // Absolute, so that a resume from another working folder finds the files.
+            dir: dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf()),
             files,
         })
     }
 
     /// Fails, naming the first file that differs, unless `other` holds the same files.
     pub fn check_same(&self, other: &DataRecord) -> Result<()> {
+        if self.files.len() != other.files.len() {
+            return Err(Error::Data {
+                path: other.dir.clone(),
+                detail: format!(
+                    "the run recorded {} data files, this folder has {}; pass --data with the \
+                     run's own files",
+                    self.files.len(),
+                    other.files.len()
+                ),
+            });
+        }
+        let short = |s: &str| s.get(..16).unwrap_or(s).to_string();
         for (want, got) in self.files.iter().zip(&other.files) {
             if want.bytes != got.bytes || want.sha256 != got.sha256 {
                 return Err(Error::Data {
@@ -235,10 +248,10 @@ impl DataRecord {
                          run had {} of {} bytes, SHA-256 {}, in {}). Pass --data with the \
                          run's own files",
                         got.bytes,
-                        &got.sha256[..16],
+                        short(&got.sha256),
                         want.name,
                         want.bytes,
-                        &want.sha256[..16],
+                        short(&want.sha256),
                         self.dir.display()
                     ),
                 });

@@ -76,30 +76,56 @@ fn without_egl_noise<T>(f: impl FnOnce() -> T) -> T {
     if xdg_ok {
         return f();
     }
+    // fd 2 is the process's: one silencer at a time, restored even if `f` panics.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE_AT_A_TIME.lock();
+    let _quiet = QuietStderr::new();
+    f()
+}
+
+/// Points fd 2 at /dev/null until dropped (unix; elsewhere nothing).
+struct QuietStderr {
     #[cfg(unix)]
-    {
-        // SAFETY: plain descriptor calls; fd 2 is restored from its duplicate before
-        // returning, and a failed dup leaves stderr as it was.
-        unsafe {
-            let saved = libc::dup(2);
-            let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
-            if saved >= 0 && null >= 0 {
-                libc::dup2(null, 2);
-                let out = f();
+    saved: Option<libc::c_int>,
+}
+
+impl QuietStderr {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            // SAFETY: plain descriptor calls on descriptors this function owns; fd 2 is only
+            // replaced once its duplicate is safe, and `drop` puts it back.
+            unsafe {
+                let saved = libc::fcntl(2, libc::F_DUPFD_CLOEXEC, 3);
+                let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                let swapped = saved >= 0 && null >= 0 && libc::dup2(null, 2) >= 0;
+                if null >= 0 {
+                    libc::close(null);
+                }
+                if !swapped && saved >= 0 {
+                    libc::close(saved);
+                }
+                QuietStderr {
+                    saved: swapped.then_some(saved),
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        QuietStderr {}
+    }
+}
+
+impl Drop for QuietStderr {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Some(saved) = self.saved {
+            // SAFETY: `saved` is our duplicate of the original fd 2.
+            unsafe {
                 libc::dup2(saved, 2);
-                libc::close(null);
                 libc::close(saved);
-                return out;
-            }
-            if saved >= 0 {
-                libc::close(saved);
-            }
-            if null >= 0 {
-                libc::close(null);
             }
         }
     }
-    f()
 }
 
 fn backend_rank(b: wgpu::Backend) -> u8 {
@@ -125,7 +151,7 @@ pub fn describe_adapter(i: &wgpu::AdapterInfo) -> String {
     )
 }
 
-pub(crate) fn choose(_instance: &wgpu::Instance, choice: &AdapterChoice) -> Result<wgpu::Adapter> {
+pub(crate) fn choose(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
     use wgpu::DeviceType as T;
     let all = list_adapters();
     let of_type = |t: T| all.iter().find(|a| a.get_info().device_type == t).cloned();

@@ -2,8 +2,8 @@
 use super::Gpu;
 use crate::{Error, Result};
 
-/// Invocations per workgroup of the flat (one element per invocation) kernels; the shaders
-/// take it as their `WG` override constant.
+/// Invocations per workgroup of the flat (one element per invocation) kernels: `WG` in
+/// `shaders/common.wgsl` (`tests/shaders.rs` checks that they agree).
 pub const WORKGROUP: u64 = 256;
 
 /// Napkin-math cost of one dispatch: the bytes it must move at least, and its flops.

@@ -45,8 +45,7 @@ impl Gpu {
 
     /// [`Gpu::new`] with the limits of `set`.
     pub fn with_limits(choice: &AdapterChoice, set: LimitSet) -> Result<Self> {
-        let instance = adapter::instance();
-        let adapter = adapter::choose(&instance, choice)?;
+        let adapter = adapter::choose(choice)?;
         let info = adapter.get_info();
         let wanted = wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS

@@ -87,8 +87,13 @@ impl Canvas {
     }
 
     fn write(&self, path: &Path) -> Result<()> {
+        crate::atomic::write_atomic(path, &self.png(path)?)
+    }
+
+    /// The canvas as PNG bytes, with its width and height.
+    fn png(&self, path: &Path) -> Result<Vec<u8>> {
         // The sizes were checked to fit u32 in `new`.
-        super::write_png(
+        super::encode_png(
             path,
             &self.pixels,
             self.width as u32,
@@ -144,6 +149,20 @@ pub fn reconstructions_png(
     h: usize,
     w: usize,
 ) -> Result<()> {
+    let (png, _, _) = reconstructions_png_bytes(path, originals, recon, count, h, w)?;
+    crate::atomic::write_atomic(path, &png)
+}
+
+/// [`reconstructions_png`] as PNG bytes, with the picture's width and height; `path` names
+/// it in an error.
+pub fn reconstructions_png_bytes(
+    path: &Path,
+    originals: &[f32],
+    recon: &[f32],
+    count: usize,
+    h: usize,
+    w: usize,
+) -> Result<(Vec<u8>, u32, u32)> {
     let what = "the reconstructions";
     let per = h.saturating_mul(w);
     check_len(path, what, "originals", originals, count, per)?;
@@ -155,7 +174,7 @@ pub fn reconstructions_png(
             c.draw_cell(i, row, |y, x| gray(img[y * w + x]));
         }
     }
-    c.write(path)
+    Ok((c.png(path)?, c.width as u32, c.height as u32))
 }
 
 /// The blog's code figure for the convolutional model: `count` codes in NHWC layout

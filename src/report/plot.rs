@@ -15,7 +15,7 @@ pub const LOSS_PLOT_SIZE: (u32, u32) = (640, 480);
 
 static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 /// The family every plotters default (axis labels, legend) asks for.
-const FAMILY: &str = "sans-serif";
+pub(super) const FAMILY: &str = "sans-serif";
 /// matplotlib's first two colours, C0 and C1.
 const TRAIN_COLOR: RGBColor = RGBColor(31, 119, 180);
 const VAL_COLOR: RGBColor = RGBColor(255, 127, 14);
@@ -24,7 +24,7 @@ const MAX_MARKED: usize = 30;
 /// Plot x units per epoch.
 const X_RES: f64 = 100.0;
 
-fn ensure_font() -> Result<()> {
+pub(super) fn ensure_font() -> Result<()> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     let ok = *REGISTERED.get_or_init(|| register_font(FAMILY, FontStyle::Normal, FONT).is_ok());
     if ok {

@@ -6,7 +6,7 @@ pub const CHECKPOINT: &str = "checkpoint.safetensors";
 pub const BEST: &str = "best.safetensors";
 
 /// Every file a run writes (temporary files of other names are never touched).
-const FILES: [&str; 10] = [
+const FILES: [&str; 11] = [
     CHECKPOINT,
     BEST,
     "config.json",
@@ -14,6 +14,7 @@ const FILES: [&str; 10] = [
     "loss.png",
     "reconstructions.png",
     "codes.png",
+    "latent.png",
     "profile.txt",
     "trace.json",
     ".write-test",
@@ -49,6 +50,8 @@ pub struct RunDir {
 
 impl Drop for RunDir {
     fn drop(&mut self) {
+        // Removed while still locked: a process that opened it meanwhile finds, once it holds
+        // the lock, that the name is no longer its file (see `lock`) and starts over.
         let _ = std::fs::remove_file(self.path.join(LOCK));
         let _ = self.lock.unlock();
     }
@@ -125,32 +128,63 @@ fn fresh_dir() -> Result<PathBuf> {
 
 /// Takes the folder's lock, or says which process holds it.
 fn lock(dir: &Path) -> Result<RunDir> {
-    use std::io::{Read, Seek, Write};
+    use std::io::{Seek, Write};
     let path = dir.join(LOCK);
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| cannot_write(dir, &e))?;
-    if let Err(e) = file.try_lock() {
-        let mut holder = String::new();
-        let _ = file.read_to_string(&mut holder);
-        return Err(Error::Config(format!(
-            "another run (process {}) is using the run folder {} ({e}); wait for it to end, \
-             or pass another --out",
-            holder.trim(),
-            dir.display()
-        )));
+    // The lock file may be removed by the run that held it just as we lock it: a lock on a
+    // file no longer at `path` keeps nobody out, so open the name again.
+    for _ in 0..100 {
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| cannot_write(dir, &e))?;
+        if let Err(e) = file.try_lock() {
+            return Err(held(dir, &mut file, &e));
+        }
+        if !same_file(&file, &path) {
+            continue;
+        }
+        let _ = file.set_len(0);
+        let _ = file.rewind();
+        let _ = write!(file, "{}", std::process::id());
+        return Ok(RunDir {
+            path: dir.to_path_buf(),
+            lock: file,
+        });
     }
-    let _ = file.set_len(0);
-    let _ = file.rewind();
-    let _ = write!(file, "{}", std::process::id());
-    Ok(RunDir {
-        path: dir.to_path_buf(),
-        lock: file,
-    })
+    Err(cannot_write(dir, &"its lock file keeps changing"))
+}
+
+/// The error for a folder another run holds, with that run's process id.
+fn held(dir: &Path, file: &mut std::fs::File, e: &dyn std::fmt::Display) -> Error {
+    use std::io::Read;
+    let mut holder = String::new();
+    let _ = file.read_to_string(&mut holder);
+    Error::Config(format!(
+        "another run (process {}) is using the run folder {} ({e}); wait for it to end, or \
+         pass another --out",
+        holder.trim(),
+        dir.display()
+    ))
+}
+
+/// Whether `file` is (still) the file at `path`.
+fn same_file(file: &std::fs::File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (file.metadata(), std::fs::metadata(path)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, path);
+        true
+    }
 }
 
 /// A new run's folder must hold nothing (but our lock); `overwrite` empties it first.
@@ -195,17 +229,25 @@ fn is_temp_file(name: &str) -> bool {
     name.strip_prefix('.')
         .and_then(|n| n.strip_suffix(".tmp"))
         .is_some_and(|n| {
-            FILES.iter().any(|o| {
+            let ours = |o: &str| {
                 n.strip_prefix(o)
                     .and_then(|r| r.strip_prefix('.'))
-                    .is_some_and(|r| !r.is_empty() && !r.contains('/'))
-            })
+                    .is_some_and(|r| !r.is_empty())
+            };
+            // An event file rewritten on resume: `.events.out.tfevents.<...>.v2.XXXXXX.tmp`.
+            FILES.iter().any(|o| ours(o)) || n.starts_with("events.out.tfevents.")
         })
 }
 
-/// Removes what killed writers left in a run folder; returns how many files. The files
-/// themselves were never touched: a write lands by a rename.
+/// Removes what killed writers left in a run folder and its TensorBoard folders; returns how
+/// many files. The files themselves were never touched: a write lands by a rename.
 pub fn clean_temp_files(dir: &Path) -> usize {
+    clean_temp_files_in(dir)
+        + clean_temp_files_in(&dir.join("train"))
+        + clean_temp_files_in(&dir.join("validation"))
+}
+
+fn clean_temp_files_in(dir: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };

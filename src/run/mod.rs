@@ -12,9 +12,10 @@
 mod folder;
 mod session;
 mod setup;
+mod tensorboard;
 mod writer;
 
-pub use folder::{checkpoint_path, clean_temp_files, BEST, CHECKPOINT};
+pub use folder::{checkpoint_path, BEST, CHECKPOINT};
 pub use setup::TrainRequest;
 
 use crate::gpu::AdapterChoice;
@@ -34,6 +35,8 @@ pub struct RunOptions {
     pub out_dir: Option<PathBuf>,
     /// Empty a non-empty `out_dir` before the run (otherwise it is refused).
     pub overwrite: bool,
+    /// Write TensorBoard event files into the run folder (`train/`, `validation/`).
+    pub tensorboard: bool,
     pub adapter: AdapterChoice,
     pub resume: Option<PathBuf>,
 }
@@ -105,7 +108,15 @@ pub fn train_with(
     // Only now, when nothing about the settings can fail any more: a run that cannot start
     // leaves no folder behind.
     let dir = setup.run_dir(opts)?;
-    let mut run = session::Session::start(setup, ctl, &gpu, &mut trainer, dir, on_event)?;
+    let mut run = session::Session::start(
+        setup,
+        ctl,
+        &gpu,
+        &mut trainer,
+        dir,
+        opts.tensorboard,
+        on_event,
+    )?;
     let result = run.train(&gpu, &mut trainer, on_event);
     run.close(result, on_event)
 }

@@ -2,6 +2,7 @@
 //! and what an error says about the last checkpoint that can be resumed.
 use super::folder::{self, RunDir};
 use super::setup::Setup;
+use super::tensorboard as tb;
 use super::writer::{Job, Pictures, Writer};
 use super::{Control, Event};
 use crate::checkpoint::Checkpoint;
@@ -41,6 +42,8 @@ pub(super) struct Session<'a> {
     dir: PathBuf,
     /// Holds the folder's lock until the run ends.
     _claim: RunDir,
+    /// Log to TensorBoard event files.
+    tensorboard: bool,
     writer: Writer,
     history: Vec<EpochMetrics>,
     best: f64,
@@ -61,6 +64,7 @@ impl<'a> Session<'a> {
         gpu: &Gpu,
         trainer: &mut Trainer,
         claim: RunDir,
+        tensorboard: bool,
         on_event: &mut dyn FnMut(Event),
     ) -> Result<Self> {
         let dir = claim.path.clone();
@@ -69,6 +73,13 @@ impl<'a> Session<'a> {
             dir.join("config.json"),
             config_json(&setup, gpu, &dir)?,
         ))?;
+        if tensorboard {
+            let resume = setup.resumed.as_ref().map(|(ck, _)| tb::Resume {
+                epochs: ck.state.epoch,
+                iterations: ck.state.iterations,
+            });
+            writer.send(Job::TensorboardOpen(dir.clone(), resume))?;
+        }
         let (history, from_step, from_losses, last_good) = match &setup.resumed {
             Some((ck, path)) => (
                 ck.history.clone(),
@@ -102,6 +113,7 @@ impl<'a> Session<'a> {
             ctl,
             dir,
             _claim: claim,
+            tensorboard,
             writer,
             history,
             best,
@@ -167,6 +179,8 @@ impl<'a> Session<'a> {
             pause: &pause,
         };
         let running = trainer.running_loss();
+        // Adam's step count before this epoch's first step, from which `batch_loss` counts.
+        let base = trainer.iterations - self.from_step as u64;
         let end = trainer.train_epoch_from(gpu, &from, &mut |done, steps| {
             let s = start.elapsed().as_secs_f64().max(1e-9);
             let loss = f64::from_bits(running.load(Ordering::Relaxed));
@@ -178,6 +192,7 @@ impl<'a> Session<'a> {
                 running_loss: loss.is_finite().then_some(loss),
             })
         });
+        self.log_running_losses(trainer, base)?;
         match end {
             Ok(EpochEnd::Done(m)) => self.end_epoch(gpu, trainer, m, on_event),
             Ok(EpochEnd::Paused { step, losses }) => {
@@ -190,6 +205,20 @@ impl<'a> Session<'a> {
             }) => Err(self.non_finite(value, epoch, step, String::new())),
             Err(e) => Err(e),
         }
+    }
+
+    /// The epoch's running losses, as read for the progress bar, into TensorBoard's
+    /// `batch_loss` at the Adam step each reaches.
+    fn log_running_losses(&self, trainer: &mut Trainer, base: u64) -> Result<()> {
+        let readings = trainer.take_loss_readings();
+        if !self.tensorboard {
+            return Ok(());
+        }
+        for (covered, loss) in readings.into_iter().filter(|r| r.1.is_finite()) {
+            let iteration = base + covered as u64;
+            self.send(Job::Tensorboard(tb::Record::Batch { iteration, loss }))?;
+        }
+        Ok(())
     }
 
     /// A pause inside an epoch: a checkpoint of the steps done, unless a loss went bad.
@@ -240,6 +269,10 @@ impl<'a> Session<'a> {
                 Box::new(ck.clone()),
             ))?;
         }
+        if self.tensorboard {
+            let record = self.epoch_record(gpu, trainer, &m, &ck.state.params)?;
+            self.send(Job::Tensorboard(tb::Record::Epoch(Box::new(record))))?;
+        }
         self.save(folder::CHECKPOINT, ck, trainer.epoch, 0)?;
         self.send(Job::Text(
             self.dir.join("metrics.csv"),
@@ -249,6 +282,35 @@ impl<'a> Session<'a> {
             self.dir.join("loss.png"),
             self.history.clone(),
         ))
+    }
+
+    /// The epoch's TensorBoard record: its metrics, the first test digits' reconstructions
+    /// (one small GPU pass) and every parameter tensor.
+    fn epoch_record(
+        &self,
+        gpu: &Gpu,
+        trainer: &Trainer,
+        m: &EpochMetrics,
+        params: &[f32],
+    ) -> Result<tb::EpochRecord> {
+        let model = &trainer.net.model;
+        let weights = (0..model.params.len())
+            .map(|k| {
+                (
+                    model.params[k].name.clone(),
+                    params[model.param_range(k)].to_vec(),
+                )
+            })
+            .collect();
+        Ok(tb::EpochRecord {
+            epoch: m.epoch,
+            loss: m.loss,
+            val_loss: m.val_loss,
+            learning_rate: self.setup.cfg.adam.lr,
+            images_per_s: self.setup.data.train.images.count as f64 / m.train_seconds.max(1e-9),
+            reconstructions: first_reconstructions(gpu, trainer, &self.setup)?,
+            weights,
+        })
     }
 
     fn checkpoint(
@@ -320,7 +382,13 @@ impl<'a> Session<'a> {
                     s.epoch,
                     self.setup.cfg.epochs
                 ),
-                Some(self.dir.clone()),
+                // The run folder, when the checkpoint is its own; else the checkpoint itself
+                // (a branch interrupted before its first checkpoint).
+                Some(if s.path.starts_with(&self.dir) {
+                    self.dir.clone()
+                } else {
+                    s.path.clone()
+                }),
             ),
             None => (
                 "no training step had finished, so there is no checkpoint to resume; start \
@@ -473,29 +541,53 @@ fn earlier_sessions(path: &Path) -> Vec<serde_json::Value> {
         .unwrap_or_default()
 }
 
-/// The first ten test digits, their reconstructions and (conv) codes, computed on the GPU.
-fn pictures(gpu: &Gpu, trainer: &Trainer, setup: &Setup) -> Result<Pictures> {
+/// The first ten test digits, their reconstructions and (conv) codes, and the codes of every
+/// test image with its label, computed on the GPU.
+/// The first ten test digits and their reconstructions, by the network as it stands.
+fn first_reconstructions(
+    gpu: &Gpu,
+    trainer: &Trainer,
+    setup: &Setup,
+) -> Result<tb::Reconstructions> {
     let test = &setup.data.test.images;
     let count = 10.min(test.count);
     let originals: Vec<f32> = test.pixels[..count * test.image_len()]
         .iter()
         .map(|&p| p as f32 / 255.0)
         .collect();
-    let model: &Model = &trainer.net.model;
-    let reconstructions = infer::layers(gpu, &trainer.net, &originals, 0..model.layers.len())?;
-    let code = model.code();
-    let codes = if model.kind == crate::model::ModelKind::Conv {
-        let c = infer::layers(gpu, &trainer.net, &originals, 0..model.code_at)?;
-        Some((c, [code.h as usize, code.w as usize, code.c as usize]))
-    } else {
-        None
-    };
-    Ok(Pictures {
+    let layers = trainer.net.model.layers.len();
+    let reconstructions = infer::layers(gpu, &trainer.net, &originals, 0..layers)?;
+    Ok(tb::Reconstructions {
         originals,
         reconstructions,
         count,
         h: test.rows,
         w: test.cols,
-        codes,
+    })
+}
+
+/// The run's pictures: the first test digits' reconstructions, and the codes of the whole
+/// test split (for latent.png, and codes.png where the code is an image).
+fn pictures(gpu: &Gpu, trainer: &Trainer, setup: &Setup) -> Result<Pictures> {
+    let model: &Model = &trainer.net.model;
+    let all: Vec<f32> = setup
+        .data
+        .test
+        .images
+        .pixels
+        .iter()
+        .map(|&p| p as f32 / 255.0)
+        .collect();
+    let code = model.code();
+    Ok(Pictures {
+        first: first_reconstructions(gpu, trainer, setup)?,
+        test_codes: infer::layers(gpu, &trainer.net, &all, 0..model.code_at)?,
+        test_labels: setup.data.test.labels.clone(),
+        code_len: code.len() as usize,
+        code_image: (model.kind == crate::model::ModelKind::Conv).then_some([
+            code.h as usize,
+            code.w as usize,
+            code.c as usize,
+        ]),
     })
 }

@@ -180,7 +180,7 @@ impl Setup {
     /// The checkpoint must come from this model, data and epoch length, with epochs left.
     fn check_resume(&self, ck: &Checkpoint, path: &Path) -> Result<()> {
         let (input, count) = (self.input, self.data.train.images.count);
-        if ck.model != self.cfg.model || ck.input != input || ck.train_count != count {
+        if ck.input != input || ck.train_count != count {
             return Err(Error::Checkpoint {
                 path: path.to_path_buf(),
                 detail: format!(
@@ -190,7 +190,7 @@ impl Setup {
                 ),
             });
         }
-        if ck.step >= self.steps || ck.partial_losses.len() != ck.step {
+        if ck.step >= self.steps {
             return Err(Error::Checkpoint {
                 path: path.to_path_buf(),
                 detail: format!(
@@ -271,15 +271,18 @@ fn data_dir(opts: &RunOptions, resumed: Option<&Checkpoint>) -> PathBuf {
         .unwrap_or_else(data::default_dir)
 }
 
-/// Whether the checkpoint at `path` is older than the latest one of its folder: resuming it
-/// in place would overwrite the later epochs.
+/// Whether a resume from the checkpoint at `path` must go on in a new folder. A folder's own
+/// `checkpoint.safetensors` resumes in place. Another file does only in a run folder whose
+/// latest checkpoint is no later: a checkpoint kept elsewhere has neighbours that are not
+/// ours to overwrite, and resuming an earlier one in place would overwrite the later epochs.
 fn is_branch(ck: &Checkpoint, path: &Path) -> Result<bool> {
-    let latest = path
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join(folder::CHECKPOINT);
-    if same_dir(&latest, path) || !latest.is_file() {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let latest = dir.join(folder::CHECKPOINT);
+    if same_dir(&latest, path) {
         return Ok(false);
+    }
+    if !dir.join("config.json").is_file() || !latest.is_file() {
+        return Ok(true);
     }
     // An unreadable latest checkpoint is no later epoch to protect, but still: branch.
     Ok(match checkpoint::load(&latest) {

@@ -2,6 +2,7 @@
 //! the order they were sent, atomically, while the GPU trains on. The first failed write is
 //! kept, and the training loop asks for it before it goes on, so a full disk stops the run at
 //! once with the last checkpoint that did land.
+use super::tensorboard;
 use crate::checkpoint::{self, Checkpoint};
 use crate::train::EpochMetrics;
 use crate::{atomic, report, Error, Result};
@@ -12,17 +13,22 @@ use std::thread::JoinHandle;
 
 /// The pixels of the run's pictures, computed on the GPU; encoded to PNG by the writer.
 pub struct Pictures {
-    /// The first test images and their reconstructions, `count` of `h` x `w`.
-    pub originals: Vec<f32>,
-    pub reconstructions: Vec<f32>,
-    pub count: usize,
-    pub h: usize,
-    pub w: usize,
-    /// Their codes and the code's shape (h, w, c), for models whose code is an image.
-    pub codes: Option<(Vec<f32>, [usize; 3])>,
+    /// The first test images and their reconstructions.
+    pub first: tensorboard::Reconstructions,
+    /// The codes of every test image (`code_len` values each) and their labels: latent.png.
+    pub test_codes: Vec<f32>,
+    pub test_labels: Vec<u8>,
+    pub code_len: usize,
+    /// The code's shape (h, w, c) where the code is an image (the conv model): codes.png
+    /// draws the first test images' codes.
+    pub code_image: Option<[usize; 3]>,
 }
 
 pub enum Job {
+    /// Where the run's TensorBoard logs go (cut back to a resumed checkpoint's position); the
+    /// files are made with the first record, so a run that logs nothing leaves none.
+    TensorboardOpen(PathBuf, Option<tensorboard::Resume>),
+    Tensorboard(tensorboard::Record),
     Text(PathBuf, String),
     Checkpoint(PathBuf, Box<Checkpoint>),
     LossPlot(PathBuf, Vec<EpochMetrics>),
@@ -55,6 +61,7 @@ impl Writer {
         let flag = failed_flag.clone();
         let handle = std::thread::spawn(move || {
             let mut failed = false;
+            let mut logs = Logs::None;
             for job in rx.iter() {
                 // After a failed write nothing more is written: the folder keeps a
                 // consistent state (no metrics past the last checkpoint that landed).
@@ -65,7 +72,12 @@ impl Writer {
                     Job::Checkpoint(p, ck) => Some((p.clone(), ck.state.epoch, ck.step)),
                     _ => None,
                 };
-                let r = write(job);
+                // A panic in a writer (a picture's code, say) is a failed write too: the
+                // run must learn of it at its next step, not an epoch later.
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    write(job, &mut logs)
+                }))
+                .unwrap_or_else(|_| Err(Error::Image("writing a file of the run panicked".into())));
                 if let Ok(mut s) = shared.lock() {
                     match r {
                         Ok(()) => s.landed = landed.or(s.landed.take()),
@@ -94,11 +106,15 @@ impl Writer {
             .map_err(|_| Error::Config("the writer thread stopped".into()))
     }
 
-    /// The first failed write so far, as an error.
+    /// The first failed write so far, as an error (every later call fails too).
     pub fn check(&self) -> Result<()> {
-        match self.status.lock() {
-            Ok(mut s) => s.failed.take().map_or(Ok(()), Err),
-            Err(_) => Err(Error::Config("the writer thread panicked".into())),
+        let first = self.status.lock().ok().and_then(|mut s| s.failed.take());
+        match first {
+            Some(e) => Err(e),
+            None if self.failed.load(Ordering::SeqCst) => Err(Error::Image(
+                "an earlier write of the run failed (reported above)".into(),
+            )),
+            None => Ok(()),
         }
     }
 
@@ -119,8 +135,28 @@ impl Writer {
     }
 }
 
-fn write(job: Job) -> Result<()> {
+/// The TensorBoard logs: where they go until the first record opens them.
+enum Logs {
+    None,
+    Pending(PathBuf, Option<tensorboard::Resume>),
+    Open(tensorboard::Logs),
+}
+
+fn write(job: Job, logs: &mut Logs) -> Result<()> {
     match job {
+        Job::TensorboardOpen(dir, resume) => {
+            *logs = Logs::Pending(dir, resume);
+            Ok(())
+        }
+        Job::Tensorboard(record) => {
+            if let Logs::Pending(dir, resume) = logs {
+                *logs = Logs::Open(tensorboard::Logs::open(dir, *resume)?);
+            }
+            match logs {
+                Logs::Open(l) => l.write(record),
+                _ => Ok(()),
+            }
+        }
         Job::Text(p, s) => atomic::write_atomic(&p, s.as_bytes()),
         Job::Checkpoint(p, ck) => checkpoint::save(&p, &ck),
         Job::LossPlot(p, h) => {
@@ -132,19 +168,28 @@ fn write(job: Job) -> Result<()> {
     }
 }
 
-/// `reconstructions.png` (the first test digits over their reconstructions) and, where the
-/// code is an image, `codes.png`.
+/// `reconstructions.png` (the first test digits over their reconstructions), `latent.png`
+/// (the test codes on their first two principal axes) and, where the code is an image,
+/// `codes.png`.
 fn write_pictures(dir: &std::path::Path, p: &Pictures) -> Result<()> {
+    let r = &p.first;
     report::reconstructions_png(
         &dir.join("reconstructions.png"),
-        &p.originals,
-        &p.reconstructions,
-        p.count,
-        p.h,
-        p.w,
+        &r.originals,
+        &r.reconstructions,
+        r.count,
+        r.h,
+        r.w,
     )?;
-    if let Some((codes, [h, w, c])) = &p.codes {
-        report::codes_png(&dir.join("codes.png"), codes, p.count, *h, *w, *c)?;
+    if let Some([h, w, c]) = p.code_image {
+        let first = p.test_codes.get(..r.count * p.code_len).unwrap_or(&[]);
+        report::codes_png(&dir.join("codes.png"), first, r.count, h, w, c)?;
     }
+    report::latent_png(
+        &dir.join("latent.png"),
+        &p.test_codes,
+        &p.test_labels,
+        p.code_len,
+    )?;
     Ok(())
 }

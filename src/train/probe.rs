@@ -17,6 +17,8 @@ pub struct LossProbe {
     covered: usize,
     /// The latest running loss, as f64 bits (NaN: none yet this epoch).
     running: Arc<AtomicU64>,
+    /// Every reading since the last [`LossProbe::take_readings`]: (steps covered, loss).
+    readings: Vec<(usize, f64)>,
 }
 
 impl LossProbe {
@@ -31,6 +33,7 @@ impl LossProbe {
             state: Arc::new(AtomicU8::new(IDLE)),
             covered: 0,
             running: Arc::new(AtomicU64::new(f64::NAN.to_bits())),
+            readings: Vec::new(),
         }
     }
 
@@ -41,6 +44,11 @@ impl LossProbe {
     /// Where the caller reads the running loss (NaN until the first probe of an epoch lands).
     pub fn handle(&self) -> Arc<AtomicU64> {
         self.running.clone()
+    }
+
+    /// The readings taken since the last call: (steps of the epoch covered, running loss).
+    pub fn take_readings(&mut self) -> Vec<(usize, f64)> {
+        std::mem::take(&mut self.readings)
     }
 
     pub fn reset(&mut self) {
@@ -77,6 +85,7 @@ impl LossProbe {
                 if let Ok(view) = self.staging.get_mapped_range(0..bytes) {
                     let losses: &[f32] = bytemuck::cast_slice(&view);
                     let mean = super::weighted_mean(losses, &sizes[..self.covered]);
+                    self.readings.push((self.covered, mean));
                     self.running.store(mean.to_bits(), Ordering::Relaxed);
                 }
                 self.staging.unmap();

@@ -137,6 +137,12 @@ impl Trainer {
         self.probe.handle()
     }
 
+    /// The running losses read since the last call, as (steps of the epoch they cover,
+    /// loss); every epoch has at least its last one.
+    pub fn take_loss_readings(&mut self) -> Vec<(usize, f64)> {
+        self.probe.take_readings()
+    }
+
     /// Uploads fresh Glorot weights and zeroes Adam's state.
     pub fn init(&mut self, gpu: &Gpu) -> Result<()> {
         let params = self.net.model.init(self.cfg.seed);
