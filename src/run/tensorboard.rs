@@ -114,15 +114,23 @@ fn covered(e: &Event, r: Resume) -> bool {
     }
 }
 
+impl Reconstructions {
+    /// The blog's figure (digits over their reconstructions) as PNG bytes, with its width and
+    /// height; `path` names it in an error.
+    pub fn png(&self, path: &Path) -> Result<(Vec<u8>, u32, u32)> {
+        reconstructions_png_bytes(
+            path,
+            &self.originals,
+            &self.reconstructions,
+            self.count,
+            self.h,
+            self.w,
+        )
+    }
+}
+
 fn image(r: &Reconstructions) -> Result<Image> {
-    let (png, w, h) = reconstructions_png_bytes(
-        Path::new("reconstructions (TensorBoard)"),
-        &r.originals,
-        &r.reconstructions,
-        r.count,
-        r.h,
-        r.w,
-    )?;
+    let (png, w, h) = r.png(Path::new("reconstructions (TensorBoard)"))?;
     Ok(Image {
         height: h as i32,
         width: w as i32,

@@ -173,14 +173,8 @@ fn write(job: Job, logs: &mut Logs) -> Result<()> {
 /// `codes.png`.
 fn write_pictures(dir: &std::path::Path, p: &Pictures) -> Result<()> {
     let r = &p.first;
-    report::reconstructions_png(
-        &dir.join("reconstructions.png"),
-        &r.originals,
-        &r.reconstructions,
-        r.count,
-        r.h,
-        r.w,
-    )?;
+    let path = dir.join("reconstructions.png");
+    atomic::write_atomic(&path, &r.png(&path)?.0)?;
     if let Some([h, w, c]) = p.code_image {
         let first = p.test_codes.get(..r.count * p.code_len).unwrap_or(&[]);
         report::codes_png(&dir.join("codes.png"), first, r.count, h, w, c)?;
