@@ -188,13 +188,20 @@ fn same_file(file: &std::fs::File, path: &Path) -> bool {
 }
 
 /// A new run's folder must hold nothing (but our lock); `overwrite` empties it first.
+///
+/// What a run killed before its first checkpoint leaves (its `config.json`, our temporary
+/// files, the lock file) is no run's result: a new run takes the folder over as it is.
 fn empty(dir: &Path, overwrite: bool) -> Result<()> {
     let entries: Vec<std::fs::DirEntry> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
         .flatten()
         .filter(|e| e.file_name() != LOCK)
         .collect();
-    if entries.is_empty() {
+    let leftover = |e: &std::fs::DirEntry| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        name == "config.json" || is_temp_file(&name)
+    };
+    if entries.iter().all(leftover) {
         return Ok(());
     }
     if !overwrite {

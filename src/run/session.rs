@@ -27,6 +27,11 @@ struct Saved {
 }
 
 impl Saved {
+    /// `PATH (epoch E)` or `PATH (epoch E, step S of N)`: how messages name a checkpoint.
+    fn named(&self, steps: usize) -> String {
+        format!("{} ({})", self.path.display(), self.describe(steps))
+    }
+
     fn describe(&self, steps: usize) -> String {
         if self.step == 0 {
             format!("epoch {}", self.epoch)
@@ -322,7 +327,7 @@ impl<'a> Session<'a> {
     ) -> Result<Checkpoint> {
         Ok(Checkpoint {
             model: self.setup.cfg.model,
-            input: self.setup.input,
+            input: self.setup.model.input,
             train_count: self.setup.data.train.images.count,
             config: self.setup.cfg.clone(),
             history: self.history.clone(),
@@ -355,9 +360,8 @@ impl<'a> Session<'a> {
         let fix = "Try a smaller --lr";
         match &self.last_good {
             Some(s) => format!(
-                "The last good checkpoint is {} ({}). {fix}, or --resume from it.",
-                s.path.display(),
-                s.describe(self.setup.steps)
+                "The last good checkpoint is {}. {fix}, or --resume from it.",
+                s.named(self.setup.steps)
             ),
             None => format!("No checkpoint had been written yet. {fix}."),
         }
@@ -408,14 +412,8 @@ impl<'a> Session<'a> {
     fn write_failed(&self, e: Error) -> Error {
         let kept = match self.writer.landed() {
             Some((path, epoch, step)) => format!(
-                "The last good checkpoint is {} ({}); --resume from it once there is room.",
-                path.display(),
-                Saved {
-                    path: path.clone(),
-                    epoch,
-                    step
-                }
-                .describe(self.setup.steps)
+                "The last good checkpoint is {}; --resume from it once there is room.",
+                Saved { path, epoch, step }.named(self.setup.steps)
             ),
             None => match &self.setup.resumed {
                 Some((_, path)) => format!(
@@ -435,9 +433,8 @@ impl<'a> Session<'a> {
     fn with_checkpoint_note(&self, e: Error) -> Error {
         let note = match &self.last_good {
             Some(s) => format!(
-                "The last checkpoint is {} ({}); --resume from it once the GPU works again.",
-                s.path.display(),
-                s.describe(self.setup.steps)
+                "The last checkpoint is {}; --resume from it once the GPU works again.",
+                s.named(self.setup.steps)
             ),
             None => "No checkpoint had been written yet.".to_string(),
         };

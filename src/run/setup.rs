@@ -6,7 +6,7 @@ use super::{Control, RunOptions};
 use crate::checkpoint::{self, Checkpoint};
 use crate::data::{self, DataRecord, Dataset};
 use crate::gpu::{AdapterChoice, Gpu};
-use crate::model::{Features, Model, ModelKind};
+use crate::model::{Model, ModelKind};
 use crate::train::{self, TrainConfig, Trainer};
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -110,7 +110,6 @@ pub(super) struct Setup {
     pub data: Dataset,
     /// The dataset's files as this run records them.
     pub data_record: DataRecord,
-    pub input: Features,
     pub model: Model,
     /// Steps per epoch.
     pub steps: usize,
@@ -163,7 +162,6 @@ impl Setup {
             cfg,
             data,
             data_record,
-            input,
             model,
             steps,
             resumed,
@@ -179,7 +177,7 @@ impl Setup {
 
     /// The checkpoint must come from this model, data and epoch length, with epochs left.
     fn check_resume(&self, ck: &Checkpoint, path: &Path) -> Result<()> {
-        let (input, count) = (self.input, self.data.train.images.count);
+        let (input, count) = (self.model.input, self.data.train.images.count);
         if ck.input != input || ck.train_count != count {
             return Err(Error::Checkpoint {
                 path: path.to_path_buf(),
