@@ -101,15 +101,23 @@ fn each<S: Weighted>(shapes: &[S], seed: u64, mut body: impl FnMut(&Gpu, &Case<S
     });
 }
 
-/// The upstream gradient on the GPU: `dy` and, with ReLU, the saved output.
-fn upstream(
-    g: &Gpu,
-    c: &Case<impl Weighted>,
-    act: Option<Vec<f32>>,
-    what: &str,
-) -> (Tensor, Option<Tensor>) {
-    let dy = g.upload("dy", &c.dy).or_fail(what);
-    (dy, act.map(|a| g.upload("act", &a).or_fail(what)))
+/// [`each`] for a backward direction: the body gets the upstream gradient on the GPU (`dy`
+/// and, with ReLU, the saved output to mask it with) and as the reference sees it (masked).
+fn each_backward<S: Weighted>(
+    shapes: &[S],
+    seed: u64,
+    mut body: impl FnMut(&Gpu, &Case<S>, &GradOut, &[f32], &str),
+) {
+    each(shapes, seed, |g, c, relu, what| {
+        let (dy_ref, act) = masked(c, relu);
+        let dy = g.upload("dy", &c.dy).or_fail(what);
+        let act = act.map(|a| g.upload("act", &a).or_fail(what));
+        let go = GradOut {
+            dy: &dy,
+            relu_output: act.as_ref(),
+        };
+        body(g, c, &go, &dy_ref, what);
+    });
 }
 
 pub fn forward<S: Weighted>(shapes: &[S], seed: u64, tol: f64) {
@@ -127,68 +135,44 @@ pub fn forward<S: Weighted>(shapes: &[S], seed: u64, tol: f64) {
 }
 
 pub fn backward_input<S: Weighted>(shapes: &[S], seed: u64, tol: f64) {
-    each(shapes, seed, |g, c, relu, what| {
-        let (dy_ref, act) = masked(c, relu);
-        let (dy, act) = upstream(g, c, act, what);
-        let go = GradOut {
-            dy: &dy,
-            relu_output: act.as_ref(),
-        };
+    each_backward(shapes, seed, |g, c, go, dy_ref, what| {
         let w = g.upload("w", &c.w).or_fail(what);
         let dx = g.poisoned("dx", c.s.input_len()).or_fail(what);
-        run(g, &c.s.backward_input(g, &go, &w, &dx).or_fail(what)).or_fail(what);
-        let want = c.s.ref_backward_input(&dy_ref, &c.w);
+        run(g, &c.s.backward_input(g, go, &w, &dx).or_fail(what)).or_fail(what);
+        let want = c.s.ref_backward_input(dy_ref, &c.w);
         assert_close(what, &g.read::<f32>(&dx).or_fail(what), &want, tol);
     });
 }
 
 pub fn backward_weight<S: Weighted>(shapes: &[S], seed: u64, tol: f64) {
-    each(shapes, seed, |g, c, relu, what| {
-        let (dy_ref, act) = masked(c, relu);
-        let (dy, act) = upstream(g, c, act, what);
-        let go = GradOut {
-            dy: &dy,
-            relu_output: act.as_ref(),
-        };
+    each_backward(shapes, seed, |g, c, go, dy_ref, what| {
         let x = g.upload("x", &c.x).or_fail(what);
         let dw = g.poisoned("dw", c.s.weight_len()).or_fail(what);
-        run(g, &c.s.backward_weight(g, &go, &x, &dw).or_fail(what)).or_fail(what);
-        let want = c.s.ref_backward_weight(&c.x, &dy_ref);
+        run(g, &c.s.backward_weight(g, go, &x, &dw).or_fail(what)).or_fail(what);
+        let want = c.s.ref_backward_weight(&c.x, dy_ref);
         assert_close(what, &g.read::<f32>(&dw).or_fail(what), &want, tol);
     });
 }
 
 pub fn backward_bias<S: Weighted>(shapes: &[S], seed: u64, tol: f64) {
-    each(shapes, seed, |g, c, relu, what| {
-        let (dy_ref, act) = masked(c, relu);
-        let (dy, act) = upstream(g, c, act, what);
-        let go = GradOut {
-            dy: &dy,
-            relu_output: act.as_ref(),
-        };
+    each_backward(shapes, seed, |g, c, go, dy_ref, what| {
         let db = g.poisoned("db", c.s.bias_len()).or_fail(what);
-        run(g, &c.s.backward_bias(g, &go, &db).or_fail(what)).or_fail(what);
-        let want = c.s.ref_backward_bias(&dy_ref);
+        run(g, &c.s.backward_bias(g, go, &db).or_fail(what)).or_fail(what);
+        let want = c.s.ref_backward_bias(dy_ref);
         assert_close(what, &g.read::<f32>(&db).or_fail(what), &want, tol);
     });
 }
 
 /// The fused path training runs: kernel and bias gradients in one pass.
 pub fn backward_params<S: Weighted>(shapes: &[S], seed: u64, tol: f64) {
-    each(shapes, seed, |g, c, relu, what| {
-        let (dy_ref, act) = masked(c, relu);
-        let (dy, act) = upstream(g, c, act, what);
-        let go = GradOut {
-            dy: &dy,
-            relu_output: act.as_ref(),
-        };
+    each_backward(shapes, seed, |g, c, go, dy_ref, what| {
         let x = g.upload("x", &c.x).or_fail(what);
         let dw = g.poisoned("dw", c.s.weight_len()).or_fail(what);
         let db = g.poisoned("db", c.s.bias_len()).or_fail(what);
-        run(g, &c.s.backward_params(g, &go, &x, &dw, &db).or_fail(what)).or_fail(what);
-        let want_w = c.s.ref_backward_weight(&c.x, &dy_ref);
+        run(g, &c.s.backward_params(g, go, &x, &dw, &db).or_fail(what)).or_fail(what);
+        let want_w = c.s.ref_backward_weight(&c.x, dy_ref);
         assert_close(what, &g.read::<f32>(&dw).or_fail(what), &want_w, tol);
-        let want_b = c.s.ref_backward_bias(&dy_ref);
+        let want_b = c.s.ref_backward_bias(dy_ref);
         assert_close(what, &g.read::<f32>(&db).or_fail(what), &want_b, tol);
     });
 }
