@@ -1,11 +1,8 @@
 //! `decode` beyond a codes file: the decoder walking between two test images' codes
 //! (`--interpolate A,B`), and drawing random codes from a Gaussian fitted to the training
 //! split's codes (`--sample N`).
-use super::{data_for, inference};
-use crate::checkpoint;
-use crate::data::Images;
+use super::{data_for, inference, load_checkpoint};
 use crate::gpu::{AdapterChoice, Gpu};
-use crate::run::checkpoint_path;
 use crate::{report, Error, Result};
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
@@ -53,15 +50,6 @@ pub fn parse_index_pair(s: &str) -> std::result::Result<(usize, usize), String> 
     Ok((index(a)?, index(b)?))
 }
 
-/// The pixels of images `range` as values in [0, 1].
-fn pixels(images: &Images, range: std::ops::Range<usize>) -> Vec<f32> {
-    let n = images.image_len();
-    images.pixels[range.start * n..range.end * n]
-        .iter()
-        .map(|&p| p as f32 / 255.0)
-        .collect()
-}
-
 /// Test images `a` and `b`'s codes, interpolated linearly in `steps` steps (both ends
 /// included), decoded into one row of `steps` digits.
 pub fn interpolate(
@@ -77,7 +65,7 @@ pub fn interpolate(
             "--steps {steps}: the strip holds both ends, so 2 to 100 steps"
         )));
     }
-    let ck = checkpoint::load(&checkpoint_path(ckpt))?;
+    let ck = load_checkpoint(ckpt)?;
     let data = data_for(&ck, ckpt, data_dir)?;
     let test = &data.test.images;
     if let Some(i) = [a, b].into_iter().find(|&i| i >= test.count) {
@@ -91,8 +79,8 @@ pub fn interpolate(
     }
     let gpu = Gpu::new(adapter)?;
     let inference = inference(&gpu, &ck)?;
-    let mut ends = pixels(test, a..a + 1);
-    ends.extend(pixels(test, b..b + 1));
+    let mut ends = test.values(a..a + 1);
+    ends.extend(test.values(b..b + 1));
     let codes = inference.encode(&gpu, &ends)?;
     let (ca, cb) = codes.split_at(codes.len() / 2);
     let path: Vec<f32> = (0..steps)
@@ -140,13 +128,13 @@ pub fn sample(
             "--sample {count}: draw 1 to {MAX_SAMPLES} codes"
         )));
     }
-    let ck = checkpoint::load(&checkpoint_path(ckpt))?;
+    let ck = load_checkpoint(ckpt)?;
     let data = data_for(&ck, ckpt, data_dir)?;
     let train = &data.train.images;
     let gpu = Gpu::new(adapter)?;
     let inference = inference(&gpu, &ck)?;
     let dim = inference.net.model.code().len() as usize;
-    let codes = inference.encode(&gpu, &pixels(train, 0..train.count))?;
+    let codes = inference.encode(&gpu, &train.values(0..train.count))?;
     let stats = fit(&codes, dim);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut normal = || {

@@ -19,6 +19,11 @@ use npyz::WriterBuilder;
 use std::io::Cursor;
 use std::path::Path;
 
+/// The checkpoint `--checkpoint` names (a run folder or a file).
+fn load_checkpoint(ckpt: &Path) -> Result<Checkpoint> {
+    checkpoint::load(&checkpoint_path(ckpt))
+}
+
 /// A checkpoint's model and weights, ready for inference.
 fn inference(gpu: &Gpu, ck: &Checkpoint) -> Result<Inference> {
     let model = Model::new(ck.model, ck.input)?;
@@ -54,7 +59,7 @@ pub struct EvalReport {
 
 /// Mean BCE of a checkpoint over the test split.
 pub fn eval(adapter: &AdapterChoice, ckpt: &Path, data_dir: &Path) -> Result<EvalReport> {
-    let ck = checkpoint::load(&checkpoint_path(ckpt))?;
+    let ck = load_checkpoint(ckpt)?;
     let data = data_for(&ck, ckpt, data_dir)?;
     let gpu = Gpu::new(adapter)?;
     let model = Model::new(ck.model, ck.input)?;
@@ -110,18 +115,12 @@ pub fn encode(
     train_split: bool,
     out: &Path,
 ) -> Result<(usize, [u32; 3])> {
-    let ck = checkpoint::load(&checkpoint_path(ckpt))?;
+    let ck = load_checkpoint(ckpt)?;
     let data = data_for(&ck, ckpt, data_dir)?;
     let gpu = Gpu::new(adapter)?;
     let inference = inference(&gpu, &ck)?;
     let split = if train_split { &data.train } else { &data.test };
-    let images: Vec<f32> = split
-        .images
-        .pixels
-        .iter()
-        .map(|&p| p as f32 / 255.0)
-        .collect();
-    let codes = inference.encode(&gpu, &images)?;
+    let codes = inference.encode(&gpu, &split.images.values(0..split.images.count))?;
     let c = inference.net.model.code();
     let count = split.images.count;
     atomic::write_atomic(
@@ -141,7 +140,7 @@ pub fn decode(
     out: &Path,
     count: usize,
 ) -> Result<usize> {
-    let ck = checkpoint::load(&checkpoint_path(ckpt))?;
+    let ck = load_checkpoint(ckpt)?;
     let gpu = Gpu::new(adapter)?;
     let inference = inference(&gpu, &ck)?;
     let bad = |d: String| Error::Data {

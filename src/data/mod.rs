@@ -34,6 +34,16 @@ impl Images {
         self.rows * self.cols
     }
 
+    /// Images `range` as the models take them: each pixel u8 / 255, a value in [0, 1] (the
+    /// batch gather does the same on the GPU).
+    pub fn values(&self, range: std::ops::Range<usize>) -> Vec<f32> {
+        let n = self.image_len();
+        self.pixels[range.start * n..range.end * n]
+            .iter()
+            .map(|&p| p as f32 / 255.0)
+            .collect()
+    }
+
     /// The pixels of image `i`, or `None` past the end.
     pub fn image(&self, i: usize) -> Option<&[u8]> {
         let n = self.image_len();

@@ -548,10 +548,7 @@ fn first_reconstructions(
 ) -> Result<tb::Reconstructions> {
     let test = &setup.data.test.images;
     let count = 10.min(test.count);
-    let originals: Vec<f32> = test.pixels[..count * test.image_len()]
-        .iter()
-        .map(|&p| p as f32 / 255.0)
-        .collect();
+    let originals = test.values(0..count);
     let layers = trainer.net.model.layers.len();
     let reconstructions = infer::layers(gpu, &trainer.net, &originals, 0..layers)?;
     Ok(tb::Reconstructions {
@@ -567,14 +564,8 @@ fn first_reconstructions(
 /// test split (for latent.png, and codes.png where the code is an image).
 fn pictures(gpu: &Gpu, trainer: &Trainer, setup: &Setup) -> Result<Pictures> {
     let model: &Model = &trainer.net.model;
-    let all: Vec<f32> = setup
-        .data
-        .test
-        .images
-        .pixels
-        .iter()
-        .map(|&p| p as f32 / 255.0)
-        .collect();
+    let test = &setup.data.test.images;
+    let all = test.values(0..test.count);
     let code = model.code();
     Ok(Pictures {
         first: first_reconstructions(gpu, trainer, setup)?,
