@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use wgsl_autoencoder::commands::{self, bench, DecodeFrom};
 use wgsl_autoencoder::data;
-use wgsl_autoencoder::gpu::AdapterChoice;
+use wgsl_autoencoder::gpu::{AdapterChoice, DeviceChoice, KernelChoice};
 use wgsl_autoencoder::interrupt;
 use wgsl_autoencoder::model::ModelKind;
 use wgsl_autoencoder::run::{self, Control, Event, RunOptions, TrainRequest};
@@ -40,6 +40,9 @@ struct Cli {
     /// GPU adapter: auto, discrete, integrated, cpu, an index from `devices`, or part of a name.
     #[arg(long, global = true, default_value = "auto")]
     adapter: AdapterChoice,
+    /// Kernel set: auto (cpu on a CPU adapter such as lavapipe, gpu elsewhere), gpu or cpu.
+    #[arg(long, global = true, default_value = "auto")]
+    kernels: KernelChoice,
     #[command(subcommand)]
     command: Option<Command>,
     /// With no command: `train`.
@@ -306,6 +309,7 @@ impl Printer {
         match e {
             Event::Started {
                 adapter,
+                kernels,
                 run_dir,
                 model,
                 train_count,
@@ -318,7 +322,7 @@ impl Printer {
                 self.epochs = epochs;
                 (self.first_epoch, self.first_step, self.steps) = (first_epoch, first_step, steps);
                 self.started = Some(std::time::Instant::now());
-                say!("adapter: {adapter}");
+                say!("adapter: {adapter}, {kernels} kernels");
                 say!("run folder: {}", run_dir.display());
                 say!(
                     "{model} on {train_count} training and {test_count} test images, {steps} steps per epoch, epochs {first_epoch}..={epochs}"
@@ -370,14 +374,14 @@ impl Printer {
     }
 }
 
-fn train(adapter: AdapterChoice, a: TrainArgs) -> Result<()> {
+fn train(adapter: DeviceChoice, a: TrainArgs) -> Result<()> {
     let opts = RunOptions {
         request: a.request(),
         data_dir: a.data.data.clone(),
         out_dir: a.out,
         overwrite: a.overwrite,
         tensorboard: !a.no_tensorboard,
-        adapter,
+        device: adapter,
         resume: a.resume,
     };
     // Ctrl-C / SIGTERM: stop after the current step with a checkpoint (a second one quits
@@ -413,7 +417,7 @@ fn resume_command(dir: &std::path::Path, cli_args: &[String]) -> String {
             cmd.push_str(flag);
             continue;
         }
-        if ["--data", "--adapter", "--checkpoint-every"].contains(&flag) {
+        if ["--data", "--adapter", "--kernels", "--checkpoint-every"].contains(&flag) {
             cmd.push(' ');
             cmd.push_str(&shell_word(a));
             if !a.contains('=') {
@@ -440,7 +444,7 @@ fn shell_word(s: &str) -> String {
 }
 
 fn bench_cmd(
-    adapter: AdapterChoice,
+    adapter: DeviceChoice,
     model: Option<ModelArg>,
     epochs: usize,
     batch_size: u32,
@@ -449,7 +453,7 @@ fn bench_cmd(
     data: DataArg,
 ) -> Result<()> {
     let opts = bench::BenchOptions {
-        adapter,
+        device: adapter,
         models: model.map_or(vec![ModelKind::Conv, ModelKind::Dense], |m| vec![m.into()]),
         batch_size,
         epochs,
@@ -530,7 +534,7 @@ fn message(e: &anyhow::Error) -> String {
     s
 }
 
-fn eval(adapter: &AdapterChoice, checkpoint: &std::path::Path, data: &DataArg) -> Result<()> {
+fn eval(adapter: &DeviceChoice, checkpoint: &std::path::Path, data: &DataArg) -> Result<()> {
     let r = commands::eval(adapter, checkpoint, &data.dir()).context("eval failed")?;
     say!("adapter: {}", r.adapter);
     say!(
@@ -543,7 +547,7 @@ fn eval(adapter: &AdapterChoice, checkpoint: &std::path::Path, data: &DataArg) -
 }
 
 fn encode(
-    adapter: &AdapterChoice,
+    adapter: &DeviceChoice,
     checkpoint: &std::path::Path,
     out: &std::path::Path,
     train_split: bool,
@@ -560,7 +564,7 @@ fn encode(
 }
 
 fn profile(
-    adapter: AdapterChoice,
+    adapter: DeviceChoice,
     model: ModelArg,
     (steps, warmup, batch_size): (usize, usize, u32),
     trace: Option<PathBuf>,
@@ -569,7 +573,7 @@ fn profile(
     let mut config = TrainConfig::new(model.into());
     config.batch_size = batch_size;
     let opts = bench::ProfileOptions {
-        adapter,
+        device: adapter,
         config,
         data_dir: data.dir(),
         steps,
@@ -599,17 +603,17 @@ fn decoded(n: usize, from: &DecodeFrom, out: &std::path::Path) -> String {
 }
 
 fn dispatch(cli: Cli) -> Result<()> {
-    let adapter = cli.adapter.clone();
+    let device = DeviceChoice::new(cli.adapter.clone(), cli.kernels);
     match cli.command {
-        None => train(adapter, cli.train),
-        Some(Command::Train(a)) => train(adapter, a),
-        Some(Command::Eval { checkpoint, data }) => eval(&adapter, &checkpoint, &data),
+        None => train(device, cli.train),
+        Some(Command::Train(a)) => train(device, a),
+        Some(Command::Eval { checkpoint, data }) => eval(&device, &checkpoint, &data),
         Some(Command::Encode {
             checkpoint,
             out,
             train_split,
             data,
-        }) => encode(&adapter, &checkpoint, &out, train_split, &data),
+        }) => encode(&device, &checkpoint, &out, train_split, &data),
         Some(Command::Decode {
             checkpoint,
             codes,
@@ -627,7 +631,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 (_, _, Some(count)) => DecodeFrom::Sample { count, seed },
                 _ => anyhow::bail!("decode needs one of --codes, --interpolate, --sample"),
             };
-            let n = commands::decode_from(&adapter, &checkpoint, &from, &data.dir(), &out)
+            let n = commands::decode_from(&device, &checkpoint, &from, &data.dir(), &out)
                 .context("decode failed")?;
             say!("{}", decoded(n, &from, &out));
             Ok(())
@@ -639,7 +643,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             batch_size,
             trace,
             data,
-        }) => profile(adapter, model, (steps, warmup, batch_size), trace, &data),
+        }) => profile(device, model, (steps, warmup, batch_size), trace, &data),
         Some(Command::Bench {
             model,
             epochs,
@@ -647,7 +651,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             train_limit,
             json,
             data,
-        }) => bench_cmd(adapter, model, epochs, batch_size, train_limit, json, data),
+        }) => bench_cmd(device, model, epochs, batch_size, train_limit, json, data),
         Some(Command::Devices) => {
             say!("{}", commands::devices().trim_end());
             Ok(())

@@ -34,7 +34,7 @@ use wgsl_autoencoder::Error;
 #[path = "common/mod.rs"]
 mod common;
 
-use common::{adapter_choice, adapter_name};
+use common::{adapter_name, device_choice};
 
 /// The binary with `--adapter`, Mesa's runtime-dir warning silenced.
 fn bin() -> Command {
@@ -649,7 +649,7 @@ fn options(data: &Path, out: Option<PathBuf>, resume: Option<PathBuf>) -> RunOpt
         overwrite: false,
         tensorboard: true,
         out_dir: out,
-        adapter: adapter_choice(),
+        device: device_choice(),
         resume,
     }
 }
@@ -741,7 +741,7 @@ fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'st
 #[test]
 fn a_destroyed_device_is_device_lost_naming_the_adapter() {
     within(Duration::from_secs(60), || {
-        let gpu = Gpu::new(&adapter_choice()).unwrap();
+        let gpu = Gpu::new(&device_choice()).unwrap();
         let name = gpu.name();
         let buf = gpu.upload("probe", &[1.0f32, 2.0, 3.0]).unwrap();
         gpu.wait().unwrap();
@@ -768,7 +768,7 @@ fn a_training_step_on_a_destroyed_device_is_an_error() {
     within(Duration::from_secs(60), || {
         let t = tempfile::tempdir().unwrap();
         let data = wgsl_autoencoder::data::load(&small(t.path()), None).unwrap();
-        let gpu = Gpu::new(&adapter_choice()).unwrap();
+        let gpu = Gpu::new(&device_choice()).unwrap();
         let cfg = TrainConfig {
             batch_size: 16,
             ..TrainConfig::new(ModelKind::Dense)

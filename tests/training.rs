@@ -51,7 +51,7 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use common::{adapter_choice, gpu, rng};
+use common::{device_choice, gpu, rng};
 use rand::Rng;
 use std::time::Instant;
 use wgsl_autoencoder::checkpoint::{self, State};
@@ -807,7 +807,7 @@ fn resume_gives_the_same_metrics_as_a_straight_run() {
         overwrite: false,
         tensorboard: true,
         out_dir: (resume.is_none()).then(|| tmp.path().join(out)),
-        adapter: adapter_choice(),
+        device: device_choice(),
         resume,
     };
     let train = |o: &RunOptions| {

@@ -1,7 +1,7 @@
 //! `profile` and `bench`: where the GPU time goes, per dispatch, and steady-state throughput.
 //! Throughput figures come from here, never from a test.
 use crate::data;
-use crate::gpu::{AdapterChoice, Gpu};
+use crate::gpu::{DeviceChoice, Gpu};
 use crate::model::{Model, ModelKind};
 use crate::train::profile::{profile_steps, ProfileReport};
 use crate::train::{TrainConfig, Trainer};
@@ -19,7 +19,7 @@ fn trainer(gpu: &Gpu, cfg: &TrainConfig, data_dir: &Path) -> Result<Trainer> {
 }
 
 pub struct ProfileOptions {
-    pub adapter: AdapterChoice,
+    pub device: DeviceChoice,
     pub config: TrainConfig,
     pub data_dir: PathBuf,
     pub steps: usize,
@@ -36,13 +36,13 @@ pub fn profile(o: &ProfileOptions) -> Result<ProfileReport> {
             "--steps must be at least 1: the profile times that many steps".into(),
         ));
     }
-    let gpu = Gpu::new(&o.adapter)?;
+    let gpu = Gpu::new(&o.device)?;
     let mut t = trainer(&gpu, &o.config, &o.data_dir)?;
     profile_steps(&gpu, &mut t, o.steps, o.warmup, o.trace.as_deref())
 }
 
 pub struct BenchOptions {
-    pub adapter: AdapterChoice,
+    pub device: DeviceChoice,
     pub models: Vec<ModelKind>,
     pub batch_size: u32,
     pub epochs: usize,
@@ -80,6 +80,8 @@ pub struct BenchResult {
     pub adapter: String,
     pub backend: String,
     pub driver: String,
+    /// The kernel set that ran (`gpu` or `cpu`).
+    pub kernels: String,
     pub batch_size: u32,
     pub train_images: usize,
     pub epochs: usize,
@@ -106,7 +108,7 @@ pub fn bench(o: &BenchOptions) -> Result<Vec<BenchResult>> {
     if let Some(path) = &o.json {
         check_output(path)?;
     }
-    let gpu = Gpu::new(&o.adapter)?;
+    let gpu = Gpu::new(&o.device)?;
     let mut out = Vec::new();
     for &model in &o.models {
         let mut cfg = TrainConfig::new(model);
@@ -136,6 +138,7 @@ pub fn bench(o: &BenchOptions) -> Result<Vec<BenchResult>> {
             driver: format!("{} {}", gpu.info.driver, gpu.info.driver_info)
                 .trim()
                 .to_string(),
+            kernels: gpu.kernels.name().into(),
             batch_size: cfg.batch_size,
             train_images: t.train.count,
             epochs: cfg.epochs,

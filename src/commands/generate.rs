@@ -2,7 +2,7 @@
 //! (`--interpolate A,B`), and drawing random codes from a Gaussian fitted to the training
 //! split's codes (`--sample N`).
 use super::{data_for, inference, load_checkpoint};
-use crate::gpu::{AdapterChoice, Gpu};
+use crate::gpu::{DeviceChoice, Gpu};
 use crate::{report, Error, Result};
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
@@ -27,7 +27,7 @@ pub const MAX_SAMPLES: usize = 10_000;
 /// Decodes codes from `from` into a PNG at `out` (the dataset in `data_dir` is read by
 /// `Interpolate` and `Sample` only) and returns how many digits it holds.
 pub fn decode_from(
-    adapter: &AdapterChoice,
+    adapter: &DeviceChoice,
     ckpt: &Path,
     from: &DecodeFrom,
     data_dir: &Path,
@@ -53,7 +53,7 @@ pub fn parse_index_pair(s: &str) -> std::result::Result<(usize, usize), String> 
 /// Test images `a` and `b`'s codes, interpolated linearly in `steps` steps (both ends
 /// included), decoded into one row of `steps` digits.
 pub fn interpolate(
-    adapter: &AdapterChoice,
+    adapter: &DeviceChoice,
     ckpt: &Path,
     data_dir: &Path,
     (a, b): (usize, usize),
@@ -116,7 +116,7 @@ fn fit(codes: &[f32], dim: usize) -> Vec<[f64; 4]> {
 /// value clipped to the range the encoder produced on the training split (a ReLU code is
 /// never negative), decoded into a grid of ten digits per row.
 pub fn sample(
-    adapter: &AdapterChoice,
+    adapter: &DeviceChoice,
     ckpt: &Path,
     data_dir: &Path,
     count: usize,

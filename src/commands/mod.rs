@@ -8,7 +8,7 @@ pub use generate::{decode_from, interpolate, parse_index_pair, sample, DecodeFro
 
 use crate::checkpoint::{self, Checkpoint};
 use crate::data::{self, Dataset};
-use crate::gpu::{describe_adapter, list_adapters, AdapterChoice, Gpu};
+use crate::gpu::{describe_adapter, list_adapters, DeviceChoice, Gpu};
 use crate::infer::Inference;
 use crate::model::Model;
 use crate::network::{DeviceSplit, Network, Purpose};
@@ -58,7 +58,7 @@ pub struct EvalReport {
 }
 
 /// Mean BCE of a checkpoint over the test split.
-pub fn eval(adapter: &AdapterChoice, ckpt: &Path, data_dir: &Path) -> Result<EvalReport> {
+pub fn eval(adapter: &DeviceChoice, ckpt: &Path, data_dir: &Path) -> Result<EvalReport> {
     let ck = load_checkpoint(ckpt)?;
     let data = data_for(&ck, ckpt, data_dir)?;
     let gpu = Gpu::new(adapter)?;
@@ -109,7 +109,7 @@ pub fn labels_path(out: &Path) -> std::path::PathBuf {
 /// The codes of a split (`[count, h, w, c]` f32, channels-last as the model holds them) and
 /// its labels (`[count]` u8), as .npy files.
 pub fn encode(
-    adapter: &AdapterChoice,
+    adapter: &DeviceChoice,
     ckpt: &Path,
     data_dir: &Path,
     train_split: bool,
@@ -134,7 +134,7 @@ pub fn encode(
 /// The decoder as a generator: codes from a .npy file (as `encode` writes them) to a grid of
 /// digits.
 pub fn decode(
-    adapter: &AdapterChoice,
+    adapter: &DeviceChoice,
     ckpt: &Path,
     codes: &Path,
     out: &Path,

@@ -4,9 +4,10 @@ use crate::{Error, Result};
 use std::fmt;
 use std::str::FromStr;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum AdapterChoice {
     /// Discrete, else integrated, else a CPU adapter, else whatever exists.
+    #[default]
     Auto,
     Discrete,
     Integrated,

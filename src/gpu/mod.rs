@@ -3,12 +3,14 @@
 mod adapter;
 mod buffers;
 mod dispatch;
+mod kernels;
 mod pipeline;
 pub mod timing;
 
 pub use adapter::{describe_adapter, list_adapters, AdapterChoice};
 pub use buffers::Tensor;
 pub use dispatch::{record_all, run, Cost, Dispatch, WORKGROUP};
+pub use kernels::{DeviceChoice, KernelChoice, KernelSet};
 pub use pipeline::Module;
 
 use crate::{Error, Result};
@@ -21,6 +23,8 @@ pub struct Gpu {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
+    /// The kernel set the launchers pick their entry points from.
+    pub kernels: KernelSet,
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<Mutex<Option<String>>>,
     pipelines: pipeline::PipelineCache,
@@ -39,14 +43,15 @@ pub enum LimitSet {
 impl Gpu {
     /// Opens the adapter chosen by `choice` with all the limits it allows. Timestamp queries
     /// are requested when the adapter has them and never required.
-    pub fn new(choice: &AdapterChoice) -> Result<Self> {
+    pub fn new(choice: &DeviceChoice) -> Result<Self> {
         Self::with_limits(choice, LimitSet::Adapter)
     }
 
     /// [`Gpu::new`] with the limits of `set`.
-    pub fn with_limits(choice: &AdapterChoice, set: LimitSet) -> Result<Self> {
-        let adapter = adapter::choose(choice)?;
+    pub fn with_limits(choice: &DeviceChoice, set: LimitSet) -> Result<Self> {
+        let adapter = adapter::choose(&choice.adapter)?;
         let info = adapter.get_info();
+        let kernels = choice.kernels.resolve(info.device_type);
         let wanted = wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
@@ -89,6 +94,7 @@ impl Gpu {
             info,
             limits,
             features,
+            kernels,
             lost,
             uncaptured,
             pipelines: Default::default(),

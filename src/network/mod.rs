@@ -5,9 +5,9 @@ mod plan;
 
 pub use plan::{DeviceSplit, StepParams, StepPlan, StepSource};
 
-use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::gpu::{Dispatch, Gpu, KernelSet, Tensor};
 use crate::model::{Layer, LayerOp, Model};
-use crate::ops::{self, conv2d, dense, pool, upsample};
+use crate::ops::{self, activation, conv2d, dense, pool, upsample};
 use crate::shapes::AdamConfig;
 use crate::{Error, Result};
 use std::ops::Range;
@@ -30,6 +30,8 @@ pub struct TrainingBuffers {
     pub dacts: Vec<Tensor>,
     /// Scratch for the conv layers' split weight-gradient sums (shared: they run in turn).
     conv_partials: Tensor,
+    /// Scratch for a ReLU layer's masked gradient on the CPU kernel set (shared likewise).
+    relu_masked: Tensor,
 }
 
 pub struct Network {
@@ -106,7 +108,13 @@ impl Network {
         }
         tensors.extend(self.acts.iter().chain(self.winners.iter().flatten()));
         if let Some(t) = &self.training {
-            tensors.extend([&t.grads, &t.adam_m, &t.adam_v, &t.conv_partials]);
+            tensors.extend([
+                &t.grads,
+                &t.adam_m,
+                &t.adam_v,
+                &t.conv_partials,
+                &t.relu_masked,
+            ]);
             tensors.extend(&t.dacts);
         }
         tensors.iter().map(|t| t.bytes()).sum()
@@ -267,19 +275,33 @@ impl Network {
         // The first layer's input gradient is never needed.
         let dx = (i > 0).then(|| tb.dact(&self.model, i - 1, n));
         let y = self.act(i, n);
-        let grad_out = |relu: bool| conv2d::GradOut {
-            dy: &dy,
-            relu_output: relu.then_some(&y),
-        };
         let mut out = Vec::new();
+        // On the CPU set the ReLU mask runs once, into scratch: lavapipe pays for every load,
+        // and the layer's kernels would read the mask at each of the 9 taps.
+        let masked = tb.relu_masked.view(0, dy.len);
+        let grad_out = |relu: bool, out: &mut Vec<Dispatch>| -> Result<conv2d::GradOut<'_>> {
+            if relu && gpu.kernels == KernelSet::Cpu {
+                out.push(activation::relu_backward(gpu, &label, &y, &dy, &masked)?);
+                return Ok(conv2d::GradOut {
+                    dy: &masked,
+                    relu_output: None,
+                });
+            }
+            Ok(conv2d::GradOut {
+                dy: &dy,
+                relu_output: relu.then_some(&y),
+            })
+        };
         match self.model.op(i, n) {
             LayerOp::Conv2d {
                 shape: s,
                 relu,
                 kernel: k,
             } => {
-                let g = grad_out(relu);
-                let partials = tb.conv_partials.view(0, conv2d::partials_len(&s));
+                let g = grad_out(relu, &mut out)?;
+                let partials = tb
+                    .conv_partials
+                    .view(0, conv2d::partials_len(gpu.kernels, &s));
                 let (dw, db) = (self.param(&tb.grads, k), self.param(&tb.grads, k + 1));
                 out.extend(conv2d::backward_params(
                     gpu, &label, &s, &g, &x, &partials, &dw, &db,
@@ -294,7 +316,7 @@ impl Network {
                 relu,
                 kernel: k,
             } => {
-                let g = grad_out(relu);
+                let g = grad_out(relu, &mut out)?;
                 let (dw, db) = (self.param(&tb.grads, k), self.param(&tb.grads, k + 1));
                 out.extend(dense::backward_params(gpu, &label, &s, &g, &x, &dw, &db)?);
                 if let Some(dx) = &dx {
@@ -353,7 +375,7 @@ impl TrainingBuffers {
         let mut conv_scratch = 1;
         for i in 0..model.layers.len() {
             if let LayerOp::Conv2d { shape, .. } = model.op(i, capacity) {
-                conv_scratch = conv_scratch.max(conv2d::partials_len(&shape));
+                conv_scratch = conv_scratch.max(conv2d::partials_len(gpu.kernels, &shape));
             }
         }
         Ok(TrainingBuffers {
@@ -362,10 +384,23 @@ impl TrainingBuffers {
             adam_v,
             dacts,
             conv_partials: gpu.tensor("conv weight-gradient partials", conv_scratch)?,
+            relu_masked: gpu.tensor("masked gradient", relu_scratch_len(gpu, model, cap))?,
         })
     }
 
     fn dact(&self, model: &Model, i: usize, n: u32) -> Tensor {
         self.dacts[i].view(0, n as u64 * model.shapes[i + 1].len())
+    }
+}
+
+/// The masked-gradient scratch: the largest layer output of a batch on the CPU set (which
+/// masks ReLU gradients in a pass of their own), a token length elsewhere.
+fn relu_scratch_len(gpu: &Gpu, model: &Model, cap: u64) -> u64 {
+    match gpu.kernels {
+        KernelSet::Cpu => (1..=model.layers.len())
+            .map(|i| cap * model.shapes[i].len())
+            .max()
+            .unwrap_or(1),
+        KernelSet::Gpu => 1,
     }
 }

@@ -1,5 +1,5 @@
 //! Launchers for `shaders/activation.wgsl`: ReLU and sigmoid, forward and backward.
-use super::{build, expect_len, Cost, Dispatch, Launch, Shader};
+use super::{build, expect_len, vec4_kernel, Cost, Dispatch, Launch, Shader};
 use crate::gpu::{Gpu, Tensor};
 use crate::Result;
 
@@ -22,21 +22,27 @@ fn elementwise(
     for (_, t) in bindings {
         expect_len("activation", kernel, t, len)?;
     }
+    // relu_backward has a vec4 kernel on the CPU set (`shaders/cpu/activation.wgsl`).
+    let (shader, invocations) = if entry == "relu_backward" && vec4_kernel(gpu, len) {
+        (Shader::CpuActivation, len / 4)
+    } else {
+        (Shader::Activation, len)
+    };
     let p = Params {
-        total: len as u32,
+        total: invocations as u32,
         _p: [0; 3],
     };
     build(
         gpu,
         Launch {
-            shader: Shader::Activation,
+            shader,
             entry,
             kernel,
             label,
             params: bytemuck::bytes_of(&p),
             bindings,
             constants: &[],
-            workgroups: gpu.grid(kernel, len)?,
+            workgroups: gpu.grid(kernel, invocations)?,
             cost: Cost {
                 bytes: 4 * len * (reads + 1),
                 flops: len,

@@ -1,6 +1,6 @@
 //! Launchers for `shaders/conv2d.wgsl`: 3x3 stride-1 convolution, NHWC, Keras kernel layout.
-use super::{build, expect_len, Cost, Dispatch, Launch, Shader};
-use crate::gpu::{Gpu, Tensor};
+use super::{build, cpu, expect_len, Cost, Dispatch, Launch, Shader};
+use crate::gpu::{Gpu, KernelSet, Tensor};
 use crate::shapes::Conv2dShape;
 use crate::{Error, Result};
 
@@ -11,11 +11,11 @@ pub const CHUNK: u64 = 16;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    relu: u32,
-    chunks: u32,
-    _p: u32,
+pub(crate) struct Params {
+    pub n: u32,
+    pub relu: u32,
+    pub chunks: u32,
+    pub _p: u32,
 }
 
 fn params(s: &Conv2dShape, relu: bool) -> Params {
@@ -49,9 +49,12 @@ fn chunks(s: &Conv2dShape) -> u64 {
 }
 
 /// Length of the scratch buffer [`backward_weight`] (and [`backward_params`]) needs for its
-/// partial sums.
-pub fn partials_len(s: &Conv2dShape) -> u64 {
-    chunks(s) * (s.weight_len() + s.co as u64)
+/// partial sums under kernel set `set`.
+pub fn partials_len(set: KernelSet, s: &Conv2dShape) -> u64 {
+    match set {
+        KernelSet::Gpu => chunks(s) * (s.weight_len() + s.co as u64),
+        KernelSet::Cpu => cpu::conv2d::partials_len(s),
+    }
 }
 
 /// Workgroup size of the register-tiled kernels: the shader's TILED_WG.
@@ -89,6 +92,9 @@ pub fn forward(
     expect_len("conv2d", "kernel", w, s.weight_len())?;
     expect_len("conv2d", "bias", b, s.co as u64)?;
     expect_len("conv2d", "y", y, s.output_len())?;
+    if gpu.kernels == KernelSet::Cpu {
+        return cpu::conv2d::forward(gpu, label, s, relu, x, w, b, y);
+    }
     let p = params(s, relu);
     let pixels = s.output_len() / s.co as u64;
     build(
@@ -152,6 +158,9 @@ pub fn backward_input(
     g.check(s)?;
     expect_len("conv2d", "kernel", w, s.weight_len())?;
     expect_len("conv2d", "dx", dx, s.input_len())?;
+    if gpu.kernels == KernelSet::Cpu {
+        return cpu::conv2d::backward_input(gpu, label, s, g, w, dx);
+    }
     let (dy, act, relu) = g.bindings();
     let p = params(s, relu);
     let pixels = s.input_len() / s.ci as u64;
@@ -226,8 +235,11 @@ fn split_k(
         "conv2d",
         "weight-gradient partials",
         partials,
-        partials_len(s),
+        partials_len(gpu.kernels, s),
     )?;
+    if gpu.kernels == KernelSet::Cpu {
+        return cpu::conv2d::backward_params(gpu, label, s, g, x, partials, dw, db);
+    }
     let (dy, act, relu) = g.bindings();
     let p = params(s, relu);
     let rows = 9 * s.ci as u64 + db.is_some() as u64;

@@ -1,6 +1,6 @@
 //! Launchers for `shaders/dense.wgsl`: `y = x . W + b`, W `[in, out]` as Keras stores it.
-use super::{build, expect_len, Cost, Dispatch, Launch, Shader};
-use crate::gpu::{Gpu, Tensor};
+use super::{build, cpu, expect_len, Cost, Dispatch, Launch, Shader};
+use crate::gpu::{Gpu, KernelSet, Tensor};
 use crate::shapes::DenseShape;
 use crate::Result;
 
@@ -8,11 +8,17 @@ pub use super::conv2d::GradOut;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    fin: u32,
-    fout: u32,
-    relu: u32,
+pub(crate) struct Params {
+    pub n: u32,
+    pub fin: u32,
+    pub fout: u32,
+    pub relu: u32,
+}
+
+/// Whether `s` runs the CPU set's kernels: on the CPU set, when its feature counts are
+/// multiples of 4.
+fn cpu_kernels(gpu: &Gpu, s: &DenseShape) -> bool {
+    gpu.kernels == KernelSet::Cpu && cpu::dense::fits(s)
 }
 
 /// From this length of the summed dimension on, the products run split-K (one workgroup per
@@ -56,6 +62,9 @@ pub fn forward(
     expect_len("dense", "bias", b, s.fout as u64)?;
     expect_len("dense", "y", y, s.output_len())?;
     let p = params(s, relu);
+    if cpu_kernels(gpu, s) {
+        return cpu::dense::forward(gpu, label, s, &p, x, w, b, y);
+    }
     let split = s.fin >= SPLIT_FROM;
     build(
         gpu,
@@ -94,6 +103,9 @@ pub fn backward_input(
     expect_len("dense", "dx", dx, s.input_len())?;
     let (dy, act, relu) = g.bindings();
     let p = params(s, relu);
+    if cpu_kernels(gpu, s) {
+        return cpu::dense::backward_input(gpu, label, s, g, &p, w, dx);
+    }
     let split = s.fout >= SPLIT_FROM;
     build(
         gpu,
@@ -136,6 +148,9 @@ pub fn backward_weight(
     expect_len("dense", "dw", dw, s.weight_len())?;
     let (dy, act, relu) = g.bindings();
     let p = params(s, relu);
+    if cpu_kernels(gpu, s) {
+        return cpu::dense::backward_params(gpu, label, s, g, &p, x, dw, None);
+    }
     build(
         gpu,
         Launch {
@@ -200,6 +215,24 @@ pub fn backward_params(
     dw: &Tensor,
     db: &Tensor,
 ) -> Result<Vec<Dispatch>> {
+    if cpu_kernels(gpu, s) {
+        s.check()?;
+        g.check_len("dense", s.output_len())?;
+        expect_len("dense", "x", x, s.input_len())?;
+        expect_len("dense", "dw", dw, s.weight_len())?;
+        expect_len("dense", "db", db, s.fout as u64)?;
+        let p = params(s, g.bindings().2);
+        return Ok(vec![cpu::dense::backward_params(
+            gpu,
+            label,
+            s,
+            g,
+            &p,
+            x,
+            dw,
+            Some(db),
+        )?]);
+    }
     if s.n < SPLIT_FROM {
         return Ok(vec![
             backward_weight(gpu, label, s, g, x, dw)?,

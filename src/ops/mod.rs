@@ -6,6 +6,7 @@ pub mod adam;
 pub mod batch;
 pub mod bce;
 pub mod conv2d;
+mod cpu;
 pub mod dense;
 pub mod pool;
 pub mod upsample;
@@ -37,10 +38,16 @@ pub enum Shader {
     Dense,
     Pool,
     Upsample,
+    /// The CPU kernel set's files (`shaders/cpu/`).
+    CpuActivation,
+    CpuConv2d,
+    CpuDense,
+    CpuPool,
+    CpuUpsample,
 }
 
 impl Shader {
-    pub const ALL: [Shader; 8] = [
+    pub const ALL: [Shader; 13] = [
         Shader::Activation,
         Shader::Adam,
         Shader::Batch,
@@ -49,6 +56,11 @@ impl Shader {
         Shader::Dense,
         Shader::Pool,
         Shader::Upsample,
+        Shader::CpuActivation,
+        Shader::CpuConv2d,
+        Shader::CpuDense,
+        Shader::CpuPool,
+        Shader::CpuUpsample,
     ];
 
     pub fn name(self) -> &'static str {
@@ -61,6 +73,11 @@ impl Shader {
             Shader::Dense => "dense",
             Shader::Pool => "pool",
             Shader::Upsample => "upsample",
+            Shader::CpuActivation => "cpu/activation",
+            Shader::CpuConv2d => "cpu/conv2d",
+            Shader::CpuDense => "cpu/dense",
+            Shader::CpuPool => "cpu/pool",
+            Shader::CpuUpsample => "cpu/upsample",
         }
     }
 
@@ -72,6 +89,11 @@ impl Shader {
             Shader::Bce => c.push(("CHUNK", bce::CHUNK)),
             Shader::Conv2d => c.push(("TILED_WG", conv2d::TILED)),
             Shader::Dense => c.push(("T", dense::TILE as u64)),
+            Shader::CpuConv2d => c.extend([
+                ("CPU_WG", cpu::conv2d::CPU_WG),
+                ("MAXC", conv2d::MAX_CHANNELS as u64),
+            ]),
+            Shader::CpuDense => c.push(("CPU_WG", cpu::dense::CPU_WG)),
             _ => {}
         }
         c
@@ -95,6 +117,11 @@ impl Shader {
             Shader::Dense => with_common!("dense"),
             Shader::Pool => with_common!("pool"),
             Shader::Upsample => with_common!("upsample"),
+            Shader::CpuActivation => with_common!("cpu/activation"),
+            Shader::CpuConv2d => with_common!("cpu/conv2d"),
+            Shader::CpuDense => with_common!("cpu/dense"),
+            Shader::CpuPool => with_common!("cpu/pool"),
+            Shader::CpuUpsample => with_common!("cpu/upsample"),
         }
     }
 }
@@ -111,6 +138,12 @@ pub(crate) struct Launch<'a> {
     pub constants: &'a [(&'static str, f64)],
     pub workgroups: [u32; 3],
     pub cost: Cost,
+}
+
+/// Whether an op over `channels` (or elements) runs the CPU set's vec4 kernel: on the CPU
+/// set, when they come in whole vec4s.
+pub(crate) fn vec4_kernel(gpu: &Gpu, channels: u64) -> bool {
+    gpu.kernels == crate::gpu::KernelSet::Cpu && channels.is_multiple_of(4)
 }
 
 pub(crate) fn build(gpu: &Gpu, l: Launch<'_>) -> Result<Dispatch> {

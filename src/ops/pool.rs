@@ -1,5 +1,5 @@
 //! Launchers for `shaders/pool.wgsl`: 2x2 max-pooling with Keras' 'same' padding.
-use super::{build, expect_len, Cost, Dispatch, Launch, Shader};
+use super::{build, expect_len, vec4_kernel, Cost, Dispatch, Launch, Shader};
 use crate::gpu::{Gpu, Tensor};
 use crate::shapes::PoolShape;
 use crate::Result;
@@ -15,6 +15,18 @@ struct Params {
     wo: u32,
     total: u32,
     _p: u32,
+}
+
+/// The shader and its params: on the CPU set with whole vec4s of channels,
+/// `shaders/cpu/pool.wgsl`, whose invocations each take an output vec4 (`total` counts them).
+fn kernel_for(gpu: &Gpu, s: &PoolShape) -> (Shader, Params) {
+    let mut p = params(s);
+    if vec4_kernel(gpu, s.c as u64) {
+        p.total /= 4;
+        (Shader::CpuPool, p)
+    } else {
+        (Shader::Pool, p)
+    }
 }
 
 fn params(s: &PoolShape) -> Params {
@@ -44,18 +56,19 @@ pub fn forward(
     expect_len("pool", "x", x, s.input_len())?;
     expect_len("pool", "y", y, s.output_len())?;
     expect_len("pool", "winner", winner, s.output_len())?;
-    let p = params(s);
+    let (shader, p) = kernel_for(gpu, s);
     build(
         gpu,
         Launch {
-            shader: Shader::Pool,
+            shader,
             entry: "forward",
             kernel: "pool.forward",
             label,
             params: bytemuck::bytes_of(&p),
             bindings: &[(1, x), (2, y), (3, winner)],
             constants: &[],
-            workgroups: gpu.grid("pool.forward", s.output_len())?,
+            // One invocation per output element, or per output vec4.
+            workgroups: gpu.grid("pool.forward", p.total as u64)?,
             cost: Cost {
                 bytes: 4 * (s.input_len() + 2 * s.output_len()),
                 flops: 3 * s.output_len(),
@@ -77,18 +90,23 @@ pub fn backward(
     expect_len("pool", "winner", winner, s.output_len())?;
     expect_len("pool", "dy", dy, s.output_len())?;
     expect_len("pool", "dx", dx, s.input_len())?;
-    let p = params(s);
+    let (shader, p) = kernel_for(gpu, s);
+    // The GPU kernel gathers: one invocation per input element.
+    let invocations = match shader {
+        Shader::Pool => s.input_len(),
+        _ => p.total as u64,
+    };
     build(
         gpu,
         Launch {
-            shader: Shader::Pool,
+            shader,
             entry: "backward",
             kernel: "pool.backward",
             label,
             params: bytemuck::bytes_of(&p),
             bindings: &[(4, dy), (5, winner), (6, dx)],
             constants: &[],
-            workgroups: gpu.grid("pool.backward", s.input_len())?,
+            workgroups: gpu.grid("pool.backward", invocations)?,
             cost: Cost {
                 bytes: 4 * (s.input_len() + 2 * s.output_len()),
                 flops: 0,

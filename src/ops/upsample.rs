@@ -1,5 +1,5 @@
 //! Launchers for `shaders/upsample.wgsl`: nearest-neighbour upsampling by 2.
-use super::{build, expect_len, Cost, Dispatch, Launch, Shader};
+use super::{build, expect_len, vec4_kernel, Cost, Dispatch, Launch, Shader};
 use crate::gpu::{Gpu, Tensor};
 use crate::shapes::UpsampleShape;
 use crate::Result;
@@ -26,6 +26,19 @@ fn params(s: &UpsampleShape) -> Params {
     }
 }
 
+/// The shader, its params and its invocations per direction (forward, backward): on the CPU
+/// set with whole vec4s of channels, `shaders/cpu/upsample.wgsl`, one invocation per input
+/// vec4 both ways (`total` counts them).
+fn kernel_for(gpu: &Gpu, s: &UpsampleShape) -> (Shader, Params, [u64; 2]) {
+    let mut p = params(s);
+    if vec4_kernel(gpu, s.c as u64) {
+        p.total = (s.input_len() / 4) as u32;
+        (Shader::CpuUpsample, p, [s.input_len() / 4; 2])
+    } else {
+        (Shader::Upsample, p, [s.output_len(), s.input_len()])
+    }
+}
+
 pub fn forward(
     gpu: &Gpu,
     label: &str,
@@ -36,18 +49,18 @@ pub fn forward(
     s.check()?;
     expect_len("upsample", "x", x, s.input_len())?;
     expect_len("upsample", "y", y, s.output_len())?;
-    let p = params(s);
+    let (shader, p, [invocations, _]) = kernel_for(gpu, s);
     build(
         gpu,
         Launch {
-            shader: Shader::Upsample,
+            shader,
             entry: "forward",
             kernel: "upsample.forward",
             label,
             params: bytemuck::bytes_of(&p),
             bindings: &[(1, x), (2, y)],
             constants: &[],
-            workgroups: gpu.grid("upsample.forward", s.output_len())?,
+            workgroups: gpu.grid("upsample.forward", invocations)?,
             cost: Cost {
                 bytes: 4 * (s.input_len() + s.output_len()),
                 flops: 0,
@@ -66,18 +79,18 @@ pub fn backward(
     s.check()?;
     expect_len("upsample", "dy", dy, s.output_len())?;
     expect_len("upsample", "dx", dx, s.input_len())?;
-    let p = params(s);
+    let (shader, p, [_, invocations]) = kernel_for(gpu, s);
     build(
         gpu,
         Launch {
-            shader: Shader::Upsample,
+            shader,
             entry: "backward",
             kernel: "upsample.backward",
             label,
             params: bytemuck::bytes_of(&p),
             bindings: &[(3, dy), (4, dx)],
             constants: &[],
-            workgroups: gpu.grid("upsample.backward", s.input_len())?,
+            workgroups: gpu.grid("upsample.backward", invocations)?,
             cost: Cost {
                 bytes: 4 * (s.input_len() + s.output_len()),
                 flops: 3 * s.input_len(),

@@ -18,7 +18,7 @@ mod writer;
 pub use folder::{checkpoint_path, BEST, CHECKPOINT};
 pub use setup::TrainRequest;
 
-use crate::gpu::AdapterChoice;
+use crate::gpu::DeviceChoice;
 use crate::train::EpochMetrics;
 use crate::Result;
 use std::path::PathBuf;
@@ -37,7 +37,7 @@ pub struct RunOptions {
     pub overwrite: bool,
     /// Write TensorBoard event files into the run folder (`train/`, `validation/`).
     pub tensorboard: bool,
-    pub adapter: AdapterChoice,
+    pub device: DeviceChoice,
     pub resume: Option<PathBuf>,
 }
 
@@ -64,6 +64,8 @@ pub struct Control<'a> {
 pub enum Event {
     Started {
         adapter: String,
+        /// The kernel set the run uses (`gpu` or `cpu`).
+        kernels: String,
         run_dir: PathBuf,
         model: String,
         train_count: usize,
@@ -104,7 +106,7 @@ pub fn train_with(
     on_event: &mut dyn FnMut(Event),
 ) -> Result<PathBuf> {
     let setup = setup::Setup::prepare(opts, ctl)?;
-    let (gpu, mut trainer) = setup.trainer(&opts.adapter)?;
+    let (gpu, mut trainer) = setup.trainer(&opts.device)?;
     // Only now, when nothing about the settings can fail any more: a run that cannot start
     // leaves no folder behind.
     let dir = setup.run_dir(opts)?;

@@ -100,6 +100,7 @@ impl<'a> Session<'a> {
         };
         on_event(Event::Started {
             adapter: gpu.name(),
+            kernels: gpu.kernels.name().into(),
             run_dir: dir.clone(),
             model: setup.cfg.model.name().into(),
             train_count: setup.data.train.images.count,
@@ -513,6 +514,7 @@ fn config_json(setup: &Setup, gpu: &Gpu, dir: &Path) -> Result<String> {
             "driver_info": gpu.info.driver_info,
             "timestamps": gpu.has_timestamps(),
         },
+        "kernels": gpu.kernels,
         "versions": {
             "wgsl-autoencoder": env!("CARGO_PKG_VERSION"),
             "wgpu": "30",

@@ -5,7 +5,7 @@ use super::folder::{self, Claim, RunDir};
 use super::{Control, RunOptions};
 use crate::checkpoint::{self, Checkpoint};
 use crate::data::{self, DataRecord, Dataset};
-use crate::gpu::{AdapterChoice, Gpu};
+use crate::gpu::{DeviceChoice, Gpu};
 use crate::model::{Model, ModelKind};
 use crate::train::{self, TrainConfig, Trainer};
 use crate::{Error, Result};
@@ -209,7 +209,7 @@ impl Setup {
 
     /// Opens the adapter, uploads both splits and builds the trainer, its weights fresh or
     /// the checkpoint's.
-    pub fn trainer(&self, adapter: &AdapterChoice) -> Result<(Gpu, Trainer)> {
+    pub fn trainer(&self, adapter: &DeviceChoice) -> Result<(Gpu, Trainer)> {
         let gpu = Gpu::new(adapter)?;
         let mut trainer = Trainer::for_dataset(&gpu, self.model.clone(), &self.cfg, &self.data)?;
         match &self.resumed {

@@ -11,6 +11,8 @@ use std::time::Instant;
 #[derive(Debug, serde::Serialize)]
 pub struct ProfileReport {
     pub adapter: String,
+    /// The kernel set that ran (`gpu` or `cpu`).
+    pub kernels: String,
     pub model: String,
     pub batch_size: u32,
     pub steps: usize,
@@ -28,12 +30,13 @@ pub struct ProfileReport {
 impl ProfileReport {
     pub fn text(&self) -> String {
         let mut s = format!(
-            "profile: {} model, batch {}, {} steps on {}\n\
+            "profile: {} model, batch {}, {} steps on {}, {} kernels\n\
              {} dispatches per step; GPU buffers {:.1} MiB (dataset resident)\n",
             self.model,
             self.batch_size,
             self.steps,
             self.adapter,
+            self.kernels,
             self.dispatches_per_step,
             self.gpu_buffer_bytes as f64 / (1 << 20) as f64
         );
@@ -86,6 +89,7 @@ pub fn profile_steps(
     let wall = start.elapsed().as_secs_f64() * 1e3 / steps as f64;
     Ok(ProfileReport {
         adapter: gpu.name(),
+        kernels: gpu.kernels.name().into(),
         model: t.cfg.model.name().into(),
         batch_size: t.cfg.batch_size,
         steps,

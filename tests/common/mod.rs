@@ -4,7 +4,10 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::OnceLock;
-use wgsl_autoencoder::gpu::{describe_adapter, list_adapters, AdapterChoice, Gpu, LimitSet};
+use wgsl_autoencoder::gpu::{
+    describe_adapter, list_adapters, AdapterChoice, DeviceChoice, Gpu, KernelChoice, KernelSet,
+    LimitSet,
+};
 
 /// The adapter under test as the command line spells it: `WGSL_AE_TEST_ADAPTER`, default
 /// `auto` (discrete, else integrated, else a CPU adapter; CI has only lavapipe).
@@ -19,26 +22,49 @@ pub fn adapter_choice() -> AdapterChoice {
         .unwrap_or_else(|e| panic!("WGSL_AE_TEST_ADAPTER={name:?}: {e}"))
 }
 
+/// The kernel set under test: `WGSL_AE_TEST_KERNELS` (auto, gpu or cpu), default `auto`.
+pub fn kernel_choice() -> KernelChoice {
+    let name = std::env::var("WGSL_AE_TEST_KERNELS").unwrap_or_else(|_| "auto".into());
+    name.parse()
+        .unwrap_or_else(|e| panic!("WGSL_AE_TEST_KERNELS={name:?}: {e}"))
+}
+
+/// The adapter and kernel set under test.
+pub fn device_choice() -> DeviceChoice {
+    DeviceChoice::new(adapter_choice(), kernel_choice())
+}
+
 /// The adapter under test, opened once per test binary with all the limits it allows.
 pub fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| {
-        let gpu = Gpu::new(&adapter_choice())
-            .unwrap_or_else(|e| panic!("a GPU adapter (install mesa-vulkan-drivers): {e}"));
-        eprintln!("testing on {}", gpu.name());
-        gpu
-    })
+    GPU.get_or_init(|| open(&device_choice()))
+}
+
+/// The adapter under test with kernel set `set`, opened once per test binary and set.
+pub fn gpu_with(set: KernelSet) -> &'static Gpu {
+    static GPUS: [OnceLock<Gpu>; 2] = [OnceLock::new(), OnceLock::new()];
+    let slot = KernelSet::ALL.iter().position(|s| *s == set).unwrap_or(0);
+    GPUS[slot].get_or_init(|| open(&DeviceChoice::new(adapter_choice(), KernelChoice::Set(set))))
+}
+
+fn open(choice: &DeviceChoice) -> Gpu {
+    let gpu = Gpu::new(choice)
+        .unwrap_or_else(|e| panic!("a GPU adapter (install mesa-vulkan-drivers): {e}"));
+    eprintln!("testing on {}, {} kernels", gpu.name(), gpu.kernels);
+    gpu
 }
 
 /// Every configuration the op tests run on, and those that failed to open.
 struct Configurations {
-    opened: Vec<(String, Gpu)>,
+    /// (name, device, whether its kernel set is the one `auto` picks for its adapter)
+    opened: Vec<(String, Gpu, bool)>,
     failed: Vec<String>,
 }
 
 /// Opened once per test binary: every adapter `list_adapters` sees (only the one
 /// `WGSL_AE_TEST_ADAPTER` names, when it is set), each with its own limits and with WebGPU's
-/// defaults. One that cannot open a device is recorded, not skipped: [`each_gpu`] fails.
+/// defaults, each with both kernel sets. One that cannot open a device is recorded, not
+/// skipped: [`each_gpu`] fails.
 fn all_configurations() -> &'static Configurations {
     static ALL: OnceLock<Configurations> = OnceLock::new();
     ALL.get_or_init(|| {
@@ -73,13 +99,20 @@ fn all_configurations() -> &'static Configurations {
                 (LimitSet::Adapter, "adapter limits"),
                 (LimitSet::WebGpuDefaults, "WebGPU default limits"),
             ] {
-                match Gpu::with_limits(&choice, set) {
-                    Ok(g) => {
-                        let name = format!("{prefix}{} under {set_name}", g.name());
-                        eprintln!("configuration: {name}");
-                        all.opened.push((name, g));
+                for kernels in KernelSet::ALL {
+                    let device = DeviceChoice::new(choice.clone(), KernelChoice::Set(kernels));
+                    match Gpu::with_limits(&device, set) {
+                        Ok(g) => {
+                            let name =
+                                format!("{prefix}{} under {set_name}, {kernels} kernels", g.name());
+                            eprintln!("configuration: {name}");
+                            let auto = KernelSet::for_device(g.info.device_type) == kernels;
+                            all.opened.push((name, g, auto));
+                        }
+                        Err(e) => all
+                            .failed
+                            .push(format!("{label} under {set_name}, {kernels} kernels: {e}")),
                     }
-                    Err(e) => all.failed.push(format!("{label} under {set_name}: {e}")),
                 }
             }
         }
@@ -87,24 +120,26 @@ fn all_configurations() -> &'static Configurations {
     })
 }
 
-/// Every configuration, named by adapter and limit set. Panics if any failed to open.
-pub fn configurations() -> &'static [(String, Gpu)] {
-    let all = all_configurations();
-    assert!(
-        all.failed.is_empty(),
-        "configurations that did not open:\n{}",
-        all.failed.join("\n")
-    );
-    &all.opened
+/// Runs `body` once per adapter and limit set (one test body per configuration, as wgpu's own
+/// test harness), on the kernel set `auto` picks there, with the configuration's name for
+/// assertion messages. For ops whose kernels are the same in both sets. Those that opened run
+/// first; then the test fails if any configuration did not open.
+pub fn each_gpu(body: impl FnMut(&Gpu, &str)) {
+    each_configuration(true, body)
 }
 
-/// Runs `body` once per configuration (one test body per adapter and limit set, as wgpu's
-/// own test harness), with the configuration's name for assertion messages. Those that
-/// opened run first; then the test fails if any configuration did not open.
-pub fn each_gpu(mut body: impl FnMut(&Gpu, &str)) {
+/// [`each_gpu`] under both kernel sets: for the ops each set shapes its own way (conv2d,
+/// dense), so that neither set rots whichever one an adapter picks.
+pub fn each_kernel_set(body: impl FnMut(&Gpu, &str)) {
+    each_configuration(false, body)
+}
+
+fn each_configuration(auto_only: bool, mut body: impl FnMut(&Gpu, &str)) {
     let all = all_configurations();
-    for (name, g) in &all.opened {
-        body(g, name);
+    for (name, g, auto) in &all.opened {
+        if *auto || !auto_only {
+            body(g, name);
+        }
     }
     assert!(
         all.failed.is_empty(),

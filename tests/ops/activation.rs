@@ -1,5 +1,5 @@
 //! activation: ReLU and sigmoid, forward and backward. ReLU is exact; sigmoid within 1e-6.
-use crate::common::{assert_close, each_gpu, rng, uniform, OrFail};
+use crate::common::{assert_close, each_gpu, each_kernel_set, rng, uniform, OrFail};
 use wgsl_autoencoder::ops::{activation, run};
 use wgsl_autoencoder::reference;
 
@@ -41,7 +41,7 @@ fn relu_forward_matches_reference() {
 
 #[test]
 fn relu_backward_matches_reference() {
-    each_gpu(|g, config| {
+    each_kernel_set(|g, config| {
         for len in LENS {
             let what = format!("{config}: relu', {len} elements");
             let xs = input(len, len as u64);

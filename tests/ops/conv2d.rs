@@ -36,6 +36,11 @@ fn shapes() -> Vec<Conv2dShape> {
         s(3, 7, 7, 5, 3, Padding::Same),
         s(3, 7, 5, 5, 3, Padding::Valid),
         s(2, 5, 9, 1, 4, Padding::Same),
+        // one or two output channels (the CPU set's four-pixel and narrow forwards), with a
+        // partial group of four pixels at the end of each row
+        s(3, 7, 7, 5, 1, Padding::Same),
+        s(2, 6, 9, 4, 1, Padding::Valid),
+        s(2, 5, 6, 4, 2, Padding::Same),
         // the conv autoencoder's layers, batch 2
         s(2, 28, 28, 1, 16, Padding::Same),
         s(2, 14, 14, 16, 8, Padding::Same),
@@ -125,7 +130,7 @@ impl Weighted for Conv2dShape {
 
 /// The weight gradient's scratch, poisoned: every partial it reads must have been written.
 fn partials(g: &Gpu, s: &Conv2dShape) -> Result<Tensor> {
-    g.poisoned("partials", conv2d::partials_len(s))
+    g.poisoned("partials", conv2d::partials_len(g.kernels, s))
 }
 
 #[test]

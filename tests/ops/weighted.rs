@@ -2,7 +2,7 @@
 //! result against the reference, with and without the fused ReLU mask, on every shape the op
 //! lists. An op plugs in through [`Weighted`]; its test file holds only its shapes and the
 //! calls.
-use crate::common::{assert_close, each_gpu, rng, uniform, OrFail};
+use crate::common::{assert_close, each_kernel_set, rng, uniform, OrFail};
 use std::fmt::Debug;
 use wgsl_autoencoder::gpu::{Dispatch, Gpu, Tensor};
 use wgsl_autoencoder::ops::conv2d::GradOut;
@@ -91,7 +91,7 @@ fn masked<S: Weighted>(c: &Case<S>, relu: bool) -> (Vec<f32>, Option<Vec<f32>>) 
 /// Runs `body` on every configuration (adapter and limit set), every shape, with and without
 /// ReLU, on a fresh case seeded from `seed`; `what` names all three.
 fn each<S: Weighted>(shapes: &[S], seed: u64, mut body: impl FnMut(&Gpu, &Case<S>, bool, &str)) {
-    each_gpu(|g, config| {
+    each_kernel_set(|g, config| {
         for (k, s) in shapes.iter().enumerate() {
             for relu in [false, true] {
                 let c = case(*s, seed + k as u64);

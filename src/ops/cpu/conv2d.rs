@@ -1,0 +1,209 @@
+//! `shaders/cpu/conv2d.wgsl`: forward, backward_input, and the weight and bias gradient as
+//! per-chunk partial sums plus a reduce.
+use crate::gpu::{Cost, Dispatch, Gpu, Tensor};
+use crate::ops::conv2d::{GradOut, Params};
+use crate::ops::{build, Launch, Shader};
+use crate::shapes::Conv2dShape;
+use crate::Result;
+
+/// Invocations per workgroup: the shader's CPU_WG. Small, so that even a thin layer spreads
+/// over both threads of a 2-core machine.
+pub const CPU_WG: u64 = 128;
+/// Output pixels one weight-gradient invocation sums.
+pub const CHUNK: u64 = 256;
+
+/// Whether the weight gradient takes the thin kernel: one side has a single channel.
+fn thin(s: &Conv2dShape) -> bool {
+    s.ci == 1 || s.co == 1
+}
+
+/// Chunks of CHUNK pixels the weight gradient walks: output pixels, or for the thin kernel
+/// with one output channel, input pixels.
+fn chunks(s: &Conv2dShape) -> u64 {
+    let walked = if s.ci != 1 && s.co == 1 {
+        s.input_len() / s.ci as u64
+    } else {
+        s.output_len() / s.co as u64
+    };
+    walked.div_ceil(CHUNK)
+}
+
+/// One chunk's partial sums: every weight, then the bias, padded to whole vec4s.
+fn rows4(s: &Conv2dShape) -> u64 {
+    (s.weight_len() + s.co as u64).div_ceil(4)
+}
+
+pub fn partials_len(s: &Conv2dShape) -> u64 {
+    chunks(s) * rows4(s) * 4
+}
+
+fn params(s: &Conv2dShape, relu: bool) -> Params {
+    Params {
+        n: s.n,
+        relu: relu as u32,
+        chunks: chunks(s) as u32,
+        _p: 0,
+    }
+}
+
+fn constants(s: &Conv2dShape, with_bias: bool) -> [(&'static str, f64); 8] {
+    [
+        ("CI", s.ci as f64),
+        ("CO", s.co as f64),
+        ("H", s.h as f64),
+        ("W", s.w as f64),
+        ("PAD", s.pad() as f64),
+        ("CHUNK", CHUNK as f64),
+        ("WITH_BIAS", with_bias as u32 as f64),
+        ("WIDE", if s.ci == 1 { s.co } else { s.ci } as f64),
+    ]
+}
+
+// One argument per binding of the kernel: grouping them would hide which buffer is which.
+#[allow(clippy::too_many_arguments)]
+pub fn forward(
+    gpu: &Gpu,
+    label: &str,
+    s: &Conv2dShape,
+    relu: bool,
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    y: &Tensor,
+) -> Result<Dispatch> {
+    let p = params(s, relu);
+    // A single output channel takes four neighbouring pixels per invocation.
+    let (ho, wo) = s.out_hw();
+    let invocations = match s.co {
+        1 => s.n as u64 * ho as u64 * wo.div_ceil(4) as u64,
+        _ => s.output_len() / s.co as u64,
+    };
+    build(
+        gpu,
+        Launch {
+            shader: Shader::CpuConv2d,
+            entry: "forward",
+            kernel: "conv2d.forward",
+            label,
+            params: bytemuck::bytes_of(&p),
+            bindings: &[(1, x), (12, x), (2, w), (3, b), (4, y)],
+            constants: &constants(s, false),
+            workgroups: gpu.grid_of("conv2d.forward", invocations, CPU_WG)?,
+            cost: Cost {
+                bytes: 4 * (s.input_len() + s.weight_len() + s.co as u64 + s.output_len()),
+                flops: 2 * s.macs(),
+            },
+        },
+    )
+}
+
+pub fn backward_input(
+    gpu: &Gpu,
+    label: &str,
+    s: &Conv2dShape,
+    g: &GradOut<'_>,
+    w: &Tensor,
+    dx: &Tensor,
+) -> Result<Dispatch> {
+    let (dy, act, relu) = g.bindings();
+    let p = params(s, relu);
+    let pixels = s.input_len() / s.ci as u64;
+    build(
+        gpu,
+        Launch {
+            shader: Shader::CpuConv2d,
+            entry: "backward_input",
+            kernel: "conv2d.backward_input",
+            label,
+            params: bytemuck::bytes_of(&p),
+            bindings: &[(2, w), (5, dy), (6, act), (13, dy), (14, act), (7, dx)],
+            constants: &constants(s, false),
+            workgroups: gpu.grid_of("conv2d.backward_input", pixels, CPU_WG)?,
+            cost: Cost {
+                bytes: 4 * (s.output_len() * (1 + relu as u64) + s.weight_len() + s.input_len()),
+                flops: 2 * s.macs(),
+            },
+        },
+    )
+}
+
+/// The weight gradient (and, with `db`, the bias gradient): partial sums over chunks of
+/// CHUNK output pixels, then a reduce that adds each weight's chunks in order.
+// One argument per binding of the kernel: grouping them would hide which buffer is which.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_params(
+    gpu: &Gpu,
+    label: &str,
+    s: &Conv2dShape,
+    g: &GradOut<'_>,
+    x: &Tensor,
+    partials: &Tensor,
+    dw: &Tensor,
+    db: Option<&Tensor>,
+) -> Result<Vec<Dispatch>> {
+    let (dy, act, relu) = g.bindings();
+    let p = params(s, relu);
+    let used = partials_len(s);
+    let partials = partials.view(0, used);
+    let constants = constants(s, db.is_some());
+    let (kernel, reduce_kernel) = match db {
+        Some(_) => (
+            "conv2d.backward_params_partial",
+            "conv2d.backward_params_reduce",
+        ),
+        None => (
+            "conv2d.backward_weight_partial",
+            "conv2d.backward_weight_reduce",
+        ),
+    };
+    // One invocation per chunk and tap, or per chunk with every tap (thin).
+    let (entry, invocations) = match thin(s) {
+        true => ("backward_params_thin", chunks(s)),
+        false => ("backward_params_partial", chunks(s) * 9),
+    };
+    let partial = build(
+        gpu,
+        Launch {
+            shader: Shader::CpuConv2d,
+            entry,
+            kernel,
+            label,
+            params: bytemuck::bytes_of(&p),
+            bindings: &[
+                (1, x),
+                (12, x),
+                (5, dy),
+                (6, act),
+                (13, dy),
+                (14, act),
+                (8, &partials),
+            ],
+            constants: &constants,
+            workgroups: gpu.grid_of(kernel, invocations, CPU_WG)?,
+            cost: Cost {
+                bytes: 4 * (s.output_len() * (1 + relu as u64) + s.input_len() + used),
+                flops: 2 * s.macs() + s.output_len(),
+            },
+        },
+    )?;
+    // Without a bias gradient the reduce never writes db: alias dw.
+    let db = db.unwrap_or(dw);
+    let reduce = build(
+        gpu,
+        Launch {
+            shader: Shader::CpuConv2d,
+            entry: "backward_params_reduce",
+            kernel: reduce_kernel,
+            label,
+            params: bytemuck::bytes_of(&p),
+            bindings: &[(9, &partials), (10, dw), (11, db)],
+            constants: &constants,
+            workgroups: gpu.grid_of(reduce_kernel, rows4(s), CPU_WG)?,
+            cost: Cost {
+                bytes: 4 * (used + s.weight_len() + s.co as u64),
+                flops: used,
+            },
+        },
+    )?;
+    Ok(vec![partial, reduce])
+}
