@@ -1,9 +1,8 @@
 // dense for CPU adapters: the ops of shaders/dense.wgsl (y = x . W + b, W [in, out] as Keras
 // stores it), shaped for lavapipe (see cpu/conv2d.wgsl for what that means). Each invocation
-// owns a register tile of the output and walks the shared dimension once, four at a time:
-// every load is a vec4, and every loaded value feeds 8 to 16 multiply-adds. Loops over the
-// tile are short enough for NIR to unroll, so the accumulators stay in registers; no
-// invocation returns early (indices are clamped, only stores are guarded); no split sums.
+// owns a register tile of the output (4 x 16, or 16 x 16 for the weight gradient) and walks
+// the shared dimension once, four at a time: every load is a vec4 and feeds 16 multiply-adds.
+// No invocation returns early (indices are clamped, only stores are guarded); no split sums.
 // The feature counts must be multiples of 4 (ops::dense picks the GPU kernels otherwise).
 
 override FIN: u32 = 4u;
@@ -16,12 +15,6 @@ override WITH_BIAS: bool = true;
 // Invocations per workgroup: ops::cpu::dense::CPU_WG (one 8-wide vector, so that even a
 // small layer spreads over both threads of a 2-core machine).
 const CPU_WG: u32 = 8u;
-// Forward and backward_input tiles: 8 rows x 8 columns (2 vec4).
-const TR: u32 = 8u;
-const TC4: u32 = 2u;
-// backward_params tile: 16 inputs x 16 outputs (4 vec4).
-const TW: u32 = 16u;
-const TW4: u32 = 4u;
 
 struct Dense {
     n: u32, fin: u32, fout: u32, relu: u32,
@@ -51,87 +44,175 @@ fn grad4(i: u32) -> vec4<f32> {
     return g;
 }
 
-// ---- forward: tile (8 rows) x (8 outputs) ----
+// Accumulators are named 4x4 matrices, never arrays: arrays of accumulators make lavapipe's
+// NIR passes slow and its code slower. A product of two 4x4 blocks is one matrix multiply.
+
+// ---- forward and backward_input: tile (16 rows) x (16 columns) ----
+
+// Block (j, m): rows 4j..4j+3 of the tile (columns of the matrix) times its columns 4m..4m+3
+// (rows of the matrix). Also the weight gradient's blocks: inputs 4j.. times outputs 4m...
+// Block (j, m): inputs 4j..4j+3 (rows) times outputs 4m..4m+3 (columns).
+struct AccW {
+    m00: mat4x4<f32>, m01: mat4x4<f32>, m02: mat4x4<f32>, m03: mat4x4<f32>,
+    m10: mat4x4<f32>, m11: mat4x4<f32>, m12: mat4x4<f32>, m13: mat4x4<f32>,
+    m20: mat4x4<f32>, m21: mat4x4<f32>, m22: mat4x4<f32>, m23: mat4x4<f32>,
+    m30: mat4x4<f32>, m31: mat4x4<f32>, m32: mat4x4<f32>, m33: mat4x4<f32>,
+}
+
+// j and m are constants wherever this is called: all but one branch fold away.
+fn acc_add(acc: ptr<function, AccW>, j: u32, m: u32, v: mat4x4<f32>) {
+    if (j == 0u && m == 0u) { (*acc).m00 += v; }
+    if (j == 0u && m == 1u) { (*acc).m01 += v; }
+    if (j == 0u && m == 2u) { (*acc).m02 += v; }
+    if (j == 0u && m == 3u) { (*acc).m03 += v; }
+    if (j == 1u && m == 0u) { (*acc).m10 += v; }
+    if (j == 1u && m == 1u) { (*acc).m11 += v; }
+    if (j == 1u && m == 2u) { (*acc).m12 += v; }
+    if (j == 1u && m == 3u) { (*acc).m13 += v; }
+    if (j == 2u && m == 0u) { (*acc).m20 += v; }
+    if (j == 2u && m == 1u) { (*acc).m21 += v; }
+    if (j == 2u && m == 2u) { (*acc).m22 += v; }
+    if (j == 2u && m == 3u) { (*acc).m23 += v; }
+    if (j == 3u && m == 0u) { (*acc).m30 += v; }
+    if (j == 3u && m == 1u) { (*acc).m31 += v; }
+    if (j == 3u && m == 2u) { (*acc).m32 += v; }
+    if (j == 3u && m == 3u) { (*acc).m33 += v; }
+}
+
+fn acc_get(acc: ptr<function, AccW>, j: u32, m: u32) -> mat4x4<f32> {
+    if (j == 0u && m == 0u) { return (*acc).m00; }
+    if (j == 0u && m == 1u) { return (*acc).m01; }
+    if (j == 0u && m == 2u) { return (*acc).m02; }
+    if (j == 0u && m == 3u) { return (*acc).m03; }
+    if (j == 1u && m == 0u) { return (*acc).m10; }
+    if (j == 1u && m == 1u) { return (*acc).m11; }
+    if (j == 1u && m == 2u) { return (*acc).m12; }
+    if (j == 1u && m == 3u) { return (*acc).m13; }
+    if (j == 2u && m == 0u) { return (*acc).m20; }
+    if (j == 2u && m == 1u) { return (*acc).m21; }
+    if (j == 2u && m == 2u) { return (*acc).m22; }
+    if (j == 2u && m == 3u) { return (*acc).m23; }
+    if (j == 3u && m == 0u) { return (*acc).m30; }
+    if (j == 3u && m == 1u) { return (*acc).m31; }
+    if (j == 3u && m == 2u) { return (*acc).m32; }
+    if (j == 3u && m == 3u) { return (*acc).m33; }
+    return mat4x4<f32>();
+}
+
+
+// W[4k..4k+3][vec4 c]: column l is input 4k + l over the vec4's four outputs.
+fn w_block(k: u32, c: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(wt[(4u * k) * FOUT4 + c], wt[(4u * k + 1u) * FOUT4 + c],
+                       wt[(4u * k + 2u) * FOUT4 + c], wt[(4u * k + 3u) * FOUT4 + c]);
+}
+
+// W[inputs 4i..4i+3 (clamped)][vec4 k] transposed: column l is input 4i + l's weights.
+fn wt_block(i: u32, k: u32) -> mat4x4<f32> {
+    let r = min(vec4<u32>(4u * i, 4u * i + 1u, 4u * i + 2u, 4u * i + 3u), vec4<u32>(FIN - 1u));
+    return transpose(mat4x4<f32>(wt[r.x * FOUT4 + k], wt[r.y * FOUT4 + k], wt[r.z * FOUT4 + k],
+                                 wt[r.w * FOUT4 + k]));
+}
+
+// Rows 4j..4j+3 of the tile starting at r0, clamped to the batch.
+fn rows4(r0: u32, j: u32) -> vec4<u32> {
+    let r = r0 + 4u * j;
+    return min(vec4<u32>(r, r + 1u, r + 2u, r + 3u), vec4<u32>(p.n - 1u));
+}
+
+// Four rows of x at vec4 k (columns = rows).
+fn x_rows(r: vec4<u32>, k: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(x[r.x * FIN4 + k], x[r.y * FIN4 + k], x[r.z * FIN4 + k], x[r.w * FIN4 + k]);
+}
+
+fn g_rows(r: vec4<u32>, k: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(grad4(r.x * FOUT4 + k), grad4(r.y * FOUT4 + k), grad4(r.z * FOUT4 + k),
+                       grad4(r.w * FOUT4 + k));
+}
+
+// Row block j times the four column blocks.
+fn tile_row(j: u32, a: mat4x4<f32>, b0: mat4x4<f32>, b1: mat4x4<f32>, b2: mat4x4<f32>,
+            b3: mat4x4<f32>, acc: ptr<function, AccW>) {
+    acc_add(acc, j, 0u, b0 * a);
+    acc_add(acc, j, 1u, b1 * a);
+    acc_add(acc, j, 2u, b2 * a);
+    acc_add(acc, j, 3u, b3 * a);
+}
+
+// Block (j, m) of the tile at (r0, c0): column r is tile row 4j + r. y gets the bias and the
+// ReLU; dx as it is. (Two functions, so that each entry point binds only its own output.)
+fn store_y(r0: u32, c0: u32, j: u32, m: u32, v: mat4x4<f32>, bias4: vec4<f32>) {
+    for (var r = 0u; r < 4u; r++) {
+        let row = r0 + 4u * j + r;
+        var o = v[r] + bias4;
+        if (p.relu != 0u) { o = max(o, vec4<f32>(0.0)); }
+        if (row < p.n && c0 + m < FOUT4) { y[row * FOUT4 + c0 + m] = o; }
+    }
+}
+
+fn store_dx(r0: u32, c0: u32, j: u32, m: u32, v: mat4x4<f32>) {
+    for (var r = 0u; r < 4u; r++) {
+        let row = r0 + 4u * j + r;
+        if (row < p.n && c0 + m < FIN4) { dx[row * FIN4 + c0 + m] = v[r]; }
+    }
+}
+
+// Tile `me` of a (rows x cols4) grid of 16 x 16 tiles: (first row, first vec4 column).
+fn tile_of(me: u32, cols4: u32) -> vec2<u32> {
+    let col_tiles = (cols4 + 3u) / 4u;
+    return vec2<u32>((me / col_tiles) * 16u, (me % col_tiles) * 4u);
+}
+
+fn tile_count(cols4: u32) -> u32 {
+    return ((p.n + 15u) / 16u) * ((cols4 + 3u) / 4u);
+}
 
 @compute @workgroup_size(CPU_WG)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
            @builtin(num_workgroups) nwg: vec3<u32>) {
     let id = flat_cpu(wid, lid, nwg);
-    let col_tiles = (FOUT4 + TC4 - 1u) / TC4;
-    let tiles = ((p.n + TR - 1u) / TR) * col_tiles;
-    let me = min(id, tiles - 1u);
-    let r0 = (me / col_tiles) * TR;
-    let c0 = (me % col_tiles) * TC4;
-    var rows: array<u32, TR>;
-    for (var r = 0u; r < TR; r++) { rows[r] = min(r0 + r, p.n - 1u); }
-    var cols: array<u32, TC4>;
-    for (var c = 0u; c < TC4; c++) { cols[c] = min(c0 + c, FOUT4 - 1u); }
-    var acc: array<vec4<f32>, 16>;
-    for (var c = 0u; c < TC4; c++) {
-        let b = bias[cols[c]];
-        for (var r = 0u; r < TR; r++) { acc[r * TC4 + c] = b; }
-    }
+    let tiles = tile_count(FOUT4);
+    let t = tile_of(min(id, tiles - 1u), FOUT4);
+    let cols = min(vec4<u32>(t.y, t.y + 1u, t.y + 2u, t.y + 3u), vec4<u32>(FOUT4 - 1u));
+    var acc: AccW;
     for (var k = 0u; k < FIN4; k++) {
-        var w0: array<vec4<f32>, TC4>;
-        var w1: array<vec4<f32>, TC4>;
-        var w2: array<vec4<f32>, TC4>;
-        var w3: array<vec4<f32>, TC4>;
-        for (var c = 0u; c < TC4; c++) {
-            w0[c] = wt[(4u * k) * FOUT4 + cols[c]];
-            w1[c] = wt[(4u * k + 1u) * FOUT4 + cols[c]];
-            w2[c] = wt[(4u * k + 2u) * FOUT4 + cols[c]];
-            w3[c] = wt[(4u * k + 3u) * FOUT4 + cols[c]];
-        }
-        for (var r = 0u; r < TR; r++) {
-            let xv = x[rows[r] * FIN4 + k];
-            for (var c = 0u; c < TC4; c++) {
-                acc[r * TC4 + c] += xv.x * w0[c] + xv.y * w1[c] + xv.z * w2[c] + xv.w * w3[c];
-            }
-        }
+        let b0 = w_block(k, cols.x);
+        let b1 = w_block(k, cols.y);
+        let b2 = w_block(k, cols.z);
+        let b3 = w_block(k, cols.w);
+        tile_row(0u, x_rows(rows4(t.x, 0u), k), b0, b1, b2, b3, &acc);
+        tile_row(1u, x_rows(rows4(t.x, 1u), k), b0, b1, b2, b3, &acc);
+        tile_row(2u, x_rows(rows4(t.x, 2u), k), b0, b1, b2, b3, &acc);
+        tile_row(3u, x_rows(rows4(t.x, 3u), k), b0, b1, b2, b3, &acc);
     }
     if (id < tiles) {
-        for (var r = 0u; r < TR; r++) {
-            for (var c = 0u; c < TC4; c++) {
-                var v = acc[r * TC4 + c];
-                if (p.relu != 0u) { v = max(v, vec4<f32>(0.0)); }
-                if (r0 + r < p.n && c0 + c < FOUT4) { y[(r0 + r) * FOUT4 + c0 + c] = v; }
-            }
+        let b = mat4x4<f32>(bias[cols.x], bias[cols.y], bias[cols.z], bias[cols.w]);
+        for (var j = 0u; j < 4u; j++) {
+            for (var m = 0u; m < 4u; m++) { store_y(t.x, t.y, j, m, acc_get(&acc, j, m), b[m]); }
         }
     }
 }
 
-// ---- backward_input: dx = g . W^T, tile (8 rows) x (8 inputs) ----
-
+// dx = g . W^T: the tile's columns are inputs, the shared dimension the outputs.
 @compute @workgroup_size(CPU_WG)
 fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
     let id = flat_cpu(wid, lid, nwg);
-    let col_tiles = (FIN4 + TC4 - 1u) / TC4;
-    let tiles = ((p.n + TR - 1u) / TR) * col_tiles;
-    let me = min(id, tiles - 1u);
-    let r0 = (me / col_tiles) * TR;
-    let c0 = (me % col_tiles) * TC4;
-    var rows: array<u32, TR>;
-    for (var r = 0u; r < TR; r++) { rows[r] = min(r0 + r, p.n - 1u); }
-    // The tile's 8 inputs (rows of W), clamped.
-    var ins: array<u32, 8>;
-    for (var i = 0u; i < 8u; i++) { ins[i] = min(4u * c0 + i, FIN - 1u); }
-    var acc: array<f32, 64>;
+    let tiles = tile_count(FIN4);
+    let t = tile_of(min(id, tiles - 1u), FIN4);
+    var acc: AccW;
     for (var k = 0u; k < FOUT4; k++) {
-        var wv: array<vec4<f32>, 8>;
-        for (var i = 0u; i < 8u; i++) { wv[i] = wt[ins[i] * FOUT4 + k]; }
-        for (var r = 0u; r < TR; r++) {
-            let g = grad4(rows[r] * FOUT4 + k);
-            for (var i = 0u; i < 8u; i++) { acc[r * 8u + i] += dot(g, wv[i]); }
-        }
+        let b0 = wt_block(t.y, k);
+        let b1 = wt_block(t.y + 1u, k);
+        let b2 = wt_block(t.y + 2u, k);
+        let b3 = wt_block(t.y + 3u, k);
+        tile_row(0u, g_rows(rows4(t.x, 0u), k), b0, b1, b2, b3, &acc);
+        tile_row(1u, g_rows(rows4(t.x, 1u), k), b0, b1, b2, b3, &acc);
+        tile_row(2u, g_rows(rows4(t.x, 2u), k), b0, b1, b2, b3, &acc);
+        tile_row(3u, g_rows(rows4(t.x, 3u), k), b0, b1, b2, b3, &acc);
     }
     if (id < tiles) {
-        for (var r = 0u; r < TR; r++) {
-            for (var c = 0u; c < TC4; c++) {
-                let a = r * 8u + 4u * c;
-                let v = vec4<f32>(acc[a], acc[a + 1u], acc[a + 2u], acc[a + 3u]);
-                if (r0 + r < p.n && c0 + c < FIN4) { dx[(r0 + r) * FIN4 + c0 + c] = v; }
-            }
+        for (var j = 0u; j < 4u; j++) {
+            for (var m = 0u; m < 4u; m++) { store_dx(t.x, t.y, j, m, acc_get(&acc, j, m)); }
         }
     }
 }
@@ -139,48 +220,66 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
 // ---- backward_params: dW = x^T . g over the whole batch, tile (16 inputs) x (16 outputs);
 // the bias gradient (the sum of g) by the tiles of the first 16 inputs ----
 
+fn outer(xq: vec4<f32>, gq: vec4<f32>) -> mat4x4<f32> {
+    return mat4x4<f32>(gq.x * xq, gq.y * xq, gq.z * xq, gq.w * xq);
+}
+
+fn bw_row(j: u32, xq: vec4<f32>, g0: vec4<f32>, g1: vec4<f32>, g2: vec4<f32>, g3: vec4<f32>,
+          acc: ptr<function, AccW>) {
+    acc_add(acc, j, 0u, outer(xq, g0));
+    acc_add(acc, j, 1u, outer(xq, g1));
+    acc_add(acc, j, 2u, outer(xq, g2));
+    acc_add(acc, j, 3u, outer(xq, g3));
+}
+
+// Block (j, m) into dw: entry [l][i] is input 4 * (i0 + j) + i, output vec4 o0 + m, lane l.
+fn store_dw(i0: u32, o0: u32, j: u32, m: u32, v: mat4x4<f32>) {
+    let t = transpose(v);
+    for (var i = 0u; i < 4u; i++) {
+        let row = 4u * (i0 + j) + i;
+        if (row < FIN && o0 + m < FOUT4) { dw[row * FOUT4 + o0 + m] = t[i]; }
+    }
+}
+
+fn store_dw_row(i0: u32, o0: u32, j: u32, acc: ptr<function, AccW>) {
+    store_dw(i0, o0, j, 0u, acc_get(acc, j, 0u));
+    store_dw(i0, o0, j, 1u, acc_get(acc, j, 1u));
+    store_dw(i0, o0, j, 2u, acc_get(acc, j, 2u));
+    store_dw(i0, o0, j, 3u, acc_get(acc, j, 3u));
+}
+
 @compute @workgroup_size(CPU_WG)
 fn backward_params(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                    @builtin(num_workgroups) nwg: vec3<u32>) {
     let id = flat_cpu(wid, lid, nwg);
-    let out_tiles = (FOUT4 + TW4 - 1u) / TW4;
-    let tiles = ((FIN4 + TW4 - 1u) / TW4) * out_tiles;
+    let out_tiles = (FOUT4 + 3u) / 4u;
+    let tiles = ((FIN4 + 3u) / 4u) * out_tiles;
     let me = min(id, tiles - 1u);
-    let i0 = (me / out_tiles) * TW4;
-    let o0 = (me % out_tiles) * TW4;
-    var ins: array<u32, TW4>;
-    for (var c = 0u; c < TW4; c++) { ins[c] = min(i0 + c, FIN4 - 1u); }
-    var outs: array<u32, TW4>;
-    for (var c = 0u; c < TW4; c++) { outs[c] = min(o0 + c, FOUT4 - 1u); }
-    var acc: array<vec4<f32>, 64>;
-    var bacc: array<vec4<f32>, TW4>;
+    let i0 = (me / out_tiles) * 4u;
+    let o0 = (me % out_tiles) * 4u;
+    let ins = min(vec4<u32>(i0, i0 + 1u, i0 + 2u, i0 + 3u), vec4<u32>(FIN4 - 1u));
+    let outs = min(vec4<u32>(o0, o0 + 1u, o0 + 2u, o0 + 3u), vec4<u32>(FOUT4 - 1u));
+    var acc: AccW;
+    var bacc = mat4x4<f32>();
     for (var r = 0u; r < p.n; r++) {
-        var g: array<vec4<f32>, TW4>;
-        for (var c = 0u; c < TW4; c++) {
-            g[c] = grad4(r * FOUT4 + outs[c]);
-            bacc[c] += g[c];
-        }
-        for (var c = 0u; c < TW4; c++) {
-            let xv = x[r * FIN4 + ins[c]];
-            for (var d = 0u; d < TW4; d++) {
-                acc[(4u * c) * TW4 + d] += xv.x * g[d];
-                acc[(4u * c + 1u) * TW4 + d] += xv.y * g[d];
-                acc[(4u * c + 2u) * TW4 + d] += xv.z * g[d];
-                acc[(4u * c + 3u) * TW4 + d] += xv.w * g[d];
-            }
-        }
+        let g0 = grad4(r * FOUT4 + outs.x);
+        let g1 = grad4(r * FOUT4 + outs.y);
+        let g2 = grad4(r * FOUT4 + outs.z);
+        let g3 = grad4(r * FOUT4 + outs.w);
+        bacc += mat4x4<f32>(g0, g1, g2, g3);
+        bw_row(0u, x[r * FIN4 + ins.x], g0, g1, g2, g3, &acc);
+        bw_row(1u, x[r * FIN4 + ins.y], g0, g1, g2, g3, &acc);
+        bw_row(2u, x[r * FIN4 + ins.z], g0, g1, g2, g3, &acc);
+        bw_row(3u, x[r * FIN4 + ins.w], g0, g1, g2, g3, &acc);
     }
     if (id < tiles) {
-        for (var i = 0u; i < TW; i++) {
-            for (var d = 0u; d < TW4; d++) {
-                if (4u * i0 + i < FIN && o0 + d < FOUT4) {
-                    dw[(4u * i0 + i) * FOUT4 + o0 + d] = acc[i * TW4 + d];
-                }
-            }
-        }
+        store_dw_row(i0, o0, 0u, &acc);
+        store_dw_row(i0, o0, 1u, &acc);
+        store_dw_row(i0, o0, 2u, &acc);
+        store_dw_row(i0, o0, 3u, &acc);
         if (WITH_BIAS && i0 == 0u) {
-            for (var d = 0u; d < TW4; d++) {
-                if (o0 + d < FOUT4) { db[o0 + d] = bacc[d]; }
+            for (var m = 0u; m < 4u; m++) {
+                if (o0 + m < FOUT4) { db[o0 + m] = bacc[m]; }
             }
         }
     }

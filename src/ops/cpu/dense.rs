@@ -8,10 +8,10 @@ use crate::Result;
 
 /// Invocations per workgroup: the shader's CPU_WG.
 pub const CPU_WG: u64 = 8;
-/// Forward and backward_input tiles: rows x columns (the shader's TR and 4 * TC4).
-const TILE_ROWS: u64 = 8;
-const TILE_COLS: u64 = 8;
-/// backward_params tile, inputs x outputs (the shader's TW).
+/// Forward and backward_input tiles: 16 rows x 16 columns.
+const TILE_ROWS: u64 = 16;
+const TILE_COLS: u64 = 16;
+/// backward_params tile: 16 inputs x 16 outputs.
 const TILE_W: u64 = 16;
 
 /// Whether the CPU kernels take this shape: they load features four at a time.
