@@ -78,11 +78,17 @@ fn every_shader_parses_and_validates() {
 #[test]
 fn every_shader_file_is_embedded() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders");
-    let mut files: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".wgsl"))
-        .collect();
+    // The GPU set's files, and the CPU set's in shaders/cpu/.
+    let mut files: Vec<String> = Vec::new();
+    for (sub, prefix) in [("", ""), ("/cpu", "cpu/")] {
+        files.extend(
+            std::fs::read_dir(format!("{dir}{sub}"))
+                .unwrap()
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.ends_with(".wgsl"))
+                .map(|n| format!("{prefix}{n}")),
+        );
+    }
     files.sort();
     let mut embedded: Vec<String> = Shader::ALL
         .iter()

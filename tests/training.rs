@@ -51,11 +51,11 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use common::{device_choice, gpu, rng};
+use common::{device_choice, gpu, gpu_with, rng};
 use rand::Rng;
 use std::time::Instant;
 use wgsl_autoencoder::checkpoint::{self, State};
-use wgsl_autoencoder::gpu::Gpu;
+use wgsl_autoencoder::gpu::{Gpu, KernelSet};
 use wgsl_autoencoder::infer::Inference;
 use wgsl_autoencoder::model::{Features, Model, ModelKind};
 use wgsl_autoencoder::network::DeviceSplit;
@@ -275,9 +275,21 @@ fn assert_loss(what: &str, got: f64, want: f64) {
 
 /// One Adam step on a dataset of exactly one batch of `batch` images, with input noise
 /// `noise`, GPU vs reference (module doc); gradients held to `tol_grad`.
+/// [`one_step_on`] under both kernel sets: the parity test each set must pass, whichever
+/// one the adapter picks.
 fn one_step(kind: ModelKind, batch: usize, noise: f32, tol_grad: f64) {
+    for set in KernelSet::ALL {
+        one_step_on(gpu_with(set), kind, batch, noise, tol_grad);
+    }
+}
+
+fn one_step_on(g: &Gpu, kind: ModelKind, batch: usize, noise: f32, tol_grad: f64) {
     let t0 = Instant::now();
-    let g = gpu();
+    // On failure, the last line printed names the kernel set.
+    eprintln!(
+        "one step of {kind:?} at batch {batch}: {} kernels",
+        g.kernels
+    );
     let model = Model::new(kind, MNIST).unwrap();
     let px = MNIST.len() as usize;
     // `batch` training images = one full batch; 5 test images = a full and a partial batch

@@ -27,10 +27,12 @@ impl KernelSet {
         }
     }
 
-    /// The set `auto` picks: the CPU set on a CPU adapter, the GPU set elsewhere.
-    pub fn for_device(device_type: wgpu::DeviceType) -> Self {
-        match device_type {
-            wgpu::DeviceType::Cpu => KernelSet::Cpu,
+    /// The set `auto` picks: the CPU set on a CPU adapter through Vulkan (lavapipe, what it
+    /// was shaped and measured on), the GPU set elsewhere. llvmpipe through OpenGL keeps the
+    /// GPU set: the CPU set's written-out kernels were neither measured nor tuned there.
+    pub fn for_adapter(info: &wgpu::AdapterInfo) -> Self {
+        match (info.device_type, info.backend) {
+            (wgpu::DeviceType::Cpu, wgpu::Backend::Vulkan) => KernelSet::Cpu,
             _ => KernelSet::Gpu,
         }
     }
@@ -42,7 +44,7 @@ impl fmt::Display for KernelSet {
     }
 }
 
-/// `--kernels`: a set, or `auto` (chosen by the adapter's device type).
+/// `--kernels`: a set, or `auto` (chosen by the adapter: [`KernelSet::for_adapter`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum KernelChoice {
     #[default]
@@ -51,9 +53,9 @@ pub enum KernelChoice {
 }
 
 impl KernelChoice {
-    pub fn resolve(self, device_type: wgpu::DeviceType) -> KernelSet {
+    pub fn resolve(self, info: &wgpu::AdapterInfo) -> KernelSet {
         match self {
-            KernelChoice::Auto => KernelSet::for_device(device_type),
+            KernelChoice::Auto => KernelSet::for_adapter(info),
             KernelChoice::Set(set) => set,
         }
     }

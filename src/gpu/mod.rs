@@ -51,7 +51,7 @@ impl Gpu {
     pub fn with_limits(choice: &DeviceChoice, set: LimitSet) -> Result<Self> {
         let adapter = adapter::choose(&choice.adapter)?;
         let info = adapter.get_info();
-        let kernels = choice.kernels.resolve(info.device_type);
+        let kernels = choice.kernels.resolve(&info);
         let wanted = wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
