@@ -1,5 +1,5 @@
 //! Launcher for `shaders/adam.wgsl`: Keras' Adam over one flat parameter buffer.
-use super::{build, expect_len, Cost, Dispatch, Launch, Shader};
+use super::{build, expect_len, vec4_kernel, Cost, Dispatch, Launch, Shader};
 use crate::gpu::{Gpu, Tensor};
 use crate::shapes::AdamConfig;
 use crate::Result;
@@ -44,17 +44,22 @@ pub fn step(
         expect_len("adam", name, x, w.len)?;
     }
     let p = params(w.len, cfg, t);
+    // The CPU set's kernel takes a vec4 per invocation.
+    let (shader, invocations) = match vec4_kernel(gpu, w.len) {
+        true => (Shader::CpuAdam, w.len / 4),
+        false => (Shader::Adam, w.len),
+    };
     build(
         gpu,
         Launch {
-            shader: Shader::Adam,
+            shader,
             entry: "step",
             kernel: "adam.step",
             label,
             params: bytemuck::bytes_of(&p),
             bindings: &[(1, w), (2, g), (3, m), (4, v)],
             constants: &[],
-            workgroups: gpu.grid("adam.step", w.len)?,
+            workgroups: gpu.grid("adam.step", invocations)?,
             cost: Cost {
                 bytes: 4 * 7 * w.len,
                 flops: 12 * w.len,

@@ -1,5 +1,5 @@
 //! Launchers for `shaders/batch.wgsl`: a batch gathered on the GPU from the resident dataset.
-use super::{build, expect_len, Cost, Dispatch, Launch, Shader};
+use super::{build, expect_len, vec4_kernel, Cost, Dispatch, Launch, Shader};
 use crate::gpu::{Gpu, Tensor};
 use crate::{Error, Result};
 
@@ -69,17 +69,22 @@ pub fn gather(
 ) -> Result<Dispatch> {
     check(p, images, perm, target)?;
     let len = target.len;
+    // The CPU set's kernel takes one packed word (4 pixels) per invocation.
+    let (shader, invocations) = match vec4_kernel(gpu, p.pixels as u64) {
+        true => (Shader::CpuBatch, len / 4),
+        false => (Shader::Batch, len),
+    };
     build(
         gpu,
         Launch {
-            shader: Shader::Batch,
+            shader,
             entry: "gather",
             kernel: "batch.gather",
             label,
             params: bytemuck::bytes_of(p),
             bindings: &[(1, images), (2, perm), (3, target)],
             constants: &[],
-            workgroups: gpu.grid("batch.gather", len)?,
+            workgroups: gpu.grid("batch.gather", invocations)?,
             cost: Cost {
                 bytes: len + 4 * len,
                 flops: len,

@@ -1,6 +1,6 @@
 //! Launchers for `shaders/bce.wgsl`: binary cross-entropy from logits, its mean over every
 //! element (two fixed-tree passes) and its gradient fused with the sigmoid.
-use super::{build, expect_len, Cost, Dispatch, Launch, Shader};
+use super::{build, expect_len, vec4_kernel, Cost, Dispatch, Launch, Shader};
 use crate::gpu::{Gpu, Tensor};
 use crate::{Error, Result};
 
@@ -16,6 +16,10 @@ pub struct Params {
     pub slot: u32,
     pub _p: u32,
 }
+
+/// Invocations per workgroup of the CPU set's loss_partial (`shaders/cpu/bce.wgsl`), each
+/// of which sums one CHUNK.
+pub const CPU_WG: u64 = 8;
 
 /// How many partial sums `loss_partial` writes for `total` elements.
 pub fn partials_len(total: u64) -> u64 {
@@ -52,17 +56,27 @@ pub fn loss_partial(
     check(z, t)?;
     expect_len("bce", "partials", partials, partials_len(z.len))?;
     let p = params(z.len, 0);
+    // The CPU set sums each chunk in one invocation; the GPU set in one workgroup.
+    let (shader, workgroups) = if vec4_kernel(gpu, z.len) {
+        let groups = partials_len(z.len).div_ceil(CPU_WG);
+        (Shader::CpuBce, gpu.groups("bce.loss_partial", groups)?)
+    } else {
+        (
+            Shader::Bce,
+            gpu.groups("bce.loss_partial", partials_len(z.len))?,
+        )
+    };
     build(
         gpu,
         Launch {
-            shader: Shader::Bce,
+            shader,
             entry: "loss_partial",
             kernel: "bce.loss_partial",
             label,
             params: bytemuck::bytes_of(&p),
             bindings: &[(1, z), (2, t), (3, partials)],
             constants: &[],
-            workgroups: gpu.groups("bce.loss_partial", partials_len(z.len))?,
+            workgroups,
             cost: Cost {
                 bytes: 8 * z.len,
                 flops: 8 * z.len,
@@ -124,17 +138,22 @@ pub fn sigmoid_backward(
     check(z, t)?;
     expect_len("bce", "dz", dz, z.len)?;
     let p = params(z.len, 0);
+    // The CPU set's kernel takes a vec4 per invocation.
+    let (shader, invocations) = match vec4_kernel(gpu, z.len) {
+        true => (Shader::CpuBce, z.len / 4),
+        false => (Shader::Bce, z.len),
+    };
     build(
         gpu,
         Launch {
-            shader: Shader::Bce,
+            shader,
             entry: "sigmoid_backward",
             kernel: "bce.sigmoid_backward",
             label,
             params: bytemuck::bytes_of(&p),
             bindings: &[(1, z), (2, t), (6, dz)],
             constants: &[],
-            workgroups: gpu.grid("bce.sigmoid_backward", z.len)?,
+            workgroups: gpu.grid("bce.sigmoid_backward", invocations)?,
             cost: Cost {
                 bytes: 12 * z.len,
                 flops: 6 * z.len,

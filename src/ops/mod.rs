@@ -40,6 +40,9 @@ pub enum Shader {
     Upsample,
     /// The CPU kernel set's files (`shaders/cpu/`).
     CpuActivation,
+    CpuAdam,
+    CpuBatch,
+    CpuBce,
     CpuConv2d,
     CpuDense,
     CpuPool,
@@ -47,7 +50,7 @@ pub enum Shader {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 13] = [
+    pub const ALL: [Shader; 16] = [
         Shader::Activation,
         Shader::Adam,
         Shader::Batch,
@@ -57,6 +60,9 @@ impl Shader {
         Shader::Pool,
         Shader::Upsample,
         Shader::CpuActivation,
+        Shader::CpuAdam,
+        Shader::CpuBatch,
+        Shader::CpuBce,
         Shader::CpuConv2d,
         Shader::CpuDense,
         Shader::CpuPool,
@@ -74,6 +80,9 @@ impl Shader {
             Shader::Pool => "pool",
             Shader::Upsample => "upsample",
             Shader::CpuActivation => "cpu/activation",
+            Shader::CpuAdam => "cpu/adam",
+            Shader::CpuBatch => "cpu/batch",
+            Shader::CpuBce => "cpu/bce",
             Shader::CpuConv2d => "cpu/conv2d",
             Shader::CpuDense => "cpu/dense",
             Shader::CpuPool => "cpu/pool",
@@ -94,6 +103,7 @@ impl Shader {
                 ("MAXC", conv2d::MAX_CHANNELS as u64),
             ]),
             Shader::CpuDense => c.push(("CPU_WG", cpu::dense::CPU_WG)),
+            Shader::CpuBce => c.push(("CPU_WG", bce::CPU_WG)),
             _ => {}
         }
         c
@@ -118,6 +128,9 @@ impl Shader {
             Shader::Pool => with_common!("pool"),
             Shader::Upsample => with_common!("upsample"),
             Shader::CpuActivation => with_common!("cpu/activation"),
+            Shader::CpuAdam => with_common!("cpu/adam"),
+            Shader::CpuBatch => with_common!("cpu/batch"),
+            Shader::CpuBce => with_common!("cpu/bce"),
             Shader::CpuConv2d => with_common!("cpu/conv2d"),
             Shader::CpuDense => with_common!("cpu/dense"),
             Shader::CpuPool => with_common!("cpu/pool"),

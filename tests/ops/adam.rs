@@ -1,6 +1,6 @@
 //! adam: Keras' update over a flat buffer, several steps, against the reference (f32 both
 //! sides; within 1e-6 of the weights' scale: sqrt and division may round differently).
-use crate::common::{assert_close, each_gpu, rng, uniform, OrFail};
+use crate::common::{assert_close, each_kernel_set, rng, uniform, OrFail};
 use wgsl_autoencoder::ops::adam;
 use wgsl_autoencoder::ops::run;
 use wgsl_autoencoder::reference;
@@ -9,8 +9,8 @@ use wgsl_autoencoder::shapes::AdamConfig;
 #[test]
 fn adam_step_matches_reference() {
     let cfg = AdamConfig::default();
-    each_gpu(|g, config| {
-        for len in [1usize, 1001, 12_345] {
+    each_kernel_set(|g, config| {
+        for len in [1usize, 1001, 12_345, 12_288] {
             let what = |t: &str| format!("{config}: {len} elements, {t}");
             let mut r = rng(len as u64);
             let mut w = uniform(&mut r, len, -1.0, 1.0);

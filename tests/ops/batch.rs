@@ -2,7 +2,7 @@
 //! without the denoising noise. Clean pixels within 3e-7: WGSL lets f32 division be 2.5 ulp
 //! off (NVIDIA's u8 / 255 differs from the CPU's by one ulp); noisy ones within 1e-5 (f32
 //! log/cos). A wrong pixel is off by at least 1/255.
-use crate::common::{assert_close, each_gpu, rng, OrFail};
+use crate::common::{assert_close, each_gpu, each_kernel_set, rng, OrFail};
 use rand::Rng;
 use wgsl_autoencoder::ops::batch::{self, pack_pixels, Params};
 use wgsl_autoencoder::ops::run;
@@ -22,11 +22,18 @@ fn dataset(count: usize, pixels: usize) -> (Vec<u8>, Vec<u32>) {
 
 #[test]
 fn batch_gather_matches_reference() {
-    // 7 pixels per image: images straddle the packed u32 words.
-    let (count, pixels, n, offset) = (11usize, 7usize, 3usize, 5usize);
+    // 7 pixels per image: images straddle the packed u32 words; 8: each image is two whole
+    // words (what the CPU set's kernel takes, a word per invocation).
+    for pixels in [7usize, 8] {
+        gather_case(pixels);
+    }
+}
+
+fn gather_case(pixels: usize) {
+    let (count, n, offset) = (11usize, 3usize, 5usize);
     let (images, perm) = dataset(count, pixels);
-    each_gpu(|g, config| {
-        let what = format!("{config}: gather");
+    each_kernel_set(|g, config| {
+        let what = format!("{config}: gather of {pixels}-pixel images");
         let (img, pm) = (
             g.upload("images", &pack_pixels(&images)).or_fail(&what),
             g.upload("perm", &perm).or_fail(&what),

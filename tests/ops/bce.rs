@@ -1,11 +1,12 @@
 //! bce: the mean loss from logits (two-pass tree) and its gradient fused with the sigmoid.
 //! Loss within 1e-5 relative (f32 tree sums of up to ~10^5 terms); gradient within 1e-6.
-use crate::common::{assert_close, each_gpu, rng, uniform, OrFail};
+use crate::common::{assert_close, each_kernel_set, rng, uniform, OrFail};
 use wgsl_autoencoder::ops::{bce, run};
 use wgsl_autoencoder::reference;
 
-// Odd sizes, one below and one above a partial-sum chunk, and a batch of 3 MNIST images.
-const LENS: [usize; 4] = [1, 4095, 4097 + 13, 3 * 784];
+// Odd sizes, one below and one above a partial-sum chunk, a batch of 3 MNIST images, and two
+// chunks and a tail in whole vec4s (the CPU set's kernels take multiples of 4).
+const LENS: [usize; 5] = [1, 4095, 4097 + 13, 3 * 784, 2 * 4096 + 8];
 
 fn data(len: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
     let mut r = rng(seed);
@@ -19,7 +20,7 @@ fn data(len: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
 
 #[test]
 fn bce_loss_matches_reference() {
-    each_gpu(|g, config| {
+    each_kernel_set(|g, config| {
         for (k, len) in LENS.into_iter().enumerate() {
             let what = format!("{config}: loss of {len} elements");
             let (zs, ts) = data(len, k as u64);
@@ -59,7 +60,7 @@ fn bce_loss_matches_reference() {
 #[test]
 fn bce_loss_is_bitwise_deterministic() {
     let (zs, ts) = data(50_000, 9);
-    each_gpu(|g, config| {
+    each_kernel_set(|g, config| {
         let (z, t) = (
             g.upload("z", &zs).or_fail(config),
             g.upload("t", &ts).or_fail(config),
@@ -85,7 +86,7 @@ fn bce_loss_is_bitwise_deterministic() {
 
 #[test]
 fn bce_sigmoid_backward_matches_reference() {
-    each_gpu(|g, config| {
+    each_kernel_set(|g, config| {
         for (k, len) in LENS.into_iter().enumerate() {
             let what = format!("{config}: gradient of {len} elements");
             let (zs, ts) = data(len, 20 + k as u64);
