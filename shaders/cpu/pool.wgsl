@@ -15,6 +15,8 @@ struct Pool {
 @group(0) @binding(4) var<storage, read> dy: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read> winner_in: array<vec4<u32>>;
 @group(0) @binding(6) var<storage, read_write> dx: array<vec4<f32>>;
+// The pooled output (backward_masked): the layer below's ReLU mask at each window's winner.
+@group(0) @binding(7) var<storage, read> pooled: array<vec4<f32>>;
 
 // `total` is the number of output vec4s. Ties go to the first maximum, as in pool.wgsl.
 @compute @workgroup_size(WG)
@@ -56,11 +58,9 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
 }
 
 // One invocation per output pixel and channel group: its gradient goes to the window's
-// winner, zeros to the other cells that exist. `total` is the number of output vec4s.
-@compute @workgroup_size(WG)
-fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
-            @builtin(num_workgroups) nwg: vec3<u32>) {
-    let id = flat(wid, lid, nwg);
+// winner where `keep` holds, zeros to the other cells that exist. `total` is the number of
+// output vec4s.
+fn route(id: u32, keep: vec4<bool>) {
     let idx = min(id, p.total - 1u);
     let c4 = p.c / 4u;
     let ch = idx % c4;
@@ -68,9 +68,9 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
     let ox = pix % p.wo;
     let oy = (pix / p.wo) % p.ho;
     let b = pix / (p.wo * p.ho);
-    let g = dy[idx];
-    let k = winner_in[idx];
     let zero = vec4<f32>(0.0);
+    let g = select(zero, dy[idx], keep);
+    let k = winner_in[idx];
     let iy = 2u * oy;
     let ix = 2u * ox;
     if (id < p.total) {
@@ -86,4 +86,19 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
             }
         }
     }
+}
+
+@compute @workgroup_size(WG)
+fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+            @builtin(num_workgroups) nwg: vec3<u32>) {
+    route(flat(wid, lid, nwg), vec4<bool>(true));
+}
+
+// backward with the ReLU mask of the layer below fused in: the winner's input is the pooled
+// value, so the mask is pooled > 0 (the network then skips that layer's mask pass).
+@compute @workgroup_size(WG)
+fn backward_masked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                   @builtin(num_workgroups) nwg: vec3<u32>) {
+    let id = flat(wid, lid, nwg);
+    route(id, pooled[min(id, p.total - 1u)] > vec4<f32>(0.0));
 }

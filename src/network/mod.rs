@@ -279,7 +279,10 @@ impl Network {
         // On the CPU set the ReLU mask runs once, into scratch: lavapipe pays for every load,
         // and the layer's kernels would read the mask at each of the 9 taps.
         let masked = tb.relu_masked.view(0, dy.len);
+        // The mask may already be applied, fused into the layer above's backward.
+        let relu_done = self.relu_fused_above(gpu, i, n);
         let grad_out = |relu: bool, out: &mut Vec<Dispatch>| -> Result<conv2d::GradOut<'_>> {
+            let relu = relu && !relu_done;
             if relu && gpu.kernels == KernelSet::Cpu {
                 out.push(activation::relu_backward(gpu, &label, &y, &dy, &masked)?);
                 return Ok(conv2d::GradOut {
@@ -327,16 +330,41 @@ impl Network {
             LayerOp::Pool(s) => {
                 if let Some(dx) = &dx {
                     let win = self.winner(i, s.output_len())?;
-                    out.push(pool::backward(gpu, &label, &s, &win, &dy, dx)?);
+                    out.push(if self.relu_fused_above(gpu, i - 1, n) {
+                        pool::backward_masked(gpu, &label, &s, &win, &dy, &y, dx)?
+                    } else {
+                        pool::backward(gpu, &label, &s, &win, &dy, dx)?
+                    });
                 }
             }
             LayerOp::Upsample(s) => {
                 if let Some(dx) = &dx {
-                    out.push(upsample::backward(gpu, &label, &s, &dy, dx)?);
+                    out.push(if self.relu_fused_above(gpu, i - 1, n) {
+                        upsample::backward_masked(gpu, &label, &s, &dy, &x, dx)?
+                    } else {
+                        upsample::backward(gpu, &label, &s, &dy, dx)?
+                    });
                 }
             }
         }
         Ok(out)
+    }
+
+    /// Whether layer `i`'s ReLU mask is applied by layer i + 1's backward (on the CPU set, a
+    /// pooling or upsampling layer fuses it: one pass over the gradient fewer).
+    fn relu_fused_above(&self, gpu: &Gpu, i: usize, n: u32) -> bool {
+        let relu = match self.model.op(i, n) {
+            LayerOp::Conv2d { relu, .. } | LayerOp::Dense { relu, .. } => relu,
+            _ => false,
+        };
+        if !relu || gpu.kernels != KernelSet::Cpu || i + 1 >= self.model.layers.len() {
+            return false;
+        }
+        match self.model.op(i + 1, n) {
+            LayerOp::Pool(s) => pool::fuses_relu_mask(gpu, &s),
+            LayerOp::Upsample(s) => upsample::fuses_relu_mask(gpu, &s),
+            _ => false,
+        }
     }
 
     /// One Adam step over every parameter at once.

@@ -2,7 +2,7 @@
 use super::{build, expect_len, vec4_kernel, Cost, Dispatch, Launch, Shader};
 use crate::gpu::{Gpu, Tensor};
 use crate::shapes::PoolShape;
-use crate::Result;
+use crate::{Error, Result};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -86,6 +86,48 @@ pub fn backward(
     dy: &Tensor,
     dx: &Tensor,
 ) -> Result<Dispatch> {
+    backward_with(gpu, label, s, winner, dy, None, dx)
+}
+
+/// Whether [`backward_masked`] runs on this device and shape: the CPU set's vec4 kernel.
+pub fn fuses_relu_mask(gpu: &Gpu, s: &PoolShape) -> bool {
+    vec4_kernel(gpu, s.c as u64)
+}
+
+/// [`backward`] with the ReLU mask of the layer below applied to `dx`: the mask is
+/// `pooled > 0` (the pooled output is the winner's input). Only where
+/// [`fuses_relu_mask`] holds.
+pub fn backward_masked(
+    gpu: &Gpu,
+    label: &str,
+    s: &PoolShape,
+    winner: &Tensor,
+    dy: &Tensor,
+    pooled: &Tensor,
+    dx: &Tensor,
+) -> Result<Dispatch> {
+    if !fuses_relu_mask(gpu, s) {
+        return Err(Error::Shape {
+            op: "pool",
+            detail: format!(
+                "no fused ReLU mask for {s:?} on the {} kernel set",
+                gpu.kernels
+            ),
+        });
+    }
+    expect_len("pool", "pooled output", pooled, s.output_len())?;
+    backward_with(gpu, label, s, winner, dy, Some(pooled), dx)
+}
+
+fn backward_with(
+    gpu: &Gpu,
+    label: &str,
+    s: &PoolShape,
+    winner: &Tensor,
+    dy: &Tensor,
+    pooled: Option<&Tensor>,
+    dx: &Tensor,
+) -> Result<Dispatch> {
     s.check()?;
     expect_len("pool", "winner", winner, s.output_len())?;
     expect_len("pool", "dy", dy, s.output_len())?;
@@ -96,15 +138,21 @@ pub fn backward(
         Shader::Pool => s.input_len(),
         _ => p.total as u64,
     };
+    let mut bindings = vec![(4, dy), (5, winner), (6, dx)];
+    bindings.extend(pooled.map(|t| (7, t)));
     build(
         gpu,
         Launch {
             shader,
-            entry: "backward",
+            entry: if pooled.is_some() {
+                "backward_masked"
+            } else {
+                "backward"
+            },
             kernel: "pool.backward",
             label,
             params: bytemuck::bytes_of(&p),
-            bindings: &[(4, dy), (5, winner), (6, dx)],
+            bindings: &bindings,
             constants: &[],
             workgroups: gpu.grid("pool.backward", invocations)?,
             cost: Cost {

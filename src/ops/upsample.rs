@@ -2,7 +2,7 @@
 use super::{build, expect_len, vec4_kernel, Cost, Dispatch, Launch, Shader};
 use crate::gpu::{Gpu, Tensor};
 use crate::shapes::UpsampleShape;
-use crate::Result;
+use crate::{Error, Result};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -76,19 +76,64 @@ pub fn backward(
     dy: &Tensor,
     dx: &Tensor,
 ) -> Result<Dispatch> {
+    backward_with(gpu, label, s, dy, None, dx)
+}
+
+/// Whether [`backward_masked`] runs on this device and shape: the CPU set's vec4 kernel.
+pub fn fuses_relu_mask(gpu: &Gpu, s: &UpsampleShape) -> bool {
+    vec4_kernel(gpu, s.c as u64)
+}
+
+/// [`backward`] with the ReLU mask of the layer below applied to `dx`: `x > 0`, `x` being
+/// this layer's input (that layer's ReLU output). Only where [`fuses_relu_mask`] holds.
+pub fn backward_masked(
+    gpu: &Gpu,
+    label: &str,
+    s: &UpsampleShape,
+    dy: &Tensor,
+    x: &Tensor,
+    dx: &Tensor,
+) -> Result<Dispatch> {
+    if !fuses_relu_mask(gpu, s) {
+        return Err(Error::Shape {
+            op: "upsample",
+            detail: format!(
+                "no fused ReLU mask for {s:?} on the {} kernel set",
+                gpu.kernels
+            ),
+        });
+    }
+    expect_len("upsample", "x", x, s.input_len())?;
+    backward_with(gpu, label, s, dy, Some(x), dx)
+}
+
+fn backward_with(
+    gpu: &Gpu,
+    label: &str,
+    s: &UpsampleShape,
+    dy: &Tensor,
+    x: Option<&Tensor>,
+    dx: &Tensor,
+) -> Result<Dispatch> {
     s.check()?;
     expect_len("upsample", "dy", dy, s.output_len())?;
     expect_len("upsample", "dx", dx, s.input_len())?;
     let (shader, p, [_, invocations]) = kernel_for(gpu, s);
+    let mut bindings = vec![(3, dy), (4, dx)];
+    bindings.extend(x.map(|t| (5, t)));
     build(
         gpu,
         Launch {
             shader,
-            entry: "backward",
+            entry: if x.is_some() {
+                "backward_masked"
+            } else {
+                "backward"
+            },
             kernel: "upsample.backward",
             label,
             params: bytemuck::bytes_of(&p),
-            bindings: &[(3, dy), (4, dx)],
+            bindings: &bindings,
             constants: &[],
             workgroups: gpu.grid("upsample.backward", invocations)?,
             cost: Cost {

@@ -76,3 +76,34 @@ fn pool_backward_matches_reference() {
         }
     });
 }
+
+/// The CPU set's backward with the ReLU mask of the layer below fused in: equal to the
+/// reference's backward, then its ReLU mask by the pool's input. Where the set has no fused
+/// kernel (the GPU set, or channels not a multiple of 4) the launcher must refuse.
+#[test]
+fn pool_backward_masked_matches_reference() {
+    each_kernel_set(|g, config| {
+        for (k, s) in shapes().into_iter().enumerate() {
+            let what = format!("{config}: {s:?}, masked");
+            let mut r = rng(70 + k as u64);
+            let xs = uniform(&mut r, s.input_len() as usize, -1.0, 1.0);
+            let (pooled, winners) = reference::pool::forward(&s, &xs);
+            let dys = uniform(&mut r, s.output_len() as usize, -1.0, 1.0);
+            let (win, dy, py) = (
+                g.upload("winner", &winners).or_fail(&what),
+                g.upload("dy", &dys).or_fail(&what),
+                g.upload("pooled", &pooled).or_fail(&what),
+            );
+            let dx = g.poisoned("dx", s.input_len()).or_fail(&what);
+            let launched = pool::backward_masked(g, "t", &s, &win, &dy, &py, &dx);
+            if !pool::fuses_relu_mask(g, &s) {
+                assert!(launched.is_err(), "{what}: accepted without a fused kernel");
+                continue;
+            }
+            run(g, &[launched.or_fail(&what)]).or_fail(&what);
+            let routed = reference::pool::backward(&s, &winners, &dys);
+            let want = reference::activation::relu_backward(&xs, &routed);
+            assert_close(&what, &g.read::<f32>(&dx).or_fail(&what), &want, 0.0);
+        }
+    });
+}

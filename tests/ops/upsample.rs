@@ -54,3 +54,32 @@ fn upsample_backward_matches_reference() {
         }
     });
 }
+
+/// The CPU set's backward with the ReLU mask of the layer below fused in: the reference's
+/// backward, then its ReLU mask by the upsampling's input. Without a fused kernel for the
+/// shape and set, the launcher must refuse.
+#[test]
+fn upsample_backward_masked_matches_reference() {
+    each_kernel_set(|g, config| {
+        for (k, s) in shapes().into_iter().enumerate() {
+            let what = format!("{config}: {s:?}, masked");
+            let mut r = rng(30 + k as u64);
+            let xs = uniform(&mut r, s.input_len() as usize, -1.0, 1.0);
+            let dys = uniform(&mut r, s.output_len() as usize, -1.0, 1.0);
+            let (x, dy) = (
+                g.upload("x", &xs).or_fail(&what),
+                g.upload("dy", &dys).or_fail(&what),
+            );
+            let dx = g.poisoned("dx", s.input_len()).or_fail(&what);
+            let launched = upsample::backward_masked(g, "t", &s, &dy, &x, &dx);
+            if !upsample::fuses_relu_mask(g, &s) {
+                assert!(launched.is_err(), "{what}: accepted without a fused kernel");
+                continue;
+            }
+            run(g, &[launched.or_fail(&what)]).or_fail(&what);
+            let summed = reference::upsample::backward(&s, &dys);
+            let want = reference::activation::relu_backward(&xs, &summed);
+            assert_close(&what, &g.read::<f32>(&dx).or_fail(&what), &want, 1e-6);
+        }
+    });
+}
