@@ -98,3 +98,27 @@ fn every_shader_file_is_embedded() {
     embedded.sort();
     assert_eq!(files, embedded);
 }
+
+/// WebGPU's default `max_compute_workgroup_storage_size`: what every adapter offers.
+const WEBGPU_WORKGROUP_STORAGE: u32 = 16384;
+
+/// Every file's workgroup memory, all of it at once (an upper bound on any entry point's),
+/// fits WebGPU's default limit: lavapipe allows more, so a kernel tested only there could
+/// exceed it unseen.
+#[test]
+fn workgroup_memory_fits_webgpu_defaults() {
+    for shader in Shader::ALL {
+        let module = parse(shader);
+        let bytes: u32 = module
+            .global_variables
+            .iter()
+            .filter(|(_, v)| v.space == naga::AddressSpace::WorkGroup)
+            .map(|(_, v)| module.types[v.ty].inner.size(module.to_ctx()))
+            .sum();
+        assert!(
+            bytes <= WEBGPU_WORKGROUP_STORAGE,
+            "{}.wgsl: {bytes} bytes of workgroup memory",
+            shader.name()
+        );
+    }
+}

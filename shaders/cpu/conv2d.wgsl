@@ -5,15 +5,19 @@
 // scalar load only when its address is a constant and no loop or branch encloses it; any other
 // load is a loop over the 8 lanes with a guarded scalar load each (a vec4 load shares the
 // loop). NIR unrolls a loop only when trips * body <= 832 instructions and trips <= 32. So:
-// - every window tap and every channel is a call written out (inlined), and each remaining
-//   loop is short enough to unroll: weights then sit at constant addresses and load as
-//   broadcast scalars, and accumulators stay in registers;
-// - channels load as vec4 when their count is a multiple of 4;
+// - every window tap is a call written out (inlined) and each remaining loop is short enough
+//   to unroll, so the weights sit at constant addresses; they are copied into workgroup memory
+//   first, where a constant-address load is one scalar with no bounds-check branch;
+// - accumulators are named vec4s and mat4x4s, never arrays (arrays made lavapipe's NIR passes
+//   take tens of seconds per pipeline, and the code slower);
+// - channels load as vec4 (zero-padded past the count);
 // - no invocation returns early (a returned lane masks every later load): indices are clamped
 //   and only the stores are guarded;
+// - a layer with one output channel computes four neighbouring pixels per invocation, so each
+//   loaded input serves three of their taps;
 // - the weight gradient has no split over 16-pixel chunks: each invocation sums CHUNK pixels
-//   for TAPS window taps (all 9 when 9 * CI * CO <= 256, so that a thin layer still does
-//   several multiply-adds per load), and a short reduce adds the chunks.
+//   for one tap (or, when one side has a single channel, for all 9 taps with the wide side
+//   loaded once per pixel), and a short reduce adds the chunks.
 
 override CI: u32 = 1u;     // input channels, <= 16
 override CO: u32 = 1u;     // output channels, <= 16
@@ -28,11 +32,10 @@ override WITH_BIAS: bool = true;
 // Rows of one chunk's partial sums: every weight, then the bias, padded to whole vec4s.
 override ROWS4: u32 = (9u * CI * CO + CO + 3u) / 4u;
 
-// Channels an invocation holds (ops::conv2d::MAX_CHANNELS), and the weight-gradient
-// accumulators (TAPS * CI * CO of them).
+// Channels an invocation holds (ops::conv2d::MAX_CHANNELS): four vec4 accumulators.
 const MAXC: u32 = 16u;
-const MAXACC: u32 = 256u;
-// Invocations per workgroup: ops::cpu::conv2d::CPU_WG.
+// Invocations per workgroup: ops::cpu::conv2d::CPU_WG. Large, so that each workgroup's copy
+// of the weights into workgroup memory serves many pixels.
 const CPU_WG: u32 = 128u;
 
 struct Conv {
@@ -74,7 +77,8 @@ fn inside_at(v: i32, size: u32) -> f32 {
 // accumulators make lavapipe's NIR passes take minutes on the written-out taps.
 struct Acc4 { a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32> }
 
-var<workgroup> wsh4: array<vec4<f32>, 576>;  // [9 * CI][CO4], zero-padded past CO
+// The kernel as [9 * CI][CO4] (load_weights4), zero-padded past CO: 9 KiB.
+var<workgroup> wsh4: array<vec4<f32>, 9u * MAXC * MAXC / 4u>;
 
 fn load_weights4(lid: u32) {
     let co4 = (CO + 3u) / 4u;
@@ -99,7 +103,7 @@ fn fwd_chan(row: u32, xv: f32, acc: ptr<function, Acc4>) {
 }
 
 // Fewer than 4 outputs: accumulator a_o runs over input channels (4 at a time) for output o,
-// with the kernel transposed (wsh4t): a vec4 over outputs would waste most of its lanes.
+// with the kernel transposed (load_weights4_t): a vec4 over outputs would waste most lanes.
 fn fwd_narrow_tap(k: u32, b: u32, oy: i32, ox: i32, acc: ptr<function, Acc4>) {
     let iy = oy + i32(k / 3u) - i32(PAD);
     let ix = ox + i32(k % 3u) - i32(PAD);
@@ -108,9 +112,9 @@ fn fwd_narrow_tap(k: u32, b: u32, oy: i32, ox: i32, acc: ptr<function, Acc4>) {
     let ci4 = (CI + 3u) / 4u;
     for (var j = 0u; j < ci4; j++) {
         let xq = x4_at(pix, j, keep);
-        (*acc).a0 += xq * wsh4t[(k * CO) * ci4 + j];
-        if (CO > 1u) { (*acc).a1 += xq * wsh4t[(k * CO + 1u) * ci4 + j]; }
-        if (CO > 2u) { (*acc).a2 += xq * wsh4t[(k * CO + 2u) * ci4 + j]; }
+        (*acc).a0 += xq * wsh4[(k * CO) * ci4 + j];
+        if (CO > 1u) { (*acc).a1 += xq * wsh4[(k * CO + 1u) * ci4 + j]; }
+        if (CO > 2u) { (*acc).a2 += xq * wsh4[(k * CO + 2u) * ci4 + j]; }
     }
 }
 
@@ -143,10 +147,10 @@ fn fwd_single_col(ky: u32, col: u32, b: u32, oy: i32, ox0: i32, acc: ptr<functio
     for (var j = 0u; j < ci4; j++) {
         let xq = x4_at(pix, j, keep);
         // Pixel q uses this column as tap kx = col - q.
-        if (col < 3u) { (*acc).a0 += xq * wsh4t[(ky * 3u + col) * ci4 + j]; }
-        if (col >= 1u && col < 4u) { (*acc).a1 += xq * wsh4t[(ky * 3u + col - 1u) * ci4 + j]; }
-        if (col >= 2u && col < 5u) { (*acc).a2 += xq * wsh4t[(ky * 3u + col - 2u) * ci4 + j]; }
-        if (col >= 3u) { (*acc).a3 += xq * wsh4t[(ky * 3u + col - 3u) * ci4 + j]; }
+        if (col < 3u) { (*acc).a0 += xq * wsh4[(ky * 3u + col) * ci4 + j]; }
+        if (col >= 1u && col < 4u) { (*acc).a1 += xq * wsh4[(ky * 3u + col - 1u) * ci4 + j]; }
+        if (col >= 2u && col < 5u) { (*acc).a2 += xq * wsh4[(ky * 3u + col - 2u) * ci4 + j]; }
+        if (col >= 3u) { (*acc).a3 += xq * wsh4[(ky * 3u + col - 3u) * ci4 + j]; }
     }
 }
 
@@ -255,9 +259,10 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
 
 // ---- backward_input: one input pixel per invocation, every input channel ----
 
-// The kernel transposed: [9 * CO][CI4], input channels contiguous, zero-padded past CI.
-var<workgroup> wsh4t: array<vec4<f32>, 576>;
 
+// The kernel transposed into the same workgroup array (an entry point uses one layout or the
+// other, so one array keeps it within WebGPU's 16 KiB): [9 * CO][CI4], input channels
+// contiguous, zero-padded past CI.
 fn load_weights4_t(lid: u32) {
     let ci4 = (CI + 3u) / 4u;
     for (var i = lid; i < 9u * CO * ci4; i += CPU_WG) {
@@ -269,7 +274,7 @@ fn load_weights4_t(lid: u32) {
         for (var l = 0u; l < 4u; l++) {
             if (c + l < CI) { v[l] = wt[(k * CI + c + l) * CO + o]; }
         }
-        wsh4t[i] = v;
+        wsh4[i] = v;
     }
     workgroupBarrier();
 }
@@ -278,10 +283,10 @@ fn load_weights4_t(lid: u32) {
 fn bin_chan(k: u32, o: u32, gv: f32, acc: ptr<function, Acc4>) {
     let ci4 = (CI + 3u) / 4u;
     let row = (k * CO + o) * ci4;
-    (*acc).a0 += gv * wsh4t[row];
-    if (CI > 4u) { (*acc).a1 += gv * wsh4t[row + 1u]; }
-    if (CI > 8u) { (*acc).a2 += gv * wsh4t[row + 2u]; }
-    if (CI > 12u) { (*acc).a3 += gv * wsh4t[row + 3u]; }
+    (*acc).a0 += gv * wsh4[row];
+    if (CI > 4u) { (*acc).a1 += gv * wsh4[row + 1u]; }
+    if (CI > 8u) { (*acc).a2 += gv * wsh4[row + 2u]; }
+    if (CI > 12u) { (*acc).a3 += gv * wsh4[row + 3u]; }
 }
 
 // The upstream gradient at output element i, ReLU-masked, times `scale`.

@@ -6,8 +6,9 @@ use crate::ops::{build, Launch, Shader};
 use crate::shapes::Conv2dShape;
 use crate::Result;
 
-/// Invocations per workgroup: the shader's CPU_WG. Small, so that even a thin layer spreads
-/// over both threads of a 2-core machine.
+/// Invocations per workgroup: the shader's CPU_WG. Large, so that each workgroup's copy of
+/// the weights into workgroup memory serves many pixels (the smallest layer still makes 32
+/// workgroups at batch 256).
 pub const CPU_WG: u64 = 128;
 /// Output pixels one weight-gradient invocation sums.
 pub const CHUNK: u64 = 256;
