@@ -93,7 +93,7 @@ fn every_shader_file_is_embedded() {
     let mut embedded: Vec<String> = Shader::ALL
         .iter()
         .map(|s| format!("{}.wgsl", s.name()))
-        .chain(["common.wgsl".to_string()])
+        .chain(["common.wgsl".to_string(), "cpu/blocks.wgsl".to_string()])
         .collect();
     embedded.sort();
     assert_eq!(files, embedded);

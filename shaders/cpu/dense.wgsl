@@ -48,57 +48,9 @@ fn grad4(i: u32) -> vec4<f32> {
 // NIR passes slow and its code slower. A product of two 4x4 blocks is one matrix multiply.
 
 // ---- forward and backward_input: tile (16 rows) x (16 columns) ----
-
-// Block (j, m): rows 4j..4j+3 of the tile (columns of the matrix) times its columns 4m..4m+3
-// (rows of the matrix). Also the weight gradient's blocks: inputs 4j.. times outputs 4m...
-// Block (j, m): inputs 4j..4j+3 (rows) times outputs 4m..4m+3 (columns).
-struct AccW {
-    m00: mat4x4<f32>, m01: mat4x4<f32>, m02: mat4x4<f32>, m03: mat4x4<f32>,
-    m10: mat4x4<f32>, m11: mat4x4<f32>, m12: mat4x4<f32>, m13: mat4x4<f32>,
-    m20: mat4x4<f32>, m21: mat4x4<f32>, m22: mat4x4<f32>, m23: mat4x4<f32>,
-    m30: mat4x4<f32>, m31: mat4x4<f32>, m32: mat4x4<f32>, m33: mat4x4<f32>,
-}
-
-// j and m are constants wherever this is called: all but one branch fold away.
-fn acc_add(acc: ptr<function, AccW>, j: u32, m: u32, v: mat4x4<f32>) {
-    if (j == 0u && m == 0u) { (*acc).m00 += v; }
-    if (j == 0u && m == 1u) { (*acc).m01 += v; }
-    if (j == 0u && m == 2u) { (*acc).m02 += v; }
-    if (j == 0u && m == 3u) { (*acc).m03 += v; }
-    if (j == 1u && m == 0u) { (*acc).m10 += v; }
-    if (j == 1u && m == 1u) { (*acc).m11 += v; }
-    if (j == 1u && m == 2u) { (*acc).m12 += v; }
-    if (j == 1u && m == 3u) { (*acc).m13 += v; }
-    if (j == 2u && m == 0u) { (*acc).m20 += v; }
-    if (j == 2u && m == 1u) { (*acc).m21 += v; }
-    if (j == 2u && m == 2u) { (*acc).m22 += v; }
-    if (j == 2u && m == 3u) { (*acc).m23 += v; }
-    if (j == 3u && m == 0u) { (*acc).m30 += v; }
-    if (j == 3u && m == 1u) { (*acc).m31 += v; }
-    if (j == 3u && m == 2u) { (*acc).m32 += v; }
-    if (j == 3u && m == 3u) { (*acc).m33 += v; }
-}
-
-fn acc_get(acc: ptr<function, AccW>, j: u32, m: u32) -> mat4x4<f32> {
-    if (j == 0u && m == 0u) { return (*acc).m00; }
-    if (j == 0u && m == 1u) { return (*acc).m01; }
-    if (j == 0u && m == 2u) { return (*acc).m02; }
-    if (j == 0u && m == 3u) { return (*acc).m03; }
-    if (j == 1u && m == 0u) { return (*acc).m10; }
-    if (j == 1u && m == 1u) { return (*acc).m11; }
-    if (j == 1u && m == 2u) { return (*acc).m12; }
-    if (j == 1u && m == 3u) { return (*acc).m13; }
-    if (j == 2u && m == 0u) { return (*acc).m20; }
-    if (j == 2u && m == 1u) { return (*acc).m21; }
-    if (j == 2u && m == 2u) { return (*acc).m22; }
-    if (j == 2u && m == 3u) { return (*acc).m23; }
-    if (j == 3u && m == 0u) { return (*acc).m30; }
-    if (j == 3u && m == 1u) { return (*acc).m31; }
-    if (j == 3u && m == 2u) { return (*acc).m32; }
-    if (j == 3u && m == 3u) { return (*acc).m33; }
-    return mat4x4<f32>();
-}
-
+// Accumulators are an AccW (cpu/blocks.wgsl): block (j, m) is the tile's rows 4j..4j+3
+// (matrix columns) times its columns 4m..4m+3 (matrix rows); for the weight gradient, inputs
+// 4j.. (matrix rows) times outputs 4m.. (matrix columns).
 
 // W[4k..4k+3][vec4 c]: column l is input 4k + l over the vec4's four outputs.
 fn w_block(k: u32, c: u32) -> mat4x4<f32> {
@@ -219,10 +171,6 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
 
 // ---- backward_params: dW = x^T . g over the whole batch, tile (16 inputs) x (16 outputs);
 // the bias gradient (the sum of g) by the tiles of the first 16 inputs ----
-
-fn outer(xq: vec4<f32>, gq: vec4<f32>) -> mat4x4<f32> {
-    return mat4x4<f32>(gq.x * xq, gq.y * xq, gq.z * xq, gq.w * xq);
-}
 
 fn bw_row(j: u32, xq: vec4<f32>, g0: vec4<f32>, g1: vec4<f32>, g2: vec4<f32>, g3: vec4<f32>,
           acc: ptr<function, AccW>) {

@@ -27,6 +27,20 @@ macro_rules! with_common {
     };
 }
 
+/// A CPU-set kernel file with `common.wgsl` and `cpu/blocks.wgsl` (the register blocks its
+/// accumulators live in) in front of it.
+macro_rules! with_blocks {
+    ($file:literal) => {
+        concat!(
+            include_str!("../../shaders/common.wgsl"),
+            "\n",
+            include_str!("../../shaders/cpu/blocks.wgsl"),
+            "\n",
+            include_str!(concat!("../../shaders/", $file, ".wgsl"))
+        )
+    };
+}
+
 /// The WGSL files, embedded at build time so the binary runs from anywhere.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Shader {
@@ -131,8 +145,8 @@ impl Shader {
             Shader::CpuAdam => with_common!("cpu/adam"),
             Shader::CpuBatch => with_common!("cpu/batch"),
             Shader::CpuBce => with_common!("cpu/bce"),
-            Shader::CpuConv2d => with_common!("cpu/conv2d"),
-            Shader::CpuDense => with_common!("cpu/dense"),
+            Shader::CpuConv2d => with_blocks!("cpu/conv2d"),
+            Shader::CpuDense => with_blocks!("cpu/dense"),
             Shader::CpuPool => with_common!("cpu/pool"),
             Shader::CpuUpsample => with_common!("cpu/upsample"),
         }
