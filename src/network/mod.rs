@@ -278,15 +278,15 @@ impl Network {
         let mut out = Vec::new();
         // On the CPU set the ReLU mask runs once, into scratch: lavapipe pays for every load,
         // and the layer's kernels would read the mask at each of the 9 taps.
-        let masked = tb.relu_masked.view(0, dy.len);
+        let masked = (gpu.kernels == KernelSet::Cpu).then(|| tb.relu_masked.view(0, dy.len));
         // The mask may already be applied, fused into the layer above's backward.
         let relu_done = self.relu_fused_above(gpu, i, n);
         let grad_out = |relu: bool, out: &mut Vec<Dispatch>| -> Result<conv2d::GradOut<'_>> {
             let relu = relu && !relu_done;
-            if relu && gpu.kernels == KernelSet::Cpu {
-                out.push(activation::relu_backward(gpu, &label, &y, &dy, &masked)?);
+            if let (true, Some(masked)) = (relu, &masked) {
+                out.push(activation::relu_backward(gpu, &label, &y, &dy, masked)?);
                 return Ok(conv2d::GradOut {
-                    dy: &masked,
+                    dy: masked,
                     relu_output: None,
                 });
             }
