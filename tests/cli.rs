@@ -1841,3 +1841,46 @@ fn cli_decode_refuses_bad_sources() {
     assert_eq!(png(&grid).width(), 7 * 28 * 4 + 6 * 2);
     assert_no_stray_files(t.path());
 }
+
+/// `--kernels`: an unknown set is refused before anything is created, naming the choices; a
+/// run with a set forced records it in `config.json` and prints it, and each set trains.
+#[test]
+fn cli_kernels_flag_is_checked_recorded_and_printed() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small(t.path());
+    let out = t.path().join("bogus");
+    train(
+        &data,
+        &out,
+        &["--kernels", "fast", "--model", "dense", "--epochs", "1"],
+    )
+    .fails_with(&["fast", "auto, gpu or cpu"]);
+    assert_not_created(&out);
+    for set in ["gpu", "cpu"] {
+        let out = t.path().join(set);
+        let r = train(
+            &data,
+            &out,
+            &[
+                "--kernels",
+                set,
+                "--model",
+                "dense",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "16",
+            ],
+        );
+        r.ok();
+        assert!(
+            r.stdout.contains(&format!("{set} kernels")),
+            "the run should say it uses the {set} kernels:\n{}",
+            r.stdout
+        );
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap())
+                .unwrap();
+        assert_eq!(config["sessions"][0]["kernels"], set, "{config}");
+    }
+}
