@@ -487,63 +487,28 @@ struct Acc9 {
     t0: Acc4, t1: Acc4, t2: Acc4, t3: Acc4, t4: Acc4, t5: Acc4, t6: Acc4, t7: Acc4, t8: Acc4,
 }
 
-// k is a constant wherever this is called: all but one branch fold away. (Written out: a
-// pointer to a member, passed on, trips naga's SPIR-V writer.)
+// a + v * w over the WIDE channels (by value: a pointer to a member, passed on, trips
+// naga's SPIR-V writer).
+fn axpy4(a: Acc4, v: f32, w: Acc4) -> Acc4 {
+    var r = a;
+    r.a0 += v * w.a0;
+    if (WIDE > 4u) { r.a1 += v * w.a1; }
+    if (WIDE > 8u) { r.a2 += v * w.a2; }
+    if (WIDE > 12u) { r.a3 += v * w.a3; }
+    return r;
+}
+
+// k is a constant wherever this is called: all but one branch fold away.
 fn acc9_add(acc: ptr<function, Acc9>, k: u32, v: f32, wide: Acc4) {
-    if (k == 0u) {
-        (*acc).t0.a0 += v * wide.a0;
-        if (WIDE > 4u) { (*acc).t0.a1 += v * wide.a1; }
-        if (WIDE > 8u) { (*acc).t0.a2 += v * wide.a2; }
-        if (WIDE > 12u) { (*acc).t0.a3 += v * wide.a3; }
-    }
-    if (k == 1u) {
-        (*acc).t1.a0 += v * wide.a0;
-        if (WIDE > 4u) { (*acc).t1.a1 += v * wide.a1; }
-        if (WIDE > 8u) { (*acc).t1.a2 += v * wide.a2; }
-        if (WIDE > 12u) { (*acc).t1.a3 += v * wide.a3; }
-    }
-    if (k == 2u) {
-        (*acc).t2.a0 += v * wide.a0;
-        if (WIDE > 4u) { (*acc).t2.a1 += v * wide.a1; }
-        if (WIDE > 8u) { (*acc).t2.a2 += v * wide.a2; }
-        if (WIDE > 12u) { (*acc).t2.a3 += v * wide.a3; }
-    }
-    if (k == 3u) {
-        (*acc).t3.a0 += v * wide.a0;
-        if (WIDE > 4u) { (*acc).t3.a1 += v * wide.a1; }
-        if (WIDE > 8u) { (*acc).t3.a2 += v * wide.a2; }
-        if (WIDE > 12u) { (*acc).t3.a3 += v * wide.a3; }
-    }
-    if (k == 4u) {
-        (*acc).t4.a0 += v * wide.a0;
-        if (WIDE > 4u) { (*acc).t4.a1 += v * wide.a1; }
-        if (WIDE > 8u) { (*acc).t4.a2 += v * wide.a2; }
-        if (WIDE > 12u) { (*acc).t4.a3 += v * wide.a3; }
-    }
-    if (k == 5u) {
-        (*acc).t5.a0 += v * wide.a0;
-        if (WIDE > 4u) { (*acc).t5.a1 += v * wide.a1; }
-        if (WIDE > 8u) { (*acc).t5.a2 += v * wide.a2; }
-        if (WIDE > 12u) { (*acc).t5.a3 += v * wide.a3; }
-    }
-    if (k == 6u) {
-        (*acc).t6.a0 += v * wide.a0;
-        if (WIDE > 4u) { (*acc).t6.a1 += v * wide.a1; }
-        if (WIDE > 8u) { (*acc).t6.a2 += v * wide.a2; }
-        if (WIDE > 12u) { (*acc).t6.a3 += v * wide.a3; }
-    }
-    if (k == 7u) {
-        (*acc).t7.a0 += v * wide.a0;
-        if (WIDE > 4u) { (*acc).t7.a1 += v * wide.a1; }
-        if (WIDE > 8u) { (*acc).t7.a2 += v * wide.a2; }
-        if (WIDE > 12u) { (*acc).t7.a3 += v * wide.a3; }
-    }
-    if (k == 8u) {
-        (*acc).t8.a0 += v * wide.a0;
-        if (WIDE > 4u) { (*acc).t8.a1 += v * wide.a1; }
-        if (WIDE > 8u) { (*acc).t8.a2 += v * wide.a2; }
-        if (WIDE > 12u) { (*acc).t8.a3 += v * wide.a3; }
-    }
+    if (k == 0u) { (*acc).t0 = axpy4((*acc).t0, v, wide); }
+    if (k == 1u) { (*acc).t1 = axpy4((*acc).t1, v, wide); }
+    if (k == 2u) { (*acc).t2 = axpy4((*acc).t2, v, wide); }
+    if (k == 3u) { (*acc).t3 = axpy4((*acc).t3, v, wide); }
+    if (k == 4u) { (*acc).t4 = axpy4((*acc).t4, v, wide); }
+    if (k == 5u) { (*acc).t5 = axpy4((*acc).t5, v, wide); }
+    if (k == 6u) { (*acc).t6 = axpy4((*acc).t6, v, wide); }
+    if (k == 7u) { (*acc).t7 = axpy4((*acc).t7, v, wide); }
+    if (k == 8u) { (*acc).t8 = axpy4((*acc).t8, v, wide); }
 }
 
 fn acc9_get(acc: ptr<function, Acc9>, k: u32) -> Acc4 {

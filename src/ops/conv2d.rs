@@ -216,6 +216,21 @@ pub fn backward_params(
     split_k(gpu, label, s, g, x, partials, dw, Some(db))
 }
 
+/// The profile's names of the weight gradient's two passes, with or without the bias row
+/// (both kernel sets).
+pub(crate) fn weight_gradient_kernels(with_bias: bool) -> (&'static str, &'static str) {
+    match with_bias {
+        true => (
+            "conv2d.backward_params_partial",
+            "conv2d.backward_params_reduce",
+        ),
+        false => (
+            "conv2d.backward_weight_partial",
+            "conv2d.backward_weight_reduce",
+        ),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn split_k(
     gpu: &Gpu,
@@ -246,16 +261,7 @@ fn split_k(
     let used = chunks(s) * rows * s.co as u64;
     let partials = partials.view(0, used);
     let constants = constants_with(s, db.is_some());
-    let (kernel, reduce_kernel) = match db {
-        Some(_) => (
-            "conv2d.backward_params_partial",
-            "conv2d.backward_params_reduce",
-        ),
-        None => (
-            "conv2d.backward_weight_partial",
-            "conv2d.backward_weight_reduce",
-        ),
-    };
+    let (kernel, reduce_kernel) = weight_gradient_kernels(db.is_some());
     let partial = build(
         gpu,
         Launch {

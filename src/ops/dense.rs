@@ -215,30 +215,6 @@ pub fn backward_params(
     dw: &Tensor,
     db: &Tensor,
 ) -> Result<Vec<Dispatch>> {
-    if cpu_kernels(gpu, s) {
-        s.check()?;
-        g.check_len("dense", s.output_len())?;
-        expect_len("dense", "x", x, s.input_len())?;
-        expect_len("dense", "dw", dw, s.weight_len())?;
-        expect_len("dense", "db", db, s.fout as u64)?;
-        let p = params(s, g.bindings().2);
-        return Ok(vec![cpu::dense::backward_params(
-            gpu,
-            label,
-            s,
-            g,
-            &p,
-            x,
-            dw,
-            Some(db),
-        )?]);
-    }
-    if s.n < SPLIT_FROM {
-        return Ok(vec![
-            backward_weight(gpu, label, s, g, x, dw)?,
-            backward_bias(gpu, label, s, g, db)?,
-        ]);
-    }
     s.check()?;
     g.check_len("dense", s.output_len())?;
     expect_len("dense", "x", x, s.input_len())?;
@@ -246,6 +222,16 @@ pub fn backward_params(
     expect_len("dense", "db", db, s.fout as u64)?;
     let (dy, act, relu) = g.bindings();
     let p = params(s, relu);
+    if cpu_kernels(gpu, s) {
+        let d = cpu::dense::backward_params(gpu, label, s, g, &p, x, dw, Some(db))?;
+        return Ok(vec![d]);
+    }
+    if s.n < SPLIT_FROM {
+        return Ok(vec![
+            backward_weight(gpu, label, s, g, x, dw)?,
+            backward_bias(gpu, label, s, g, db)?,
+        ]);
+    }
     Ok(vec![build(
         gpu,
         Launch {

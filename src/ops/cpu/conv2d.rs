@@ -1,7 +1,7 @@
 //! `shaders/cpu/conv2d.wgsl`: forward, backward_input, and the weight and bias gradient as
 //! per-chunk partial sums plus a reduce.
 use crate::gpu::{Cost, Dispatch, Gpu, Tensor};
-use crate::ops::conv2d::{GradOut, Params};
+use crate::ops::conv2d::{weight_gradient_kernels, GradOut, Params};
 use crate::ops::{build, Launch, Shader};
 use crate::shapes::Conv2dShape;
 use crate::Result;
@@ -144,19 +144,10 @@ pub fn backward_params(
 ) -> Result<Vec<Dispatch>> {
     let (dy, act, relu) = g.bindings();
     let p = params(s, relu);
-    let used = partials_len(s);
-    let partials = partials.view(0, used);
+    // `partials` holds exactly partials_len(s) (ops::conv2d checked it).
+    let used = partials.len;
     let constants = constants(s, db.is_some());
-    let (kernel, reduce_kernel) = match db {
-        Some(_) => (
-            "conv2d.backward_params_partial",
-            "conv2d.backward_params_reduce",
-        ),
-        None => (
-            "conv2d.backward_weight_partial",
-            "conv2d.backward_weight_reduce",
-        ),
-    };
+    let (kernel, reduce_kernel) = weight_gradient_kernels(db.is_some());
     // One invocation per chunk and tap, or per chunk with every tap (thin).
     let (entry, invocations) = match thin(s) {
         true => ("backward_params_thin", chunks(s)),
@@ -177,7 +168,7 @@ pub fn backward_params(
                 (6, act),
                 (13, dy),
                 (14, act),
-                (8, &partials),
+                (8, partials),
             ],
             constants: &constants,
             workgroups: gpu.grid_of(kernel, invocations, CPU_WG)?,
@@ -197,7 +188,7 @@ pub fn backward_params(
             kernel: reduce_kernel,
             label,
             params: bytemuck::bytes_of(&p),
-            bindings: &[(9, &partials), (10, dw), (11, db)],
+            bindings: &[(9, partials), (10, dw), (11, db)],
             constants: &constants,
             workgroups: gpu.grid_of(reduce_kernel, rows4(s), CPU_WG)?,
             cost: Cost {
