@@ -1,4 +1,6 @@
 //! Launcher for `shaders/adam.wgsl`: Keras' Adam over one flat parameter buffer.
+//! On the CPU kernel set some entry points come from `shaders/cpu/adam.wgsl` instead (see
+//! `gpu::KernelSet`); the arguments and results are the same.
 use super::{build, expect_len, vec4_kernel, Cost, Dispatch, Launch, Shader};
 use crate::gpu::{Gpu, Tensor};
 use crate::shapes::AdamConfig;

@@ -1,5 +1,7 @@
 //! Launchers for `shaders/bce.wgsl`: binary cross-entropy from logits, its mean over every
 //! element (two fixed-tree passes) and its gradient fused with the sigmoid.
+//! On the CPU kernel set some entry points come from `shaders/cpu/bce.wgsl` instead (see
+//! `gpu::KernelSet`); the arguments and results are the same.
 use super::{build, expect_len, vec4_kernel, Cost, Dispatch, Launch, Shader};
 use crate::gpu::{Gpu, Tensor};
 use crate::{Error, Result};

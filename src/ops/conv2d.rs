@@ -1,4 +1,6 @@
 //! Launchers for `shaders/conv2d.wgsl`: 3x3 stride-1 convolution, NHWC, Keras kernel layout.
+//! On the CPU kernel set some entry points come from `shaders/cpu/conv2d.wgsl` instead (see
+//! `gpu::KernelSet`); the arguments and results are the same.
 use super::{build, cpu, expect_len, Cost, Dispatch, Launch, Shader};
 use crate::gpu::{Gpu, KernelSet, Tensor};
 use crate::shapes::Conv2dShape;

@@ -1,4 +1,6 @@
 //! Launchers for `shaders/dense.wgsl`: `y = x . W + b`, W `[in, out]` as Keras stores it.
+//! On the CPU kernel set some entry points come from `shaders/cpu/dense.wgsl` instead (see
+//! `gpu::KernelSet`); the arguments and results are the same.
 use super::{build, cpu, expect_len, Cost, Dispatch, Launch, Shader};
 use crate::gpu::{Gpu, KernelSet, Tensor};
 use crate::shapes::DenseShape;

@@ -1,4 +1,6 @@
 //! Launchers for `shaders/pool.wgsl`: 2x2 max-pooling with Keras' 'same' padding.
+//! On the CPU kernel set some entry points come from `shaders/cpu/pool.wgsl` instead (see
+//! `gpu::KernelSet`); the arguments and results are the same.
 use super::{build, expect_len, vec4_kernel, Cost, Dispatch, Launch, Shader};
 use crate::gpu::{Gpu, Tensor};
 use crate::shapes::PoolShape;
