@@ -20,17 +20,20 @@ impl Features {
     }
 }
 
-/// Padding of a 3x3 convolution, as Keras names it.
+/// Padding of a convolution or a pooling window, as Keras names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Padding {
-    /// Pads 1 on every side: the output has the input's size.
+    /// Pads (k - 1) / 2 on every side of a k x k convolution: the output has the input's
+    /// size. A 2x2 pooling window covers the last odd row and column alone.
     Same,
-    /// No padding: each side loses one pixel (16x16 -> 14x14).
+    /// No padding: a k x k convolution loses k - 1 pixels a side (16x16 -> 14x14 at k = 3);
+    /// pooling drops an odd last row and column.
     Valid,
 }
 
-/// A 3x3 convolution on a batch: input `[n, h, w, ci]`, kernel `[3, 3, ci, co]`.
+/// A k x k (k odd), stride-1 convolution on a batch: input `[n, h, w, ci]`, kernel
+/// `[k, k, ci, co]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conv2dShape {
     pub n: u32,
@@ -38,13 +41,19 @@ pub struct Conv2dShape {
     pub w: u32,
     pub ci: u32,
     pub co: u32,
+    /// The kernel's side: 1, 3, 5 or 7.
+    pub k: u32,
     pub padding: Padding,
 }
 
+/// The kernel sides a convolution may have (square, odd).
+pub const CONV_KERNEL_SIZES: [u32; 4] = [1, 3, 5, 7];
+
 impl Conv2dShape {
+    /// Padding on each side.
     pub fn pad(&self) -> u32 {
         match self.padding {
-            Padding::Same => 1,
+            Padding::Same => (self.k - 1) / 2,
             Padding::Valid => 0,
         }
     }
@@ -52,8 +61,15 @@ impl Conv2dShape {
     pub fn out_hw(&self) -> (u32, u32) {
         match self.padding {
             Padding::Same => (self.h, self.w),
-            Padding::Valid => (self.h.saturating_sub(2), self.w.saturating_sub(2)),
+            Padding::Valid => {
+                let shrink = self.k.saturating_sub(1);
+                (self.h.saturating_sub(shrink), self.w.saturating_sub(shrink))
+            }
         }
+    }
+    /// Taps of the window: k * k.
+    pub fn taps(&self) -> u64 {
+        self.k as u64 * self.k as u64
     }
     pub fn input_len(&self) -> u64 {
         self.n as u64 * self.h as u64 * self.w as u64 * self.ci as u64
@@ -63,13 +79,19 @@ impl Conv2dShape {
         self.n as u64 * ho as u64 * wo as u64 * self.co as u64
     }
     pub fn weight_len(&self) -> u64 {
-        9 * self.ci as u64 * self.co as u64
+        self.taps() * self.ci as u64 * self.co as u64
     }
     /// Multiply-adds of the forward pass (each backward product costs the same).
     pub fn macs(&self) -> u64 {
-        self.output_len() * 9 * self.ci as u64
+        self.output_len() * self.taps() * self.ci as u64
     }
     pub fn check(&self) -> Result<()> {
+        if !CONV_KERNEL_SIZES.contains(&self.k) {
+            return Err(Error::Shape {
+                op: "conv2d",
+                detail: format!("kernel size {}: the kernels take 1, 3, 5 or 7", self.k),
+            });
+        }
         let (ho, wo) = self.out_hw();
         if self.n == 0 || self.ci == 0 || self.co == 0 || ho == 0 || wo == 0 {
             return Err(Error::Shape {

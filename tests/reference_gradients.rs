@@ -112,6 +112,7 @@ fn conv_shapes() -> Vec<Conv2dShape> {
     for padding in [Padding::Same, Padding::Valid] {
         for ci in [3, 1] {
             shapes.push(Conv2dShape {
+                k: 3,
                 n: 2,
                 h: 7,
                 w: 5,
@@ -216,6 +217,7 @@ fn conv2d_relu_backward_matches_finite_differences() {
 #[test]
 fn conv2d_valid_16x16_gives_14x14() {
     let s = Conv2dShape {
+        k: 3,
         n: 2,
         h: 16,
         w: 16,
@@ -239,6 +241,7 @@ fn conv2d_valid_16x16_gives_14x14() {
 #[test]
 fn conv2d_forward_is_a_keras_cross_correlation() {
     let s = Conv2dShape {
+        k: 3,
         n: 1,
         h: 4,
         w: 5,

@@ -189,6 +189,7 @@ impl Model {
                 co, padding, act, ..
             } => LayerOp::Conv2d {
                 shape: Conv2dShape {
+                    k: 3,
                     n,
                     h: f.h,
                     w: f.w,

@@ -24,6 +24,7 @@ const TOL: f64 = 1e-5;
 
 fn shapes() -> Vec<Conv2dShape> {
     let s = |n, h, w, ci, co, padding| Conv2dShape {
+        k: 3,
         n,
         h,
         w,
@@ -161,6 +162,7 @@ fn conv2d_backward_params_matches_reference() {
 #[test]
 fn conv2d_rejects_mismatched_buffers() {
     let s = Conv2dShape {
+        k: 3,
         n: 1,
         h: 4,
         w: 4,
