@@ -132,18 +132,24 @@ impl DenseShape {
     }
 }
 
-/// Input `[n, h, w, c]`, output `[n, ceil(h/2), ceil(w/2), c]`.
+/// 2x2 max pooling, stride 2: input `[n, h, w, c]`, output `[n, ceil(h/2), ceil(w/2), c]`
+/// ('same') or `[n, floor(h/2), floor(w/2), c]` ('valid').
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PoolShape {
     pub n: u32,
     pub h: u32,
     pub w: u32,
     pub c: u32,
+    /// 'same': out = ceil(in / 2); 'valid': out = floor(in / 2).
+    pub padding: Padding,
 }
 
 impl PoolShape {
     pub fn out_hw(&self) -> (u32, u32) {
-        (self.h.div_ceil(2), self.w.div_ceil(2))
+        match self.padding {
+            Padding::Same => (self.h.div_ceil(2), self.w.div_ceil(2)),
+            Padding::Valid => (self.h / 2, self.w / 2),
+        }
     }
     pub fn input_len(&self) -> u64 {
         self.n as u64 * self.h as u64 * self.w as u64 * self.c as u64
@@ -153,7 +159,7 @@ impl PoolShape {
         self.n as u64 * ho as u64 * wo as u64 * self.c as u64
     }
     pub fn check(&self) -> Result<()> {
-        if self.input_len() == 0 {
+        if self.output_len() == 0 {
             return Err(Error::Shape {
                 op: "pool",
                 detail: format!("empty shape {self:?}"),

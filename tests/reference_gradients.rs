@@ -285,7 +285,13 @@ fn distinct_values(rng: &mut ChaCha8Rng, len: usize) -> Vec<f64> {
 #[test]
 fn pool_backward_matches_finite_differences() {
     for (k, (h, w)) in [(7, 7), (5, 6), (6, 5)].into_iter().enumerate() {
-        let s = PoolShape { n: 2, h, w, c: 3 };
+        let s = PoolShape {
+            n: 2,
+            h,
+            w,
+            c: 3,
+            padding: Padding::Same,
+        };
         let mut g = rng(50 + k as u64);
         let x = distinct_values(&mut g, s.input_len() as usize);
         let r = uniform(&mut g, s.output_len() as usize, -1.0, 1.0);
@@ -299,6 +305,7 @@ fn pool_backward_matches_finite_differences() {
 #[test]
 fn pool_tie_goes_to_first_element() {
     let s = PoolShape {
+        padding: Padding::Same,
         n: 1,
         h: 2,
         w: 4,
@@ -318,6 +325,7 @@ fn pool_tie_goes_to_first_element() {
 #[test]
 fn pool_7x7_gives_4x4_with_one_wide_last_windows() {
     let s = PoolShape {
+        padding: Padding::Same,
         n: 1,
         h: 7,
         w: 7,

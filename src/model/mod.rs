@@ -214,6 +214,7 @@ impl Model {
                 h: f.h,
                 w: f.w,
                 c: f.c,
+                padding: Padding::Same,
             }),
             Layer::Upsample => LayerOp::Upsample(UpsampleShape {
                 n,

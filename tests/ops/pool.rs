@@ -3,10 +3,16 @@ use crate::common::{assert_close, each_kernel_set, rng, uniform, OrFail};
 use wgsl_autoencoder::ops::pool;
 use wgsl_autoencoder::ops::run;
 use wgsl_autoencoder::reference;
-use wgsl_autoencoder::shapes::PoolShape;
+use wgsl_autoencoder::shapes::{Padding, PoolShape};
 
 fn shapes() -> Vec<PoolShape> {
-    let s = |n, h, w, c| PoolShape { n, h, w, c };
+    let s = |n, h, w, c| PoolShape {
+        n,
+        h,
+        w,
+        c,
+        padding: Padding::Same,
+    };
     // odd edges (channels not a multiple of 4 take the GPU kernel on either set; 4, 8 and 12
     // the CPU set's vec4 kernel), then the conv autoencoder's three pools (28 -> 14 -> 7 -> 4),
     // batch 2
