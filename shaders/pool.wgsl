@@ -1,7 +1,11 @@
-// max_pool: 2x2, stride 2, Keras 'same' padding: out = ceil(in / 2). The missing bottom row or
-// right column of an odd edge is simply absent from the window, so it never wins.
+// max_pool: 2x2, stride 2, either of Keras' paddings, told apart only by ho and wo:
+// - 'same': out = ceil(in / 2). The missing bottom row or right column of an odd edge is
+//   simply absent from the window, so it never wins.
+// - 'valid': out = floor(in / 2). Every window is whole; an odd last row or column is in no
+//   window: it never reaches y, and backward gives it dx = 0.
 // Forward records the winner (0..3, row-major in the window; the first maximum wins ties);
-// backward routes the gradient to it. Backward is a gather over inputs: no races.
+// backward routes the gradient to it. Backward is a gather over inputs: no races, and every
+// dx element is written.
 
 struct Pool {
     n: u32, h: u32, w: u32, c: u32,
@@ -27,7 +31,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     let ox = pix % p.wo;
     let oy = (pix / p.wo) % p.ho;
     let b = pix / (p.wo * p.ho);
-    // (2oy, 2ox) always exists since ho = ceil(h / 2).
+    // (2oy, 2ox) always exists: ho <= ceil(h / 2) and wo <= ceil(w / 2).
     var best = x[((b * p.h + 2u * oy) * p.w + 2u * ox) * p.c + ch];
     var arg = 0u;
     for (var k = 1u; k < 4u; k++) {
@@ -45,7 +49,8 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     winner[idx] = arg;
 }
 
-// One invocation per input element: it receives dy of its window if it was the winner.
+// One invocation per input element: it receives dy of its window if it was the winner, 0 if
+// it lost or (in 'valid') lies in an odd last row or column that no window covers.
 @compute @workgroup_size(WG)
 fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
             @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -57,7 +62,13 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
     let ix = pix % p.w;
     let iy = (pix / p.w) % p.h;
     let b = pix / (p.w * p.h);
-    let o = ((b * p.ho + iy / 2u) * p.wo + ix / 2u) * p.c + ch;
+    let oy = iy / 2u;
+    let ox = ix / 2u;
+    if (oy >= p.ho || ox >= p.wo) {
+        dx[idx] = 0.0;
+        return;
+    }
+    let o = ((b * p.ho + oy) * p.wo + ox) * p.c + ch;
     let k = (iy % 2u) * 2u + ix % 2u;
     dx[idx] = select(0.0, dy[o], winner_in[o] == k);
 }

@@ -1,6 +1,7 @@
-// max_pool for CPU adapters: the ops of shaders/pool.wgsl (2x2, stride 2, Keras 'same'), one
-// invocation per output pixel and group of 4 channels, so every load and store moves a vec4
-// (lavapipe pays a guarded load per lane for each load instruction, whatever its width).
+// max_pool for CPU adapters: the ops of shaders/pool.wgsl (2x2, stride 2, Keras 'same' or
+// 'valid', told apart only by ho and wo), one invocation per output pixel and group of 4
+// channels, so every load and store moves a vec4 (lavapipe pays a guarded load per lane for
+// each load instruction, whatever its width).
 // Channels must be a multiple of 4. No invocation returns early: indices are clamped and
 // only the stores are guarded.
 struct Pool {
@@ -32,8 +33,8 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     let b = pix / (p.wo * p.ho);
     let iy = 2u * oy;
     let ix = 2u * ox;
-    // A window cell past an odd edge reads its row's or column's first cell again: it can
-    // then never win (ties go to the earlier cell).
+    // 'same': a window cell past an odd edge reads its row's or column's first cell again: it
+    // can then never win (ties go to the earlier cell). 'valid' windows are always whole.
     let iy1 = min(iy + 1u, p.h - 1u);
     let ix1 = min(ix + 1u, p.w - 1u);
     let v0 = x[((b * p.h + iy) * p.w + ix) * c4 + ch];
@@ -59,7 +60,9 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
 
 // One invocation per output pixel and channel group: its gradient goes to the window's
 // winner where `keep` holds, zeros to the other cells that exist. `total` is the number of
-// output vec4s.
+// output vec4s. In 'valid' an odd last row/column lies in no window; the invocations of the
+// last window row/column write its zeros, so every dx element is written. (In 'same' the
+// windows cover the input and those stores never happen.)
 fn route(id: u32, keep: vec4<bool>) {
     let idx = min(id, p.total - 1u);
     let c4 = p.c / 4u;
@@ -83,6 +86,25 @@ fn route(id: u32, keep: vec4<bool>) {
             if (ix + 1u < p.w) {
                 dx[((b * p.h + iy + 1u) * p.w + ix + 1u) * c4 + ch] =
                     select(zero, g, k == vec4<u32>(3u));
+            }
+        }
+        // 'valid' only: the input column right of the last window column, and the row below
+        // the last window row (with their corner), belong to no window.
+        let spare_col = ox + 1u == p.wo && ix + 2u < p.w;
+        let spare_row = oy + 1u == p.ho && iy + 2u < p.h;
+        if (spare_col) {
+            dx[((b * p.h + iy) * p.w + ix + 2u) * c4 + ch] = zero;
+            if (iy + 1u < p.h) {
+                dx[((b * p.h + iy + 1u) * p.w + ix + 2u) * c4 + ch] = zero;
+            }
+        }
+        if (spare_row) {
+            dx[((b * p.h + iy + 2u) * p.w + ix) * c4 + ch] = zero;
+            if (ix + 1u < p.w) {
+                dx[((b * p.h + iy + 2u) * p.w + ix + 1u) * c4 + ch] = zero;
+            }
+            if (spare_col) {
+                dx[((b * p.h + iy + 2u) * p.w + ix + 2u) * c4 + ch] = zero;
             }
         }
     }

@@ -1,6 +1,9 @@
-//! Launchers for `shaders/pool.wgsl`: 2x2 max-pooling with Keras' 'same' padding.
+//! Launchers for `shaders/pool.wgsl`: 2x2, stride-2 max-pooling with Keras' 'same' padding
+//! (out = ceil(in/2)) or 'valid' (out = floor(in/2): an odd last row/column is dropped and
+//! gets dx = 0), as [`PoolShape::padding`] says. The kernels see the padding only through the
+//! output's height and width in their params.
 //! On the CPU kernel set some entry points come from `shaders/cpu/pool.wgsl` instead (see
-//! `gpu::KernelSet`); the arguments and results are the same.
+//! `gpu::KernelSet`); the arguments and results are the same, for both paddings.
 use super::{build, expect_len, vec4_kernel, Cost, Dispatch, Launch, Shader};
 use crate::gpu::{Gpu, Tensor};
 use crate::shapes::PoolShape;
@@ -45,7 +48,17 @@ fn params(s: &PoolShape) -> Params {
     }
 }
 
+/// Input elements that lie in some window: all of them in 'same'; in 'valid', all but an odd
+/// last row/column.
+fn covered_len(s: &PoolShape) -> u64 {
+    let (ho, wo) = s.out_hw();
+    let h = (s.h as u64).min(2 * ho as u64);
+    let w = (s.w as u64).min(2 * wo as u64);
+    s.n as u64 * h * w * s.c as u64
+}
+
 /// `y` = the window maxima; `winner` (u32) = each maximum's place in its window, 0..3.
+/// Fails on a shape [`PoolShape::check`] refuses (in 'valid', an input 1 row or column wide).
 pub fn forward(
     gpu: &Gpu,
     label: &str,
@@ -72,14 +85,15 @@ pub fn forward(
             // One invocation per output element, or per output vec4.
             workgroups: gpu.grid("pool.forward", p.total as u64)?,
             cost: Cost {
-                bytes: 4 * (s.input_len() + 2 * s.output_len()),
+                bytes: 4 * (covered_len(s) + 2 * s.output_len()),
                 flops: 3 * s.output_len(),
             },
         },
     )
 }
 
-/// `dx`: each window's gradient goes to its winner; the others get 0.
+/// `dx`: each window's gradient goes to its winner; the others get 0, and so does (in 'valid')
+/// an odd last row/column that no window covers. Every element of `dx` is written.
 pub fn backward(
     gpu: &Gpu,
     label: &str,
@@ -91,14 +105,15 @@ pub fn backward(
     backward_with(gpu, label, s, winner, dy, None, dx)
 }
 
-/// Whether [`backward_masked`] runs on this device and shape: the CPU set's vec4 kernel.
+/// Whether [`backward_masked`] runs on this device and shape: the CPU set's vec4 kernel, for
+/// either padding.
 pub fn fuses_relu_mask(gpu: &Gpu, s: &PoolShape) -> bool {
     vec4_kernel(gpu, s.c as u64)
 }
 
 /// [`backward`] with the ReLU mask of the layer below applied to `dx`: the mask is
 /// `pooled > 0` (the pooled output is the winner's input). Only where
-/// [`fuses_relu_mask`] holds.
+/// [`fuses_relu_mask`] holds. In 'valid' an odd last row/column gets 0, as in [`backward`].
 pub fn backward_masked(
     gpu: &Gpu,
     label: &str,
@@ -108,6 +123,7 @@ pub fn backward_masked(
     pooled: &Tensor,
     dx: &Tensor,
 ) -> Result<Dispatch> {
+    s.check()?;
     if !fuses_relu_mask(gpu, s) {
         return Err(Error::Shape {
             op: "pool",
@@ -135,7 +151,9 @@ fn backward_with(
     expect_len("pool", "dy", dy, s.output_len())?;
     expect_len("pool", "dx", dx, s.input_len())?;
     let (shader, p) = kernel_for(gpu, s);
-    // The GPU kernel gathers: one invocation per input element.
+    // The GPU kernel gathers: one invocation per input element, which writes its dx (0 when it
+    // lies in no window). The CPU kernel scatters from each output vec4 to its window, and
+    // the last window row/column also zero the 'valid' padding's dropped row/column.
     let invocations = match shader {
         Shader::Pool => s.input_len(),
         _ => p.total as u64,
