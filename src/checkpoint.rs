@@ -10,7 +10,7 @@
 //! only (still read: an epoch-end checkpoint); 2 adds both and checksums the metadata too, so
 //! an altered epoch count or history is refused like an altered weight.
 use crate::data::DataRecord;
-use crate::model::{Features, Model, ModelKind};
+use crate::model::{Features, Model};
 pub use crate::train::State;
 use crate::train::{EpochMetrics, TrainConfig};
 use crate::{Error, Result};
@@ -24,7 +24,8 @@ pub const FORMAT_VERSION: u32 = 2;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
-    pub model: ModelKind,
+    /// The images' shape; the model is `config.model` (a built-in's name, or a Keras
+    /// description's whole text) built for it.
     pub input: Features,
     /// Training images the run uses (the dataset's shape, with --train-limit applied).
     pub train_count: usize,
@@ -98,7 +99,7 @@ fn digest<'a>(
 
 pub fn encode(ck: &Checkpoint) -> Result<Vec<u8>> {
     let path = Path::new("<checkpoint>");
-    let model = Model::new(ck.model, ck.input)?;
+    let model = ck.model()?;
     let len = model.param_len as usize;
     let s = &ck.state;
     if s.params.len() != len || s.adam_m.len() != len || s.adam_v.len() != len {
@@ -133,7 +134,7 @@ pub fn encode(ck: &Checkpoint) -> Result<Vec<u8>> {
     let mut meta = HashMap::new();
     meta.insert("format".into(), FORMAT.into());
     meta.insert("format_version".into(), FORMAT_VERSION.to_string());
-    meta.insert("model".into(), ck.model.name().into());
+    meta.insert("model".into(), ck.config.model.name().into());
     meta.insert(
         "input".into(),
         format!("{}x{}x{}", ck.input.h, ck.input.w, ck.input.c),
@@ -213,13 +214,19 @@ impl Meta<'_> {
         Ok(version)
     }
 
-    fn model(&self) -> Result<ModelKind> {
-        match self.get("model")? {
-            "conv" => Ok(ModelKind::Conv),
-            "dense" => Ok(ModelKind::Dense),
-            "deep" => Ok(ModelKind::Deep),
-            other => Err(err(self.path, format!("unknown model `{other}`"))),
+    /// The model's name, which must be the settings' model's.
+    fn check_model(&self, config: &TrainConfig) -> Result<()> {
+        let name = self.get("model")?;
+        if name != config.model.name() {
+            return Err(err(
+                self.path,
+                format!(
+                    "its model `{name}` is not its settings' `{}`",
+                    config.model.name()
+                ),
+            ));
         }
+        Ok(())
     }
 
     /// The input shape. Every model holds at least one weight per input value (three times:
@@ -284,7 +291,6 @@ fn expected_tensors(model: &Model) -> HashMap<String, (Dtype, Vec<usize>)> {
 fn checked_tensors<'a>(
     st: &'a SafeTensors<'a>,
     model: &Model,
-    kind: ModelKind,
     path: &Path,
 ) -> Result<Vec<(String, safetensors::tensor::TensorView<'a>)>> {
     let wanted = expected_tensors(model);
@@ -297,7 +303,7 @@ fn checked_tensors<'a>(
             path,
             format!(
                 "its tensors do not belong to the {} model (found {})",
-                kind.name(),
+                model.name,
                 names.join(", ")
             ),
         ));
@@ -378,14 +384,16 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
         path,
     };
     let version = meta.version()?;
-    let kind = meta.model()?;
     let input = meta.input(bytes.len())?;
     let train_count = meta.number("train_count")? as usize;
     let epoch = meta.number("epoch")? as usize;
     let config: TrainConfig = meta.json("config")?;
     let history: Vec<EpochMetrics> = meta.json("history")?;
-    let model = Model::new(kind, input).map_err(|e| err(path, e.to_string()))?;
-    let views = checked_tensors(&st, &model, kind, path)?;
+    meta.check_model(&config)?;
+    let model = config
+        .build_model(input)
+        .map_err(|e| err(path, e.to_string()))?;
+    let views = checked_tensors(&st, &model, path)?;
     let sha = digest(
         views.iter().map(|(n, t)| (n.as_str(), t.data())),
         (version >= 2).then_some(&meta.map),
@@ -404,7 +412,6 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
         false => None,
     };
     Ok(Checkpoint {
-        model: kind,
         input,
         train_count,
         config,
@@ -414,6 +421,13 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
         partial_losses,
         data,
     })
+}
+
+impl Checkpoint {
+    /// The model the checkpoint's weights belong to.
+    pub fn model(&self) -> Result<Model> {
+        self.config.build_model(self.input)
+    }
 }
 
 /// Writes atomically: the previous file stays valid until the new one is complete.

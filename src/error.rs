@@ -35,6 +35,9 @@ pub enum Error {
     Checkpoint { path: PathBuf, detail: String },
     #[error("invalid setting: {0}")]
     Config(String),
+    /// A model description this program cannot train as written.
+    #[error("{file}: {detail}")]
+    Model { file: String, detail: String },
     #[error("the loss became {value} at epoch {epoch}, step {step}; training stopped. {kept}")]
     NonFiniteLoss {
         value: f32,

@@ -9,7 +9,7 @@ use wgsl_autoencoder::commands::{self, bench, DecodeFrom};
 use wgsl_autoencoder::data;
 use wgsl_autoencoder::gpu::{AdapterChoice, DeviceChoice, KernelChoice};
 use wgsl_autoencoder::interrupt;
-use wgsl_autoencoder::model::ModelKind;
+use wgsl_autoencoder::model::{ModelChoice, ModelKind};
 use wgsl_autoencoder::run::{self, Control, Event, RunOptions, TrainRequest};
 use wgsl_autoencoder::train::TrainConfig;
 
@@ -50,25 +50,17 @@ struct Cli {
     train: TrainArgs,
 }
 
-/// `--model`: the library's [`ModelKind`], as clap parses it.
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum ModelArg {
-    /// The seed's convolutional autoencoder (code 4x4x8).
-    Conv,
-    /// 784 -> Dense(32, relu) -> Dense(784, sigmoid).
-    Dense,
-    /// 784-128-64-32-64-128-784, relu, sigmoid last.
-    Deep,
+/// `--model`: conv, dense, deep, or a Keras `model.to_json()` file (read and checked now).
+fn parse_model(arg: &str) -> std::result::Result<ModelChoice, String> {
+    ModelChoice::from_arg(arg).map_err(|e| e.to_string())
 }
 
-impl From<ModelArg> for ModelKind {
-    fn from(m: ModelArg) -> Self {
-        match m {
-            ModelArg::Conv => ModelKind::Conv,
-            ModelArg::Dense => ModelKind::Dense,
-            ModelArg::Deep => ModelKind::Deep,
-        }
-    }
+/// `export --model`: a built-in.
+fn parse_builtin(arg: &str) -> std::result::Result<ModelKind, String> {
+    ModelKind::ALL
+        .into_iter()
+        .find(|k| k.name() == arg)
+        .ok_or_else(|| format!("'{arg}' is not a built-in model: use conv, dense or deep"))
 }
 
 #[derive(Subcommand)]
@@ -137,10 +129,21 @@ enum Command {
     },
     /// Every adapter wgpu sees, with the limits and features this program uses.
     Devices,
+    /// Write a built-in model as Keras 3's `model.to_json()` describes it (what
+    /// `keras.models.model_from_json` reads; `--model FILE.json` trains it back).
+    Export {
+        /// conv, dense or deep.
+        #[arg(long, value_parser = parse_builtin)]
+        model: ModelKind,
+        /// The JSON file to write (it must not exist yet).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// GPU time of every dispatch of a training step, by kernel, with GB/s and GFLOP/s.
     Profile {
-        #[arg(long, value_enum, default_value = "conv")]
-        model: ModelArg,
+        /// conv, dense, deep, or a Keras `model.to_json()` file.
+        #[arg(long, value_parser = parse_model, default_value = "conv")]
+        model: ModelChoice,
         /// Timed steps (after the warm-up).
         #[arg(long, default_value_t = 20)]
         steps: usize,
@@ -156,9 +159,10 @@ enum Command {
     },
     /// Steady-state training and inference throughput (first epoch excluded).
     Bench {
-        /// One model; default: conv and dense.
-        #[arg(long, value_enum)]
-        model: Option<ModelArg>,
+        /// One model (conv, dense, deep, or a Keras `model.to_json()` file); default: conv
+        /// and dense.
+        #[arg(long, value_parser = parse_model)]
+        model: Option<ModelChoice>,
         /// Epochs per model; the first is warm-up.
         #[arg(long, default_value_t = 3)]
         epochs: usize,
@@ -190,9 +194,14 @@ impl DataArg {
 
 #[derive(Args, Clone)]
 struct TrainArgs {
-    /// Which autoencoder (default: conv; with --resume, the checkpoint's).
-    #[arg(long, value_enum)]
-    model: Option<ModelArg>,
+    /// Which autoencoder: conv, dense, deep, or a Keras `model.to_json()` file (default:
+    /// conv; with --resume, the checkpoint's).
+    #[arg(long, value_parser = parse_model)]
+    model: Option<ModelChoice>,
+    /// The layer whose output is the code (encode, decode and the pictures use the layers up
+    /// to it). Default: the first layer with the narrowest output.
+    #[arg(long, value_name = "NAME")]
+    code_layer: Option<String>,
     /// Epochs (default: the seed's, 100 for conv and deep, 50 for dense).
     #[arg(long)]
     epochs: Option<usize>,
@@ -239,7 +248,8 @@ struct TrainArgs {
 impl TrainArgs {
     fn request(&self) -> TrainRequest {
         TrainRequest {
-            model: self.model.map(ModelKind::from),
+            model: self.model.clone(),
+            code_layer: self.code_layer.clone(),
             epochs: self.epochs,
             batch_size: self.batch_size,
             lr: self.lr,
@@ -445,7 +455,7 @@ fn shell_word(s: &str) -> String {
 
 fn bench_cmd(
     adapter: DeviceChoice,
-    model: Option<ModelArg>,
+    model: Option<ModelChoice>,
     epochs: usize,
     batch_size: u32,
     train_limit: Option<usize>,
@@ -454,7 +464,9 @@ fn bench_cmd(
 ) -> Result<()> {
     let opts = bench::BenchOptions {
         device: adapter,
-        models: model.map_or(vec![ModelKind::Conv, ModelKind::Dense], |m| vec![m.into()]),
+        models: model.map_or(vec![ModelKind::Conv.into(), ModelKind::Dense.into()], |m| {
+            vec![m]
+        }),
         batch_size,
         epochs,
         train_limit,
@@ -565,12 +577,12 @@ fn encode(
 
 fn profile(
     adapter: DeviceChoice,
-    model: ModelArg,
+    model: ModelChoice,
     (steps, warmup, batch_size): (usize, usize, u32),
     trace: Option<PathBuf>,
     data: &DataArg,
 ) -> Result<()> {
-    let mut config = TrainConfig::new(model.into());
+    let mut config = TrainConfig::new(model);
     config.batch_size = batch_size;
     let opts = bench::ProfileOptions {
         device: adapter,
@@ -652,6 +664,11 @@ fn dispatch(cli: Cli) -> Result<()> {
             json,
             data,
         }) => bench_cmd(device, model, epochs, batch_size, train_limit, json, data),
+        Some(Command::Export { model, out }) => {
+            commands::export(model, &out).context("export failed")?;
+            say!("wrote the {} model to {}", model.name(), out.display());
+            Ok(())
+        }
         Some(Command::Devices) => {
             say!("{}", commands::devices().trim_end());
             Ok(())

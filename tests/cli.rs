@@ -1213,7 +1213,7 @@ fn cli_runs_never_clobber_each_other() {
     .ok();
     assert!(!done.join("old-notes.txt").exists());
     let ck = wgsl_autoencoder::checkpoint::load(&done.join("checkpoint.safetensors")).unwrap();
-    assert_eq!(ck.model.name(), "deep");
+    assert_eq!(ck.config.model.name(), "deep");
 
     // A live run holds its folder: a second process is refused, the first finishes.
     let live = t.path().join("live");
@@ -1648,7 +1648,6 @@ fn max_diff(a: &[u8], b: &[u8]) -> u8 {
 #[test]
 fn cli_decode_interpolate_strip() {
     use wgsl_autoencoder::infer::Inference;
-    use wgsl_autoencoder::model::Model;
     let t = tempfile::tempdir().unwrap();
     let data = small(t.path());
     let mut test = idx_images(32, 28, 28, 3);
@@ -1685,7 +1684,7 @@ fn cli_decode_interpolate_strip() {
 
     let ck = wgsl_autoencoder::checkpoint::load(&src.join("checkpoint.safetensors")).unwrap();
     let gpu = common::gpu();
-    let model = Model::new(ck.model, ck.input).unwrap();
+    let model = ck.model().unwrap();
     let inf = Inference::new(gpu, model, &ck.state.params).unwrap();
     let test = wgsl_autoencoder::data::load(&data, None)
         .unwrap()

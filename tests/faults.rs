@@ -773,7 +773,7 @@ fn a_training_step_on_a_destroyed_device_is_an_error() {
             batch_size: 16,
             ..TrainConfig::new(ModelKind::Dense)
         };
-        let model = wgsl_autoencoder::model::Model::new(cfg.model, data.features()).unwrap();
+        let model = cfg.build_model(data.features()).unwrap();
         let mut trainer = Trainer::for_dataset(&gpu, model, &cfg, &data).unwrap();
         trainer.init(&gpu).unwrap();
         trainer.train_epoch(&gpu, &mut |_, _| {}).unwrap();

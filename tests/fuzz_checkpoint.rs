@@ -45,7 +45,6 @@ fn sample(kind: ModelKind, input: Features, step: usize) -> Checkpoint {
     config.train_limit = Some(64);
     config.epochs = 5;
     Checkpoint {
-        model: kind,
         input,
         train_count: 64,
         config,
@@ -547,7 +546,7 @@ proptest! {
         let (r, largest) = largest_allocation(|| checkpoint::decode(&b, Path::new(P)));
         prop_assert!(largest <= 2 * b.len() + 64 * 1024, "{largest} bytes at once");
         if let Ok(ck) = r {
-            let model = Model::new(ck.model, ck.input).unwrap();
+            let model = ck.model().unwrap();
             prop_assert_eq!(ck.state.params.len() as u64, model.param_len);
             prop_assert_eq!(ck.partial_losses.len(), ck.step);
         }

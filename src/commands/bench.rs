@@ -2,7 +2,7 @@
 //! Throughput figures come from here, never from a test.
 use crate::data;
 use crate::gpu::{DeviceChoice, Gpu};
-use crate::model::{Model, ModelKind};
+use crate::model::ModelChoice;
 use crate::train::profile::{profile_steps, ProfileReport};
 use crate::train::{TrainConfig, Trainer};
 use crate::{Error, Result};
@@ -12,7 +12,7 @@ use std::time::Instant;
 /// A trainer with fresh weights on the dataset in `data_dir`.
 fn trainer(gpu: &Gpu, cfg: &TrainConfig, data_dir: &Path) -> Result<Trainer> {
     let data = data::load(data_dir, cfg.train_limit)?;
-    let model = Model::new(cfg.model, data.features())?;
+    let model = cfg.build_model(data.features())?;
     let mut t = Trainer::for_dataset(gpu, model, cfg, &data)?;
     t.init(gpu)?;
     Ok(t)
@@ -43,7 +43,7 @@ pub fn profile(o: &ProfileOptions) -> Result<ProfileReport> {
 
 pub struct BenchOptions {
     pub device: DeviceChoice,
-    pub models: Vec<ModelKind>,
+    pub models: Vec<ModelChoice>,
     pub batch_size: u32,
     pub epochs: usize,
     pub train_limit: Option<usize>,
@@ -110,8 +110,8 @@ pub fn bench(o: &BenchOptions) -> Result<Vec<BenchResult>> {
     }
     let gpu = Gpu::new(&o.device)?;
     let mut out = Vec::new();
-    for &model in &o.models {
-        let mut cfg = TrainConfig::new(model);
+    for model in &o.models {
+        let mut cfg = TrainConfig::new(model.clone());
         cfg.batch_size = o.batch_size;
         cfg.epochs = o.epochs;
         cfg.train_limit = o.train_limit;

@@ -10,7 +10,7 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::data::{self, Dataset};
 use crate::gpu::{describe_adapter, list_adapters, DeviceChoice, Gpu};
 use crate::infer::Inference;
-use crate::model::Model;
+use crate::model::ModelKind;
 use crate::network::{DeviceSplit, Network, Purpose};
 use crate::run::checkpoint_path;
 use crate::train::Evaluator;
@@ -26,7 +26,7 @@ fn load_checkpoint(ckpt: &Path) -> Result<Checkpoint> {
 
 /// A checkpoint's model and weights, ready for inference.
 fn inference(gpu: &Gpu, ck: &Checkpoint) -> Result<Inference> {
-    let model = Model::new(ck.model, ck.input)?;
+    let model = ck.model()?;
     Inference::new(gpu, model, &ck.state.params)
 }
 
@@ -62,7 +62,7 @@ pub fn eval(adapter: &DeviceChoice, ckpt: &Path, data_dir: &Path) -> Result<Eval
     let ck = load_checkpoint(ckpt)?;
     let data = data_for(&ck, ckpt, data_dir)?;
     let gpu = Gpu::new(adapter)?;
-    let model = Model::new(ck.model, ck.input)?;
+    let model = ck.model()?;
     let test = &data.test.images;
     let batch = ck.config.batch_size.min(test.count.max(1) as u32).max(1);
     let net = Network::new(&gpu, model, batch, Purpose::Inference)?;
@@ -80,7 +80,7 @@ pub fn eval(adapter: &DeviceChoice, ckpt: &Path, data_dir: &Path) -> Result<Eval
         });
     }
     Ok(EvalReport {
-        model: ck.model.name().into(),
+        model: ck.config.model.name().into(),
         epoch: ck.state.epoch,
         val_loss,
         adapter: gpu.name(),
@@ -168,7 +168,7 @@ pub fn decode(
             model.code().h,
             model.code().w,
             model.code().c,
-            model.kind.name()
+            model.name
         )));
     }
     let n = (values.len() / code_len).min(count.max(1));
@@ -200,6 +200,18 @@ fn c_order(values: &[f32], shape: &[u64]) -> Vec<f32> {
         }
     }
     out
+}
+
+/// Writes built-in `model` as the Keras `to_json()` text that builds it. An existing file is
+/// never replaced.
+pub fn export(model: ModelKind, out: &Path) -> Result<()> {
+    if out.exists() {
+        return Err(Error::Config(format!(
+            "--out {}: the file exists; choose a new path or remove it first",
+            out.display()
+        )));
+    }
+    atomic::write_atomic(out, model.keras_json().as_bytes())
 }
 
 /// Every adapter with its type, backend, driver, and the limits and features we use.

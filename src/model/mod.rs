@@ -1,7 +1,10 @@
-//! The three Keras autoencoders as layer lists, their parameter layout (Keras names and
-//! shapes, one flat buffer) and Glorot-uniform initialisation.
+//! Models as layer lists, built from Keras `model.to_json()` descriptions (the three
+//! built-ins are such files, shipped in `assets/models/`), their parameter layout (Keras
+//! names and shapes, one flat buffer) and Glorot-uniform initialisation.
+pub mod keras;
+
 pub use crate::shapes::Features;
-use crate::shapes::{Conv2dShape, DenseShape, Padding, PoolShape, UpsampleShape};
+use crate::shapes::{AdamConfig, Conv2dShape, DenseShape, Padding, PoolShape, UpsampleShape};
 use crate::{Error, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -18,6 +21,8 @@ pub enum ModelKind {
 }
 
 impl ModelKind {
+    pub const ALL: [ModelKind; 3] = [ModelKind::Conv, ModelKind::Dense, ModelKind::Deep];
+
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::Conv => "conv",
@@ -32,6 +37,111 @@ impl ModelKind {
             ModelKind::Dense => 50,
         }
     }
+    /// The model as Keras 3's `model.to_json()` describes it: the file shipped in
+    /// `assets/models/`, which is what builds it.
+    pub fn keras_json(self) -> &'static str {
+        match self {
+            ModelKind::Conv => include_str!("../../assets/models/conv.json"),
+            ModelKind::Dense => include_str!("../../assets/models/dense.json"),
+            ModelKind::Deep => include_str!("../../assets/models/deep.json"),
+        }
+    }
+    /// Dense models follow the data's size: their input and last layer take the images'
+    /// pixel count (the files say 784, MNIST's).
+    fn follows_data(self) -> bool {
+        self != ModelKind::Conv
+    }
+}
+
+/// A model described by a Keras `to_json()` file: its text travels with the run (config.json
+/// and every checkpoint), so a run never depends on the file staying where it was.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct KerasFile {
+    /// What the run calls it: the file's name without `.json`.
+    pub name: String,
+    /// Where it was read from (for the record).
+    pub path: String,
+    pub json: String,
+}
+
+/// The architecture a run trains: a built-in (saved as its name, as before), or a file.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum ModelChoice {
+    Builtin(ModelKind),
+    Keras(KerasFile),
+}
+
+impl From<ModelKind> for ModelChoice {
+    fn from(k: ModelKind) -> Self {
+        ModelChoice::Builtin(k)
+    }
+}
+
+/// Epochs when neither the flag nor a built-in's seed says: the Keras blog's 100.
+pub const FILE_MODEL_EPOCHS: usize = 100;
+
+impl ModelChoice {
+    /// `conv`, `dense`, `deep`, or a path to a Keras `to_json()` file (read and parsed now,
+    /// so a bad file is refused before any work).
+    pub fn from_arg(arg: &str) -> Result<Self> {
+        if let Some(k) = ModelKind::ALL.into_iter().find(|k| k.name() == arg) {
+            return Ok(ModelChoice::Builtin(k));
+        }
+        let path = std::path::Path::new(arg);
+        if !arg.ends_with(".json") && !path.exists() {
+            return Err(Error::Config(format!(
+                "--model {arg}: not a built-in model (conv, dense, deep) nor a file; give one \
+                 of those or the path of a Keras `model.to_json()` file"
+            )));
+        }
+        let json = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        keras::parse(&json, arg)?;
+        let name = path
+            .file_stem()
+            .map_or("model".into(), |s| s.to_string_lossy().into_owned());
+        Ok(ModelChoice::Keras(KerasFile {
+            name,
+            path: arg.to_string(),
+            json,
+        }))
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            ModelChoice::Builtin(k) => k.name(),
+            ModelChoice::Keras(f) => &f.name,
+        }
+    }
+
+    pub fn default_epochs(&self) -> usize {
+        match self {
+            ModelChoice::Builtin(k) => k.default_epochs(),
+            ModelChoice::Keras(_) => FILE_MODEL_EPOCHS,
+        }
+    }
+
+    /// The description and the name messages give its origin.
+    fn describe(&self) -> Result<keras::Description> {
+        match self {
+            ModelChoice::Builtin(k) => {
+                keras::parse(k.keras_json(), &format!("assets/models/{}.json", k.name()))
+            }
+            ModelChoice::Keras(f) => keras::parse(&f.json, &f.path),
+        }
+    }
+
+    /// Adam's settings the file's `compile()` recorded (the defaults otherwise).
+    pub fn adam(&self) -> Result<AdamConfig> {
+        Ok(self.describe()?.adam.unwrap_or_default())
+    }
+
+    fn origin(&self) -> String {
+        match self {
+            ModelChoice::Builtin(k) => format!("model {}", k.name()),
+            ModelChoice::Keras(f) => f.path.clone(),
+        }
+    }
 }
 
 /// What follows a layer with weights. The last layer's sigmoid is never run in training:
@@ -40,23 +150,93 @@ impl ModelKind {
 pub enum Activation {
     Relu,
     Sigmoid,
+    Linear,
 }
 
+impl Activation {
+    pub fn keras_name(self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Linear => "linear",
+        }
+    }
+}
+
+/// A layer as its Keras file names it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Layer {
     Conv2d {
         name: String,
-        co: u32,
+        filters: u32,
+        /// Kernel side (1, 3, 5 or 7).
+        k: u32,
         padding: Padding,
         act: Activation,
+        bias: bool,
     },
-    MaxPool,
-    Upsample,
+    MaxPool {
+        name: String,
+        padding: Padding,
+    },
+    Upsample {
+        name: String,
+    },
     Dense {
         name: String,
         units: u32,
         act: Activation,
+        bias: bool,
     },
+    /// Flatten (`target: None`) or Reshape: the same values in the same order (NHWC), so no
+    /// kernel runs; its output aliases its input.
+    Reshape {
+        name: String,
+        target: Option<Features>,
+    },
+}
+
+impl Layer {
+    pub fn name(&self) -> &str {
+        match self {
+            Layer::Conv2d { name, .. }
+            | Layer::MaxPool { name, .. }
+            | Layer::Upsample { name }
+            | Layer::Dense { name, .. }
+            | Layer::Reshape { name, .. } => name,
+        }
+    }
+
+    /// The activation of a layer with weights.
+    pub fn activation(&self) -> Option<Activation> {
+        match self {
+            Layer::Conv2d { act, .. } | Layer::Dense { act, .. } => Some(*act),
+            _ => None,
+        }
+    }
+
+    fn has_weights(&self) -> bool {
+        matches!(self, Layer::Conv2d { .. } | Layer::Dense { .. })
+    }
+
+    fn has_bias(&self) -> bool {
+        matches!(
+            self,
+            Layer::Conv2d { bias: true, .. } | Layer::Dense { bias: true, .. }
+        )
+    }
+
+    /// The Keras class, for messages.
+    fn class(&self) -> &'static str {
+        match self {
+            Layer::Conv2d { .. } => "Conv2D",
+            Layer::MaxPool { .. } => "MaxPooling2D",
+            Layer::Upsample { .. } => "UpSampling2D",
+            Layer::Dense { .. } => "Dense",
+            Layer::Reshape { target: None, .. } => "Flatten",
+            Layer::Reshape { .. } => "Reshape",
+        }
+    }
 }
 
 /// One parameter tensor inside the flat buffer.
@@ -75,7 +255,9 @@ pub struct ParamTensor {
 
 #[derive(Clone, Debug)]
 pub struct Model {
-    pub kind: ModelKind,
+    /// `conv`, `dense`, `deep`, or a file's name.
+    pub name: String,
+    /// The images' shape (a flat InputLayer takes them in NHWC order).
     pub input: Features,
     pub layers: Vec<Layer>,
     /// Layers `[0, code_at)` are the encoder; the rest the decoder.
@@ -92,26 +274,108 @@ pub struct Model {
 pub const PARAM_ALIGN: u64 = 64;
 
 impl Model {
-    pub fn new(kind: ModelKind, input: Features) -> Result<Self> {
-        let (layers, code_at) = layers(kind, input)?;
-        let mut shapes = vec![input];
+    /// `choice` for images of shape `input`, its code where [`Model::build`] puts it by default.
+    pub fn new(choice: impl Into<ModelChoice>, input: Features) -> Result<Self> {
+        Self::build(&choice.into(), None, input)
+    }
+
+    /// `choice` for images of shape `input`; the encoder ends after the layer named
+    /// `code_layer`, or by default at the first narrowest layer output (the bottleneck).
+    pub fn build(choice: &ModelChoice, code_layer: Option<&str>, input: Features) -> Result<Self> {
+        let d = choice.describe()?;
+        let mut layers = d.layers;
+        let first = input_shape(choice, &d.input, input, &mut layers)?;
+        let bad = |l: &Layer, i: usize, detail: String| Error::Model {
+            file: choice.origin(),
+            detail: format!("layer {} ('{}', {}): {detail}", i + 1, l.name(), l.class()),
+        };
+        let mut shapes = vec![first];
+        let mut flat = d.input.len() == 1;
         let mut params = ParamLayout::default();
-        for layer in &layers {
-            let f = *shapes.last().unwrap_or(&input);
-            shapes.push(layer.output(f));
+        for (i, layer) in layers.iter().enumerate() {
+            let f = shapes[i];
+            let image_op = matches!(
+                layer,
+                Layer::Conv2d { .. } | Layer::MaxPool { .. } | Layer::Upsample { .. }
+            );
+            if image_op && flat {
+                return Err(bad(
+                    layer,
+                    i,
+                    format!(
+                    "takes images [height, width, channels], but its input is flat ({}); add a \
+                     Reshape before it", f.len()
+                ),
+                ));
+            }
+            if matches!(layer, Layer::Dense { .. }) && !flat {
+                return Err(bad(
+                    layer,
+                    i,
+                    format!(
+                    "its input is {}x{}x{}: on images Keras' Dense acts on the channels alone; \
+                     add a Flatten before it", f.h, f.w, f.c
+                ),
+                ));
+            }
+            let out = layer.output(f);
+            if out.is_empty() {
+                return Err(bad(
+                    layer,
+                    i,
+                    format!("its input {}x{}x{} is too small for it", f.h, f.w, f.c),
+                ));
+            }
+            if let Layer::Reshape {
+                target: Some(t), ..
+            } = layer
+            {
+                if t.len() != f.len() {
+                    return Err(bad(
+                        layer,
+                        i,
+                        format!(
+                            "target_shape {}x{}x{} holds {} values, its input {}x{}x{} holds {}",
+                            t.h,
+                            t.w,
+                            t.c,
+                            t.len(),
+                            f.h,
+                            f.w,
+                            f.c,
+                            f.len()
+                        ),
+                    ));
+                }
+            }
+            flat = match layer {
+                Layer::Dense { .. } | Layer::Reshape { target: None, .. } => true,
+                Layer::Reshape {
+                    target: Some(t), ..
+                } => t.h == 1 && t.w == 1,
+                _ => flat,
+            };
+            shapes.push(out);
             params.push_layer(layer, f);
         }
         let last = shapes[shapes.len() - 1];
-        if last.len() != input.len() {
-            return Err(Error::Config(format!(
-                "model {} maps {} inputs to {} outputs",
-                kind.name(),
-                input.len(),
-                last.len()
-            )));
+        let same_image = flat || d.input.len() == 1 || last == input;
+        if last.len() != input.len() || !same_image {
+            return Err(Error::Model {
+                file: choice.origin(),
+                detail: format!(
+                    "its output is {}x{}x{} but the images are {}x{}x{}: an autoencoder \
+                     rebuilds its input",
+                    last.h, last.w, last.c, input.h, input.w, input.c
+                ),
+            });
         }
+        let code_at = code_at(&layers, &shapes, code_layer).map_err(|detail| Error::Model {
+            file: choice.origin(),
+            detail,
+        })?;
         Ok(Model {
-            kind,
+            name: choice.name().to_string(),
             input,
             layers,
             code_at,
@@ -126,17 +390,14 @@ impl Model {
         self.shapes[self.code_at]
     }
 
-    /// Index of layer `i`'s first parameter tensor (kernel; bias follows), if it has any.
+    /// Index of layer `i`'s kernel tensor (its bias, if it has one, follows), if it has any.
     pub fn param_index(&self, layer: usize) -> Option<usize> {
         let mut k = 0;
         for (i, l) in self.layers.iter().enumerate() {
-            let has = matches!(l, Layer::Conv2d { .. } | Layer::Dense { .. });
             if i == layer {
-                return has.then_some(k);
+                return l.has_weights().then_some(k);
             }
-            if has {
-                k += 2;
-            }
+            k += l.has_weights() as usize + l.has_bias() as usize;
         }
         None
     }
@@ -161,22 +422,26 @@ impl Model {
 }
 
 /// Layer i of a model at batch size n, as the op that runs it: the shape the reference and the
-/// launchers take, whether ReLU is fused, and where its kernel lies (its bias is the next
-/// parameter tensor).
+/// launchers take, whether ReLU is fused, and where its kernel and bias lie.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum LayerOp {
     Conv2d {
         shape: Conv2dShape,
         relu: bool,
         kernel: usize,
+        /// The bias tensor's index; None for `use_bias=False`.
+        bias: Option<usize>,
     },
     Dense {
         shape: DenseShape,
         relu: bool,
         kernel: usize,
+        bias: Option<usize>,
     },
     Pool(PoolShape),
     Upsample(UpsampleShape),
+    /// Flatten or Reshape: nothing runs.
+    Reshape,
 }
 
 impl Model {
@@ -184,44 +449,53 @@ impl Model {
     pub fn op(&self, i: usize, n: u32) -> LayerOp {
         let f = self.shapes[i];
         let kernel = self.param_index(i).unwrap_or(usize::MAX);
-        match &self.layers[i] {
+        let layer = &self.layers[i];
+        let bias = layer.has_bias().then_some(kernel + 1);
+        let relu = layer.activation() == Some(Activation::Relu);
+        match layer {
             Layer::Conv2d {
-                co, padding, act, ..
+                filters,
+                k,
+                padding,
+                ..
             } => LayerOp::Conv2d {
                 shape: Conv2dShape {
-                    k: 3,
                     n,
                     h: f.h,
                     w: f.w,
                     ci: f.c,
-                    co: *co,
+                    co: *filters,
+                    k: *k,
                     padding: *padding,
                 },
-                relu: *act == Activation::Relu,
+                relu,
                 kernel,
+                bias,
             },
-            Layer::Dense { act, .. } => LayerOp::Dense {
+            Layer::Dense { .. } => LayerOp::Dense {
                 shape: DenseShape {
                     n,
                     fin: f.len() as u32,
                     fout: self.shapes[i + 1].len() as u32,
                 },
-                relu: *act == Activation::Relu,
+                relu,
                 kernel,
+                bias,
             },
-            Layer::MaxPool => LayerOp::Pool(PoolShape {
+            Layer::MaxPool { padding, .. } => LayerOp::Pool(PoolShape {
                 n,
                 h: f.h,
                 w: f.w,
                 c: f.c,
-                padding: Padding::Same,
+                padding: *padding,
             }),
-            Layer::Upsample => LayerOp::Upsample(UpsampleShape {
+            Layer::Upsample { .. } => LayerOp::Upsample(UpsampleShape {
                 n,
                 h: f.h,
                 w: f.w,
                 c: f.c,
             }),
+            Layer::Reshape { .. } => LayerOp::Reshape,
         }
     }
 
@@ -231,92 +505,125 @@ impl Model {
         p.offset as usize..(p.offset + p.len) as usize
     }
 
-    /// The name a profile and a trace show for layer `i`.
+    /// The name a profile and a trace show for layer `i`: its Keras name.
     pub fn label(&self, i: usize) -> String {
-        match &self.layers[i] {
-            Layer::Conv2d { name, .. } | Layer::Dense { name, .. } => name.clone(),
-            Layer::MaxPool => format!("max_pooling2d[{i}]"),
-            Layer::Upsample => format!("up_sampling2d[{i}]"),
-        }
+        self.layers[i].name().to_string()
+    }
+
+    /// Whether layer `i` needs the gradient of its input: not when only layers without
+    /// weights come before it.
+    pub fn needs_input_gradient(&self, i: usize) -> bool {
+        self.layers[..i].iter().any(Layer::has_weights)
     }
 }
 
-/// The layers of `kind` for images of `input`, and where its code is (layers before it are
-/// the encoder).
-fn layers(kind: ModelKind, input: Features) -> Result<(Vec<Layer>, usize)> {
-    let conv = |k: usize, co, padding, act| Layer::Conv2d {
-        name: keras_name("conv2d", k),
-        co,
-        padding,
-        act,
-    };
-    let dense = |k: usize, units, act| Layer::Dense {
-        name: keras_name("dense", k),
-        units,
-        act,
-    };
-    use Activation::{Relu, Sigmoid};
-    use Padding::{Same, Valid};
-    let pixels = input.len() as u32;
-    Ok(match kind {
-        ModelKind::Conv => {
-            if input.h != 28 || input.w != 28 || input.c != 1 {
-                return Err(Error::Config(format!(
-                    "the conv model needs 28x28 single-channel images (its decoder rebuilds \
-                     28x28 from a 4x4 code); this dataset has {}x{}x{}. Use --model dense or deep.",
-                    input.h, input.w, input.c
-                )));
+/// The shape the first layer takes, checked against the images' `input`. A built-in dense
+/// model follows the data's size (its first and last layers take the pixel count).
+fn input_shape(
+    choice: &ModelChoice,
+    declared: &[u32],
+    input: Features,
+    layers: &mut [Layer],
+) -> Result<Features> {
+    let data = format!("{}x{}x{}", input.h, input.w, input.c);
+    if let ModelChoice::Builtin(k) = choice {
+        if k.follows_data() {
+            if let Some(Layer::Dense { units, .. }) = layers.last_mut() {
+                *units = input.len() as u32;
             }
-            let l = vec![
-                conv(0, 16, Same, Relu),
-                Layer::MaxPool,
-                conv(1, 8, Same, Relu),
-                Layer::MaxPool,
-                conv(2, 8, Same, Relu),
-                Layer::MaxPool,
-                conv(3, 8, Same, Relu),
-                Layer::Upsample,
-                conv(4, 8, Same, Relu),
-                Layer::Upsample,
-                conv(5, 16, Valid, Relu),
-                Layer::Upsample,
-                conv(6, 1, Same, Sigmoid),
-            ];
-            (l, 6)
+            return Ok(Features {
+                h: 1,
+                w: 1,
+                c: input.len() as u32,
+            });
         }
-        ModelKind::Dense => (vec![dense(0, 32, Relu), dense(1, pixels, Sigmoid)], 1),
-        ModelKind::Deep => (
-            vec![
-                dense(0, 128, Relu),
-                dense(1, 64, Relu),
-                dense(2, 32, Relu),
-                dense(3, 64, Relu),
-                dense(4, 128, Relu),
-                dense(5, pixels, Sigmoid),
-            ],
-            3,
+        if declared != [input.h, input.w, input.c] {
+            return Err(Error::Config(format!(
+                "the conv model needs 28x28 single-channel images (its decoder rebuilds \
+                 28x28 from a 4x4 code); this dataset has {data}. Use --model dense or deep."
+            )));
+        }
+    }
+    let err = |what: String| Error::Model {
+        file: choice.origin(),
+        detail: format!(
+            "layer 0 (InputLayer): batch_shape {what}, but the images of this data are \
+             {data}; use a model whose input is [None, {}, {}, {}] or [None, {}]",
+            input.h,
+            input.w,
+            input.c,
+            input.len()
         ),
-    })
+    };
+    match declared {
+        [len] if *len as u64 == input.len() => Ok(Features {
+            h: 1,
+            w: 1,
+            c: *len,
+        }),
+        [h, w, c] if [*h, *w, *c] == [input.h, input.w, input.c] => Ok(input),
+        d => Err(err(format!("{d:?}"))),
+    }
+}
+
+/// Where the encoder ends: after the layer named `code_layer`, or after the first layer with
+/// the narrowest output (the bottleneck). Never after the last layer.
+fn code_at(
+    layers: &[Layer],
+    shapes: &[Features],
+    code_layer: Option<&str>,
+) -> std::result::Result<usize, String> {
+    let inner = 1..layers.len();
+    match code_layer {
+        Some(name) => match layers.iter().position(|l| l.name() == name) {
+            Some(i) if i + 1 < layers.len() => Ok(i + 1),
+            Some(_) => Err(format!(
+                "--code-layer {name} is the output layer; name a layer before it"
+            )),
+            None => Err(format!(
+                "--code-layer {name}: no such layer; the layers are {}",
+                layers[..layers.len() - 1]
+                    .iter()
+                    .map(Layer::name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        },
+        None => inner
+            .min_by_key(|&i| (shapes[i].len(), i))
+            .ok_or_else(|| "a model of one layer has no code: give it a bottleneck".into()),
+    }
 }
 
 impl Layer {
     /// The shape this layer makes of an input of shape `f`.
     pub fn output(&self, f: Features) -> Features {
         match self {
-            Layer::Conv2d { co, padding, .. } => {
-                let shrink = if *padding == Padding::Valid { 2 } else { 0 };
+            Layer::Conv2d {
+                filters,
+                k,
+                padding,
+                ..
+            } => {
+                let shrink = if *padding == Padding::Valid { k - 1 } else { 0 };
                 Features {
                     h: f.h.saturating_sub(shrink),
                     w: f.w.saturating_sub(shrink),
-                    c: *co,
+                    c: *filters,
                 }
             }
-            Layer::MaxPool => Features {
-                h: f.h.div_ceil(2),
-                w: f.w.div_ceil(2),
-                c: f.c,
-            },
-            Layer::Upsample => Features {
+            Layer::MaxPool { padding, .. } => {
+                let s = PoolShape {
+                    n: 1,
+                    h: f.h,
+                    w: f.w,
+                    c: f.c,
+                    padding: *padding,
+                };
+                let (h, w) = s.out_hw();
+                Features { h, w, c: f.c }
+            }
+            Layer::Upsample { .. } => Features {
                 h: 2 * f.h,
                 w: 2 * f.w,
                 c: f.c,
@@ -326,6 +633,11 @@ impl Layer {
                 w: 1,
                 c: *units,
             },
+            Layer::Reshape { target, .. } => target.unwrap_or(Features {
+                h: 1,
+                w: 1,
+                c: f.len() as u32,
+            }),
         }
     }
 }
@@ -353,33 +665,28 @@ impl ParamLayout {
     }
 
     /// The kernel and bias of `layer` (on inputs of shape `f`), if it has weights: Keras'
-    /// shapes, and Glorot fans that count a conv's 3x3 window.
+    /// shapes, and Glorot fans that count a conv's k x k window.
     fn push_layer(&mut self, layer: &Layer, f: Features) {
-        let (name, kernel, fans, units) = match layer {
-            Layer::Conv2d { name, co, .. } => (
-                name,
-                vec![3, 3, f.c as usize, *co as usize],
-                (9 * f.c as u64, 9 * *co as u64),
-                *co,
-            ),
-            Layer::Dense { name, units, .. } => (
-                name,
+        let (kernel, fans, units) = match layer {
+            Layer::Conv2d { filters, k, .. } => {
+                let taps = (*k as u64) * (*k as u64);
+                (
+                    vec![*k as usize, *k as usize, f.c as usize, *filters as usize],
+                    (taps * f.c as u64, taps * *filters as u64),
+                    *filters,
+                )
+            }
+            Layer::Dense { units, .. } => (
                 vec![f.len() as usize, *units as usize],
                 (f.len(), *units as u64),
                 *units,
             ),
-            Layer::MaxPool | Layer::Upsample => return,
+            _ => return,
         };
+        let name = layer.name();
         self.push(format!("{name}/kernel"), kernel, fans.0, fans.1);
-        self.push(format!("{name}/bias"), vec![units as usize], 0, 0);
-    }
-}
-
-/// Keras 3's default layer names: `conv2d`, `conv2d_1`, ...
-fn keras_name(base: &str, k: usize) -> String {
-    if k == 0 {
-        base.to_string()
-    } else {
-        format!("{base}_{k}")
+        if layer.has_bias() {
+            self.push(format!("{name}/bias"), vec![units as usize], 0, 0);
+        }
     }
 }

@@ -50,6 +50,8 @@ pub struct Network {
     pub probs: Tensor,
     /// The loss's per-workgroup partial sums.
     partials: Tensor,
+    /// Zeros: the bias of layers without one (`use_bias=False`).
+    zeros: Tensor,
     training: Option<TrainingBuffers>,
 }
 
@@ -74,21 +76,28 @@ impl Network {
             Purpose::Training { noisy: true } => gpu.tensor("noisy input", cap * pixels)?,
             _ => target.clone(),
         };
-        let mut acts = Vec::new();
+        let mut acts: Vec<Tensor> = Vec::new();
         let mut winners = Vec::new();
         for (i, layer) in model.layers.iter().enumerate() {
             let len = cap * model.shapes[i + 1].len();
             gpu.check_buffer("an activation buffer", len * 4, BATCH_FIX)?;
-            acts.push(gpu.tensor(&format!("act{i}"), len)?);
+            acts.push(match (layer, i) {
+                // A reshape's output is its input, in the same order.
+                (Layer::Reshape { .. }, 0) => input.clone(),
+                (Layer::Reshape { .. }, _) => acts[i - 1].clone(),
+                _ => gpu.tensor(&format!("act{i}"), len)?,
+            });
             winners.push(match layer {
-                Layer::MaxPool => Some(gpu.tensor(&format!("winner{i}"), len)?),
+                Layer::MaxPool { .. } => Some(gpu.tensor(&format!("winner{i}"), len)?),
                 _ => None,
             });
         }
+        let widest = model.shapes.iter().map(|f| f.c as u64).max().unwrap_or(1);
         Ok(Network {
             params,
             probs: gpu.tensor("probs", cap * pixels)?,
             partials: gpu.tensor("loss partials", ops::bce::partials_len(cap * pixels))?,
+            zeros: gpu.tensor("zero bias", widest)?,
             model,
             capacity,
             input,
@@ -102,10 +111,8 @@ impl Network {
     /// Bytes of every GPU buffer this network holds.
     pub fn bytes(&self) -> u64 {
         let mut tensors: Vec<&Tensor> = vec![&self.params, &self.target, &self.probs];
-        tensors.push(&self.partials);
-        if self.input.buffer != self.target.buffer {
-            tensors.push(&self.input);
-        }
+        tensors.extend([&self.partials, &self.zeros]);
+        tensors.push(&self.input);
         tensors.extend(self.acts.iter().chain(self.winners.iter().flatten()));
         if let Some(t) = &self.training {
             tensors.extend([
@@ -117,6 +124,13 @@ impl Network {
             ]);
             tensors.extend(&t.dacts);
         }
+        // Each buffer once: a reshape's tensors alias the layer's before it.
+        let mut seen: Vec<&wgpu::Buffer> = Vec::new();
+        tensors.retain(|t| {
+            let new = !seen.contains(&&t.buffer);
+            seen.push(&t.buffer);
+            new
+        });
         tensors.iter().map(|t| t.bytes()).sum()
     }
 
@@ -175,47 +189,47 @@ impl Network {
 
     /// Forward dispatches of layers `range` for a batch of n.
     pub fn forward(&self, gpu: &Gpu, n: u32, range: Range<usize>) -> Result<Vec<Dispatch>> {
-        in_parallel(range.collect(), |i| self.forward_layer(gpu, i, n))
+        let layers = in_parallel(range.collect(), |i| self.forward_layer(gpu, i, n))?;
+        Ok(layers.into_iter().flatten().collect())
     }
 
-    fn forward_layer(&self, gpu: &Gpu, i: usize, n: u32) -> Result<Dispatch> {
+    /// The bias of a layer with weights: its tensor, or zeros without one.
+    fn bias(&self, buf: &Tensor, bias: Option<usize>, len: u32) -> Tensor {
+        match bias {
+            Some(b) => self.param(buf, b),
+            None => self.zeros.view(0, len as u64),
+        }
+    }
+
+    fn forward_layer(&self, gpu: &Gpu, i: usize, n: u32) -> Result<Option<Dispatch>> {
         let (x, y, label) = (self.layer_input(i, n), self.act(i, n), self.model.label(i));
         let p = |k| self.param(&self.params, k);
-        match self.model.op(i, n) {
+        Ok(Some(match self.model.op(i, n) {
             LayerOp::Conv2d {
                 shape,
                 relu,
                 kernel,
-            } => conv2d::forward(
-                gpu,
-                &label,
-                &shape,
-                relu,
-                &x,
-                &p(kernel),
-                &p(kernel + 1),
-                &y,
-            ),
+                bias,
+            } => {
+                let b = self.bias(&self.params, bias, shape.co);
+                conv2d::forward(gpu, &label, &shape, relu, &x, &p(kernel), &b, &y)?
+            }
             LayerOp::Dense {
                 shape,
                 relu,
                 kernel,
-            } => dense::forward(
-                gpu,
-                &label,
-                &shape,
-                relu,
-                &x,
-                &p(kernel),
-                &p(kernel + 1),
-                &y,
-            ),
+                bias,
+            } => {
+                let b = self.bias(&self.params, bias, shape.fout);
+                dense::forward(gpu, &label, &shape, relu, &x, &p(kernel), &b, &y)?
+            }
             LayerOp::Pool(s) => {
                 let win = self.winner(i, s.output_len())?;
-                pool::forward(gpu, &label, &s, &x, &y, &win)
+                pool::forward(gpu, &label, &s, &x, &y, &win)?
             }
-            LayerOp::Upsample(s) => upsample::forward(gpu, &label, &s, &x, &y),
-        }
+            LayerOp::Upsample(s) => upsample::forward(gpu, &label, &s, &x, &y)?,
+            LayerOp::Reshape => return Ok(None),
+        }))
     }
 
     /// The mean loss of a batch of n into `loss[slot]`, in two fixed-tree passes: the partial
@@ -273,8 +287,11 @@ impl Network {
         let label = self.model.label(i);
         let dy = tb.dact(&self.model, i, n);
         let x = self.layer_input(i, n);
-        // The first layer's input gradient is never needed.
-        let dx = (i > 0).then(|| tb.dact(&self.model, i - 1, n));
+        // No input gradient where no layer with weights lies below.
+        let dx = self
+            .model
+            .needs_input_gradient(i)
+            .then(|| tb.dact(&self.model, i - 1, n));
         let y = self.act(i, n);
         let mut out = Vec::new();
         // On the CPU set the ReLU mask runs once, into scratch: lavapipe pays for every load,
@@ -301,15 +318,20 @@ impl Network {
                 shape: s,
                 relu,
                 kernel: k,
+                bias,
             } => {
                 let g = grad_out(relu, &mut out)?;
                 let partials = tb
                     .conv_partials
                     .view(0, conv2d::partials_len(gpu.kernels, &s));
-                let (dw, db) = (self.param(&tb.grads, k), self.param(&tb.grads, k + 1));
-                out.extend(conv2d::backward_params(
-                    gpu, &label, &s, &g, &x, &partials, &dw, &db,
-                )?);
+                let dw = self.param(&tb.grads, k);
+                out.extend(match bias {
+                    Some(b) => {
+                        let db = self.param(&tb.grads, b);
+                        conv2d::backward_params(gpu, &label, &s, &g, &x, &partials, &dw, &db)?
+                    }
+                    None => conv2d::backward_weight(gpu, &label, &s, &g, &x, &partials, &dw)?,
+                });
                 if let Some(dx) = &dx {
                     let w = self.param(&self.params, k);
                     out.push(conv2d::backward_input(gpu, &label, &s, &g, &w, dx)?);
@@ -319,10 +341,17 @@ impl Network {
                 shape: s,
                 relu,
                 kernel: k,
+                bias,
             } => {
                 let g = grad_out(relu, &mut out)?;
-                let (dw, db) = (self.param(&tb.grads, k), self.param(&tb.grads, k + 1));
-                out.extend(dense::backward_params(gpu, &label, &s, &g, &x, &dw, &db)?);
+                let dw = self.param(&tb.grads, k);
+                match bias {
+                    Some(b) => {
+                        let db = self.param(&tb.grads, b);
+                        out.extend(dense::backward_params(gpu, &label, &s, &g, &x, &dw, &db)?);
+                    }
+                    None => out.push(dense::backward_weight(gpu, &label, &s, &g, &x, &dw)?),
+                }
                 if let Some(dx) = &dx {
                     let w = self.param(&self.params, k);
                     out.push(dense::backward_input(gpu, &label, &s, &g, &w, dx)?);
@@ -347,6 +376,8 @@ impl Network {
                     });
                 }
             }
+            // Its gradients alias the layer's below: nothing to run.
+            LayerOp::Reshape => {}
         }
         Ok(out)
     }
@@ -437,10 +468,13 @@ impl TrainingBuffers {
         let grads = gpu.tensor_or("grads", model.param_len, PARAMS_FIX)?;
         let adam_m = gpu.tensor_or("adam m", model.param_len, PARAMS_FIX)?;
         let adam_v = gpu.tensor_or("adam v", model.param_len, PARAMS_FIX)?;
-        let mut dacts = Vec::new();
-        for i in 0..model.layers.len() {
+        let mut dacts: Vec<Tensor> = Vec::new();
+        for (i, layer) in model.layers.iter().enumerate() {
             let len = cap * model.shapes[i + 1].len();
-            dacts.push(gpu.tensor(&format!("grad{i}"), len)?);
+            dacts.push(match (layer, i) {
+                (Layer::Reshape { .. }, 1..) => dacts[i - 1].clone(),
+                _ => gpu.tensor(&format!("grad{i}"), len)?,
+            });
         }
         let mut conv_scratch = 1;
         for i in 0..model.layers.len() {

@@ -45,22 +45,36 @@ pub fn forward(model: &Model, params: &[f32], x: &[f32], n: usize) -> Forward {
     for i in 0..model.layers.len() {
         let input: &[f32] = if i == 0 { x } else { &acts[i - 1] };
         let p = |k: usize| &params[model.param_range(k)];
+        // A layer without a bias adds zeros.
+        let b = |bias: Option<usize>, len: u32| match bias {
+            Some(k) => p(k).to_vec(),
+            None => vec![0.0; len as usize],
+        };
         let (y, win) = match model.op(i, n as u32) {
             LayerOp::Conv2d {
                 shape,
                 relu,
                 kernel: k,
-            } => (conv2d::forward(&shape, relu, input, p(k), p(k + 1)), None),
+                bias,
+            } => {
+                let b = b(bias, shape.co);
+                (conv2d::forward(&shape, relu, input, p(k), &b), None)
+            }
             LayerOp::Dense {
                 shape,
                 relu,
                 kernel: k,
-            } => (dense::forward(&shape, relu, input, p(k), p(k + 1)), None),
+                bias,
+            } => {
+                let b = b(bias, shape.fout);
+                (dense::forward(&shape, relu, input, p(k), &b), None)
+            }
             LayerOp::Pool(s) => {
                 let (y, win) = pool::forward(&s, input);
                 (y, Some(win))
             }
             LayerOp::Upsample(s) => (upsample::forward(&s, input), None),
+            LayerOp::Reshape => (input.to_vec(), None),
         };
         acts.push(y);
         winners.push(win);
@@ -108,33 +122,42 @@ pub fn gradients(
                 dy
             }
         };
+        // Below the first layer with weights no gradient is needed.
+        let below = model.needs_input_gradient(i);
         let dx = match model.op(i, n as u32) {
             LayerOp::Conv2d {
                 shape: s,
                 relu,
                 kernel: k,
+                bias,
             } => {
                 let g = masked(relu, dy);
                 grads[model.param_range(k)]
                     .copy_from_slice(&conv2d::backward_weight(&s, input, &g));
-                grads[model.param_range(k + 1)].copy_from_slice(&conv2d::backward_bias(&s, &g));
-                (i > 0).then(|| conv2d::backward_input(&s, &g, &params[model.param_range(k)]))
+                if let Some(b) = bias {
+                    grads[model.param_range(b)].copy_from_slice(&conv2d::backward_bias(&s, &g));
+                }
+                below.then(|| conv2d::backward_input(&s, &g, &params[model.param_range(k)]))
             }
             LayerOp::Dense {
                 shape: s,
                 relu,
                 kernel: k,
+                bias,
             } => {
                 let g = masked(relu, dy);
                 grads[model.param_range(k)].copy_from_slice(&dense::backward_weight(&s, input, &g));
-                grads[model.param_range(k + 1)].copy_from_slice(&dense::backward_bias(&s, &g));
-                (i > 0).then(|| dense::backward_input(&s, &g, &params[model.param_range(k)]))
+                if let Some(b) = bias {
+                    grads[model.param_range(b)].copy_from_slice(&dense::backward_bias(&s, &g));
+                }
+                below.then(|| dense::backward_input(&s, &g, &params[model.param_range(k)]))
             }
-            LayerOp::Pool(s) => (i > 0).then(|| {
+            LayerOp::Pool(s) => below.then(|| {
                 let win = fwd.winners[i].as_deref().expect("pool winners");
                 pool::backward(&s, win, &dy)
             }),
-            LayerOp::Upsample(s) => (i > 0).then(|| upsample::backward(&s, &dy)),
+            LayerOp::Upsample(s) => below.then(|| upsample::backward(&s, &dy)),
+            LayerOp::Reshape => below.then_some(dy),
         };
         match dx {
             Some(d) => dy = d,

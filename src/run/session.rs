@@ -327,7 +327,6 @@ impl<'a> Session<'a> {
         partial_losses: Vec<f32>,
     ) -> Result<Checkpoint> {
         Ok(Checkpoint {
-            model: self.setup.cfg.model,
             input: self.setup.model.input,
             train_count: self.setup.data.train.images.count,
             config: self.setup.cfg.clone(),
@@ -574,7 +573,8 @@ fn pictures(gpu: &Gpu, trainer: &Trainer, setup: &Setup) -> Result<Pictures> {
         test_codes: infer::layers(gpu, &trainer.net, &all, 0..model.code_at)?,
         test_labels: setup.data.test.labels.clone(),
         code_len: code.len() as usize,
-        code_image: (model.kind == crate::model::ModelKind::Conv).then_some([
+        // A code with a spatial extent is pictured as images, one per channel.
+        code_image: (code.h > 1 || code.w > 1).then_some([
             code.h as usize,
             code.w as usize,
             code.c as usize,

@@ -6,7 +6,7 @@ use super::{Control, RunOptions};
 use crate::checkpoint::{self, Checkpoint};
 use crate::data::{self, DataRecord, Dataset};
 use crate::gpu::{DeviceChoice, Gpu};
-use crate::model::{Model, ModelKind};
+use crate::model::{Model, ModelChoice, ModelKind};
 use crate::train::{self, TrainConfig, Trainer};
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 /// checkpoint's for a resumed one.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TrainRequest {
-    pub model: Option<ModelKind>,
+    pub model: Option<ModelChoice>,
+    /// `--code-layer`.
+    pub code_layer: Option<String>,
     pub epochs: Option<usize>,
     pub batch_size: Option<u32>,
     pub lr: Option<f32>,
@@ -28,7 +30,8 @@ impl TrainRequest {
     /// Every setting of `cfg`, asked for explicitly.
     pub fn from_config(cfg: &TrainConfig) -> Self {
         TrainRequest {
-            model: Some(cfg.model),
+            model: Some(cfg.model.clone()),
+            code_layer: cfg.code_layer.clone(),
             epochs: Some(cfg.epochs),
             batch_size: Some(cfg.batch_size),
             lr: Some(cfg.adam.lr),
@@ -40,7 +43,9 @@ impl TrainRequest {
 
     /// A new run's settings: what was asked, the model's defaults for the rest.
     pub fn config(&self) -> TrainConfig {
-        let mut c = TrainConfig::new(self.model.unwrap_or(ModelKind::Conv));
+        let model = self.model.clone();
+        let mut c = TrainConfig::new(model.unwrap_or(ModelChoice::Builtin(ModelKind::Conv)));
+        c.code_layer = self.code_layer.clone();
         c.epochs = self.epochs.unwrap_or(c.epochs);
         c.batch_size = self.batch_size.unwrap_or(c.batch_size);
         c.adam.lr = self.lr.unwrap_or(c.adam.lr);
@@ -54,8 +59,9 @@ impl TrainRequest {
     /// (a fine-tune, recorded in config.json) if asked. Any other setting that differs from
     /// the run's is refused, by its flag: the run it would make is no continuation.
     fn resumed(&self, ck: &Checkpoint, path: &Path) -> Result<TrainConfig> {
-        if let Some(asked) = self.model.filter(|m| *m != ck.model) {
-            let (had, asked) = (ck.model.name(), asked.name());
+        let c = &ck.config;
+        if let Some(asked) = self.model.as_ref().filter(|m| **m != c.model) {
+            let (had, asked) = (c.model.name(), asked.name());
             return Err(Error::Checkpoint {
                 path: path.to_path_buf(),
                 detail: format!(
@@ -65,8 +71,11 @@ impl TrainRequest {
                 ),
             });
         }
-        let c = &ck.config;
         let fixed = [
+            (
+                "--code-layer",
+                differs(self.code_layer.clone().map(Some), c.code_layer.clone()),
+            ),
             ("--batch-size", differs(self.batch_size, c.batch_size)),
             ("--seed", differs(self.seed, c.seed)),
             ("--noise", differs(self.noise, c.noise)),
@@ -148,7 +157,7 @@ impl Setup {
         }
         let data = data::load(&data_dir, cfg.train_limit)?;
         let input = data.features();
-        let model = Model::new(cfg.model, input)?;
+        let model = cfg.build_model(input)?;
         let steps = train::batches(data.train.images.count, cfg.batch_size).len();
         let branch = match &resumed {
             Some((ck, path)) => is_branch(ck, path)?,

@@ -13,7 +13,7 @@ mod trainer;
 pub use evaluator::Evaluator;
 pub use trainer::{EpochEnd, EpochStart, State, Trainer};
 
-use crate::model::ModelKind;
+use crate::model::{Features, Model, ModelChoice};
 use crate::shapes::AdamConfig;
 use crate::{Error, Result};
 use rand::seq::SliceRandom;
@@ -23,7 +23,10 @@ use rand_chacha::ChaCha8Rng;
 /// Every setting of a run (saved in `config.json` and the checkpoint).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainConfig {
-    pub model: ModelKind,
+    pub model: ModelChoice,
+    /// The layer the encoder ends with (`--code-layer`); None: the narrowest layer output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_layer: Option<String>,
     pub epochs: usize,
     pub batch_size: u32,
     pub adam: AdamConfig,
@@ -35,16 +38,25 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    pub fn new(model: ModelKind) -> Self {
+    /// The model's defaults: the seed's epochs for a built-in, and Adam as the file's
+    /// `compile()` set it (Keras' defaults otherwise).
+    pub fn new(model: impl Into<ModelChoice>) -> Self {
+        let model = model.into();
         TrainConfig {
-            model,
             epochs: model.default_epochs(),
+            adam: model.adam().unwrap_or_default(),
+            model,
+            code_layer: None,
             batch_size: 256,
-            adam: AdamConfig::default(),
             seed: 0,
             train_limit: None,
             noise: 0.0,
         }
+    }
+
+    /// The model this run trains, for images of shape `input`.
+    pub fn build_model(&self, input: Features) -> Result<Model> {
+        Model::build(&self.model, self.code_layer.as_deref(), input)
     }
 
     pub fn validate(&self) -> Result<()> {
