@@ -1883,3 +1883,237 @@ fn cli_kernels_flag_is_checked_recorded_and_printed() {
         assert_eq!(config["sessions"][0]["kernels"], set, "{config}");
     }
 }
+
+// ---- Keras model files ---------------------------------------------------------------------
+
+/// The shipped `assets/models/NAME.json` as JSON, to edit into a file the program refuses.
+fn keras_model(name: &str) -> serde_json::Value {
+    let path = format!("{}/assets/models/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Every unsupported feature the issue names, each in a file of its own, refused through the
+/// binary before anything is created, the message naming the layer, its position and the
+/// option.
+#[test]
+fn cli_keras_files_with_unsupported_features_are_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small_data(&t.path().join("data28"), 16, 8, 28);
+    let out = t.path().join("run");
+    let conv = keras_model("conv");
+    type Edit = fn(&mut serde_json::Value);
+    // (what, edit of conv.json, words the message must hold)
+    let cases: Vec<(&str, Edit, Vec<&str>)> = vec![
+        (
+            "stride 2",
+            |m| m["config"]["layers"][1]["config"]["strides"] = serde_json::json!([2, 2]),
+            vec!["layer 1", "'conv2d'", "Conv2D", "strides [2,2]", "only 1"],
+        ),
+        (
+            "activity regularizer",
+            |m| {
+                m["config"]["layers"][3]["config"]["activity_regularizer"] =
+                    serde_json::json!({"class_name": "L2", "config": {"l2": 0.01}})
+            },
+            vec![
+                "layer 3",
+                "'conv2d_1'",
+                "activity_regularizer",
+                "not supported",
+            ],
+        ),
+        (
+            "skip connection",
+            |m| {
+                // conv2d_1's input becomes the InputLayer's output, skipping two layers.
+                m["config"]["layers"][3]["inbound_nodes"][0]["args"][0]["config"]
+                    ["keras_history"][0] = serde_json::json!("input_layer");
+            },
+            vec!["layer 3", "'conv2d_1'", "single chain", "skip connections"],
+        ),
+        (
+            "a 4-D input that is not 28x28x1",
+            |m| {
+                m["config"]["layers"][0]["config"]["batch_shape"] =
+                    serde_json::json!([null, 32, 32, 3])
+            },
+            vec!["layer 0", "InputLayer", "[32, 32, 3]", "28x28x1"],
+        ),
+        (
+            "an unsupported layer",
+            |m| m["config"]["layers"][2]["class_name"] = serde_json::json!("Dropout"),
+            vec![
+                "layer 2",
+                "'max_pooling2d'",
+                "Dropout is not supported",
+                "Conv2D",
+            ],
+        ),
+        (
+            "an even kernel",
+            |m| m["config"]["layers"][5]["config"]["kernel_size"] = serde_json::json!([4, 4]),
+            vec!["layer 5", "'conv2d_2'", "kernel_size [4,4]", "1, 3, 5 or 7"],
+        ),
+        (
+            "dilation",
+            |m| m["config"]["layers"][5]["config"]["dilation_rate"] = serde_json::json!([2, 2]),
+            vec!["layer 5", "dilation_rate [2,2]"],
+        ),
+        (
+            "an unsupported activation",
+            |m| m["config"]["layers"][1]["config"]["activation"] = serde_json::json!("tanh"),
+            vec!["layer 1", "activation \"tanh\"", "'relu'"],
+        ),
+        (
+            "a last layer that is not sigmoid",
+            |m| m["config"]["layers"][13]["config"]["activation"] = serde_json::json!("relu"),
+            vec!["layer 13", "'conv2d_6'", "must be 'sigmoid'"],
+        ),
+        (
+            "another loss",
+            |m| m["compile_config"]["loss"] = serde_json::json!("mse"),
+            vec!["compile_config", "loss 'mse'", "binary_crossentropy"],
+        ),
+        (
+            "a frozen layer",
+            |m| m["config"]["layers"][1]["config"]["trainable"] = serde_json::json!(false),
+            vec!["layer 1", "trainable false"],
+        ),
+    ];
+    for (what, edit, words) in cases {
+        let mut m = conv.clone();
+        edit(&mut m);
+        let file = t.path().join(format!("{}.json", what.replace(' ', "_")));
+        std::fs::write(&file, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+        eprintln!("{what}");
+        let mut words = words;
+        words.push(file.to_str().unwrap());
+        train(
+            &data,
+            &out,
+            &["--model", file.to_str().unwrap(), "--epochs", "1"],
+        )
+        .fails_with(&words);
+        assert_not_created(&out);
+    }
+    // A Dense on images: Keras applies it to the channels alone, so it needs a Flatten.
+    let mut m = keras_model("sequential_conv");
+    let layers = m["config"]["layers"].as_array_mut().unwrap();
+    layers.remove(5); // flatten
+    let file = t.path().join("no_flatten.json");
+    std::fs::write(&file, serde_json::to_string(&m).unwrap()).unwrap();
+    train(&data, &out, &["--model", file.to_str().unwrap()]).fails_with(&[
+        "'dense'",
+        "Dense",
+        "7x7x8",
+        "add a Flatten",
+    ]);
+    assert_not_created(&out);
+    // Not a file at all, and not JSON.
+    train(&data, &out, &["--model", "convv"]).fails_with(&["--model convv", "conv, dense, deep"]);
+    std::fs::write(t.path().join("bad.json"), "{ not json").unwrap();
+    let bad = t.path().join("bad.json");
+    train(&data, &out, &["--model", bad.to_str().unwrap()])
+        .fails_with(&["not JSON", "model.to_json()"]);
+    assert_not_created(&out);
+}
+
+/// A Keras file trains through every command: train (tensors under the file's own layer
+/// names), eval, encode and decode with --code-layer; export writes the built-ins' files.
+#[test]
+fn cli_keras_file_trains_and_export_writes_the_builtins() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small_data(&t.path().join("data28"), 16, 8, 28);
+    let file = format!(
+        "{}/assets/models/sequential_conv.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = t.path().join("run");
+    let r = train(
+        &data,
+        &out,
+        &[
+            "--model",
+            &file,
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--code-layer",
+            "dense",
+            "--no-tensorboard",
+        ],
+    );
+    r.ok();
+    assert!(
+        r.stdout.contains("sequential_conv on 16 training"),
+        "{}",
+        r.stdout
+    );
+    let ck = wgsl_autoencoder::checkpoint::load(&out.join("checkpoint.safetensors")).unwrap();
+    let names: Vec<String> = ck
+        .model()
+        .unwrap()
+        .params
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "conv2d/kernel",
+            "conv2d/bias",
+            "conv2d_1/kernel",
+            "conv2d_1/bias",
+            "dense/kernel",
+            "dense/bias",
+            "dense_1/kernel",
+            "dense_1/bias",
+            "conv2d_2/kernel",
+            "conv2d_2/bias",
+            "conv2d_3/kernel",
+            "conv2d_3/bias"
+        ]
+    );
+    assert_eq!(ck.model().unwrap().code().len(), 32);
+    let ckp = out.join("checkpoint.safetensors");
+    let ckp = ckp.to_str().unwrap();
+    let datas = data.to_str().unwrap();
+    let r = run(&["eval", "--checkpoint", ckp, "--data", datas]);
+    assert!(
+        r.ok().stdout.contains("sequential_conv model"),
+        "{}",
+        r.stdout
+    );
+    let codes = t.path().join("codes.npy");
+    let r = run(&[
+        "encode",
+        "--checkpoint",
+        ckp,
+        "--data",
+        datas,
+        "--out",
+        codes.to_str().unwrap(),
+    ]);
+    r.ok();
+    assert!(r.stdout.contains("8 codes of 1x1x32"), "{}", r.stdout);
+    // An unknown --code-layer names the layers there are.
+    train(
+        &data,
+        &t.path().join("run2"),
+        &["--model", &file, "--code-layer", "nope"],
+    )
+    .fails_with(&["--code-layer nope", "no such layer", "conv2d_1", "reshape"]);
+    // export: the built-ins' own files, never over an existing file.
+    for kind in ["conv", "dense", "deep"] {
+        let f = t.path().join(format!("{kind}.json"));
+        run(&["export", "--model", kind, "--out", f.to_str().unwrap()]).ok();
+        let want = std::fs::read_to_string(format!(
+            "{}/assets/models/{kind}.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), want);
+        run(&["export", "--model", kind, "--out", f.to_str().unwrap()]).fails_with(&["exists"]);
+    }
+}

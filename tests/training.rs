@@ -57,7 +57,7 @@ use std::time::Instant;
 use wgsl_autoencoder::checkpoint::{self, State};
 use wgsl_autoencoder::gpu::{Gpu, KernelSet};
 use wgsl_autoencoder::infer::Inference;
-use wgsl_autoencoder::model::{Features, Model, ModelKind};
+use wgsl_autoencoder::model::{Features, Model, ModelChoice, ModelKind};
 use wgsl_autoencoder::network::DeviceSplit;
 use wgsl_autoencoder::reference;
 use wgsl_autoencoder::reference::model as refmodel;
@@ -89,7 +89,7 @@ fn to_f32(px: &[u8]) -> Vec<f32> {
     px.iter().map(|&p| f32::from(p) / 255.0).collect()
 }
 
-fn config(kind: ModelKind, batch: u32, seed: u64) -> TrainConfig {
+fn config(kind: impl Into<ModelChoice>, batch: u32, seed: u64) -> TrainConfig {
     TrainConfig {
         batch_size: batch,
         seed,
@@ -277,20 +277,22 @@ fn assert_loss(what: &str, got: f64, want: f64) {
 /// `noise`, GPU vs reference (module doc); gradients held to `tol_grad`.
 /// [`one_step_on`] under both kernel sets: the parity test each set must pass, whichever
 /// one the adapter picks.
-fn one_step(kind: ModelKind, batch: usize, noise: f32, tol_grad: f64) {
+fn one_step(kind: impl Into<ModelChoice>, batch: usize, noise: f32, tol_grad: f64) {
+    let kind = kind.into();
     for set in KernelSet::ALL {
-        one_step_on(gpu_with(set), kind, batch, noise, tol_grad);
+        one_step_on(gpu_with(set), kind.clone(), batch, noise, tol_grad);
     }
 }
 
-fn one_step_on(g: &Gpu, kind: ModelKind, batch: usize, noise: f32, tol_grad: f64) {
+fn one_step_on(g: &Gpu, kind: ModelChoice, batch: usize, noise: f32, tol_grad: f64) {
     let t0 = Instant::now();
     // On failure, the last line printed names the kernel set.
     eprintln!(
-        "one step of {kind:?} at batch {batch}: {} kernels",
+        "one step of {} at batch {batch}: {} kernels",
+        kind.name(),
         g.kernels
     );
-    let model = Model::new(kind, MNIST).unwrap();
+    let model = Model::new(kind.clone(), MNIST).unwrap();
     let px = MNIST.len() as usize;
     // `batch` training images = one full batch; 5 test images = a full and a partial batch
     // of 3 (one partial batch of 256: validating 258 images takes seconds on lavapipe).
@@ -298,7 +300,7 @@ fn one_step_on(g: &Gpu, kind: ModelKind, batch: usize, noise: f32, tol_grad: f64
     let test_px = images(12, 5, px);
     let cfg = TrainConfig {
         noise,
-        ..config(kind, batch as u32, 5)
+        ..config(kind.clone(), batch as u32, 5)
     };
     let mut tr = trainer(g, &model, &cfg, &train_px, &test_px);
     let m = tr.train_epoch(g, &mut |_, _| {}).unwrap();
@@ -438,8 +440,9 @@ fn one_step_on(g: &Gpu, kind: ModelKind, batch: usize, noise: f32, tol_grad: f64
     let val = reference_eval(&model, &cfg, &got.params, &test_px);
     assert_loss("validation loss", m.val_loss, val);
     eprintln!(
-        "{kind:?} one step: gradient rel {eg:.2e}, m {em:.2e}, v {ev:.2e}; weights: {zeros} \
+        "{} one step: gradient rel {eg:.2e}, m {em:.2e}, v {ev:.2e}; weights: {zeros} \
          zero-gradient, {loose} loose, worst tight {worst_tight:.2e} of {total}; loss {} vs {}, val {} vs {}; {:.2}s",
+        kind.name(),
         m.loss,
         r.loss,
         m.val_loss,
@@ -481,6 +484,41 @@ fn one_training_step_with_noise_matches_reference_conv() {
 #[test]
 fn one_training_step_with_noise_matches_reference_dense() {
     one_step(ModelKind::Dense, 3, 0.5, TOL_GRAD);
+}
+
+/// A Keras `to_json()` file of `assets/models/`, as `--model FILE` reads it.
+fn keras_file(name: &str) -> ModelChoice {
+    let path = format!("{}/assets/models/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    ModelChoice::from_arg(&path).unwrap()
+}
+
+/// The five Keras files of ../shared/keras-models (shipped in assets/models/). conv, dense
+/// and deep build exactly the built-ins (whose parity tests are above): same layers, shapes,
+/// tensor names and layout. The other two get a parity step of their own, under both kernel
+/// sets; the denoising model (32 filters, a 7x7x32 code) with noise, as the blog trains it.
+#[test]
+fn keras_files_of_the_builtins_build_the_builtins() {
+    for kind in ModelKind::ALL {
+        let (file, builtin) = (
+            Model::new(keras_file(kind.name()), MNIST).unwrap(),
+            Model::new(kind, MNIST).unwrap(),
+        );
+        assert_eq!(file.layers, builtin.layers, "{}", kind.name());
+        assert_eq!(file.shapes, builtin.shapes, "{}", kind.name());
+        assert_eq!(file.params, builtin.params, "{}", kind.name());
+        assert_eq!(file.code_at, builtin.code_at, "{}", kind.name());
+        assert_eq!(file.init(7), builtin.init(7), "{}", kind.name());
+    }
+}
+
+#[test]
+fn one_training_step_matches_reference_keras_denoising_conv() {
+    one_step(keras_file("denoising_conv"), 3, 0.5, TOL_GRAD);
+}
+
+#[test]
+fn one_training_step_matches_reference_keras_sequential_conv() {
+    one_step(keras_file("sequential_conv"), 3, 0.0, TOL_GRAD);
 }
 
 /// One epoch of three steps, GPU vs reference: 5 images in batches of 2, 2 and a partial 1
