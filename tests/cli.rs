@@ -2097,6 +2097,22 @@ fn cli_keras_file_trains_and_export_writes_the_builtins() {
     ]);
     r.ok();
     assert!(r.stdout.contains("8 codes of 1x1x32"), "{}", r.stdout);
+    // --resume needs no file: the checkpoint carries the description. The same file again
+    // (by another path) is the same model.
+    let copy = t.path().join("copy.json");
+    std::fs::copy(&file, &copy).unwrap();
+    let mut c = cli();
+    c.args([
+        "--resume",
+        out.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--no-tensorboard",
+    ]);
+    c.args(["--model", copy.to_str().unwrap()]);
+    run_cmd(&mut c).ok();
+    let ck = wgsl_autoencoder::checkpoint::load(&out.join("checkpoint.safetensors")).unwrap();
+    assert_eq!(ck.history.len(), 2);
     // An unknown --code-layer names the layers there are.
     train(
         &data,

@@ -107,6 +107,15 @@ impl ModelChoice {
         }))
     }
 
+    /// The same architecture: the same built-in, or a file with the same text (wherever it
+    /// was read from).
+    pub fn same_as(&self, other: &ModelChoice) -> bool {
+        match (self, other) {
+            (ModelChoice::Keras(a), ModelChoice::Keras(b)) => a.json == b.json,
+            _ => self == other,
+        }
+    }
+
     pub fn name(&self) -> &str {
         match self {
             ModelChoice::Builtin(k) => k.name(),

@@ -60,7 +60,7 @@ impl TrainRequest {
     /// the run's is refused, by its flag: the run it would make is no continuation.
     fn resumed(&self, ck: &Checkpoint, path: &Path) -> Result<TrainConfig> {
         let c = &ck.config;
-        if let Some(asked) = self.model.as_ref().filter(|m| **m != c.model) {
+        if let Some(asked) = self.model.as_ref().filter(|m| !m.same_as(&c.model)) {
             let (had, asked) = (c.model.name(), asked.name());
             return Err(Error::Checkpoint {
                 path: path.to_path_buf(),
