@@ -1,30 +1,40 @@
-// conv2d: 3x3, stride 1, 'same' (pad 1) or 'valid' (pad 0), NHWC, kernel [ky][kx][ci][co].
-// Forward (optionally with ReLU fused), and backward for the input, weight and bias.
+// conv2d: k x k (KS = 1, 3, 5 or 7), stride 1, 'same' (pad (k-1)/2) or 'valid' (pad 0), NHWC,
+// kernel [ky][kx][ci][co], any channel counts. Forward (optionally with ReLU fused), and
+// backward for the input, weight and bias.
 //
 // Shapes are pipeline-overridable constants, so loops over the window and channels unroll;
 // only the batch size is a uniform (the last batch of an epoch is smaller). Each invocation
-// keeps up to 16 channels in four vec4 registers: one load of an input value feeds every
-// output channel, instead of one multiply-add per two loads.
+// keeps a group of up to GROUP = 16 channels in four vec4 registers: one load of an input
+// value feeds every output channel of the group, instead of one multiply-add per two loads.
+// A layer with more channels on that side runs one invocation per group: the group is the
+// dispatch's z (workgroup_id.z), so every invocation of a workgroup has the same group.
+// The channels on the other side are a plain loop.
 //
 // Backward kernels read the upstream gradient through `grad_out`, which applies the ReLU mask
 // from the saved activation when the layer was run with ReLU (relu != 0).
 
-override CI: u32 = 1u;     // input channels, <= 16
-override CO: u32 = 1u;     // output channels, <= 16
+override KS: u32 = 3u;     // window side: 1, 3, 5 or 7
+override CI: u32 = 1u;     // input channels
+override CO: u32 = 1u;     // output channels
 override H: u32 = 1u;
 override W: u32 = 1u;
-override PAD: u32 = 1u;    // 1 'same', 0 'valid'
-override HO: u32 = H + 2u * PAD - 2u;
-override WO: u32 = W + 2u * PAD - 2u;
+override PAD: u32 = 1u;    // (KS - 1) / 2 'same', 0 'valid'
+override TAPS: u32 = KS * KS;
+override HO: u32 = H + 2u * PAD - (KS - 1u);
+override WO: u32 = W + 2u * PAD - (KS - 1u);
 override CI4: u32 = (CI + 3u) / 4u;
 override CO4: u32 = (CO + 3u) / 4u;
-// Output pixels one backward_weight_partial invocation sums: short, so there are many
-// invocations and each one's loads are few and independent.
+// Output pixels one backward_weight_partial invocation sums (ops::conv2d::chunk): short, so
+// there are many invocations and each one's loads are few and independent; longer for large
+// kernels, so that the partial sums stay a bounded scratch buffer.
 override CHUNK: u32 = 16u;
 // backward_weight_partial also sums the bias gradient, as one more kernel row whose input is 1:
 // the bias then costs no pass of its own over dy.
 override WITH_BIAS: bool = false;
-override ROWS: u32 = 9u * CI + select(0u, 1u, WITH_BIAS);
+override ROWS: u32 = TAPS * CI + select(0u, 1u, WITH_BIAS);
+
+// Channels one invocation keeps in its four vec4 registers: ops::conv2d::GROUP.
+const GROUP: u32 = 16u;
 
 struct Conv {
     n: u32, relu: u32, chunks: u32, _p0: u32,
@@ -46,6 +56,8 @@ struct Conv {
 // Workgroup size of the register-tiled kernels: ops::conv2d::TILED.
 const TILED_WG: u32 = 64u;
 
+// The flat index of an invocation within its channel group: workgroups of `size` folded
+// into x and y (Gpu::grid_of); z is the group.
 fn flat_of(wid: vec3<u32>, lid: u32, nwg: vec3<u32>, size: u32) -> u32 {
     return (wid.y * nwg.x + wid.x) * size + lid;
 }
@@ -59,11 +71,24 @@ fn grad_out(i: u32) -> f32 {
     return g;
 }
 
-// Four consecutive output channels of kernel row `row` (= (ky*3+kx)*CI + ci), from channel 4j.
-// Past CO the lanes read neighbours (bounds-checked by WGSL) and are never stored.
-fn w_row4(row: u32, j: u32) -> vec4<f32> {
-    let i = row * CO + 4u * j;
+// Whether register j (0..3) of the channel group whose first vec4 is g4 holds channels of a
+// side with n4 vec4s. Register 0 always does. With one group (n4 <= 4) this is a constant
+// and folds away at pipeline creation, as the single-group kernels' branches did; with more,
+// it is the same for the whole workgroup (g4 comes from workgroup_id.z), so the last group
+// of, say, 20 channels skips its three empty registers instead of computing them.
+fn live(n4: u32, g4: u32, j: u32) -> bool {
+    return n4 > j && (n4 <= 4u || g4 + j < n4);
+}
+
+// Four consecutive output channels of kernel row `row` (= (ky*KS+kx)*CI + ci), from channel
+// o. Past CO the lanes read neighbours (bounds-checked by WGSL) and are never stored.
+fn w_row4(row: u32, o: u32) -> vec4<f32> {
+    let i = row * CO + o;
     return vec4<f32>(wt[i], wt[i + 1u], wt[i + 2u], wt[i + 3u]);
+}
+
+fn bias4(o: u32) -> vec4<f32> {
+    return vec4<f32>(bias[o], bias[o + 1u], bias[o + 2u], bias[o + 3u]);
 }
 
 // Window taps are branch-free (a tap outside the image reads a clamped address and is scaled
@@ -80,16 +105,18 @@ fn inside(v: i32, size: u32) -> f32 {
 // Accumulators are four named vec4 registers, never an indexed array: a dynamically indexed
 // function-scope array lives in local memory on NVIDIA, which made every multiply-add a
 // memory round trip. Branches on the override constants CO4/CI4 fold away at pipeline
-// creation.
-fn store4(base: u32, count: u32, j: u32, v: vec4<f32>, relu: bool) {
-    var o = v;
-    if (relu) { o = max(o, vec4<f32>(0.0)); }
+// creation (see `live`). Output channels o..o+3 of the pixel whose channels start at base;
+// none past CO.
+fn store4(base: u32, o: u32, v: vec4<f32>, relu: bool) {
+    var r = v;
+    if (relu) { r = max(r, vec4<f32>(0.0)); }
     for (var l = 0u; l < 4u; l++) {
-        if (4u * j + l < count) { y[base + 4u * j + l] = o[l]; }
+        if (o + l < CO) { y[base + o + l] = r[l]; }
     }
 }
 
-// One invocation per output pixel (n, oy, ox): every output channel at once.
+// One invocation per output pixel (n, oy, ox) and group of GROUP output channels (z): every
+// channel of the group at once.
 @compute @workgroup_size(TILED_WG)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
            @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -98,45 +125,51 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     let ox = i32(pix % WO);
     let oy = i32((pix / WO) % HO);
     let b = pix / (WO * HO);
-    var a0 = vec4<f32>(bias[0], bias[1], bias[2], bias[3]);
-    var a1 = vec4<f32>(bias[4], bias[5], bias[6], bias[7]);
-    var a2 = vec4<f32>(bias[8], bias[9], bias[10], bias[11]);
-    var a3 = vec4<f32>(bias[12], bias[13], bias[14], bias[15]);
-    for (var k = 0u; k < 9u; k++) {
-        let iy = oy + i32(k / 3u) - i32(PAD);
-        let ix = ox + i32(k % 3u) - i32(PAD);
+    let g4 = 4u * wid.z;
+    let o0 = GROUP * wid.z;
+    var a0 = bias4(o0);
+    var a1 = bias4(o0 + 4u);
+    var a2 = bias4(o0 + 8u);
+    var a3 = bias4(o0 + 12u);
+    let l1 = live(CO4, g4, 1u);
+    let l2 = live(CO4, g4, 2u);
+    let l3 = live(CO4, g4, 3u);
+    for (var k = 0u; k < TAPS; k++) {
+        let iy = oy + i32(k / KS) - i32(PAD);
+        let ix = ox + i32(k % KS) - i32(PAD);
         let keep = inside(iy, H) * inside(ix, W);
         let xb = ((b * H + tap(iy, H)) * W + tap(ix, W)) * CI;
         for (var c = 0u; c < CI; c++) {
             let xv = keep * x[xb + c];
             let row = k * CI + c;
-            a0 += xv * w_row4(row, 0u);
-            if (CO4 > 1u) { a1 += xv * w_row4(row, 1u); }
-            if (CO4 > 2u) { a2 += xv * w_row4(row, 2u); }
-            if (CO4 > 3u) { a3 += xv * w_row4(row, 3u); }
+            a0 += xv * w_row4(row, o0);
+            if (l1) { a1 += xv * w_row4(row, o0 + 4u); }
+            if (l2) { a2 += xv * w_row4(row, o0 + 8u); }
+            if (l3) { a3 += xv * w_row4(row, o0 + 12u); }
         }
     }
     let relu = p.relu != 0u;
-    store4(pix * CO, CO, 0u, a0, relu);
-    if (CO4 > 1u) { store4(pix * CO, CO, 1u, a1, relu); }
-    if (CO4 > 2u) { store4(pix * CO, CO, 2u, a2, relu); }
-    if (CO4 > 3u) { store4(pix * CO, CO, 3u, a3, relu); }
+    store4(pix * CO, o0, a0, relu);
+    if (l1) { store4(pix * CO, o0 + 4u, a1, relu); }
+    if (l2) { store4(pix * CO, o0 + 8u, a2, relu); }
+    if (l3) { store4(pix * CO, o0 + 12u, a3, relu); }
 }
 
-// Four consecutive input channels (from 4j) of kernel tap k for output channel o.
-fn w_col4(k: u32, j: u32, o: u32) -> vec4<f32> {
-    let c = (k * CI + 4u * j) * CO + o;
-    return vec4<f32>(wt[c], wt[c + CO], wt[c + 2u * CO], wt[c + 3u * CO]);
+// Four consecutive input channels (from c) of kernel tap k for output channel o.
+fn w_col4(k: u32, c: u32, o: u32) -> vec4<f32> {
+    let i = (k * CI + c) * CO + o;
+    return vec4<f32>(wt[i], wt[i + CO], wt[i + 2u * CO], wt[i + 3u * CO]);
 }
 
-fn store_dx(base: u32, j: u32, v: vec4<f32>) {
+// Input channels c..c+3 of the pixel whose channels start at base; none past CI.
+fn store_dx(base: u32, c: u32, v: vec4<f32>) {
     for (var l = 0u; l < 4u; l++) {
-        if (4u * j + l < CI) { dx[base + 4u * j + l] = v[l]; }
+        if (c + l < CI) { dx[base + c + l] = v[l]; }
     }
 }
 
-// One invocation per input pixel (n, iy, ix): the transposed convolution of dy, every input
-// channel at once.
+// One invocation per input pixel (n, iy, ix) and group of GROUP input channels (z): the
+// transposed convolution of dy, every input channel of the group at once.
 @compute @workgroup_size(TILED_WG)
 fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -145,33 +178,39 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     let ix = i32(pix % W);
     let iy = i32((pix / W) % H);
     let b = pix / (W * H);
+    let g4 = 4u * wid.z;
+    let c0 = GROUP * wid.z;
+    let l1 = live(CI4, g4, 1u);
+    let l2 = live(CI4, g4, 2u);
+    let l3 = live(CI4, g4, 3u);
     var a0 = vec4<f32>(0.0);
     var a1 = vec4<f32>(0.0);
     var a2 = vec4<f32>(0.0);
     var a3 = vec4<f32>(0.0);
-    for (var k = 0u; k < 9u; k++) {
-        let oy = iy + i32(PAD) - i32(k / 3u);
-        let ox = ix + i32(PAD) - i32(k % 3u);
+    for (var k = 0u; k < TAPS; k++) {
+        let oy = iy + i32(PAD) - i32(k / KS);
+        let ox = ix + i32(PAD) - i32(k % KS);
         let keep = inside(oy, HO) * inside(ox, WO);
         let gb = ((b * HO + tap(oy, HO)) * WO + tap(ox, WO)) * CO;
         for (var o = 0u; o < CO; o++) {
             let g = keep * grad_out(gb + o);
-            a0 += g * w_col4(k, 0u, o);
-            if (CI4 > 1u) { a1 += g * w_col4(k, 1u, o); }
-            if (CI4 > 2u) { a2 += g * w_col4(k, 2u, o); }
-            if (CI4 > 3u) { a3 += g * w_col4(k, 3u, o); }
+            a0 += g * w_col4(k, c0, o);
+            if (l1) { a1 += g * w_col4(k, c0 + 4u, o); }
+            if (l2) { a2 += g * w_col4(k, c0 + 8u, o); }
+            if (l3) { a3 += g * w_col4(k, c0 + 12u, o); }
         }
     }
-    store_dx(pix * CI, 0u, a0);
-    if (CI4 > 1u) { store_dx(pix * CI, 1u, a1); }
-    if (CI4 > 2u) { store_dx(pix * CI, 2u, a2); }
-    if (CI4 > 3u) { store_dx(pix * CI, 3u, a3); }
+    store_dx(pix * CI, c0, a0);
+    if (l1) { store_dx(pix * CI, c0 + 4u, a1); }
+    if (l2) { store_dx(pix * CI, c0 + 8u, a2); }
+    if (l3) { store_dx(pix * CI, c0 + 12u, a3); }
 }
 
-// Split-K weight gradient, stage 1: invocation (chunk, row) sums x_patch * dy over the CHUNK
-// output pixels of its chunk, for kernel row `row` = (ky*3+kx)*CI + ci and every output
-// channel. Partial sums land in partial_out[row][co][chunk]. With WITH_BIAS, row 9*CI is the
-// bias: its input is 1 at every pixel.
+// Split-K weight gradient, stage 1: invocation (chunk, row) of output-channel group z sums
+// x_patch * dy over the CHUNK output pixels of its chunk, for kernel row `row` =
+// (ky*KS+kx)*CI + ci and every output channel of the group. Partial sums land in
+// partial_out[row][co][chunk]. With WITH_BIAS, row TAPS*CI is the bias: its input is 1 at
+// every pixel.
 @compute @workgroup_size(TILED_WG)
 fn backward_weight_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                            @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -179,12 +218,17 @@ fn backward_weight_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
     if (id >= p.chunks * ROWS) { return; }
     let row = id % ROWS;
     let chunk = id / ROWS;
-    let is_bias = row == 9u * CI;
+    let is_bias = row == TAPS * CI;
     let c = row % CI;
     let k = row / CI;
-    let ky = i32(k / 3u);
-    let kx = i32(k % 3u);
+    let ky = i32(k / KS);
+    let kx = i32(k % KS);
     let pixels = p.n * HO * WO;
+    let g4 = 4u * wid.z;
+    let o0 = GROUP * wid.z;
+    let l1 = live(CO4, g4, 1u);
+    let l2 = live(CO4, g4, 2u);
+    let l3 = live(CO4, g4, 3u);
     var a0 = vec4<f32>(0.0);
     var a1 = vec4<f32>(0.0);
     var a2 = vec4<f32>(0.0);
@@ -202,27 +246,27 @@ fn backward_weight_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
         if (!is_bias) {
             xv *= inside(iy, H) * inside(ix, W) * x[((b * H + tap(iy, H)) * W + tap(ix, W)) * CI + c];
         }
-        let gb = rc * CO;
+        let gb = rc * CO + o0;
         a0 += xv * grad4(gb);
-        if (CO4 > 1u) { a1 += xv * grad4(gb + 4u); }
-        if (CO4 > 2u) { a2 += xv * grad4(gb + 8u); }
-        if (CO4 > 3u) { a3 += xv * grad4(gb + 12u); }
+        if (l1) { a1 += xv * grad4(gb + 4u); }
+        if (l2) { a2 += xv * grad4(gb + 8u); }
+        if (l3) { a3 += xv * grad4(gb + 12u); }
     }
     // Layout [row][co][chunk]: the reduce then reads each weight's chunks contiguously.
-    store_partial(row, chunk, 0u, a0);
-    if (CO4 > 1u) { store_partial(row, chunk, 1u, a1); }
-    if (CO4 > 2u) { store_partial(row, chunk, 2u, a2); }
-    if (CO4 > 3u) { store_partial(row, chunk, 3u, a3); }
+    store_partial(row, chunk, o0, a0);
+    if (l1) { store_partial(row, chunk, o0 + 4u, a1); }
+    if (l2) { store_partial(row, chunk, o0 + 8u, a2); }
+    if (l3) { store_partial(row, chunk, o0 + 12u, a3); }
 }
 
 fn grad4(i: u32) -> vec4<f32> {
     return vec4<f32>(grad_out(i), grad_out(i + 1u), grad_out(i + 2u), grad_out(i + 3u));
 }
 
-fn store_partial(row: u32, chunk: u32, j: u32, v: vec4<f32>) {
+// Output channels o..o+3 of one chunk's partial sums for kernel row `row`; none past CO.
+fn store_partial(row: u32, chunk: u32, o: u32, v: vec4<f32>) {
     for (var l = 0u; l < 4u; l++) {
-        let o = 4u * j + l;
-        if (o < CO) { partial_out[(row * CO + o) * p.chunks + chunk] = v[l]; }
+        if (o + l < CO) { partial_out[(row * CO + o + l) * p.chunks + chunk] = v[l]; }
     }
 }
 
@@ -240,20 +284,40 @@ fn backward_weight_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_
     }
     scratch[lid] = acc;
     let total = tree_sum(lid);
-    if (lid == 0u) {
-        let weights = 9u * CI * CO;
-        if (i < weights) {
-            dw[i] = total;
-        } else {
-            db[i - weights] = total;
-        }
+    if (lid == 0u) { store_gradient(i, total); }
+}
+
+// Stage 2 for few chunks (at most ops::conv2d::SERIAL_REDUCE): one invocation per weight
+// (and bias) adds its chunks in order. A workgroup per weight would leave nearly all its
+// invocations idle, and a large kernel has tens of thousands of weights.
+@compute @workgroup_size(WG)
+fn backward_weight_reduce_serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(wid, lid, nwg);
+    if (i >= ROWS * CO) { return; }
+    var acc = 0.0;
+    for (var c = 0u; c < p.chunks; c++) {
+        acc += partial_in[i * p.chunks + c];
+    }
+    store_gradient(i, acc);
+}
+
+// Weight gradient i of [row][co] (TAPS * CI rows), or past them the bias gradient.
+fn store_gradient(i: u32, total: f32) {
+    let weights = TAPS * CI * CO;
+    if (i < weights) {
+        dw[i] = total;
+    } else {
+        db[i - weights] = total;
     }
 }
 
-// One workgroup per output channel: the sum of its gradient over the batch and pixels.
+// One workgroup per output channel (folded into x and y, Gpu::groups): the sum of its
+// gradient over the batch and pixels.
 @compute @workgroup_size(WG)
-fn backward_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let o = wid.x;
+fn backward_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    let o = wid.y * nwg.x + wid.x;
     if (o >= CO) { return; }
     let rows = p.n * HO * WO;
     var acc = 0.0;

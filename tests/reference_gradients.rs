@@ -107,6 +107,9 @@ fn assert_away_from_kink(what: &str, pre: &[f64]) {
 
 // ---------------------------------------------------------------------------------- conv2d
 
+/// 3x3 with both paddings and one or three input channels; then kernel sides 1, 5 and 7
+/// (both paddings, 7 'valid' on 9x7 leaving 3x1) and a 3x3 with more than 16 channels a side,
+/// small enough that every parameter's two extra forward passes stay cheap.
 fn conv_shapes() -> Vec<Conv2dShape> {
     let mut shapes = Vec::new();
     for padding in [Padding::Same, Padding::Valid] {
@@ -122,6 +125,24 @@ fn conv_shapes() -> Vec<Conv2dShape> {
             });
         }
     }
+    let s = |k, n, h, w, ci, co, padding| Conv2dShape {
+        k,
+        n,
+        h,
+        w,
+        ci,
+        co,
+        padding,
+    };
+    shapes.extend([
+        s(1, 2, 4, 3, 3, 5, Padding::Same),
+        s(1, 1, 3, 4, 2, 3, Padding::Valid),
+        s(5, 1, 6, 5, 2, 3, Padding::Same),
+        s(5, 2, 7, 6, 2, 3, Padding::Valid),
+        s(7, 1, 7, 6, 2, 2, Padding::Same),
+        s(7, 1, 9, 7, 2, 3, Padding::Valid),
+        s(3, 1, 4, 3, 18, 17, Padding::Same),
+    ]);
     shapes
 }
 
@@ -270,6 +291,77 @@ fn conv2d_forward_is_a_keras_cross_correlation() {
     }
 }
 
+/// The same for a 5x5 kernel ('same' pads 2): the only non-zero tap (ky, kx) = (4, 1) from
+/// channel 0 to channel 1 gives y[oy][ox][1] = x[oy + 2][ox - 1][0], 0 where that is outside.
+#[test]
+fn conv2d_5x5_forward_is_a_keras_cross_correlation() {
+    let s = Conv2dShape {
+        k: 5,
+        n: 1,
+        h: 6,
+        w: 5,
+        ci: 1,
+        co: 2,
+        padding: Padding::Same,
+    };
+    assert_eq!(s.out_hw(), (6, 5));
+    let x: Vec<f32> = (0..s.input_len()).map(|i| i as f32 + 1.0).collect();
+    let mut w = vec![0.0f32; s.weight_len() as usize];
+    let (ky, kx) = (4usize, 1usize);
+    w[(ky * 5 + kx) * 2 + 1] = 1.0;
+    let y = conv2d::forward(&s, false, &x, &w, &[0.0, 0.0]);
+    for oy in 0..6usize {
+        for ox in 0..5usize {
+            assert_eq!(y[(oy * 5 + ox) * 2], 0.0);
+            let want = match (oy + 2 < 6, ox >= 1) {
+                (true, true) => x[(oy + 2) * 5 + ox - 1],
+                _ => 0.0,
+            };
+            assert_eq!(y[(oy * 5 + ox) * 2 + 1], want, "at ({oy}, {ox})");
+        }
+    }
+}
+
+/// 'valid' loses k - 1 pixels: 9x7 under a 7x7 kernel gives 3x1, every output the sum of its
+/// whole window; a 1x1 kernel keeps the size either way and is a per-pixel matrix product.
+#[test]
+fn conv2d_valid_sizes_and_the_1x1_kernel() {
+    let s = Conv2dShape {
+        k: 7,
+        n: 1,
+        h: 9,
+        w: 7,
+        ci: 2,
+        co: 1,
+        padding: Padding::Valid,
+    };
+    assert_eq!(s.out_hw(), (3, 1));
+    let y = conv2d::forward(&s, false, &vec![0.5; 126], &vec![0.25; 98], &[1.0]);
+    // 49 taps x 2 channels x 0.5 x 0.25 + 1.
+    assert_eq!(y, vec![13.25; 3]);
+    for padding in [Padding::Same, Padding::Valid] {
+        let s = Conv2dShape {
+            k: 1,
+            n: 1,
+            h: 2,
+            w: 3,
+            ci: 2,
+            co: 3,
+            padding,
+        };
+        assert_eq!(s.out_hw(), (2, 3));
+        let x: Vec<f32> = (0..12).map(|i| i as f32).collect();
+        let w: Vec<f32> = (0..6).map(|i| (i as f32) - 2.0).collect();
+        let y = conv2d::forward(&s, false, &x, &w, &[0.0; 3]);
+        for pix in 0..6 {
+            for o in 0..3 {
+                let want = x[pix * 2] * w[o] + x[pix * 2 + 1] * w[3 + o];
+                assert_eq!(y[pix * 3 + o], want);
+            }
+        }
+    }
+}
+
 // ------------------------------------------------------------------------------------ pool
 
 /// A random permutation of evenly spaced values: all distinct, at least 2/len apart (≫ h), so
@@ -282,15 +374,21 @@ fn distinct_values(rng: &mut ChaCha8Rng, len: usize) -> Vec<f64> {
     v
 }
 
+/// Both paddings at odd and even sizes. In 'valid' an odd last row/column never reaches the
+/// output, so its numeric gradient is exactly 0 and the analytic one must be too.
 #[test]
 fn pool_backward_matches_finite_differences() {
-    for (k, (h, w)) in [(7, 7), (5, 6), (6, 5)].into_iter().enumerate() {
+    let sizes = [(7, 7), (5, 6), (6, 5), (4, 6)];
+    let cases = [Padding::Same, Padding::Valid]
+        .into_iter()
+        .flat_map(|padding| sizes.into_iter().map(move |hw| (padding, hw)));
+    for (k, (padding, (h, w))) in cases.enumerate() {
         let s = PoolShape {
             n: 2,
             h,
             w,
             c: 3,
-            padding: Padding::Same,
+            padding,
         };
         let mut g = rng(50 + k as u64);
         let x = distinct_values(&mut g, s.input_len() as usize);
@@ -351,6 +449,69 @@ fn pool_7x7_gives_4x4_with_one_wide_last_windows() {
     assert_eq!(dx.iter().sum::<f32>(), dy.iter().sum::<f32>());
     assert_eq!(dx[6 * 7 + 6], 16.0);
     assert_eq!(dx[5 * 7 + 6], 12.0);
+}
+
+/// 'valid': 7×6 → 3×3, the last row dropped (floor, as Keras/TensorFlow's padding='valid'):
+/// every window is a full 2×2, so on an all-negative input no window sees the dropped row, and
+/// backward leaves it at 0.
+#[test]
+fn pool_valid_7x6_gives_3x3_and_drops_the_last_row() {
+    let s = PoolShape {
+        padding: Padding::Valid,
+        n: 1,
+        h: 7,
+        w: 6,
+        c: 1,
+    };
+    assert_eq!(s.out_hw(), (3, 3));
+    // Increasing along rows and columns: the window's maximum is its bottom-right cell, and
+    // the dropped row 6 holds the largest values of all.
+    let x: Vec<f32> = (0..42).map(|i| i as f32 - 100.0).collect();
+    let (y, winner) = pool::forward(&s, &x);
+    assert_eq!(y.len(), 9);
+    for oy in 0..3usize {
+        for ox in 0..3usize {
+            assert_eq!(
+                y[oy * 3 + ox],
+                x[(2 * oy + 1) * 6 + 2 * ox + 1],
+                "value at ({oy}, {ox})"
+            );
+            assert_eq!(winner[oy * 3 + ox], 3, "winner at ({oy}, {ox})");
+        }
+    }
+    let dy: Vec<f32> = (1..=9).map(|v| v as f32).collect();
+    let dx = pool::backward(&s, &winner, &dy);
+    assert_eq!(dx.iter().sum::<f32>(), dy.iter().sum::<f32>());
+    assert_eq!(dx[5 * 6 + 5], 9.0);
+    assert!(dx[6 * 6..].iter().all(|&v| v == 0.0), "dropped row: {dx:?}");
+}
+
+/// 'valid' and 'same' agree wherever both have a window: on even sizes everywhere.
+#[test]
+fn pool_valid_equals_same_on_even_sizes() {
+    let mut g = rng(58);
+    for (h, w) in [(4, 6), (2, 2), (8, 4)] {
+        let shape = |padding| PoolShape {
+            padding,
+            n: 2,
+            h,
+            w,
+            c: 3,
+        };
+        let (same, valid) = (shape(Padding::Same), shape(Padding::Valid));
+        assert_eq!(same.out_hw(), valid.out_hw());
+        let x: Vec<f32> = (0..same.input_len())
+            .map(|_| g.random_range(-1.0..1.0))
+            .collect();
+        let (ys, ws) = pool::forward(&same, &x);
+        let (yv, wv) = pool::forward(&valid, &x);
+        assert_eq!((&ys, &ws), (&yv, &wv), "{h}x{w}");
+        assert_eq!(
+            pool::backward(&same, &ws, &ys),
+            pool::backward(&valid, &wv, &yv),
+            "{h}x{w}"
+        );
+    }
 }
 
 // -------------------------------------------------------------------------------- upsample

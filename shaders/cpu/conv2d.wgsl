@@ -1,5 +1,7 @@
-// conv2d for CPU adapters: the ops of shaders/conv2d.wgsl (3x3, stride 1, 'same' or 'valid',
-// NHWC, kernel [ky][kx][ci][co]), shaped for lavapipe and its kind.
+// conv2d for CPU adapters: the ops of shaders/conv2d.wgsl for 3x3 kernels with at most 16
+// channels a side (stride 1, 'same' or 'valid', NHWC, kernel [ky][kx][ci][co]), shaped for
+// lavapipe and its kind. Other shapes (kernel sides 1, 5, 7; more channels) run
+// shaders/conv2d.wgsl on the CPU set too: ops::cpu::conv2d::takes picks.
 //
 // What shapes them: lavapipe runs 8 invocations per AVX2 vector and compiles a load as one
 // scalar load only when its address is a constant and no loop or branch encloses it; any other
@@ -32,7 +34,7 @@ override WITH_BIAS: bool = true;
 // Rows of one chunk's partial sums: every weight, then the bias, padded to whole vec4s.
 override ROWS4: u32 = (9u * CI * CO + CO + 3u) / 4u;
 
-// Channels an invocation holds (ops::conv2d::MAX_CHANNELS): four vec4 accumulators.
+// Channels an invocation holds (ops::cpu::conv2d::MAXC): four vec4 accumulators.
 const MAXC: u32 = 16u;
 // Invocations per workgroup: ops::cpu::conv2d::CPU_WG. Large, so that each workgroup's copy
 // of the weights into workgroup memory serves many pixels.

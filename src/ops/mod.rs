@@ -110,11 +110,13 @@ impl Shader {
         let mut c = vec![("WG", crate::gpu::WORKGROUP)];
         match self {
             Shader::Bce => c.push(("CHUNK", bce::CHUNK)),
-            Shader::Conv2d => c.push(("TILED_WG", conv2d::TILED)),
+            Shader::Conv2d => {
+                c.extend([("TILED_WG", conv2d::TILED), ("GROUP", conv2d::GROUP as u64)])
+            }
             Shader::Dense => c.push(("T", dense::TILE as u64)),
             Shader::CpuConv2d => c.extend([
                 ("CPU_WG", cpu::conv2d::CPU_WG),
-                ("MAXC", conv2d::MAX_CHANNELS as u64),
+                ("MAXC", cpu::conv2d::MAXC as u64),
             ]),
             Shader::CpuDense => c.push(("CPU_WG", cpu::dense::CPU_WG)),
             Shader::CpuBce => c.push(("CPU_WG", bce::CPU_WG)),

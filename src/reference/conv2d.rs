@@ -1,7 +1,8 @@
-//! Conv2D 3×3, stride 1, with bias, as `shaders/conv2d.wgsl` and Keras: NHWC input
-//! `[n, h, w, ci]`, kernel `[3, 3, ci, co]` (index `((ky·3 + kx)·ci + c)·co + o`), bias `[co]`.
-//! 'same' pads 1 on every side, 'valid' pads none (out = in − 2). Like Keras (TensorFlow) this
-//! is a cross-correlation: `y[oy][ox] = Σ x[oy + ky − pad][ox + kx − pad] · k[ky][kx]`.
+//! Conv2D k×k (k = 1, 3, 5 or 7), stride 1, with bias, as `shaders/conv2d.wgsl` and Keras:
+//! NHWC input `[n, h, w, ci]`, kernel `[k, k, ci, co]` (index `((ky·k + kx)·ci + c)·co + o`),
+//! bias `[co]`, any channel counts. 'same' pads (k − 1)/2 on every side, 'valid' pads none
+//! (out = in − (k − 1)). Like Keras (TensorFlow) this is a cross-correlation:
+//! `y[oy][ox] = Σ x[oy + ky − pad][ox + kx − pad] · k[ky][kx]`.
 //!
 //! All four functions walk the same list of (output, input, weight) index triples
 //! ([`for_each_tap`]); each backward is the forward's multiply-add transposed, which makes it
@@ -18,15 +19,16 @@ pub fn for_each_tap(s: &Conv2dShape, mut f: impl FnMut(usize, usize, usize)) {
     let (ho, wo) = s.out_hw();
     let (ho, wo) = (ho as usize, wo as usize);
     let pad = s.pad() as usize;
-    // The input coordinate under kernel offset k of output coordinate o, if inside the input.
-    let tap = |o: usize, k: usize, size: usize| (o + k).checked_sub(pad).filter(|&i| i < size);
+    let k = s.k as usize;
+    // The input coordinate under kernel offset d of output coordinate o, if inside the input.
+    let tap = |o: usize, d: usize, size: usize| (o + d).checked_sub(pad).filter(|&i| i < size);
     for b in 0..n {
         for oy in 0..ho {
             for ox in 0..wo {
                 let y_pix = (b * ho + oy) * wo + ox;
-                for ky in 0..3 {
+                for ky in 0..k {
                     let Some(iy) = tap(oy, ky, h) else { continue };
-                    for kx in 0..3 {
+                    for kx in 0..k {
                         let Some(ix) = tap(ox, kx, w) else { continue };
                         let x_pix = (b * h + iy) * w + ix;
                         for c in 0..ci {
@@ -34,7 +36,7 @@ pub fn for_each_tap(s: &Conv2dShape, mut f: impl FnMut(usize, usize, usize)) {
                                 f(
                                     y_pix * co + o,
                                     x_pix * ci + c,
-                                    ((ky * 3 + kx) * ci + c) * co + o,
+                                    ((ky * k + kx) * ci + c) * co + o,
                                 );
                             }
                         }
@@ -47,6 +49,11 @@ pub fn for_each_tap(s: &Conv2dShape, mut f: impl FnMut(usize, usize, usize)) {
 
 fn check(s: &Conv2dShape) {
     let (ho, wo) = s.out_hw();
+    assert!(
+        crate::shapes::CONV_KERNEL_SIZES.contains(&s.k),
+        "reference::conv2d: kernel size {} (1, 3, 5 or 7)",
+        s.k
+    );
     assert!(
         s.n > 0 && s.ci > 0 && s.co > 0 && ho > 0 && wo > 0,
         "reference::conv2d: empty or too small shape {s:?}"

@@ -1,5 +1,6 @@
 //! `shaders/cpu/conv2d.wgsl`: forward, backward_input, and the weight and bias gradient as
-//! per-chunk partial sums plus a reduce.
+//! per-chunk partial sums plus a reduce. Written out for 3x3 kernels and at most [`MAXC`]
+//! channels a side ([`takes`]); `ops::conv2d` runs the GPU set's kernels for other shapes.
 use crate::gpu::{Cost, Dispatch, Gpu, Tensor};
 use crate::ops::conv2d::{weight_gradient_kernels, GradOut, Params};
 use crate::ops::{build, Launch, Shader};
@@ -12,6 +13,15 @@ use crate::Result;
 pub const CPU_WG: u64 = 128;
 /// Output pixels one weight-gradient invocation sums.
 pub const CHUNK: u64 = 256;
+/// Channels a side these kernels hold: four vec4 accumulators per invocation, and the kernel
+/// copied into workgroup memory as 9 x 16 x 16 floats (9 KiB). The shader's MAXC.
+pub const MAXC: u32 = 16;
+
+/// Whether these kernels take `s`: they write out the 9 taps of a 3x3 window and keep at most
+/// MAXC channels a side in registers and workgroup memory.
+pub fn takes(s: &Conv2dShape) -> bool {
+    s.k == 3 && s.ci <= MAXC && s.co <= MAXC
+}
 
 /// Whether the weight gradient takes the thin kernel: one side has a single channel.
 fn thin(s: &Conv2dShape) -> bool {
