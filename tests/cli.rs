@@ -2009,6 +2009,22 @@ fn cli_keras_files_with_unsupported_features_are_refused() {
         "add a Flatten",
     ]);
     assert_not_created(&out);
+    // An output of another shape than the input: flat 784 from 28x28x1 images.
+    let mut m = keras_model("sequential_conv");
+    let layers = m["config"]["layers"].as_array_mut().unwrap();
+    layers.truncate(6); // input .. flatten
+    let mut last = layers[0].clone();
+    last["class_name"] = serde_json::json!("Dense");
+    last["config"] = serde_json::json!({"name": "out", "units": 784, "activation": "sigmoid"});
+    layers.push(last);
+    let file = t.path().join("flat_output.json");
+    std::fs::write(&file, serde_json::to_string(&m).unwrap()).unwrap();
+    train(&data, &out, &["--model", file.to_str().unwrap()]).fails_with(&[
+        "output is flat [784]",
+        "input is 28x28x1",
+        "Reshape",
+    ]);
+    assert_not_created(&out);
     // Not a file at all, and not JSON.
     train(&data, &out, &["--model", "convv"]).fails_with(&["--model convv", "conv, dense, deep"]);
     std::fs::write(t.path().join("bad.json"), "{ not json").unwrap();

@@ -178,6 +178,7 @@ impl<'a> Parser<'a> {
                     Layer::Reshape {
                         name: e.name.clone(),
                         target: None,
+                        image: false,
                     }
                 }
                 "Reshape" => self.reshape(e)?,
@@ -491,17 +492,23 @@ impl<'a> Parser<'a> {
                 .map(|d| d.as_u64().and_then(|d| u32::try_from(d).ok()))
                 .collect()
         });
-        let target = match dims.as_deref() {
-            Some([h, w, c]) if *h > 0 && *w > 0 && *c > 0 => Features {
-                h: *h,
-                w: *w,
-                c: *c,
-            },
-            Some([len]) if *len > 0 => Features {
-                h: 1,
-                w: 1,
-                c: *len,
-            },
+        let (target, image) = match dims.as_deref() {
+            Some([h, w, c]) if *h > 0 && *w > 0 && *c > 0 => (
+                Features {
+                    h: *h,
+                    w: *w,
+                    c: *c,
+                },
+                true,
+            ),
+            Some([len]) if *len > 0 => (
+                Features {
+                    h: 1,
+                    w: 1,
+                    c: *len,
+                },
+                false,
+            ),
             _ => {
                 return Err(self.layer_err(
                     e,
@@ -516,6 +523,7 @@ impl<'a> Parser<'a> {
         Ok(Layer::Reshape {
             name: e.name.clone(),
             target: Some(target),
+            image,
         })
     }
 

@@ -202,6 +202,8 @@ pub enum Layer {
     Reshape {
         name: String,
         target: Option<Features>,
+        /// Whether the output is images `[h, w, c]` (a Reshape to three sizes), not flat.
+        image: bool,
     },
 }
 
@@ -358,24 +360,31 @@ impl Model {
                 }
             }
             flat = match layer {
-                Layer::Dense { .. } | Layer::Reshape { target: None, .. } => true,
-                Layer::Reshape {
-                    target: Some(t), ..
-                } => t.h == 1 && t.w == 1,
+                Layer::Dense { .. } => true,
+                Layer::Reshape { image, .. } => !image,
                 _ => flat,
             };
             shapes.push(out);
             params.push_layer(layer, f);
         }
         let last = shapes[shapes.len() - 1];
-        let same_image = flat || d.input.len() == 1 || last == input;
-        if last.len() != input.len() || !same_image {
+        // The output has the input's shape: flat as a flat input, or the images themselves.
+        let same = match d.input.len() == 1 {
+            true => flat && last.len() == input.len(),
+            false => !flat && last == first,
+        };
+        if !same {
+            let shape = |f: Features, flat: bool| match flat {
+                true => format!("flat [{}]", f.len()),
+                false => format!("{}x{}x{}", f.h, f.w, f.c),
+            };
             return Err(Error::Model {
                 file: choice.origin(),
                 detail: format!(
-                    "its output is {}x{}x{} but the images are {}x{}x{}: an autoencoder \
-                     rebuilds its input",
-                    last.h, last.w, last.c, input.h, input.w, input.c
+                    "its output is {} but its input is {}: an autoencoder rebuilds its input \
+                     (end with a Reshape to the input's shape)",
+                    shape(last, flat),
+                    shape(first, d.input.len() == 1)
                 ),
             });
         }
