@@ -68,6 +68,9 @@ def main():
     x = test_images(a.data)
     x = x.reshape((len(x),) + tuple(model.input_shape[1:]))
     keras_loss = model.evaluate(x, x, batch_size=256, verbose=0)
+    if config.get("noise", 0) > 0 or int(meta.get("step", "0")) != 0:
+        print("note: our val_loss below is on noisy inputs or from an earlier epoch's end; "
+              "Keras' is on the clean test split with these weights", file=sys.stderr)
     ours = json.loads(meta["history"])[-1]["val_loss"]
     print(f"model {meta['model']}, epoch {meta['epoch']}: Keras val_loss {keras_loss:.6f}, "
           f"ours {ours:.6f}, difference {abs(keras_loss - ours):.2e}")

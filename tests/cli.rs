@@ -1975,6 +1975,30 @@ fn cli_keras_files_with_unsupported_features_are_refused() {
             vec!["compile_config", "loss 'mse'", "binary_crossentropy"],
         ),
         (
+            "label smoothing",
+            |m| {
+                m["compile_config"]["loss"] = serde_json::json!({"class_name": "BinaryCrossentropy",
+                    "config": {"label_smoothing": 0.1, "from_logits": false}})
+            },
+            vec!["compile_config", "label_smoothing"],
+        ),
+        (
+            "an initializer given by name",
+            |m| {
+                m["config"]["layers"][3]["config"]["kernel_initializer"] =
+                    serde_json::json!("he_normal")
+            },
+            vec!["layer 3", "kernel_initializer he_normal", "GlorotUniform"],
+        ),
+        (
+            "a fixed batch size",
+            |m| {
+                m["config"]["layers"][0]["config"]["batch_shape"] =
+                    serde_json::json!([32, 28, 28, 1])
+            },
+            vec!["layer 0", "batch size", "--batch-size"],
+        ),
+        (
             "a frozen layer",
             |m| m["config"]["layers"][1]["config"]["trainable"] = serde_json::json!(false),
             vec!["layer 1", "trainable false"],

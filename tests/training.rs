@@ -521,6 +521,58 @@ fn one_training_step_matches_reference_keras_sequential_conv() {
     one_step(keras_file("sequential_conv"), 3, 0.0, TOL_GRAD);
 }
 
+/// A Sequential that takes what the shipped files do not: a Flatten first (no input
+/// gradient below it), Dense and Conv2D layers without a bias, a linear Dense, a Reshape to
+/// images, a 5x5 and a 1x1 kernel, 'valid' pooling of an odd size (15 -> 7), and a Reshape
+/// after the output layer.
+#[test]
+fn one_training_step_matches_reference_keras_odd_layers() {
+    let layer = |class: &str, config: serde_json::Value| serde_json::json!({"module": "keras.layers", "class_name": class, "config": config});
+    let conv = |name: &str, filters, k, act: &str, bias| {
+        layer(
+            "Conv2D",
+            serde_json::json!({"name": name, "filters": filters, "kernel_size": [k, k],
+                "strides": [1, 1], "padding": "same", "activation": act, "use_bias": bias}),
+        )
+    };
+    let model = serde_json::json!({
+        "class_name": "Sequential",
+        "config": {"name": "odd", "layers": [
+            layer("InputLayer", serde_json::json!({"name": "in", "batch_shape": [null, 28, 28, 1]})),
+            layer("Flatten", serde_json::json!({"name": "flatten"})),
+            layer("Dense", serde_json::json!({"name": "code", "units": 64, "activation": "relu", "use_bias": false})),
+            layer("Dense", serde_json::json!({"name": "wide", "units": 225, "activation": "linear"})),
+            layer("Reshape", serde_json::json!({"name": "to_image", "target_shape": [15, 15, 1]})),
+            conv("c5", 4, 5, "relu", false),
+            layer("MaxPooling2D", serde_json::json!({"name": "pool", "pool_size": [2, 2], "padding": "valid"})),
+            layer("UpSampling2D", serde_json::json!({"name": "up", "size": [2, 2]})),
+            layer("UpSampling2D", serde_json::json!({"name": "up_1", "size": [2, 2]})),
+            conv("c1", 1, 1, "sigmoid", true),
+            layer("Reshape", serde_json::json!({"name": "out", "target_shape": [28, 28, 1]})),
+        ]}
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("odd.json");
+    std::fs::write(&path, model.to_string()).unwrap();
+    let choice = ModelChoice::from_arg(path.to_str().unwrap()).unwrap();
+    let m = Model::new(choice.clone(), MNIST).unwrap();
+    let names: Vec<&str> = m.params.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "code/kernel",
+            "wide/kernel",
+            "wide/bias",
+            "c5/kernel",
+            "c1/kernel",
+            "c1/bias"
+        ]
+    );
+    assert_eq!((m.code_at, m.code().len()), (2, 64));
+    assert_eq!(m.shapes[6], Features { h: 7, w: 7, c: 4 }); // after the pool
+    one_step(choice, 3, 0.0, TOL_GRAD);
+}
+
 /// One epoch of three steps, GPU vs reference: 5 images in batches of 2, 2 and a partial 1
 /// (so both step plans run, and the epoch loss is a weighted mean of unequal batches).
 fn three_steps(kind: ModelKind) {

@@ -165,7 +165,11 @@ impl<'a> Parser<'a> {
         };
         let input = self.input(first)?;
         let mut layers = Vec::new();
-        let last = entries.len() - 1;
+        // The output layer: the last one with weights; only Flatten or Reshape may follow it.
+        let last = entries
+            .iter()
+            .rposition(|e| !matches!(e.class, "Flatten" | "Reshape"))
+            .unwrap_or(0);
         for e in &entries[1..] {
             self.common(e)?;
             let layer = match e.class {
@@ -218,7 +222,8 @@ impl<'a> Parser<'a> {
             } else if e.pos == last {
                 return Err(self.layer_err(
                     e,
-                    "the last layer must be a Conv2D or Dense with activation 'sigmoid'",
+                    "the output layer (the last but any Flatten or Reshape) must be a Conv2D \
+                     or Dense with activation 'sigmoid'",
                 ));
             }
             layers.push(layer);
@@ -236,10 +241,30 @@ impl<'a> Parser<'a> {
             .or(e.config.get("batch_input_shape"))
             .and_then(Value::as_array)
             .ok_or_else(|| self.layer_err(e, "no batch_shape"))?;
-        let dims: Option<Vec<u32>> = shape[1..]
+        let dims: Option<Vec<u32>> = shape
             .iter()
+            .skip(1)
             .map(|d| d.as_u64().and_then(|d| u32::try_from(d).ok()))
             .collect();
+        if !matches!(e.config["dtype"].as_str(), None | Some("float32")) {
+            return Err(self.layer_err(
+                e,
+                format!(
+                    "dtype {}: the input must be float32 (pixels / 255)",
+                    compact(&e.config["dtype"])
+                ),
+            ));
+        }
+        if !shape.first().is_some_and(Value::is_null) {
+            return Err(self.layer_err(
+                e,
+                format!(
+                    "batch_shape {}: the batch size must be left open (None); --batch-size \
+                     sets it",
+                    compact(&e.config["batch_shape"])
+                ),
+            ));
+        }
         match dims {
             Some(d) if (d.len() == 1 || d.len() == 3) && d.iter().all(|&x| x > 0) => {
                 for flag in ["sparse", "ragged"] {
@@ -270,7 +295,7 @@ impl<'a> Parser<'a> {
         let dtype = match &e.config["dtype"] {
             Value::Null => None,
             Value::String(s) => Some(s.clone()),
-            d => d["config"]["name"].as_str().map(String::from),
+            d => Some(d["config"]["name"].as_str().unwrap_or("?").to_string()),
         };
         if let Some(d) = dtype.filter(|d| d != "float32") {
             return Err(self.layer_err(
@@ -324,7 +349,11 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// `key` must be `want` on both axes; absent, it is Keras' default, which is `want`.
     fn expect_pair(&self, e: &Entry<'_>, key: &str, want: u64, why: &str) -> Result<()> {
+        if e.config[key].is_null() {
+            return Ok(());
+        }
         match self.pair(e, key) {
             Some(p) if p == [want, want] => Ok(()),
             _ => Err(self.layer_err(
@@ -338,9 +367,11 @@ impl<'a> Parser<'a> {
     }
 
     fn padding(&self, e: &Entry<'_>) -> Result<Padding> {
-        match e.config["padding"].as_str() {
-            Some("same") => Ok(Padding::Same),
-            Some("valid") => Ok(Padding::Valid),
+        match &e.config["padding"] {
+            Value::String(p) if p == "same" => Ok(Padding::Same),
+            // Absent: Keras' default for Conv2D and MaxPooling2D.
+            Value::String(p) if p == "valid" => Ok(Padding::Valid),
+            Value::Null => Ok(Padding::Valid),
             _ => Err(self.layer_err(
                 e,
                 format!(
@@ -370,9 +401,17 @@ impl<'a> Parser<'a> {
 
     /// Glorot-uniform kernels and zero biases: the initialisation this program implements.
     fn initializers(&self, e: &Entry<'_>, bias: bool) -> Result<()> {
-        let class = |key: &str| e.config[key]["class_name"].as_str().map(String::from);
+        // An initializer is an object with a class_name, or a string identifier.
+        let class = |key: &str| match &e.config[key] {
+            Value::Null => None,
+            Value::String(s) => Some(s.clone()),
+            v => Some(v["class_name"].as_str().unwrap_or("?").to_string()),
+        };
         let kernel = class("kernel_initializer");
-        if !matches!(kernel.as_deref(), None | Some("GlorotUniform")) {
+        if !matches!(
+            kernel.as_deref(),
+            None | Some("GlorotUniform" | "glorot_uniform")
+        ) {
             return Err(self.layer_err(
                 e,
                 format!(
@@ -382,7 +421,7 @@ impl<'a> Parser<'a> {
             ));
         }
         let b = class("bias_initializer");
-        if bias && !matches!(b.as_deref(), None | Some("Zeros")) {
+        if bias && !matches!(b.as_deref(), None | Some("Zeros" | "zeros")) {
             return Err(self.layer_err(
                 e,
                 format!(
@@ -406,10 +445,10 @@ impl<'a> Parser<'a> {
         self.channels_last(e)?;
         let filters = e.config["filters"]
             .as_u64()
-            .filter(|&f| f > 0)
+            .filter(|&f| f > 0 && f <= u32::MAX as u64)
             .ok_or_else(|| self.layer_err(e, "filters must be a positive integer"))?;
         let k = match self.pair(e, "kernel_size") {
-            Some([a, b]) if a == b && CONV_KERNEL_SIZES.contains(&(a as u32)) => a as u32,
+            Some([a, b]) if a == b && CONV_KERNEL_SIZES.iter().any(|&k| k as u64 == a) => a as u32,
             _ => {
                 return Err(self.layer_err(
                     e,
@@ -448,7 +487,7 @@ impl<'a> Parser<'a> {
     fn dense(&self, e: &Entry<'_>) -> Result<Layer> {
         let units = e.config["units"]
             .as_u64()
-            .filter(|&u| u > 0)
+            .filter(|&u| u > 0 && u <= u32::MAX as u64)
             .ok_or_else(|| self.layer_err(e, "units must be a positive integer"))?;
         let bias = self.use_bias(e)?;
         self.initializers(e, bias)?;
@@ -533,8 +572,10 @@ impl<'a> Parser<'a> {
         if c.is_null() {
             return Ok(None);
         }
+        // A name, a loss object, or a loss function (class "function", its name as config).
         let loss = match &c["loss"] {
             Value::String(s) => s.clone(),
+            v if v["class_name"] == "function" => v["config"].as_str().unwrap_or("?").into(),
             v => v["class_name"].as_str().unwrap_or("?").to_string(),
         };
         if !["binary_crossentropy", "BinaryCrossentropy"].contains(&loss.as_str()) {
@@ -542,7 +583,23 @@ impl<'a> Parser<'a> {
                 "compile_config: loss '{loss}': only binary_crossentropy is supported"
             )));
         }
-        if c["loss"]["config"]["from_logits"].as_bool() == Some(true) {
+        let lc = &c["loss"]["config"];
+        if lc["label_smoothing"].as_f64().is_some_and(|x| x != 0.0) {
+            return Err(self.err(
+                "compile_config: BinaryCrossentropy's label_smoothing is set: not supported".into(),
+            ));
+        }
+        if !matches!(lc["reduction"].as_str(), None | Some("sum_over_batch_size")) {
+            return Err(self.err(format!(
+                "compile_config: the loss's reduction {}: only the mean \
+                 (sum_over_batch_size) is supported",
+                compact(&lc["reduction"])
+            )));
+        }
+        if !c["loss_weights"].is_null() {
+            return Err(self.err("compile_config: loss_weights are not supported".into()));
+        }
+        if lc["from_logits"].as_bool() == Some(true) {
             return Err(self.err(
                 "compile_config: BinaryCrossentropy(from_logits=True): the last layer's \
                  sigmoid already makes probabilities"
@@ -568,6 +625,12 @@ impl<'a> Parser<'a> {
             ));
         }
         adam.lr = num("learning_rate").unwrap_or(adam.lr);
+        if !(adam.lr.is_finite() && adam.lr > 0.0) {
+            return Err(self.err(format!(
+                "compile_config: Adam's learning_rate {} is not a positive number",
+                adam.lr
+            )));
+        }
         adam.beta1 = num("beta_1").unwrap_or(adam.beta1);
         adam.beta2 = num("beta_2").unwrap_or(adam.beta2);
         adam.eps = num("epsilon").unwrap_or(adam.eps);
@@ -608,7 +671,8 @@ fn collect_history(v: &Value, names: &mut Vec<String>) {
     match v {
         Value::Object(o) => {
             if o.get("class_name").and_then(Value::as_str) == Some("__keras_tensor__") {
-                if let Some(n) = o["config"]["keras_history"][0].as_str() {
+                let history = o.get("config").map(|c| &c["keras_history"][0]);
+                if let Some(n) = history.and_then(Value::as_str) {
                     names.push(n.to_string());
                 }
                 return;

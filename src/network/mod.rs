@@ -32,6 +32,9 @@ pub struct TrainingBuffers {
     conv_partials: Tensor,
     /// Scratch for a ReLU layer's masked gradient on the CPU kernel set (shared likewise).
     relu_masked: Tensor,
+    /// Where a layer without a bias writes the bias gradient its kernel computes anyway
+    /// (never read; a buffer of its own, so no dispatch binds one buffer writable twice).
+    discarded_bias_grad: Tensor,
 }
 
 pub struct Network {
@@ -121,6 +124,7 @@ impl Network {
                 &t.adam_v,
                 &t.conv_partials,
                 &t.relu_masked,
+                &t.discarded_bias_grad,
             ]);
             tensors.extend(&t.dacts);
         }
@@ -324,14 +328,10 @@ impl Network {
                 let partials = tb
                     .conv_partials
                     .view(0, conv2d::partials_len(gpu.kernels, &s));
-                let dw = self.param(&tb.grads, k);
-                out.extend(match bias {
-                    Some(b) => {
-                        let db = self.param(&tb.grads, b);
-                        conv2d::backward_params(gpu, &label, &s, &g, &x, &partials, &dw, &db)?
-                    }
-                    None => conv2d::backward_weight(gpu, &label, &s, &g, &x, &partials, &dw)?,
-                });
+                let (dw, db) = (self.param(&tb.grads, k), tb.bias_grad(self, bias, s.co));
+                out.extend(conv2d::backward_params(
+                    gpu, &label, &s, &g, &x, &partials, &dw, &db,
+                )?);
                 if let Some(dx) = &dx {
                     let w = self.param(&self.params, k);
                     out.push(conv2d::backward_input(gpu, &label, &s, &g, &w, dx)?);
@@ -344,14 +344,8 @@ impl Network {
                 bias,
             } => {
                 let g = grad_out(relu, &mut out)?;
-                let dw = self.param(&tb.grads, k);
-                match bias {
-                    Some(b) => {
-                        let db = self.param(&tb.grads, b);
-                        out.extend(dense::backward_params(gpu, &label, &s, &g, &x, &dw, &db)?);
-                    }
-                    None => out.push(dense::backward_weight(gpu, &label, &s, &g, &x, &dw)?),
-                }
+                let (dw, db) = (self.param(&tb.grads, k), tb.bias_grad(self, bias, s.fout));
+                out.extend(dense::backward_params(gpu, &label, &s, &g, &x, &dw, &db)?);
                 if let Some(dx) = &dx {
                     let w = self.param(&self.params, k);
                     out.push(dense::backward_input(gpu, &label, &s, &g, &w, dx)?);
@@ -489,7 +483,19 @@ impl TrainingBuffers {
             dacts,
             conv_partials: gpu.tensor("conv weight-gradient partials", conv_scratch)?,
             relu_masked: gpu.tensor("masked gradient", relu_scratch_len(gpu, model, cap))?,
+            discarded_bias_grad: gpu.tensor(
+                "discarded bias gradient",
+                model.shapes.iter().map(|f| f.c as u64).max().unwrap_or(1),
+            )?,
         })
+    }
+
+    /// A layer's bias gradient: its slot in `grads`, or scratch for a layer without a bias.
+    fn bias_grad(&self, net: &Network, bias: Option<usize>, len: u32) -> Tensor {
+        match bias {
+            Some(b) => net.param(&self.grads, b),
+            None => self.discarded_bias_grad.view(0, len as u64),
+        }
     }
 
     fn dact(&self, model: &Model, i: usize, n: u32) -> Tensor {

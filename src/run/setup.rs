@@ -61,13 +61,21 @@ impl TrainRequest {
     fn resumed(&self, ck: &Checkpoint, path: &Path) -> Result<TrainConfig> {
         let c = &ck.config;
         if let Some(asked) = self.model.as_ref().filter(|m| !m.same_as(&c.model)) {
-            let (had, asked) = (c.model.name(), asked.name());
+            let describe = |m: &ModelChoice| match m {
+                ModelChoice::Builtin(k) => format!("the built-in {} model", k.name()),
+                ModelChoice::Keras(f) => format!("the model of {}", f.path),
+            };
             return Err(Error::Checkpoint {
                 path: path.to_path_buf(),
                 detail: format!(
-                    "it holds a {had} model, but --model {asked} was asked for. To continue \
-                     it, drop --model (or pass --model {had}); to train a {asked} model, \
-                     leave out --resume"
+                    "it holds a {} model ({}), but --model {} ({}) was asked for; a file \
+                     counts as the same model only with the same text. To continue it, drop \
+                     --model (the checkpoint carries its model); to train the other model, \
+                     leave out --resume",
+                    c.model.name(),
+                    describe(&c.model),
+                    asked.name(),
+                    describe(asked)
                 ),
             });
         }
