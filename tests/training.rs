@@ -508,6 +508,15 @@ fn keras_files_of_the_builtins_build_the_builtins() {
         assert_eq!(file.params, builtin.params, "{}", kind.name());
         assert_eq!(file.code_at, builtin.code_at, "{}", kind.name());
         assert_eq!(file.init(7), builtin.init(7), "{}", kind.name());
+        // Keras' own counts for these files (model.count_params(), ../shared/keras-models),
+        // and the seed's codes: what pins the built-ins, now that they are these files.
+        let (params, code) = match kind {
+            ModelKind::Conv => (4_385, Features { h: 4, w: 4, c: 8 }),
+            ModelKind::Dense => (50_992, Features { h: 1, w: 1, c: 32 }),
+            ModelKind::Deep => (222_384, Features { h: 1, w: 1, c: 32 }),
+        };
+        let count: u64 = builtin.params.iter().map(|p| p.len).sum();
+        assert_eq!((count, builtin.code()), (params, code), "{}", kind.name());
     }
 }
 
