@@ -520,13 +520,21 @@ fn keras_files_of_the_builtins_build_the_builtins() {
     }
 }
 
+/// Keras' parameter count of a file (../shared/keras-models) against the model we build.
+fn assert_keras_count(name: &str, keras: u64) {
+    let m = Model::new(keras_file(name), MNIST).unwrap();
+    assert_eq!(m.params.iter().map(|p| p.len).sum::<u64>(), keras, "{name}");
+}
+
 #[test]
 fn one_training_step_matches_reference_keras_denoising_conv() {
+    assert_keras_count("denoising_conv", 28_353);
     one_step(keras_file("denoising_conv"), 3, 0.5, TOL_GRAD);
 }
 
 #[test]
 fn one_training_step_matches_reference_keras_sequential_conv() {
+    assert_keras_count("sequential_conv", 28_145);
     one_step(keras_file("sequential_conv"), 3, 0.0, TOL_GRAD);
 }
 
