@@ -80,6 +80,14 @@ fn live(n4: u32, g4: u32, j: u32) -> bool {
     return n4 > j && (n4 <= 4u || g4 + j < n4);
 }
 
+// The first vec4 of channel group z on a side of n4 vec4s: the constant 0 when the side fits
+// one group (n4 is an override constant, so this folds at pipeline creation and every weight
+// and bias address stays a constant offset, as in the single-group kernels), 4z otherwise.
+fn group4(n4: u32, z: u32) -> u32 {
+    if (n4 <= 4u) { return 0u; }
+    return 4u * z;
+}
+
 // Four consecutive output channels of kernel row `row` (= (ky*KS+kx)*CI + ci), from channel
 // o. Past CO the lanes read neighbours (bounds-checked by WGSL) and are never stored.
 fn w_row4(row: u32, o: u32) -> vec4<f32> {
@@ -125,8 +133,8 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     let ox = i32(pix % WO);
     let oy = i32((pix / WO) % HO);
     let b = pix / (WO * HO);
-    let g4 = 4u * wid.z;
-    let o0 = GROUP * wid.z;
+    let g4 = group4(CO4, wid.z);
+    let o0 = 4u * g4;
     var a0 = bias4(o0);
     var a1 = bias4(o0 + 4u);
     var a2 = bias4(o0 + 8u);
@@ -178,8 +186,8 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     let ix = i32(pix % W);
     let iy = i32((pix / W) % H);
     let b = pix / (W * H);
-    let g4 = 4u * wid.z;
-    let c0 = GROUP * wid.z;
+    let g4 = group4(CI4, wid.z);
+    let c0 = 4u * g4;
     let l1 = live(CI4, g4, 1u);
     let l2 = live(CI4, g4, 2u);
     let l3 = live(CI4, g4, 3u);
@@ -224,8 +232,8 @@ fn backward_weight_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
     let ky = i32(k / KS);
     let kx = i32(k % KS);
     let pixels = p.n * HO * WO;
-    let g4 = 4u * wid.z;
-    let o0 = GROUP * wid.z;
+    let g4 = group4(CO4, wid.z);
+    let o0 = 4u * g4;
     let l1 = live(CO4, g4, 1u);
     let l2 = live(CO4, g4, 2u);
     let l3 = live(CO4, g4, 3u);
