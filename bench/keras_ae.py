@@ -2,6 +2,11 @@
 """The seed's Keras autoencoders ("Building Autoencoders in Keras"), timed as `bench` times ours.
 
     python3 bench/keras_ae.py --model conv|dense [--epochs 3] [--seed S] [--train-limit N] [--json out.json]
+    python3 bench/keras_ae.py --model-json assets/models/denoising_conv.json --noise 0.5 --epochs 10
+
+--model-json trains the model a `model.to_json()` file describes (what our `--model FILE.json`
+trains); --noise F trains the blog's denoising variant: inputs + F * N(0, 1) clipped to [0, 1],
+each image's noisy copy drawn once, targets clean, validation on the noisy test images.
 
 Reads the shipped MNIST (assets/mnist), trains with the seed's settings (Adam, binary
 cross-entropy, batch 256, shuffle) and reports steady-state training throughput: the median
@@ -61,6 +66,8 @@ class EpochTimer(keras.callbacks.Callback):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", choices=["conv", "dense"], default="conv")
+    ap.add_argument("--model-json")
+    ap.add_argument("--noise", type=float, default=0.0)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--train-limit", type=int, default=0)
     ap.add_argument("--data", default="assets/mnist")
@@ -73,20 +80,27 @@ def main():
     x_train, x_test = load("train-images-idx3-ubyte.gz"), load("t10k-images-idx3-ubyte.gz")
     if a.train_limit:
         x_train = x_train[: a.train_limit]
-    if a.model == "conv":
+    if a.model_json:
+        model = keras.models.model_from_json(open(a.model_json).read())
+        shape = (-1,) + tuple(model.input_shape[1:])
+        x_train, x_test = x_train.reshape(shape), x_test.reshape(shape)
+        a.model = os.path.basename(a.model_json)
+    elif a.model == "conv":
         x_train, x_test = x_train[..., None], x_test[..., None]
         model = conv_ae()
     else:
         x_train, x_test = x_train.reshape(-1, 784), x_test.reshape(-1, 784)
         model = dense_ae()
     model.compile(optimizer="adam", loss="binary_crossentropy")
+    noisy = lambda x: np.clip(x + a.noise * np.random.normal(size=x.shape), 0.0, 1.0).astype("float32")
+    in_train, in_test = (noisy(x_train), noisy(x_test)) if a.noise > 0 else (x_train, x_test)
     timer = EpochTimer()
     timer.train = []
-    hist = model.fit(x_train, x_train, epochs=a.epochs, batch_size=256, shuffle=True,
-                     validation_data=(x_test, x_test), callbacks=[timer], verbose=2)
+    hist = model.fit(in_train, x_train, epochs=a.epochs, batch_size=256, shuffle=True,
+                     validation_data=(in_test, x_test), callbacks=[timer], verbose=2)
     steady = timer.train[1:] or timer.train
     med = statistics.median(steady)
-    out = dict(model=a.model, keras=keras.__version__, backend=keras.backend.backend(),
+    out = dict(model=a.model, noise=a.noise, keras=keras.__version__, backend=keras.backend.backend(),
                train_images=len(x_train), epoch_train_seconds=timer.train,
                median_train_epoch_s=med, train_images_per_s=len(x_train) / med,
                val_loss=hist.history["val_loss"], threads=os.cpu_count())
