@@ -43,6 +43,9 @@ impl Gpu {
         {
             return Ok(p.clone());
         }
+        // A validation error is this thread's own: the scope is thread-local, so pipelines
+        // built on several threads at once (network::in_parallel) never take each other's.
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let shader = self.shader_module(module)?;
         let pipeline = self
             .device
@@ -57,6 +60,12 @@ impl Gpu {
                 },
                 cache: None,
             });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(crate::Error::Gpu {
+                adapter: self.name(),
+                detail: format!("building the pipeline of {}::{entry}: {e}", module.name),
+            });
+        }
         self.check()?;
         cache
             .pipelines
