@@ -202,13 +202,13 @@ struct TrainArgs {
     /// to it). Default: the first layer with the narrowest output.
     #[arg(long, value_name = "NAME")]
     code_layer: Option<String>,
-    /// Epochs (default: the seed's, 100 for conv and deep, 50 for dense).
+    /// Epochs (default: the seed's, 100 for conv and deep, 50 for dense; 100 for a file).
     #[arg(long)]
     epochs: Option<usize>,
     /// Images per step (default: 256).
     #[arg(long)]
     batch_size: Option<u32>,
-    /// Adam's learning rate (default: 1e-3).
+    /// Adam's learning rate (default: 1e-3, or what a model file's compile() recorded).
     #[arg(long, allow_negative_numbers = true)]
     lr: Option<f32>,
     /// Seeds the initial weights, the shuffles and the noise (default: 0).

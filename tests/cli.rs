@@ -2051,6 +2051,11 @@ fn cli_keras_files_with_unsupported_features_are_refused() {
     assert_not_created(&out);
     // Not a file at all, and not JSON.
     train(&data, &out, &["--model", "convv"]).fails_with(&["--model convv", "conv, dense, deep"]);
+    train(&data, &out, &["--model", "nope.json"]).fails_with(&[
+        "--model nope.json",
+        "no such file",
+        "model.to_json()",
+    ]);
     std::fs::write(t.path().join("bad.json"), "{ not json").unwrap();
     let bad = t.path().join("bad.json");
     train(&data, &out, &["--model", bad.to_str().unwrap()])

@@ -95,6 +95,12 @@ impl ModelChoice {
                  of those or the path of a Keras `model.to_json()` file"
             )));
         }
+        if !path.is_file() {
+            return Err(Error::Config(format!(
+                "--model {arg}: no such file; give the path of a Keras `model.to_json()` file \
+                 or a built-in model (conv, dense, deep)"
+            )));
+        }
         let json = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         keras::parse(&json, arg)?;
         let name = path
