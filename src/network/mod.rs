@@ -95,7 +95,7 @@ impl Network {
                 _ => None,
             });
         }
-        let widest = model.shapes.iter().map(|f| f.c as u64).max().unwrap_or(1);
+        let widest = widest_channels(&model);
         Ok(Network {
             params,
             probs: gpu.tensor("probs", cap * pixels)?,
@@ -427,8 +427,11 @@ fn in_parallel<T: Send>(
             .map(|_| {
                 scope.spawn(|| {
                     let mut mine = Vec::new();
-                    while let Some(&item) = items.get(take()) {
-                        mine.push((item, f(item)));
+                    // Keyed by position in `items`, the order the results are returned in.
+                    loop {
+                        let at = take();
+                        let Some(&item) = items.get(at) else { break };
+                        mine.push((at, f(item)));
                     }
                     mine
                 })
@@ -439,8 +442,7 @@ fn in_parallel<T: Send>(
             .flat_map(|w| w.join().unwrap_or_default())
             .collect()
     });
-    let rank = |item: usize| items.iter().position(|&i| i == item);
-    done.sort_by_key(|(item, _)| rank(*item));
+    done.sort_by_key(|(at, _)| *at);
     if done.len() != items.len() {
         return Err(Error::Shape {
             op: "network",
@@ -483,10 +485,7 @@ impl TrainingBuffers {
             dacts,
             conv_partials: gpu.tensor("conv weight-gradient partials", conv_scratch)?,
             relu_masked: gpu.tensor("masked gradient", relu_scratch_len(gpu, model, cap))?,
-            discarded_bias_grad: gpu.tensor(
-                "discarded bias gradient",
-                model.shapes.iter().map(|f| f.c as u64).max().unwrap_or(1),
-            )?,
+            discarded_bias_grad: gpu.tensor("discarded bias gradient", widest_channels(model))?,
         })
     }
 
@@ -501,6 +500,11 @@ impl TrainingBuffers {
     fn dact(&self, model: &Model, i: usize, n: u32) -> Tensor {
         self.dacts[i].view(0, n as u64 * model.shapes[i + 1].len())
     }
+}
+
+/// The most channels (or Dense units) any layer has: the length of a bias.
+fn widest_channels(model: &Model) -> u64 {
+    model.shapes.iter().map(|f| f.c as u64).max().unwrap_or(1)
 }
 
 /// The masked-gradient scratch: the largest layer output of a batch on the CPU set (which
