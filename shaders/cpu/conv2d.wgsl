@@ -1,4 +1,4 @@
-// conv2d for CPU adapters: the ops of shaders/conv2d.wgsl for 3x3 kernels with at most 16
+// conv2d for CPU adapters: the ops of shaders/conv2d.wgsl for 3x3 kernels with at most 32
 // channels a side (stride 1, 'same' or 'valid', NHWC, kernel [ky][kx][ci][co]), shaped for
 // lavapipe and its kind. Other shapes (kernel sides 1, 5, 7; more channels) run
 // shaders/conv2d.wgsl on the CPU set too: ops::cpu::conv2d::takes picks.
@@ -12,6 +12,11 @@
 //   first, where a constant-address load is one scalar with no bounds-check branch;
 // - accumulators are named vec4s and mat4x4s, never arrays (arrays made lavapipe's NIR passes
 //   take tens of seconds per pipeline, and the code slower);
+// - an invocation holds GROUP (16) channels a side in registers. The side it writes (output
+//   channels of the forward and the weight gradient, input channels of the input gradient)
+//   runs one z-layer of workgroups per group of 16; the side it sums over is walked a group
+//   at a time, each group's kernel slice copied into workgroup memory in turn (the calls
+//   written out, at most MAXC / GROUP of them);
 // - channels load as vec4 (zero-padded past the count);
 // - no invocation returns early (a returned lane masks every later load): indices are clamped
 //   and only the stores are guarded;
@@ -21,8 +26,8 @@
 //   for one tap (or, when one side has a single channel, for all 9 taps with the wide side
 //   loaded once per pixel), and a short reduce adds the chunks.
 
-override CI: u32 = 1u;     // input channels, <= 16
-override CO: u32 = 1u;     // output channels, <= 16
+override CI: u32 = 1u;     // input channels, <= MAXC
+override CO: u32 = 1u;     // output channels, <= MAXC
 override H: u32 = 1u;
 override W: u32 = 1u;
 override PAD: u32 = 1u;    // 1 'same', 0 'valid'
@@ -34,11 +39,21 @@ override WITH_BIAS: bool = true;
 // Rows of one chunk's partial sums: every weight, then the bias, padded to whole vec4s.
 override ROWS4: u32 = (9u * CI * CO + CO + 3u) / 4u;
 
-// Channels an invocation holds (ops::cpu::conv2d::MAXC): four vec4 accumulators.
-const MAXC: u32 = 16u;
+// Channels an invocation holds a side (ops::cpu::conv2d::GROUP): four vec4 accumulators.
+const GROUP: u32 = 16u;
+// Channels a side these kernels take (ops::cpu::conv2d::MAXC): two groups, written out.
+const MAXC: u32 = 32u;
 // Invocations per workgroup: ops::cpu::conv2d::CPU_WG. Large, so that each workgroup's copy
 // of the weights into workgroup memory serves many pixels.
 const CPU_WG: u32 = 128u;
+
+// Channels of one group a side: all of them up to GROUP.
+override GCI: u32 = min(CI, GROUP);
+override GCO: u32 = min(CO, GROUP);
+override GCI4: u32 = (GCI + 3u) / 4u;
+override GCO4: u32 = (GCO + 3u) / 4u;
+// Groups of output channels: the weight gradient's z-layers are (input group, output group).
+override CO_GROUPS: u32 = (CO + GROUP - 1u) / GROUP;
 
 struct Conv {
     n: u32, relu: u32, chunks: u32, _p0: u32,
@@ -73,23 +88,39 @@ fn inside_at(v: i32, size: u32) -> f32 {
     return select(0.0, 1.0, v >= 0 && v < i32(size));
 }
 
-// ---- forward: one output pixel per invocation, every output channel ----
+// Channels of group g of a side with `channels` (never wraps below zero).
+fn group_len(channels: u32, g: u32) -> u32 {
+    return min(max(channels, GROUP * g), GROUP * (g + 1u)) - GROUP * g;
+}
 
-// Accumulators: four named vec4 (output channels 4j..4j+3), never an array: arrays of
-// accumulators make lavapipe's NIR passes take minutes on the written-out taps.
+// The channel group of z-layer z on a side with `channels`: the constant 0 when they fit one
+// group, so that the group's loads and stores keep constant addresses (a bias loaded at an
+// address from workgroup_id is lane by lane: the 1 -> 16 forward took 2x as long).
+fn group_at(z: u32, channels: u32) -> u32 {
+    return select(z, 0u, channels <= GROUP);
+}
+
+// ---- forward: one output pixel per invocation, the output channels of group og ----
+
+// Accumulators: four named vec4 (output channels 4j..4j+3 of the group), never an array:
+// arrays of accumulators make lavapipe's NIR passes take minutes on the written-out taps.
 struct Acc4 { a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32> }
 
-// The kernel as [9 * CI][CO4] (load_weights4), zero-padded past CO: 9 KiB.
-var<workgroup> wsh4: array<vec4<f32>, 9u * MAXC * MAXC / 4u>;
+// One kernel slice at a time: 9 x 16 x 16 floats (9 KiB), within WebGPU's 16 KiB.
+var<workgroup> wsh4: array<vec4<f32>, 9u * GROUP * GROUP / 4u>;
 
-fn load_weights4(lid: u32) {
-    let co4 = (CO + 3u) / 4u;
-    for (var i = lid; i < 9u * CI * co4; i += CPU_WG) {
-        let row = i / co4;
-        let o = 4u * (i % co4);
+// The slice of input group cg and output group og as [9 * GCI][GCO4], zero-padded past CI
+// and CO. The first barrier keeps the previous slice until every invocation is done with it.
+fn load_weights4(lid: u32, cg: u32, og: u32) {
+    workgroupBarrier();
+    for (var i = lid; i < 9u * GCI * GCO4; i += CPU_WG) {
+        let row = i / GCO4;
+        let k = row / GCI;
+        let c = GROUP * cg + row % GCI;
+        let o = GROUP * og + 4u * (i % GCO4);
         var v = vec4<f32>(0.0);
         for (var l = 0u; l < 4u; l++) {
-            if (o + l < CO) { v[l] = wt[row * CO + o + l]; }
+            if (c < CI && o + l < CO) { v[l] = wt[(k * CI + c) * CO + o + l]; }
         }
         wsh4[i] = v;
     }
@@ -97,15 +128,15 @@ fn load_weights4(lid: u32) {
 }
 
 fn fwd_chan(row: u32, xv: f32, acc: ptr<function, Acc4>) {
-    let co4 = (CO + 3u) / 4u;
-    (*acc).a0 += xv * wsh4[row * co4];
-    if (CO > 4u) { (*acc).a1 += xv * wsh4[row * co4 + 1u]; }
-    if (CO > 8u) { (*acc).a2 += xv * wsh4[row * co4 + 2u]; }
-    if (CO > 12u) { (*acc).a3 += xv * wsh4[row * co4 + 3u]; }
+    (*acc).a0 += xv * wsh4[row * GCO4];
+    if (GCO > 4u) { (*acc).a1 += xv * wsh4[row * GCO4 + 1u]; }
+    if (GCO > 8u) { (*acc).a2 += xv * wsh4[row * GCO4 + 2u]; }
+    if (GCO > 12u) { (*acc).a3 += xv * wsh4[row * GCO4 + 3u]; }
 }
 
 // Fewer than 4 outputs: accumulator a_o runs over input channels (4 at a time) for output o,
-// with the kernel transposed (load_weights4_t): a vec4 over outputs would waste most lanes.
+// with the whole kernel transposed (load_weights4_t(lid, 0, CI4, 0, CO)): a vec4 over outputs
+// would waste most lanes.
 fn fwd_narrow_tap(k: u32, b: u32, oy: i32, ox: i32, acc: ptr<function, Acc4>) {
     let iy = oy + i32(k / 3u) - i32(PAD);
     let ix = ox + i32(k % 3u) - i32(PAD);
@@ -132,9 +163,9 @@ fn forward_narrow(pix: u32, b: u32, oy: i32, ox: i32, store: bool) {
     fwd_narrow_tap(7u, b, oy, ox, &acc);
     fwd_narrow_tap(8u, b, oy, ox, &acc);
     let one = vec4<f32>(1.0);
-    let v = vec4<f32>(dot(acc.a0, one) + bias[0], dot(acc.a1, one) + bias[1],
-                      dot(acc.a2, one) + bias[2], 0.0);
-    if (store) { store4(pix * CO, 0u, v); }
+    let v = vec4<f32>(dot(acc.a0, one) + bias[0], dot(acc.a1, one) + bias[min(1u, CO - 1u)],
+                      dot(acc.a2, one) + bias[min(2u, CO - 1u)], 0.0);
+    if (store) { store4(pix * CO, 0u, 0u, v); }
 }
 
 // One output channel: four neighbouring output pixels per invocation (a0..a3), so that each
@@ -189,32 +220,56 @@ fn forward_single(id: u32) {
     }
 }
 
-fn fwd_tap(k: u32, b: u32, oy: i32, ox: i32, acc: ptr<function, Acc4>) {
+// Tap k over the input channels of group cg (a constant wherever this is called).
+fn fwd_tap(k: u32, cg: u32, b: u32, oy: i32, ox: i32, acc: ptr<function, Acc4>) {
     let iy = oy + i32(k / 3u) - i32(PAD);
     let ix = ox + i32(k % 3u) - i32(PAD);
     let keep = inside_at(iy, H) * inside_at(ix, W);
     let pix = (b * H + tap_at(iy, H)) * W + tap_at(ix, W);
+    let channels = group_len(CI, cg);
     if (CI % 4u == 0u) {
-        for (var j = 0u; j < CI / 4u; j++) {
-            let q = keep * x4[pix * (CI / 4u) + j];
-            fwd_chan(k * CI + 4u * j, q.x, acc);
-            fwd_chan(k * CI + 4u * j + 1u, q.y, acc);
-            fwd_chan(k * CI + 4u * j + 2u, q.z, acc);
-            fwd_chan(k * CI + 4u * j + 3u, q.w, acc);
+        for (var j = 0u; j < channels / 4u; j++) {
+            let q = keep * x4[pix * (CI / 4u) + GROUP / 4u * cg + j];
+            fwd_chan(k * GCI + 4u * j, q.x, acc);
+            fwd_chan(k * GCI + 4u * j + 1u, q.y, acc);
+            fwd_chan(k * GCI + 4u * j + 2u, q.z, acc);
+            fwd_chan(k * GCI + 4u * j + 3u, q.w, acc);
         }
     } else {
-        for (var c = 0u; c < CI; c++) {
-            fwd_chan(k * CI + c, keep * x[pix * CI + c], acc);
+        for (var c = 0u; c < channels; c++) {
+            fwd_chan(k * GCI + c, keep * x[pix * CI + GROUP * cg + c], acc);
         }
     }
 }
 
-fn store4(at: u32, j: u32, v: vec4<f32>) {
+// Input group cg's share of every tap, with its kernel slice.
+fn fwd_group(lid: u32, cg: u32, og: u32, b: u32, oy: i32, ox: i32, acc: ptr<function, Acc4>) {
+    load_weights4(lid, cg, og);
+    fwd_tap(0u, cg, b, oy, ox, acc);
+    fwd_tap(1u, cg, b, oy, ox, acc);
+    fwd_tap(2u, cg, b, oy, ox, acc);
+    fwd_tap(3u, cg, b, oy, ox, acc);
+    fwd_tap(4u, cg, b, oy, ox, acc);
+    fwd_tap(5u, cg, b, oy, ox, acc);
+    fwd_tap(6u, cg, b, oy, ox, acc);
+    fwd_tap(7u, cg, b, oy, ox, acc);
+    fwd_tap(8u, cg, b, oy, ox, acc);
+}
+
+// Output channels GROUP * og + 4j .. +3 of the pixel starting at `at`, ReLU'd when asked.
+fn store4(at: u32, og: u32, j: u32, v: vec4<f32>) {
     var o = v;
     if (p.relu != 0u) { o = max(o, vec4<f32>(0.0)); }
     for (var l = 0u; l < 4u; l++) {
-        if (4u * j + l < CO) { y[at + 4u * j + l] = o[l]; }
+        let c = GROUP * og + 4u * j + l;
+        if (c < CO) { y[at + c] = o[l]; }
     }
+}
+
+// Bias of output channels o..o+3 (clamped: lanes past CO are never stored).
+fn bias4(o: u32) -> vec4<f32> {
+    return vec4<f32>(bias[min(o, CO - 1u)], bias[min(o + 1u, CO - 1u)],
+                     bias[min(o + 2u, CO - 1u)], bias[min(o + 3u, CO - 1u)]);
 }
 
 @compute @workgroup_size(CPU_WG)
@@ -222,7 +277,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
            @builtin(num_workgroups) nwg: vec3<u32>) {
     let id = flat_cpu(wid, lid, nwg);
     if (CO == 1u) {
-        load_weights4_t(lid);
+        load_weights4_t(lid, 0u, (CI + 3u) / 4u, 0u, CO);
         forward_single(id);
         return;
     }
@@ -232,63 +287,55 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     let oy = i32((pix / WO) % HO);
     let b = pix / (WO * HO);
     if (CO < 4u) {
-        load_weights4_t(lid);
+        load_weights4_t(lid, 0u, (CI + 3u) / 4u, 0u, CO);
         forward_narrow(pix, b, oy, ox, id < total);
         return;
     }
-    load_weights4(lid);
+    let og = group_at(wid.z, CO);
     var acc: Acc4;
-    acc.a0 = vec4<f32>(bias[0], bias[1], bias[2], bias[3]);
-    acc.a1 = vec4<f32>(bias[4], bias[5], bias[6], bias[7]);
-    acc.a2 = vec4<f32>(bias[8], bias[9], bias[10], bias[11]);
-    acc.a3 = vec4<f32>(bias[12], bias[13], bias[14], bias[15]);
-    fwd_tap(0u, b, oy, ox, &acc);
-    fwd_tap(1u, b, oy, ox, &acc);
-    fwd_tap(2u, b, oy, ox, &acc);
-    fwd_tap(3u, b, oy, ox, &acc);
-    fwd_tap(4u, b, oy, ox, &acc);
-    fwd_tap(5u, b, oy, ox, &acc);
-    fwd_tap(6u, b, oy, ox, &acc);
-    fwd_tap(7u, b, oy, ox, &acc);
-    fwd_tap(8u, b, oy, ox, &acc);
+    acc.a0 = bias4(GROUP * og);
+    acc.a1 = bias4(GROUP * og + 4u);
+    acc.a2 = bias4(GROUP * og + 8u);
+    acc.a3 = bias4(GROUP * og + 12u);
+    fwd_group(lid, 0u, og, b, oy, ox, &acc);
+    if (CI > GROUP) { fwd_group(lid, 1u, og, b, oy, ox, &acc); }
     if (id < total) {
-        store4(pix * CO, 0u, acc.a0);
-        if (CO > 4u) { store4(pix * CO, 1u, acc.a1); }
-        if (CO > 8u) { store4(pix * CO, 2u, acc.a2); }
-        if (CO > 12u) { store4(pix * CO, 3u, acc.a3); }
+        store4(pix * CO, og, 0u, acc.a0);
+        if (GCO > 4u) { store4(pix * CO, og, 1u, acc.a1); }
+        if (GCO > 8u) { store4(pix * CO, og, 2u, acc.a2); }
+        if (GCO > 12u) { store4(pix * CO, og, 3u, acc.a3); }
     }
 }
 
-// ---- backward_input: one input pixel per invocation, every input channel ----
-
+// ---- backward_input: one input pixel per invocation, the input channels of group cg ----
 
 // The kernel transposed into the same workgroup array (an entry point uses one layout or the
-// other, so one array keeps it within WebGPU's 16 KiB): [9 * CO][CI4], input channels
-// contiguous, zero-padded past CI.
-fn load_weights4_t(lid: u32) {
-    let ci4 = (CI + 3u) / 4u;
-    for (var i = lid; i < 9u * CO * ci4; i += CPU_WG) {
-        let ko = i / ci4;
-        let k = ko / CO;
-        let o = ko % CO;
-        let c = 4u * (i % ci4);
+// other, so one array keeps it within WebGPU's 16 KiB): rows (k, o) for the `no` outputs from
+// o0, each `c4` vec4s of input channels from c0, zero-padded past CI and CO. The first barrier
+// keeps the previous slice until every invocation is done with it.
+fn load_weights4_t(lid: u32, c0: u32, c4: u32, o0: u32, no: u32) {
+    workgroupBarrier();
+    for (var i = lid; i < 9u * no * c4; i += CPU_WG) {
+        let ko = i / c4;
+        let k = ko / no;
+        let o = o0 + ko % no;
+        let c = c0 + 4u * (i % c4);
         var v = vec4<f32>(0.0);
         for (var l = 0u; l < 4u; l++) {
-            if (c + l < CI) { v[l] = wt[(k * CI + c + l) * CO + o]; }
+            if (c + l < CI && o < CO) { v[l] = wt[(k * CI + c + l) * CO + o]; }
         }
         wsh4[i] = v;
     }
     workgroupBarrier();
 }
 
-// Output channel o of tap k into every input channel.
+// Output channel o (of the loaded group) of tap k into the group's input channels.
 fn bin_chan(k: u32, o: u32, gv: f32, acc: ptr<function, Acc4>) {
-    let ci4 = (CI + 3u) / 4u;
-    let row = (k * CO + o) * ci4;
+    let row = (k * GCO + o) * GCI4;
     (*acc).a0 += gv * wsh4[row];
-    if (CI > 4u) { (*acc).a1 += gv * wsh4[row + 1u]; }
-    if (CI > 8u) { (*acc).a2 += gv * wsh4[row + 2u]; }
-    if (CI > 12u) { (*acc).a3 += gv * wsh4[row + 3u]; }
+    if (GCI > 4u) { (*acc).a1 += gv * wsh4[row + 1u]; }
+    if (GCI > 8u) { (*acc).a2 += gv * wsh4[row + 2u]; }
+    if (GCI > 12u) { (*acc).a3 += gv * wsh4[row + 3u]; }
 }
 
 // The upstream gradient at output element i, ReLU-masked, times `scale`.
@@ -304,36 +351,62 @@ fn g4_at(i4: u32, scale: f32) -> vec4<f32> {
     return g;
 }
 
-fn bin_tap(k: u32, b: u32, iy: i32, ix: i32, acc: ptr<function, Acc4>) {
+// Output channels 4j..4j+3 of the loaded group, gradient g, into the input channels.
+fn bin_block(k: u32, j: u32, g: vec4<f32>, acc: ptr<function, Acc4>) {
+    bin_chan(k, 4u * j, g.x, acc);
+    bin_chan(k, 4u * j + 1u, g.y, acc);
+    bin_chan(k, 4u * j + 2u, g.z, acc);
+    bin_chan(k, 4u * j + 3u, g.w, acc);
+}
+
+// Tap k over the output channels of group og (a constant wherever this is called).
+fn bin_tap(k: u32, og: u32, b: u32, iy: i32, ix: i32, acc: ptr<function, Acc4>) {
     let oy = iy + i32(PAD) - i32(k / 3u);
     let ox = ix + i32(PAD) - i32(k % 3u);
     let keep = inside_at(oy, HO) * inside_at(ox, WO);
     let pix = (b * HO + tap_at(oy, HO)) * WO + tap_at(ox, WO);
+    let channels = group_len(CO, og);
     if (CO % 4u == 0u) {
-        for (var j = 0u; j < CO / 4u; j++) {
-            let g = g4_at(pix * (CO / 4u) + j, keep);
-            bin_chan(k, 4u * j, g.x, acc);
-            bin_chan(k, 4u * j + 1u, g.y, acc);
-            bin_chan(k, 4u * j + 2u, g.z, acc);
-            bin_chan(k, 4u * j + 3u, g.w, acc);
-        }
+        // Written out, not a loop: the ReLU mask's branch in g4_at kept NIR from unrolling a
+        // loop of four blocks, and the weights' loads in a loop are lane-by-lane (16 -> 16
+        // input gradient at 0.47 GFLOP/s).
+        let at = pix * (CO / 4u) + GROUP / 4u * og;
+        bin_block(k, 0u, g4_at(at, keep), acc);
+        if (channels > 4u) { bin_block(k, 1u, g4_at(at + 1u, keep), acc); }
+        if (channels > 8u) { bin_block(k, 2u, g4_at(at + 2u, keep), acc); }
+        if (channels > 12u) { bin_block(k, 3u, g4_at(at + 3u, keep), acc); }
     } else {
-        for (var o = 0u; o < CO; o++) {
-            bin_chan(k, o, g_at(pix * CO + o, keep), acc);
+        for (var o = 0u; o < channels; o++) {
+            bin_chan(k, o, g_at(pix * CO + GROUP * og + o, keep), acc);
         }
     }
 }
 
-fn store_dx4(at: u32, j: u32, v: vec4<f32>) {
+// Output group og's share of every tap, with its kernel slice for input group cg.
+fn bin_group(lid: u32, cg: u32, og: u32, b: u32, iy: i32, ix: i32, acc: ptr<function, Acc4>) {
+    load_weights4_t(lid, GROUP * cg, GCI4, GROUP * og, GCO);
+    bin_tap(0u, og, b, iy, ix, acc);
+    bin_tap(1u, og, b, iy, ix, acc);
+    bin_tap(2u, og, b, iy, ix, acc);
+    bin_tap(3u, og, b, iy, ix, acc);
+    bin_tap(4u, og, b, iy, ix, acc);
+    bin_tap(5u, og, b, iy, ix, acc);
+    bin_tap(6u, og, b, iy, ix, acc);
+    bin_tap(7u, og, b, iy, ix, acc);
+    bin_tap(8u, og, b, iy, ix, acc);
+}
+
+fn store_dx4(at: u32, cg: u32, j: u32, v: vec4<f32>) {
     for (var l = 0u; l < 4u; l++) {
-        if (4u * j + l < CI) { dx[at + 4u * j + l] = v[l]; }
+        let c = GROUP * cg + 4u * j + l;
+        if (c < CI) { dx[at + c] = v[l]; }
     }
 }
 
 @compute @workgroup_size(CPU_WG)
 fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
-    load_weights4_t(lid);
+    let cg = group_at(wid.z, CI);
     let id = flat_cpu(wid, lid, nwg);
     let total = p.n * H * W;
     let pix = min(id, total - 1u);
@@ -341,31 +414,26 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     let iy = i32((pix / W) % H);
     let b = pix / (W * H);
     var acc: Acc4;
-    bin_tap(0u, b, iy, ix, &acc);
-    bin_tap(1u, b, iy, ix, &acc);
-    bin_tap(2u, b, iy, ix, &acc);
-    bin_tap(3u, b, iy, ix, &acc);
-    bin_tap(4u, b, iy, ix, &acc);
-    bin_tap(5u, b, iy, ix, &acc);
-    bin_tap(6u, b, iy, ix, &acc);
-    bin_tap(7u, b, iy, ix, &acc);
-    bin_tap(8u, b, iy, ix, &acc);
+    bin_group(lid, cg, 0u, b, iy, ix, &acc);
+    if (CO > GROUP) { bin_group(lid, cg, 1u, b, iy, ix, &acc); }
     if (id < total) {
-        store_dx4(pix * CI, 0u, acc.a0);
-        if (CI > 4u) { store_dx4(pix * CI, 1u, acc.a1); }
-        if (CI > 8u) { store_dx4(pix * CI, 2u, acc.a2); }
-        if (CI > 12u) { store_dx4(pix * CI, 3u, acc.a3); }
+        store_dx4(pix * CI, cg, 0u, acc.a0);
+        if (GCI > 4u) { store_dx4(pix * CI, cg, 1u, acc.a1); }
+        if (GCI > 8u) { store_dx4(pix * CI, cg, 2u, acc.a2); }
+        if (GCI > 12u) { store_dx4(pix * CI, cg, 3u, acc.a3); }
     }
 }
 
 // ---- backward_params: weight and bias gradient, partial sums per chunk of pixels ----
-// The accumulators of one tap are an AccW (cpu/blocks.wgsl): block (j, m) holds input
-// channels 4j..4j+3 times output channels 4m..4m+3, column l being output 4m + l.
+// The accumulators of one tap and one (input group, output group) are an AccW
+// (cpu/blocks.wgsl): block (j, m) holds the group's input channels 4j..4j+3 times its output
+// channels 4m..4m+3, column l being output 4m + l.
 
-// Input channels 4j..4j+3 of pixel `pix`, times `scale`; zero past CI.
+// Input channels 4j..4j+3 of pixel `pix`, times `scale`; zero past CI. A j past the last
+// block reads the last block again (only lanes that are never stored use it).
 fn x4_at(pix: u32, j: u32, scale: f32) -> vec4<f32> {
     if (CI % 4u == 0u) {
-        return scale * x4[pix * (CI / 4u) + j];
+        return scale * x4[pix * (CI / 4u) + min(j, CI / 4u - 1u)];
     }
     var v = vec4<f32>(0.0);
     for (var l = 0u; l < 4u; l++) {
@@ -375,10 +443,10 @@ fn x4_at(pix: u32, j: u32, scale: f32) -> vec4<f32> {
 }
 
 // Output channels 4m..4m+3 of the upstream gradient at pixel `pix`, times `scale`; zero
-// past CO.
+// past CO. An m past the last block reads the last block again, as x4_at.
 fn g4_pixel(pix: u32, m: u32, scale: f32) -> vec4<f32> {
     if (CO % 4u == 0u) {
-        return g4_at(pix * (CO / 4u) + m, scale);
+        return g4_at(pix * (CO / 4u) + min(m, CO / 4u - 1u), scale);
     }
     var v = vec4<f32>(0.0);
     for (var l = 0u; l < 4u; l++) {
@@ -387,39 +455,42 @@ fn g4_pixel(pix: u32, m: u32, scale: f32) -> vec4<f32> {
     return v;
 }
 
-// Input block j of one pixel times every output block.
+// Input block j of one pixel times every output block of the group.
 fn bw_block(j: u32, xq: vec4<f32>, g0: vec4<f32>, g1: vec4<f32>, g2: vec4<f32>, g3: vec4<f32>,
             acc: ptr<function, AccW>) {
     acc_add(acc, j, 0u, outer(xq, g0));
-    if (CO > 4u) { acc_add(acc, j, 1u, outer(xq, g1)); }
-    if (CO > 8u) { acc_add(acc, j, 2u, outer(xq, g2)); }
-    if (CO > 12u) { acc_add(acc, j, 3u, outer(xq, g3)); }
+    if (GCO > 4u) { acc_add(acc, j, 1u, outer(xq, g1)); }
+    if (GCO > 8u) { acc_add(acc, j, 2u, outer(xq, g2)); }
+    if (GCO > 12u) { acc_add(acc, j, 3u, outer(xq, g3)); }
 }
 
-// Block (j, m) of tap k into partial_out[at..]: row (k * CI + c) * CO + o.
-fn bw_store(at: u32, k: u32, j: u32, m: u32, v: mat4x4<f32>) {
+// Block (j, m) of tap k and groups (cg, og) into partial_out[at..]: row (k * CI + c) * CO + o.
+fn bw_store(at: u32, k: u32, cg: u32, og: u32, j: u32, m: u32, v: mat4x4<f32>) {
     for (var l = 0u; l < 4u; l++) {
         for (var i = 0u; i < 4u; i++) {
-            let c = 4u * j + i;
-            let o = 4u * m + l;
+            let c = GROUP * cg + 4u * j + i;
+            let o = GROUP * og + 4u * m + l;
             if (c < CI && o < CO) { partial_out[at + (k * CI + c) * CO + o] = v[l][i]; }
         }
     }
 }
 
-fn bw_store_row(at: u32, k: u32, j: u32, acc: ptr<function, AccW>) {
-    bw_store(at, k, j, 0u, acc_get(acc, j, 0u));
-    if (CO > 4u) { bw_store(at, k, j, 1u, acc_get(acc, j, 1u)); }
-    if (CO > 8u) { bw_store(at, k, j, 2u, acc_get(acc, j, 2u)); }
-    if (CO > 12u) { bw_store(at, k, j, 3u, acc_get(acc, j, 3u)); }
+fn bw_store_row(at: u32, k: u32, cg: u32, og: u32, j: u32, acc: ptr<function, AccW>) {
+    bw_store(at, k, cg, og, j, 0u, acc_get(acc, j, 0u));
+    if (GCO > 4u) { bw_store(at, k, cg, og, j, 1u, acc_get(acc, j, 1u)); }
+    if (GCO > 8u) { bw_store(at, k, cg, og, j, 2u, acc_get(acc, j, 2u)); }
+    if (GCO > 12u) { bw_store(at, k, cg, og, j, 3u, acc_get(acc, j, 3u)); }
 }
 
-// Invocation (chunk, tap k): tap k's weight gradient over the chunk's CHUNK output pixels,
-// and the bias gradient (every tap sums it; tap 0 stores it). Partials land at
+// Invocation (chunk, tap k) of z-layer (input group cg, output group og): tap k's weight
+// gradient for the two groups over the chunk's CHUNK output pixels, and the group's bias
+// gradient (every tap sums it; tap 0 of input group 0 stores it). Partials land at
 // partial_out[chunk][row], row = (k * CI + c) * CO + o, the bias after the weights.
 @compute @workgroup_size(CPU_WG)
 fn backward_params_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let cg = group_at(wid.z / CO_GROUPS, CI);
+    let og = group_at(wid.z % CO_GROUPS, CO);
     let id = flat_cpu(wid, lid, nwg);
     let total = p.chunks * 9u;
     let me = min(id, total - 1u);
@@ -428,6 +499,9 @@ fn backward_params_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
     let ky = i32(k / 3u);
     let kx = i32(k % 3u);
     let pixels = p.n * HO * WO;
+    // Vec4 blocks of the groups' channels in the whole pixel.
+    let j0 = GROUP / 4u * cg;
+    let m0 = GROUP / 4u * og;
     var acc: AccW;
     var bacc: Acc4;
     for (var t = 0u; t < CHUNK; t++) {
@@ -437,13 +511,13 @@ fn backward_params_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
         let oy = i32((rc / WO) % HO);
         let b = rc / (WO * HO);
         let gscale = select(0.0, 1.0, r < pixels);
-        let g0 = g4_pixel(rc, 0u, gscale);
+        let g0 = g4_pixel(rc, m0, gscale);
         var g1 = vec4<f32>(0.0);
         var g2 = vec4<f32>(0.0);
         var g3 = vec4<f32>(0.0);
-        if (CO > 4u) { g1 = g4_pixel(rc, 1u, gscale); }
-        if (CO > 8u) { g2 = g4_pixel(rc, 2u, gscale); }
-        if (CO > 12u) { g3 = g4_pixel(rc, 3u, gscale); }
+        if (GCO > 4u) { g1 = g4_pixel(rc, m0 + 1u, gscale); }
+        if (GCO > 8u) { g2 = g4_pixel(rc, m0 + 2u, gscale); }
+        if (GCO > 12u) { g3 = g4_pixel(rc, m0 + 3u, gscale); }
         bacc.a0 += g0;
         bacc.a1 += g1;
         bacc.a2 += g2;
@@ -452,24 +526,25 @@ fn backward_params_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
         let ix = ox + kx - i32(PAD);
         let keep = inside_at(iy, H) * inside_at(ix, W);
         let pix = (b * H + tap_at(iy, H)) * W + tap_at(ix, W);
-        bw_block(0u, x4_at(pix, 0u, keep), g0, g1, g2, g3, &acc);
-        if (CI > 4u) { bw_block(1u, x4_at(pix, 1u, keep), g0, g1, g2, g3, &acc); }
-        if (CI > 8u) { bw_block(2u, x4_at(pix, 2u, keep), g0, g1, g2, g3, &acc); }
-        if (CI > 12u) { bw_block(3u, x4_at(pix, 3u, keep), g0, g1, g2, g3, &acc); }
+        bw_block(0u, x4_at(pix, j0, keep), g0, g1, g2, g3, &acc);
+        if (GCI > 4u) { bw_block(1u, x4_at(pix, j0 + 1u, keep), g0, g1, g2, g3, &acc); }
+        if (GCI > 8u) { bw_block(2u, x4_at(pix, j0 + 2u, keep), g0, g1, g2, g3, &acc); }
+        if (GCI > 12u) { bw_block(3u, x4_at(pix, j0 + 3u, keep), g0, g1, g2, g3, &acc); }
     }
     if (id < total) {
         let at = chunk * ROWS4 * 4u;
-        bw_store_row(at, k, 0u, &acc);
-        if (CI > 4u) { bw_store_row(at, k, 1u, &acc); }
-        if (CI > 8u) { bw_store_row(at, k, 2u, &acc); }
-        if (CI > 12u) { bw_store_row(at, k, 3u, &acc); }
-        if (k == 0u) {
-            let bias_at = at + 9u * CI * CO;
+        bw_store_row(at, k, cg, og, 0u, &acc);
+        if (GCI > 4u) { bw_store_row(at, k, cg, og, 1u, &acc); }
+        if (GCI > 8u) { bw_store_row(at, k, cg, og, 2u, &acc); }
+        if (GCI > 12u) { bw_store_row(at, k, cg, og, 3u, &acc); }
+        if (k == 0u && cg == 0u) {
+            let bias_at = at + 9u * CI * CO + GROUP * og;
             for (var l = 0u; l < 4u; l++) {
-                if (l < CO) { partial_out[bias_at + l] = bacc.a0[l]; }
-                if (4u + l < CO) { partial_out[bias_at + 4u + l] = bacc.a1[l]; }
-                if (8u + l < CO) { partial_out[bias_at + 8u + l] = bacc.a2[l]; }
-                if (12u + l < CO) { partial_out[bias_at + 12u + l] = bacc.a3[l]; }
+                let o = GROUP * og + l;
+                if (o < CO) { partial_out[bias_at + l] = bacc.a0[l]; }
+                if (o + 4u < CO) { partial_out[bias_at + 4u + l] = bacc.a1[l]; }
+                if (o + 8u < CO) { partial_out[bias_at + 8u + l] = bacc.a2[l]; }
+                if (o + 12u < CO) { partial_out[bias_at + 12u + l] = bacc.a3[l]; }
             }
         }
     }
@@ -479,24 +554,25 @@ fn backward_params_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
 //
 // The first layer (1 input channel) and the last (1 output) would waste most of AccW's
 // lanes and load their wide side at each of the 9 taps. Here the wide side's channels
-// (WIDE of them) load once per pixel and all 9 taps accumulate in registers: for CI == 1 the
-// invocation walks output pixels (the input at each tap is one scalar), for CO == 1 it walks
-// input pixels (the gradient at each tap is one scalar).
+// (WIDE of them, GROUP per z-layer) load once per pixel and all 9 taps accumulate in
+// registers: for CI == 1 the invocation walks output pixels (the input at each tap is one
+// scalar), for CO == 1 it walks input pixels (the gradient at each tap is one scalar).
 
 override WIDE: u32 = 1u;  // CO when CI == 1, else CI (set by the launcher)
+override GWIDE: u32 = min(WIDE, GROUP);
 
 struct Acc9 {
     t0: Acc4, t1: Acc4, t2: Acc4, t3: Acc4, t4: Acc4, t5: Acc4, t6: Acc4, t7: Acc4, t8: Acc4,
 }
 
-// a + v * w over the WIDE channels (by value: a pointer to a member, passed on, trips
-// naga's SPIR-V writer).
+// a + v * w over a group of the WIDE channels (by value: a pointer to a member, passed on,
+// trips naga's SPIR-V writer).
 fn axpy4(a: Acc4, v: f32, w: Acc4) -> Acc4 {
     var r = a;
     r.a0 += v * w.a0;
-    if (WIDE > 4u) { r.a1 += v * w.a1; }
-    if (WIDE > 8u) { r.a2 += v * w.a2; }
-    if (WIDE > 12u) { r.a3 += v * w.a3; }
+    if (GWIDE > 4u) { r.a1 += v * w.a1; }
+    if (GWIDE > 8u) { r.a2 += v * w.a2; }
+    if (GWIDE > 12u) { r.a3 += v * w.a3; }
     return r;
 }
 
@@ -527,20 +603,21 @@ fn acc9_get(acc: ptr<function, Acc9>, k: u32) -> Acc4 {
     return none;
 }
 
-// The wide side at pixel `pix` (output channels of the gradient when CI == 1, else input
+// Wide group wg at pixel `pix` (output channels of the gradient when CI == 1, else input
 // channels), times `scale`.
-fn wide_at(pix: u32, scale: f32) -> Acc4 {
+fn wide_at(pix: u32, wg: u32, scale: f32) -> Acc4 {
+    let j0 = GROUP / 4u * wg;
     var w: Acc4;
     if (CI == 1u) {
-        w.a0 = g4_pixel(pix, 0u, scale);
-        if (CO > 4u) { w.a1 = g4_pixel(pix, 1u, scale); }
-        if (CO > 8u) { w.a2 = g4_pixel(pix, 2u, scale); }
-        if (CO > 12u) { w.a3 = g4_pixel(pix, 3u, scale); }
+        w.a0 = g4_pixel(pix, j0, scale);
+        if (GWIDE > 4u) { w.a1 = g4_pixel(pix, j0 + 1u, scale); }
+        if (GWIDE > 8u) { w.a2 = g4_pixel(pix, j0 + 2u, scale); }
+        if (GWIDE > 12u) { w.a3 = g4_pixel(pix, j0 + 3u, scale); }
     } else {
-        w.a0 = x4_at(pix, 0u, scale);
-        if (CI > 4u) { w.a1 = x4_at(pix, 1u, scale); }
-        if (CI > 8u) { w.a2 = x4_at(pix, 2u, scale); }
-        if (CI > 12u) { w.a3 = x4_at(pix, 3u, scale); }
+        w.a0 = x4_at(pix, j0, scale);
+        if (GWIDE > 4u) { w.a1 = x4_at(pix, j0 + 1u, scale); }
+        if (GWIDE > 8u) { w.a2 = x4_at(pix, j0 + 2u, scale); }
+        if (GWIDE > 12u) { w.a3 = x4_at(pix, j0 + 3u, scale); }
     }
     return w;
 }
@@ -564,19 +641,24 @@ fn thin_tap(k: u32, b: u32, py: i32, px: i32, acc: ptr<function, Acc9>, wide: Ac
     }
 }
 
-fn thin_store(at: u32, k: u32, a: Acc4) {
+// Tap k's sums for wide group wg (channels from `first`): rows k * WIDE + channel.
+fn thin_store(at: u32, k: u32, first: u32, a: Acc4) {
     for (var l = 0u; l < 4u; l++) {
-        if (l < WIDE) { partial_out[at + k * WIDE + l] = a.a0[l]; }
-        if (4u + l < WIDE) { partial_out[at + k * WIDE + 4u + l] = a.a1[l]; }
-        if (8u + l < WIDE) { partial_out[at + k * WIDE + 8u + l] = a.a2[l]; }
-        if (12u + l < WIDE) { partial_out[at + k * WIDE + 12u + l] = a.a3[l]; }
+        let c = first + l;
+        if (c < WIDE) { partial_out[at + k * WIDE + c] = a.a0[l]; }
+        if (c + 4u < WIDE) { partial_out[at + k * WIDE + c + 4u] = a.a1[l]; }
+        if (c + 8u < WIDE) { partial_out[at + k * WIDE + c + 8u] = a.a2[l]; }
+        if (c + 12u < WIDE) { partial_out[at + k * WIDE + c + 12u] = a.a3[l]; }
     }
 }
 
-// Invocation = chunk of CHUNK walked pixels; partials as backward_params_partial's.
+// Invocation = chunk of CHUNK walked pixels, z-layer = wide group; partials as
+// backward_params_partial's. With CO == 1 the bias gradient is group 0's to store.
 @compute @workgroup_size(CPU_WG)
 fn backward_params_thin(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                         @builtin(num_workgroups) nwg: vec3<u32>) {
+    let wg = group_at(wid.z, WIDE);
+    let first = GROUP * wg;
     let id = flat_cpu(wid, lid, nwg);
     let chunk = min(id, p.chunks - 1u);
     let out_pixels = p.n * HO * WO;
@@ -592,7 +674,7 @@ fn backward_params_thin(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_in
         let px = i32(rc % pw);
         let py = i32((rc / pw) % ph);
         let b = rc / (pw * ph);
-        let wide = wide_at(rc, select(0.0, 1.0, r < pixels));
+        let wide = wide_at(rc, wg, select(0.0, 1.0, r < pixels));
         if (CI == 1u) {
             bacc.a0 += wide.a0;
             bacc.a1 += wide.a1;
@@ -614,13 +696,18 @@ fn backward_params_thin(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_in
     }
     if (id < p.chunks) {
         let at = chunk * ROWS4 * 4u;
-        for (var k = 0u; k < 9u; k++) { thin_store(at, k, acc9_get(&acc, k)); }
-        let bias_at = at + 9u * CI * CO;
-        for (var l = 0u; l < 4u; l++) {
-            if (l < CO) { partial_out[bias_at + l] = bacc.a0[l]; }
-            if (4u + l < CO) { partial_out[bias_at + 4u + l] = bacc.a1[l]; }
-            if (8u + l < CO) { partial_out[bias_at + 8u + l] = bacc.a2[l]; }
-            if (12u + l < CO) { partial_out[bias_at + 12u + l] = bacc.a3[l]; }
+        for (var k = 0u; k < 9u; k++) { thin_store(at, k, first, acc9_get(&acc, k)); }
+        // The bias: the group's output channels when CI == 1; the single one, once, else.
+        let bias_first = select(0u, first, CI == 1u);
+        let bias_at = at + 9u * CI * CO + bias_first;
+        if (CI == 1u || wg == 0u) {
+            for (var l = 0u; l < 4u; l++) {
+                let o = bias_first + l;
+                if (o < CO) { partial_out[bias_at + l] = bacc.a0[l]; }
+                if (o + 4u < CO) { partial_out[bias_at + 4u + l] = bacc.a1[l]; }
+                if (o + 8u < CO) { partial_out[bias_at + 8u + l] = bacc.a2[l]; }
+                if (o + 12u < CO) { partial_out[bias_at + 12u + l] = bacc.a3[l]; }
+            }
         }
     }
 }

@@ -3,7 +3,7 @@
 //! registers; a side with more runs one invocation per group of them).
 //!
 //! On the CPU kernel set (see `gpu::KernelSet`) the shapes `shaders/cpu/conv2d.wgsl` is
-//! written for (`cpu::conv2d::takes`: 3x3, at most 16 channels a side) run its kernels;
+//! written for (`cpu::conv2d::takes`: 3x3, at most 32 channels a side) run its kernels;
 //! every other shape runs this file's kernels on either set. The arguments and results are
 //! the same.
 use super::{build, cpu, expect_len, Cost, Dispatch, Launch, Shader};

@@ -117,6 +117,7 @@ impl Shader {
             Shader::CpuConv2d => c.extend([
                 ("CPU_WG", cpu::conv2d::CPU_WG),
                 ("MAXC", cpu::conv2d::MAXC as u64),
+                ("GROUP", cpu::conv2d::GROUP as u64),
             ]),
             Shader::CpuDense => c.push(("CPU_WG", cpu::dense::CPU_WG)),
             Shader::CpuBce => c.push(("CPU_WG", bce::CPU_WG)),

@@ -1,6 +1,6 @@
 //! conv2d: forward (with and without ReLU), backward input, weight and bias, on every adapter
 //! under its own limits and under WebGPU's defaults, under both kernel sets (the CPU set runs
-//! its own kernels for 3x3 layers with at most 16 channels a side, the GPU set's for the
+//! its own kernels for 3x3 layers with at most 32 channels a side, the GPU set's for the
 //! kernel sides 1, 5, 7 and the wider layers here).
 //!
 //! Tolerance: 1e-5 of the output's scale. Forward and input-gradient sums have at most
@@ -73,10 +73,17 @@ fn shapes() -> Vec<Conv2dShape> {
         sk(5, 2, 9, 7, 5, 2, Padding::Valid),
         sk(7, 2, 9, 7, 3, 5, Padding::Valid),
         sk(7, 2, 7, 9, 2, 3, Padding::Same),
-        // more than 16 channels: the last group of 16 partly filled (20), several groups on
-        // both sides (36 -> 40), on either side of the weight gradient and input gradient
+        // more than 16 channels: the last group of 16 partly filled (20), two groups on both
+        // sides with counts that are not multiples of 4 (the CPU set's written-out walk over
+        // two groups, and its z-layers), a single channel against two groups (its thin weight
+        // gradient and four-pixel forward), and more than 32 (36 -> 40: the GPU set's kernels
+        // on both sets), on either side of the weight gradient and input gradient
         s(2, 7, 7, 5, 20, Padding::Same),
         s(2, 9, 7, 20, 3, Padding::Valid),
+        s(2, 7, 7, 18, 30, Padding::Same),
+        s(2, 6, 5, 30, 18, Padding::Valid),
+        s(2, 9, 7, 1, 22, Padding::Same),
+        s(2, 7, 9, 22, 1, Padding::Valid),
         s(1, 6, 5, 36, 40, Padding::Same),
         sk(5, 2, 7, 7, 20, 17, Padding::Same),
         // the Keras blog's denoising autoencoder's layers (28x28x1 -> 32, 14x14x32 -> 32,
@@ -252,7 +259,7 @@ fn conv2d_refuses_other_kernel_sides() {
 }
 
 /// The weight-gradient scratch: the CPU set's layout only for the shapes its kernels take
-/// (3x3, at most 16 channels a side), the GPU set's for every other shape on both sets; and a
+/// (3x3, at most 32 channels a side), the GPU set's for every other shape on both sets; and a
 /// scratch sized for a batch fits every smaller batch (the network sizes it once, for the
 /// largest).
 #[test]
@@ -266,14 +273,20 @@ fn conv2d_partials_follow_the_kernels_and_fit_smaller_batches() {
         co,
         padding: Padding::Same,
     };
-    let cpu_takes = [s(3, 28, 1, 16), s(3, 14, 16, 8), s(3, 28, 16, 1)];
+    let cpu_takes = [
+        s(3, 28, 1, 16),
+        s(3, 14, 16, 8),
+        s(3, 28, 16, 1),
+        s(3, 28, 1, 32),
+        s(3, 14, 32, 32),
+        s(3, 7, 17, 16),
+    ];
     let gpu_only = [
         s(1, 28, 1, 16),
         s(5, 14, 16, 8),
         s(7, 28, 16, 1),
-        s(3, 28, 1, 32),
-        s(3, 14, 32, 32),
-        s(3, 7, 17, 16),
+        s(3, 7, 33, 16),
+        s(3, 7, 16, 40),
         s(7, 28, 32, 32),
     ];
     for shape in cpu_takes {

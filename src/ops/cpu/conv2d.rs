@@ -1,6 +1,7 @@
 //! `shaders/cpu/conv2d.wgsl`: forward, backward_input, and the weight and bias gradient as
 //! per-chunk partial sums plus a reduce. Written out for 3x3 kernels and at most [`MAXC`]
-//! channels a side ([`takes`]); `ops::conv2d` runs the GPU set's kernels for other shapes.
+//! channels a side ([`takes`]), [`GROUP`] of them per invocation; `ops::conv2d` runs the GPU
+//! set's kernels for other shapes.
 use crate::gpu::{Cost, Dispatch, Gpu, Tensor};
 use crate::ops::conv2d::{weight_gradient_kernels, GradOut, Params};
 use crate::ops::{build, Launch, Shader};
@@ -13,14 +14,31 @@ use crate::Result;
 pub const CPU_WG: u64 = 128;
 /// Output pixels one weight-gradient invocation sums.
 pub const CHUNK: u64 = 256;
-/// Channels a side these kernels hold: four vec4 accumulators per invocation, and the kernel
-/// copied into workgroup memory as 9 x 16 x 16 floats (9 KiB). The shader's MAXC.
-pub const MAXC: u32 = 16;
+/// Channels an invocation holds a side: four vec4 accumulators, and a kernel slice copied
+/// into workgroup memory as 9 x 16 x 16 floats (9 KiB). The shader's GROUP. The side an
+/// invocation writes runs a z-layer of workgroups per group; the side it sums over is walked
+/// a group at a time.
+pub const GROUP: u32 = 16;
+/// Channels a side these kernels take: the shader writes out the walk over two groups. The
+/// shader's MAXC.
+pub const MAXC: u32 = 32;
 
-/// Whether these kernels take `s`: they write out the 9 taps of a 3x3 window and keep at most
-/// MAXC channels a side in registers and workgroup memory.
+/// Whether these kernels take `s`: they write out the 9 taps of a 3x3 window and at most
+/// MAXC channels a side.
 pub fn takes(s: &Conv2dShape) -> bool {
     s.k == 3 && s.ci <= MAXC && s.co <= MAXC
+}
+
+/// Groups of GROUP channels a side of `channels` splits into.
+fn groups_of(channels: u32) -> u32 {
+    channels.div_ceil(GROUP)
+}
+
+/// `invocations` in workgroups of CPU_WG, folded into x and y, repeated in z for each of
+/// `groups` (at most (MAXC / GROUP)^2, far below any adapter's z limit).
+fn per_group(gpu: &Gpu, what: &str, invocations: u64, groups: u32) -> Result<[u32; 3]> {
+    let [x, y, _] = gpu.grid_of(what, invocations, CPU_WG)?;
+    Ok([x, y, groups])
 }
 
 /// Whether the weight gradient takes the thin kernel: one side has a single channel.
@@ -83,11 +101,13 @@ pub fn forward(
     y: &Tensor,
 ) -> Result<Dispatch> {
     let p = params(s, relu);
-    // A single output channel takes four neighbouring pixels per invocation.
+    // A single output channel takes four neighbouring pixels per invocation; fewer than 4
+    // take every output channel in one invocation, more take a group each.
     let (ho, wo) = s.out_hw();
-    let invocations = match s.co {
-        1 => s.n as u64 * ho as u64 * wo.div_ceil(4) as u64,
-        _ => s.output_len() / s.co as u64,
+    let (invocations, groups) = match s.co {
+        1 => (s.n as u64 * ho as u64 * wo.div_ceil(4) as u64, 1),
+        2 | 3 => (s.output_len() / s.co as u64, 1),
+        _ => (s.output_len() / s.co as u64, groups_of(s.co)),
     };
     build(
         gpu,
@@ -99,7 +119,7 @@ pub fn forward(
             params: bytemuck::bytes_of(&p),
             bindings: &[(1, x), (12, x), (2, w), (3, b), (4, y)],
             constants: &constants(s, false),
-            workgroups: gpu.grid_of("conv2d.forward", invocations, CPU_WG)?,
+            workgroups: per_group(gpu, "conv2d.forward", invocations, groups)?,
             cost: Cost {
                 bytes: 4 * (s.input_len() + s.weight_len() + s.co as u64 + s.output_len()),
                 flops: 2 * s.macs(),
@@ -129,7 +149,7 @@ pub fn backward_input(
             params: bytemuck::bytes_of(&p),
             bindings: &[(2, w), (5, dy), (6, act), (13, dy), (14, act), (7, dx)],
             constants: &constants(s, false),
-            workgroups: gpu.grid_of("conv2d.backward_input", pixels, CPU_WG)?,
+            workgroups: per_group(gpu, "conv2d.backward_input", pixels, groups_of(s.ci))?,
             cost: Cost {
                 bytes: 4 * (s.output_len() * (1 + relu as u64) + s.weight_len() + s.input_len()),
                 flops: 2 * s.macs(),
@@ -158,10 +178,15 @@ pub fn backward_params(
     let used = partials.len;
     let constants = constants(s, db.is_some());
     let (kernel, reduce_kernel) = weight_gradient_kernels(db.is_some());
-    // One invocation per chunk and tap, or per chunk with every tap (thin).
-    let (entry, invocations) = match thin(s) {
-        true => ("backward_params_thin", chunks(s)),
-        false => ("backward_params_partial", chunks(s) * 9),
+    // One invocation per chunk and tap for each pair of channel groups, or per chunk with
+    // every tap for each group of the wide side (thin).
+    let (entry, invocations, groups) = match thin(s) {
+        true => ("backward_params_thin", chunks(s), groups_of(s.ci.max(s.co))),
+        false => (
+            "backward_params_partial",
+            chunks(s) * 9,
+            groups_of(s.ci) * groups_of(s.co),
+        ),
     };
     let partial = build(
         gpu,
@@ -181,7 +206,7 @@ pub fn backward_params(
                 (8, partials),
             ],
             constants: &constants,
-            workgroups: gpu.grid_of(kernel, invocations, CPU_WG)?,
+            workgroups: per_group(gpu, kernel, invocations, groups)?,
             cost: Cost {
                 bytes: 4 * (s.output_len() * (1 + relu as u64) + s.input_len() + used),
                 flops: 2 * s.macs() + s.output_len(),
