@@ -12,19 +12,22 @@
 //   first, where a constant-address load is one scalar with no bounds-check branch;
 // - accumulators are named vec4s and mat4x4s, never arrays (arrays made lavapipe's NIR passes
 //   take tens of seconds per pipeline, and the code slower);
-// - an invocation holds GROUP (16) channels a side in registers. The side it writes (output
-//   channels of the forward and the weight gradient, input channels of the input gradient)
-//   runs one z-layer of workgroups per group of 16; the side it sums over is walked a group
-//   at a time, each group's kernel slice copied into workgroup memory in turn (the calls
-//   written out, at most MAXC / GROUP of them);
+// - an invocation holds GROUP (16) channels a side in registers. The forward and the input
+//   gradient run one z-layer of workgroups per group of the channels they write (output,
+//   input) and walk the side they sum over a group at a time, each group's kernel slice
+//   copied into workgroup memory in turn (the calls written out: two, MAXC / GROUP); the
+//   weight gradient runs a z-layer per (input group, output group) pair, its thin form one
+//   per group of the wide side. The narrow forwards (fewer than 4 outputs) copy the whole
+//   kernel, transposed;
 // - channels load as vec4 (zero-padded past the count);
 // - no invocation returns early (a returned lane masks every later load): indices are clamped
 //   and only the stores are guarded;
 // - a layer with one output channel computes four neighbouring pixels per invocation, so each
 //   loaded input serves three of their taps;
 // - the weight gradient has no split over 16-pixel chunks: each invocation sums CHUNK pixels
-//   for one tap (or, when one side has a single channel, for all 9 taps with the wide side
-//   loaded once per pixel), and a short reduce adds the chunks.
+//   for one tap and one pair of groups (or, when one side has a single channel, for all 9
+//   taps with a group of the wide side loaded once per pixel), and a short reduce adds the
+//   chunks.
 
 override CI: u32 = 1u;     // input channels, <= MAXC
 override CO: u32 = 1u;     // output channels, <= MAXC

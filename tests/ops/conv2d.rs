@@ -74,14 +74,18 @@ fn shapes() -> Vec<Conv2dShape> {
         sk(7, 2, 9, 7, 3, 5, Padding::Valid),
         sk(7, 2, 7, 9, 2, 3, Padding::Same),
         // more than 16 channels: the last group of 16 partly filled (20), two groups on both
-        // sides with counts that are not multiples of 4 (the CPU set's written-out walk over
-        // two groups, and its z-layers), a single channel against two groups (its thin weight
-        // gradient and four-pixel forward), and more than 32 (36 -> 40: the GPU set's kernels
-        // on both sets), on either side of the weight gradient and input gradient
+        // sides with counts that are and are not multiples of 4 (the CPU set's written-out
+        // walk over two groups, its z-layers, its vec4 and scalar channel loads), two input
+        // groups into one narrow output group (8, and 2: the narrow forward), a single channel
+        // against two groups (its thin weight gradient and four-pixel forward), and more than
+        // 32 (36 -> 40: the GPU set's kernels on both sets), on either side of the weight
+        // gradient and input gradient
         s(2, 7, 7, 5, 20, Padding::Same),
         s(2, 9, 7, 20, 3, Padding::Valid),
         s(2, 7, 7, 18, 30, Padding::Same),
-        s(2, 6, 5, 30, 18, Padding::Valid),
+        s(2, 7, 7, 24, 20, Padding::Valid),
+        s(2, 6, 5, 20, 8, Padding::Same),
+        s(2, 5, 6, 17, 2, Padding::Valid),
         s(2, 9, 7, 1, 22, Padding::Same),
         s(2, 7, 9, 22, 1, Padding::Valid),
         s(1, 6, 5, 36, 40, Padding::Same),

@@ -22,6 +22,8 @@ pub const GROUP: u32 = 16;
 /// Channels a side these kernels take: the shader writes out the walk over two groups. The
 /// shader's MAXC.
 pub const MAXC: u32 = 32;
+// The shader writes out the walk over a second group, no third.
+const _: () = assert!(MAXC <= 2 * GROUP);
 
 /// Whether these kernels take `s`: they write out the 9 taps of a 3x3 window and at most
 /// MAXC channels a side.
@@ -159,7 +161,8 @@ pub fn backward_input(
 }
 
 /// The weight gradient (and, with `db`, the bias gradient): partial sums over chunks of
-/// CHUNK output pixels, then a reduce that adds each weight's chunks in order.
+/// CHUNK pixels (output pixels; input pixels for the thin kernel with one output channel),
+/// then a reduce that adds each weight's chunks in order.
 // One argument per binding of the kernel: grouping them would hide which buffer is which.
 #[allow(clippy::too_many_arguments)]
 pub fn backward_params(
