@@ -157,6 +157,25 @@ enum Command {
         #[command(flatten)]
         data: DataArg,
     },
+    /// Every dispatch of a training step timed under each kernel set (gpu, cpu), side by side
+    /// per layer: which set's kernel is faster where, on this adapter.
+    BenchKernels {
+        /// conv, dense, deep, or a Keras `model.to_json()` file.
+        #[arg(long, value_parser = parse_model, default_value = "conv")]
+        model: ModelChoice,
+        /// Timed steps per kernel set (after the warm-up).
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        #[arg(long, default_value_t = 256)]
+        batch_size: u32,
+        /// Also write the report as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        #[command(flatten)]
+        data: DataArg,
+    },
     /// Steady-state training and inference throughput (first epoch excluded).
     Bench {
         /// One model (conv, dense, deep, or a Keras `model.to_json()` file); default: conv
@@ -600,6 +619,37 @@ fn profile(
     Ok(())
 }
 
+fn bench_kernels(
+    device: DeviceChoice,
+    model: ModelChoice,
+    (steps, warmup, batch_size): (usize, usize, u32),
+    json: Option<PathBuf>,
+    data: &DataArg,
+) -> Result<()> {
+    if device.kernels != KernelChoice::Auto {
+        anyhow::bail!(
+            "bench-kernels times every kernel set in turn, so --kernels does not apply; \
+             leave it out (profile --kernels SET times one set)"
+        );
+    }
+    let mut config = TrainConfig::new(model);
+    config.batch_size = batch_size;
+    let opts = bench::KernelBenchOptions {
+        adapter: device.adapter,
+        config,
+        data_dir: data.dir(),
+        steps,
+        warmup,
+        json: json.clone(),
+    };
+    let r = bench::bench_kernels(&opts).context("bench-kernels failed")?;
+    say!("{}", r.text().trim_end());
+    if let Some(path) = json {
+        say!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
 /// What `decode` did, in a line.
 fn decoded(n: usize, from: &DecodeFrom, out: &std::path::Path) -> String {
     let what = match from {
@@ -656,6 +706,14 @@ fn dispatch(cli: Cli) -> Result<()> {
             trace,
             data,
         }) => profile(device, model, (steps, warmup, batch_size), trace, &data),
+        Some(Command::BenchKernels {
+            model,
+            steps,
+            warmup,
+            batch_size,
+            json,
+            data,
+        }) => bench_kernels(device, model, (steps, warmup, batch_size), json, &data),
         Some(Command::Bench {
             model,
             epochs,

@@ -1077,6 +1077,72 @@ fn cli_train_profile_writes_the_table_and_a_trace() {
     assert_no_stray_files(&out);
 }
 
+/// `bench-kernels` times the step's dispatches under both kernel sets and puts each layer's
+/// kernel side by side; `--kernels` does not apply to it and is refused.
+#[test]
+fn cli_bench_kernels_times_each_layer_under_both_sets() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small(t.path());
+    let json = t.path().join("kernels.json");
+    let mut c = cli();
+    c.args([
+        "bench-kernels",
+        "--model",
+        "dense",
+        "--batch-size",
+        "16",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--json",
+    ])
+    .arg(&json)
+    .arg("--data")
+    .arg(&data);
+    let r = run_cmd(&mut c);
+    r.ok();
+    for want in ["gpu µs", "cpu µs", "fastest", "dense.forward", "adam.step"] {
+        assert!(r.stdout.contains(want), "no {want} in:\n{}", r.stdout);
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["sets"], serde_json::json!(["gpu", "cpu"]));
+    let rows = v["rows"].as_array().unwrap();
+    // Both sets run each Dense layer's forward: two rows, timed under both, a fastest named.
+    let forwards: Vec<_> = rows
+        .iter()
+        .filter(|r| r["kernel"] == "dense.forward")
+        .collect();
+    assert_eq!(forwards.len(), 2, "{rows:?}");
+    for r in forwards {
+        let per_set = r["per_set"].as_array().unwrap();
+        assert_eq!(per_set.len(), 2);
+        for d in per_set {
+            assert_eq!(d["calls"], 2, "{r}");
+            assert!(d["mean_us"].as_f64().unwrap() > 0.0, "{r}");
+        }
+        assert!(
+            ["gpu", "cpu"].contains(&r["fastest"].as_str().unwrap()),
+            "{r}"
+        );
+    }
+    for ms in v["kernel_ms_per_step"].as_array().unwrap() {
+        assert!(ms.as_f64().unwrap() > 0.0, "{v}");
+    }
+    let mut c = cli();
+    c.args([
+        "--kernels",
+        "cpu",
+        "bench-kernels",
+        "--model",
+        "dense",
+        "--data",
+    ])
+    .arg(&data);
+    run_cmd(&mut c).fails_with(&["--kernels does not apply", "every kernel set"]);
+}
+
 // ---- no surprises: output, run folders, resume, full disks ------------------------------
 
 /// A train command on the small dataset, dense model, that `spawn`s with piped output.

@@ -1,9 +1,11 @@
-//! `profile` and `bench`: where the GPU time goes, per dispatch, and steady-state throughput.
+//! `profile`, `bench-kernels` and `bench`: where the GPU time goes, per dispatch (and under
+//! each kernel set), and steady-state throughput.
 //! Throughput figures come from here, never from a test.
 use crate::data;
-use crate::gpu::{DeviceChoice, Gpu};
+use crate::gpu::{AdapterChoice, DeviceChoice, Gpu, KernelChoice, KernelSet};
 use crate::model::ModelChoice;
-use crate::train::profile::{profile_steps, ProfileReport};
+use crate::report::profile::{dispatch_rows, DispatchRow};
+use crate::train::profile::{profile_steps, timed_steps, ProfileReport};
 use crate::train::{TrainConfig, Trainer};
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -156,4 +158,163 @@ pub fn bench(o: &BenchOptions) -> Result<Vec<BenchResult>> {
         crate::atomic::write_atomic(path, text.as_bytes())?;
     }
     Ok(out)
+}
+
+pub struct KernelBenchOptions {
+    pub adapter: AdapterChoice,
+    pub config: TrainConfig,
+    pub data_dir: PathBuf,
+    pub steps: usize,
+    pub warmup: usize,
+    /// Also write the report there, as JSON.
+    pub json: Option<PathBuf>,
+}
+
+/// One dispatch of the step (a layer's kernel) under every kernel set.
+#[derive(Debug, serde::Serialize)]
+pub struct KernelComparison {
+    pub layer: String,
+    pub kernel: String,
+    /// One entry per set of [`KernelBenchReport::sets`]; None where that set runs no such
+    /// dispatch (its kernels split or fuse the work differently).
+    pub per_set: Vec<Option<DispatchRow>>,
+    /// The set with the smallest mean, when every set runs this dispatch.
+    pub fastest: Option<String>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct KernelBenchReport {
+    pub adapter: String,
+    pub model: String,
+    pub batch_size: u32,
+    pub steps: usize,
+    pub sets: Vec<String>,
+    pub rows: Vec<KernelComparison>,
+    /// Each set's kernel time per step (the sum of its dispatches), in ms.
+    pub kernel_ms_per_step: Vec<f64>,
+}
+
+impl KernelBenchReport {
+    pub fn text(&self) -> String {
+        let mut s = format!(
+            "bench-kernels: {} model, batch {}, {} timed steps per kernel set on {}\n",
+            self.model, self.batch_size, self.steps, self.adapter
+        );
+        s.push_str(&format!("{:<22} {:<32}", "layer", "kernel"));
+        for set in &self.sets {
+            s.push_str(&format!(" {:>11} {:>8}", format!("{set} µs"), "GFLOP/s"));
+        }
+        s.push_str("  fastest\n");
+        for r in &self.rows {
+            s.push_str(&format!("{:<22} {:<32}", r.layer, r.kernel));
+            for d in &r.per_set {
+                match d {
+                    Some(d) => s.push_str(&format!(" {:>11.1} {:>8.2}", d.mean_us, d.gflop_per_s)),
+                    None => s.push_str(&format!(" {:>11} {:>8}", "—", "")),
+                }
+            }
+            s.push_str(&format!("  {}\n", r.fastest.as_deref().unwrap_or("")));
+        }
+        s.push_str(&format!("{:<55}", "kernels per step, ms"));
+        for ms in &self.kernel_ms_per_step {
+            s.push_str(&format!(" {:>11.3} {:>8}", ms, ""));
+        }
+        s.push('\n');
+        s
+    }
+}
+
+/// The step's dispatches timed under each kernel set in turn (a fresh device and trainer
+/// each, same seed), side by side per layer and kernel: which set's kernel is faster for
+/// which layer on this adapter.
+pub fn bench_kernels(o: &KernelBenchOptions) -> Result<KernelBenchReport> {
+    o.config.validate()?;
+    if o.steps == 0 {
+        return Err(Error::Config(
+            "--steps must be at least 1: bench-kernels times that many steps per kernel set".into(),
+        ));
+    }
+    if let Some(path) = &o.json {
+        check_output(path)?;
+    }
+    let mut adapter = String::new();
+    let mut per_set = Vec::new();
+    for set in KernelSet::ALL {
+        let device = DeviceChoice::new(o.adapter.clone(), KernelChoice::Set(set));
+        let gpu = Gpu::new(&device)?;
+        adapter = gpu.name();
+        let mut t = trainer(&gpu, &o.config, &o.data_dir)?;
+        let timings = timed_steps(&gpu, &mut t, o.steps, o.warmup)?.ok_or_else(|| {
+            Error::Config(format!(
+                "{adapter} has no timestamp queries, which bench-kernels times each dispatch \
+                 with; `bench` measures whole epochs on any adapter"
+            ))
+        })?;
+        per_set.push(dispatch_rows(&timings));
+    }
+    let report = KernelBenchReport {
+        adapter,
+        model: o.config.model.name().into(),
+        batch_size: o.config.batch_size,
+        steps: o.steps,
+        sets: KernelSet::ALL
+            .iter()
+            .map(|s| s.name().to_string())
+            .collect(),
+        kernel_ms_per_step: per_set
+            .iter()
+            .map(|rows| {
+                rows.iter().map(|r| r.mean_us * r.calls as f64).sum::<f64>() / 1e3 / o.steps as f64
+            })
+            .collect(),
+        rows: side_by_side(&per_set),
+    };
+    if let Some(path) = &o.json {
+        let text =
+            serde_json::to_string_pretty(&report).map_err(|e| Error::Config(e.to_string()))?;
+        crate::atomic::write_atomic(path, text.as_bytes())?;
+    }
+    Ok(report)
+}
+
+/// Every (layer, kernel) any set runs, in the order the first set to run it does, with each
+/// set's row.
+fn side_by_side(per_set: &[Vec<DispatchRow>]) -> Vec<KernelComparison> {
+    let mut out: Vec<KernelComparison> = Vec::new();
+    for rows in per_set {
+        for r in rows {
+            if out
+                .iter()
+                .any(|c| c.layer == r.layer && c.kernel == r.kernel)
+            {
+                continue;
+            }
+            let found: Vec<Option<DispatchRow>> = per_set
+                .iter()
+                .map(|set| {
+                    set.iter()
+                        .find(|d| d.layer == r.layer && d.kernel == r.kernel)
+                        .cloned()
+                })
+                .collect();
+            let fastest = found
+                .iter()
+                .map(|d| d.as_ref().map(|d| d.mean_us))
+                .collect::<Option<Vec<f64>>>()
+                .and_then(|means| {
+                    means
+                        .iter()
+                        .enumerate()
+                        .min_by(|a, b| a.1.total_cmp(b.1))
+                        .map(|(i, _)| KernelSet::ALL[i].name().to_string())
+                });
+            out.push(KernelComparison {
+                layer: r.layer.clone(),
+                kernel: r.kernel.clone(),
+                per_set: found,
+                fastest,
+            });
+        }
+    }
+    out
 }

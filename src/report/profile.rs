@@ -120,3 +120,57 @@ pub fn write_trace(path: &Path, timings: &[Timing]) -> Result<()> {
     let text = serde_json::to_string(&doc).map_err(|e| Error::Config(e.to_string()))?;
     atomic::write_atomic(path, text.as_bytes())
 }
+
+/// One dispatch of a step (a layer's kernel), its mean over the timed steps.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DispatchRow {
+    /// The layer (or "loss", "adam", …) the dispatch belongs to.
+    pub layer: String,
+    pub kernel: String,
+    pub calls: usize,
+    pub mean_us: f64,
+    pub gb_per_s: f64,
+    pub gflop_per_s: f64,
+}
+
+/// Rows by (layer, kernel), in the order the step first runs them.
+pub fn dispatch_rows(timings: &[Timing]) -> Vec<DispatchRow> {
+    let mut rows: Vec<DispatchRow> = Vec::new();
+    let mut sums: Vec<(usize, f64, f64, f64)> = Vec::new();
+    for t in timings {
+        let i = match rows
+            .iter()
+            .position(|r| r.kernel == t.kernel && r.layer == t.label)
+        {
+            Some(i) => i,
+            None => {
+                rows.push(DispatchRow {
+                    layer: t.label.clone(),
+                    kernel: t.kernel.to_string(),
+                    calls: 0,
+                    mean_us: 0.0,
+                    gb_per_s: 0.0,
+                    gflop_per_s: 0.0,
+                });
+                sums.push((0, 0.0, 0.0, 0.0));
+                rows.len() - 1
+            }
+        };
+        rows[i].calls += 1;
+        if let Some(ns) = t.ns {
+            let s = &mut sums[i];
+            s.0 += 1;
+            s.1 += ns;
+            s.2 += t.cost.bytes as f64;
+            s.3 += t.cost.flops as f64;
+        }
+    }
+    for (r, (valid, ns, bytes, flops)) in rows.iter_mut().zip(sums) {
+        if valid > 0 && ns > 0.0 {
+            r.mean_us = ns / 1e3 / valid as f64;
+            r.gb_per_s = bytes / ns;
+            r.gflop_per_s = flops / ns;
+        }
+    }
+    rows
+}

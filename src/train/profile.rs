@@ -1,7 +1,7 @@
 //! Where a training step's GPU time goes: every dispatch timed through timestamp queries,
 //! summed per kernel, against the step's unprofiled wall time.
 use super::Trainer;
-use crate::gpu::timing::Profiler;
+use crate::gpu::timing::{Profiler, Timing};
 use crate::gpu::Gpu;
 use crate::report::profile::{self, KernelRow};
 use crate::Result;
@@ -60,6 +60,23 @@ impl ProfileReport {
     }
 }
 
+/// Warm-up, then `steps` steps with every dispatch timed; None (after the warm-up) when the
+/// adapter has no timestamp queries.
+pub fn timed_steps(
+    gpu: &Gpu,
+    t: &mut Trainer,
+    steps: usize,
+    warmup: usize,
+) -> Result<Option<Vec<Timing>>> {
+    t.run_steps(gpu, warmup, None)?;
+    if !gpu.has_timestamps() {
+        return Ok(None);
+    }
+    let mut prof = Profiler::new(gpu, steps * t.step_len())?;
+    t.run_steps(gpu, steps, Some(&mut prof))?;
+    Ok(Some(prof.finish(gpu)?))
+}
+
 /// Warm-up, then `steps` steps with every dispatch timed, then the same number untimed for the
 /// wall time, on a trainer as it stands (its weights move: `train --profile` runs this after
 /// the run's last checkpoint).
@@ -70,19 +87,16 @@ pub fn profile_steps(
     warmup: usize,
     trace: Option<&Path>,
 ) -> Result<ProfileReport> {
-    t.run_steps(gpu, warmup, None)?;
-    let (rows, kernel_ms) = if gpu.has_timestamps() {
-        let mut prof = Profiler::new(gpu, steps * t.step_len())?;
-        t.run_steps(gpu, steps, Some(&mut prof))?;
-        let timings = prof.finish(gpu)?;
-        if let Some(path) = trace {
-            profile::write_trace(path, &timings)?;
+    let (rows, kernel_ms) = match timed_steps(gpu, t, steps, warmup)? {
+        Some(timings) => {
+            if let Some(path) = trace {
+                profile::write_trace(path, &timings)?;
+            }
+            let rows = profile::kernel_rows(&timings);
+            let total: f64 = rows.iter().map(|r| r.total_ms).sum();
+            (Some(rows), Some(total / steps as f64))
         }
-        let rows = profile::kernel_rows(&timings);
-        let total: f64 = rows.iter().map(|r| r.total_ms).sum();
-        (Some(rows), Some(total / steps as f64))
-    } else {
-        (None, None)
+        None => (None, None),
     };
     let start = Instant::now();
     t.run_steps(gpu, steps, None)?;
