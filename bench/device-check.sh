@@ -4,38 +4,54 @@
 # made on lavapipe; the GPU's loss is the cross-check). Everything lands under $OUT.
 #
 # Here first:   bash ../shared/device/prepare.sh
-# Then one device call, carry [".device"], timeout ~540 s:
+# Then one device call, carry [".device"], timeout 600 s (the step limits below sum to 570 s
+# at worst; a normal run takes ~5):
 #               bash bench/device-check.sh
 #
 # Each step is timed and logged, and a failed step does not stop the rest (its rc is logged):
 # the device's minutes are scarce, so one bad step must not cost the others.
 set -u
 out=${OUT:?run on the device machine, where OUT is set}
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
 log=$out/device-check.log
+failed=0
+# step NAME LIMIT_S COMMAND...: its output in $OUT/NAME.txt, its rc and time in the log; a
+# step past its limit is killed (rc 124) so that the rest still run.
 step() {
-  local name=$1
-  shift
+  local name=$1 limit=$2
+  shift 2
   local t0=$SECONDS
-  "$@" >"$out/$name.txt" 2>&1
-  echo "$name: rc=$? in $((SECONDS - t0)) s" | tee -a "$log"
+  timeout "$limit" "$@" >"$out/$name.txt" 2>&1
+  local rc=$?
+  [ $rc -eq 0 ] || failed=1
+  echo "$name: rc=$rc in $((SECONDS - t0)) s" | tee -a "$log"
 }
 
-source .device/gpu-env.sh >"$out/env.txt" 2>&1
+if ! source .device/gpu-env.sh >"$out/env.txt" 2>&1; then
+  echo "sourcing .device/gpu-env.sh failed (was .device carried?):" | tee -a "$log"
+  tail -5 "$out/env.txt"
+  exit 1
+fi
 ae=wgsl-autoencoder
-step devices $ae devices
+step devices 30 $ae devices
 # Same command, same card: ours, then the peers (issue 8's table: all four columns).
-step ours $ae bench --adapter discrete --epochs 5 --json "$out/ours.json"
+step ours 60 $ae bench --adapter discrete --epochs 5 --json "$out/ours.json"
 for m in conv dense; do
-  step "torch-$m" python3 .device/torch_ae.py --data assets/mnist --model $m --variants eager,graph \
+  step "torch-$m" 75 python3 .device/torch_ae.py --data assets/mnist --model $m --variants eager,graph \
     --json "$out/torch-$m.json"
-  step "jax-$m" python3 .device/jax_ae.py --data assets/mnist --model $m --json "$out/jax-$m.json"
+  step "jax-$m" 75 python3 .device/jax_ae.py --data assets/mnist --model $m --json "$out/jax-$m.json"
 done
 # Where our step's time goes, per kernel (timestamp queries).
-step profile-conv $ae profile --adapter discrete --model conv --steps 100 --trace "$out/trace-conv.json"
-step profile-dense $ae profile --adapter discrete --model dense --steps 100
-step profile-denoising $ae profile --adapter discrete --model assets/models/denoising_conv.json --steps 50
+step profile-conv 20 $ae profile --adapter discrete --model conv --steps 100 --trace "$out/trace-conv.json"
+step profile-dense 20 $ae profile --adapter discrete --model dense --steps 100
+step profile-denoising 30 $ae profile --adapter discrete --model assets/models/denoising_conv.json --steps 50
+# Every dispatch under each kernel set (the variants we have), per layer.
+for m in conv dense; do
+  step "kernels-$m" 30 $ae bench-kernels --adapter discrete --model $m --steps 50 --json "$out/kernels-$m.json"
+done
 # The blog's denoising model, 10 epochs as on lavapipe (docs/lavapipe/denoising10).
-step denoising $ae --adapter discrete --model assets/models/denoising_conv.json --noise 0.5 \
+step denoising 50 $ae --adapter discrete --model assets/models/denoising_conv.json --noise 0.5 \
   --epochs 10 --seed 0 --out "$out/denoising" --no-tensorboard
 gzip -f "$out/trace-conv.json" 2>/dev/null
 cat "$log"
+exit $failed

@@ -1109,24 +1109,45 @@ fn cli_bench_kernels_times_each_layer_under_both_sets() {
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(v["sets"], serde_json::json!(["gpu", "cpu"]));
     let rows = v["rows"].as_array().unwrap();
-    // Both sets run each Dense layer's forward: two rows, timed under both, a fastest named.
-    let forwards: Vec<_> = rows
-        .iter()
-        .filter(|r| r["kernel"] == "dense.forward")
-        .collect();
-    assert_eq!(forwards.len(), 2, "{rows:?}");
-    for r in forwards {
+    let row = |layer: &str, kernel: &str| {
+        rows.iter()
+            .find(|r| r["layer"] == layer && r["kernel"] == kernel)
+            .unwrap_or_else(|| panic!("no {layer} {kernel} in {rows:?}"))
+    };
+    // Both sets run each Dense layer's forward, with their own kernels: timed under both
+    // (once per step), the faster one named.
+    for layer in ["dense", "dense_1"] {
+        let r = row(layer, "dense.forward");
         let per_set = r["per_set"].as_array().unwrap();
         assert_eq!(per_set.len(), 2);
+        assert_ne!(per_set[0]["source"], per_set[1]["source"], "{r}");
         for d in per_set {
-            assert_eq!(d["calls"], 2, "{r}");
-            assert!(d["mean_us"].as_f64().unwrap() > 0.0, "{r}");
+            assert_eq!(d["calls_per_step"], 1.0, "{r}");
+            assert!(d["us_per_step"].as_f64().unwrap() > 0.0, "{r}");
         }
+        assert_eq!(r["same_kernel"], false);
         assert!(
             ["gpu", "cpu"].contains(&r["fastest"].as_str().unwrap()),
             "{r}"
         );
     }
+    // Each set ran its own kernels: at batch 16 the GPU set's bias gradient is a pass of its
+    // own, the CPU set's weight gradient sums it in the same pass.
+    let bias = row("dense_1", "dense.backward_bias");
+    assert!(
+        bias["per_set"][0].is_object() && bias["per_set"][1].is_null(),
+        "{bias}"
+    );
+    let params = row("dense_1", "dense.backward_params");
+    assert!(
+        params["per_set"][0].is_null() && params["per_set"][1].is_object(),
+        "{params}"
+    );
+    assert!(bias["fastest"].is_null() && params["fastest"].is_null());
+    // The loss's last pass is one kernel on both sets: no winner named between equal code.
+    let finish = row("loss", "bce.loss_finish");
+    assert_eq!(finish["same_kernel"], true, "{finish}");
+    assert!(finish["fastest"].is_null(), "{finish}");
     for ms in v["kernel_ms_per_step"].as_array().unwrap() {
         assert!(ms.as_f64().unwrap() > 0.0, "{v}");
     }

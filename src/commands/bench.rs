@@ -2,7 +2,7 @@
 //! each kernel set), and steady-state throughput.
 //! Throughput figures come from here, never from a test.
 use crate::data;
-use crate::gpu::{AdapterChoice, DeviceChoice, Gpu, KernelChoice, KernelSet};
+use crate::gpu::{DeviceChoice, Gpu, KernelChoice, KernelSet};
 use crate::model::ModelChoice;
 use crate::report::profile::{dispatch_rows, DispatchRow};
 use crate::train::profile::{profile_steps, timed_steps, ProfileReport};
@@ -161,7 +161,8 @@ pub fn bench(o: &BenchOptions) -> Result<Vec<BenchResult>> {
 }
 
 pub struct KernelBenchOptions {
-    pub adapter: AdapterChoice,
+    /// The adapter; its kernel choice must be `auto` (every set is timed).
+    pub device: DeviceChoice,
     pub config: TrainConfig,
     pub data_dir: PathBuf,
     pub steps: usize,
@@ -178,46 +179,69 @@ pub struct KernelComparison {
     /// One entry per set of [`KernelBenchReport::sets`]; None where that set runs no such
     /// dispatch (its kernels split or fuse the work differently).
     pub per_set: Vec<Option<DispatchRow>>,
-    /// The set with the smallest mean, when every set runs this dispatch.
+    /// Every set ran the same shader entry point (the CPU set has no kernel of its own for
+    /// this op or shape): a difference in time is noise, not a finding.
+    pub same_kernel: bool,
+    /// The set with the least time per step, when every set runs this dispatch with valid
+    /// timestamps and their kernels differ.
     pub fastest: Option<String>,
 }
 
 #[derive(Debug, serde::Serialize)]
 pub struct KernelBenchReport {
     pub adapter: String,
+    pub driver: String,
     pub model: String,
     pub batch_size: u32,
+    pub warmup: usize,
     pub steps: usize,
     pub sets: Vec<String>,
     pub rows: Vec<KernelComparison>,
-    /// Each set's kernel time per step (the sum of its dispatches), in ms.
+    /// Each set's kernel time per step (the sum of its dispatches'), in ms.
     pub kernel_ms_per_step: Vec<f64>,
 }
 
 impl KernelBenchReport {
     pub fn text(&self) -> String {
         let mut s = format!(
-            "bench-kernels: {} model, batch {}, {} timed steps per kernel set on {}\n",
-            self.model, self.batch_size, self.steps, self.adapter
+            "bench-kernels: {} model, batch {}, {} timed steps per kernel set (after {} warm-up) on {}\n",
+            self.model, self.batch_size, self.steps, self.warmup, self.adapter
         );
-        s.push_str(&format!("{:<22} {:<32}", "layer", "kernel"));
+        let width = self
+            .rows
+            .iter()
+            .map(|r| r.layer.len())
+            .max()
+            .unwrap_or(0)
+            .max(5);
+        s.push_str(&format!("{:<width$} {:<32}", "layer", "kernel"));
         for set in &self.sets {
-            s.push_str(&format!(" {:>11} {:>8}", format!("{set} µs"), "GFLOP/s"));
+            s.push_str(&format!(
+                " {:>13} {:>8}",
+                format!("{set} µs/step"),
+                "GFLOP/s"
+            ));
         }
         s.push_str("  fastest\n");
         for r in &self.rows {
-            s.push_str(&format!("{:<22} {:<32}", r.layer, r.kernel));
+            s.push_str(&format!("{:<width$} {:<32}", r.layer, r.kernel));
             for d in &r.per_set {
-                match d {
-                    Some(d) => s.push_str(&format!(" {:>11.1} {:>8.2}", d.mean_us, d.gflop_per_s)),
-                    None => s.push_str(&format!(" {:>11} {:>8}", "—", "")),
+                match d.as_ref().and_then(|d| d.us_per_step.map(|us| (us, d))) {
+                    Some((us, d)) => s.push_str(&format!(" {:>13.1} {:>8.2}", us, d.gflop_per_s)),
+                    None if d.is_some() => s.push_str(&format!(" {:>13} {:>8}", "no time", "")),
+                    None => s.push_str(&format!(" {:>13} {:>8}", "—", "")),
                 }
             }
-            s.push_str(&format!("  {}\n", r.fastest.as_deref().unwrap_or("")));
+            let verdict = match (&r.fastest, r.same_kernel) {
+                (_, true) => "same kernel",
+                (Some(f), _) => f.as_str(),
+                (None, _) => "",
+            };
+            s.push_str(&format!("  {verdict}\n"));
         }
-        s.push_str(&format!("{:<55}", "kernels per step, ms"));
+        s.push_str(&format!("{:<w$}", "kernels per step, ms", w = width + 33));
         for ms in &self.kernel_ms_per_step {
-            s.push_str(&format!(" {:>11.3} {:>8}", ms, ""));
+            s.push_str(&format!(" {:>13.3} {:>8}", ms, ""));
         }
         s.push('\n');
         s
@@ -228,6 +252,13 @@ impl KernelBenchReport {
 /// each, same seed), side by side per layer and kernel: which set's kernel is faster for
 /// which layer on this adapter.
 pub fn bench_kernels(o: &KernelBenchOptions) -> Result<KernelBenchReport> {
+    if o.device.kernels != KernelChoice::Auto {
+        return Err(Error::Config(
+            "bench-kernels times every kernel set in turn, so --kernels does not apply; leave \
+             it out (profile --kernels SET times one set)"
+                .into(),
+        ));
+    }
     o.config.validate()?;
     if o.steps == 0 {
         return Err(Error::Config(
@@ -237,37 +268,51 @@ pub fn bench_kernels(o: &KernelBenchOptions) -> Result<KernelBenchReport> {
     if let Some(path) = &o.json {
         check_output(path)?;
     }
-    let mut adapter = String::new();
+    let (mut adapter, mut driver) = (String::new(), String::new());
     let mut per_set = Vec::new();
     for set in KernelSet::ALL {
-        let device = DeviceChoice::new(o.adapter.clone(), KernelChoice::Set(set));
+        let device = DeviceChoice::new(o.device.adapter.clone(), KernelChoice::Set(set));
         let gpu = Gpu::new(&device)?;
-        adapter = gpu.name();
+        (adapter, driver) = (gpu.name(), gpu.info.driver_info.clone());
+        if !gpu.has_timestamps() {
+            return Err(Error::Gpu {
+                adapter,
+                detail: "no timestamp queries, which bench-kernels times each dispatch with; \
+                         `bench` measures whole epochs on any adapter"
+                    .into(),
+            });
+        }
         let mut t = trainer(&gpu, &o.config, &o.data_dir)?;
-        let timings = timed_steps(&gpu, &mut t, o.steps, o.warmup)?.ok_or_else(|| {
-            Error::Config(format!(
-                "{adapter} has no timestamp queries, which bench-kernels times each dispatch \
-                 with; `bench` measures whole epochs on any adapter"
-            ))
-        })?;
-        per_set.push(dispatch_rows(&timings));
+        let timings = timed_steps(&gpu, &mut t, o.steps, o.warmup)?.unwrap_or_default();
+        let rows = dispatch_rows(&timings, o.steps);
+        if rows.iter().all(|r| r.us_per_step.is_none()) {
+            return Err(Error::Gpu {
+                adapter,
+                detail: format!(
+                    "every timestamp of the {set} kernel set's steps came back zero or \
+                     reversed: the driver's timestamps cannot time dispatches"
+                ),
+            });
+        }
+        per_set.push(rows);
     }
+    let sets: Vec<String> = KernelSet::ALL
+        .iter()
+        .map(|s| s.name().to_string())
+        .collect();
     let report = KernelBenchReport {
         adapter,
+        driver,
         model: o.config.model.name().into(),
         batch_size: o.config.batch_size,
+        warmup: o.warmup,
         steps: o.steps,
-        sets: KernelSet::ALL
-            .iter()
-            .map(|s| s.name().to_string())
-            .collect(),
         kernel_ms_per_step: per_set
             .iter()
-            .map(|rows| {
-                rows.iter().map(|r| r.mean_us * r.calls as f64).sum::<f64>() / 1e3 / o.steps as f64
-            })
+            .map(|rows| rows.iter().filter_map(|r| r.us_per_step).sum::<f64>() / 1e3)
             .collect(),
-        rows: side_by_side(&per_set),
+        rows: side_by_side(&per_set, &sets),
+        sets,
     };
     if let Some(path) = &o.json {
         let text =
@@ -277,44 +322,55 @@ pub fn bench_kernels(o: &KernelBenchOptions) -> Result<KernelBenchReport> {
     Ok(report)
 }
 
-/// Every (layer, kernel) any set runs, in the order the first set to run it does, with each
-/// set's row.
-fn side_by_side(per_set: &[Vec<DispatchRow>]) -> Vec<KernelComparison> {
-    let mut out: Vec<KernelComparison> = Vec::new();
+/// Every (layer, kernel) any set runs, each set's row beside it; a dispatch only a later set
+/// runs goes after the one it follows in that set's step.
+fn side_by_side(per_set: &[Vec<DispatchRow>], sets: &[String]) -> Vec<KernelComparison> {
+    let same = |a: &DispatchRow, b: &DispatchRow| a.layer == b.layer && a.kernel == b.kernel;
+    let mut order: Vec<&DispatchRow> = Vec::new();
     for rows in per_set {
+        let mut at = 0;
         for r in rows {
-            if out
-                .iter()
-                .any(|c| c.layer == r.layer && c.kernel == r.kernel)
-            {
-                continue;
+            match order.iter().position(|o| same(o, r)) {
+                Some(i) => at = i + 1,
+                None => {
+                    order.insert(at, r);
+                    at += 1;
+                }
             }
+        }
+    }
+    order
+        .into_iter()
+        .map(|r| {
             let found: Vec<Option<DispatchRow>> = per_set
                 .iter()
-                .map(|set| {
-                    set.iter()
-                        .find(|d| d.layer == r.layer && d.kernel == r.kernel)
-                        .cloned()
-                })
+                .map(|set| set.iter().find(|d| same(d, r)).cloned())
                 .collect();
-            let fastest = found
-                .iter()
-                .map(|d| d.as_ref().map(|d| d.mean_us))
-                .collect::<Option<Vec<f64>>>()
-                .and_then(|means| {
-                    means
+            let all: Option<Vec<&DispatchRow>> = found.iter().map(|d| d.as_ref()).collect();
+            let same_kernel = all
+                .as_ref()
+                .is_some_and(|all| all.iter().all(|d| d.source == all[0].source));
+            let fastest = all
+                .filter(|_| !same_kernel)
+                .and_then(|all| {
+                    all.iter()
+                        .map(|d| d.us_per_step)
+                        .collect::<Option<Vec<f64>>>()
+                })
+                .and_then(|times| {
+                    times
                         .iter()
                         .enumerate()
                         .min_by(|a, b| a.1.total_cmp(b.1))
-                        .map(|(i, _)| KernelSet::ALL[i].name().to_string())
+                        .map(|(i, _)| sets[i].clone())
                 });
-            out.push(KernelComparison {
+            KernelComparison {
                 layer: r.layer.clone(),
                 kernel: r.kernel.clone(),
                 per_set: found,
+                same_kernel,
                 fastest,
-            });
-        }
-    }
-    out
+            }
+        })
+        .collect()
 }

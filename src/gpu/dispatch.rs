@@ -13,11 +13,21 @@ pub struct Cost {
     pub flops: u64,
 }
 
+/// The code a dispatch runs: a shader file and its entry point. Two dispatches with the same
+/// source and shape run the same pipeline, whichever kernel set launched them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct KernelSource {
+    /// The file under `shaders/`, without `.wgsl` (e.g. `cpu/conv2d`).
+    pub shader: &'static str,
+    pub entry: &'static str,
+}
+
 /// One recorded kernel launch, ready to go into a compute pass.
 #[derive(Clone, Debug)]
 pub struct Dispatch {
     /// `file.entry`, e.g. `conv2d.forward`: the profile's row.
     pub kernel: &'static str,
+    pub source: KernelSource,
     /// Where in the model it runs, e.g. `conv2d_1`.
     pub label: String,
     pub pipeline: wgpu::ComputePipeline,

@@ -9,7 +9,7 @@ pub mod timing;
 
 pub use adapter::{describe_adapter, list_adapters, AdapterChoice};
 pub use buffers::Tensor;
-pub use dispatch::{record_all, run, Cost, Dispatch, WORKGROUP};
+pub use dispatch::{record_all, run, Cost, Dispatch, KernelSource, WORKGROUP};
 pub use kernels::{DeviceChoice, KernelChoice, KernelSet};
 pub use pipeline::Module;
 

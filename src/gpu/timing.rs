@@ -1,7 +1,7 @@
 //! GPU time of every dispatch through timestamp queries: while profiling, each dispatch gets
 //! its own compute pass with a timestamp at its start and end (pass-level writes work on every
 //! adapter with TIMESTAMP_QUERY; writes inside a pass need an extra feature).
-use super::{Cost, Dispatch, Gpu, Tensor};
+use super::{Cost, Dispatch, Gpu, KernelSource, Tensor};
 use crate::{Error, Result};
 
 /// Queries one query set holds (wgpu's maximum).
@@ -11,6 +11,7 @@ const MAX_QUERIES: u32 = wgpu::QUERY_SET_MAX_QUERIES;
 #[derive(Clone, Debug)]
 pub struct Timing {
     pub kernel: &'static str,
+    pub source: KernelSource,
     pub label: String,
     pub cost: Cost,
     /// Start, relative to the first timed dispatch, in nanoseconds.
@@ -21,8 +22,8 @@ pub struct Timing {
 
 pub struct Profiler {
     query_sets: Vec<wgpu::QuerySet>,
-    /// (kernel, label, cost) per recorded dispatch, in order.
-    recorded: Vec<(&'static str, String, Cost)>,
+    /// (kernel, source, label, cost) per recorded dispatch, in order.
+    recorded: Vec<(&'static str, KernelSource, String, Cost)>,
     capacity: usize,
 }
 
@@ -75,7 +76,8 @@ impl Profiler {
             d.record(&mut pass);
             drop(pass);
             if timed {
-                self.recorded.push((d.kernel, d.label.clone(), d.cost));
+                self.recorded
+                    .push((d.kernel, d.source, d.label.clone(), d.cost));
             }
         }
     }
@@ -129,11 +131,12 @@ impl Profiler {
             .recorded
             .into_iter()
             .enumerate()
-            .map(|(k, (kernel, label, cost))| {
+            .map(|(k, (kernel, source, label, cost))| {
                 let (a, b) = stamp(k);
                 let valid = a > 0 && b > a;
                 Timing {
                     kernel,
+                    source,
                     label,
                     cost,
                     start_ns: a.saturating_sub(first) as f64 * period,

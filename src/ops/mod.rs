@@ -208,6 +208,10 @@ pub(crate) fn build(gpu: &Gpu, l: Launch<'_>) -> Result<Dispatch> {
     gpu.check()?;
     Ok(Dispatch {
         kernel: l.kernel,
+        source: crate::gpu::KernelSource {
+            shader: l.shader.name(),
+            entry: l.entry,
+        },
         label: l.label.to_string(),
         pipeline,
         bind_group,

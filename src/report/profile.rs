@@ -1,6 +1,7 @@
 //! The profile table (kernel, calls, total, mean, share, achieved GB/s and GFLOP/s from each
 //! kernel's napkin count of bytes and flops) and a Chrome-trace JSON that Perfetto opens.
 use crate::gpu::timing::Timing;
+use crate::gpu::KernelSource;
 use crate::{atomic, Error, Result};
 use std::path::Path;
 
@@ -121,22 +122,30 @@ pub fn write_trace(path: &Path, timings: &[Timing]) -> Result<()> {
     atomic::write_atomic(path, text.as_bytes())
 }
 
-/// One dispatch of a step (a layer's kernel), its mean over the timed steps.
+/// One dispatch of a step (a layer's kernel) over the timed steps.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct DispatchRow {
     /// The layer (or "loss", "adam", …) the dispatch belongs to.
     pub layer: String,
     pub kernel: String,
-    pub calls: usize,
-    pub mean_us: f64,
+    /// The shader file and entry point that ran.
+    pub source: KernelSource,
+    /// Calls per step.
+    pub calls_per_step: f64,
+    /// Its GPU time per step (the mean valid call times the calls per step), in µs; None when
+    /// no call had valid timestamps.
+    pub us_per_step: Option<f64>,
     pub gb_per_s: f64,
     pub gflop_per_s: f64,
+    /// Calls whose timestamps were zero or reversed (not counted in the times).
+    pub invalid: usize,
 }
 
-/// Rows by (layer, kernel), in the order the step first runs them.
-pub fn dispatch_rows(timings: &[Timing]) -> Vec<DispatchRow> {
+/// Rows by (layer, kernel), in the order the step first runs them, over `steps` steps.
+pub fn dispatch_rows(timings: &[Timing], steps: usize) -> Vec<DispatchRow> {
     let mut rows: Vec<DispatchRow> = Vec::new();
-    let mut sums: Vec<(usize, f64, f64, f64)> = Vec::new();
+    // Per row: calls, valid calls, their ns, bytes and flops.
+    let mut sums: Vec<(usize, usize, f64, f64, f64)> = Vec::new();
     for t in timings {
         let i = match rows
             .iter()
@@ -147,27 +156,31 @@ pub fn dispatch_rows(timings: &[Timing]) -> Vec<DispatchRow> {
                 rows.push(DispatchRow {
                     layer: t.label.clone(),
                     kernel: t.kernel.to_string(),
-                    calls: 0,
-                    mean_us: 0.0,
+                    source: t.source,
+                    calls_per_step: 0.0,
+                    us_per_step: None,
                     gb_per_s: 0.0,
                     gflop_per_s: 0.0,
+                    invalid: 0,
                 });
-                sums.push((0, 0.0, 0.0, 0.0));
+                sums.push((0, 0, 0.0, 0.0, 0.0));
                 rows.len() - 1
             }
         };
-        rows[i].calls += 1;
+        let s = &mut sums[i];
+        s.0 += 1;
         if let Some(ns) = t.ns {
-            let s = &mut sums[i];
-            s.0 += 1;
-            s.1 += ns;
-            s.2 += t.cost.bytes as f64;
-            s.3 += t.cost.flops as f64;
+            s.1 += 1;
+            s.2 += ns;
+            s.3 += t.cost.bytes as f64;
+            s.4 += t.cost.flops as f64;
         }
     }
-    for (r, (valid, ns, bytes, flops)) in rows.iter_mut().zip(sums) {
-        if valid > 0 && ns > 0.0 {
-            r.mean_us = ns / 1e3 / valid as f64;
+    for (r, (calls, valid, ns, bytes, flops)) in rows.iter_mut().zip(sums) {
+        r.calls_per_step = calls as f64 / steps.max(1) as f64;
+        r.invalid = calls - valid;
+        if valid > 0 {
+            r.us_per_step = Some(ns / 1e3 / valid as f64 * r.calls_per_step);
             r.gb_per_s = bytes / ns;
             r.gflop_per_s = flops / ns;
         }
