@@ -14,10 +14,13 @@
 //   take tens of seconds per pipeline, and the code slower);
 // - an invocation holds GROUP (16) channels a side in registers. The forward and the input
 //   gradient run one z-layer of workgroups per group of the channels they write (output,
-//   input) and walk the side they sum over a group at a time, each group's kernel slice
-//   copied into workgroup memory in turn (the calls written out: two, MAXC / GROUP); the
-//   weight gradient runs a z-layer per (input group, output group) pair, its thin form one
-//   per group of the wide side. The narrow forwards (fewer than 4 outputs) copy the whole
+//   input). The forward walks the input groups in turn, each group's kernel slice copied into
+//   workgroup memory (the calls written out: two, MAXC / GROUP); the input gradient takes one
+//   dispatch per output group, the later ones adding to dx (the same walk inside one dispatch
+//   put a barrier between the groups with the sums live, which cost lavapipe's coroutines as
+//   much as the arithmetic: 32 -> 32 input gradient 2x the forward's time). The weight
+//   gradient runs a z-layer per (input group, output group) pair, its thin form one per
+//   group of the wide side. The narrow forwards (fewer than 4 outputs) copy the whole
 //   kernel, transposed;
 // - channels load as vec4 (zero-padded past the count);
 // - no invocation returns early (a returned lane masks every later load): indices are clamped
@@ -399,10 +402,19 @@ fn bin_group(lid: u32, cg: u32, og: u32, b: u32, iy: i32, ix: i32, acc: ptr<func
     bin_tap(8u, og, b, iy, ix, acc);
 }
 
+// The output group this dispatch walks, and whether it adds to dx (a later group) rather
+// than writing it: one dispatch per output group (ops::cpu::conv2d::backward_input), because
+// a second group walked inside one dispatch needs a workgroup barrier with the sums live,
+// which lavapipe's coroutines made cost as much as the arithmetic.
+override OG: u32 = 0u;
+override ADD_TO_DX: bool = false;
+
 fn store_dx4(at: u32, cg: u32, j: u32, v: vec4<f32>) {
     for (var l = 0u; l < 4u; l++) {
         let c = GROUP * cg + 4u * j + l;
-        if (c < CI) { dx[at + c] = v[l]; }
+        if (c < CI) {
+            if (ADD_TO_DX) { dx[at + c] += v[l]; } else { dx[at + c] = v[l]; }
+        }
     }
 }
 
@@ -417,8 +429,7 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     let iy = i32((pix / W) % H);
     let b = pix / (W * H);
     var acc: Acc4;
-    bin_group(lid, cg, 0u, b, iy, ix, &acc);
-    if (CO > GROUP) { bin_group(lid, cg, 1u, b, iy, ix, &acc); }
+    bin_group(lid, cg, OG, b, iy, ix, &acc);
     if (id < total) {
         store_dx4(pix * CI, cg, 0u, acc.a0);
         if (GCI > 4u) { store_dx4(pix * CI, cg, 1u, acc.a1); }

@@ -334,7 +334,7 @@ impl Network {
                 )?);
                 if let Some(dx) = &dx {
                     let w = self.param(&self.params, k);
-                    out.push(conv2d::backward_input(gpu, &label, &s, &g, &w, dx)?);
+                    out.extend(conv2d::backward_input(gpu, &label, &s, &g, &w, dx)?);
                 }
             }
             LayerOp::Dense {

@@ -202,7 +202,8 @@ impl<'a> GradOut<'a> {
     }
 }
 
-/// `dx`: the gradient w.r.t. the layer's input.
+/// `dx`: the gradient w.r.t. the layer's input (one dispatch, or on the CPU set one per group
+/// of output channels).
 pub fn backward_input(
     gpu: &Gpu,
     label: &str,
@@ -210,7 +211,7 @@ pub fn backward_input(
     g: &GradOut<'_>,
     w: &Tensor,
     dx: &Tensor,
-) -> Result<Dispatch> {
+) -> Result<Vec<Dispatch>> {
     s.check()?;
     g.check(s)?;
     expect_len("conv2d", "kernel", w, s.weight_len())?;
@@ -221,7 +222,7 @@ pub fn backward_input(
     let (dy, act, relu) = g.bindings();
     let p = params(s, relu);
     let pixels = s.input_len() / s.ci as u64;
-    build(
+    Ok(vec![build(
         gpu,
         Launch {
             shader: Shader::Conv2d,
@@ -242,7 +243,7 @@ pub fn backward_input(
                 flops: 2 * s.macs(),
             },
         },
-    )
+    )?])
 }
 
 /// `dw`: the gradient w.r.t. the kernel, summed over the batch in two deterministic stages:

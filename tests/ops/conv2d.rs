@@ -148,7 +148,7 @@ impl Weighted for Conv2dShape {
         w: &Tensor,
         dx: &Tensor,
     ) -> Result<Vec<Dispatch>> {
-        Ok(vec![conv2d::backward_input(g, "t", self, go, w, dx)?])
+        conv2d::backward_input(g, "t", self, go, w, dx)
     }
     fn backward_weight(
         &self,
