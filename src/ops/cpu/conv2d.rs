@@ -17,7 +17,8 @@ pub const CHUNK: u64 = 256;
 /// Channels an invocation holds a side: four vec4 accumulators, and a kernel slice copied
 /// into workgroup memory as 9 x 16 x 16 floats (9 KiB). The shader's GROUP. The side an
 /// invocation writes runs a z-layer of workgroups per group; the side it sums over is walked
-/// a group at a time.
+/// a group at a time (by the forward inside its dispatch, by the input gradient as one
+/// dispatch per group).
 pub const GROUP: u32 = 16;
 /// Channels a side these kernels take: the shader writes out the walk over two groups. The
 /// shader's MAXC.
