@@ -4,8 +4,8 @@
 # made on lavapipe; the GPU's loss is the cross-check). Everything lands under $OUT.
 #
 # Here first:   bash ../shared/device/prepare.sh
-# Then one device call, carry [".device"], timeout 600 s (the step limits below sum to 570 s
-# at worst; a normal run takes ~5):
+# Then one device call, carry [".device"], timeout 600 s (the step limits below sum to 580 s
+# at worst; a normal run takes ~5 minutes):
 #               bash bench/device-check.sh
 #
 # Each step is timed and logged, and a failed step does not stop the rest (its rc is logged):
@@ -33,25 +33,32 @@ if ! source .device/gpu-env.sh >"$out/env.txt" 2>&1; then
   exit 1
 fi
 ae=wgsl-autoencoder
-step devices 30 $ae devices
+step devices 10 $ae devices
 # Same command, same card: ours, then the peers (issue 8's table: all four columns).
-step ours 60 $ae bench --adapter discrete --epochs 5 --json "$out/ours.json"
+step ours 40 $ae bench --adapter discrete --epochs 5 --json "$out/ours.json"
+# The folds' before and after, same call: ours with none (the 44-dispatch step measured
+# on the H200 before them; `auto` folds all on a GPU, 32 dispatches).
+step ours-unfolded 40 $ae bench --adapter discrete --folds none --epochs 5 --json "$out/ours-unfolded.json"
 for m in conv dense; do
   step "torch-$m" 75 python3 .device/torch_ae.py --data assets/mnist --model $m --variants eager,graph \
     --json "$out/torch-$m.json"
   step "jax-$m" 75 python3 .device/jax_ae.py --data assets/mnist --model $m --json "$out/jax-$m.json"
 done
 # Where our step's time goes, per kernel (timestamp queries).
-step profile-conv 20 $ae profile --adapter discrete --model conv --steps 100 --trace "$out/trace-conv.json"
-step profile-dense 20 $ae profile --adapter discrete --model dense --steps 100
-step profile-denoising 30 $ae profile --adapter discrete --model assets/models/denoising_conv.json --steps 50
+step profile-conv 15 $ae profile --adapter discrete --model conv --steps 100 --trace "$out/trace-conv.json"
+for f in none upsample pool; do
+  step "profile-conv-folds-$f" 15 $ae profile --adapter discrete --model conv --folds $f --steps 100 \
+    --trace "$out/trace-conv-folds-$f.json"
+done
+step profile-dense 15 $ae profile --adapter discrete --model dense --steps 100
+step profile-denoising 20 $ae profile --adapter discrete --model assets/models/denoising_conv.json --steps 50
 # Every dispatch under each kernel set (the variants we have), per layer.
 for m in conv dense; do
-  step "kernels-$m" 30 $ae bench-kernels --adapter discrete --model $m --steps 50 --json "$out/kernels-$m.json"
+  step "kernels-$m" 25 $ae bench-kernels --adapter discrete --model $m --steps 50 --json "$out/kernels-$m.json"
 done
 # The blog's denoising model, 10 epochs as on lavapipe (docs/lavapipe/denoising10).
-step denoising 50 $ae --adapter discrete --model assets/models/denoising_conv.json --noise 0.5 \
+step denoising 45 $ae --adapter discrete --model assets/models/denoising_conv.json --noise 0.5 \
   --epochs 10 --seed 0 --out "$out/denoising" --no-tensorboard
-gzip -f "$out/trace-conv.json" 2>/dev/null
+gzip -f "$out"/trace-conv*.json 2>/dev/null
 cat "$log"
 exit $failed

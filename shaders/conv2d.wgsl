@@ -12,6 +12,18 @@
 //
 // Backward kernels read the upstream gradient through `grad_out`, which applies the ReLU mask
 // from the saved activation when the layer was run with ReLU (relu != 0).
+//
+// UP = 2 folds a Keras UpSampling2D(2) in front of the layer into its loads: x then holds
+// H/2 x W/2 pixels and every kernel reads pixel (iy, ix) of the upsampled input at
+// (iy/2, ix/2); backward_input writes the gradient of that half-size tensor, each pixel the
+// sum of its 2x2 block in upsample.backward's order. Two dispatches a layer fewer, and the
+// 4x copy is never written or read.
+//
+// POOL = 2 folds a Keras MaxPooling2D(2) after the layer into it: forward_pooled writes the
+// PH x PW window maxima of the (ReLU'd) output and each one's winner, as pool.forward does,
+// and the backward kernels read dy and act as the pooled tensor's, each output pixel getting
+// its window's gradient if it won and 0 otherwise (pool.backward's rule). The full-size
+// output and its gradient are never written.
 
 override KS: u32 = 3u;     // window side: 1, 3, 5 or 7
 override CI: u32 = 1u;     // input channels
@@ -19,6 +31,12 @@ override CO: u32 = 1u;     // output channels
 override H: u32 = 1u;
 override W: u32 = 1u;
 override PAD: u32 = 1u;    // (KS - 1) / 2 'same', 0 'valid'
+override UP: u32 = 1u;     // 1: x as it is; 2: x is the half-size tensor upsampled 2x
+override POOL: u32 = 1u;   // 1: y as it is; 2: y is the output max-pooled 2x2
+override PH: u32 = 1u;     // the pooled height and width ('same': ceil(HO/2), 'valid': floor)
+override PW: u32 = 1u;
+override XH: u32 = H / UP; // x's height and width
+override XW: u32 = W / UP;
 override TAPS: u32 = KS * KS;
 override HO: u32 = H + 2u * PAD - (KS - 1u);
 override WO: u32 = W + 2u * PAD - (KS - 1u);
@@ -52,6 +70,8 @@ struct Conv {
 @group(0) @binding(9) var<storage, read> partial_in: array<f32>;
 @group(0) @binding(10) var<storage, read_write> dw: array<f32>;
 @group(0) @binding(11) var<storage, read_write> db: array<f32>;
+@group(0) @binding(12) var<storage, read_write> winner_out: array<u32>;
+@group(0) @binding(13) var<storage, read> winner_in: array<u32>;
 
 // Workgroup size of the register-tiled kernels: ops::conv2d::TILED.
 const TILED_WG: u32 = 64u;
@@ -62,8 +82,20 @@ fn flat_of(wid: vec3<u32>, lid: u32, nwg: vec3<u32>, size: u32) -> u32 {
     return (wid.y * nwg.x + wid.x) * size + lid;
 }
 
-// Upstream gradient at output element i, masked by ReLU' (0 where the output is <= 0).
-fn grad_out(i: u32) -> f32 {
+// Upstream gradient at channel o of output pixel pix (flat over n, HO, WO), masked by ReLU'
+// (0 where the output is <= 0). With POOL = 2, dy and act are the pooled tensor's: the pixel
+// gets its window's gradient if it is the window's winner (whose output is the pooled one),
+// 0 if it lost or lies in a 'valid' pool's dropped odd row or column.
+fn grad_out(pix: u32, o: u32) -> f32 {
+    var i = pix * CO + o;
+    if (POOL == 2u) {
+        let ox = pix % WO;
+        let oy = (pix / WO) % HO;
+        let b = pix / (WO * HO);
+        if (oy / 2u >= PH || ox / 2u >= PW) { return 0.0; }
+        i = ((b * PH + oy / 2u) * PW + ox / 2u) * CO + o;
+        if (winner_in[i] != (oy % 2u) * 2u + ox % 2u) { return 0.0; }
+    }
     let g = dy[i];
     if (p.relu != 0u && act[i] <= 0.0) {
         return 0.0;
@@ -110,6 +142,12 @@ fn inside(v: i32, size: u32) -> f32 {
     return select(0.0, 1.0, v >= 0 && v < i32(size));
 }
 
+// Index in x of channel 0 of input pixel (iy, ix) (already clamped inside H x W): with
+// UP = 1 the divisions fold away at pipeline creation.
+fn x_base(b: u32, iy: u32, ix: u32) -> u32 {
+    return ((b * XH + iy / UP) * XW + ix / UP) * CI;
+}
+
 // Accumulators are four named vec4 registers, never an indexed array: a dynamically indexed
 // function-scope array lives in local memory on NVIDIA, which made every multiply-add a
 // memory round trip. Branches on the override constants CO4/CI4 fold away at pipeline
@@ -121,6 +159,33 @@ fn store4(base: u32, o: u32, v: vec4<f32>, relu: bool) {
     for (var l = 0u; l < 4u; l++) {
         if (o + l < CO) { y[base + o + l] = r[l]; }
     }
+}
+
+// The layer's output at pixel (oy, ox) for the channel group from 4 * g4, before ReLU.
+fn conv_at(b: u32, oy: i32, ox: i32, g4: u32) -> Sums {
+    let o0 = 4u * g4;
+    var a0 = bias4(o0);
+    var a1 = bias4(o0 + 4u);
+    var a2 = bias4(o0 + 8u);
+    var a3 = bias4(o0 + 12u);
+    let l1 = live(CO4, g4, 1u);
+    let l2 = live(CO4, g4, 2u);
+    let l3 = live(CO4, g4, 3u);
+    for (var k = 0u; k < TAPS; k++) {
+        let iy = oy + i32(k / KS) - i32(PAD);
+        let ix = ox + i32(k % KS) - i32(PAD);
+        let keep = inside(iy, H) * inside(ix, W);
+        let xb = x_base(b, tap(iy, H), tap(ix, W));
+        for (var c = 0u; c < CI; c++) {
+            let xv = keep * x[xb + c];
+            let row = k * CI + c;
+            a0 += xv * w_row4(row, o0);
+            if (l1) { a1 += xv * w_row4(row, o0 + 4u); }
+            if (l2) { a2 += xv * w_row4(row, o0 + 8u); }
+            if (l3) { a3 += xv * w_row4(row, o0 + 12u); }
+        }
+    }
+    return Sums(a0, a1, a2, a3);
 }
 
 // One invocation per output pixel (n, oy, ox) and group of GROUP output channels (z): every
@@ -135,32 +200,75 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     let b = pix / (WO * HO);
     let g4 = group4(CO4, wid.z);
     let o0 = 4u * g4;
-    var a0 = bias4(o0);
-    var a1 = bias4(o0 + 4u);
-    var a2 = bias4(o0 + 8u);
-    var a3 = bias4(o0 + 12u);
-    let l1 = live(CO4, g4, 1u);
-    let l2 = live(CO4, g4, 2u);
-    let l3 = live(CO4, g4, 3u);
-    for (var k = 0u; k < TAPS; k++) {
-        let iy = oy + i32(k / KS) - i32(PAD);
-        let ix = ox + i32(k % KS) - i32(PAD);
-        let keep = inside(iy, H) * inside(ix, W);
-        let xb = ((b * H + tap(iy, H)) * W + tap(ix, W)) * CI;
-        for (var c = 0u; c < CI; c++) {
-            let xv = keep * x[xb + c];
-            let row = k * CI + c;
-            a0 += xv * w_row4(row, o0);
-            if (l1) { a1 += xv * w_row4(row, o0 + 4u); }
-            if (l2) { a2 += xv * w_row4(row, o0 + 8u); }
-            if (l3) { a3 += xv * w_row4(row, o0 + 12u); }
+    let a = conv_at(b, oy, ox, g4);
+    let relu = p.relu != 0u;
+    store4(pix * CO, o0, a.a0, relu);
+    if (live(CO4, g4, 1u)) { store4(pix * CO, o0 + 4u, a.a1, relu); }
+    if (live(CO4, g4, 2u)) { store4(pix * CO, o0 + 8u, a.a2, relu); }
+    if (live(CO4, g4, 3u)) { store4(pix * CO, o0 + 12u, a.a3, relu); }
+}
+
+// The winners of a channel group: four named vec4 registers, like Sums.
+struct Winners {
+    w0: vec4<u32>, w1: vec4<u32>, w2: vec4<u32>, w3: vec4<u32>,
+}
+
+fn relu_sums(a: Sums) -> Sums {
+    let z = vec4<f32>(0.0);
+    return Sums(max(a.a0, z), max(a.a1, z), max(a.a2, z), max(a.a3, z));
+}
+
+// Output channels o..o+3 of pooled pixel `pix`'s winners; none past CO.
+fn store_winner4(pix: u32, o: u32, v: vec4<u32>) {
+    for (var l = 0u; l < 4u; l++) {
+        if (o + l < CO) { winner_out[pix * CO + o + l] = v[l]; }
+    }
+}
+
+// POOL = 2: one invocation per pooled pixel (n, py, px) and group of GROUP output channels
+// (z): the layer's output at each pixel of the 2x2 window that exists, ReLU'd when the layer
+// has ReLU, then pool.forward's maximum and winner per channel (window places 0..3 row-major,
+// the first maximum wins ties; a 'same' pool's missing bottom row or right column never
+// takes part).
+@compute @workgroup_size(TILED_WG)
+fn forward_pooled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let pix = flat_of(wid, lid, nwg, TILED_WG);
+    if (pix >= p.n * PH * PW) { return; }
+    let px = pix % PW;
+    let py = (pix / PW) % PH;
+    let b = pix / (PW * PH);
+    let g4 = group4(CO4, wid.z);
+    var best: Sums;
+    var arg: Winners;
+    for (var k = 0u; k < 4u; k++) {
+        let oy = 2u * py + k / 2u;
+        let ox = 2u * px + k % 2u;
+        if (oy < HO && ox < WO) {
+            var v = conv_at(b, i32(oy), i32(ox), g4);
+            if (p.relu != 0u) { v = relu_sums(v); }
+            if (k == 0u) {
+                best = v;
+                arg = Winners(vec4<u32>(0u), vec4<u32>(0u), vec4<u32>(0u), vec4<u32>(0u));
+            } else {
+                let kk = vec4<u32>(k);
+                let m0 = v.a0 > best.a0;
+                let m1 = v.a1 > best.a1;
+                let m2 = v.a2 > best.a2;
+                let m3 = v.a3 > best.a3;
+                best = Sums(select(best.a0, v.a0, m0), select(best.a1, v.a1, m1),
+                            select(best.a2, v.a2, m2), select(best.a3, v.a3, m3));
+                arg = Winners(select(arg.w0, kk, m0), select(arg.w1, kk, m1),
+                              select(arg.w2, kk, m2), select(arg.w3, kk, m3));
+            }
         }
     }
-    let relu = p.relu != 0u;
-    store4(pix * CO, o0, a0, relu);
-    if (l1) { store4(pix * CO, o0 + 4u, a1, relu); }
-    if (l2) { store4(pix * CO, o0 + 8u, a2, relu); }
-    if (l3) { store4(pix * CO, o0 + 12u, a3, relu); }
+    let o0 = 4u * g4;
+    store4(pix * CO, o0, best.a0, false);
+    store_winner4(pix, o0, arg.w0);
+    if (live(CO4, g4, 1u)) { store4(pix * CO, o0 + 4u, best.a1, false); store_winner4(pix, o0 + 4u, arg.w1); }
+    if (live(CO4, g4, 2u)) { store4(pix * CO, o0 + 8u, best.a2, false); store_winner4(pix, o0 + 8u, arg.w2); }
+    if (live(CO4, g4, 3u)) { store4(pix * CO, o0 + 12u, best.a3, false); store_winner4(pix, o0 + 12u, arg.w3); }
 }
 
 // Four consecutive input channels (from c) of kernel tap k for output channel o.
@@ -176,17 +284,17 @@ fn store_dx(base: u32, c: u32, v: vec4<f32>) {
     }
 }
 
-// One invocation per input pixel (n, iy, ix) and group of GROUP input channels (z): the
-// transposed convolution of dy, every input channel of the group at once.
-@compute @workgroup_size(TILED_WG)
-fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
-                  @builtin(num_workgroups) nwg: vec3<u32>) {
-    let pix = flat_of(wid, lid, nwg, TILED_WG);
-    if (pix >= p.n * H * W) { return; }
-    let ix = i32(pix % W);
-    let iy = i32((pix / W) % H);
-    let b = pix / (W * H);
-    let g4 = group4(CI4, wid.z);
+// The input gradient of one channel group: four vec4 registers, named (see store4).
+struct Sums {
+    a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>,
+}
+
+fn add_sums(p: Sums, q: Sums) -> Sums {
+    return Sums(p.a0 + q.a0, p.a1 + q.a1, p.a2 + q.a2, p.a3 + q.a3);
+}
+
+// The transposed convolution of dy at input pixel (iy, ix), input channels from 4 * g4.
+fn input_grad(b: u32, iy: i32, ix: i32, g4: u32) -> Sums {
     let c0 = 4u * g4;
     let l1 = live(CI4, g4, 1u);
     let l2 = live(CI4, g4, 2u);
@@ -199,19 +307,48 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
         let oy = iy + i32(PAD) - i32(k / KS);
         let ox = ix + i32(PAD) - i32(k % KS);
         let keep = inside(oy, HO) * inside(ox, WO);
-        let gb = ((b * HO + tap(oy, HO)) * WO + tap(ox, WO)) * CO;
+        let opix = (b * HO + tap(oy, HO)) * WO + tap(ox, WO);
         for (var o = 0u; o < CO; o++) {
-            let g = keep * grad_out(gb + o);
+            let g = keep * grad_out(opix, o);
             a0 += g * w_col4(k, c0, o);
             if (l1) { a1 += g * w_col4(k, c0 + 4u, o); }
             if (l2) { a2 += g * w_col4(k, c0 + 8u, o); }
             if (l3) { a3 += g * w_col4(k, c0 + 12u, o); }
         }
     }
-    store_dx(pix * CI, c0, a0);
-    if (l1) { store_dx(pix * CI, c0 + 4u, a1); }
-    if (l2) { store_dx(pix * CI, c0 + 8u, a2); }
-    if (l3) { store_dx(pix * CI, c0 + 12u, a3); }
+    return Sums(a0, a1, a2, a3);
+}
+
+// One invocation per pixel (n, iy, ix) of x and group of GROUP input channels (z): the
+// transposed convolution of dy, every input channel of the group at once. With UP = 2, the
+// sum over the pixel's 2x2 block of the upsampled input, in upsample.backward's order.
+@compute @workgroup_size(TILED_WG)
+fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let pix = flat_of(wid, lid, nwg, TILED_WG);
+    if (pix >= p.n * XH * XW) { return; }
+    let ix = i32(pix % XW);
+    let iy = i32((pix / XW) % XH);
+    let b = pix / (XW * XH);
+    let g4 = group4(CI4, wid.z);
+    var s: Sums;
+    if (UP == 1u) {
+        s = input_grad(b, iy, ix, g4);
+    } else {
+        // (top-left + top-right) + (bottom-left + bottom-right). A loop over the two rows,
+        // not four written-out calls: the body is already the whole unrolled window, and
+        // four copies of it took llvmpipe's GL compiler past wgpu's 6 s context lock.
+        for (var r = 0; r < 2; r++) {
+            let y = 2 * iy + r;
+            let row = add_sums(input_grad(b, y, 2 * ix, g4), input_grad(b, y, 2 * ix + 1, g4));
+            if (r == 0) { s = row; } else { s = add_sums(s, row); }
+        }
+    }
+    let c0 = 4u * g4;
+    store_dx(pix * CI, c0, s.a0);
+    if (live(CI4, g4, 1u)) { store_dx(pix * CI, c0 + 4u, s.a1); }
+    if (live(CI4, g4, 2u)) { store_dx(pix * CI, c0 + 8u, s.a2); }
+    if (live(CI4, g4, 3u)) { store_dx(pix * CI, c0 + 12u, s.a3); }
 }
 
 // Split-K weight gradient, stage 1: invocation (chunk, row) of output-channel group z sums
@@ -252,13 +389,12 @@ fn backward_weight_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
         // Past the last pixel, or a tap outside the image: scaled by 0 (no branch).
         var xv = select(0.0, 1.0, r < pixels);
         if (!is_bias) {
-            xv *= inside(iy, H) * inside(ix, W) * x[((b * H + tap(iy, H)) * W + tap(ix, W)) * CI + c];
+            xv *= inside(iy, H) * inside(ix, W) * x[x_base(b, tap(iy, H), tap(ix, W)) + c];
         }
-        let gb = rc * CO + o0;
-        a0 += xv * grad4(gb);
-        if (l1) { a1 += xv * grad4(gb + 4u); }
-        if (l2) { a2 += xv * grad4(gb + 8u); }
-        if (l3) { a3 += xv * grad4(gb + 12u); }
+        a0 += xv * grad4(rc, o0);
+        if (l1) { a1 += xv * grad4(rc, o0 + 4u); }
+        if (l2) { a2 += xv * grad4(rc, o0 + 8u); }
+        if (l3) { a3 += xv * grad4(rc, o0 + 12u); }
     }
     // Layout [row][co][chunk]: the reduce then reads each weight's chunks contiguously.
     store_partial(row, chunk, o0, a0);
@@ -267,8 +403,11 @@ fn backward_weight_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
     if (l3) { store_partial(row, chunk, o0 + 12u, a3); }
 }
 
-fn grad4(i: u32) -> vec4<f32> {
-    return vec4<f32>(grad_out(i), grad_out(i + 1u), grad_out(i + 2u), grad_out(i + 3u));
+// Output channels o..o+3 of grad_out at pixel pix. Past CO the lanes read neighbours
+// (bounds-checked by WGSL) and are never stored.
+fn grad4(pix: u32, o: u32) -> vec4<f32> {
+    return vec4<f32>(grad_out(pix, o), grad_out(pix, o + 1u), grad_out(pix, o + 2u),
+                     grad_out(pix, o + 3u));
 }
 
 // Output channels o..o+3 of one chunk's partial sums for kernel row `row`; none past CO.
@@ -330,7 +469,7 @@ fn backward_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     let rows = p.n * HO * WO;
     var acc = 0.0;
     for (var r = lid; r < rows; r += WG) {
-        acc += grad_out(r * CO + o);
+        acc += grad_out(r, o);
     }
     scratch[lid] = acc;
     let total = tree_sum(lid);

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use wgsl_autoencoder::commands::{self, bench, DecodeFrom};
 use wgsl_autoencoder::data;
-use wgsl_autoencoder::gpu::{AdapterChoice, DeviceChoice, KernelChoice};
+use wgsl_autoencoder::gpu::{AdapterChoice, DeviceChoice, FoldChoice, KernelChoice};
 use wgsl_autoencoder::interrupt;
 use wgsl_autoencoder::model::{ModelChoice, ModelKind};
 use wgsl_autoencoder::run::{self, Control, Event, RunOptions, TrainRequest};
@@ -43,6 +43,11 @@ struct Cli {
     /// Kernel set: auto (cpu on a CPU adapter such as lavapipe, gpu elsewhere), gpu or cpu.
     #[arg(long, global = true, default_value = "auto")]
     kernels: KernelChoice,
+    /// Layers a convolution's kernels take over (no dispatch of their own; the same results
+    /// to the bit): auto (all on the gpu kernel set, none on cpu), none, upsample (a 2x
+    /// upsampling before it), pool (a 2x2 max pool after it) or all.
+    #[arg(long, global = true, default_value = "auto")]
+    folds: FoldChoice,
     #[command(subcommand)]
     command: Option<Command>,
     /// With no command: `train`.
@@ -340,6 +345,7 @@ impl Printer {
             Event::Started {
                 adapter,
                 kernels,
+                folds,
                 run_dir,
                 model,
                 train_count,
@@ -352,7 +358,7 @@ impl Printer {
                 self.epochs = epochs;
                 (self.first_epoch, self.first_step, self.steps) = (first_epoch, first_step, steps);
                 self.started = Some(std::time::Instant::now());
-                say!("adapter: {adapter}, {kernels} kernels");
+                say!("adapter: {adapter}, {kernels} kernels, folds: {folds}");
                 say!("run folder: {}", run_dir.display());
                 say!(
                     "{model} on {train_count} training and {test_count} test images, {steps} steps per epoch, epochs {first_epoch}..={epochs}"
@@ -447,7 +453,15 @@ fn resume_command(dir: &std::path::Path, cli_args: &[String]) -> String {
             cmd.push_str(flag);
             continue;
         }
-        if ["--data", "--adapter", "--kernels", "--checkpoint-every"].contains(&flag) {
+        if [
+            "--data",
+            "--adapter",
+            "--kernels",
+            "--folds",
+            "--checkpoint-every",
+        ]
+        .contains(&flag)
+        {
             cmd.push(' ');
             cmd.push_str(&shell_word(a));
             if !a.contains('=') {
@@ -660,7 +674,7 @@ fn decoded(n: usize, from: &DecodeFrom, out: &std::path::Path) -> String {
 }
 
 fn dispatch(cli: Cli) -> Result<()> {
-    let device = DeviceChoice::new(cli.adapter.clone(), cli.kernels);
+    let device = DeviceChoice::new(cli.adapter.clone(), cli.kernels).with_folds(cli.folds);
     match cli.command {
         None => train(device, cli.train),
         Some(Command::Train(a)) => train(device, a),

@@ -1971,6 +1971,76 @@ fn cli_kernels_flag_is_checked_recorded_and_printed() {
     }
 }
 
+/// `--folds`: an unknown choice is refused before anything is created, naming the choices;
+/// a run records the folds it used in `config.json` and prints them (`auto`: all on the GPU
+/// set, none on the CPU set); and `profile` counts the dispatches they save (44 -> 32 for the
+/// conv model).
+#[test]
+fn cli_folds_flag_is_checked_recorded_and_printed() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small(t.path());
+    let out = t.path().join("bogus");
+    train(&data, &out, &["--folds", "some", "--epochs", "1"])
+        .fails_with(&["some", "auto, none, upsample, pool or all"]);
+    assert_not_created(&out);
+    for (kernels, folds, recorded) in [
+        ("gpu", "auto", "all"),
+        ("cpu", "auto", "none"),
+        ("gpu", "pool", "pool"),
+    ] {
+        let out = t.path().join(format!("{kernels}-{folds}"));
+        let args = [
+            "--kernels",
+            kernels,
+            "--folds",
+            folds,
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+        ];
+        let r = train(&data, &out, &args);
+        r.ok();
+        assert!(
+            r.stdout
+                .contains(&format!("{kernels} kernels, folds: {recorded}")),
+            "the run should say it folds {recorded}:\n{}",
+            r.stdout
+        );
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap())
+                .unwrap();
+        let folds = &config["sessions"][0]["folds"];
+        let want = |kind| recorded == "all" || recorded == kind;
+        assert_eq!(folds["upsample"], want("upsample"), "{config}");
+        assert_eq!(folds["pool"], want("pool"), "{config}");
+    }
+    for (folds, dispatches) in [("none", 44), ("upsample", 38), ("pool", 38), ("all", 32)] {
+        let r = run(&[
+            "profile",
+            "--kernels",
+            "gpu",
+            "--folds",
+            folds,
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+            "--batch-size",
+            "8",
+            "--data",
+            data.to_str().unwrap(),
+        ]);
+        r.ok();
+        assert!(
+            r.stdout
+                .contains(&format!("{dispatches} dispatches per step")),
+            "--folds {folds}:\n{}",
+            r.stdout
+        );
+    }
+}
+
 // ---- Keras model files ---------------------------------------------------------------------
 
 /// The shipped `assets/models/NAME.json` as JSON, to edit into a file the program refuses.

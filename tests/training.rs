@@ -55,7 +55,7 @@ use common::{device_choice, gpu, gpu_with, rng};
 use rand::Rng;
 use std::time::Instant;
 use wgsl_autoencoder::checkpoint::{self, State};
-use wgsl_autoencoder::gpu::{Gpu, KernelSet};
+use wgsl_autoencoder::gpu::{DeviceChoice, FoldChoice, FoldSet, Gpu, KernelChoice, KernelSet};
 use wgsl_autoencoder::infer::Inference;
 use wgsl_autoencoder::model::{Features, Model, ModelChoice, ModelKind};
 use wgsl_autoencoder::network::DeviceSplit;
@@ -1055,6 +1055,56 @@ fn decode_of_encode_is_reconstruct_bitwise() {
         }
     }
     eprintln!("decode(encode(x)): {:.1}s", t0.elapsed().as_secs_f64());
+}
+
+/// The folds (`--folds`) change the dispatches, not the results: the conv model trained
+/// with every fold, with each one alone and with none, on the GPU kernel set (where `auto`
+/// folds all), gives the same epoch losses and final state bit for bit, with 12 dispatches
+/// per step fewer with all (3 pools and 3 upsamplings, forward and backward).
+#[test]
+fn folds_change_no_bit_of_training() {
+    let t0 = Instant::now();
+    let px = MNIST.len() as usize;
+    // 40 images at batch 16: two full batches and a partial one of 8 per epoch.
+    let train_px = images(43, 40, px);
+    let test_px = images(44, 20, px);
+    let model = Model::new(ModelKind::Conv, MNIST).unwrap();
+    let cfg = config(ModelKind::Conv, 16, 5);
+    let run = |folds: FoldSet| {
+        let choice = DeviceChoice::new(common::adapter_choice(), KernelChoice::Set(KernelSet::Gpu))
+            .with_folds(FoldChoice::Set(folds));
+        let g = Gpu::new(&choice).unwrap();
+        assert_eq!(g.folds, folds);
+        let mut tr = trainer(&g, &model, &cfg, &train_px, &test_px);
+        let m: Vec<(u64, u64)> = (0..2)
+            .map(|_| {
+                let m = tr.train_epoch(&g, &mut |_, _| {}).unwrap();
+                (m.loss.to_bits(), m.val_loss.to_bits())
+            })
+            .collect();
+        let s = tr.state(&g).unwrap();
+        let state = (bits(&s.params), bits(&s.adam_m), bits(&s.adam_v));
+        (tr.step_len(), m, state)
+    };
+    let none = run(FoldSet::NONE);
+    for folds in [
+        FoldSet::ALL,
+        FoldSet {
+            upsample: true,
+            pool: false,
+        },
+        FoldSet {
+            upsample: false,
+            pool: true,
+        },
+    ] {
+        let (len, m, state) = run(folds);
+        let fewer = 6 * folds.upsample as usize + 6 * folds.pool as usize;
+        assert_eq!(len + fewer, none.0, "{folds}: dispatches per step");
+        assert_eq!(m, none.1, "{folds}: epoch losses");
+        assert!(state == none.2, "{folds}: final state");
+    }
+    eprintln!("folds: {:.1}s", t0.elapsed().as_secs_f64());
 }
 
 /// Two Trainers, same seed and data: the same epoch losses and final state, bit for bit

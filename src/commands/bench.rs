@@ -271,7 +271,10 @@ pub fn bench_kernels(o: &KernelBenchOptions) -> Result<KernelBenchReport> {
     let (mut adapter, mut driver) = (String::new(), String::new());
     let mut per_set = Vec::new();
     for set in KernelSet::ALL {
-        let device = DeviceChoice::new(o.device.adapter.clone(), KernelChoice::Set(set));
+        let device = DeviceChoice {
+            kernels: KernelChoice::Set(set),
+            ..o.device.clone()
+        };
         let gpu = Gpu::new(&device)?;
         (adapter, driver) = (gpu.name(), gpu.info.driver_info.clone());
         if !gpu.has_timestamps() {

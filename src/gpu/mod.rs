@@ -10,7 +10,7 @@ pub mod timing;
 pub use adapter::{describe_adapter, list_adapters, AdapterChoice};
 pub use buffers::Tensor;
 pub use dispatch::{record_all, run, Cost, Dispatch, KernelSource, WORKGROUP};
-pub use kernels::{DeviceChoice, KernelChoice, KernelSet};
+pub use kernels::{DeviceChoice, FoldChoice, FoldSet, KernelChoice, KernelSet};
 pub use pipeline::Module;
 
 use crate::{Error, Result};
@@ -25,6 +25,8 @@ pub struct Gpu {
     pub features: wgpu::Features,
     /// The kernel set the launchers pick their entry points from.
     pub kernels: KernelSet,
+    /// The layers a network's convolutions fold in (`network`).
+    pub folds: FoldSet,
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<Mutex<Option<String>>>,
     pipelines: pipeline::PipelineCache,
@@ -52,6 +54,7 @@ impl Gpu {
         let adapter = adapter::choose(&choice.adapter)?;
         let info = adapter.get_info();
         let kernels = choice.kernels.resolve(&info);
+        let folds = choice.folds.resolve(kernels);
         let wanted = wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
@@ -95,6 +98,7 @@ impl Gpu {
             limits,
             features,
             kernels,
+            folds,
             lost,
             uncaptured,
             pipelines: Default::default(),

@@ -8,7 +8,7 @@ pub use plan::{DeviceSplit, StepParams, StepPlan, StepSource};
 use crate::gpu::{Dispatch, Gpu, KernelSet, Tensor};
 use crate::model::{Layer, LayerOp, Model};
 use crate::ops::{self, activation, conv2d, dense, pool, upsample};
-use crate::shapes::AdamConfig;
+use crate::shapes::{AdamConfig, Padding};
 use crate::{Error, Result};
 use std::ops::Range;
 
@@ -193,8 +193,68 @@ impl Network {
 
     /// Forward dispatches of layers `range` for a batch of n.
     pub fn forward(&self, gpu: &Gpu, n: u32, range: Range<usize>) -> Result<Vec<Dispatch>> {
-        let layers = in_parallel(range.collect(), |i| self.forward_layer(gpu, i, n))?;
+        let layers = in_parallel(range.clone().collect(), |i| {
+            self.forward_layer(gpu, i, n, &range)
+        })?;
         Ok(layers.into_iter().flatten().collect())
+    }
+
+    /// Whether layer i is a 2x upsampling that the convolution after it reads through
+    /// (`conv2d::Input::Upsampled2x`) when both run in `range`: then the upsampling runs no
+    /// dispatch, forward or backward, and its output and gradient buffers are never written.
+    fn folded_upsample(&self, gpu: &Gpu, i: usize, n: u32, range: &Range<usize>) -> bool {
+        if !range.contains(&i) || !range.contains(&(i + 1)) {
+            return false;
+        }
+        let LayerOp::Upsample(_) = self.model.op(i, n) else {
+            return false;
+        };
+        match self.model.op(i + 1, n) {
+            LayerOp::Conv2d { shape, .. } => conv2d::folds_upsample(gpu, &shape),
+            _ => false,
+        }
+    }
+
+    /// Whether layer i is a 2x2 max pool that the convolution before it writes through
+    /// (`conv2d::Pooled`) when both run in `range`: then the pool runs no dispatch, forward
+    /// or backward, and the convolution's own output and gradient buffers are never written.
+    fn folded_pool(&self, gpu: &Gpu, i: usize, n: u32, range: &Range<usize>) -> bool {
+        if i == 0 || !range.contains(&(i - 1)) || !range.contains(&i) {
+            return false;
+        }
+        let LayerOp::Pool(_) = self.model.op(i, n) else {
+            return false;
+        };
+        matches!(self.model.op(i - 1, n), LayerOp::Conv2d { .. }) && conv2d::folds_pool(gpu)
+    }
+
+    /// Whether layer i's work is done by the convolution beside it.
+    fn folded(&self, gpu: &Gpu, i: usize, n: u32, range: &Range<usize>) -> bool {
+        self.folded_upsample(gpu, i, n, range) || self.folded_pool(gpu, i, n, range)
+    }
+
+    /// What convolution i reads and writes: through a folded upsampling, that layer's input;
+    /// through a folded pool, that layer's output and winners.
+    fn conv_io(&self, gpu: &Gpu, i: usize, n: u32, range: &Range<usize>) -> Result<ConvIo> {
+        let (input, x) = match i > 0 && self.folded_upsample(gpu, i - 1, n, range) {
+            true => (conv2d::Input::Upsampled2x, self.layer_input(i - 1, n)),
+            false => (conv2d::Input::Direct, self.layer_input(i, n)),
+        };
+        // (Layer i + 1 exists only when the pool is folded: test that first.)
+        let pool = match self.folded_pool(gpu, i + 1, n, range) {
+            true => match self.model.op(i + 1, n) {
+                LayerOp::Pool(s) => Some((s.padding, self.winner(i + 1, s.output_len())?)),
+                _ => None,
+            },
+            false => None,
+        };
+        let out = i + pool.is_some() as usize;
+        Ok(ConvIo {
+            input,
+            x,
+            pool,
+            out,
+        })
     }
 
     /// The bias of a layer with weights: its tensor, or zeros without one.
@@ -205,7 +265,16 @@ impl Network {
         }
     }
 
-    fn forward_layer(&self, gpu: &Gpu, i: usize, n: u32) -> Result<Option<Dispatch>> {
+    fn forward_layer(
+        &self,
+        gpu: &Gpu,
+        i: usize,
+        n: u32,
+        range: &Range<usize>,
+    ) -> Result<Option<Dispatch>> {
+        if self.folded(gpu, i, n, range) {
+            return Ok(None);
+        }
         let (x, y, label) = (self.layer_input(i, n), self.act(i, n), self.model.label(i));
         let p = |k| self.param(&self.params, k);
         Ok(Some(match self.model.op(i, n) {
@@ -216,7 +285,9 @@ impl Network {
                 bias,
             } => {
                 let b = self.bias(&self.params, bias, shape.co);
-                conv2d::forward(gpu, &label, &shape, relu, &x, &p(kernel), &b, &y)?
+                let io = self.conv_io(gpu, i, n, range)?;
+                let (x, y) = (&io.x, &self.act(io.out, n));
+                conv2d::forward(gpu, &label, &shape, &io.folds(), relu, x, &p(kernel), &b, y)?
             }
             LayerOp::Dense {
                 shape,
@@ -275,7 +346,7 @@ impl Network {
             &dlogits,
         )?];
         let layers = in_parallel((0..=last).rev().collect(), |i| {
-            self.backward_layer(gpu, tb, i, n)
+            self.backward_layer(gpu, tb, i, n, &(0..last + 1))
         })?;
         out.extend(layers.into_iter().flatten());
         Ok(out)
@@ -287,16 +358,23 @@ impl Network {
         tb: &TrainingBuffers,
         i: usize,
         n: u32,
+        range: &Range<usize>,
     ) -> Result<Vec<Dispatch>> {
+        if self.folded(gpu, i, n, range) {
+            return Ok(Vec::new());
+        }
         let label = self.model.label(i);
-        let dy = tb.dact(&self.model, i, n);
+        // A convolution with a folded pool takes the pool's output gradient, and masks ReLU
+        // with the pool's output.
+        let written = i + self.folded_pool(gpu, i + 1, n, range) as usize;
+        let dy = tb.dact(&self.model, written, n);
         let x = self.layer_input(i, n);
         // No input gradient where no layer with weights lies below.
         let dx = self
             .model
             .needs_input_gradient(i)
             .then(|| tb.dact(&self.model, i - 1, n));
-        let y = self.act(i, n);
+        let y = self.act(written, n);
         let mut out = Vec::new();
         // On the CPU set the ReLU mask runs once, into scratch: lavapipe pays for every load,
         // and the layer's kernels would read the mask at each of the 9 taps.
@@ -325,16 +403,26 @@ impl Network {
                 bias,
             } => {
                 let g = grad_out(relu, &mut out)?;
+                let io = self.conv_io(gpu, i, n, range)?;
+                let folds = io.folds();
                 let partials = tb
                     .conv_partials
-                    .view(0, conv2d::partials_len(gpu.kernels, &s));
+                    .view(0, conv2d::partials_len(gpu.kernels, &s, &folds));
                 let (dw, db) = (self.param(&tb.grads, k), tb.bias_grad(self, bias, s.co));
                 out.extend(conv2d::backward_params(
-                    gpu, &label, &s, &g, &x, &partials, &dw, &db,
+                    gpu, &label, &s, &folds, &g, &io.x, &partials, &dw, &db,
                 )?);
+                // Through a folded upsampling, the gradient of that layer's input.
+                let dx = match io.input {
+                    conv2d::Input::Direct => dx,
+                    conv2d::Input::Upsampled2x => self
+                        .model
+                        .needs_input_gradient(i - 1)
+                        .then(|| tb.dact(&self.model, i - 2, n)),
+                };
                 if let Some(dx) = &dx {
                     let w = self.param(&self.params, k);
-                    out.extend(conv2d::backward_input(gpu, &label, &s, &g, &w, dx)?);
+                    out.extend(conv2d::backward_input(gpu, &label, &s, &folds, &g, &w, dx)?);
                 }
             }
             LayerOp::Dense {
@@ -452,6 +540,30 @@ fn in_parallel<T: Send>(
     done.into_iter().map(|(_, r)| r).collect()
 }
 
+/// What a convolution reads and writes, its folds included.
+struct ConvIo {
+    input: conv2d::Input,
+    /// The tensor it reads.
+    x: Tensor,
+    /// A folded pool's padding and winners.
+    pool: Option<(Padding, Tensor)>,
+    /// The layer whose output (and gradient) it writes (and reads): its own, or a folded
+    /// pool's.
+    out: usize,
+}
+
+impl ConvIo {
+    fn folds(&self) -> conv2d::Folds<'_> {
+        conv2d::Folds {
+            input: self.input,
+            pool: self.pool.as_ref().map(|(padding, winner)| conv2d::Pooled {
+                padding: *padding,
+                winner,
+            }),
+        }
+    }
+}
+
 /// The two dispatches of the loss; `finish`'s uniform says which slot of the log it fills.
 pub struct Loss {
     pub partial: Dispatch,
@@ -475,7 +587,14 @@ impl TrainingBuffers {
         let mut conv_scratch = 1;
         for i in 0..model.layers.len() {
             if let LayerOp::Conv2d { shape, .. } = model.op(i, capacity) {
-                conv_scratch = conv_scratch.max(conv2d::partials_len(gpu.kernels, &shape));
+                // Folds run the GPU set's kernels: the larger of the two layouts.
+                let folded = conv2d::Folds {
+                    input: conv2d::Input::Upsampled2x,
+                    pool: None,
+                };
+                let most = [conv2d::Folds::default(), folded]
+                    .map(|f| conv2d::partials_len(gpu.kernels, &shape, &f));
+                conv_scratch = conv_scratch.max(most[0]).max(most[1]);
             }
         }
         Ok(TrainingBuffers {

@@ -8,7 +8,7 @@
 //! the same.
 use super::{build, cpu, expect_len, Cost, Dispatch, Launch, Shader};
 use crate::gpu::{Gpu, KernelSet, Tensor};
-use crate::shapes::Conv2dShape;
+use crate::shapes::{Conv2dShape, Padding, PoolShape};
 use crate::{Error, Result};
 
 /// Channels one invocation keeps in registers (four vec4): the shader's GROUP. A side with
@@ -43,19 +43,147 @@ fn params(s: &Conv2dShape, relu: bool) -> Params {
     }
 }
 
+/// How a convolution reads its input `x` (and so what its input gradient `dx` is of).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Input {
+    /// `x` is the layer's input, `s.h` x `s.w`.
+    #[default]
+    Direct,
+    /// `x` is half the height and width and the layer reads its nearest-neighbour 2x
+    /// upsample: a Keras `UpSampling2D(2)` in front of the layer, folded into its loads (no
+    /// dispatch for the upsample either way, and its 4x copy is never written). `dx` is the
+    /// half-size tensor's gradient: each pixel sums its 2x2 block, as `upsample::backward`
+    /// does, in the same order. The GPU set's kernels on either set.
+    Upsampled2x,
+}
+
+impl Input {
+    /// The factor the shader's UP constant takes.
+    fn factor(self) -> u32 {
+        match self {
+            Input::Direct => 1,
+            Input::Upsampled2x => 2,
+        }
+    }
+
+    /// Elements of `x` (and `dx`) for shape `s`.
+    pub fn len(self, s: &Conv2dShape) -> u64 {
+        s.input_len() / (self.factor() as u64 * self.factor() as u64)
+    }
+
+    /// An upsampled input has an even height and width: the shape error otherwise.
+    fn check(self, s: &Conv2dShape) -> Result<()> {
+        if self == Input::Upsampled2x && (!s.h.is_multiple_of(2) || !s.w.is_multiple_of(2)) {
+            return Err(Error::Shape {
+                op: "conv2d",
+                detail: format!(
+                    "an input read as a 2x upsample must have an even height and width, not {}x{}",
+                    s.h, s.w
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A Keras `MaxPooling2D(2)` after the layer, folded into it: the forward writes the window
+/// maxima into `y` and each one's place in its window (0..3, as `pool::forward` writes it)
+/// into `winner`; the backward kernels take `dy` and the saved output (the ReLU mask's) as
+/// the pooled tensor's and route each window's gradient to its winner, as `pool::backward`
+/// does. The layer's full-size output and its gradient are never written.
+#[derive(Clone, Copy)]
+pub struct Pooled<'a> {
+    pub padding: Padding,
+    pub winner: &'a Tensor,
+}
+
+/// The layers around a convolution that its own kernels take over, so that they run no
+/// dispatch of their own (two fewer per layer folded, per training step). Training folds them
+/// on the GPU set (`network`); the default folds nothing. A fold changes no bit of any result.
+#[derive(Clone, Copy, Default)]
+pub struct Folds<'a> {
+    /// How the layer reads its input.
+    pub input: Input,
+    /// A max pool after the layer.
+    pub pool: Option<Pooled<'a>>,
+}
+
+impl Folds<'_> {
+    /// The shape of the folded pool, if any.
+    fn pool_shape(&self, s: &Conv2dShape) -> Option<PoolShape> {
+        let (h, w) = s.out_hw();
+        self.pool.map(|p| PoolShape {
+            n: s.n,
+            h,
+            w,
+            c: s.co,
+            padding: p.padding,
+        })
+    }
+
+    /// Elements of `y` (and `dy`): the pooled output's with a pool folded in.
+    pub fn output_len(&self, s: &Conv2dShape) -> u64 {
+        self.pool_shape(s)
+            .map_or_else(|| s.output_len(), |p| p.output_len())
+    }
+
+    fn check(&self, s: &Conv2dShape) -> Result<()> {
+        self.input.check(s)?;
+        if let (Some(pool), Some(p)) = (self.pool_shape(s), self.pool) {
+            pool.check()?;
+            expect_len("conv2d", "winner", p.winner, pool.output_len())?;
+        }
+        Ok(())
+    }
+
+    fn is_none(&self) -> bool {
+        self.input == Input::Direct && self.pool.is_none()
+    }
+
+    /// The backward kernels' winner binding (13): a folded pool's winners, or without one
+    /// `dy` aliased (the shader reads it only with POOL = 2, but every kernel that reads the
+    /// upstream gradient binds it).
+    fn winner_in<'t>(&self, dy: &'t Tensor) -> (u32, &'t Tensor)
+    where
+        Self: 't,
+    {
+        (13, self.pool.map_or(dy, |p| p.winner))
+    }
+}
+
+/// Whether a layer of shape `s` on `gpu` folds a 2x upsampling in front of it into its loads
+/// ([`Input::Upsampled2x`]): as `--folds` says (`gpu::FoldSet`), for an even height and width.
+pub fn folds_upsample(gpu: &Gpu, s: &Conv2dShape) -> bool {
+    gpu.folds.upsample && Input::Upsampled2x.check(s).is_ok()
+}
+
+/// Whether a layer on `gpu` folds a 2x2 max pool after it ([`Pooled`]): as `--folds` says.
+pub fn folds_pool(gpu: &Gpu) -> bool {
+    gpu.folds.pool
+}
+
 /// Whether `s` runs the CPU set's kernels under kernel set `set`: on the CPU set, for the
-/// shapes they are written for. Everything else runs the GPU set's.
-fn cpu_kernels(set: KernelSet, s: &Conv2dShape) -> bool {
-    set == KernelSet::Cpu && cpu::conv2d::takes(s)
+/// shapes they are written for, folding nothing. Everything else runs the GPU set's.
+fn cpu_kernels(set: KernelSet, s: &Conv2dShape, folds: &Folds<'_>) -> bool {
+    set == KernelSet::Cpu && folds.is_none() && cpu::conv2d::takes(s)
 }
 
 /// The pipeline's shape constants: everything but the batch size.
-fn constants(s: &Conv2dShape) -> [(&'static str, f64); 8] {
-    constants_with(s, false)
+fn constants(s: &Conv2dShape, folds: &Folds<'_>) -> [(&'static str, f64); 12] {
+    constants_with(s, folds, false)
 }
 
-fn constants_with(s: &Conv2dShape, with_bias: bool) -> [(&'static str, f64); 8] {
+fn constants_with(
+    s: &Conv2dShape,
+    folds: &Folds<'_>,
+    with_bias: bool,
+) -> [(&'static str, f64); 12] {
+    let (ph, pw) = folds.pool_shape(s).map_or((1, 1), |p| p.out_hw());
     [
+        ("UP", folds.input.factor() as f64),
+        ("POOL", if folds.pool.is_some() { 2.0 } else { 1.0 }),
+        ("PH", ph as f64),
+        ("PW", pw as f64),
         ("WITH_BIAS", with_bias as u32 as f64),
         ("KS", s.k as f64),
         ("CI", s.ci as f64),
@@ -86,9 +214,9 @@ fn chunks(s: &Conv2dShape) -> u64 {
 }
 
 /// Length of the scratch buffer [`backward_weight`] (and [`backward_params`]) needs for its
-/// partial sums under kernel set `set`.
-pub fn partials_len(set: KernelSet, s: &Conv2dShape) -> u64 {
-    match cpu_kernels(set, s) {
+/// partial sums under kernel set `set`, with `folds`.
+pub fn partials_len(set: KernelSet, s: &Conv2dShape, folds: &Folds<'_>) -> u64 {
+    match cpu_kernels(set, s, folds) {
         true => cpu::conv2d::partials_len(s),
         false => chunks(s) * (s.weight_len() + s.co as u64),
     }
@@ -124,13 +252,14 @@ fn per_group(gpu: &Gpu, what: &str, grid: [u32; 3], groups: u32) -> Result<[u32;
     Ok([grid[0], grid[1], groups])
 }
 
-/// `y = conv(x, w) + b`, then ReLU when `relu`.
+/// `y = conv(x, w) + b`, then ReLU when `relu` (then the max pool, when folded in).
 // One argument per binding of the kernel: grouping them would hide which buffer is which.
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
     gpu: &Gpu,
     label: &str,
     s: &Conv2dShape,
+    folds: &Folds<'_>,
     relu: bool,
     x: &Tensor,
     w: &Tensor,
@@ -140,33 +269,45 @@ pub fn forward(
     // The only shapes refused: a kernel side other than 1, 3, 5, 7, and empty or too small
     // ones (Conv2dShape::check); any channel counts run.
     s.check()?;
-    expect_len("conv2d", "x", x, s.input_len())?;
+    folds.check(s)?;
+    expect_len("conv2d", "x", x, folds.input.len(s))?;
     expect_len("conv2d", "kernel", w, s.weight_len())?;
     expect_len("conv2d", "bias", b, s.co as u64)?;
-    expect_len("conv2d", "y", y, s.output_len())?;
-    if cpu_kernels(gpu.kernels, s) {
+    expect_len("conv2d", "y", y, folds.output_len(s))?;
+    if cpu_kernels(gpu.kernels, s, folds) {
         return cpu::conv2d::forward(gpu, label, s, relu, x, w, b, y);
     }
     let p = params(s, relu);
-    let pixels = s.output_len() / s.co as u64;
+    // One invocation per output pixel, or per pooled one (each computing its window).
+    let pixels = folds.output_len(s) / s.co as u64;
+    let (entry, kernel) = match folds.pool {
+        None => ("forward", "conv2d.forward"),
+        Some(_) => ("forward_pooled", "conv2d.forward_pooled"),
+    };
+    let mut bindings = vec![(1, x), (2, w), (3, b), (4, y)];
+    bindings.extend(folds.pool.map(|p| (12, p.winner)));
     build(
         gpu,
         Launch {
             shader: Shader::Conv2d,
-            entry: "forward",
-            kernel: "conv2d.forward",
+            entry,
+            kernel,
             label,
             params: bytemuck::bytes_of(&p),
-            bindings: &[(1, x), (2, w), (3, b), (4, y)],
-            constants: &constants(s),
+            bindings: &bindings,
+            constants: &constants(s, folds),
             workgroups: per_group(
                 gpu,
-                "conv2d.forward",
-                gpu.grid_of("conv2d.forward", pixels, TILED)?,
+                kernel,
+                gpu.grid_of(kernel, pixels, TILED)?,
                 groups_of(s.co),
             )?,
             cost: Cost {
-                bytes: 4 * (s.input_len() + s.weight_len() + s.co as u64 + s.output_len()),
+                bytes: 4
+                    * (folds.input.len(s)
+                        + s.weight_len()
+                        + s.co as u64
+                        + folds.output_len(s) * (1 + folds.pool.is_some() as u64)),
                 flops: 2 * s.macs(),
             },
         },
@@ -197,8 +338,8 @@ impl<'a> GradOut<'a> {
         Ok(())
     }
 
-    fn check(&self, s: &Conv2dShape) -> Result<()> {
-        self.check_len("conv2d", s.output_len())
+    fn check(&self, s: &Conv2dShape, folds: &Folds<'_>) -> Result<()> {
+        self.check_len("conv2d", folds.output_len(s))
     }
 }
 
@@ -208,20 +349,23 @@ pub fn backward_input(
     gpu: &Gpu,
     label: &str,
     s: &Conv2dShape,
+    folds: &Folds<'_>,
     g: &GradOut<'_>,
     w: &Tensor,
     dx: &Tensor,
 ) -> Result<Vec<Dispatch>> {
     s.check()?;
-    g.check(s)?;
+    folds.check(s)?;
+    g.check(s, folds)?;
     expect_len("conv2d", "kernel", w, s.weight_len())?;
-    expect_len("conv2d", "dx", dx, s.input_len())?;
-    if cpu_kernels(gpu.kernels, s) {
+    expect_len("conv2d", "dx", dx, folds.input.len(s))?;
+    if cpu_kernels(gpu.kernels, s, folds) {
         return cpu::conv2d::backward_input(gpu, label, s, g, w, dx);
     }
     let (dy, act, relu) = g.bindings();
     let p = params(s, relu);
-    let pixels = s.input_len() / s.ci as u64;
+    let pixels = folds.input.len(s) / s.ci as u64;
+    let bindings = [(2, w), (5, dy), (6, act), (7, dx), folds.winner_in(dy)];
     Ok(vec![build(
         gpu,
         Launch {
@@ -230,8 +374,8 @@ pub fn backward_input(
             kernel: "conv2d.backward_input",
             label,
             params: bytemuck::bytes_of(&p),
-            bindings: &[(2, w), (5, dy), (6, act), (7, dx)],
-            constants: &constants(s),
+            bindings: &bindings,
+            constants: &constants(s, folds),
             workgroups: per_group(
                 gpu,
                 "conv2d.backward_input",
@@ -239,7 +383,10 @@ pub fn backward_input(
                 groups_of(s.ci),
             )?,
             cost: Cost {
-                bytes: 4 * (s.output_len() * (1 + relu as u64) + s.weight_len() + s.input_len()),
+                bytes: 4
+                    * (folds.output_len(s) * (1 + relu as u64)
+                        + s.weight_len()
+                        + folds.input.len(s)),
                 flops: 2 * s.macs(),
             },
         },
@@ -249,16 +396,18 @@ pub fn backward_input(
 /// `dw`: the gradient w.r.t. the kernel, summed over the batch in two deterministic stages:
 /// partial sums over chunks of output pixels into `partials` (`partials_len(s)` long), then
 /// each weight sums its chunks in order.
+#[allow(clippy::too_many_arguments)]
 pub fn backward_weight(
     gpu: &Gpu,
     label: &str,
     s: &Conv2dShape,
+    folds: &Folds<'_>,
     g: &GradOut<'_>,
     x: &Tensor,
     partials: &Tensor,
     dw: &Tensor,
 ) -> Result<Vec<Dispatch>> {
-    split_k(gpu, label, s, g, x, partials, dw, None)
+    split_k(gpu, label, s, folds, g, x, partials, dw, None)
 }
 
 /// [`backward_weight`] and [`backward_bias`] in one pass over dy: the bias is one more row of
@@ -269,6 +418,7 @@ pub fn backward_params(
     gpu: &Gpu,
     label: &str,
     s: &Conv2dShape,
+    folds: &Folds<'_>,
     g: &GradOut<'_>,
     x: &Tensor,
     partials: &Tensor,
@@ -276,7 +426,7 @@ pub fn backward_params(
     db: &Tensor,
 ) -> Result<Vec<Dispatch>> {
     expect_len("conv2d", "db", db, s.co as u64)?;
-    split_k(gpu, label, s, g, x, partials, dw, Some(db))
+    split_k(gpu, label, s, folds, g, x, partials, dw, Some(db))
 }
 
 /// The profile's names of the weight gradient's two passes, with or without the bias row
@@ -299,6 +449,7 @@ fn split_k(
     gpu: &Gpu,
     label: &str,
     s: &Conv2dShape,
+    folds: &Folds<'_>,
     g: &GradOut<'_>,
     x: &Tensor,
     partials: &Tensor,
@@ -306,16 +457,17 @@ fn split_k(
     db: Option<&Tensor>,
 ) -> Result<Vec<Dispatch>> {
     s.check()?;
-    g.check(s)?;
-    expect_len("conv2d", "x", x, s.input_len())?;
+    folds.check(s)?;
+    g.check(s, folds)?;
+    expect_len("conv2d", "x", x, folds.input.len(s))?;
     expect_len("conv2d", "dw", dw, s.weight_len())?;
     expect_len(
         "conv2d",
         "weight-gradient partials",
         partials,
-        partials_len(gpu.kernels, s),
+        partials_len(gpu.kernels, s, folds),
     )?;
-    if cpu_kernels(gpu.kernels, s) {
+    if cpu_kernels(gpu.kernels, s, folds) {
         return cpu::conv2d::backward_params(gpu, label, s, g, x, partials, dw, db);
     }
     let (dy, act, relu) = g.bindings();
@@ -323,7 +475,14 @@ fn split_k(
     let rows = s.taps() * s.ci as u64 + db.is_some() as u64;
     let used = chunks(s) * rows * s.co as u64;
     let partials = partials.view(0, used);
-    let constants = constants_with(s, db.is_some());
+    let constants = constants_with(s, folds, db.is_some());
+    let bindings = [
+        (1, x),
+        (5, dy),
+        (6, act),
+        (8, &partials),
+        folds.winner_in(dy),
+    ];
     let (kernel, reduce_kernel) = weight_gradient_kernels(db.is_some());
     let partial = build(
         gpu,
@@ -333,7 +492,7 @@ fn split_k(
             kernel,
             label,
             params: bytemuck::bytes_of(&p),
-            bindings: &[(1, x), (5, dy), (6, act), (8, &partials)],
+            bindings: &bindings,
             constants: &constants,
             workgroups: per_group(
                 gpu,
@@ -342,7 +501,7 @@ fn split_k(
                 groups_of(s.co),
             )?,
             cost: Cost {
-                bytes: 4 * (s.output_len() * (1 + relu as u64) + s.input_len() + used),
+                bytes: 4 * (folds.output_len(s) * (1 + relu as u64) + folds.input.len(s) + used),
                 flops: 2 * s.macs() + 2 * s.output_len() * db.is_some() as u64,
             },
         },
@@ -382,14 +541,17 @@ pub fn backward_bias(
     gpu: &Gpu,
     label: &str,
     s: &Conv2dShape,
+    folds: &Folds<'_>,
     g: &GradOut<'_>,
     db: &Tensor,
 ) -> Result<Dispatch> {
     s.check()?;
-    g.check(s)?;
+    folds.check(s)?;
+    g.check(s, folds)?;
     expect_len("conv2d", "db", db, s.co as u64)?;
     let (dy, act, relu) = g.bindings();
     let p = params(s, relu);
+    let bindings = [(5, dy), (6, act), (11, db), folds.winner_in(dy)];
     build(
         gpu,
         Launch {
@@ -398,11 +560,11 @@ pub fn backward_bias(
             kernel: "conv2d.backward_bias",
             label,
             params: bytemuck::bytes_of(&p),
-            bindings: &[(5, dy), (6, act), (11, db)],
-            constants: &constants(s),
+            bindings: &bindings,
+            constants: &constants(s, folds),
             workgroups: gpu.groups("conv2d.backward_bias", s.co as u64)?,
             cost: Cost {
-                bytes: 4 * (s.output_len() * (1 + relu as u64) + s.co as u64),
+                bytes: 4 * (folds.output_len(s) * (1 + relu as u64) + s.co as u64),
                 flops: s.output_len(),
             },
         },

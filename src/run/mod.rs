@@ -66,6 +66,8 @@ pub enum Event {
         adapter: String,
         /// The kernel set the run uses (`gpu` or `cpu`).
         kernels: String,
+        /// The layers its convolutions fold in (`gpu::FoldSet`: none, upsample, pool, all).
+        folds: String,
         run_dir: PathBuf,
         model: String,
         train_count: usize,

@@ -101,6 +101,7 @@ impl<'a> Session<'a> {
         on_event(Event::Started {
             adapter: gpu.name(),
             kernels: gpu.kernels.name().into(),
+            folds: gpu.folds.name().into(),
             run_dir: dir.clone(),
             model: setup.cfg.model.name().into(),
             train_count: setup.data.train.images.count,
@@ -514,6 +515,7 @@ fn config_json(setup: &Setup, gpu: &Gpu, dir: &Path) -> Result<String> {
             "timestamps": gpu.has_timestamps(),
         },
         "kernels": gpu.kernels,
+        "folds": gpu.folds,
         "versions": {
             "wgsl-autoencoder": env!("CARGO_PKG_VERSION"),
             "wgpu": "30",

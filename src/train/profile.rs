@@ -13,6 +13,8 @@ pub struct ProfileReport {
     pub adapter: String,
     /// The kernel set that ran (`gpu` or `cpu`).
     pub kernels: String,
+    /// The layers the convolutions fold in (`gpu::FoldSet`).
+    pub folds: String,
     pub model: String,
     pub batch_size: u32,
     pub steps: usize,
@@ -30,13 +32,14 @@ pub struct ProfileReport {
 impl ProfileReport {
     pub fn text(&self) -> String {
         let mut s = format!(
-            "profile: {} model, batch {}, {} steps on {}, {} kernels\n\
+            "profile: {} model, batch {}, {} steps on {}, {} kernels, folds: {}\n\
              {} dispatches per step; GPU buffers {:.1} MiB (dataset resident)\n",
             self.model,
             self.batch_size,
             self.steps,
             self.adapter,
             self.kernels,
+            self.folds,
             self.dispatches_per_step,
             self.gpu_buffer_bytes as f64 / (1 << 20) as f64
         );
@@ -104,6 +107,7 @@ pub fn profile_steps(
     Ok(ProfileReport {
         adapter: gpu.name(),
         kernels: gpu.kernels.name().into(),
+        folds: gpu.folds.name().into(),
         model: t.cfg.model.name().into(),
         batch_size: t.cfg.batch_size,
         steps,

@@ -24,8 +24,8 @@
 use crate::common::{each_gpu, OrFail};
 use crate::weighted::{self, Weighted};
 use wgsl_autoencoder::gpu::{Dispatch, Gpu, KernelSet, Tensor};
-use wgsl_autoencoder::ops::conv2d::{self, GradOut};
-use wgsl_autoencoder::shapes::{Conv2dShape, Padding};
+use wgsl_autoencoder::ops::conv2d::{self, Folds, GradOut, Input, Pooled};
+use wgsl_autoencoder::shapes::{Conv2dShape, Padding, PoolShape, UpsampleShape};
 use wgsl_autoencoder::{reference, Error, Result};
 
 const TOL: f64 = 1e-5;
@@ -139,7 +139,17 @@ impl Weighted for Conv2dShape {
         b: &Tensor,
         y: &Tensor,
     ) -> Result<Vec<Dispatch>> {
-        Ok(vec![conv2d::forward(g, "t", self, relu, x, w, b, y)?])
+        Ok(vec![conv2d::forward(
+            g,
+            "t",
+            self,
+            &Folds::default(),
+            relu,
+            x,
+            w,
+            b,
+            y,
+        )?])
     }
     fn backward_input(
         &self,
@@ -148,7 +158,7 @@ impl Weighted for Conv2dShape {
         w: &Tensor,
         dx: &Tensor,
     ) -> Result<Vec<Dispatch>> {
-        conv2d::backward_input(g, "t", self, go, w, dx)
+        conv2d::backward_input(g, "t", self, &Folds::default(), go, w, dx)
     }
     fn backward_weight(
         &self,
@@ -157,10 +167,18 @@ impl Weighted for Conv2dShape {
         x: &Tensor,
         dw: &Tensor,
     ) -> Result<Vec<Dispatch>> {
-        conv2d::backward_weight(g, "t", self, go, x, &partials(g, self)?, dw)
+        let partials = partials(g, self, &Folds::default())?;
+        conv2d::backward_weight(g, "t", self, &Folds::default(), go, x, &partials, dw)
     }
     fn backward_bias(&self, g: &Gpu, go: &GradOut, db: &Tensor) -> Result<Vec<Dispatch>> {
-        Ok(vec![conv2d::backward_bias(g, "t", self, go, db)?])
+        Ok(vec![conv2d::backward_bias(
+            g,
+            "t",
+            self,
+            &Folds::default(),
+            go,
+            db,
+        )?])
     }
     fn backward_params(
         &self,
@@ -170,13 +188,14 @@ impl Weighted for Conv2dShape {
         dw: &Tensor,
         db: &Tensor,
     ) -> Result<Vec<Dispatch>> {
-        conv2d::backward_params(g, "t", self, go, x, &partials(g, self)?, dw, db)
+        let partials = partials(g, self, &Folds::default())?;
+        conv2d::backward_params(g, "t", self, &Folds::default(), go, x, &partials, dw, db)
     }
 }
 
 /// The weight gradient's scratch, poisoned: every partial it reads must have been written.
-fn partials(g: &Gpu, s: &Conv2dShape) -> Result<Tensor> {
-    g.poisoned("partials", conv2d::partials_len(g.kernels, s))
+fn partials(g: &Gpu, s: &Conv2dShape, folds: &Folds) -> Result<Tensor> {
+    g.poisoned("partials", conv2d::partials_len(g.kernels, s, folds))
 }
 
 #[test]
@@ -220,7 +239,7 @@ fn conv2d_rejects_mismatched_buffers() {
         let w = g.tensor("w", s.weight_len()).or_fail(config);
         let b = g.tensor("b", 2).or_fail(config);
         let y = g.tensor("y", s.output_len()).or_fail(config);
-        match conv2d::forward(g, "t", &s, false, &x, &w, &b, &y) {
+        match conv2d::forward(g, "t", &s, &Folds::default(), false, &x, &w, &b, &y) {
             Err(err) => assert!(
                 err.to_string().contains("x has 31 elements"),
                 "{config}: {err}"
@@ -250,7 +269,7 @@ fn conv2d_refuses_other_kernel_sides() {
             let w = g.tensor("w", 9 * 4).or_fail(config);
             let b = g.tensor("b", 2).or_fail(config);
             let y = g.tensor("y", s.output_len()).or_fail(config);
-            match conv2d::forward(g, "t", &s, false, &x, &w, &b, &y) {
+            match conv2d::forward(g, "t", &s, &Folds::default(), false, &x, &w, &b, &y) {
                 Err(Error::Shape { op, detail }) => assert!(
                     op == "conv2d" && detail.contains(&format!("kernel size {k}")),
                     "{config}: {op}: {detail}"
@@ -295,25 +314,25 @@ fn conv2d_partials_follow_the_kernels_and_fit_smaller_batches() {
     ];
     for shape in cpu_takes {
         assert_ne!(
-            conv2d::partials_len(KernelSet::Cpu, &shape),
-            conv2d::partials_len(KernelSet::Gpu, &shape),
+            conv2d::partials_len(KernelSet::Cpu, &shape, &Folds::default()),
+            conv2d::partials_len(KernelSet::Gpu, &shape, &Folds::default()),
             "{shape:?}"
         );
     }
     for shape in gpu_only {
         assert_eq!(
-            conv2d::partials_len(KernelSet::Cpu, &shape),
-            conv2d::partials_len(KernelSet::Gpu, &shape),
+            conv2d::partials_len(KernelSet::Cpu, &shape, &Folds::default()),
+            conv2d::partials_len(KernelSet::Gpu, &shape, &Folds::default()),
             "{shape:?}"
         );
     }
     for shape in cpu_takes.iter().chain(&gpu_only) {
         for set in KernelSet::ALL {
-            let most = conv2d::partials_len(set, shape);
+            let most = conv2d::partials_len(set, shape, &Folds::default());
             for n in 1..shape.n {
                 let smaller = Conv2dShape { n, ..*shape };
                 assert!(
-                    conv2d::partials_len(set, &smaller) <= most,
+                    conv2d::partials_len(set, &smaller, &Folds::default()) <= most,
                     "{set}: {smaller:?} needs more partials than batch {}",
                     shape.n
                 );
@@ -324,5 +343,346 @@ fn conv2d_partials_follow_the_kernels_and_fit_smaller_batches() {
     // (58 MB, within WebGPU's default 128 MiB binding), not one per weight and bias per 16
     // pixels (464 MB).
     let denoise = s(3, 28, 32, 32);
-    assert!(conv2d::partials_len(KernelSet::Gpu, &denoise) <= 128 * 256 * 28 * 28);
+    assert!(
+        conv2d::partials_len(KernelSet::Gpu, &denoise, &Folds::default()) <= 128 * 256 * 28 * 28
+    );
+}
+
+/// A convolution reading its input through a folded 2x upsampling ([`Input::Upsampled2x`]):
+/// `self.0` is the convolution's shape, its input the upsampled size. The reference is the
+/// two layers' references in turn (backward: the convolution's input gradient, then the
+/// upsampling's).
+#[derive(Clone, Copy, Debug)]
+struct Upsampled(Conv2dShape);
+
+const UPSAMPLED: Folds = Folds {
+    input: Input::Upsampled2x,
+    pool: None,
+};
+
+impl Upsampled {
+    /// The upsampling folded in front of the convolution.
+    fn up(&self) -> UpsampleShape {
+        let s = &self.0;
+        UpsampleShape {
+            n: s.n,
+            h: s.h / 2,
+            w: s.w / 2,
+            c: s.ci,
+        }
+    }
+}
+
+impl Weighted for Upsampled {
+    const W_RANGE: f32 = 0.5;
+    fn input_len(&self) -> u64 {
+        self.up().input_len()
+    }
+    fn output_len(&self) -> u64 {
+        self.0.output_len()
+    }
+    fn weight_len(&self) -> u64 {
+        self.0.weight_len()
+    }
+    fn bias_len(&self) -> u64 {
+        self.0.co as u64
+    }
+    fn ref_forward(&self, relu: bool, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
+        let x_up = reference::upsample::forward(&self.up(), x);
+        reference::conv2d::forward(&self.0, relu, &x_up, w, b)
+    }
+    fn ref_backward_input(&self, dy: &[f32], w: &[f32]) -> Vec<f32> {
+        let dx_up = reference::conv2d::backward_input(&self.0, dy, w);
+        reference::upsample::backward(&self.up(), &dx_up)
+    }
+    fn ref_backward_weight(&self, x: &[f32], dy: &[f32]) -> Vec<f32> {
+        let x_up = reference::upsample::forward(&self.up(), x);
+        reference::conv2d::backward_weight(&self.0, &x_up, dy)
+    }
+    fn ref_backward_bias(&self, dy: &[f32]) -> Vec<f32> {
+        reference::conv2d::backward_bias(&self.0, dy)
+    }
+    fn forward(
+        &self,
+        g: &Gpu,
+        relu: bool,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        y: &Tensor,
+    ) -> Result<Vec<Dispatch>> {
+        let up = &UPSAMPLED;
+        Ok(vec![conv2d::forward(
+            g, "t", &self.0, up, relu, x, w, b, y,
+        )?])
+    }
+    fn backward_input(
+        &self,
+        g: &Gpu,
+        go: &GradOut,
+        w: &Tensor,
+        dx: &Tensor,
+    ) -> Result<Vec<Dispatch>> {
+        conv2d::backward_input(g, "t", &self.0, &UPSAMPLED, go, w, dx)
+    }
+    fn backward_weight(
+        &self,
+        g: &Gpu,
+        go: &GradOut,
+        x: &Tensor,
+        dw: &Tensor,
+    ) -> Result<Vec<Dispatch>> {
+        let (s, up) = (&self.0, &UPSAMPLED);
+        conv2d::backward_weight(g, "t", s, up, go, x, &partials(g, s, up)?, dw)
+    }
+    fn backward_bias(&self, g: &Gpu, go: &GradOut, db: &Tensor) -> Result<Vec<Dispatch>> {
+        Ok(vec![conv2d::backward_bias(
+            g,
+            "t",
+            &self.0,
+            &Folds::default(),
+            go,
+            db,
+        )?])
+    }
+    fn backward_params(
+        &self,
+        g: &Gpu,
+        go: &GradOut,
+        x: &Tensor,
+        dw: &Tensor,
+        db: &Tensor,
+    ) -> Result<Vec<Dispatch>> {
+        let (s, up) = (&self.0, &UPSAMPLED);
+        conv2d::backward_params(g, "t", s, up, go, x, &partials(g, s, up)?, dw, db)
+    }
+}
+
+/// Convolutions that read a folded upsampling: the conv autoencoder's three (batch 2), odd
+/// sizes and channel counts, both paddings, a 5x5 kernel, channel groups on either side, and
+/// the weight gradient's reduce looping (batch 8 on 28x28: 392 chunks).
+fn upsampled_shapes() -> Vec<Upsampled> {
+    let sk = |k, n, h, w, ci, co, padding| {
+        Upsampled(Conv2dShape {
+            k,
+            n,
+            h,
+            w,
+            ci,
+            co,
+            padding,
+        })
+    };
+    let s = |n, h, w, ci, co, padding| sk(3, n, h, w, ci, co, padding);
+    vec![
+        s(2, 8, 8, 8, 8, Padding::Same),
+        s(2, 16, 16, 8, 16, Padding::Valid),
+        s(2, 28, 28, 16, 1, Padding::Same),
+        s(3, 6, 10, 5, 3, Padding::Same),
+        s(2, 4, 6, 3, 2, Padding::Valid),
+        sk(5, 2, 8, 6, 3, 5, Padding::Same),
+        s(2, 6, 6, 20, 3, Padding::Valid),
+        s(2, 6, 4, 5, 20, Padding::Same),
+        s(8, 28, 28, 16, 1, Padding::Same),
+    ]
+}
+
+#[test]
+fn conv2d_upsampled_input_forward_matches_reference() {
+    weighted::forward(&upsampled_shapes(), 500, TOL);
+}
+
+#[test]
+fn conv2d_upsampled_input_backward_input_matches_reference() {
+    weighted::backward_input(&upsampled_shapes(), 600, TOL);
+}
+
+#[test]
+fn conv2d_upsampled_input_backward_params_matches_reference() {
+    weighted::backward_params(&upsampled_shapes(), 700, TOL);
+}
+
+#[test]
+fn conv2d_upsampled_input_backward_weight_matches_reference() {
+    weighted::backward_weight(&upsampled_shapes(), 800, TOL);
+}
+
+/// A convolution with the layers folded around it: a 2x upsampling before it (`up`), a 2x2
+/// max pool after it (`pool`, its padding).
+#[derive(Clone, Copy, Debug)]
+struct Folded {
+    s: Conv2dShape,
+    up: bool,
+    pool: Option<Padding>,
+}
+
+impl Folded {
+    fn upsample(&self) -> UpsampleShape {
+        Upsampled(self.s).up()
+    }
+    fn pool_shape(&self, padding: Padding) -> PoolShape {
+        let (h, w) = self.s.out_hw();
+        PoolShape {
+            n: self.s.n,
+            h,
+            w,
+            c: self.s.co,
+            padding,
+        }
+    }
+}
+
+/// Folds on the conv autoencoder's layers (batch 2: the encoder's pools, one of them 'same'
+/// on an odd 7x7; the decoder's upsamplings), a 'valid' pool dropping an odd row and column,
+/// a 'same' pool on odd sizes with two output groups, both folds on one layer, and the
+/// weight gradient's reduce looping (batch 8 on 28x28).
+fn folded_cases() -> Vec<Folded> {
+    let f = |n, h, w, ci, co, padding, up, pool| Folded {
+        s: Conv2dShape {
+            k: 3,
+            n,
+            h,
+            w,
+            ci,
+            co,
+            padding,
+        },
+        up,
+        pool,
+    };
+    let (same, valid) = (Padding::Same, Padding::Valid);
+    let mut cases: Vec<Folded> = upsampled_shapes()
+        .into_iter()
+        .map(|u| Folded {
+            s: u.0,
+            up: true,
+            pool: None,
+        })
+        .collect();
+    cases.extend([
+        f(2, 28, 28, 1, 16, same, false, Some(same)),
+        f(2, 14, 14, 16, 8, same, false, Some(same)),
+        f(2, 7, 7, 8, 8, same, false, Some(same)),
+        f(3, 7, 5, 5, 3, same, false, Some(valid)),
+        f(2, 9, 7, 3, 20, valid, false, Some(same)),
+        f(2, 5, 7, 6, 5, same, false, Some(same)),
+        f(2, 8, 6, 4, 3, same, true, Some(same)),
+        f(2, 6, 10, 5, 2, valid, true, Some(valid)),
+        f(8, 28, 28, 1, 16, same, false, Some(same)),
+    ]);
+    cases
+}
+
+/// The folds change no bit: on the GPU set (where training folds), the output (and the
+/// pool's winners), the kernel and bias gradients and the input gradient equal those of the
+/// layers run one by one (upsample.forward, the plain convolution, pool.forward; then
+/// pool.backward, the plain convolution's gradients, upsample.backward), with and without
+/// ReLU.
+#[test]
+fn conv2d_folds_are_the_layers_one_by_one_bit_for_bit() {
+    use wgsl_autoencoder::ops::{pool, upsample};
+    let g = crate::common::gpu_with(KernelSet::Gpu);
+    for (k, case) in folded_cases().into_iter().enumerate() {
+        for relu in [false, true] {
+            let what = format!("{case:?} relu={relu}");
+            let s = case.s;
+            let up = case.upsample();
+            let pool_shape = case.pool.map(|p| case.pool_shape(p));
+            let out_len = pool_shape.map_or(s.output_len(), |p| p.output_len());
+            let x_len = if case.up {
+                up.input_len()
+            } else {
+                s.input_len()
+            };
+            let mut r = crate::common::rng(900 + k as u64);
+            let mut random = |len: u64| {
+                let v = crate::common::uniform(&mut r, len as usize, -1.0, 1.0);
+                g.upload("t", &v).or_fail(&what)
+            };
+            let (x, w, b, dy) = (
+                random(x_len),
+                random(s.weight_len()),
+                random(s.co as u64),
+                random(out_len),
+            );
+            let t = |len: u64| g.poisoned("t", len).or_fail(&what);
+            let (y0, y1, win0, win1) = (t(out_len), t(out_len), t(out_len), t(out_len));
+            let (dw0, dw1, db0, db1, dx0, dx1) = (
+                t(s.weight_len()),
+                t(s.weight_len()),
+                t(s.co as u64),
+                t(s.co as u64),
+                t(x_len),
+                t(x_len),
+            );
+
+            // One by one.
+            let (x_up, dx_up) = (t(s.input_len()), t(s.input_len()));
+            let (y_conv, dy_conv) = (t(s.output_len()), t(s.output_len()));
+            let plain = Folds::default();
+            let (conv_x, conv_dx) = if case.up { (&x_up, &dx_up) } else { (&x, &dx0) };
+            let conv_y = if pool_shape.is_some() { &y_conv } else { &y0 };
+            let conv_dy = if pool_shape.is_some() { &dy_conv } else { &dy };
+            let mut d = Vec::new();
+            if case.up {
+                d.push(upsample::forward(g, "t", &up, &x, &x_up).or_fail(&what));
+            }
+            let fwd = conv2d::forward(g, "t", &s, &plain, relu, conv_x, &w, &b, conv_y);
+            d.push(fwd.or_fail(&what));
+            if let Some(p) = &pool_shape {
+                d.push(pool::forward(g, "t", p, &y_conv, &y0, &win0).or_fail(&what));
+                d.push(pool::backward(g, "t", p, &win0, &dy, &dy_conv).or_fail(&what));
+            }
+            let go = GradOut {
+                dy: conv_dy,
+                relu_output: relu.then_some(conv_y),
+            };
+            let partials0 = partials(g, &s, &plain).or_fail(&what);
+            let params =
+                conv2d::backward_params(g, "t", &s, &plain, &go, conv_x, &partials0, &dw0, &db0);
+            d.extend(params.or_fail(&what));
+            let dx_of = conv2d::backward_input(g, "t", &s, &plain, &go, &w, conv_dx);
+            d.extend(dx_of.or_fail(&what));
+            if case.up {
+                d.push(upsample::backward(g, "t", &up, &dx_up, &dx0).or_fail(&what));
+            }
+            wgsl_autoencoder::ops::run(g, &d).or_fail(&what);
+
+            // Folded.
+            let folds = Folds {
+                input: if case.up {
+                    Input::Upsampled2x
+                } else {
+                    Input::Direct
+                },
+                pool: case.pool.map(|padding| Pooled {
+                    padding,
+                    winner: &win1,
+                }),
+            };
+            let mut d =
+                vec![conv2d::forward(g, "t", &s, &folds, relu, &x, &w, &b, &y1).or_fail(&what)];
+            let go = GradOut {
+                dy: &dy,
+                relu_output: relu.then_some(&y1),
+            };
+            let partials1 = partials(g, &s, &folds).or_fail(&what);
+            let params =
+                conv2d::backward_params(g, "t", &s, &folds, &go, &x, &partials1, &dw1, &db1);
+            d.extend(params.or_fail(&what));
+            let dx_of = conv2d::backward_input(g, "t", &s, &folds, &go, &w, &dx1);
+            d.extend(dx_of.or_fail(&what));
+            wgsl_autoencoder::ops::run(g, &d).or_fail(&what);
+
+            let mut pairs = vec![("y", &y0, &y1), ("dw", &dw0, &dw1), ("db", &db0, &db1)];
+            pairs.push(("dx", &dx0, &dx1));
+            if pool_shape.is_some() {
+                pairs.push(("winner", &win0, &win1));
+            }
+            for (name, a, b) in pairs {
+                let bits = |t: &Tensor| g.read::<u32>(t).or_fail(&what);
+                assert!(bits(a) == bits(b), "{what}: {name} differs in its bits");
+            }
+        }
+    }
 }
