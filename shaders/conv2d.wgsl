@@ -72,6 +72,7 @@ struct Conv {
 @group(0) @binding(11) var<storage, read_write> db: array<f32>;
 @group(0) @binding(12) var<storage, read_write> winner_out: array<u32>;
 @group(0) @binding(13) var<storage, read> winner_in: array<u32>;
+@group(0) @binding(14) var<storage, read> shares: array<Share>;
 
 // Workgroup size of the register-tiled kernels: ops::conv2d::TILED.
 const TILED_WG: u32 = 64u;
@@ -447,6 +448,69 @@ fn backward_weight_reduce_serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin
         acc += partial_in[i * p.chunks + c];
     }
     store_gradient(i, acc);
+}
+
+// Up to this many chunks the reduce adds a weight's chunks in order in one invocation:
+// ops::conv2d::SERIAL_REDUCE.
+const SERIAL_REDUCE: u32 = 64u;
+
+// One convolution's share of backward_weight_reduce_all (ops::conv2d::ReduceShare): its
+// weights and biases are items first .. first + len of the dispatch; their partial sums start
+// at partials in partial_in, chunks per item; its kernel gradient lands at dw in the bound
+// gradient buffer (weights long), its bias gradient at db (none: NO_BIAS).
+struct Share {
+    first: u32, len: u32, partials: u32, chunks: u32,
+    weights: u32, dw: u32, db: u32, _p: u32,
+}
+
+const NO_BIAS: u32 = 0xffffffffu;
+
+// Stage 2 of every convolution of a training step in one dispatch (after the whole backward
+// pass): one workgroup per weight and bias of every layer, each summed exactly as that
+// layer's own reduce would (in order for at most SERIAL_REDUCE chunks, else strided and a
+// fixed tree), so the gradients are the same to the bit and the step has one dispatch, not
+// one per layer.
+@compute @workgroup_size(WG)
+fn backward_weight_reduce_all(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                              @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = wid.y * nwg.x + wid.x;
+    // The share holding item i: the last whose first item is at most i (p.n shares, one
+    // per convolution).
+    var l = 0u;
+    for (var k = 1u; k < p.n; k++) {
+        if (shares[k].first <= i) { l = k; }
+    }
+    let e = shares[l];
+    let j = i - e.first;
+    if (j >= e.len) { return; }
+    let base = e.partials + j * e.chunks;
+    if (e.chunks <= SERIAL_REDUCE) {
+        if (lid == 0u) {
+            var acc = 0.0;
+            for (var c = 0u; c < e.chunks; c++) {
+                acc += partial_in[base + c];
+            }
+            store_share(e, j, acc);
+        }
+        return;
+    }
+    var acc = 0.0;
+    for (var c = lid; c < e.chunks; c += WG) {
+        acc += partial_in[base + c];
+    }
+    scratch[lid] = acc;
+    let total = tree_sum(lid);
+    if (lid == 0u) { store_share(e, j, total); }
+}
+
+// Item j of share e: a kernel gradient, or past the kernel the bias gradient (dropped for a
+// layer without a bias).
+fn store_share(e: Share, j: u32, total: f32) {
+    if (j < e.weights) {
+        dw[e.dw + j] = total;
+    } else if (e.db != NO_BIAS) {
+        dw[e.db + j - e.weights] = total;
+    }
 }
 
 // Weight gradient i of [row][co] (TAPS * CI rows), or past them the bias gradient.

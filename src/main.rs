@@ -43,9 +43,10 @@ struct Cli {
     /// Kernel set: auto (cpu on a CPU adapter such as lavapipe, gpu elsewhere), gpu or cpu.
     #[arg(long, global = true, default_value = "auto")]
     kernels: KernelChoice,
-    /// Layers a convolution's kernels take over (no dispatch of their own; the same results
-    /// to the bit): auto (all on the gpu kernel set, none on cpu), none, upsample (a 2x
-    /// upsampling before it), pool (a 2x2 max pool after it) or all.
+    /// What the convolutions take over so that it runs no dispatch of its own (the same
+    /// results to the bit), a comma-separated list of upsample (a 2x upsampling before a
+    /// convolution), pool (a 2x2 max pool after it) and reduces (every weight-gradient reduce
+    /// as one dispatch); or all, none, auto (all on the gpu kernel set, none on cpu).
     #[arg(long, global = true, default_value = "auto")]
     folds: FoldChoice,
     #[command(subcommand)]

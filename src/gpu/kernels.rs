@@ -84,30 +84,37 @@ impl fmt::Display for KernelChoice {
     }
 }
 
-/// Which neighbouring layers a convolution's kernels take over, so that they run no dispatch
-/// of their own (`ops::conv2d::Folds`): a 2x upsampling before it, a 2x2 max pool after it.
-/// Either way every result is the same to the bit; only the dispatches differ.
+/// What the GPU set's convolutions take over from the dispatches around them
+/// (`ops::conv2d::Folds`, `network`): a 2x upsampling before a convolution (`upsample`), a 2x2
+/// max pool after it (`pool`), and every convolution's weight-gradient reduce as one dispatch
+/// after the backward pass (`reduces`). Either way every result is the same to the bit; only
+/// the dispatches differ.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
 )]
 pub struct FoldSet {
     pub upsample: bool,
     pub pool: bool,
+    pub reduces: bool,
 }
 
 impl FoldSet {
     pub const NONE: FoldSet = FoldSet {
         upsample: false,
         pool: false,
+        reduces: false,
     };
     pub const ALL: FoldSet = FoldSet {
         upsample: true,
         pool: true,
+        reduces: true,
     };
+    /// The names `--folds` lists them by, in order.
+    pub const NAMES: [&'static str; 3] = ["upsample", "pool", "reduces"];
 
-    /// What `auto` folds: everything on the GPU set (two dispatches fewer per folded layer
-    /// and step: 44 -> 32 for the conv model); nothing on the CPU set, whose kernels read and
-    /// write plain tensors (the folds would run the GPU set's kernels for those layers).
+    /// What `auto` folds: everything on the GPU set (the conv model's step goes from 44
+    /// dispatches to 26); nothing on the CPU set, whose kernels read and write plain tensors
+    /// and reduce their own sums (a fold would run the GPU set's kernels for those layers).
     pub fn for_kernels(kernels: KernelSet) -> Self {
         match kernels {
             KernelSet::Gpu => FoldSet::ALL,
@@ -115,23 +122,34 @@ impl FoldSet {
         }
     }
 
-    pub fn name(self) -> &'static str {
-        match (self.upsample, self.pool) {
-            (false, false) => "none",
-            (true, false) => "upsample",
-            (false, true) => "pool",
-            (true, true) => "all",
+    fn flags(self) -> [bool; 3] {
+        [self.upsample, self.pool, self.reduces]
+    }
+
+    /// `all`, `none`, or the folds' names joined by commas.
+    pub fn name(self) -> String {
+        match self.flags() {
+            [true, true, true] => "all".into(),
+            [false, false, false] => "none".into(),
+            flags => Self::NAMES
+                .iter()
+                .zip(flags)
+                .filter(|(_, on)| *on)
+                .map(|(name, _)| *name)
+                .collect::<Vec<_>>()
+                .join(","),
         }
     }
 }
 
 impl fmt::Display for FoldSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.write_str(&self.name())
     }
 }
 
-/// `--folds`: a set of folds, or `auto` ([`FoldSet::for_kernels`]).
+/// `--folds`: `auto` ([`FoldSet::for_kernels`]), `all`, `none`, or a comma-separated list of
+/// [`FoldSet::NAMES`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum FoldChoice {
     #[default]
@@ -151,17 +169,27 @@ impl FoldChoice {
 impl FromStr for FoldChoice {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let set = |upsample, pool| Ok(FoldChoice::Set(FoldSet { upsample, pool }));
         match s.trim().to_ascii_lowercase().as_str() {
-            "auto" => Ok(FoldChoice::Auto),
-            "none" => set(false, false),
-            "upsample" => set(true, false),
-            "pool" => set(false, true),
-            "all" => set(true, true),
-            other => Err(format!(
-                "unknown folds '{other}': use auto, none, upsample, pool or all"
-            )),
+            "auto" => return Ok(FoldChoice::Auto),
+            "all" => return Ok(FoldChoice::Set(FoldSet::ALL)),
+            "none" => return Ok(FoldChoice::Set(FoldSet::NONE)),
+            _ => {}
         }
+        let mut set = FoldSet::NONE;
+        for name in s.split(',').map(|n| n.trim().to_ascii_lowercase()) {
+            match name.as_str() {
+                "upsample" => set.upsample = true,
+                "pool" => set.pool = true,
+                "reduces" => set.reduces = true,
+                other => {
+                    return Err(format!(
+                        "unknown fold '{other}': use auto, all, none, or a comma-separated \
+                         list of upsample, pool and reduces"
+                    ))
+                }
+            }
+        }
+        Ok(FoldChoice::Set(set))
     }
 }
 

@@ -6,7 +6,7 @@ mod plan;
 pub use plan::{DeviceSplit, StepParams, StepPlan, StepSource};
 
 use crate::gpu::{Dispatch, Gpu, KernelSet, Tensor};
-use crate::model::{Layer, LayerOp, Model};
+use crate::model::{Layer, LayerOp, Model, PARAM_ALIGN};
 use crate::ops::{self, activation, conv2d, dense, pool, upsample};
 use crate::shapes::{AdamConfig, Padding};
 use crate::{Error, Result};
@@ -28,8 +28,13 @@ pub struct TrainingBuffers {
     pub adam_v: Tensor,
     /// `dacts[i]`: gradient of the loss w.r.t. `acts[i]`.
     pub dacts: Vec<Tensor>,
-    /// Scratch for the conv layers' split weight-gradient sums (shared: they run in turn).
+    /// Scratch for the conv layers' split weight-gradient sums: shared (they run in turn), or
+    /// with the reduces folded, a region per layer (`partial_regions`) for the one reduce
+    /// after the backward pass to read.
     conv_partials: Tensor,
+    /// Where each conv layer's partial sums start in `conv_partials` (indexed by layer) when
+    /// the reduces are folded into one dispatch.
+    partial_regions: Option<Vec<Option<u64>>>,
     /// Scratch for a ReLU layer's masked gradient on the CPU kernel set (shared likewise).
     relu_masked: Tensor,
     /// Where a layer without a bias writes the bias gradient its kernel computes anyway
@@ -345,11 +350,75 @@ impl Network {
             &t,
             &dlogits,
         )?];
+        let all = 0..last + 1;
         let layers = in_parallel((0..=last).rev().collect(), |i| {
-            self.backward_layer(gpu, tb, i, n, &(0..last + 1))
+            self.backward_layer(gpu, tb, i, n, &all)
         })?;
         out.extend(layers.into_iter().flatten());
+        out.extend(self.reduce_all(gpu, tb, n, &all)?);
         Ok(out)
+    }
+
+    /// Where conv layer i's weight-gradient partial sums go when its reduce is folded into
+    /// [`Network::reduce_all`]: its region, when the reduces are folded and the layer runs
+    /// the GPU set's two-stage kernels.
+    fn partial_region(
+        &self,
+        gpu: &Gpu,
+        tb: &TrainingBuffers,
+        i: usize,
+        n: u32,
+        range: &Range<usize>,
+    ) -> Result<Option<u64>> {
+        let (Some(regions), LayerOp::Conv2d { shape, .. }) =
+            (&tb.partial_regions, self.model.op(i, n))
+        else {
+            return Ok(None);
+        };
+        let io = self.conv_io(gpu, i, n, range)?;
+        Ok(regions[i].filter(|_| conv2d::splits_k(gpu.kernels, &shape, &io.folds())))
+    }
+
+    /// Every folded weight-gradient reduce as one dispatch (none when the reduces are not
+    /// folded or no layer's is).
+    fn reduce_all(
+        &self,
+        gpu: &Gpu,
+        tb: &TrainingBuffers,
+        n: u32,
+        range: &Range<usize>,
+    ) -> Result<Option<Dispatch>> {
+        let mut shares = Vec::new();
+        for i in range.clone() {
+            let LayerOp::Conv2d {
+                shape,
+                kernel,
+                bias,
+                ..
+            } = self.model.op(i, n)
+            else {
+                continue;
+            };
+            if let Some(partials) = self.partial_region(gpu, tb, i, n, range)? {
+                shares.push(conv2d::ReduceShare {
+                    s: shape,
+                    partials,
+                    dw: self.model.params[kernel].offset,
+                    db: bias.map(|b| self.model.params[b].offset),
+                });
+            }
+        }
+        if shares.is_empty() {
+            return Ok(None);
+        }
+        let reduce = conv2d::backward_params_reduce_all(
+            gpu,
+            "conv2d",
+            &shares,
+            &tb.conv_partials,
+            &tb.grads,
+        )?;
+        Ok(Some(reduce))
     }
 
     fn backward_layer(
@@ -405,13 +474,26 @@ impl Network {
                 let g = grad_out(relu, &mut out)?;
                 let io = self.conv_io(gpu, i, n, range)?;
                 let folds = io.folds();
-                let partials = tb
-                    .conv_partials
-                    .view(0, conv2d::partials_len(gpu.kernels, &s, &folds));
-                let (dw, db) = (self.param(&tb.grads, k), tb.bias_grad(self, bias, s.co));
-                out.extend(conv2d::backward_params(
-                    gpu, &label, &s, &folds, &g, &io.x, &partials, &dw, &db,
-                )?);
+                let len = conv2d::partials_len(gpu.kernels, &s, &folds);
+                match self.partial_region(gpu, tb, i, n, range)? {
+                    // Its reduce runs with every other layer's, after the backward pass.
+                    Some(at) => out.push(conv2d::backward_params_partial(
+                        gpu,
+                        &label,
+                        &s,
+                        &folds,
+                        &g,
+                        &io.x,
+                        &tb.conv_partials.view(at, len),
+                    )?),
+                    None => {
+                        let partials = tb.conv_partials.view(0, len);
+                        let (dw, db) = (self.param(&tb.grads, k), tb.bias_grad(self, bias, s.co));
+                        out.extend(conv2d::backward_params(
+                            gpu, &label, &s, &folds, &g, &io.x, &partials, &dw, &db,
+                        )?);
+                    }
+                }
                 // Through a folded upsampling, the gradient of that layer's input.
                 let dx = match io.input {
                     conv2d::Input::Direct => dx,
@@ -584,24 +666,31 @@ impl TrainingBuffers {
                 _ => gpu.tensor(&format!("grad{i}"), len)?,
             });
         }
-        let mut conv_scratch = 1;
-        for i in 0..model.layers.len() {
-            if let LayerOp::Conv2d { shape, .. } = model.op(i, capacity) {
-                // Folds run the GPU set's kernels: the larger of the two layouts.
-                let folded = conv2d::Folds {
-                    input: conv2d::Input::Upsampled2x,
-                    pool: None,
-                };
-                let most = [conv2d::Folds::default(), folded]
-                    .map(|f| conv2d::partials_len(gpu.kernels, &shape, &f));
-                conv_scratch = conv_scratch.max(most[0]).max(most[1]);
-            }
-        }
+        // Each conv layer's scratch at the capacity (smaller batches need no more): the larger
+        // of the two layouts, as a fold runs the GPU set's kernels.
+        let scratch: Vec<u64> = (0..model.layers.len())
+            .map(|i| match model.op(i, capacity) {
+                LayerOp::Conv2d { shape, .. } => {
+                    let folded = conv2d::Folds {
+                        input: conv2d::Input::Upsampled2x,
+                        pool: None,
+                    };
+                    [conv2d::Folds::default(), folded]
+                        .map(|f| conv2d::partials_len(gpu.kernels, &shape, &f))
+                        .into_iter()
+                        .max()
+                        .unwrap_or(0)
+                }
+                _ => 0,
+            })
+            .collect();
+        let (conv_scratch, partial_regions) = partial_layout(gpu, &scratch);
         Ok(TrainingBuffers {
             grads,
             adam_m,
             adam_v,
             dacts,
+            partial_regions,
             conv_partials: gpu.tensor("conv weight-gradient partials", conv_scratch)?,
             relu_masked: gpu.tensor("masked gradient", relu_scratch_len(gpu, model, cap))?,
             discarded_bias_grad: gpu.tensor("discarded bias gradient", widest_channels(model))?,
@@ -619,6 +708,32 @@ impl TrainingBuffers {
     fn dact(&self, model: &Model, i: usize, n: u32) -> Tensor {
         self.dacts[i].view(0, n as u64 * model.shapes[i + 1].len())
     }
+}
+
+/// The conv weight-gradient scratch's length, and each conv layer's region in it when the
+/// reduces are folded (`scratch`: each layer's need, 0 for other layers): end to end, when
+/// they fit one buffer binding; otherwise (or unfolded) one region all layers share, as big
+/// as the largest need, and every layer reduces its own.
+fn partial_layout(gpu: &Gpu, scratch: &[u64]) -> (u64, Option<Vec<Option<u64>>>) {
+    let largest = scratch.iter().copied().max().unwrap_or(0).max(1);
+    // Each region starts at the storage offset alignment every adapter accepts.
+    let aligned = |need: u64| need.div_ceil(PARAM_ALIGN) * PARAM_ALIGN;
+    let total: u64 = scratch.iter().map(|&need| aligned(need)).sum();
+    let fits = total * 4 <= gpu.limits.max_storage_buffer_binding_size
+        && total * 4 <= gpu.limits.max_buffer_size;
+    if !gpu.folds.reduces || !fits {
+        return (largest, None);
+    }
+    let mut at = 0;
+    let regions = scratch
+        .iter()
+        .map(|&need| {
+            let start = at;
+            at += aligned(need);
+            (need > 0).then_some(start)
+        })
+        .collect();
+    (total.max(1), Some(regions))
 }
 
 /// The most channels (or Dense units) any layer has: the length of a bias.

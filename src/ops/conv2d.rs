@@ -407,7 +407,17 @@ pub fn backward_weight(
     partials: &Tensor,
     dw: &Tensor,
 ) -> Result<Vec<Dispatch>> {
-    split_k(gpu, label, s, folds, g, x, partials, dw, None)
+    split_k(
+        gpu,
+        label,
+        s,
+        folds,
+        g,
+        x,
+        partials,
+        false,
+        Some((dw, None)),
+    )
 }
 
 /// [`backward_weight`] and [`backward_bias`] in one pass over dy: the bias is one more row of
@@ -426,7 +436,17 @@ pub fn backward_params(
     db: &Tensor,
 ) -> Result<Vec<Dispatch>> {
     expect_len("conv2d", "db", db, s.co as u64)?;
-    split_k(gpu, label, s, folds, g, x, partials, dw, Some(db))
+    split_k(
+        gpu,
+        label,
+        s,
+        folds,
+        g,
+        x,
+        partials,
+        true,
+        Some((dw, Some(db))),
+    )
 }
 
 /// The profile's names of the weight gradient's two passes, with or without the bias row
@@ -453,29 +473,31 @@ fn split_k(
     g: &GradOut<'_>,
     x: &Tensor,
     partials: &Tensor,
-    dw: &Tensor,
-    db: Option<&Tensor>,
+    with_bias: bool,
+    reduce: Option<(&Tensor, Option<&Tensor>)>,
 ) -> Result<Vec<Dispatch>> {
     s.check()?;
     folds.check(s)?;
     g.check(s, folds)?;
     expect_len("conv2d", "x", x, folds.input.len(s))?;
-    expect_len("conv2d", "dw", dw, s.weight_len())?;
+    if let Some((dw, _)) = reduce {
+        expect_len("conv2d", "dw", dw, s.weight_len())?;
+    }
     expect_len(
         "conv2d",
         "weight-gradient partials",
         partials,
         partials_len(gpu.kernels, s, folds),
     )?;
-    if cpu_kernels(gpu.kernels, s, folds) {
+    if let (true, Some((dw, db))) = (cpu_kernels(gpu.kernels, s, folds), reduce) {
         return cpu::conv2d::backward_params(gpu, label, s, g, x, partials, dw, db);
     }
     let (dy, act, relu) = g.bindings();
     let p = params(s, relu);
-    let rows = s.taps() * s.ci as u64 + db.is_some() as u64;
+    let rows = s.taps() * s.ci as u64 + with_bias as u64;
     let used = chunks(s) * rows * s.co as u64;
     let partials = partials.view(0, used);
-    let constants = constants_with(s, folds, db.is_some());
+    let constants = constants_with(s, folds, with_bias);
     let bindings = [
         (1, x),
         (5, dy),
@@ -483,7 +505,7 @@ fn split_k(
         (8, &partials),
         folds.winner_in(dy),
     ];
-    let (kernel, reduce_kernel) = weight_gradient_kernels(db.is_some());
+    let (kernel, reduce_kernel) = weight_gradient_kernels(with_bias);
     let partial = build(
         gpu,
         Launch {
@@ -502,10 +524,14 @@ fn split_k(
             )?,
             cost: Cost {
                 bytes: 4 * (folds.output_len(s) * (1 + relu as u64) + folds.input.len(s) + used),
-                flops: 2 * s.macs() + 2 * s.output_len() * db.is_some() as u64,
+                flops: 2 * s.macs() + 2 * s.output_len() * with_bias as u64,
             },
         },
     )?;
+    let Some(reduce) = reduce else {
+        return Ok(vec![partial]);
+    };
+    let (dw, db) = reduce;
     // The reduce binds db only when it writes it: alias dw otherwise, as the kernel never
     // reaches that branch.
     let db = db.unwrap_or(dw);
@@ -534,6 +560,168 @@ fn split_k(
         },
     )?;
     Ok(vec![partial, reduce])
+}
+
+/// Whether a layer's weight gradient runs the GPU set's two stages (partial sums, then a
+/// reduce), so that [`backward_params_partial`] and [`backward_params_reduce_all`] can take
+/// it: everywhere but the CPU set's own kernels.
+pub fn splits_k(set: KernelSet, s: &Conv2dShape, folds: &Folds<'_>) -> bool {
+    !cpu_kernels(set, s, folds)
+}
+
+/// Elements of `partials` that stage 1 of shape `s` writes (from its start), with the bias
+/// row: what a layer's share of [`backward_params_reduce_all`] reads.
+pub fn partials_used(s: &Conv2dShape) -> u64 {
+    chunks(s) * (s.weight_len() + s.co as u64)
+}
+
+/// Stage 1 of [`backward_params`] alone: the partial sums of the kernel and bias gradients
+/// into `partials` ([`partials_len`] long), for [`backward_params_reduce_all`] to sum with
+/// every other layer's in one dispatch. Only where [`splits_k`] holds.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_params_partial(
+    gpu: &Gpu,
+    label: &str,
+    s: &Conv2dShape,
+    folds: &Folds<'_>,
+    g: &GradOut<'_>,
+    x: &Tensor,
+    partials: &Tensor,
+) -> Result<Dispatch> {
+    if !splits_k(gpu.kernels, s, folds) {
+        return Err(Error::Shape {
+            op: "conv2d",
+            detail: "this layer's weight gradient runs the CPU kernel set's own kernels, which \
+                     reduce it themselves"
+                .into(),
+        });
+    }
+    let mut d = split_k(gpu, label, s, folds, g, x, partials, true, None)?;
+    d.pop().ok_or_else(|| Error::Shape {
+        op: "conv2d",
+        detail: "the weight gradient built no dispatch".into(),
+    })
+}
+
+/// One convolution's part in [`backward_params_reduce_all`]: its shape (at the batch size
+/// run), where its partial sums start in the partials buffer, and where its kernel and bias
+/// gradients go in the gradient buffer (`db`: none for a layer without a bias).
+#[derive(Clone, Copy, Debug)]
+pub struct ReduceShare {
+    pub s: Conv2dShape,
+    pub partials: u64,
+    pub dw: u64,
+    pub db: Option<u64>,
+}
+
+/// The table the shader reads: ops::conv2d's `Share` in `shaders/conv2d.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ShareRow {
+    first: u32,
+    len: u32,
+    partials: u32,
+    chunks: u32,
+    weights: u32,
+    dw: u32,
+    db: u32,
+    _p: u32,
+}
+
+/// The shader's NO_BIAS: a share without a bias gradient.
+pub const NO_BIAS: u32 = u32::MAX;
+
+/// Stage 2 of every share's weight gradient in one dispatch: each kernel and bias gradient is
+/// summed from its share's partials exactly as that layer's own reduce would sum it (the same
+/// bits), into `grads`. One dispatch per step instead of one per convolution.
+pub fn backward_params_reduce_all(
+    gpu: &Gpu,
+    label: &str,
+    shares: &[ReduceShare],
+    partials: &Tensor,
+    grads: &Tensor,
+) -> Result<Dispatch> {
+    let mut rows = Vec::new();
+    let mut first = 0u64;
+    let offset = |v: u64, what: &str| -> Result<u32> {
+        u32::try_from(v).map_err(|_| Error::Shape {
+            op: "conv2d",
+            detail: format!("{what} offset {v} is past what a u32 index reaches"),
+        })
+    };
+    for share in shares {
+        let s = &share.s;
+        s.check()?;
+        let len = s.taps() * s.ci as u64 * s.co as u64 + s.co as u64;
+        let end = share.partials + partials_used(s);
+        if end > partials.len {
+            return Err(Error::Shape {
+                op: "conv2d",
+                detail: format!(
+                    "the partials of {s:?} end at {end}, past the {} there are",
+                    partials.len
+                ),
+            });
+        }
+        let outputs = [(Some(share.dw), s.weight_len()), (share.db, s.co as u64)];
+        for (at, n) in outputs {
+            if let Some(at) = at.filter(|at| at + n > grads.len) {
+                return Err(Error::Shape {
+                    op: "conv2d",
+                    detail: format!(
+                        "a gradient of {s:?} at {at} runs past the {} there are",
+                        grads.len
+                    ),
+                });
+            }
+        }
+        rows.push(ShareRow {
+            first: offset(first, "item")?,
+            len: len as u32,
+            partials: offset(share.partials, "partials")?,
+            chunks: chunks(s) as u32,
+            weights: s.weight_len() as u32,
+            dw: offset(share.dw, "kernel gradient")?,
+            db: match share.db {
+                Some(db) => offset(db, "bias gradient")?,
+                None => NO_BIAS,
+            },
+            _p: 0,
+        });
+        first += len;
+    }
+    if rows.is_empty() {
+        return Err(Error::Shape {
+            op: "conv2d",
+            detail: "a merged weight-gradient reduce needs at least one layer".into(),
+        });
+    }
+    let table = gpu.upload("conv2d reduce shares", &rows)?;
+    let p = Params {
+        n: rows.len() as u32,
+        relu: 0,
+        chunks: 0,
+        _p: 0,
+    };
+    let used: u64 = shares.iter().map(|sh| partials_used(&sh.s)).sum();
+    let kernel = "conv2d.backward_params_reduce_all";
+    build(
+        gpu,
+        Launch {
+            shader: Shader::Conv2d,
+            entry: "backward_weight_reduce_all",
+            kernel,
+            label,
+            params: bytemuck::bytes_of(&p),
+            bindings: &[(9, partials), (10, grads), (14, &table)],
+            constants: &[],
+            workgroups: gpu.groups(kernel, first)?,
+            cost: Cost {
+                bytes: 4 * (used + first),
+                flops: used,
+            },
+        },
+    )
 }
 
 /// `db`: the gradient w.r.t. the bias, summed over the batch and pixels.

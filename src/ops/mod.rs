@@ -111,7 +111,11 @@ impl Shader {
         match self {
             Shader::Bce => c.push(("CHUNK", bce::CHUNK)),
             Shader::Conv2d => {
-                c.extend([("TILED_WG", conv2d::TILED), ("GROUP", conv2d::GROUP as u64)])
+                c.extend([("TILED_WG", conv2d::TILED), ("GROUP", conv2d::GROUP as u64)]);
+                c.extend([
+                    ("SERIAL_REDUCE", conv2d::SERIAL_REDUCE),
+                    ("NO_BIAS", conv2d::NO_BIAS as u64),
+                ])
             }
             Shader::Dense => c.push(("T", dense::TILE as u64)),
             Shader::CpuConv2d => c.extend([

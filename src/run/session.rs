@@ -101,7 +101,7 @@ impl<'a> Session<'a> {
         on_event(Event::Started {
             adapter: gpu.name(),
             kernels: gpu.kernels.name().into(),
-            folds: gpu.folds.name().into(),
+            folds: gpu.folds.name(),
             run_dir: dir.clone(),
             model: setup.cfg.model.name().into(),
             train_count: setup.data.train.images.count,

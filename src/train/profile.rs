@@ -107,7 +107,7 @@ pub fn profile_steps(
     Ok(ProfileReport {
         adapter: gpu.name(),
         kernels: gpu.kernels.name().into(),
-        folds: gpu.folds.name().into(),
+        folds: gpu.folds.name(),
         model: t.cfg.model.name().into(),
         batch_size: t.cfg.batch_size,
         steps,

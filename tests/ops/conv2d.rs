@@ -686,3 +686,119 @@ fn conv2d_folds_are_the_layers_one_by_one_bit_for_bit() {
         }
     }
 }
+
+/// Every layer's weight-gradient reduce in one dispatch gives each layer's own reduce's
+/// gradients bit for bit: three layers' partial sums in regions of one buffer (a 4x4 layer
+/// with few enough chunks for the serial sum, two with enough for the tree, one of them
+/// without a bias), then one reduce into one gradient buffer with gaps between the layers'
+/// gradients, which it must leave alone. A region past the buffer is refused.
+#[test]
+fn conv2d_reduce_all_is_each_layers_reduce_bit_for_bit() {
+    let g = crate::common::gpu_with(KernelSet::Gpu);
+    let sh = |n, h, ci, co, padding| Conv2dShape {
+        k: 3,
+        n,
+        h,
+        w: h,
+        ci,
+        co,
+        padding,
+    };
+    let layers = [
+        (sh(8, 4, 8, 8, Padding::Same), true),
+        (sh(8, 14, 16, 8, Padding::Same), false),
+        (sh(8, 16, 8, 16, Padding::Valid), true),
+    ];
+    let folds = Folds::default();
+    let mut r = crate::common::rng(77);
+    let mut random = |len: u64| {
+        let v = crate::common::uniform(&mut r, len as usize, -1.0, 1.0);
+        g.upload("t", &v).or_fail("upload")
+    };
+    let align = |v: u64| v.div_ceil(64) * 64;
+    let total: u64 = layers
+        .iter()
+        .map(|(s, _)| align(conv2d::partials_used(s)))
+        .sum();
+    let all_partials = g.poisoned("partials", total).or_fail("partials");
+    let grads_len: u64 = layers
+        .iter()
+        .map(|(s, _)| align(s.weight_len() + s.co as u64 + 64))
+        .sum();
+    let grads = g.poisoned("grads", grads_len).or_fail("grads");
+    let (mut d, mut shares, mut own) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut at_partials, mut at_grads) = (0, 0);
+    for (s, bias) in layers {
+        let what = format!("{s:?}");
+        let chunks = (s.output_len() / s.co as u64).div_ceil(conv2d::CHUNK);
+        assert_eq!(
+            chunks <= conv2d::SERIAL_REDUCE,
+            s.h == 4,
+            "{what}: the cases cover the serial and the tree sum"
+        );
+        let (x, dy) = (random(s.input_len()), random(s.output_len()));
+        let go = GradOut {
+            dy: &dy,
+            relu_output: None,
+        };
+        let len = conv2d::partials_len(KernelSet::Gpu, &s, &folds);
+        let region = all_partials.view(at_partials, len);
+        let partial = conv2d::backward_params_partial(g, "t", &s, &folds, &go, &x, &region);
+        d.push(partial.or_fail(&what));
+        let db_at = at_grads + align(s.weight_len());
+        shares.push(conv2d::ReduceShare {
+            s,
+            partials: at_partials,
+            dw: at_grads,
+            db: bias.then_some(db_at),
+        });
+        // The layer's own two stages, into buffers of its own.
+        let (dw, db) = (random(s.weight_len()), random(s.co as u64));
+        let scratch = partials(g, &s, &folds).or_fail(&what);
+        let own_pass = conv2d::backward_params(g, "t", &s, &folds, &go, &x, &scratch, &dw, &db);
+        d.extend(own_pass.or_fail(&what));
+        own.push((s, bias, dw, db, at_grads, db_at));
+        at_partials += align(len);
+        at_grads = db_at + align(s.co as u64 + 64);
+    }
+    d.push(
+        conv2d::backward_params_reduce_all(g, "t", &shares, &all_partials, &grads)
+            .or_fail("reduce"),
+    );
+    wgsl_autoencoder::ops::run(g, &d).or_fail("run");
+    let merged = g.read::<u32>(&grads).or_fail("read");
+    let mut written = vec![false; merged.len()];
+    for (s, bias, dw, db, dw_at, db_at) in own {
+        let bits = |t: &Tensor| g.read::<u32>(t).or_fail("read");
+        let (dw_at, db_at) = (dw_at as usize, db_at as usize);
+        let dw_end = dw_at + s.weight_len() as usize;
+        assert!(
+            merged[dw_at..dw_end] == bits(&dw)[..],
+            "{s:?}: kernel gradient"
+        );
+        written[dw_at..dw_end].fill(true);
+        if bias {
+            let db_end = db_at + s.co as usize;
+            assert!(
+                merged[db_at..db_end] == bits(&db)[..],
+                "{s:?}: bias gradient"
+            );
+            written[db_at..db_end].fill(true);
+        }
+    }
+    for (i, w) in written.iter().enumerate() {
+        if !w {
+            assert!(
+                f32::from_bits(merged[i]).is_nan(),
+                "element {i} of the gradient buffer, no layer's, was written"
+            );
+        }
+    }
+    let mut past = shares[2];
+    past.partials = total - conv2d::partials_used(&past.s) + 1;
+    match conv2d::backward_params_reduce_all(g, "t", &[past], &all_partials, &grads) {
+        Err(Error::Shape { detail, .. }) => assert!(detail.contains("past"), "{detail}"),
+        Err(e) => panic!("a region past the buffer refused, but not as a shape error: {e}"),
+        Ok(_) => panic!("a region past the partials buffer was accepted"),
+    }
+}
