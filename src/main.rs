@@ -43,8 +43,8 @@ struct Cli {
     /// Kernel set: auto (cpu on a CPU adapter such as lavapipe, gpu elsewhere), gpu or cpu.
     #[arg(long, global = true, default_value = "auto")]
     kernels: KernelChoice,
-    /// What the convolutions take over so that it runs no dispatch of its own (the same
-    /// results to the bit), a comma-separated list of upsample (a 2x upsampling before a
+    /// What the convolutions take over so that it runs no dispatch of its own (on the gpu
+    /// kernel set, the same results to the bit), a comma-separated list of upsample (a 2x upsampling before a
     /// convolution), pool (a 2x2 max pool after it) and reduces (every weight-gradient reduce
     /// as one dispatch); or all, none, auto (all on the gpu kernel set, none on cpu).
     #[arg(long, global = true, default_value = "auto")]

@@ -1008,7 +1008,16 @@ fn resume_gives_the_same_metrics_as_a_straight_run() {
 #[test]
 fn decode_of_encode_is_reconstruct_bitwise() {
     let t0 = Instant::now();
-    let g = gpu();
+    // Both kernel sets: on the GPU set the encoder's last pool and the decoder's upsamplings
+    // are folded into their convolutions, so encode and decode fold what the whole forward
+    // pass folds, and the code is read from the folded pool's output.
+    for set in KernelSet::ALL {
+        decode_of_encode_on(gpu_with(set));
+    }
+    eprintln!("decode(encode(x)): {:.1}s", t0.elapsed().as_secs_f64());
+}
+
+fn decode_of_encode_on(g: &Gpu) {
     let px = MNIST.len() as usize;
     let n = 260;
     let x = to_f32(&images(61, n, px));
@@ -1054,7 +1063,6 @@ fn decode_of_encode_is_reconstruct_bitwise() {
             );
         }
     }
-    eprintln!("decode(encode(x)): {:.1}s", t0.elapsed().as_secs_f64());
 }
 
 /// The folds (`--folds`) change the dispatches, not the results: the conv model trained
@@ -1101,6 +1109,18 @@ fn folds_change_no_bit_of_training() {
         assert!(state == none.2, "{folds}: final state");
     }
     eprintln!("folds: {:.1}s", t0.elapsed().as_secs_f64());
+}
+
+/// Folds forced on the CPU set (`--kernels cpu --folds all`): the folded layers run the GPU
+/// set's kernels there, and the ReLU masks the CPU set otherwise applies in the pool and
+/// upsample backward passes must then come from the convolutions themselves. One conv step
+/// against the reference, as `one_training_step_matches_reference_conv`.
+#[test]
+fn one_training_step_with_folds_on_the_cpu_set_matches_reference_conv() {
+    let choice = DeviceChoice::new(common::adapter_choice(), KernelChoice::Set(KernelSet::Cpu))
+        .with_folds(FoldChoice::Set(FoldSet::ALL));
+    let g = Gpu::new(&choice).unwrap();
+    one_step_on(&g, ModelKind::Conv.into(), 3, 0.0, TOL_GRAD);
 }
 
 /// Two Trainers, same seed and data: the same epoch losses and final state, bit for bit

@@ -87,8 +87,9 @@ impl fmt::Display for KernelChoice {
 /// What the GPU set's convolutions take over from the dispatches around them
 /// (`ops::conv2d::Folds`, `network`): a 2x upsampling before a convolution (`upsample`), a 2x2
 /// max pool after it (`pool`), and every convolution's weight-gradient reduce as one dispatch
-/// after the backward pass (`reduces`). Either way every result is the same to the bit; only
-/// the dispatches differ.
+/// after the backward pass (`reduces`). On the GPU set every result is the same to the bit
+/// either way, only the dispatches differ; on the CPU set a fold runs the GPU set's kernels for
+/// the layers it joins (the same sums, to float rounding).
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
 )]

@@ -556,6 +556,10 @@ impl Network {
         if !relu || gpu.kernels != KernelSet::Cpu || i + 1 >= self.model.layers.len() {
             return false;
         }
+        // A folded layer runs no backward of its own to apply the mask in.
+        if self.folded(gpu, i + 1, n, &(0..self.model.layers.len())) {
+            return false;
+        }
         match self.model.op(i + 1, n) {
             LayerOp::Pool(s) => pool::fuses_relu_mask(gpu, &s),
             LayerOp::Upsample(s) => upsample::fuses_relu_mask(gpu, &s),
@@ -684,7 +688,11 @@ impl TrainingBuffers {
                 _ => 0,
             })
             .collect();
-        let (conv_scratch, partial_regions) = partial_layout(gpu, &scratch);
+        let most = gpu
+            .limits
+            .max_storage_buffer_binding_size
+            .min(gpu.limits.max_buffer_size);
+        let (conv_scratch, partial_regions) = partial_layout(gpu.folds.reduces, most, &scratch);
         Ok(TrainingBuffers {
             grads,
             adam_m,
@@ -714,14 +722,13 @@ impl TrainingBuffers {
 /// reduces are folded (`scratch`: each layer's need, 0 for other layers): end to end, when
 /// they fit one buffer binding; otherwise (or unfolded) one region all layers share, as big
 /// as the largest need, and every layer reduces its own.
-fn partial_layout(gpu: &Gpu, scratch: &[u64]) -> (u64, Option<Vec<Option<u64>>>) {
+/// `most`: the bytes one buffer binding may hold.
+fn partial_layout(folded: bool, most: u64, scratch: &[u64]) -> (u64, Option<Vec<Option<u64>>>) {
     let largest = scratch.iter().copied().max().unwrap_or(0).max(1);
     // Each region starts at the storage offset alignment every adapter accepts.
     let aligned = |need: u64| need.div_ceil(PARAM_ALIGN) * PARAM_ALIGN;
     let total: u64 = scratch.iter().map(|&need| aligned(need)).sum();
-    let fits = total * 4 <= gpu.limits.max_storage_buffer_binding_size
-        && total * 4 <= gpu.limits.max_buffer_size;
-    if !gpu.folds.reduces || !fits {
+    if !folded || total * 4 > most {
         return (largest, None);
     }
     let mut at = 0;
@@ -750,5 +757,28 @@ fn relu_scratch_len(gpu: &Gpu, model: &Model, cap: u64) -> u64 {
             .max()
             .unwrap_or(1),
         KernelSet::Gpu => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partial_layout;
+
+    /// Folded, each conv layer's region starts aligned after the one before; unfolded, or
+    /// when the regions together would pass one binding, one shared region as large as the
+    /// largest need, and every layer reduces its own.
+    #[test]
+    fn partial_regions_are_aligned_end_to_end_or_shared() {
+        let scratch = [100, 0, 64, 0, 1];
+        let (len, regions) = partial_layout(true, 1 << 20, &scratch);
+        assert_eq!(
+            regions,
+            Some(vec![Some(0), None, Some(128), None, Some(192)])
+        );
+        assert_eq!(len, 256);
+        assert_eq!(partial_layout(false, 1 << 20, &scratch), (100, None));
+        // 256 elements are 1024 bytes: one byte less is too small a binding.
+        assert_eq!(partial_layout(true, 1023, &scratch), (100, None));
+        assert_eq!(partial_layout(true, 1024, &scratch).0, 256);
     }
 }
