@@ -99,7 +99,8 @@ pub struct Pooled<'a> {
 
 /// The layers around a convolution that its own kernels take over, so that they run no
 /// dispatch of their own (two fewer per layer folded, per training step). Training folds them
-/// on the GPU set (`network`); the default folds nothing. A fold changes no bit of the GPU set's results.
+/// on the GPU set (`network`); the default folds nothing. On the GPU set a fold changes no
+/// bit of any result.
 #[derive(Clone, Copy, Default)]
 pub struct Folds<'a> {
     /// How the layer reads its input.
