@@ -4,7 +4,7 @@
 # made on lavapipe; the GPU's loss is the cross-check). Everything lands under $OUT.
 #
 # Here first:   bash ../shared/device/prepare.sh
-# Then one device call, carry [".device"], timeout 600 s (the step limits below sum to 580 s
+# Then one device call, carry [".device"], timeout 600 s (the step limits below sum to 590 s
 # at worst; a normal run takes ~5 minutes):
 #               bash bench/device-check.sh
 #
@@ -46,8 +46,8 @@ for m in conv dense; do
 done
 # Where our step's time goes, per kernel (timestamp queries).
 step profile-conv 15 $ae profile --adapter discrete --model conv --steps 100 --trace "$out/trace-conv.json"
-for f in none upsample pool; do
-  step "profile-conv-folds-$f" 15 $ae profile --adapter discrete --model conv --folds $f --steps 100 \
+for f in none upsample pool reduces backward; do
+  step "profile-conv-folds-$f" 12 $ae profile --adapter discrete --model conv --folds $f --steps 100 \
     --trace "$out/trace-conv-folds-$f.json"
 done
 step profile-dense 15 $ae profile --adapter discrete --model dense --steps 100
@@ -57,7 +57,7 @@ for m in conv dense; do
   step "kernels-$m" 25 $ae bench-kernels --adapter discrete --model $m --steps 50 --json "$out/kernels-$m.json"
 done
 # The blog's denoising model, 10 epochs as on lavapipe (docs/lavapipe/denoising10).
-step denoising 45 $ae --adapter discrete --model assets/models/denoising_conv.json --noise 0.5 \
+step denoising 40 $ae --adapter discrete --model assets/models/denoising_conv.json --noise 0.5 \
   --epochs 10 --seed 0 --out "$out/denoising" --no-tensorboard
 gzip -f "$out"/trace-conv*.json 2>/dev/null
 cat "$log"

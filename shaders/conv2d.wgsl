@@ -55,7 +55,10 @@ override ROWS: u32 = TAPS * CI + select(0u, 1u, WITH_BIAS);
 const GROUP: u32 = 16u;
 
 struct Conv {
-    n: u32, relu: u32, chunks: u32, _p0: u32,
+    n: u32, relu: u32, chunks: u32,
+    // backward_pair: workgroups per z-layer of its weight-gradient part and of its
+    // input-gradient part
+    part_per_z: u32, input_per_z: u32, _p0: u32, _p1: u32, _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Conv;
@@ -326,6 +329,11 @@ fn input_grad(b: u32, iy: i32, ix: i32, g4: u32) -> Sums {
 @compute @workgroup_size(TILED_WG)
 fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
+    input_gradient_at(wid, lid, nwg);
+}
+
+// backward_input's invocation lid of workgroup wid in a grid of nwg.
+fn input_gradient_at(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) {
     let pix = flat_of(wid, lid, nwg, TILED_WG);
     if (pix >= p.n * XH * XW) { return; }
     let ix = i32(pix % XW);
@@ -360,6 +368,32 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
 @compute @workgroup_size(TILED_WG)
 fn backward_weight_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                            @builtin(num_workgroups) nwg: vec3<u32>) {
+    weight_partial_at(wid, lid, nwg);
+}
+
+// A layer's weight-gradient partials (WITH_BIAS) and its input gradient in one dispatch, so
+// that the two run side by side instead of one after the other: the first
+// p.part_per_z * (output groups) workgroups are backward_weight_partial's grid (z-layers laid
+// end to end), the rest backward_input's. Each invocation runs the same code as in those
+// kernels, so the results are theirs to the bit.
+@compute @workgroup_size(TILED_WG)
+fn backward_pair(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    let l = wid.y * nwg.x + wid.x;
+    let parts = p.part_per_z * ((CO + GROUP - 1u) / GROUP);
+    if (l < parts) {
+        let z = l / p.part_per_z;
+        weight_partial_at(vec3<u32>(l % p.part_per_z, 0u, z), lid, vec3<u32>(p.part_per_z, 1u, 1u));
+        return;
+    }
+    let m = l - parts;
+    if (m >= p.input_per_z * ((CI + GROUP - 1u) / GROUP)) { return; }
+    let z = m / p.input_per_z;
+    input_gradient_at(vec3<u32>(m % p.input_per_z, 0u, z), lid, vec3<u32>(p.input_per_z, 1u, 1u));
+}
+
+// backward_weight_partial's invocation lid of workgroup wid in a grid of nwg.
+fn weight_partial_at(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) {
     let id = flat_of(wid, lid, nwg, TILED_WG);
     if (id >= p.chunks * ROWS) { return; }
     let row = id % ROWS;

@@ -86,8 +86,9 @@ impl fmt::Display for KernelChoice {
 
 /// What the GPU set's convolutions take over from the dispatches around them
 /// (`ops::conv2d::Folds`, `network`): a 2x upsampling before a convolution (`upsample`), a 2x2
-/// max pool after it (`pool`), and every convolution's weight-gradient reduce as one dispatch
-/// after the backward pass (`reduces`). On the GPU set every result is the same to the bit
+/// max pool after it (`pool`), every convolution's weight-gradient reduce as one dispatch
+/// after the backward pass (`reduces`), and each convolution's weight-gradient partial sums
+/// and input gradient as one dispatch (`backward`). On the GPU set every result is the same to the bit
 /// either way, only the dispatches differ; on the CPU set a fold runs the GPU set's kernels for
 /// the layers it joins (the same sums, to float rounding).
 #[derive(
@@ -97,6 +98,7 @@ pub struct FoldSet {
     pub upsample: bool,
     pub pool: bool,
     pub reduces: bool,
+    pub backward: bool,
 }
 
 impl FoldSet {
@@ -104,17 +106,19 @@ impl FoldSet {
         upsample: false,
         pool: false,
         reduces: false,
+        backward: false,
     };
     pub const ALL: FoldSet = FoldSet {
         upsample: true,
         pool: true,
         reduces: true,
+        backward: true,
     };
     /// The names `--folds` lists them by, in order.
-    pub const NAMES: [&'static str; 3] = ["upsample", "pool", "reduces"];
+    pub const NAMES: [&'static str; 4] = ["upsample", "pool", "reduces", "backward"];
 
     /// What `auto` folds: everything on the GPU set (the conv model's step goes from 44
-    /// dispatches to 26); nothing on the CPU set, whose kernels read and write plain tensors
+    /// dispatches to 20); nothing on the CPU set, whose kernels read and write plain tensors
     /// and reduce their own sums (a fold would run the GPU set's kernels for those layers).
     pub fn for_kernels(kernels: KernelSet) -> Self {
         match kernels {
@@ -123,15 +127,15 @@ impl FoldSet {
         }
     }
 
-    fn flags(self) -> [bool; 3] {
-        [self.upsample, self.pool, self.reduces]
+    fn flags(self) -> [bool; 4] {
+        [self.upsample, self.pool, self.reduces, self.backward]
     }
 
     /// `all`, `none`, or the folds' names joined by commas.
     pub fn name(self) -> String {
         match self.flags() {
-            [true, true, true] => "all".into(),
-            [false, false, false] => "none".into(),
+            [true, true, true, true] => "all".into(),
+            [false, false, false, false] => "none".into(),
             flags => Self::NAMES
                 .iter()
                 .zip(flags)
@@ -182,10 +186,11 @@ impl FromStr for FoldChoice {
                 "upsample" => set.upsample = true,
                 "pool" => set.pool = true,
                 "reduces" => set.reduces = true,
+                "backward" => set.backward = true,
                 other => {
                     return Err(format!(
                         "unknown fold '{other}': use auto, all, none, or a comma-separated \
-                         list of upsample, pool and reduces"
+                         list of upsample, pool, reduces and backward"
                     ))
                 }
             }

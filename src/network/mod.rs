@@ -475,25 +475,13 @@ impl Network {
                 let io = self.conv_io(gpu, i, n, range)?;
                 let folds = io.folds();
                 let len = conv2d::partials_len(gpu.kernels, &s, &folds);
-                match self.partial_region(gpu, tb, i, n, range)? {
-                    // Its reduce runs with every other layer's, after the backward pass.
-                    Some(at) => out.push(conv2d::backward_params_partial(
-                        gpu,
-                        &label,
-                        &s,
-                        &folds,
-                        &g,
-                        &io.x,
-                        &tb.conv_partials.view(at, len),
-                    )?),
-                    None => {
-                        let partials = tb.conv_partials.view(0, len);
-                        let (dw, db) = (self.param(&tb.grads, k), tb.bias_grad(self, bias, s.co));
-                        out.extend(conv2d::backward_params(
-                            gpu, &label, &s, &folds, &g, &io.x, &partials, &dw, &db,
-                        )?);
-                    }
-                }
+                // Its weight-gradient partial sums: in a region of its own when its reduce
+                // runs with every other layer's after the backward pass, else in the scratch
+                // all layers share, reduced right after.
+                let region = self.partial_region(gpu, tb, i, n, range)?;
+                let partials = tb.conv_partials.view(region.unwrap_or(0), len);
+                let (dw, db) = (self.param(&tb.grads, k), tb.bias_grad(self, bias, s.co));
+                let w = self.param(&self.params, k);
                 // Through a folded upsampling, the gradient of that layer's input.
                 let dx = match io.input {
                     conv2d::Input::Direct => dx,
@@ -502,9 +490,33 @@ impl Network {
                         .needs_input_gradient(i - 1)
                         .then(|| tb.dact(&self.model, i - 2, n)),
                 };
-                if let Some(dx) = &dx {
-                    let w = self.param(&self.params, k);
-                    out.extend(conv2d::backward_input(gpu, &label, &s, &folds, &g, &w, dx)?);
+                let pair = gpu.folds.backward && conv2d::splits_k(gpu.kernels, &s, &folds);
+                match (&dx, pair) {
+                    (Some(dx), true) => {
+                        out.push(conv2d::backward_pair(
+                            gpu, &label, &s, &folds, &g, &io.x, &w, &partials, dx,
+                        )?);
+                        if region.is_none() {
+                            out.push(conv2d::backward_params_reduce(
+                                gpu, &label, &s, &folds, &partials, &dw, &db,
+                            )?);
+                        }
+                    }
+                    _ => {
+                        match region {
+                            Some(_) => out.push(conv2d::backward_params_partial(
+                                gpu, &label, &s, &folds, &g, &io.x, &partials,
+                            )?),
+                            None => out.extend(conv2d::backward_params(
+                                gpu, &label, &s, &folds, &g, &io.x, &partials, &dw, &db,
+                            )?),
+                        }
+                        if let Some(dx) = &dx {
+                            out.extend(conv2d::backward_input(
+                                gpu, &label, &s, &folds, &g, &w, dx,
+                            )?);
+                        }
+                    }
                 }
             }
             LayerOp::Dense {

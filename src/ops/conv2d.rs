@@ -31,7 +31,10 @@ pub(crate) struct Params {
     pub n: u32,
     pub relu: u32,
     pub chunks: u32,
-    pub _p: u32,
+    /// [`backward_pair`]'s workgroups per z-layer of each part.
+    pub part_per_z: u32,
+    pub input_per_z: u32,
+    pub _p: [u32; 3],
 }
 
 fn params(s: &Conv2dShape, relu: bool) -> Params {
@@ -39,7 +42,9 @@ fn params(s: &Conv2dShape, relu: bool) -> Params {
         n: s.n,
         relu: relu as u32,
         chunks: chunks(s) as u32,
-        _p: 0,
+        part_per_z: 0,
+        input_per_z: 0,
+        _p: [0; 3],
     }
 }
 
@@ -506,7 +511,7 @@ fn split_k(
         (8, &partials),
         folds.winner_in(dy),
     ];
-    let (kernel, reduce_kernel) = weight_gradient_kernels(with_bias);
+    let (kernel, _) = weight_gradient_kernels(with_bias);
     let partial = build(
         gpu,
         Launch {
@@ -529,15 +534,36 @@ fn split_k(
             },
         },
     )?;
-    let Some(reduce) = reduce else {
+    let Some((dw, db)) = reduce else {
         return Ok(vec![partial]);
     };
-    let (dw, db) = reduce;
+    let reduce = reduce_dispatch(gpu, label, s, folds, with_bias, &partials, dw, db)?;
+    Ok(vec![partial, reduce])
+}
+
+/// Stage 2 of one layer's weight gradient: each kernel (and with the bias row, bias) gradient
+/// sums its chunks from `partials` (the used part).
+#[allow(clippy::too_many_arguments)]
+fn reduce_dispatch(
+    gpu: &Gpu,
+    label: &str,
+    s: &Conv2dShape,
+    folds: &Folds<'_>,
+    with_bias: bool,
+    partials: &Tensor,
+    dw: &Tensor,
+    db: Option<&Tensor>,
+) -> Result<Dispatch> {
+    let p = params(s, false);
+    let rows = s.taps() * s.ci as u64 + with_bias as u64;
+    let used = partials.len;
+    let constants = constants_with(s, folds, with_bias);
+    let (_, reduce_kernel) = weight_gradient_kernels(with_bias);
     // The reduce binds db only when it writes it: alias dw otherwise, as the kernel never
     // reaches that branch.
     let db = db.unwrap_or(dw);
     let serial = chunks(s) <= SERIAL_REDUCE;
-    let reduce = build(
+    build(
         gpu,
         Launch {
             shader: Shader::Conv2d,
@@ -548,7 +574,7 @@ fn split_k(
             kernel: reduce_kernel,
             label,
             params: bytemuck::bytes_of(&p),
-            bindings: &[(9, &partials), (10, dw), (11, db)],
+            bindings: &[(9, partials), (10, dw), (11, db)],
             constants: &constants,
             workgroups: match serial {
                 true => gpu.grid(reduce_kernel, rows * s.co as u64)?,
@@ -559,8 +585,123 @@ fn split_k(
                 flops: used,
             },
         },
+    )
+}
+
+/// [`backward_params_partial`] and [`backward_input`] as one dispatch (`--folds backward`):
+/// the layer's weight-gradient partial sums (with the bias row) into `partials` and its input
+/// gradient into `dx`, side by side instead of one after the other, each invocation running
+/// the code of the kernel it stands in for (the same bits). Only where [`splits_k`] holds; the
+/// partials then need [`backward_params_reduce`] or [`backward_params_reduce_all`].
+#[allow(clippy::too_many_arguments)]
+pub fn backward_pair(
+    gpu: &Gpu,
+    label: &str,
+    s: &Conv2dShape,
+    folds: &Folds<'_>,
+    g: &GradOut<'_>,
+    x: &Tensor,
+    w: &Tensor,
+    partials: &Tensor,
+    dx: &Tensor,
+) -> Result<Dispatch> {
+    s.check()?;
+    folds.check(s)?;
+    g.check(s, folds)?;
+    if !splits_k(gpu.kernels, s, folds) {
+        return Err(Error::Shape {
+            op: "conv2d",
+            detail: "this layer runs the CPU kernel set's own kernels, which have no pair".into(),
+        });
+    }
+    expect_len("conv2d", "x", x, folds.input.len(s))?;
+    expect_len("conv2d", "kernel", w, s.weight_len())?;
+    expect_len("conv2d", "dx", dx, folds.input.len(s))?;
+    expect_len(
+        "conv2d",
+        "weight-gradient partials",
+        partials,
+        partials_len(gpu.kernels, s, folds),
     )?;
-    Ok(vec![partial, reduce])
+    let (dy, act, relu) = g.bindings();
+    let rows = s.taps() * s.ci as u64 + 1;
+    let used = chunks(s) * rows * s.co as u64;
+    let partials = partials.view(0, used);
+    let per_z = |invocations: u64| invocations.div_ceil(TILED);
+    let part_per_z = per_z(chunks(s) * rows);
+    let input_per_z = per_z(folds.input.len(s) / s.ci as u64);
+    let total = part_per_z * groups_of(s.co) as u64 + input_per_z * groups_of(s.ci) as u64;
+    let p = Params {
+        part_per_z: u32::try_from(part_per_z).map_err(|_| too_many(gpu, part_per_z))?,
+        input_per_z: u32::try_from(input_per_z).map_err(|_| too_many(gpu, input_per_z))?,
+        ..params(s, relu)
+    };
+    let kernel = "conv2d.backward_pair";
+    build(
+        gpu,
+        Launch {
+            shader: Shader::Conv2d,
+            entry: "backward_pair",
+            kernel,
+            label,
+            params: bytemuck::bytes_of(&p),
+            bindings: &[
+                (1, x),
+                (2, w),
+                (5, dy),
+                (6, act),
+                (7, dx),
+                (8, &partials),
+                folds.winner_in(dy),
+            ],
+            constants: &constants_with(s, folds, true),
+            workgroups: gpu.groups(kernel, total)?,
+            cost: Cost {
+                bytes: 4
+                    * (folds.output_len(s) * (1 + relu as u64)
+                        + 2 * folds.input.len(s)
+                        + s.weight_len()
+                        + used),
+                flops: 4 * s.macs() + 2 * s.output_len(),
+            },
+        },
+    )
+}
+
+/// A grid too large for a u32 count of workgroups.
+fn too_many(gpu: &Gpu, count: u64) -> Error {
+    Error::Limit {
+        what: "conv2d.backward_pair workgroups".into(),
+        limit: "u32 workgroup count",
+        needed: count,
+        allowed: u32::MAX as u64,
+        adapter: gpu.name(),
+        fix: "use a smaller --batch-size".into(),
+    }
+}
+
+/// Stage 2 of one layer's weight and bias gradients, from the partials [`backward_pair`]
+/// left in `partials` (the buffer it was given).
+pub fn backward_params_reduce(
+    gpu: &Gpu,
+    label: &str,
+    s: &Conv2dShape,
+    folds: &Folds<'_>,
+    partials: &Tensor,
+    dw: &Tensor,
+    db: &Tensor,
+) -> Result<Dispatch> {
+    s.check()?;
+    expect_len(
+        "conv2d",
+        "weight-gradient partials",
+        partials,
+        partials_len(gpu.kernels, s, folds),
+    )?;
+    expect_len("conv2d", "dw", dw, s.weight_len())?;
+    expect_len("conv2d", "db", db, s.co as u64)?;
+    let used = partials.view(0, partials_used(s));
+    reduce_dispatch(gpu, label, s, folds, true, &used, dw, Some(db))
 }
 
 /// Whether a layer's weight gradient runs the GPU set's two stages (partial sums, then a
@@ -700,9 +841,7 @@ pub fn backward_params_reduce_all(
     let table = gpu.upload("conv2d reduce shares", &rows)?;
     let p = Params {
         n: rows.len() as u32,
-        relu: 0,
-        chunks: 0,
-        _p: 0,
+        ..bytemuck::Zeroable::zeroed()
     };
     let used: u64 = shares.iter().map(|sh| partials_used(&sh.s)).sum();
     let kernel = "conv2d.backward_params_reduce_all";

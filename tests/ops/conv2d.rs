@@ -606,15 +606,8 @@ fn conv2d_folds_are_the_layers_one_by_one_bit_for_bit() {
                 random(out_len),
             );
             let t = |len: u64| g.poisoned("t", len).or_fail(&what);
-            let (y0, y1, win0, win1) = (t(out_len), t(out_len), t(out_len), t(out_len));
-            let (dw0, dw1, db0, db1, dx0, dx1) = (
-                t(s.weight_len()),
-                t(s.weight_len()),
-                t(s.co as u64),
-                t(s.co as u64),
-                t(x_len),
-                t(x_len),
-            );
+            let (y0, win0) = (t(out_len), t(out_len));
+            let (dw0, db0, dx0) = (t(s.weight_len()), t(s.co as u64), t(x_len));
 
             // One by one.
             let (x_up, dx_up) = (t(s.input_len()), t(s.input_len()));
@@ -648,40 +641,56 @@ fn conv2d_folds_are_the_layers_one_by_one_bit_for_bit() {
             }
             wgsl_autoencoder::ops::run(g, &d).or_fail(&what);
 
-            // Folded.
-            let folds = Folds {
-                input: if case.up {
-                    Input::Upsampled2x
+            // Folded: the weight-gradient partials and the input gradient as two dispatches,
+            // and as one (`backward_pair`, then the layer's reduce), each into fresh poison.
+            for paired in [false, true] {
+                let what = format!("{what} paired={paired}");
+                let (y1, win1) = (t(out_len), t(out_len));
+                let (dw1, db1, dx1) = (t(s.weight_len()), t(s.co as u64), t(x_len));
+                let folds = Folds {
+                    input: if case.up {
+                        Input::Upsampled2x
+                    } else {
+                        Input::Direct
+                    },
+                    pool: case.pool.map(|padding| Pooled {
+                        padding,
+                        winner: &win1,
+                    }),
+                };
+                let forward = conv2d::forward(g, "t", &s, &folds, relu, &x, &w, &b, &y1);
+                let mut d = vec![forward.or_fail(&what)];
+                let go = GradOut {
+                    dy: &dy,
+                    relu_output: relu.then_some(&y1),
+                };
+                let partials1 = partials(g, &s, &folds).or_fail(&what);
+                if paired {
+                    let pair =
+                        conv2d::backward_pair(g, "t", &s, &folds, &go, &x, &w, &partials1, &dx1);
+                    d.push(pair.or_fail(&what));
+                    let reduce =
+                        conv2d::backward_params_reduce(g, "t", &s, &folds, &partials1, &dw1, &db1);
+                    d.push(reduce.or_fail(&what));
                 } else {
-                    Input::Direct
-                },
-                pool: case.pool.map(|padding| Pooled {
-                    padding,
-                    winner: &win1,
-                }),
-            };
-            let mut d =
-                vec![conv2d::forward(g, "t", &s, &folds, relu, &x, &w, &b, &y1).or_fail(&what)];
-            let go = GradOut {
-                dy: &dy,
-                relu_output: relu.then_some(&y1),
-            };
-            let partials1 = partials(g, &s, &folds).or_fail(&what);
-            let params =
-                conv2d::backward_params(g, "t", &s, &folds, &go, &x, &partials1, &dw1, &db1);
-            d.extend(params.or_fail(&what));
-            let dx_of = conv2d::backward_input(g, "t", &s, &folds, &go, &w, &dx1);
-            d.extend(dx_of.or_fail(&what));
-            wgsl_autoencoder::ops::run(g, &d).or_fail(&what);
+                    let params = conv2d::backward_params(
+                        g, "t", &s, &folds, &go, &x, &partials1, &dw1, &db1,
+                    );
+                    d.extend(params.or_fail(&what));
+                    let dx_of = conv2d::backward_input(g, "t", &s, &folds, &go, &w, &dx1);
+                    d.extend(dx_of.or_fail(&what));
+                }
+                wgsl_autoencoder::ops::run(g, &d).or_fail(&what);
 
-            let mut pairs = vec![("y", &y0, &y1), ("dw", &dw0, &dw1), ("db", &db0, &db1)];
-            pairs.push(("dx", &dx0, &dx1));
-            if pool_shape.is_some() {
-                pairs.push(("winner", &win0, &win1));
-            }
-            for (name, a, b) in pairs {
-                let bits = |t: &Tensor| g.read::<u32>(t).or_fail(&what);
-                assert!(bits(a) == bits(b), "{what}: {name} differs in its bits");
+                let mut pairs = vec![("y", &y0, &y1), ("dw", &dw0, &dw1), ("db", &db0, &db1)];
+                pairs.push(("dx", &dx0, &dx1));
+                if pool_shape.is_some() {
+                    pairs.push(("winner", &win0, &win1));
+                }
+                for (name, a, b) in pairs {
+                    let bits = |t: &Tensor| g.read::<u32>(t).or_fail(&what);
+                    assert!(bits(a) == bits(b), "{what}: {name} differs in its bits");
+                }
             }
         }
     }

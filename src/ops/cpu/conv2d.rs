@@ -74,7 +74,7 @@ fn params(s: &Conv2dShape, relu: bool) -> Params {
         n: s.n,
         relu: relu as u32,
         chunks: chunks(s) as u32,
-        _p: 0,
+        ..bytemuck::Zeroable::zeroed()
     }
 }
 
