@@ -46,8 +46,8 @@ for m in conv dense; do
 done
 # Where our step's time goes, per kernel (timestamp queries).
 step profile-conv 15 $ae profile --adapter discrete --model conv --steps 100 --trace "$out/trace-conv.json"
-for f in none upsample pool reduces backward; do
-  step "profile-conv-folds-$f" 12 $ae profile --adapter discrete --model conv --folds $f --steps 100 \
+for f in none upsample pool reduces backward loss; do
+  step "profile-conv-folds-$f" 10 $ae profile --adapter discrete --model conv --folds $f --steps 100 \
     --trace "$out/trace-conv-folds-$f.json"
 done
 step profile-dense 15 $ae profile --adapter discrete --model dense --steps 100

@@ -3,6 +3,8 @@
 // loss_partial: each workgroup sums a fixed chunk; loss_finish: one workgroup sums the partials
 // and writes the mean into loss[slot]. Both are fixed trees: the same bits on every run.
 // sigmoid_backward: the gradient of the mean loss w.r.t. the logits, (sigmoid(z) - t) / count.
+// loss_partial_gradient: loss_partial that also writes sigmoid_backward's dz for the elements
+// it visits (the same expression, so the same bits): one pass and one dispatch fewer.
 
 struct Bce {
     total: u32,      // elements (batch x pixels)
@@ -36,6 +38,26 @@ fn loss_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     for (var k = 0u; k < PER_THREAD; k++) {
         let i = group * CHUNK + k * WG + lid;
         if (i < p.total) { acc += element_loss(z[i], t[i]); }
+    }
+    scratch[lid] = acc;
+    let s = tree_sum(lid);
+    if (lid == 0u) { partial_out[group] = s; }
+}
+
+@compute @workgroup_size(WG)
+fn loss_partial_gradient(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                         @builtin(num_workgroups) nwg: vec3<u32>) {
+    let group = wid.y * nwg.x + wid.x;
+    if (group >= p.partials) { return; }
+    var acc = 0.0;
+    for (var k = 0u; k < PER_THREAD; k++) {
+        let i = group * CHUNK + k * WG + lid;
+        if (i < p.total) {
+            let zi = z[i];
+            let ti = t[i];
+            acc += element_loss(zi, ti);
+            dz[i] = (sigmoid(zi) - ti) / f32(p.total);
+        }
     }
     scratch[lid] = acc;
     let s = tree_sum(lid);

@@ -1973,7 +1973,7 @@ fn cli_kernels_flag_is_checked_recorded_and_printed() {
 
 /// `--folds`: an unknown choice is refused before anything is created, naming the choices;
 /// a run records the folds it used in `config.json` and prints them (`auto`: all on the GPU
-/// set, none on the CPU set); and `profile` counts the dispatches they save (44 -> 20 for the
+/// set, none on the CPU set); and `profile` counts the dispatches they save (44 -> 19 for the
 /// conv model).
 #[test]
 fn cli_folds_flag_is_checked_recorded_and_printed() {
@@ -1981,7 +1981,7 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
     let data = small(t.path());
     let out = t.path().join("bogus");
     train(&data, &out, &["--folds", "pool,some", "--epochs", "1"])
-        .fails_with(&["'some'", "upsample, pool, reduces and backward"]);
+        .fails_with(&["'some'", "upsample, pool, reduces, backward and loss"]);
     assert_not_created(&out);
     for (kernels, folds, recorded) in [
         ("gpu", "auto", "all"),
@@ -2011,7 +2011,7 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
             serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap())
                 .unwrap();
         let folds = &config["sessions"][0]["folds"];
-        for kind in ["upsample", "pool", "reduces", "backward"] {
+        for kind in ["upsample", "pool", "reduces", "backward", "loss"] {
             let want = recorded == "all" || recorded.split(',').any(|f| f == kind);
             assert_eq!(folds[kind], want, "{kind}: {config}");
         }
@@ -2022,7 +2022,8 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
         ("pool", 38),
         ("reduces", 38),
         ("backward", 38),
-        ("all", 20),
+        ("loss", 43),
+        ("all", 19),
     ];
     for (folds, dispatches) in counts {
         let r = run(&[

@@ -1067,9 +1067,10 @@ fn decode_of_encode_on(g: &Gpu) {
 
 /// The folds (`--folds`) change the dispatches, not the results: the conv model trained
 /// with every fold, with each one alone and with none, on the GPU kernel set (where `auto`
-/// folds all), gives the same epoch losses and final state bit for bit, with 24 dispatches
+/// folds all), gives the same epoch losses and final state bit for bit, with 25 dispatches
 /// per step fewer with all (3 pools and 3 upsamplings, forward and backward; 7 reduces as 1;
-/// 6 convolutions' input and weight gradients as one dispatch each).
+/// 6 convolutions' input and weight gradients as one dispatch each; the loss gradient in the
+/// loss pass); and so does the dense model, which only the loss fold changes.
 /// Batch 16 on 40 images ends each epoch with a partial batch of 8, whose 4x4 layer has few
 /// enough chunks for the serial reduce, so both of the merged reduce's paths run.
 #[test]
@@ -1078,9 +1079,9 @@ fn folds_change_no_bit_of_training() {
     let px = MNIST.len() as usize;
     let train_px = images(43, 40, px);
     let test_px = images(44, 20, px);
-    let model = Model::new(ModelKind::Conv, MNIST).unwrap();
-    let cfg = config(ModelKind::Conv, 16, 5);
-    let run = |folds: FoldSet| {
+    let run = |kind: ModelKind, folds: FoldSet| {
+        let model = Model::new(kind, MNIST).unwrap();
+        let cfg = config(kind, 16, 5);
         let choice = DeviceChoice::new(common::adapter_choice(), KernelChoice::Set(KernelSet::Gpu))
             .with_folds(FoldChoice::Set(folds));
         let g = Gpu::new(&choice).unwrap();
@@ -1096,32 +1097,41 @@ fn folds_change_no_bit_of_training() {
         let state = (bits(&s.params), bits(&s.adam_m), bits(&s.adam_v));
         (tr.step_len(), m, state)
     };
-    let none = run(FoldSet::NONE);
     let only = |k| FoldSet {
         upsample: k == 0,
         pool: k == 1,
         reduces: k == 2,
         backward: k == 3,
+        loss: k == 4,
     };
     let pool_and_backward = FoldSet {
         pool: true,
         backward: true,
         ..FoldSet::NONE
     };
-    for folds in [
+    let conv_cases = [
         FoldSet::ALL,
         only(0),
         only(1),
         only(2),
         only(3),
+        only(4),
         pool_and_backward,
+    ];
+    for (kind, cases) in [
+        (ModelKind::Conv, &conv_cases[..]),
+        (ModelKind::Dense, &[FoldSet::ALL, only(4)]),
     ] {
-        let (len, m, state) = run(folds);
-        let each = [folds.upsample, folds.pool, folds.reduces, folds.backward];
-        let fewer = 6 * each.iter().filter(|f| **f).count();
-        assert_eq!(len + fewer, none.0, "{folds}: dispatches per step");
-        assert_eq!(m, none.1, "{folds}: epoch losses");
-        assert!(state == none.2, "{folds}: final state");
+        let none = run(kind, FoldSet::NONE);
+        for &folds in cases {
+            let (len, m, state) = run(kind, folds);
+            let conv_folds = [folds.upsample, folds.pool, folds.reduces, folds.backward];
+            let per_fold = if kind == ModelKind::Conv { 6 } else { 0 };
+            let fewer = per_fold * conv_folds.iter().filter(|f| **f).count() + folds.loss as usize;
+            assert_eq!(len + fewer, none.0, "{kind:?} {folds}: dispatches per step");
+            assert_eq!(m, none.1, "{kind:?} {folds}: epoch losses");
+            assert!(state == none.2, "{kind:?} {folds}: final state");
+        }
     }
     eprintln!("folds: {:.1}s", t0.elapsed().as_secs_f64());
 }

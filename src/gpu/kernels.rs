@@ -87,8 +87,9 @@ impl fmt::Display for KernelChoice {
 /// What the GPU set's convolutions take over from the dispatches around them
 /// (`ops::conv2d::Folds`, `network`): a 2x upsampling before a convolution (`upsample`), a 2x2
 /// max pool after it (`pool`), every convolution's weight-gradient reduce as one dispatch
-/// after the backward pass (`reduces`), and each convolution's weight-gradient partial sums
-/// and input gradient as one dispatch (`backward`). On the GPU set every result is the same to the bit
+/// after the backward pass (`reduces`), each convolution's weight-gradient partial sums and
+/// input gradient as one dispatch (`backward`), and the loss's gradient written by the loss
+/// pass (`loss`, every model). On the GPU set every result is the same to the bit
 /// either way, only the dispatches differ; on the CPU set a fold runs the GPU set's kernels for
 /// the layers it joins (the same sums, to float rounding).
 #[derive(
@@ -99,6 +100,7 @@ pub struct FoldSet {
     pub pool: bool,
     pub reduces: bool,
     pub backward: bool,
+    pub loss: bool,
 }
 
 impl FoldSet {
@@ -107,19 +109,22 @@ impl FoldSet {
         pool: false,
         reduces: false,
         backward: false,
+        loss: false,
     };
     pub const ALL: FoldSet = FoldSet {
         upsample: true,
         pool: true,
         reduces: true,
         backward: true,
+        loss: true,
     };
     /// The names `--folds` lists them by, in order.
-    pub const NAMES: [&'static str; 4] = ["upsample", "pool", "reduces", "backward"];
+    pub const NAMES: [&'static str; 5] = ["upsample", "pool", "reduces", "backward", "loss"];
 
     /// What `auto` folds: everything on the GPU set (the conv model's step goes from 44
-    /// dispatches to 20); nothing on the CPU set, whose kernels read and write plain tensors
-    /// and reduce their own sums (a fold would run the GPU set's kernels for those layers).
+    /// dispatches to 19, the dense model's from 10 to 9); nothing on the CPU set, whose
+    /// kernels read and write plain tensors and reduce their own sums (a fold would run the GPU
+    /// set's kernels for those layers).
     pub fn for_kernels(kernels: KernelSet) -> Self {
         match kernels {
             KernelSet::Gpu => FoldSet::ALL,
@@ -127,15 +132,21 @@ impl FoldSet {
         }
     }
 
-    fn flags(self) -> [bool; 4] {
-        [self.upsample, self.pool, self.reduces, self.backward]
+    fn flags(self) -> [bool; 5] {
+        [
+            self.upsample,
+            self.pool,
+            self.reduces,
+            self.backward,
+            self.loss,
+        ]
     }
 
     /// `all`, `none`, or the folds' names joined by commas.
     pub fn name(self) -> String {
         match self.flags() {
-            [true, true, true, true] => "all".into(),
-            [false, false, false, false] => "none".into(),
+            [true, true, true, true, true] => "all".into(),
+            [false, false, false, false, false] => "none".into(),
             flags => Self::NAMES
                 .iter()
                 .zip(flags)
@@ -187,10 +198,11 @@ impl FromStr for FoldChoice {
                 "pool" => set.pool = true,
                 "reduces" => set.reduces = true,
                 "backward" => set.backward = true,
+                "loss" => set.loss = true,
                 other => {
                     return Err(format!(
                         "unknown fold '{other}': use auto, all, none, or a comma-separated \
-                         list of upsample, pool, reduces and backward"
+                         list of upsample, pool, reduces, backward and loss"
                     ))
                 }
             }

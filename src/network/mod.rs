@@ -312,9 +312,23 @@ impl Network {
         }))
     }
 
+    /// Whether a training plan's loss pass also writes the logits' gradient (`--folds loss`),
+    /// so that its backward pass starts without `bce.sigmoid_backward`.
+    pub fn folds_loss_gradient(&self, gpu: &Gpu) -> bool {
+        gpu.folds.loss && self.training.is_some()
+    }
+
     /// The mean loss of a batch of n into `loss[slot]`, in two fixed-tree passes: the partial
-    /// sums, then [`Loss::finish`], whose uniform holds the slot.
-    pub fn loss(&self, gpu: &Gpu, n: u32, loss: &Tensor, slot: u32) -> Result<Loss> {
+    /// sums, then [`Loss::finish`], whose uniform holds the slot. With `gradient`, the first
+    /// pass also writes the logits' gradient (see [`Network::folds_loss_gradient`]).
+    pub fn loss(
+        &self,
+        gpu: &Gpu,
+        n: u32,
+        loss: &Tensor,
+        slot: u32,
+        gradient: bool,
+    ) -> Result<Loss> {
         let total = n as u64 * self.model.input.len();
         let last = self.model.layers.len() - 1;
         let (z, t) = (
@@ -322,8 +336,15 @@ impl Network {
             self.view(&self.target, n, self.model.input.len()),
         );
         let partials = self.partials.view(0, ops::bce::partials_len(total));
+        let partial = match gradient {
+            true => {
+                let dz = self.training()?.dact(&self.model, last, n);
+                ops::bce::loss_partial_gradient(gpu, "loss", &z, &t, &partials, &dz)?
+            }
+            false => ops::bce::loss_partial(gpu, "loss", &z, &t, &partials)?,
+        };
         Ok(Loss {
-            partial: ops::bce::loss_partial(gpu, "loss", &z, &t, &partials)?,
+            partial,
             finish: ops::bce::loss_finish(gpu, "loss", total, &partials, loss, slot)?,
         })
     }
@@ -337,19 +358,18 @@ impl Network {
     }
 
     /// The whole backward pass for a batch of n: the loss gradient w.r.t. the logits (sigmoid
-    /// and BCE fused), then every layer in reverse; kernel and bias gradients land in `grads`.
+    /// and BCE fused; unless the loss pass wrote it, [`Network::folds_loss_gradient`]), then
+    /// every layer in reverse; kernel and bias gradients land in `grads`.
     pub fn backward(&self, gpu: &Gpu, n: u32) -> Result<Vec<Dispatch>> {
         let tb = self.training()?;
         let last = self.model.layers.len() - 1;
         let t = self.view(&self.target, n, self.model.input.len());
         let dlogits = tb.dact(&self.model, last, n);
-        let mut out = vec![ops::bce::sigmoid_backward(
-            gpu,
-            "loss",
-            &self.act(last, n),
-            &t,
-            &dlogits,
-        )?];
+        let mut out = Vec::new();
+        if !self.folds_loss_gradient(gpu) {
+            let z = self.act(last, n);
+            out.push(ops::bce::sigmoid_backward(gpu, "loss", &z, &t, &dlogits)?);
+        }
         let all = 0..last + 1;
         let layers = in_parallel((0..=last).rev().collect(), |i| {
             self.backward_layer(gpu, tb, i, n, &all)

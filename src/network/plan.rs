@@ -86,7 +86,14 @@ impl StepPlan {
             param_len: net.model.param_len,
             gather: gather(gpu, net, n, src)?,
             forward: net.forward(gpu, n, 0..layers)?,
-            loss: net.loss(gpu, n, src.loss_log, 0)?,
+            // A training plan's loss pass writes the logits' gradient too when folded.
+            loss: net.loss(
+                gpu,
+                n,
+                src.loss_log,
+                0,
+                adam.is_some() && net.folds_loss_gradient(gpu),
+            )?,
             update,
         })
     }

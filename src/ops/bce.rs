@@ -87,6 +87,42 @@ pub fn loss_partial(
     )
 }
 
+/// [`loss_partial`] and [`sigmoid_backward`] in one pass (`--folds loss`): the partial sums
+/// into `partials` and the logits' gradient into `dz`, the same bits as the two kernels (the
+/// GPU set's `loss_partial` sums a chunk per workgroup as this one does). One dispatch fewer
+/// per training step.
+pub fn loss_partial_gradient(
+    gpu: &Gpu,
+    label: &str,
+    z: &Tensor,
+    t: &Tensor,
+    partials: &Tensor,
+    dz: &Tensor,
+) -> Result<Dispatch> {
+    check(z, t)?;
+    expect_len("bce", "partials", partials, partials_len(z.len))?;
+    expect_len("bce", "dz", dz, z.len)?;
+    let p = params(z.len, 0);
+    let kernel = "bce.loss_partial_gradient";
+    build(
+        gpu,
+        Launch {
+            shader: Shader::Bce,
+            entry: "loss_partial_gradient",
+            kernel,
+            label,
+            params: bytemuck::bytes_of(&p),
+            bindings: &[(1, z), (2, t), (3, partials), (6, dz)],
+            constants: &[],
+            workgroups: gpu.groups(kernel, partials_len(z.len))?,
+            cost: Cost {
+                bytes: 12 * z.len,
+                flops: 14 * z.len,
+            },
+        },
+    )
+}
+
 /// `loss[slot]` = the mean element loss, from the partial sums. The slot can be moved per
 /// step with [`Dispatch::set_params`] and [`finish_params`].
 pub fn loss_finish(

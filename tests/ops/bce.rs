@@ -113,3 +113,46 @@ fn bce_sigmoid_backward_matches_reference() {
         }
     });
 }
+
+/// The loss pass that also writes the gradient (`--folds loss`) gives the GPU set's partial
+/// sums and `sigmoid_backward`'s gradient bit for bit, every element of both written.
+#[test]
+fn bce_loss_partial_gradient_is_the_two_kernels_bit_for_bit() {
+    let g = crate::common::gpu_with(wgsl_autoencoder::gpu::KernelSet::Gpu);
+    for (k, len) in LENS.into_iter().enumerate() {
+        let what = format!("{len} elements");
+        let (zs, ts) = data(len, 50 + k as u64);
+        let (z, t) = (
+            g.upload("z", &zs).or_fail(&what),
+            g.upload("t", &ts).or_fail(&what),
+        );
+        let n = bce::partials_len(len as u64);
+        let out = |name, len| g.poisoned(name, len).or_fail(&what);
+        let (p0, p1, dz0, dz1) = (
+            out("p", n),
+            out("p", n),
+            out("dz", len as u64),
+            out("dz", len as u64),
+        );
+        run(
+            g,
+            &[
+                bce::loss_partial(g, "t", &z, &t, &p0).or_fail(&what),
+                bce::sigmoid_backward(g, "t", &z, &t, &dz0).or_fail(&what),
+                bce::loss_partial_gradient(g, "t", &z, &t, &p1, &dz1).or_fail(&what),
+            ],
+        )
+        .or_fail(&what);
+        for (name, a, b) in [("partials", &p0, &p1), ("dz", &dz0, &dz1)] {
+            let (a, b) = (
+                g.read::<u32>(a).or_fail(&what),
+                g.read::<u32>(b).or_fail(&what),
+            );
+            assert!(a == b, "{what}: {name} differs in its bits");
+            assert!(
+                b.iter().all(|v| !f32::from_bits(*v).is_nan()),
+                "{what}: {name} unwritten"
+            );
+        }
+    }
+}
