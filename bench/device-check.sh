@@ -4,7 +4,7 @@
 # made on lavapipe; the GPU's loss is the cross-check). Everything lands under $OUT.
 #
 # Here first:   bash ../shared/device/prepare.sh
-# Then one device call, carry [".device"], timeout 600 s (the step limits below sum to 590 s
+# Then one device call, carry [".device"], timeout 600 s (the step limits below sum to 595 s
 # at worst; a normal run takes ~5 minutes):
 #               bash bench/device-check.sh
 #
@@ -40,9 +40,9 @@ step ours 40 $ae bench --adapter discrete --epochs 5 --json "$out/ours.json"
 # on the H200 before them; `auto` folds all on a GPU, 32 dispatches).
 step ours-unfolded 40 $ae bench --adapter discrete --folds none --epochs 5 --json "$out/ours-unfolded.json"
 for m in conv dense; do
-  step "torch-$m" 75 python3 .device/torch_ae.py --data assets/mnist --model $m --variants eager,graph \
+  step "torch-$m" 70 python3 .device/torch_ae.py --data assets/mnist --model $m --variants eager,graph \
     --json "$out/torch-$m.json"
-  step "jax-$m" 75 python3 .device/jax_ae.py --data assets/mnist --model $m --json "$out/jax-$m.json"
+  step "jax-$m" 70 python3 .device/jax_ae.py --data assets/mnist --model $m --json "$out/jax-$m.json"
 done
 # Where our step's time goes, per kernel (timestamp queries).
 step profile-conv 15 $ae profile --adapter discrete --model conv --steps 100 --trace "$out/trace-conv.json"
@@ -54,8 +54,24 @@ step profile-dense 15 $ae profile --adapter discrete --model dense --steps 100
 step profile-denoising 20 $ae profile --adapter discrete --model assets/models/denoising_conv.json --steps 50
 # Every dispatch under each kernel set (the variants we have), per layer.
 for m in conv dense; do
-  step "kernels-$m" 25 $ae bench-kernels --adapter discrete --model $m --steps 50 --json "$out/kernels-$m.json"
+  step "kernels-$m" 20 $ae bench-kernels --adapter discrete --model $m --steps 50 --json "$out/kernels-$m.json"
 done
+# The folds change no bit on the card either (lavapipe's tests say so there): one short run
+# with none and one with all, their checkpoints' tensors compared byte for byte.
+for f in none all; do
+  step "folds-$f" 15 $ae --adapter discrete --folds $f --epochs 1 --train-limit 2560 --seed 3 \
+    --out "$out/folds-$f" --no-tensorboard
+done
+step folds-same-bits 5 python3 - "$out/folds-none/checkpoint.safetensors" "$out/folds-all/checkpoint.safetensors" <<'PY'
+import json, struct, sys
+def tensors(path):
+    b = open(path, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    return b[8 + n:]
+a, b = (tensors(p) for p in sys.argv[1:3])
+print("same tensor bytes" if a == b else "DIFFERENT tensor bytes")
+sys.exit(0 if a == b else 1)
+PY
 # The blog's denoising model, 10 epochs as on lavapipe (docs/lavapipe/denoising10).
 step denoising 40 $ae --adapter discrete --model assets/models/denoising_conv.json --noise 0.5 \
   --epochs 10 --seed 0 --out "$out/denoising" --no-tensorboard
