@@ -18,49 +18,69 @@ pub struct KernelRow {
     pub invalid: usize,
 }
 
-/// Rows by kernel, largest total first.
-pub fn kernel_rows(timings: &[Timing]) -> Vec<KernelRow> {
-    let mut rows: Vec<KernelRow> = Vec::new();
-    let mut bytes: Vec<(f64, f64)> = Vec::new();
+/// Timings that share a key: the first of them (its names) and their sums.
+struct Group<'a> {
+    first: &'a Timing,
+    calls: usize,
+    /// Calls with valid timestamps, and their time, bytes and flops.
+    valid: usize,
+    ns: f64,
+    bytes: f64,
+    flops: f64,
+}
+
+/// `timings` grouped by `key`, in the order each key first appears.
+fn grouped<'a, K: PartialEq>(timings: &'a [Timing], key: impl Fn(&Timing) -> K) -> Vec<Group<'a>> {
+    let mut groups: Vec<(K, Group<'a>)> = Vec::new();
     for t in timings {
-        let i = match rows.iter().position(|r| r.kernel == t.kernel) {
+        let k = key(t);
+        let i = match groups.iter().position(|(g, _)| *g == k) {
             Some(i) => i,
             None => {
-                rows.push(KernelRow {
-                    kernel: t.kernel.to_string(),
+                let group = Group {
+                    first: t,
                     calls: 0,
-                    total_ms: 0.0,
-                    mean_us: 0.0,
-                    share: 0.0,
-                    gb_per_s: 0.0,
-                    gflop_per_s: 0.0,
-                    invalid: 0,
-                });
-                bytes.push((0.0, 0.0));
-                rows.len() - 1
+                    valid: 0,
+                    ns: 0.0,
+                    bytes: 0.0,
+                    flops: 0.0,
+                };
+                groups.push((k, group));
+                groups.len() - 1
             }
         };
-        rows[i].calls += 1;
-        match t.ns {
-            Some(ns) => {
-                rows[i].total_ms += ns / 1e6;
-                bytes[i].0 += t.cost.bytes as f64;
-                bytes[i].1 += t.cost.flops as f64;
+        let g = &mut groups[i].1;
+        g.calls += 1;
+        if let Some(ns) = t.ns {
+            g.valid += 1;
+            g.ns += ns;
+            g.bytes += t.cost.bytes as f64;
+            g.flops += t.cost.flops as f64;
+        }
+    }
+    groups.into_iter().map(|(_, g)| g).collect()
+}
+
+/// Rows by kernel, largest total first.
+pub fn kernel_rows(timings: &[Timing]) -> Vec<KernelRow> {
+    let groups = grouped(timings, |t| t.kernel);
+    let total: f64 = groups.iter().map(|g| g.ns / 1e6).sum();
+    let mut rows: Vec<KernelRow> = groups
+        .into_iter()
+        .map(|g| {
+            let total_ms = g.ns / 1e6;
+            KernelRow {
+                kernel: g.first.kernel.to_string(),
+                calls: g.calls,
+                total_ms,
+                mean_us: total_ms * 1e3 / g.valid.max(1) as f64,
+                share: if total > 0.0 { total_ms / total } else { 0.0 },
+                gb_per_s: if g.ns > 0.0 { g.bytes / g.ns } else { 0.0 },
+                gflop_per_s: if g.ns > 0.0 { g.flops / g.ns } else { 0.0 },
+                invalid: g.calls - g.valid,
             }
-            None => rows[i].invalid += 1,
-        }
-    }
-    let total: f64 = rows.iter().map(|r| r.total_ms).sum();
-    for (r, (b, f)) in rows.iter_mut().zip(bytes) {
-        let valid = (r.calls - r.invalid).max(1) as f64;
-        r.mean_us = r.total_ms * 1e3 / valid;
-        r.share = if total > 0.0 { r.total_ms / total } else { 0.0 };
-        let s = r.total_ms / 1e3;
-        if s > 0.0 {
-            r.gb_per_s = b / s / 1e9;
-            r.gflop_per_s = f / s / 1e9;
-        }
-    }
+        })
+        .collect();
     rows.sort_by(|a, b| b.total_ms.total_cmp(&a.total_ms));
     rows
 }
@@ -143,47 +163,21 @@ pub struct DispatchRow {
 
 /// Rows by (layer, kernel), in the order the step first runs them, over `steps` steps.
 pub fn dispatch_rows(timings: &[Timing], steps: usize) -> Vec<DispatchRow> {
-    let mut rows: Vec<DispatchRow> = Vec::new();
-    // Per row: calls, valid calls, their ns, bytes and flops.
-    let mut sums: Vec<(usize, usize, f64, f64, f64)> = Vec::new();
-    for t in timings {
-        let i = match rows
-            .iter()
-            .position(|r| r.kernel == t.kernel && r.layer == t.label)
-        {
-            Some(i) => i,
-            None => {
-                rows.push(DispatchRow {
-                    layer: t.label.clone(),
-                    kernel: t.kernel.to_string(),
-                    source: t.source,
-                    calls_per_step: 0.0,
-                    us_per_step: None,
-                    gb_per_s: 0.0,
-                    gflop_per_s: 0.0,
-                    invalid: 0,
-                });
-                sums.push((0, 0, 0.0, 0.0, 0.0));
-                rows.len() - 1
+    grouped(timings, |t| (t.kernel, t.label.clone()))
+        .into_iter()
+        .map(|g| {
+            let calls_per_step = g.calls as f64 / steps.max(1) as f64;
+            let valid = g.valid > 0;
+            DispatchRow {
+                layer: g.first.label.clone(),
+                kernel: g.first.kernel.to_string(),
+                source: g.first.source,
+                calls_per_step,
+                us_per_step: valid.then(|| g.ns / 1e3 / g.valid as f64 * calls_per_step),
+                gb_per_s: if valid { g.bytes / g.ns } else { 0.0 },
+                gflop_per_s: if valid { g.flops / g.ns } else { 0.0 },
+                invalid: g.calls - g.valid,
             }
-        };
-        let s = &mut sums[i];
-        s.0 += 1;
-        if let Some(ns) = t.ns {
-            s.1 += 1;
-            s.2 += ns;
-            s.3 += t.cost.bytes as f64;
-            s.4 += t.cost.flops as f64;
-        }
-    }
-    for (r, (calls, valid, ns, bytes, flops)) in rows.iter_mut().zip(sums) {
-        r.calls_per_step = calls as f64 / steps.max(1) as f64;
-        r.invalid = calls - valid;
-        if valid > 0 {
-            r.us_per_step = Some(ns / 1e3 / valid as f64 * r.calls_per_step);
-            r.gb_per_s = bytes / ns;
-            r.gflop_per_s = flops / ns;
-        }
-    }
-    rows
+        })
+        .collect()
 }
