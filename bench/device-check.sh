@@ -46,12 +46,12 @@ for m in conv dense; do
 done
 # Where our step's time goes, per kernel (timestamp queries).
 step profile-conv 15 $ae profile --adapter discrete --model conv --steps 100 --trace "$out/trace-conv.json"
-for f in none upsample pool reduces backward loss; do
+for f in none upsample pool reduces backward loss tiles; do
   step "profile-conv-folds-$f" 10 $ae profile --adapter discrete --model conv --folds $f --steps 100 \
     --trace "$out/trace-conv-folds-$f.json"
 done
-step profile-dense 15 $ae profile --adapter discrete --model dense --steps 100
-step profile-denoising 20 $ae profile --adapter discrete --model assets/models/denoising_conv.json --steps 50
+step profile-dense 10 $ae profile --adapter discrete --model dense --steps 100
+step profile-denoising 15 $ae profile --adapter discrete --model assets/models/denoising_conv.json --steps 50
 # Every dispatch under each kernel set (the variants we have), per layer.
 for m in conv dense; do
   step "kernels-$m" 20 $ae bench-kernels --adapter discrete --model $m --steps 50 --json "$out/kernels-$m.json"

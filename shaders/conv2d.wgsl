@@ -50,6 +50,11 @@ override CHUNK: u32 = 16u;
 // the bias then costs no pass of its own over dy.
 override WITH_BIAS: bool = false;
 override ROWS: u32 = TAPS * CI + select(0u, 1u, WITH_BIAS);
+// The weight-gradient partials' tiled variant (ops::conv2d, `--folds tiles`; CHUNK = 16 only):
+// a workgroup stages the upstream gradient of its TILE_CHUNKS chunks once (ReLU mask and pool
+// routing applied), then its invocations sum every (row, chunk) of them from workgroup memory,
+// instead of each invocation loading and masking the gradient for its own row.
+override TILE: bool = false;
 
 // Channels one invocation keeps in its four vec4 registers: ops::conv2d::GROUP.
 const GROUP: u32 = 16u;
@@ -368,7 +373,75 @@ fn input_gradient_at(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) {
 @compute @workgroup_size(TILED_WG)
 fn backward_weight_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                            @builtin(num_workgroups) nwg: vec3<u32>) {
-    weight_partial_at(wid, lid, nwg);
+    if (TILE) {
+        weight_partial_tiled_at(wid, lid, nwg);
+    } else {
+        weight_partial_at(wid, lid, nwg);
+    }
+}
+
+// Chunks one workgroup of the tiled variant takes: TILE_CHUNKS * CHUNK = TILED_WG pixels, one
+// per invocation when staging (ops::conv2d::TILE_CHUNKS).
+const TILE_CHUNKS: u32 = 4u;
+// The staged gradient: pixel-major, four vec4 (a group of 16 channels) per pixel.
+var<workgroup> tile_g: array<vec4<f32>, 256>;
+
+// The tiled variant of weight_partial_at: workgroup (x, y) takes chunks
+// TILE_CHUNKS * (its index) onwards. Each sum runs over the same pixels in the same order with
+// the same values as weight_partial_at's, so the partials are the same to the bit.
+fn weight_partial_tiled_at(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) {
+    let tile = wid.y * nwg.x + wid.x;
+    let pixels = p.n * HO * WO;
+    let g4 = group4(CO4, wid.z);
+    let o0 = 4u * g4;
+    let l1 = live(CO4, g4, 1u);
+    let l2 = live(CO4, g4, 2u);
+    let l3 = live(CO4, g4, 3u);
+    // Stage: invocation lid takes pixel lid of the tile (the last pixel past the end, as
+    // weight_partial_at reads it).
+    let rs = min(tile * TILED_WG + lid, pixels - 1u);
+    tile_g[4u * lid] = grad4(rs, o0);
+    if (l1) { tile_g[4u * lid + 1u] = grad4(rs, o0 + 4u); }
+    if (l2) { tile_g[4u * lid + 2u] = grad4(rs, o0 + 8u); }
+    if (l3) { tile_g[4u * lid + 3u] = grad4(rs, o0 + 12u); }
+    workgroupBarrier();
+    for (var item = lid; item < ROWS * TILE_CHUNKS; item += TILED_WG) {
+        let row = item % ROWS;
+        let sub = item / ROWS;
+        let chunk = tile * TILE_CHUNKS + sub;
+        if (chunk >= p.chunks) { break; }
+        let is_bias = row == TAPS * CI;
+        let c = row % CI;
+        let k = row / CI;
+        let ky = i32(k / KS);
+        let kx = i32(k % KS);
+        var a0 = vec4<f32>(0.0);
+        var a1 = vec4<f32>(0.0);
+        var a2 = vec4<f32>(0.0);
+        var a3 = vec4<f32>(0.0);
+        for (var t = 0u; t < CHUNK; t++) {
+            let r = chunk * CHUNK + t;
+            let rc = min(r, pixels - 1u);
+            let ox = i32(rc % WO);
+            let oy = i32((rc / WO) % HO);
+            let b = rc / (WO * HO);
+            let iy = oy + ky - i32(PAD);
+            let ix = ox + kx - i32(PAD);
+            var xv = select(0.0, 1.0, r < pixels);
+            if (!is_bias) {
+                xv *= inside(iy, H) * inside(ix, W) * x[x_base(b, tap(iy, H), tap(ix, W)) + c];
+            }
+            let at = 4u * (sub * CHUNK + t);
+            a0 += xv * tile_g[at];
+            if (l1) { a1 += xv * tile_g[at + 1u]; }
+            if (l2) { a2 += xv * tile_g[at + 2u]; }
+            if (l3) { a3 += xv * tile_g[at + 3u]; }
+        }
+        store_partial(row, chunk, o0, a0);
+        if (l1) { store_partial(row, chunk, o0 + 4u, a1); }
+        if (l2) { store_partial(row, chunk, o0 + 8u, a2); }
+        if (l3) { store_partial(row, chunk, o0 + 12u, a3); }
+    }
 }
 
 // A layer's weight-gradient partials (WITH_BIAS) and its input gradient in one dispatch, so
@@ -383,7 +456,13 @@ fn backward_pair(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     let parts = p.part_per_z * ((CO + GROUP - 1u) / GROUP);
     if (l < parts) {
         let z = l / p.part_per_z;
-        weight_partial_at(vec3<u32>(l % p.part_per_z, 0u, z), lid, vec3<u32>(p.part_per_z, 1u, 1u));
+        let pwid = vec3<u32>(l % p.part_per_z, 0u, z);
+        let pnwg = vec3<u32>(p.part_per_z, 1u, 1u);
+        if (TILE) {
+            weight_partial_tiled_at(pwid, lid, pnwg);
+        } else {
+            weight_partial_at(pwid, lid, pnwg);
+        }
         return;
     }
     let m = l - parts;

@@ -47,8 +47,9 @@ struct Cli {
     /// kernel set, the same results to the bit), a comma-separated list of upsample (a 2x upsampling before a
     /// convolution), pool (a 2x2 max pool after it), reduces (every weight-gradient reduce as
     /// one dispatch), backward (a convolution's input and weight gradients as one dispatch)
-    /// and loss (the loss pass writes the loss gradient too); or all, none, auto (all on the
-    /// gpu kernel set, none on cpu).
+    /// and loss (the loss pass writes the loss gradient too), and the kernel variant tiles
+    /// (the weight-gradient partials stage each workgroup's gradient once); or all, none,
+    /// auto (all on the gpu kernel set, none on cpu).
     #[arg(long, global = true, default_value = "auto")]
     folds: FoldChoice,
     #[command(subcommand)]

@@ -1980,8 +1980,10 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
     let t = tempfile::tempdir().unwrap();
     let data = small(t.path());
     let out = t.path().join("bogus");
-    train(&data, &out, &["--folds", "pool,some", "--epochs", "1"])
-        .fails_with(&["'some'", "upsample, pool, reduces, backward and loss"]);
+    train(&data, &out, &["--folds", "pool,some", "--epochs", "1"]).fails_with(&[
+        "'some'",
+        "upsample, pool, reduces, backward, loss and tiles",
+    ]);
     assert_not_created(&out);
     for (kernels, folds, recorded) in [
         ("gpu", "auto", "all"),
@@ -2011,7 +2013,7 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
             serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap())
                 .unwrap();
         let folds = &config["sessions"][0]["folds"];
-        for kind in ["upsample", "pool", "reduces", "backward", "loss"] {
+        for kind in ["upsample", "pool", "reduces", "backward", "loss", "tiles"] {
             let want = recorded == "all" || recorded.split(',').any(|f| f == kind);
             assert_eq!(folds[kind], want, "{kind}: {config}");
         }
@@ -2023,6 +2025,7 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
         ("reduces", 38),
         ("backward", 38),
         ("loss", 43),
+        ("tiles", 44),
         ("all", 19),
     ];
     for (folds, dispatches) in counts {

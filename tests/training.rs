@@ -1070,7 +1070,8 @@ fn decode_of_encode_on(g: &Gpu) {
 /// folds all), gives the same epoch losses and final state bit for bit, with 25 dispatches
 /// per step fewer with all (3 pools and 3 upsamplings, forward and backward; 7 reduces as 1;
 /// 6 convolutions' input and weight gradients as one dispatch each; the loss gradient in the
-/// loss pass); and so does the dense model, which only the loss fold changes.
+/// loss pass; the tiled weight-gradient partials, no fewer); and so does the dense model,
+/// which only the loss fold changes.
 /// Batch 16 on 40 images ends each epoch with a partial batch of 8, whose 4x4 layer has few
 /// enough chunks for the serial reduce, so both of the merged reduce's paths run.
 #[test]
@@ -1103,6 +1104,7 @@ fn folds_change_no_bit_of_training() {
         reduces: k == 2,
         backward: k == 3,
         loss: k == 4,
+        tiles: k == 5,
     };
     let pool_and_backward = FoldSet {
         pool: true,
@@ -1116,6 +1118,7 @@ fn folds_change_no_bit_of_training() {
         only(2),
         only(3),
         only(4),
+        only(5),
         pool_and_backward,
     ];
     for (kind, cases) in [

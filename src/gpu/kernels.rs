@@ -89,7 +89,8 @@ impl fmt::Display for KernelChoice {
 /// max pool after it (`pool`), every convolution's weight-gradient reduce as one dispatch
 /// after the backward pass (`reduces`), each convolution's weight-gradient partial sums and
 /// input gradient as one dispatch (`backward`), and the loss's gradient written by the loss
-/// pass (`loss`, every model). On the GPU set every result is the same to the bit
+/// pass (`loss`, every model). One more is a kernel variant rather than a fold, selected the
+/// same way: the weight-gradient partials staging each workgroup's gradient once (`tiles`). On the GPU set every result is the same to the bit
 /// either way, only the dispatches differ; on the CPU set a fold runs the GPU set's kernels for
 /// the layers it joins (the same sums, to float rounding).
 #[derive(
@@ -101,6 +102,7 @@ pub struct FoldSet {
     pub reduces: bool,
     pub backward: bool,
     pub loss: bool,
+    pub tiles: bool,
 }
 
 impl FoldSet {
@@ -110,6 +112,7 @@ impl FoldSet {
         reduces: false,
         backward: false,
         loss: false,
+        tiles: false,
     };
     pub const ALL: FoldSet = FoldSet {
         upsample: true,
@@ -117,9 +120,11 @@ impl FoldSet {
         reduces: true,
         backward: true,
         loss: true,
+        tiles: true,
     };
     /// The names `--folds` lists them by, in order.
-    pub const NAMES: [&'static str; 5] = ["upsample", "pool", "reduces", "backward", "loss"];
+    pub const NAMES: [&'static str; 6] =
+        ["upsample", "pool", "reduces", "backward", "loss", "tiles"];
 
     /// What `auto` folds: everything on the GPU set (the conv model's step goes from 44
     /// dispatches to 19, the dense model's from 10 to 9); nothing on the CPU set, whose
@@ -132,21 +137,22 @@ impl FoldSet {
         }
     }
 
-    fn flags(self) -> [bool; 5] {
+    fn flags(self) -> [bool; 6] {
         [
             self.upsample,
             self.pool,
             self.reduces,
             self.backward,
             self.loss,
+            self.tiles,
         ]
     }
 
     /// `all`, `none`, or the folds' names joined by commas.
     pub fn name(self) -> String {
         match self.flags() {
-            [true, true, true, true, true] => "all".into(),
-            [false, false, false, false, false] => "none".into(),
+            [true, true, true, true, true, true] => "all".into(),
+            [false, false, false, false, false, false] => "none".into(),
             flags => Self::NAMES
                 .iter()
                 .zip(flags)
@@ -199,10 +205,11 @@ impl FromStr for FoldChoice {
                 "reduces" => set.reduces = true,
                 "backward" => set.backward = true,
                 "loss" => set.loss = true,
+                "tiles" => set.tiles = true,
                 other => {
                     return Err(format!(
                         "unknown fold '{other}': use auto, all, none, or a comma-separated \
-                         list of upsample, pool, reduces, backward and loss"
+                         list of upsample, pool, reduces, backward, loss and tiles"
                     ))
                 }
             }

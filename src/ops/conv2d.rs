@@ -168,6 +168,34 @@ pub fn folds_pool(gpu: &Gpu) -> bool {
     gpu.folds.pool
 }
 
+/// Chunks one workgroup of the weight-gradient partials' tiled variant takes: the shader's
+/// TILE_CHUNKS (its TILE_CHUNKS * CHUNK pixels are one per invocation).
+pub const TILE_CHUNKS: u64 = 4;
+
+/// Whether a layer's weight-gradient partials run the tiled variant (`--folds tiles`): a
+/// workgroup stages its pixels' upstream gradient (masked, and routed through a folded pool)
+/// in workgroup memory once, and its invocations sum every kernel row of them from there;
+/// the same sums in the same order, so the same bits. For chunks of [`CHUNK`] pixels (every
+/// layer of the seed models), whose tile is one pixel per invocation.
+pub fn tiles(gpu: &Gpu, s: &Conv2dShape) -> bool {
+    gpu.folds.tiles && chunk(s) == CHUNK && TILE_CHUNKS * CHUNK == TILED
+}
+
+/// The weight-gradient partials' grid in one channel group: an invocation per (row, chunk),
+/// or with `tile` a workgroup per TILE_CHUNKS chunks.
+fn partial_grid(
+    gpu: &Gpu,
+    kernel: &str,
+    s: &Conv2dShape,
+    rows: u64,
+    tile: bool,
+) -> Result<[u32; 3]> {
+    match tile {
+        true => gpu.groups(kernel, chunks(s).div_ceil(TILE_CHUNKS)),
+        false => gpu.grid_of(kernel, chunks(s) * rows, TILED),
+    }
+}
+
 /// Whether `s` runs the CPU set's kernels under kernel set `set`: on the CPU set, for the
 /// shapes they are written for, folding nothing. Everything else runs the GPU set's.
 fn cpu_kernels(set: KernelSet, s: &Conv2dShape, folds: &Folds<'_>) -> bool {
@@ -175,17 +203,20 @@ fn cpu_kernels(set: KernelSet, s: &Conv2dShape, folds: &Folds<'_>) -> bool {
 }
 
 /// The pipeline's shape constants: everything but the batch size.
-fn constants(s: &Conv2dShape, folds: &Folds<'_>) -> [(&'static str, f64); 12] {
-    constants_with(s, folds, false)
+fn constants(s: &Conv2dShape, folds: &Folds<'_>) -> [(&'static str, f64); 13] {
+    constants_with(s, folds, false, false)
 }
 
+/// `tile`: the weight-gradient partials' tiled variant ([`tiles`]).
 fn constants_with(
     s: &Conv2dShape,
     folds: &Folds<'_>,
     with_bias: bool,
-) -> [(&'static str, f64); 12] {
+    tile: bool,
+) -> [(&'static str, f64); 13] {
     let (ph, pw) = folds.pool_shape(s).map_or((1, 1), |p| p.out_hw());
     [
+        ("TILE", tile as u32 as f64),
         ("UP", folds.input.factor() as f64),
         ("POOL", if folds.pool.is_some() { 2.0 } else { 1.0 }),
         ("PH", ph as f64),
@@ -503,7 +534,8 @@ fn split_k(
     let rows = s.taps() * s.ci as u64 + with_bias as u64;
     let used = chunks(s) * rows * s.co as u64;
     let partials = partials.view(0, used);
-    let constants = constants_with(s, folds, with_bias);
+    let tile = tiles(gpu, s);
+    let constants = constants_with(s, folds, with_bias, tile);
     let bindings = [
         (1, x),
         (5, dy),
@@ -525,7 +557,7 @@ fn split_k(
             workgroups: per_group(
                 gpu,
                 kernel,
-                gpu.grid_of(kernel, chunks(s) * rows, TILED)?,
+                partial_grid(gpu, kernel, s, rows, tile)?,
                 groups_of(s.co),
             )?,
             cost: Cost {
@@ -557,7 +589,7 @@ fn reduce_dispatch(
     let p = params(s, false);
     let rows = s.taps() * s.ci as u64 + with_bias as u64;
     let used = partials.len;
-    let constants = constants_with(s, folds, with_bias);
+    let constants = constants_with(s, folds, with_bias, false);
     let (_, reduce_kernel) = weight_gradient_kernels(with_bias);
     // The reduce binds db only when it writes it: alias dw otherwise, as the kernel never
     // reaches that branch.
@@ -628,7 +660,11 @@ pub fn backward_pair(
     let used = chunks(s) * rows * s.co as u64;
     let partials = partials.view(0, used);
     let per_z = |invocations: u64| invocations.div_ceil(TILED);
-    let part_per_z = per_z(chunks(s) * rows);
+    let tile = tiles(gpu, s);
+    let part_per_z = match tile {
+        true => chunks(s).div_ceil(TILE_CHUNKS),
+        false => per_z(chunks(s) * rows),
+    };
     let input_per_z = per_z(folds.input.len(s) / s.ci as u64);
     let total = part_per_z * groups_of(s.co) as u64 + input_per_z * groups_of(s.ci) as u64;
     let p = Params {
@@ -654,7 +690,7 @@ pub fn backward_pair(
                 (8, &partials),
                 folds.winner_in(dy),
             ],
-            constants: &constants_with(s, folds, true),
+            constants: &constants_with(s, folds, true, tile),
             workgroups: gpu.groups(kernel, total)?,
             cost: Cost {
                 bytes: 4

@@ -114,6 +114,7 @@ impl Shader {
                 c.extend([("TILED_WG", conv2d::TILED), ("GROUP", conv2d::GROUP as u64)]);
                 c.extend([
                     ("SERIAL_REDUCE", conv2d::SERIAL_REDUCE),
+                    ("TILE_CHUNKS", conv2d::TILE_CHUNKS),
                     ("NO_BIAS", conv2d::NO_BIAS as u64),
                 ])
             }

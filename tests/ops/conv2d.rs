@@ -811,3 +811,88 @@ fn conv2d_reduce_all_is_each_layers_reduce_bit_for_bit() {
         Ok(_) => panic!("a region past the partials buffer was accepted"),
     }
 }
+
+/// The weight-gradient partials' tiled variant (`--folds tiles`) gives the per-row kernel's
+/// kernel and bias gradients bit for bit, alone and with each fold (a pool's routing and an
+/// upsampled input), with and without ReLU, on shapes with one and two output groups, a
+/// partial last tile and the real layers: two devices, one with every fold but the tiles.
+#[test]
+fn conv2d_tiled_weight_partials_are_the_per_row_kernel_bit_for_bit() {
+    use wgsl_autoencoder::gpu::{DeviceChoice, FoldChoice, FoldSet, KernelChoice};
+    let open = |tiles| {
+        let folds = FoldSet {
+            tiles,
+            ..FoldSet::ALL
+        };
+        let choice = DeviceChoice::new(
+            crate::common::adapter_choice(),
+            KernelChoice::Set(KernelSet::Gpu),
+        )
+        .with_folds(FoldChoice::Set(folds));
+        Gpu::new(&choice).or_fail("open")
+    };
+    let (per_row, tiled) = (open(false), open(true));
+    for (k, case) in folded_cases().into_iter().enumerate() {
+        let s = case.s;
+        assert!(
+            conv2d::tiles(&tiled, &s) && !conv2d::tiles(&per_row, &s),
+            "{case:?}"
+        );
+        for relu in [false, true] {
+            let what = format!("{case:?} relu={relu}");
+            let pool_len = case.pool.map(|p| case.pool_shape(p).output_len());
+            let out_len = pool_len.unwrap_or(s.output_len());
+            let x_len = if case.up {
+                case.upsample().input_len()
+            } else {
+                s.input_len()
+            };
+            let mut r = crate::common::rng(1300 + k as u64);
+            let mut draw = |len: u64| crate::common::uniform(&mut r, len as usize, -1.0, 1.0);
+            let (xs, dys, acts) = (draw(x_len), draw(out_len), draw(out_len));
+            // Winners 0..3 drawn at random: any routing is a valid input to the backward.
+            let wins: Vec<u32> = draw(out_len)
+                .iter()
+                .map(|v| ((v + 1.0) * 2.0) as u32 % 4)
+                .collect();
+            let run_on = |g: &Gpu| {
+                let up = |v: &[f32]| g.upload("t", v).or_fail(&what);
+                let (x, dy, act) = (up(&xs), up(&dys), up(&acts));
+                let winner = g.upload("w", &wins).or_fail(&what);
+                let folds = Folds {
+                    input: if case.up {
+                        Input::Upsampled2x
+                    } else {
+                        Input::Direct
+                    },
+                    pool: case.pool.map(|padding| Pooled {
+                        padding,
+                        winner: &winner,
+                    }),
+                };
+                let go = GradOut {
+                    dy: &dy,
+                    relu_output: relu.then_some(&act),
+                };
+                let (dw, db) = (
+                    g.poisoned("dw", s.weight_len()).or_fail(&what),
+                    g.poisoned("db", s.co as u64).or_fail(&what),
+                );
+                let scratch = partials(g, &s, &folds).or_fail(&what);
+                let d = conv2d::backward_params(g, "t", &s, &folds, &go, &x, &scratch, &dw, &db);
+                wgsl_autoencoder::ops::run(g, &d.or_fail(&what)).or_fail(&what);
+                let bits = |t: &Tensor| g.read::<u32>(t).or_fail(&what);
+                (bits(&dw), bits(&db))
+            };
+            let (want, got) = (run_on(&per_row), run_on(&tiled));
+            assert!(
+                got.0.iter().all(|b| !f32::from_bits(*b).is_nan()),
+                "{what}: dw unwritten"
+            );
+            assert!(
+                want == got,
+                "{what}: the tiled partials differ in their bits"
+            );
+        }
+    }
+}
