@@ -384,7 +384,7 @@ fn backward_weight_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
 // per invocation when staging (ops::conv2d::TILE_CHUNKS).
 const TILE_CHUNKS: u32 = 4u;
 // The staged gradient: pixel-major, four vec4 (a group of 16 channels) per pixel.
-var<workgroup> tile_g: array<vec4<f32>, 256>;
+var<workgroup> tile_g: array<vec4<f32>, 4u * TILED_WG>;
 
 // The tiled variant of weight_partial_at: workgroup (x, y) takes chunks
 // TILE_CHUNKS * (its index) onwards. Each sum runs over the same pixels in the same order with

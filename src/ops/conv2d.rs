@@ -178,8 +178,11 @@ pub const TILE_CHUNKS: u64 = 4;
 /// the same sums in the same order, so the same bits. For chunks of [`CHUNK`] pixels (every
 /// layer of the seed models), whose tile is one pixel per invocation.
 pub fn tiles(gpu: &Gpu, s: &Conv2dShape) -> bool {
-    gpu.folds.tiles && chunk(s) == CHUNK && TILE_CHUNKS * CHUNK == TILED
+    gpu.folds.tiles && chunk(s) == CHUNK
 }
+
+// A tile is one pixel per invocation when staging.
+const _: () = assert!(TILE_CHUNKS * CHUNK == TILED);
 
 /// The weight-gradient partials' grid in one channel group: an invocation per (row, chunk),
 /// or with `tile` a workgroup per TILE_CHUNKS chunks.
@@ -728,6 +731,14 @@ pub fn backward_params_reduce(
     db: &Tensor,
 ) -> Result<Dispatch> {
     s.check()?;
+    if !splits_k(gpu.kernels, s, folds) {
+        return Err(Error::Shape {
+            op: "conv2d",
+            detail: "this layer runs the CPU kernel set's own kernels, which reduce their own \
+                     partials"
+                .into(),
+        });
+    }
     expect_len(
         "conv2d",
         "weight-gradient partials",

@@ -812,10 +812,12 @@ fn conv2d_reduce_all_is_each_layers_reduce_bit_for_bit() {
     }
 }
 
-/// The weight-gradient partials' tiled variant (`--folds tiles`) gives the per-row kernel's
-/// kernel and bias gradients bit for bit, alone and with each fold (a pool's routing and an
-/// upsampled input), with and without ReLU, on shapes with one and two output groups, a
-/// partial last tile and the real layers: two devices, one with every fold but the tiles.
+/// The weight-gradient partials' tiled variant (`--folds tiles`) and the pair
+/// (`backward_pair` then the layer's reduce) give the plain per-row kernels' kernel, bias and
+/// input gradients bit for bit, on two devices (every fold but the tiles; every fold), for
+/// every fold case (a pool's routing, an upsampled input), with and without ReLU, with and
+/// without the bias row (`backward_weight`), and on a layer with chunks longer than 16 and more
+/// than 16 channels a side (which the tiles leave to the per-row kernel).
 #[test]
 fn conv2d_tiled_weight_partials_are_the_per_row_kernel_bit_for_bit() {
     use wgsl_autoencoder::gpu::{DeviceChoice, FoldChoice, FoldSet, KernelChoice};
@@ -832,12 +834,26 @@ fn conv2d_tiled_weight_partials_are_the_per_row_kernel_bit_for_bit() {
         Gpu::new(&choice).or_fail("open")
     };
     let (per_row, tiled) = (open(false), open(true));
-    for (k, case) in folded_cases().into_iter().enumerate() {
+    let wide = Folded {
+        s: Conv2dShape {
+            k: 3,
+            n: 2,
+            h: 7,
+            w: 7,
+            ci: 24,
+            co: 20,
+            padding: Padding::Same,
+        },
+        up: false,
+        pool: Some(Padding::Same),
+    };
+    let mut cases = folded_cases();
+    cases.push(wide);
+    for (k, case) in cases.into_iter().enumerate() {
         let s = case.s;
-        assert!(
-            conv2d::tiles(&tiled, &s) && !conv2d::tiles(&per_row, &s),
-            "{case:?}"
-        );
+        let short_chunks = s.weight_len() + (s.co as u64) <= 2048;
+        assert_eq!(conv2d::tiles(&tiled, &s), short_chunks, "{case:?}");
+        assert!(!conv2d::tiles(&per_row, &s), "{case:?}");
         for relu in [false, true] {
             let what = format!("{case:?} relu={relu}");
             let pool_len = case.pool.map(|p| case.pool_shape(p).output_len());
@@ -849,15 +865,21 @@ fn conv2d_tiled_weight_partials_are_the_per_row_kernel_bit_for_bit() {
             };
             let mut r = crate::common::rng(1300 + k as u64);
             let mut draw = |len: u64| crate::common::uniform(&mut r, len as usize, -1.0, 1.0);
-            let (xs, dys, acts) = (draw(x_len), draw(out_len), draw(out_len));
+            let (xs, ws, dys, acts) = (
+                draw(x_len),
+                draw(s.weight_len()),
+                draw(out_len),
+                draw(out_len),
+            );
             // Winners 0..3 drawn at random: any routing is a valid input to the backward.
             let wins: Vec<u32> = draw(out_len)
                 .iter()
                 .map(|v| ((v + 1.0) * 2.0) as u32 % 4)
                 .collect();
-            let run_on = |g: &Gpu| {
+            // (kernel, bias, input gradient; kernel gradient without the bias row) as bits.
+            let run_on = |g: &Gpu, paired: bool| {
                 let up = |v: &[f32]| g.upload("t", v).or_fail(&what);
-                let (x, dy, act) = (up(&xs), up(&dys), up(&acts));
+                let (x, w, dy, act) = (up(&xs), up(&ws), up(&dys), up(&acts));
                 let winner = g.upload("w", &wins).or_fail(&what);
                 let folds = Folds {
                     input: if case.up {
@@ -874,25 +896,57 @@ fn conv2d_tiled_weight_partials_are_the_per_row_kernel_bit_for_bit() {
                     dy: &dy,
                     relu_output: relu.then_some(&act),
                 };
-                let (dw, db) = (
-                    g.poisoned("dw", s.weight_len()).or_fail(&what),
-                    g.poisoned("db", s.co as u64).or_fail(&what),
+                let poison = |len| g.poisoned("out", len).or_fail(&what);
+                let (dw, db, dx, dw_only) = (
+                    poison(s.weight_len()),
+                    poison(s.co as u64),
+                    poison(x_len),
+                    poison(s.weight_len()),
                 );
-                let scratch = partials(g, &s, &folds).or_fail(&what);
-                let d = conv2d::backward_params(g, "t", &s, &folds, &go, &x, &scratch, &dw, &db);
-                wgsl_autoencoder::ops::run(g, &d.or_fail(&what)).or_fail(&what);
+                let (p1, p2) = (
+                    partials(g, &s, &folds).or_fail(&what),
+                    partials(g, &s, &folds).or_fail(&what),
+                );
+                let mut d = Vec::new();
+                if paired {
+                    let pair = conv2d::backward_pair(g, "t", &s, &folds, &go, &x, &w, &p1, &dx);
+                    d.push(pair.or_fail(&what));
+                    let reduce = conv2d::backward_params_reduce(g, "t", &s, &folds, &p1, &dw, &db);
+                    d.push(reduce.or_fail(&what));
+                } else {
+                    let params =
+                        conv2d::backward_params(g, "t", &s, &folds, &go, &x, &p1, &dw, &db);
+                    d.extend(params.or_fail(&what));
+                    let dx_of = conv2d::backward_input(g, "t", &s, &folds, &go, &w, &dx);
+                    d.extend(dx_of.or_fail(&what));
+                }
+                let weight = conv2d::backward_weight(g, "t", &s, &folds, &go, &x, &p2, &dw_only);
+                d.extend(weight.or_fail(&what));
+                wgsl_autoencoder::ops::run(g, &d).or_fail(&what);
                 let bits = |t: &Tensor| g.read::<u32>(t).or_fail(&what);
-                (bits(&dw), bits(&db))
+                [bits(&dw), bits(&db), bits(&dx), bits(&dw_only)]
             };
-            let (want, got) = (run_on(&per_row), run_on(&tiled));
+            let want = run_on(&per_row, false);
             assert!(
-                got.0.iter().all(|b| !f32::from_bits(*b).is_nan()),
-                "{what}: dw unwritten"
+                want.iter().flatten().all(|b| !f32::from_bits(*b).is_nan()),
+                "{what}: an output unwritten"
             );
-            assert!(
-                want == got,
-                "{what}: the tiled partials differ in their bits"
-            );
+            for (g, paired, name) in [
+                (&per_row, true, "the per-row pair"),
+                (&tiled, false, "the tiled partials"),
+                (&tiled, true, "the tiled pair"),
+            ] {
+                let got = run_on(g, paired);
+                for (i, out) in ["dw", "db", "dx", "dw without the bias row"]
+                    .iter()
+                    .enumerate()
+                {
+                    assert!(
+                        want[i] == got[i],
+                        "{what}: {name}: {out} differs in its bits"
+                    );
+                }
+            }
         }
     }
 }
