@@ -410,27 +410,13 @@ fn weight_partial_tiled_at(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) {
         let sub = item / ROWS;
         let chunk = tile * TILE_CHUNKS + sub;
         if (chunk >= p.chunks) { break; }
-        let is_bias = row == TAPS * CI;
-        let c = row % CI;
-        let k = row / CI;
-        let ky = i32(k / KS);
-        let kx = i32(k % KS);
         var a0 = vec4<f32>(0.0);
         var a1 = vec4<f32>(0.0);
         var a2 = vec4<f32>(0.0);
         var a3 = vec4<f32>(0.0);
         for (var t = 0u; t < CHUNK; t++) {
             let r = chunk * CHUNK + t;
-            let rc = min(r, pixels - 1u);
-            let ox = i32(rc % WO);
-            let oy = i32((rc / WO) % HO);
-            let b = rc / (WO * HO);
-            let iy = oy + ky - i32(PAD);
-            let ix = ox + kx - i32(PAD);
-            var xv = select(0.0, 1.0, r < pixels);
-            if (!is_bias) {
-                xv *= inside(iy, H) * inside(ix, W) * x[x_base(b, tap(iy, H), tap(ix, W)) + c];
-            }
+            let xv = patch_x(r, pixels, row);
             let at = 4u * (sub * CHUNK + t);
             a0 += xv * tile_g[at];
             if (l1) { a1 += xv * tile_g[at + 1u]; }
@@ -471,17 +457,30 @@ fn backward_pair(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     input_gradient_at(vec3<u32>(m % p.input_per_z, 0u, z), lid, vec3<u32>(p.input_per_z, 1u, 1u));
 }
 
+// The weight gradient's input for kernel row `row` (= (ky*KS+kx)*CI + ci; TAPS*CI is the
+// bias row, whose input is 1) at output pixel r: the input pixel under that tap. Past the last
+// pixel, or a tap outside the image: scaled by 0 (no branch).
+fn patch_x(r: u32, pixels: u32, row: u32) -> f32 {
+    let rc = min(r, pixels - 1u);
+    let ox = i32(rc % WO);
+    let oy = i32((rc / WO) % HO);
+    let b = rc / (WO * HO);
+    let k = row / CI;
+    let iy = oy + i32(k / KS) - i32(PAD);
+    let ix = ox + i32(k % KS) - i32(PAD);
+    var xv = select(0.0, 1.0, r < pixels);
+    if (row != TAPS * CI) {
+        xv *= inside(iy, H) * inside(ix, W) * x[x_base(b, tap(iy, H), tap(ix, W)) + row % CI];
+    }
+    return xv;
+}
+
 // backward_weight_partial's invocation lid of workgroup wid in a grid of nwg.
 fn weight_partial_at(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) {
     let id = flat_of(wid, lid, nwg, TILED_WG);
     if (id >= p.chunks * ROWS) { return; }
     let row = id % ROWS;
     let chunk = id / ROWS;
-    let is_bias = row == TAPS * CI;
-    let c = row % CI;
-    let k = row / CI;
-    let ky = i32(k / KS);
-    let kx = i32(k % KS);
     let pixels = p.n * HO * WO;
     let g4 = group4(CO4, wid.z);
     let o0 = 4u * g4;
@@ -495,16 +494,7 @@ fn weight_partial_at(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) {
     for (var t = 0u; t < CHUNK; t++) {
         let r = chunk * CHUNK + t;
         let rc = min(r, pixels - 1u);
-        let ox = i32(rc % WO);
-        let oy = i32((rc / WO) % HO);
-        let b = rc / (WO * HO);
-        let iy = oy + ky - i32(PAD);
-        let ix = ox + kx - i32(PAD);
-        // Past the last pixel, or a tap outside the image: scaled by 0 (no branch).
-        var xv = select(0.0, 1.0, r < pixels);
-        if (!is_bias) {
-            xv *= inside(iy, H) * inside(ix, W) * x[x_base(b, tap(iy, H), tap(ix, W)) + c];
-        }
+        let xv = patch_x(r, pixels, row);
         a0 += xv * grad4(rc, o0);
         if (l1) { a1 += xv * grad4(rc, o0 + 4u); }
         if (l2) { a2 += xv * grad4(rc, o0 + 8u); }
