@@ -643,12 +643,7 @@ pub fn backward_pair(
     s.check()?;
     folds.check(s)?;
     g.check(s, folds)?;
-    if !splits_k(gpu.kernels, s, folds) {
-        return Err(Error::Shape {
-            op: "conv2d",
-            detail: "this layer runs the CPU kernel set's own kernels, which have no pair".into(),
-        });
-    }
+    expect_split_k(gpu, s, folds, "conv2d.backward_pair")?;
     expect_len("conv2d", "x", x, folds.input.len(s))?;
     expect_len("conv2d", "kernel", w, s.weight_len())?;
     expect_len("conv2d", "dx", dx, folds.input.len(s))?;
@@ -731,14 +726,7 @@ pub fn backward_params_reduce(
     db: &Tensor,
 ) -> Result<Dispatch> {
     s.check()?;
-    if !splits_k(gpu.kernels, s, folds) {
-        return Err(Error::Shape {
-            op: "conv2d",
-            detail: "this layer runs the CPU kernel set's own kernels, which reduce their own \
-                     partials"
-                .into(),
-        });
-    }
+    expect_split_k(gpu, s, folds, "conv2d.backward_params_reduce")?;
     expect_len(
         "conv2d",
         "weight-gradient partials",
@@ -756,6 +744,21 @@ pub fn backward_params_reduce(
 /// it: everywhere but the CPU set's own kernels.
 pub fn splits_k(set: KernelSet, s: &Conv2dShape, folds: &Folds<'_>) -> bool {
     !cpu_kernels(set, s, folds)
+}
+
+/// Fails unless [`splits_k`] holds: `what` takes the GPU set's two-stage weight gradient,
+/// which a layer on the CPU set's own kernels (which reduce their own sums) does not run.
+fn expect_split_k(gpu: &Gpu, s: &Conv2dShape, folds: &Folds<'_>, what: &str) -> Result<()> {
+    if splits_k(gpu.kernels, s, folds) {
+        return Ok(());
+    }
+    Err(Error::Shape {
+        op: "conv2d",
+        detail: format!(
+            "{what} takes the GPU kernel set's split weight gradient, but this layer runs the \
+             CPU kernel set's own kernels, which reduce their own sums"
+        ),
+    })
 }
 
 /// Elements of `partials` that stage 1 of shape `s` writes (from its start), with the bias
@@ -777,14 +780,7 @@ pub fn backward_params_partial(
     x: &Tensor,
     partials: &Tensor,
 ) -> Result<Dispatch> {
-    if !splits_k(gpu.kernels, s, folds) {
-        return Err(Error::Shape {
-            op: "conv2d",
-            detail: "this layer's weight gradient runs the CPU kernel set's own kernels, which \
-                     reduce it themselves"
-                .into(),
-        });
-    }
+    expect_split_k(gpu, s, folds, "conv2d.backward_params_partial")?;
     let mut d = split_k(gpu, label, s, folds, g, x, partials, true, None)?;
     d.pop().ok_or_else(|| Error::Shape {
         op: "conv2d",
