@@ -4,6 +4,9 @@
 
 struct Dense {
     n: u32, fin: u32, fout: u32, relu: u32,
+    // rows only: the stack's layers, the loss's elements (n x the last layer's units), and
+    // whether to write the logits' and inputs' gradients (a training step) or not.
+    layers: u32, total: u32, backward: u32, _p0: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Dense;
@@ -253,5 +256,227 @@ fn backward_params_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_i
                 db[o] = v;
             }
         }
+    }
+}
+
+// rows (`--folds rows`): a stack of dense layers run for ROWS samples per workgroup, the
+// samples' activations held in workgroup memory from the input to the logits: every layer's
+// forward pass, then (with p.backward) the logits' gradient as bce.sigmoid_backward writes it
+// and every layer's input gradient down to the first layer's output. One dispatch instead of
+// a forward and a backward one per layer: a dense model is small enough that the step is
+// dispatches, not work. Each output is summed in the order its own kernel above sums it
+// (split-K's 64 lanes and tree from SPLIT_FROM terms on, else one sequential sum), so every
+// bit is the same; activations and gradients go to the tensors the per-layer kernels write,
+// for the weight gradients to read. stack[l] describes layer l; offsets count floats.
+struct StackLayer {
+    fin: u32, fout: u32, relu: u32,
+    w: u32,      // kernel in wt ([fin, fout])
+    b: u32,      // bias in wt, or NO_BIAS
+    out: u32,    // the layer's output in acts_even or acts_odd ([n, fout])
+    dout: u32,   // its gradient in dacts_even or dacts_odd ([n, fout])
+    _p: u32,
+}
+
+// A uniform, not storage: the layers' shapes bound loops that wait at barriers, which the
+// uniformity rules allow only for uniform values.
+@group(0) @binding(10) var<uniform> stack: array<StackLayer, STACK_MAX>;
+// Layer l's output and its gradient lie in the buffers of l's parity: a per-layer kernel
+// reads one layer's tensor and writes the next's, which one buffer could not be bound as.
+@group(0) @binding(11) var<storage, read_write> acts_even: array<f32>;
+@group(0) @binding(12) var<storage, read_write> dacts_even: array<f32>;
+@group(0) @binding(14) var<storage, read_write> acts_odd: array<f32>;
+@group(0) @binding(15) var<storage, read_write> dacts_odd: array<f32>;
+@group(0) @binding(13) var<storage, read> targets: array<f32>;
+
+// ops::dense::{SPLIT_FROM, NO_BIAS, STACK_MAX}.
+const SPLIT_FROM: u32 = 128u;
+const NO_BIAS: u32 = 0xffffffffu;
+const STACK_MAX: u32 = 16u;
+// Outputs whose 64 lane sums one split pass holds and adds: 8 per invocation.
+const LANE_OUTPUTS: u32 = 32u;
+const PER_LANE: u32 = 8u;
+override ROWS: u32 = 2u;
+// ROWS x the widths of the input and of every layer's output.
+override ROW_FLOATS: u32 = 1u;
+var<workgroup> row_act: array<f32, ROW_FLOATS>;
+var<workgroup> lane_sums: array<f32, 2048>;  // LANE_OUTPUTS x SPLIT
+
+fn level_width(j: u32) -> u32 {
+    if (j == 0u) { return stack[0].fin; }
+    return stack[j - 1u].fout;
+}
+
+// Where level j (0: the input, j: layer j - 1's output) starts in row_act: ROWS rows.
+fn level_base(j: u32) -> u32 {
+    var at = 0u;
+    for (var k = 0u; k < j; k++) { at += ROWS * level_width(k); }
+    return at;
+}
+
+fn store_act(l: u32, at: u32, v: f32) {
+    if (l % 2u == 0u) { acts_even[at] = v; } else { acts_odd[at] = v; }
+}
+
+fn store_dact(l: u32, at: u32, v: f32) {
+    if (l % 2u == 0u) { dacts_even[at] = v; } else { dacts_odd[at] = v; }
+}
+
+fn stack_bias(e: StackLayer, o: u32) -> f32 {
+    if (e.b == NO_BIAS) { return 0.0; }
+    return wt[e.b + o];
+}
+
+// Adds the 64 lane sums of each of LANE_OUTPUTS outputs in reduce_blocks' tree; output j's
+// sum ends in lane_sums[j * SPLIT]. Every invocation must call it.
+fn reduce_lanes(t: u32) {
+    for (var s = SPLIT / 2u; s > 0u; s = s >> 1u) {
+        workgroupBarrier();
+        for (var k = t; k < LANE_OUTPUTS * s; k += WG) {
+            let at = (k / s) * SPLIT + k % s;
+            lane_sums[at] += lane_sums[at + s];
+        }
+    }
+    workgroupBarrier();
+}
+
+// Layer li's output q (row q / fout) from its sum: bias, ReLU, into row_act and acts.
+fn finish_output(li: u32, e: StackLayer, base: u32, q: u32, row0: u32, sum: f32) {
+    let o = q % e.fout;
+    var v = sum + stack_bias(e, o);
+    if (e.relu != 0u) { v = max(v, 0.0); }
+    row_act[base + q] = v;
+    let r = row0 + q / e.fout;
+    if (r < p.n) { store_act(li, e.out + r * e.fout + o, v); }
+}
+
+// Layer li's input gradient at q (row q / fin) from its sum: into dacts as the layer below's
+// output gradient, and into row_act masked by that layer's ReLU (in place of the activation
+// the mask reads), ready for the layer below's own input gradient.
+fn finish_gradient(li: u32, e: StackLayer, below: StackLayer, base: u32, q: u32, row0: u32,
+                   sum: f32) {
+    let r = row0 + q / e.fin;
+    if (r < p.n) { store_dact(li - 1u, below.dout + r * e.fin + q % e.fin, sum); }
+    let masked = below.relu != 0u && row_act[base + q] <= 0.0;
+    row_act[base + q] = select(sum, 0.0, masked);
+}
+
+fn stack_forward(t: u32, li: u32, row0: u32) {
+    let e = stack[li];
+    let xin = level_base(li);
+    let yout = level_base(li + 1u);
+    let outs = ROWS * e.fout;
+    if (e.fin < SPLIT_FROM) {
+        for (var q = t; q < outs; q += WG) {
+            let r = q / e.fout;
+            let o = q % e.fout;
+            var acc = 0.0;
+            for (var i = 0u; i < e.fin; i++) {
+                acc += row_act[xin + r * e.fin + i] * wt[e.w + i * e.fout + o];
+            }
+            finish_output(li, e, yout, q, row0, acc);
+        }
+        workgroupBarrier();
+        return;
+    }
+    let lane = t % SPLIT;
+    let first = (t / SPLIT) * PER_LANE;
+    for (var q0 = 0u; q0 < outs; q0 += LANE_OUTPUTS) {
+        var acc: array<f32, PER_LANE>;
+        for (var i = lane; i < e.fin; i += SPLIT) {
+            for (var j = 0u; j < PER_LANE; j++) {
+                let q = min(q0 + first + j, outs - 1u);
+                let x = row_act[xin + (q / e.fout) * e.fin + i];
+                acc[j] += x * wt[e.w + i * e.fout + q % e.fout];
+            }
+        }
+        for (var j = 0u; j < PER_LANE; j++) {
+            lane_sums[(first + j) * SPLIT + lane] = acc[j];
+        }
+        reduce_lanes(t);
+        if (t < LANE_OUTPUTS && q0 + t < outs) {
+            finish_output(li, e, yout, q0 + t, row0, lane_sums[t * SPLIT]);
+        }
+        workgroupBarrier();
+    }
+}
+
+fn stack_backward(t: u32, li: u32, row0: u32) {
+    let e = stack[li];
+    let below = stack[li - 1u];
+    let gin = level_base(li + 1u);
+    let dxout = level_base(li);
+    let outs = ROWS * e.fin;
+    if (e.fout < SPLIT_FROM) {
+        for (var q = t; q < outs; q += WG) {
+            let r = q / e.fin;
+            let i = q % e.fin;
+            var acc = 0.0;
+            for (var o = 0u; o < e.fout; o++) {
+                acc += row_act[gin + r * e.fout + o] * wt[e.w + i * e.fout + o];
+            }
+            finish_gradient(li, e, below, dxout, q, row0, acc);
+        }
+        workgroupBarrier();
+        return;
+    }
+    let lane = t % SPLIT;
+    let first = (t / SPLIT) * PER_LANE;
+    for (var q0 = 0u; q0 < outs; q0 += LANE_OUTPUTS) {
+        var acc: array<f32, PER_LANE>;
+        for (var o = lane; o < e.fout; o += SPLIT) {
+            for (var j = 0u; j < PER_LANE; j++) {
+                let q = min(q0 + first + j, outs - 1u);
+                let g = row_act[gin + (q / e.fin) * e.fout + o];
+                acc[j] += g * wt[e.w + (q % e.fin) * e.fout + o];
+            }
+        }
+        for (var j = 0u; j < PER_LANE; j++) {
+            lane_sums[(first + j) * SPLIT + lane] = acc[j];
+        }
+        reduce_lanes(t);
+        if (t < LANE_OUTPUTS && q0 + t < outs) {
+            finish_gradient(li, e, below, dxout, q0 + t, row0, lane_sums[t * SPLIT]);
+        }
+        workgroupBarrier();
+    }
+}
+
+// The logits' gradient, as bce.sigmoid_backward: into dacts, and in place of the logits in
+// row_act (the last layer has no ReLU to mask).
+fn stack_logits_gradient(t: u32, row0: u32) {
+    let e = stack[p.layers - 1u];
+    let base = level_base(p.layers);
+    for (var q = t; q < ROWS * e.fout; q += WG) {
+        let r = row0 + q / e.fout;
+        var d = 0.0;
+        if (r < p.n) {
+            let at = r * e.fout + q % e.fout;
+            d = (sigmoid(row_act[base + q]) - targets[at]) / f32(p.total);
+            store_dact(p.layers - 1u, e.dout + at, d);
+        }
+        row_act[base + q] = d;
+    }
+    workgroupBarrier();
+}
+
+@compute @workgroup_size(WG)
+fn rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row0 = block_index(wid, nwg) * ROWS;
+    let width = stack[0].fin;
+    for (var q = t; q < ROWS * width; q += WG) {
+        let r = row0 + q / width;
+        var v = 0.0;
+        if (r < p.n) { v = x[r * width + q % width]; }
+        row_act[q] = v;
+    }
+    workgroupBarrier();
+    for (var li = 0u; li < p.layers; li++) {
+        stack_forward(t, li, row0);
+    }
+    if (p.backward == 0u) { return; }
+    stack_logits_gradient(t, row0);
+    for (var li = p.layers - 1u; li > 0u; li--) {
+        stack_backward(t, li, row0);
     }
 }

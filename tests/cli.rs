@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::adapter_name;
+use wgsl_autoencoder::gpu::FoldSet;
 
 /// The binary, with Mesa's runtime-dir warning silenced. `WGSL_AE_TEST_BIN` runs these tests
 /// against another build (an older one, to show that a test fails without its fix).
@@ -1982,7 +1983,7 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
     let out = t.path().join("bogus");
     train(&data, &out, &["--folds", "pool,some", "--epochs", "1"]).fails_with(&[
         "'some'",
-        "upsample, pool, reduces, backward, loss and tiles",
+        "upsample, pool, reduces, backward, loss, tiles, finish and rows",
     ]);
     assert_not_created(&out);
     for (kernels, folds, recorded) in [
@@ -2013,7 +2014,7 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
             serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap())
                 .unwrap();
         let folds = &config["sessions"][0]["folds"];
-        for kind in ["upsample", "pool", "reduces", "backward", "loss", "tiles"] {
+        for kind in FoldSet::NAMES {
             let want = recorded == "all" || recorded.split(',').any(|f| f == kind);
             assert_eq!(folds[kind], want, "{kind}: {config}");
         }
@@ -2026,7 +2027,9 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
         ("backward", 38),
         ("loss", 43),
         ("tiles", 44),
-        ("all", 19),
+        ("finish", 43),
+        ("rows", 44),
+        ("all", 18),
     ];
     for (folds, dispatches) in counts {
         let r = run(&[

@@ -1070,8 +1070,9 @@ fn decode_of_encode_on(g: &Gpu) {
 /// folds all), gives the same epoch losses and final state bit for bit, with 25 dispatches
 /// per step fewer with all (3 pools and 3 upsamplings, forward and backward; 7 reduces as 1;
 /// 6 convolutions' input and weight gradients as one dispatch each; the loss gradient in the
-/// loss pass; the tiled weight-gradient partials, no fewer); and so does the dense model,
-/// which only the loss fold changes.
+/// loss pass; the tiled weight-gradient partials, no fewer; the loss's last sum in Adam's
+/// dispatch); and so do the dense and deep models, whose forward pass, logits' gradient and
+/// input gradients the rows fold runs as one dispatch.
 /// Batch 16 on 40 images ends each epoch with a partial batch of 8, whose 4x4 layer has few
 /// enough chunks for the serial reduce, so both of the merged reduce's paths run.
 #[test]
@@ -1105,6 +1106,8 @@ fn folds_change_no_bit_of_training() {
         backward: k == 3,
         loss: k == 4,
         tiles: k == 5,
+        finish: k == 6,
+        rows: k == 7,
     };
     let pool_and_backward = FoldSet {
         pool: true,
@@ -1119,18 +1122,32 @@ fn folds_change_no_bit_of_training() {
         only(3),
         only(4),
         only(5),
+        only(6),
         pool_and_backward,
     ];
+    let dense_cases = [FoldSet::ALL, only(4), only(6), only(7)];
     for (kind, cases) in [
         (ModelKind::Conv, &conv_cases[..]),
-        (ModelKind::Dense, &[FoldSet::ALL, only(4)]),
+        (ModelKind::Dense, &dense_cases[..]),
+        (ModelKind::Deep, &[FoldSet::ALL, only(7)][..]),
     ] {
         let none = run(kind, FoldSet::NONE);
         for &folds in cases {
             let (len, m, state) = run(kind, folds);
             let conv_folds = [folds.upsample, folds.pool, folds.reduces, folds.backward];
             let per_fold = if kind == ModelKind::Conv { 6 } else { 0 };
-            let fewer = per_fold * conv_folds.iter().filter(|f| **f).count() + folds.loss as usize;
+            // The rows fold replaces a dense stack of L layers' L forward passes, L - 1 input
+            // gradients and the logits' gradient (the loss fold's, or a dispatch of its own)
+            // by one dispatch.
+            let layers = Model::new(kind, MNIST).unwrap().layers.len();
+            let rows = folds.rows && kind != ModelKind::Conv;
+            let gradient = match rows {
+                true => 2 * layers - 1,
+                false => folds.loss as usize,
+            };
+            let fewer = per_fold * conv_folds.iter().filter(|f| **f).count()
+                + gradient
+                + folds.finish as usize;
             assert_eq!(len + fewer, none.0, "{kind:?} {folds}: dispatches per step");
             assert_eq!(m, none.1, "{kind:?} {folds}: epoch losses");
             assert!(state == none.2, "{kind:?} {folds}: final state");
@@ -1141,14 +1158,18 @@ fn folds_change_no_bit_of_training() {
 
 /// Folds forced on the CPU set (`--kernels cpu --folds all`): the folded layers run the GPU
 /// set's kernels there, and the ReLU masks the CPU set otherwise applies in the pool and
-/// upsample backward passes must then come from the convolutions themselves. One conv step
-/// against the reference, as `one_training_step_matches_reference_conv`.
+/// upsample backward passes must then come from the convolutions themselves; and the deep
+/// model's rows fold leaves its weight gradients to the CPU set's kernels, which read the
+/// activations and gradients it wrote. One step of each against the reference, as
+/// `one_training_step_matches_reference_conv`.
 #[test]
-fn one_training_step_with_folds_on_the_cpu_set_matches_reference_conv() {
+fn one_training_step_with_folds_on_the_cpu_set_matches_reference() {
     let choice = DeviceChoice::new(common::adapter_choice(), KernelChoice::Set(KernelSet::Cpu))
         .with_folds(FoldChoice::Set(FoldSet::ALL));
     let g = Gpu::new(&choice).unwrap();
-    one_step_on(&g, ModelKind::Conv.into(), 3, 0.0, TOL_GRAD);
+    for kind in [ModelKind::Conv, ModelKind::Deep] {
+        one_step_on(&g, kind.into(), 3, 0.0, TOL_GRAD);
+    }
 }
 
 /// Two Trainers, same seed and data: the same epoch losses and final state, bit for bit

@@ -89,10 +89,13 @@ impl fmt::Display for KernelChoice {
 /// max pool after it (`pool`), every convolution's weight-gradient reduce as one dispatch
 /// after the backward pass (`reduces`), each convolution's weight-gradient partial sums and
 /// input gradient as one dispatch (`backward`), and the loss's gradient written by the loss
-/// pass (`loss`, every model). One more is a kernel variant rather than a fold, selected the
-/// same way: the weight-gradient partials staging each workgroup's gradient once (`tiles`). On the GPU set every result is the same to the bit
-/// either way, only the dispatches differ; on the CPU set a fold runs the GPU set's kernels for
-/// the layers it joins (the same sums, to float rounding).
+/// pass (`loss`, every model), the loss's last sum in Adam's dispatch (`finish`, every model),
+/// and a dense model's whole forward pass, logits' gradient and input gradients as one
+/// dispatch over the batch's rows (`rows`). One more is a kernel variant rather than a fold,
+/// selected the same way: the weight-gradient partials staging each workgroup's gradient once
+/// (`tiles`). On the GPU set every result is the same to the bit either way, only the
+/// dispatches differ; on the CPU set a fold runs the GPU set's kernels for the layers it joins
+/// (the same sums, to float rounding).
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
 )]
@@ -103,6 +106,8 @@ pub struct FoldSet {
     pub backward: bool,
     pub loss: bool,
     pub tiles: bool,
+    pub finish: bool,
+    pub rows: bool,
 }
 
 impl FoldSet {
@@ -113,6 +118,8 @@ impl FoldSet {
         backward: false,
         loss: false,
         tiles: false,
+        finish: false,
+        rows: false,
     };
     pub const ALL: FoldSet = FoldSet {
         upsample: true,
@@ -121,13 +128,16 @@ impl FoldSet {
         backward: true,
         loss: true,
         tiles: true,
+        finish: true,
+        rows: true,
     };
     /// The names `--folds` lists them by, in order.
-    pub const NAMES: [&'static str; 6] =
-        ["upsample", "pool", "reduces", "backward", "loss", "tiles"];
+    pub const NAMES: [&'static str; 8] = [
+        "upsample", "pool", "reduces", "backward", "loss", "tiles", "finish", "rows",
+    ];
 
     /// What `auto` folds: everything on the GPU set (the conv model's step goes from 44
-    /// dispatches to 19, the dense model's from 10 to 9); nothing on the CPU set, whose
+    /// dispatches to 18, the dense model's from 10 to 5); nothing on the CPU set, whose
     /// kernels read and write plain tensors and reduce their own sums (a fold would run the GPU
     /// set's kernels for those layers).
     pub fn for_kernels(kernels: KernelSet) -> Self {
@@ -137,7 +147,7 @@ impl FoldSet {
         }
     }
 
-    fn flags(self) -> [bool; 6] {
+    fn flags(self) -> [bool; 8] {
         [
             self.upsample,
             self.pool,
@@ -145,14 +155,34 @@ impl FoldSet {
             self.backward,
             self.loss,
             self.tiles,
+            self.finish,
+            self.rows,
         ]
+    }
+
+    /// Turns on the fold called `name` (one of [`FoldSet::NAMES`]); false for another name.
+    fn set(&mut self, name: &str) -> bool {
+        let flag = match name {
+            "upsample" => &mut self.upsample,
+            "pool" => &mut self.pool,
+            "reduces" => &mut self.reduces,
+            "backward" => &mut self.backward,
+            "loss" => &mut self.loss,
+            "tiles" => &mut self.tiles,
+            "finish" => &mut self.finish,
+            "rows" => &mut self.rows,
+            _ => return false,
+        };
+        *flag = true;
+        true
     }
 
     /// `all`, `none`, or the folds' names joined by commas.
     pub fn name(self) -> String {
-        match self.flags() {
-            [true, true, true, true, true, true] => "all".into(),
-            [false, false, false, false, false, false] => "none".into(),
+        let flags = self.flags();
+        match flags {
+            _ if flags.iter().all(|on| *on) => "all".into(),
+            _ if !flags.iter().any(|on| *on) => "none".into(),
             flags => Self::NAMES
                 .iter()
                 .zip(flags)
@@ -199,19 +229,13 @@ impl FromStr for FoldChoice {
         }
         let mut set = FoldSet::NONE;
         for name in s.split(',').map(|n| n.trim().to_ascii_lowercase()) {
-            match name.as_str() {
-                "upsample" => set.upsample = true,
-                "pool" => set.pool = true,
-                "reduces" => set.reduces = true,
-                "backward" => set.backward = true,
-                "loss" => set.loss = true,
-                "tiles" => set.tiles = true,
-                other => {
-                    return Err(format!(
-                        "unknown fold '{other}': use auto, all, none, or a comma-separated \
-                         list of upsample, pool, reduces, backward, loss and tiles"
-                    ))
-                }
+            if !set.set(&name) {
+                let (last, rest) = FoldSet::NAMES.split_last().unwrap_or((&"", &[]));
+                return Err(format!(
+                    "unknown fold '{name}': use auto, all, none, or a comma-separated list of \
+                     {} and {last}",
+                    rest.join(", ")
+                ));
             }
         }
         Ok(FoldChoice::Set(set))

@@ -35,6 +35,8 @@ pub struct TrainingBuffers {
     /// Where each conv layer's partial sums start in `conv_partials` (indexed by layer) when
     /// the reduces are folded into one dispatch.
     partial_regions: Option<Vec<Option<u64>>>,
+    /// As `Network::act_arena`, for the gradients (`dacts[i]` in `dact_arena[i % 2]`).
+    dact_arena: Option<[Tensor; 2]>,
     /// Scratch for a ReLU layer's masked gradient on the CPU kernel set (shared likewise).
     relu_masked: Tensor,
     /// Where a layer without a bias writes the bias gradient its kernel computes anyway
@@ -60,6 +62,10 @@ pub struct Network {
     partials: Tensor,
     /// Zeros: the bias of layers without one (`use_bias=False`).
     zeros: Tensor,
+    /// For a model of dense layers only, the two buffers every layer's output lies in
+    /// (`acts[i]` is a view of `act_arena[i % 2]`), so that [`Network::rows`] binds them all
+    /// at once; each per-layer kernel still reads one buffer and writes the other.
+    act_arena: Option<[Tensor; 2]>,
     training: Option<TrainingBuffers>,
 }
 
@@ -86,13 +92,15 @@ impl Network {
         };
         let mut acts: Vec<Tensor> = Vec::new();
         let mut winners = Vec::new();
+        let act_arena = stack_arena(gpu, "dense activations", &model, cap)?;
         for (i, layer) in model.layers.iter().enumerate() {
             let len = cap * model.shapes[i + 1].len();
             gpu.check_buffer("an activation buffer", len * 4, BATCH_FIX)?;
-            acts.push(match (layer, i) {
+            acts.push(match (layer, i, &act_arena) {
                 // A reshape's output is its input, in the same order.
-                (Layer::Reshape { .. }, 0) => input.clone(),
-                (Layer::Reshape { .. }, _) => acts[i - 1].clone(),
+                (Layer::Reshape { .. }, 0, _) => input.clone(),
+                (Layer::Reshape { .. }, _, _) => acts[i - 1].clone(),
+                (_, _, Some((arena, at))) => arena[i % 2].view(at[i], len),
                 _ => gpu.tensor(&format!("act{i}"), len)?,
             });
             winners.push(match layer {
@@ -112,13 +120,19 @@ impl Network {
             target,
             acts,
             winners,
+            act_arena: act_arena.map(|(arena, _)| arena),
             training,
         })
     }
 
     /// Bytes of every GPU buffer this network holds.
     pub fn bytes(&self) -> u64 {
-        let mut tensors: Vec<&Tensor> = vec![&self.params, &self.target, &self.probs];
+        // The arenas first: whole buffers, where the layers' tensors are views of them.
+        let mut tensors: Vec<&Tensor> = self.act_arena.iter().flatten().collect();
+        if let Some(t) = &self.training {
+            tensors.extend(t.dact_arena.iter().flatten());
+        }
+        tensors.extend([&self.params, &self.target, &self.probs]);
         tensors.extend([&self.partials, &self.zeros]);
         tensors.push(&self.input);
         tensors.extend(self.acts.iter().chain(self.winners.iter().flatten()));
@@ -318,16 +332,90 @@ impl Network {
         gpu.folds.loss && self.training.is_some()
     }
 
+    /// Whether a training plan's Adam dispatch also finishes the loss (`--folds finish`):
+    /// then [`Network::loss`] builds no finish and [`Network::adam_loss_finish`] does it.
+    pub fn folds_loss_finish(&self, gpu: &Gpu) -> bool {
+        gpu.folds.finish && self.training.is_some()
+    }
+
+    /// Whether a training step runs the whole dense stack as one dispatch over the batch's
+    /// rows (`--folds rows`: [`Network::rows`]): a model of dense layers only, its buffers in
+    /// arenas, its rows' activations within the adapter's workgroup memory.
+    pub fn folds_rows(&self, gpu: &Gpu) -> bool {
+        gpu.folds.rows && self.stack(gpu, self.capacity).is_some()
+    }
+
+    /// The table [`dense::rows`] runs for a batch of n, when it can run.
+    fn stack(&self, gpu: &Gpu, n: u32) -> Option<Vec<dense::StackLayer>> {
+        let tb = self.training.as_ref()?;
+        let (acts, dacts) = (self.act_arena.as_ref()?, tb.dact_arena.as_ref()?);
+        let layers = self.model.layers.len();
+        let mut stack = Vec::new();
+        for i in 0..layers {
+            let LayerOp::Dense {
+                shape,
+                relu,
+                kernel,
+                bias,
+            } = self.model.op(i, n)
+            else {
+                return None;
+            };
+            stack.push(dense::StackLayer {
+                s: shape,
+                relu,
+                kernel: self.model.params[kernel].offset,
+                bias: bias.map(|b| self.model.params[b].offset),
+                out: self.acts[i].offset - acts[i % 2].offset,
+                dout: tb.dacts[i].offset - dacts[i % 2].offset,
+            });
+        }
+        let widths = (0..=layers).map(|i| self.model.shapes[i].len()).sum();
+        let fits = layers <= dense::STACK_MAX && dense::stack_rows(gpu, widths).is_some();
+        fits.then_some(stack)
+    }
+
+    /// A training step's forward pass, logits' gradient and input gradients for a batch of
+    /// n as one dispatch (see [`Network::folds_rows`]).
+    pub fn rows(&self, gpu: &Gpu, n: u32) -> Result<Dispatch> {
+        let tb = self.training()?;
+        let (Some(stack), Some(acts), Some(dacts)) =
+            (self.stack(gpu, n), &self.act_arena, &tb.dact_arena)
+        else {
+            return Err(Error::Shape {
+                op: "network",
+                detail: "this model's layers cannot run as one dense stack".into(),
+            });
+        };
+        let pixels = self.model.input.len();
+        let x = self.view(&self.input, n, pixels);
+        let t = self.view(&self.target, n, pixels);
+        let (acts, dacts) = ([&acts[0], &acts[1]], [&dacts[0], &dacts[1]]);
+        dense::rows(
+            gpu,
+            "dense",
+            n,
+            &stack,
+            true,
+            &x,
+            &self.params,
+            acts,
+            dacts,
+            &t,
+        )
+    }
+
     /// The mean loss of a batch of n into `loss[slot]`, in two fixed-tree passes: the partial
-    /// sums, then [`Loss::finish`], whose uniform holds the slot. With `gradient`, the first
-    /// pass also writes the logits' gradient (see [`Network::folds_loss_gradient`]).
+    /// sums, then [`Loss::finish`], whose uniform holds the slot (unless `in_adam`: then
+    /// [`Network::adam_loss_finish`] does it). With `gradient`, the first pass also writes the
+    /// logits' gradient (see [`Network::folds_loss_gradient`]).
     pub fn loss(
         &self,
         gpu: &Gpu,
         n: u32,
         loss: &Tensor,
         slot: u32,
-        gradient: bool,
+        (gradient, in_adam): (bool, bool),
     ) -> Result<Loss> {
         let total = n as u64 * self.model.input.len();
         let last = self.model.layers.len() - 1;
@@ -343,10 +431,13 @@ impl Network {
             }
             false => ops::bce::loss_partial(gpu, "loss", &z, &t, &partials)?,
         };
-        Ok(Loss {
-            partial,
-            finish: ops::bce::loss_finish(gpu, "loss", total, &partials, loss, slot)?,
-        })
+        let finish = match in_adam {
+            true => None,
+            false => Some(ops::bce::loss_finish(
+                gpu, "loss", total, &partials, loss, slot,
+            )?),
+        };
+        Ok(Loss { partial, finish })
     }
 
     /// sigmoid(logits) into `probs`: the reconstruction.
@@ -366,7 +457,7 @@ impl Network {
         let t = self.view(&self.target, n, self.model.input.len());
         let dlogits = tb.dact(&self.model, last, n);
         let mut out = Vec::new();
-        if !self.folds_loss_gradient(gpu) {
+        if !self.folds_loss_gradient(gpu) && !self.folds_rows(gpu) {
             let z = self.act(last, n);
             out.push(ops::bce::sigmoid_backward(gpu, "loss", &z, &t, &dlogits)?);
         }
@@ -548,7 +639,8 @@ impl Network {
                 let g = grad_out(relu, &mut out)?;
                 let (dw, db) = (self.param(&tb.grads, k), tb.bias_grad(self, bias, s.fout));
                 out.extend(dense::backward_params(gpu, &label, &s, &g, &x, &dw, &db)?);
-                if let Some(dx) = &dx {
+                // With the rows fold, Network::rows wrote the input gradient.
+                if let (Some(dx), false) = (&dx, self.folds_rows(gpu)) {
                     let w = self.param(&self.params, k);
                     out.push(dense::backward_input(gpu, &label, &s, &g, &w, dx)?);
                 }
@@ -602,15 +694,26 @@ impl Network {
     /// One Adam step over every parameter at once.
     pub fn adam(&self, gpu: &Gpu, cfg: &AdamConfig, t: u64) -> Result<Dispatch> {
         let tb = self.training()?;
-        ops::adam::step(
-            gpu,
-            "adam",
-            cfg,
-            t,
-            &self.params,
-            &tb.grads,
-            &tb.adam_m,
-            &tb.adam_v,
+        let (w, g, m, v) = (&self.params, &tb.grads, &tb.adam_m, &tb.adam_v);
+        ops::adam::step(gpu, "adam", cfg, t, w, g, m, v)
+    }
+
+    /// [`Network::adam`] that also finishes the loss of a batch of n into `loss[slot]`
+    /// (`--folds finish`; the partial sums from [`Network::loss`]).
+    pub fn adam_loss_finish(
+        &self,
+        gpu: &Gpu,
+        cfg: &AdamConfig,
+        n: u32,
+        loss: &Tensor,
+        slot: u32,
+    ) -> Result<Dispatch> {
+        let tb = self.training()?;
+        let (w, g, m, v) = (&self.params, &tb.grads, &tb.adam_m, &tb.adam_v);
+        let total = n as u64 * self.model.input.len();
+        let partials = self.partials.view(0, ops::bce::partials_len(total));
+        ops::adam::step_loss_finish(
+            gpu, "adam", cfg, 1, w, g, m, v, total, &partials, loss, slot,
         )
     }
 }
@@ -682,10 +785,11 @@ impl ConvIo {
     }
 }
 
-/// The two dispatches of the loss; `finish`'s uniform says which slot of the log it fills.
+/// The two dispatches of the loss; `finish`'s uniform says which slot of the log it fills
+/// (None: Adam's dispatch finishes the loss, [`Network::adam_loss_finish`]).
 pub struct Loss {
     pub partial: Dispatch,
-    pub finish: Dispatch,
+    pub finish: Option<Dispatch>,
 }
 
 impl TrainingBuffers {
@@ -695,10 +799,12 @@ impl TrainingBuffers {
         let adam_m = gpu.tensor_or("adam m", model.param_len, PARAMS_FIX)?;
         let adam_v = gpu.tensor_or("adam v", model.param_len, PARAMS_FIX)?;
         let mut dacts: Vec<Tensor> = Vec::new();
+        let dact_arena = stack_arena(gpu, "dense gradients", model, cap)?;
         for (i, layer) in model.layers.iter().enumerate() {
             let len = cap * model.shapes[i + 1].len();
-            dacts.push(match (layer, i) {
-                (Layer::Reshape { .. }, 1..) => dacts[i - 1].clone(),
+            dacts.push(match (layer, i, &dact_arena) {
+                (Layer::Reshape { .. }, 1.., _) => dacts[i - 1].clone(),
+                (_, _, Some((arena, at))) => arena[i % 2].view(at[i], len),
                 _ => gpu.tensor(&format!("grad{i}"), len)?,
             });
         }
@@ -730,6 +836,7 @@ impl TrainingBuffers {
             adam_m,
             adam_v,
             dacts,
+            dact_arena: dact_arena.map(|(arena, _)| arena),
             partial_regions,
             conv_partials: gpu.tensor("conv weight-gradient partials", conv_scratch)?,
             relu_masked: gpu.tensor("masked gradient", relu_scratch_len(gpu, model, cap))?,
@@ -773,6 +880,51 @@ fn partial_layout(folded: bool, most: u64, scratch: &[u64]) -> (u64, Option<Vec<
         })
         .collect();
     (total.max(1), Some(regions))
+}
+
+/// For a model of dense layers only: two buffers for every layer's output at capacity `cap`
+/// (or their gradients), layer i's in buffer i % 2, and where in it each layer's starts,
+/// aligned as `partial_layout` aligns; None for other models, or when a buffer would pass
+/// one binding (then each layer's output has a buffer of its own, and [`Network::rows`]
+/// cannot run).
+fn stack_arena(
+    gpu: &Gpu,
+    label: &str,
+    model: &Model,
+    cap: u64,
+) -> Result<Option<([Tensor; 2], Vec<u64>)>> {
+    if !model
+        .layers
+        .iter()
+        .all(|l| matches!(l, Layer::Dense { .. }))
+    {
+        return Ok(None);
+    }
+    let most = gpu
+        .limits
+        .max_storage_buffer_binding_size
+        .min(gpu.limits.max_buffer_size);
+    let mut at = vec![0; model.layers.len()];
+    let mut arenas = Vec::new();
+    for parity in 0..2 {
+        // Each layer's need in this buffer: 0 for the other parity's layers.
+        let lens: Vec<u64> = (1..=model.layers.len())
+            .map(|i| cap * model.shapes[i].len() * ((i - 1) % 2 == parity) as u64)
+            .collect();
+        let (len, Some(starts)) = partial_layout(true, most, &lens) else {
+            return Ok(None);
+        };
+        for (i, start) in starts.into_iter().enumerate() {
+            if let Some(start) = start {
+                at[i] = start;
+            }
+        }
+        arenas.push(gpu.tensor(&format!("{label} {}", ["even", "odd"][parity]), len)?);
+    }
+    let Ok(arenas) = <[Tensor; 2]>::try_from(arenas) else {
+        return Ok(None);
+    };
+    Ok(Some((arenas, at)))
 }
 
 /// The most channels (or Dense units) any layer has: the length of a bias.

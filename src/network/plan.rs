@@ -75,8 +75,21 @@ impl StepPlan {
         adam: Option<&AdamConfig>,
     ) -> Result<Self> {
         let layers = net.model.layers.len();
+        // A training plan's loss pass writes the logits' gradient too when folded, and its
+        // Adam dispatch may finish the loss.
+        let training = adam.is_some();
+        // The rows fold writes the logits' gradient itself.
+        let rows = training && net.folds_rows(gpu);
+        let gradient = training && net.folds_loss_gradient(gpu) && !rows;
+        let in_adam = training && net.folds_loss_finish(gpu);
         let update = match adam {
-            Some(cfg) => Some((net.backward(gpu, n)?, net.adam(gpu, cfg, 1)?)),
+            Some(cfg) => {
+                let step = match in_adam {
+                    true => net.adam_loss_finish(gpu, cfg, n, src.loss_log, 0)?,
+                    false => net.adam(gpu, cfg, 1)?,
+                };
+                Some((net.backward(gpu, n)?, step))
+            }
             None => None,
         };
         Ok(StepPlan {
@@ -85,15 +98,11 @@ impl StepPlan {
             noise: src.noise,
             param_len: net.model.param_len,
             gather: gather(gpu, net, n, src)?,
-            forward: net.forward(gpu, n, 0..layers)?,
-            // A training plan's loss pass writes the logits' gradient too when folded.
-            loss: net.loss(
-                gpu,
-                n,
-                src.loss_log,
-                0,
-                adam.is_some() && net.folds_loss_gradient(gpu),
-            )?,
+            forward: match rows {
+                true => vec![net.rows(gpu, n)?],
+                false => net.forward(gpu, n, 0..layers)?,
+            },
+            loss: net.loss(gpu, n, src.loss_log, 0, (gradient, in_adam))?,
             update,
         })
     }
@@ -106,7 +115,8 @@ impl StepPlan {
         };
         std::iter::once(&self.gather)
             .chain(&self.forward)
-            .chain([&self.loss.partial, &self.loss.finish])
+            .chain(std::iter::once(&self.loss.partial))
+            .chain(&self.loss.finish)
             .chain(backward)
             .chain(adam)
     }
@@ -131,12 +141,12 @@ impl StepPlan {
                 self.noise,
             ),
         );
-        let total = self.n as u64 * self.pixels as u64;
-        self.loss
-            .finish
-            .set_params(gpu, &bce::finish_params(total, p.slot as u32));
+        let loss = (self.n as u64 * self.pixels as u64, p.slot as u32);
+        if let Some(finish) = &self.loss.finish {
+            finish.set_params(gpu, &bce::finish_params(loss.0, loss.1));
+        }
         if let (Some((_, adam)), Some((cfg, t))) = (&self.update, p.adam) {
-            adam.set_params(gpu, &ops::adam::params(self.param_len, cfg, t));
+            adam.set_params(gpu, &ops::adam::params(self.param_len, cfg, t, loss));
         }
     }
 }

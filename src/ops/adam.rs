@@ -2,7 +2,7 @@
 //! On the CPU kernel set some entry points come from `shaders/cpu/adam.wgsl` instead (see
 //! `gpu::KernelSet`); the arguments and results are the same.
 use super::{build, expect_len, vec4_kernel, Cost, Dispatch, Launch, Shader};
-use crate::gpu::{Gpu, Tensor};
+use crate::gpu::{Gpu, Tensor, WORKGROUP};
 use crate::shapes::AdamConfig;
 use crate::Result;
 
@@ -10,18 +10,25 @@ use crate::Result;
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Params {
     pub len: u32,
-    pub _p: [u32; 3],
+    /// [`step_loss_finish`]'s loss: elements, partial sums, and the slot it fills.
+    pub loss_total: u32,
+    pub loss_partials: u32,
+    pub loss_slot: u32,
     pub alpha: f32,
     pub beta1: f32,
     pub beta2: f32,
     pub eps: f32,
 }
 
-/// The uniform for step `t` (1-based), for [`Dispatch::set_params`].
-pub fn params(len: u64, cfg: &AdamConfig, t: u64) -> Params {
+/// The uniform for step `t` (1-based), for [`Dispatch::set_params`]; `loss`: the loss
+/// [`step_loss_finish`] finishes, as `(elements, slot)` (ignored by [`step`]).
+pub fn params(len: u64, cfg: &AdamConfig, t: u64, loss: (u64, u32)) -> Params {
+    let (total, slot) = loss;
     Params {
         len: len as u32,
-        _p: [0; 3],
+        loss_total: total as u32,
+        loss_partials: super::bce::partials_len(total) as u32,
+        loss_slot: slot,
         alpha: cfg.alpha(t),
         beta1: cfg.beta1,
         beta2: cfg.beta2,
@@ -45,7 +52,7 @@ pub fn step(
     for (name, x) in [("gradient", g), ("m", m), ("v", v)] {
         expect_len("adam", name, x, w.len)?;
     }
-    let p = params(w.len, cfg, t);
+    let p = params(w.len, cfg, t, (0, 0));
     // The CPU set's kernel takes a vec4 per invocation.
     let (shader, invocations) = match vec4_kernel(gpu, w.len) {
         true => (Shader::CpuAdam, w.len / 4),
@@ -65,6 +72,56 @@ pub fn step(
             cost: Cost {
                 bytes: 4 * 7 * w.len,
                 flops: 12 * w.len,
+            },
+        },
+    )
+}
+
+/// [`step`] with `bce.loss_finish` riding in one more workgroup (`--folds finish`): the mean
+/// of `partials` (the loss of `total` elements) into `loss[slot]`, as `loss_finish` writes it.
+/// Always the GPU set's kernel: the CPU set's Adam takes a vec4 per invocation.
+// One argument per binding of the kernel: grouping them would hide which buffer is which.
+#[allow(clippy::too_many_arguments)]
+pub fn step_loss_finish(
+    gpu: &Gpu,
+    label: &str,
+    cfg: &AdamConfig,
+    t: u64,
+    w: &Tensor,
+    g: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    total: u64,
+    partials: &Tensor,
+    loss: &Tensor,
+    slot: u32,
+) -> Result<Dispatch> {
+    for (name, x) in [("gradient", g), ("m", m), ("v", v)] {
+        expect_len("adam", name, x, w.len)?;
+    }
+    expect_len(
+        "adam",
+        "loss partials",
+        partials,
+        super::bce::partials_len(total),
+    )?;
+    super::bce::check_slot(loss, slot)?;
+    let p = params(w.len, cfg, t, (total, slot));
+    build(
+        gpu,
+        Launch {
+            shader: Shader::Adam,
+            entry: "step_loss_finish",
+            kernel: "adam.step_loss_finish",
+            label,
+            params: bytemuck::bytes_of(&p),
+            bindings: &[(1, w), (2, g), (3, m), (4, v), (5, partials), (6, loss)],
+            constants: &[],
+            // The update's workgroups, then the loss's.
+            workgroups: gpu.groups("adam.step_loss_finish", w.len.div_ceil(WORKGROUP) + 1)?,
+            cost: Cost {
+                bytes: 4 * (7 * w.len + partials.len + 1),
+                flops: 12 * w.len + partials.len,
             },
         },
     )

@@ -134,12 +134,7 @@ pub fn loss_finish(
     slot: u32,
 ) -> Result<Dispatch> {
     expect_len("bce", "partials", partials, partials_len(total))?;
-    if slot as u64 >= loss.len {
-        return Err(Error::Shape {
-            op: "bce",
-            detail: format!("loss slot {slot} outside a buffer of {}", loss.len),
-        });
-    }
+    check_slot(loss, slot)?;
     let p = params(total, slot);
     build(
         gpu,
@@ -161,6 +156,17 @@ pub fn loss_finish(
 }
 
 /// Parameters of `loss_finish` writing to `slot`.
+/// Fails unless `loss` has a slot `slot`.
+pub(crate) fn check_slot(loss: &Tensor, slot: u32) -> Result<()> {
+    if slot as u64 >= loss.len {
+        return Err(Error::Shape {
+            op: "bce",
+            detail: format!("loss slot {slot} outside a buffer of {}", loss.len),
+        });
+    }
+    Ok(())
+}
+
 pub fn finish_params(total: u64, slot: u32) -> Params {
     params(total, slot)
 }

@@ -4,7 +4,7 @@
 use super::{build, cpu, expect_len, Cost, Dispatch, Launch, Shader};
 use crate::gpu::{Gpu, KernelSet, Tensor};
 use crate::shapes::DenseShape;
-use crate::Result;
+use crate::{Error, Result};
 
 pub use super::conv2d::GradOut;
 
@@ -15,6 +15,11 @@ pub(crate) struct Params {
     pub fin: u32,
     pub fout: u32,
     pub relu: u32,
+    /// [`rows`] only (the CPU set's kernels read the first four).
+    pub layers: u32,
+    pub total: u32,
+    pub backward: u32,
+    pub _p: u32,
 }
 
 /// Whether `s` runs the CPU set's kernels: on the CPU set, when its feature counts are
@@ -43,6 +48,7 @@ fn params(s: &DenseShape, relu: bool) -> Params {
         fin: s.fin,
         fout: s.fout,
         relu: relu as u32,
+        ..bytemuck::Zeroable::zeroed()
     }
 }
 
@@ -255,4 +261,185 @@ pub fn backward_params(
             },
         },
     )?])
+}
+
+/// The most layers [`rows`] takes: the length of the shader's uniform table.
+pub const STACK_MAX: usize = 16;
+
+/// A layer without a bias, in [`rows`]'s table.
+pub const NO_BIAS: u32 = u32::MAX;
+
+/// Floats of workgroup memory a [`rows`] workgroup sums split products in, besides its rows'
+/// activations: 32 outputs' 64 lane sums.
+const LANE_FLOATS: u64 = 2048;
+
+/// One layer of a stack for [`rows`]: its shape (`n` unused), ReLU, and where its tensors
+/// start, in floats: its kernel and bias in the parameters, its output in the activations
+/// of its parity (layer l's in `acts[l % 2]`), and that output's gradient likewise.
+#[derive(Clone, Copy, Debug)]
+pub struct StackLayer {
+    pub s: DenseShape,
+    pub relu: bool,
+    pub kernel: u64,
+    pub bias: Option<u64>,
+    pub out: u64,
+    pub dout: u64,
+}
+
+/// The shader's `StackLayer`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct StackRow {
+    fin: u32,
+    fout: u32,
+    relu: u32,
+    w: u32,
+    b: u32,
+    out: u32,
+    dout: u32,
+    _p: u32,
+}
+
+/// Samples per [`rows`] workgroup for a stack whose input and outputs are `widths` wide: 2
+/// when their activations fit the adapter's workgroup memory twice (each weight loaded once
+/// serves two samples), 1 when once, None when not even that (then `rows` cannot run).
+pub fn stack_rows(gpu: &Gpu, widths: u64) -> Option<u32> {
+    let most = gpu.limits.max_compute_workgroup_storage_size as u64;
+    [2u32, 1]
+        .into_iter()
+        .find(|&r| 4 * (r as u64 * widths + LANE_FLOATS) <= most)
+}
+
+fn stack_error(detail: String) -> Error {
+    Error::Shape {
+        op: "dense",
+        detail,
+    }
+}
+
+/// Fails unless `len` elements at `at` lie inside `t` (named `what`).
+fn check_region(t: &Tensor, what: &str, at: u64, len: u64) -> Result<u32> {
+    if at + len > t.len || at + len > u32::MAX as u64 {
+        return Err(stack_error(format!(
+            "{what} at {at} ({len} elements) runs past the {} there are",
+            t.len
+        )));
+    }
+    Ok(at as u32)
+}
+
+/// A stack of dense layers for a batch of n in one dispatch (`--folds rows`), each workgroup
+/// taking [`stack_rows`] samples: every layer's forward pass into `acts`, and with
+/// `backward`, the logits' gradient (as [`super::bce::sigmoid_backward`], against `target`)
+/// and every layer's input gradient down to the first layer's output into `dacts`. The same
+/// sums, in the same order, as [`forward`], [`backward_input`] and `sigmoid_backward`.
+// One argument per binding of the kernel: grouping them would hide which buffer is which.
+#[allow(clippy::too_many_arguments)]
+pub fn rows(
+    gpu: &Gpu,
+    label: &str,
+    n: u32,
+    layers: &[StackLayer],
+    backward: bool,
+    x: &Tensor,
+    params: &Tensor,
+    acts: [&Tensor; 2],
+    dacts: [&Tensor; 2],
+    target: &Tensor,
+) -> Result<Dispatch> {
+    let (Some(first), Some(last)) = (layers.first(), layers.last()) else {
+        return Err(stack_error("a stack needs at least one layer".into()));
+    };
+    if layers.len() > STACK_MAX {
+        return Err(stack_error(format!(
+            "a stack of {} layers is more than the {STACK_MAX} one dispatch takes",
+            layers.len()
+        )));
+    }
+    let (n64, fin0, fout_last) = (n as u64, first.s.fin as u64, last.s.fout as u64);
+    expect_len("dense", "x", x, n64 * fin0)?;
+    expect_len("dense", "target", target, n64 * fout_last)?;
+    let mut table = [StackRow::default(); STACK_MAX];
+    let mut widths = fin0;
+    let mut flops = 0;
+    for (l, layer) in layers.iter().enumerate() {
+        let (fin, fout) = (layer.s.fin as u64, layer.s.fout as u64);
+        layer.s.check()?;
+        if l > 0 && layers[l - 1].s.fout != layer.s.fin {
+            return Err(stack_error(format!(
+                "layer {l} takes {fin} features, the layer before gives {}",
+                layers[l - 1].s.fout
+            )));
+        }
+        widths += fout;
+        flops += 2 * n64 * fin * fout * (1 + (backward && l > 0) as u64);
+        table[l] = StackRow {
+            fin: fin as u32,
+            fout: fout as u32,
+            relu: layer.relu as u32,
+            w: check_region(params, "a kernel", layer.kernel, fin * fout)?,
+            b: match layer.bias {
+                Some(b) => check_region(params, "a bias", b, fout)?,
+                None => NO_BIAS,
+            },
+            out: check_region(acts[l % 2], "an output", layer.out, n64 * fout)?,
+            dout: check_region(dacts[l % 2], "a gradient", layer.dout, n64 * fout)?,
+            _p: 0,
+        };
+    }
+    if last.relu {
+        return Err(stack_error(
+            "the last layer of a stack gives logits: it has no ReLU".into(),
+        ));
+    }
+    let Some(rows) = stack_rows(gpu, widths) else {
+        return Err(Error::Limit {
+            what: format!("{label}: a stack's activations for one sample"),
+            limit: "max_compute_workgroup_storage_size",
+            needed: 4 * (widths + LANE_FLOATS),
+            allowed: gpu.limits.max_compute_workgroup_storage_size as u64,
+            adapter: gpu.name(),
+            fix: "use --folds without rows".into(),
+        });
+    };
+    let p = Params {
+        n,
+        layers: layers.len() as u32,
+        total: (n64 * fout_last) as u32,
+        backward: backward as u32,
+        ..bytemuck::Zeroable::zeroed()
+    };
+    let table = Tensor::whole(gpu.uniform("dense stack", &table));
+    let weights: u64 = layers.iter().map(|l| l.s.weight_len()).sum();
+    build(
+        gpu,
+        Launch {
+            shader: Shader::Dense,
+            entry: "rows",
+            kernel: "dense.rows",
+            label,
+            params: bytemuck::bytes_of(&p),
+            bindings: &[
+                (1, x),
+                (2, params),
+                (10, &table),
+                (11, acts[0]),
+                (12, dacts[0]),
+                (13, target),
+                (14, acts[1]),
+                (15, dacts[1]),
+            ],
+            constants: &[
+                ("ROWS", rows as f64),
+                ("ROW_FLOATS", (rows as u64 * widths) as f64),
+            ],
+            workgroups: gpu.groups("dense.rows", n64.div_ceil(rows as u64))?,
+            cost: Cost {
+                // Inputs, every weight once per workgroup pass (cached), outputs and
+                // gradients once.
+                bytes: 4 * (n64 * (widths + (backward as u64) * (widths - fin0)) + weights),
+                flops,
+            },
+        },
+    )
 }

@@ -38,3 +38,54 @@ fn adam_step_matches_reference() {
         }
     });
 }
+
+/// `step_loss_finish` (`--folds finish`) is `adam.step` and `bce.loss_finish` in one dispatch:
+/// the same weights, moments and loss, bit for bit, whatever the kernel set (the fold runs the
+/// GPU set's scalar update, which the CPU set's vec4 one matches element by element). The
+/// loss lands in its slot only; the other slots keep their NaN.
+#[test]
+fn adam_step_loss_finish_is_the_two_dispatches_bit_for_bit() {
+    use wgsl_autoencoder::ops::bce;
+    let cfg = AdamConfig::default();
+    each_kernel_set(|g, config| {
+        // 12,288 elements fill whole workgroups; 1,001 leaves the last one part-empty. 200,704
+        // losses are a dense batch of 256; 5 need one partial sum.
+        for (len, total) in [(1001usize, 200_704u64), (12_288, 5)] {
+            let what = format!("{config}: {len} elements, a loss of {total}");
+            let mut r = rng(len as u64 + 7);
+            let w = uniform(&mut r, len, -1.0, 1.0);
+            let grad = uniform(&mut r, len, -0.1, 0.1);
+            let m = uniform(&mut r, len, -0.01, 0.01);
+            let v = uniform(&mut r, len, 0.0, 0.01);
+            let partials = uniform(&mut r, bce::partials_len(total) as usize, 0.0, 3000.0);
+            let up = |v: &[f32]| g.upload("t", v).or_fail(&what);
+            let run_with = |folded: bool| {
+                let (wt, gt, mt, vt, pt) = (up(&w), up(&grad), up(&m), up(&v), up(&partials));
+                let loss = g.poisoned("loss", 3).or_fail(&what);
+                let d = match folded {
+                    true => vec![adam::step_loss_finish(
+                        g, "t", &cfg, 2, &wt, &gt, &mt, &vt, total, &pt, &loss, 1,
+                    )
+                    .or_fail(&what)],
+                    false => vec![
+                        adam::step(g, "t", &cfg, 2, &wt, &gt, &mt, &vt).or_fail(&what),
+                        bce::loss_finish(g, "t", total, &pt, &loss, 1).or_fail(&what),
+                    ],
+                };
+                run(g, &d).or_fail(&what);
+                [wt, mt, vt, loss].map(|t| g.read::<u32>(&t).or_fail(&what))
+            };
+            let (plain, folded) = (run_with(false), run_with(true));
+            for (name, a, b) in ["w", "m", "v", "loss"]
+                .iter()
+                .zip(&plain)
+                .zip(&folded)
+                .map(|((n, a), b)| (n, a, b))
+            {
+                assert!(a == b, "{what}: {name} differs");
+            }
+            assert!(f32::from_bits(folded[3][1]).is_finite(), "{what}: no loss");
+            assert!(f32::from_bits(folded[3][0]).is_nan() && f32::from_bits(folded[3][2]).is_nan());
+        }
+    });
+}

@@ -1,5 +1,6 @@
 //! dense: forward (with and without ReLU), backward input, weight and bias.
 //! Tolerance: 1e-5 of the output's scale (f32 sums of at most 784 products).
+use crate::common::{self, OrFail};
 use crate::weighted::{self, Weighted};
 use wgsl_autoencoder::gpu::{Dispatch, Gpu, Tensor};
 use wgsl_autoencoder::ops::dense::{self, GradOut};
@@ -120,4 +121,174 @@ fn dense_backward_bias_matches_reference() {
 #[test]
 fn dense_backward_params_matches_reference() {
     weighted::backward_params(&shapes(), 40, TOL);
+}
+
+/// A stack for `dense::rows`: the input's width, then each layer's units, ReLU and bias.
+struct Stack {
+    n: u32,
+    fin: u32,
+    layers: Vec<(u32, bool, bool)>,
+}
+
+/// `dense::rows` (`--folds rows`) writes what the per-layer kernels write: every layer's
+/// output, the logits' gradient (as `bce.sigmoid_backward`) and every input gradient down to
+/// the first layer's output. On the GPU set bit for bit (the same sums in the same order:
+/// sequential below 128 terms, split-K's lanes and tree from 128 on, forward and backward);
+/// on the CPU set, whose per-layer kernels sum their own way, to float rounding. Odd batches
+/// leave a workgroup's second row empty; the outputs start as NaN.
+#[test]
+fn dense_rows_equals_the_layers_one_by_one() {
+    let stack = |n, fin, layers: &[(u32, bool, bool)]| Stack {
+        n,
+        fin,
+        layers: layers.to_vec(),
+    };
+    let stacks = [
+        // sequential and split products both ways, a layer without a bias, an odd batch
+        stack(
+            7,
+            37,
+            &[(130, true, true), (5, true, false), (150, false, true)],
+        ),
+        // the dense model's layers
+        stack(5, 784, &[(32, true, true), (784, false, true)]),
+        // one layer: no input gradient to write
+        stack(1, 3, &[(2, false, true)]),
+    ];
+    common::each_kernel_set(|g, config| {
+        for (k, st) in stacks.iter().enumerate() {
+            let what = format!("{config}: stack {k}");
+            let t0 = std::time::Instant::now();
+            rows_case(g, st, 60 + k as u64, &what);
+            eprintln!("{what}: {:.1}s", t0.elapsed().as_secs_f64());
+        }
+    });
+}
+
+fn rows_case(g: &Gpu, st: &Stack, seed: u64, what: &str) {
+    use wgsl_autoencoder::gpu::KernelSet;
+    use wgsl_autoencoder::ops::bce;
+    let mut rng = common::rng(seed);
+    let n = st.n as u64;
+    let widths: Vec<u32> = std::iter::once(st.fin)
+        .chain(st.layers.iter().map(|l| l.0))
+        .collect();
+    let shape = |l: usize| DenseShape {
+        n: st.n,
+        fin: widths[l],
+        fout: widths[l + 1],
+    };
+    // Every kernel and bias in one parameter buffer, 64-float aligned as the model's.
+    let align = |v: u64| v.div_ceil(64) * 64;
+    let mut params = Vec::new();
+    let mut at = Vec::new();
+    for (l, &(fout, _, bias)) in st.layers.iter().enumerate() {
+        let kernel = params.len() as u64;
+        params.extend(common::uniform(
+            &mut rng,
+            (widths[l] * fout) as usize,
+            -0.3,
+            0.3,
+        ));
+        params.resize(align(params.len() as u64) as usize, 0.0);
+        let b = bias.then_some(params.len() as u64);
+        if bias {
+            params.extend(common::uniform(&mut rng, fout as usize, -0.3, 0.3));
+            params.resize(align(params.len() as u64) as usize, 0.0);
+        }
+        at.push((kernel, b));
+    }
+    let last = st.layers.len() - 1;
+    let x = common::uniform(&mut rng, (n * st.fin as u64) as usize, 0.0, 1.0);
+    let t = common::uniform(&mut rng, (n * widths[last + 1] as u64) as usize, 0.0, 1.0);
+    let up = |v: &[f32]| g.upload("t", v).or_fail(what);
+    let (xt, tt, pt) = (up(&x), up(&t), up(&params));
+    let poison = |len: u64| g.poisoned("t", len).or_fail(what);
+    let zeros = up(&vec![
+        0.0;
+        widths.iter().max().copied().unwrap_or(1) as usize
+    ]);
+
+    // One by one: each layer's forward, the logits' gradient, each input gradient.
+    let outs: Vec<Tensor> = (0..=last).map(|l| poison(shape(l).output_len())).collect();
+    let grads: Vec<Tensor> = (0..=last).map(|l| poison(shape(l).output_len())).collect();
+    let mut plain = Vec::new();
+    for (l, &(_, relu, _)) in st.layers.iter().enumerate() {
+        let s = shape(l);
+        let input = if l == 0 {
+            xt.clone()
+        } else {
+            outs[l - 1].clone()
+        };
+        let w = pt.view(at[l].0, s.weight_len());
+        let b = match at[l].1 {
+            Some(b) => pt.view(b, s.fout as u64),
+            None => zeros.view(0, s.fout as u64),
+        };
+        plain.push(dense::forward(g, "t", &s, relu, &input, &w, &b, &outs[l]).or_fail(what));
+    }
+    plain.push(bce::sigmoid_backward(g, "t", &outs[last], &tt, &grads[last]).or_fail(what));
+    for l in (1..=last).rev() {
+        let s = shape(l);
+        let go = GradOut {
+            dy: &grads[l],
+            relu_output: st.layers[l].1.then_some(&outs[l]),
+        };
+        let w = pt.view(at[l].0, s.weight_len());
+        plain.push(dense::backward_input(g, "t", &s, &go, &w, &grads[l - 1]).or_fail(what));
+    }
+    wgsl_autoencoder::ops::run(g, &plain).or_fail(what);
+
+    // As one dispatch, each layer's tensors in the buffers of its parity.
+    let mut starts = [0u64; 2];
+    let mut table = Vec::new();
+    for (l, &(fout, relu, _)) in st.layers.iter().enumerate() {
+        let start = starts[l % 2];
+        starts[l % 2] += align(n * fout as u64);
+        table.push(dense::StackLayer {
+            s: shape(l),
+            relu,
+            kernel: at[l].0,
+            bias: at[l].1,
+            out: start,
+            dout: start,
+        });
+    }
+    let arenas = |_| [poison(starts[0].max(1)), poison(starts[1].max(1))];
+    let (acts, dacts) = (arenas(0), arenas(1));
+    let d = dense::rows(
+        g,
+        "t",
+        st.n,
+        &table,
+        true,
+        &xt,
+        &pt,
+        [&acts[0], &acts[1]],
+        [&dacts[0], &dacts[1]],
+        &tt,
+    )
+    .or_fail(what);
+    wgsl_autoencoder::ops::run(g, &[d]).or_fail(what);
+
+    let read = |t: &Tensor| g.read::<f32>(t).or_fail(what);
+    for (l, row) in table.iter().enumerate() {
+        let len = shape(l).output_len();
+        let folded = [
+            read(&acts[l % 2].view(row.out, len)),
+            read(&dacts[l % 2].view(row.dout, len)),
+        ];
+        for (name, got, want) in [
+            ("output", &folded[0], read(&outs[l])),
+            ("gradient", &folded[1], read(&grads[l])),
+        ] {
+            let case = format!("{what}: layer {l}'s {name}");
+            if g.kernels == KernelSet::Gpu {
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert!(bits(got) == bits(&want), "{case}: not the same bits");
+            } else {
+                common::assert_close(&case, got, &want, TOL);
+            }
+        }
+    }
 }
