@@ -259,6 +259,83 @@ fn backward_params_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_i
     }
 }
 
+// Vec4 variants (`--folds vec4`) of forward_split and backward_params_split, for feature
+// counts that are multiples of 4: a 4x4 block's four weights of a kernel row, or its four
+// inputs and four upstream gradients of a sample, are one 16-byte load instead of four
+// scalar ones. The split-K lanes read a row apart, so each scalar load was a cache line of
+// its own per invocation: four times the lines of one vec4 load. The arithmetic is
+// unchanged, so every bit is.
+@group(0) @binding(16) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(17) var<storage, read> dy4: array<vec4<f32>>;
+@group(0) @binding(18) var<storage, read> act4: array<vec4<f32>>;
+@group(0) @binding(19) var<storage, read> wt4: array<vec4<f32>>;
+
+// The masked upstream gradient at (r, o0..o0 + 3), as g_at's four.
+fn g4_at(r: u32, o0: u32) -> vec4<f32> {
+    let at = (r * p.fout + o0) / 4u;
+    let g = dy4[at];
+    if (p.relu != 0u) { return select(g, vec4<f32>(0.0), act4[at] <= vec4<f32>(0.0)); }
+    return g;
+}
+
+@compute @workgroup_size(SPLIT)
+fn forward_split4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = block_index(wid, nwg);
+    let nb = blocks(p.n, p.fout);
+    if (idx >= nb.x * nb.y) { return; }
+    let r0 = (idx / nb.y) * T;
+    let o0 = (idx % nb.y) * T;
+    var acc: array<vec4<f32>, 4>;
+    for (var i = lid; i < p.fin; i += SPLIT) {
+        let b = wt4[(i * p.fout + o0) / 4u];
+        for (var k = 0u; k < T; k++) {
+            acc[k] += x_at(r0 + k, i) * b;
+        }
+    }
+    reduce_blocks(lid, acc);
+    if (lid < T * T) {
+        let r = r0 + lid / T;
+        let o = o0 + lid % T;
+        if (r < p.n) {
+            var v = blocks_scratch[0][lid / T][lid % T] + bias[o];
+            if (p.relu != 0u) { v = max(v, 0.0); }
+            y[r * p.fout + o] = v;
+        }
+    }
+}
+
+@compute @workgroup_size(SPLIT)
+fn backward_params_split4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                          @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = block_index(wid, nwg);
+    let nb = blocks(p.fin + 1u, p.fout);
+    if (idx >= nb.x * nb.y) { return; }
+    let i0 = (idx / nb.y) * T;
+    let o0 = (idx % nb.y) * T;
+    var acc: array<vec4<f32>, 4>;
+    for (var r = lid; r < p.n; r += SPLIT) {
+        let b = g4_at(r, o0);
+        // The bias block's inputs are all ones (only its first row is written).
+        var xv = vec4<f32>(1.0);
+        if (i0 < p.fin) { xv = x4[(r * p.fin + i0) / 4u]; }
+        for (var k = 0u; k < T; k++) {
+            acc[k] += xv[k] * b;
+        }
+    }
+    reduce_blocks(lid, acc);
+    if (lid < T * T) {
+        let i = i0 + lid / T;
+        let o = o0 + lid % T;
+        let v = blocks_scratch[0][lid / T][lid % T];
+        if (i < p.fin) {
+            dw[i * p.fout + o] = v;
+        } else if (i == p.fin) {
+            db[o] = v;
+        }
+    }
+}
+
 // rows (`--folds rows`): a stack of dense layers run for ROWS samples per workgroup, the
 // samples' activations held in workgroup memory from the input to the logits: every layer's
 // forward pass, then (with p.backward) the logits' gradient as bce.sigmoid_backward writes it
@@ -299,7 +376,10 @@ override ROWS: u32 = 2u;
 // ROWS x the widths of the input and of every layer's output.
 override ROW_FLOATS: u32 = 1u;
 var<workgroup> row_act: array<f32, ROW_FLOATS>;
-var<workgroup> lane_sums: array<f32, 2048>;  // LANE_OUTPUTS x SPLIT
+// LANE_OUTPUTS x SPLIT lane sums; in a split forward pass, first the staged weights (SPLIT
+// rows of STAGE_STRIDE: a stride of 33 floats keeps the lanes' reads on distinct banks).
+const STAGE_STRIDE: u32 = 33u;
+var<workgroup> lane_sums: array<f32, 2112>;  // SPLIT x STAGE_STRIDE
 
 fn level_width(j: u32) -> u32 {
     if (j == 0u) { return stack[0].fin; }
@@ -382,13 +462,28 @@ fn stack_forward(t: u32, li: u32, row0: u32) {
     let first = (t / SPLIT) * PER_LANE;
     for (var q0 = 0u; q0 < outs; q0 += LANE_OUTPUTS) {
         var acc: array<f32, PER_LANE>;
-        for (var i = lane; i < e.fin; i += SPLIT) {
-            for (var j = 0u; j < PER_LANE; j++) {
-                let q = min(q0 + first + j, outs - 1u);
-                let x = row_act[xin + (q / e.fout) * e.fin + i];
-                acc[j] += x * wt[e.w + i * e.fout + q % e.fout];
+        // The lanes sum along the kernel's rows, which a warp would read a row apart: the
+        // pass's 32 columns of the next SPLIT rows are staged first, read along the rows.
+        for (var i0 = 0u; i0 < e.fin; i0 += SPLIT) {
+            workgroupBarrier();
+            for (var k = t; k < SPLIT * LANE_OUTPUTS; k += WG) {
+                let i = i0 + k / LANE_OUTPUTS;
+                let q = min(q0 + k % LANE_OUTPUTS, outs - 1u);
+                var w = 0.0;
+                if (i < e.fin) { w = wt[e.w + i * e.fout + q % e.fout]; }
+                lane_sums[(k / LANE_OUTPUTS) * STAGE_STRIDE + k % LANE_OUTPUTS] = w;
+            }
+            workgroupBarrier();
+            let i = i0 + lane;
+            if (i < e.fin) {
+                for (var j = 0u; j < PER_LANE; j++) {
+                    let q = min(q0 + first + j, outs - 1u);
+                    let x = row_act[xin + (q / e.fout) * e.fin + i];
+                    acc[j] += x * lane_sums[lane * STAGE_STRIDE + first + j];
+                }
             }
         }
+        workgroupBarrier();
         for (var j = 0u; j < PER_LANE; j++) {
             lane_sums[(first + j) * SPLIT + lane] = acc[j];
         }

@@ -43,13 +43,16 @@ struct Cli {
     /// Kernel set: auto (cpu on a CPU adapter such as lavapipe, gpu elsewhere), gpu or cpu.
     #[arg(long, global = true, default_value = "auto")]
     kernels: KernelChoice,
-    /// What the convolutions take over so that it runs no dispatch of its own (on the gpu
-    /// kernel set, the same results to the bit), a comma-separated list of upsample (a 2x upsampling before a
-    /// convolution), pool (a 2x2 max pool after it), reduces (every weight-gradient reduce as
-    /// one dispatch), backward (a convolution's input and weight gradients as one dispatch)
-    /// and loss (the loss pass writes the loss gradient too), and the kernel variant tiles
-    /// (the weight-gradient partials stage each workgroup's gradient once); or all, none,
-    /// auto (all on the gpu kernel set, none on cpu).
+    /// Work folded into fewer dispatches (on the gpu kernel set, the same results to the
+    /// bit), a comma-separated list of upsample (a 2x upsampling runs inside the convolution
+    /// after it), pool (a 2x2 max pool inside the convolution before it), reduces (every
+    /// weight-gradient reduce as one dispatch), backward (a convolution's input and weight
+    /// gradients as one dispatch), loss (the loss pass writes the loss gradient too), finish
+    /// (Adam's dispatch finishes the loss) and rows (a dense model's forward pass, loss
+    /// gradient and input gradients as one dispatch), and the kernel variants tiles (the
+    /// weight-gradient partials stage each workgroup's gradient once) and vec4 (the dense
+    /// split-K kernels load 4 features at once); or all, none, auto (all on the gpu kernel
+    /// set, none on cpu).
     #[arg(long, global = true, default_value = "auto")]
     folds: FoldChoice,
     #[command(subcommand)]

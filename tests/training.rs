@@ -1108,6 +1108,7 @@ fn folds_change_no_bit_of_training() {
         tiles: k == 5,
         finish: k == 6,
         rows: k == 7,
+        vec4: k == 8,
     };
     let pool_and_backward = FoldSet {
         pool: true,
@@ -1125,7 +1126,7 @@ fn folds_change_no_bit_of_training() {
         only(6),
         pool_and_backward,
     ];
-    let dense_cases = [FoldSet::ALL, only(4), only(6), only(7)];
+    let dense_cases = [FoldSet::ALL, only(4), only(6), only(7), only(8)];
     for (kind, cases) in [
         (ModelKind::Conv, &conv_cases[..]),
         (ModelKind::Dense, &dense_cases[..]),

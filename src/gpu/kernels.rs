@@ -91,9 +91,9 @@ impl fmt::Display for KernelChoice {
 /// input gradient as one dispatch (`backward`), and the loss's gradient written by the loss
 /// pass (`loss`, every model), the loss's last sum in Adam's dispatch (`finish`, every model),
 /// and a dense model's whole forward pass, logits' gradient and input gradients as one
-/// dispatch over the batch's rows (`rows`). One more is a kernel variant rather than a fold,
+/// dispatch over the batch's rows (`rows`). Two more are kernel variants rather than folds,
 /// selected the same way: the weight-gradient partials staging each workgroup's gradient once
-/// (`tiles`). On the GPU set every result is the same to the bit either way, only the
+/// (`tiles`), and the dense split-K kernels loading 4 features at once (`vec4`). On the GPU set every result is the same to the bit either way, only the
 /// dispatches differ; on the CPU set a fold runs the GPU set's kernels for the layers it joins
 /// (the same sums, to float rounding).
 #[derive(
@@ -108,6 +108,7 @@ pub struct FoldSet {
     pub tiles: bool,
     pub finish: bool,
     pub rows: bool,
+    pub vec4: bool,
 }
 
 impl FoldSet {
@@ -120,6 +121,7 @@ impl FoldSet {
         tiles: false,
         finish: false,
         rows: false,
+        vec4: false,
     };
     pub const ALL: FoldSet = FoldSet {
         upsample: true,
@@ -130,14 +132,15 @@ impl FoldSet {
         tiles: true,
         finish: true,
         rows: true,
+        vec4: true,
     };
     /// The names `--folds` lists them by, in order.
-    pub const NAMES: [&'static str; 8] = [
-        "upsample", "pool", "reduces", "backward", "loss", "tiles", "finish", "rows",
+    pub const NAMES: [&'static str; 9] = [
+        "upsample", "pool", "reduces", "backward", "loss", "tiles", "finish", "rows", "vec4",
     ];
 
     /// What `auto` folds: everything on the GPU set (the conv model's step goes from 44
-    /// dispatches to 18, the dense model's from 10 to 5); nothing on the CPU set, whose
+    /// dispatches to 18, the dense model's from 10 to 6); nothing on the CPU set, whose
     /// kernels read and write plain tensors and reduce their own sums (a fold would run the GPU
     /// set's kernels for those layers).
     pub fn for_kernels(kernels: KernelSet) -> Self {
@@ -147,7 +150,7 @@ impl FoldSet {
         }
     }
 
-    fn flags(self) -> [bool; 8] {
+    fn flags(self) -> [bool; 9] {
         [
             self.upsample,
             self.pool,
@@ -157,6 +160,7 @@ impl FoldSet {
             self.tiles,
             self.finish,
             self.rows,
+            self.vec4,
         ]
     }
 
@@ -171,6 +175,7 @@ impl FoldSet {
             "tiles" => &mut self.tiles,
             "finish" => &mut self.finish,
             "rows" => &mut self.rows,
+            "vec4" => &mut self.vec4,
             _ => return false,
         };
         *flag = true;

@@ -74,15 +74,21 @@ pub fn forward(
         return cpu::dense::forward(gpu, label, s, &p, x, w, b, y);
     }
     let split = s.fin >= SPLIT_FROM;
+    let vec4 = split && gpu.folds.vec4 && s.fout.is_multiple_of(4);
     build(
         gpu,
         Launch {
             shader: Shader::Dense,
-            entry: if split { "forward_split" } else { "forward" },
+            entry: match (split, vec4) {
+                (true, true) => "forward_split4",
+                (true, false) => "forward_split",
+                (false, _) => "forward",
+            },
             kernel: "dense.forward",
             label,
             params: bytemuck::bytes_of(&p),
-            bindings: &[(1, x), (2, w), (3, b), (4, y)],
+            // The vec4 variant reads the kernel through its vec4 binding.
+            bindings: &[(1, x), (if vec4 { 19 } else { 2 }, w), (3, b), (4, y)],
             constants: &[],
             workgroups: if split {
                 gpu.groups("dense.forward", tiles(s.n, s.fout))?
@@ -240,15 +246,27 @@ pub fn backward_params(
             backward_bias(gpu, label, s, g, db)?,
         ]);
     }
+    // The vec4 variant's loads take whole rows of 4 features.
+    let vec4 = gpu.folds.vec4 && s.fin.is_multiple_of(4) && s.fout.is_multiple_of(4);
+    let (entry, bindings) = match vec4 {
+        true => ("backward_params_split4", [16, 17, 18]),
+        false => ("backward_params_split", [1, 5, 6]),
+    };
     Ok(vec![build(
         gpu,
         Launch {
             shader: Shader::Dense,
-            entry: "backward_params_split",
+            entry,
             kernel: "dense.backward_params",
             label,
             params: bytemuck::bytes_of(&p),
-            bindings: &[(1, x), (5, dy), (6, act), (8, dw), (9, db)],
+            bindings: &[
+                (bindings[0], x),
+                (bindings[1], dy),
+                (bindings[2], act),
+                (8, dw),
+                (9, db),
+            ],
             constants: &[],
             workgroups: gpu.groups("dense.backward_params", tiles(s.fin + 1, s.fout))?,
             cost: Cost {
@@ -270,8 +288,8 @@ pub const STACK_MAX: usize = 16;
 pub const NO_BIAS: u32 = u32::MAX;
 
 /// Floats of workgroup memory a [`rows`] workgroup sums split products in, besides its rows'
-/// activations: 32 outputs' 64 lane sums.
-const LANE_FLOATS: u64 = 2048;
+/// activations: 32 outputs' 64 lane sums, or 64 rows of staged weights 33 apart.
+const LANE_FLOATS: u64 = 2112;
 
 /// One layer of a stack for [`rows`]: its shape (`n` unused), ReLU, and where its tensors
 /// start, in floats: its kernel and bias in the parameters, its output in the activations

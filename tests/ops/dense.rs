@@ -292,3 +292,54 @@ fn rows_case(g: &Gpu, st: &Stack, seed: u64, what: &str) {
         }
     }
 }
+
+/// The vec4 variants (`--folds vec4`) of the split-K forward pass and weight gradient give the
+/// scalar kernels' bits: the same products in the same order, loaded 4 features at a time.
+/// Both on the GPU set (where `auto` picks them), at the dense and deep models' shapes with a
+/// batch past the weight gradient's split, ReLU on and off; the outputs start as NaN.
+#[test]
+fn dense_vec4_variants_give_the_scalar_kernels_bits() {
+    use wgsl_autoencoder::gpu::{DeviceChoice, FoldChoice, FoldSet, KernelChoice, KernelSet};
+    let open = |folds| {
+        let choice = DeviceChoice::new(common::adapter_choice(), KernelChoice::Set(KernelSet::Gpu))
+            .with_folds(FoldChoice::Set(folds));
+        Gpu::new(&choice).or_fail("open")
+    };
+    let (scalar, vec4) = (open(FoldSet::NONE), open(FoldSet::ALL));
+    let s = |n, fin, fout| DenseShape { n, fin, fout };
+    for (k, shape) in [s(130, 784, 32), s(256, 32, 784), s(129, 128, 64)]
+        .iter()
+        .enumerate()
+    {
+        for relu in [false, true] {
+            let what = format!("{shape:?}, relu {relu}");
+            let mut rng = common::rng(80 + k as u64);
+            let x = common::uniform(&mut rng, shape.input_len() as usize, -1.0, 1.0);
+            let w = common::uniform(&mut rng, shape.weight_len() as usize, -0.3, 0.3);
+            let b = common::uniform(&mut rng, shape.fout as usize, -0.3, 0.3);
+            let dy = common::uniform(&mut rng, shape.output_len() as usize, -1.0, 1.0);
+            let run = |g: &Gpu| {
+                let up = |v: &[f32]| g.upload("t", v).or_fail(&what);
+                let (xt, wt, bt, dyt) = (up(&x), up(&w), up(&b), up(&dy));
+                let y = g.poisoned("y", shape.output_len()).or_fail(&what);
+                let dw = g.poisoned("dw", shape.weight_len()).or_fail(&what);
+                let db = g.poisoned("db", shape.fout as u64).or_fail(&what);
+                let fwd = dense::forward(g, "t", shape, relu, &xt, &wt, &bt, &y).or_fail(&what);
+                wgsl_autoencoder::ops::run(g, &[fwd]).or_fail(&what);
+                let go = GradOut {
+                    dy: &dyt,
+                    relu_output: relu.then_some(&y),
+                };
+                let d = dense::backward_params(g, "t", shape, &go, &xt, &dw, &db).or_fail(&what);
+                wgsl_autoencoder::ops::run(g, &d).or_fail(&what);
+                [y, dw, db].map(|t| g.read::<u32>(&t).or_fail(&what))
+            };
+            let (a, b) = (run(&scalar), run(&vec4));
+            for (name, i) in [("y", 0), ("dw", 1), ("db", 2)] {
+                assert!(a[i] == b[i], "{what}: {name} differs");
+                let nan = b[i].iter().any(|v| f32::from_bits(*v).is_nan());
+                assert!(!nan, "{what}: {name} left unwritten");
+            }
+        }
+    }
+}
