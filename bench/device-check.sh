@@ -4,7 +4,7 @@
 # made on lavapipe; the GPU's loss is the cross-check). Everything lands under $OUT.
 #
 # Here first:   bash ../shared/device/prepare.sh
-# Then one device call, carry [".device"], timeout 600 s (the step limits below sum to 595 s
+# Then one device call, carry [".device"], timeout 600 s (the step limits below sum to 588 s
 # at worst; a normal run takes ~5 minutes):
 #               bash bench/device-check.sh
 #
@@ -35,34 +35,41 @@ fi
 ae=wgsl-autoencoder
 step devices 10 $ae devices
 # Same command, same card: ours, then the peers (issue 8's table: all four columns).
-step ours 40 $ae bench --adapter discrete --epochs 5 --json "$out/ours.json"
-# The folds' before and after, same call: ours with none (the 44-dispatch step measured
-# on the H200 before them; `auto` folds all on a GPU, 32 dispatches).
-step ours-unfolded 40 $ae bench --adapter discrete --folds none --epochs 5 --json "$out/ours-unfolded.json"
+step ours 30 $ae bench --adapter discrete --epochs 5 --json "$out/ours.json"
+# The folds' before and after, same call: ours with none (the 44-dispatch conv step and
+# 10-dispatch dense step measured on the H200 before them; `auto` folds all on a GPU: 18 and 6).
+step ours-unfolded 30 $ae bench --adapter discrete --folds none --epochs 5 --json "$out/ours-unfolded.json"
 for m in conv dense; do
-  step "torch-$m" 70 python3 .device/torch_ae.py --data assets/mnist --model $m --variants eager,graph \
+  step "torch-$m" 60 python3 .device/torch_ae.py --data assets/mnist --model $m --variants eager,graph \
     --json "$out/torch-$m.json"
   step "jax-$m" 70 python3 .device/jax_ae.py --data assets/mnist --model $m --json "$out/jax-$m.json"
 done
 # Where our step's time goes, per kernel (timestamp queries).
 step profile-conv 15 $ae profile --adapter discrete --model conv --steps 100 --trace "$out/trace-conv.json"
-for f in none upsample pool reduces backward loss tiles; do
-  step "profile-conv-folds-$f" 10 $ae profile --adapter discrete --model conv --folds $f --steps 100 \
+for f in none upsample pool reduces backward loss tiles finish; do
+  step "profile-conv-folds-$f" 8 $ae profile --adapter discrete --model conv --folds $f --steps 100 \
     --trace "$out/trace-conv-folds-$f.json"
 done
 step profile-dense 10 $ae profile --adapter discrete --model dense --steps 100
+# The dense step's folds and variant alone (rows, vec4, finish) and none.
+for f in none rows vec4 finish; do
+  step "profile-dense-folds-$f" 6 $ae profile --adapter discrete --model dense --folds $f --steps 100
+done
 step profile-denoising 15 $ae profile --adapter discrete --model assets/models/denoising_conv.json --steps 50
 # Every dispatch under each kernel set (the variants we have), per layer.
 for m in conv dense; do
-  step "kernels-$m" 20 $ae bench-kernels --adapter discrete --model $m --steps 50 --json "$out/kernels-$m.json"
+  step "kernels-$m" 15 $ae bench-kernels --adapter discrete --model $m --steps 50 --json "$out/kernels-$m.json"
 done
 # The folds change no bit on the card either (lavapipe's tests say so there): one short run
-# with none and one with all, their checkpoints' tensors compared byte for byte.
-for f in none all; do
-  step "folds-$f" 15 $ae --adapter discrete --folds $f --epochs 1 --train-limit 2560 --seed 3 \
-    --out "$out/folds-$f" --no-tensorboard
-done
-step folds-same-bits 5 python3 - "$out/folds-none/checkpoint.safetensors" "$out/folds-all/checkpoint.safetensors" <<'PY'
+# with none and one with all, their checkpoints' tensors compared byte for byte; conv, then
+# dense (rows, vec4) at the default batch of 256, where the weight gradients split.
+for m in conv dense; do
+  for f in none all; do
+    step "folds-$m-$f" 15 $ae --adapter discrete --model $m --folds $f --epochs 1 \
+      --train-limit 2560 --seed 3 --out "$out/folds-$m-$f" --no-tensorboard
+  done
+  step "folds-$m-same-bits" 5 python3 - "$out/folds-$m-none/checkpoint.safetensors" \
+    "$out/folds-$m-all/checkpoint.safetensors" <<'PY'
 import json, struct, sys
 def tensors(path):
     b = open(path, "rb").read()
@@ -72,8 +79,9 @@ a, b = (tensors(p) for p in sys.argv[1:3])
 print("same tensor bytes" if a == b else "DIFFERENT tensor bytes")
 sys.exit(0 if a == b else 1)
 PY
+done
 # The blog's denoising model, 10 epochs as on lavapipe (docs/lavapipe/denoising10).
-step denoising 40 $ae --adapter discrete --model assets/models/denoising_conv.json --noise 0.5 \
+step denoising 30 $ae --adapter discrete --model assets/models/denoising_conv.json --noise 0.5 \
   --epochs 10 --seed 0 --out "$out/denoising" --no-tensorboard
 gzip -f "$out"/trace-conv*.json 2>/dev/null
 cat "$log"

@@ -52,7 +52,7 @@ struct Cli {
     /// gradient and input gradients as one dispatch), and the kernel variants tiles (the
     /// weight-gradient partials stage each workgroup's gradient once) and vec4 (the dense
     /// split-K kernels load 4 features at once); or all, none, auto (all on the gpu kernel
-    /// set, none on cpu).
+    /// set, but rows on a CPU adapter; none on cpu).
     #[arg(long, global = true, default_value = "auto")]
     folds: FoldChoice,
     #[command(subcommand)]

@@ -1987,7 +1987,12 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
     ]);
     assert_not_created(&out);
     for (kernels, folds, recorded) in [
-        ("gpu", "auto", "all"),
+        // On a CPU adapter `auto` leaves out rows, slower there.
+        (
+            "gpu",
+            "auto",
+            "upsample,pool,reduces,backward,loss,tiles,finish,vec4",
+        ),
         ("cpu", "auto", "none"),
         ("gpu", "reduces,pool", "pool,reduces"),
     ] {

@@ -140,13 +140,19 @@ impl FoldSet {
     ];
 
     /// What `auto` folds: everything on the GPU set (the conv model's step goes from 44
-    /// dispatches to 18, the dense model's from 10 to 6); nothing on the CPU set, whose
-    /// kernels read and write plain tensors and reduce their own sums (a fold would run the GPU
-    /// set's kernels for those layers).
-    pub fn for_kernels(kernels: KernelSet) -> Self {
-        match kernels {
-            KernelSet::Gpu => FoldSet::ALL,
-            KernelSet::Cpu => FoldSet::NONE,
+    /// dispatches to 18, the dense model's from 10 to 6), but `rows` on a CPU adapter (on
+    /// llvmpipe its barrier-bound workgroups took a dense step 2.3-3.0x longer than the
+    /// per-layer kernels: BENCHMARKS.md); nothing on the CPU set, whose kernels read and
+    /// write plain tensors and reduce their own sums (a fold would run the GPU set's kernels
+    /// for those layers).
+    pub fn for_adapter(kernels: KernelSet, info: &wgpu::AdapterInfo) -> Self {
+        match (kernels, info.device_type) {
+            (KernelSet::Cpu, _) => FoldSet::NONE,
+            (KernelSet::Gpu, wgpu::DeviceType::Cpu) => FoldSet {
+                rows: false,
+                ..FoldSet::ALL
+            },
+            (KernelSet::Gpu, _) => FoldSet::ALL,
         }
     }
 
@@ -205,7 +211,7 @@ impl fmt::Display for FoldSet {
     }
 }
 
-/// `--folds`: `auto` ([`FoldSet::for_kernels`]), `all`, `none`, or a comma-separated list of
+/// `--folds`: `auto` ([`FoldSet::for_adapter`]), `all`, `none`, or a comma-separated list of
 /// [`FoldSet::NAMES`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum FoldChoice {
@@ -215,9 +221,9 @@ pub enum FoldChoice {
 }
 
 impl FoldChoice {
-    pub fn resolve(self, kernels: KernelSet) -> FoldSet {
+    pub fn resolve(self, kernels: KernelSet, info: &wgpu::AdapterInfo) -> FoldSet {
         match self {
-            FoldChoice::Auto => FoldSet::for_kernels(kernels),
+            FoldChoice::Auto => FoldSet::for_adapter(kernels, info),
             FoldChoice::Set(set) => set,
         }
     }

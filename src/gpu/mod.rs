@@ -54,7 +54,7 @@ impl Gpu {
         let adapter = adapter::choose(&choice.adapter)?;
         let info = adapter.get_info();
         let kernels = choice.kernels.resolve(&info);
-        let folds = choice.folds.resolve(kernels);
+        let folds = choice.folds.resolve(kernels, &info);
         let wanted = wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
