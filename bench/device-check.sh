@@ -4,7 +4,7 @@
 # made on lavapipe; the GPU's loss is the cross-check). Everything lands under $OUT.
 #
 # Here first:   bash ../shared/device/prepare.sh
-# Then one device call, carry [".device"], timeout 600 s (the step limits below sum to 588 s
+# Then one device call, carry [".device"], timeout 600 s (the step limits below sum to 594 s
 # at worst; a normal run takes ~5 minutes):
 #               bash bench/device-check.sh
 #
@@ -37,7 +37,7 @@ step devices 10 $ae devices
 # Same command, same card: ours, then the peers (issue 8's table: all four columns).
 step ours 30 $ae bench --adapter discrete --epochs 5 --json "$out/ours.json"
 # The folds' before and after, same call: ours with none (the 44-dispatch conv step and
-# 10-dispatch dense step measured on the H200 before them; `auto` folds all on a GPU: 18 and 6).
+# 10-dispatch dense step measured on the H200 before them; `auto` folds all on a GPU: 18 and 4).
 step ours-unfolded 30 $ae bench --adapter discrete --folds none --epochs 5 --json "$out/ours-unfolded.json"
 for m in conv dense; do
   step "torch-$m" 60 python3 .device/torch_ae.py --data assets/mnist --model $m --variants eager,graph \
@@ -51,9 +51,9 @@ for f in none upsample pool reduces backward loss tiles finish; do
     --trace "$out/trace-conv-folds-$f.json"
 done
 step profile-dense 10 $ae profile --adapter discrete --model dense --steps 100
-# The dense step's folds and variant alone (rows, vec4, finish) and none.
-for f in none rows vec4 finish; do
-  step "profile-dense-folds-$f" 6 $ae profile --adapter discrete --model dense --folds $f --steps 100
+# The dense step's folds and variant alone (rows, rows with grads, vec4, finish) and none.
+for f in none rows rows,grads vec4 finish; do
+  step "profile-dense-folds-${f//,/-}" 6 $ae profile --adapter discrete --model dense --folds $f --steps 100
 done
 step profile-denoising 15 $ae profile --adapter discrete --model assets/models/denoising_conv.json --steps 50
 # Every dispatch under each kernel set (the variants we have), per layer.

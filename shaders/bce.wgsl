@@ -25,9 +25,7 @@ struct Bce {
 const PER_THREAD: u32 = 16u;
 const CHUNK: u32 = WG * PER_THREAD;
 
-fn element_loss(zi: f32, ti: f32) -> f32 {
-    return max(zi, 0.0) - zi * ti + log(1.0 + exp(-abs(zi)));
-}
+// element_loss: common.wgsl (dense.grads sums the loss too).
 
 @compute @workgroup_size(WG)
 fn loss_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,

@@ -20,6 +20,11 @@ fn sigmoid(z: f32) -> f32 {
     return e / (1.0 + e);
 }
 
+// Binary cross-entropy of one logit against its target (bce.wgsl; dense.grads sums it too).
+fn element_loss(zi: f32, ti: f32) -> f32 {
+    return max(zi, 0.0) - zi * ti + log(1.0 + exp(-abs(zi)));
+}
+
 // One value per invocation of a WG-wide workgroup, for tree_sum.
 var<workgroup> scratch: array<f32, WG>;
 

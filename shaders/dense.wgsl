@@ -575,3 +575,118 @@ fn rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         stack_backward(t, li, row0);
     }
 }
+
+// grads (`--folds grads`, with rows): every layer's kernel and bias gradient of a dense stack,
+// and the loss's partial sums, in one dispatch after dense.rows. The first workgroups take
+// the layers' 4x4 blocks in turn, each as backward_params_split4 sums it; the rest each sum
+// one chunk of the loss as bce.loss_partial does, its 256 lanes emulated 4 to an invocation
+// with the same tree. So the bits are the same. Every feature count is a multiple of 4, the
+// batch at least SPLIT_FROM (ops::dense::grads checks).
+@group(0) @binding(20) var<storage, read> acts4_even: array<vec4<f32>>;
+@group(0) @binding(21) var<storage, read> acts4_odd: array<vec4<f32>>;
+@group(0) @binding(22) var<storage, read> dacts4_even: array<vec4<f32>>;
+@group(0) @binding(23) var<storage, read> dacts4_odd: array<vec4<f32>>;
+@group(0) @binding(24) var<storage, read_write> grads: array<f32>;
+@group(0) @binding(25) var<storage, read_write> loss_partials: array<f32>;
+
+// bce::CHUNK: the elements one loss partial sums.
+const LOSS_CHUNK: u32 = WG * 16u;
+
+fn stack_act4(l: u32, at: u32) -> vec4<f32> {
+    if (l % 2u == 0u) { return acts4_even[at]; }
+    return acts4_odd[at];
+}
+
+fn stack_dact4(l: u32, at: u32) -> vec4<f32> {
+    if (l % 2u == 0u) { return dacts4_even[at]; }
+    return dacts4_odd[at];
+}
+
+// Layer l's input, features i0..i0 + 3 of sample r: the batch for the first layer, else the
+// layer below's output.
+fn stack_input4(l: u32, r: u32, i0: u32, fin: u32) -> vec4<f32> {
+    if (l == 0u) { return x4[(r * fin + i0) / 4u]; }
+    return stack_act4(l - 1u, (stack[l - 1u].out + r * fin + i0) / 4u);
+}
+
+fn grads_blocks(e: StackLayer) -> u32 {
+    let nb = blocks(e.fin + 1u, e.fout);
+    return nb.x * nb.y;
+}
+
+// backward_params_split4 for block idx of layer l, reading the stack's tensors.
+fn grads_block(lid: u32, l: u32, idx: u32) {
+    let e = stack[l];
+    let nb = blocks(e.fin + 1u, e.fout);
+    let i0 = (idx / nb.y) * T;
+    let o0 = (idx % nb.y) * T;
+    var acc: array<vec4<f32>, 4>;
+    for (var r = lid; r < p.n; r += SPLIT) {
+        let at = (e.dout + r * e.fout + o0) / 4u;
+        var b = stack_dact4(l, at);
+        if (e.relu != 0u) {
+            b = select(b, vec4<f32>(0.0), stack_act4(l, (e.out + r * e.fout + o0) / 4u) <= vec4<f32>(0.0));
+        }
+        var xv = vec4<f32>(1.0);
+        if (i0 < e.fin) { xv = stack_input4(l, r, i0, e.fin); }
+        for (var k = 0u; k < T; k++) {
+            acc[k] += xv[k] * b;
+        }
+    }
+    reduce_blocks(lid, acc);
+    if (lid < T * T) {
+        let i = i0 + lid / T;
+        let o = o0 + lid % T;
+        let v = blocks_scratch[0][lid / T][lid % T];
+        if (i < e.fin) {
+            grads[e.w + i * e.fout + o] = v;
+        } else if (i == e.fin && e.b != NO_BIAS) {
+            grads[e.b + o] = v;
+        }
+    }
+}
+
+// bce.loss_partial's chunk `group` of the logits against the targets.
+fn grads_loss_partial(lid: u32, group: u32) {
+    let e = stack[p.layers - 1u];
+    let last = p.layers - 1u;
+    for (var c = 0u; c < WG / SPLIT; c++) {
+        let v = lid + c * SPLIT;
+        var acc = 0.0;
+        for (var k = 0u; k < LOSS_CHUNK / WG; k++) {
+            let i = group * LOSS_CHUNK + k * WG + v;
+            if (i < p.total) {
+                let z = stack_act4(last, (e.out + i) / 4u)[(e.out + i) % 4u];
+                acc += element_loss(z, targets[i]);
+            }
+        }
+        scratch[v] = acc;
+    }
+    // tree_sum's steps, each invocation adding for its 4 lanes.
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        workgroupBarrier();
+        for (var c = 0u; c < WG / SPLIT; c++) {
+            let v = lid + c * SPLIT;
+            if (v < s) { scratch[v] += scratch[v + s]; }
+        }
+    }
+    workgroupBarrier();
+    if (lid == 0u) { loss_partials[group] = scratch[0]; }
+}
+
+@compute @workgroup_size(SPLIT)
+fn grads_all(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+             @builtin(num_workgroups) nwg: vec3<u32>) {
+    var idx = block_index(wid, nwg);
+    for (var l = 0u; l < p.layers; l++) {
+        let count = grads_blocks(stack[l]);
+        if (idx < count) {
+            grads_block(lid, l, idx);
+            return;
+        }
+        idx -= count;
+    }
+    if (idx < (p.total + LOSS_CHUNK - 1u) / LOSS_CHUNK) {
+        grads_loss_partial(lid, idx);
+    }
+}

@@ -48,11 +48,12 @@ struct Cli {
     /// after it), pool (a 2x2 max pool inside the convolution before it), reduces (every
     /// weight-gradient reduce as one dispatch), backward (a convolution's input and weight
     /// gradients as one dispatch), loss (the loss pass writes the loss gradient too), finish
-    /// (Adam's dispatch finishes the loss) and rows (a dense model's forward pass, loss
-    /// gradient and input gradients as one dispatch), and the kernel variants tiles (the
+    /// (Adam's dispatch finishes the loss), rows (a dense model's forward pass, loss gradient
+    /// and input gradients as one dispatch) and grads (with rows, its weight gradients and the
+    /// loss's partial sums as one more), and the kernel variants tiles (the
     /// weight-gradient partials stage each workgroup's gradient once) and vec4 (the dense
     /// split-K kernels load 4 features at once); or all, none, auto (all on the gpu kernel
-    /// set, but rows on a CPU adapter; none on cpu).
+    /// set, but rows and grads on a CPU adapter; none on cpu).
     #[arg(long, global = true, default_value = "auto")]
     folds: FoldChoice,
     #[command(subcommand)]
@@ -170,7 +171,8 @@ enum Command {
         data: DataArg,
     },
     /// Every dispatch of a training step timed under each kernel set (gpu, cpu), side by side
-    /// per layer: which set's kernel is faster where, on this adapter.
+    /// per layer: which set's kernel is faster where, on this adapter. Both sets run unfolded
+    /// unless --folds is given (then both run those folds).
     BenchKernels {
         /// conv, dense, deep, or a Keras `model.to_json()` file.
         #[arg(long, value_parser = parse_model, default_value = "conv")]

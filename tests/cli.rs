@@ -1983,7 +1983,7 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
     let out = t.path().join("bogus");
     train(&data, &out, &["--folds", "pool,some", "--epochs", "1"]).fails_with(&[
         "'some'",
-        "upsample, pool, reduces, backward, loss, tiles, finish, rows and vec4",
+        "upsample, pool, reduces, backward, loss, tiles, finish, rows, vec4 and grads",
     ]);
     assert_not_created(&out);
     for (kernels, folds, recorded) in [

@@ -1109,6 +1109,7 @@ fn folds_change_no_bit_of_training() {
         finish: k == 6,
         rows: k == 7,
         vec4: k == 8,
+        grads: k == 9,
     };
     let pool_and_backward = FoldSet {
         pool: true,
@@ -1155,6 +1156,53 @@ fn folds_change_no_bit_of_training() {
         }
     }
     eprintln!("folds: {:.1}s", t0.elapsed().as_secs_f64());
+}
+
+/// The grads fold runs only from a batch of 128 on (the per-layer weight gradients' split):
+/// the dense and deep models at batch 128 (300 images: two full batches and one of 44, which
+/// keeps the per-layer weight gradients) give the unfolded losses and final state bit for
+/// bit, with 4 dispatches per step (gather, rows, grads, Adam with the loss's finish) where
+/// the unfolded step has 10 (dense) or 22 (deep); and 5 without `finish`, whose own dispatch
+/// then runs after the backward pass that sums the loss's partials.
+#[test]
+fn grads_fold_changes_no_bit_of_training() {
+    let t0 = Instant::now();
+    let px = MNIST.len() as usize;
+    let train_px = images(45, 300, px);
+    let test_px = images(46, 20, px);
+    let rows_grads = FoldSet {
+        rows: true,
+        grads: true,
+        ..FoldSet::NONE
+    };
+    for (kind, unfolded) in [(ModelKind::Dense, 10), (ModelKind::Deep, 22)] {
+        let run = |folds: FoldSet| {
+            let model = Model::new(kind, MNIST).unwrap();
+            let cfg = config(kind, 128, 5);
+            let choice =
+                DeviceChoice::new(common::adapter_choice(), KernelChoice::Set(KernelSet::Gpu))
+                    .with_folds(FoldChoice::Set(folds));
+            let g = Gpu::new(&choice).unwrap();
+            let mut tr = trainer(&g, &model, &cfg, &train_px, &test_px);
+            let m = tr.train_epoch(&g, &mut |_, _| {}).unwrap();
+            let s = tr.state(&g).unwrap();
+            let state = (bits(&s.params), bits(&s.adam_m), bits(&s.adam_v));
+            (
+                tr.step_len(),
+                (m.loss.to_bits(), m.val_loss.to_bits()),
+                state,
+            )
+        };
+        let none = run(FoldSet::NONE);
+        assert_eq!(none.0, unfolded, "{kind:?}: unfolded dispatches");
+        for (folds, len) in [(FoldSet::ALL, 4), (rows_grads, 5)] {
+            let (l, m, state) = run(folds);
+            assert_eq!(l, len, "{kind:?} {folds}: dispatches per step");
+            assert_eq!(m, none.1, "{kind:?} {folds}: epoch losses");
+            assert!(state == none.2, "{kind:?} {folds}: final state");
+        }
+    }
+    eprintln!("grads fold: {:.1}s", t0.elapsed().as_secs_f64());
 }
 
 /// Folds forced on the CPU set (`--kernels cpu --folds all`): the folded layers run the GPU

@@ -2,7 +2,7 @@
 //! each kernel set), and steady-state throughput.
 //! Throughput figures come from here, never from a test.
 use crate::data;
-use crate::gpu::{DeviceChoice, Gpu, KernelChoice, KernelSet};
+use crate::gpu::{DeviceChoice, FoldChoice, FoldSet, Gpu, KernelChoice, KernelSet};
 use crate::model::ModelChoice;
 use crate::report::profile::{dispatch_rows, DispatchRow};
 use crate::train::profile::{profile_steps, timed_steps, ProfileReport};
@@ -270,9 +270,16 @@ pub fn bench_kernels(o: &KernelBenchOptions) -> Result<KernelBenchReport> {
     }
     let (mut adapter, mut driver) = (String::new(), String::new());
     let mut per_set = Vec::new();
+    // Kernel against kernel: unless --folds says otherwise, neither set folds, so each
+    // layer's dispatches are the same ones under both (`profile --folds` compares folds).
+    let folds = match o.device.folds {
+        FoldChoice::Auto => FoldChoice::Set(FoldSet::NONE),
+        chosen => chosen,
+    };
     for set in KernelSet::ALL {
         let device = DeviceChoice {
             kernels: KernelChoice::Set(set),
+            folds,
             ..o.device.clone()
         };
         let gpu = Gpu::new(&device)?;

@@ -90,8 +90,9 @@ impl fmt::Display for KernelChoice {
 /// after the backward pass (`reduces`), each convolution's weight-gradient partial sums and
 /// input gradient as one dispatch (`backward`), and the loss's gradient written by the loss
 /// pass (`loss`, every model), the loss's last sum in Adam's dispatch (`finish`, every model),
-/// and a dense model's whole forward pass, logits' gradient and input gradients as one
-/// dispatch over the batch's rows (`rows`). Two more are kernel variants rather than folds,
+/// a dense model's whole forward pass, logits' gradient and input gradients as one dispatch
+/// over the batch's rows (`rows`), and with it every dense layer's weight gradient and the
+/// loss's partial sums as one more (`grads`). Two more are kernel variants rather than folds,
 /// selected the same way: the weight-gradient partials staging each workgroup's gradient once
 /// (`tiles`), and the dense split-K kernels loading 4 features at once (`vec4`). On the GPU set every result is the same to the bit either way, only the
 /// dispatches differ; on the CPU set a fold runs the GPU set's kernels for the layers it joins
@@ -109,6 +110,7 @@ pub struct FoldSet {
     pub finish: bool,
     pub rows: bool,
     pub vec4: bool,
+    pub grads: bool,
 }
 
 impl FoldSet {
@@ -122,6 +124,7 @@ impl FoldSet {
         finish: false,
         rows: false,
         vec4: false,
+        grads: false,
     };
     pub const ALL: FoldSet = FoldSet {
         upsample: true,
@@ -133,16 +136,18 @@ impl FoldSet {
         finish: true,
         rows: true,
         vec4: true,
+        grads: true,
     };
     /// The names `--folds` lists them by, in order.
-    pub const NAMES: [&'static str; 9] = [
+    pub const NAMES: [&'static str; 10] = [
         "upsample", "pool", "reduces", "backward", "loss", "tiles", "finish", "rows", "vec4",
+        "grads",
     ];
 
     /// What `auto` folds: everything on the GPU set (the conv model's step goes from 44
-    /// dispatches to 18, the dense model's from 10 to 6), but `rows` on a CPU adapter (on
-    /// llvmpipe its barrier-bound workgroups took a dense step 2.3-3.0x longer than the
-    /// per-layer kernels: BENCHMARKS.md); nothing on the CPU set, whose kernels read and
+    /// dispatches to 18, the dense model's from 10 to 4), but `rows` (and `grads`, which
+    /// needs it) on a CPU adapter (on llvmpipe its barrier-bound workgroups took a dense step
+    /// 2.7-3.1x longer than the per-layer kernels: BENCHMARKS.md); nothing on the CPU set, whose kernels read and
     /// write plain tensors and reduce their own sums (a fold would run the GPU set's kernels
     /// for those layers).
     pub fn for_adapter(kernels: KernelSet, info: &wgpu::AdapterInfo) -> Self {
@@ -150,13 +155,14 @@ impl FoldSet {
             (KernelSet::Cpu, _) => FoldSet::NONE,
             (KernelSet::Gpu, wgpu::DeviceType::Cpu) => FoldSet {
                 rows: false,
+                grads: false,
                 ..FoldSet::ALL
             },
             (KernelSet::Gpu, _) => FoldSet::ALL,
         }
     }
 
-    fn flags(self) -> [bool; 9] {
+    fn flags(self) -> [bool; 10] {
         [
             self.upsample,
             self.pool,
@@ -167,6 +173,7 @@ impl FoldSet {
             self.finish,
             self.rows,
             self.vec4,
+            self.grads,
         ]
     }
 
@@ -182,6 +189,7 @@ impl FoldSet {
             "finish" => &mut self.finish,
             "rows" => &mut self.rows,
             "vec4" => &mut self.vec4,
+            "grads" => &mut self.grads,
             _ => return false,
         };
         *flag = true;

@@ -22,10 +22,19 @@ pub(crate) struct PipelineCache {
 }
 
 /// Entry points that write every element of their workgroup memory before any invocation
-/// reads it: their pipelines skip wgpu's zeroing of it. Zeroing is a cost on every dispatch,
-/// and through OpenGL a compile-time one: naga zeroes an array with a constructor of that
-/// many literals, which took llvmpipe's GL compiler minutes for `dense::rows`' 5,248 floats.
-const WRITES_BEFORE_READING: [(&str, &str); 1] = [("dense", "rows")];
+/// reads it (each invocation stores its own partial sums, then the tree reads them): their
+/// pipelines skip wgpu's zeroing of it. Zeroing is a cost on every dispatch, and through
+/// OpenGL a compile-time one: naga zeroes an array with a constructor of that many literals,
+/// which took llvmpipe's GL compiler minutes for `dense::rows`' 5,248 floats.
+const WRITES_BEFORE_READING: [(&str, &str); 7] = [
+    ("dense", "rows"),
+    ("dense", "grads_all"),
+    ("dense", "forward_split"),
+    ("dense", "forward_split4"),
+    ("dense", "backward_input_split"),
+    ("dense", "backward_params_split"),
+    ("dense", "backward_params_split4"),
+];
 
 fn writes_before_reading(module: Module, entry: &str) -> bool {
     WRITES_BEFORE_READING.contains(&(module.name, entry))

@@ -405,17 +405,51 @@ impl Network {
         )
     }
 
+    /// Whether a training step of n runs every dense layer's weight gradient and the loss's
+    /// partial sums as one dispatch after [`Network::rows`] (`--folds grads`:
+    /// [`Network::grads`]): where `rows` runs and `dense::grads_fit` holds.
+    pub fn folds_grads(&self, gpu: &Gpu, n: u32) -> bool {
+        gpu.folds.grads
+            && self.folds_rows(gpu)
+            && self.stack(gpu, n).is_some_and(|s| dense::grads_fit(&s, n))
+    }
+
+    /// The weight gradients and loss partial sums of a batch of n as one dispatch (see
+    /// [`Network::folds_grads`]).
+    pub fn grads(&self, gpu: &Gpu, n: u32) -> Result<Dispatch> {
+        let tb = self.training()?;
+        let (Some(stack), Some(acts), Some(dacts)) =
+            (self.stack(gpu, n), &self.act_arena, &tb.dact_arena)
+        else {
+            return Err(Error::Shape {
+                op: "network",
+                detail: "this model's layers cannot run as one dense stack".into(),
+            });
+        };
+        let pixels = self.model.input.len();
+        let x = self.view(&self.input, n, pixels);
+        let t = self.view(&self.target, n, pixels);
+        let partials = self
+            .partials
+            .view(0, ops::bce::partials_len(n as u64 * pixels));
+        let (acts, dacts) = ([&acts[0], &acts[1]], [&dacts[0], &dacts[1]]);
+        let g = &tb.grads;
+        dense::grads(gpu, "dense", n, &stack, &x, acts, dacts, g, &t, &partials)
+    }
+
     /// The mean loss of a batch of n into `loss[slot]`, in two fixed-tree passes: the partial
-    /// sums, then [`Loss::finish`], whose uniform holds the slot (unless `in_adam`: then
-    /// [`Network::adam_loss_finish`] does it). With `gradient`, the first pass also writes the
-    /// logits' gradient (see [`Network::folds_loss_gradient`]).
+    /// sums ([`Loss::partial`]; unless `passes.partial` is false: then [`Network::grads`]
+    /// sums them), then [`Loss::finish`], whose uniform holds the slot (unless
+    /// `passes.finish` is false: then [`Network::adam_loss_finish`] does it). With
+    /// `passes.gradient`, the first pass also writes the logits' gradient (see
+    /// [`Network::folds_loss_gradient`]).
     pub fn loss(
         &self,
         gpu: &Gpu,
         n: u32,
         loss: &Tensor,
         slot: u32,
-        (gradient, in_adam): (bool, bool),
+        passes: LossPasses,
     ) -> Result<Loss> {
         let total = n as u64 * self.model.input.len();
         let last = self.model.layers.len() - 1;
@@ -424,16 +458,18 @@ impl Network {
             self.view(&self.target, n, self.model.input.len()),
         );
         let partials = self.partials.view(0, ops::bce::partials_len(total));
-        let partial = match gradient {
-            true => {
+        let partial = match (passes.partial, passes.gradient) {
+            (false, _) => None,
+            (true, true) => {
                 let dz = self.training()?.dact(&self.model, last, n);
-                ops::bce::loss_partial_gradient(gpu, "loss", &z, &t, &partials, &dz)?
+                let p = ops::bce::loss_partial_gradient(gpu, "loss", &z, &t, &partials, &dz)?;
+                Some(p)
             }
-            false => ops::bce::loss_partial(gpu, "loss", &z, &t, &partials)?,
+            (true, false) => Some(ops::bce::loss_partial(gpu, "loss", &z, &t, &partials)?),
         };
-        let finish = match in_adam {
-            true => None,
-            false => Some(ops::bce::loss_finish(
+        let finish = match passes.finish {
+            false => None,
+            true => Some(ops::bce::loss_finish(
                 gpu, "loss", total, &partials, loss, slot,
             )?),
         };
@@ -452,6 +488,9 @@ impl Network {
     /// and BCE fused; unless the loss pass wrote it, [`Network::folds_loss_gradient`]), then
     /// every layer in reverse; kernel and bias gradients land in `grads`.
     pub fn backward(&self, gpu: &Gpu, n: u32) -> Result<Vec<Dispatch>> {
+        if self.folds_grads(gpu, n) {
+            return Ok(vec![self.grads(gpu, n)?]);
+        }
         let tb = self.training()?;
         let last = self.model.layers.len() - 1;
         let t = self.view(&self.target, n, self.model.input.len());
@@ -785,11 +824,21 @@ impl ConvIo {
     }
 }
 
-/// The two dispatches of the loss; `finish`'s uniform says which slot of the log it fills
-/// (None: Adam's dispatch finishes the loss, [`Network::adam_loss_finish`]).
+/// The two dispatches of the loss; `finish`'s uniform says which slot of the log it fills.
+/// None where another dispatch does the work: the partial sums [`Network::grads`], the
+/// finish [`Network::adam_loss_finish`].
 pub struct Loss {
-    pub partial: Dispatch,
+    pub partial: Option<Dispatch>,
     pub finish: Option<Dispatch>,
+}
+
+/// Which of its passes [`Network::loss`] builds, and whether the first also writes the
+/// logits' gradient.
+#[derive(Clone, Copy, Debug)]
+pub struct LossPasses {
+    pub gradient: bool,
+    pub partial: bool,
+    pub finish: bool,
 }
 
 impl TrainingBuffers {

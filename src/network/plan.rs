@@ -1,7 +1,7 @@
 //! The step plan: every dispatch of one training step (or one evaluation batch) for a fixed
 //! batch size, recorded once, in named stages, so the per-step uniforms (batch offset, noise
 //! seed, loss slot, Adam's step) are set by name, not by position.
-use super::{Loss, Network};
+use super::{Loss, LossPasses, Network};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::ops::{self, batch, bce};
 use crate::shapes::AdamConfig;
@@ -102,7 +102,18 @@ impl StepPlan {
                 true => vec![net.rows(gpu, n)?],
                 false => net.forward(gpu, n, 0..layers)?,
             },
-            loss: net.loss(gpu, n, src.loss_log, 0, (gradient, in_adam))?,
+            loss: net.loss(
+                gpu,
+                n,
+                src.loss_log,
+                0,
+                LossPasses {
+                    gradient,
+                    // The grads fold sums the loss beside the weight gradients.
+                    partial: !(training && net.folds_grads(gpu, n)),
+                    finish: !in_adam,
+                },
+            )?,
             update,
         })
     }
@@ -113,11 +124,12 @@ impl StepPlan {
             Some((b, a)) => (b.as_slice(), Some(a)),
             None => (&[][..], None),
         };
+        // The loss finishes after the backward pass, which may sum its partials (`grads`).
         std::iter::once(&self.gather)
             .chain(&self.forward)
-            .chain(std::iter::once(&self.loss.partial))
-            .chain(&self.loss.finish)
+            .chain(&self.loss.partial)
             .chain(backward)
+            .chain(&self.loss.finish)
             .chain(adam)
     }
 

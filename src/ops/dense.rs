@@ -461,3 +461,125 @@ pub fn rows(
         },
     )
 }
+
+/// Whether [`grads`] takes a stack of these layers at a batch of n: every feature count a
+/// multiple of 4 (its loads are vec4), a batch of at least [`SPLIT_FROM`] (the per-layer
+/// weight gradient's split-K path, whose sums it reproduces), and a table that holds them.
+pub fn grads_fit(layers: &[StackLayer], n: u32) -> bool {
+    let widths_fit = layers
+        .iter()
+        .all(|l| l.s.fin.is_multiple_of(4) && l.s.fout.is_multiple_of(4));
+    widths_fit && n >= SPLIT_FROM && !layers.is_empty() && layers.len() <= STACK_MAX
+}
+
+/// Every layer's kernel and bias gradients of a stack that [`rows`] ran for a batch of n, and
+/// the loss's partial sums, as one dispatch (`--folds grads`): the same sums in the same order
+/// as [`backward_params`] per layer and [`super::bce::loss_partial`]. `x` is the first layer's
+/// input; `acts` and `dacts` the outputs and gradients [`rows`] wrote; the gradients land in
+/// `grads` at the kernels' and biases' offsets (a layer without a bias writes none).
+// One argument per binding of the kernel: grouping them would hide which buffer is which.
+#[allow(clippy::too_many_arguments)]
+pub fn grads(
+    gpu: &Gpu,
+    label: &str,
+    n: u32,
+    layers: &[StackLayer],
+    x: &Tensor,
+    acts: [&Tensor; 2],
+    dacts: [&Tensor; 2],
+    grads: &Tensor,
+    target: &Tensor,
+    partials: &Tensor,
+) -> Result<Dispatch> {
+    if !grads_fit(layers, n) {
+        return Err(stack_error(format!(
+            "one weight-gradient dispatch takes up to {STACK_MAX} layers whose feature counts \
+             are multiples of 4, at a batch of {SPLIT_FROM} or more (got {} layers, batch {n})",
+            layers.len()
+        )));
+    }
+    let (Some(first), Some(last)) = (layers.first(), layers.last()) else {
+        return Err(stack_error("a stack needs at least one layer".into()));
+    };
+    let n64 = n as u64;
+    let total = n64 * last.s.fout as u64;
+    expect_len("dense", "x", x, n64 * first.s.fin as u64)?;
+    expect_len("dense", "target", target, total)?;
+    expect_len(
+        "dense",
+        "loss partials",
+        partials,
+        super::bce::partials_len(total),
+    )?;
+    let mut table = [StackRow::default(); STACK_MAX];
+    let mut blocks = 0;
+    let mut flops = 0;
+    for (l, layer) in layers.iter().enumerate() {
+        let (fin, fout) = (layer.s.fin as u64, layer.s.fout as u64);
+        if l > 0 && layers[l - 1].s.fout != layer.s.fin {
+            return Err(stack_error(format!(
+                "layer {l} takes {fin} features, the layer before gives {}",
+                layers[l - 1].s.fout
+            )));
+        }
+        blocks += tiles(layer.s.fin + 1, layer.s.fout);
+        flops += 2 * n64 * (fin + 1) * fout;
+        table[l] = StackRow {
+            fin: fin as u32,
+            fout: fout as u32,
+            relu: layer.relu as u32,
+            w: check_region(grads, "a kernel gradient", layer.kernel, fin * fout)?,
+            b: match layer.bias {
+                Some(b) => check_region(grads, "a bias gradient", b, fout)?,
+                None => NO_BIAS,
+            },
+            out: check_region(acts[l % 2], "an output", layer.out, n64 * fout)?,
+            dout: check_region(dacts[l % 2], "a gradient", layer.dout, n64 * fout)?,
+            _p: 0,
+        };
+    }
+    let p = Params {
+        n,
+        layers: layers.len() as u32,
+        total: total as u32,
+        ..bytemuck::Zeroable::zeroed()
+    };
+    let table = Tensor::whole(gpu.uniform("dense stack", &table));
+    let groups = blocks + super::bce::partials_len(total);
+    let weights: u64 = layers.iter().map(|l| l.s.weight_len()).sum();
+    build(
+        gpu,
+        Launch {
+            shader: Shader::Dense,
+            entry: "grads_all",
+            kernel: "dense.grads",
+            label,
+            params: bytemuck::bytes_of(&p),
+            bindings: &[
+                (10, &table),
+                (13, target),
+                (16, x),
+                (20, acts[0]),
+                (21, acts[1]),
+                (22, dacts[0]),
+                (23, dacts[1]),
+                (24, grads),
+                (25, partials),
+            ],
+            constants: &[],
+            workgroups: gpu.groups("dense.grads", groups)?,
+            cost: Cost {
+                // Each layer's input, gradient and ReLU output once, the gradients written,
+                // the logits and targets once.
+                bytes: 4
+                    * (layers
+                        .iter()
+                        .map(|l| n64 * (l.s.fin as u64 + 2 * l.s.fout as u64))
+                        .sum::<u64>()
+                        + weights
+                        + 2 * total),
+                flops: flops + 5 * total,
+            },
+        },
+    )
+}

@@ -118,7 +118,12 @@ impl Shader {
                     ("NO_BIAS", conv2d::NO_BIAS as u64),
                 ])
             }
-            Shader::Dense => c.push(("T", dense::TILE as u64)),
+            Shader::Dense => c.extend([
+                ("T", dense::TILE as u64),
+                ("LOSS_CHUNK", bce::CHUNK),
+                ("STACK_MAX", dense::STACK_MAX as u64),
+                ("SPLIT_FROM", dense::SPLIT_FROM as u64),
+            ]),
             Shader::CpuConv2d => c.extend([
                 ("CPU_WG", cpu::conv2d::CPU_WG),
                 ("MAXC", cpu::conv2d::MAXC as u64),

@@ -132,12 +132,14 @@ struct Stack {
 
 /// `dense::rows` (`--folds rows`) writes what the per-layer kernels write: every layer's
 /// output, the logits' gradient (as `bce.sigmoid_backward`) and every input gradient down to
-/// the first layer's output. On the GPU set bit for bit (the same sums in the same order:
+/// the first layer's output; and where it takes the stack, `dense::grads` (`--folds grads`)
+/// after it writes what each layer's `dense::backward_params` and `bce.loss_partial` write.
+/// On the GPU set bit for bit (the same sums in the same order:
 /// sequential below 128 terms, split-K's lanes and tree from 128 on, forward and backward);
 /// on the CPU set, whose per-layer kernels sum their own way, to float rounding. Odd batches
 /// leave a workgroup's second row empty; the outputs start as NaN.
 #[test]
-fn dense_rows_equals_the_layers_one_by_one() {
+fn dense_rows_and_grads_equal_the_layers_one_by_one() {
     let stack = |n, fin, layers: &[(u32, bool, bool)]| Stack {
         n,
         fin,
@@ -154,6 +156,14 @@ fn dense_rows_equals_the_layers_one_by_one() {
         stack(5, 784, &[(32, true, true), (784, false, true)]),
         // one layer: no input gradient to write
         stack(1, 3, &[(2, false, true)]),
+        // batches past the weight gradient's split, for dense::grads too: the dense model,
+        // and three layers, one without a bias
+        stack(130, 784, &[(32, true, true), (784, false, true)]),
+        stack(
+            129,
+            36,
+            &[(132, true, true), (8, true, false), (152, false, true)],
+        ),
     ];
     common::each_kernel_set(|g, config| {
         for (k, st) in stacks.iter().enumerate() {
@@ -271,6 +281,90 @@ fn rows_case(g: &Gpu, st: &Stack, seed: u64, what: &str) {
     .or_fail(what);
     wgsl_autoencoder::ops::run(g, &[d]).or_fail(what);
 
+    let same = |case: &str, got: &[f32], want: &[f32]| {
+        if g.kernels == KernelSet::Gpu {
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert!(bits(got) == bits(want), "{case}: not the same bits");
+        } else {
+            common::assert_close(case, got, want, TOL);
+        }
+    };
+    if dense::grads_fit(&table, st.n) {
+        // Each layer's weight gradient and the loss's partial sums, one by one and folded,
+        // into gradient buffers laid out as the parameters (padding left NaN by both).
+        let total = n * widths[last + 1] as u64;
+        let (plain_g, folded_g) = (poison(params.len() as u64), poison(params.len() as u64));
+        let (plain_p, folded_p) = (
+            poison(bce::partials_len(total)),
+            poison(bce::partials_len(total)),
+        );
+        let discard = poison(widths.iter().max().copied().unwrap_or(1) as u64);
+        let mut plain = Vec::new();
+        for (l, &(fout, relu, _)) in st.layers.iter().enumerate() {
+            let s = shape(l);
+            let input = if l == 0 {
+                xt.clone()
+            } else {
+                outs[l - 1].clone()
+            };
+            let go = GradOut {
+                dy: &grads[l],
+                relu_output: relu.then_some(&outs[l]),
+            };
+            let dw = plain_g.view(at[l].0, s.weight_len());
+            let db = match at[l].1 {
+                Some(b) => plain_g.view(b, fout as u64),
+                None => discard.view(0, fout as u64),
+            };
+            plain.extend(dense::backward_params(g, "t", &s, &go, &input, &dw, &db).or_fail(what));
+        }
+        plain.push(bce::loss_partial(g, "t", &outs[last], &tt, &plain_p).or_fail(what));
+        wgsl_autoencoder::ops::run(g, &plain).or_fail(what);
+        let d = dense::grads(
+            g,
+            "t",
+            st.n,
+            &table,
+            &xt,
+            [&acts[0], &acts[1]],
+            [&dacts[0], &dacts[1]],
+            &folded_g,
+            &tt,
+            &folded_p,
+        )
+        .or_fail(what);
+        wgsl_autoencoder::ops::run(g, &[d]).or_fail(what);
+        let read = |t: &Tensor| g.read::<f32>(t).or_fail(what);
+        for (l, &(fout, _, _)) in st.layers.iter().enumerate() {
+            let s = shape(l);
+            let view = |t: &Tensor, at: u64, len: u64| read(&t.view(at, len));
+            let case = format!("{what}: layer {l}'s kernel gradient");
+            let (kernel, len) = (at[l].0, s.weight_len());
+            same(
+                &case,
+                &view(&folded_g, kernel, len),
+                &view(&plain_g, kernel, len),
+            );
+            if let Some(b) = at[l].1 {
+                let case = format!("{what}: layer {l}'s bias gradient");
+                let len = fout as u64;
+                same(&case, &view(&folded_g, b, len), &view(&plain_g, b, len));
+            }
+        }
+        same(
+            &format!("{what}: loss partials"),
+            &read(&folded_p),
+            &read(&plain_p),
+        );
+        // What no gradient fills (the alignment padding) stays as it was.
+        let untouched = |v: Vec<f32>| v.iter().filter(|f| f.is_nan()).count();
+        assert_eq!(
+            untouched(read(&folded_g)),
+            untouched(read(&plain_g)),
+            "{what}: padding written"
+        );
+    }
+
     let read = |t: &Tensor| g.read::<f32>(t).or_fail(what);
     for (l, row) in table.iter().enumerate() {
         let len = shape(l).output_len();
@@ -283,12 +377,7 @@ fn rows_case(g: &Gpu, st: &Stack, seed: u64, what: &str) {
             ("gradient", &folded[1], read(&grads[l])),
         ] {
             let case = format!("{what}: layer {l}'s {name}");
-            if g.kernels == KernelSet::Gpu {
-                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-                assert!(bits(got) == bits(&want), "{case}: not the same bits");
-            } else {
-                common::assert_close(&case, got, &want, TOL);
-            }
+            same(&case, got, &want);
         }
     }
 }
