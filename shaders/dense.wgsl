@@ -174,6 +174,35 @@ fn reduce_blocks(lid: u32, acc: array<vec4<f32>, 4>) {
     workgroupBarrier();
 }
 
+// A split forward block's 16 sums from blocks_scratch: bias, ReLU, into y.
+fn store_forward_block(lid: u32, r0: u32, o0: u32) {
+    if (lid < T * T) {
+        let r = r0 + lid / T;
+        let o = o0 + lid % T;
+        if (r < p.n && o < p.fout) {
+            var v = blocks_scratch[0][lid / T][lid % T] + bias[o];
+            if (p.relu != 0u) { v = max(v, 0.0); }
+            y[r * p.fout + o] = v;
+        }
+    }
+}
+
+// A weight-gradient block's 16 sums from blocks_scratch: row fin is the bias's.
+fn store_params_block(lid: u32, i0: u32, o0: u32) {
+    if (lid < T * T) {
+        let i = i0 + lid / T;
+        let o = o0 + lid % T;
+        let v = blocks_scratch[0][lid / T][lid % T];
+        if (o < p.fout) {
+            if (i < p.fin) {
+                dw[i * p.fout + o] = v;
+            } else if (i == p.fin) {
+                db[o] = v;
+            }
+        }
+    }
+}
+
 @compute @workgroup_size(SPLIT)
 fn forward_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                  @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -190,15 +219,7 @@ fn forward_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
         }
     }
     reduce_blocks(lid, acc);
-    if (lid < T * T) {
-        let r = r0 + lid / T;
-        let o = o0 + lid % T;
-        if (r < p.n && o < p.fout) {
-            var v = blocks_scratch[0][lid / T][lid % T] + bias[o];
-            if (p.relu != 0u) { v = max(v, 0.0); }
-            y[r * p.fout + o] = v;
-        }
-    }
+    store_forward_block(lid, r0, o0);
 }
 
 @compute @workgroup_size(SPLIT)
@@ -245,18 +266,7 @@ fn backward_params_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_i
         }
     }
     reduce_blocks(lid, acc);
-    if (lid < T * T) {
-        let i = i0 + lid / T;
-        let o = o0 + lid % T;
-        let v = blocks_scratch[0][lid / T][lid % T];
-        if (o < p.fout) {
-            if (i < p.fin) {
-                dw[i * p.fout + o] = v;
-            } else if (i == p.fin) {
-                db[o] = v;
-            }
-        }
-    }
+    store_params_block(lid, i0, o0);
 }
 
 // Vec4 variants (`--folds vec4`) of forward_split and backward_params_split, for feature
@@ -294,15 +304,7 @@ fn forward_split4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
         }
     }
     reduce_blocks(lid, acc);
-    if (lid < T * T) {
-        let r = r0 + lid / T;
-        let o = o0 + lid % T;
-        if (r < p.n) {
-            var v = blocks_scratch[0][lid / T][lid % T] + bias[o];
-            if (p.relu != 0u) { v = max(v, 0.0); }
-            y[r * p.fout + o] = v;
-        }
-    }
+    store_forward_block(lid, r0, o0);
 }
 
 @compute @workgroup_size(SPLIT)
@@ -324,16 +326,7 @@ fn backward_params_split4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_
         }
     }
     reduce_blocks(lid, acc);
-    if (lid < T * T) {
-        let i = i0 + lid / T;
-        let o = o0 + lid % T;
-        let v = blocks_scratch[0][lid / T][lid % T];
-        if (i < p.fin) {
-            dw[i * p.fout + o] = v;
-        } else if (i == p.fin) {
-            db[o] = v;
-        }
-    }
+    store_params_block(lid, i0, o0);
 }
 
 // rows (`--folds rows`): a stack of dense layers run for ROWS samples per workgroup, the

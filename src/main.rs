@@ -172,7 +172,7 @@ enum Command {
     },
     /// Every dispatch of a training step timed under each kernel set (gpu, cpu), side by side
     /// per layer: which set's kernel is faster where, on this adapter. Both sets run unfolded
-    /// unless --folds is given (then both run those folds).
+    /// unless --folds names folds (then both run those; auto counts as none here).
     BenchKernels {
         /// conv, dense, deep, or a Keras `model.to_json()` file.
         #[arg(long, value_parser = parse_model, default_value = "conv")]

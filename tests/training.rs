@@ -1067,7 +1067,7 @@ fn decode_of_encode_on(g: &Gpu) {
 
 /// The folds (`--folds`) change the dispatches, not the results: the conv model trained
 /// with every fold, with each one alone and with none, on the GPU kernel set (where `auto`
-/// folds all), gives the same epoch losses and final state bit for bit, with 25 dispatches
+/// folds all), gives the same epoch losses and final state bit for bit, with 26 dispatches
 /// per step fewer with all (3 pools and 3 upsamplings, forward and backward; 7 reduces as 1;
 /// 6 convolutions' input and weight gradients as one dispatch each; the loss gradient in the
 /// loss pass; the tiled weight-gradient partials, no fewer; the loss's last sum in Adam's

@@ -378,6 +378,24 @@ impl Network {
     /// A training step's forward pass, logits' gradient and input gradients for a batch of
     /// n as one dispatch (see [`Network::folds_rows`]).
     pub fn rows(&self, gpu: &Gpu, n: u32) -> Result<Dispatch> {
+        let io = self.stack_io(gpu, n)?;
+        let (x, t) = (&io.x, &io.target);
+        dense::rows(
+            gpu,
+            "dense",
+            n,
+            &io.stack,
+            true,
+            x,
+            &self.params,
+            io.acts,
+            io.dacts,
+            t,
+        )
+    }
+
+    /// What [`dense::rows`] and [`dense::grads`] bind for a batch of n.
+    fn stack_io(&self, gpu: &Gpu, n: u32) -> Result<StackIo<'_>> {
         let tb = self.training()?;
         let (Some(stack), Some(acts), Some(dacts)) =
             (self.stack(gpu, n), &self.act_arena, &tb.dact_arena)
@@ -388,21 +406,13 @@ impl Network {
             });
         };
         let pixels = self.model.input.len();
-        let x = self.view(&self.input, n, pixels);
-        let t = self.view(&self.target, n, pixels);
-        let (acts, dacts) = ([&acts[0], &acts[1]], [&dacts[0], &dacts[1]]);
-        dense::rows(
-            gpu,
-            "dense",
-            n,
-            &stack,
-            true,
-            &x,
-            &self.params,
-            acts,
-            dacts,
-            &t,
-        )
+        Ok(StackIo {
+            stack,
+            x: self.view(&self.input, n, pixels),
+            target: self.view(&self.target, n, pixels),
+            acts: [&acts[0], &acts[1]],
+            dacts: [&dacts[0], &dacts[1]],
+        })
     }
 
     /// Whether a training step of n runs every dense layer's weight gradient and the loss's
@@ -417,24 +427,13 @@ impl Network {
     /// The weight gradients and loss partial sums of a batch of n as one dispatch (see
     /// [`Network::folds_grads`]).
     pub fn grads(&self, gpu: &Gpu, n: u32) -> Result<Dispatch> {
-        let tb = self.training()?;
-        let (Some(stack), Some(acts), Some(dacts)) =
-            (self.stack(gpu, n), &self.act_arena, &tb.dact_arena)
-        else {
-            return Err(Error::Shape {
-                op: "network",
-                detail: "this model's layers cannot run as one dense stack".into(),
-            });
-        };
-        let pixels = self.model.input.len();
-        let x = self.view(&self.input, n, pixels);
-        let t = self.view(&self.target, n, pixels);
-        let partials = self
-            .partials
-            .view(0, ops::bce::partials_len(n as u64 * pixels));
-        let (acts, dacts) = ([&acts[0], &acts[1]], [&dacts[0], &dacts[1]]);
-        let g = &tb.grads;
-        dense::grads(gpu, "dense", n, &stack, &x, acts, dacts, g, &t, &partials)
+        let io = self.stack_io(gpu, n)?;
+        let total = n as u64 * self.model.input.len();
+        let partials = self.partials.view(0, ops::bce::partials_len(total));
+        let (x, t, g) = (&io.x, &io.target, &self.training()?.grads);
+        dense::grads(
+            gpu, "dense", n, &io.stack, x, io.acts, io.dacts, g, t, &partials,
+        )
     }
 
     /// The mean loss of a batch of n into `loss[slot]`, in two fixed-tree passes: the partial
@@ -800,6 +799,16 @@ fn in_parallel<T: Send>(
     done.into_iter().map(|(_, r)| r).collect()
 }
 
+/// What the dense stack's two dispatches bind: its table, the batch's inputs and targets,
+/// and the two buffers (by layer parity) of outputs and of gradients.
+struct StackIo<'a> {
+    stack: Vec<dense::StackLayer>,
+    x: Tensor,
+    target: Tensor,
+    acts: [&'a Tensor; 2],
+    dacts: [&'a Tensor; 2],
+}
+
 /// What a convolution reads and writes, its folds included.
 struct ConvIo {
     input: conv2d::Input,
@@ -968,6 +977,9 @@ fn stack_arena(
                 at[i] = start;
             }
         }
+        // At least one vec4: dense::grads binds both buffers as vec4 arrays, even the odd
+        // one of a one-layer stack.
+        let len = len.max(4);
         arenas.push(gpu.tensor(&format!("{label} {}", ["even", "odd"][parity]), len)?);
     }
     let Ok(arenas) = <[Tensor; 2]>::try_from(arenas) else {

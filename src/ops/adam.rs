@@ -36,6 +36,14 @@ pub fn params(len: u64, cfg: &AdamConfig, t: u64, loss: (u64, u32)) -> Params {
     }
 }
 
+/// Fails unless the gradient and both moments are as long as the weights.
+fn check_moments(w: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor) -> Result<()> {
+    for (name, x) in [("gradient", g), ("m", m), ("v", v)] {
+        expect_len("adam", name, x, w.len)?;
+    }
+    Ok(())
+}
+
 /// One Adam step at step `t` over `w` with gradient `g` and moments `m`, `v`.
 // One argument per binding of the kernel: grouping them would hide which buffer is which.
 #[allow(clippy::too_many_arguments)]
@@ -49,9 +57,7 @@ pub fn step(
     m: &Tensor,
     v: &Tensor,
 ) -> Result<Dispatch> {
-    for (name, x) in [("gradient", g), ("m", m), ("v", v)] {
-        expect_len("adam", name, x, w.len)?;
-    }
+    check_moments(w, g, m, v)?;
     let p = params(w.len, cfg, t, (0, 0));
     // The CPU set's kernel takes a vec4 per invocation.
     let (shader, invocations) = match vec4_kernel(gpu, w.len) {
@@ -96,9 +102,7 @@ pub fn step_loss_finish(
     loss: &Tensor,
     slot: u32,
 ) -> Result<Dispatch> {
-    for (name, x) in [("gradient", g), ("m", m), ("v", v)] {
-        expect_len("adam", name, x, w.len)?;
-    }
+    check_moments(w, g, m, v)?;
     expect_len(
         "adam",
         "loss partials",

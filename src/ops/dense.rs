@@ -318,6 +318,49 @@ struct StackRow {
     _p: u32,
 }
 
+/// The shaders' table of a stack at a batch of n (`n` of each shape unused): each layer's
+/// shape and ReLU, its kernel and bias in `weights` (the parameters, or their gradients), and
+/// its output and that output's gradient in the buffers of its parity, every region checked.
+fn stack_table(
+    layers: &[StackLayer],
+    n: u64,
+    weights: &Tensor,
+    acts: [&Tensor; 2],
+    dacts: [&Tensor; 2],
+) -> Result<[StackRow; STACK_MAX]> {
+    if layers.len() > STACK_MAX {
+        return Err(stack_error(format!(
+            "a stack of {} layers is more than the {STACK_MAX} one dispatch takes",
+            layers.len()
+        )));
+    }
+    let mut table = [StackRow::default(); STACK_MAX];
+    for (l, layer) in layers.iter().enumerate() {
+        let (fin, fout) = (layer.s.fin as u64, layer.s.fout as u64);
+        layer.s.check()?;
+        if l > 0 && layers[l - 1].s.fout != layer.s.fin {
+            return Err(stack_error(format!(
+                "layer {l} takes {fin} features, the layer before gives {}",
+                layers[l - 1].s.fout
+            )));
+        }
+        table[l] = StackRow {
+            fin: fin as u32,
+            fout: fout as u32,
+            relu: layer.relu as u32,
+            w: check_region(weights, "a kernel", layer.kernel, fin * fout)?,
+            b: match layer.bias {
+                Some(b) => check_region(weights, "a bias", b, fout)?,
+                None => NO_BIAS,
+            },
+            out: check_region(acts[l % 2], "an output", layer.out, n * fout)?,
+            dout: check_region(dacts[l % 2], "a gradient", layer.dout, n * fout)?,
+            _p: 0,
+        };
+    }
+    Ok(table)
+}
+
 /// Samples per [`rows`] workgroup for a stack whose input and outputs are `widths` wide: 2
 /// when their activations fit the adapter's workgroup memory twice (each weight loaded once
 /// serves two samples), 1 when once, None when not even that (then `rows` cannot run).
@@ -368,43 +411,14 @@ pub fn rows(
     let (Some(first), Some(last)) = (layers.first(), layers.last()) else {
         return Err(stack_error("a stack needs at least one layer".into()));
     };
-    if layers.len() > STACK_MAX {
-        return Err(stack_error(format!(
-            "a stack of {} layers is more than the {STACK_MAX} one dispatch takes",
-            layers.len()
-        )));
-    }
     let (n64, fin0, fout_last) = (n as u64, first.s.fin as u64, last.s.fout as u64);
     expect_len("dense", "x", x, n64 * fin0)?;
     expect_len("dense", "target", target, n64 * fout_last)?;
-    let mut table = [StackRow::default(); STACK_MAX];
-    let mut widths = fin0;
-    let mut flops = 0;
-    for (l, layer) in layers.iter().enumerate() {
-        let (fin, fout) = (layer.s.fin as u64, layer.s.fout as u64);
-        layer.s.check()?;
-        if l > 0 && layers[l - 1].s.fout != layer.s.fin {
-            return Err(stack_error(format!(
-                "layer {l} takes {fin} features, the layer before gives {}",
-                layers[l - 1].s.fout
-            )));
-        }
-        widths += fout;
-        flops += 2 * n64 * fin * fout * (1 + (backward && l > 0) as u64);
-        table[l] = StackRow {
-            fin: fin as u32,
-            fout: fout as u32,
-            relu: layer.relu as u32,
-            w: check_region(params, "a kernel", layer.kernel, fin * fout)?,
-            b: match layer.bias {
-                Some(b) => check_region(params, "a bias", b, fout)?,
-                None => NO_BIAS,
-            },
-            out: check_region(acts[l % 2], "an output", layer.out, n64 * fout)?,
-            dout: check_region(dacts[l % 2], "a gradient", layer.dout, n64 * fout)?,
-            _p: 0,
-        };
-    }
+    let table = stack_table(layers, n64, params, acts, dacts)?;
+    let widths = fin0 + layers.iter().map(|l| l.s.fout as u64).sum::<u64>();
+    let flops: u64 = (layers.iter().enumerate())
+        .map(|(l, e)| 2 * n64 * e.s.weight_len() * (1 + (backward && l > 0) as u64))
+        .sum();
     if last.relu {
         return Err(stack_error(
             "the last layer of a stack gives logits: it has no ReLU".into(),
@@ -511,33 +525,12 @@ pub fn grads(
         partials,
         super::bce::partials_len(total),
     )?;
-    let mut table = [StackRow::default(); STACK_MAX];
-    let mut blocks = 0;
-    let mut flops = 0;
-    for (l, layer) in layers.iter().enumerate() {
-        let (fin, fout) = (layer.s.fin as u64, layer.s.fout as u64);
-        if l > 0 && layers[l - 1].s.fout != layer.s.fin {
-            return Err(stack_error(format!(
-                "layer {l} takes {fin} features, the layer before gives {}",
-                layers[l - 1].s.fout
-            )));
-        }
-        blocks += tiles(layer.s.fin + 1, layer.s.fout);
-        flops += 2 * n64 * (fin + 1) * fout;
-        table[l] = StackRow {
-            fin: fin as u32,
-            fout: fout as u32,
-            relu: layer.relu as u32,
-            w: check_region(grads, "a kernel gradient", layer.kernel, fin * fout)?,
-            b: match layer.bias {
-                Some(b) => check_region(grads, "a bias gradient", b, fout)?,
-                None => NO_BIAS,
-            },
-            out: check_region(acts[l % 2], "an output", layer.out, n64 * fout)?,
-            dout: check_region(dacts[l % 2], "a gradient", layer.dout, n64 * fout)?,
-            _p: 0,
-        };
-    }
+    let table = stack_table(layers, n64, grads, acts, dacts)?;
+    let blocks: u64 = layers.iter().map(|l| tiles(l.s.fin + 1, l.s.fout)).sum();
+    let flops: u64 = layers
+        .iter()
+        .map(|l| 2 * n64 * (l.s.fin as u64 + 1) * l.s.fout as u64)
+        .sum();
     let p = Params {
         n,
         layers: layers.len() as u32,

@@ -265,21 +265,29 @@ fn rows_case(g: &Gpu, st: &Stack, seed: u64, what: &str) {
         });
     }
     let arenas = |_| [poison(starts[0].max(1)), poison(starts[1].max(1))];
-    let (acts, dacts) = (arenas(0), arenas(1));
-    let d = dense::rows(
-        g,
-        "t",
-        st.n,
-        &table,
-        true,
-        &xt,
-        &pt,
-        [&acts[0], &acts[1]],
-        [&dacts[0], &dacts[1]],
-        &tt,
-    )
-    .or_fail(what);
-    wgsl_autoencoder::ops::run(g, &[d]).or_fail(what);
+    let run_rows = |backward: bool| {
+        let (acts, dacts) = (arenas(0), arenas(1));
+        let (a, d) = ([&acts[0], &acts[1]], [&dacts[0], &dacts[1]]);
+        let dispatch =
+            dense::rows(g, "t", st.n, &table, backward, &xt, &pt, a, d, &tt).or_fail(what);
+        wgsl_autoencoder::ops::run(g, &[dispatch]).or_fail(what);
+        (acts, dacts)
+    };
+    let (acts, dacts) = run_rows(true);
+    // Forward only: the same outputs, no gradient written.
+    let (forward_acts, forward_dacts) = run_rows(false);
+    for k in 0..2 {
+        let bits = |t: &Tensor| g.read::<u32>(t).or_fail(what);
+        assert!(
+            bits(&forward_acts[k]) == bits(&acts[k]),
+            "{what}: forward only's outputs"
+        );
+        let untouched = g.read::<f32>(&forward_dacts[k]).or_fail(what);
+        assert!(
+            untouched.iter().all(|v| v.is_nan()),
+            "{what}: forward only wrote gradients"
+        );
+    }
 
     let same = |case: &str, got: &[f32], want: &[f32]| {
         if g.kernels == KernelSet::Gpu {
