@@ -433,6 +433,23 @@ fn finish_gradient(li: u32, e: StackLayer, below: StackLayer, base: u32, q: u32,
     row_act[base + q] = select(sum, 0.0, masked);
 }
 
+// Weights one invocation stages per chunk: SPLIT rows x LANE_OUTPUTS columns over WG.
+const STAGED_PER_INVOCATION: u32 = SPLIT * LANE_OUTPUTS / WG;
+
+// Invocation t's share of the kernel rows i0..i0 + SPLIT at the columns of outputs q0..q0 +
+// LANE_OUTPUTS (0 past the last row): element k = t + m * WG is row k / LANE_OUTPUTS, column
+// k % LANE_OUTPUTS.
+fn stage_weights(t: u32, e: StackLayer, q0: u32, outs: u32, i0: u32) -> array<f32, STAGED_PER_INVOCATION> {
+    var w: array<f32, STAGED_PER_INVOCATION>;
+    for (var m = 0u; m < STAGED_PER_INVOCATION; m++) {
+        let k = t + m * WG;
+        let i = i0 + k / LANE_OUTPUTS;
+        let q = min(q0 + k % LANE_OUTPUTS, outs - 1u);
+        if (i < e.fin) { w[m] = wt[e.w + i * e.fout + q % e.fout]; }
+    }
+    return w;
+}
+
 fn stack_forward(t: u32, li: u32, row0: u32) {
     let e = stack[li];
     let xin = level_base(li);
@@ -456,17 +473,18 @@ fn stack_forward(t: u32, li: u32, row0: u32) {
     for (var q0 = 0u; q0 < outs; q0 += LANE_OUTPUTS) {
         var acc: array<f32, PER_LANE>;
         // The lanes sum along the kernel's rows, which a warp would read a row apart: the
-        // pass's 32 columns of the next SPLIT rows are staged first, read along the rows.
+        // pass's 32 columns of the next SPLIT rows are staged first, read along the rows. The
+        // chunk after is loaded into registers while this one is summed, so that its trip to
+        // memory overlaps the sums instead of following them.
+        var staged = stage_weights(t, e, q0, outs, 0u);
         for (var i0 = 0u; i0 < e.fin; i0 += SPLIT) {
             workgroupBarrier();
-            for (var k = t; k < SPLIT * LANE_OUTPUTS; k += WG) {
-                let i = i0 + k / LANE_OUTPUTS;
-                let q = min(q0 + k % LANE_OUTPUTS, outs - 1u);
-                var w = 0.0;
-                if (i < e.fin) { w = wt[e.w + i * e.fout + q % e.fout]; }
-                lane_sums[(k / LANE_OUTPUTS) * STAGE_STRIDE + k % LANE_OUTPUTS] = w;
+            for (var m = 0u; m < STAGED_PER_INVOCATION; m++) {
+                let k = t + m * WG;
+                lane_sums[(k / LANE_OUTPUTS) * STAGE_STRIDE + k % LANE_OUTPUTS] = staged[m];
             }
             workgroupBarrier();
+            staged = stage_weights(t, e, q0, outs, i0 + SPLIT);
             let i = i0 + lane;
             if (i < e.fin) {
                 for (var j = 0u; j < PER_LANE; j++) {
