@@ -222,20 +222,18 @@ fn rows_case(g: &Gpu, st: &Stack, seed: u64, what: &str) {
     // One by one: each layer's forward, the logits' gradient, each input gradient.
     let outs: Vec<Tensor> = (0..=last).map(|l| poison(shape(l).output_len())).collect();
     let grads: Vec<Tensor> = (0..=last).map(|l| poison(shape(l).output_len())).collect();
+    // Layer l's input in the one-by-one run: the batch, or the layer below's output.
+    let input_of = |l: usize| if l == 0 { &xt } else { &outs[l - 1] };
     let mut plain = Vec::new();
     for (l, &(_, relu, _)) in st.layers.iter().enumerate() {
         let s = shape(l);
-        let input = if l == 0 {
-            xt.clone()
-        } else {
-            outs[l - 1].clone()
-        };
+        let input = input_of(l);
         let w = pt.view(at[l].0, s.weight_len());
         let b = match at[l].1 {
             Some(b) => pt.view(b, s.fout as u64),
             None => zeros.view(0, s.fout as u64),
         };
-        plain.push(dense::forward(g, "t", &s, relu, &input, &w, &b, &outs[l]).or_fail(what));
+        plain.push(dense::forward(g, "t", &s, relu, input, &w, &b, &outs[l]).or_fail(what));
     }
     plain.push(bce::sigmoid_backward(g, "t", &outs[last], &tt, &grads[last]).or_fail(what));
     for l in (1..=last).rev() {
@@ -310,11 +308,7 @@ fn rows_case(g: &Gpu, st: &Stack, seed: u64, what: &str) {
         let mut plain = Vec::new();
         for (l, &(fout, relu, _)) in st.layers.iter().enumerate() {
             let s = shape(l);
-            let input = if l == 0 {
-                xt.clone()
-            } else {
-                outs[l - 1].clone()
-            };
+            let input = input_of(l);
             let go = GradOut {
                 dy: &grads[l],
                 relu_output: relu.then_some(&outs[l]),
@@ -324,7 +318,7 @@ fn rows_case(g: &Gpu, st: &Stack, seed: u64, what: &str) {
                 Some(b) => plain_g.view(b, fout as u64),
                 None => discard.view(0, fout as u64),
             };
-            plain.extend(dense::backward_params(g, "t", &s, &go, &input, &dw, &db).or_fail(what));
+            plain.extend(dense::backward_params(g, "t", &s, &go, input, &dw, &db).or_fail(what));
         }
         plain.push(bce::loss_partial(g, "t", &outs[last], &tt, &plain_p).or_fail(what));
         wgsl_autoencoder::ops::run(g, &plain).or_fail(what);
