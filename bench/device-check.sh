@@ -34,10 +34,11 @@ if ! source .device/gpu-env.sh >"$out/env.txt" 2>&1; then
 fi
 ae=wgsl-autoencoder
 step devices 10 $ae devices
-# Same command, same card: ours, then the peers (issue 8's table: all four columns).
+# Same command, same card: ours, then the peers (issue 8's table: all four columns). On a GPU
+# `auto` times fold sets at start-up: ours.json's folds_by lists each set's µs per step.
 step ours 30 $ae bench --adapter discrete --epochs 5 --json "$out/ours.json"
 # The folds' before and after, same call: ours with none (the 44-dispatch conv step and
-# 10-dispatch dense step measured on the H200 before them; `auto` folds all on a GPU: 18 and 4).
+# 10-dispatch dense step measured on the H200 before them; all folds: 18 and 4).
 step ours-unfolded 30 $ae bench --adapter discrete --folds none --epochs 5 --json "$out/ours-unfolded.json"
 for m in conv dense; do
   step "torch-$m" 60 python3 .device/torch_ae.py --data assets/mnist --model $m --variants eager,graph \

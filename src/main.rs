@@ -52,8 +52,11 @@ struct Cli {
     /// and input gradients as one dispatch) and grads (with rows, its weight gradients and the
     /// loss's partial sums as one more), and the kernel variants tiles (the
     /// weight-gradient partials stage each workgroup's gradient once) and vec4 (the dense
-    /// split-K kernels load 4 features at once); or all, none, auto (all on the gpu kernel
-    /// set, but rows and grads on a CPU adapter; none on cpu).
+    /// split-K kernels load 4 features at once); or all, none, tune (train, bench and profile
+    /// time sets of folds at start-up and keep the fastest: the gpu kernel set only, where
+    /// they change no bit), auto (tune on a GPU adapter's gpu kernel set; elsewhere all on the
+    /// gpu set but rows and grads on a CPU adapter, none on cpu; a resumed run keeps the
+    /// folds its config.json records for the same adapter).
     #[arg(long, global = true, default_value = "auto")]
     folds: FoldChoice,
     #[command(subcommand)]
@@ -355,6 +358,7 @@ impl Printer {
                 adapter,
                 kernels,
                 folds,
+                folds_by,
                 run_dir,
                 model,
                 train_count,
@@ -367,7 +371,7 @@ impl Printer {
                 self.epochs = epochs;
                 (self.first_epoch, self.first_step, self.steps) = (first_epoch, first_step, steps);
                 self.started = Some(std::time::Instant::now());
-                say!("adapter: {adapter}, {kernels} kernels, folds: {folds}");
+                say!("adapter: {adapter}, {kernels} kernels, folds: {folds} ({folds_by})");
                 say!("run folder: {}", run_dir.display());
                 say!(
                     "{model} on {train_count} training and {test_count} test images, {steps} steps per epoch, epochs {first_epoch}..={epochs}"

@@ -2062,6 +2062,125 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
     }
 }
 
+/// `--folds tune`: the run times sets of folds at start-up, says so, records every set it
+/// timed in `config.json` beside the one it kept (the fastest but for the margin), and
+/// trains to the same losses and weights, bit for bit, as the same run with no folds; a
+/// resumed run with `auto` keeps the folds recorded for its adapter instead of timing again.
+/// Where there is nothing to time (the cpu kernel set, whose folds change float rounding;
+/// `eval`; `bench-kernels`), `tune` is refused with the fix.
+#[test]
+fn cli_folds_tune_picks_by_timing_records_it_and_changes_no_bit() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small(t.path());
+    let args = |kernels: &'static str, folds: &'static str| {
+        [
+            "--model",
+            "dense",
+            "--kernels",
+            kernels,
+            "--folds",
+            folds,
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+        ]
+    };
+    let refused = t.path().join("cpu-tune");
+    train(&data, &refused, &args("cpu", "tune")).fails_with(&["--folds tune", "--kernels gpu"]);
+    assert_not_created(&refused);
+
+    let tuned = t.path().join("tuned");
+    let r = train(&data, &tuned, &args("gpu", "tune"));
+    r.ok();
+    assert!(
+        r.stdout.contains("(timed by ") && r.stdout.contains(", fastest of "),
+        "the run should say how it picked its folds:\n{}",
+        r.stdout
+    );
+    let config = |dir: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap()
+    };
+    let session = config(&tuned)["sessions"][0].clone();
+    let by = &session["folds_by"];
+    assert_eq!(by["by"], "timing", "{session}");
+    let trials = by["trials"].as_array().unwrap();
+    assert_eq!(trials[0]["folds"], "all", "{by}");
+    let kept: FoldSet = serde_json::from_value(session["folds"].clone()).unwrap();
+    let us = |t: &serde_json::Value| t["us_per_step"].as_f64().unwrap();
+    let kept_us = trials
+        .iter()
+        .find(|t| t["folds"] == kept.name())
+        .map(us)
+        .unwrap_or_else(|| panic!("the kept set {} was not timed: {by}", kept.name()));
+    for trial in trials {
+        assert!(
+            us(trial) > 0.0 && trial["dispatches"].as_u64() > Some(0),
+            "{trial}"
+        );
+        // Every set rejected was at most the margin faster than the one kept.
+        assert!(
+            kept_us * (1.0 - wgsl_autoencoder::train::tune::MARGIN) <= us(trial) + 1e-9,
+            "{by}"
+        );
+    }
+
+    let plain = t.path().join("plain");
+    train(&data, &plain, &args("gpu", "none")).ok();
+    let load = |dir: &Path| {
+        wgsl_autoencoder::checkpoint::load(&dir.join("checkpoint.safetensors")).unwrap()
+    };
+    let (a, b) = (load(&tuned), load(&plain));
+    let losses = |ck: &wgsl_autoencoder::checkpoint::Checkpoint| {
+        ck.history
+            .iter()
+            .map(|m| (m.loss.to_bits(), m.val_loss.to_bits()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        losses(&a),
+        losses(&b),
+        "folds {} changed a loss",
+        kept.name()
+    );
+    assert!(
+        a.state == b.state,
+        "folds {} changed the weights",
+        kept.name()
+    );
+
+    let r = run(&[
+        "--kernels",
+        "gpu",
+        "--resume",
+        tuned.to_str().unwrap(),
+        "--epochs",
+        "2",
+    ]);
+    r.ok();
+    assert!(r.stdout.contains("the resumed run's"), "{}", r.stdout);
+    let resumed = config(&tuned)["sessions"][1].clone();
+    assert_eq!(resumed["folds_by"]["by"], "resumed_run", "{resumed}");
+    assert_eq!(resumed["folds"], session["folds"], "{resumed}");
+
+    run(&[
+        "eval",
+        "--folds",
+        "tune",
+        "--checkpoint",
+        tuned.to_str().unwrap(),
+    ])
+    .fails_with(&["--folds tune", "trains nothing"]);
+    run(&[
+        "bench-kernels",
+        "--folds",
+        "tune",
+        "--data",
+        data.to_str().unwrap(),
+    ])
+    .fails_with(&["--folds tune", "kernel sets"]);
+}
+
 // ---- Keras model files ---------------------------------------------------------------------
 
 /// The shipped `assets/models/NAME.json` as JSON, to edit into a file the program refuses.

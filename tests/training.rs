@@ -1253,3 +1253,68 @@ fn same_seed_same_losses_bitwise() {
     }
     eprintln!("determinism: {:.1}s", t0.elapsed().as_secs_f64());
 }
+
+/// The start-up search over folds (`train::tune::search`) on a made-up cost per fold left out:
+/// it leaves out what makes the step faster by more than the margin (`pool`, and `rows` with
+/// the `grads` that needs it), keeps what saves less (`finish`, half the margin) or costs (`grads` alone),
+/// does not time a set whose step is one timed already (`upsample`, which this "model" has
+/// nothing for), and tries `grads` alone before `rows`.
+#[test]
+fn fold_search_leaves_out_only_what_is_slower_past_the_margin() {
+    use wgsl_autoencoder::train::tune::{search, MARGIN};
+    let saving = |name: &str| match name {
+        "pool" => 10.0,
+        // Half the margin of a 100 µs step: kept.
+        "finish" => 50.0 * MARGIN,
+        "rows" => 20.0,
+        "grads" => -5.0,
+        _ => 0.0,
+    };
+    let mut seen: Vec<FoldSet> = Vec::new();
+    let mut asked = Vec::new();
+    let (picked, trials) = search(FoldSet::ALL, |set| {
+        asked.push(set);
+        // The same step: upsample has nothing to fold here.
+        let step = FoldSet {
+            upsample: true,
+            ..set
+        };
+        if seen.contains(&step) {
+            return Ok(None);
+        }
+        seen.push(step);
+        // `without` finds a fold only where it is on.
+        let off: f64 = FoldSet::NAMES
+            .iter()
+            .filter(|n| set.without(n).is_none())
+            .map(|n| saving(n))
+            .sum();
+        Ok(Some((10, 100.0 - off)))
+    })
+    .unwrap();
+    let want = FoldSet {
+        pool: false,
+        rows: false,
+        grads: false,
+        ..FoldSet::ALL
+    };
+    assert_eq!(picked, want, "{trials:?}");
+    let names: Vec<&str> = trials.iter().map(|t| t.folds.as_str()).collect();
+    assert_eq!(names[0], "all");
+    assert!(
+        !names.contains(&FoldSet::ALL.without("upsample").unwrap().name().as_str()),
+        "a step already timed was timed again: {names:?}"
+    );
+    let grads_first = asked
+        .iter()
+        .position(|s| s.rows && !s.grads)
+        .zip(asked.iter().position(|s| !s.rows));
+    assert!(
+        grads_first.is_some_and(|(grads, rows)| grads < rows),
+        "grads alone should be tried before rows: {asked:?}"
+    );
+    // Kept within the margin.
+    assert!(picked.finish && picked.grads == picked.rows);
+    assert_eq!(FoldSet::ALL.without("rows").map(|s| s.grads), Some(false));
+    assert_eq!(FoldSet::NONE.without("pool"), None);
+}

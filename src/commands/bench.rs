@@ -2,19 +2,26 @@
 //! each kernel set), and steady-state throughput.
 //! Throughput figures come from here, never from a test.
 use crate::data;
-use crate::gpu::{DeviceChoice, FoldChoice, FoldSet, Gpu, KernelChoice, KernelSet};
+use crate::gpu::{DeviceChoice, FoldChoice, FoldSet, FoldsBy, Gpu, KernelChoice, KernelSet};
 use crate::model::ModelChoice;
 use crate::report::profile::{dispatch_rows, DispatchRow};
 use crate::train::profile::{profile_steps, timed_steps, ProfileReport};
-use crate::train::{TrainConfig, Trainer};
+use crate::train::{tune, TrainConfig, Trainer};
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// A trainer with fresh weights on the dataset in `data_dir`.
-fn trainer(gpu: &Gpu, cfg: &TrainConfig, data_dir: &Path) -> Result<Trainer> {
+/// A trainer with fresh weights on the dataset in `data_dir`, the folds settled as `folds`
+/// says (timed at start-up where it asks: `train::tune`).
+fn trainer(
+    gpu: &mut Gpu,
+    folds: FoldChoice,
+    cfg: &TrainConfig,
+    data_dir: &Path,
+) -> Result<Trainer> {
     let data = data::load(data_dir, cfg.train_limit)?;
     let model = cfg.build_model(data.features())?;
+    tune::settle(gpu, folds, &model, cfg, &data.train.images)?;
     let mut t = Trainer::for_dataset(gpu, model, cfg, &data)?;
     t.init(gpu)?;
     Ok(t)
@@ -38,8 +45,8 @@ pub fn profile(o: &ProfileOptions) -> Result<ProfileReport> {
             "--steps must be at least 1: the profile times that many steps".into(),
         ));
     }
-    let gpu = Gpu::new(&o.device)?;
-    let mut t = trainer(&gpu, &o.config, &o.data_dir)?;
+    let mut gpu = Gpu::new(&o.device)?;
+    let mut t = trainer(&mut gpu, o.device.folds, &o.config, &o.data_dir)?;
     profile_steps(&gpu, &mut t, o.steps, o.warmup, o.trace.as_deref())
 }
 
@@ -84,6 +91,9 @@ pub struct BenchResult {
     pub driver: String,
     /// The kernel set that ran (`gpu` or `cpu`).
     pub kernels: String,
+    /// The folds that ran, and how they were chosen.
+    pub folds: String,
+    pub folds_by: FoldsBy,
     pub batch_size: u32,
     pub train_images: usize,
     pub epochs: usize,
@@ -110,7 +120,7 @@ pub fn bench(o: &BenchOptions) -> Result<Vec<BenchResult>> {
     if let Some(path) = &o.json {
         check_output(path)?;
     }
-    let gpu = Gpu::new(&o.device)?;
+    let mut gpu = Gpu::new(&o.device)?;
     let mut out = Vec::new();
     for model in &o.models {
         let mut cfg = TrainConfig::new(model.clone());
@@ -118,7 +128,7 @@ pub fn bench(o: &BenchOptions) -> Result<Vec<BenchResult>> {
         cfg.epochs = o.epochs;
         cfg.train_limit = o.train_limit;
         cfg.validate()?;
-        let mut t = trainer(&gpu, &cfg, &o.data_dir)?;
+        let mut t = trainer(&mut gpu, o.device.folds, &cfg, &o.data_dir)?;
         let mut epoch_seconds = Vec::new();
         let mut val = f64::NAN;
         for _ in 0..cfg.epochs {
@@ -141,6 +151,8 @@ pub fn bench(o: &BenchOptions) -> Result<Vec<BenchResult>> {
                 .trim()
                 .to_string(),
             kernels: gpu.kernels.name().into(),
+            folds: gpu.folds.name(),
+            folds_by: gpu.folds_by.clone(),
             batch_size: cfg.batch_size,
             train_images: t.train.count,
             epochs: cfg.epochs,
@@ -274,6 +286,13 @@ pub fn bench_kernels(o: &KernelBenchOptions) -> Result<KernelBenchReport> {
     // layer's dispatches are the same ones under both (`profile --folds` compares folds).
     let folds = match o.device.folds {
         FoldChoice::Auto => FoldChoice::Set(FoldSet::NONE),
+        FoldChoice::Tune => {
+            return Err(Error::Config(
+                "bench-kernels times kernel sets, not folds, so --folds tune does not apply: \
+                 leave --folds out (both sets unfolded) or name the folds"
+                    .into(),
+            ))
+        }
         chosen => chosen,
     };
     for set in KernelSet::ALL {
@@ -282,7 +301,7 @@ pub fn bench_kernels(o: &KernelBenchOptions) -> Result<KernelBenchReport> {
             folds,
             ..o.device.clone()
         };
-        let gpu = Gpu::new(&device)?;
+        let mut gpu = Gpu::new(&device)?;
         (adapter, driver) = (gpu.name(), gpu.info.driver_info.clone());
         if !gpu.has_timestamps() {
             return Err(Error::Gpu {
@@ -292,7 +311,7 @@ pub fn bench_kernels(o: &KernelBenchOptions) -> Result<KernelBenchReport> {
                     .into(),
             });
         }
-        let mut t = trainer(&gpu, &o.config, &o.data_dir)?;
+        let mut t = trainer(&mut gpu, folds, &o.config, &o.data_dir)?;
         let timings = timed_steps(&gpu, &mut t, o.steps, o.warmup)?.unwrap_or_default();
         let rows = dispatch_rows(&timings, o.steps);
         if rows.iter().all(|r| r.us_per_step.is_none()) {

@@ -2,7 +2,7 @@
 //! (`--interpolate A,B`), and drawing random codes from a Gaussian fitted to the training
 //! split's codes (`--sample N`).
 use super::{data_for, inference, load_checkpoint};
-use crate::gpu::{DeviceChoice, Gpu};
+use crate::gpu::DeviceChoice;
 use crate::{report, Error, Result};
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
@@ -77,7 +77,7 @@ pub fn interpolate(
             test.count.saturating_sub(1)
         )));
     }
-    let gpu = Gpu::new(adapter)?;
+    let gpu = super::open_for_inference(adapter)?;
     let inference = inference(&gpu, &ck)?;
     let mut ends = test.values(a..a + 1);
     ends.extend(test.values(b..b + 1));
@@ -131,7 +131,7 @@ pub fn sample(
     let ck = load_checkpoint(ckpt)?;
     let data = data_for(&ck, ckpt, data_dir)?;
     let train = &data.train.images;
-    let gpu = Gpu::new(adapter)?;
+    let gpu = super::open_for_inference(adapter)?;
     let inference = inference(&gpu, &ck)?;
     let dim = inference.net.model.code().len() as usize;
     let codes = inference.encode(&gpu, &train.values(0..train.count))?;

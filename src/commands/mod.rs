@@ -8,7 +8,7 @@ pub use generate::{decode_from, interpolate, parse_index_pair, sample, DecodeFro
 
 use crate::checkpoint::{self, Checkpoint};
 use crate::data::{self, Dataset};
-use crate::gpu::{describe_adapter, list_adapters, DeviceChoice, Gpu};
+use crate::gpu::{describe_adapter, list_adapters, DeviceChoice, FoldChoice, Gpu};
 use crate::infer::Inference;
 use crate::model::ModelKind;
 use crate::network::{DeviceSplit, Network, Purpose};
@@ -22,6 +22,18 @@ use std::path::Path;
 /// The checkpoint `--checkpoint` names (a run folder or a file).
 fn load_checkpoint(ckpt: &Path) -> Result<Checkpoint> {
     checkpoint::load(&checkpoint_path(ckpt))
+}
+
+/// The device of a command that trains nothing: `--folds tune` has no step to time there.
+fn open_for_inference(device: &DeviceChoice) -> Result<Gpu> {
+    if device.folds == FoldChoice::Tune {
+        return Err(Error::Config(
+            "--folds tune picks folds by timing training steps, and this command trains \
+             nothing: leave --folds out, or name the folds"
+                .into(),
+        ));
+    }
+    Gpu::new(device)
 }
 
 /// A checkpoint's model and weights, ready for inference.
@@ -61,7 +73,7 @@ pub struct EvalReport {
 pub fn eval(adapter: &DeviceChoice, ckpt: &Path, data_dir: &Path) -> Result<EvalReport> {
     let ck = load_checkpoint(ckpt)?;
     let data = data_for(&ck, ckpt, data_dir)?;
-    let gpu = Gpu::new(adapter)?;
+    let gpu = open_for_inference(adapter)?;
     let model = ck.model()?;
     let test = &data.test.images;
     let batch = ck.config.batch_size.min(test.count.max(1) as u32).max(1);
@@ -117,7 +129,7 @@ pub fn encode(
 ) -> Result<(usize, [u32; 3])> {
     let ck = load_checkpoint(ckpt)?;
     let data = data_for(&ck, ckpt, data_dir)?;
-    let gpu = Gpu::new(adapter)?;
+    let gpu = open_for_inference(adapter)?;
     let inference = inference(&gpu, &ck)?;
     let split = if train_split { &data.train } else { &data.test };
     let codes = inference.encode(&gpu, &split.images.values(0..split.images.count))?;
@@ -141,7 +153,7 @@ pub fn decode(
     count: usize,
 ) -> Result<usize> {
     let ck = load_checkpoint(ckpt)?;
-    let gpu = Gpu::new(adapter)?;
+    let gpu = open_for_inference(adapter)?;
     let inference = inference(&gpu, &ck)?;
     let bad = |d: String| Error::Data {
         path: codes.to_path_buf(),

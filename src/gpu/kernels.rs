@@ -144,9 +144,10 @@ impl FoldSet {
         "grads",
     ];
 
-    /// What `auto` folds: everything on the GPU set (the conv model's step goes from 44
-    /// dispatches to 18, the dense model's from 10 to 4), but `rows` (and `grads`, which
-    /// needs it) on a CPU adapter (on llvmpipe its barrier-bound workgroups took a dense step
+    /// The rule: what a device opens with under `auto` (which then times sets at start-up on
+    /// a GPU adapter's GPU set: `train::tune`), and keeps where it does not time. Everything
+    /// on the GPU set (the conv model's step goes from 44 dispatches to 18, the dense model's
+    /// from 10 to 4), but `rows` (and `grads`, which needs it) on a CPU adapter (on llvmpipe its barrier-bound workgroups took a dense step
     /// 2.7-3.1x longer than the per-layer kernels: BENCHMARKS.md); nothing on the CPU set, whose kernels read and
     /// write plain tensors and reduce their own sums (a fold would run the GPU set's kernels
     /// for those layers).
@@ -177,9 +178,9 @@ impl FoldSet {
         ]
     }
 
-    /// Turns on the fold called `name` (one of [`FoldSet::NAMES`]); false for another name.
-    fn set(&mut self, name: &str) -> bool {
-        let flag = match name {
+    /// The flag of the fold called `name` (one of [`FoldSet::NAMES`]).
+    fn flag_mut(&mut self, name: &str) -> Option<&mut bool> {
+        Some(match name {
             "upsample" => &mut self.upsample,
             "pool" => &mut self.pool,
             "reduces" => &mut self.reduces,
@@ -190,10 +191,23 @@ impl FoldSet {
             "rows" => &mut self.rows,
             "vec4" => &mut self.vec4,
             "grads" => &mut self.grads,
-            _ => return false,
-        };
-        *flag = true;
-        true
+            _ => return None,
+        })
+    }
+
+    /// Turns on the fold called `name`; false for another name.
+    fn set(&mut self, name: &str) -> bool {
+        self.flag_mut(name).map(|flag| *flag = true).is_some()
+    }
+
+    /// This set with the fold called `name` left out (and `grads` with `rows`, which it
+    /// needs); None when it is not in the set.
+    pub fn without(self, name: &str) -> Option<FoldSet> {
+        let mut less = self;
+        let flag = less.flag_mut(name).filter(|on| **on)?;
+        *flag = false;
+        less.grads &= less.rows;
+        Some(less)
     }
 
     /// `all`, `none`, or the folds' names joined by commas.
@@ -219,22 +233,83 @@ impl fmt::Display for FoldSet {
     }
 }
 
-/// `--folds`: `auto` ([`FoldSet::for_adapter`]), `all`, `none`, or a comma-separated list of
-/// [`FoldSet::NAMES`].
+/// `--folds`: `auto` (timed at start-up on the GPU set of a GPU adapter, else
+/// [`FoldSet::for_adapter`]: `train::tune`), `tune` (timed on any adapter), `all`, `none`, or
+/// a comma-separated list of [`FoldSet::NAMES`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum FoldChoice {
     #[default]
     Auto,
+    Tune,
     Set(FoldSet),
 }
 
 impl FoldChoice {
-    pub fn resolve(self, kernels: KernelSet, info: &wgpu::AdapterInfo) -> FoldSet {
+    /// The folds a device opens with, and how they were chosen. `auto` and `tune` start from
+    /// the adapter's rule; a command that trains may then time other sets (`train::tune`).
+    pub fn resolve(self, kernels: KernelSet, info: &wgpu::AdapterInfo) -> (FoldSet, FoldsBy) {
         match self {
-            FoldChoice::Auto => FoldSet::for_adapter(kernels, info),
-            FoldChoice::Set(set) => set,
+            FoldChoice::Auto | FoldChoice::Tune => {
+                (FoldSet::for_adapter(kernels, info), FoldsBy::Rule)
+            }
+            FoldChoice::Set(set) => (set, FoldsBy::Flag),
         }
     }
+}
+
+/// How a device's folds were chosen (config.json, `bench`'s and `profile`'s reports).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "by")]
+pub enum FoldsBy {
+    /// `--folds` named them.
+    Flag,
+    /// `auto`'s rule for the adapter ([`FoldSet::for_adapter`]).
+    #[default]
+    Rule,
+    /// Timed at start-up: the fastest of the sets tried (`train::tune`).
+    Timing(FoldTiming),
+    /// A resumed run's, as its folder's config.json records them for this adapter and
+    /// kernel set.
+    ResumedRun,
+}
+
+impl FoldsBy {
+    /// A few words for the start-up line: "timed, fastest of 5 sets (0.4 s)".
+    pub fn describe(&self) -> String {
+        match self {
+            FoldsBy::Flag => "as --folds says".into(),
+            FoldsBy::Rule => "the adapter's rule".into(),
+            FoldsBy::Timing(t) => format!(
+                "timed by {}, fastest of {} sets ({:.1} s)",
+                t.clock,
+                t.trials.len(),
+                t.seconds
+            ),
+            FoldsBy::ResumedRun => "the resumed run's, on this adapter".into(),
+        }
+    }
+}
+
+/// A start-up timing of fold sets.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct FoldTiming {
+    /// `gpu timestamps` (each step's pass, barriers included) or `wall clock`.
+    pub clock: &'static str,
+    pub batch_size: u32,
+    /// Timed steps per set, after the warm-up.
+    pub steps: usize,
+    /// The whole timing, networks and pipelines built included.
+    pub seconds: f64,
+    /// Every set timed, in order; sets whose step is the same as one before are not.
+    pub trials: Vec<FoldTrial>,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct FoldTrial {
+    pub folds: String,
+    pub dispatches: usize,
+    /// Median over the timed steps.
+    pub us_per_step: f64,
 }
 
 impl FromStr for FoldChoice {
@@ -242,6 +317,7 @@ impl FromStr for FoldChoice {
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         match s.trim().to_ascii_lowercase().as_str() {
             "auto" => return Ok(FoldChoice::Auto),
+            "tune" => return Ok(FoldChoice::Tune),
             "all" => return Ok(FoldChoice::Set(FoldSet::ALL)),
             "none" => return Ok(FoldChoice::Set(FoldSet::NONE)),
             _ => {}
@@ -251,8 +327,8 @@ impl FromStr for FoldChoice {
             if !set.set(&name) {
                 let (last, rest) = FoldSet::NAMES.split_last().unwrap_or((&"", &[]));
                 return Err(format!(
-                    "unknown fold '{name}': use auto, all, none, or a comma-separated list of \
-                     {} and {last}",
+                    "unknown fold '{name}': use auto, tune, all, none, or a comma-separated \
+                     list of {} and {last}",
                     rest.join(", ")
                 ));
             }
@@ -265,6 +341,7 @@ impl fmt::Display for FoldChoice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FoldChoice::Auto => f.write_str("auto"),
+            FoldChoice::Tune => f.write_str("tune"),
             FoldChoice::Set(set) => set.fmt(f),
         }
     }

@@ -10,7 +10,9 @@ pub mod timing;
 pub use adapter::{describe_adapter, list_adapters, AdapterChoice};
 pub use buffers::Tensor;
 pub use dispatch::{record_all, run, Cost, Dispatch, KernelSource, WORKGROUP};
-pub use kernels::{DeviceChoice, FoldChoice, FoldSet, KernelChoice, KernelSet};
+pub use kernels::{
+    DeviceChoice, FoldChoice, FoldSet, FoldTiming, FoldTrial, FoldsBy, KernelChoice, KernelSet,
+};
 pub use pipeline::Module;
 
 use crate::{Error, Result};
@@ -27,6 +29,8 @@ pub struct Gpu {
     pub kernels: KernelSet,
     /// The layers a network's convolutions fold in (`network`).
     pub folds: FoldSet,
+    /// How [`Gpu::folds`] was chosen.
+    pub folds_by: FoldsBy,
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<Mutex<Option<String>>>,
     pipelines: pipeline::PipelineCache,
@@ -54,7 +58,7 @@ impl Gpu {
         let adapter = adapter::choose(&choice.adapter)?;
         let info = adapter.get_info();
         let kernels = choice.kernels.resolve(&info);
-        let folds = choice.folds.resolve(kernels, &info);
+        let (folds, folds_by) = choice.folds.resolve(kernels, &info);
         let wanted = wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
@@ -99,6 +103,7 @@ impl Gpu {
             features,
             kernels,
             folds,
+            folds_by,
             lost,
             uncaptured,
             pipelines: Default::default(),

@@ -86,12 +86,15 @@ impl Gpu {
             });
         }
         self.check()?;
-        cache
+        // Where another thread built the same pipeline meanwhile, its copy stays the one: one
+        // pipeline per key, so equal pipelines mean equal code (`train::tune` relies on it).
+        Ok(cache
             .pipelines
             .lock()
             .map_err(|e| self.gpu_error(e))?
-            .insert(key, pipeline.clone());
-        Ok(pipeline)
+            .entry(key)
+            .or_insert(pipeline)
+            .clone())
     }
 
     fn shader_module(&self, module: Module) -> Result<wgpu::ShaderModule> {

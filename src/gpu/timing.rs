@@ -112,11 +112,7 @@ impl Profiler {
             }
         }
         gpu.queue.submit([enc.finish()]);
-        let ticks: Vec<u64> = gpu
-            .read(&Tensor::whole(resolve))?
-            .chunks(2)
-            .map(pair_u64)
-            .collect();
+        let ticks = read_ticks(gpu, resolve)?;
         let period = gpu.queue.get_timestamp_period() as f64;
         let stamp = |k: usize| {
             let base = (k / per_set) * MAX_QUERIES as usize + 2 * (k % per_set);
@@ -145,6 +141,104 @@ impl Profiler {
             })
             .collect())
     }
+}
+
+/// Whole steps timed on the GPU: each step's dispatches in one compute pass with a timestamp
+/// at its start and end, so a span holds the barriers between dispatches too (what folding
+/// saves), not the host's work between submits.
+pub struct SpanTimer {
+    query_set: wgpu::QuerySet,
+    used: u32,
+}
+
+impl SpanTimer {
+    /// Room for `spans` spans (at most half a query set). Fails, saying so, without
+    /// timestamp queries.
+    pub fn new(gpu: &Gpu, spans: usize) -> Result<Self> {
+        let wanted = 2 * spans as u64;
+        if !gpu.has_timestamps() || wanted > MAX_QUERIES as u64 {
+            return Err(Error::Gpu {
+                adapter: gpu.name(),
+                detail: format!(
+                    "cannot time {spans} spans: timestamp queries: {}, at most {} spans",
+                    gpu.has_timestamps(),
+                    MAX_QUERIES / 2
+                ),
+            });
+        }
+        Ok(SpanTimer {
+            query_set: gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("span timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count: wanted.max(2) as u32,
+            }),
+            used: 0,
+        })
+    }
+
+    /// Records `dispatches` as one timed pass (untimed once the timer is full).
+    pub fn record<'a>(
+        &mut self,
+        enc: &mut wgpu::CommandEncoder,
+        dispatches: impl IntoIterator<Item = &'a Dispatch>,
+    ) {
+        let room = self.used + 2 <= self.query_set.count();
+        let writes = room.then(|| wgpu::ComputePassTimestampWrites {
+            query_set: &self.query_set,
+            beginning_of_pass_write_index: Some(self.used),
+            end_of_pass_write_index: Some(self.used + 1),
+        });
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("timed span"),
+            timestamp_writes: writes,
+        });
+        for d in dispatches {
+            d.record(&mut pass);
+        }
+        drop(pass);
+        if room {
+            self.used += 2;
+        }
+    }
+
+    /// Every recorded span in nanoseconds, in order (waits for the queue); None where the
+    /// driver returned a zero or reversed pair.
+    pub fn finish(self, gpu: &Gpu) -> Result<Vec<Option<f64>>> {
+        if self.used == 0 {
+            return Ok(Vec::new());
+        }
+        let resolve = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("span timestamps"),
+            size: self.used as u64 * 8,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let mut enc = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("resolve spans"),
+            });
+        enc.resolve_query_set(&self.query_set, 0..self.used, &resolve, 0);
+        gpu.queue.submit([enc.finish()]);
+        let ticks = read_ticks(gpu, resolve)?;
+        let period = gpu.queue.get_timestamp_period() as f64;
+        Ok(ticks
+            .chunks(2)
+            .map(|pair| match pair {
+                [a, b] if *a > 0 && b > a => Some((b - a) as f64 * period),
+                _ => None,
+            })
+            .collect())
+    }
+}
+
+/// The resolved timestamps in `resolve`, as ticks.
+fn read_ticks(gpu: &Gpu, resolve: wgpu::Buffer) -> Result<Vec<u64>> {
+    Ok(gpu
+        .read(&Tensor::whole(resolve))?
+        .chunks(2)
+        .map(pair_u64)
+        .collect())
 }
 
 fn pair_u64(w: &[u32]) -> u64 {

@@ -66,8 +66,10 @@ pub enum Event {
         adapter: String,
         /// The kernel set the run uses (`gpu` or `cpu`).
         kernels: String,
-        /// The layers its convolutions fold in (`gpu::FoldSet`: none, upsample, pool, all).
+        /// The work folded into fewer dispatches (`gpu::FoldSet`: none, all, or a list).
         folds: String,
+        /// How they were chosen (`gpu::FoldsBy::describe`).
+        folds_by: String,
         run_dir: PathBuf,
         model: String,
         train_count: usize,

@@ -102,6 +102,7 @@ impl<'a> Session<'a> {
             adapter: gpu.name(),
             kernels: gpu.kernels.name().into(),
             folds: gpu.folds.name(),
+            folds_by: gpu.folds_by.describe(),
             run_dir: dir.clone(),
             model: setup.cfg.model.name().into(),
             train_count: setup.data.train.images.count,
@@ -516,6 +517,7 @@ fn config_json(setup: &Setup, gpu: &Gpu, dir: &Path) -> Result<String> {
         },
         "kernels": gpu.kernels,
         "folds": gpu.folds,
+        "folds_by": gpu.folds_by,
         "versions": {
             "wgsl-autoencoder": env!("CARGO_PKG_VERSION"),
             "wgpu": "30",

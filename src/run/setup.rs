@@ -5,9 +5,9 @@ use super::folder::{self, Claim, RunDir};
 use super::{Control, RunOptions};
 use crate::checkpoint::{self, Checkpoint};
 use crate::data::{self, DataRecord, Dataset};
-use crate::gpu::{DeviceChoice, Gpu};
+use crate::gpu::{DeviceChoice, FoldChoice, FoldSet, FoldsBy, Gpu};
 use crate::model::{Model, ModelChoice, ModelKind};
-use crate::train::{self, TrainConfig, Trainer};
+use crate::train::{self, tune, TrainConfig, Trainer};
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 
@@ -226,14 +226,33 @@ impl Setup {
 
     /// Opens the adapter, uploads both splits and builds the trainer, its weights fresh or
     /// the checkpoint's.
-    pub fn trainer(&self, adapter: &DeviceChoice) -> Result<(Gpu, Trainer)> {
-        let gpu = Gpu::new(adapter)?;
+    pub fn trainer(&self, device: &DeviceChoice) -> Result<(Gpu, Trainer)> {
+        let mut gpu = Gpu::new(device)?;
+        self.settle_folds(&mut gpu, device.folds)?;
         let mut trainer = Trainer::for_dataset(&gpu, self.model.clone(), &self.cfg, &self.data)?;
         match &self.resumed {
             Some((ck, _)) => trainer.restore(&gpu, &ck.state)?,
             None => trainer.init(&gpu)?,
         }
         Ok((gpu, trainer))
+    }
+
+    /// The folds, where `--folds` leaves them to us: a resumed run's, as its folder's
+    /// config.json records them for this adapter and kernel set (so that it goes on with the
+    /// very kernels it ran), else timed if the device asks it (`train::tune`).
+    fn settle_folds(&self, gpu: &mut Gpu, choice: FoldChoice) -> Result<()> {
+        let recorded = self
+            .resumed
+            .as_ref()
+            .and_then(|(_, path)| recorded_folds(path, gpu));
+        match (choice, recorded) {
+            (FoldChoice::Auto | FoldChoice::Tune, Some(folds)) => {
+                gpu.folds = folds;
+                gpu.folds_by = FoldsBy::ResumedRun;
+                Ok(())
+            }
+            _ => tune::settle(gpu, choice, &self.model, &self.cfg, &self.data.train.images),
+        }
     }
 
     /// Where the run goes: the resumed run's own folder (unless it branches off an earlier
@@ -271,6 +290,24 @@ fn same_dir(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => a == b,
+    }
+}
+
+/// The folds of the last session in the config.json beside the checkpoint at `path`, when it
+/// ran on this adapter (name, backend, driver) and kernel set.
+fn recorded_folds(path: &Path, gpu: &Gpu) -> Option<FoldSet> {
+    let text = std::fs::read(path.parent()?.join("config.json")).ok()?;
+    let config: serde_json::Value = serde_json::from_slice(&text).ok()?;
+    let last = config.get("sessions")?.as_array()?.last()?;
+    let adapter = last.get("adapter")?;
+    let same = |key: &str, value: String| adapter.get(key)?.as_str().map(|s| s == value);
+    let same_device = same("name", gpu.info.name.clone())?
+        && same("backend", format!("{:?}", gpu.info.backend))?
+        && same("driver_info", gpu.info.driver_info.clone())?
+        && last.get("kernels")?.as_str()? == gpu.kernels.name();
+    match same_device {
+        true => serde_json::from_value(last.get("folds")?.clone()).ok(),
+        false => None,
     }
 }
 

@@ -9,6 +9,7 @@ mod evaluator;
 mod probe;
 pub mod profile;
 mod trainer;
+pub mod tune;
 
 pub use evaluator::Evaluator;
 pub use trainer::{EpochEnd, EpochStart, State, Trainer};

@@ -2,7 +2,7 @@
 //! summed per kernel, against the step's unprofiled wall time.
 use super::Trainer;
 use crate::gpu::timing::{Profiler, Timing};
-use crate::gpu::Gpu;
+use crate::gpu::{FoldsBy, Gpu};
 use crate::report::profile::{self, KernelRow};
 use crate::Result;
 use std::path::Path;
@@ -13,8 +13,9 @@ pub struct ProfileReport {
     pub adapter: String,
     /// The kernel set that ran (`gpu` or `cpu`).
     pub kernels: String,
-    /// The layers the convolutions fold in (`gpu::FoldSet`).
+    /// The work folded into fewer dispatches (`gpu::FoldSet`), and how it was chosen.
     pub folds: String,
+    pub folds_by: FoldsBy,
     pub model: String,
     pub batch_size: u32,
     pub steps: usize,
@@ -32,7 +33,7 @@ pub struct ProfileReport {
 impl ProfileReport {
     pub fn text(&self) -> String {
         let mut s = format!(
-            "profile: {} model, batch {}, {} steps on {}, {} kernels, folds: {}\n\
+            "profile: {} model, batch {}, {} steps on {}, {} kernels, folds: {} ({})\n\
              {} dispatches per step; GPU buffers {:.1} MiB (dataset resident)\n",
             self.model,
             self.batch_size,
@@ -40,6 +41,7 @@ impl ProfileReport {
             self.adapter,
             self.kernels,
             self.folds,
+            self.folds_by.describe(),
             self.dispatches_per_step,
             self.gpu_buffer_bytes as f64 / (1 << 20) as f64
         );
@@ -108,6 +110,7 @@ pub fn profile_steps(
         adapter: gpu.name(),
         kernels: gpu.kernels.name().into(),
         folds: gpu.folds.name(),
+        folds_by: gpu.folds_by.clone(),
         model: t.cfg.model.name().into(),
         batch_size: t.cfg.batch_size,
         steps,
