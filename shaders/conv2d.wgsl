@@ -4,11 +4,13 @@
 //
 // Shapes are pipeline-overridable constants, so loops over the window and channels unroll;
 // only the batch size is a uniform (the last batch of an epoch is smaller). Each invocation
-// keeps a group of up to GROUP = 16 channels in four vec4 registers: one load of an input
-// value feeds every output channel of the group, instead of one multiply-add per two loads.
-// A layer with more channels on that side runs one invocation per group: the group is the
-// dispatch's z (workgroup_id.z), so every invocation of a workgroup has the same group.
-// The channels on the other side are a plain loop.
+// keeps a group of up to GROUP channels in vec4 registers (16 in four; the narrow variant, 4
+// in one): one load of an input value feeds every output channel of the group, instead of one
+// multiply-add per two loads. A layer with more channels on that side runs one invocation per
+// group: the group is the dispatch's z (workgroup_id.z), so every invocation of a workgroup
+// has the same group. The channels on the other side are a plain loop. Every channel's sum
+// runs in the same order whatever the group, so the narrow variant's results are the same
+// bits, from 4x more invocations with a quarter of the loads each.
 //
 // Backward kernels read the upstream gradient through `grad_out`, which applies the ReLU mask
 // from the saved activation when the layer was run with ReLU (relu != 0).
@@ -56,8 +58,12 @@ override ROWS: u32 = TAPS * CI + select(0u, 1u, WITH_BIAS);
 // instead of each invocation loading and masking the gradient for its own row.
 override TILE: bool = false;
 
-// Channels one invocation keeps in its four vec4 registers: ops::conv2d::GROUP.
-const GROUP: u32 = 16u;
+// Channels one invocation keeps in vec4 registers (ops::conv2d::group): WIDE_GROUP in four,
+// or NARROW_GROUP in one (`--folds narrow`); G4 registers of them.
+const WIDE_GROUP: u32 = 16u;
+const NARROW_GROUP: u32 = 4u;
+override GROUP: u32 = WIDE_GROUP;
+override G4: u32 = GROUP / 4u;
 
 struct Conv {
     n: u32, relu: u32, chunks: u32,
@@ -113,20 +119,22 @@ fn grad_out(pix: u32, o: u32) -> f32 {
 }
 
 // Whether register j (0..3) of the channel group whose first vec4 is g4 holds channels of a
-// side with n4 vec4s. Register 0 always does. With one group (n4 <= 4) this is a constant
-// and folds away at pipeline creation, as the single-group kernels' branches did; with more,
-// it is the same for the whole workgroup (g4 comes from workgroup_id.z), so the last group
-// of, say, 20 channels skips its three empty registers instead of computing them.
+// side with n4 vec4s. Register 0 always does; registers from G4 on never do (the narrow
+// variant has one). With one group (n4 <= G4) this is a constant and folds away at pipeline
+// creation, as the single-group kernels' branches did; with more, it is the same for the
+// whole workgroup (g4 comes from workgroup_id.z), so the last group of, say, 20 channels
+// skips its three empty registers instead of computing them.
 fn live(n4: u32, g4: u32, j: u32) -> bool {
-    return n4 > j && (n4 <= 4u || g4 + j < n4);
+    return j < G4 && n4 > j && (n4 <= G4 || g4 + j < n4);
 }
 
 // The first vec4 of channel group z on a side of n4 vec4s: the constant 0 when the side fits
 // one group (n4 is an override constant, so this folds at pipeline creation and every weight
-// and bias address stays a constant offset, as in the single-group kernels), 4z otherwise.
+// and bias address stays a constant offset, as in the single-group kernels), G4 * z
+// otherwise.
 fn group4(n4: u32, z: u32) -> u32 {
-    if (n4 <= 4u) { return 0u; }
-    return 4u * z;
+    if (n4 <= G4) { return 0u; }
+    return G4 * z;
 }
 
 // Four consecutive output channels of kernel row `row` (= (ky*KS+kx)*CI + ci), from channel

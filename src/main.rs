@@ -51,11 +51,12 @@ struct Cli {
     /// (Adam's dispatch finishes the loss), rows (a dense model's forward pass, loss gradient
     /// and input gradients as one dispatch) and grads (with rows, its weight gradients and the
     /// loss's partial sums as one more), and the kernel variants tiles (the
-    /// weight-gradient partials stage each workgroup's gradient once) and vec4 (the dense
-    /// split-K kernels load 4 features at once); or all, none, tune (train, bench and profile
+    /// weight-gradient partials stage each workgroup's gradient once), vec4 (the dense
+    /// split-K kernels load 4 features at once) and narrow (the convolutions keep 4 channels
+    /// per invocation, not 16: 4x the invocations); or all, none, tune (train, bench and profile
     /// time sets of folds at start-up and keep the fastest: the gpu kernel set only, where
     /// they change no bit), auto (tune on a GPU adapter's gpu kernel set; elsewhere all on the
-    /// gpu set but rows and grads on a CPU adapter, none on cpu; a resumed run keeps the
+    /// gpu set but rows, grads and narrow on a CPU adapter, none on cpu; a resumed run keeps the
     /// folds its config.json records for the same adapter).
     #[arg(long, global = true, default_value = "auto")]
     folds: FoldChoice,

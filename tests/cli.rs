@@ -1983,7 +1983,7 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
     let out = t.path().join("bogus");
     train(&data, &out, &["--folds", "pool,some", "--epochs", "1"]).fails_with(&[
         "'some'",
-        "upsample, pool, reduces, backward, loss, tiles, finish, rows, vec4 and grads",
+        "upsample, pool, reduces, backward, loss, tiles, finish, rows, vec4, grads and narrow",
     ]);
     assert_not_created(&out);
     for (kernels, folds, recorded) in [
@@ -2034,6 +2034,7 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
         ("tiles", 44),
         ("finish", 43),
         ("rows", 44),
+        ("narrow", 44),
         ("all", 18),
     ];
     for (folds, dispatches) in counts {

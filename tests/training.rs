@@ -1071,7 +1071,7 @@ fn decode_of_encode_on(g: &Gpu) {
 /// per step fewer with all (3 pools and 3 upsamplings, forward and backward; 7 reduces as 1;
 /// 6 convolutions' input and weight gradients as one dispatch each; the loss gradient in the
 /// loss pass; the tiled weight-gradient partials, no fewer; the loss's last sum in Adam's
-/// dispatch); and so do the dense and deep models, whose forward pass, logits' gradient and
+/// dispatch; the narrow channel groups, no fewer); and so do the dense and deep models, whose forward pass, logits' gradient and
 /// input gradients the rows fold runs as one dispatch.
 /// Batch 16 on 40 images ends each epoch with a partial batch of 8, whose 4x4 layer has few
 /// enough chunks for the serial reduce, so both of the merged reduce's paths run.
@@ -1110,6 +1110,7 @@ fn folds_change_no_bit_of_training() {
         rows: k == 7,
         vec4: k == 8,
         grads: k == 9,
+        narrow: k == 10,
     };
     let pool_and_backward = FoldSet {
         pool: true,
@@ -1125,6 +1126,7 @@ fn folds_change_no_bit_of_training() {
         only(4),
         only(5),
         only(6),
+        only(10),
         pool_and_backward,
     ];
     let dense_cases = [FoldSet::ALL, only(4), only(6), only(7), only(8)];

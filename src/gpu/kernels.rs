@@ -92,9 +92,10 @@ impl fmt::Display for KernelChoice {
 /// pass (`loss`, every model), the loss's last sum in Adam's dispatch (`finish`, every model),
 /// a dense model's whole forward pass, logits' gradient and input gradients as one dispatch
 /// over the batch's rows (`rows`), and with it every dense layer's weight gradient and the
-/// loss's partial sums as one more (`grads`). Two more are kernel variants rather than folds,
-/// selected the same way: the weight-gradient partials staging each workgroup's gradient once
-/// (`tiles`), and the dense split-K kernels loading 4 features at once (`vec4`). On the GPU set every result is the same to the bit either way, only the
+/// loss's partial sums as one more (`grads`). Three more are kernel variants rather than
+/// folds, selected the same way: the weight-gradient partials staging each workgroup's
+/// gradient once (`tiles`), the dense split-K kernels loading 4 features at once (`vec4`),
+/// and the convolutions keeping 4 channels per invocation instead of 16 (`narrow`). On the GPU set every result is the same to the bit either way, only the
 /// dispatches differ; on the CPU set a fold runs the GPU set's kernels for the layers it joins
 /// (the same sums, to float rounding).
 #[derive(
@@ -111,6 +112,7 @@ pub struct FoldSet {
     pub rows: bool,
     pub vec4: bool,
     pub grads: bool,
+    pub narrow: bool,
 }
 
 impl FoldSet {
@@ -125,6 +127,7 @@ impl FoldSet {
         rows: false,
         vec4: false,
         grads: false,
+        narrow: false,
     };
     pub const ALL: FoldSet = FoldSet {
         upsample: true,
@@ -137,33 +140,36 @@ impl FoldSet {
         rows: true,
         vec4: true,
         grads: true,
+        narrow: true,
     };
     /// The names `--folds` lists them by, in order.
-    pub const NAMES: [&'static str; 10] = [
+    pub const NAMES: [&'static str; 11] = [
         "upsample", "pool", "reduces", "backward", "loss", "tiles", "finish", "rows", "vec4",
-        "grads",
+        "grads", "narrow",
     ];
 
     /// The rule: what a device opens with under `auto` (which then times sets at start-up on
     /// a GPU adapter's GPU set: `train::tune`), and keeps where it does not time. Everything
     /// on the GPU set (the conv model's step goes from 44 dispatches to 18, the dense model's
-    /// from 10 to 4), but `rows` (and `grads`, which needs it) on a CPU adapter (on llvmpipe its barrier-bound workgroups took a dense step
-    /// 2.7-3.1x longer than the per-layer kernels: BENCHMARKS.md); nothing on the CPU set, whose kernels read and
-    /// write plain tensors and reduce their own sums (a fold would run the GPU set's kernels
-    /// for those layers).
+    /// from 10 to 4), but on a CPU adapter neither `rows` (and `grads`, which needs it: on
+    /// llvmpipe its barrier-bound workgroups took a dense step 2.7-3.1x longer than the
+    /// per-layer kernels) nor `narrow` (the conv step 22-34% longer on lavapipe: BENCHMARKS.md);
+    /// nothing on the CPU set, whose kernels read and write plain tensors and reduce their own
+    /// sums (a fold would run the GPU set's kernels for those layers).
     pub fn for_adapter(kernels: KernelSet, info: &wgpu::AdapterInfo) -> Self {
         match (kernels, info.device_type) {
             (KernelSet::Cpu, _) => FoldSet::NONE,
             (KernelSet::Gpu, wgpu::DeviceType::Cpu) => FoldSet {
                 rows: false,
                 grads: false,
+                narrow: false,
                 ..FoldSet::ALL
             },
             (KernelSet::Gpu, _) => FoldSet::ALL,
         }
     }
 
-    fn flags(self) -> [bool; 10] {
+    fn flags(self) -> [bool; 11] {
         [
             self.upsample,
             self.pool,
@@ -175,6 +181,7 @@ impl FoldSet {
             self.rows,
             self.vec4,
             self.grads,
+            self.narrow,
         ]
     }
 
@@ -191,6 +198,7 @@ impl FoldSet {
             "rows" => &mut self.rows,
             "vec4" => &mut self.vec4,
             "grads" => &mut self.grads,
+            "narrow" => &mut self.narrow,
             _ => return None,
         })
     }

@@ -1,5 +1,5 @@
 //! Launchers for `shaders/conv2d.wgsl`: k x k (k = 1, 3, 5 or 7) stride-1 convolution, NHWC,
-//! Keras kernel layout, any channel counts (an invocation keeps [`GROUP`] channels in
+//! Keras kernel layout, any channel counts (an invocation keeps [`group`] channels in
 //! registers; a side with more runs one invocation per group of them).
 //!
 //! On the CPU kernel set (see `gpu::KernelSet`) the shapes `shaders/cpu/conv2d.wgsl` is
@@ -11,11 +11,24 @@ use crate::gpu::{Gpu, KernelSet, Tensor};
 use crate::shapes::{Conv2dShape, Padding, PoolShape};
 use crate::{Error, Result};
 
-/// Channels one invocation keeps in registers (four vec4): the shader's GROUP. A side with
-/// more channels (output channels for the forward and the weight gradient, input channels
-/// for the input gradient) runs one invocation per group of GROUP, the group in the
+/// Channels one invocation keeps in registers, four vec4: the shader's WIDE_GROUP. A side
+/// with more channels (output channels for the forward and the weight gradient, input
+/// channels for the input gradient) runs one invocation per group, the group in the
 /// dispatch's z.
-pub const GROUP: u32 = 16;
+pub const WIDE_GROUP: u32 = 16;
+/// The narrow variant's group (`--folds narrow`), one vec4: the shader's NARROW_GROUP.
+pub const NARROW_GROUP: u32 = 4;
+
+/// The channels per invocation of the GPU set's convolutions on `gpu` (the shader's GROUP
+/// override): [`NARROW_GROUP`] under `--folds narrow`, 4x the invocations, each with a
+/// quarter of the loads and registers (the small layers' grids fill more of a GPU), and every
+/// sum in the same order, so the same bits; [`WIDE_GROUP`] otherwise.
+pub fn group(gpu: &Gpu) -> u32 {
+    match gpu.folds.narrow {
+        true => NARROW_GROUP,
+        false => WIDE_GROUP,
+    }
+}
 /// Output pixels per partial sum of the weight gradient for small kernels (the shader's CHUNK
 /// override; `chunk` lengthens it for large ones).
 pub const CHUNK: u64 = 16;
@@ -205,9 +218,11 @@ fn cpu_kernels(set: KernelSet, s: &Conv2dShape, folds: &Folds<'_>) -> bool {
     set == KernelSet::Cpu && folds.is_none() && cpu::conv2d::takes(s)
 }
 
-/// The pipeline's shape constants: everything but the batch size.
-fn constants(s: &Conv2dShape, folds: &Folds<'_>) -> [(&'static str, f64); 13] {
-    constants_with(s, folds, false, false)
+/// The pipeline's shape constants: everything but the batch size; `group` channels per
+/// invocation ([`group`]; kernels without channel groups take [`WIDE_GROUP`], so that the
+/// narrow variant shares their pipelines).
+fn constants(s: &Conv2dShape, folds: &Folds<'_>, group: u32) -> [(&'static str, f64); 14] {
+    constants_with(s, folds, false, false, group)
 }
 
 /// `tile`: the weight-gradient partials' tiled variant ([`tiles`]).
@@ -216,9 +231,11 @@ fn constants_with(
     folds: &Folds<'_>,
     with_bias: bool,
     tile: bool,
-) -> [(&'static str, f64); 13] {
+    group: u32,
+) -> [(&'static str, f64); 14] {
     let (ph, pw) = folds.pool_shape(s).map_or((1, 1), |p| p.out_hw());
     [
+        ("GROUP", group as f64),
         ("TILE", tile as u32 as f64),
         ("UP", folds.input.factor() as f64),
         ("POOL", if folds.pool.is_some() { 2.0 } else { 1.0 }),
@@ -270,23 +287,20 @@ pub const SERIAL_REDUCE: u64 = 64;
 /// Workgroup size of the register-tiled kernels: the shader's TILED_WG.
 pub const TILED: u64 = 64;
 
-/// Groups of [`GROUP`] channels a side of `channels` splits into.
-fn groups_of(channels: u32) -> u32 {
-    channels.div_ceil(GROUP)
-}
-
-/// The grid of one channel group (`grid`, folded into x and y) repeated in z for each of
-/// `groups`.
-fn per_group(gpu: &Gpu, what: &str, grid: [u32; 3], groups: u32) -> Result<[u32; 3]> {
+/// The grid of one channel group (`grid`, folded into x and y) repeated in z for each group
+/// of [`group`] channels of a side of `channels`.
+fn per_group(gpu: &Gpu, what: &str, grid: [u32; 3], channels: u32) -> Result<[u32; 3]> {
     let max = gpu.limits.max_compute_workgroups_per_dimension;
+    let group = group(gpu);
+    let groups = channels.div_ceil(group);
     if groups > max {
         return Err(Error::Limit {
-            what: format!("{what} (a z-layer of workgroups per {GROUP} channels)"),
+            what: format!("{what} (a z-layer of workgroups per {group} channels)"),
             limit: "max_compute_workgroups_per_dimension",
             needed: groups as u64,
             allowed: max as u64,
             adapter: gpu.name(),
-            fix: format!("use at most {} channels", max as u64 * GROUP as u64),
+            fix: format!("use at most {} channels", max as u64 * group as u64),
         });
     }
     Ok([grid[0], grid[1], groups])
@@ -335,13 +349,8 @@ pub fn forward(
             label,
             params: bytemuck::bytes_of(&p),
             bindings: &bindings,
-            constants: &constants(s, folds),
-            workgroups: per_group(
-                gpu,
-                kernel,
-                gpu.grid_of(kernel, pixels, TILED)?,
-                groups_of(s.co),
-            )?,
+            constants: &constants(s, folds, group(gpu)),
+            workgroups: per_group(gpu, kernel, gpu.grid_of(kernel, pixels, TILED)?, s.co)?,
             cost: Cost {
                 bytes: 4
                     * (folds.input.len(s)
@@ -415,12 +424,12 @@ pub fn backward_input(
             label,
             params: bytemuck::bytes_of(&p),
             bindings: &bindings,
-            constants: &constants(s, folds),
+            constants: &constants(s, folds, group(gpu)),
             workgroups: per_group(
                 gpu,
                 "conv2d.backward_input",
                 gpu.grid_of("conv2d.backward_input", pixels, TILED)?,
-                groups_of(s.ci),
+                s.ci,
             )?,
             cost: Cost {
                 bytes: 4
@@ -538,7 +547,7 @@ fn split_k(
     let used = chunks(s) * rows * s.co as u64;
     let partials = partials.view(0, used);
     let tile = tiles(gpu, s);
-    let constants = constants_with(s, folds, with_bias, tile);
+    let constants = constants_with(s, folds, with_bias, tile, group(gpu));
     let bindings = [
         (1, x),
         (5, dy),
@@ -557,12 +566,7 @@ fn split_k(
             params: bytemuck::bytes_of(&p),
             bindings: &bindings,
             constants: &constants,
-            workgroups: per_group(
-                gpu,
-                kernel,
-                partial_grid(gpu, kernel, s, rows, tile)?,
-                groups_of(s.co),
-            )?,
+            workgroups: per_group(gpu, kernel, partial_grid(gpu, kernel, s, rows, tile)?, s.co)?,
             cost: Cost {
                 bytes: 4 * (folds.output_len(s) * (1 + relu as u64) + folds.input.len(s) + used),
                 flops: 2 * s.macs() + 2 * s.output_len() * with_bias as u64,
@@ -592,7 +596,7 @@ fn reduce_dispatch(
     let p = params(s, false);
     let rows = s.taps() * s.ci as u64 + with_bias as u64;
     let used = partials.len;
-    let constants = constants_with(s, folds, with_bias, false);
+    let constants = constants_with(s, folds, with_bias, false, WIDE_GROUP);
     let (_, reduce_kernel) = weight_gradient_kernels(with_bias);
     // The reduce binds db only when it writes it: alias dw otherwise, as the kernel never
     // reaches that branch.
@@ -664,7 +668,8 @@ pub fn backward_pair(
         false => per_z(chunks(s) * rows),
     };
     let input_per_z = per_z(folds.input.len(s) / s.ci as u64);
-    let total = part_per_z * groups_of(s.co) as u64 + input_per_z * groups_of(s.ci) as u64;
+    let groups = |channels: u32| channels.div_ceil(group(gpu)) as u64;
+    let total = part_per_z * groups(s.co) + input_per_z * groups(s.ci);
     let p = Params {
         part_per_z: u32::try_from(part_per_z).map_err(|_| too_many(gpu, part_per_z))?,
         input_per_z: u32::try_from(input_per_z).map_err(|_| too_many(gpu, input_per_z))?,
@@ -688,7 +693,7 @@ pub fn backward_pair(
                 (8, &partials),
                 folds.winner_in(dy),
             ],
-            constants: &constants_with(s, folds, true, tile),
+            constants: &constants_with(s, folds, true, tile, group(gpu)),
             workgroups: gpu.groups(kernel, total)?,
             cost: Cost {
                 bytes: 4
@@ -932,7 +937,7 @@ pub fn backward_bias(
             label,
             params: bytemuck::bytes_of(&p),
             bindings: &bindings,
-            constants: &constants(s, folds),
+            constants: &constants(s, folds, WIDE_GROUP),
             workgroups: gpu.groups("conv2d.backward_bias", s.co as u64)?,
             cost: Cost {
                 bytes: 4 * (folds.output_len(s) * (1 + relu as u64) + s.co as u64),

@@ -111,7 +111,11 @@ impl Shader {
         match self {
             Shader::Bce => c.push(("CHUNK", bce::CHUNK)),
             Shader::Conv2d => {
-                c.extend([("TILED_WG", conv2d::TILED), ("GROUP", conv2d::GROUP as u64)]);
+                c.extend([
+                    ("TILED_WG", conv2d::TILED),
+                    ("WIDE_GROUP", conv2d::WIDE_GROUP as u64),
+                    ("NARROW_GROUP", conv2d::NARROW_GROUP as u64),
+                ]);
                 c.extend([
                     ("SERIAL_REDUCE", conv2d::SERIAL_REDUCE),
                     ("TILE_CHUNKS", conv2d::TILE_CHUNKS),

@@ -812,28 +812,36 @@ fn conv2d_reduce_all_is_each_layers_reduce_bit_for_bit() {
     }
 }
 
-/// The weight-gradient partials' tiled variant (`--folds tiles`) and the pair
-/// (`backward_pair` then the layer's reduce) give the plain per-row kernels' kernel, bias and
-/// input gradients bit for bit, on two devices (every fold but the tiles; every fold), for
+/// A device on the GPU set with every fold, the tiles and the narrow channel groups as asked.
+fn open_variant(tiles: bool, narrow: bool) -> Gpu {
+    use wgsl_autoencoder::gpu::{DeviceChoice, FoldChoice, FoldSet, KernelChoice};
+    let folds = FoldSet {
+        tiles,
+        narrow,
+        ..FoldSet::ALL
+    };
+    let choice = DeviceChoice::new(
+        crate::common::adapter_choice(),
+        KernelChoice::Set(KernelSet::Gpu),
+    )
+    .with_folds(FoldChoice::Set(folds));
+    Gpu::new(&choice).or_fail("open")
+}
+
+/// The weight-gradient partials' tiled variant (`--folds tiles`), the pair (`backward_pair`
+/// then the layer's reduce) and the narrow channel groups (`--folds narrow`: 4 channels per
+/// invocation, not 16) give the plain per-row kernels' kernel, bias and input gradients bit
+/// for bit, on four devices (with and without the tiles, each with and without narrow), for
 /// every fold case (a pool's routing, an upsampled input), with and without ReLU, with and
 /// without the bias row (`backward_weight`), and on a layer with chunks longer than 16 and more
-/// than 16 channels a side (which the tiles leave to the per-row kernel).
+/// than 16 channels a side (which the tiles leave to the per-row kernel, and which is 5 and 6
+/// narrow groups against 2 wide ones, the last of each partly live).
 #[test]
 fn conv2d_tiled_weight_partials_are_the_per_row_kernel_bit_for_bit() {
-    use wgsl_autoencoder::gpu::{DeviceChoice, FoldChoice, FoldSet, KernelChoice};
-    let open = |tiles| {
-        let folds = FoldSet {
-            tiles,
-            ..FoldSet::ALL
-        };
-        let choice = DeviceChoice::new(
-            crate::common::adapter_choice(),
-            KernelChoice::Set(KernelSet::Gpu),
-        )
-        .with_folds(FoldChoice::Set(folds));
-        Gpu::new(&choice).or_fail("open")
-    };
-    let (per_row, tiled) = (open(false), open(true));
+    let (per_row, tiled) = (open_variant(false, false), open_variant(true, false));
+    let (narrow_rows, narrow_tiled) = (open_variant(false, true), open_variant(true, true));
+    assert_eq!(conv2d::group(&per_row), conv2d::WIDE_GROUP);
+    assert_eq!(conv2d::group(&narrow_tiled), conv2d::NARROW_GROUP);
     let wide = Folded {
         s: Conv2dShape {
             k: 3,
@@ -935,6 +943,10 @@ fn conv2d_tiled_weight_partials_are_the_per_row_kernel_bit_for_bit() {
                 (&per_row, true, "the per-row pair"),
                 (&tiled, false, "the tiled partials"),
                 (&tiled, true, "the tiled pair"),
+                (&narrow_rows, false, "the narrow per-row kernels"),
+                (&narrow_rows, true, "the narrow per-row pair"),
+                (&narrow_tiled, false, "the narrow tiled partials"),
+                (&narrow_tiled, true, "the narrow tiled pair"),
             ] {
                 let got = run_on(g, paired);
                 for (i, out) in ["dw", "db", "dx", "dw without the bias row"]
@@ -947,6 +959,82 @@ fn conv2d_tiled_weight_partials_are_the_per_row_kernel_bit_for_bit() {
                     );
                 }
             }
+        }
+    }
+}
+
+/// The narrow channel groups (`--folds narrow`) give the wide groups' forward pass bit for bit:
+/// plain, with a max pool folded in (values and winners), and reading an upsampled input, with
+/// and without ReLU, for every fold case and a layer of 24 -> 20 channels (6 narrow groups of
+/// input, 5 of output, against 2 wide ones).
+#[test]
+fn conv2d_narrow_groups_give_the_wide_forward_bit_for_bit() {
+    let (wide, narrow) = (open_variant(true, false), open_variant(true, true));
+    let mut cases = folded_cases();
+    cases.push(Folded {
+        s: Conv2dShape {
+            k: 3,
+            n: 2,
+            h: 7,
+            w: 7,
+            ci: 24,
+            co: 20,
+            padding: Padding::Same,
+        },
+        up: false,
+        pool: Some(Padding::Same),
+    });
+    for (k, case) in cases.into_iter().enumerate() {
+        let s = case.s;
+        for relu in [false, true] {
+            let what = format!("{case:?} relu={relu}");
+            let out_len = case
+                .pool
+                .map_or(s.output_len(), |p| case.pool_shape(p).output_len());
+            let x_len = match case.up {
+                true => case.upsample().input_len(),
+                false => s.input_len(),
+            };
+            let mut r = crate::common::rng(1400 + k as u64);
+            let mut draw = |len: u64| crate::common::uniform(&mut r, len as usize, -1.0, 1.0);
+            let (xs, ws, bs) = (draw(x_len), draw(s.weight_len()), draw(s.co as u64));
+            let run_on = |g: &Gpu| {
+                let up = |v: &[f32]| g.upload("t", v).or_fail(&what);
+                let (x, w, b) = (up(&xs), up(&ws), up(&bs));
+                let y = g.poisoned("y", out_len).or_fail(&what);
+                let winner = g
+                    .upload("w", &vec![u32::MAX; out_len as usize])
+                    .or_fail(&what);
+                let folds = Folds {
+                    input: match case.up {
+                        true => Input::Upsampled2x,
+                        false => Input::Direct,
+                    },
+                    pool: case.pool.map(|padding| Pooled {
+                        padding,
+                        winner: &winner,
+                    }),
+                };
+                let d = conv2d::forward(g, "t", &s, &folds, relu, &x, &w, &b, &y).or_fail(&what);
+                wgsl_autoencoder::ops::run(g, &[d]).or_fail(&what);
+                (
+                    g.read::<u32>(&y).or_fail(&what),
+                    g.read::<u32>(&winner).or_fail(&what),
+                )
+            };
+            let (want, got) = (run_on(&wide), run_on(&narrow));
+            assert!(
+                want.0.iter().all(|b| !f32::from_bits(*b).is_nan()),
+                "{what}: an output unwritten"
+            );
+            if case.pool.is_some() {
+                assert!(want.1.iter().all(|w| *w < 4), "{what}: a winner unwritten");
+            }
+            assert!(
+                want.0 == got.0,
+                "{what}: the narrow groups' output differs in its bits"
+            );
+            assert!(want.1 == got.1, "{what}: the narrow groups' winners differ");
         }
     }
 }
