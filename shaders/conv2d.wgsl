@@ -391,7 +391,8 @@ fn backward_weight_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
 // Chunks one workgroup of the tiled variant takes: TILE_CHUNKS * CHUNK = TILED_WG pixels, one
 // per invocation when staging (ops::conv2d::TILE_CHUNKS).
 const TILE_CHUNKS: u32 = 4u;
-// The staged gradient: pixel-major, four vec4 (a group of 16 channels) per pixel.
+// The staged gradient: pixel-major, room for four vec4 (a wide group of 16 channels) per
+// pixel; the narrow variant uses the first.
 var<workgroup> tile_g: array<vec4<f32>, 4u * TILED_WG>;
 
 // The tiled variant of weight_partial_at: workgroup (x, y) takes chunks

@@ -57,7 +57,7 @@ struct Cli {
     /// time sets of folds at start-up and keep the fastest: the gpu kernel set only, where
     /// they change no bit), auto (tune on a GPU adapter's gpu kernel set; elsewhere all on the
     /// gpu set but rows, grads and narrow on a CPU adapter, none on cpu; a resumed run keeps the
-    /// folds its config.json records for the same adapter).
+    /// folds its config.json records for the same adapter; tune times them again).
     #[arg(long, global = true, default_value = "auto")]
     folds: FoldChoice,
     #[command(subcommand)]

@@ -2066,7 +2066,8 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
 /// `--folds tune`: the run times sets of folds at start-up, says so, records every set it
 /// timed in `config.json` beside the one it kept (the fastest but for the margin), and
 /// trains to the same losses and weights, bit for bit, as the same run with no folds; a
-/// resumed run with `auto` keeps the folds recorded for its adapter instead of timing again.
+/// resumed run with `auto` keeps the folds recorded for its adapter instead of timing again,
+/// and with `tune` times again.
 /// Where there is nothing to time (the cpu kernel set, whose folds change float rounding;
 /// `eval`; `bench-kernels`), `tune` is refused with the fix.
 #[test]
@@ -2163,6 +2164,20 @@ fn cli_folds_tune_picks_by_timing_records_it_and_changes_no_bit() {
     let resumed = config(&tuned)["sessions"][1].clone();
     assert_eq!(resumed["folds_by"]["by"], "resumed_run", "{resumed}");
     assert_eq!(resumed["folds"], session["folds"], "{resumed}");
+    // Asked to tune, a resumed run times again.
+    let dir = tuned.to_str().unwrap();
+    run(&[
+        "--kernels",
+        "gpu",
+        "--folds",
+        "tune",
+        "--resume",
+        dir,
+        "--epochs",
+        "3",
+    ])
+    .ok();
+    assert_eq!(config(&tuned)["sessions"][2]["folds_by"]["by"], "timing");
 
     run(&[
         "eval",

@@ -101,6 +101,8 @@ impl fmt::Display for KernelChoice {
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
 )]
+// A config.json from before a fold existed records it as off.
+#[serde(default)]
 pub struct FoldSet {
     pub upsample: bool,
     pub pool: bool,

@@ -237,16 +237,17 @@ impl Setup {
         Ok((gpu, trainer))
     }
 
-    /// The folds, where `--folds` leaves them to us: a resumed run's, as its folder's
+    /// The folds, where `--folds auto` leaves them to us: a resumed run's, as its folder's
     /// config.json records them for this adapter and kernel set (so that it goes on with the
-    /// very kernels it ran), else timed if the device asks it (`train::tune`).
+    /// very kernels it ran), else timed if the device asks it (`train::tune`). `--folds tune`
+    /// times them again.
     fn settle_folds(&self, gpu: &mut Gpu, choice: FoldChoice) -> Result<()> {
         let recorded = self
             .resumed
             .as_ref()
             .and_then(|(_, path)| recorded_folds(path, gpu));
         match (choice, recorded) {
-            (FoldChoice::Auto | FoldChoice::Tune, Some(folds)) => {
+            (FoldChoice::Auto, Some(folds)) => {
                 gpu.folds = folds;
                 gpu.folds_by = FoldsBy::ResumedRun;
                 Ok(())

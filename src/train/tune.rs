@@ -87,7 +87,7 @@ pub fn pick(
     let (folds, trials) = search(FoldSet::ALL, |set| trial.time(gpu, set))?;
     gpu.folds = folds;
     gpu.folds_by = FoldsBy::Timing(FoldTiming {
-        clock: match gpu.has_timestamps() {
+        clock: match trial.spans {
             true => "gpu timestamps",
             false => "wall clock",
         },
@@ -100,7 +100,7 @@ pub fn pick(
 }
 
 /// The greedy search: `time(set)` gives a set's (dispatches, µs per step), or None when its
-/// step is one already timed.
+/// step is one already timed (or its time cannot be compared).
 pub fn search(
     start: FoldSet,
     mut time: impl FnMut(FoldSet) -> Result<Option<(usize, f64)>>,
@@ -140,6 +140,9 @@ struct Trial<'m> {
     loss_log: crate::gpu::Tensor,
     /// Each timed step's pipelines and workgroups, to skip a set whose step is the same.
     seen: Vec<Vec<(wgpu::ComputePipeline, [u32; 3])>>,
+    /// Timed by GPU spans (else the wall clock): timestamps, unless the first set's spans all
+    /// came back zero or reversed.
+    spans: bool,
 }
 
 impl<'m> Trial<'m> {
@@ -162,6 +165,7 @@ impl<'m> Trial<'m> {
             order: gpu.upload("fold timing order", &(0..n).collect::<Vec<u32>>())?,
             loss_log: gpu.tensor("fold timing loss", 1)?,
             seen: Vec::new(),
+            spans: gpu.has_timestamps(),
         })
     }
 
@@ -200,15 +204,22 @@ impl<'m> Trial<'m> {
             1 => warm_up(gpu, &plan)?,
             _ => steps(gpu, &plan, WARMUP)?,
         }
-        let us = match gpu.has_timestamps() {
+        // One clock for the whole search: the first set's spans decide it.
+        let first = self.seen.len() == 1;
+        let us = match self.spans {
             true => span_median(gpu, &plan)?,
-            false => None,
+            false => Some(wall_per_step(gpu, &plan)?),
         };
-        let us = match us {
-            Some(us) => us,
-            None => wall_per_step(gpu, &plan)?,
-        };
-        Ok(Some((plan.len(), us)))
+        match (us, first) {
+            (Some(us), _) => Ok(Some((plan.len(), us))),
+            (None, true) => {
+                self.spans = false;
+                Ok(Some((plan.len(), wall_per_step(gpu, &plan)?)))
+            }
+            // Unusable timestamps for a later set only: its time would be on another clock
+            // than the rest, so it is not compared.
+            (None, false) => Ok(None),
+        }
     }
 }
 
@@ -244,7 +255,13 @@ fn span_median(gpu: &Gpu, plan: &StepPlan) -> Result<Option<f64>> {
     }
     let mut spans: Vec<f64> = timer.finish(gpu)?.into_iter().flatten().collect();
     spans.sort_by(f64::total_cmp);
-    Ok(spans.get(spans.len() / 2).map(|ns| ns / 1e3))
+    let mid = spans.len() / 2;
+    let median = match spans.len() {
+        0 => return Ok(None),
+        n if n % 2 == 1 => spans[mid],
+        _ => (spans[mid - 1] + spans[mid]) / 2.0,
+    };
+    Ok(Some(median / 1e3))
 }
 
 /// µs per step of [`TIMED`] steps submitted as in training, by the wall clock.
