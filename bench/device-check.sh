@@ -47,16 +47,16 @@ for m in conv dense; do
 done
 # Where our step's time goes, per kernel (timestamp queries).
 step profile-conv 15 $ae profile --adapter discrete --model conv --steps 100 --trace "$out/trace-conv.json"
-for f in none upsample pool reduces backward loss tiles finish; do
+for f in none upsample pool reduces backward loss tiles finish narrow; do
   step "profile-conv-folds-$f" 8 $ae profile --adapter discrete --model conv --folds $f --steps 100 \
     --trace "$out/trace-conv-folds-$f.json"
 done
 step profile-dense 10 $ae profile --adapter discrete --model dense --steps 100
 # The dense step's folds and variant alone (rows, rows with grads, vec4, finish) and none.
 for f in none rows rows,grads vec4 finish; do
-  step "profile-dense-folds-${f//,/-}" 6 $ae profile --adapter discrete --model dense --folds $f --steps 100
+  step "profile-dense-folds-${f//,/-}" 5 $ae profile --adapter discrete --model dense --folds $f --steps 100
 done
-step profile-denoising 15 $ae profile --adapter discrete --model assets/models/denoising_conv.json --steps 50
+step profile-denoising 12 $ae profile --adapter discrete --model assets/models/denoising_conv.json --steps 50
 # Every dispatch under each kernel set (the variants we have), per layer.
 for m in conv dense; do
   step "kernels-$m" 15 $ae bench-kernels --adapter discrete --model $m --steps 50 --json "$out/kernels-$m.json"
