@@ -831,7 +831,7 @@ fn open_variant(tiles: bool, narrow: bool) -> Gpu {
 /// The weight-gradient partials' tiled variant (`--folds tiles`), the pair (`backward_pair`
 /// then the layer's reduce) and the narrow channel groups (`--folds narrow`: 4 channels per
 /// invocation, not 16) give the plain per-row kernels' kernel, bias and input gradients bit
-/// for bit, on four devices (with and without the tiles, each with and without narrow), for
+/// for bit, on three devices (with and without the tiles, and with both), for
 /// every fold case (a pool's routing, an upsampled input), with and without ReLU, with and
 /// without the bias row (`backward_weight`), and on a layer with chunks longer than 16 and more
 /// than 16 channels a side (which the tiles leave to the per-row kernel, and which is 5 and 6
@@ -839,9 +839,12 @@ fn open_variant(tiles: bool, narrow: bool) -> Gpu {
 #[test]
 fn conv2d_tiled_weight_partials_are_the_per_row_kernel_bit_for_bit() {
     let (per_row, tiled) = (open_variant(false, false), open_variant(true, false));
-    let (narrow_rows, narrow_tiled) = (open_variant(false, true), open_variant(true, true));
+    // With the tiles too: the wide case's long chunks run the narrow per-row partials (and
+    // `folds_change_no_bit_of_training` runs them on a whole model), so a fourth device
+    // would only add pipelines to compile (minutes through llvmpipe's GL).
+    let narrow = open_variant(true, true);
     assert_eq!(conv2d::group(&per_row), conv2d::WIDE_GROUP);
-    assert_eq!(conv2d::group(&narrow_tiled), conv2d::NARROW_GROUP);
+    assert_eq!(conv2d::group(&narrow), conv2d::NARROW_GROUP);
     let wide = Folded {
         s: Conv2dShape {
             k: 3,
@@ -943,10 +946,8 @@ fn conv2d_tiled_weight_partials_are_the_per_row_kernel_bit_for_bit() {
                 (&per_row, true, "the per-row pair"),
                 (&tiled, false, "the tiled partials"),
                 (&tiled, true, "the tiled pair"),
-                (&narrow_rows, false, "the narrow per-row kernels"),
-                (&narrow_rows, true, "the narrow per-row pair"),
-                (&narrow_tiled, false, "the narrow tiled partials"),
-                (&narrow_tiled, true, "the narrow tiled pair"),
+                (&narrow, false, "the narrow tiled partials"),
+                (&narrow, true, "the narrow tiled pair"),
             ] {
                 let got = run_on(g, paired);
                 for (i, out) in ["dw", "db", "dx", "dw without the bias row"]
