@@ -89,30 +89,16 @@ impl Profiler {
             return Ok(Vec::new());
         }
         let per_set = (MAX_QUERIES / 2) as usize;
-        let resolve = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("timestamps"),
-            size: (self.query_sets.len() * MAX_QUERIES as usize * 8) as u64,
-            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
-        let mut enc = gpu
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("resolve"),
-            });
-        for (s, qs) in self.query_sets.iter().enumerate() {
-            let used = (n - (s * per_set).min(n)).min(per_set) as u32;
-            if used > 0 {
-                enc.resolve_query_set(
-                    qs,
-                    0..2 * used,
-                    &resolve,
-                    (s as u64) * MAX_QUERIES as u64 * 8,
-                );
+        let size = (self.query_sets.len() * MAX_QUERIES as usize * 8) as u64;
+        let ticks = resolve_ticks(gpu, size, |enc, resolve| {
+            for (s, qs) in self.query_sets.iter().enumerate() {
+                let used = (n - (s * per_set).min(n)).min(per_set) as u32;
+                if used > 0 {
+                    let at = (s as u64) * MAX_QUERIES as u64 * 8;
+                    enc.resolve_query_set(qs, 0..2 * used, resolve, at);
+                }
             }
-        }
-        gpu.queue.submit([enc.finish()]);
-        let ticks = read_ticks(gpu, resolve)?;
+        })?;
         let period = gpu.queue.get_timestamp_period() as f64;
         let stamp = |k: usize| {
             let base = (k / per_set) * MAX_QUERIES as usize + 2 * (k % per_set);
@@ -207,20 +193,9 @@ impl SpanTimer {
         if self.used == 0 {
             return Ok(Vec::new());
         }
-        let resolve = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("span timestamps"),
-            size: self.used as u64 * 8,
-            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
-        let mut enc = gpu
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("resolve spans"),
-            });
-        enc.resolve_query_set(&self.query_set, 0..self.used, &resolve, 0);
-        gpu.queue.submit([enc.finish()]);
-        let ticks = read_ticks(gpu, resolve)?;
+        let ticks = resolve_ticks(gpu, self.used as u64 * 8, |enc, resolve| {
+            enc.resolve_query_set(&self.query_set, 0..self.used, resolve, 0)
+        })?;
         let period = gpu.queue.get_timestamp_period() as f64;
         Ok(ticks
             .chunks(2)
@@ -232,10 +207,27 @@ impl SpanTimer {
     }
 }
 
-/// The resolved timestamps in `resolve`, as ticks.
-fn read_ticks(gpu: &Gpu, resolve: wgpu::Buffer) -> Result<Vec<u64>> {
+/// Timestamps as ticks: `resolve` writes them into a buffer of `size` bytes, read back.
+fn resolve_ticks(
+    gpu: &Gpu,
+    size: u64,
+    resolve: impl FnOnce(&mut wgpu::CommandEncoder, &wgpu::Buffer),
+) -> Result<Vec<u64>> {
+    let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("timestamps"),
+        size,
+        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    let mut enc = gpu
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("resolve timestamps"),
+        });
+    resolve(&mut enc, &buffer);
+    gpu.queue.submit([enc.finish()]);
     Ok(gpu
-        .read(&Tensor::whole(resolve))?
+        .read(&Tensor::whole(buffer))?
         .chunks(2)
         .map(pair_u64)
         .collect())

@@ -828,6 +828,26 @@ fn open_variant(tiles: bool, narrow: bool) -> Gpu {
     Gpu::new(&choice).or_fail("open")
 }
 
+/// [`folded_cases`] and a layer of 24 -> 20 channels with a pool: more than one group of
+/// channels a side, the last partly live, and chunks longer than 16.
+fn variant_cases() -> Vec<Folded> {
+    let mut cases = folded_cases();
+    cases.push(Folded {
+        s: Conv2dShape {
+            k: 3,
+            n: 2,
+            h: 7,
+            w: 7,
+            ci: 24,
+            co: 20,
+            padding: Padding::Same,
+        },
+        up: false,
+        pool: Some(Padding::Same),
+    });
+    cases
+}
+
 /// The weight-gradient partials' tiled variant (`--folds tiles`), the pair (`backward_pair`
 /// then the layer's reduce) and the narrow channel groups (`--folds narrow`: 4 channels per
 /// invocation, not 16) give the plain per-row kernels' kernel, bias and input gradients bit
@@ -845,22 +865,7 @@ fn conv2d_tiled_weight_partials_are_the_per_row_kernel_bit_for_bit() {
     let narrow = open_variant(true, true);
     assert_eq!(conv2d::group(&per_row), conv2d::WIDE_GROUP);
     assert_eq!(conv2d::group(&narrow), conv2d::NARROW_GROUP);
-    let wide = Folded {
-        s: Conv2dShape {
-            k: 3,
-            n: 2,
-            h: 7,
-            w: 7,
-            ci: 24,
-            co: 20,
-            padding: Padding::Same,
-        },
-        up: false,
-        pool: Some(Padding::Same),
-    };
-    let mut cases = folded_cases();
-    cases.push(wide);
-    for (k, case) in cases.into_iter().enumerate() {
+    for (k, case) in variant_cases().into_iter().enumerate() {
         let s = case.s;
         let short_chunks = s.weight_len() + (s.co as u64) <= 2048;
         assert_eq!(conv2d::tiles(&tiled, &s), short_chunks, "{case:?}");
@@ -971,21 +976,7 @@ fn conv2d_tiled_weight_partials_are_the_per_row_kernel_bit_for_bit() {
 #[test]
 fn conv2d_narrow_groups_give_the_wide_forward_bit_for_bit() {
     let (wide, narrow) = (open_variant(true, false), open_variant(true, true));
-    let mut cases = folded_cases();
-    cases.push(Folded {
-        s: Conv2dShape {
-            k: 3,
-            n: 2,
-            h: 7,
-            w: 7,
-            ci: 24,
-            co: 20,
-            padding: Padding::Same,
-        },
-        up: false,
-        pool: Some(Padding::Same),
-    });
-    for (k, case) in cases.into_iter().enumerate() {
+    for (k, case) in variant_cases().into_iter().enumerate() {
         let s = case.s;
         for relu in [false, true] {
             let what = format!("{case:?} relu={relu}");
