@@ -549,6 +549,15 @@ fn bench_cmd(
             r.driver
         );
     }
+    for r in &results {
+        say!(
+            "{}: {} kernels, folds: {} ({})",
+            r.model,
+            r.kernels,
+            r.folds,
+            r.folds_by.describe()
+        );
+    }
     if let Some(path) = json {
         say!("wrote {}", path.display());
     }

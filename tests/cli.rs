@@ -2164,6 +2164,33 @@ fn cli_folds_tune_picks_by_timing_records_it_and_changes_no_bit() {
     let resumed = config(&tuned)["sessions"][1].clone();
     assert_eq!(resumed["folds_by"]["by"], "resumed_run", "{resumed}");
     assert_eq!(resumed["folds"], session["folds"], "{resumed}");
+    // bench times its folds too, and says so beside its table and in its JSON.
+    let json = t.path().join("bench.json");
+    let mut c = cli();
+    c.args([
+        "--kernels",
+        "gpu",
+        "--folds",
+        "tune",
+        "bench",
+        "--model",
+        "dense",
+    ])
+    .args(["--batch-size", "8", "--epochs", "2", "--json"])
+    .arg(&json)
+    .arg("--data")
+    .arg(&data);
+    let r = run_cmd(&mut c);
+    r.ok();
+    assert!(
+        r.stdout.contains("dense: gpu kernels, folds: "),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("(timed by "), "{}", r.stdout);
+    let bench: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(bench[0]["folds_by"]["by"], "timing", "{bench}");
     // Asked to tune, a resumed run times again.
     let dir = tuned.to_str().unwrap();
     run(&[
