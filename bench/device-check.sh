@@ -46,14 +46,15 @@ for m in conv dense; do
   step "jax-$m" 70 python3 .device/jax_ae.py --data assets/mnist --model $m --json "$out/jax-$m.json"
 done
 # Where our step's time goes, per kernel (timestamp queries).
-step profile-conv 15 $ae profile --adapter discrete --model conv --steps 100 --trace "$out/trace-conv.json"
+step profile-conv 12 $ae profile --adapter discrete --model conv --steps 100 --trace "$out/trace-conv.json"
 for f in none upsample pool reduces backward loss tiles finish narrow; do
   step "profile-conv-folds-$f" 8 $ae profile --adapter discrete --model conv --folds $f --steps 100 \
     --trace "$out/trace-conv-folds-$f.json"
 done
-step profile-dense 10 $ae profile --adapter discrete --model dense --steps 100
-# The dense step's folds and variant alone (rows, rows with grads, vec4, finish) and none.
-for f in none rows rows,grads vec4 finish; do
+step profile-dense 8 $ae profile --adapter discrete --model dense --steps 100
+# The dense step's folds and variants alone (rows with two samples per workgroup, and one;
+# rows with grads, vec4, finish) and none.
+for f in none rows rows,single rows,grads vec4 finish; do
   step "profile-dense-folds-${f//,/-}" 5 $ae profile --adapter discrete --model dense --folds $f --steps 100
 done
 step profile-denoising 12 $ae profile --adapter discrete --model assets/models/denoising_conv.json --steps 50

@@ -1983,7 +1983,7 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
     let out = t.path().join("bogus");
     train(&data, &out, &["--folds", "pool,some", "--epochs", "1"]).fails_with(&[
         "'some'",
-        "upsample, pool, reduces, backward, loss, tiles, finish, rows, vec4, grads and narrow",
+        "upsample, pool, reduces, backward, loss, tiles, finish, rows, vec4, grads, narrow and single",
     ]);
     assert_not_created(&out);
     for (kernels, folds, recorded) in [
@@ -1991,7 +1991,7 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
         (
             "gpu",
             "auto",
-            "upsample,pool,reduces,backward,loss,tiles,finish,vec4",
+            "upsample,pool,reduces,backward,loss,tiles,finish,vec4,single",
         ),
         ("cpu", "auto", "none"),
         ("gpu", "reduces,pool", "pool,reduces"),
@@ -2035,6 +2035,7 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
         ("finish", 43),
         ("rows", 44),
         ("narrow", 44),
+        ("single", 44),
         ("all", 18),
     ];
     for (folds, dispatches) in counts {

@@ -1111,6 +1111,7 @@ fn folds_change_no_bit_of_training() {
         vec4: k == 8,
         grads: k == 9,
         narrow: k == 10,
+        single: k == 11,
     };
     let pool_and_backward = FoldSet {
         pool: true,
@@ -1129,7 +1130,19 @@ fn folds_change_no_bit_of_training() {
         only(10),
         pool_and_backward,
     ];
-    let dense_cases = [FoldSet::ALL, only(4), only(6), only(7), only(8)];
+    let rows_single = FoldSet {
+        rows: true,
+        single: true,
+        ..FoldSet::NONE
+    };
+    let dense_cases = [
+        FoldSet::ALL,
+        only(4),
+        only(6),
+        only(7),
+        only(8),
+        rows_single,
+    ];
     for (kind, cases) in [
         (ModelKind::Conv, &conv_cases[..]),
         (ModelKind::Dense, &dense_cases[..]),

@@ -92,10 +92,11 @@ impl fmt::Display for KernelChoice {
 /// pass (`loss`, every model), the loss's last sum in Adam's dispatch (`finish`, every model),
 /// a dense model's whole forward pass, logits' gradient and input gradients as one dispatch
 /// over the batch's rows (`rows`), and with it every dense layer's weight gradient and the
-/// loss's partial sums as one more (`grads`). Three more are kernel variants rather than
+/// loss's partial sums as one more (`grads`). Four more are kernel variants rather than
 /// folds, selected the same way: the weight-gradient partials staging each workgroup's
 /// gradient once (`tiles`), the dense split-K kernels loading 4 features at once (`vec4`),
-/// and the convolutions keeping 4 channels per invocation instead of 16 (`narrow`). On the GPU set every result is the same to the bit either way, only the
+/// the convolutions keeping 4 channels per invocation instead of 16 (`narrow`), and
+/// `dense.rows` taking one sample per workgroup instead of two (`single`). On the GPU set every result is the same to the bit either way, only the
 /// dispatches differ; on the CPU set a fold runs the GPU set's kernels for the layers it joins
 /// (the same sums, to float rounding).
 #[derive(
@@ -115,6 +116,7 @@ pub struct FoldSet {
     pub vec4: bool,
     pub grads: bool,
     pub narrow: bool,
+    pub single: bool,
 }
 
 impl FoldSet {
@@ -130,6 +132,7 @@ impl FoldSet {
         vec4: false,
         grads: false,
         narrow: false,
+        single: false,
     };
     pub const ALL: FoldSet = FoldSet {
         upsample: true,
@@ -143,11 +146,12 @@ impl FoldSet {
         vec4: true,
         grads: true,
         narrow: true,
+        single: true,
     };
     /// The names `--folds` lists them by, in order.
-    pub const NAMES: [&'static str; 11] = [
+    pub const NAMES: [&'static str; 12] = [
         "upsample", "pool", "reduces", "backward", "loss", "tiles", "finish", "rows", "vec4",
-        "grads", "narrow",
+        "grads", "narrow", "single",
     ];
 
     /// The rule: what a device opens with under `auto` (which then times sets at start-up on
@@ -171,7 +175,7 @@ impl FoldSet {
         }
     }
 
-    fn flags(self) -> [bool; 11] {
+    fn flags(self) -> [bool; 12] {
         [
             self.upsample,
             self.pool,
@@ -184,6 +188,7 @@ impl FoldSet {
             self.vec4,
             self.grads,
             self.narrow,
+            self.single,
         ]
     }
 
@@ -201,6 +206,7 @@ impl FoldSet {
             "vec4" => &mut self.vec4,
             "grads" => &mut self.grads,
             "narrow" => &mut self.narrow,
+            "single" => &mut self.single,
             _ => return None,
         })
     }

@@ -361,13 +361,17 @@ fn stack_table(
     Ok(table)
 }
 
-/// Samples per [`rows`] workgroup for a stack whose input and outputs are `widths` wide: 2
-/// when their activations fit the adapter's workgroup memory twice (each weight loaded once
-/// serves two samples), 1 when once, None when not even that (then `rows` cannot run).
+/// Samples per [`rows`] workgroup for a stack whose input and outputs are `widths` wide: 1
+/// under `--folds single`, else 2 when their activations fit the adapter's workgroup memory
+/// twice, 1 when once; None when not even once (then `rows` cannot run). Every weight is
+/// loaded once per sample either way (a split pass's 32 outputs are one sample's); two
+/// samples halve the workgroups, one halves each workgroup's chain of passes and barriers.
+/// Each sum is the same, so the bits are.
 pub fn stack_rows(gpu: &Gpu, widths: u64) -> Option<u32> {
     let most = gpu.limits.max_compute_workgroup_storage_size as u64;
-    [2u32, 1]
-        .into_iter()
+    let first = if gpu.folds.single { 1 } else { 2 };
+    (1..=first)
+        .rev()
         .find(|&r| 4 * (r as u64 * widths + LANE_FLOATS) <= most)
 }
 

@@ -31,9 +31,9 @@ pub const MARGIN: f64 = 0.03;
 
 /// The order folds are left out in: `grads` before `rows`, which it needs, so that `grads`
 /// alone is tried first.
-const TRY_ORDER: [&str; 11] = [
-    "upsample", "pool", "reduces", "backward", "loss", "tiles", "narrow", "finish", "grads",
-    "rows", "vec4",
+const TRY_ORDER: [&str; 12] = [
+    "upsample", "pool", "reduces", "backward", "loss", "tiles", "narrow", "finish", "single",
+    "grads", "rows", "vec4",
 ];
 
 /// Whether `choice` asks this device to time its folds: `tune` always, `auto` on the GPU

@@ -137,7 +137,8 @@ struct Stack {
 /// On the GPU set bit for bit (the same sums in the same order:
 /// sequential below 128 terms, split-K's lanes and tree from 128 on, forward and backward);
 /// on the CPU set, whose per-layer kernels sum their own way, to float rounding. Odd batches
-/// leave a workgroup's second row empty; the outputs start as NaN.
+/// leave a workgroup's second row empty; the outputs start as NaN. With one sample per
+/// workgroup (`single`, in the GPU set's `auto`) and two (the CPU set's, which folds nothing).
 #[test]
 fn dense_rows_and_grads_equal_the_layers_one_by_one() {
     let stack = |n, fin, layers: &[(u32, bool, bool)]| Stack {
@@ -165,7 +166,10 @@ fn dense_rows_and_grads_equal_the_layers_one_by_one() {
             &[(132, true, true), (8, true, false), (152, false, true)],
         ),
     ];
+    // Samples per workgroup seen: 1 where `auto` folds `single` (the GPU set), 2 elsewhere.
+    let mut samples = std::collections::BTreeSet::new();
     common::each_kernel_set(|g, config| {
+        samples.insert(dense::stack_rows(g, 784 + 32 + 784));
         for (k, st) in stacks.iter().enumerate() {
             let what = format!("{config}: stack {k}");
             let t0 = std::time::Instant::now();
@@ -173,6 +177,11 @@ fn dense_rows_and_grads_equal_the_layers_one_by_one() {
             eprintln!("{what}: {:.1}s", t0.elapsed().as_secs_f64());
         }
     });
+    assert_eq!(
+        samples.into_iter().collect::<Vec<_>>(),
+        [Some(1), Some(2)],
+        "both workgroup sizes of dense.rows should have run"
+    );
 }
 
 fn rows_case(g: &Gpu, st: &Stack, seed: u64, what: &str) {
