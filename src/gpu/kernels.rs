@@ -96,9 +96,10 @@ impl fmt::Display for KernelChoice {
 /// folds, selected the same way: the weight-gradient partials staging each workgroup's
 /// gradient once (`tiles`), the dense split-K kernels loading 4 features at once (`vec4`),
 /// the convolutions keeping 4 channels per invocation instead of 16 (`narrow`), and
-/// `dense.rows` taking one sample per workgroup instead of two (`single`). On the GPU set every result is the same to the bit either way, only the
-/// dispatches differ; on the CPU set a fold runs the GPU set's kernels for the layers it joins
-/// (the same sums, to float rounding).
+/// `dense.rows` taking one sample per workgroup instead of two (`single`). On the GPU set
+/// every result is the same to the bit either way, only the dispatches differ; on the CPU set
+/// a fold runs the GPU set's kernels for the layers it joins (the same sums, to float
+/// rounding).
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
 )]
