@@ -1276,7 +1276,13 @@ fn same_seed_same_losses_bitwise() {
 /// nothing for), and tries `grads` alone before `rows`.
 #[test]
 fn fold_search_leaves_out_only_what_is_slower_past_the_margin() {
-    use wgsl_autoencoder::train::tune::{search, MARGIN};
+    use wgsl_autoencoder::train::tune::{search, MARGIN, TRY_ORDER};
+    // A fold the search never leaves out would be kept everywhere, untimed.
+    let mut tried = TRY_ORDER.to_vec();
+    let mut names = FoldSet::NAMES.to_vec();
+    tried.sort();
+    names.sort();
+    assert_eq!(tried, names, "the search should try leaving out every fold");
     let saving = |name: &str| match name {
         "pool" => 10.0,
         // Half the margin of a 100 µs step: kept.

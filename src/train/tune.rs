@@ -29,9 +29,9 @@ pub const WARM_STEPS_MAX: usize = 2000;
 /// A fold is left out only when the step without it is this much faster.
 pub const MARGIN: f64 = 0.03;
 
-/// The order folds are left out in: `grads` before `rows`, which it needs, so that `grads`
-/// alone is tried first.
-const TRY_ORDER: [&str; 12] = [
+/// The order folds are left out in: every one of [`FoldSet::NAMES`], `grads` before `rows`,
+/// which it needs, so that `grads` alone is tried first.
+pub const TRY_ORDER: [&str; 12] = [
     "upsample", "pool", "reduces", "backward", "loss", "tiles", "narrow", "finish", "single",
     "grads", "rows", "vec4",
 ];
