@@ -25,7 +25,8 @@ pub(crate) struct PipelineCache {
 /// reads it (each invocation stores its own partial sums, then the tree reads them): their
 /// pipelines skip wgpu's zeroing of it. Zeroing is a cost on every dispatch, and through
 /// OpenGL a compile-time one: naga zeroes an array with a constructor of that many literals,
-/// which took llvmpipe's GL compiler minutes for `dense::rows`' 5,312 floats.
+/// which took llvmpipe's GL compiler minutes for `dense::rows`' 5,312 floats (two samples'
+/// activations and the lane sums).
 const WRITES_BEFORE_READING: [(&str, &str); 7] = [
     ("dense", "rows"),
     ("dense", "grads_all"),

@@ -363,10 +363,12 @@ fn stack_table(
 
 /// Samples per [`rows`] workgroup for a stack whose input and outputs are `widths` wide: 1
 /// under `--folds single`, else 2 when their activations fit the adapter's workgroup memory
-/// twice, 1 when once; None when not even once (then `rows` cannot run). Every weight is
-/// loaded once per sample either way (a split pass's 32 outputs are one sample's); two
-/// samples halve the workgroups, one halves each workgroup's chain of passes and barriers.
-/// Each sum is the same, so the bits are.
+/// twice, 1 when once; None when not even once (then `rows` cannot run). Where a layer's
+/// width is a multiple of the shader's 32 outputs per pass (every built-in model's), each
+/// pass is one sample's, so every weight is loaded once per sample either way: two samples
+/// halve the workgroups, one halves each workgroup's chain of passes and barriers. Narrower
+/// layers share a pass, and its loads, between two samples. Each sum is the same, so the
+/// bits are.
 pub fn stack_rows(gpu: &Gpu, widths: u64) -> Option<u32> {
     let most = gpu.limits.max_compute_workgroup_storage_size as u64;
     let first = if gpu.folds.single { 1 } else { 2 };

@@ -136,9 +136,10 @@ struct Stack {
 /// after it writes what each layer's `dense::backward_params` and `bce.loss_partial` write.
 /// On the GPU set bit for bit (the same sums in the same order:
 /// sequential below 128 terms, split-K's lanes and tree from 128 on, forward and backward);
-/// on the CPU set, whose per-layer kernels sum their own way, to float rounding. Odd batches
-/// leave a workgroup's second row empty; the outputs start as NaN. With one sample per
-/// workgroup (`single`, in the GPU set's `auto`) and two (the CPU set's, which folds nothing).
+/// on the CPU set, whose per-layer kernels sum their own way, to float rounding. On the GPU
+/// set both with one sample per workgroup (`single`, in its `auto`) and with two, where odd
+/// batches leave a workgroup's second row empty and layers narrower than 32 share a pass
+/// between the two samples; the outputs start as NaN.
 #[test]
 fn dense_rows_and_grads_equal_the_layers_one_by_one() {
     let stack = |n, fin, layers: &[(u32, bool, bool)]| Stack {
@@ -166,22 +167,26 @@ fn dense_rows_and_grads_equal_the_layers_one_by_one() {
             &[(132, true, true), (8, true, false), (152, false, true)],
         ),
     ];
-    // Samples per workgroup seen: 1 where `auto` folds `single` (the GPU set), 2 elsewhere.
-    let mut samples = std::collections::BTreeSet::new();
-    common::each_kernel_set(|g, config| {
-        samples.insert(dense::stack_rows(g, 784 + 32 + 784));
+    let run_stacks = |g: &Gpu, config: &str| {
         for (k, st) in stacks.iter().enumerate() {
             let what = format!("{config}: stack {k}");
             let t0 = std::time::Instant::now();
             rows_case(g, st, 60 + k as u64, &what);
             eprintln!("{what}: {:.1}s", t0.elapsed().as_secs_f64());
         }
-    });
-    assert_eq!(
-        samples.into_iter().collect::<Vec<_>>(),
-        [Some(1), Some(2)],
-        "both workgroup sizes of dense.rows should have run"
-    );
+    };
+    common::each_kernel_set(run_stacks);
+    // The GPU set with two samples per workgroup too, bit for bit (its `auto` takes one).
+    use wgsl_autoencoder::gpu::{DeviceChoice, FoldChoice, FoldSet, KernelChoice, KernelSet};
+    let two = FoldSet {
+        single: false,
+        ..FoldSet::ALL
+    };
+    let choice = DeviceChoice::new(common::adapter_choice(), KernelChoice::Set(KernelSet::Gpu))
+        .with_folds(FoldChoice::Set(two));
+    let g = Gpu::new(&choice).or_fail("open");
+    assert_eq!(dense::stack_rows(&g, 784 + 32 + 784), Some(2));
+    run_stacks(&g, "gpu set, two samples per workgroup");
 }
 
 fn rows_case(g: &Gpu, st: &Stack, seed: u64, what: &str) {
