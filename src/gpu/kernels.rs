@@ -176,21 +176,10 @@ impl FoldSet {
         }
     }
 
+    /// Each fold's flag, in the order of [`FoldSet::NAMES`].
     fn flags(self) -> [bool; 12] {
-        [
-            self.upsample,
-            self.pool,
-            self.reduces,
-            self.backward,
-            self.loss,
-            self.tiles,
-            self.finish,
-            self.rows,
-            self.vec4,
-            self.grads,
-            self.narrow,
-            self.single,
-        ]
+        let mut set = self;
+        Self::NAMES.map(|name| set.flag_mut(name).is_some_and(|on| *on))
     }
 
     /// The flag of the fold called `name` (one of [`FoldSet::NAMES`]).
