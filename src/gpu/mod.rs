@@ -27,7 +27,8 @@ pub struct Gpu {
     pub features: wgpu::Features,
     /// The kernel set the launchers pick their entry points from.
     pub kernels: KernelSet,
-    /// The layers a network's convolutions fold in (`network`).
+    /// The work a network folds into fewer dispatches, and the kernel variants it runs
+    /// ([`FoldSet`]).
     pub folds: FoldSet,
     /// How [`Gpu::folds`] was chosen.
     pub folds_by: FoldsBy,
