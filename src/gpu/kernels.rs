@@ -280,7 +280,8 @@ pub enum FoldsBy {
 }
 
 impl FoldsBy {
-    /// A few words for the start-up line: "timed, fastest of 5 sets (0.4 s)".
+    /// A few words for the start-up line: "timed by gpu timestamps, fastest of 5 sets
+    /// (0.4 s)".
     pub fn describe(&self) -> String {
         match self {
             FoldsBy::Flag => "as --folds says".into(),

@@ -287,12 +287,17 @@ pub const SERIAL_REDUCE: u64 = 64;
 /// Workgroup size of the register-tiled kernels: the shader's TILED_WG.
 pub const TILED: u64 = 64;
 
+/// Groups of [`group`] channels a side of `channels` splits into on `gpu`.
+fn groups_of(gpu: &Gpu, channels: u32) -> u32 {
+    channels.div_ceil(group(gpu))
+}
+
 /// The grid of one channel group (`grid`, folded into x and y) repeated in z for each group
 /// of [`group`] channels of a side of `channels`.
 fn per_group(gpu: &Gpu, what: &str, grid: [u32; 3], channels: u32) -> Result<[u32; 3]> {
     let max = gpu.limits.max_compute_workgroups_per_dimension;
     let group = group(gpu);
-    let groups = channels.div_ceil(group);
+    let groups = groups_of(gpu, channels);
     if groups > max {
         return Err(Error::Limit {
             what: format!("{what} (a z-layer of workgroups per {group} channels)"),
@@ -668,8 +673,8 @@ pub fn backward_pair(
         false => per_z(chunks(s) * rows),
     };
     let input_per_z = per_z(folds.input.len(s) / s.ci as u64);
-    let groups = |channels: u32| channels.div_ceil(group(gpu)) as u64;
-    let total = part_per_z * groups(s.co) + input_per_z * groups(s.ci);
+    let total =
+        part_per_z * groups_of(gpu, s.co) as u64 + input_per_z * groups_of(gpu, s.ci) as u64;
     let p = Params {
         part_per_z: u32::try_from(part_per_z).map_err(|_| too_many(gpu, part_per_z))?,
         input_per_z: u32::try_from(input_per_z).map_err(|_| too_many(gpu, input_per_z))?,
