@@ -4,7 +4,7 @@
 # made on lavapipe; the GPU's loss is the cross-check). Everything lands under $OUT.
 #
 # Here first:   bash ../shared/device/prepare.sh
-# Then one device call, carry [".device"], timeout 600 s (the step limits below sum to 594 s
+# Then one device call, carry [".device"], timeout 600 s (the step limits below sum to 591 s
 # at worst; a normal run takes ~5 minutes):
 #               bash bench/device-check.sh
 #
@@ -40,6 +40,10 @@ step ours 30 $ae bench --adapter discrete --epochs 5 --json "$out/ours.json"
 # The folds' before and after, same call: ours with none (the 44-dispatch conv step and
 # 10-dispatch dense step measured on the H200 before them; all folds: 18 and 4).
 step ours-unfolded 30 $ae bench --adapter discrete --folds none --epochs 5 --json "$out/ours-unfolded.json"
+# Steps per submit's before and after, same call: one step per submit (as before it) against
+# ours (auto: 16 on a GPU).
+step ours-one-per-submit 25 $ae bench --adapter discrete --steps-per-execution 1 --epochs 5 \
+  --json "$out/ours-one-per-submit.json"
 for m in conv dense; do
   step "torch-$m" 60 python3 .device/torch_ae.py --data assets/mnist --model $m --variants eager,graph \
     --json "$out/torch-$m.json"
@@ -60,7 +64,7 @@ done
 step profile-denoising 12 $ae profile --adapter discrete --model assets/models/denoising_conv.json --steps 50
 # Every dispatch under each kernel set (the variants we have), per layer.
 for m in conv dense; do
-  step "kernels-$m" 15 $ae bench-kernels --adapter discrete --model $m --steps 50 --json "$out/kernels-$m.json"
+  step "kernels-$m" 12 $ae bench-kernels --adapter discrete --model $m --steps 50 --json "$out/kernels-$m.json"
 done
 # The folds change no bit on the card either (lavapipe's tests say so there): one short run
 # with none and one with all, their checkpoints' tensors and their epoch losses (which the
@@ -69,7 +73,7 @@ done
 # 2600 images end each epoch with a batch of 40 (rows without grads, the per-layer rest).
 for m in conv dense; do
   for f in none all; do
-    step "folds-$m-$f" 15 $ae --adapter discrete --model $m --folds $f --epochs 2 \
+    step "folds-$m-$f" 12 $ae --adapter discrete --model $m --folds $f --epochs 2 \
       --train-limit 2600 --seed 3 --out "$out/folds-$m-$f" --no-tensorboard
   done
   step "folds-$m-same-bits" 5 python3 - "$out/folds-$m-none" "$out/folds-$m-all" <<'PY'
@@ -92,7 +96,7 @@ sys.exit(0 if same and same_loss else 1)
 PY
 done
 # The blog's denoising model, 10 epochs as on lavapipe (docs/lavapipe/denoising10).
-step denoising 30 $ae --adapter discrete --model assets/models/denoising_conv.json --noise 0.5 \
+step denoising 20 $ae --adapter discrete --model assets/models/denoising_conv.json --noise 0.5 \
   --epochs 10 --seed 0 --out "$out/denoising" --no-tensorboard
 gzip -f "$out"/trace-conv*.json 2>/dev/null
 cat "$log"

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use wgsl_autoencoder::commands::{self, bench, DecodeFrom};
 use wgsl_autoencoder::data;
-use wgsl_autoencoder::gpu::{AdapterChoice, DeviceChoice, FoldChoice, KernelChoice};
+use wgsl_autoencoder::gpu::{
+    AdapterChoice, DeviceChoice, FoldChoice, KernelChoice, StepsPerExecution,
+};
 use wgsl_autoencoder::interrupt;
 use wgsl_autoencoder::model::{ModelChoice, ModelKind};
 use wgsl_autoencoder::run::{self, Control, Event, RunOptions, TrainRequest};
@@ -172,6 +174,9 @@ enum Command {
         /// Write a Chrome trace (open it in Perfetto or chrome://tracing).
         #[arg(long)]
         trace: Option<PathBuf>,
+        /// (The timed steps go one per submit; this sets the untimed ones' wall time.)
+        #[command(flatten)]
+        execution: ExecutionArg,
         #[command(flatten)]
         data: DataArg,
     },
@@ -213,8 +218,20 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
         #[command(flatten)]
+        execution: ExecutionArg,
+        #[command(flatten)]
         data: DataArg,
     },
+}
+
+#[derive(Args, Clone)]
+struct ExecutionArg {
+    /// Training steps (and validation batches) recorded into one command buffer and
+    /// submitted together, as Keras' compile(steps_per_execution=N): auto (16 on a GPU, 1 on
+    /// a CPU adapter, where a submit runs before it returns) or 1 to 1024. Results are the
+    /// same bit for bit at any value; only the host's and driver's share of a step changes.
+    #[arg(long, value_name = "N", default_value = "auto")]
+    steps_per_execution: StepsPerExecution,
 }
 
 #[derive(Args, Clone)]
@@ -280,6 +297,8 @@ struct TrainArgs {
     /// (Chrome trace) in the run folder.
     #[arg(long)]
     profile: bool,
+    #[command(flatten)]
+    execution: ExecutionArg,
     #[command(flatten)]
     data: DataArg,
 }
@@ -361,6 +380,7 @@ impl Printer {
                 kernels,
                 folds,
                 folds_by,
+                steps_per_execution,
                 run_dir,
                 model,
                 train_count,
@@ -373,7 +393,11 @@ impl Printer {
                 self.epochs = epochs;
                 (self.first_epoch, self.first_step, self.steps) = (first_epoch, first_step, steps);
                 self.started = Some(std::time::Instant::now());
-                say!("adapter: {adapter}, {kernels} kernels, folds: {folds} ({folds_by})");
+                let per = match steps_per_execution {
+                    1 => "1 step".to_string(),
+                    n => format!("{n} steps"),
+                };
+                say!("adapter: {adapter}, {kernels} kernels, folds: {folds} ({folds_by}), {per} per submit");
                 say!("run folder: {}", run_dir.display());
                 say!(
                     "{model} on {train_count} training and {test_count} test images, {steps} steps per epoch, epochs {first_epoch}..={epochs}"
@@ -426,6 +450,7 @@ impl Printer {
 }
 
 fn train(adapter: DeviceChoice, a: TrainArgs) -> Result<()> {
+    let adapter = adapter.with_steps_per_execution(a.execution.steps_per_execution);
     let opts = RunOptions {
         request: a.request(),
         data_dir: a.data.data.clone(),
@@ -474,6 +499,7 @@ fn resume_command(dir: &std::path::Path, cli_args: &[String]) -> String {
             "--kernels",
             "--folds",
             "--checkpoint-every",
+            "--steps-per-execution",
         ]
         .contains(&flag)
         {
@@ -552,11 +578,12 @@ fn bench_cmd(
     }
     for r in &results {
         say!(
-            "{}: {} kernels, folds: {} ({})",
+            "{}: {} kernels, folds: {} ({}), {} steps per submit",
             r.model,
             r.kernels,
             r.folds,
-            r.folds_by.describe()
+            r.folds_by.describe(),
+            r.steps_per_execution
         );
     }
     if let Some(path) = json {
@@ -737,8 +764,15 @@ fn dispatch(cli: Cli) -> Result<()> {
             warmup,
             batch_size,
             trace,
+            execution,
             data,
-        }) => profile(device, model, (steps, warmup, batch_size), trace, &data),
+        }) => profile(
+            device.with_steps_per_execution(execution.steps_per_execution),
+            model,
+            (steps, warmup, batch_size),
+            trace,
+            &data,
+        ),
         Some(Command::BenchKernels {
             model,
             steps,
@@ -753,8 +787,17 @@ fn dispatch(cli: Cli) -> Result<()> {
             batch_size,
             train_limit,
             json,
+            execution,
             data,
-        }) => bench_cmd(device, model, epochs, batch_size, train_limit, json, data),
+        }) => bench_cmd(
+            device.with_steps_per_execution(execution.steps_per_execution),
+            model,
+            epochs,
+            batch_size,
+            train_limit,
+            json,
+            data,
+        ),
         Some(Command::Export { model, out }) => {
             commands::export(model, &out).context("export failed")?;
             say!("wrote the {} model to {}", model.name(), out.display());

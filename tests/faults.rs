@@ -467,7 +467,9 @@ fn kill9_at_random_moments_then_resume_finishes_with_the_same_metrics() {
 /// On [`sig_data`]: 512 one-image steps per epoch (about a second on lavapipe), two epochs,
 /// so that a signal sent a quarter into epoch 2 ([`Running::wait_into_epoch_2`]) lands inside
 /// an epoch.
-const SIG_ARGS: [&str; 8] = [
+/// Seven steps per submit: a signal stops the run inside an execution, and the resume (with
+/// the default, one per submit on lavapipe) must still give the straight run's bits.
+const SIG_ARGS: [&str; 10] = [
     "--model",
     "dense",
     "--epochs",
@@ -476,6 +478,8 @@ const SIG_ARGS: [&str; 8] = [
     "1",
     "--seed",
     "5",
+    "--steps-per-execution",
+    "7",
 ];
 
 /// 512 training and 8 test images of 8x8.
@@ -519,6 +523,7 @@ fn sigint_mid_epoch_then_resume_equals_the_uninterrupted_run() {
     let resume = format!("--resume {}", dir.display());
     assert!(o.stderr.contains(&resume), "{}", o.stderr);
     assert!(o.stderr.contains("--data"), "{}", o.stderr);
+    assert!(o.stderr.contains("--steps-per-execution 7"), "{}", o.stderr);
     if ck.step > 0 {
         let at = format!("epoch {}, step {} of 512", ck.state.epoch + 1, ck.step);
         assert!(o.stderr.contains(&at), "{at}: {}", o.stderr);

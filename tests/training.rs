@@ -55,14 +55,16 @@ use common::{device_choice, gpu, gpu_with, rng};
 use rand::Rng;
 use std::time::Instant;
 use wgsl_autoencoder::checkpoint::{self, State};
-use wgsl_autoencoder::gpu::{DeviceChoice, FoldChoice, FoldSet, Gpu, KernelChoice, KernelSet};
+use wgsl_autoencoder::gpu::{
+    DeviceChoice, FoldChoice, FoldSet, Gpu, KernelChoice, KernelSet, StepsPerExecution,
+};
 use wgsl_autoencoder::infer::Inference;
 use wgsl_autoencoder::model::{Features, Model, ModelChoice, ModelKind};
 use wgsl_autoencoder::network::DeviceSplit;
 use wgsl_autoencoder::reference;
 use wgsl_autoencoder::reference::model as refmodel;
 use wgsl_autoencoder::run::{self, RunOptions, TrainRequest};
-use wgsl_autoencoder::train::{self, EpochMetrics, TrainConfig, Trainer};
+use wgsl_autoencoder::train::{self, EpochEnd, EpochMetrics, EpochStart, TrainConfig, Trainer};
 
 const TOL_GRAD: f64 = 1e-5;
 /// Gradients of a batch of 256 (module doc).
@@ -1171,6 +1173,92 @@ fn folds_change_no_bit_of_training() {
         }
     }
     eprintln!("folds: {:.1}s", t0.elapsed().as_secs_f64());
+}
+
+/// `--steps-per-execution` changes how steps reach the GPU, not what they compute: the
+/// dense and conv models trained two epochs with 1 step per submit, and with 7 and 16 (the
+/// value `auto` takes on a GPU), give the same epoch losses and final state bit for bit, and
+/// the dense model's first epoch matches the reference's losses. 200
+/// images in batches of 8 make 25 steps an epoch, so executions of 7 end at 7 and 14, at 16
+/// where the running loss is read, and at 23 and 25; 36 test images make five validation
+/// batches, the last of 4, so one execution mixes two plans. With 7, the first epoch also
+/// pauses before step 10 (inside an execution) and continues from there, as a mid-epoch
+/// checkpoint or Ctrl-C does.
+#[test]
+fn steps_per_execution_change_no_bit_of_training() {
+    let t0 = Instant::now();
+    let px = MNIST.len() as usize;
+    let train_px = images(47, 200, px);
+    let test_px = images(48, 36, px);
+    for kind in [ModelKind::Dense, ModelKind::Conv] {
+        let run = |per: usize, pause_at: Option<usize>| {
+            let model = Model::new(kind, MNIST).unwrap();
+            let cfg = config(kind, 8, 9);
+            let choice =
+                common::device_choice().with_steps_per_execution(StepsPerExecution::Set(per));
+            let g = Gpu::new(&choice).unwrap();
+            let mut tr = trainer(&g, &model, &cfg, &train_px, &test_px);
+            assert_eq!(tr.steps_per_execution(), per);
+            let mut m = Vec::new();
+            let first = match pause_at {
+                None => tr.train_epoch(&g, &mut |_, _| {}).unwrap(),
+                Some(at) => {
+                    let pause = move |step: usize, adam_steps: u64| {
+                        assert_eq!(adam_steps, step as u64, "Adam steps before step {step}");
+                        step == at
+                    };
+                    let from = EpochStart {
+                        pause: &pause,
+                        ..EpochStart::default()
+                    };
+                    let losses = match tr.train_epoch_from(&g, &from, &mut |_, _| {}).unwrap() {
+                        EpochEnd::Paused { step, losses } => {
+                            assert_eq!((step, losses.len()), (at, at));
+                            losses
+                        }
+                        EpochEnd::Done(_) => panic!("no pause at step {at}"),
+                    };
+                    assert_eq!(tr.iterations, at as u64);
+                    let rest = EpochStart {
+                        step: at,
+                        losses: &losses,
+                        ..EpochStart::default()
+                    };
+                    match tr.train_epoch_from(&g, &rest, &mut |_, _| {}).unwrap() {
+                        EpochEnd::Done(metrics) => metrics,
+                        EpochEnd::Paused { step, .. } => panic!("paused again at {step}"),
+                    }
+                }
+            };
+            m.push(first);
+            m.push(tr.train_epoch(&g, &mut |_, _| {}).unwrap());
+            assert_eq!(tr.iterations, 50);
+            let m: Vec<(u64, u64)> = m
+                .iter()
+                .map(|m| (m.loss.to_bits(), m.val_loss.to_bits()))
+                .collect();
+            let s = tr.state(&g).unwrap();
+            (m, (bits(&s.params), bits(&s.adam_m), bits(&s.adam_v)))
+        };
+        let one = run(1, None);
+        if kind == ModelKind::Dense {
+            // Anchored to the reference, so that a fault shared by every value (a slot never
+            // written, say) cannot pass as agreement.
+            let model = Model::new(kind, MNIST).unwrap();
+            let cfg = config(kind, 8, 9);
+            let r = reference_epoch(&model, &cfg, &initial_state(&model, cfg.seed), &train_px);
+            let val = reference_eval(&model, &cfg, &r.state.params, &test_px);
+            let (loss, val_loss) = one.0[0];
+            assert_loss("epoch 1 loss", f64::from_bits(loss), r.loss);
+            assert_loss("epoch 1 val_loss", f64::from_bits(val_loss), val);
+        }
+        for (per, pause_at) in [(7, Some(10)), (16, None)] {
+            let (m, state) = run(per, pause_at);
+            assert_eq!(m, one.0, "{kind:?}, {per} per submit: epoch losses");
+            assert!(state == one.1, "{kind:?}, {per} per submit: final state");
+        }
+    }
+    eprintln!("steps per execution: {:.1}s", t0.elapsed().as_secs_f64());
 }
 
 /// The grads fold runs only from a batch of 128 on (the per-layer weight gradients' split):

@@ -94,6 +94,8 @@ pub struct BenchResult {
     /// The folds that ran, and how they were chosen.
     pub folds: String,
     pub folds_by: FoldsBy,
+    /// Training steps per submit (`--steps-per-execution`).
+    pub steps_per_execution: usize,
     pub batch_size: u32,
     pub train_images: usize,
     pub epochs: usize,
@@ -153,6 +155,7 @@ pub fn bench(o: &BenchOptions) -> Result<Vec<BenchResult>> {
             kernels: gpu.kernels.name().into(),
             folds: gpu.folds.name(),
             folds_by: gpu.folds_by.clone(),
+            steps_per_execution: t.steps_per_execution(),
             batch_size: cfg.batch_size,
             train_images: t.train.count,
             epochs: cfg.epochs,

@@ -1,6 +1,7 @@
 //! A recorded kernel launch and the helpers that size and submit them.
-use super::Gpu;
+use super::{Gpu, Tensor};
 use crate::{Error, Result};
+use std::sync::{Arc, Mutex};
 
 /// Invocations per workgroup of the flat (one element per invocation) kernels: `WG` in
 /// `shaders/common.wgsl` (`tests/shaders.rs` checks that they agree).
@@ -23,6 +24,10 @@ pub struct KernelSource {
 }
 
 /// One recorded kernel launch, ready to go into a compute pass.
+///
+/// Its uniform has one or more slots, each with its own bind group: a plan whose per-step
+/// uniforms differ (the batch offset, Adam's step) records several steps into one command
+/// buffer by giving each its own slot (`--steps-per-execution`).
 #[derive(Clone, Debug)]
 pub struct Dispatch {
     /// `file.entry`, e.g. `conv2d.forward`: the profile's row.
@@ -31,26 +36,175 @@ pub struct Dispatch {
     /// Where in the model it runs, e.g. `conv2d_1`.
     pub label: String,
     pub pipeline: wgpu::ComputePipeline,
-    pub bind_group: wgpu::BindGroup,
-    /// The dispatch's parameters; a few (Adam's alpha, the batch offset) change per step.
-    pub uniform: wgpu::Buffer,
+    /// One per uniform slot.
+    bind_groups: Vec<wgpu::BindGroup>,
+    /// The uniform's slots, [`Self::stride`] bytes apart.
+    uniform: wgpu::Buffer,
+    stride: u64,
+    /// The parameters it was built with (every new slot starts with them).
+    params: Vec<u8>,
+    /// The storage bindings, for the bind groups of new slots.
+    bindings: Vec<(u32, Tensor)>,
+    /// Slot contents staged by [`Self::stage`], sent by [`Self::flush`] in one write.
+    staged: Arc<Mutex<Staged>>,
+    pub workgroups: [u32; 3],
+    pub cost: Cost,
+}
+
+/// A host copy of a dispatch's uniform slots and the bytes of it not yet written.
+#[derive(Debug, Default)]
+struct Staged {
+    bytes: Vec<u8>,
+    dirty: Option<std::ops::Range<usize>>,
+}
+
+/// What [`Dispatch::new`] builds a dispatch from.
+pub struct DispatchParts {
+    pub kernel: &'static str,
+    pub source: KernelSource,
+    pub label: String,
+    pub pipeline: wgpu::ComputePipeline,
+    /// The uniform's bytes (binding 0).
+    pub params: Vec<u8>,
+    /// The storage tensors and their bindings.
+    pub bindings: Vec<(u32, Tensor)>,
     pub workgroups: [u32; 3],
     pub cost: Cost,
 }
 
 impl Dispatch {
+    /// A dispatch with one uniform slot.
+    pub fn new(gpu: &Gpu, parts: DispatchParts) -> Result<Self> {
+        let stride = slot_stride(gpu, parts.params.len() as u64);
+        let mut d = Dispatch {
+            kernel: parts.kernel,
+            source: parts.source,
+            label: parts.label,
+            pipeline: parts.pipeline,
+            bind_groups: Vec::new(),
+            uniform: uniform_slots(gpu, parts.kernel, stride, 1),
+            stride,
+            params: parts.params,
+            bindings: parts.bindings,
+            staged: Default::default(),
+            workgroups: parts.workgroups,
+            cost: parts.cost,
+        };
+        d.fill_slots(gpu, 1)?;
+        Ok(d)
+    }
+
+    /// The same launch with `slots` uniform slots (at least one), each starting with the
+    /// parameters it was built with.
+    pub fn with_slots(mut self, gpu: &Gpu, slots: usize) -> Result<Self> {
+        let slots = slots.max(1);
+        self.uniform = uniform_slots(gpu, self.kernel, self.stride, slots);
+        self.fill_slots(gpu, slots)?;
+        Ok(self)
+    }
+
+    /// Writes the built parameters into each of the `slots` slots and makes their bind groups.
+    fn fill_slots(&mut self, gpu: &Gpu, slots: usize) -> Result<()> {
+        let mut contents = vec![0u8; slots * self.stride as usize];
+        for slot in contents.chunks_mut(self.stride as usize) {
+            slot[..self.params.len()].copy_from_slice(&self.params);
+        }
+        self.staged = Arc::new(Mutex::new(Staged {
+            bytes: contents.clone(),
+            dirty: None,
+        }));
+        self.uniform
+            .slice(..)
+            .get_mapped_range_mut()
+            .map_err(|e| gpu.gpu_error(e))?
+            .copy_from_slice(&contents);
+        self.uniform.unmap();
+        let layout = self.pipeline.get_bind_group_layout(0);
+        self.bind_groups = (0..slots as u64)
+            .map(|slot| {
+                let mut entries = vec![wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &self.uniform,
+                        offset: slot * self.stride,
+                        size: wgpu::BufferSize::new(self.params.len() as u64),
+                    }),
+                }];
+                entries.extend(
+                    self.bindings
+                        .iter()
+                        .map(|(binding, t)| wgpu::BindGroupEntry {
+                            binding: *binding,
+                            resource: t.binding(),
+                        }),
+                );
+                gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(self.kernel),
+                    layout: &layout,
+                    entries: &entries,
+                })
+            })
+            .collect();
+        gpu.check()
+    }
+
+    /// Uniform slots: how many steps of one command buffer can each set their own parameters.
+    pub fn slots(&self) -> usize {
+        self.bind_groups.len()
+    }
+
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        self.record_slot(pass, 0);
+    }
+
+    /// Records the launch with the parameters of uniform slot `slot` (< [`Self::slots`]).
+    pub fn record_slot(&self, pass: &mut wgpu::ComputePass<'_>, slot: usize) {
         pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.set_bind_group(0, &self.bind_groups[slot], &[]);
         let [x, y, z] = self.workgroups;
         pass.dispatch_workgroups(x, y, z);
     }
 
-    /// Rewrites the uniform (queued: it takes effect before the next submit).
-    pub fn set_params<T: bytemuck::Pod>(&self, gpu: &Gpu, params: &T) {
-        gpu.queue
-            .write_buffer(&self.uniform, 0, bytemuck::bytes_of(params));
+    /// Stages new contents for uniform slot `slot` (< [`Self::slots`]) on the host;
+    /// [`Self::flush`] sends every slot staged since in one write. One write per execution
+    /// rather than one per step: each `write_buffer` costs wgpu a staging buffer of its own
+    /// and the GPU a copy.
+    pub fn stage<T: bytemuck::Pod>(&self, slot: usize, params: &T) {
+        let bytes = bytemuck::bytes_of(params);
+        let at = slot * self.stride as usize;
+        let mut s = self.staged.lock().unwrap_or_else(|e| e.into_inner());
+        s.bytes[at..at + bytes.len()].copy_from_slice(bytes);
+        s.dirty = Some(match s.dirty.take() {
+            Some(d) => d.start.min(at)..d.end.max(at + bytes.len()),
+            None => at..at + bytes.len(),
+        });
     }
+
+    /// Queues the slots staged since the last flush (they take effect at the next submit).
+    pub fn flush(&self, gpu: &Gpu) {
+        let mut s = self.staged.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = s.dirty.take() {
+            gpu.queue
+                .write_buffer(&self.uniform, d.start as u64, &s.bytes[d.clone()]);
+        }
+    }
+}
+
+/// Bytes between two uniform slots: the parameters, rounded up to the adapter's uniform
+/// offset alignment.
+fn slot_stride(gpu: &Gpu, size: u64) -> u64 {
+    let align = gpu.limits.min_uniform_buffer_offset_alignment.max(1) as u64;
+    size.max(1).div_ceil(align) * align
+}
+
+/// A uniform buffer of `slots` slots, mapped for their first contents.
+fn uniform_slots(gpu: &Gpu, label: &'static str, stride: u64, slots: usize) -> wgpu::Buffer {
+    gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: stride * slots as u64,
+        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: true,
+    })
 }
 
 /// Records `dispatches` into one compute pass of `encoder`.

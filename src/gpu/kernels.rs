@@ -360,6 +360,7 @@ pub struct DeviceChoice {
     pub adapter: AdapterChoice,
     pub kernels: KernelChoice,
     pub folds: FoldChoice,
+    pub steps_per_execution: super::StepsPerExecution,
 }
 
 impl DeviceChoice {
@@ -369,11 +370,19 @@ impl DeviceChoice {
             adapter,
             kernels,
             folds: FoldChoice::Auto,
+            steps_per_execution: Default::default(),
         }
     }
 
     pub fn with_folds(self, folds: FoldChoice) -> Self {
         DeviceChoice { folds, ..self }
+    }
+
+    pub fn with_steps_per_execution(self, steps_per_execution: super::StepsPerExecution) -> Self {
+        DeviceChoice {
+            steps_per_execution,
+            ..self
+        }
     }
 }
 

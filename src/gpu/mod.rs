@@ -3,13 +3,15 @@
 mod adapter;
 mod buffers;
 mod dispatch;
+mod execution;
 mod kernels;
 mod pipeline;
 pub mod timing;
 
 pub use adapter::{describe_adapter, list_adapters, AdapterChoice};
 pub use buffers::Tensor;
-pub use dispatch::{record_all, run, Cost, Dispatch, KernelSource, WORKGROUP};
+pub use dispatch::{record_all, run, Cost, Dispatch, DispatchParts, KernelSource, WORKGROUP};
+pub use execution::StepsPerExecution;
 pub use kernels::{
     DeviceChoice, FoldChoice, FoldSet, FoldTiming, FoldTrial, FoldsBy, KernelChoice, KernelSet,
 };
@@ -32,6 +34,9 @@ pub struct Gpu {
     pub folds: FoldSet,
     /// How [`Gpu::folds`] was chosen.
     pub folds_by: FoldsBy,
+    /// Training steps (or evaluation batches) per command buffer and submit
+    /// ([`StepsPerExecution`]).
+    pub steps_per_execution: usize,
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<Mutex<Option<String>>>,
     pipelines: pipeline::PipelineCache,
@@ -60,6 +65,7 @@ impl Gpu {
         let info = adapter.get_info();
         let kernels = choice.kernels.resolve(&info);
         let (folds, folds_by) = choice.folds.resolve(kernels, &info);
+        let steps_per_execution = choice.steps_per_execution.resolve(info.device_type);
         let wanted = wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
@@ -105,6 +111,7 @@ impl Gpu {
             kernels,
             folds,
             folds_by,
+            steps_per_execution,
             lost,
             uncaptured,
             pipelines: Default::default(),

@@ -3,7 +3,7 @@
 //! backward pass and Adam, for any batch size up to the capacity.
 mod plan;
 
-pub use plan::{DeviceSplit, StepParams, StepPlan, StepSource};
+pub use plan::{record_steps, DeviceSplit, StepParams, StepPlan, StepSource};
 
 use crate::gpu::{Dispatch, Gpu, KernelSet, Tensor};
 use crate::model::{Layer, LayerOp, Model, PARAM_ALIGN};

@@ -58,8 +58,8 @@ pub struct StepPlan {
 pub struct StepParams<'a> {
     /// First entry of the split's order that this batch takes.
     pub offset: usize,
-    /// The slot of the loss log this step fills.
-    pub slot: usize,
+    /// The entry of the loss log this step fills.
+    pub loss_slot: usize,
     pub noise_seed: u32,
     /// Adam's settings and its step count (1-based) for a training plan.
     pub adam: Option<(&'a AdamConfig, u64)>,
@@ -141,10 +141,28 @@ impl StepPlan {
         false
     }
 
-    /// Rewrites the per-step uniforms (queued: they take effect at the next submit).
-    pub fn prepare(&self, gpu: &Gpu, p: &StepParams<'_>) {
-        self.gather.set_params(
-            gpu,
+    /// The same plan with `slots` uniform slots in each dispatch whose uniform changes per
+    /// step, so that that many steps can go into one command buffer ([`Self::record`]).
+    pub fn with_slots(mut self, gpu: &Gpu, slots: usize) -> Result<Self> {
+        self.gather = self.gather.with_slots(gpu, slots)?;
+        if let Some(finish) = self.loss.finish.take() {
+            self.loss.finish = Some(finish.with_slots(gpu, slots)?);
+        }
+        if let Some((backward, adam)) = self.update.take() {
+            self.update = Some((backward, adam.with_slots(gpu, slots)?));
+        }
+        Ok(self)
+    }
+
+    /// Steps one command buffer can hold: see [`Self::with_slots`].
+    pub fn slots(&self) -> usize {
+        self.gather.slots()
+    }
+
+    /// Stages the per-step uniforms of uniform slot `slot`: [`Self::flush`] sends them.
+    pub fn prepare(&self, slot: usize, p: &StepParams<'_>) {
+        self.gather.stage(
+            slot,
             &batch_params(
                 self.n,
                 self.pixels,
@@ -153,13 +171,43 @@ impl StepPlan {
                 self.noise,
             ),
         );
-        let loss = (self.n as u64 * self.pixels as u64, p.slot as u32);
+        let loss = (self.n as u64 * self.pixels as u64, p.loss_slot as u32);
         if let Some(finish) = &self.loss.finish {
-            finish.set_params(gpu, &bce::finish_params(loss.0, loss.1));
+            finish.stage(slot, &bce::finish_params(loss.0, loss.1));
         }
         if let (Some((_, adam)), Some((cfg, t))) = (&self.update, p.adam) {
-            adam.set_params(gpu, &ops::adam::params(self.param_len, cfg, t, loss));
+            adam.stage(slot, &ops::adam::params(self.param_len, cfg, t, loss));
         }
+    }
+
+    /// Queues the uniforms [`Self::prepare`] staged, one write per dispatch (they take effect
+    /// at the next submit).
+    pub fn flush(&self, gpu: &Gpu) {
+        self.dispatches().for_each(|d| d.flush(gpu));
+    }
+
+    /// Records the step whose uniforms [`Self::prepare`] put in slot `slot` (flushed).
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, slot: usize) {
+        for d in self.dispatches() {
+            // Only the per-step dispatches have more than one slot.
+            d.record_slot(pass, if d.slots() > 1 { slot } else { 0 });
+        }
+    }
+}
+
+/// Records steps into one compute pass of `enc`: each a plan and the uniform slot
+/// [`StepPlan::prepare`] staged for it, the staged uniforms flushed first (one command buffer,
+/// one submit, for them all).
+pub fn record_steps(gpu: &Gpu, enc: &mut wgpu::CommandEncoder, steps: &[(&StepPlan, usize)]) {
+    for (plan, _) in steps {
+        plan.flush(gpu);
+    }
+    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some("steps"),
+        timestamp_writes: None,
+    });
+    for (plan, slot) in steps {
+        plan.record(&mut pass, *slot);
     }
 }
 

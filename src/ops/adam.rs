@@ -20,7 +20,7 @@ pub struct Params {
     pub eps: f32,
 }
 
-/// The uniform for step `t` (1-based), for [`Dispatch::set_params`]; `loss`: the loss
+/// The uniform for step `t` (1-based), for [`Dispatch::stage`]; `loss`: the loss
 /// [`step_loss_finish`] finishes, as `(elements, slot)` (ignored by [`step`]).
 pub fn params(len: u64, cfg: &AdamConfig, t: u64, loss: (u64, u32)) -> Params {
     let (total, slot) = loss;

@@ -124,7 +124,7 @@ pub fn loss_partial_gradient(
 }
 
 /// `loss[slot]` = the mean element loss, from the partial sums. The slot can be moved per
-/// step with [`Dispatch::set_params`] and [`finish_params`].
+/// step with [`Dispatch::stage`] and [`finish_params`].
 pub fn loss_finish(
     gpu: &Gpu,
     label: &str,

@@ -12,7 +12,7 @@ pub mod pool;
 pub mod upsample;
 
 pub use crate::gpu::{run, Cost, Dispatch};
-use crate::gpu::{Gpu, Module, Tensor};
+use crate::gpu::{DispatchParts, Gpu, Module, Tensor};
 use crate::{Error, Result};
 
 /// A kernel file with `shaders/common.wgsl` (the helpers and constants every file shares) in
@@ -192,47 +192,22 @@ pub(crate) fn vec4_kernel(gpu: &Gpu, channels: u64) -> bool {
 
 pub(crate) fn build(gpu: &Gpu, l: Launch<'_>) -> Result<Dispatch> {
     let pipeline = gpu.pipeline(l.shader.module(), l.entry, l.constants)?;
-    let uniform = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some(l.kernel),
-        size: l.params.len() as u64,
-        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: true,
-    });
-    uniform
-        .slice(..)
-        .get_mapped_range_mut()
-        .map_err(|e| gpu.gpu_error(e))?
-        .copy_from_slice(l.params);
-    uniform.unmap();
-    let mut entries = vec![wgpu::BindGroupEntry {
-        binding: 0,
-        resource: uniform.as_entire_binding(),
-    }];
-    for (binding, t) in l.bindings {
-        entries.push(wgpu::BindGroupEntry {
-            binding: *binding,
-            resource: t.binding(),
-        });
-    }
-    let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some(l.kernel),
-        layout: &pipeline.get_bind_group_layout(0),
-        entries: &entries,
-    });
-    gpu.check()?;
-    Ok(Dispatch {
-        kernel: l.kernel,
-        source: crate::gpu::KernelSource {
-            shader: l.shader.name(),
-            entry: l.entry,
+    Dispatch::new(
+        gpu,
+        DispatchParts {
+            kernel: l.kernel,
+            source: crate::gpu::KernelSource {
+                shader: l.shader.name(),
+                entry: l.entry,
+            },
+            label: l.label.to_string(),
+            pipeline,
+            params: l.params.to_vec(),
+            bindings: l.bindings.iter().map(|(b, t)| (*b, (*t).clone())).collect(),
+            workgroups: l.workgroups,
+            cost: l.cost,
         },
-        label: l.label.to_string(),
-        pipeline,
-        bind_group,
-        uniform,
-        workgroups: l.workgroups,
-        cost: l.cost,
-    })
+    )
 }
 
 /// Fails unless `t` holds exactly `len` elements.

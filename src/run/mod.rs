@@ -70,6 +70,8 @@ pub enum Event {
         folds: String,
         /// How they were chosen (`gpu::FoldsBy::describe`).
         folds_by: String,
+        /// Training steps per submit (`--steps-per-execution`).
+        steps_per_execution: usize,
         run_dir: PathBuf,
         model: String,
         train_count: usize,

@@ -76,7 +76,7 @@ impl<'a> Session<'a> {
         let writer = Writer::start();
         writer.send(Job::Text(
             dir.join("config.json"),
-            config_json(&setup, gpu, &dir)?,
+            config_json(&setup, gpu, trainer.steps_per_execution(), &dir)?,
         ))?;
         if tensorboard {
             let resume = setup.resumed.as_ref().map(|(ck, _)| tb::Resume {
@@ -103,6 +103,7 @@ impl<'a> Session<'a> {
             kernels: gpu.kernels.name().into(),
             folds: gpu.folds.name(),
             folds_by: gpu.folds_by.describe(),
+            steps_per_execution: trainer.steps_per_execution(),
             run_dir: dir.clone(),
             model: setup.cfg.model.name().into(),
             train_count: setup.data.train.images.count,
@@ -492,7 +493,7 @@ fn metrics_csv(history: &[EpochMetrics]) -> String {
 
 /// `config.json`: the settings, the data, and one entry per session of the run (its adapter,
 /// where it started, what a resume changed), earlier sessions' entries kept.
-fn config_json(setup: &Setup, gpu: &Gpu, dir: &Path) -> Result<String> {
+fn config_json(setup: &Setup, gpu: &Gpu, steps_per_execution: usize, dir: &Path) -> Result<String> {
     let mut sessions = earlier_sessions(&dir.join("config.json"));
     let from = setup.resumed.as_ref().map(|(ck, path)| {
         serde_json::json!({
@@ -518,6 +519,7 @@ fn config_json(setup: &Setup, gpu: &Gpu, dir: &Path) -> Result<String> {
         "kernels": gpu.kernels,
         "folds": gpu.folds,
         "folds_by": gpu.folds_by,
+        "steps_per_execution": steps_per_execution,
         "versions": {
             "wgsl-autoencoder": env!("CARGO_PKG_VERSION"),
             "wgpu": "30",

@@ -1,8 +1,8 @@
 //! The mean loss over a whole split (the test split: Keras' val_loss), batch by batch on the
 //! GPU, the batch losses read back once.
 use super::{batches, distinct, noise_seed, weighted_mean};
-use crate::gpu::{record_all, Gpu, Tensor};
-use crate::network::{DeviceSplit, Network, StepParams, StepPlan, StepSource};
+use crate::gpu::{Gpu, Tensor};
+use crate::network::{record_steps, DeviceSplit, Network, StepParams, StepPlan, StepSource};
 use crate::{Error, Result};
 
 pub struct Evaluator {
@@ -39,7 +39,10 @@ impl Evaluator {
         };
         let plans = distinct(&sizes)
             .into_iter()
-            .map(|n| StepPlan::new(gpu, net, n, &src, None))
+            .map(|n| {
+                StepPlan::new(gpu, net, n, &src, None)?
+                    .with_slots(gpu, gpu.steps_per_execution.min(sizes.len()))
+            })
             .collect::<Result<_>>()?;
         Ok(Evaluator {
             split,
@@ -51,26 +54,32 @@ impl Evaluator {
         })
     }
 
-    /// Queues every batch (one submit each); returns their sizes.
+    /// Queues every batch, [`Gpu::steps_per_execution`] to a submit; returns their sizes.
     pub fn queue(&self, gpu: &Gpu) -> Result<Vec<u32>> {
         let sizes = batches(self.split.count, self.batch_size);
-        for (b, &n) in sizes.iter().enumerate() {
-            let plan = plan_for(&self.plans, n)?;
-            plan.prepare(
-                gpu,
-                &StepParams {
-                    offset: b * self.batch_size as usize,
-                    slot: b,
-                    noise_seed: self.noise_seed,
-                    adam: None,
-                },
-            );
+        let per = self.plans.first().map_or(1, StepPlan::slots);
+        for (c, chunk) in sizes.chunks(per).enumerate() {
+            let mut steps = Vec::with_capacity(chunk.len());
+            for (slot, &n) in chunk.iter().enumerate() {
+                let b = c * per + slot;
+                let plan = plan_for(&self.plans, n)?;
+                plan.prepare(
+                    slot,
+                    &StepParams {
+                        offset: b * self.batch_size as usize,
+                        loss_slot: b,
+                        noise_seed: self.noise_seed,
+                        adam: None,
+                    },
+                );
+                steps.push((plan, slot));
+            }
             let mut enc = gpu
                 .device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                     label: Some("eval"),
                 });
-            record_all(&mut enc, plan.dispatches());
+            record_steps(gpu, &mut enc, &steps);
             gpu.queue.submit([enc.finish()]);
         }
         Ok(sizes)

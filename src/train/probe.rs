@@ -1,5 +1,5 @@
 //! The running loss for the progress bar, without stalling the queue: every few steps the loss
-//! log is copied into a mappable buffer behind the step just submitted, and the mapping is
+//! log is copied into a mappable buffer in the command buffer of the step just recorded, and the mapping is
 //! picked up whenever the host next finds it done (it waits on older steps anyway).
 use crate::gpu::{Gpu, Tensor};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -55,26 +55,29 @@ impl LossProbe {
         self.running.store(f64::NAN.to_bits(), Ordering::Relaxed);
     }
 
-    /// Queues a copy of the first `steps` losses, unless one is already in flight.
-    pub fn request(&mut self, gpu: &Gpu, log: &Tensor, steps: usize) {
+    /// Records into `enc` a copy of the first `steps` losses, unless one is already in
+    /// flight; true if it did: then call [`Self::arm`] once `enc` is submitted.
+    pub fn record(&mut self, enc: &mut wgpu::CommandEncoder, log: &Tensor, steps: usize) -> bool {
         if steps == 0 || self.state.load(Ordering::Acquire) != IDLE {
-            return;
+            return false;
         }
         let bytes = (steps * 4) as u64;
-        let mut enc = gpu
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("probe"),
-            });
         enc.copy_buffer_to_buffer(&log.buffer, log.offset * 4, &self.staging, 0, bytes);
-        gpu.queue.submit([enc.finish()]);
-        self.state.store(PENDING, Ordering::Release);
         self.covered = steps;
+        true
+    }
+
+    /// Maps the copy [`Self::record`] put in a command buffer that is now submitted.
+    pub fn arm(&mut self) {
+        self.state.store(PENDING, Ordering::Release);
         let state = self.state.clone();
-        self.staging
-            .map_async(wgpu::MapMode::Read, 0..bytes, move |r| {
+        self.staging.map_async(
+            wgpu::MapMode::Read,
+            0..(self.covered * 4) as u64,
+            move |r| {
                 state.store(if r.is_ok() { MAPPED } else { FAILED }, Ordering::Release);
-            });
+            },
+        );
     }
 
     /// Picks up a finished copy: the sample-weighted mean of the losses it holds.

@@ -22,8 +22,11 @@ pub struct ProfileReport {
     /// None when the adapter has no timestamp queries.
     pub rows: Option<Vec<KernelRow>>,
     pub kernel_ms_per_step: Option<f64>,
-    /// Host-timed steps, submitted as in training (one submit per step, no per-dispatch passes).
+    /// Host-timed steps, submitted as in training ([`Self::steps_per_execution`] per submit,
+    /// no per-dispatch passes).
     pub wall_ms_per_step: f64,
+    /// Steps per submit of the untimed steps (the timed ones go one per submit).
+    pub steps_per_execution: usize,
     /// Every GPU buffer the trainer holds, the resident dataset included.
     pub gpu_buffer_bytes: u64,
     /// Dispatches in one training step.
@@ -34,7 +37,7 @@ impl ProfileReport {
     pub fn text(&self) -> String {
         let mut s = format!(
             "profile: {} model, batch {}, {} steps on {}, {} kernels, folds: {} ({})\n\
-             {} dispatches per step; GPU buffers {:.1} MiB (dataset resident)\n",
+             {} dispatches per step; GPU buffers {:.1} MiB (dataset resident); untimed steps {} per submit\n",
             self.model,
             self.batch_size,
             self.steps,
@@ -43,7 +46,8 @@ impl ProfileReport {
             self.folds,
             self.folds_by.describe(),
             self.dispatches_per_step,
-            self.gpu_buffer_bytes as f64 / (1 << 20) as f64
+            self.gpu_buffer_bytes as f64 / (1 << 20) as f64,
+            self.steps_per_execution
         );
         match (&self.rows, self.kernel_ms_per_step) {
             (Some(rows), Some(k)) => {
@@ -117,6 +121,7 @@ pub fn profile_steps(
         rows,
         kernel_ms_per_step: kernel_ms,
         wall_ms_per_step: wall,
+        steps_per_execution: t.steps_per_execution(),
         gpu_buffer_bytes: t.gpu_bytes(),
         dispatches_per_step: t.step_len(),
     })

@@ -1,13 +1,15 @@
-//! The epoch loop on the GPU: one submit per step, up to [`AHEAD`] steps queued, the epoch's
-//! losses read back once at its end, then validation.
+//! The epoch loop on the GPU: [`Gpu::steps_per_execution`] steps per submit, a few queued
+//! ahead, the epoch's losses read back once at its end, then validation.
 use super::evaluator::{no_plan, Evaluator};
 use super::probe::LossProbe;
 use super::{batches, distinct, noise_seed, permutation, weighted_mean, EpochMetrics, TrainConfig};
 use crate::data::{Dataset, Split};
 use crate::gpu::timing::Profiler;
-use crate::gpu::{record_all, Gpu, Tensor};
+use crate::gpu::{Gpu, Tensor};
 use crate::model::Model;
-use crate::network::{DeviceSplit, Network, Purpose, StepParams, StepPlan, StepSource};
+use crate::network::{
+    record_steps, DeviceSplit, Network, Purpose, StepParams, StepPlan, StepSource,
+};
 use crate::{Error, Result};
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -103,9 +105,10 @@ impl Trainer {
             loss_log: &loss_log,
             noise: cfg.noise,
         };
+        let per = gpu.steps_per_execution.min(sizes.len());
         let plans = distinct(&sizes)
             .into_iter()
-            .map(|n| StepPlan::new(gpu, &net, n, &src, Some(&cfg.adam)))
+            .map(|n| StepPlan::new(gpu, &net, n, &src, Some(&cfg.adam))?.with_slots(gpu, per))
             .collect::<Result<_>>()?;
         let eval = Evaluator::new(gpu, &net, test, cfg.batch_size, cfg.noise, cfg.seed)?;
         Ok(Trainer {
@@ -195,36 +198,63 @@ impl Trainer {
         })
     }
 
-    /// Sets `plan`'s uniforms for step `step` of the epoch and submits it (timed per dispatch
-    /// with a profiler). Counts the Adam step.
-    fn submit(
-        &mut self,
-        gpu: &Gpu,
-        plan: usize,
-        step: usize,
-        profiler: Option<&mut Profiler>,
-    ) -> wgpu::SubmissionIndex {
-        let p = &self.plans[plan];
-        p.prepare(
-            gpu,
+    /// Stages `plan`'s uniforms in its slot `slot` for step `step` of the epoch, and counts
+    /// the Adam step.
+    fn prepare(&mut self, plan: usize, slot: usize, step: usize) {
+        self.plans[plan].prepare(
+            slot,
             &StepParams {
                 offset: step * self.cfg.batch_size as usize,
-                slot: step,
+                loss_slot: step,
                 noise_seed: noise_seed(self.cfg.seed, 0),
                 adam: Some((&self.cfg.adam, self.iterations + 1)),
             },
         );
+        self.iterations += 1;
+    }
+
+    /// One execution: `steps` (a plan and the step of the epoch it runs) recorded into one
+    /// command buffer and submitted, with the running loss's copy after the last when `probe`.
+    fn execute(
+        &mut self,
+        gpu: &Gpu,
+        steps: &[(usize, usize)],
+        probe: bool,
+    ) -> wgpu::SubmissionIndex {
+        for (slot, &(plan, step)) in steps.iter().enumerate() {
+            self.prepare(plan, slot, step);
+        }
+        let mut enc = gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("steps"),
+            });
+        let recorded: Vec<_> = steps
+            .iter()
+            .enumerate()
+            .map(|(slot, &(plan, _))| (&self.plans[plan], slot))
+            .collect();
+        record_steps(gpu, &mut enc, &recorded);
+        let last = steps.last().map_or(0, |&(_, step)| step + 1);
+        let probed = probe && self.probe.record(&mut enc, &self.loss_log, last);
+        let idx = gpu.queue.submit([enc.finish()]);
+        if probed {
+            self.probe.arm();
+        }
+        idx
+    }
+
+    /// Step `step` alone in a submit, every dispatch timed by `profiler`.
+    fn execute_profiled(&mut self, gpu: &Gpu, step: usize, profiler: &mut Profiler) {
+        self.prepare(0, 0, step);
+        self.plans[0].flush(gpu);
         let mut enc = gpu
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("step"),
             });
-        match profiler {
-            Some(prof) => prof.record(&mut enc, p.dispatches()),
-            None => record_all(&mut enc, p.dispatches()),
-        }
-        self.iterations += 1;
-        gpu.queue.submit([enc.finish()])
+        profiler.record(&mut enc, self.plans[0].dispatches());
+        gpu.queue.submit([enc.finish()]);
     }
 
     /// Dispatches in one full training step (for sizing a profiler).
@@ -232,14 +262,20 @@ impl Trainer {
         self.plans.first().map_or(0, |p| p.len())
     }
 
+    /// Steps recorded into one submit ([`Gpu::steps_per_execution`], at most an epoch's).
+    pub fn steps_per_execution(&self) -> usize {
+        self.plans.first().map_or(1, StepPlan::slots)
+    }
+
     /// Runs `steps` full-batch training steps through the current epoch's permutation,
-    /// without validation; with a profiler, every dispatch is timed. Waits at the end. For
-    /// `profile` and `bench`: the weights move as in training.
+    /// without validation: with a profiler one per submit, every dispatch timed; without,
+    /// [`Self::steps_per_execution`] per submit. Waits at the end. For `profile` and `bench`:
+    /// the weights move as in training.
     pub fn run_steps(
         &mut self,
         gpu: &Gpu,
         steps: usize,
-        mut profiler: Option<&mut Profiler>,
+        profiler: Option<&mut Profiler>,
     ) -> Result<()> {
         gpu.write(
             &self.perm,
@@ -247,8 +283,14 @@ impl Trainer {
         );
         let n = self.plans.first().map(|p| p.n).unwrap_or(1) as usize;
         let per_epoch = (self.train.count / n).max(1);
-        for k in 0..steps {
-            self.submit(gpu, 0, k % per_epoch, profiler.as_deref_mut());
+        match profiler {
+            Some(prof) => (0..steps).for_each(|k| self.execute_profiled(gpu, k % per_epoch, prof)),
+            None => {
+                let all: Vec<(usize, usize)> = (0..steps).map(|k| (0, k % per_epoch)).collect();
+                for chunk in all.chunks(self.steps_per_execution()) {
+                    self.execute(gpu, chunk, false);
+                }
+            }
         }
         gpu.wait()
     }
@@ -315,8 +357,10 @@ impl Trainer {
         }))
     }
 
-    /// Submits the epoch's steps from `from.step`, keeping [`AHEAD`] in flight; waits for the
-    /// last. Returns the step it paused before, if `from.pause` asked.
+    /// Submits the epoch's steps from `from.step` in executions of up to
+    /// [`Self::steps_per_execution`] (each ending where a running-loss reading is due), keeping
+    /// at most [`AHEAD`] steps or two executions in flight; waits for the last. Returns the
+    /// step it paused before, if `from.pause` asked.
     fn run_epoch_steps(
         &mut self,
         gpu: &Gpu,
@@ -324,23 +368,45 @@ impl Trainer {
         sizes: &[u32],
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Option<usize>> {
+        let per = self.steps_per_execution();
+        let ahead = AHEAD.max(2 * per);
+        // Submissions not yet waited for, each with the steps done once it is.
         let mut inflight = VecDeque::new();
-        for (step, &n) in sizes.iter().enumerate().skip(from.step) {
-            if step > from.step && (from.pause)(step, self.iterations) {
+        let mut done = from.step;
+        let mut step = from.step;
+        while step < sizes.len() {
+            let first = step;
+            let mut paused = false;
+            while step < sizes.len() && step - first < per {
+                let adam_steps = self.iterations + (step - first) as u64;
+                if step > from.step && (from.pause)(step, adam_steps) {
+                    paused = true;
+                    break;
+                }
+                step += 1;
+                if step.is_multiple_of(PROBE_EVERY) {
+                    break;
+                }
+            }
+            if step > first {
+                let steps = (first..step)
+                    .map(|s| Ok((self.plan_index(sizes[s])?, s)))
+                    .collect::<Result<Vec<_>>>()?;
+                let probe = step.is_multiple_of(PROBE_EVERY);
+                inflight.push_back((self.execute(gpu, &steps, probe), step));
+            }
+            if paused {
                 gpu.wait()?;
                 return Ok(Some(step));
             }
-            let plan = self.plan_index(n)?;
-            inflight.push_back(self.submit(gpu, plan, step, None));
-            if (step + 1) % PROBE_EVERY == 0 {
-                self.probe.request(gpu, &self.loss_log, step + 1);
-            }
-            if inflight.len() > AHEAD {
-                if let Some(idx) = inflight.pop_front() {
-                    gpu.wait_for(idx)?;
-                }
+            while step - done > ahead {
+                let Some((idx, end)) = inflight.pop_front() else {
+                    break;
+                };
+                gpu.wait_for(idx)?;
+                done = end;
                 self.probe.collect(sizes);
-                progress(step + 1 - inflight.len(), sizes.len());
+                progress(done, sizes.len());
             }
         }
         // One sync per epoch, so the training time excludes validation.

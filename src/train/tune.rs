@@ -192,14 +192,15 @@ impl<'m> Trial<'m> {
         }
         self.seen.push(step);
         plan.prepare(
-            gpu,
+            0,
             &StepParams {
                 offset: 0,
-                slot: 0,
+                loss_slot: 0,
                 noise_seed: noise_seed(self.cfg.seed, 0),
                 adam: Some((&self.cfg.adam, 1)),
             },
         );
+        plan.flush(gpu);
         match self.seen.len() {
             1 => warm_up(gpu, &plan)?,
             _ => steps(gpu, &plan, WARMUP)?,
