@@ -3,8 +3,8 @@
 # same-call table), the per-kernel profiles, and the denoising model's 10 epochs (issue 13's run,
 # made on lavapipe; the GPU's loss is the cross-check). Everything lands under $OUT.
 #
-# Here first:   bash ../shared/device/prepare.sh
-# Then one device call, carry [".device"], timeout 600 s (the step limits below sum to 591 s
+# Here first:   bash ../shared/device/prepare.sh && bash bench/stage-loop-bounding.sh
+# Then one device call, carry [".device"], timeout 600 s (the step limits below sum to 589 s
 # at worst; a normal run takes ~5 minutes):
 #               bash bench/device-check.sh
 #
@@ -39,11 +39,20 @@ step devices 10 $ae devices
 step ours 30 $ae bench --adapter discrete --epochs 5 --json "$out/ours.json"
 # The folds' before and after, same call: ours with none (the 44-dispatch conv step and
 # 10-dispatch dense step measured on the H200 before them; all folds: 18 and 4).
-step ours-unfolded 30 $ae bench --adapter discrete --folds none --epochs 5 --json "$out/ours-unfolded.json"
+step ours-unfolded 25 $ae bench --adapter discrete --folds none --epochs 5 --json "$out/ours-unfolded.json"
 # Steps per submit's before and after, same call: one step per submit (as before it) against
 # ours (auto: 16 on a GPU).
 step ours-one-per-submit 25 $ae bench --adapter discrete --steps-per-execution 1 --epochs 5 \
   --json "$out/ours-one-per-submit.json"
+# Loop bounding's before and after, same call: the binary that bench/stage-loop-bounding.sh
+# built with naga's loop bounding (wgpu's default) against ours (without it).
+bounded=.device/loop-bounding/wgsl-autoencoder
+if [ -x "$bounded" ]; then
+  step ours-loop-bounding 25 "$bounded" bench --adapter discrete --epochs 5 \
+    --json "$out/ours-loop-bounding.json"
+else
+  echo "ours-loop-bounding: skipped, $bounded not staged (bench/stage-loop-bounding.sh)" | tee -a "$log"
+fi
 for m in conv dense; do
   step "torch-$m" 60 python3 .device/torch_ae.py --data assets/mnist --model $m --variants eager,graph \
     --json "$out/torch-$m.json"
@@ -52,7 +61,7 @@ done
 # Where our step's time goes, per kernel (timestamp queries).
 step profile-conv 12 $ae profile --adapter discrete --model conv --steps 100 --trace "$out/trace-conv.json"
 for f in none upsample pool reduces backward loss tiles finish narrow; do
-  step "profile-conv-folds-$f" 8 $ae profile --adapter discrete --model conv --folds $f --steps 100 \
+  step "profile-conv-folds-$f" 6 $ae profile --adapter discrete --model conv --folds $f --steps 100 \
     --trace "$out/trace-conv-folds-$f.json"
 done
 step profile-dense 8 $ae profile --adapter discrete --model dense --steps 100
@@ -64,7 +73,7 @@ done
 step profile-denoising 12 $ae profile --adapter discrete --model assets/models/denoising_conv.json --steps 50
 # Every dispatch under each kernel set (the variants we have), per layer.
 for m in conv dense; do
-  step "kernels-$m" 12 $ae bench-kernels --adapter discrete --model $m --steps 50 --json "$out/kernels-$m.json"
+  step "kernels-$m" 10 $ae bench-kernels --adapter discrete --model $m --steps 50 --json "$out/kernels-$m.json"
 done
 # The folds change no bit on the card either (lavapipe's tests say so there): one short run
 # with none and one with all, their checkpoints' tensors and their epoch losses (which the

@@ -578,12 +578,16 @@ fn bench_cmd(
     }
     for r in &results {
         say!(
-            "{}: {} kernels, folds: {} ({}), {} steps per submit",
+            "{}: {} kernels, folds: {} ({}), {} steps per submit{}",
             r.model,
             r.kernels,
             r.folds,
             r.folds_by.describe(),
-            r.steps_per_execution
+            r.steps_per_execution,
+            match r.loop_bounding {
+                true => ", loops bounded (naga-loop-bounding build)",
+                false => "",
+            }
         );
     }
     if let Some(path) = json {

@@ -96,6 +96,8 @@ pub struct BenchResult {
     pub folds_by: FoldsBy,
     /// Training steps per submit (`--steps-per-execution`).
     pub steps_per_execution: usize,
+    /// Whether the shaders' loops were bounded (the `naga-loop-bounding` measurement build).
+    pub loop_bounding: bool,
     pub batch_size: u32,
     pub train_images: usize,
     pub epochs: usize,
@@ -156,6 +158,7 @@ pub fn bench(o: &BenchOptions) -> Result<Vec<BenchResult>> {
             folds: gpu.folds.name(),
             folds_by: gpu.folds_by.clone(),
             steps_per_execution: t.steps_per_execution(),
+            loop_bounding: crate::gpu::LOOP_BOUNDING,
             batch_size: cfg.batch_size,
             train_images: t.train.count,
             epochs: cfg.epochs,

@@ -15,7 +15,7 @@ pub use execution::StepsPerExecution;
 pub use kernels::{
     DeviceChoice, FoldChoice, FoldSet, FoldTiming, FoldTrial, FoldsBy, KernelChoice, KernelSet,
 };
-pub use pipeline::Module;
+pub use pipeline::{Module, LOOP_BOUNDING};
 
 use crate::{Error, Result};
 use std::sync::{Arc, Mutex};

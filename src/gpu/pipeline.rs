@@ -21,6 +21,20 @@ pub(crate) struct PipelineCache {
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
 }
 
+/// wgpu's runtime checks but one: naga's loop bounding, which puts a 64-bit counter and a
+/// second exit in every loop (so that a loop the driver thinks infinite cannot be assumed
+/// away), also hides the constant trip counts that the conv and dense kernels are written for,
+/// so the drivers keep the loops rolled (gfx-rs/wgpu#7698: a pipeline 100x slower with it).
+/// The `naga-loop-bounding` feature puts it back, to measure the difference.
+const RUNTIME_CHECKS: wgpu::ShaderRuntimeChecks = wgpu::ShaderRuntimeChecks {
+    force_loop_bounding: LOOP_BOUNDING,
+    ..wgpu::ShaderRuntimeChecks::checked()
+};
+
+/// Whether this build bounds the shaders' loops (the `naga-loop-bounding` feature): `bench`
+/// and `profile` record it.
+pub const LOOP_BOUNDING: bool = cfg!(feature = "naga-loop-bounding");
+
 /// Entry points that write every element of their workgroup memory before any invocation
 /// reads it (each invocation stores its own partial sums, then the tree reads them): their
 /// pipelines skip wgpu's zeroing of it. Zeroing is a cost on every dispatch, and through
@@ -105,11 +119,19 @@ impl Gpu {
             .lock()
             .map_err(|e| self.gpu_error(e))?;
         let shader = modules.entry(module.name).or_insert_with(|| {
-            self.device
-                .create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(module.name),
-                    source: wgpu::ShaderSource::Wgsl(module.source.into()),
-                })
+            let desc = wgpu::ShaderModuleDescriptor {
+                label: Some(module.name),
+                source: wgpu::ShaderSource::Wgsl(module.source.into()),
+            };
+            // SAFETY: the only check left out (unless the feature asks for it) is naga's loop
+            // bounding, whose contract is that no loop runs forever. Every loop in `shaders/` is a `for` whose counter moves
+            // toward a bound fixed before the loop (an override constant, a uniform, or a
+            // halving stride), with no index near u32::MAX (buffers are far smaller). Bounds
+            // checks stay on.
+            unsafe {
+                self.device
+                    .create_shader_module_trusted(desc, RUNTIME_CHECKS)
+            }
         });
         Ok(shader.clone())
     }

@@ -27,6 +27,8 @@ pub struct ProfileReport {
     pub wall_ms_per_step: f64,
     /// Steps per submit of the untimed steps (the timed ones go one per submit).
     pub steps_per_execution: usize,
+    /// Whether the shaders' loops were bounded (the `naga-loop-bounding` measurement build).
+    pub loop_bounding: bool,
     /// Every GPU buffer the trainer holds, the resident dataset included.
     pub gpu_buffer_bytes: u64,
     /// Dispatches in one training step.
@@ -37,7 +39,7 @@ impl ProfileReport {
     pub fn text(&self) -> String {
         let mut s = format!(
             "profile: {} model, batch {}, {} steps on {}, {} kernels, folds: {} ({})\n\
-             {} dispatches per step; GPU buffers {:.1} MiB (dataset resident); untimed steps {} per submit\n",
+             {} dispatches per step; GPU buffers {:.1} MiB (dataset resident); untimed steps {} per submit{}\n",
             self.model,
             self.batch_size,
             self.steps,
@@ -47,7 +49,11 @@ impl ProfileReport {
             self.folds_by.describe(),
             self.dispatches_per_step,
             self.gpu_buffer_bytes as f64 / (1 << 20) as f64,
-            self.steps_per_execution
+            self.steps_per_execution,
+            match self.loop_bounding {
+                true => "; loops bounded (naga-loop-bounding build)",
+                false => "",
+            }
         );
         match (&self.rows, self.kernel_ms_per_step) {
             (Some(rows), Some(k)) => {
@@ -122,6 +128,7 @@ pub fn profile_steps(
         kernel_ms_per_step: kernel_ms,
         wall_ms_per_step: wall,
         steps_per_execution: t.steps_per_execution(),
+        loop_bounding: crate::gpu::LOOP_BOUNDING,
         gpu_buffer_bytes: t.gpu_bytes(),
         dispatches_per_step: t.step_len(),
     })
