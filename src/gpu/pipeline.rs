@@ -36,12 +36,14 @@ const RUNTIME_CHECKS: wgpu::ShaderRuntimeChecks = wgpu::ShaderRuntimeChecks {
 pub const LOOP_BOUNDING: bool = cfg!(feature = "naga-loop-bounding");
 
 /// Entry points that write every element of their workgroup memory before any invocation
-/// reads it (each invocation stores its own partial sums, then the tree reads them): their
-/// pipelines skip wgpu's zeroing of it. Zeroing is a cost on every dispatch, and through
+/// reads it: their pipelines skip wgpu's zeroing of it. Zeroing is a cost on every dispatch
+/// (a store per invocation and a barrier before the kernel's first instruction), and through
 /// OpenGL a compile-time one: naga zeroes an array with a constructor of that many literals,
 /// which took llvmpipe's GL compiler minutes for `dense::rows`' 5,312 floats (two samples'
 /// activations and the lane sums).
-const WRITES_BEFORE_READING: [(&str, &str); 7] = [
+const WRITES_BEFORE_READING: [(&str, &str); 16] = [
+    // The dense stack and split-K kernels: each invocation stores its own activations or
+    // partial block before the barrier that the reads follow.
     ("dense", "rows"),
     ("dense", "grads_all"),
     ("dense", "forward_split"),
@@ -49,6 +51,21 @@ const WRITES_BEFORE_READING: [(&str, &str); 7] = [
     ("dense", "backward_input_split"),
     ("dense", "backward_params_split"),
     ("dense", "backward_params_split4"),
+    // `scratch[lid] = acc` by every invocation of a workgroup, then `tree_sum` (whose first
+    // step is a barrier); the early returns before it are workgroup-uniform.
+    ("bce", "loss_partial"),
+    ("bce", "loss_partial_gradient"),
+    ("bce", "loss_finish"),
+    ("adam", "step_loss_finish"),
+    ("conv2d", "backward_weight_reduce"),
+    ("conv2d", "backward_weight_reduce_all"),
+    ("conv2d", "backward_bias"),
+    // The tiled weight-gradient partials: invocation `lid` stages the gradient of tile pixel
+    // `lid` (TILE_CHUNKS * CHUNK = TILED_WG of them, the vec4 of each live channel group)
+    // before the barrier; a read takes pixel `sub * CHUNK + t` < TILED_WG, in a live group.
+    // Without `tiles` (and in the pair's input-gradient workgroups) nothing touches it.
+    ("conv2d", "backward_weight_partial"),
+    ("conv2d", "backward_pair"),
 ];
 
 fn writes_before_reading(module: Module, entry: &str) -> bool {
