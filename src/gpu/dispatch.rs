@@ -148,6 +148,11 @@ impl Dispatch {
         gpu.check()
     }
 
+    /// Bytes of its uniform buffer (every slot).
+    pub fn uniform_bytes(&self) -> u64 {
+        self.uniform.size()
+    }
+
     /// Uniform slots: how many steps of one command buffer can each set their own parameters.
     pub fn slots(&self) -> usize {
         self.bind_groups.len()

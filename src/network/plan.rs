@@ -154,6 +154,11 @@ impl StepPlan {
         Ok(self)
     }
 
+    /// Bytes of its dispatches' uniform buffers.
+    pub fn uniform_bytes(&self) -> u64 {
+        self.dispatches().map(Dispatch::uniform_bytes).sum()
+    }
+
     /// Steps one command buffer can hold: see [`Self::with_slots`].
     pub fn slots(&self) -> usize {
         self.gather.slots()

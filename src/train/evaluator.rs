@@ -97,9 +97,13 @@ impl Evaluator {
         self.collect(gpu, &sizes)
     }
 
-    /// Bytes of the GPU buffers the evaluator holds (the split, its order, the loss log).
+    /// Bytes of the GPU buffers the evaluator holds (the split, its order, the loss log, its
+    /// plans' uniforms).
     pub fn bytes(&self) -> u64 {
-        self.split.images.bytes() + self.order.bytes() + self.log.bytes()
+        self.split.images.bytes()
+            + self.order.bytes()
+            + self.log.bytes()
+            + self.plans.iter().map(StepPlan::uniform_bytes).sum::<u64>()
     }
 }
 

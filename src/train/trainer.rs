@@ -423,9 +423,11 @@ impl Trainer {
             .ok_or_else(|| no_plan(n))
     }
 
-    /// Bytes of every GPU buffer the trainer allocated: network, dataset, permutation, logs.
+    /// Bytes of every GPU buffer the trainer allocated: network, dataset, permutation, logs,
+    /// the step plans' uniforms.
     pub fn gpu_bytes(&self) -> u64 {
         self.net.bytes()
+            + self.plans.iter().map(StepPlan::uniform_bytes).sum::<u64>()
             + self.train.images.bytes()
             + self.perm.bytes()
             + self.loss_log.bytes()
