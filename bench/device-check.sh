@@ -4,7 +4,7 @@
 # made on lavapipe; the GPU's loss is the cross-check). Everything lands under $OUT.
 #
 # Here first:   bash ../shared/device/prepare.sh && bash bench/stage-loop-bounding.sh
-# Then one device call, carry [".device"], timeout 600 s (the step limits below sum to 589 s
+# Then one device call, carry [".device"], timeout 600 s (the step limits below sum to 599 s
 # at worst; a normal run takes ~5 minutes):
 #               bash bench/device-check.sh
 #
@@ -40,19 +40,29 @@ step ours 30 $ae bench --adapter discrete --epochs 5 --json "$out/ours.json"
 # The folds' before and after, same call: ours with none (the 44-dispatch conv step and
 # 10-dispatch dense step measured on the H200 before them; all folds: 18 and 4).
 step ours-unfolded 25 $ae bench --adapter discrete --folds none --epochs 5 --json "$out/ours-unfolded.json"
-# Steps per submit's before and after, same call: one step per submit (as before it) against
-# ours (auto: 16 on a GPU).
-step ours-one-per-submit 25 $ae bench --adapter discrete --steps-per-execution 1 --epochs 5 \
-  --json "$out/ours-one-per-submit.json"
-# Loop bounding's before and after, same call: the binary that bench/stage-loop-bounding.sh
-# built with naga's loop bounding (wgpu's default) against ours (without it).
+# The folds `ours` picked for model $1 (its start-up timing), so that the before/after runs
+# below time the same kernels; auto if ours.json has no such model.
+picked() {
+  python3 -c 'import json, sys
+rows = [r for r in json.load(open(sys.argv[1])) if r["model"] == sys.argv[2]]
+print(rows[0]["folds"] if rows else "auto")' "$out/ours.json" "$1" 2>/dev/null || echo auto
+}
 bounded=.device/loop-bounding/wgsl-autoencoder
-if [ -x "$bounded" ]; then
-  step ours-loop-bounding 25 "$bounded" bench --adapter discrete --epochs 5 \
-    --json "$out/ours-loop-bounding.json"
-else
-  echo "ours-loop-bounding: skipped, $bounded not staged (bench/stage-loop-bounding.sh)" | tee -a "$log"
-fi
+for m in conv dense; do
+  f=$(picked $m)
+  # Steps per submit's before and after, same call: one step per submit (as before it)
+  # against ours (auto: 16 on a GPU).
+  step "ours-one-per-submit-$m" 15 $ae bench --adapter discrete --model $m --folds "$f" \
+    --steps-per-execution 1 --epochs 5 --json "$out/ours-one-per-submit-$m.json"
+  # Loop bounding's before and after, same call: the binary that bench/stage-loop-bounding.sh
+  # built with naga's loop bounding (wgpu's default) against ours (without it).
+  if [ -x "$bounded" ]; then
+    step "ours-loop-bounding-$m" 15 "$bounded" bench --adapter discrete --model $m --folds "$f" \
+      --epochs 5 --json "$out/ours-loop-bounding-$m.json"
+  else
+    echo "ours-loop-bounding-$m: skipped, $bounded not staged (bench/stage-loop-bounding.sh)" | tee -a "$log"
+  fi
+done
 for m in conv dense; do
   step "torch-$m" 60 python3 .device/torch_ae.py --data assets/mnist --model $m --variants eager,graph \
     --json "$out/torch-$m.json"

@@ -393,11 +393,8 @@ impl Printer {
                 self.epochs = epochs;
                 (self.first_epoch, self.first_step, self.steps) = (first_epoch, first_step, steps);
                 self.started = Some(std::time::Instant::now());
-                let per = match steps_per_execution {
-                    1 => "1 step".to_string(),
-                    n => format!("{n} steps"),
-                };
-                say!("adapter: {adapter}, {kernels} kernels, folds: {folds} ({folds_by}), {per} per submit");
+                let per = per_submit(steps_per_execution);
+                say!("adapter: {adapter}, {kernels} kernels, folds: {folds} ({folds_by}), {per}");
                 say!("run folder: {}", run_dir.display());
                 say!(
                     "{model} on {train_count} training and {test_count} test images, {steps} steps per epoch, epochs {first_epoch}..={epochs}"
@@ -516,6 +513,14 @@ fn resume_command(dir: &std::path::Path, cli_args: &[String]) -> String {
     cmd
 }
 
+/// "1 step per submit", "16 steps per submit".
+fn per_submit(steps: usize) -> String {
+    match steps {
+        1 => "1 step per submit".into(),
+        n => format!("{n} steps per submit"),
+    }
+}
+
 /// A string as a shell word.
 fn shell_word(s: &str) -> String {
     if !s.is_empty()
@@ -578,12 +583,12 @@ fn bench_cmd(
     }
     for r in &results {
         say!(
-            "{}: {} kernels, folds: {} ({}), {} steps per submit{}",
+            "{}: {} kernels, folds: {} ({}), {}{}",
             r.model,
             r.kernels,
             r.folds,
             r.folds_by.describe(),
-            r.steps_per_execution,
+            per_submit(r.steps_per_execution),
             match r.loop_bounding {
                 true => ", loops bounded (naga-loop-bounding build)",
                 false => "",

@@ -8,12 +8,14 @@ use std::str::FromStr;
 
 /// Steps per execution where `auto` applies on a GPU: enough that a submit's host and driver
 /// cost (tens of µs in wgpu) is spread thin next to a dense step's ~50 µs, few enough that the
-/// progress bar and Ctrl-C still answer within a fraction of a second. Also the running loss's
-/// reading interval, so an execution ends where a reading is taken.
+/// progress bar and Ctrl-C still answer within a fraction of a second (they wait for up to
+/// two executions). The running loss is read at the end of an execution, every 16 steps at
+/// most.
 pub const AUTO_ON_GPU: usize = 16;
 
-/// The most `--steps-per-execution` takes: each step needs a uniform slot (256 bytes on most
-/// adapters) per per-step dispatch, and past a few dozen steps a submit costs nothing more.
+/// The most `--steps-per-execution` takes: each step needs a uniform slot per per-step
+/// dispatch (the adapter's uniform offset alignment apart, at most 256 bytes), and past a few
+/// dozen steps a submit costs nothing more.
 pub const MAX: usize = 1024;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -141,10 +141,10 @@ impl Gpu {
                 source: wgpu::ShaderSource::Wgsl(module.source.into()),
             };
             // SAFETY: the only check left out (unless the feature asks for it) is naga's loop
-            // bounding, whose contract is that no loop runs forever. Every loop in `shaders/` is a `for` whose counter moves
-            // toward a bound fixed before the loop (an override constant, a uniform, or a
-            // halving stride), with no index near u32::MAX (buffers are far smaller). Bounds
-            // checks stay on.
+            // bounding, whose contract is that no loop runs forever. Every loop in `shaders/`
+            // is a `for` whose counter moves toward a bound fixed before the loop (an override
+            // constant, a uniform, or a halving stride), with no index near u32::MAX (buffers
+            // are far smaller). Bounds checks stay on.
             unsafe {
                 self.device
                     .create_shader_module_trusted(desc, RUNTIME_CHECKS)

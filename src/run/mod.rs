@@ -53,8 +53,9 @@ pub struct Control<'a> {
     /// After the run (its last checkpoint written), profile 20 training steps and write the
     /// table to `profile.txt` and a Chrome trace to `trace.json` in the run folder.
     pub profile: bool,
-    /// Fault injection for tests: destroy the device before the step that follows this many
-    /// Adam steps.
+    /// Fault injection for tests: destroy the device when the trainer asks whether to pause
+    /// before the step that follows this many Adam steps. At more than one step per submit
+    /// the earlier steps of that execution are not submitted yet, and are lost with it.
     #[doc(hidden)]
     pub lose_device_after: Option<u64>,
 }

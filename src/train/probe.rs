@@ -1,6 +1,7 @@
 //! The running loss for the progress bar, without stalling the queue: every few steps the loss
-//! log is copied into a mappable buffer in the command buffer of the step just recorded, and the mapping is
-//! picked up whenever the host next finds it done (it waits on older steps anyway).
+//! log is copied into a mappable buffer, recorded in the command buffer of the steps before
+//! it, and the mapping is picked up whenever the host next finds it done (it waits on older
+//! steps anyway).
 use crate::gpu::{Gpu, Tensor};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;

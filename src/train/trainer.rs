@@ -16,7 +16,8 @@ use std::time::Instant;
 
 /// Steps the host keeps queued ahead of the GPU, so that it never idles between steps.
 const AHEAD: usize = 8;
-/// Steps between two reads of the running loss (no stall: see `probe.rs`).
+/// Steps between two reads of the running loss (no stall: see `probe.rs`); with more steps
+/// per submit, one read per execution.
 const PROBE_EVERY: usize = 16;
 
 /// What training needs to continue exactly: flat weights and moments (the layout of
@@ -357,8 +358,8 @@ impl Trainer {
         }))
     }
 
-    /// Submits the epoch's steps from `from.step` in executions of up to
-    /// [`Self::steps_per_execution`] (each ending where a running-loss reading is due), keeping
+    /// Submits the epoch's steps from `from.step` in executions of
+    /// [`Self::steps_per_execution`] (shorter before a pause and at the epoch's end), keeping
     /// at most [`AHEAD`] steps or two executions in flight; waits for the last. Returns the
     /// step it paused before, if `from.pause` asked.
     fn run_epoch_steps(
@@ -384,15 +385,14 @@ impl Trainer {
                     break;
                 }
                 step += 1;
-                if step.is_multiple_of(PROBE_EVERY) {
-                    break;
-                }
             }
             if step > first {
                 let steps = (first..step)
                     .map(|s| Ok((self.plan_index(sizes[s])?, s)))
                     .collect::<Result<Vec<_>>>()?;
-                let probe = step.is_multiple_of(PROBE_EVERY);
+                // A reading at the end of the execution that passes a multiple of PROBE_EVERY
+                // (at one step per submit, every PROBE_EVERY steps).
+                let probe = step / PROBE_EVERY > first / PROBE_EVERY;
                 inflight.push_back((self.execute(gpu, &steps, probe), step));
             }
             if paused {
