@@ -4,7 +4,7 @@
 # made on lavapipe; the GPU's loss is the cross-check). Everything lands under $OUT.
 #
 # Here first:   bash ../shared/device/prepare.sh && bash bench/stage-loop-bounding.sh
-# Then one device call, carry [".device"], timeout 600 s (the step limits below sum to 599 s
+# Then one device call, carry [".device"], timeout 600 s (the step limits below sum to 598 s
 # at worst; a normal run takes ~5 minutes):
 #               bash bench/device-check.sh
 #
@@ -71,7 +71,7 @@ done
 # Where our step's time goes, per kernel (timestamp queries).
 step profile-conv 12 $ae profile --adapter discrete --model conv --steps 100 --trace "$out/trace-conv.json"
 for f in none upsample pool reduces backward loss tiles finish narrow; do
-  step "profile-conv-folds-$f" 6 $ae profile --adapter discrete --model conv --folds $f --steps 100 \
+  step "profile-conv-folds-$f" 5 $ae profile --adapter discrete --model conv --folds $f --steps 100 \
     --trace "$out/trace-conv-folds-$f.json"
 done
 step profile-dense 8 $ae profile --adapter discrete --model dense --steps 100
@@ -80,10 +80,10 @@ step profile-dense 8 $ae profile --adapter discrete --model dense --steps 100
 for f in none rows rows,single rows,grads vec4 finish; do
   step "profile-dense-folds-${f//,/-}" 5 $ae profile --adapter discrete --model dense --folds $f --steps 100
 done
-step profile-denoising 12 $ae profile --adapter discrete --model assets/models/denoising_conv.json --steps 50
-# Every dispatch under each kernel set (the variants we have), per layer.
+step profile-denoising 10 $ae profile --adapter discrete --model assets/models/denoising_conv.json --steps 50
+# Every dispatch under each kernel set and each GPU-set variant the model has, per layer.
 for m in conv dense; do
-  step "kernels-$m" 10 $ae bench-kernels --adapter discrete --model $m --steps 50 --json "$out/kernels-$m.json"
+  step "kernels-$m" 15 $ae bench-kernels --adapter discrete --model $m --steps 50 --json "$out/kernels-$m.json"
 done
 # The folds change no bit on the card either (lavapipe's tests say so there): one short run
 # with none and one with all, their checkpoints' tensors and their epoch losses (which the

@@ -180,9 +180,11 @@ enum Command {
         #[command(flatten)]
         data: DataArg,
     },
-    /// Every dispatch of a training step timed under each kernel set (gpu, cpu), side by side
-    /// per layer: which set's kernel is faster where, on this adapter. Both sets run unfolded
-    /// unless --folds names folds (then both run those; auto counts as none here).
+    /// Every dispatch of a training step timed under each kernel set (gpu, cpu) and each of
+    /// the gpu set's kernel variants (tiles, vec4, narrow, single) that changes one of the
+    /// model's dispatches, side by side per layer: which code is faster where, on this
+    /// adapter ("= gpu" where a variant leaves a dispatch as it is). All run unfolded unless
+    /// --folds names folds (then all run those, each variant added; auto counts as none here).
     BenchKernels {
         /// conv, dense, deep, or a Keras `model.to_json()` file.
         #[arg(long, value_parser = parse_model, default_value = "conv")]

@@ -1078,8 +1078,10 @@ fn cli_train_profile_writes_the_table_and_a_trace() {
     assert_no_stray_files(&out);
 }
 
-/// `bench-kernels` times the step's dispatches under both kernel sets and puts each layer's
-/// kernel side by side; `--kernels` does not apply to it and is refused.
+/// `bench-kernels` times the step's dispatches under both kernel sets and each of the GPU
+/// set's variants that changes one of the model's dispatches, and puts each layer's kernel
+/// side by side; a variant's dispatch that runs the GPU set's very code is marked the same,
+/// not timed against it; `--kernels` does not apply to it and is refused.
 #[test]
 fn cli_bench_kernels_times_each_layer_under_both_sets() {
     let t = tempfile::tempdir().unwrap();
@@ -1103,51 +1105,75 @@ fn cli_bench_kernels_times_each_layer_under_both_sets() {
     .arg(&data);
     let r = run_cmd(&mut c);
     r.ok();
-    for want in ["gpu µs", "cpu µs", "fastest", "dense.forward", "adam.step"] {
+    for want in [
+        "gpu µs",
+        "gpu+vec4 µs",
+        "cpu µs",
+        "fastest",
+        "dense.forward",
+        "adam.step",
+        "= gpu",
+        "not timed (no dispatch of this model changes): gpu+tiles, gpu+narrow, gpu+single",
+    ] {
         assert!(r.stdout.contains(want), "no {want} in:\n{}", r.stdout);
     }
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    assert_eq!(v["sets"], serde_json::json!(["gpu", "cpu"]));
+    // The dense model has split-K products (its 784-wide layer), which vec4 changes, and no
+    // convolution or rows fold for the other variants.
+    assert_eq!(v["sets"], serde_json::json!(["gpu", "gpu+vec4", "cpu"]));
+    assert_eq!(
+        v["unchanged"],
+        serde_json::json!(["gpu+tiles", "gpu+narrow", "gpu+single"])
+    );
     let rows = v["rows"].as_array().unwrap();
     let row = |layer: &str, kernel: &str| {
         rows.iter()
             .find(|r| r["layer"] == layer && r["kernel"] == kernel)
             .unwrap_or_else(|| panic!("no {layer} {kernel} in {rows:?}"))
     };
-    // Both sets run each Dense layer's forward, with their own kernels: timed under both
-    // (once per step), the faster one named.
+    // Each set runs each Dense layer's forward: the GPU and CPU sets with their own kernels,
+    // timed under both (once per step), the faster one named.
     for layer in ["dense", "dense_1"] {
         let r = row(layer, "dense.forward");
         let per_set = r["per_set"].as_array().unwrap();
-        assert_eq!(per_set.len(), 2);
-        assert_ne!(per_set[0]["source"], per_set[1]["source"], "{r}");
+        assert_eq!(per_set.len(), 3);
+        assert_ne!(per_set[0]["source"], per_set[2]["source"], "{r}");
         for d in per_set {
             assert_eq!(d["calls_per_step"], 1.0, "{r}");
             assert!(d["us_per_step"].as_f64().unwrap() > 0.0, "{r}");
         }
         assert_eq!(r["same_kernel"], false);
         assert!(
-            ["gpu", "cpu"].contains(&r["fastest"].as_str().unwrap()),
+            ["gpu", "gpu+vec4", "cpu"].contains(&r["fastest"].as_str().unwrap()),
             "{r}"
         );
     }
+    // vec4 changes the first layer's split-K forward (784 features), not the second's
+    // register-tiled one (32): there its column is the GPU set's code, and never the fastest.
+    let first = row("dense", "dense.forward");
+    assert_ne!(first["per_set"][0]["source"], first["per_set"][1]["source"]);
+    assert!(first["same_as"][1].is_null(), "{first}");
+    let second = row("dense_1", "dense.forward");
+    assert_eq!(second["same_as"][1], "gpu", "{second}");
+    assert_ne!(second["fastest"], "gpu+vec4", "{second}");
     // Each set ran its own kernels: at batch 16 the GPU set's bias gradient is a pass of its
     // own, the CPU set's weight gradient sums it in the same pass.
     let bias = row("dense_1", "dense.backward_bias");
     assert!(
-        bias["per_set"][0].is_object() && bias["per_set"][1].is_null(),
+        bias["per_set"][0].is_object() && bias["per_set"][2].is_null(),
         "{bias}"
     );
     let params = row("dense_1", "dense.backward_params");
     assert!(
-        params["per_set"][0].is_null() && params["per_set"][1].is_object(),
+        params["per_set"][0].is_null() && params["per_set"][2].is_object(),
         "{params}"
     );
     assert!(bias["fastest"].is_null() && params["fastest"].is_null());
-    // The loss's last pass is one kernel on both sets: no winner named between equal code.
+    // The loss's last pass is one kernel on every set: no winner named between equal code.
     let finish = row("loss", "bce.loss_finish");
     assert_eq!(finish["same_kernel"], true, "{finish}");
+    assert_eq!(finish["same_as"], serde_json::json!([null, "gpu", "gpu"]));
     assert!(finish["fastest"].is_null(), "{finish}");
     for ms in v["kernel_ms_per_step"].as_array().unwrap() {
         assert!(ms.as_f64().unwrap() > 0.0, "{v}");

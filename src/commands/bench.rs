@@ -197,11 +197,15 @@ pub struct KernelComparison {
     /// One entry per set of [`KernelBenchReport::sets`]; None where that set runs no such
     /// dispatch (its kernels split or fuse the work differently).
     pub per_set: Vec<Option<DispatchRow>>,
-    /// Every set ran the same shader entry point (the CPU set has no kernel of its own for
-    /// this op or shape): a difference in time is noise, not a finding.
+    /// Per set: the earlier set whose launch (entry point, constants, workgroups) this set's
+    /// repeats, if any (a variant that leaves this dispatch alone): its time is that code's
+    /// again, noise rather than a finding.
+    pub same_as: Vec<Option<String>>,
+    /// Every set ran the same launch (the CPU set has no kernel of its own for this op or
+    /// shape, and no variant changes it).
     pub same_kernel: bool,
-    /// The set with the least time per step, when every set runs this dispatch with valid
-    /// timestamps and their kernels differ.
+    /// The set with the least time per step among those whose launches differ, when every
+    /// set runs this dispatch with valid timestamps and not all the same code.
     pub fastest: Option<String>,
 }
 
@@ -213,7 +217,10 @@ pub struct KernelBenchReport {
     pub batch_size: u32,
     pub warmup: usize,
     pub steps: usize,
+    /// The kernel sets and the GPU set's variants timed: `gpu`, `gpu+tiles`, …, `cpu`.
     pub sets: Vec<String>,
+    /// The GPU set's variants that change no dispatch of this model (not timed).
+    pub unchanged: Vec<String>,
     pub rows: Vec<KernelComparison>,
     /// Each set's kernel time per step (the sum of its dispatches'), in ms.
     pub kernel_ms_per_step: Vec<f64>,
@@ -243,7 +250,11 @@ impl KernelBenchReport {
         s.push_str("  fastest\n");
         for r in &self.rows {
             s.push_str(&format!("{:<width$} {:<32}", r.layer, r.kernel));
-            for d in &r.per_set {
+            for (d, same) in r.per_set.iter().zip(&r.same_as) {
+                if let Some(set) = same {
+                    s.push_str(&format!(" {:>13} {:>8}", format!("= {set}"), ""));
+                    continue;
+                }
                 match d.as_ref().and_then(|d| d.us_per_step.map(|us| (us, d))) {
                     Some((us, d)) => s.push_str(&format!(" {:>13.1} {:>8.2}", us, d.gflop_per_s)),
                     None if d.is_some() => s.push_str(&format!(" {:>13} {:>8}", "no time", "")),
@@ -262,6 +273,12 @@ impl KernelBenchReport {
             s.push_str(&format!(" {:>13.3} {:>8}", ms, ""));
         }
         s.push('\n');
+        if !self.unchanged.is_empty() {
+            s.push_str(&format!(
+                "not timed (no dispatch of this model changes): {}\n",
+                self.unchanged.join(", ")
+            ));
+        }
         s
     }
 }
@@ -301,10 +318,25 @@ pub fn bench_kernels(o: &KernelBenchOptions) -> Result<KernelBenchReport> {
         }
         chosen => chosen,
     };
-    for set in KernelSet::ALL {
+    let base = match folds {
+        FoldChoice::Set(set) => set,
+        _ => FoldSet::NONE,
+    };
+    // The GPU set, each of its variants the folds leave out, then the CPU set.
+    let mut configs = vec![("gpu".to_string(), KernelSet::Gpu, base)];
+    for v in FoldSet::VARIANTS {
+        if let Some(set) = base.with(v) {
+            configs.push((format!("gpu+{v}"), KernelSet::Gpu, set));
+        }
+    }
+    configs.push(("cpu".to_string(), KernelSet::Cpu, base));
+    let (mut sets, mut unchanged) = (Vec::new(), Vec::new());
+    let mut gpu_launches = None;
+    for (name, set, set_folds) in configs {
+        let choice = FoldChoice::Set(set_folds);
         let device = DeviceChoice {
             kernels: KernelChoice::Set(set),
-            folds,
+            folds: choice,
             ..o.device.clone()
         };
         let mut gpu = Gpu::new(&device)?;
@@ -317,24 +349,30 @@ pub fn bench_kernels(o: &KernelBenchOptions) -> Result<KernelBenchReport> {
                     .into(),
             });
         }
-        let mut t = trainer(&mut gpu, folds, &o.config, &o.data_dir)?;
+        let mut t = trainer(&mut gpu, choice, &o.config, &o.data_dir)?;
+        // A variant this model has no kernel for runs the GPU set's very launches.
+        match (&gpu_launches, name.as_str()) {
+            (None, _) => gpu_launches = Some(t.launches()),
+            (Some(l), n) if n.starts_with("gpu+") && *l == t.launches() => {
+                unchanged.push(name);
+                continue;
+            }
+            _ => {}
+        }
         let timings = timed_steps(&gpu, &mut t, o.steps, o.warmup)?.unwrap_or_default();
         let rows = dispatch_rows(&timings, o.steps);
         if rows.iter().all(|r| r.us_per_step.is_none()) {
             return Err(Error::Gpu {
                 adapter,
                 detail: format!(
-                    "every timestamp of the {set} kernel set's steps came back zero or \
-                     reversed: the driver's timestamps cannot time dispatches"
+                    "every timestamp of the {name} kernels' steps came back zero or reversed: \
+                     the driver's timestamps cannot time dispatches"
                 ),
             });
         }
         per_set.push(rows);
+        sets.push(name);
     }
-    let sets: Vec<String> = KernelSet::ALL
-        .iter()
-        .map(|s| s.name().to_string())
-        .collect();
     let report = KernelBenchReport {
         adapter,
         driver,
@@ -348,6 +386,7 @@ pub fn bench_kernels(o: &KernelBenchOptions) -> Result<KernelBenchReport> {
             .collect(),
         rows: side_by_side(&per_set, &sets),
         sets,
+        unchanged,
     };
     if let Some(path) = &o.json {
         let text =
@@ -374,6 +413,7 @@ fn side_by_side(per_set: &[Vec<DispatchRow>], sets: &[String]) -> Vec<KernelComp
             }
         }
     }
+    let same_code = |a: &DispatchRow, b: &DispatchRow| a.source == b.source && a.launch == b.launch;
     order
         .into_iter()
         .map(|r| {
@@ -381,28 +421,47 @@ fn side_by_side(per_set: &[Vec<DispatchRow>], sets: &[String]) -> Vec<KernelComp
                 .iter()
                 .map(|set| set.iter().find(|d| same(d, r)).cloned())
                 .collect();
-            let all: Option<Vec<&DispatchRow>> = found.iter().map(|d| d.as_ref()).collect();
-            let same_kernel = all
-                .as_ref()
-                .is_some_and(|all| all.iter().all(|d| d.source == all[0].source));
-            let fastest = all
-                .filter(|_| !same_kernel)
-                .and_then(|all| {
-                    all.iter()
-                        .map(|d| d.us_per_step)
-                        .collect::<Option<Vec<f64>>>()
+            // Each set's row against the earlier sets': the first that ran the same code.
+            let same_as: Vec<Option<usize>> = found
+                .iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    let d = d.as_ref()?;
+                    found[..i]
+                        .iter()
+                        .position(|e| e.as_ref().is_some_and(|e| same_code(e, d)))
                 })
+                .collect();
+            let distinct: Vec<usize> = (0..found.len()).filter(|&i| same_as[i].is_none()).collect();
+            let all_present = found.iter().all(Option::is_some);
+            let same_kernel = all_present && distinct.len() == 1;
+            let fastest = (all_present && !same_kernel)
+                .then(|| {
+                    distinct
+                        .iter()
+                        .map(|&i| {
+                            found[i]
+                                .as_ref()
+                                .and_then(|d| d.us_per_step)
+                                .map(|us| (i, us))
+                        })
+                        .collect::<Option<Vec<(usize, f64)>>>()
+                })
+                .flatten()
                 .and_then(|times| {
                     times
-                        .iter()
-                        .enumerate()
-                        .min_by(|a, b| a.1.total_cmp(b.1))
+                        .into_iter()
+                        .min_by(|a, b| a.1.total_cmp(&b.1))
                         .map(|(i, _)| sets[i].clone())
                 });
             KernelComparison {
                 layer: r.layer.clone(),
                 kernel: r.kernel.clone(),
                 per_set: found,
+                same_as: same_as
+                    .into_iter()
+                    .map(|s| s.map(|i| sets[i].clone()))
+                    .collect(),
                 same_kernel,
                 fastest,
             }

@@ -36,6 +36,9 @@ pub struct Dispatch {
     /// Where in the model it runs, e.g. `conv2d_1`.
     pub label: String,
     pub pipeline: wgpu::ComputePipeline,
+    /// What, beyond its source, tells this launch from another of the same entry point: its
+    /// override constants and workgroups (`bench-kernels` compares variants by it).
+    pub launch: String,
     /// One per uniform slot.
     bind_groups: Vec<wgpu::BindGroup>,
     /// The uniform's slots, [`Self::stride`] bytes apart.
@@ -64,6 +67,8 @@ pub struct DispatchParts {
     pub source: KernelSource,
     pub label: String,
     pub pipeline: wgpu::ComputePipeline,
+    /// The override constants the pipeline was specialised with.
+    pub constants: Vec<(&'static str, f64)>,
     /// The uniform's bytes (binding 0).
     pub params: Vec<u8>,
     /// The storage tensors and their bindings.
@@ -81,6 +86,7 @@ impl Dispatch {
             source: parts.source,
             label: parts.label,
             pipeline: parts.pipeline,
+            launch: launch(&parts.constants, parts.workgroups),
             bind_groups: Vec::new(),
             uniform: uniform_slots(gpu, parts.kernel, stride, 1),
             stride,
@@ -193,6 +199,15 @@ impl Dispatch {
                 .write_buffer(&self.uniform, d.start as u64, &s.bytes[d.clone()]);
         }
     }
+}
+
+/// A launch's identity beyond its source: "CI=16 CO=8 … GROUP=4; 12x1x1" (constants by name,
+/// then the workgroups).
+fn launch(constants: &[(&'static str, f64)], workgroups: [u32; 3]) -> String {
+    let mut named: Vec<String> = constants.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    named.sort();
+    let [x, y, z] = workgroups;
+    format!("{}; {x}x{y}x{z}", named.join(" "))
 }
 
 /// Bytes between two uniform slots: the parameters, rounded up to the adapter's uniform

@@ -155,6 +155,10 @@ impl FoldSet {
         "grads", "narrow", "single",
     ];
 
+    /// The kernel variants among them: each changes how a kernel computes, not which
+    /// dispatches a step has (`bench-kernels` times each beside the kernels without it).
+    pub const VARIANTS: [&'static str; 4] = ["tiles", "vec4", "narrow", "single"];
+
     /// The rule: what a device opens with under `auto` (which then times sets at start-up on
     /// a GPU adapter's GPU set: `train::tune`), and keeps where it does not time. Everything
     /// on the GPU set (the conv model's step goes from 44 dispatches to 18, the dense model's
@@ -204,6 +208,14 @@ impl FoldSet {
     /// Turns on the fold called `name`; false for another name.
     fn set(&mut self, name: &str) -> bool {
         self.flag_mut(name).map(|flag| *flag = true).is_some()
+    }
+
+    /// This set with the fold called `name` too; None when it is in the set already.
+    pub fn with(self, name: &str) -> Option<FoldSet> {
+        let mut more = self;
+        let flag = more.flag_mut(name).filter(|on| !**on)?;
+        *flag = true;
+        Some(more)
     }
 
     /// This set with the fold called `name` left out (and `grads` with `rows`, which it

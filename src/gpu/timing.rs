@@ -12,6 +12,8 @@ const MAX_QUERIES: u32 = wgpu::QUERY_SET_MAX_QUERIES;
 pub struct Timing {
     pub kernel: &'static str,
     pub source: KernelSource,
+    /// [`Dispatch::launch`]: its constants and workgroups.
+    pub launch: String,
     pub label: String,
     pub cost: Cost,
     /// Start, relative to the first timed dispatch, in nanoseconds.
@@ -22,8 +24,8 @@ pub struct Timing {
 
 pub struct Profiler {
     query_sets: Vec<wgpu::QuerySet>,
-    /// (kernel, source, label, cost) per recorded dispatch, in order.
-    recorded: Vec<(&'static str, KernelSource, String, Cost)>,
+    /// (kernel, source, launch, label, cost) per recorded dispatch, in order.
+    recorded: Vec<(&'static str, KernelSource, String, String, Cost)>,
     capacity: usize,
 }
 
@@ -76,8 +78,13 @@ impl Profiler {
             d.record(&mut pass);
             drop(pass);
             if timed {
-                self.recorded
-                    .push((d.kernel, d.source, d.label.clone(), d.cost));
+                self.recorded.push((
+                    d.kernel,
+                    d.source,
+                    d.launch.clone(),
+                    d.label.clone(),
+                    d.cost,
+                ));
             }
         }
     }
@@ -113,12 +120,13 @@ impl Profiler {
             .recorded
             .into_iter()
             .enumerate()
-            .map(|(k, (kernel, source, label, cost))| {
+            .map(|(k, (kernel, source, launch, label, cost))| {
                 let (a, b) = stamp(k);
                 let valid = a > 0 && b > a;
                 Timing {
                     kernel,
                     source,
+                    launch,
                     label,
                     cost,
                     start_ns: a.saturating_sub(first) as f64 * period,

@@ -202,6 +202,7 @@ pub(crate) fn build(gpu: &Gpu, l: Launch<'_>) -> Result<Dispatch> {
             },
             label: l.label.to_string(),
             pipeline,
+            constants: l.constants.to_vec(),
             params: l.params.to_vec(),
             bindings: l.bindings.iter().map(|(b, t)| (*b, (*t).clone())).collect(),
             workgroups: l.workgroups,

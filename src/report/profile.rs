@@ -150,6 +150,8 @@ pub struct DispatchRow {
     pub kernel: String,
     /// The shader file and entry point that ran.
     pub source: KernelSource,
+    /// Its override constants and workgroups (`gpu::Dispatch::launch`).
+    pub launch: String,
     /// Calls per step.
     pub calls_per_step: f64,
     /// Its GPU time per step (the mean valid call times the calls per step), in µs; None when
@@ -172,6 +174,7 @@ pub fn dispatch_rows(timings: &[Timing], steps: usize) -> Vec<DispatchRow> {
                 layer: g.first.label.clone(),
                 kernel: g.first.kernel.to_string(),
                 source: g.first.source,
+                launch: g.first.launch.clone(),
                 calls_per_step,
                 us_per_step: valid.then(|| g.ns / 1e3 / g.valid as f64 * calls_per_step),
                 gb_per_s: if valid { g.bytes / g.ns } else { 0.0 },

@@ -258,6 +258,16 @@ impl Trainer {
         gpu.queue.submit([enc.finish()]);
     }
 
+    /// What a full training step launches: each dispatch's source and launch (constants and
+    /// workgroups), in order; equal for two trainers exactly when they run the same code.
+    pub fn launches(&self) -> Vec<(crate::gpu::KernelSource, String)> {
+        self.plans.first().map_or(Vec::new(), |p| {
+            p.dispatches()
+                .map(|d| (d.source, d.launch.clone()))
+                .collect()
+        })
+    }
+
     /// Dispatches in one full training step (for sizing a profiler).
     pub fn step_len(&self) -> usize {
         self.plans.first().map_or(0, |p| p.len())
