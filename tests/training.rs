@@ -1083,13 +1083,23 @@ fn folds_change_no_bit_of_training() {
     let px = MNIST.len() as usize;
     let train_px = images(43, 40, px);
     let test_px = images(44, 20, px);
-    let run = |kind: ModelKind, folds: FoldSet| {
+    // `own`: layers given the narrow and tiled variants of their own (as the start-up timing
+    // may pick per layer), on top of `folds`.
+    let run_mixed = |kind: ModelKind, folds: FoldSet, own: &[&str]| {
         let model = Model::new(kind, MNIST).unwrap();
         let cfg = config(kind, 16, 5);
         let choice = DeviceChoice::new(common::adapter_choice(), KernelChoice::Set(KernelSet::Gpu))
             .with_folds(FoldChoice::Set(folds));
-        let g = Gpu::new(&choice).unwrap();
+        let mut g = Gpu::new(&choice).unwrap();
         assert_eq!(g.folds, folds);
+        for layer in own {
+            let variants = FoldSet {
+                narrow: true,
+                tiles: true,
+                ..folds
+            };
+            g.layer_folds.insert(layer.to_string(), variants);
+        }
         let mut tr = trainer(&g, &model, &cfg, &train_px, &test_px);
         let m: Vec<(u64, u64)> = (0..2)
             .map(|_| {
@@ -1099,7 +1109,11 @@ fn folds_change_no_bit_of_training() {
             .collect();
         let s = tr.state(&g).unwrap();
         let state = (bits(&s.params), bits(&s.adam_m), bits(&s.adam_v));
-        (tr.step_len(), m, state)
+        (tr.step_len(), m, state, tr.launches())
+    };
+    let run = |kind: ModelKind, folds: FoldSet| {
+        let (len, m, state, _) = run_mixed(kind, folds, &[]);
+        (len, m, state)
     };
     let only = |k| FoldSet {
         upsample: k == 0,
@@ -1172,6 +1186,23 @@ fn folds_change_no_bit_of_training() {
             assert!(state == none.2, "{kind:?} {folds}: final state");
         }
     }
+    // Per layer: the 4x4 and 7x7 layers narrow and tiled, the rest as all but those two say.
+    // The same bits, and launches that differ from both uniform choices.
+    let rest = FoldSet {
+        narrow: false,
+        tiles: false,
+        ..FoldSet::ALL
+    };
+    let none = run(ModelKind::Conv, FoldSet::NONE);
+    let (_, m, state, mixed) = run_mixed(ModelKind::Conv, rest, &["conv2d_2", "conv2d_3"]);
+    assert_eq!(m, none.1, "per-layer variants: epoch losses");
+    assert!(state == none.2, "per-layer variants: final state");
+    let (.., uniform) = run_mixed(ModelKind::Conv, rest, &[]);
+    let (.., all) = run_mixed(ModelKind::Conv, FoldSet::ALL, &[]);
+    assert!(
+        mixed != uniform && mixed != all,
+        "per-layer variants ran no launch of their own"
+    );
     eprintln!("folds: {:.1}s", t0.elapsed().as_secs_f64());
 }
 

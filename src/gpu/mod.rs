@@ -34,6 +34,9 @@ pub struct Gpu {
     pub folds: FoldSet,
     /// How [`Gpu::folds`] was chosen.
     pub folds_by: FoldsBy,
+    /// Layers whose kernel variants differ from [`Gpu::folds`]' (the start-up timing's pick
+    /// per layer, `train::tune`), by layer name: the folds as that layer's launchers see them.
+    pub layer_folds: std::collections::BTreeMap<String, FoldSet>,
     /// Training steps (or evaluation batches) per command buffer and submit
     /// ([`StepsPerExecution`]).
     pub steps_per_execution: usize,
@@ -111,6 +114,7 @@ impl Gpu {
             kernels,
             folds,
             folds_by,
+            layer_folds: Default::default(),
             steps_per_execution,
             lost,
             uncaptured,
@@ -120,6 +124,12 @@ impl Gpu {
 
     pub fn name(&self) -> String {
         describe_adapter(&self.info)
+    }
+
+    /// The folds as the launchers of layer `layer` see them: [`Gpu::folds`], with that layer's
+    /// own kernel variants where [`Gpu::layer_folds`] has them.
+    pub fn folds_at(&self, layer: &str) -> FoldSet {
+        self.layer_folds.get(layer).copied().unwrap_or(self.folds)
     }
 
     pub fn has_timestamps(&self) -> bool {

@@ -19,12 +19,13 @@ pub const WIDE_GROUP: u32 = 16;
 /// The narrow variant's group (`--folds narrow`), one vec4: the shader's NARROW_GROUP.
 pub const NARROW_GROUP: u32 = 4;
 
-/// The channels per invocation of the GPU set's convolutions on `gpu` (the shader's GROUP
-/// override): [`NARROW_GROUP`] under `--folds narrow`, 4x the invocations, each with a
-/// quarter of the loads and registers (the small layers' grids fill more of a GPU), and every
-/// sum in the same order, so the same bits; [`WIDE_GROUP`] otherwise.
-pub fn group(gpu: &Gpu) -> u32 {
-    match gpu.folds.narrow {
+/// The channels per invocation of layer `layer`'s GPU-set convolutions on `gpu` (the shader's
+/// GROUP override): [`NARROW_GROUP`] under `--folds narrow` (or where the start-up timing
+/// chose it for the layer), 4x the invocations, each with a quarter of the loads and
+/// registers (the small layers' grids fill more of a GPU), and every sum in the same order,
+/// so the same bits; [`WIDE_GROUP`] otherwise.
+pub fn group(gpu: &Gpu, layer: &str) -> u32 {
+    match gpu.folds_at(layer).narrow {
         true => NARROW_GROUP,
         false => WIDE_GROUP,
     }
@@ -190,8 +191,8 @@ pub const TILE_CHUNKS: u64 = 4;
 /// in workgroup memory once, and its invocations sum every kernel row of them from there;
 /// the same sums in the same order, so the same bits. For chunks of [`CHUNK`] pixels (every
 /// layer of the seed models), whose tile is one pixel per invocation.
-pub fn tiles(gpu: &Gpu, s: &Conv2dShape) -> bool {
-    gpu.folds.tiles && chunk(s) == CHUNK
+pub fn tiles(gpu: &Gpu, layer: &str, s: &Conv2dShape) -> bool {
+    gpu.folds_at(layer).tiles && chunk(s) == CHUNK
 }
 
 // A tile is one pixel per invocation when staging.
@@ -287,17 +288,23 @@ pub const SERIAL_REDUCE: u64 = 64;
 /// Workgroup size of the register-tiled kernels: the shader's TILED_WG.
 pub const TILED: u64 = 64;
 
-/// Groups of [`group`] channels a side of `channels` splits into on `gpu`.
-fn groups_of(gpu: &Gpu, channels: u32) -> u32 {
-    channels.div_ceil(group(gpu))
+/// Groups of [`group`] channels a side of `channels` splits into on `gpu`, in layer `layer`.
+fn groups_of(gpu: &Gpu, layer: &str, channels: u32) -> u32 {
+    channels.div_ceil(group(gpu, layer))
 }
 
 /// The grid of one channel group (`grid`, folded into x and y) repeated in z for each group
-/// of [`group`] channels of a side of `channels`.
-fn per_group(gpu: &Gpu, what: &str, grid: [u32; 3], channels: u32) -> Result<[u32; 3]> {
+/// of [`group`] channels of a side of `channels`, in layer `layer`.
+fn per_group(
+    gpu: &Gpu,
+    layer: &str,
+    what: &str,
+    grid: [u32; 3],
+    channels: u32,
+) -> Result<[u32; 3]> {
     let max = gpu.limits.max_compute_workgroups_per_dimension;
-    let group = group(gpu);
-    let groups = groups_of(gpu, channels);
+    let group = group(gpu, layer);
+    let groups = groups_of(gpu, layer, channels);
     if groups > max {
         return Err(Error::Limit {
             what: format!("{what} (a z-layer of workgroups per {group} channels)"),
@@ -354,8 +361,14 @@ pub fn forward(
             label,
             params: bytemuck::bytes_of(&p),
             bindings: &bindings,
-            constants: &constants(s, folds, group(gpu)),
-            workgroups: per_group(gpu, kernel, gpu.grid_of(kernel, pixels, TILED)?, s.co)?,
+            constants: &constants(s, folds, group(gpu, label)),
+            workgroups: per_group(
+                gpu,
+                label,
+                kernel,
+                gpu.grid_of(kernel, pixels, TILED)?,
+                s.co,
+            )?,
             cost: Cost {
                 bytes: 4
                     * (folds.input.len(s)
@@ -429,9 +442,10 @@ pub fn backward_input(
             label,
             params: bytemuck::bytes_of(&p),
             bindings: &bindings,
-            constants: &constants(s, folds, group(gpu)),
+            constants: &constants(s, folds, group(gpu, label)),
             workgroups: per_group(
                 gpu,
+                label,
                 "conv2d.backward_input",
                 gpu.grid_of("conv2d.backward_input", pixels, TILED)?,
                 s.ci,
@@ -551,8 +565,8 @@ fn split_k(
     let rows = s.taps() * s.ci as u64 + with_bias as u64;
     let used = chunks(s) * rows * s.co as u64;
     let partials = partials.view(0, used);
-    let tile = tiles(gpu, s);
-    let constants = constants_with(s, folds, with_bias, tile, group(gpu));
+    let tile = tiles(gpu, label, s);
+    let constants = constants_with(s, folds, with_bias, tile, group(gpu, label));
     let bindings = [
         (1, x),
         (5, dy),
@@ -571,7 +585,13 @@ fn split_k(
             params: bytemuck::bytes_of(&p),
             bindings: &bindings,
             constants: &constants,
-            workgroups: per_group(gpu, kernel, partial_grid(gpu, kernel, s, rows, tile)?, s.co)?,
+            workgroups: per_group(
+                gpu,
+                label,
+                kernel,
+                partial_grid(gpu, kernel, s, rows, tile)?,
+                s.co,
+            )?,
             cost: Cost {
                 bytes: 4 * (folds.output_len(s) * (1 + relu as u64) + folds.input.len(s) + used),
                 flops: 2 * s.macs() + 2 * s.output_len() * with_bias as u64,
@@ -667,14 +687,14 @@ pub fn backward_pair(
     let used = chunks(s) * rows * s.co as u64;
     let partials = partials.view(0, used);
     let per_z = |invocations: u64| invocations.div_ceil(TILED);
-    let tile = tiles(gpu, s);
+    let tile = tiles(gpu, label, s);
     let part_per_z = match tile {
         true => chunks(s).div_ceil(TILE_CHUNKS),
         false => per_z(chunks(s) * rows),
     };
     let input_per_z = per_z(folds.input.len(s) / s.ci as u64);
-    let total =
-        part_per_z * groups_of(gpu, s.co) as u64 + input_per_z * groups_of(gpu, s.ci) as u64;
+    let total = part_per_z * groups_of(gpu, label, s.co) as u64
+        + input_per_z * groups_of(gpu, label, s.ci) as u64;
     let p = Params {
         part_per_z: u32::try_from(part_per_z).map_err(|_| too_many(gpu, part_per_z))?,
         input_per_z: u32::try_from(input_per_z).map_err(|_| too_many(gpu, input_per_z))?,
@@ -698,7 +718,7 @@ pub fn backward_pair(
                 (8, &partials),
                 folds.winner_in(dy),
             ],
-            constants: &constants_with(s, folds, true, tile, group(gpu)),
+            constants: &constants_with(s, folds, true, tile, group(gpu, label)),
             workgroups: gpu.groups(kernel, total)?,
             cost: Cost {
                 bytes: 4

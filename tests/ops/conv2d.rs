@@ -863,13 +863,13 @@ fn conv2d_tiled_weight_partials_are_the_per_row_kernel_bit_for_bit() {
     // `folds_change_no_bit_of_training` runs them on a whole model), so a fourth device
     // would only add pipelines to compile (minutes through llvmpipe's GL).
     let narrow = open_variant(true, true);
-    assert_eq!(conv2d::group(&per_row), conv2d::WIDE_GROUP);
-    assert_eq!(conv2d::group(&narrow), conv2d::NARROW_GROUP);
+    assert_eq!(conv2d::group(&per_row, "t"), conv2d::WIDE_GROUP);
+    assert_eq!(conv2d::group(&narrow, "t"), conv2d::NARROW_GROUP);
     for (k, case) in variant_cases().into_iter().enumerate() {
         let s = case.s;
         let short_chunks = s.weight_len() + (s.co as u64) <= 2048;
-        assert_eq!(conv2d::tiles(&tiled, &s), short_chunks, "{case:?}");
-        assert!(!conv2d::tiles(&per_row, &s), "{case:?}");
+        assert_eq!(conv2d::tiles(&tiled, "t", &s), short_chunks, "{case:?}");
+        assert!(!conv2d::tiles(&per_row, "t", &s), "{case:?}");
         for relu in [false, true] {
             let what = format!("{case:?} relu={relu}");
             let pool_len = case.pool.map(|p| case.pool_shape(p).output_len());
@@ -967,6 +967,19 @@ fn conv2d_tiled_weight_partials_are_the_per_row_kernel_bit_for_bit() {
             }
         }
     }
+    // A layer's own variants (the start-up timing's pick per layer) apply to that layer's
+    // launchers only.
+    let mut mixed = per_row;
+    let own = wgsl_autoencoder::gpu::FoldSet {
+        narrow: true,
+        tiles: true,
+        ..mixed.folds
+    };
+    mixed.layer_folds.insert("t".into(), own);
+    let s = variant_cases()[0].s;
+    assert_eq!(conv2d::group(&mixed, "t"), conv2d::NARROW_GROUP);
+    assert_eq!(conv2d::group(&mixed, "u"), conv2d::WIDE_GROUP);
+    assert!(conv2d::tiles(&mixed, "t", &s) && !conv2d::tiles(&mixed, "u", &s));
 }
 
 /// The narrow channel groups (`--folds narrow`) give the wide groups' forward pass bit for bit:
