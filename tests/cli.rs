@@ -2090,6 +2090,114 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
     }
 }
 
+/// `--folds tune` on a conv model: after the search, each conv layer's dispatches are timed
+/// with `narrow` and with `tiles` flipped (per dispatch, by timestamps), and a layer faster
+/// past the margin keeps its own variants when the whole step with them beats the pick.
+/// Whatever the timing chose, `config.json` records every comparison and the layers' own
+/// variants consistently with it, the losses and weights are the unfolded run's bit for bit,
+/// and a resumed run under `auto` keeps the layers' variants too.
+#[test]
+fn cli_folds_tune_picks_conv_variants_per_layer() {
+    let t = tempfile::tempdir().unwrap();
+    let data = small(t.path());
+    let args = |folds: &'static str| {
+        [
+            "--model",
+            "conv",
+            "--kernels",
+            "gpu",
+            "--folds",
+            folds,
+            "--epochs",
+            "1",
+            "--batch-size",
+            "2",
+            "--train-limit",
+            "6",
+        ]
+    };
+    let tuned = t.path().join("tuned");
+    train(&data, &tuned, &args("tune")).ok();
+    let config = |dir: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap()
+    };
+    let session = config(&tuned)["sessions"][0].clone();
+    let by = &session["folds_by"];
+    let folds: FoldSet = serde_json::from_value(session["folds"].clone()).unwrap();
+    let layers = by["layers"].as_array().unwrap_or_else(|| panic!("{by}"));
+    let convs = [
+        "conv2d", "conv2d_1", "conv2d_2", "conv2d_3", "conv2d_4", "conv2d_5", "conv2d_6",
+    ];
+    // Every conv layer compared under both variants, nothing else.
+    assert_eq!(layers.len(), 2 * convs.len(), "{by}");
+    let mut want = std::collections::BTreeMap::new();
+    for l in layers {
+        let layer = l["layer"].as_str().unwrap();
+        let variant = l["variant"].as_str().unwrap();
+        assert!(
+            convs.contains(&layer) && ["narrow", "tiles"].contains(&variant),
+            "{l}"
+        );
+        let (a, b) = (
+            l["us_picked"].as_f64().unwrap(),
+            l["us_flipped"].as_f64().unwrap(),
+        );
+        assert!(a > 0.0 && b > 0.0, "{l}");
+        // The flipped set has the variant on exactly when the pick has it off.
+        let picked_on = folds.name() == "all" || folds.name().split(',').any(|f| f == variant);
+        assert_eq!(
+            l["on"].as_bool(),
+            Some(!picked_on),
+            "{l} against {}",
+            folds.name()
+        );
+        if l["kept"] == true {
+            assert!(b < a * (1.0 - wgsl_autoencoder::train::tune::MARGIN), "{l}");
+            let own = want.entry(layer.to_string()).or_insert(folds);
+            *own = own.with(variant).or_else(|| own.without(variant)).unwrap();
+        }
+    }
+    let recorded: std::collections::BTreeMap<String, FoldSet> =
+        serde_json::from_value(session["layer_folds"].clone()).unwrap();
+    assert_eq!(recorded, want, "{session}");
+    let trials = by["trials"].as_array().unwrap();
+    let mixed = trials.iter().find(|t| {
+        t["folds"]
+            .as_str()
+            .unwrap()
+            .ends_with(" with the layers' own variants")
+    });
+    if !want.is_empty() {
+        let us = |t: &serde_json::Value| t["us_per_step"].as_f64().unwrap();
+        let picked = trials.iter().find(|t| t["folds"] == folds.name()).unwrap();
+        assert!(us(mixed.unwrap()) < us(picked), "{by}");
+    }
+
+    let plain = t.path().join("plain");
+    train(&data, &plain, &args("none")).ok();
+    let load = |dir: &Path| {
+        wgsl_autoencoder::checkpoint::load(&dir.join("checkpoint.safetensors")).unwrap()
+    };
+    let (a, b) = (load(&tuned), load(&plain));
+    let bits = |ck: &wgsl_autoencoder::checkpoint::Checkpoint| {
+        ck.history
+            .iter()
+            .map(|m| (m.loss.to_bits(), m.val_loss.to_bits()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(bits(&a), bits(&b), "the layers' variants changed a loss");
+    assert!(
+        a.state == b.state,
+        "the layers' variants changed the weights"
+    );
+
+    let dir = tuned.to_str().unwrap();
+    run(&["--kernels", "gpu", "--resume", dir, "--epochs", "2"]).ok();
+    let resumed = config(&tuned)["sessions"][1].clone();
+    assert_eq!(resumed["folds_by"]["by"], "resumed_run", "{resumed}");
+    assert_eq!(resumed["layer_folds"], session["layer_folds"], "{resumed}");
+}
+
 /// `--folds tune`: the run times sets of folds at start-up, says so, records every set it
 /// timed in `config.json` beside the one it kept (the fastest but for the margin), and
 /// trains to the same losses and weights, bit for bit, as the same run with no folds; a

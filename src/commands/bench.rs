@@ -94,6 +94,8 @@ pub struct BenchResult {
     /// The folds that ran, and how they were chosen.
     pub folds: String,
     pub folds_by: FoldsBy,
+    /// Layers whose kernel variants the start-up timing set apart from `folds`.
+    pub layer_folds: std::collections::BTreeMap<String, FoldSet>,
     /// Training steps per submit (`--steps-per-execution`).
     pub steps_per_execution: usize,
     /// Whether the shaders' loops were bounded (the `naga-loop-bounding` measurement build).
@@ -157,6 +159,7 @@ pub fn bench(o: &BenchOptions) -> Result<Vec<BenchResult>> {
             kernels: gpu.kernels.name().into(),
             folds: gpu.folds.name(),
             folds_by: gpu.folds_by.clone(),
+            layer_folds: gpu.layer_folds.clone(),
             steps_per_execution: t.steps_per_execution(),
             loop_bounding: crate::gpu::LOOP_BOUNDING,
             batch_size: cfg.batch_size,

@@ -298,12 +298,31 @@ impl FoldsBy {
         match self {
             FoldsBy::Flag => "as --folds says".into(),
             FoldsBy::Rule => "the adapter's rule".into(),
-            FoldsBy::Timing(t) => format!(
-                "timed by {}, fastest of {} sets ({:.1} s)",
-                t.clock,
-                t.trials.len(),
-                t.seconds
-            ),
+            FoldsBy::Timing(t) => {
+                // "narrow off on conv2d, conv2d_1; tiles on conv2d_3"
+                let mut own: Vec<(String, Vec<&str>)> = Vec::new();
+                for l in t.layers.iter().filter(|l| l.kept) {
+                    let what = format!("{}{}", l.variant, if l.on { "" } else { " off" });
+                    match own.iter_mut().find(|(w, _)| *w == what) {
+                        Some((_, layers)) => layers.push(&l.layer),
+                        None => own.push((what, vec![&l.layer])),
+                    }
+                }
+                let own: Vec<String> = own
+                    .into_iter()
+                    .map(|(what, layers)| format!("{what} on {}", layers.join(", ")))
+                    .collect();
+                let per_layer = match own.is_empty() {
+                    true => String::new(),
+                    false => format!("; per layer: {}", own.join("; ")),
+                };
+                format!(
+                    "timed by {}, fastest of {} sets ({:.1} s){per_layer}",
+                    t.clock,
+                    t.trials.len(),
+                    t.seconds
+                )
+            }
             FoldsBy::ResumedRun => "the resumed run's, on this adapter".into(),
         }
     }
@@ -321,6 +340,27 @@ pub struct FoldTiming {
     pub seconds: f64,
     /// Every set timed, in order; sets whose step is the same as one before are not.
     pub trials: Vec<FoldTrial>,
+    /// The per-layer pass after the search: each conv layer's dispatches timed with a
+    /// variant flipped against the pick's (empty where nothing was compared).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerTrial>,
+}
+
+/// One layer's dispatches timed with one variant flipped (`train::tune`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct LayerTrial {
+    pub layer: String,
+    /// `narrow` or `tiles`.
+    pub variant: &'static str,
+    /// Whether the flipped set has it on.
+    pub on: bool,
+    /// The layer's GPU time per step (the median step's sum of its dispatches) with the
+    /// search's pick, and with the variant flipped, in µs.
+    pub us_picked: f64,
+    pub us_flipped: f64,
+    /// Whether the layer keeps the flipped variant (faster past the margin, and the step
+    /// with every layer's choice was faster than without).
+    pub kept: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]

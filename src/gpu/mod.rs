@@ -14,6 +14,7 @@ pub use dispatch::{record_all, run, Cost, Dispatch, DispatchParts, KernelSource,
 pub use execution::StepsPerExecution;
 pub use kernels::{
     DeviceChoice, FoldChoice, FoldSet, FoldTiming, FoldTrial, FoldsBy, KernelChoice, KernelSet,
+    LayerTrial,
 };
 pub use pipeline::{Module, LOOP_BOUNDING};
 

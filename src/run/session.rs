@@ -518,6 +518,7 @@ fn config_json(setup: &Setup, gpu: &Gpu, steps_per_execution: usize, dir: &Path)
         },
         "kernels": gpu.kernels,
         "folds": gpu.folds,
+        "layer_folds": gpu.layer_folds,
         "folds_by": gpu.folds_by,
         "steps_per_execution": steps_per_execution,
         "versions": {

@@ -9,6 +9,7 @@ use crate::gpu::{DeviceChoice, FoldChoice, FoldSet, FoldsBy, Gpu};
 use crate::model::{Model, ModelChoice, ModelKind};
 use crate::train::{self, tune, TrainConfig, Trainer};
 use crate::{Error, Result};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The settings a user asked for. `None`: the model's default for a new run, the
@@ -247,8 +248,9 @@ impl Setup {
             .as_ref()
             .and_then(|(_, path)| recorded_folds(path, gpu));
         match (choice, recorded) {
-            (FoldChoice::Auto, Some(folds)) => {
+            (FoldChoice::Auto, Some((folds, layer_folds))) => {
                 gpu.folds = folds;
+                gpu.layer_folds = layer_folds;
                 gpu.folds_by = FoldsBy::ResumedRun;
                 Ok(())
             }
@@ -294,9 +296,10 @@ fn same_dir(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// The folds of the last session in the config.json beside the checkpoint at `path`, when it
-/// ran on this adapter (name, backend, driver) and kernel set.
-fn recorded_folds(path: &Path, gpu: &Gpu) -> Option<FoldSet> {
+/// The folds of the last session in the config.json beside the checkpoint at `path` (and
+/// its layers' own variants, if any), when it ran on this adapter (name, backend, driver) and
+/// kernel set.
+fn recorded_folds(path: &Path, gpu: &Gpu) -> Option<(FoldSet, BTreeMap<String, FoldSet>)> {
     let text = std::fs::read(path.parent()?.join("config.json")).ok()?;
     let config: serde_json::Value = serde_json::from_slice(&text).ok()?;
     let last = config.get("sessions")?.as_array()?.last()?;
@@ -306,10 +309,15 @@ fn recorded_folds(path: &Path, gpu: &Gpu) -> Option<FoldSet> {
         && same("backend", format!("{:?}", gpu.info.backend))?
         && same("driver_info", gpu.info.driver_info.clone())?
         && last.get("kernels")?.as_str()? == gpu.kernels.name();
-    match same_device {
-        true => serde_json::from_value(last.get("folds")?.clone()).ok(),
-        false => None,
+    if !same_device {
+        return None;
     }
+    let folds = serde_json::from_value(last.get("folds")?.clone()).ok()?;
+    let layer_folds = match last.get("layer_folds") {
+        Some(v) => serde_json::from_value(v.clone()).ok()?,
+        None => BTreeMap::new(),
+    };
+    Some((folds, layer_folds))
 }
 
 /// `--data`, else the folder the resumed run recorded, else the shipped MNIST.

@@ -9,9 +9,11 @@
 //! [`WARMUP`] steps (the first set, [`WARM_SECONDS`] of them: clocks up), then [`TIMED`]
 //! steps whose median is its time: each step's GPU span through timestamp queries (barriers
 //! included), or the wall clock without them.
-use crate::gpu::timing::SpanTimer;
-use crate::gpu::{record_all, FoldChoice, FoldSet, FoldTiming, FoldTrial, FoldsBy, Gpu, KernelSet};
-use crate::model::Model;
+use crate::gpu::timing::{Profiler, SpanTimer};
+use crate::gpu::{
+    record_all, FoldChoice, FoldSet, FoldTiming, FoldTrial, FoldsBy, Gpu, KernelSet, LayerTrial,
+};
+use crate::model::{Layer, Model};
 use crate::network::{DeviceSplit, Network, Purpose, StepParams, StepPlan, StepSource};
 use crate::train::{noise_seed, TrainConfig};
 use crate::{Error, Result};
@@ -58,6 +60,8 @@ pub fn settle(
     cfg: &TrainConfig,
     train: &crate::data::Images,
 ) -> Result<()> {
+    // A device that trained another model before keeps no layer's variants of that one.
+    gpu.layer_folds.clear();
     match wanted(choice, gpu) {
         true => pick(gpu, model, cfg, &train.pixels, train.count),
         false => Ok(()),
@@ -83,9 +87,14 @@ pub fn pick(
     }
     let start = Instant::now();
     let n = cfg.batch_size.min(count as u32).max(1);
+    gpu.layer_folds.clear();
     let mut trial = Trial::new(gpu, model, cfg, pixels, n)?;
-    let (folds, trials) = search(FoldSet::ALL, |set| trial.time(gpu, set))?;
+    let (folds, mut trials) = search(FoldSet::ALL, |set| trial.time(gpu, set))?;
     gpu.folds = folds;
+    let layers = match trial.spans {
+        true => per_layer(gpu, &mut trial, folds, &mut trials)?,
+        false => Vec::new(),
+    };
     gpu.folds_by = FoldsBy::Timing(FoldTiming {
         clock: match trial.spans {
             true => "gpu timestamps",
@@ -95,8 +104,94 @@ pub fn pick(
         steps: TIMED,
         seconds: start.elapsed().as_secs_f64(),
         trials,
+        layers,
     });
     Ok(())
+}
+
+/// The variants the timing then picks layer by layer: each changes only its own layer's
+/// launches (the channels per invocation, the weight-gradient partials' staging).
+pub const PER_LAYER: [&str; 2] = ["narrow", "tiles"];
+
+/// The per-layer pass, after the search picked `picked` (in `gpu.folds`): for each of
+/// [`PER_LAYER`], every conv layer's dispatches timed with it flipped against the pick, by
+/// timestamps per dispatch; a layer faster past [`MARGIN`] gets it flipped in
+/// `gpu.layer_folds`. The whole step with every layer's choice is then timed once more and
+/// the choices kept only if it beats the pick's step (`trials` records it).
+fn per_layer(
+    gpu: &mut Gpu,
+    trial: &mut Trial<'_>,
+    picked: FoldSet,
+    trials: &mut Vec<FoldTrial>,
+) -> Result<Vec<LayerTrial>> {
+    let convs: Vec<String> = trial
+        .model
+        .layers
+        .iter()
+        .filter(|l| matches!(l, Layer::Conv2d { .. }))
+        .map(|l| l.name().to_string())
+        .collect();
+    let picked_us = trials
+        .iter()
+        .find(|t| t.folds == picked.name())
+        .map(|t| t.us_per_step);
+    let (Some(picked_us), false) = (picked_us, convs.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let Some(base) = trial.layer_times(gpu, picked)? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    let mut own = std::collections::BTreeMap::new();
+    for variant in PER_LAYER {
+        let Some(flipped) = picked.with(variant).or_else(|| picked.without(variant)) else {
+            continue;
+        };
+        let Some(times) = trial.layer_times(gpu, flipped)? else {
+            continue;
+        };
+        let on = flipped.with(variant).is_none();
+        for layer in &convs {
+            let (Some(&a), Some(&b)) = (base.get(layer), times.get(layer)) else {
+                continue;
+            };
+            let faster = b < a * (1.0 - MARGIN);
+            if faster {
+                let set: &mut FoldSet = own.entry(layer.clone()).or_insert(picked);
+                *set = set
+                    .with(variant)
+                    .or_else(|| set.without(variant))
+                    .unwrap_or(*set);
+            }
+            out.push(LayerTrial {
+                layer: layer.clone(),
+                variant,
+                on,
+                us_picked: a,
+                us_flipped: b,
+                kept: faster,
+            });
+        }
+    }
+    gpu.folds = picked;
+    if own.is_empty() {
+        return Ok(out);
+    }
+    gpu.layer_folds = own;
+    let mixed = trial.time(gpu, picked)?;
+    let kept = matches!(mixed, Some((_, us)) if us < picked_us);
+    if let Some((dispatches, us)) = mixed {
+        trials.push(FoldTrial {
+            folds: format!("{} with the layers' own variants", picked.name()),
+            dispatches,
+            us_per_step: us,
+        });
+    }
+    if !kept {
+        gpu.layer_folds.clear();
+        out.iter_mut().for_each(|l| l.kept = false);
+    }
+    Ok(out)
 }
 
 /// The greedy search: `time(set)` gives a set's (dispatches, µs per step), or None when its
@@ -169,9 +264,9 @@ impl<'m> Trial<'m> {
         })
     }
 
-    /// A fresh network and step plan with `set`; its median step time unless its step is one
-    /// timed before.
-    fn time(&mut self, gpu: &mut Gpu, set: FoldSet) -> Result<Option<(usize, f64)>> {
+    /// A fresh network and a step plan over it with `set` (and `gpu.layer_folds`), its
+    /// uniforms set for a first step.
+    fn build(&self, gpu: &mut Gpu, set: FoldSet) -> Result<(Network, StepPlan)> {
         gpu.folds = set;
         let noisy = self.cfg.noise > 0.0;
         let net = Network::new(gpu, self.model.clone(), self.n, Purpose::Training { noisy })?;
@@ -183,14 +278,6 @@ impl<'m> Trial<'m> {
             noise: self.cfg.noise,
         };
         let plan = StepPlan::new(gpu, &net, self.n, &src, Some(&self.cfg.adam))?;
-        let step: Vec<_> = plan
-            .dispatches()
-            .map(|d| (d.pipeline.clone(), d.workgroups))
-            .collect();
-        if self.seen.contains(&step) {
-            return Ok(None);
-        }
-        self.seen.push(step);
         plan.prepare(
             0,
             &StepParams {
@@ -201,6 +288,21 @@ impl<'m> Trial<'m> {
             },
         );
         plan.flush(gpu);
+        Ok((net, plan))
+    }
+
+    /// A fresh network and step plan with `set`; its median step time unless its step is one
+    /// timed before.
+    fn time(&mut self, gpu: &mut Gpu, set: FoldSet) -> Result<Option<(usize, f64)>> {
+        let (_net, plan) = self.build(gpu, set)?;
+        let step: Vec<_> = plan
+            .dispatches()
+            .map(|d| (d.pipeline.clone(), d.workgroups))
+            .collect();
+        if self.seen.contains(&step) {
+            return Ok(None);
+        }
+        self.seen.push(step);
         match self.seen.len() {
             1 => warm_up(gpu, &plan)?,
             _ => steps(gpu, &plan, WARMUP)?,
@@ -221,6 +323,60 @@ impl<'m> Trial<'m> {
             // than the rest, so it is not compared.
             (None, false) => Ok(None),
         }
+    }
+}
+
+impl Trial<'_> {
+    /// Each layer's GPU time per step under `set` (and `gpu.layer_folds` as they stand):
+    /// every dispatch in a timed pass of its own, a layer's dispatches summed per step, the
+    /// median over [`TIMED`] steps, in µs. None when the step is one already timed per layer
+    /// or the timestamps are unusable.
+    fn layer_times(
+        &mut self,
+        gpu: &mut Gpu,
+        set: FoldSet,
+    ) -> Result<Option<std::collections::BTreeMap<String, f64>>> {
+        let (_net, plan) = self.build(gpu, set)?;
+        steps(gpu, &plan, WARMUP)?;
+        let mut prof = Profiler::new(gpu, TIMED * plan.len())?;
+        for _ in 0..TIMED {
+            let mut enc = encoder(gpu);
+            prof.record(&mut enc, plan.dispatches());
+            gpu.queue.submit([enc.finish()]);
+        }
+        let timings = prof.finish(gpu)?;
+        let mut per_layer: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+        for step in timings.chunks(plan.len()) {
+            let mut sums: std::collections::BTreeMap<&str, Option<f64>> = Default::default();
+            for t in step {
+                let sum = sums.entry(t.label.as_str()).or_insert(Some(0.0));
+                *sum = sum.zip(t.ns).map(|(a, b)| a + b);
+            }
+            for (layer, sum) in sums {
+                if let Some(ns) = sum {
+                    per_layer
+                        .entry(layer.to_string())
+                        .or_default()
+                        .push(ns / 1e3);
+                }
+            }
+        }
+        let medians: std::collections::BTreeMap<String, f64> = per_layer
+            .into_iter()
+            .filter_map(|(layer, us)| median(us).map(|m| (layer, m)))
+            .collect();
+        Ok((!medians.is_empty()).then_some(medians))
+    }
+}
+
+/// The median of `values`; None for none.
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    match values.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(values[mid]),
+        _ => Some((values[mid - 1] + values[mid]) / 2.0),
     }
 }
 
