@@ -9,6 +9,10 @@
 //! [`WARMUP`] steps (the first set, [`WARM_SECONDS`] of them: clocks up), then [`TIMED`]
 //! steps whose median is its time: each step's GPU span through timestamp queries (barriers
 //! included), or the wall clock without them.
+//!
+//! Then, with timestamps, the conv layers' variants one layer at a time ([`PER_LAYER`]): the
+//! whole model's pick may keep `narrow` because it wins on the small layers while it loses on
+//! the large ones; per layer, each can have its own.
 use crate::gpu::timing::{Profiler, SpanTimer};
 use crate::gpu::{
     record_all, FoldChoice, FoldSet, FoldTiming, FoldTrial, FoldsBy, Gpu, KernelSet, LayerTrial,
