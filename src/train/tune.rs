@@ -414,15 +414,8 @@ fn span_median(gpu: &Gpu, plan: &StepPlan) -> Result<Option<f64>> {
         timer.record(&mut enc, plan.dispatches());
         gpu.queue.submit([enc.finish()]);
     }
-    let mut spans: Vec<f64> = timer.finish(gpu)?.into_iter().flatten().collect();
-    spans.sort_by(f64::total_cmp);
-    let mid = spans.len() / 2;
-    let median = match spans.len() {
-        0 => return Ok(None),
-        n if n % 2 == 1 => spans[mid],
-        _ => (spans[mid - 1] + spans[mid]) / 2.0,
-    };
-    Ok(Some(median / 1e3))
+    let spans: Vec<f64> = timer.finish(gpu)?.into_iter().flatten().collect();
+    Ok(median(spans).map(|ns| ns / 1e3))
 }
 
 /// µs per step of [`TIMED`] steps submitted as in training, by the wall clock.
