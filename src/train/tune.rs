@@ -328,15 +328,12 @@ impl<'m> Trial<'m> {
             (None, false) => Ok(None),
         }
     }
-}
 
-impl Trial<'_> {
     /// Each layer's GPU time per step under `set` (and `gpu.layer_folds` as they stand):
     /// every dispatch in a timed pass of its own, a layer's dispatches summed per step, the
-    /// median over [`TIMED`] steps, in µs. None when the step is one already timed per layer
-    /// or the timestamps are unusable.
+    /// median over [`TIMED`] steps, in µs. None when no layer had usable timestamps.
     fn layer_times(
-        &mut self,
+        &self,
         gpu: &mut Gpu,
         set: FoldSet,
     ) -> Result<Option<std::collections::BTreeMap<String, f64>>> {
@@ -384,7 +381,8 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
     }
 }
 
-/// `count` steps, one submit each as in training; waits for the last.
+/// `count` steps, one submit each (so that each step's span is its own, whatever
+/// `--steps-per-execution` training uses); waits for the last.
 fn steps(gpu: &Gpu, plan: &StepPlan, count: usize) -> Result<()> {
     for _ in 0..count {
         let mut enc = encoder(gpu);
@@ -418,7 +416,7 @@ fn span_median(gpu: &Gpu, plan: &StepPlan) -> Result<Option<f64>> {
     Ok(median(spans).map(|ns| ns / 1e3))
 }
 
-/// µs per step of [`TIMED`] steps submitted as in training, by the wall clock.
+/// µs per step of [`TIMED`] steps, one submit each, by the wall clock.
 fn wall_per_step(gpu: &Gpu, plan: &StepPlan) -> Result<f64> {
     let start = Instant::now();
     steps(gpu, plan, TIMED)?;
