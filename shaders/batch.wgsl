@@ -18,8 +18,7 @@ struct Batch {
 fn pixel(i: u32) -> f32 {
     let r = i / p.pixels;
     let byte = perm[p.offset + r] * p.pixels + i % p.pixels;
-    let word = images[byte / 4u];
-    return f32((word >> (8u * (byte % 4u))) & 255u) / 255.0;
+    return unpack_pixel(images[byte / 4u], byte);
 }
 
 // PCG-style integer hash (O'Neill / Jarzynski & Olano 2020).

@@ -11,6 +11,12 @@ fn flat(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
     return (wid.y * nwg.x + wid.x) * WG + lid;
 }
 
+// Pixel `byte` of the resident dataset (u8, four to a u32 word) as f32 in [0, 1]: u8 / 255.
+// batch.gather and dense.rows_gather both read pixels through it, so both give the same bits.
+fn unpack_pixel(word: u32, byte: u32) -> f32 {
+    return f32((word >> (8u * (byte % 4u))) & 255u) / 255.0;
+}
+
 // Overflow-free logistic: exp of a non-positive number only.
 fn sigmoid(z: f32) -> f32 {
     if (z >= 0.0) {

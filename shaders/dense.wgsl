@@ -5,8 +5,9 @@
 struct Dense {
     n: u32, fin: u32, fout: u32, relu: u32,
     // rows only: the stack's layers, the loss's elements (n x the last layer's units), and
-    // whether to write the logits' and inputs' gradients (a training step) or not.
-    layers: u32, total: u32, backward: u32, _p0: u32,
+    // whether to write the logits' and inputs' gradients (a training step) or not;
+    // rows_gather only: the batch's first entry in perm.
+    layers: u32, total: u32, backward: u32, offset: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Dense;
@@ -551,18 +552,51 @@ fn stack_backward(t: u32, li: u32, row0: u32) {
 // row_act (the last layer has no ReLU to mask).
 fn stack_logits_gradient(t: u32, row0: u32) {
     let e = stack[p.layers - 1u];
-    let base = level_base(p.layers);
     for (var q = t; q < ROWS * e.fout; q += WG) {
         let r = row0 + q / e.fout;
-        var d = 0.0;
-        if (r < p.n) {
-            let at = r * e.fout + q % e.fout;
-            d = (sigmoid(row_act[base + q]) - targets[at]) / f32(p.total);
-            store_dact(p.layers - 1u, e.dout + at, d);
-        }
-        row_act[base + q] = d;
+        var goal = 0.0;
+        if (r < p.n) { goal = targets[r * e.fout + q % e.fout]; }
+        put_logits_gradient(e, q, row0, goal);
     }
     workgroupBarrier();
+}
+
+// As stack_logits_gradient for an autoencoder whose targets are its inputs, still in row_act
+// (rows_gather: the batch it wrote is bound for writing, so `targets` cannot be bound too).
+fn stack_logits_gradient_from_input(t: u32, row0: u32) {
+    let e = stack[p.layers - 1u];
+    for (var q = t; q < ROWS * e.fout; q += WG) {
+        put_logits_gradient(e, q, row0, row_act[q]);
+    }
+    workgroupBarrier();
+}
+
+// Logit q's gradient against `goal` (q's row past the batch: 0, not stored).
+fn put_logits_gradient(e: StackLayer, q: u32, row0: u32, goal: f32) {
+    let base = level_base(p.layers);
+    let r = row0 + q / e.fout;
+    var d = 0.0;
+    if (r < p.n) {
+        let at = r * e.fout + q % e.fout;
+        d = (sigmoid(row_act[base + q]) - goal) / f32(p.total);
+        store_dact(p.layers - 1u, e.dout + at, d);
+    }
+    row_act[base + q] = d;
+}
+
+// Every layer's forward pass, from the input in row_act.
+fn stack_forward_all(t: u32, row0: u32) {
+    workgroupBarrier();
+    for (var li = 0u; li < p.layers; li++) {
+        stack_forward(t, li, row0);
+    }
+}
+
+// Every input gradient but the first layer's, from the logits' gradient in row_act.
+fn stack_backward_all(t: u32, row0: u32) {
+    for (var li = p.layers - 1u; li > 0u; li--) {
+        stack_backward(t, li, row0);
+    }
 }
 
 @compute @workgroup_size(WG)
@@ -576,15 +610,39 @@ fn rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         if (r < p.n) { v = x[r * width + q % width]; }
         row_act[q] = v;
     }
-    workgroupBarrier();
-    for (var li = 0u; li < p.layers; li++) {
-        stack_forward(t, li, row0);
-    }
+    stack_forward_all(t, row0);
     if (p.backward == 0u) { return; }
     stack_logits_gradient(t, row0);
-    for (var li = p.layers - 1u; li > 0u; li--) {
-        stack_backward(t, li, row0);
+    stack_backward_all(t, row0);
+}
+
+// rows_gather (`--folds gather`, with rows, inputs without noise): rows, its samples gathered
+// from the resident dataset as batch.gather does (images[perm[offset + r]], u8 / 255) instead
+// of read from the batch, which it writes for dense.grads and the loss; the targets are the
+// inputs. One dispatch fewer per step, the same bits.
+@group(0) @binding(26) var<storage, read> images: array<u32>;
+@group(0) @binding(27) var<storage, read> perm: array<u32>;
+@group(0) @binding(28) var<storage, read_write> batch_out: array<f32>;
+
+@compute @workgroup_size(WG)
+fn rows_gather(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32,
+               @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row0 = block_index(wid, nwg) * ROWS;
+    let width = stack[0].fin;
+    for (var q = t; q < ROWS * width; q += WG) {
+        let r = row0 + q / width;
+        var v = 0.0;
+        if (r < p.n) {
+            let byte = perm[p.offset + r] * width + q % width;
+            v = unpack_pixel(images[byte / 4u], byte);
+            batch_out[r * width + q % width] = v;
+        }
+        row_act[q] = v;
     }
+    stack_forward_all(t, row0);
+    if (p.backward == 0u) { return; }
+    stack_logits_gradient_from_input(t, row0);
+    stack_backward_all(t, row0);
 }
 
 // grads (`--folds grads`, with rows): every layer's kernel and bias gradient of a dense stack,

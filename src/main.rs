@@ -51,15 +51,16 @@ struct Cli {
     /// weight-gradient reduce as one dispatch), backward (a convolution's input and weight
     /// gradients as one dispatch), loss (the loss pass writes the loss gradient too), finish
     /// (Adam's dispatch finishes the loss), rows (a dense model's forward pass, loss gradient
-    /// and input gradients as one dispatch) and grads (with rows, its weight gradients and the
-    /// loss's partial sums as one more), and the kernel variants tiles (the
+    /// and input gradients as one dispatch), grads (with rows, its weight gradients and the
+    /// loss's partial sums as one more) and gather (rows gathers its own batch from the
+    /// dataset: inputs without noise), and the kernel variants tiles (the
     /// weight-gradient partials stage each workgroup's gradient once), vec4 (the dense
     /// split-K kernels load 4 features at once), narrow (the convolutions keep 4 channels
     /// per invocation, not 16: 4x the invocations) and single (rows takes one sample per
     /// workgroup, not two: 2x the workgroups); or all, none, tune (train, bench and profile
     /// time sets of folds at start-up and keep the fastest: the gpu kernel set only, where
     /// they change no bit), auto (tune on a GPU adapter's gpu kernel set; elsewhere all on the
-    /// gpu set but rows, grads and narrow on a CPU adapter, none on cpu; a resumed run keeps the
+    /// gpu set but rows, grads, gather and narrow on a CPU adapter, none on cpu; a resumed run keeps the
     /// folds its config.json records for the same adapter; tune times them again).
     #[arg(long, global = true, default_value = "auto")]
     folds: FoldChoice,

@@ -2009,7 +2009,7 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
     let out = t.path().join("bogus");
     train(&data, &out, &["--folds", "pool,some", "--epochs", "1"]).fails_with(&[
         "'some'",
-        "upsample, pool, reduces, backward, loss, tiles, finish, rows, vec4, grads, narrow and single",
+        "upsample, pool, reduces, backward, loss, tiles, finish, rows, vec4, grads, narrow, single and gather",
     ]);
     assert_not_created(&out);
     for (kernels, folds, recorded) in [
@@ -2062,6 +2062,7 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
         ("rows", 44),
         ("narrow", 44),
         ("single", 44),
+        ("gather", 44),
         ("all", 18),
     ];
     for (folds, dispatches) in counts {

@@ -1085,9 +1085,12 @@ fn folds_change_no_bit_of_training() {
     let test_px = images(44, 20, px);
     // `own`: layers given the narrow and tiled variants of their own (as the start-up timing
     // may pick per layer), on top of `folds`.
-    let run_mixed = |kind: ModelKind, folds: FoldSet, own: &[&str]| {
+    let run_noisy = |kind: ModelKind, folds: FoldSet, own: &[&str], noise: f32| {
         let model = Model::new(kind, MNIST).unwrap();
-        let cfg = config(kind, 16, 5);
+        let cfg = TrainConfig {
+            noise,
+            ..config(kind, 16, 5)
+        };
         let choice = DeviceChoice::new(common::adapter_choice(), KernelChoice::Set(KernelSet::Gpu))
             .with_folds(FoldChoice::Set(folds));
         let mut g = Gpu::new(&choice).unwrap();
@@ -1111,6 +1114,7 @@ fn folds_change_no_bit_of_training() {
         let state = (bits(&s.params), bits(&s.adam_m), bits(&s.adam_v));
         (tr.step_len(), m, state, tr.launches())
     };
+    let run_mixed = |kind, folds, own: &[&str]| run_noisy(kind, folds, own, 0.0);
     let run = |kind: ModelKind, folds: FoldSet| {
         let (len, m, state, _) = run_mixed(kind, folds, &[]);
         (len, m, state)
@@ -1128,6 +1132,7 @@ fn folds_change_no_bit_of_training() {
         grads: k == 9,
         narrow: k == 10,
         single: k == 11,
+        gather: k == 12,
     };
     let pool_and_backward = FoldSet {
         pool: true,
@@ -1151,6 +1156,11 @@ fn folds_change_no_bit_of_training() {
         single: true,
         ..FoldSet::NONE
     };
+    let rows_gather = FoldSet {
+        rows: true,
+        gather: true,
+        ..FoldSet::NONE
+    };
     let dense_cases = [
         FoldSet::ALL,
         only(4),
@@ -1158,6 +1168,7 @@ fn folds_change_no_bit_of_training() {
         only(7),
         only(8),
         rows_single,
+        rows_gather,
     ];
     let mut conv_none = None;
     for (kind, cases) in [
@@ -1182,9 +1193,11 @@ fn folds_change_no_bit_of_training() {
                 true => 2 * layers - 1,
                 false => folds.loss as usize,
             };
+            // The gather fold takes the batch's gather into the rows dispatch.
             let fewer = per_fold * conv_folds.iter().filter(|f| **f).count()
                 + gradient
-                + folds.finish as usize;
+                + folds.finish as usize
+                + (rows && folds.gather) as usize;
             assert_eq!(len + fewer, none.0, "{kind:?} {folds}: dispatches per step");
             assert_eq!(m, none.1, "{kind:?} {folds}: epoch losses");
             assert!(state == none.2, "{kind:?} {folds}: final state");
@@ -1197,6 +1210,18 @@ fn folds_change_no_bit_of_training() {
         tiles: false,
         ..FoldSet::ALL
     };
+    // Denoising: the rows dispatch reads the noisy inputs and the clean targets that the
+    // noisy gather writes, so the gather fold leaves that gather be. The same bits.
+    let (len, m, state, _) = run_noisy(ModelKind::Dense, FoldSet::ALL, &[], 0.5);
+    let rows_only = run_noisy(ModelKind::Dense, only(7), &[], 0.5);
+    assert_eq!(
+        len,
+        rows_only.0 - 1,
+        "noisy dense: dispatches per step (finish only)"
+    );
+    let noisy_none = run_noisy(ModelKind::Dense, FoldSet::NONE, &[], 0.5);
+    assert_eq!(m, noisy_none.1, "noisy dense: epoch losses");
+    assert!(state == noisy_none.2, "noisy dense: final state");
     let none = conv_none.unwrap();
     let (_, m, state, mixed) = run_mixed(ModelKind::Conv, rest, &["conv2d_2", "conv2d_3"]);
     assert_eq!(m, none.1, "per-layer variants: epoch losses");
@@ -1219,19 +1244,26 @@ fn folds_change_no_bit_of_training() {
 /// loss's reading) and 26, and the last one of 7 and of 16 mixes the two plans; 36 test
 /// images make five validation batches, the last of 4. With 7, the first epoch also pauses
 /// before step 10 (inside an execution) and continues from there, as a mid-epoch checkpoint
-/// or Ctrl-C does.
+/// or Ctrl-C does. The dense model runs twice: under its adapter's folds, and with all of them,
+/// where the rows dispatch gathers its own batch (`gather`) and so holds each step's offset.
 #[test]
 fn steps_per_execution_change_no_bit_of_training() {
     let t0 = Instant::now();
     let px = MNIST.len() as usize;
     let train_px = images(47, 204, px);
     let test_px = images(48, 36, px);
-    for kind in [ModelKind::Dense, ModelKind::Conv] {
+    let all = FoldChoice::Set(FoldSet::ALL);
+    for (kind, folds) in [
+        (ModelKind::Dense, FoldChoice::Auto),
+        (ModelKind::Dense, all),
+        (ModelKind::Conv, FoldChoice::Auto),
+    ] {
         let run = |per: usize, pause_at: Option<usize>| {
             let model = Model::new(kind, MNIST).unwrap();
             let cfg = config(kind, 8, 9);
-            let choice =
-                common::device_choice().with_steps_per_execution(StepsPerExecution::Set(per));
+            let choice = common::device_choice()
+                .with_folds(folds)
+                .with_steps_per_execution(StepsPerExecution::Set(per));
             let g = Gpu::new(&choice).unwrap();
             let mut tr = trainer(&g, &model, &cfg, &train_px, &test_px);
             // At most an epoch's steps.
@@ -1291,8 +1323,14 @@ fn steps_per_execution_change_no_bit_of_training() {
         }
         for (per, pause_at) in [(7, Some(10)), (16, None), (40, None)] {
             let (m, state) = run(per, pause_at);
-            assert_eq!(m, one.0, "{kind:?}, {per} per submit: epoch losses");
-            assert!(state == one.1, "{kind:?}, {per} per submit: final state");
+            assert_eq!(
+                m, one.0,
+                "{kind:?} {folds:?}, {per} per submit: epoch losses"
+            );
+            assert!(
+                state == one.1,
+                "{kind:?} {folds:?}, {per} per submit: final state"
+            );
         }
     }
     eprintln!("steps per execution: {:.1}s", t0.elapsed().as_secs_f64());
@@ -1301,9 +1339,10 @@ fn steps_per_execution_change_no_bit_of_training() {
 /// The grads fold runs only from a batch of 128 on (the per-layer weight gradients' split):
 /// the dense and deep models at batch 128 (300 images: two full batches and one of 44, which
 /// keeps the per-layer weight gradients) give the unfolded losses and final state bit for
-/// bit, with 4 dispatches per step (gather, rows, grads, Adam with the loss's finish) where
-/// the unfolded step has 10 (dense) or 22 (deep); and 5 without `finish`, whose own dispatch
-/// then runs after the backward pass that sums the loss's partials.
+/// bit, with 3 dispatches per step with all folds (rows gathering the batch, grads, Adam with
+/// the loss's finish) where the unfolded step has 10 (dense) or 22 (deep); and 5 with rows
+/// and grads alone (the batch gather's own dispatch, and the loss's finish after the backward
+/// pass that sums the loss's partials).
 #[test]
 fn grads_fold_changes_no_bit_of_training() {
     let t0 = Instant::now();
@@ -1335,7 +1374,7 @@ fn grads_fold_changes_no_bit_of_training() {
         };
         let none = run(FoldSet::NONE);
         assert_eq!(none.0, unfolded, "{kind:?}: unfolded dispatches");
-        for (folds, len) in [(FoldSet::ALL, 4), (rows_grads, 5)] {
+        for (folds, len) in [(FoldSet::ALL, 3), (rows_grads, 5)] {
             let (l, m, state) = run(folds);
             assert_eq!(l, len, "{kind:?} {folds}: dispatches per step");
             assert_eq!(m, none.1, "{kind:?} {folds}: epoch losses");
@@ -1396,7 +1435,7 @@ fn same_seed_same_losses_bitwise() {
 
 /// The start-up search over folds (`train::tune::search`) on a made-up cost per fold left out:
 /// it leaves out what makes the step faster by more than the margin (`pool`, and `rows` with
-/// the `grads` that needs it), keeps what saves less (`finish`, half the margin) or costs (`grads` alone),
+/// the `grads` and `gather` that need it), keeps what saves less (`finish`, half the margin) or costs (`grads` alone),
 /// does not time a set whose step is one timed already (`upsample`, which this "model" has
 /// nothing for), and tries `grads` alone before `rows`.
 #[test]
@@ -1442,6 +1481,7 @@ fn fold_search_leaves_out_only_what_is_slower_past_the_margin() {
         pool: false,
         rows: false,
         grads: false,
+        gather: false,
         ..FoldSet::ALL
     };
     assert_eq!(picked, want, "{trials:?}");
@@ -1462,5 +1502,6 @@ fn fold_search_leaves_out_only_what_is_slower_past_the_margin() {
     // Kept within the margin.
     assert!(picked.finish && picked.grads == picked.rows);
     assert_eq!(FoldSet::ALL.without("rows").map(|s| s.grads), Some(false));
+    assert_eq!(FoldSet::ALL.without("rows").map(|s| s.gather), Some(false));
     assert_eq!(FoldSet::NONE.without("pool"), None);
 }

@@ -154,6 +154,15 @@ impl Dispatch {
         gpu.check()
     }
 
+    /// The parameters it was built with, as the `T` they were made from.
+    pub fn built_params<T: bytemuck::Pod>(&self) -> T {
+        let mut p = T::zeroed();
+        let bytes = bytemuck::bytes_of_mut(&mut p);
+        let len = bytes.len().min(self.params.len());
+        bytes[..len].copy_from_slice(&self.params[..len]);
+        p
+    }
+
     /// Bytes of its uniform buffer (every slot).
     pub fn uniform_bytes(&self) -> u64 {
         self.uniform.size()

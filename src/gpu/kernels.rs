@@ -92,7 +92,8 @@ impl fmt::Display for KernelChoice {
 /// pass (`loss`, every model), the loss's last sum in Adam's dispatch (`finish`, every model),
 /// a dense model's whole forward pass, logits' gradient and input gradients as one dispatch
 /// over the batch's rows (`rows`), and with it every dense layer's weight gradient and the
-/// loss's partial sums as one more (`grads`). Four more are kernel variants rather than
+/// loss's partial sums as one more (`grads`) and the batch gathered from the dataset by that
+/// dispatch rather than one of its own (`gather`, inputs without noise). Four more are kernel variants rather than
 /// folds, selected the same way: the weight-gradient partials staging each workgroup's
 /// gradient once (`tiles`), the dense split-K kernels loading 4 features at once (`vec4`),
 /// the convolutions keeping 4 channels per invocation instead of 16 (`narrow`), and
@@ -118,6 +119,7 @@ pub struct FoldSet {
     pub grads: bool,
     pub narrow: bool,
     pub single: bool,
+    pub gather: bool,
 }
 
 impl FoldSet {
@@ -134,6 +136,7 @@ impl FoldSet {
         grads: false,
         narrow: false,
         single: false,
+        gather: false,
     };
     pub const ALL: FoldSet = FoldSet {
         upsample: true,
@@ -148,11 +151,12 @@ impl FoldSet {
         grads: true,
         narrow: true,
         single: true,
+        gather: true,
     };
     /// The names `--folds` lists them by, in order.
-    pub const NAMES: [&'static str; 12] = [
+    pub const NAMES: [&'static str; 13] = [
         "upsample", "pool", "reduces", "backward", "loss", "tiles", "finish", "rows", "vec4",
-        "grads", "narrow", "single",
+        "grads", "narrow", "single", "gather",
     ];
 
     /// The kernel variants among them: each changes how a kernel computes, not which
@@ -162,7 +166,8 @@ impl FoldSet {
     /// The rule: what a device opens with under `auto` (which then times sets at start-up on
     /// a GPU adapter's GPU set: `train::tune`), and keeps where it does not time. Everything
     /// on the GPU set (the conv model's step goes from 44 dispatches to 18, the dense model's
-    /// from 10 to 4), but on a CPU adapter neither `rows` (and `grads`, which needs it: on
+    /// from 10 to 3), but on a CPU adapter neither `rows` (and `grads` and `gather`, which
+    /// need it: on
     /// llvmpipe its barrier-bound workgroups took a dense step 2.7-3.1x longer than the
     /// per-layer kernels) nor `narrow` (the conv step 22-34% longer on lavapipe: BENCHMARKS.md);
     /// nothing on the CPU set, whose kernels read and write plain tensors and reduce their own
@@ -173,6 +178,7 @@ impl FoldSet {
             (KernelSet::Gpu, wgpu::DeviceType::Cpu) => FoldSet {
                 rows: false,
                 grads: false,
+                gather: false,
                 narrow: false,
                 ..FoldSet::ALL
             },
@@ -181,7 +187,7 @@ impl FoldSet {
     }
 
     /// Each fold's flag, in the order of [`FoldSet::NAMES`].
-    fn flags(self) -> [bool; 12] {
+    fn flags(self) -> [bool; 13] {
         let mut set = self;
         Self::NAMES.map(|name| set.flag_mut(name).is_some_and(|on| *on))
     }
@@ -201,6 +207,7 @@ impl FoldSet {
             "grads" => &mut self.grads,
             "narrow" => &mut self.narrow,
             "single" => &mut self.single,
+            "gather" => &mut self.gather,
             _ => return None,
         })
     }
@@ -218,13 +225,14 @@ impl FoldSet {
         Some(more)
     }
 
-    /// This set with the fold called `name` left out (and `grads` with `rows`, which it
-    /// needs); None when it is not in the set.
+    /// This set with the fold called `name` left out (and `grads` and `gather` with `rows`,
+    /// which they need); None when it is not in the set.
     pub fn without(self, name: &str) -> Option<FoldSet> {
         let mut less = self;
         let flag = less.flag_mut(name).filter(|on| **on)?;
         *flag = false;
         less.grads &= less.rows;
+        less.gather &= less.rows;
         Some(less)
     }
 

@@ -41,10 +41,11 @@ pub const LOOP_BOUNDING: bool = cfg!(feature = "naga-loop-bounding");
 /// OpenGL a compile-time one: naga zeroes an array with a constructor of that many literals,
 /// which took llvmpipe's GL compiler minutes for `dense::rows`' 5,312 floats (two samples'
 /// activations and the lane sums).
-const WRITES_BEFORE_READING: [(&str, &str); 16] = [
+const WRITES_BEFORE_READING: [(&str, &str); 17] = [
     // The dense stack and split-K kernels: each invocation stores its own activations or
     // partial block before the barrier that the reads follow.
     ("dense", "rows"),
+    ("dense", "rows_gather"),
     ("dense", "grads_all"),
     ("dense", "forward_split"),
     ("dense", "forward_split4"),

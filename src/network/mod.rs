@@ -375,22 +375,41 @@ impl Network {
         fits.then_some(stack)
     }
 
+    /// Whether a training step's [`Network::rows`] dispatch gathers its batch from the
+    /// split's images itself rather than after a `batch.gather` dispatch (`--folds gather`):
+    /// where `rows` runs and the inputs are the targets (no denoising noise).
+    pub fn folds_gather(&self, gpu: &Gpu) -> bool {
+        gpu.folds.gather && self.folds_rows(gpu) && self.input.buffer == self.target.buffer
+    }
+
     /// A training step's forward pass, logits' gradient and input gradients for a batch of
-    /// n as one dispatch (see [`Network::folds_rows`]).
-    pub fn rows(&self, gpu: &Gpu, n: u32) -> Result<Dispatch> {
+    /// n as one dispatch (see [`Network::folds_rows`]); with `gather`, the split's images and
+    /// order, it gathers the batch itself (see [`Network::folds_gather`]; its offset is set
+    /// per step by [`dense::set_rows_offset`]).
+    pub fn rows(&self, gpu: &Gpu, n: u32, gather: Option<(&Tensor, &Tensor)>) -> Result<Dispatch> {
         let io = self.stack_io(gpu, n)?;
-        let (x, t) = (&io.x, &io.target);
+        let input = match gather {
+            Some((images, order)) => dense::StackInput::Gather {
+                images,
+                order,
+                batch: &io.target,
+            },
+            None => dense::StackInput::Batch {
+                x: &io.x,
+                target: &io.target,
+            },
+        };
+        let (acts, dacts) = (io.acts, io.dacts);
         dense::rows(
             gpu,
             "dense",
             n,
             &io.stack,
             true,
-            x,
+            input,
             &self.params,
-            io.acts,
-            io.dacts,
-            t,
+            acts,
+            dacts,
         )
     }
 

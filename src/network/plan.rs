@@ -47,7 +47,8 @@ pub struct StepPlan {
     noise: f32,
     /// Parameters Adam updates (its uniform's length).
     param_len: u64,
-    gather: Dispatch,
+    /// The batch's gather; None when the first forward dispatch gathers it (`gather` fold).
+    gather: Option<Dispatch>,
     forward: Vec<Dispatch>,
     loss: Loss,
     /// Backward pass and Adam: training plans only.
@@ -80,6 +81,7 @@ impl StepPlan {
         let training = adam.is_some();
         // The rows fold writes the logits' gradient itself.
         let rows = training && net.folds_rows(gpu);
+        let gather_in_rows = rows && net.folds_gather(gpu);
         let gradient = training && net.folds_loss_gradient(gpu) && !rows;
         let in_adam = training && net.folds_loss_finish(gpu);
         let update = match adam {
@@ -97,10 +99,14 @@ impl StepPlan {
             pixels: net.model.input.len() as u32,
             noise: src.noise,
             param_len: net.model.param_len,
-            gather: gather(gpu, net, n, src)?,
-            forward: match rows {
-                true => vec![net.rows(gpu, n)?],
-                false => net.forward(gpu, n, 0..layers)?,
+            gather: match gather_in_rows {
+                true => None,
+                false => Some(gather(gpu, net, n, src)?),
+            },
+            forward: match (rows, gather_in_rows) {
+                (true, true) => vec![net.rows(gpu, n, Some((src.images, src.order)))?],
+                (true, false) => vec![net.rows(gpu, n, None)?],
+                (false, _) => net.forward(gpu, n, 0..layers)?,
             },
             loss: net.loss(
                 gpu,
@@ -125,7 +131,8 @@ impl StepPlan {
             None => (&[][..], None),
         };
         // The loss finishes after the backward pass, which may sum its partials (`grads`).
-        std::iter::once(&self.gather)
+        self.gather
+            .iter()
             .chain(&self.forward)
             .chain(&self.loss.partial)
             .chain(backward)
@@ -144,7 +151,10 @@ impl StepPlan {
     /// The same plan with `slots` uniform slots in each dispatch whose uniform changes per
     /// step, so that that many steps can go into one command buffer ([`Self::record`]).
     pub fn with_slots(mut self, gpu: &Gpu, slots: usize) -> Result<Self> {
-        self.gather = self.gather.with_slots(gpu, slots)?;
+        match self.gather.take() {
+            Some(gather) => self.gather = Some(gather.with_slots(gpu, slots)?),
+            None => self.forward[0] = self.forward[0].clone().with_slots(gpu, slots)?,
+        }
         if let Some(finish) = self.loss.finish.take() {
             self.loss.finish = Some(finish.with_slots(gpu, slots)?);
         }
@@ -161,21 +171,30 @@ impl StepPlan {
 
     /// Steps one command buffer can hold: see [`Self::with_slots`].
     pub fn slots(&self) -> usize {
-        self.gather.slots()
+        self.batch_source().slots()
+    }
+
+    /// The dispatch that takes the batch's offset: the gather, or the forward pass that
+    /// gathers its own batch.
+    fn batch_source(&self) -> &Dispatch {
+        self.gather.as_ref().unwrap_or(&self.forward[0])
     }
 
     /// Stages the per-step uniforms of uniform slot `slot`: [`Self::flush`] sends them.
     pub fn prepare(&self, slot: usize, p: &StepParams<'_>) {
-        self.gather.stage(
-            slot,
-            &batch_params(
-                self.n,
-                self.pixels,
-                p.offset as u32,
-                p.noise_seed,
-                self.noise,
+        match &self.gather {
+            Some(gather) => gather.stage(
+                slot,
+                &batch_params(
+                    self.n,
+                    self.pixels,
+                    p.offset as u32,
+                    p.noise_seed,
+                    self.noise,
+                ),
             ),
-        );
+            None => ops::dense::set_rows_offset(&self.forward[0], slot, p.offset as u32),
+        }
         let loss = (self.n as u64 * self.pixels as u64, p.loss_slot as u32);
         if let Some(finish) = &self.loss.finish {
             finish.stage(slot, &bce::finish_params(loss.0, loss.1));

@@ -19,7 +19,8 @@ pub(crate) struct Params {
     pub layers: u32,
     pub total: u32,
     pub backward: u32,
-    pub _p: u32,
+    /// [`rows`] gathering its samples: the batch's first entry of the split's order.
+    pub offset: u32,
 }
 
 /// Whether `s` runs the CPU set's kernels: on the CPU set, when its feature counts are
@@ -395,11 +396,29 @@ fn check_region(t: &Tensor, what: &str, at: u64, len: u64) -> Result<u32> {
     Ok(at as u32)
 }
 
+/// Where [`rows`] takes its samples from.
+#[derive(Clone, Copy)]
+pub enum StackInput<'a> {
+    /// The batch `x` (`n` x the first layer's inputs), gathered before it, and the logits'
+    /// `target`.
+    Batch { x: &'a Tensor, target: &'a Tensor },
+    /// Straight from a split held as u8 pixels four to a word (`--folds gather`): sample r is
+    /// image `order[offset + r]` / 255, as `batch::gather` makes it, the offset in the
+    /// uniform ([`set_rows_offset`]). `batch` receives the samples, for [`grads`] and the
+    /// loss. The targets are the inputs: an autoencoder without noise.
+    Gather {
+        images: &'a Tensor,
+        order: &'a Tensor,
+        batch: &'a Tensor,
+    },
+}
+
 /// A stack of dense layers for a batch of n in one dispatch (`--folds rows`), each workgroup
 /// taking [`stack_rows`] samples: every layer's forward pass into `acts`, and with
-/// `backward`, the logits' gradient (as [`super::bce::sigmoid_backward`], against `target`)
-/// and every layer's input gradient down to the first layer's output into `dacts`. The same
-/// sums, in the same order, as [`forward`], [`backward_input`] and `sigmoid_backward`.
+/// `backward`, the logits' gradient (as [`super::bce::sigmoid_backward`], against the
+/// input's targets) and every layer's input gradient down to the first layer's output into
+/// `dacts`. The same sums, in the same order, as [`forward`], [`backward_input`] and
+/// `sigmoid_backward`; gathering its own samples, the same bits as `batch::gather` before it.
 // One argument per binding of the kernel: grouping them would hide which buffer is which.
 #[allow(clippy::too_many_arguments)]
 pub fn rows(
@@ -408,18 +427,16 @@ pub fn rows(
     n: u32,
     layers: &[StackLayer],
     backward: bool,
-    x: &Tensor,
+    input: StackInput<'_>,
     params: &Tensor,
     acts: [&Tensor; 2],
     dacts: [&Tensor; 2],
-    target: &Tensor,
 ) -> Result<Dispatch> {
     let (Some(first), Some(last)) = (layers.first(), layers.last()) else {
         return Err(stack_error("a stack needs at least one layer".into()));
     };
     let (n64, fin0, fout_last) = (n as u64, first.s.fin as u64, last.s.fout as u64);
-    expect_len("dense", "x", x, n64 * fin0)?;
-    expect_len("dense", "target", target, n64 * fout_last)?;
+    check_stack_input(&input, n64, fin0, fout_last)?;
     let table = stack_table(layers, n64, params, acts, dacts)?;
     let widths = fin0 + layers.iter().map(|l| l.s.fout as u64).sum::<u64>();
     let flops: u64 = (layers.iter().enumerate())
@@ -449,37 +466,90 @@ pub fn rows(
     };
     let table = Tensor::whole(gpu.uniform("dense stack", &table));
     let weights: u64 = layers.iter().map(|l| l.s.weight_len()).sum();
+    let mut bindings = vec![
+        (2, params),
+        (10, &table),
+        (11, acts[0]),
+        (12, dacts[0]),
+        (14, acts[1]),
+        (15, dacts[1]),
+    ];
+    let (entry, kernel, gathered) = match input {
+        StackInput::Batch { x, target } => {
+            bindings.extend([(1, x), (13, target)]);
+            ("rows", "dense.rows", 0)
+        }
+        StackInput::Gather {
+            images,
+            order,
+            batch,
+        } => {
+            bindings.extend([(26, images), (27, order), (28, batch)]);
+            // Its u8 pixels read, its f32 batch written.
+            ("rows_gather", "dense.rows_gather", 5 * n64 * fin0)
+        }
+    };
     build(
         gpu,
         Launch {
             shader: Shader::Dense,
-            entry: "rows",
-            kernel: "dense.rows",
+            entry,
+            kernel,
             label,
             params: bytemuck::bytes_of(&p),
-            bindings: &[
-                (1, x),
-                (2, params),
-                (10, &table),
-                (11, acts[0]),
-                (12, dacts[0]),
-                (13, target),
-                (14, acts[1]),
-                (15, dacts[1]),
-            ],
+            bindings: &bindings,
             constants: &[
                 ("ROWS", rows as f64),
                 ("ROW_FLOATS", (rows as u64 * widths) as f64),
             ],
-            workgroups: gpu.groups("dense.rows", n64.div_ceil(rows as u64))?,
+            workgroups: gpu.groups(kernel, n64.div_ceil(rows as u64))?,
             cost: Cost {
                 // Inputs, every weight once per workgroup pass (cached), outputs and
                 // gradients once.
-                bytes: 4 * (n64 * (widths + (backward as u64) * (widths - fin0)) + weights),
+                bytes: 4 * (n64 * (widths + (backward as u64) * (widths - fin0)) + weights)
+                    + gathered,
                 flops,
             },
         },
     )
+}
+
+/// Checks what [`rows`] reads its samples from for a batch of n, `fin` wide in, `fout` out.
+fn check_stack_input(input: &StackInput<'_>, n: u64, fin: u64, fout: u64) -> Result<()> {
+    match *input {
+        StackInput::Batch { x, target } => {
+            expect_len("dense", "x", x, n * fin)?;
+            expect_len("dense", "target", target, n * fout)
+        }
+        StackInput::Gather {
+            images,
+            order,
+            batch,
+        } => {
+            if fin != fout {
+                return Err(stack_error(format!(
+                    "a stack that gathers its samples is an autoencoder: {fin} inputs, {fout} outputs"
+                )));
+            }
+            if order.len < n || images.len < (order.len * fin).div_ceil(4) {
+                return Err(stack_error(format!(
+                    "{} packed words and an order of {} cannot hold a batch of {n}",
+                    images.len, order.len
+                )));
+            }
+            expect_len("dense", "batch", batch, n * fin)
+        }
+    }
+}
+
+/// Sets the batch's first entry of the order that a gathering [`rows`] dispatch reads, in
+/// uniform slot `slot` (sent by [`Dispatch::flush`]).
+pub fn set_rows_offset(rows: &Dispatch, slot: usize, offset: u32) {
+    let p = Params {
+        offset,
+        ..rows.built_params::<Params>()
+    };
+    rows.stage(slot, &p);
 }
 
 /// Whether [`grads`] takes a stack of these layers at a batch of n: every feature count a

@@ -35,11 +35,11 @@ pub const WARM_STEPS_MAX: usize = 2000;
 /// A fold is left out only when the step without it is this much faster.
 pub const MARGIN: f64 = 0.03;
 
-/// The order folds are left out in: every one of [`FoldSet::NAMES`], `grads` before `rows`,
-/// which it needs, so that `grads` alone is tried first.
-pub const TRY_ORDER: [&str; 12] = [
+/// The order folds are left out in: every one of [`FoldSet::NAMES`], `gather` and `grads`
+/// before `rows`, which they need, so that each alone is tried first.
+pub const TRY_ORDER: [&str; 13] = [
     "upsample", "pool", "reduces", "backward", "loss", "tiles", "narrow", "finish", "single",
-    "grads", "rows", "vec4",
+    "gather", "grads", "rows", "vec4",
 ];
 
 /// Whether `choice` asks this device to time its folds: `tune` always, `auto` on the GPU

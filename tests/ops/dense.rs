@@ -189,6 +189,193 @@ fn dense_rows_and_grads_equal_the_layers_one_by_one() {
     run_stacks(&g, "gpu set, two samples per workgroup");
 }
 
+/// `dense::rows` gathering its own samples (`--folds gather`) writes what `batch::gather`
+/// and then `dense::rows` on that batch write: the batch itself, every output and gradient,
+/// bit for bit on both kernel sets (the same pixel conversion and the same sums). Images
+/// straddling packed words (37 pixels), an odd batch, a batch past the split, an offset into a
+/// shuffled order; every output starts as NaN. A stack that is no autoencoder, or an order
+/// too short for the batch, is refused.
+#[test]
+fn dense_rows_gather_equals_gather_then_rows() {
+    use rand::seq::SliceRandom;
+    use wgsl_autoencoder::ops::batch;
+    let cases = [
+        // (batch, layers: units, ReLU)
+        (3u32, vec![(5u32, true), (37u32, false)]),
+        (7, vec![(12, true), (36, false)]),
+        (5, vec![(32, true), (784, false)]),
+        (130, vec![(32, true), (784, false)]),
+    ];
+    common::each_kernel_set(|g, config| {
+        for (k, (n, units)) in cases.iter().enumerate() {
+            let what = format!("{config}: gathering stack {k}");
+            let pixels = units.last().map_or(0, |u| u.0);
+            let mut rng = common::rng(90 + k as u64);
+            let count = *n as usize + 4;
+            let images: Vec<u8> = (0..count * pixels as usize)
+                .map(|_| rand::Rng::random(&mut rng))
+                .collect();
+            let mut order: Vec<u32> = (0..count as u32).collect();
+            order.shuffle(&mut rng);
+            let offset = 3u32;
+            let up_u32 = |v: &[u32]| g.upload("t", v).or_fail(&what);
+            let (img, ord) = (up_u32(&batch::pack_pixels(&images)), up_u32(&order));
+            let widths: Vec<u32> = std::iter::once(pixels)
+                .chain(units.iter().map(|u| u.0))
+                .collect();
+            let mut params = Vec::new();
+            let mut table = Vec::new();
+            let mut starts = [0u64; 2];
+            for (l, &(fout, relu)) in units.iter().enumerate() {
+                let kernel = params.len() as u64;
+                params.extend(common::uniform(
+                    &mut rng,
+                    (widths[l] * fout) as usize,
+                    -0.3,
+                    0.3,
+                ));
+                let bias = params.len() as u64;
+                params.extend(common::uniform(&mut rng, fout as usize, -0.3, 0.3));
+                let start = starts[l % 2];
+                starts[l % 2] += *n as u64 * fout as u64;
+                table.push(dense::StackLayer {
+                    s: DenseShape {
+                        n: *n,
+                        fin: widths[l],
+                        fout,
+                    },
+                    relu,
+                    kernel,
+                    bias: Some(bias),
+                    out: start,
+                    dout: start,
+                });
+            }
+            let pt = g.upload("t", &params).or_fail(&what);
+            let poison = |len: u64| g.poisoned("t", len.max(1)).or_fail(&what);
+            let batch_len = *n as u64 * pixels as u64;
+            // Each run: the batch, then the two arenas of outputs and of gradients.
+            let read = |ts: &[&Tensor]| -> Vec<Vec<u32>> {
+                ts.iter().map(|t| g.read::<u32>(t).or_fail(&what)).collect()
+            };
+            let run_rows = |gathering: bool, backward: bool| {
+                let (x, acts, dacts) = (
+                    poison(batch_len),
+                    [poison(starts[0]), poison(starts[1])],
+                    [poison(starts[0]), poison(starts[1])],
+                );
+                let (a, d) = ([&acts[0], &acts[1]], [&dacts[0], &dacts[1]]);
+                let mut steps = Vec::new();
+                let input = if gathering {
+                    dense::StackInput::Gather {
+                        images: &img,
+                        order: &ord,
+                        batch: &x,
+                    }
+                } else {
+                    let p = batch::Params {
+                        n: *n,
+                        pixels,
+                        offset,
+                        seed: 0,
+                        noise: 0.0,
+                        _p: [0; 3],
+                    };
+                    steps.push(batch::gather(g, "t", &p, &img, &ord, &x).or_fail(&what));
+                    dense::StackInput::Batch { x: &x, target: &x }
+                };
+                let rows =
+                    dense::rows(g, "t", *n, &table, backward, input, &pt, a, d).or_fail(&what);
+                if gathering {
+                    dense::set_rows_offset(&rows, 0, offset);
+                    rows.flush(g);
+                }
+                steps.push(rows);
+                wgsl_autoencoder::ops::run(g, &steps).or_fail(&what);
+                read(&[&x, &acts[0], &acts[1], &dacts[0], &dacts[1]])
+            };
+            let plain = run_rows(false, true);
+            let gathered = run_rows(true, true);
+            for (name, (got, want)) in ["batch", "outputs", "outputs", "gradients", "gradients"]
+                .iter()
+                .zip(gathered.iter().zip(&plain))
+            {
+                assert!(got == want, "{what}: {name} not the same bits");
+            }
+            let want = reference::batch::gather(
+                &images,
+                pixels as usize,
+                &order,
+                offset as usize,
+                *n as usize,
+            );
+            let got: Vec<f32> = gathered[0].iter().map(|b| f32::from_bits(*b)).collect();
+            common::assert_close(&what, &got, &want, 3e-7);
+            // Forward only: the same outputs, no gradient written.
+            let forward = run_rows(true, false);
+            assert!(
+                forward[..3] == gathered[..3],
+                "{what}: forward only's outputs"
+            );
+            assert!(
+                forward[3..]
+                    .iter()
+                    .flatten()
+                    .all(|b| f32::from_bits(*b).is_nan()),
+                "{what}: forward only wrote gradients"
+            );
+        }
+        // Refused: outputs that are not the inputs' width, an order shorter than the batch.
+        let t = |len: u64| g.poisoned("t", len).or_fail(config);
+        let (img, short, x, w) = (t(16), t(2), t(12), t(64));
+        let (a, d) = ([&t(16), &t(16)], [&t(16), &t(16)]);
+        let layer = |fin, fout| dense::StackLayer {
+            s: DenseShape { n: 3, fin, fout },
+            relu: false,
+            kernel: 0,
+            bias: None,
+            out: 0,
+            dout: 0,
+        };
+        let gather = dense::StackInput::Gather {
+            images: &img,
+            order: &short,
+            batch: &x,
+        };
+        let err = |r: Result<Dispatch>| r.err().map(|e| e.to_string()).unwrap_or_default();
+        let wrong_width = err(dense::rows(
+            g,
+            "t",
+            3,
+            &[layer(4, 5)],
+            true,
+            gather,
+            &w,
+            a,
+            d,
+        ));
+        assert!(
+            wrong_width.contains("autoencoder"),
+            "{config}: {wrong_width}"
+        );
+        let short_order = err(dense::rows(
+            g,
+            "t",
+            3,
+            &[layer(4, 4)],
+            true,
+            gather,
+            &w,
+            a,
+            d,
+        ));
+        assert!(
+            short_order.contains("cannot hold a batch of 3"),
+            "{config}: {short_order}"
+        );
+    });
+}
+
 fn rows_case(g: &Gpu, st: &Stack, seed: u64, what: &str) {
     use wgsl_autoencoder::gpu::KernelSet;
     use wgsl_autoencoder::ops::bce;
@@ -280,8 +467,11 @@ fn rows_case(g: &Gpu, st: &Stack, seed: u64, what: &str) {
     let run_rows = |backward: bool| {
         let (acts, dacts) = (arenas(0), arenas(1));
         let (a, d) = ([&acts[0], &acts[1]], [&dacts[0], &dacts[1]]);
-        let dispatch =
-            dense::rows(g, "t", st.n, &table, backward, &xt, &pt, a, d, &tt).or_fail(what);
+        let input = dense::StackInput::Batch {
+            x: &xt,
+            target: &tt,
+        };
+        let dispatch = dense::rows(g, "t", st.n, &table, backward, input, &pt, a, d).or_fail(what);
         wgsl_autoencoder::ops::run(g, &[dispatch]).or_fail(what);
         (acts, dacts)
     };
