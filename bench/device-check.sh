@@ -33,7 +33,7 @@ if ! source .device/gpu-env.sh >"$out/env.txt" 2>&1; then
   exit 1
 fi
 ae=wgsl-autoencoder
-step devices 10 $ae devices
+step devices 5 $ae devices
 # Same command, same card: ours, then the peers (issue 8's table: all four columns). On a GPU
 # `auto` times fold sets at start-up: ours.json's folds_by lists each set's µs per step.
 step ours 30 $ae bench --adapter discrete --epochs 5 --json "$out/ours.json"
@@ -76,8 +76,8 @@ for f in none upsample pool reduces backward loss tiles finish narrow; do
 done
 step profile-dense 8 $ae profile --adapter discrete --model dense --steps 100
 # The dense step's folds and variants alone (rows with two samples per workgroup, and one;
-# rows with grads, vec4, finish) and none.
-for f in none rows rows,single rows,grads vec4 finish; do
+# rows with grads, and with the batch's gather too; vec4, finish) and none.
+for f in none rows rows,single rows,grads rows,grads,gather vec4 finish; do
   step "profile-dense-folds-${f//,/-}" 5 $ae profile --adapter discrete --model dense --folds $f --steps 100
 done
 step profile-denoising 10 $ae profile --adapter discrete --model assets/models/denoising_conv.json --steps 50
