@@ -38,7 +38,7 @@ step devices 5 $ae devices
 # `auto` times fold sets at start-up: ours.json's folds_by lists each set's µs per step.
 step ours 30 $ae bench --adapter discrete --epochs 5 --json "$out/ours.json"
 # The folds' before and after, same call: ours with none (the 44-dispatch conv step and
-# 10-dispatch dense step measured on the H200 before them; all folds: 18 and 4).
+# 10-dispatch dense step measured on the H200 before them; all folds: 18 and 3).
 step ours-unfolded 25 $ae bench --adapter discrete --folds none --epochs 5 --json "$out/ours-unfolded.json"
 # The folds `ours` picked for model $1 (its start-up timing), so that the before/after runs
 # below time the same kernels; auto if ours.json has no such model.
@@ -88,7 +88,7 @@ done
 # The folds change no bit on the card either (lavapipe's tests say so there): one short run
 # with none and one with all, their checkpoints' tensors and their epoch losses (which the
 # loss-only folds, finish and grads' partial sums, alone could change) compared; conv, then
-# dense (rows, grads, vec4) at the default batch of 256, where the weight gradients split.
+# dense (rows, grads, gather, vec4) at the default batch of 256, where the weight gradients split.
 # 2600 images end each epoch with a batch of 40 (rows without grads, the per-layer rest).
 for m in conv dense; do
   for f in none all; do

@@ -11,10 +11,27 @@ fn flat(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
     return (wid.y * nwg.x + wid.x) * WG + lid;
 }
 
-// Pixel `byte` of the resident dataset (u8, four to a u32 word) as f32 in [0, 1]: u8 / 255.
-// batch.gather and dense.rows_gather both read pixels through it, so both give the same bits.
+// Pixel `byte` of the resident dataset (u8, four to a u32 word) as f32 in [0, 1].
 fn unpack_pixel(word: u32, byte: u32) -> f32 {
-    return f32((word >> (8u * (byte % 4u))) & 255u) / 255.0;
+    return pixel_value((word >> (8u * (byte % 4u))) & 255u);
+}
+
+// u8 / 255 correctly rounded, built from integer operations rather than a division: WGSL lets
+// a float division be 2.5 ulp off, and compilers turn one by a constant into a multiply by
+// its reciprocal (lavapipe's and NVIDIA's results were each off by one ulp for some bytes),
+// or rearrange any float formula for it; integers are exact on every driver, so every
+// shader gives the same bits, the CPU reference's. b << (31 - l), l = floor(log2 b), lies in
+// [2^31, 2^32); divided by 255 and rounded to nearest (no ties: 255 is odd) it is the 24-bit
+// significand m of b / 255, whose exponent is l - 8, so the float's bits are
+// ((l - 8 + 127 - 1) << 23) + m (m's leading bit adds the 1 back; for b = 255, m = 2^24
+// carries into the exponent: 1.0). batch.gather, cpu/batch.gather and dense.rows_gather read
+// pixels through it; tests/ops/batch.rs checks all 256 values against the reference.
+fn pixel_value(b: u32) -> f32 {
+    if (b == 0u) { return 0.0; }
+    let l = firstLeadingBit(b);
+    let n = b << (31u - l);
+    let m = n / 255u + select(0u, 1u, 2u * (n % 255u) > 255u);
+    return bitcast<f32>(((l + 118u) << 23u) + m);
 }
 
 // Overflow-free logistic: exp of a non-positive number only.

@@ -60,8 +60,8 @@ struct Cli {
     /// workgroup, not two: 2x the workgroups); or all, none, tune (train, bench and profile
     /// time sets of folds at start-up and keep the fastest: the gpu kernel set only, where
     /// they change no bit), auto (tune on a GPU adapter's gpu kernel set; elsewhere all on the
-    /// gpu set but rows, grads, gather and narrow on a CPU adapter, none on cpu; a resumed run keeps the
-    /// folds its config.json records for the same adapter; tune times them again).
+    /// gpu set but rows, grads, gather and narrow on a CPU adapter, none on cpu; a resumed run
+    /// keeps the folds its config.json records for the same adapter; tune times them again).
     #[arg(long, global = true, default_value = "auto")]
     folds: FoldChoice,
     #[command(subcommand)]

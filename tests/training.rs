@@ -1268,6 +1268,12 @@ fn steps_per_execution_change_no_bit_of_training() {
             let mut tr = trainer(&g, &model, &cfg, &train_px, &test_px);
             // At most an epoch's steps.
             assert_eq!(tr.steps_per_execution(), per.min(26));
+            // With all folds the dense step gathers its batch in its rows dispatch, whose
+            // uniform slots then hold the batch offsets.
+            let gathers_in_rows = tr.launches().iter().any(|(s, _)| s.entry == "rows_gather");
+            let wanted = kind == ModelKind::Dense && g.folds.rows && g.folds.gather;
+            assert_eq!(gathers_in_rows, wanted, "{kind:?} {folds:?}: rows_gather");
+            assert!(folds != all || g.folds == FoldSet::ALL);
             let mut m = Vec::new();
             let first = match pause_at {
                 None => tr.train_epoch(&g, &mut |_, _| {}).unwrap(),
@@ -1498,6 +1504,14 @@ fn fold_search_leaves_out_only_what_is_slower_past_the_margin() {
     assert!(
         grads_first.is_some_and(|(grads, rows)| grads < rows),
         "grads alone should be tried before rows: {asked:?}"
+    );
+    let gather_first = asked
+        .iter()
+        .position(|s| s.rows && !s.gather)
+        .zip(asked.iter().position(|s| !s.rows));
+    assert!(
+        gather_first.is_some_and(|(gather, rows)| gather < rows),
+        "gather alone should be tried before rows: {asked:?}"
     );
     // Kept within the margin.
     assert!(picked.finish && picked.grads == picked.rows);

@@ -23,6 +23,6 @@ fn gather(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
     let r = i / words;
     let word = images[perm[p.offset + r] * words + i % words];
     let bytes = (vec4<u32>(word) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(255u);
-    let v = vec4<f32>(bytes) / 255.0;
+    let v = vec4<f32>(pixel_value(bytes.x), pixel_value(bytes.y), pixel_value(bytes.z), pixel_value(bytes.w));
     if (id < total) { clean_out[i] = v; }
 }

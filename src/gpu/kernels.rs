@@ -92,8 +92,8 @@ impl fmt::Display for KernelChoice {
 /// pass (`loss`, every model), the loss's last sum in Adam's dispatch (`finish`, every model),
 /// a dense model's whole forward pass, logits' gradient and input gradients as one dispatch
 /// over the batch's rows (`rows`), and with it every dense layer's weight gradient and the
-/// loss's partial sums as one more (`grads`) and the batch gathered from the dataset by that
-/// dispatch rather than one of its own (`gather`, inputs without noise). Four more are kernel variants rather than
+/// loss's partial sums as one more (`grads`) and the batch gathered from the dataset by
+/// that dispatch rather than one of its own (`gather`, inputs without noise). Four more are kernel variants rather than
 /// folds, selected the same way: the weight-gradient partials staging each workgroup's
 /// gradient once (`tiles`), the dense split-K kernels loading 4 features at once (`vec4`),
 /// the convolutions keeping 4 channels per invocation instead of 16 (`narrow`), and
@@ -167,9 +167,9 @@ impl FoldSet {
     /// a GPU adapter's GPU set: `train::tune`), and keeps where it does not time. Everything
     /// on the GPU set (the conv model's step goes from 44 dispatches to 18, the dense model's
     /// from 10 to 3), but on a CPU adapter neither `rows` (and `grads` and `gather`, which
-    /// need it: on
-    /// llvmpipe its barrier-bound workgroups took a dense step 2.7-3.1x longer than the
-    /// per-layer kernels) nor `narrow` (the conv step 22-34% longer on lavapipe: BENCHMARKS.md);
+    /// need it: on llvmpipe its barrier-bound workgroups took a dense step 2.7-3.1x longer
+    /// than the per-layer kernels) nor `narrow` (the conv step 22-34% longer on lavapipe:
+    /// BENCHMARKS.md);
     /// nothing on the CPU set, whose kernels read and write plain tensors and reduce their own
     /// sums (a fold would run the GPU set's kernels for those layers).
     pub fn for_adapter(kernels: KernelSet, info: &wgpu::AdapterInfo) -> Self {

@@ -389,6 +389,14 @@ impl Network {
     pub fn rows(&self, gpu: &Gpu, n: u32, gather: Option<(&Tensor, &Tensor)>) -> Result<Dispatch> {
         let io = self.stack_io(gpu, n)?;
         let input = match gather {
+            // The noisy gather writes two tensors; this one, only the targets.
+            Some(_) if self.input.buffer != self.target.buffer => {
+                return Err(Error::Shape {
+                    op: "network",
+                    detail: "a noisy input is gathered by batch.gather_noisy, not dense.rows"
+                        .into(),
+                })
+            }
             Some((images, order)) => dense::StackInput::Gather {
                 images,
                 order,

@@ -477,7 +477,7 @@ pub fn rows(
     let (entry, kernel, gathered) = match input {
         StackInput::Batch { x, target } => {
             bindings.extend([(1, x), (13, target)]);
-            ("rows", "dense.rows", 0)
+            ("rows", "dense.rows", false)
         }
         StackInput::Gather {
             images,
@@ -485,10 +485,14 @@ pub fn rows(
             batch,
         } => {
             bindings.extend([(26, images), (27, order), (28, batch)]);
-            // Its u8 pixels read, its f32 batch written.
-            ("rows_gather", "dense.rows_gather", 5 * n64 * fin0)
+            ("rows_gather", "dense.rows_gather", true)
         }
     };
+    // Inputs, every weight once per workgroup pass (cached), outputs and gradients once;
+    // gathering, u8 pixels and an order entry per sample read in place of the f32 inputs,
+    // which it writes.
+    let bytes = 4 * (n64 * (widths + (backward as u64) * (widths - fin0)) + weights)
+        + gathered as u64 * (n64 * fin0 + 4 * n64);
     build(
         gpu,
         Launch {
@@ -503,13 +507,7 @@ pub fn rows(
                 ("ROW_FLOATS", (rows as u64 * widths) as f64),
             ],
             workgroups: gpu.groups(kernel, n64.div_ceil(rows as u64))?,
-            cost: Cost {
-                // Inputs, every weight once per workgroup pass (cached), outputs and
-                // gradients once.
-                bytes: 4 * (n64 * (widths + (backward as u64) * (widths - fin0)) + weights)
-                    + gathered,
-                flops,
-            },
+            cost: Cost { bytes, flops },
         },
     )
 }
@@ -545,6 +543,8 @@ fn check_stack_input(input: &StackInput<'_>, n: u64, fin: u64, fout: u64) -> Res
 /// Sets the batch's first entry of the order that a gathering [`rows`] dispatch reads, in
 /// uniform slot `slot` (sent by [`Dispatch::flush`]).
 pub fn set_rows_offset(rows: &Dispatch, slot: usize, offset: u32) {
+    // Its uniform is a dense::Params only on this entry point.
+    debug_assert_eq!(rows.source.entry, "rows_gather");
     let p = Params {
         offset,
         ..rows.built_params::<Params>()

@@ -1,4 +1,5 @@
-//! Batch gathering, as `shaders/batch.wgsl`: pixels `u8 / 255` as `f32`, images taken through
+//! Batch gathering, as `shaders/batch.wgsl`: pixels `u8 / 255` as `f32` (the shaders' integer
+//! construction of it gives these bits exactly), images taken through
 //! the epoch's permutation; the denoising variant adds `noise · N(0, 1)` and clips to [0, 1].
 //!
 //! The noise mirrors the shader exactly: the same PCG-style integer hash with the same

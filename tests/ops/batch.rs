@@ -1,15 +1,24 @@
 //! batch: the GPU gathers a batch through the permutation from packed u8 pixels, with and
-//! without the denoising noise. Clean pixels within 3e-7: WGSL lets f32 division be 2.5 ulp
-//! off (NVIDIA's u8 / 255 differs from the CPU's by one ulp); noisy ones within 1e-5 (f32
-//! log/cos). A wrong pixel is off by at least 1/255.
+//! without the denoising noise. Clean pixels bit for bit: the shaders' u8 / 255 is a multiply
+//! and an add that WGSL rounds correctly (`pixel_value` in shaders/common.wgsl), not a
+//! division, which WGSL lets be 2.5 ulp off (NVIDIA's was one off); noisy ones within 1e-5
+//! (f32 log/cos).
 use crate::common::{assert_close, each_gpu, each_kernel_set, rng, OrFail};
 use rand::Rng;
 use wgsl_autoencoder::ops::batch::{self, pack_pixels, Params};
 use wgsl_autoencoder::ops::run;
 use wgsl_autoencoder::reference;
 
-/// 2.5 ulp of a value <= 1.
-const DIVISION: f64 = 3e-7;
+/// The same bits as the reference's.
+fn assert_exact(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            g.to_bits() == w.to_bits(),
+            "{what}: pixel {i} is {g:e}, not {w:e}"
+        );
+    }
+}
 
 fn dataset(count: usize, pixels: usize) -> (Vec<u8>, Vec<u32>) {
     let mut r = rng(4);
@@ -25,18 +34,21 @@ fn batch_gather_matches_reference() {
     // 7 pixels per image: images straddle the packed u32 words; 8: each image is two whole
     // words (what the CPU set's kernel takes, a word per invocation).
     for pixels in [7usize, 8] {
-        gather_case(pixels);
+        let (images, perm) = dataset(11, pixels);
+        gather_case(&images, &perm, pixels, 3, 5);
     }
+    // Every byte value, 64 images of 4 pixels gathered in reverse.
+    let every: Vec<u8> = (0..=255).collect();
+    let reverse: Vec<u32> = (0..64).rev().collect();
+    gather_case(&every, &reverse, 4, 64, 0);
 }
 
-fn gather_case(pixels: usize) {
-    let (count, n, offset) = (11usize, 3usize, 5usize);
-    let (images, perm) = dataset(count, pixels);
+fn gather_case(images: &[u8], perm: &[u32], pixels: usize, n: usize, offset: usize) {
     each_kernel_set(|g, config| {
-        let what = format!("{config}: gather of {pixels}-pixel images");
+        let what = format!("{config}: gather of {n} {pixels}-pixel images");
         let (img, pm) = (
-            g.upload("images", &pack_pixels(&images)).or_fail(&what),
-            g.upload("perm", &perm).or_fail(&what),
+            g.upload("images", &pack_pixels(images)).or_fail(&what),
+            g.upload("perm", perm).or_fail(&what),
         );
         let target = g.poisoned("target", (n * pixels) as u64).or_fail(&what);
         let p = Params {
@@ -52,13 +64,8 @@ fn gather_case(pixels: usize) {
             &[batch::gather(g, "t", &p, &img, &pm, &target).or_fail(&what)],
         )
         .or_fail(&what);
-        let want = reference::batch::gather(&images, pixels, &perm, offset, n);
-        assert_close(
-            &what,
-            &g.read::<f32>(&target).or_fail(&what),
-            &want,
-            DIVISION,
-        );
+        let want = reference::batch::gather(images, pixels, perm, offset, n);
+        assert_exact(&what, &g.read::<f32>(&target).or_fail(&what), &want);
     });
 }
 
@@ -89,11 +96,10 @@ fn batch_gather_noisy_matches_reference() {
             &[batch::gather_noisy(g, "t", &p, &img, &pm, &target, &noisy).or_fail(&what)],
         )
         .or_fail(&what);
-        assert_close(
+        assert_exact(
             &format!("{what}, clean"),
             &g.read::<f32>(&target).or_fail(&what),
             &clean,
-            DIVISION,
         );
         let got = g.read::<f32>(&noisy).or_fail(&what);
         assert_close(&format!("{what}, noisy"), &got, &want_noisy, 1e-5);

@@ -193,8 +193,8 @@ fn dense_rows_and_grads_equal_the_layers_one_by_one() {
 /// and then `dense::rows` on that batch write: the batch itself, every output and gradient,
 /// bit for bit on both kernel sets (the same pixel conversion and the same sums). Images
 /// straddling packed words (37 pixels), an odd batch, a batch past the split, an offset into a
-/// shuffled order; every output starts as NaN. A stack that is no autoencoder, or an order
-/// too short for the batch, is refused.
+/// shuffled order, one and two samples per workgroup; every output starts as NaN. A stack
+/// that is no autoencoder, or an order or images too short for the batch, is refused.
 #[test]
 fn dense_rows_gather_equals_gather_then_rows() {
     use rand::seq::SliceRandom;
@@ -206,7 +206,7 @@ fn dense_rows_gather_equals_gather_then_rows() {
         (5, vec![(32, true), (784, false)]),
         (130, vec![(32, true), (784, false)]),
     ];
-    common::each_kernel_set(|g, config| {
+    let run_cases = |g: &Gpu, config: &str| {
         for (k, (n, units)) in cases.iter().enumerate() {
             let what = format!("{config}: gathering stack {k}");
             let pixels = units.last().map_or(0, |u| u.0);
@@ -373,7 +373,41 @@ fn dense_rows_gather_equals_gather_then_rows() {
             short_order.contains("cannot hold a batch of 3"),
             "{config}: {short_order}"
         );
-    });
+        let (order, few_words) = (t(3), t(2));
+        let short_images = dense::StackInput::Gather {
+            images: &few_words,
+            order: &order,
+            batch: &x,
+        };
+        let too_few = err(dense::rows(
+            g,
+            "t",
+            3,
+            &[layer(4, 4)],
+            true,
+            short_images,
+            &w,
+            a,
+            d,
+        ));
+        assert!(
+            too_few.contains("cannot hold a batch of 3"),
+            "{config}: {too_few}"
+        );
+    };
+    common::each_kernel_set(run_cases);
+    // The GPU set with two samples per workgroup too (its `auto` takes one): odd batches
+    // leave a workgroup's second row past the batch.
+    use wgsl_autoencoder::gpu::{DeviceChoice, FoldChoice, FoldSet, KernelChoice, KernelSet};
+    let two = FoldSet {
+        single: false,
+        ..FoldSet::ALL
+    };
+    let choice = DeviceChoice::new(common::adapter_choice(), KernelChoice::Set(KernelSet::Gpu))
+        .with_folds(FoldChoice::Set(two));
+    let g = Gpu::new(&choice).or_fail("open");
+    assert_eq!(dense::stack_rows(&g, 784 + 32 + 784), Some(2));
+    run_cases(&g, "gpu set, two samples per workgroup");
 }
 
 fn rows_case(g: &Gpu, st: &Stack, seed: u64, what: &str) {
