@@ -57,6 +57,11 @@ override ROWS: u32 = TAPS * CI + select(0u, 1u, WITH_BIAS);
 // routing applied), then its invocations sum every (row, chunk) of them from workgroup memory,
 // instead of each invocation loading and masking the gradient for its own row.
 override TILE: bool = false;
+// The forward pass's vec4 variant (`--folds vec4`, CI a multiple of 4): each tap's input
+// channels four at a time, one 16-byte load where four scalar ones each took a sector of
+// their own (a pixel's channels lie CI floats apart from the next invocation's). The same
+// multiply-adds in the same order, so the same bits.
+override X4: bool = false;
 
 // Channels one invocation keeps in vec4 registers (ops::conv2d::group): WIDE_GROUP in four,
 // or NARROW_GROUP in one (`--folds narrow`); G4 registers of them.
@@ -87,6 +92,8 @@ struct Conv {
 @group(0) @binding(12) var<storage, read_write> winner_out: array<u32>;
 @group(0) @binding(13) var<storage, read> winner_in: array<u32>;
 @group(0) @binding(14) var<storage, read> shares: array<Share>;
+// x again, as vec4s: X4's loads (the forward entry points bind it whatever X4 is).
+@group(0) @binding(15) var<storage, read> x4: array<vec4<f32>>;
 
 // Workgroup size of the register-tiled kernels: ops::conv2d::TILED.
 const TILED_WG: u32 = 64u;
@@ -193,13 +200,27 @@ fn conv_at(b: u32, oy: i32, ox: i32, g4: u32) -> Sums {
         let ix = ox + i32(k % KS) - i32(PAD);
         let keep = inside(iy, H) * inside(ix, W);
         let xb = x_base(b, tap(iy, H), tap(ix, W));
-        for (var c = 0u; c < CI; c++) {
-            let xv = keep * x[xb + c];
-            let row = k * CI + c;
-            a0 += xv * w_row4(row, o0);
-            if (l1) { a1 += xv * w_row4(row, o0 + 4u); }
-            if (l2) { a2 += xv * w_row4(row, o0 + 8u); }
-            if (l3) { a3 += xv * w_row4(row, o0 + 12u); }
+        if (X4) {
+            for (var c4 = 0u; c4 < CI / 4u; c4++) {
+                let xq = keep * x4[xb / 4u + c4];
+                for (var l = 0u; l < 4u; l++) {
+                    let xv = xq[l];
+                    let row = k * CI + 4u * c4 + l;
+                    a0 += xv * w_row4(row, o0);
+                    if (l1) { a1 += xv * w_row4(row, o0 + 4u); }
+                    if (l2) { a2 += xv * w_row4(row, o0 + 8u); }
+                    if (l3) { a3 += xv * w_row4(row, o0 + 12u); }
+                }
+            }
+        } else {
+            for (var c = 0u; c < CI; c++) {
+                let xv = keep * x[xb + c];
+                let row = k * CI + c;
+                a0 += xv * w_row4(row, o0);
+                if (l1) { a1 += xv * w_row4(row, o0 + 4u); }
+                if (l2) { a2 += xv * w_row4(row, o0 + 8u); }
+                if (l3) { a3 += xv * w_row4(row, o0 + 12u); }
+            }
         }
     }
     return Sums(a0, a1, a2, a3);

@@ -1148,6 +1148,7 @@ fn folds_change_no_bit_of_training() {
         only(4),
         only(5),
         only(6),
+        only(8),
         only(10),
         pool_and_backward,
     ];

@@ -30,6 +30,13 @@ pub fn group(gpu: &Gpu, layer: &str) -> u32 {
         false => WIDE_GROUP,
     }
 }
+/// Whether layer `layer`'s forward pass on `gpu` loads its input channels four at a time, one
+/// 16-byte load per tap and four channels (`--folds vec4`, where the input channels are a
+/// multiple of 4): the same multiply-adds in the same order, so the same bits.
+pub fn forward_vec4(gpu: &Gpu, layer: &str, s: &Conv2dShape) -> bool {
+    gpu.folds_at(layer).vec4 && s.ci.is_multiple_of(4)
+}
+
 /// Output pixels per partial sum of the weight gradient for small kernels (the shader's CHUNK
 /// override; `chunk` lengthens it for large ones).
 pub const CHUNK: u64 = 16;
@@ -350,8 +357,11 @@ pub fn forward(
         None => ("forward", "conv2d.forward"),
         Some(_) => ("forward_pooled", "conv2d.forward_pooled"),
     };
-    let mut bindings = vec![(1, x), (2, w), (3, b), (4, y)];
+    // x4 is x as vec4s: bound whatever the variant, read only with it.
+    let mut bindings = vec![(1, x), (2, w), (3, b), (4, y), (15, x)];
     bindings.extend(folds.pool.map(|p| (12, p.winner)));
+    let mut constants = constants(s, folds, group(gpu, label)).to_vec();
+    constants.push(("X4", forward_vec4(gpu, label, s) as u32 as f64));
     build(
         gpu,
         Launch {
@@ -361,7 +371,7 @@ pub fn forward(
             label,
             params: bytemuck::bytes_of(&p),
             bindings: &bindings,
-            constants: &constants(s, folds, group(gpu, label)),
+            constants: &constants,
             workgroups: per_group(
                 gpu,
                 label,

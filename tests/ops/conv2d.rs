@@ -814,10 +814,16 @@ fn conv2d_reduce_all_is_each_layers_reduce_bit_for_bit() {
 
 /// A device on the GPU set with every fold, the tiles and the narrow channel groups as asked.
 fn open_variant(tiles: bool, narrow: bool) -> Gpu {
+    open_variants(tiles, narrow, true)
+}
+
+/// As [`open_variant`], with the vec4 loads as asked too.
+fn open_variants(tiles: bool, narrow: bool, vec4: bool) -> Gpu {
     use wgsl_autoencoder::gpu::{DeviceChoice, FoldChoice, FoldSet, KernelChoice};
     let folds = FoldSet {
         tiles,
         narrow,
+        vec4,
         ..FoldSet::ALL
     };
     let choice = DeviceChoice::new(
@@ -828,10 +834,24 @@ fn open_variant(tiles: bool, narrow: bool) -> Gpu {
     Gpu::new(&choice).or_fail("open")
 }
 
-/// [`folded_cases`] and a layer of 24 -> 20 channels with a pool: more than one group of
-/// channels a side, the last partly live, and chunks longer than 16.
+/// [`folded_cases`], a layer of 24 -> 20 channels with a pool: more than one group of
+/// channels a side, the last partly live, and chunks longer than 16; and a 4x4 8 -> 8 layer
+/// with neither fold (the conv model's fourth), as the vec4 loads meet it.
 fn variant_cases() -> Vec<Folded> {
     let mut cases = folded_cases();
+    cases.push(Folded {
+        s: Conv2dShape {
+            k: 3,
+            n: 3,
+            h: 4,
+            w: 4,
+            ci: 8,
+            co: 8,
+            padding: Padding::Same,
+        },
+        up: false,
+        pool: None,
+    });
     cases.push(Folded {
         s: Conv2dShape {
             k: 3,
@@ -982,13 +1002,23 @@ fn conv2d_tiled_weight_partials_are_the_per_row_kernel_bit_for_bit() {
     assert!(conv2d::tiles(&mixed, "t", &s) && !conv2d::tiles(&mixed, "u", &s));
 }
 
-/// The narrow channel groups (`--folds narrow`) give the wide groups' forward pass bit for bit:
-/// plain, with a max pool folded in (values and winners), and reading an upsampled input, with
-/// and without ReLU, for every fold case and a layer of 24 -> 20 channels (6 narrow groups of
-/// input, 5 of output, against 2 wide ones).
+/// The narrow channel groups (`--folds narrow`) and the vec4 input loads (`--folds vec4`, input
+/// channels a multiple of 4), alone and together, give the wide scalar forward pass bit for
+/// bit: plain, with a max pool folded in (values and winners), and reading an upsampled input,
+/// with and without ReLU, for every fold case and a layer of 24 -> 20 channels (6 narrow
+/// groups of input, 5 of output, against 2 wide ones).
 #[test]
-fn conv2d_narrow_groups_give_the_wide_forward_bit_for_bit() {
-    let (wide, narrow) = (open_variant(true, false), open_variant(true, true));
+fn conv2d_narrow_groups_and_vec4_loads_give_the_plain_forward_bit_for_bit() {
+    let plain = open_variants(true, false, false);
+    let variants = [
+        (open_variants(true, true, false), "the narrow groups'"),
+        (open_variants(true, false, true), "the vec4 loads'"),
+        (
+            open_variants(true, true, true),
+            "the narrow groups' with vec4 loads",
+        ),
+    ];
+    let mut loaded_by_vec4 = 0;
     for (k, case) in variant_cases().into_iter().enumerate() {
         let s = case.s;
         for relu in [false, true] {
@@ -1027,7 +1057,7 @@ fn conv2d_narrow_groups_give_the_wide_forward_bit_for_bit() {
                     g.read::<u32>(&winner).or_fail(&what),
                 )
             };
-            let (want, got) = (run_on(&wide), run_on(&narrow));
+            let want = run_on(&plain);
             assert!(
                 want.0.iter().all(|b| !f32::from_bits(*b).is_nan()),
                 "{what}: an output unwritten"
@@ -1035,11 +1065,20 @@ fn conv2d_narrow_groups_give_the_wide_forward_bit_for_bit() {
             if case.pool.is_some() {
                 assert!(want.1.iter().all(|w| *w < 4), "{what}: a winner unwritten");
             }
-            assert!(
-                want.0 == got.0,
-                "{what}: the narrow groups' output differs in its bits"
-            );
-            assert!(want.1 == got.1, "{what}: the narrow groups' winners differ");
+            assert!(!conv2d::forward_vec4(&plain, "t", &s));
+            if !relu {
+                loaded_by_vec4 += conv2d::forward_vec4(&variants[1].0, "t", &s) as usize;
+            }
+            for (g, name) in &variants {
+                let got = run_on(g);
+                assert!(want.0 == got.0, "{what}: {name} output differs in its bits");
+                assert!(want.1 == got.1, "{what}: {name} winners differ");
+            }
         }
     }
+    // Pooled, upsampled and plain layers among them: 10 of the 20 cases.
+    assert!(
+        loaded_by_vec4 >= 10,
+        "too few cases load by vec4: {loaded_by_vec4}"
+    );
 }
