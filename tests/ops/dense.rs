@@ -325,75 +325,37 @@ fn dense_rows_gather_equals_gather_then_rows() {
                 "{what}: forward only wrote gradients"
             );
         }
-        // Refused: outputs that are not the inputs' width, an order shorter than the batch.
+        // Refused: outputs that are not the inputs' width, an order or images too short for
+        // the batch of 3 (3 images of 4 pixels take 3 packed words).
         let t = |len: u64| g.poisoned("t", len).or_fail(config);
-        let (img, short, x, w) = (t(16), t(2), t(12), t(64));
+        let (x, w) = (t(12), t(64));
         let (a, d) = ([&t(16), &t(16)], [&t(16), &t(16)]);
-        let layer = |fin, fout| dense::StackLayer {
-            s: DenseShape { n: 3, fin, fout },
-            relu: false,
-            kernel: 0,
-            bias: None,
-            out: 0,
-            dout: 0,
+        let refusal = |fout: u32, images: u64, order: u64| {
+            let layer = dense::StackLayer {
+                s: DenseShape { n: 3, fin: 4, fout },
+                relu: false,
+                kernel: 0,
+                bias: None,
+                out: 0,
+                dout: 0,
+            };
+            let (images, order) = (t(images), t(order));
+            let gather = dense::StackInput::Gather {
+                images: &images,
+                order: &order,
+                batch: &x,
+            };
+            let r = dense::rows(g, "t", 3, &[layer], true, gather, &w, a, d);
+            r.err().map(|e| e.to_string()).unwrap_or_default()
         };
-        let gather = dense::StackInput::Gather {
-            images: &img,
-            order: &short,
-            batch: &x,
-        };
-        let err = |r: Result<Dispatch>| r.err().map(|e| e.to_string()).unwrap_or_default();
-        let wrong_width = err(dense::rows(
-            g,
-            "t",
-            3,
-            &[layer(4, 5)],
-            true,
-            gather,
-            &w,
-            a,
-            d,
-        ));
-        assert!(
-            wrong_width.contains("autoencoder"),
-            "{config}: {wrong_width}"
-        );
-        let short_order = err(dense::rows(
-            g,
-            "t",
-            3,
-            &[layer(4, 4)],
-            true,
-            gather,
-            &w,
-            a,
-            d,
-        ));
-        assert!(
-            short_order.contains("cannot hold a batch of 3"),
-            "{config}: {short_order}"
-        );
-        let (order, few_words) = (t(3), t(2));
-        let short_images = dense::StackInput::Gather {
-            images: &few_words,
-            order: &order,
-            batch: &x,
-        };
-        let too_few = err(dense::rows(
-            g,
-            "t",
-            3,
-            &[layer(4, 4)],
-            true,
-            short_images,
-            &w,
-            a,
-            d,
-        ));
-        assert!(
-            too_few.contains("cannot hold a batch of 3"),
-            "{config}: {too_few}"
-        );
+        for (fout, images, order, want) in [
+            (5, 16, 3, "autoencoder"),
+            (4, 16, 2, "cannot hold a batch of 3"),
+            (4, 2, 3, "cannot hold a batch of 3"),
+        ] {
+            let got = refusal(fout, images, order);
+            assert!(got.contains(want), "{config}: {got}");
+        }
     };
     common::each_kernel_set(run_cases);
     // The GPU set with two samples per workgroup too (its `auto` takes one): odd batches
