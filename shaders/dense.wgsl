@@ -619,7 +619,8 @@ fn rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 // rows_gather (`--folds gather`, with rows, inputs without noise): rows, its samples gathered
 // from the resident dataset as batch.gather does (images[perm[offset + r]], u8 / 255) instead
 // of read from the batch, which it writes for dense.grads and the loss; the targets are the
-// inputs. One dispatch fewer per step, the same bits.
+// inputs. One dispatch fewer per step, the same bits. Its load loop is its own: one shared
+// with rows would use x and batch_out, the same buffer here, read-only and writable at once.
 @group(0) @binding(26) var<storage, read> images: array<u32>;
 @group(0) @binding(27) var<storage, read> perm: array<u32>;
 @group(0) @binding(28) var<storage, read_write> batch_out: array<f32>;

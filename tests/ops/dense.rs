@@ -177,6 +177,14 @@ fn dense_rows_and_grads_equal_the_layers_one_by_one() {
     };
     common::each_kernel_set(run_stacks);
     // The GPU set with two samples per workgroup too, bit for bit (its `auto` takes one).
+    run_stacks(
+        &two_samples_per_workgroup(),
+        "gpu set, two samples per workgroup",
+    );
+}
+
+/// The GPU set with every fold but `single`: `dense::rows` takes two samples per workgroup.
+fn two_samples_per_workgroup() -> Gpu {
     use wgsl_autoencoder::gpu::{DeviceChoice, FoldChoice, FoldSet, KernelChoice, KernelSet};
     let two = FoldSet {
         single: false,
@@ -186,7 +194,7 @@ fn dense_rows_and_grads_equal_the_layers_one_by_one() {
         .with_folds(FoldChoice::Set(two));
     let g = Gpu::new(&choice).or_fail("open");
     assert_eq!(dense::stack_rows(&g, 784 + 32 + 784), Some(2));
-    run_stacks(&g, "gpu set, two samples per workgroup");
+    g
 }
 
 /// `dense::rows` gathering its own samples (`--folds gather`) writes what `batch::gather`
@@ -360,16 +368,10 @@ fn dense_rows_gather_equals_gather_then_rows() {
     common::each_kernel_set(run_cases);
     // The GPU set with two samples per workgroup too (its `auto` takes one): odd batches
     // leave a workgroup's second row past the batch.
-    use wgsl_autoencoder::gpu::{DeviceChoice, FoldChoice, FoldSet, KernelChoice, KernelSet};
-    let two = FoldSet {
-        single: false,
-        ..FoldSet::ALL
-    };
-    let choice = DeviceChoice::new(common::adapter_choice(), KernelChoice::Set(KernelSet::Gpu))
-        .with_folds(FoldChoice::Set(two));
-    let g = Gpu::new(&choice).or_fail("open");
-    assert_eq!(dense::stack_rows(&g, 784 + 32 + 784), Some(2));
-    run_cases(&g, "gpu set, two samples per workgroup");
+    run_cases(
+        &two_samples_per_workgroup(),
+        "gpu set, two samples per workgroup",
+    );
 }
 
 fn rows_case(g: &Gpu, st: &Stack, seed: u64, what: &str) {
