@@ -200,19 +200,20 @@ fn two_samples_per_workgroup() -> Gpu {
 /// `dense::rows` gathering its own samples (`--folds gather`) writes what `batch::gather`
 /// and then `dense::rows` on that batch write: the batch itself, every output and gradient,
 /// bit for bit on both kernel sets (the same pixel conversion and the same sums). Images
-/// straddling packed words (37 pixels), an odd batch, a batch past the split, an offset into a
-/// shuffled order, one and two samples per workgroup; every output starts as NaN. A stack
+/// straddling packed words (37 pixels), an odd batch, a layer without a bias, a batch past the
+/// split, an offset into a shuffled order, one and two samples per workgroup; every output
+/// starts as NaN; the batch is the reference's to the bit. A stack
 /// that is no autoencoder, or an order or images too short for the batch, is refused.
 #[test]
 fn dense_rows_gather_equals_gather_then_rows() {
     use rand::seq::SliceRandom;
     use wgsl_autoencoder::ops::batch;
     let cases = [
-        // (batch, layers: units, ReLU)
-        (3u32, vec![(5u32, true), (37u32, false)]),
-        (7, vec![(12, true), (36, false)]),
-        (5, vec![(32, true), (784, false)]),
-        (130, vec![(32, true), (784, false)]),
+        // (batch, layers: units, ReLU, bias)
+        (3u32, vec![(5u32, true, true), (37u32, false, true)]),
+        (7, vec![(12, true, false), (36, false, true)]),
+        (5, vec![(32, true, true), (784, false, true)]),
+        (130, vec![(32, true, true), (784, false, true)]),
     ];
     let run_cases = |g: &Gpu, config: &str| {
         for (k, (n, units)) in cases.iter().enumerate() {
@@ -231,34 +232,7 @@ fn dense_rows_gather_equals_gather_then_rows() {
             let widths: Vec<u32> = std::iter::once(pixels)
                 .chain(units.iter().map(|u| u.0))
                 .collect();
-            let mut params = Vec::new();
-            let mut table = Vec::new();
-            let mut starts = [0u64; 2];
-            for (l, &(fout, relu)) in units.iter().enumerate() {
-                let kernel = params.len() as u64;
-                params.extend(common::uniform(
-                    &mut rng,
-                    (widths[l] * fout) as usize,
-                    -0.3,
-                    0.3,
-                ));
-                let bias = params.len() as u64;
-                params.extend(common::uniform(&mut rng, fout as usize, -0.3, 0.3));
-                let start = starts[l % 2];
-                starts[l % 2] += *n as u64 * fout as u64;
-                table.push(dense::StackLayer {
-                    s: DenseShape {
-                        n: *n,
-                        fin: widths[l],
-                        fout,
-                    },
-                    relu,
-                    kernel,
-                    bias: Some(bias),
-                    out: start,
-                    dout: start,
-                });
-            }
+            let (params, table, starts) = random_stack(&mut rng, *n, &widths, units);
             let pt = g.upload("t", &params).or_fail(&what);
             let poison = |len: u64| g.poisoned("t", len.max(1)).or_fail(&what);
             let batch_len = *n as u64 * pixels as u64;
@@ -317,8 +291,11 @@ fn dense_rows_gather_equals_gather_then_rows() {
                 offset as usize,
                 *n as usize,
             );
-            let got: Vec<f32> = gathered[0].iter().map(|b| f32::from_bits(*b)).collect();
-            common::assert_close(&what, &got, &want, 3e-7);
+            let want: Vec<u32> = want.iter().map(|v| v.to_bits()).collect();
+            assert!(
+                gathered[0] == want,
+                "{what}: the batch is not the reference's bits"
+            );
             // Forward only: the same outputs, no gradient written.
             let forward = run_rows(true, false);
             assert!(
@@ -374,6 +351,47 @@ fn dense_rows_gather_equals_gather_then_rows() {
     );
 }
 
+/// A random stack for a batch of n through `widths` (the input's, then each layer's), each of
+/// `layers` (units, ReLU, bias): every kernel and bias in one parameter buffer, 64-float
+/// aligned as the model's (weights uniform in ±0.3), and the table with each layer's output
+/// and gradient at the same offset of the buffers of its parity; those buffers' lengths.
+fn random_stack(
+    rng: &mut rand_chacha::ChaCha8Rng,
+    n: u32,
+    widths: &[u32],
+    layers: &[(u32, bool, bool)],
+) -> (Vec<f32>, Vec<dense::StackLayer>, [u64; 2]) {
+    let align = |v: u64| v.div_ceil(64) * 64;
+    let mut params = Vec::new();
+    let mut table = Vec::new();
+    let mut starts = [0u64; 2];
+    for (l, &(fout, relu, bias)) in layers.iter().enumerate() {
+        let kernel = params.len() as u64;
+        params.extend(common::uniform(rng, (widths[l] * fout) as usize, -0.3, 0.3));
+        params.resize(align(params.len() as u64) as usize, 0.0);
+        let bias = bias.then_some(params.len() as u64);
+        if bias.is_some() {
+            params.extend(common::uniform(rng, fout as usize, -0.3, 0.3));
+            params.resize(align(params.len() as u64) as usize, 0.0);
+        }
+        let start = starts[l % 2];
+        starts[l % 2] += align(n as u64 * fout as u64);
+        table.push(dense::StackLayer {
+            s: DenseShape {
+                n,
+                fin: widths[l],
+                fout,
+            },
+            relu,
+            kernel,
+            bias,
+            out: start,
+            dout: start,
+        });
+    }
+    (params, table, starts)
+}
+
 fn rows_case(g: &Gpu, st: &Stack, seed: u64, what: &str) {
     use wgsl_autoencoder::gpu::KernelSet;
     use wgsl_autoencoder::ops::bce;
@@ -387,26 +405,7 @@ fn rows_case(g: &Gpu, st: &Stack, seed: u64, what: &str) {
         fin: widths[l],
         fout: widths[l + 1],
     };
-    // Every kernel and bias in one parameter buffer, 64-float aligned as the model's.
-    let align = |v: u64| v.div_ceil(64) * 64;
-    let mut params = Vec::new();
-    let mut at = Vec::new();
-    for (l, &(fout, _, bias)) in st.layers.iter().enumerate() {
-        let kernel = params.len() as u64;
-        params.extend(common::uniform(
-            &mut rng,
-            (widths[l] * fout) as usize,
-            -0.3,
-            0.3,
-        ));
-        params.resize(align(params.len() as u64) as usize, 0.0);
-        let b = bias.then_some(params.len() as u64);
-        if bias {
-            params.extend(common::uniform(&mut rng, fout as usize, -0.3, 0.3));
-            params.resize(align(params.len() as u64) as usize, 0.0);
-        }
-        at.push((kernel, b));
-    }
+    let (params, table, starts) = random_stack(&mut rng, st.n, &widths, &st.layers);
     let last = st.layers.len() - 1;
     let x = common::uniform(&mut rng, (n * st.fin as u64) as usize, 0.0, 1.0);
     let t = common::uniform(&mut rng, (n * widths[last + 1] as u64) as usize, 0.0, 1.0);
@@ -427,8 +426,8 @@ fn rows_case(g: &Gpu, st: &Stack, seed: u64, what: &str) {
     for (l, &(_, relu, _)) in st.layers.iter().enumerate() {
         let s = shape(l);
         let input = input_of(l);
-        let w = pt.view(at[l].0, s.weight_len());
-        let b = match at[l].1 {
+        let w = pt.view(table[l].kernel, s.weight_len());
+        let b = match table[l].bias {
             Some(b) => pt.view(b, s.fout as u64),
             None => zeros.view(0, s.fout as u64),
         };
@@ -441,26 +440,12 @@ fn rows_case(g: &Gpu, st: &Stack, seed: u64, what: &str) {
             dy: &grads[l],
             relu_output: st.layers[l].1.then_some(&outs[l]),
         };
-        let w = pt.view(at[l].0, s.weight_len());
+        let w = pt.view(table[l].kernel, s.weight_len());
         plain.push(dense::backward_input(g, "t", &s, &go, &w, &grads[l - 1]).or_fail(what));
     }
     wgsl_autoencoder::ops::run(g, &plain).or_fail(what);
 
     // As one dispatch, each layer's tensors in the buffers of its parity.
-    let mut starts = [0u64; 2];
-    let mut table = Vec::new();
-    for (l, &(fout, relu, _)) in st.layers.iter().enumerate() {
-        let start = starts[l % 2];
-        starts[l % 2] += align(n * fout as u64);
-        table.push(dense::StackLayer {
-            s: shape(l),
-            relu,
-            kernel: at[l].0,
-            bias: at[l].1,
-            out: start,
-            dout: start,
-        });
-    }
     let arenas = |_| [poison(starts[0].max(1)), poison(starts[1].max(1))];
     let run_rows = |backward: bool| {
         let (acts, dacts) = (arenas(0), arenas(1));
@@ -515,8 +500,8 @@ fn rows_case(g: &Gpu, st: &Stack, seed: u64, what: &str) {
                 dy: &grads[l],
                 relu_output: relu.then_some(&outs[l]),
             };
-            let dw = plain_g.view(at[l].0, s.weight_len());
-            let db = match at[l].1 {
+            let dw = plain_g.view(table[l].kernel, s.weight_len());
+            let db = match table[l].bias {
                 Some(b) => plain_g.view(b, fout as u64),
                 None => discard.view(0, fout as u64),
             };
@@ -543,13 +528,13 @@ fn rows_case(g: &Gpu, st: &Stack, seed: u64, what: &str) {
             let s = shape(l);
             let view = |t: &Tensor, at: u64, len: u64| read(&t.view(at, len));
             let case = format!("{what}: layer {l}'s kernel gradient");
-            let (kernel, len) = (at[l].0, s.weight_len());
+            let (kernel, len) = (table[l].kernel, s.weight_len());
             same(
                 &case,
                 &view(&folded_g, kernel, len),
                 &view(&plain_g, kernel, len),
             );
-            if let Some(b) = at[l].1 {
+            if let Some(b) = table[l].bias {
                 let case = format!("{what}: layer {l}'s bias gradient");
                 let len = fout as u64;
                 same(&case, &view(&folded_g, b, len), &view(&plain_g, b, len));
