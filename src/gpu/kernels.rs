@@ -93,11 +93,11 @@ impl fmt::Display for KernelChoice {
 /// a dense model's whole forward pass, logits' gradient and input gradients as one dispatch
 /// over the batch's rows (`rows`), and with it every dense layer's weight gradient and the
 /// loss's partial sums as one more (`grads`) and the batch gathered from the dataset by
-/// that dispatch rather than one of its own (`gather`, inputs without noise). Four more are kernel variants rather than
-/// folds, selected the same way: the weight-gradient partials staging each workgroup's
-/// gradient once (`tiles`), the dense split-K kernels loading 4 features at once and the
-/// convolutions' forward pass 4 input channels (`vec4`),
-/// the convolutions keeping 4 channels per invocation instead of 16 (`narrow`), and
+/// that dispatch rather than one of its own (`gather`, inputs without noise). Four more are
+/// kernel variants rather than folds, selected the same way: the weight-gradient partials
+/// staging each workgroup's gradient once (`tiles`), the dense split-K kernels loading 4
+/// features at once and the convolutions' forward pass 4 input channels (`vec4`), the
+/// convolutions keeping 4 channels per invocation instead of 16 (`narrow`), and
 /// `dense.rows` taking one sample per workgroup instead of two (`single`). On the GPU set
 /// every result is the same to the bit either way, only the dispatches differ; on the CPU set
 /// a fold runs the GPU set's kernels for the layers it joins (the same sums, to float

@@ -379,7 +379,12 @@ impl Network {
     /// split's images itself rather than after a `batch.gather` dispatch (`--folds gather`):
     /// where `rows` runs and the inputs are the targets (no denoising noise).
     pub fn folds_gather(&self, gpu: &Gpu) -> bool {
-        gpu.folds.gather && self.folds_rows(gpu) && self.input.buffer == self.target.buffer
+        gpu.folds.gather && self.folds_rows(gpu) && self.inputs_are_targets()
+    }
+
+    /// Whether the model's input is its target (one buffer: no denoising noise).
+    fn inputs_are_targets(&self) -> bool {
+        self.input.buffer == self.target.buffer
     }
 
     /// A training step's forward pass, logits' gradient and input gradients for a batch of
@@ -390,7 +395,7 @@ impl Network {
         let io = self.stack_io(gpu, n)?;
         let input = match gather {
             // The noisy gather writes two tensors; this one, only the targets.
-            Some(_) if self.input.buffer != self.target.buffer => {
+            Some(_) if !self.inputs_are_targets() => {
                 return Err(Error::Shape {
                     op: "network",
                     detail: "a noisy input is gathered by batch.gather_noisy, not dense.rows"

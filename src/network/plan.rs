@@ -103,10 +103,12 @@ impl StepPlan {
                 true => None,
                 false => Some(gather(gpu, net, n, src)?),
             },
-            forward: match (rows, gather_in_rows) {
-                (true, true) => vec![net.rows(gpu, n, Some((src.images, src.order)))?],
-                (true, false) => vec![net.rows(gpu, n, None)?],
-                (false, _) => net.forward(gpu, n, 0..layers)?,
+            forward: match rows {
+                true => {
+                    let gather = gather_in_rows.then_some((src.images, src.order));
+                    vec![net.rows(gpu, n, gather)?]
+                }
+                false => net.forward(gpu, n, 0..layers)?,
             },
             loss: net.loss(
                 gpu,

@@ -526,7 +526,8 @@ fn check_stack_input(input: &StackInput<'_>, n: u64, fin: u64, fout: u64) -> Res
         } => {
             if fin != fout {
                 return Err(stack_error(format!(
-                    "a stack that gathers its samples is an autoencoder: {fin} inputs, {fout} outputs"
+                    "a stack that gathers its samples is an autoencoder: \
+                     {fin} inputs, {fout} outputs"
                 )));
             }
             if order.len < n || images.len < (order.len * fin).div_ceil(4) {
