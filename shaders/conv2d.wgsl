@@ -62,6 +62,11 @@ override TILE: bool = false;
 // their own (a pixel's channels lie CI floats apart from the next invocation's). The same
 // multiply-adds in the same order, so the same bits.
 override X4: bool = false;
+// The same variant's weight loads: each tap-and-channel row's four output channels as one
+// 16-byte load where CO is a multiple of 4, and no load at all for the lanes past CO where
+// it is not (their sums are never stored), instead of four scalar loads for every vec4; and
+// in the weight gradient, no upstream-gradient loads for those lanes either (grad4).
+override W4: bool = false;
 
 // Channels one invocation keeps in vec4 registers (ops::conv2d::group): WIDE_GROUP in four,
 // or NARROW_GROUP in one (`--folds narrow`); G4 registers of them.
@@ -94,6 +99,9 @@ struct Conv {
 @group(0) @binding(14) var<storage, read> shares: array<Share>;
 // x again, as vec4s: X4's loads (the forward entry points bind it whatever X4 is).
 @group(0) @binding(15) var<storage, read> x4: array<vec4<f32>>;
+// The kernel again, as vec4s: W4's loads where CO is a multiple of 4 (the forward entry points
+// bind it whatever W4 and CO are; ops::conv2d binds x in its place where CO is not).
+@group(0) @binding(16) var<storage, read> wt4: array<vec4<f32>>;
 
 // Workgroup size of the register-tiled kernels: ops::conv2d::TILED.
 const TILED_WG: u32 = 64u;
@@ -145,9 +153,21 @@ fn group4(n4: u32, z: u32) -> u32 {
 }
 
 // Four consecutive output channels of kernel row `row` (= (ky*KS+kx)*CI + ci), from channel
-// o. Past CO the lanes read neighbours (bounds-checked by WGSL) and are never stored.
+// o (a multiple of 4). Past CO the lanes read neighbours (bounds-checked by WGSL), or 0 under
+// W4, and are never stored.
 fn w_row4(row: u32, o: u32) -> vec4<f32> {
     let i = row * CO + o;
+    if (W4 && CO % 4u == 0u) {
+        return wt4[i / 4u];
+    }
+    if (W4) {
+        // With one group o is the constant 0, so each test folds at pipeline creation.
+        var v = vec4<f32>(wt[i], 0.0, 0.0, 0.0);
+        if (o + 1u < CO) { v.y = wt[i + 1u]; }
+        if (o + 2u < CO) { v.z = wt[i + 2u]; }
+        if (o + 3u < CO) { v.w = wt[i + 3u]; }
+        return v;
+    }
     return vec4<f32>(wt[i], wt[i + 1u], wt[i + 2u], wt[i + 3u]);
 }
 
@@ -538,8 +558,16 @@ fn weight_partial_at(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) {
 }
 
 // Output channels o..o+3 of grad_out at pixel pix. Past CO the lanes read neighbours
-// (bounds-checked by WGSL) and are never stored.
+// (bounds-checked by WGSL), or are 0 without a load under W4 (a last partial vec4: the
+// 28x28 16 -> 1 layer loaded 8 values for each 2 it used), and are never stored.
 fn grad4(pix: u32, o: u32) -> vec4<f32> {
+    if (W4 && CO % 4u != 0u) {
+        var v = vec4<f32>(grad_out(pix, o), 0.0, 0.0, 0.0);
+        if (o + 1u < CO) { v.y = grad_out(pix, o + 1u); }
+        if (o + 2u < CO) { v.z = grad_out(pix, o + 2u); }
+        if (o + 3u < CO) { v.w = grad_out(pix, o + 3u); }
+        return v;
+    }
     return vec4<f32>(grad_out(pix, o), grad_out(pix, o + 1u), grad_out(pix, o + 2u),
                      grad_out(pix, o + 3u));
 }

@@ -56,7 +56,7 @@ struct Cli {
     /// dataset: inputs without noise), and the kernel variants tiles (the
     /// weight-gradient partials stage each workgroup's gradient once), vec4 (the dense
     /// split-K kernels load 4 features at once, the convolutions' forward pass 4 input
-    /// channels), narrow (the convolutions keep 4 channels
+    /// channels and 4 output channels' weights), narrow (the convolutions keep 4 channels
     /// per invocation, not 16: 4x the invocations) and single (rows takes one sample per
     /// workgroup, not two: 2x the workgroups); or all, none, tune (train, bench and profile
     /// time sets of folds at start-up and keep the fastest: the gpu kernel set only, where

@@ -32,9 +32,20 @@ pub fn group(gpu: &Gpu, layer: &str) -> u32 {
 }
 /// Whether layer `layer`'s forward pass on `gpu` loads its input channels four at a time, one
 /// 16-byte load per tap and four channels (`--folds vec4`, where the input channels are a
-/// multiple of 4): the same multiply-adds in the same order, so the same bits.
+/// multiple of 4): the same multiply-adds in the same order, so the same bits. The same
+/// variant loads the kernel's output channels four at a time where they are a multiple of 4
+/// (and skips the loads of a last partial vec4's missing lanes), whatever the input channels.
 pub fn forward_vec4(gpu: &Gpu, layer: &str, s: &Conv2dShape) -> bool {
-    gpu.folds_at(layer).vec4 && s.ci.is_multiple_of(4)
+    vec4_loads(gpu, layer) && s.ci.is_multiple_of(4)
+}
+
+/// Whether layer `layer`'s kernels on `gpu` take the vec4 variant's other loads (`--folds
+/// vec4`, the shader's W4): the forward pass's kernel rows as one 16-byte load per four
+/// output channels where they are a multiple of 4, and where they are not, no kernel or
+/// upstream-gradient loads (forward pass, weight gradient) for the lanes past the last
+/// channel, whose sums are never stored. The same bits either way.
+pub fn vec4_loads(gpu: &Gpu, layer: &str) -> bool {
+    gpu.folds_at(layer).vec4
 }
 
 /// Output pixels per partial sum of the weight gradient for small kernels (the shader's CHUNK
@@ -229,22 +240,26 @@ fn cpu_kernels(set: KernelSet, s: &Conv2dShape, folds: &Folds<'_>) -> bool {
 /// The pipeline's shape constants: everything but the batch size; `group` channels per
 /// invocation ([`group`]; kernels without channel groups take [`WIDE_GROUP`], so that the
 /// narrow variant shares their pipelines).
-fn constants(s: &Conv2dShape, folds: &Folds<'_>, group: u32) -> [(&'static str, f64); 14] {
-    constants_with(s, folds, false, false, group)
+fn constants(s: &Conv2dShape, folds: &Folds<'_>, group: u32) -> [(&'static str, f64); 15] {
+    constants_with(s, folds, false, false, group, false)
 }
 
-/// `tile`: the weight-gradient partials' tiled variant ([`tiles`]).
+/// `tile`: the weight-gradient partials' tiled variant ([`tiles`]); `w4`: the vec4 variant's
+/// kernel and upstream-gradient loads ([`vec4_loads`]; kernels that load neither take false,
+/// so that they share pipelines).
 fn constants_with(
     s: &Conv2dShape,
     folds: &Folds<'_>,
     with_bias: bool,
     tile: bool,
     group: u32,
-) -> [(&'static str, f64); 14] {
+    w4: bool,
+) -> [(&'static str, f64); 15] {
     let (ph, pw) = folds.pool_shape(s).map_or((1, 1), |p| p.out_hw());
     [
         ("GROUP", group as f64),
         ("TILE", tile as u32 as f64),
+        ("W4", w4 as u32 as f64),
         ("UP", folds.input.factor() as f64),
         ("POOL", if folds.pool.is_some() { 2.0 } else { 1.0 }),
         ("PH", ph as f64),
@@ -357,10 +372,14 @@ pub fn forward(
         None => ("forward", "conv2d.forward"),
         Some(_) => ("forward_pooled", "conv2d.forward_pooled"),
     };
-    // x4 is x as vec4s: bound whatever the variant, read only with it.
-    let mut bindings = vec![(1, x), (2, w), (3, b), (4, y), (15, x)];
+    // x4 is x as vec4s, and wt4 the kernel: bound whatever the variant, read only with it.
+    // Where CO is not a multiple of 4, wt4 is never read and x stands in for the kernel, which
+    // can be shorter than one vec4 (a binding must hold at least one).
+    let w4 = if s.co.is_multiple_of(4) { w } else { x };
+    let mut bindings = vec![(1, x), (2, w), (3, b), (4, y), (15, x), (16, w4)];
     bindings.extend(folds.pool.map(|p| (12, p.winner)));
-    let mut constants = constants(s, folds, group(gpu, label)).to_vec();
+    let w4 = vec4_loads(gpu, label);
+    let mut constants = constants_with(s, folds, false, false, group(gpu, label), w4).to_vec();
     constants.push(("X4", forward_vec4(gpu, label, s) as u32 as f64));
     build(
         gpu,
@@ -576,7 +595,8 @@ fn split_k(
     let used = chunks(s) * rows * s.co as u64;
     let partials = partials.view(0, used);
     let tile = tiles(gpu, label, s);
-    let constants = constants_with(s, folds, with_bias, tile, group(gpu, label));
+    let w4 = vec4_loads(gpu, label);
+    let constants = constants_with(s, folds, with_bias, tile, group(gpu, label), w4);
     let bindings = [
         (1, x),
         (5, dy),
@@ -631,7 +651,7 @@ fn reduce_dispatch(
     let p = params(s, false);
     let rows = s.taps() * s.ci as u64 + with_bias as u64;
     let used = partials.len;
-    let constants = constants_with(s, folds, with_bias, false, WIDE_GROUP);
+    let constants = constants_with(s, folds, with_bias, false, WIDE_GROUP, false);
     let (_, reduce_kernel) = weight_gradient_kernels(with_bias);
     // The reduce binds db only when it writes it: alias dw otherwise, as the kernel never
     // reaches that branch.
@@ -728,7 +748,14 @@ pub fn backward_pair(
                 (8, &partials),
                 folds.winner_in(dy),
             ],
-            constants: &constants_with(s, folds, true, tile, group(gpu, label)),
+            constants: &constants_with(
+                s,
+                folds,
+                true,
+                tile,
+                group(gpu, label),
+                vec4_loads(gpu, label),
+            ),
             workgroups: gpu.groups(kernel, total)?,
             cost: Cost {
                 bytes: 4

@@ -869,16 +869,21 @@ fn variant_cases() -> Vec<Folded> {
 }
 
 /// The weight-gradient partials' tiled variant (`--folds tiles`), the pair (`backward_pair`
-/// then the layer's reduce) and the narrow channel groups (`--folds narrow`: 4 channels per
-/// invocation, not 16) give the plain per-row kernels' kernel, bias and input gradients bit
-/// for bit, on three devices (with and without the tiles, and with both), for
+/// then the layer's reduce), the narrow channel groups (`--folds narrow`: 4 channels per
+/// invocation, not 16) and the vec4 variant's skipped lanes (`--folds vec4`) give the plain
+/// per-row kernels' kernel, bias and input gradients bit for bit, on four devices (the plain
+/// kernels, the per-row ones with the vec4 variant, the tiles, and tiles with narrow), for
 /// every fold case (a pool's routing, an upsampled input), with and without ReLU, with and
 /// without the bias row (`backward_weight`), and on a layer with chunks longer than 16 and more
 /// than 16 channels a side (which the tiles leave to the per-row kernel, and which is 5 and 6
 /// narrow groups against 2 wide ones, the last of each partly live).
 #[test]
 fn conv2d_tiled_weight_partials_are_the_per_row_kernel_bit_for_bit() {
-    let (per_row, tiled) = (open_variant(false, false), open_variant(true, false));
+    // The plain kernels load every lane of a vec4; the variants below skip the lanes past the
+    // last output channel (`--folds vec4`), which the 1- and 3-channel cases meet.
+    let per_row = open_variants(false, false, false);
+    let per_row_vec4 = open_variant(false, false);
+    let tiled = open_variant(true, false);
     // With the tiles too: the wide case's long chunks run the narrow per-row partials (and
     // `folds_change_no_bit_of_training` runs them on a whole model), so a fourth device
     // would only add pipelines to compile (minutes through llvmpipe's GL).
@@ -969,6 +974,7 @@ fn conv2d_tiled_weight_partials_are_the_per_row_kernel_bit_for_bit() {
             );
             for (g, paired, name) in [
                 (&per_row, true, "the per-row pair"),
+                (&per_row_vec4, false, "the per-row partials' vec4 variant"),
                 (&tiled, false, "the tiled partials"),
                 (&tiled, true, "the tiled pair"),
                 (&narrow, false, "the narrow tiled partials"),
@@ -1002,11 +1008,12 @@ fn conv2d_tiled_weight_partials_are_the_per_row_kernel_bit_for_bit() {
     assert!(conv2d::tiles(&mixed, "t", &s) && !conv2d::tiles(&mixed, "u", &s));
 }
 
-/// The narrow channel groups (`--folds narrow`) and the vec4 input loads (`--folds vec4`, input
-/// channels a multiple of 4), alone and together, give the wide scalar forward pass bit for
-/// bit: plain, with a max pool folded in (values and winners), and reading an upsampled input,
-/// with and without ReLU, for every fold case and a layer of 24 -> 20 channels (6 narrow
-/// groups of input, 5 of output, against 2 wide ones).
+/// The narrow channel groups (`--folds narrow`) and the vec4 loads (`--folds vec4`: input
+/// channels where they are a multiple of 4, the kernel's output channels where they are, the
+/// lanes past CO left unloaded where they are not), alone and together, give the wide scalar
+/// forward pass bit for bit: plain, with a max pool folded in (values and winners), and
+/// reading an upsampled input, with and without ReLU, for every fold case and a layer of 24 ->
+/// 20 channels (6 narrow groups of input, 5 of output, against 2 wide ones).
 #[test]
 fn conv2d_narrow_groups_and_vec4_loads_give_the_plain_forward_bit_for_bit() {
     let plain = open_variants(true, false, false);
@@ -1019,7 +1026,13 @@ fn conv2d_narrow_groups_and_vec4_loads_give_the_plain_forward_bit_for_bit() {
         ),
     ];
     let mut loaded_by_vec4 = 0;
-    for (k, case) in variant_cases().into_iter().enumerate() {
+    // The kernel's two vec4 paths: whole vec4 loads (CO a multiple of 4), and a last partial
+    // vec4 (CO not), with one output group and with several (24 -> 20, narrow).
+    let cases = variant_cases();
+    let kernel_vec4 = cases.iter().filter(|c| c.s.co % 4 == 0).count();
+    assert!(kernel_vec4 >= 4 && cases.len() - kernel_vec4 >= 2);
+    assert!(cases.iter().any(|c| c.s.co > 16 && c.s.co % 4 == 0));
+    for (k, case) in cases.into_iter().enumerate() {
         let s = case.s;
         for relu in [false, true] {
             let what = format!("{case:?} relu={relu}");
