@@ -51,6 +51,17 @@ pub(crate) fn instance() -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     // Validation layers stay off: they are slow and print to stderr.
     desc.flags = wgpu::InstanceFlags::empty();
+    if cfg!(feature = "noop-adapter") {
+        // The measurement build's extra adapter (Cargo.toml), with WebGPU's default limits.
+        // wgpu 30 reports it as a CPU adapter, so `auto` gives it what lavapipe gets (one
+        // step per submit, CPU-adapter folds): name both to time what a GPU would run.
+        desc.backends |= wgpu::Backends::NOOP;
+        desc.backend_options.noop = wgpu::NoopBackendOptions {
+            enable: true,
+            limits: Some(wgpu::Limits::default()),
+            ..Default::default()
+        };
+    }
     wgpu::Instance::new(desc)
 }
 
