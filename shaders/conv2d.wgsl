@@ -99,8 +99,9 @@ struct Conv {
 @group(0) @binding(14) var<storage, read> shares: array<Share>;
 // x again, as vec4s: X4's loads (the forward entry points bind it whatever X4 is).
 @group(0) @binding(15) var<storage, read> x4: array<vec4<f32>>;
-// The kernel again, as vec4s: W4's loads where CO is a multiple of 4 (the forward entry points
-// bind it whatever W4 and CO are; ops::conv2d binds x in its place where CO is not).
+// The kernel again, as vec4s: W4's loads where CO is a multiple of 4, or is 1 with CI a
+// multiple of 4 in the input gradient (every entry point that reads weights binds it whatever
+// W4 is; ops::conv2d binds another tensor in its place where the kernel has no such loads).
 @group(0) @binding(16) var<storage, read> wt4: array<vec4<f32>>;
 
 // Workgroup size of the register-tiled kernels: ops::conv2d::TILED.
@@ -329,10 +330,37 @@ fn forward_pooled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     if (live(CO4, g4, 3u)) { store4(pix * CO, o0 + 12u, best.a3, false); store_winner4(pix, o0 + 12u, arg.w3); }
 }
 
-// Four consecutive input channels (from c) of kernel tap k for output channel o.
+// Four consecutive input channels (from c) of kernel tap k for output channel o: CO apart,
+// so four loads, but one vec4 under W4 where there is one output channel (the last layer's).
 fn w_col4(k: u32, c: u32, o: u32) -> vec4<f32> {
     let i = (k * CI + c) * CO + o;
+    if (W4 && CO == 1u && CI % 4u == 0u) {
+        return wt4[i / 4u];
+    }
     return vec4<f32>(wt[i], wt[i + CO], wt[i + 2u * CO], wt[i + 3u * CO]);
+}
+
+// W4 where CO is a multiple of 4: a + g's four output channels (o4's) times input channels
+// c..c+3's weights at them, one output channel after the other, as the scalar loop adds them
+// (the same bits). Four vec4 loads, one per input channel, where that loop made sixteen
+// scalar ones; the 4x4 block is transposed in registers. Rows past the kernel's last are
+// never loaded, and lanes past CI are never stored.
+fn add_block4(a: vec4<f32>, g: vec4<f32>, k: u32, c: u32, o4: u32) -> vec4<f32> {
+    let s = CO / 4u;
+    let r = (k * CI + c) * s + o4;
+    let w0 = wt4[r];
+    var w1 = vec4<f32>(0.0);
+    var w2 = vec4<f32>(0.0);
+    var w3 = vec4<f32>(0.0);
+    if (c + 1u < CI) { w1 = wt4[r + s]; }
+    if (c + 2u < CI) { w2 = wt4[r + 2u * s]; }
+    if (c + 3u < CI) { w3 = wt4[r + 3u * s]; }
+    var acc = a;
+    acc += g.x * vec4<f32>(w0.x, w1.x, w2.x, w3.x);
+    acc += g.y * vec4<f32>(w0.y, w1.y, w2.y, w3.y);
+    acc += g.z * vec4<f32>(w0.z, w1.z, w2.z, w3.z);
+    acc += g.w * vec4<f32>(w0.w, w1.w, w2.w, w3.w);
+    return acc;
 }
 
 // Input channels c..c+3 of the pixel whose channels start at base; none past CI.
@@ -366,12 +394,24 @@ fn input_grad(b: u32, iy: i32, ix: i32, g4: u32) -> Sums {
         let ox = ix + i32(PAD) - i32(k % KS);
         let keep = inside(oy, HO) * inside(ox, WO);
         let opix = (b * HO + tap(oy, HO)) * WO + tap(ox, WO);
-        for (var o = 0u; o < CO; o++) {
-            let g = keep * grad_out(opix, o);
-            a0 += g * w_col4(k, c0, o);
-            if (l1) { a1 += g * w_col4(k, c0 + 4u, o); }
-            if (l2) { a2 += g * w_col4(k, c0 + 8u, o); }
-            if (l3) { a3 += g * w_col4(k, c0 + 12u, o); }
+        if (W4 && CO % 4u == 0u) {
+            for (var o4 = 0u; o4 < CO / 4u; o4++) {
+                let o = 4u * o4;
+                let g = keep * vec4<f32>(grad_out(opix, o), grad_out(opix, o + 1u),
+                                         grad_out(opix, o + 2u), grad_out(opix, o + 3u));
+                a0 = add_block4(a0, g, k, c0, o4);
+                if (l1) { a1 = add_block4(a1, g, k, c0 + 4u, o4); }
+                if (l2) { a2 = add_block4(a2, g, k, c0 + 8u, o4); }
+                if (l3) { a3 = add_block4(a3, g, k, c0 + 12u, o4); }
+            }
+        } else {
+            for (var o = 0u; o < CO; o++) {
+                let g = keep * grad_out(opix, o);
+                a0 += g * w_col4(k, c0, o);
+                if (l1) { a1 += g * w_col4(k, c0 + 4u, o); }
+                if (l2) { a2 += g * w_col4(k, c0 + 8u, o); }
+                if (l3) { a3 += g * w_col4(k, c0 + 12u, o); }
+            }
         }
     }
     return Sums(a0, a1, a2, a3);

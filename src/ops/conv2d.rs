@@ -39,11 +39,26 @@ pub fn forward_vec4(gpu: &Gpu, layer: &str, s: &Conv2dShape) -> bool {
     vec4_loads(gpu, layer) && s.ci.is_multiple_of(4)
 }
 
+/// The input gradient's `wt4` binding: the kernel where the vec4 variant reads it as vec4s
+/// (CO a multiple of 4, or 1 with CI a multiple of 4: then it holds at least one), else `dy`,
+/// which stands in unread (a binding must hold at least one vec4, which a small kernel
+/// need not).
+fn input_gradient_w4<'t>(s: &Conv2dShape, w: &'t Tensor, dy: &'t Tensor) -> &'t Tensor {
+    let reads = s.co.is_multiple_of(4) || (s.co == 1 && s.ci.is_multiple_of(4));
+    if reads {
+        w
+    } else {
+        dy
+    }
+}
+
 /// Whether layer `layer`'s kernels on `gpu` take the vec4 variant's other loads (`--folds
-/// vec4`, the shader's W4): the forward pass's kernel rows as one 16-byte load per four
-/// output channels where they are a multiple of 4, and where they are not, no kernel or
-/// upstream-gradient loads (forward pass, weight gradient) for the lanes past the last
-/// channel, whose sums are never stored. The same bits either way.
+/// vec4`, the shader's W4): the kernel as one 16-byte load per four output channels where
+/// they are a multiple of 4 (the forward pass's rows; the input gradient's 4x4 blocks,
+/// transposed in registers), or per four input channels where there is one output channel
+/// (the input gradient); and where the output channels are not a multiple of 4, no kernel
+/// or upstream-gradient loads (forward pass, weight gradient) for the lanes past the last
+/// channel, whose sums are never stored. The same sums in the same order: the same bits.
 pub fn vec4_loads(gpu: &Gpu, layer: &str) -> bool {
     gpu.folds_at(layer).vec4
 }
@@ -461,7 +476,15 @@ pub fn backward_input(
     let (dy, act, relu) = g.bindings();
     let p = params(s, relu);
     let pixels = folds.input.len(s) / s.ci as u64;
-    let bindings = [(2, w), (5, dy), (6, act), (7, dx), folds.winner_in(dy)];
+    let bindings = [
+        (2, w),
+        (5, dy),
+        (6, act),
+        (7, dx),
+        folds.winner_in(dy),
+        (16, input_gradient_w4(s, w, dy)),
+    ];
+    let w4 = vec4_loads(gpu, label);
     Ok(vec![build(
         gpu,
         Launch {
@@ -471,7 +494,7 @@ pub fn backward_input(
             label,
             params: bytemuck::bytes_of(&p),
             bindings: &bindings,
-            constants: &constants(s, folds, group(gpu, label)),
+            constants: &constants_with(s, folds, false, false, group(gpu, label), w4),
             workgroups: per_group(
                 gpu,
                 label,
@@ -747,6 +770,7 @@ pub fn backward_pair(
                 (7, dx),
                 (8, &partials),
                 folds.winner_in(dy),
+                (16, input_gradient_w4(s, w, dy)),
             ],
             constants: &constants_with(
                 s,
