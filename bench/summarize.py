@@ -4,11 +4,11 @@
     python3 bench/summarize.py OUT [> summary.md]
 
 Reads ours*.json (`bench --json`), torch-*.json (`torch_ae.py --json`), jax-*.json
-(`jax_ae.py --json`), profile-*.txt, folds-*-same-bits.txt and device-check.log, and prints
-Markdown: the same-call table (seconds per steady-state epoch, each peer's best variant, ours
-against the strongest), the before/after rows the script's paired benches give, the folds the
-start-up timing tried, every profile's dispatches and times, the bit checks and the failed
-steps. Anything missing is named as missing, never filled in. Standard library only: it runs
+(`jax_ae.py --json`), profile-*.txt, test-*.txt, folds-*-same-bits.txt and device-check.log,
+and prints Markdown: the same-call table (seconds per steady-state epoch, each peer's best
+variant, ours against the strongest), the before/after rows the script's paired benches give,
+the folds the start-up timing tried, every profile's dispatches and times, the tests' results
+on the card, the bit checks and the failed steps. Anything missing is named as missing, never filled in. Standard library only: it runs
 on the device machine at the end of the check, and here on the files that came back.
 """
 import glob
@@ -72,7 +72,31 @@ def same_call(folder):
                    f"| {secs(p.get('jax-scan'))} | {best[0] if best else 'missing'} | {ratio} | {verdict} |")
     out.append("")
     out.append("ours vs it: the strongest peer's seconds over ours (above 1: we are faster).")
+    out += ["", "Correctness and memory beside the speed: the last epoch's validation loss of each "
+            "(the same 5 epochs, seeds differ), and our GPU buffers (issue 8: conv at batch 256 "
+            "under 256 MiB).", "",
+            "| model | ours val_loss | peers' val_loss | our GPU MiB |", "|---|---:|---|---:|"]
+    for m in MODELS:
+        mine = ours(folder, "ours.json", m) or {}
+        loss = mine.get("final_val_loss")
+        theirs = ", ".join(f"{v} {l:.4f}" for v, l in peer_losses(folder, m).items()) or "missing"
+        mib = mine.get("gpu_buffer_bytes")
+        mem = "missing" if mib is None else f"{mib / 2**20:.1f}"
+        if m == "conv" and mib is not None:
+            mem += " (≤ 256: " + ("met" if mib <= 256 * 2**20 else "not met") + ")"
+        out.append(f"| {m} | {secs(loss)} | {theirs} | {mem} |")
     return out
+
+
+def peer_losses(folder, model):
+    """{variant: the last epoch's val_loss} of the peers' records for `model`."""
+    found = {}
+    for name in (f"torch-{model}.json", f"jax-{model}.json"):
+        for r in load(folder, name) or []:
+            epochs = r.get("epochs") or []
+            if r.get("model") == model and epochs and "val_loss" in epochs[-1]:
+                found[r["variant"]] = epochs[-1]["val_loss"]
+    return found
 
 
 def before_after(folder):
@@ -80,11 +104,14 @@ def before_after(folder):
            "| change | model | before s/epoch | after s/epoch | before ms/step | after ms/step | after/before |",
            "|---|---|---:|---:|---:|---:|---:|"]
     for m in MODELS:
-        rows = [("folds (none → picked)", ours(folder, "ours-unfolded.json", m)),
-                ("steps per execution (1 → auto)", ours(folder, f"ours-one-per-submit-{m}.json", m)),
-                ("naga loop bounding (on → off)", ours(folder, f"ours-loop-bounding-{m}.json", m))]
-        after = ours(folder, "ours.json", m)
-        for what, before in rows:
+        # The folds' pair ran in core's call; the other two beside a bench of their own with
+        # the same model-wide folds (ours-picked: a flag cannot name per-layer variants), in
+        # extra's call, and against ours.json only where an older script left no such bench.
+        picked = ours(folder, f"ours-picked-{m}.json", m) or ours(folder, "ours.json", m)
+        rows = [("folds (none → picked)", ours(folder, "ours-unfolded.json", m), ours(folder, "ours.json", m)),
+                ("steps per execution (1 → auto)", ours(folder, f"ours-one-per-submit-{m}.json", m), picked),
+                ("naga loop bounding (on → off)", ours(folder, f"ours-loop-bounding-{m}.json", m), picked)]
+        for what, before, after in rows:
             b = before and before.get("seconds_per_epoch")
             a = after and after.get("seconds_per_epoch")
             bms = before and before.get("ms_per_step")
@@ -137,6 +164,17 @@ def profiles(folder):
 
 def checks(folder):
     out = ["## Checks", ""]
+    # The staged test binaries on the card: libtest's summary line, and each failed test.
+    for name in ("test-ops.txt", "test-training.txt"):
+        path = os.path.join(folder, name)
+        if not os.path.exists(path):
+            out.append(f"- {name}: missing")
+            continue
+        text = open(path, errors="replace").read()
+        result = re.findall(r"^test result: .*$", text, re.M)
+        failed = re.findall(r"^test (\S+) \.\.\. FAILED$", text, re.M)
+        out.append(f"- {name}: {result[-1] if result else 'no result line (crashed or killed)'}"
+                   + (f"; failed: {', '.join(failed)}" if failed else ""))
     for path in sorted(glob.glob(os.path.join(folder, "folds-*-same-bits.txt"))):
         text = " / ".join(line.strip() for line in open(path, errors="replace") if line.strip())
         out.append(f"- {os.path.basename(path)}: {text or 'empty'}")

@@ -488,9 +488,11 @@ fn one_training_step_with_noise_matches_reference_dense() {
     one_step(ModelKind::Dense, 3, 0.5, TOL_GRAD);
 }
 
-/// A Keras `to_json()` file of `assets/models/`, as `--model FILE` reads it.
+/// A Keras `to_json()` file of `assets/models/`, as `--model FILE` reads it. Relative to the
+/// working directory, the package's root under `cargo test` and the repository's root where
+/// bench/device-check.sh runs the staged binary on another machine.
 fn keras_file(name: &str) -> ModelChoice {
-    let path = format!("{}/assets/models/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("assets/models/{name}.json");
     ModelChoice::from_arg(&path).unwrap()
 }
 
