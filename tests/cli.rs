@@ -2129,16 +2129,15 @@ fn cli_folds_tune_picks_conv_variants_per_layer() {
     let convs = [
         "conv2d", "conv2d_1", "conv2d_2", "conv2d_3", "conv2d_4", "conv2d_5", "conv2d_6",
     ];
-    // Every conv layer compared under both variants, nothing else.
-    assert_eq!(layers.len(), 2 * convs.len(), "{by}");
+    // Every conv layer compared under each per-layer variant, nothing else.
+    let variants = wgsl_autoencoder::train::tune::PER_LAYER;
+    assert_eq!(variants, ["narrow", "tiles", "vec4"]);
+    assert_eq!(layers.len(), variants.len() * convs.len(), "{by}");
     let mut want = std::collections::BTreeMap::new();
     for l in layers {
         let layer = l["layer"].as_str().unwrap();
         let variant = l["variant"].as_str().unwrap();
-        assert!(
-            convs.contains(&layer) && ["narrow", "tiles"].contains(&variant),
-            "{l}"
-        );
+        assert!(convs.contains(&layer) && variants.contains(&variant), "{l}");
         let (a, b) = (
             l["us_picked"].as_f64().unwrap(),
             l["us_flipped"].as_f64().unwrap(),

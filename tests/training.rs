@@ -1085,8 +1085,8 @@ fn folds_change_no_bit_of_training() {
     let px = MNIST.len() as usize;
     let train_px = images(43, 40, px);
     let test_px = images(44, 20, px);
-    // `own`: layers given the narrow and tiled variants of their own (as the start-up timing
-    // may pick per layer), on top of `folds`.
+    // `own`: layers given the narrow, tiled and vec4 variants of their own (as the start-up
+    // timing may pick per layer), on top of `folds`.
     let run_noisy = |kind: ModelKind, folds: FoldSet, own: &[&str], noise: f32| {
         let model = Model::new(kind, MNIST).unwrap();
         let cfg = TrainConfig {
@@ -1101,6 +1101,7 @@ fn folds_change_no_bit_of_training() {
             let variants = FoldSet {
                 narrow: true,
                 tiles: true,
+                vec4: true,
                 ..folds
             };
             g.layer_folds.insert(layer.to_string(), variants);
@@ -1206,11 +1207,12 @@ fn folds_change_no_bit_of_training() {
             assert!(state == none.2, "{kind:?} {folds}: final state");
         }
     }
-    // Per layer: the 4x4 and 7x7 layers narrow and tiled, the rest as all but those two say.
-    // The same bits, and launches that differ from both uniform choices.
+    // Per layer: the 4x4 and 7x7 layers narrow, tiled and with vec4 loads, the rest as all
+    // but those three say. The same bits, and launches that differ from both uniform choices.
     let rest = FoldSet {
         narrow: false,
         tiles: false,
+        vec4: false,
         ..FoldSet::ALL
     };
     // Denoising: the rows dispatch reads the noisy inputs and the clean targets that the

@@ -11,8 +11,8 @@
 //! included), or the wall clock without them.
 //!
 //! Then, with timestamps, the conv layers' variants one layer at a time ([`PER_LAYER`]): the
-//! whole model's pick may keep `narrow` because it wins on the small layers while it loses on
-//! the large ones; per layer, each can have its own.
+//! whole model's pick may keep `narrow` (or `vec4`) because it wins on the small layers while
+//! it loses on the large ones; per layer, each can have its own.
 use crate::gpu::timing::{Profiler, SpanTimer};
 use crate::gpu::{
     record_all, FoldChoice, FoldSet, FoldTiming, FoldTrial, FoldsBy, Gpu, KernelSet, LayerTrial,
@@ -114,8 +114,9 @@ pub fn pick(
 }
 
 /// The variants the timing then picks layer by layer: each changes only its own layer's
-/// launches (the channels per invocation, the weight-gradient partials' staging).
-pub const PER_LAYER: [&str; 2] = ["narrow", "tiles"];
+/// launches of a convolution (the channels per invocation, the weight-gradient partials'
+/// staging, the vec4 loads; a dense layer's vec4 follows the model-wide pick).
+pub const PER_LAYER: [&str; 3] = ["narrow", "tiles", "vec4"];
 
 /// The per-layer pass, after the search picked `picked` (in `gpu.folds`): for each of
 /// [`PER_LAYER`], every conv layer's dispatches timed with it flipped against the pick, by
