@@ -41,6 +41,10 @@ pub struct Gpu {
     /// Training steps (or evaluation batches) per command buffer and submit
     /// ([`StepsPerExecution`]).
     pub steps_per_execution: usize,
+    /// One vec4 of zeros, bound where an entry point declares a vec4 view (`x4`, `wt4`)
+    /// that the dispatch's variant never reads: a binding must hold at least one vec4, which
+    /// a small tensor of the dispatch need not.
+    pub(crate) unread_vec4: buffers::Tensor,
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<Mutex<Option<String>>>,
     pipelines: pipeline::PipelineCache,
@@ -106,7 +110,14 @@ impl Gpu {
                 }
             }
         }));
+        let unread_vec4 = buffers::Tensor::whole(device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("unread vec4"),
+            size: 16,
+            usage: buffers::STORAGE,
+            mapped_at_creation: false,
+        }));
         Ok(Gpu {
+            unread_vec4,
             device,
             queue,
             info,

@@ -40,15 +40,14 @@ pub fn forward_vec4(gpu: &Gpu, layer: &str, s: &Conv2dShape) -> bool {
 }
 
 /// The input gradient's `wt4` binding: the kernel where the vec4 variant reads it as vec4s
-/// (CO a multiple of 4, or 1 with CI a multiple of 4: then it holds at least one), else `dy`,
-/// which stands in unread (a binding must hold at least one vec4, which a small kernel
-/// need not).
-fn input_gradient_w4<'t>(s: &Conv2dShape, w: &'t Tensor, dy: &'t Tensor) -> &'t Tensor {
+/// (CO a multiple of 4, or 1 with CI a multiple of 4: then it holds at least one), else the
+/// unread placeholder (a binding must hold at least one vec4, which a small kernel need not).
+fn input_gradient_w4<'t>(gpu: &'t Gpu, s: &Conv2dShape, w: &'t Tensor) -> &'t Tensor {
     let reads = s.co.is_multiple_of(4) || (s.co == 1 && s.ci.is_multiple_of(4));
     if reads {
         w
     } else {
-        dy
+        &gpu.unread_vec4
     }
 }
 
@@ -387,15 +386,20 @@ pub fn forward(
         None => ("forward", "conv2d.forward"),
         Some(_) => ("forward_pooled", "conv2d.forward_pooled"),
     };
-    // x4 is x as vec4s, and wt4 the kernel: bound whatever the variant, read only with it.
-    // Where CO is not a multiple of 4, wt4 is never read and x stands in for the kernel, which
-    // can be shorter than one vec4 (a binding must hold at least one).
-    let w4 = if s.co.is_multiple_of(4) { w } else { x };
-    let mut bindings = vec![(1, x), (2, w), (3, b), (4, y), (15, x), (16, w4)];
+    // x4 is x as vec4s, and wt4 the kernel: declared whatever the variant, read only with it
+    // (and wt4 only where CO is a multiple of 4); otherwise a placeholder stands in.
+    let x4 = forward_vec4(gpu, label, s);
+    let x_vec4 = if x4 { x } else { &gpu.unread_vec4 };
+    let w_vec4 = if s.co.is_multiple_of(4) {
+        w
+    } else {
+        &gpu.unread_vec4
+    };
+    let mut bindings = vec![(1, x), (2, w), (3, b), (4, y), (15, x_vec4), (16, w_vec4)];
     bindings.extend(folds.pool.map(|p| (12, p.winner)));
     let w4 = vec4_loads(gpu, label);
     let mut constants = constants_with(s, folds, false, false, group(gpu, label), w4).to_vec();
-    constants.push(("X4", forward_vec4(gpu, label, s) as u32 as f64));
+    constants.push(("X4", x4 as u32 as f64));
     build(
         gpu,
         Launch {
@@ -482,7 +486,7 @@ pub fn backward_input(
         (6, act),
         (7, dx),
         folds.winner_in(dy),
-        (16, input_gradient_w4(s, w, dy)),
+        (16, input_gradient_w4(gpu, s, w)),
     ];
     let w4 = vec4_loads(gpu, label);
     Ok(vec![build(
@@ -770,7 +774,7 @@ pub fn backward_pair(
                 (7, dx),
                 (8, &partials),
                 folds.winner_in(dy),
-                (16, input_gradient_w4(s, w, dy)),
+                (16, input_gradient_w4(gpu, s, w)),
             ],
             constants: &constants_with(
                 s,

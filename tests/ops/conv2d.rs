@@ -1008,6 +1008,72 @@ fn conv2d_tiled_weight_partials_are_the_per_row_kernel_bit_for_bit() {
     assert!(conv2d::tiles(&mixed, "t", &s) && !conv2d::tiles(&mixed, "u", &s));
 }
 
+/// A layer whose tensors are shorter than one vec4 (one 1x1 pixel, 1 -> 1 and 1 -> 3
+/// channels, batch 1) runs under the vec4 variant: its unread vec4 views get the device's
+/// placeholder (a binding must hold a whole vec4), and the forward pass, the input gradient
+/// and the pair give the plain kernels' bits.
+#[test]
+fn conv2d_vec4_variant_binds_tensors_shorter_than_a_vec4() {
+    let (plain, vec4) = (
+        open_variants(true, false, false),
+        open_variants(true, false, true),
+    );
+    for co in [1, 3] {
+        let s = Conv2dShape {
+            k: 3,
+            n: 1,
+            h: 1,
+            w: 1,
+            ci: 1,
+            co,
+            padding: Padding::Same,
+        };
+        let what = format!("{s:?}");
+        let mut r = crate::common::rng(1500 + co as u64);
+        let mut draw = |len: u64| crate::common::uniform(&mut r, len as usize, -1.0, 1.0);
+        let (xs, ws, bs, dys) = (
+            draw(s.input_len()),
+            draw(s.weight_len()),
+            draw(s.co as u64),
+            draw(s.output_len()),
+        );
+        let run_on = |g: &Gpu| {
+            let up = |v: &[f32]| g.upload("t", v).or_fail(&what);
+            let (x, w, b, dy) = (up(&xs), up(&ws), up(&bs), up(&dys));
+            let poison = |len| g.poisoned("out", len).or_fail(&what);
+            let (y, dx, dx_pair) = (
+                poison(s.output_len()),
+                poison(s.input_len()),
+                poison(s.input_len()),
+            );
+            let folds = Folds {
+                input: Input::Direct,
+                pool: None,
+            };
+            let go = GradOut {
+                dy: &dy,
+                relu_output: None,
+            };
+            let p = partials(g, &s, &folds).or_fail(&what);
+            let mut d =
+                vec![conv2d::forward(g, "t", &s, &folds, false, &x, &w, &b, &y).or_fail(&what)];
+            d.extend(conv2d::backward_input(g, "t", &s, &folds, &go, &w, &dx).or_fail(&what));
+            d.push(
+                conv2d::backward_pair(g, "t", &s, &folds, &go, &x, &w, &p, &dx_pair).or_fail(&what),
+            );
+            wgsl_autoencoder::ops::run(g, &d).or_fail(&what);
+            let bits = |t: &Tensor| g.read::<u32>(t).or_fail(&what);
+            [bits(&y), bits(&dx), bits(&dx_pair)]
+        };
+        let want = run_on(&plain);
+        assert!(
+            want.iter().flatten().all(|b| !f32::from_bits(*b).is_nan()),
+            "{what}: an output unwritten"
+        );
+        assert!(run_on(&vec4) == want, "{what}: the vec4 variant differs");
+    }
+}
+
 /// The narrow channel groups (`--folds narrow`) and the vec4 loads (`--folds vec4`: input
 /// channels where they are a multiple of 4, the kernel's output channels where they are, the
 /// lanes past CO left unloaded where they are not), alone and together, give the wide scalar
