@@ -10,7 +10,8 @@
 # Then, carry [".device"]:
 #   device call 1, timeout 410 s (core's step limits sum to 392 s; ~4 minutes normally):
 #               bash bench/device-check.sh core
-#   device call 2 within the machine's 30 s warm window, timeout 300 s (extra's sum to 293 s):
+#   device call 2 within the machine's warm window (status's idle_release_s: 30 s), timeout
+#   310 s (extra's step limits sum to 293 s; the rest is sourcing the loader and packing):
 #               bash bench/device-check.sh extra
 # A session's 15 device minutes then still hold a rerun of `core` if it fails early. `extra`
 # reads core's ours.json (the folds the start-up timing picked) from /tmp/device-check if the
@@ -25,10 +26,11 @@
 # Each step is timed and logged, and a failed step does not stop the rest (its rc is logged):
 # the device's minutes are scarce, so one bad step must not cost the others.
 #
-# DEVICE_CHECK_SMOKE=1 runs every step here on lavapipe (adapter 0) with a 640-image MNIST,
-# two epochs (the denoising run's too) and two profiled steps, the GPU set of kernels, limits
-# x40, and the binary from target/release (no loop-bounding build): ~2 minutes for core, ~15
-# for extra. It checks the command lines, the packing and the summary, not the speed; the
+# DEVICE_CHECK_SMOKE=1 OUT=/tmp/smoke runs every step here on lavapipe (adapter 0) with a
+# 640-image MNIST, two epochs (the denoising run's too) and two profiled steps, the GPU set of
+# kernels, limits x40, and the binary from target/release (no loop-bounding build): ~2 minutes
+# for core (~6.5 with the staged tests, which run whole), ~23 for extra. Copy the script
+# first if you edit it meanwhile: bash reads it as it runs. It checks the command lines, the packing and the summary, not the speed; the
 # peers fail without PyTorch and JAX, and are logged as failed.
 set -u
 part=${1:-}
@@ -83,7 +85,7 @@ step() {
   local name=$1 limit=$(($2 * scale))
   shift 2
   local t0=$SECONDS
-  timeout "$limit" bash -c '"$@"' "$name" "$@" >"$work/$name.txt" 2>&1
+  timeout -k 5 "$limit" bash -c '"$@"' "$name" "$@" >"$work/$name.txt" 2>&1
   local rc=$?
   [ $rc -eq 0 ] || failed=1
   echo "$name: rc=$rc in $((SECONDS - t0)) s" | tee -a "$log"

@@ -8,7 +8,7 @@ cd "$(git rev-parse --show-toplevel)"
 [ -d .device/bin ] || { echo "run bash ../shared/device/prepare.sh first" >&2; exit 1; }
 mkdir -p .device/tests
 for t in ops training; do
-  exe=$(cargo test --release --no-run --test "$t" --message-format=json 2>/dev/null | python3 -c '
+  exe=$(cargo test --release --no-run --test "$t" --message-format=json | python3 -c '
 import json, sys
 for line in sys.stdin:
     m = json.loads(line)
