@@ -585,19 +585,13 @@ fn store_row(row: u32, chunk: u32, o0: u32, s: Sums, l1: bool, l2: bool, l3: boo
 // the last four, gives its 1 (0 past the last pixel) in lane 0. Each lane is patch_x's
 // product, factor for factor.
 fn patch_x4(r: u32, pixels: u32, row0: u32) -> vec4<f32> {
-    let rc = min(r, pixels - 1u);
-    let ox = i32(rc % WO);
-    let oy = i32((rc / WO) % HO);
-    let b = rc / (WO * HO);
-    let k = row0 / CI;
-    let iy = oy + i32(k / KS) - i32(PAD);
-    let ix = ox + i32(k % KS) - i32(PAD);
+    let u = under_tap(r, pixels, row0);
     let valid = select(0.0, 1.0, r < pixels);
     if (row0 == TAPS * CI) {
         return vec4<f32>(valid, 0.0, 0.0, 0.0);
     }
-    let m = inside(iy, H) * inside(ix, W);
-    let i = x_base(b, tap(iy, H), tap(ix, W)) + row0 % CI;
+    let m = inside(u.iy, H) * inside(u.ix, W);
+    let i = x_base(u.b, tap(u.iy, H), tap(u.ix, W)) + row0 % CI;
     return valid * (m * vec4<f32>(x[i], x[i + 1u], x[i + 2u], x[i + 3u]));
 }
 
@@ -628,20 +622,28 @@ fn backward_pair(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     input_gradient_at(vec3<u32>(m % p.input_per_z, 0u, z), lid, vec3<u32>(p.input_per_z, 1u, 1u));
 }
 
+// The input pixel under kernel row `row`'s tap at output pixel r (the last pixel past the
+// end): its image, and its row and column before clamping, which may lie outside.
+struct Under {
+    b: u32, iy: i32, ix: i32,
+}
+
+fn under_tap(r: u32, pixels: u32, row: u32) -> Under {
+    let rc = min(r, pixels - 1u);
+    let ox = i32(rc % WO);
+    let oy = i32((rc / WO) % HO);
+    let k = row / CI;
+    return Under(rc / (WO * HO), oy + i32(k / KS) - i32(PAD), ox + i32(k % KS) - i32(PAD));
+}
+
 // The weight gradient's input for kernel row `row` (= (ky*KS+kx)*CI + ci; TAPS*CI is the
 // bias row, whose input is 1) at output pixel r: the input pixel under that tap. Past the last
 // pixel, or a tap outside the image: scaled by 0 (no branch).
 fn patch_x(r: u32, pixels: u32, row: u32) -> f32 {
-    let rc = min(r, pixels - 1u);
-    let ox = i32(rc % WO);
-    let oy = i32((rc / WO) % HO);
-    let b = rc / (WO * HO);
-    let k = row / CI;
-    let iy = oy + i32(k / KS) - i32(PAD);
-    let ix = ox + i32(k % KS) - i32(PAD);
+    let u = under_tap(r, pixels, row);
     var xv = select(0.0, 1.0, r < pixels);
     if (row != TAPS * CI) {
-        xv *= inside(iy, H) * inside(ix, W) * x[x_base(b, tap(iy, H), tap(ix, W)) + row % CI];
+        xv *= inside(u.iy, H) * inside(u.ix, W) * x[x_base(u.b, tap(u.iy, H), tap(u.ix, W)) + row % CI];
     }
     return xv;
 }
