@@ -55,8 +55,9 @@ struct Cli {
     /// loss's partial sums as one more) and gather (rows gathers its own batch from the
     /// dataset: inputs without noise), and the kernel variants tiles (the
     /// weight-gradient partials stage each workgroup's gradient once), vec4 (the dense
-    /// split-K kernels load 4 features at once, the convolutions' forward pass 4 input
-    /// channels and 4 output channels' weights), narrow (the convolutions keep 4 channels
+    /// split-K kernels load 4 features at once, the convolutions 4 channels at once in the
+    /// forward pass, input gradient and weight-gradient partials), narrow (the convolutions
+    /// keep 4 channels
     /// per invocation, not 16: 4x the invocations) and single (rows takes one sample per
     /// workgroup, not two: 2x the workgroups); or all, none, tune (train, bench and profile
     /// time sets of folds at start-up and keep the fastest: the gpu kernel set only, where

@@ -96,8 +96,8 @@ impl fmt::Display for KernelChoice {
 /// that dispatch rather than one of its own (`gather`, inputs without noise). Four more are
 /// kernel variants rather than folds, selected the same way: the weight-gradient partials
 /// staging each workgroup's gradient once (`tiles`), the dense split-K kernels loading 4
-/// features at once and the convolutions' forward pass 4 input channels and 4 output
-/// channels' weights (`vec4`), the
+/// features at once and the convolutions 4 channels at once in the forward pass, input
+/// gradient and weight-gradient partials (`vec4`), the
 /// convolutions keeping 4 channels per invocation instead of 16 (`narrow`), and
 /// `dense.rows` taking one sample per workgroup instead of two (`single`). On the GPU set
 /// every result is the same to the bit either way, only the dispatches differ; on the CPU set

@@ -55,9 +55,11 @@ fn input_gradient_w4<'t>(gpu: &'t Gpu, s: &Conv2dShape, w: &'t Tensor) -> &'t Te
 /// vec4`, the shader's W4): the kernel as one 16-byte load per four output channels where
 /// they are a multiple of 4 (the forward pass's rows; the input gradient's 4x4 blocks,
 /// transposed in registers), or per four input channels where there is one output channel
-/// (the input gradient); and where the output channels are not a multiple of 4, no kernel
-/// or upstream-gradient loads (forward pass, weight gradient) for the lanes past the last
-/// channel, whose sums are never stored. The same sums in the same order: the same bits.
+/// (the input gradient); where the output channels are not a multiple of 4, no kernel or
+/// upstream-gradient loads (forward pass, weight gradient) for the lanes past the last
+/// channel, whose sums are never stored; and, where the input channels are a multiple of 4,
+/// four kernel rows per invocation in the tiled weight-gradient partials. The same sums in
+/// the same order: the same bits.
 pub fn vec4_loads(gpu: &Gpu, layer: &str) -> bool {
     gpu.folds_at(layer).vec4
 }
