@@ -518,10 +518,7 @@ fn weight_partial_tiled_at(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) {
             if (l2) { a2 += xv * tile_g[at + 2u]; }
             if (l3) { a3 += xv * tile_g[at + 3u]; }
         }
-        store_partial(row, chunk, o0, a0);
-        if (l1) { store_partial(row, chunk, o0 + 4u, a1); }
-        if (l2) { store_partial(row, chunk, o0 + 8u, a2); }
-        if (l3) { store_partial(row, chunk, o0 + 12u, a3); }
+        store_row(row, chunk, o0, Sums(a0, a1, a2, a3), l1, l2, l3);
     }
 }
 
@@ -573,6 +570,8 @@ fn add_row(a: Sums, x: f32, g: Sums, l1: bool, l2: bool, l3: bool) -> Sums {
     return r;
 }
 
+// Kernel row `row`'s partial sums of one chunk, for the live registers of the channel group
+// from o0. Layout [row][co][chunk]: the reduce then reads each weight's chunks contiguously.
 fn store_row(row: u32, chunk: u32, o0: u32, s: Sums, l1: bool, l2: bool, l3: bool) {
     store_partial(row, chunk, o0, s.a0);
     if (l1) { store_partial(row, chunk, o0 + 4u, s.a1); }
@@ -673,11 +672,7 @@ fn weight_partial_at(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) {
         if (l2) { a2 += xv * grad4(rc, o0 + 8u); }
         if (l3) { a3 += xv * grad4(rc, o0 + 12u); }
     }
-    // Layout [row][co][chunk]: the reduce then reads each weight's chunks contiguously.
-    store_partial(row, chunk, o0, a0);
-    if (l1) { store_partial(row, chunk, o0 + 4u, a1); }
-    if (l2) { store_partial(row, chunk, o0 + 8u, a2); }
-    if (l3) { store_partial(row, chunk, o0 + 12u, a3); }
+    store_row(row, chunk, o0, Sums(a0, a1, a2, a3), l1, l2, l3);
 }
 
 // Output channels o..o+3 of grad_out at pixel pix. Past CO the lanes read neighbours
