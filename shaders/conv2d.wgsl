@@ -67,6 +67,14 @@ override X4: bool = false;
 // it is not (their sums are never stored), instead of four scalar loads for every vec4; and
 // in the weight gradient, no upstream-gradient loads for those lanes either (grad4).
 override W4: bool = false;
+// The quads variant (`--folds quads`): a folded pool's or upsampling's 2x2 window on four
+// invocations instead of one. forward_pooled's invocation computes one pixel of the window,
+// backward_input's (UP = 2) one pixel of the upsampled block; the four meet in workgroup
+// memory (quad_sums), where each invocation of the four then combines one vec4 register of
+// the group in the one-invocation kernel's order: the same bits. The folds gave each
+// invocation four pixels' chains and left a quarter of the invocations; this gives the
+// unfolded kernels' invocation count back, with the folds' smaller tensors.
+override QUADS: bool = false;
 
 // Channels one invocation keeps in vec4 registers (ops::conv2d::group): WIDE_GROUP in four,
 // or NARROW_GROUP in one (`--folds narrow`); G4 registers of them.
@@ -293,6 +301,10 @@ fn store_winner4(pix: u32, o: u32, v: vec4<u32>) {
 @compute @workgroup_size(TILED_WG)
 fn forward_pooled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
+    if (QUADS) {
+        forward_pooled_quads_at(wid, lid, nwg);
+        return;
+    }
     let pix = flat_of(wid, lid, nwg, TILED_WG);
     if (pix >= p.n * PH * PW) { return; }
     let px = pix % PW;
@@ -329,6 +341,59 @@ fn forward_pooled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     if (live(CO4, g4, 1u)) { store4(pix * CO, o0 + 4u, best.a1, false); store_winner4(pix, o0 + 4u, arg.w1); }
     if (live(CO4, g4, 2u)) { store4(pix * CO, o0 + 8u, best.a2, false); store_winner4(pix, o0 + 8u, arg.w2); }
     if (live(CO4, g4, 3u)) { store4(pix * CO, o0 + 12u, best.a3, false); store_winner4(pix, o0 + 12u, arg.w3); }
+}
+
+// QUADS: each invocation's four vec4 registers, four slots per invocation (a wide group's).
+var<workgroup> quad_sums: array<vec4<f32>, 4u * TILED_WG>;
+
+fn put_quad(lid: u32, s: Sums) {
+    quad_sums[4u * lid] = s.a0;
+    quad_sums[4u * lid + 1u] = s.a1;
+    quad_sums[4u * lid + 2u] = s.a2;
+    quad_sums[4u * lid + 3u] = s.a3;
+}
+
+// Register j of window place w of the quad whose place 0 is invocation `first`.
+fn quad_at(first: u32, w: u32, j: u32) -> vec4<f32> {
+    return quad_sums[4u * (first + w) + j];
+}
+
+// forward_pooled under QUADS: invocation 4 * pix + w computes window place w of pooled pixel
+// pix (clamped into the image past the end, so that every invocation reaches the barrier),
+// then invocation 4 * pix + j takes register j of the group through the window as
+// forward_pooled does, in place order with the first maximum winning.
+fn forward_pooled_quads_at(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) {
+    let q = flat_of(wid, lid, nwg, TILED_WG);
+    let pixels = p.n * PH * PW;
+    let pix = q / 4u;
+    let at = min(pix, pixels - 1u);
+    let px = at % PW;
+    let py = (at / PW) % PH;
+    let b = at / (PW * PH);
+    let g4 = group4(CO4, wid.z);
+    let w = q % 4u;
+    let oy = min(2u * py + w / 2u, HO - 1u);
+    let ox = min(2u * px + w % 2u, WO - 1u);
+    var v = conv_at(b, i32(oy), i32(ox), g4);
+    if (p.relu != 0u) { v = relu_sums(v); }
+    put_quad(lid, v);
+    workgroupBarrier();
+    let j = lid % 4u;
+    if (pix >= pixels || !live(CO4, g4, j)) { return; }
+    let first = lid - j;
+    var best = quad_at(first, 0u, j);
+    var arg = vec4<u32>(0u);
+    for (var k = 1u; k < 4u; k++) {
+        if (2u * py + k / 2u < HO && 2u * px + k % 2u < WO) {
+            let c = quad_at(first, k, j);
+            let m = c > best;
+            best = select(best, c, m);
+            arg = select(arg, vec4<u32>(k), m);
+        }
+    }
+    let o = 4u * g4 + 4u * j;
+    store4(pix * CO, o, best, false);
+    store_winner4(pix, o, arg);
 }
 
 // Four consecutive input channels (from c) of kernel tap k for output channel o: CO apart,
@@ -429,6 +494,10 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
 
 // backward_input's invocation lid of workgroup wid in a grid of nwg.
 fn input_gradient_at(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) {
+    if (QUADS && UP == 2u) {
+        input_gradient_quads_at(wid, lid, nwg);
+        return;
+    }
     let pix = flat_of(wid, lid, nwg, TILED_WG);
     if (pix >= p.n * XH * XW) { return; }
     let ix = i32(pix % XW);
@@ -453,6 +522,30 @@ fn input_gradient_at(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) {
     if (live(CI4, g4, 1u)) { store_dx(pix * CI, c0 + 4u, s.a1); }
     if (live(CI4, g4, 2u)) { store_dx(pix * CI, c0 + 8u, s.a2); }
     if (live(CI4, g4, 3u)) { store_dx(pix * CI, c0 + 12u, s.a3); }
+}
+
+// input_gradient_at under QUADS (UP = 2): invocation 4 * pix + w takes place w of x's pixel
+// pix's 2x2 block in the upsampled input (clamped past the end, so that every invocation
+// reaches the barrier), then invocation 4 * pix + j sums register j of the four as the
+// one-invocation kernel does: (top-left + top-right) + (bottom-left + bottom-right).
+fn input_gradient_quads_at(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) {
+    let q = flat_of(wid, lid, nwg, TILED_WG);
+    let pixels = p.n * XH * XW;
+    let pix = q / 4u;
+    let at = min(pix, pixels - 1u);
+    let ix = i32(at % XW);
+    let iy = i32((at / XW) % XH);
+    let b = at / (XW * XH);
+    let g4 = group4(CI4, wid.z);
+    let w = q % 4u;
+    put_quad(lid, input_grad(b, 2 * iy + i32(w / 2u), 2 * ix + i32(w % 2u), g4));
+    workgroupBarrier();
+    let j = lid % 4u;
+    if (pix >= pixels || !live(CI4, g4, j)) { return; }
+    let first = lid - j;
+    let s = (quad_at(first, 0u, j) + quad_at(first, 1u, j))
+        + (quad_at(first, 2u, j) + quad_at(first, 3u, j));
+    store_dx(pix * CI, 4u * g4 + 4u * j, s);
 }
 
 // Split-K weight gradient, stage 1: invocation (chunk, row) of output-channel group z sums

@@ -58,12 +58,14 @@ struct Cli {
     /// split-K kernels load 4 features at once, the convolutions 4 channels at once in the
     /// forward pass, input gradient and weight-gradient partials), narrow (the convolutions
     /// keep 4 channels
-    /// per invocation, not 16: 4x the invocations) and single (rows takes one sample per
-    /// workgroup, not two: 2x the workgroups); or all, none, tune (train, bench and profile
+    /// per invocation, not 16: 4x the invocations), single (rows takes one sample per
+    /// workgroup, not two: 2x the workgroups) and quads (a folded pool's or upsampling's 2x2
+    /// window on four invocations, not one); or all, none, tune (train, bench and profile
     /// time sets of folds at start-up and keep the fastest: the gpu kernel set only, where
     /// they change no bit), auto (tune on a GPU adapter's gpu kernel set; elsewhere all on the
-    /// gpu set but rows, grads, gather and narrow on a CPU adapter, none on cpu; a resumed run
-    /// keeps the folds its config.json records for the same adapter; tune times them again).
+    /// gpu set but rows, grads, gather, narrow and quads on a CPU adapter, none on cpu; a
+    /// resumed run keeps the folds its config.json records for the same adapter; tune times
+    /// them again).
     #[arg(long, global = true, default_value = "auto")]
     folds: FoldChoice,
     #[command(subcommand)]
@@ -184,7 +186,7 @@ enum Command {
         data: DataArg,
     },
     /// Every dispatch of a training step timed under each kernel set (gpu, cpu) and each of
-    /// the gpu set's kernel variants (tiles, vec4, narrow, single) that changes one of the
+    /// the gpu set's kernel variants (tiles, vec4, narrow, single, quads) that changes one of the
     /// model's dispatches, side by side per layer: which code is faster where, on this
     /// adapter ("= gpu" where a variant leaves a dispatch as it is). All run unfolded unless
     /// --folds names folds (then all run those, each variant added; auto counts as none here).

@@ -1113,7 +1113,7 @@ fn cli_bench_kernels_times_each_layer_under_both_sets() {
         "dense.forward",
         "adam.step",
         "= gpu",
-        "not timed (no dispatch of this model changes): gpu+tiles, gpu+narrow, gpu+single",
+        "not timed (no dispatch of this model changes): gpu+tiles, gpu+narrow, gpu+single, gpu+quads",
     ] {
         assert!(r.stdout.contains(want), "no {want} in:\n{}", r.stdout);
     }
@@ -1124,7 +1124,7 @@ fn cli_bench_kernels_times_each_layer_under_both_sets() {
     assert_eq!(v["sets"], serde_json::json!(["gpu", "gpu+vec4", "cpu"]));
     assert_eq!(
         v["unchanged"],
-        serde_json::json!(["gpu+tiles", "gpu+narrow", "gpu+single"])
+        serde_json::json!(["gpu+tiles", "gpu+narrow", "gpu+single", "gpu+quads"])
     );
     let rows = v["rows"].as_array().unwrap();
     let row = |layer: &str, kernel: &str| {
@@ -2009,7 +2009,7 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
     let out = t.path().join("bogus");
     train(&data, &out, &["--folds", "pool,some", "--epochs", "1"]).fails_with(&[
         "'some'",
-        "upsample, pool, reduces, backward, loss, tiles, finish, rows, vec4, grads, narrow, single and gather",
+        "upsample, pool, reduces, backward, loss, tiles, finish, rows, vec4, grads, narrow, single, gather and quads",
     ]);
     assert_not_created(&out);
     for (kernels, folds, recorded) in [
@@ -2063,6 +2063,7 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
         ("narrow", 44),
         ("single", 44),
         ("gather", 44),
+        ("quads", 44),
         ("all", 18),
     ];
     for (folds, dispatches) in counts {
@@ -2131,7 +2132,7 @@ fn cli_folds_tune_picks_conv_variants_per_layer() {
     ];
     // Every conv layer compared under each per-layer variant, nothing else.
     let variants = wgsl_autoencoder::train::tune::PER_LAYER;
-    assert_eq!(variants, ["narrow", "tiles", "vec4"]);
+    assert_eq!(variants, ["narrow", "tiles", "vec4", "quads"]);
     assert_eq!(layers.len(), variants.len() * convs.len(), "{by}");
     let mut want = std::collections::BTreeMap::new();
     for l in layers {

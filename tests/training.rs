@@ -1075,7 +1075,7 @@ fn decode_of_encode_on(g: &Gpu) {
 /// per step fewer with all (3 pools and 3 upsamplings, forward and backward; 7 reduces as 1;
 /// 6 convolutions' input and weight gradients as one dispatch each; the loss gradient in the
 /// loss pass; the tiled weight-gradient partials, no fewer; the loss's last sum in Adam's
-/// dispatch; the narrow channel groups, no fewer); and so do the dense and deep models, whose forward pass, logits' gradient and
+/// dispatch; the narrow channel groups and the quads, no fewer); and so do the dense and deep models, whose forward pass, logits' gradient and
 /// input gradients the rows fold runs as one dispatch.
 /// Batch 16 on 40 images ends each epoch with a partial batch of 8, whose 4x4 layer has few
 /// enough chunks for the serial reduce, so both of the merged reduce's paths run.
@@ -1085,7 +1085,7 @@ fn folds_change_no_bit_of_training() {
     let px = MNIST.len() as usize;
     let train_px = images(43, 40, px);
     let test_px = images(44, 20, px);
-    // `own`: layers given the narrow, tiled and vec4 variants of their own (as the start-up
+    // `own`: layers given the narrow, tiled, vec4 and quads variants of their own (as the start-up
     // timing may pick per layer), on top of `folds`.
     let run_noisy = |kind: ModelKind, folds: FoldSet, own: &[&str], noise: f32| {
         let model = Model::new(kind, MNIST).unwrap();
@@ -1102,6 +1102,7 @@ fn folds_change_no_bit_of_training() {
                 narrow: true,
                 tiles: true,
                 vec4: true,
+                quads: true,
                 ..folds
             };
             g.layer_folds.insert(layer.to_string(), variants);
@@ -1136,14 +1137,23 @@ fn folds_change_no_bit_of_training() {
         narrow: k == 10,
         single: k == 11,
         gather: k == 12,
+        quads: k == 13,
     };
     let pool_and_backward = FoldSet {
         pool: true,
         backward: true,
         ..FoldSet::NONE
     };
+    // The quads spread the folded windows: alone they change nothing.
+    let windows_in_quads = FoldSet {
+        upsample: true,
+        pool: true,
+        quads: true,
+        ..FoldSet::NONE
+    };
     let conv_cases = [
         FoldSet::ALL,
+        windows_in_quads,
         only(0),
         only(1),
         only(2),
@@ -1207,12 +1217,14 @@ fn folds_change_no_bit_of_training() {
             assert!(state == none.2, "{kind:?} {folds}: final state");
         }
     }
-    // Per layer: the 4x4 and 7x7 layers narrow, tiled and with vec4 loads, the rest as all
-    // but those three say. The same bits, and launches that differ from both uniform choices.
+    // Per layer: the 7x7 (pooled), 4x4 and first upsampled 8x8 layers narrow, tiled, with
+    // vec4 loads and quads, the rest as all but those four say. The same bits, and launches
+    // that differ from both uniform choices.
     let rest = FoldSet {
         narrow: false,
         tiles: false,
         vec4: false,
+        quads: false,
         ..FoldSet::ALL
     };
     // Denoising: the rows dispatch reads the noisy inputs and the clean targets that the
@@ -1228,7 +1240,8 @@ fn folds_change_no_bit_of_training() {
     assert_eq!(m, noisy_none.1, "noisy dense: epoch losses");
     assert!(state == noisy_none.2, "noisy dense: final state");
     let none = conv_none.unwrap();
-    let (_, m, state, mixed) = run_mixed(ModelKind::Conv, rest, &["conv2d_2", "conv2d_3"]);
+    let own = ["conv2d_2", "conv2d_3", "conv2d_4"];
+    let (_, m, state, mixed) = run_mixed(ModelKind::Conv, rest, &own);
     assert_eq!(m, none.1, "per-layer variants: epoch losses");
     assert!(state == none.2, "per-layer variants: final state");
     let (.., uniform) = run_mixed(ModelKind::Conv, rest, &[]);

@@ -93,13 +93,14 @@ impl fmt::Display for KernelChoice {
 /// a dense model's whole forward pass, logits' gradient and input gradients as one dispatch
 /// over the batch's rows (`rows`), and with it every dense layer's weight gradient and the
 /// loss's partial sums as one more (`grads`) and the batch gathered from the dataset by
-/// that dispatch rather than one of its own (`gather`, inputs without noise). Four more are
+/// that dispatch rather than one of its own (`gather`, inputs without noise). Five more are
 /// kernel variants rather than folds, selected the same way: the weight-gradient partials
 /// staging each workgroup's gradient once (`tiles`), the dense split-K kernels loading 4
 /// features at once and the convolutions 4 channels at once in the forward pass, input
 /// gradient and weight-gradient partials (`vec4`), the
-/// convolutions keeping 4 channels per invocation instead of 16 (`narrow`), and
-/// `dense.rows` taking one sample per workgroup instead of two (`single`). On the GPU set
+/// convolutions keeping 4 channels per invocation instead of 16 (`narrow`),
+/// `dense.rows` taking one sample per workgroup instead of two (`single`), and a folded pool's
+/// or upsampling's 2x2 window spread over four invocations instead of one (`quads`). On the GPU set
 /// every result is the same to the bit either way, only the dispatches differ; on the CPU set
 /// a fold runs the GPU set's kernels for the layers it joins (the same sums, to float
 /// rounding).
@@ -122,6 +123,7 @@ pub struct FoldSet {
     pub narrow: bool,
     pub single: bool,
     pub gather: bool,
+    pub quads: bool,
 }
 
 impl FoldSet {
@@ -139,6 +141,7 @@ impl FoldSet {
         narrow: false,
         single: false,
         gather: false,
+        quads: false,
     };
     pub const ALL: FoldSet = FoldSet {
         upsample: true,
@@ -154,16 +157,17 @@ impl FoldSet {
         narrow: true,
         single: true,
         gather: true,
+        quads: true,
     };
     /// The names `--folds` lists them by, in order.
-    pub const NAMES: [&'static str; 13] = [
+    pub const NAMES: [&'static str; 14] = [
         "upsample", "pool", "reduces", "backward", "loss", "tiles", "finish", "rows", "vec4",
-        "grads", "narrow", "single", "gather",
+        "grads", "narrow", "single", "gather", "quads",
     ];
 
     /// The kernel variants among them: each changes how a kernel computes, not which
     /// dispatches a step has (`bench-kernels` times each beside the kernels without it).
-    pub const VARIANTS: [&'static str; 4] = ["tiles", "vec4", "narrow", "single"];
+    pub const VARIANTS: [&'static str; 5] = ["tiles", "vec4", "narrow", "single", "quads"];
 
     /// The rule: what a device opens with under `auto` (which then times sets at start-up on
     /// a GPU adapter's GPU set: `train::tune`), and keeps where it does not time. Everything
@@ -171,7 +175,8 @@ impl FoldSet {
     /// from 10 to 3), but on a CPU adapter neither `rows` (and `grads` and `gather`, which
     /// need it: on llvmpipe its barrier-bound workgroups took a dense step 2.7-3.1x longer
     /// than the per-layer kernels) nor `narrow` (the conv step 22-34% longer on lavapipe:
-    /// BENCHMARKS.md);
+    /// BENCHMARKS.md) nor `quads` (not shown to pay there: a step's kernels -19% to +5% on
+    /// lavapipe over three runs, within that machine's noise);
     /// nothing on the CPU set, whose kernels read and write plain tensors and reduce their own
     /// sums (a fold would run the GPU set's kernels for those layers).
     pub fn for_adapter(kernels: KernelSet, info: &wgpu::AdapterInfo) -> Self {
@@ -182,6 +187,7 @@ impl FoldSet {
                 grads: false,
                 gather: false,
                 narrow: false,
+                quads: false,
                 ..FoldSet::ALL
             },
             (KernelSet::Gpu, _) => FoldSet::ALL,
@@ -189,7 +195,7 @@ impl FoldSet {
     }
 
     /// Each fold's flag, in the order of [`FoldSet::NAMES`].
-    fn flags(self) -> [bool; 13] {
+    fn flags(self) -> [bool; 14] {
         let mut set = self;
         Self::NAMES.map(|name| set.flag_mut(name).is_some_and(|on| *on))
     }
@@ -210,6 +216,7 @@ impl FoldSet {
             "narrow" => &mut self.narrow,
             "single" => &mut self.single,
             "gather" => &mut self.gather,
+            "quads" => &mut self.quads,
             _ => return None,
         })
     }
@@ -360,7 +367,7 @@ pub struct FoldTiming {
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct LayerTrial {
     pub layer: String,
-    /// `narrow` or `tiles`.
+    /// One of `train::tune::PER_LAYER`: `narrow`, `tiles`, `vec4` or `quads`.
     pub variant: &'static str,
     /// Whether the flipped set has it on.
     pub on: bool,

@@ -41,7 +41,7 @@ pub const LOOP_BOUNDING: bool = cfg!(feature = "naga-loop-bounding");
 /// OpenGL a compile-time one: naga zeroes an array with a constructor of that many literals,
 /// which took llvmpipe's GL compiler minutes for `dense::rows`' 5,312 floats (two samples'
 /// activations and the lane sums).
-const WRITES_BEFORE_READING: [(&str, &str); 17] = [
+const WRITES_BEFORE_READING: [(&str, &str); 19] = [
     // The dense stack and split-K kernels: each invocation stores its own activations or
     // partial block before the barrier that the reads follow.
     ("dense", "rows"),
@@ -67,6 +67,11 @@ const WRITES_BEFORE_READING: [(&str, &str); 17] = [
     // Without `tiles` (and in the pair's input-gradient workgroups) nothing touches it.
     ("conv2d", "backward_weight_partial"),
     ("conv2d", "backward_pair"),
+    // The quads (QUADS): every invocation, past the end too (clamped), puts its four vec4
+    // registers in its own four slots before the barrier, and reads follow it. Without QUADS
+    // nothing touches them (nor in the pair's weight-gradient workgroups).
+    ("conv2d", "forward_pooled"),
+    ("conv2d", "backward_input"),
 ];
 
 fn writes_before_reading(module: Module, entry: &str) -> bool {

@@ -64,6 +64,24 @@ pub fn vec4_loads(gpu: &Gpu, layer: &str) -> bool {
     gpu.folds_at(layer).vec4
 }
 
+/// Whether layer `layer`'s kernels on `gpu` spread a folded 2x2 window over four invocations
+/// (`--folds quads`, the shader's QUADS): the pooled forward pass one per window pixel, the
+/// input gradient of an upsampled input one per pixel of each 2x2 block, meeting in workgroup
+/// memory, where each of the four combines one channel register in the one-invocation order
+/// (the same bits). 4x the invocations, each a quarter of the chain.
+pub fn quads(gpu: &Gpu, layer: &str) -> bool {
+    gpu.folds_at(layer).quads
+}
+
+/// Invocations a window's worth of work takes: 4 under [`quads`] where `folded` (the layer
+/// folds the 2x2 window the variant spreads), else 1.
+fn per_window(gpu: &Gpu, layer: &str, folded: bool) -> u64 {
+    match quads(gpu, layer) && folded {
+        true => 4,
+        false => 1,
+    }
+}
+
 /// Output pixels per partial sum of the weight gradient for small kernels (the shader's CHUNK
 /// override; `chunk` lengthens it for large ones).
 pub const CHUNK: u64 = 16;
@@ -256,13 +274,14 @@ fn cpu_kernels(set: KernelSet, s: &Conv2dShape, folds: &Folds<'_>) -> bool {
 /// The pipeline's shape constants: everything but the batch size; `group` channels per
 /// invocation ([`group`]; kernels without channel groups take [`WIDE_GROUP`], so that the
 /// narrow variant shares their pipelines).
-fn constants(s: &Conv2dShape, folds: &Folds<'_>, group: u32) -> [(&'static str, f64); 15] {
-    constants_with(s, folds, false, false, group, false)
+fn constants(s: &Conv2dShape, folds: &Folds<'_>, group: u32) -> [(&'static str, f64); 16] {
+    constants_with(s, folds, false, false, group, false, false)
 }
 
 /// `tile`: the weight-gradient partials' tiled variant ([`tiles`]); `w4`: the vec4 variant's
 /// kernel and upstream-gradient loads ([`vec4_loads`]; kernels that load neither take false,
-/// so that they share pipelines).
+/// so that they share pipelines); `quads`: a folded window over four invocations ([`quads`],
+/// true only for the kernels whose window is folded).
 fn constants_with(
     s: &Conv2dShape,
     folds: &Folds<'_>,
@@ -270,12 +289,14 @@ fn constants_with(
     tile: bool,
     group: u32,
     w4: bool,
-) -> [(&'static str, f64); 15] {
+    quads: bool,
+) -> [(&'static str, f64); 16] {
     let (ph, pw) = folds.pool_shape(s).map_or((1, 1), |p| p.out_hw());
     [
         ("GROUP", group as f64),
         ("TILE", tile as u32 as f64),
         ("W4", w4 as u32 as f64),
+        ("QUADS", quads as u32 as f64),
         ("UP", folds.input.factor() as f64),
         ("POOL", if folds.pool.is_some() { 2.0 } else { 1.0 }),
         ("PH", ph as f64),
@@ -383,7 +404,8 @@ pub fn forward(
     }
     let p = params(s, relu);
     // One invocation per output pixel, or per pooled one (each computing its window).
-    let pixels = folds.output_len(s) / s.co as u64;
+    let quads = per_window(gpu, label, folds.pool.is_some());
+    let pixels = folds.output_len(s) / s.co as u64 * quads;
     let (entry, kernel) = match folds.pool {
         None => ("forward", "conv2d.forward"),
         Some(_) => ("forward_pooled", "conv2d.forward_pooled"),
@@ -400,7 +422,8 @@ pub fn forward(
     let mut bindings = vec![(1, x), (2, w), (3, b), (4, y), (15, x_vec4), (16, w_vec4)];
     bindings.extend(folds.pool.map(|p| (12, p.winner)));
     let w4 = vec4_loads(gpu, label);
-    let mut constants = constants_with(s, folds, false, false, group(gpu, label), w4).to_vec();
+    let group = group(gpu, label);
+    let mut constants = constants_with(s, folds, false, false, group, w4, quads > 1).to_vec();
     constants.push(("X4", x4 as u32 as f64));
     build(
         gpu,
@@ -481,7 +504,8 @@ pub fn backward_input(
     }
     let (dy, act, relu) = g.bindings();
     let p = params(s, relu);
-    let pixels = folds.input.len(s) / s.ci as u64;
+    let quads = per_window(gpu, label, folds.input == Input::Upsampled2x);
+    let pixels = folds.input.len(s) / s.ci as u64 * quads;
     let bindings = [
         (2, w),
         (5, dy),
@@ -500,7 +524,7 @@ pub fn backward_input(
             label,
             params: bytemuck::bytes_of(&p),
             bindings: &bindings,
-            constants: &constants_with(s, folds, false, false, group(gpu, label), w4),
+            constants: &constants_with(s, folds, false, false, group(gpu, label), w4, quads > 1),
             workgroups: per_group(
                 gpu,
                 label,
@@ -625,7 +649,7 @@ fn split_k(
     let partials = partials.view(0, used);
     let tile = tiles(gpu, label, s);
     let w4 = vec4_loads(gpu, label);
-    let constants = constants_with(s, folds, with_bias, tile, group(gpu, label), w4);
+    let constants = constants_with(s, folds, with_bias, tile, group(gpu, label), w4, false);
     let bindings = [
         (1, x),
         (5, dy),
@@ -680,7 +704,7 @@ fn reduce_dispatch(
     let p = params(s, false);
     let rows = s.taps() * s.ci as u64 + with_bias as u64;
     let used = partials.len;
-    let constants = constants_with(s, folds, with_bias, false, WIDE_GROUP, false);
+    let constants = constants_with(s, folds, with_bias, false, WIDE_GROUP, false, false);
     let (_, reduce_kernel) = weight_gradient_kernels(with_bias);
     // The reduce binds db only when it writes it: alias dw otherwise, as the kernel never
     // reaches that branch.
@@ -751,7 +775,8 @@ pub fn backward_pair(
         true => chunks(s).div_ceil(TILE_CHUNKS),
         false => per_z(chunks(s) * rows),
     };
-    let input_per_z = per_z(folds.input.len(s) / s.ci as u64);
+    let quads = per_window(gpu, label, folds.input == Input::Upsampled2x);
+    let input_per_z = per_z(folds.input.len(s) / s.ci as u64 * quads);
     let total = part_per_z * groups_of(gpu, label, s.co) as u64
         + input_per_z * groups_of(gpu, label, s.ci) as u64;
     let p = Params {
@@ -785,6 +810,7 @@ pub fn backward_pair(
                 tile,
                 group(gpu, label),
                 vec4_loads(gpu, label),
+                quads > 1,
             ),
             workgroups: gpu.groups(kernel, total)?,
             cost: Cost {

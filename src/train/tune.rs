@@ -37,9 +37,9 @@ pub const MARGIN: f64 = 0.03;
 
 /// The order folds are left out in: every one of [`FoldSet::NAMES`], `gather` and `grads`
 /// before `rows`, which they need, so that each alone is tried first.
-pub const TRY_ORDER: [&str; 13] = [
+pub const TRY_ORDER: [&str; 14] = [
     "upsample", "pool", "reduces", "backward", "loss", "tiles", "narrow", "finish", "single",
-    "gather", "grads", "rows", "vec4",
+    "gather", "grads", "rows", "vec4", "quads",
 ];
 
 /// Whether `choice` asks this device to time its folds: `tune` always, `auto` on the GPU
@@ -115,8 +115,9 @@ pub fn pick(
 
 /// The variants the timing then picks layer by layer: each changes only its own layer's
 /// launches of a convolution (the channels per invocation, the weight-gradient partials'
-/// staging, the vec4 loads; a dense layer's vec4 follows the model-wide pick).
-pub const PER_LAYER: [&str; 3] = ["narrow", "tiles", "vec4"];
+/// staging, the vec4 loads, a folded window's invocations; a dense layer's vec4 follows the
+/// model-wide pick).
+pub const PER_LAYER: [&str; 4] = ["narrow", "tiles", "vec4", "quads"];
 
 /// The per-layer pass, after the search picked `picked` (in `gpu.folds`): for each of
 /// [`PER_LAYER`], every conv layer's dispatches timed with it flipped against the pick, by

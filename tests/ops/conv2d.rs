@@ -817,15 +817,33 @@ fn open_variant(tiles: bool, narrow: bool) -> Gpu {
     open_variants(tiles, narrow, true)
 }
 
-/// As [`open_variant`], with the vec4 loads as asked too.
+/// As [`open_variant`], with the vec4 loads as asked too (and a folded window on one
+/// invocation: [`open_quads`] spreads it over four).
 fn open_variants(tiles: bool, narrow: bool, vec4: bool) -> Gpu {
-    use wgsl_autoencoder::gpu::{DeviceChoice, FoldChoice, FoldSet, KernelChoice};
-    let folds = FoldSet {
+    use wgsl_autoencoder::gpu::FoldSet;
+    open_folds(FoldSet {
+        tiles,
+        narrow,
+        vec4,
+        quads: false,
+        ..FoldSet::ALL
+    })
+}
+
+/// As [`open_variants`], with each folded 2x2 window on four invocations (`--folds quads`).
+fn open_quads(tiles: bool, narrow: bool, vec4: bool) -> Gpu {
+    use wgsl_autoencoder::gpu::FoldSet;
+    open_folds(FoldSet {
         tiles,
         narrow,
         vec4,
         ..FoldSet::ALL
-    };
+    })
+}
+
+/// A device on the GPU set with exactly `folds`.
+fn open_folds(folds: wgsl_autoencoder::gpu::FoldSet) -> Gpu {
+    use wgsl_autoencoder::gpu::{DeviceChoice, FoldChoice, KernelChoice};
     let choice = DeviceChoice::new(
         crate::common::adapter_choice(),
         KernelChoice::Set(KernelSet::Gpu),
@@ -873,7 +891,8 @@ fn variant_cases() -> Vec<Folded> {
 /// invocation, not 16) and the vec4 variant's skipped lanes (`--folds vec4`) give the plain
 /// per-row kernels' kernel, bias and input gradients bit for bit, on four devices (the plain
 /// kernels, the per-row ones with the vec4 variant, the tiles, and tiles with narrow), for
-/// every fold case (a pool's routing, an upsampled input), with and without ReLU, with and
+/// every fold case (a pool's routing, an upsampled input: also with the quads, `--folds
+/// quads`, alone and with the rest), with and without ReLU, with and
 /// without the bias row (`backward_weight`), and on a layer with chunks longer than 16 and more
 /// than 16 channels a side (which the tiles leave to the per-row kernel, and which is 5 and 6
 /// narrow groups against 2 wide ones, the last of each partly live).
@@ -888,6 +907,10 @@ fn conv2d_tiled_weight_partials_are_the_per_row_kernel_bit_for_bit() {
     // `folds_change_no_bit_of_training` runs them on a whole model), so a fourth device
     // would only add pipelines to compile (minutes through llvmpipe's GL).
     let narrow = open_variant(true, true);
+    // The quads (an upsampled input's input gradient on four invocations per pixel of x):
+    // wide and per-row, and narrow with the tiles and vec4 loads.
+    let quads = open_quads(false, false, false);
+    let quads_narrow = open_quads(true, true, true);
     assert_eq!(conv2d::group(&per_row, "t"), conv2d::WIDE_GROUP);
     assert_eq!(conv2d::group(&narrow, "t"), conv2d::NARROW_GROUP);
     for (k, case) in variant_cases().into_iter().enumerate() {
@@ -979,6 +1002,18 @@ fn conv2d_tiled_weight_partials_are_the_per_row_kernel_bit_for_bit() {
                 (&tiled, true, "the tiled pair"),
                 (&narrow, false, "the narrow tiled partials"),
                 (&narrow, true, "the narrow tiled pair"),
+                (&quads, false, "the quads' input gradient"),
+                (&quads, true, "the quads' pair"),
+                (
+                    &quads_narrow,
+                    false,
+                    "the narrow quads' input gradient with vec4 loads",
+                ),
+                (
+                    &quads_narrow,
+                    true,
+                    "the narrow tiled quads' pair with vec4 loads",
+                ),
             ] {
                 let got = run_on(g, paired);
                 for (i, out) in ["dw", "db", "dx", "dw without the bias row"]
@@ -1074,9 +1109,10 @@ fn conv2d_vec4_variant_binds_tensors_shorter_than_a_vec4() {
     }
 }
 
-/// The narrow channel groups (`--folds narrow`) and the vec4 loads (`--folds vec4`: input
+/// The narrow channel groups (`--folds narrow`), the vec4 loads (`--folds vec4`: input
 /// channels where they are a multiple of 4, the kernel's output channels where they are, the
-/// lanes past CO left unloaded where they are not), alone and together, give the wide scalar
+/// lanes past CO left unloaded where they are not) and the quads (`--folds quads`: a folded
+/// pool's window on four invocations), alone and together, give the wide scalar
 /// forward pass bit for bit: plain, with a max pool folded in (values and winners), and
 /// reading an upsampled input, with and without ReLU, for every fold case and a layer of 24 ->
 /// 20 channels (6 narrow groups of input, 5 of output, against 2 wide ones).
@@ -1089,6 +1125,11 @@ fn conv2d_narrow_groups_and_vec4_loads_give_the_plain_forward_bit_for_bit() {
         (
             open_variants(true, true, true),
             "the narrow groups' with vec4 loads",
+        ),
+        (open_quads(true, false, false), "the quads'"),
+        (
+            open_quads(true, true, true),
+            "the quads' with narrow groups and vec4 loads",
         ),
     ];
     let mut loaded_by_vec4 = 0;
