@@ -696,6 +696,107 @@ fn conv2d_folds_are_the_layers_one_by_one_bit_for_bit() {
     }
 }
 
+/// The weight-gradient reduce adds each weight's chunks in the order its shader documents,
+/// which no change of its code may move (every checkpoint's bits depend on it): in chunk order
+/// in one invocation for up to SERIAL_REDUCE chunks; else invocation l of WG = 256 adds chunks
+/// l, l + 256, ... in order, and a fixed tree halves the 256 sums (l += l + 128, then 64, ...).
+/// The host adds the same floats in that order and must get the same bits, from the layer's
+/// own reduce and from the one for every layer, at chunk counts that leave the kernel's
+/// loads in batches of eight with and without a rest (13 chunks serially; 3,136 in the tree,
+/// 12 or 13 per invocation; 98, one each). The partial sums span 40 binary orders of magnitude,
+/// so that adding them in any other order changes the sums.
+#[test]
+fn conv2d_weight_reduce_adds_in_its_documented_order() {
+    const WG: usize = 256;
+    let g = crate::common::gpu_with(KernelSet::Gpu);
+    let folds = Folds::default();
+    let sh = |n, h, ci, co| Conv2dShape {
+        k: 3,
+        n,
+        h,
+        w: h,
+        ci,
+        co,
+        padding: Padding::Same,
+    };
+    let mut serial_and_tree = [false; 2];
+    for (k, s) in [sh(13, 4, 8, 8), sh(256, 14, 16, 8), sh(8, 14, 2, 3)]
+        .into_iter()
+        .enumerate()
+    {
+        let what = format!("{s:?}");
+        let items = s.weight_len() as usize + s.co as usize;
+        let used = conv2d::partials_used(&s) as usize;
+        let chunks = used / items;
+        let serial = chunks as u64 <= conv2d::SERIAL_REDUCE;
+        serial_and_tree[serial as usize] = true;
+        let mut r = crate::common::rng(1600 + k as u64);
+        let scale = crate::common::uniform(&mut r, used, -20.0, 20.0);
+        let mut values = crate::common::uniform(&mut r, used, -1.0, 1.0);
+        for (v, e) in values.iter_mut().zip(&scale) {
+            *v *= e.round().exp2();
+        }
+        let len = conv2d::partials_len(KernelSet::Gpu, &s, &folds) as usize;
+        values.resize(len, f32::NAN);
+        let partials = g.upload("partials", &values).or_fail(&what);
+        let (dw, db) = (
+            g.poisoned("dw", s.weight_len()).or_fail(&what),
+            g.poisoned("db", s.co as u64).or_fail(&what),
+        );
+        let grads = g.poisoned("grads", items as u64).or_fail(&what);
+        let share = conv2d::ReduceShare {
+            s,
+            partials: 0,
+            dw: 0,
+            db: Some(s.weight_len()),
+        };
+        let d = [
+            conv2d::backward_params_reduce(g, "t", &s, &folds, &partials, &dw, &db).or_fail(&what),
+            conv2d::backward_params_reduce_all(g, "t", &[share], &partials, &grads).or_fail(&what),
+        ];
+        wgsl_autoencoder::ops::run(g, &d).or_fail(&what);
+        let want: Vec<u32> = (0..items)
+            .map(|i| {
+                let terms = &values[i * chunks..(i + 1) * chunks];
+                let total = match serial {
+                    true => terms.iter().fold(0.0f32, |a, v| a + v),
+                    false => {
+                        let mut lanes: Vec<f32> = (0..WG)
+                            .map(|l| terms.iter().skip(l).step_by(WG).fold(0.0f32, |a, v| a + v))
+                            .collect();
+                        let mut half = WG / 2;
+                        while half > 0 {
+                            for l in 0..half {
+                                lanes[l] += lanes[l + half];
+                            }
+                            half /= 2;
+                        }
+                        lanes[0]
+                    }
+                };
+                total.to_bits()
+            })
+            .collect();
+        let own: Vec<u32> = [g.read::<u32>(&dw), g.read::<u32>(&db)]
+            .into_iter()
+            .flat_map(|v| v.or_fail(&what))
+            .collect();
+        assert!(own == want, "{what} ({chunks} chunks): the layer's reduce");
+        let all = g.read::<u32>(&grads).or_fail(&what);
+        assert!(
+            all == want,
+            "{what} ({chunks} chunks): the reduce of every layer"
+        );
+        // The order matters for these sums: adding them in reverse changes some.
+        let reversed = (0..items).any(|i| {
+            let terms = &values[i * chunks..(i + 1) * chunks];
+            terms.iter().rev().fold(0.0f32, |a, v| a + v).to_bits() != want[i]
+        });
+        assert!(reversed, "{what}: the sums do not depend on their order");
+    }
+    assert_eq!(serial_and_tree, [true, true], "both paths covered");
+}
+
 /// Every layer's weight-gradient reduce in one dispatch gives each layer's own reduce's
 /// gradients bit for bit: three layers' partial sums in regions of one buffer (a 4x4 layer
 /// with few enough chunks for the serial sum, two with enough for the tree, one of them
