@@ -39,6 +39,38 @@ fn blocks(rows: u32, cols: u32) -> vec2<u32> {
     return vec2<u32>((rows + T - 1u) / T, (cols + T - 1u) / T);
 }
 
+// An invocation's 4x4 block of sums, row k in register kk: four named vec4 registers, never
+// an indexed array. A function-scope array that the driver cannot prove constant-indexed
+// stays in local memory on NVIDIA, a memory round trip per multiply-add (conv2d.wgsl's Sums
+// were 1.45-1.75x faster on the H200 for it).
+struct Block {
+    k0: vec4<f32>, k1: vec4<f32>, k2: vec4<f32>, k3: vec4<f32>,
+}
+
+fn zero_block() -> Block {
+    let z = vec4<f32>(0.0);
+    return Block(z, z, z, z);
+}
+
+// acc with a[k] * b added to row k: the multiply-adds an indexed `acc[k] += a[k] * b` made.
+fn add_rows(acc: Block, a: vec4<f32>, b: vec4<f32>) -> Block {
+    return Block(acc.k0 + a.x * b, acc.k1 + a.y * b, acc.k2 + a.z * b, acc.k3 + a.w * b);
+}
+
+fn block_row(s: Block, k: u32) -> vec4<f32> {
+    switch k {
+        case 0u: { return s.k0; }
+        case 1u: { return s.k1; }
+        case 2u: { return s.k2; }
+        default: { return s.k3; }
+    }
+}
+
+// x[r0..r0 + 3, i], 0 outside the batch.
+fn x4_rows(r0: u32, i: u32) -> vec4<f32> {
+    return vec4<f32>(x_at(r0, i), x_at(r0 + 1u, i), x_at(r0 + 2u, i), x_at(r0 + 3u, i));
+}
+
 // x[r, i], 0 outside the batch.
 fn x_at(r: u32, i: u32) -> f32 {
     if (r >= p.n) { return 0.0; }
@@ -57,6 +89,21 @@ fn g_at(r: u32, o: u32) -> f32 {
     return grad_out(r * p.fout + o);
 }
 
+// g_at(r0..r0 + 3, o).
+fn g4_rows(r0: u32, o: u32) -> vec4<f32> {
+    return vec4<f32>(g_at(r0, o), g_at(r0 + 1u, o), g_at(r0 + 2u, o), g_at(r0 + 3u, o));
+}
+
+// Sample r's inputs i0..i0 + 3, `past` for those past the last input (0, or the bias row's
+// 1 in the weight gradients).
+fn x4_inputs(r: u32, i0: u32, past: f32) -> vec4<f32> {
+    var v = vec4<f32>(past);
+    for (var k = 0u; k < T; k++) {
+        if (i0 + k < p.fin) { v[k] = x[r * p.fin + i0 + k]; }
+    }
+    return v;
+}
+
 // y[r, o] for a 4x4 block of (row, unit).
 @compute @workgroup_size(WG)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
@@ -66,19 +113,18 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     if (idx >= nb.x * nb.y) { return; }
     let r0 = (idx / nb.y) * T;
     let o0 = (idx % nb.y) * T;
-    var acc: array<vec4<f32>, 4>;
+    var acc = zero_block();
     for (var i = 0u; i < p.fin; i++) {
         let b = vec4<f32>(w_at(i, o0), w_at(i, o0 + 1u), w_at(i, o0 + 2u), w_at(i, o0 + 3u));
-        for (var k = 0u; k < T; k++) {
-            acc[k] += x_at(r0 + k, i) * b;
-        }
+        acc = add_rows(acc, x4_rows(r0, i), b);
     }
     for (var k = 0u; k < T; k++) {
         let r = r0 + k;
+        let row = block_row(acc, k);
         for (var j = 0u; j < T; j++) {
             let o = o0 + j;
             if (r < p.n && o < p.fout) {
-                var v = acc[k][j] + bias[o];
+                var v = row[j] + bias[o];
                 if (p.relu != 0u) { v = max(v, 0.0); }
                 y[r * p.fout + o] = v;
             }
@@ -95,18 +141,17 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     if (idx >= nb.x * nb.y) { return; }
     let r0 = (idx / nb.y) * T;
     let i0 = (idx % nb.y) * T;
-    var acc: array<vec4<f32>, 4>;
+    var acc = zero_block();
     for (var o = 0u; o < p.fout; o++) {
         let b = vec4<f32>(w_at(i0, o), w_at(i0 + 1u, o), w_at(i0 + 2u, o), w_at(i0 + 3u, o));
-        for (var k = 0u; k < T; k++) {
-            acc[k] += g_at(r0 + k, o) * b;
-        }
+        acc = add_rows(acc, g4_rows(r0, o), b);
     }
     for (var k = 0u; k < T; k++) {
         let r = r0 + k;
+        let row = block_row(acc, k);
         for (var j = 0u; j < T; j++) {
             let i = i0 + j;
-            if (r < p.n && i < p.fin) { dx[r * p.fin + i] = acc[k][j]; }
+            if (r < p.n && i < p.fin) { dx[r * p.fin + i] = row[j]; }
         }
     }
 }
@@ -120,19 +165,17 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     if (idx >= nb.x * nb.y) { return; }
     let i0 = (idx / nb.y) * T;
     let o0 = (idx % nb.y) * T;
-    var acc: array<vec4<f32>, 4>;
+    var acc = zero_block();
     for (var r = 0u; r < p.n; r++) {
         let b = vec4<f32>(g_at(r, o0), g_at(r, o0 + 1u), g_at(r, o0 + 2u), g_at(r, o0 + 3u));
-        for (var k = 0u; k < T; k++) {
-            let i = i0 + k;
-            acc[k] += select(0.0, x[r * p.fin + i], i < p.fin) * b;
-        }
+        acc = add_rows(acc, x4_inputs(r, i0, 0.0), b);
     }
     for (var k = 0u; k < T; k++) {
         let i = i0 + k;
+        let row = block_row(acc, k);
         for (var j = 0u; j < T; j++) {
             let o = o0 + j;
-            if (i < p.fin && o < p.fout) { dw[i * p.fout + o] = acc[k][j]; }
+            if (i < p.fin && o < p.fout) { dw[i * p.fout + o] = row[j]; }
         }
     }
 }
@@ -162,8 +205,8 @@ fn block_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 }
 
 // Adds the 64 invocations' blocks in a fixed tree; the sum ends in blocks_scratch[0].
-fn reduce_blocks(lid: u32, acc: array<vec4<f32>, 4>) {
-    blocks_scratch[lid] = acc;
+fn reduce_blocks(lid: u32, acc: Block) {
+    blocks_scratch[lid] = array<vec4<f32>, 4>(acc.k0, acc.k1, acc.k2, acc.k3);
     for (var s = SPLIT / 2u; s > 0u; s = s >> 1u) {
         workgroupBarrier();
         if (lid < s) {
@@ -212,12 +255,10 @@ fn forward_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     if (idx >= nb.x * nb.y) { return; }
     let r0 = (idx / nb.y) * T;
     let o0 = (idx % nb.y) * T;
-    var acc: array<vec4<f32>, 4>;
+    var acc = zero_block();
     for (var i = lid; i < p.fin; i += SPLIT) {
         let b = vec4<f32>(w_at(i, o0), w_at(i, o0 + 1u), w_at(i, o0 + 2u), w_at(i, o0 + 3u));
-        for (var k = 0u; k < T; k++) {
-            acc[k] += x_at(r0 + k, i) * b;
-        }
+        acc = add_rows(acc, x4_rows(r0, i), b);
     }
     reduce_blocks(lid, acc);
     store_forward_block(lid, r0, o0);
@@ -231,12 +272,10 @@ fn backward_input_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_in
     if (idx >= nb.x * nb.y) { return; }
     let r0 = (idx / nb.y) * T;
     let i0 = (idx % nb.y) * T;
-    var acc: array<vec4<f32>, 4>;
+    var acc = zero_block();
     for (var o = lid; o < p.fout; o += SPLIT) {
         let b = vec4<f32>(w_at(i0, o), w_at(i0 + 1u, o), w_at(i0 + 2u, o), w_at(i0 + 3u, o));
-        for (var k = 0u; k < T; k++) {
-            acc[k] += g_at(r0 + k, o) * b;
-        }
+        acc = add_rows(acc, g4_rows(r0, o), b);
     }
     reduce_blocks(lid, acc);
     if (lid < T * T) {
@@ -256,15 +295,10 @@ fn backward_params_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_i
     if (idx >= nb.x * nb.y) { return; }
     let i0 = (idx / nb.y) * T;
     let o0 = (idx % nb.y) * T;
-    var acc: array<vec4<f32>, 4>;
+    var acc = zero_block();
     for (var r = lid; r < p.n; r += SPLIT) {
         let b = vec4<f32>(g_at(r, o0), g_at(r, o0 + 1u), g_at(r, o0 + 2u), g_at(r, o0 + 3u));
-        for (var k = 0u; k < T; k++) {
-            let i = i0 + k;
-            var xv = 1.0;
-            if (i < p.fin) { xv = x[r * p.fin + i]; }
-            acc[k] += xv * b;
-        }
+        acc = add_rows(acc, x4_inputs(r, i0, 1.0), b);
     }
     reduce_blocks(lid, acc);
     store_params_block(lid, i0, o0);
@@ -297,12 +331,9 @@ fn forward_split4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     if (idx >= nb.x * nb.y) { return; }
     let r0 = (idx / nb.y) * T;
     let o0 = (idx % nb.y) * T;
-    var acc: array<vec4<f32>, 4>;
+    var acc = zero_block();
     for (var i = lid; i < p.fin; i += SPLIT) {
-        let b = wt4[(i * p.fout + o0) / 4u];
-        for (var k = 0u; k < T; k++) {
-            acc[k] += x_at(r0 + k, i) * b;
-        }
+        acc = add_rows(acc, x4_rows(r0, i), wt4[(i * p.fout + o0) / 4u]);
     }
     reduce_blocks(lid, acc);
     store_forward_block(lid, r0, o0);
@@ -316,15 +347,13 @@ fn backward_params_split4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_
     if (idx >= nb.x * nb.y) { return; }
     let i0 = (idx / nb.y) * T;
     let o0 = (idx % nb.y) * T;
-    var acc: array<vec4<f32>, 4>;
+    var acc = zero_block();
     for (var r = lid; r < p.n; r += SPLIT) {
         let b = g4_at(r, o0);
         // The bias block's inputs are all ones (only its first row is written).
         var xv = vec4<f32>(1.0);
         if (i0 < p.fin) { xv = x4[(r * p.fin + i0) / 4u]; }
-        for (var k = 0u; k < T; k++) {
-            acc[k] += xv[k] * b;
-        }
+        acc = add_rows(acc, xv, b);
     }
     reduce_blocks(lid, acc);
     store_params_block(lid, i0, o0);
@@ -434,21 +463,66 @@ fn finish_gradient(li: u32, e: StackLayer, below: StackLayer, base: u32, q: u32,
     row_act[base + q] = select(sum, 0.0, masked);
 }
 
-// Weights one invocation stages per chunk: SPLIT rows x LANE_OUTPUTS columns over WG.
+// Weights one invocation stages per chunk: SPLIT rows x LANE_OUTPUTS columns over WG, eight
+// (an Eight).
 const STAGED_PER_INVOCATION: u32 = SPLIT * LANE_OUTPUTS / WG;
 
-// Invocation t's share of the kernel rows i0..i0 + SPLIT at the columns of outputs q0..q0 +
-// LANE_OUTPUTS (0 past the last row): element k = t + m * WG is row k / LANE_OUTPUTS, column
-// k % LANE_OUTPUTS.
-fn stage_weights(t: u32, e: StackLayer, q0: u32, outs: u32, i0: u32) -> array<f32, STAGED_PER_INVOCATION> {
-    var w: array<f32, STAGED_PER_INVOCATION>;
-    for (var m = 0u; m < STAGED_PER_INVOCATION; m++) {
-        let k = t + m * WG;
-        let i = i0 + k / LANE_OUTPUTS;
-        let q = min(q0 + k % LANE_OUTPUTS, outs - 1u);
-        if (i < e.fin) { w[m] = wt[e.w + i * e.fout + q % e.fout]; }
+// Eight floats of an invocation, lane m in lo[m] or hi[m - 4]: named vec4 registers, never an
+// indexed array (see Block). A split pass's PER_LANE = 8 lane sums, or its staged weights.
+struct Eight {
+    lo: vec4<f32>, hi: vec4<f32>,
+}
+
+fn eight_at(v: Eight, m: u32) -> f32 {
+    if (m < 4u) { return v.lo[m]; }
+    return v.hi[m - 4u];
+}
+
+// acc + a * b, lane by lane: the multiply-adds an indexed `acc[j] += a[j] * b[j]` made.
+fn add_eight(acc: Eight, a: Eight, b: Eight) -> Eight {
+    return Eight(acc.lo + a.lo * b.lo, acc.hi + a.hi * b.hi);
+}
+
+// Invocation t's staged weight m of the kernel rows i0..i0 + SPLIT at the columns of outputs
+// q0..q0 + LANE_OUTPUTS (0 past the last row): element k = t + m * WG is row k /
+// LANE_OUTPUTS, column k % LANE_OUTPUTS.
+fn staged_weight(t: u32, e: StackLayer, q0: u32, outs: u32, i0: u32, m: u32) -> f32 {
+    let k = t + m * WG;
+    let i = i0 + k / LANE_OUTPUTS;
+    let q = min(q0 + k % LANE_OUTPUTS, outs - 1u);
+    if (i < e.fin) { return wt[e.w + i * e.fout + q % e.fout]; }
+    return 0.0;
+}
+
+// Invocation t's share of those rows, all STAGED_PER_INVOCATION = 8 of it.
+fn stage_weights(t: u32, e: StackLayer, q0: u32, outs: u32, i0: u32) -> Eight {
+    return Eight(
+        vec4<f32>(staged_weight(t, e, q0, outs, i0, 0u), staged_weight(t, e, q0, outs, i0, 1u),
+                  staged_weight(t, e, q0, outs, i0, 2u), staged_weight(t, e, q0, outs, i0, 3u)),
+        vec4<f32>(staged_weight(t, e, q0, outs, i0, 4u), staged_weight(t, e, q0, outs, i0, 5u),
+                  staged_weight(t, e, q0, outs, i0, 6u), staged_weight(t, e, q0, outs, i0, 7u)));
+}
+
+// row_act[base + (q / width) * stride + at] for the pass's outputs q = q0 + j (clamped to the
+// last), j = 0..7: an input (forward) or upstream gradient (backward) of each lane sum.
+fn lane_rows(base: u32, q0: u32, outs: u32, width: u32, stride: u32, at: u32) -> Eight {
+    return Eight(
+        vec4<f32>(lane_row(base, q0, outs, width, stride, at, 0u), lane_row(base, q0, outs, width, stride, at, 1u),
+                  lane_row(base, q0, outs, width, stride, at, 2u), lane_row(base, q0, outs, width, stride, at, 3u)),
+        vec4<f32>(lane_row(base, q0, outs, width, stride, at, 4u), lane_row(base, q0, outs, width, stride, at, 5u),
+                  lane_row(base, q0, outs, width, stride, at, 6u), lane_row(base, q0, outs, width, stride, at, 7u)));
+}
+
+fn lane_row(base: u32, q0: u32, outs: u32, width: u32, stride: u32, at: u32, j: u32) -> f32 {
+    let q = min(q0 + j, outs - 1u);
+    return row_act[base + (q / width) * stride + at];
+}
+
+// A split pass's lane sums into lane_sums, output-major, for reduce_lanes.
+fn put_lane_sums(first: u32, lane: u32, acc: Eight) {
+    for (var j = 0u; j < PER_LANE; j++) {
+        lane_sums[(first + j) * SPLIT + lane] = eight_at(acc, j);
     }
-    return w;
 }
 
 // The sum over k in 0..n of row_act[a + k] * wt[b + k * step], in k's order (the same bits
@@ -503,7 +577,7 @@ fn stack_forward(t: u32, li: u32, row0: u32) {
     let lane = t % SPLIT;
     let first = (t / SPLIT) * PER_LANE;
     for (var q0 = 0u; q0 < outs; q0 += LANE_OUTPUTS) {
-        var acc: array<f32, PER_LANE>;
+        var acc = Eight(vec4<f32>(0.0), vec4<f32>(0.0));
         // The lanes sum along the kernel's rows, which a warp would read a row apart: the
         // pass's 32 columns of the next SPLIT rows are staged first, read along the rows. The
         // chunk after is loaded into registers while this one is summed, so that its trip to
@@ -513,29 +587,42 @@ fn stack_forward(t: u32, li: u32, row0: u32) {
             workgroupBarrier();
             for (var m = 0u; m < STAGED_PER_INVOCATION; m++) {
                 let k = t + m * WG;
-                lane_sums[(k / LANE_OUTPUTS) * STAGE_STRIDE + k % LANE_OUTPUTS] = staged[m];
+                lane_sums[(k / LANE_OUTPUTS) * STAGE_STRIDE + k % LANE_OUTPUTS] = eight_at(staged, m);
             }
             workgroupBarrier();
             staged = stage_weights(t, e, q0, outs, i0 + SPLIT);
             let i = i0 + lane;
             if (i < e.fin) {
-                for (var j = 0u; j < PER_LANE; j++) {
-                    let q = min(q0 + first + j, outs - 1u);
-                    let x = row_act[xin + (q / e.fout) * e.fin + i];
-                    acc[j] += x * lane_sums[lane * STAGE_STRIDE + first + j];
-                }
+                let w = lane * STAGE_STRIDE + first;
+                let columns = Eight(
+                    vec4<f32>(lane_sums[w], lane_sums[w + 1u], lane_sums[w + 2u], lane_sums[w + 3u]),
+                    vec4<f32>(lane_sums[w + 4u], lane_sums[w + 5u], lane_sums[w + 6u], lane_sums[w + 7u]));
+                acc = add_eight(acc, lane_rows(xin, q0 + first, outs, e.fout, e.fin, i), columns);
             }
         }
         workgroupBarrier();
-        for (var j = 0u; j < PER_LANE; j++) {
-            lane_sums[(first + j) * SPLIT + lane] = acc[j];
-        }
+        put_lane_sums(first, lane, acc);
         reduce_lanes(t);
         if (t < LANE_OUTPUTS && q0 + t < outs) {
             finish_output(li, e, yout, q0 + t, row0, lane_sums[t * SPLIT]);
         }
         workgroupBarrier();
     }
+}
+
+// wt[e.w + (q % fin) * fout + o] for the backward pass's outputs q = q0 + j (clamped), j =
+// 0..7: each lane sum's weight at output unit o.
+fn lane_weights(e: StackLayer, q0: u32, outs: u32, o: u32) -> Eight {
+    return Eight(
+        vec4<f32>(lane_weight(e, q0, outs, o, 0u), lane_weight(e, q0, outs, o, 1u),
+                  lane_weight(e, q0, outs, o, 2u), lane_weight(e, q0, outs, o, 3u)),
+        vec4<f32>(lane_weight(e, q0, outs, o, 4u), lane_weight(e, q0, outs, o, 5u),
+                  lane_weight(e, q0, outs, o, 6u), lane_weight(e, q0, outs, o, 7u)));
+}
+
+fn lane_weight(e: StackLayer, q0: u32, outs: u32, o: u32, j: u32) -> f32 {
+    let q = min(q0 + j, outs - 1u);
+    return wt[e.w + (q % e.fin) * e.fout + o];
 }
 
 fn stack_backward(t: u32, li: u32, row0: u32) {
@@ -557,17 +644,12 @@ fn stack_backward(t: u32, li: u32, row0: u32) {
     let lane = t % SPLIT;
     let first = (t / SPLIT) * PER_LANE;
     for (var q0 = 0u; q0 < outs; q0 += LANE_OUTPUTS) {
-        var acc: array<f32, PER_LANE>;
+        var acc = Eight(vec4<f32>(0.0), vec4<f32>(0.0));
         for (var o = lane; o < e.fout; o += SPLIT) {
-            for (var j = 0u; j < PER_LANE; j++) {
-                let q = min(q0 + first + j, outs - 1u);
-                let g = row_act[gin + (q / e.fin) * e.fout + o];
-                acc[j] += g * wt[e.w + (q % e.fin) * e.fout + o];
-            }
+            let g = lane_rows(gin, q0 + first, outs, e.fin, e.fout, o);
+            acc = add_eight(acc, g, lane_weights(e, q0 + first, outs, o));
         }
-        for (var j = 0u; j < PER_LANE; j++) {
-            lane_sums[(first + j) * SPLIT + lane] = acc[j];
-        }
+        put_lane_sums(first, lane, acc);
         reduce_lanes(t);
         if (t < LANE_OUTPUTS && q0 + t < outs) {
             finish_gradient(li, e, below, dxout, q0 + t, row0, lane_sums[t * SPLIT]);
@@ -718,7 +800,7 @@ fn grads_block(lid: u32, l: u32, idx: u32) {
     let nb = blocks(e.fin + 1u, e.fout);
     let i0 = (idx / nb.y) * T;
     let o0 = (idx % nb.y) * T;
-    var acc: array<vec4<f32>, 4>;
+    var acc = zero_block();
     for (var r = lid; r < p.n; r += SPLIT) {
         let at = (e.dout + r * e.fout + o0) / 4u;
         var b = stack_dact4(l, at);
@@ -727,9 +809,7 @@ fn grads_block(lid: u32, l: u32, idx: u32) {
         }
         var xv = vec4<f32>(1.0);
         if (i0 < e.fin) { xv = stack_input4(l, r, i0, e.fin); }
-        for (var k = 0u; k < T; k++) {
-            acc[k] += xv[k] * b;
-        }
+        acc = add_rows(acc, xv, b);
     }
     reduce_blocks(lid, acc);
     if (lid < T * T) {
