@@ -183,9 +183,11 @@ extra() {
       echo "ours-loop-bounding-$m: skipped, $bounded not staged (bench/stage-loop-bounding.sh)" | tee -a "$log"
     fi
   done
-  for f in none upsample pool reduces backward loss tiles finish narrow vec4; do
-    step "profile-conv-folds-$f" 5 ours profile --model conv --folds $f --steps $steps \
-      --trace "$work/trace-conv-folds-$f.json"
+  # Each conv fold and variant alone, and the pool and upsample folds without and with quads
+  # (loss and finish are one dispatch each, which ours.json's trials time in context).
+  for f in none upsample pool reduces backward tiles narrow vec4 upsample,pool upsample,pool,quads; do
+    step "profile-conv-folds-${f//,/-}" 5 ours profile --model conv --folds $f --steps $steps \
+      --trace "$work/trace-conv-folds-${f//,/-}.json"
   done
   # The dense step's folds and variants alone (rows with two samples per workgroup, and one;
   # rows with grads, and with the batch's gather too; vec4, finish) and none.
