@@ -466,6 +466,9 @@ fn finish_gradient(li: u32, e: StackLayer, below: StackLayer, base: u32, q: u32,
 // Weights one invocation stages per chunk: SPLIT rows x LANE_OUTPUTS columns over WG, eight
 // (an Eight).
 const STAGED_PER_INVOCATION: u32 = SPLIT * LANE_OUTPUTS / WG;
+// An Eight holds a pass's lane sums and an invocation's staged weights.
+const_assert PER_LANE == 8u;
+const_assert STAGED_PER_INVOCATION == 8u;
 
 // Eight floats of an invocation, lane m in lo[m] or hi[m - 4]: named vec4 registers, never an
 // indexed array (see Block). A split pass's PER_LANE = 8 lane sums, or its staged weights.

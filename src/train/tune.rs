@@ -120,7 +120,8 @@ pub fn pick(
 pub const PER_LAYER: [&str; 4] = ["narrow", "tiles", "vec4", "quads"];
 
 /// The per-layer pass, after the search picked `picked` (in `gpu.folds`): for each of
-/// [`PER_LAYER`], every conv layer's dispatches timed with it flipped against the pick, by
+/// [`PER_LAYER`], every conv layer whose launches the flip changes has its dispatches timed
+/// with it flipped against the pick, by
 /// timestamps per dispatch; a layer faster past [`MARGIN`] gets it flipped in
 /// `gpu.layer_folds`. The whole step with every layer's choice is then timed once more and
 /// the choices kept only if it beats the pick's step (`trials` records it).
@@ -158,9 +159,14 @@ fn per_layer(
         };
         let on = flipped.with(variant).is_none();
         for layer in &convs {
-            let (Some(&a), Some(&b)) = (base.get(layer), times.get(layer)) else {
+            let (Some(&a), Some(&b)) = (base.us.get(layer), times.us.get(layer)) else {
                 continue;
             };
+            // A variant that leaves the layer's launches as they are (quads where the layer
+            // folds no window) has nothing to time there: its difference would be noise.
+            if base.launches.get(layer) == times.launches.get(layer) {
+                continue;
+            }
             let faster = b < a * (1.0 - MARGIN);
             if faster {
                 let set: &mut FoldSet = own.entry(layer.clone()).or_insert(picked);
@@ -334,12 +340,13 @@ impl<'m> Trial<'m> {
     /// Each layer's GPU time per step under `set` (and `gpu.layer_folds` as they stand):
     /// every dispatch in a timed pass of its own, a layer's dispatches summed per step, the
     /// median over [`TIMED`] steps, in µs. None when no layer had usable timestamps.
-    fn layer_times(
-        &self,
-        gpu: &mut Gpu,
-        set: FoldSet,
-    ) -> Result<Option<std::collections::BTreeMap<String, f64>>> {
+    fn layer_times(&self, gpu: &mut Gpu, set: FoldSet) -> Result<Option<LayerTimes>> {
         let (_net, plan) = self.build(gpu, set)?;
+        let mut launches: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for d in plan.dispatches() {
+            let launch = format!("{} {}", d.kernel, d.launch);
+            launches.entry(d.label.clone()).or_default().push(launch);
+        }
         steps(gpu, &plan, WARMUP)?;
         let mut prof = Profiler::new(gpu, TIMED * plan.len())?;
         for _ in 0..TIMED {
@@ -368,8 +375,19 @@ impl<'m> Trial<'m> {
             .into_iter()
             .filter_map(|(layer, us)| median(us).map(|m| (layer, m)))
             .collect();
-        Ok((!medians.is_empty()).then_some(medians))
+        Ok((!medians.is_empty()).then_some(LayerTimes {
+            us: medians,
+            launches,
+        }))
     }
+}
+
+/// Each layer's GPU time per step under one set (µs, the median step's sum of its
+/// dispatches), and its launches (entry point, override constants and workgroups of each of
+/// its dispatches: what tells one variant's code from another's, as in `bench-kernels`).
+struct LayerTimes {
+    us: std::collections::BTreeMap<String, f64>,
+    launches: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// The median of `values`; None for none.

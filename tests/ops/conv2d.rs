@@ -699,11 +699,12 @@ fn conv2d_folds_are_the_layers_one_by_one_bit_for_bit() {
 /// The weight-gradient reduce adds each weight's chunks in the order its shader documents,
 /// which no change of its code may move (every checkpoint's bits depend on it): in chunk order
 /// in one invocation for up to SERIAL_REDUCE chunks; else invocation l of WG = 256 adds chunks
-/// l, l + 256, ... in order, and a fixed tree halves the 256 sums (l += l + 128, then 64, ...).
+/// l, l + 256, ... in order, and a fixed tree halves the 256 sums (lanes[l] += lanes[l + 128]
+/// for l < 128, then 64, ...).
 /// The host adds the same floats in that order and must get the same bits, from the layer's
 /// own reduce and from the one for every layer, at chunk counts that leave the kernel's
-/// loads in batches of eight with and without a rest (13 chunks serially; 3,136 in the tree,
-/// 12 or 13 per invocation; 98, one each). The partial sums span 40 binary orders of magnitude,
+/// loads in batches of eight with and without a rest (13 and 16 chunks serially; 3,136 in the
+/// tree, 12 or 13 per invocation; 98, one each). The partial sums span 40 binary orders of magnitude,
 /// so that adding them in any other order changes the sums.
 #[test]
 fn conv2d_weight_reduce_adds_in_its_documented_order() {
@@ -720,9 +721,14 @@ fn conv2d_weight_reduce_adds_in_its_documented_order() {
         padding: Padding::Same,
     };
     let mut serial_and_tree = [false; 2];
-    for (k, s) in [sh(13, 4, 8, 8), sh(256, 14, 16, 8), sh(8, 14, 2, 3)]
-        .into_iter()
-        .enumerate()
+    for (k, s) in [
+        sh(13, 4, 8, 8),
+        sh(16, 4, 8, 8),
+        sh(256, 14, 16, 8),
+        sh(8, 14, 2, 3),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let what = format!("{s:?}");
         let items = s.weight_len() as usize + s.co as usize;
@@ -913,6 +919,19 @@ fn conv2d_reduce_all_is_each_layers_reduce_bit_for_bit() {
     }
 }
 
+/// Whether a launch runs the quads (`--folds quads`: QUADS on), and its workgroups.
+fn spreads_window(d: &wgsl_autoencoder::gpu::Dispatch) -> (bool, u64) {
+    let [x, y, z] = d.workgroups;
+    (d.launch.contains("QUADS=1"), x as u64 * y as u64 * z as u64)
+}
+
+/// Workgroups of 64 for `per_window` invocations per pixel of `pixels`, in each channel group
+/// of a side of `channels` on `g`.
+fn window_workgroups(g: &Gpu, pixels: u64, per_window: u64, channels: u32) -> u64 {
+    let groups = channels.div_ceil(conv2d::group(g, "t")) as u64;
+    (pixels * per_window).div_ceil(64) * groups
+}
+
 /// A device on the GPU set with every fold, the tiles and the narrow channel groups as asked.
 fn open_variant(tiles: bool, narrow: bool) -> Gpu {
     open_variants(tiles, narrow, true)
@@ -990,8 +1009,9 @@ fn variant_cases() -> Vec<Folded> {
 /// The weight-gradient partials' tiled variant (`--folds tiles`), the pair (`backward_pair`
 /// then the layer's reduce), the narrow channel groups (`--folds narrow`: 4 channels per
 /// invocation, not 16) and the vec4 variant's skipped lanes (`--folds vec4`) give the plain
-/// per-row kernels' kernel, bias and input gradients bit for bit, on four devices (the plain
-/// kernels, the per-row ones with the vec4 variant, the tiles, and tiles with narrow), for
+/// per-row kernels' kernel, bias and input gradients bit for bit, on six devices (the plain
+/// kernels, the per-row ones with the vec4 variant, the tiles, tiles with narrow, the quads,
+/// and the quads with tiles, narrow and vec4), for
 /// every fold case (a pool's routing, an upsampled input: also with the quads, `--folds
 /// quads`, alone and with the rest), with and without ReLU, with and
 /// without the bias row (`backward_weight`), and on a layer with chunks longer than 16 and more
@@ -1087,6 +1107,19 @@ fn conv2d_tiled_weight_partials_are_the_per_row_kernel_bit_for_bit() {
                 }
                 let weight = conv2d::backward_weight(g, "t", &s, &folds, &go, &x, &p2, &dw_only);
                 d.extend(weight.or_fail(&what));
+                // The input gradient (alone or in the pair) runs the quads where its input is
+                // upsampled, and only there.
+                let quads = conv2d::quads(g, "t") && case.up;
+                let input_kernels = ["conv2d.backward_input", "conv2d.backward_pair"];
+                let inputs: Vec<_> = d
+                    .iter()
+                    .filter(|x| input_kernels.contains(&x.kernel))
+                    .collect();
+                assert!(!inputs.is_empty(), "{what}: no input gradient");
+                for x in inputs {
+                    let spread = spreads_window(x).0;
+                    assert_eq!(spread, quads, "{what}: {}: the quads ran or not", x.kernel);
+                }
                 wgsl_autoencoder::ops::run(g, &d).or_fail(&what);
                 let bits = |t: &Tensor| g.read::<u32>(t).or_fail(&what);
                 [bits(&dw), bits(&db), bits(&dx), bits(&dw_only)]
@@ -1272,10 +1305,12 @@ fn conv2d_narrow_groups_and_vec4_loads_give_the_plain_forward_bit_for_bit() {
                     }),
                 };
                 let d = conv2d::forward(g, "t", &s, &folds, relu, &x, &w, &b, &y).or_fail(&what);
+                let spread = spreads_window(&d);
                 wgsl_autoencoder::ops::run(g, &[d]).or_fail(&what);
                 (
                     g.read::<u32>(&y).or_fail(&what),
                     g.read::<u32>(&winner).or_fail(&what),
+                    spread,
                 )
             };
             let want = run_on(&plain);
@@ -1290,10 +1325,17 @@ fn conv2d_narrow_groups_and_vec4_loads_give_the_plain_forward_bit_for_bit() {
             if !relu {
                 loaded_by_vec4 += conv2d::forward_vec4(&variants[1].0, "t", &s) as usize;
             }
+            assert!(!want.2 .0, "{what}: the plain forward spreads its window");
             for (g, name) in &variants {
                 let got = run_on(g);
                 assert!(want.0 == got.0, "{what}: {name} output differs in its bits");
                 assert!(want.1 == got.1, "{what}: {name} winners differ");
+                // The quads run where a pool is folded, and only there: an invocation per
+                // window pixel.
+                let quads = conv2d::quads(g, "t") && case.pool.is_some();
+                let per_window = if quads { 4 } else { 1 };
+                let wg = window_workgroups(g, out_len / s.co as u64, per_window, s.co);
+                assert_eq!(got.2, (quads, wg), "{what}: {name}: the quads' launch");
             }
         }
     }
