@@ -1,5 +1,6 @@
 // adam: Keras' update over one flat parameter buffer (every layer in one dispatch).
 //   m += (g - m)(1 - beta1);  v += (g^2 - v)(1 - beta2);  w -= alpha_t * m / (sqrt(v) + eps)
+// (common.wgsl's adam_update, which dense.grads_adam shares).
 // alpha_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t) comes from the host, once per step.
 // step_loss_finish (`--folds finish`) is step plus one workgroup that does bce.loss_finish's
 // sum (the same loop and tree, so the same bits): the loss's last pass needs no dispatch of
@@ -21,12 +22,10 @@ struct Adam {
 @group(0) @binding(6) var<storage, read_write> loss: array<f32>;
 
 fn update(i: u32) {
-    let gi = g[i];
-    let mi = m[i] + (gi - m[i]) * (1.0 - p.beta1);
-    let vi = v[i] + (gi * gi - v[i]) * (1.0 - p.beta2);
-    m[i] = mi;
-    v[i] = vi;
-    w[i] = w[i] - p.alpha * mi / (sqrt(vi) + p.eps);
+    let s = adam_update(w[i], g[i], m[i], v[i], p.alpha, p.beta1, p.beta2, p.eps);
+    m[i] = s.m;
+    v[i] = s.v;
+    w[i] = s.w;
 }
 
 @compute @workgroup_size(WG)

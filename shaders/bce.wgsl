@@ -73,6 +73,35 @@ fn loss_finish(@builtin(local_invocation_index) lid: u32) {
     if (lid == 0u) { loss[p.slot] = s / f32(p.total); }
 }
 
+// loss_finish_steps (`--folds adam`): loss_finish for every step of an execution at once,
+// after its last step. Workgroup r finishes region r of partial_out (p.partials floats
+// apart), which dense.grads_adam filled: a header (the loss log's slot + 1, the partials'
+// count, the elements as f32), then the partials. The same loop, tree and division as
+// loss_finish, so the same bits. Lane 0 then clears the slot: a region no step of the next
+// execution fills is skipped there (a shorter execution, a batch that does not fold).
+const STEP_HEADER: u32 = 3u;
+
+@compute @workgroup_size(WG)
+fn loss_finish_steps(@builtin(workgroup_id) wid: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+    let base = wid.x * p.partials;
+    // Bounded by the region, whatever its header holds.
+    let count = min(u32(partial_out[base + 1u]), p.partials - STEP_HEADER);
+    var acc = 0.0;
+    for (var i = lid; i < count; i += WG) {
+        acc += partial_out[base + STEP_HEADER + i];
+    }
+    scratch[lid] = acc;
+    let s = tree_sum(lid);
+    if (lid == 0u) {
+        let slot = partial_out[base];
+        if (slot > 0.0) {
+            loss[u32(slot) - 1u] = s / partial_out[base + 2u];
+            partial_out[base] = 0.0;
+        }
+    }
+}
+
 @compute @workgroup_size(WG)
 fn sigmoid_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                     @builtin(num_workgroups) nwg: vec3<u32>) {

@@ -48,6 +48,18 @@ fn element_loss(zi: f32, ti: f32) -> f32 {
     return max(zi, 0.0) - zi * ti + log(1.0 + exp(-abs(zi)));
 }
 
+// Keras' Adam for one parameter: w, m and v after a step with gradient g (alpha: the step's
+// rate, ops::adam::params). adam.step and dense.grads_adam both update through it, so the
+// two give the same bits.
+struct AdamState { w: f32, m: f32, v: f32 }
+
+fn adam_update(w: f32, g: f32, m: f32, v: f32, alpha: f32, beta1: f32, beta2: f32,
+               eps: f32) -> AdamState {
+    let mi = m + (g - m) * (1.0 - beta1);
+    let vi = v + (g * g - v) * (1.0 - beta2);
+    return AdamState(w - alpha * mi / (sqrt(vi) + eps), mi, vi);
+}
+
 // One value per invocation of a WG-wide workgroup, for tree_sum.
 var<workgroup> scratch: array<f32, WG>;
 

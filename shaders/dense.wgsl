@@ -8,6 +8,10 @@ struct Dense {
     // whether to write the logits' and inputs' gradients (a training step) or not;
     // rows_gather only: the batch's first entry in perm.
     layers: u32, total: u32, backward: u32, offset: u32,
+    // grads_adam only: where this step's region of loss_partials starts, the slot of the loss
+    // log it is finished into (bce.loss_finish_steps), and Adam's step (as adam.step's).
+    loss_base: u32, loss_slot: u32, _p0: u32, _p1: u32,
+    alpha: f32, beta1: f32, beta2: f32, eps: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Dense;
@@ -797,7 +801,8 @@ fn grads_blocks(e: StackLayer) -> u32 {
     return nb.x * nb.y;
 }
 
-// backward_params_split4 for block idx of layer l, reading the stack's tensors.
+// backward_params_split4 for block idx of layer l, reading the stack's tensors: the block's
+// 16 sums end in blocks_scratch[0].
 fn grads_block(lid: u32, l: u32, idx: u32) {
     let e = stack[l];
     let nb = blocks(e.fin + 1u, e.fout);
@@ -815,16 +820,20 @@ fn grads_block(lid: u32, l: u32, idx: u32) {
         acc = add_rows(acc, xv, b);
     }
     reduce_blocks(lid, acc);
-    if (lid < T * T) {
-        let i = i0 + lid / T;
-        let o = o0 + lid % T;
-        let v = blocks_scratch[0][lid / T][lid % T];
-        if (i < e.fin) {
-            grads[e.w + i * e.fout + o] = v;
-        } else if (i == e.fin && e.b != NO_BIAS) {
-            grads[e.b + o] = v;
-        }
-    }
+}
+
+const NO_PARAM: u32 = 0xffffffffu;
+
+// Where in the parameters (and gradients) sum `lid` (< 16) of block idx of layer l belongs:
+// row fin is the bias's; NO_PARAM past the layer's edge or for a layer without a bias.
+fn grads_block_param(lid: u32, l: u32, idx: u32) -> u32 {
+    let e = stack[l];
+    let nb = blocks(e.fin + 1u, e.fout);
+    let i = (idx / nb.y) * T + lid / T;
+    let o = (idx % nb.y) * T + lid % T;
+    if (i < e.fin) { return e.w + i * e.fout + o; }
+    if (i == e.fin && e.b != NO_BIAS) { return e.b + o; }
+    return NO_PARAM;
 }
 
 // bce.loss_partial's chunk `group` of the logits against the targets.
@@ -852,22 +861,83 @@ fn grads_loss_partial(lid: u32, group: u32) {
         }
     }
     workgroupBarrier();
-    if (lid == 0u) { loss_partials[group] = scratch[0]; }
+}
+
+fn loss_chunks() -> u32 {
+    return (p.total + LOSS_CHUNK - 1u) / LOSS_CHUNK;
+}
+
+// The layer whose blocks workgroup idx of grads_all or grads_adam sums, and the block's
+// index in that layer; p.layers (and the index among the loss's chunks) past them.
+fn grads_work(wid: vec3<u32>, nwg: vec3<u32>) -> vec2<u32> {
+    var idx = block_index(wid, nwg);
+    for (var l = 0u; l < p.layers; l++) {
+        let count = grads_blocks(stack[l]);
+        if (idx < count) { return vec2<u32>(l, idx); }
+        idx -= count;
+    }
+    return vec2<u32>(p.layers, idx);
 }
 
 @compute @workgroup_size(SPLIT)
 fn grads_all(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
              @builtin(num_workgroups) nwg: vec3<u32>) {
-    var idx = block_index(wid, nwg);
-    for (var l = 0u; l < p.layers; l++) {
-        let count = grads_blocks(stack[l]);
-        if (idx < count) {
-            grads_block(lid, l, idx);
-            return;
+    let work = grads_work(wid, nwg);
+    if (work.x < p.layers) {
+        grads_block(lid, work.x, work.y);
+        if (lid < T * T) {
+            let j = grads_block_param(lid, work.x, work.y);
+            if (j != NO_PARAM) { grads[j] = blocks_scratch[0][lid / T][lid % T]; }
         }
-        idx -= count;
+    } else if (work.y < loss_chunks()) {
+        grads_loss_partial(lid, work.y);
+        if (lid == 0u) { loss_partials[work.y] = scratch[0]; }
     }
-    if (idx < (p.total + LOSS_CHUNK - 1u) / LOSS_CHUNK) {
-        grads_loss_partial(lid, idx);
+}
+
+// grads_adam (`--folds adam`, with grads): grads_all that also takes Adam's step for each
+// parameter whose gradient it has just summed (adam.step's update through adam_update, so
+// the same bits: no other workgroup reads the weights), and writes its loss partials into
+// the step's region of loss_partials, after a header that bce.loss_finish_steps reads
+// (the loss log's slot + 1, the partials' count, the elements as f32): that dispatch, once
+// per execution, finishes every step's loss. A step is then two dispatches, not three.
+@group(0) @binding(29) var<storage, read_write> adam_w: array<f32>;
+@group(0) @binding(30) var<storage, read_write> adam_m: array<f32>;
+@group(0) @binding(31) var<storage, read_write> adam_v: array<f32>;
+
+// bce::STEP_HEADER: the floats before a step's loss partials in its region.
+const STEP_HEADER: u32 = 3u;
+
+fn adam_at(j: u32, g: f32) {
+    let s = adam_update(adam_w[j], g, adam_m[j], adam_v[j], p.alpha, p.beta1, p.beta2, p.eps);
+    adam_m[j] = s.m;
+    adam_v[j] = s.v;
+    adam_w[j] = s.w;
+}
+
+@compute @workgroup_size(SPLIT)
+fn grads_adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+              @builtin(num_workgroups) nwg: vec3<u32>) {
+    let work = grads_work(wid, nwg);
+    if (work.x < p.layers) {
+        grads_block(lid, work.x, work.y);
+        if (lid < T * T) {
+            let j = grads_block_param(lid, work.x, work.y);
+            if (j != NO_PARAM) {
+                let g = blocks_scratch[0][lid / T][lid % T];
+                grads[j] = g;
+                adam_at(j, g);
+            }
+        }
+    } else if (work.y < loss_chunks()) {
+        grads_loss_partial(lid, work.y);
+        if (lid == 0u) {
+            loss_partials[p.loss_base + STEP_HEADER + work.y] = scratch[0];
+            if (work.y == 0u) {
+                loss_partials[p.loss_base] = f32(p.loss_slot + 1u);
+                loss_partials[p.loss_base + 1u] = f32(loss_chunks());
+                loss_partials[p.loss_base + 2u] = f32(p.total);
+            }
+        }
     }
 }

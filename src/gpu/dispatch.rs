@@ -179,9 +179,20 @@ impl Dispatch {
 
     /// Records the launch with the parameters of uniform slot `slot` (< [`Self::slots`]).
     pub fn record_slot(&self, pass: &mut wgpu::ComputePass<'_>, slot: usize) {
+        self.record_slot_groups(pass, slot, self.workgroups);
+    }
+
+    /// [`Self::record_slot`] over `workgroups` rather than the built ones: for a kernel whose
+    /// workgroups take one item each of as many as a recording has (`bce.loss_finish_steps`).
+    pub fn record_slot_groups(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        slot: usize,
+        workgroups: [u32; 3],
+    ) {
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.bind_groups[slot], &[]);
-        let [x, y, z] = self.workgroups;
+        let [x, y, z] = workgroups;
         pass.dispatch_workgroups(x, y, z);
     }
 

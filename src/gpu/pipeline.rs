@@ -41,12 +41,13 @@ pub const LOOP_BOUNDING: bool = cfg!(feature = "naga-loop-bounding");
 /// OpenGL a compile-time one: naga zeroes an array with a constructor of that many literals,
 /// which took llvmpipe's GL compiler minutes for `dense::rows`' 5,312 floats (two samples'
 /// activations and the lane sums).
-const WRITES_BEFORE_READING: [(&str, &str); 19] = [
+const WRITES_BEFORE_READING: [(&str, &str); 21] = [
     // The dense stack and split-K kernels: each invocation stores its own activations or
     // partial block before the barrier that the reads follow.
     ("dense", "rows"),
     ("dense", "rows_gather"),
     ("dense", "grads_all"),
+    ("dense", "grads_adam"),
     ("dense", "forward_split"),
     ("dense", "forward_split4"),
     ("dense", "backward_input_split"),
@@ -57,6 +58,7 @@ const WRITES_BEFORE_READING: [(&str, &str); 19] = [
     ("bce", "loss_partial"),
     ("bce", "loss_partial_gradient"),
     ("bce", "loss_finish"),
+    ("bce", "loss_finish_steps"),
     ("adam", "step_loss_finish"),
     ("conv2d", "backward_weight_reduce"),
     ("conv2d", "backward_weight_reduce_all"),

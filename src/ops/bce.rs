@@ -28,6 +28,18 @@ pub fn partials_len(total: u64) -> u64 {
     total.div_ceil(CHUNK)
 }
 
+/// Floats before a step's loss partials in its region of [`loss_finish_steps`]: the loss
+/// log's slot + 1 (0: no step filled it), the partials' count, and the elements as f32.
+pub const STEP_HEADER: u64 = 3;
+
+/// Floats of one step's region for a loss of up to `total` elements: the header, the partials.
+pub fn step_region_len(total: u64) -> u64 {
+    STEP_HEADER + partials_len(total)
+}
+
+/// The loss log's slots a step region's header can name exactly (f32 integers).
+pub const STEP_SLOTS_MAX: u64 = 1 << 24;
+
 fn params(total: u64, slot: u32) -> Params {
     Params {
         total: total as u32,
@@ -150,6 +162,61 @@ pub fn loss_finish(
             cost: Cost {
                 bytes: 4 * partials.len + 4,
                 flops: partials.len,
+            },
+        },
+    )
+}
+
+/// [`loss_finish`] for each step whose loss partials lie in `regions`, `stride` floats apart
+/// (`--folds adam`: `dense::grads_adam` fills them): one workgroup per region, each writing
+/// the mean into the loss log's slot its header names, and clearing it; a region no step
+/// filled since is skipped. Built over the first `count` regions; an execution records it
+/// over as many as its steps filled ([`Dispatch::record_slot_groups`]).
+pub fn loss_finish_steps(
+    gpu: &Gpu,
+    label: &str,
+    regions: &Tensor,
+    stride: u64,
+    count: u32,
+    loss: &Tensor,
+) -> Result<Dispatch> {
+    if stride <= STEP_HEADER || count == 0 || regions.len < count as u64 * stride {
+        return Err(Error::Shape {
+            op: "bce",
+            detail: format!(
+                "{count} step regions of {stride} floats in a buffer of {}: each needs a \
+                 header of {STEP_HEADER} and a partial sum at least",
+                regions.len
+            ),
+        });
+    }
+    if loss.len > STEP_SLOTS_MAX {
+        return Err(Error::Shape {
+            op: "bce",
+            detail: format!(
+                "a loss log of {} slots: a step region names at most {STEP_SLOTS_MAX}",
+                loss.len
+            ),
+        });
+    }
+    let p = Params {
+        partials: stride as u32,
+        ..bytemuck::Zeroable::zeroed()
+    };
+    build(
+        gpu,
+        Launch {
+            shader: Shader::Bce,
+            entry: "loss_finish_steps",
+            kernel: "bce.loss_finish_steps",
+            label,
+            params: bytemuck::bytes_of(&p),
+            bindings: &[(3, regions), (5, loss)],
+            constants: &[],
+            workgroups: [count, 1, 1],
+            cost: Cost {
+                bytes: count as u64 * (4 * stride + 4),
+                flops: count as u64 * stride,
             },
         },
     )

@@ -3,7 +3,7 @@
 //! `gpu::KernelSet`); the arguments and results are the same.
 use super::{build, cpu, expect_len, Cost, Dispatch, Launch, Shader};
 use crate::gpu::{Gpu, KernelSet, Tensor};
-use crate::shapes::DenseShape;
+use crate::shapes::{AdamConfig, DenseShape};
 use crate::{Error, Result};
 
 pub use super::conv2d::GradOut;
@@ -21,6 +21,15 @@ pub(crate) struct Params {
     pub backward: u32,
     /// [`rows`] gathering its samples: the batch's first entry of the split's order.
     pub offset: u32,
+    /// [`grads_adam`] only: where the step's region of loss partials starts, the loss log's
+    /// slot it is finished into, and Adam's step (as [`super::adam::params`] gives them).
+    pub loss_base: u32,
+    pub loss_slot: u32,
+    pub _p: [u32; 2],
+    pub alpha: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
 }
 
 /// Whether `s` runs the CPU set's kernels: on the CPU set, when its feature counts are
@@ -582,62 +591,237 @@ pub fn grads(
     target: &Tensor,
     partials: &Tensor,
 ) -> Result<Dispatch> {
-    if !grads_fit(layers, n) {
-        return Err(stack_error(format!(
-            "one weight-gradient dispatch takes up to {STACK_MAX} layers whose feature counts \
-             are multiples of 4, at a batch of {SPLIT_FROM} or more (got {} layers, batch {n})",
-            layers.len()
-        )));
-    }
-    let (Some(first), Some(last)) = (layers.first(), layers.last()) else {
-        return Err(stack_error("a stack needs at least one layer".into()));
+    let io = GradsIo {
+        x,
+        acts,
+        dacts,
+        grads,
+        target,
     };
-    let n64 = n as u64;
-    let total = n64 * last.s.fout as u64;
-    expect_len("dense", "x", x, n64 * first.s.fin as u64)?;
-    expect_len("dense", "target", target, total)?;
+    let total = io.check(layers, n)?;
     expect_len(
         "dense",
         "loss partials",
         partials,
         super::bce::partials_len(total),
     )?;
-    let table = stack_table(layers, n64, grads, acts, dacts)?;
-    let blocks: u64 = layers.iter().map(|l| tiles(l.s.fin + 1, l.s.fout)).sum();
-    let flops: u64 = layers
-        .iter()
-        .map(|l| 2 * n64 * (l.s.fin as u64 + 1) * l.s.fout as u64)
-        .sum();
-    let p = Params {
-        n,
-        layers: layers.len() as u32,
-        total: total as u32,
-        ..bytemuck::Zeroable::zeroed()
+    let launch = io.launch(gpu, layers, n, &[(25, partials)], label)?;
+    launch.build(gpu, "grads_all", "dense.grads")
+}
+
+/// The parameters and Adam's moments [`grads_adam`] updates, and the buffer of the steps'
+/// loss regions ([`super::bce::step_region_len`] floats apart) it writes one of.
+pub struct AdamIo<'a> {
+    pub params: &'a Tensor,
+    pub m: &'a Tensor,
+    pub v: &'a Tensor,
+    pub regions: &'a Tensor,
+}
+
+/// Storage buffers [`grads_adam`] binds: more than WebGPU's default 8 per stage.
+pub const GRADS_ADAM_STORAGE_BUFFERS: u32 = 11;
+
+/// Whether the device can run [`grads_adam`]: its storage buffers per stage.
+pub fn grads_adam_fits(gpu: &Gpu) -> bool {
+    gpu.limits.max_storage_buffers_per_shader_stage >= GRADS_ADAM_STORAGE_BUFFERS
+}
+
+/// [`grads`] that also takes Adam's step for every parameter it has the gradient of (the
+/// update of `adam.step`, so the same bits; padding between the parameters is left as it
+/// is, where `adam.step` leaves it as it was too: its gradient is zero), and writes its loss
+/// partials into a region of `adam.regions` after a header that
+/// [`super::bce::loss_finish_steps`] finishes them by (`--folds adam`). Built for region 0 of
+/// step 1: [`set_grads_adam_step`] sets both per step.
+// One argument per binding of the kernel: grouping them would hide which buffer is which.
+#[allow(clippy::too_many_arguments)]
+pub fn grads_adam(
+    gpu: &Gpu,
+    label: &str,
+    n: u32,
+    layers: &[StackLayer],
+    x: &Tensor,
+    acts: [&Tensor; 2],
+    dacts: [&Tensor; 2],
+    grads: &Tensor,
+    target: &Tensor,
+    adam: &AdamIo<'_>,
+    cfg: &AdamConfig,
+) -> Result<Dispatch> {
+    if !grads_adam_fits(gpu) {
+        return Err(stack_error(format!(
+            "Adam inside the weight gradients binds {GRADS_ADAM_STORAGE_BUFFERS} storage \
+             buffers, this device {} per stage: leave out the adam fold",
+            gpu.limits.max_storage_buffers_per_shader_stage
+        )));
+    }
+    let io = GradsIo {
+        x,
+        acts,
+        dacts,
+        grads,
+        target,
     };
-    let table = Tensor::whole(gpu.uniform("dense stack", &table));
-    let groups = blocks + super::bce::partials_len(total);
-    let weights: u64 = layers.iter().map(|l| l.s.weight_len()).sum();
-    build(
-        gpu,
-        Launch {
-            shader: Shader::Dense,
-            entry: "grads_all",
-            kernel: "dense.grads",
-            label,
-            params: bytemuck::bytes_of(&p),
-            bindings: &[
-                (10, &table),
-                (13, target),
-                (16, x),
-                (20, acts[0]),
-                (21, acts[1]),
-                (22, dacts[0]),
-                (23, dacts[1]),
-                (24, grads),
-                (25, partials),
-            ],
-            constants: &[],
-            workgroups: gpu.groups("dense.grads", groups)?,
+    let total = io.check(layers, n)?;
+    for (name, t) in [("params", adam.params), ("m", adam.m), ("v", adam.v)] {
+        expect_len("dense", name, t, grads.len)?;
+    }
+    let region = super::bce::step_region_len(total);
+    if adam.regions.len < region {
+        return Err(stack_error(format!(
+            "a step's loss region takes {region} floats, the buffer holds {}",
+            adam.regions.len
+        )));
+    }
+    let bindings = [
+        (25, adam.regions),
+        (29, adam.params),
+        (30, adam.m),
+        (31, adam.v),
+    ];
+    let mut launch = io.launch(gpu, layers, n, &bindings, label)?;
+    launch.params = grads_adam_params(launch.params, 0, 0, cfg, 1);
+    // Adam's reads and writes of the weights and both moments (the gradient is in hand).
+    launch.cost.bytes += 4 * 6 * grads.len;
+    launch.cost.flops += 12 * grads.len;
+    launch.build(gpu, "grads_adam", "dense.grads_adam")
+}
+
+fn grads_adam_params(
+    p: Params,
+    loss_base: u64,
+    loss_slot: u32,
+    cfg: &AdamConfig,
+    t: u64,
+) -> Params {
+    let adam = super::adam::params(0, cfg, t, (0, 0));
+    Params {
+        loss_base: loss_base as u32,
+        loss_slot,
+        alpha: adam.alpha,
+        beta1: adam.beta1,
+        beta2: adam.beta2,
+        eps: adam.eps,
+        ..p
+    }
+}
+
+/// Stages a [`grads_adam`] dispatch's uniform slot `slot` for Adam's step `t` (1-based), its
+/// loss partials in the region starting at float `loss_base` of the regions' buffer, to be
+/// finished into `loss[loss_slot]`.
+pub fn set_grads_adam_step(
+    d: &Dispatch,
+    slot: usize,
+    loss_base: u64,
+    loss_slot: u32,
+    cfg: &AdamConfig,
+    t: u64,
+) {
+    // Its uniform is a dense::Params only on this entry point.
+    debug_assert_eq!(d.source.entry, "grads_adam");
+    let p = grads_adam_params(d.built_params::<Params>(), loss_base, loss_slot, cfg, t);
+    d.stage(slot, &p);
+}
+
+/// What [`grads`] and [`grads_adam`] both read and write.
+struct GradsIo<'a> {
+    x: &'a Tensor,
+    acts: [&'a Tensor; 2],
+    dacts: [&'a Tensor; 2],
+    grads: &'a Tensor,
+    target: &'a Tensor,
+}
+
+/// A launch of either entry point, before its entry and storage bindings are final.
+struct GradsLaunch<'a> {
+    params: Params,
+    bindings: Vec<(u32, &'a Tensor)>,
+    table: Tensor,
+    groups: [u32; 3],
+    cost: Cost,
+    label: &'a str,
+}
+
+impl GradsLaunch<'_> {
+    fn build(&self, gpu: &Gpu, entry: &'static str, kernel: &'static str) -> Result<Dispatch> {
+        let mut bindings = vec![(10, &self.table)];
+        bindings.extend_from_slice(&self.bindings);
+        build(
+            gpu,
+            Launch {
+                shader: Shader::Dense,
+                entry,
+                kernel,
+                label: self.label,
+                params: bytemuck::bytes_of(&self.params),
+                bindings: &bindings,
+                constants: &[],
+                workgroups: self.groups,
+                cost: self.cost,
+            },
+        )
+    }
+}
+
+impl<'a> GradsIo<'a> {
+    /// Fails unless the stack and tensors fit a batch of n; the loss's elements.
+    fn check(&self, layers: &[StackLayer], n: u32) -> Result<u64> {
+        if !grads_fit(layers, n) {
+            return Err(stack_error(format!(
+                "one weight-gradient dispatch takes up to {STACK_MAX} layers whose feature \
+                 counts are multiples of 4, at a batch of {SPLIT_FROM} or more (got {} layers, \
+                 batch {n})",
+                layers.len()
+            )));
+        }
+        let (Some(first), Some(last)) = (layers.first(), layers.last()) else {
+            return Err(stack_error("a stack needs at least one layer".into()));
+        };
+        let n64 = n as u64;
+        let total = n64 * last.s.fout as u64;
+        expect_len("dense", "x", self.x, n64 * first.s.fin as u64)?;
+        expect_len("dense", "target", self.target, total)?;
+        Ok(total)
+    }
+
+    /// The launch with these tensors and `more` bound.
+    fn launch(
+        &self,
+        gpu: &Gpu,
+        layers: &[StackLayer],
+        n: u32,
+        more: &[(u32, &'a Tensor)],
+        label: &'a str,
+    ) -> Result<GradsLaunch<'a>> {
+        let n64 = n as u64;
+        let total = self.check(layers, n)?;
+        let table = stack_table(layers, n64, self.grads, self.acts, self.dacts)?;
+        let blocks: u64 = layers.iter().map(|l| tiles(l.s.fin + 1, l.s.fout)).sum();
+        let flops: u64 = layers
+            .iter()
+            .map(|l| 2 * n64 * (l.s.fin as u64 + 1) * l.s.fout as u64)
+            .sum();
+        let weights: u64 = layers.iter().map(|l| l.s.weight_len()).sum();
+        let groups = blocks + super::bce::partials_len(total);
+        let mut bindings = vec![
+            (13, self.target),
+            (16, self.x),
+            (20, self.acts[0]),
+            (21, self.acts[1]),
+            (22, self.dacts[0]),
+            (23, self.dacts[1]),
+            (24, self.grads),
+        ];
+        bindings.extend_from_slice(more);
+        Ok(GradsLaunch {
+            params: Params {
+                n,
+                layers: layers.len() as u32,
+                total: total as u32,
+                ..bytemuck::Zeroable::zeroed()
+            },
+            bindings,
+            table: Tensor::whole(gpu.uniform("dense stack", &table)),
+            groups: gpu.groups("dense.grads", groups)?,
             cost: Cost {
                 // Each layer's input, gradient and ReLU output once, the gradients written,
                 // the logits and targets once.
@@ -650,6 +834,7 @@ pub fn grads(
                         + 2 * total),
                 flops: flops + 5 * total,
             },
-        },
-    )
+            label,
+        })
+    }
 }

@@ -109,7 +109,7 @@ impl Shader {
     pub fn constants(self) -> Vec<(&'static str, u64)> {
         let mut c = vec![("WG", crate::gpu::WORKGROUP)];
         match self {
-            Shader::Bce => c.push(("CHUNK", bce::CHUNK)),
+            Shader::Bce => c.extend([("CHUNK", bce::CHUNK), ("STEP_HEADER", bce::STEP_HEADER)]),
             Shader::Conv2d => {
                 c.extend([
                     ("TILED_WG", conv2d::TILED),
@@ -127,6 +127,7 @@ impl Shader {
                 ("LOSS_CHUNK", bce::CHUNK),
                 ("STACK_MAX", dense::STACK_MAX as u64),
                 ("SPLIT_FROM", dense::SPLIT_FROM as u64),
+                ("STEP_HEADER", bce::STEP_HEADER),
             ]),
             Shader::CpuConv2d => c.extend([
                 ("CPU_WG", cpu::conv2d::CPU_WG),

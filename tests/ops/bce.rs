@@ -156,3 +156,91 @@ fn bce_loss_partial_gradient_is_the_two_kernels_bit_for_bit() {
         }
     }
 }
+
+/// `loss_finish_steps` (`--folds adam`): each region's loss, from a header and the partial
+/// sums `loss_partial` wrote after it, into the loss log's slot the header names, bit for bit
+/// as `loss_finish` gives it from the same partials (and within 1e-5 of the reference); a
+/// region whose header names no slot (0) is skipped; a finished region's slot is cleared, so
+/// a second run writes nothing. Regions of every length in LENS, in an order of slots that
+/// is not theirs, on both kernel sets (`loss_partial` is the CPU set's there); the rest of
+/// the loss log poisoned. Regions too short for a header and a sum are refused.
+#[test]
+fn bce_loss_finish_steps_matches_loss_finish() {
+    each_kernel_set(|g, config| {
+        let stride = bce::step_region_len(LENS.iter().copied().max().unwrap_or(1) as u64);
+        let slots = [Some(6u32), Some(0), None, Some(3), Some(1)];
+        let regions = g
+            .poisoned("regions", LENS.len() as u64 * stride)
+            .or_fail(config);
+        let loss = g.poisoned("loss", 8).or_fail(config);
+        let mut want: Vec<Option<(u32, f64)>> = vec![None; 8];
+        for (r, (len, slot)) in LENS.into_iter().zip(slots).enumerate() {
+            let what = format!("{config}: region {r} of {len} elements");
+            let (zs, ts) = data(len, 30 + r as u64);
+            let (z, t) = (
+                g.upload("z", &zs).or_fail(&what),
+                g.upload("t", &ts).or_fail(&what),
+            );
+            let n = bce::partials_len(len as u64);
+            // loss_finish from the partials: the bits to match.
+            let own = g.poisoned("partials", n).or_fail(&what);
+            let one = g.poisoned("loss", 1).or_fail(&what);
+            run(
+                g,
+                &[
+                    bce::loss_partial(g, "t", &z, &t, &own).or_fail(&what),
+                    bce::loss_finish(g, "t", len as u64, &own, &one, 0).or_fail(&what),
+                ],
+            )
+            .or_fail(&what);
+            // The region: its header, then the same partials (dense.grads_adam indexes into
+            // the buffer; a storage binding's offset could not start at a header's end).
+            let named = slot.map_or(0.0, |s| (s + 1) as f32);
+            let mut region = vec![named, n as f32, len as f32];
+            region.extend(g.read::<f32>(&own).or_fail(&what));
+            g.write(
+                &regions.view(r as u64 * stride, region.len() as u64),
+                &region,
+            );
+            if let Some(s) = slot {
+                let bits = g.read::<u32>(&one).or_fail(&what)[0];
+                want[s as usize] = Some((bits, reference::bce::loss(&zs, &ts)));
+            }
+        }
+        let count = LENS.len() as u32;
+        let finish = bce::loss_finish_steps(g, "t", &regions, stride, count, &loss).or_fail(config);
+        run(g, std::slice::from_ref(&finish)).or_fail(config);
+        let got = g.read::<f32>(&loss).or_fail(config);
+        for (s, (got, want)) in got.iter().zip(&want).enumerate() {
+            match want {
+                None => assert!(got.is_nan(), "{config}: slot {s} written: {got}"),
+                Some((bits, reference)) => {
+                    assert_eq!(
+                        got.to_bits(),
+                        *bits,
+                        "{config}: slot {s}: not loss_finish's bits"
+                    );
+                    let err = (*got as f64 - reference).abs() / reference.abs().max(1e-3);
+                    assert!(err < 1e-5, "{config}: slot {s}: {got} vs {reference}");
+                }
+            }
+        }
+        let headers = g.read::<f32>(&regions).or_fail(config);
+        for r in 0..LENS.len() {
+            let slot = headers[r * stride as usize];
+            assert_eq!(slot, 0.0, "{config}: region {r}'s slot not cleared");
+        }
+        // Nothing left to finish: a second run writes no slot.
+        g.write(&loss, &[f32::NAN; 8]);
+        run(g, &[finish]).or_fail(config);
+        let again = g.read::<f32>(&loss).or_fail(config);
+        assert!(again.iter().all(|v| v.is_nan()), "{config}: {again:?}");
+        for (stride, count) in [(bce::STEP_HEADER, 1), (stride, count + 1), (stride, 0)] {
+            let refused = bce::loss_finish_steps(g, "t", &regions, stride, count, &loss);
+            assert!(
+                refused.is_err(),
+                "{config}: {count} regions of {stride} accepted"
+            );
+        }
+    });
+}

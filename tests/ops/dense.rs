@@ -552,6 +552,20 @@ fn rows_case(g: &Gpu, st: &Stack, seed: u64, what: &str) {
             untouched(read(&plain_g)),
             "{what}: padding written"
         );
+        if dense::grads_adam_fits(g) {
+            let plain = Grads {
+                grads: read(&plain_g),
+                partials: read(&plain_p),
+            };
+            let io = GradsCase {
+                table: &table,
+                x: &xt,
+                target: &tt,
+                acts: [&acts[0], &acts[1]],
+                dacts: [&dacts[0], &dacts[1]],
+            };
+            grads_adam_case(g, &io, &params, &plain, seed, what);
+        }
     }
 
     let read = |t: &Tensor| g.read::<f32>(t).or_fail(what);
@@ -618,6 +632,148 @@ fn dense_vec4_variants_give_the_scalar_kernels_bits() {
                 let nan = b[i].iter().any(|v| f32::from_bits(*v).is_nan());
                 assert!(!nan, "{what}: {name} left unwritten");
             }
+        }
+    }
+}
+
+/// What [`grads_adam_case`] checks against: the per-layer kernels' gradients (laid out as the
+/// parameters, NaN in the padding) and `bce.loss_partial`'s partial sums.
+struct Grads {
+    grads: Vec<f32>,
+    partials: Vec<f32>,
+}
+
+/// What `dense::rows` left for a stack's weight gradients.
+struct GradsCase<'a> {
+    table: &'a [dense::StackLayer],
+    x: &'a Tensor,
+    target: &'a Tensor,
+    acts: [&'a Tensor; 2],
+    dacts: [&'a Tensor; 2],
+}
+
+/// `dense::grads_adam` (`--folds adam`) writes the gradients `plain` holds, and takes Adam's
+/// step 3 over them from random moments as `adam::step` does (on the GPU set bit for bit, on
+/// the CPU set, whose per-layer kernels and Adam sum and update their own way, to float
+/// rounding), leaving the padding
+/// between parameters as it was; and its loss partials go into the region staged for its
+/// uniform slot (the second of three, the others left as they were), after the header
+/// `bce::loss_finish_steps` reads, which then writes `loss_finish`'s bits into the slot staged.
+fn grads_adam_case(
+    g: &Gpu,
+    io: &GradsCase<'_>,
+    params: &[f32],
+    plain: &Grads,
+    seed: u64,
+    what: &str,
+) {
+    use wgsl_autoencoder::gpu::KernelSet;
+    use wgsl_autoencoder::ops::{adam, bce};
+    use wgsl_autoencoder::shapes::AdamConfig;
+    let mut rng = common::rng(seed + 100);
+    let len = params.len();
+    let m0 = common::uniform(&mut rng, len, -0.1, 0.1);
+    let v0 = common::uniform(&mut rng, len, 0.0, 0.01);
+    let up = |v: &[f32]| g.upload("t", v).or_fail(what);
+    let read = |t: &Tensor| g.read::<f32>(t).or_fail(what);
+    let cfg = AdamConfig::default();
+    let (t, slot) = (3, 5);
+    let n = io.table[0].s.n;
+    let total = n as u64 * io.table.last().map_or(0, |l| l.s.fout) as u64;
+    let stride = bce::step_region_len(total);
+
+    let (w2, m2, v2) = (up(params), up(&m0), up(&v0));
+    let grads = g.poisoned("grads", len as u64).or_fail(what);
+    let regions = g.poisoned("regions", 3 * stride).or_fail(what);
+    let adam_io = dense::AdamIo {
+        params: &w2,
+        m: &m2,
+        v: &v2,
+        regions: &regions,
+    };
+    let (a, d) = (io.acts, io.dacts);
+    let fused = dense::grads_adam(
+        g, "t", n, io.table, io.x, a, d, &grads, io.target, &adam_io, &cfg,
+    )
+    .or_fail(what)
+    .with_slots(g, 2)
+    .or_fail(what);
+    dense::set_grads_adam_step(&fused, 1, stride, slot, &cfg, t);
+    fused.flush(g);
+    let mut enc = g.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        fused.record_slot(&mut pass, 1);
+    }
+    g.queue.submit([enc.finish()]);
+    g.wait().or_fail(what);
+
+    let same = |case: &str, got: &[f32], want: &[f32]| {
+        if g.kernels == KernelSet::Gpu {
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert!(bits(got) == bits(want), "{what}: {case}: not the same bits");
+        } else {
+            common::assert_close(&format!("{what}: {case}"), got, want, TOL);
+        }
+    };
+    let got_g = read(&grads);
+    // Where a gradient belongs (the padding is NaN in both).
+    let written: Vec<usize> = (0..len).filter(|&i| !plain.grads[i].is_nan()).collect();
+    let pick = |v: &[f32]| written.iter().map(|&i| v[i]).collect::<Vec<_>>();
+    same("gradients", &pick(&got_g), &pick(&plain.grads));
+    let unwritten = got_g.iter().filter(|v| v.is_nan()).count();
+    assert_eq!(unwritten, len - written.len(), "{what}: padding written");
+    // adam.step over the gradients it wrote (padding zeroed: Adam leaves a weight whose
+    // gradient is zero as it is).
+    let (w1, m1, v1) = (up(params), up(&m0), up(&v0));
+    let gz: Vec<f32> = got_g
+        .iter()
+        .map(|v| if v.is_nan() { 0.0 } else { *v })
+        .collect();
+    let step = adam::step(g, "t", &cfg, t, &w1, &up(&gz), &m1, &v1).or_fail(what);
+    wgsl_autoencoder::ops::run(g, &[step]).or_fail(what);
+    // Where a gradient was written: Adam's step; in the padding: as it was.
+    for (name, fused, plain, start) in [
+        ("weights", &w2, &w1, params),
+        ("m", &m2, &m1, &m0[..]),
+        ("v", &v2, &v1, &v0[..]),
+    ] {
+        let (got, want) = (read(fused), read(plain));
+        same(&format!("adam {name}"), &pick(&got), &pick(&want));
+        let padding = (0..len).filter(|&i| got_g[i].is_nan());
+        for i in padding {
+            assert_eq!(
+                got[i].to_bits(),
+                start[i].to_bits(),
+                "{what}: {name}[{i}] moved"
+            );
+        }
+    }
+    let got_r = read(&regions);
+    let partials = plain.partials.len();
+    let header = &got_r[stride as usize..stride as usize + 3];
+    let want_header = [(slot + 1) as f32, partials as f32, total as f32];
+    assert_eq!(header, want_header, "{what}: the region's header");
+    let region = &got_r[stride as usize + 3..stride as usize + 3 + partials];
+    same("loss partials", region, &plain.partials);
+    let others = [&got_r[..stride as usize], &got_r[2 * stride as usize..]];
+    assert!(
+        others.iter().all(|r| r.iter().all(|v| v.is_nan())),
+        "{what}: another region written"
+    );
+
+    // Its finish over the three regions (the first and last poisoned: NaN names no slot).
+    let loss = g.poisoned("loss", 8).or_fail(what);
+    let finish = bce::loss_finish_steps(g, "t", &regions, stride, 3, &loss).or_fail(what);
+    let own = up(&plain.partials);
+    let one = g.poisoned("loss", 1).or_fail(what);
+    let want = bce::loss_finish(g, "t", total, &own, &one, 0).or_fail(what);
+    wgsl_autoencoder::ops::run(g, &[finish, want]).or_fail(what);
+    let (got, want) = (read(&loss), read(&one)[0]);
+    for (s, v) in got.iter().enumerate() {
+        match s == slot as usize {
+            true => same("the step's loss", &[*v], &[want]),
+            false => assert!(v.is_nan(), "{what}: loss slot {s} written"),
         }
     }
 }
