@@ -52,8 +52,10 @@ struct Cli {
     /// gradients as one dispatch), loss (the loss pass writes the loss gradient too), finish
     /// (Adam's dispatch finishes the loss), rows (a dense model's forward pass, loss gradient
     /// and input gradients as one dispatch), grads (with rows, its weight gradients and the
-    /// loss's partial sums as one more) and gather (rows gathers its own batch from the
-    /// dataset: inputs without noise), and the kernel variants tiles (the
+    /// loss's partial sums as one more), gather (rows gathers its own batch from the
+    /// dataset: inputs without noise) and adam (with grads, Adam's step in that dispatch and
+    /// every step's loss finished by one dispatch per execution: needs 11 storage buffers
+    /// per stage), and the kernel variants tiles (the
     /// weight-gradient partials stage each workgroup's gradient once), vec4 (the dense
     /// split-K kernels load 4 features at once, the convolutions 4 channels at once in the
     /// forward pass, input gradient and weight-gradient partials), narrow (the convolutions
@@ -63,7 +65,7 @@ struct Cli {
     /// window on four invocations, not one); or all, none, tune (train, bench and profile
     /// time sets of folds at start-up and keep the fastest: the gpu kernel set only, where
     /// they change no bit), auto (tune on a GPU adapter's gpu kernel set; elsewhere all on the
-    /// gpu set but rows, grads, gather, narrow and quads on a CPU adapter, none on cpu; a
+    /// gpu set but rows, grads, gather, adam, narrow and quads on a CPU adapter, none on cpu; a
     /// resumed run keeps the folds its config.json records for the same adapter; tune times
     /// them again).
     #[arg(long, global = true, default_value = "auto")]

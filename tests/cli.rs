@@ -2009,7 +2009,7 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
     let out = t.path().join("bogus");
     train(&data, &out, &["--folds", "pool,some", "--epochs", "1"]).fails_with(&[
         "'some'",
-        "upsample, pool, reduces, backward, loss, tiles, finish, rows, vec4, grads, narrow, single, gather and quads",
+        "upsample, pool, reduces, backward, loss, tiles, finish, rows, vec4, grads, narrow, single, gather, quads and adam",
     ]);
     assert_not_created(&out);
     for (kernels, folds, recorded) in [
@@ -2064,6 +2064,7 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
         ("single", 44),
         ("gather", 44),
         ("quads", 44),
+        ("adam", 44),
         ("all", 18),
     ];
     for (folds, dispatches) in counts {

@@ -1138,6 +1138,7 @@ fn folds_change_no_bit_of_training() {
         single: k == 11,
         gather: k == 12,
         quads: k == 13,
+        adam: k == 14,
     };
     let pool_and_backward = FoldSet {
         pool: true,
@@ -1362,11 +1363,19 @@ fn steps_per_execution_change_no_bit_of_training() {
 
 /// The grads fold runs only from a batch of 128 on (the per-layer weight gradients' split):
 /// the dense and deep models at batch 128 (300 images: two full batches and one of 44, which
-/// keeps the per-layer weight gradients) give the unfolded losses and final state bit for
-/// bit, with 3 dispatches per step with all folds (rows gathering the batch, grads, Adam with
-/// the loss's finish) where the unfolded step has 10 (dense) or 22 (deep); and 5 with rows
-/// and grads alone (the batch gather's own dispatch, and the loss's finish after the backward
-/// pass that sums the loss's partials).
+/// keeps the per-layer weight gradients and Adam's own dispatch), two epochs, give the
+/// unfolded losses and final state bit for bit, with 3 dispatches per step recorded alone
+/// with all folds (rows gathering the batch, grads with Adam's step, and the loss's finish,
+/// which an execution of several steps runs once after its last) where the unfolded step
+/// has 10 (dense) or 22 (deep); 3 with all but `adam` (rows, grads, Adam with the loss's
+/// finish); and 5 with rows and grads alone (the batch gather's own dispatch, and the loss's
+/// finish after the backward pass that sums the loss's partials). With all folds also at 16
+/// steps per submit (an epoch in one execution, whose finish covers two steps' regions and
+/// skips the third's, a batch that keeps Adam's dispatch) and at 2 per submit pausing before
+/// the second epoch's second step, as a checkpoint does: an execution of one step, then one
+/// whose finish covers a region the first epoch filled and that no step of it fills again
+/// (its second step keeps Adam's dispatch), so a region not cleared once finished would
+/// write the first epoch's loss over the second's.
 #[test]
 fn grads_fold_changes_no_bit_of_training() {
     let t0 = Instant::now();
@@ -1378,31 +1387,69 @@ fn grads_fold_changes_no_bit_of_training() {
         grads: true,
         ..FoldSet::NONE
     };
+    let without_adam = FoldSet {
+        adam: false,
+        ..FoldSet::ALL
+    };
     for (kind, unfolded) in [(ModelKind::Dense, 10), (ModelKind::Deep, 22)] {
-        let run = |folds: FoldSet| {
+        let run = |folds: FoldSet, per: usize, pause_at: Option<usize>| {
             let model = Model::new(kind, MNIST).unwrap();
             let cfg = config(kind, 128, 5);
             let choice =
                 DeviceChoice::new(common::adapter_choice(), KernelChoice::Set(KernelSet::Gpu))
-                    .with_folds(FoldChoice::Set(folds));
+                    .with_folds(FoldChoice::Set(folds))
+                    .with_steps_per_execution(StepsPerExecution::Set(per));
             let g = Gpu::new(&choice).unwrap();
             let mut tr = trainer(&g, &model, &cfg, &train_px, &test_px);
-            let m = tr.train_epoch(&g, &mut |_, _| {}).unwrap();
+            let entries: Vec<&str> = tr.launches().iter().map(|(s, _)| s.entry).collect();
+            let mut m = Vec::new();
+            for epoch in 0..2 {
+                let metrics = match pause_at.filter(|_| epoch == 1) {
+                    None => tr.train_epoch(&g, &mut |_, _| {}).unwrap(),
+                    Some(at) => {
+                        let pause = move |step: usize, _| step == at;
+                        let from = EpochStart {
+                            pause: &pause,
+                            ..EpochStart::default()
+                        };
+                        let losses = match tr.train_epoch_from(&g, &from, &mut |_, _| {}) {
+                            Ok(EpochEnd::Paused { losses, .. }) => losses,
+                            other => panic!("{kind:?}: no pause at step {at}: {other:?}"),
+                        };
+                        let rest = EpochStart {
+                            step: at,
+                            losses: &losses,
+                            ..EpochStart::default()
+                        };
+                        match tr.train_epoch_from(&g, &rest, &mut |_, _| {}).unwrap() {
+                            EpochEnd::Done(metrics) => metrics,
+                            EpochEnd::Paused { step, .. } => panic!("paused again at {step}"),
+                        }
+                    }
+                };
+                m.push((metrics.loss.to_bits(), metrics.val_loss.to_bits()));
+            }
             let s = tr.state(&g).unwrap();
             let state = (bits(&s.params), bits(&s.adam_m), bits(&s.adam_v));
-            (
-                tr.step_len(),
-                (m.loss.to_bits(), m.val_loss.to_bits()),
-                state,
-            )
+            (tr.step_len(), m, state, entries.join(" "))
         };
-        let none = run(FoldSet::NONE);
+        let none = run(FoldSet::NONE, 1, None);
         assert_eq!(none.0, unfolded, "{kind:?}: unfolded dispatches");
-        for (folds, len) in [(FoldSet::ALL, 3), (rows_grads, 5)] {
-            let (l, m, state) = run(folds);
-            assert_eq!(l, len, "{kind:?} {folds}: dispatches per step");
-            assert_eq!(m, none.1, "{kind:?} {folds}: epoch losses");
-            assert!(state == none.2, "{kind:?} {folds}: final state");
+        let cases = [
+            (FoldSet::ALL, 1, None, 3),
+            (FoldSet::ALL, 16, None, 3),
+            (FoldSet::ALL, 2, Some(1), 3),
+            (without_adam, 1, None, 3),
+            (rows_grads, 1, None, 5),
+        ];
+        for (folds, per, pause_at, len) in cases {
+            let what = format!("{kind:?} {folds}, {per} per submit, pause {pause_at:?}");
+            let (l, m, state, entries) = run(folds, per, pause_at);
+            assert_eq!(l, len, "{what}: dispatches per step");
+            let adam_in_grads = entries == "rows_gather grads_adam loss_finish_steps";
+            assert_eq!(adam_in_grads, folds.adam, "{what}: the step runs {entries}");
+            assert_eq!(m, none.1, "{what}: epoch losses");
+            assert!(state == none.2, "{what}: final state");
         }
     }
     eprintln!("grads fold: {:.1}s", t0.elapsed().as_secs_f64());
@@ -1459,9 +1506,10 @@ fn same_seed_same_losses_bitwise() {
 
 /// The start-up search over folds (`train::tune::search`) on a made-up cost per fold left out:
 /// it leaves out what makes the step faster by more than the margin (`pool`, and `rows` with
-/// the `grads` and `gather` that need it), keeps what saves less (`finish`, half the margin) or costs (`grads` alone),
-/// does not time a set whose step is one timed already (`upsample`, which this "model" has
-/// nothing for), and tries `grads` alone before `rows`.
+/// the `grads`, `gather` and `adam` that need it), keeps what saves less (`finish`, half the
+/// margin) or costs (`grads` alone), does not time a set whose step is one timed already
+/// (`upsample`, which this "model" has nothing for), and tries `grads`, `gather` and `adam`
+/// alone before `rows`.
 #[test]
 fn fold_search_leaves_out_only_what_is_slower_past_the_margin() {
     use wgsl_autoencoder::train::tune::{search, MARGIN, TRY_ORDER};
@@ -1506,6 +1554,7 @@ fn fold_search_leaves_out_only_what_is_slower_past_the_margin() {
         rows: false,
         grads: false,
         gather: false,
+        adam: false,
         ..FoldSet::ALL
     };
     assert_eq!(picked, want, "{trials:?}");
@@ -1529,9 +1578,15 @@ fn fold_search_leaves_out_only_what_is_slower_past_the_margin() {
         before_rows(|s| !s.gather),
         "gather alone should be tried before rows: {asked:?}"
     );
+    assert!(
+        before_rows(|s| s.grads && !s.adam),
+        "adam alone should be tried before grads and rows: {asked:?}"
+    );
     // Kept within the margin.
     assert!(picked.finish && picked.grads == picked.rows);
     assert_eq!(FoldSet::ALL.without("rows").map(|s| s.grads), Some(false));
     assert_eq!(FoldSet::ALL.without("rows").map(|s| s.gather), Some(false));
+    assert_eq!(FoldSet::ALL.without("rows").map(|s| s.adam), Some(false));
+    assert_eq!(FoldSet::ALL.without("grads").map(|s| s.adam), Some(false));
     assert_eq!(FoldSet::NONE.without("pool"), None);
 }

@@ -93,7 +93,10 @@ impl fmt::Display for KernelChoice {
 /// a dense model's whole forward pass, logits' gradient and input gradients as one dispatch
 /// over the batch's rows (`rows`), and with it every dense layer's weight gradient and the
 /// loss's partial sums as one more (`grads`) and the batch gathered from the dataset by
-/// that dispatch rather than one of its own (`gather`, inputs without noise). Five more are
+/// that dispatch rather than one of its own (`gather`, inputs without noise), and Adam's
+/// step taken in that weight-gradient dispatch, the losses of an execution's steps finished
+/// by one dispatch after its last (`adam`, with `grads`, where the device binds 11 storage
+/// buffers per stage). Five more are
 /// kernel variants rather than folds, selected the same way: the weight-gradient partials
 /// staging each workgroup's gradient once (`tiles`), the dense split-K kernels loading 4
 /// features at once and the convolutions 4 channels at once in the forward pass, input
@@ -124,6 +127,7 @@ pub struct FoldSet {
     pub single: bool,
     pub gather: bool,
     pub quads: bool,
+    pub adam: bool,
 }
 
 impl FoldSet {
@@ -142,6 +146,7 @@ impl FoldSet {
         single: false,
         gather: false,
         quads: false,
+        adam: false,
     };
     pub const ALL: FoldSet = FoldSet {
         upsample: true,
@@ -158,11 +163,12 @@ impl FoldSet {
         single: true,
         gather: true,
         quads: true,
+        adam: true,
     };
     /// The names `--folds` lists them by, in order.
-    pub const NAMES: [&'static str; 14] = [
+    pub const NAMES: [&'static str; 15] = [
         "upsample", "pool", "reduces", "backward", "loss", "tiles", "finish", "rows", "vec4",
-        "grads", "narrow", "single", "gather", "quads",
+        "grads", "narrow", "single", "gather", "quads", "adam",
     ];
 
     /// The kernel variants among them: each changes how a kernel computes, not which
@@ -172,7 +178,8 @@ impl FoldSet {
     /// The rule: what a device opens with under `auto` (which then times sets at start-up on
     /// a GPU adapter's GPU set: `train::tune`), and keeps where it does not time. Everything
     /// on the GPU set (the conv model's step goes from 44 dispatches to 18, the dense model's
-    /// from 10 to 3), but on a CPU adapter neither `rows` (and `grads` and `gather`, which
+    /// from 10 to 2 and a 16th), but on a CPU adapter neither `rows` (and `grads`, `gather`
+    /// and `adam`, which
     /// need it: on llvmpipe its barrier-bound workgroups took a dense step 2.7-3.1x longer
     /// than the per-layer kernels) nor `narrow` (the conv step 22-34% longer on lavapipe:
     /// BENCHMARKS.md) nor `quads` (not shown to pay there: a step's kernels -19% to +5% on
@@ -186,6 +193,7 @@ impl FoldSet {
                 rows: false,
                 grads: false,
                 gather: false,
+                adam: false,
                 narrow: false,
                 quads: false,
                 ..FoldSet::ALL
@@ -195,7 +203,7 @@ impl FoldSet {
     }
 
     /// Each fold's flag, in the order of [`FoldSet::NAMES`].
-    fn flags(self) -> [bool; 14] {
+    fn flags(self) -> [bool; 15] {
         let mut set = self;
         Self::NAMES.map(|name| set.flag_mut(name).is_some_and(|on| *on))
     }
@@ -217,6 +225,7 @@ impl FoldSet {
             "single" => &mut self.single,
             "gather" => &mut self.gather,
             "quads" => &mut self.quads,
+            "adam" => &mut self.adam,
             _ => return None,
         })
     }
@@ -235,13 +244,14 @@ impl FoldSet {
     }
 
     /// This set with the fold called `name` left out (and `grads` and `gather` with `rows`,
-    /// which they need); None when it is not in the set.
+    /// which they need, and `adam` with `grads`); None when it is not in the set.
     pub fn without(self, name: &str) -> Option<FoldSet> {
         let mut less = self;
         let flag = less.flag_mut(name).filter(|on| **on)?;
         *flag = false;
         less.grads &= less.rows;
         less.gather &= less.rows;
+        less.adam &= less.grads;
         Some(less)
     }
 

@@ -39,6 +39,10 @@ pub struct TrainingBuffers {
     dact_arena: Option<[Tensor; 2]>,
     /// Scratch for a ReLU layer's masked gradient on the CPU kernel set (shared likewise).
     relu_masked: Tensor,
+    /// With `--folds adam`, a region per step of an execution for its loss partials (and
+    /// the header `bce.loss_finish_steps` reads), `step_region` floats apart.
+    step_losses: Tensor,
+    step_region: u64,
     /// Where a layer without a bias writes the bias gradient its kernel computes anyway
     /// (never read; a buffer of its own, so no dispatch binds one buffer writable twice).
     discarded_bias_grad: Tensor,
@@ -144,6 +148,7 @@ impl Network {
                 &t.conv_partials,
                 &t.relu_masked,
                 &t.discarded_bias_grad,
+                &t.step_losses,
             ]);
             tensors.extend(&t.dacts);
         }
@@ -466,6 +471,50 @@ impl Network {
         dense::grads(
             gpu, "dense", n, &io.stack, x, io.acts, io.dacts, g, t, &partials,
         )
+    }
+
+    /// Whether a training step of n takes Adam's step in its weight-gradient dispatch, its
+    /// loss finished once per execution (`--folds adam`: [`Network::grads_adam`],
+    /// [`Network::loss_finish_steps`]): where `grads` runs and the device binds enough
+    /// storage buffers.
+    pub fn folds_adam(&self, gpu: &Gpu, n: u32) -> bool {
+        gpu.folds.adam && self.folds_grads(gpu, n) && dense::grads_adam_fits(gpu)
+    }
+
+    /// [`Network::grads`] with Adam's step (see [`Network::folds_adam`]), its loss partials
+    /// in one of the regions [`Network::step_loss_regions`] describes (staged per step).
+    pub fn grads_adam(&self, gpu: &Gpu, n: u32, cfg: &AdamConfig) -> Result<Dispatch> {
+        let io = self.stack_io(gpu, n)?;
+        let tb = self.training()?;
+        let adam = dense::AdamIo {
+            params: &self.params,
+            m: &tb.adam_m,
+            v: &tb.adam_v,
+            regions: &tb.step_losses,
+        };
+        let (x, t, g) = (&io.x, &io.target, &tb.grads);
+        dense::grads_adam(
+            gpu, "dense", n, &io.stack, x, io.acts, io.dacts, g, t, &adam, cfg,
+        )
+    }
+
+    /// The steps' loss regions (`--folds adam`): floats apart, and how many there are (the
+    /// most steps one execution can hold under the fold).
+    pub fn step_loss_regions(&self) -> Result<(u64, usize)> {
+        let tb = self.training()?;
+        Ok((
+            tb.step_region,
+            (tb.step_losses.len / tb.step_region) as usize,
+        ))
+    }
+
+    /// The losses of an execution's steps under `--folds adam` into `loss`, one workgroup per
+    /// step region: built over the first, which a step recorded alone fills (an execution
+    /// records it over as many as its steps filled).
+    pub fn loss_finish_steps(&self, gpu: &Gpu, loss: &Tensor) -> Result<Dispatch> {
+        let tb = self.training()?;
+        let (regions, stride) = (&tb.step_losses, tb.step_region);
+        ops::bce::loss_finish_steps(gpu, "loss", regions, stride, 1, loss)
     }
 
     /// The mean loss of a batch of n into `loss[slot]`, in two fixed-tree passes: the partial
@@ -921,7 +970,11 @@ impl TrainingBuffers {
             .max_storage_buffer_binding_size
             .min(gpu.limits.max_buffer_size);
         let (conv_scratch, partial_regions) = partial_layout(gpu.folds.reduces, most, &scratch);
+        let step_region = ops::bce::step_region_len(cap * model.input.len());
+        let regions = gpu.steps_per_execution.max(1) as u64;
         Ok(TrainingBuffers {
+            step_losses: gpu.tensor("step loss regions", regions * step_region)?,
+            step_region,
             grads,
             adam_m,
             adam_v,

@@ -52,7 +52,30 @@ pub struct StepPlan {
     forward: Vec<Dispatch>,
     loss: Loss,
     /// Backward pass and Adam: training plans only.
-    update: Option<(Vec<Dispatch>, Dispatch)>,
+    update: Option<Update>,
+    /// `--folds adam`: the execution's losses, finished after its last step
+    /// ([`record_steps`]); here so that a step recorded alone ([`StepPlan::dispatches`]) is
+    /// whole.
+    finish_steps: Option<Dispatch>,
+}
+
+/// A training plan's backward pass and Adam's step.
+struct Update {
+    backward: Vec<Dispatch>,
+    adam: AdamStep,
+}
+
+enum AdamStep {
+    /// `adam.step` (or `adam.step_loss_finish`): a dispatch of its own.
+    Own(Box<Dispatch>),
+    /// `dense.grads_adam` (`--folds adam`): the weight gradients with Adam's step, the whole
+    /// backward pass (which is then empty); its loss partials in the region of its uniform
+    /// slot, `region` floats apart, `regions` of them.
+    InGrads {
+        grads: Box<Dispatch>,
+        region: u64,
+        regions: usize,
+    },
 }
 
 /// The per-step uniforms of a plan.
@@ -83,16 +106,36 @@ impl StepPlan {
         let rows = training && net.folds_rows(gpu);
         let gather_in_rows = rows && net.folds_gather(gpu);
         let gradient = training && net.folds_loss_gradient(gpu) && !rows;
-        let in_adam = training && net.folds_loss_finish(gpu);
+        // Adam in the weight-gradient dispatch, the loss finished once per execution.
+        let in_grads = training && net.folds_adam(gpu, n);
+        let in_adam = training && net.folds_loss_finish(gpu) && !in_grads;
         let update = match adam {
+            Some(cfg) if in_grads => {
+                let (region, regions) = net.step_loss_regions()?;
+                Some(Update {
+                    backward: Vec::new(),
+                    adam: AdamStep::InGrads {
+                        grads: Box::new(net.grads_adam(gpu, n, cfg)?),
+                        region,
+                        regions,
+                    },
+                })
+            }
             Some(cfg) => {
                 let step = match in_adam {
                     true => net.adam_loss_finish(gpu, cfg, n, src.loss_log, 0)?,
                     false => net.adam(gpu, cfg, 1)?,
                 };
-                Some((net.backward(gpu, n)?, step))
+                Some(Update {
+                    backward: net.backward(gpu, n)?,
+                    adam: AdamStep::Own(Box::new(step)),
+                })
             }
             None => None,
+        };
+        let finish_steps = match in_grads {
+            true => Some(net.loss_finish_steps(gpu, src.loss_log)?),
+            false => None,
         };
         Ok(StepPlan {
             n,
@@ -119,17 +162,25 @@ impl StepPlan {
                     gradient,
                     // The grads fold sums the loss beside the weight gradients.
                     partial: !(training && net.folds_grads(gpu, n)),
-                    finish: !in_adam,
+                    finish: !in_adam && !in_grads,
                 },
             )?,
             update,
+            finish_steps,
         })
     }
 
-    /// Every dispatch in the order they run.
+    /// Every dispatch of a step recorded alone, in the order they run: [`Self::step`]'s, then
+    /// under `--folds adam` the loss's finish.
     pub fn dispatches(&self) -> impl Iterator<Item = &Dispatch> {
+        self.step().chain(&self.finish_steps)
+    }
+
+    /// The dispatches each step of an execution runs ([`record_steps`] adds the finish of
+    /// `--folds adam` once after the last).
+    fn step(&self) -> impl Iterator<Item = &Dispatch> {
         let (backward, adam) = match &self.update {
-            Some((b, a)) => (b.as_slice(), Some(a)),
+            Some(u) => (u.backward.as_slice(), Some(u.adam.dispatch())),
             None => (&[][..], None),
         };
         // The loss finishes after the backward pass, which may sum its partials (`grads`).
@@ -160,8 +211,32 @@ impl StepPlan {
         if let Some(finish) = self.loss.finish.take() {
             self.loss.finish = Some(finish.with_slots(gpu, slots)?);
         }
-        if let Some((backward, adam)) = self.update.take() {
-            self.update = Some((backward, adam.with_slots(gpu, slots)?));
+        if let Some(mut update) = self.update.take() {
+            update.adam = match update.adam {
+                AdamStep::Own(adam) => AdamStep::Own(Box::new(adam.with_slots(gpu, slots)?)),
+                AdamStep::InGrads {
+                    grads,
+                    region,
+                    regions,
+                } => {
+                    if slots > regions {
+                        return Err(crate::Error::Shape {
+                            op: "network",
+                            detail: format!(
+                                "{slots} steps per execution, loss regions for {regions}: \
+                                 build the network on a device opened with as many steps \
+                                 per execution"
+                            ),
+                        });
+                    }
+                    AdamStep::InGrads {
+                        grads: Box::new(grads.with_slots(gpu, slots)?),
+                        region,
+                        regions,
+                    }
+                }
+            };
+            self.update = Some(update);
         }
         Ok(self)
     }
@@ -201,8 +276,20 @@ impl StepPlan {
         if let Some(finish) = &self.loss.finish {
             finish.stage(slot, &bce::finish_params(loss.0, loss.1));
         }
-        if let (Some((_, adam)), Some((cfg, t))) = (&self.update, p.adam) {
-            adam.stage(slot, &ops::adam::params(self.param_len, cfg, t, loss));
+        if let (Some(update), Some((cfg, t))) = (&self.update, p.adam) {
+            match &update.adam {
+                AdamStep::Own(adam) => {
+                    adam.stage(slot, &ops::adam::params(self.param_len, cfg, t, loss))
+                }
+                AdamStep::InGrads { grads, region, .. } => ops::dense::set_grads_adam_step(
+                    grads,
+                    slot,
+                    slot as u64 * region,
+                    loss.1,
+                    cfg,
+                    t,
+                ),
+            }
         }
     }
 
@@ -212,18 +299,31 @@ impl StepPlan {
         self.dispatches().for_each(|d| d.flush(gpu));
     }
 
-    /// Records the step whose uniforms [`Self::prepare`] put in slot `slot` (flushed).
-    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, slot: usize) {
-        for d in self.dispatches() {
+    /// Records the step whose uniforms [`Self::prepare`] put in slot `slot` (flushed),
+    /// without the finish that [`record_steps`] adds after an execution's last step.
+    fn record(&self, pass: &mut wgpu::ComputePass<'_>, slot: usize) {
+        for d in self.step() {
             // Only the per-step dispatches have more than one slot.
             d.record_slot(pass, if d.slots() > 1 { slot } else { 0 });
         }
     }
 }
 
+impl AdamStep {
+    /// The dispatch that takes Adam's step.
+    fn dispatch(&self) -> &Dispatch {
+        match self {
+            AdamStep::Own(adam) => adam,
+            AdamStep::InGrads { grads, .. } => grads,
+        }
+    }
+}
+
 /// Records steps into one compute pass of `enc`: each a plan and the uniform slot
 /// [`StepPlan::prepare`] staged for it, the staged uniforms flushed first (one command buffer,
-/// one submit, for them all).
+/// one submit, for them all). Under `--folds adam`, one dispatch after the last step finishes
+/// the loss of every step that left its partials in a region (one per slot: a region no step
+/// of this execution filled is skipped).
 pub fn record_steps(gpu: &Gpu, enc: &mut wgpu::CommandEncoder, steps: &[(&StepPlan, usize)]) {
     for (plan, _) in steps {
         plan.flush(gpu);
@@ -234,6 +334,14 @@ pub fn record_steps(gpu: &Gpu, enc: &mut wgpu::CommandEncoder, steps: &[(&StepPl
     });
     for (plan, slot) in steps {
         plan.record(&mut pass, *slot);
+    }
+    // Every plan of a network shares its regions: one finish covers them all.
+    let finish = steps
+        .iter()
+        .find_map(|(plan, _)| plan.finish_steps.as_ref());
+    if let Some(finish) = finish {
+        let regions = steps.iter().map(|(_, slot)| slot + 1).max().unwrap_or(1);
+        finish.record_slot_groups(&mut pass, 0, [regions as u32, 1, 1]);
     }
 }
 

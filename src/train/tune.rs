@@ -36,10 +36,11 @@ pub const WARM_STEPS_MAX: usize = 2000;
 pub const MARGIN: f64 = 0.03;
 
 /// The order folds are left out in: every one of [`FoldSet::NAMES`], `gather` and `grads`
-/// before `rows`, which they need, so that each alone is tried first.
-pub const TRY_ORDER: [&str; 14] = [
+/// before `rows`, which they need, and `adam` before `grads`, so that each alone is tried
+/// first.
+pub const TRY_ORDER: [&str; 15] = [
     "upsample", "pool", "reduces", "backward", "loss", "tiles", "narrow", "finish", "single",
-    "gather", "grads", "rows", "vec4", "quads",
+    "gather", "adam", "grads", "rows", "vec4", "quads",
 ];
 
 /// Whether `choice` asks this device to time its folds: `tune` always, `auto` on the GPU
