@@ -11,7 +11,7 @@
 #   device call 1, timeout 410 s (core's step limits sum to 392 s; ~4 minutes normally):
 #               bash bench/device-check.sh core
 #   device call 2 within the machine's warm window (status's idle_release_s: 30 s), timeout
-#   310 s (extra's step limits sum to 293 s; the rest is sourcing the loader and packing):
+#   310 s (extra's step limits sum to 303 s; the rest is sourcing the loader and packing):
 #               bash bench/device-check.sh extra
 # A session's 15 device minutes then still hold a rerun of `core` if it fails early. `extra`
 # reads core's ours.json (the folds the start-up timing picked) from /tmp/device-check if the
@@ -150,6 +150,15 @@ rows = [r for r in json.load(open(sys.argv[1])) if r["model"] == sys.argv[2]]
 print(rows[0]["folds"] if rows else "auto")' "$work/ours.json" "$1" 2>/dev/null || echo auto
 }
 
+# without FOLDS NAME: the --folds value FOLDS (all, none, auto or a list) with NAME left out.
+without() {
+  python3 -c 'import sys
+names = "upsample pool reduces backward loss tiles finish rows vec4 grads narrow single gather quads adam"
+f, drop = sys.argv[1], sys.argv[2]
+folds = names.split() if f in ("all", "auto") else ([] if f == "none" else f.split(","))
+print(",".join(n for n in folds if n != drop) or "none")' "$1" "$2"
+}
+
 extra() {
   # The folds change no bit on the card either (lavapipe's tests say so there, and core's
   # test-training on the card at small batches): one short run
@@ -174,6 +183,11 @@ extra() {
       --epochs $epochs --json "$work/ours-one-per-submit-$m.json"
     step "ours-picked-$m" 15 ours bench --model $m --folds "$f" --epochs $epochs \
       --json "$work/ours-picked-$m.json"
+    # Adam inside dense.grads (the eighth session), same call: the picked folds without it.
+    if [ $m = dense ]; then
+      step "ours-without-adam-$m" 10 ours bench --model $m --folds "$(without "$f" adam)" \
+        --epochs $epochs --json "$work/ours-without-adam-$m.json"
+    fi
     # Loop bounding's before and after, same call: the binary that bench/stage-loop-bounding.sh
     # built with naga's loop bounding (wgpu's default) against ours (without it).
     if [ -x "$bounded" ]; then
@@ -190,8 +204,11 @@ extra() {
       --trace "$work/trace-conv-folds-${f//,/-}.json"
   done
   # The dense step's folds and variants alone (rows with two samples per workgroup, and one;
-  # rows with grads, and with the batch's gather too; vec4, finish) and none.
-  for f in none rows rows,single rows,grads rows,grads,gather vec4 finish; do
+  # rows with grads, and with the batch's gather too, and Adam in grads; vec4) and none
+  # (finish is one dispatch, which ours.json's trials time in context). A profiled step runs
+  # alone: with adam, its loss's finish (once per execution in training) is one dispatch per
+  # step there.
+  for f in none rows rows,single rows,grads rows,grads,gather rows,grads,gather,adam vec4; do
     step "profile-dense-folds-${f//,/-}" 5 ours profile --model dense --folds $f --steps $steps
   done
   step profile-denoising 10 ours profile --model assets/models/denoising_conv.json --steps $((steps / 2))

@@ -111,6 +111,8 @@ def before_after(folder):
         rows = [("folds (none → picked)", ours(folder, "ours-unfolded.json", m), ours(folder, "ours.json", m)),
                 ("steps per execution (1 → auto)", ours(folder, f"ours-one-per-submit-{m}.json", m), picked),
                 ("naga loop bounding (on → off)", ours(folder, f"ours-loop-bounding-{m}.json", m), picked)]
+        if m == "dense":
+            rows.append(("adam (off → picked)", ours(folder, "ours-without-adam-dense.json", m), picked))
         for what, before, after in rows:
             b = before and before.get("seconds_per_epoch")
             a = after and after.get("seconds_per_epoch")
