@@ -88,6 +88,11 @@ struct Conv {
     // backward_pair: workgroups per z-layer of its weight-gradient part and of its
     // input-gradient part
     part_per_z: u32, input_per_z: u32, _p0: u32, _p1: u32, _p2: u32,
+    // backward_weight_reduce_adam only: the items of the reduce (its loss finish is the
+    // workgroup after them), the loss's elements, partial sums and slot in the loss log (as
+    // bce.loss_finish's), and Adam's step (as adam.step's).
+    items: u32, loss_total: u32, loss_partials: u32, loss_slot: u32,
+    alpha: f32, beta1: f32, beta2: f32, eps: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Conv;
@@ -902,10 +907,73 @@ fn backward_weight_reduce_all(@builtin(workgroup_id) wid: vec3<u32>, @builtin(lo
 // Item j of share e: a kernel gradient, or past the kernel the bias gradient (dropped for a
 // layer without a bias).
 fn store_share(e: Share, j: u32, total: f32) {
-    if (j < e.weights) {
-        dw[e.dw + j] = total;
-    } else if (e.db != NO_BIAS) {
-        dw[e.db + j - e.weights] = total;
+    let at = share_param(e, j);
+    if (at != NO_BIAS) { dw[at] = total; }
+}
+
+// Where item j of share e lies in the gradients (and parameters): NO_BIAS for the bias of a
+// layer without one.
+fn share_param(e: Share, j: u32) -> u32 {
+    if (j < e.weights) { return e.dw + j; }
+    if (e.db != NO_BIAS) { return e.db + j - e.weights; }
+    return NO_BIAS;
+}
+
+// backward_weight_reduce_adam (`--folds adam`, with `reduces`, where every weight of the model
+// is a convolution's): backward_weight_reduce_all that also takes Adam's step for each
+// parameter once its gradient is summed (adam.step's update through adam_update, so the same
+// bits: the backward pass that read the weights has finished), and, in one workgroup after
+// the items, bce.loss_finish's sum of the loss partials (the same loop and tree), which the
+// loss pass wrote before the backward pass. The step then has no Adam dispatch.
+@group(0) @binding(17) var<storage, read_write> adam_w: array<f32>;
+@group(0) @binding(18) var<storage, read_write> adam_m: array<f32>;
+@group(0) @binding(19) var<storage, read_write> adam_v: array<f32>;
+@group(0) @binding(20) var<storage, read> loss_partials: array<f32>;
+@group(0) @binding(21) var<storage, read_write> loss: array<f32>;
+
+@compute @workgroup_size(WG)
+fn backward_weight_reduce_adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                               @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = wid.y * nwg.x + wid.x;
+    if (i == p.items) {
+        var acc = 0.0;
+        for (var k = lid; k < p.loss_partials; k += WG) {
+            acc += loss_partials[k];
+        }
+        scratch[lid] = acc;
+        let s = tree_sum(lid);
+        if (lid == 0u) { loss[p.loss_slot] = s / f32(p.loss_total); }
+        return;
+    }
+    var l = 0u;
+    for (var k = 1u; k < p.n; k++) {
+        if (shares[k].first <= i) { l = k; }
+    }
+    let e = shares[l];
+    let j = i - e.first;
+    if (j >= e.len) { return; }
+    let base = e.partials + j * e.chunks;
+    // The parameter and its moments are loaded before the sum, so that their trip to memory
+    // overlaps it rather than following it.
+    let at = share_param(e, j);
+    let updates = lid == 0u && at != NO_BIAS;
+    var before = AdamState(0.0, 0.0, 0.0);
+    if (updates) { before = AdamState(adam_w[at], adam_m[at], adam_v[at]); }
+    var total = 0.0;
+    if (e.chunks <= SERIAL_REDUCE) {
+        if (lid != 0u) { return; }
+        total = sum_in_order(base, 1u, e.chunks);
+    } else {
+        scratch[lid] = strided_sum(base, e.chunks, lid);
+        total = tree_sum(lid);
+    }
+    if (updates) {
+        dw[at] = total;
+        let s = adam_update(before.w, total, before.m, before.v, p.alpha, p.beta1, p.beta2,
+                            p.eps);
+        adam_m[at] = s.m;
+        adam_v[at] = s.v;
+        adam_w[at] = s.w;
     }
 }
 

@@ -908,26 +908,26 @@ fn grads_all(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
 // bce::STEP_HEADER: the floats before a step's loss partials in its region.
 const STEP_HEADER: u32 = 3u;
 
-fn adam_at(j: u32, g: f32) {
-    let s = adam_update(adam_w[j], g, adam_m[j], adam_v[j], p.alpha, p.beta1, p.beta2, p.eps);
-    adam_m[j] = s.m;
-    adam_v[j] = s.v;
-    adam_w[j] = s.w;
-}
-
 @compute @workgroup_size(SPLIT)
 fn grads_adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
               @builtin(num_workgroups) nwg: vec3<u32>) {
     let work = grads_work(wid, nwg);
     if (work.x < p.layers) {
+        // Each lane's parameter and moments are loaded before the block's sums, so that their
+        // trip to memory overlaps them rather than following them.
+        var j = NO_PARAM;
+        if (lid < T * T) { j = grads_block_param(lid, work.x, work.y); }
+        var before = AdamState(0.0, 0.0, 0.0);
+        if (j != NO_PARAM) { before = AdamState(adam_w[j], adam_m[j], adam_v[j]); }
         grads_block(lid, work.x, work.y);
-        if (lid < T * T) {
-            let j = grads_block_param(lid, work.x, work.y);
-            if (j != NO_PARAM) {
-                let g = blocks_scratch[0][lid / T][lid % T];
-                grads[j] = g;
-                adam_at(j, g);
-            }
+        if (j != NO_PARAM) {
+            let g = blocks_scratch[0][lid / T][lid % T];
+            grads[j] = g;
+            let s = adam_update(before.w, g, before.m, before.v, p.alpha, p.beta1, p.beta2,
+                                p.eps);
+            adam_m[j] = s.m;
+            adam_v[j] = s.v;
+            adam_w[j] = s.w;
         }
     } else if (work.y < loss_chunks()) {
         grads_loss_partial(lid, work.y);

@@ -53,9 +53,11 @@ struct Cli {
     /// (Adam's dispatch finishes the loss), rows (a dense model's forward pass, loss gradient
     /// and input gradients as one dispatch), grads (with rows, its weight gradients and the
     /// loss's partial sums as one more), gather (rows gathers its own batch from the
-    /// dataset: inputs without noise) and adam (with grads, Adam's step in that dispatch and
-    /// every step's loss finished by one dispatch per execution: needs 11 storage buffers
-    /// per stage), and the kernel variants tiles (the
+    /// dataset: inputs without noise) and adam (Adam's step where the weight gradients are
+    /// summed: with grads in that dispatch, every step's loss finished by one dispatch per
+    /// execution, needing 11 storage buffers per stage; with reduces, on a model whose
+    /// weights are all convolutions', in the merged reduce with the loss's finish), and the
+    /// kernel variants tiles (the
     /// weight-gradient partials stage each workgroup's gradient once), vec4 (the dense
     /// split-K kernels load 4 features at once, the convolutions 4 channels at once in the
     /// forward pass, input gradient and weight-gradient partials), narrow (the convolutions

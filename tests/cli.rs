@@ -2000,7 +2000,7 @@ fn cli_kernels_flag_is_checked_recorded_and_printed() {
 
 /// `--folds`: an unknown choice is refused before anything is created, naming the choices;
 /// a run records the folds it used in `config.json` and prints them (`auto`: all on the GPU
-/// set, none on the CPU set); and `profile` counts the dispatches they save (44 -> 19 for the
+/// set, none on the CPU set); and `profile` counts the dispatches they save (44 -> 17 for the
 /// conv model).
 #[test]
 fn cli_folds_flag_is_checked_recorded_and_printed() {
@@ -2065,7 +2065,8 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
         ("gather", 44),
         ("quads", 44),
         ("adam", 44),
-        ("all", 18),
+        ("reduces,adam", 36),
+        ("all", 17),
     ];
     for (folds, dispatches) in counts {
         let r = run(&[

@@ -1071,11 +1071,12 @@ fn decode_of_encode_on(g: &Gpu) {
 
 /// The folds (`--folds`) change the dispatches, not the results: the conv model trained
 /// with every fold, with each one alone and with none, on the GPU kernel set (where `auto`
-/// folds all), gives the same epoch losses and final state bit for bit, with 26 dispatches
+/// folds all), gives the same epoch losses and final state bit for bit, with 27 dispatches
 /// per step fewer with all (3 pools and 3 upsamplings, forward and backward; 7 reduces as 1;
 /// 6 convolutions' input and weight gradients as one dispatch each; the loss gradient in the
-/// loss pass; the tiled weight-gradient partials, no fewer; the loss's last sum in Adam's
-/// dispatch; the narrow channel groups and the quads, no fewer); and so do the dense and deep models, whose forward pass, logits' gradient and
+/// loss pass; the tiled weight-gradient partials, no fewer; the loss's last sum and Adam's
+/// step in the merged reduce, with `reduces` and `adam`, or the sum in Adam's dispatch with
+/// `finish` alone; the narrow channel groups and the quads, no fewer); and so do the dense and deep models, whose forward pass, logits' gradient and
 /// input gradients the rows fold runs as one dispatch.
 /// Batch 16 on 40 images ends each epoch with a partial batch of 8, whose 4x4 layer has few
 /// enough chunks for the serial reduce, so both of the merged reduce's paths run.
@@ -1152,8 +1153,15 @@ fn folds_change_no_bit_of_training() {
         quads: true,
         ..FoldSet::NONE
     };
+    // Adam's step and the loss's finish in the merged reduce, without `finish`.
+    let reduces_adam = FoldSet {
+        reduces: true,
+        adam: true,
+        ..FoldSet::NONE
+    };
     let conv_cases = [
         FoldSet::ALL,
+        reduces_adam,
         windows_in_quads,
         only(0),
         only(1),
@@ -1208,10 +1216,17 @@ fn folds_change_no_bit_of_training() {
                 true => 2 * layers - 1,
                 false => folds.loss as usize,
             };
+            // With adam the conv model's merged reduce takes Adam's step and the loss's
+            // finish: both dispatches go (with finish, the one that held both).
+            let adam_in_reduce = kind == ModelKind::Conv && folds.adam && folds.reduces;
+            let finish = match adam_in_reduce {
+                true => 2,
+                false => folds.finish as usize,
+            };
             // The gather fold takes the batch's gather into the rows dispatch.
             let fewer = per_fold * conv_folds.iter().filter(|f| **f).count()
                 + gradient
-                + folds.finish as usize
+                + finish
                 + (rows && folds.gather) as usize;
             assert_eq!(len + fewer, none.0, "{kind:?} {folds}: dispatches per step");
             assert_eq!(m, none.1, "{kind:?} {folds}: epoch losses");
@@ -1264,7 +1279,9 @@ fn folds_change_no_bit_of_training() {
 /// images make five validation batches, the last of 4. With 7, the first epoch also pauses
 /// before step 10 (inside an execution) and continues from there, as a mid-epoch checkpoint
 /// or Ctrl-C does. The dense model runs twice: under its adapter's folds, and with all of them,
-/// where the rows dispatch gathers its own batch (`gather`) and so holds each step's offset.
+/// where the rows dispatch gathers its own batch (`gather`) and so holds each step's offset;
+/// and so does the conv model, the second time on the GPU set with all folds, where the
+/// merged weight-gradient reduce takes each step's Adam step and loss slot (`adam`).
 #[test]
 fn steps_per_execution_change_no_bit_of_training() {
     let t0 = Instant::now();
@@ -1272,15 +1289,21 @@ fn steps_per_execution_change_no_bit_of_training() {
     let train_px = images(47, 204, px);
     let test_px = images(48, 36, px);
     let all = FoldChoice::Set(FoldSet::ALL);
-    for (kind, folds) in [
-        (ModelKind::Dense, FoldChoice::Auto),
-        (ModelKind::Dense, all),
-        (ModelKind::Conv, FoldChoice::Auto),
+    let gpu_set = Some(KernelChoice::Set(KernelSet::Gpu));
+    for (kind, folds, kernels) in [
+        (ModelKind::Dense, FoldChoice::Auto, None),
+        (ModelKind::Dense, all, None),
+        (ModelKind::Conv, FoldChoice::Auto, None),
+        (ModelKind::Conv, all, gpu_set),
     ] {
         let run = |per: usize, pause_at: Option<usize>| {
             let model = Model::new(kind, MNIST).unwrap();
             let cfg = config(kind, 8, 9);
-            let choice = common::device_choice()
+            let choice = match kernels {
+                Some(k) => DeviceChoice::new(common::adapter_choice(), k),
+                None => common::device_choice(),
+            };
+            let choice = choice
                 .with_folds(folds)
                 .with_steps_per_execution(StepsPerExecution::Set(per));
             let g = Gpu::new(&choice).unwrap();
@@ -1292,6 +1315,15 @@ fn steps_per_execution_change_no_bit_of_training() {
             let gathers_in_rows = tr.launches().iter().any(|(s, _)| s.entry == "rows_gather");
             let wanted = kind == ModelKind::Dense && g.folds.rows && g.folds.gather;
             assert_eq!(gathers_in_rows, wanted, "{kind:?} {folds:?}: rows_gather");
+            let adam_in_reduce = tr
+                .launches()
+                .iter()
+                .any(|(s, _)| s.entry == "backward_weight_reduce_adam");
+            let wanted = kind == ModelKind::Conv && kernels.is_some();
+            assert_eq!(
+                adam_in_reduce, wanted,
+                "{kind:?} {folds:?}: reduce with Adam"
+            );
             assert!(folds != all || g.folds == FoldSet::ALL);
             let mut m = Vec::new();
             let first = match pause_at {

@@ -94,9 +94,10 @@ impl fmt::Display for KernelChoice {
 /// over the batch's rows (`rows`), and with it every dense layer's weight gradient and the
 /// loss's partial sums as one more (`grads`) and the batch gathered from the dataset by
 /// that dispatch rather than one of its own (`gather`, inputs without noise), and Adam's
-/// step taken in that weight-gradient dispatch, the losses of an execution's steps finished
-/// by one dispatch after its last (`adam`, with `grads`, where the device binds 11 storage
-/// buffers per stage). Five more are
+/// step taken where the weight gradients are summed (`adam`): with `grads`, in that dispatch,
+/// the losses of an execution's steps finished by one dispatch after its last (where the
+/// device binds 11 storage buffers per stage); with `reduces` on a model whose weights are
+/// all convolutions', in the merged reduce, with the loss's finish. Five more are
 /// kernel variants rather than folds, selected the same way: the weight-gradient partials
 /// staging each workgroup's gradient once (`tiles`), the dense split-K kernels loading 4
 /// features at once and the convolutions 4 channels at once in the forward pass, input
@@ -177,9 +178,10 @@ impl FoldSet {
 
     /// The rule: what a device opens with under `auto` (which then times sets at start-up on
     /// a GPU adapter's GPU set: `train::tune`), and keeps where it does not time. Everything
-    /// on the GPU set (the conv model's step goes from 44 dispatches to 18, the dense model's
-    /// from 10 to 2 and a 16th), but on a CPU adapter neither `rows` (and `grads`, `gather`
-    /// and `adam`, which
+    /// on the GPU set (the conv model's step goes from 44 dispatches to 17, the dense model's
+    /// from 10 to 2 and a 16th), but on a CPU adapter neither `adam` (its merged reduce took
+    /// a lavapipe conv step 6-12% longer: BENCHMARKS.md) nor `rows` (and `grads` and `gather`,
+    /// which
     /// need it: on llvmpipe its barrier-bound workgroups took a dense step 2.7-3.1x longer
     /// than the per-layer kernels) nor `narrow` (the conv step 22-34% longer on lavapipe:
     /// BENCHMARKS.md) nor `quads` (not shown to pay there: a step's kernels -19% to +5% on

@@ -41,7 +41,7 @@ pub const LOOP_BOUNDING: bool = cfg!(feature = "naga-loop-bounding");
 /// OpenGL a compile-time one: naga zeroes an array with a constructor of that many literals,
 /// which took llvmpipe's GL compiler minutes for `dense::rows`' 5,312 floats (two samples'
 /// activations and the lane sums).
-const WRITES_BEFORE_READING: [(&str, &str); 21] = [
+const WRITES_BEFORE_READING: [(&str, &str); 22] = [
     // The dense stack and split-K kernels: each invocation stores its own activations or
     // partial block before the barrier that the reads follow.
     ("dense", "rows"),
@@ -62,6 +62,7 @@ const WRITES_BEFORE_READING: [(&str, &str); 21] = [
     ("adam", "step_loss_finish"),
     ("conv2d", "backward_weight_reduce"),
     ("conv2d", "backward_weight_reduce_all"),
+    ("conv2d", "backward_weight_reduce_adam"),
     ("conv2d", "backward_bias"),
     // The tiled weight-gradient partials: invocation `lid` stages the gradient of tile pixel
     // `lid` (TILE_CHUNKS * CHUNK = TILED_WG of them, the vec4 of each live channel group)

@@ -572,6 +572,69 @@ impl Network {
             return Ok(vec![self.grads(gpu, n)?]);
         }
         let tb = self.training()?;
+        let all = 0..self.model.layers.len();
+        let mut out = self.backward_layers(gpu, n)?;
+        out.extend(self.reduce_all(gpu, tb, n, &all)?);
+        Ok(out)
+    }
+
+    /// Whether a training step of n takes Adam's step, and finishes the loss, in its merged
+    /// weight-gradient reduce (`--folds adam` with `reduces`: [`Network::backward_adam`]):
+    /// where every layer with weights is a convolution whose reduce that dispatch runs.
+    pub fn folds_reduce_adam(&self, gpu: &Gpu, n: u32) -> Result<bool> {
+        let Some(tb) = self.training.as_ref().filter(|_| gpu.folds.adam) else {
+            return Ok(false);
+        };
+        let all = 0..self.model.layers.len();
+        let mut any = false;
+        for i in all.clone() {
+            match self.model.op(i, n) {
+                LayerOp::Conv2d { .. } => {
+                    if self.partial_region(gpu, tb, i, n, &all)?.is_none() {
+                        return Ok(false);
+                    }
+                    any = true;
+                }
+                LayerOp::Dense { .. } => return Ok(false),
+                _ => {}
+            }
+        }
+        Ok(any)
+    }
+
+    /// The backward pass of a batch of n with Adam's step and the loss's finish (into
+    /// `loss[slot]`, set per step) in its merged reduce, the last dispatch (see
+    /// [`Network::folds_reduce_adam`]): the layers' dispatches, and the reduce.
+    pub fn backward_adam(
+        &self,
+        gpu: &Gpu,
+        n: u32,
+        cfg: &AdamConfig,
+        loss: &Tensor,
+    ) -> Result<(Vec<Dispatch>, Dispatch)> {
+        let tb = self.training()?;
+        let all = 0..self.model.layers.len();
+        let shares = self.reduce_shares(gpu, tb, n, &all)?;
+        let total = n as u64 * self.model.input.len();
+        let adam = conv2d::ReduceAdam {
+            params: &self.params,
+            m: &tb.adam_m,
+            v: &tb.adam_v,
+            loss_partials: &self.partials.view(0, ops::bce::partials_len(total)),
+            total,
+            loss,
+        };
+        let (partials, grads) = (&tb.conv_partials, &tb.grads);
+        let reduce = conv2d::backward_params_reduce_adam(
+            gpu, "conv2d", &shares, partials, grads, &adam, cfg,
+        )?;
+        Ok((self.backward_layers(gpu, n)?, reduce))
+    }
+
+    /// The backward pass of a batch of n up to the merged weight-gradient reduce: the loss
+    /// gradient (unless the loss pass or `rows` wrote it), then every layer in reverse.
+    fn backward_layers(&self, gpu: &Gpu, n: u32) -> Result<Vec<Dispatch>> {
+        let tb = self.training()?;
         let last = self.model.layers.len() - 1;
         let t = self.view(&self.target, n, self.model.input.len());
         let dlogits = tb.dact(&self.model, last, n);
@@ -585,7 +648,6 @@ impl Network {
             self.backward_layer(gpu, tb, i, n, &all)
         })?;
         out.extend(layers.into_iter().flatten());
-        out.extend(self.reduce_all(gpu, tb, n, &all)?);
         Ok(out)
     }
 
@@ -618,6 +680,29 @@ impl Network {
         n: u32,
         range: &Range<usize>,
     ) -> Result<Option<Dispatch>> {
+        let shares = self.reduce_shares(gpu, tb, n, range)?;
+        if shares.is_empty() {
+            return Ok(None);
+        }
+        let reduce = conv2d::backward_params_reduce_all(
+            gpu,
+            "conv2d",
+            &shares,
+            &tb.conv_partials,
+            &tb.grads,
+        )?;
+        Ok(Some(reduce))
+    }
+
+    /// What the merged weight-gradient reduce sums: each convolution in `range` whose reduce
+    /// it runs.
+    fn reduce_shares(
+        &self,
+        gpu: &Gpu,
+        tb: &TrainingBuffers,
+        n: u32,
+        range: &Range<usize>,
+    ) -> Result<Vec<conv2d::ReduceShare>> {
         let mut shares = Vec::new();
         for i in range.clone() {
             let LayerOp::Conv2d {
@@ -638,17 +723,7 @@ impl Network {
                 });
             }
         }
-        if shares.is_empty() {
-            return Ok(None);
-        }
-        let reduce = conv2d::backward_params_reduce_all(
-            gpu,
-            "conv2d",
-            &shares,
-            &tb.conv_partials,
-            &tb.grads,
-        )?;
-        Ok(Some(reduce))
+        Ok(shares)
     }
 
     fn backward_layer(

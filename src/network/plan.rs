@@ -76,6 +76,10 @@ enum AdamStep {
         region: u64,
         regions: usize,
     },
+    /// `conv2d.backward_weight_reduce_adam` (`--folds adam` with `reduces`): the merged
+    /// weight-gradient reduce, the backward pass's last dispatch, with Adam's step and the
+    /// loss's finish.
+    InReduce(Box<Dispatch>),
 }
 
 /// The per-step uniforms of a plan.
@@ -106,9 +110,11 @@ impl StepPlan {
         let rows = training && net.folds_rows(gpu);
         let gather_in_rows = rows && net.folds_gather(gpu);
         let gradient = training && net.folds_loss_gradient(gpu) && !rows;
-        // Adam in the weight-gradient dispatch, the loss finished once per execution.
+        // Adam in the dense weight-gradient dispatch, the loss finished once per execution; or
+        // in the conv weight-gradient reduce, the loss finished there.
         let in_grads = training && net.folds_adam(gpu, n);
-        let in_adam = training && net.folds_loss_finish(gpu) && !in_grads;
+        let in_reduce = training && net.folds_reduce_adam(gpu, n)?;
+        let in_adam = training && net.folds_loss_finish(gpu) && !in_grads && !in_reduce;
         let update = match adam {
             Some(cfg) if in_grads => {
                 let (region, regions) = net.step_loss_regions()?;
@@ -119,6 +125,13 @@ impl StepPlan {
                         region,
                         regions,
                     },
+                })
+            }
+            Some(cfg) if in_reduce => {
+                let (backward, reduce) = net.backward_adam(gpu, n, cfg, src.loss_log)?;
+                Some(Update {
+                    backward,
+                    adam: AdamStep::InReduce(Box::new(reduce)),
                 })
             }
             Some(cfg) => {
@@ -162,7 +175,7 @@ impl StepPlan {
                     gradient,
                     // The grads fold sums the loss beside the weight gradients.
                     partial: !(training && net.folds_grads(gpu, n)),
-                    finish: !in_adam && !in_grads,
+                    finish: !in_adam && !in_grads && !in_reduce,
                 },
             )?,
             update,
@@ -235,6 +248,9 @@ impl StepPlan {
                         regions,
                     }
                 }
+                AdamStep::InReduce(reduce) => {
+                    AdamStep::InReduce(Box::new(reduce.with_slots(gpu, slots)?))
+                }
             };
             self.update = Some(update);
         }
@@ -289,6 +305,9 @@ impl StepPlan {
                     cfg,
                     t,
                 ),
+                AdamStep::InReduce(reduce) => {
+                    ops::conv2d::set_reduce_adam_step(reduce, slot, cfg, t, loss.1)
+                }
             }
         }
     }
@@ -315,6 +334,7 @@ impl AdamStep {
         match self {
             AdamStep::Own(adam) => adam,
             AdamStep::InGrads { grads, .. } => grads,
+            AdamStep::InReduce(reduce) => reduce,
         }
     }
 }

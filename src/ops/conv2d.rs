@@ -8,7 +8,7 @@
 //! the same.
 use super::{build, cpu, expect_len, Cost, Dispatch, Launch, Shader};
 use crate::gpu::{Gpu, KernelSet, Tensor};
-use crate::shapes::{Conv2dShape, Padding, PoolShape};
+use crate::shapes::{AdamConfig, Conv2dShape, Padding, PoolShape};
 use crate::{Error, Result};
 
 /// Channels one invocation keeps in registers, four vec4: the shader's WIDE_GROUP. A side
@@ -101,6 +101,16 @@ pub(crate) struct Params {
     pub part_per_z: u32,
     pub input_per_z: u32,
     pub _p: [u32; 3],
+    /// [`backward_params_reduce_adam`] only: its items, the loss it finishes (elements,
+    /// partial sums, slot), and Adam's step (as [`super::adam::params`] gives them).
+    pub items: u32,
+    pub loss_total: u32,
+    pub loss_partials: u32,
+    pub loss_slot: u32,
+    pub alpha: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
 }
 
 fn params(s: &Conv2dShape, relu: bool) -> Params {
@@ -108,9 +118,7 @@ fn params(s: &Conv2dShape, relu: bool) -> Params {
         n: s.n,
         relu: relu as u32,
         chunks: chunks(s) as u32,
-        part_per_z: 0,
-        input_per_z: 0,
-        _p: [0; 3],
+        ..bytemuck::Zeroable::zeroed()
     }
 }
 
@@ -949,6 +957,151 @@ pub fn backward_params_reduce_all(
     partials: &Tensor,
     grads: &Tensor,
 ) -> Result<Dispatch> {
+    let reduce = Reduce::new(gpu, shares, partials, grads)?;
+    let p = Params {
+        n: shares.len() as u32,
+        ..bytemuck::Zeroable::zeroed()
+    };
+    let bindings = [(9, partials), (10, grads), (14, &reduce.table)];
+    let kernel = "conv2d.backward_params_reduce_all";
+    let entry = "backward_weight_reduce_all";
+    reduce.build(gpu, label, (entry, kernel), &p, &bindings, 0)
+}
+
+/// The parameters and Adam's moments [`backward_params_reduce_adam`] updates (as long as the
+/// gradients), and the loss it finishes: the loss pass's partial sums of `total` elements, and
+/// the loss log with the slot to fill (set per step by [`set_reduce_adam_step`]).
+pub struct ReduceAdam<'a> {
+    pub params: &'a Tensor,
+    pub m: &'a Tensor,
+    pub v: &'a Tensor,
+    pub loss_partials: &'a Tensor,
+    pub total: u64,
+    pub loss: &'a Tensor,
+}
+
+/// [`backward_params_reduce_all`] that also takes Adam's step for every parameter it sums the
+/// gradient of (the update of `adam.step`, so the same bits), and finishes the loss in one more
+/// workgroup (as `bce.loss_finish`; `--folds adam` with `reduces`). Every parameter must be a
+/// share's: one that is not takes no step. Built for Adam's step 1 and loss slot 0.
+pub fn backward_params_reduce_adam(
+    gpu: &Gpu,
+    label: &str,
+    shares: &[ReduceShare],
+    partials: &Tensor,
+    grads: &Tensor,
+    adam: &ReduceAdam<'_>,
+    cfg: &AdamConfig,
+) -> Result<Dispatch> {
+    let reduce = Reduce::new(gpu, shares, partials, grads)?;
+    for (name, t) in [("params", adam.params), ("m", adam.m), ("v", adam.v)] {
+        expect_len("conv2d", name, t, grads.len)?;
+    }
+    let loss_partials = super::bce::partials_len(adam.total);
+    expect_len("conv2d", "loss partials", adam.loss_partials, loss_partials)?;
+    super::bce::check_slot(adam.loss, 0)?;
+    let p = Params {
+        n: shares.len() as u32,
+        items: u32::try_from(reduce.items).map_err(|_| too_many(gpu, reduce.items))?,
+        loss_total: adam.total as u32,
+        loss_partials: loss_partials as u32,
+        ..reduce_adam_params(&bytemuck::Zeroable::zeroed(), cfg, 1, 0)
+    };
+    let bindings = [
+        (9, partials),
+        (10, grads),
+        (14, &reduce.table),
+        (17, adam.params),
+        (18, adam.m),
+        (19, adam.v),
+        (20, adam.loss_partials),
+        (21, adam.loss),
+    ];
+    let kernel = "conv2d.backward_params_reduce_adam";
+    let entry = "backward_weight_reduce_adam";
+    // Adam's reads and writes of the weights and both moments; the loss finish's workgroup.
+    let adam_bytes = 4 * 6 * reduce.items + 4 * loss_partials;
+    reduce.build(gpu, label, (entry, kernel), &p, &bindings, adam_bytes)
+}
+
+fn reduce_adam_params(p: &Params, cfg: &AdamConfig, t: u64, slot: u32) -> Params {
+    let adam = super::adam::params(0, cfg, t, (0, 0));
+    Params {
+        loss_slot: slot,
+        alpha: adam.alpha,
+        beta1: adam.beta1,
+        beta2: adam.beta2,
+        eps: adam.eps,
+        ..*p
+    }
+}
+
+/// Stages a [`backward_params_reduce_adam`] dispatch's uniform slot `slot` for Adam's step
+/// `t` (1-based), its loss finished into `loss[loss_slot]`.
+pub fn set_reduce_adam_step(d: &Dispatch, slot: usize, cfg: &AdamConfig, t: u64, loss_slot: u32) {
+    // Its uniform is a conv2d::Params only on this entry point.
+    debug_assert_eq!(d.source.entry, "backward_weight_reduce_adam");
+    d.stage(
+        slot,
+        &reduce_adam_params(&d.built_params(), cfg, t, loss_slot),
+    );
+}
+
+/// A merged reduce's share table, checked, and its item count.
+struct Reduce {
+    table: Tensor,
+    items: u64,
+    used: u64,
+}
+
+impl Reduce {
+    fn new(gpu: &Gpu, shares: &[ReduceShare], partials: &Tensor, grads: &Tensor) -> Result<Self> {
+        let (rows, items) = share_rows(shares, partials, grads)?;
+        Ok(Reduce {
+            table: gpu.upload("conv2d reduce shares", &rows)?,
+            items,
+            used: shares.iter().map(|sh| partials_used(&sh.s)).sum(),
+        })
+    }
+
+    /// The launch: a workgroup per item, and one more where the entry point finishes the loss
+    /// (`more_bytes` past the partials' and gradients').
+    fn build(
+        &self,
+        gpu: &Gpu,
+        label: &str,
+        (entry, kernel): (&'static str, &'static str),
+        p: &Params,
+        bindings: &[(u32, &Tensor)],
+        more_bytes: u64,
+    ) -> Result<Dispatch> {
+        let groups = self.items + (more_bytes > 0) as u64;
+        build(
+            gpu,
+            Launch {
+                shader: Shader::Conv2d,
+                entry,
+                kernel,
+                label,
+                params: bytemuck::bytes_of(p),
+                bindings,
+                constants: &[],
+                workgroups: gpu.groups(kernel, groups)?,
+                cost: Cost {
+                    bytes: 4 * (self.used + self.items) + more_bytes,
+                    flops: self.used,
+                },
+            },
+        )
+    }
+}
+
+/// The share table's rows and the items (weights and biases) they cover.
+fn share_rows(
+    shares: &[ReduceShare],
+    partials: &Tensor,
+    grads: &Tensor,
+) -> Result<(Vec<ShareRow>, u64)> {
     let mut rows = Vec::new();
     let mut first = 0u64;
     let offset = |v: u64, what: &str| -> Result<u32> {
@@ -1004,30 +1157,7 @@ pub fn backward_params_reduce_all(
             detail: "a merged weight-gradient reduce needs at least one layer".into(),
         });
     }
-    let table = gpu.upload("conv2d reduce shares", &rows)?;
-    let p = Params {
-        n: rows.len() as u32,
-        ..bytemuck::Zeroable::zeroed()
-    };
-    let used: u64 = shares.iter().map(|sh| partials_used(&sh.s)).sum();
-    let kernel = "conv2d.backward_params_reduce_all";
-    build(
-        gpu,
-        Launch {
-            shader: Shader::Conv2d,
-            entry: "backward_weight_reduce_all",
-            kernel,
-            label,
-            params: bytemuck::bytes_of(&p),
-            bindings: &[(9, partials), (10, grads), (14, &table)],
-            constants: &[],
-            workgroups: gpu.groups(kernel, first)?,
-            cost: Cost {
-                bytes: 4 * (used + first),
-                flops: used,
-            },
-        },
-    )
+    Ok((rows, first))
 }
 
 /// `db`: the gradient w.r.t. the bias, summed over the batch and pixels.

@@ -910,6 +910,7 @@ fn conv2d_reduce_all_is_each_layers_reduce_bit_for_bit() {
             );
         }
     }
+    reduce_adam_case(g, &shares, &all_partials, grads_len, &merged);
     let mut past = shares[2];
     past.partials = total - conv2d::partials_used(&past.s) + 1;
     match conv2d::backward_params_reduce_all(g, "t", &[past], &all_partials, &grads) {
@@ -1344,4 +1345,91 @@ fn conv2d_narrow_groups_and_vec4_loads_give_the_plain_forward_bit_for_bit() {
         loaded_by_vec4 >= 10,
         "too few cases load by vec4: {loaded_by_vec4}"
     );
+}
+
+/// `conv2d::backward_params_reduce_adam` (`--folds adam` with `reduces`) writes the gradients
+/// the merged reduce wrote (`merged`'s bits), takes Adam's step 4 for each of them from
+/// random weights and moments as `adam::step` over those gradients does, bit for bit, leaving
+/// what no share covers as it was; and its last workgroup writes `bce.loss_finish`'s bits
+/// for the loss partials into the slot staged (uniform slot 1 of 2), no other.
+fn reduce_adam_case(
+    g: &Gpu,
+    shares: &[conv2d::ReduceShare],
+    partials: &Tensor,
+    len: u64,
+    merged: &[u32],
+) {
+    use wgsl_autoencoder::ops::{adam, bce};
+    use wgsl_autoencoder::shapes::AdamConfig;
+    let what = "reduce with Adam";
+    let mut r = crate::common::rng(78);
+    let mut random = |lo: f32, hi: f32| crate::common::uniform(&mut r, len as usize, lo, hi);
+    let (w0, m0, v0) = (random(-1.0, 1.0), random(-0.1, 0.1), random(0.0, 0.01));
+    let total_elements = 3 * 4096 + 17;
+    let loss_partials = crate::common::uniform(&mut r, 4, 0.0, 3000.0);
+    assert_eq!(bce::partials_len(total_elements), 4);
+    let up = |v: &[f32]| g.upload("t", v).or_fail(what);
+    let read = |t: &Tensor| g.read::<f32>(t).or_fail(what);
+    let (cfg, t, slot) = (AdamConfig::default(), 4, 3);
+
+    let (w, m, v) = (up(&w0), up(&m0), up(&v0));
+    let grads = g.poisoned("grads", len).or_fail(what);
+    let (lp, loss) = (up(&loss_partials), g.poisoned("loss", 5).or_fail(what));
+    let io = conv2d::ReduceAdam {
+        params: &w,
+        m: &m,
+        v: &v,
+        loss_partials: &lp,
+        total: total_elements,
+        loss: &loss,
+    };
+    let fused = conv2d::backward_params_reduce_adam(g, "t", shares, partials, &grads, &io, &cfg)
+        .or_fail(what)
+        .with_slots(g, 2)
+        .or_fail(what);
+    conv2d::set_reduce_adam_step(&fused, 1, &cfg, t, slot);
+    fused.flush(g);
+    let mut enc = g.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        fused.record_slot(&mut pass, 1);
+    }
+    g.queue.submit([enc.finish()]);
+    g.wait().or_fail(what);
+    let got_g = g.read::<u32>(&grads).or_fail(what);
+    assert!(got_g == merged, "{what}: not the merged reduce's gradients");
+
+    // adam.step over those gradients (zero where no share wrote one: compared only where one
+    // did, as random moments move a weight even with a zero gradient).
+    let gz: Vec<f32> = merged
+        .iter()
+        .map(|b| f32::from_bits(*b))
+        .map(|f| if f.is_nan() { 0.0 } else { f })
+        .collect();
+    let (w1, m1, v1) = (up(&w0), up(&m0), up(&v0));
+    let step = adam::step(g, "t", &cfg, t, &w1, &up(&gz), &m1, &v1).or_fail(what);
+    let one = g.poisoned("loss", 1).or_fail(what);
+    let finish = bce::loss_finish(g, "t", total_elements, &lp, &one, 0).or_fail(what);
+    wgsl_autoencoder::ops::run(g, &[step, finish]).or_fail(what);
+    let bits = |v: Vec<f32>| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+    for (name, fused, plain, start) in [
+        ("weights", &w, &w1, &w0),
+        ("m", &m, &m1, &m0),
+        ("v", &v, &v1, &v0),
+    ] {
+        let (got, want) = (bits(read(fused)), bits(read(plain)));
+        for (i, b) in merged.iter().enumerate() {
+            match f32::from_bits(*b).is_nan() {
+                false => assert_eq!(got[i], want[i], "{what}: {name}[{i}] not adam.step's"),
+                true => assert_eq!(got[i], start[i].to_bits(), "{what}: {name}[{i}] moved"),
+            }
+        }
+    }
+    let (got, want) = (read(&loss), read(&one)[0]);
+    for (s, v) in got.iter().enumerate() {
+        match s == slot as usize {
+            true => assert_eq!(v.to_bits(), want.to_bits(), "{what}: the loss"),
+            false => assert!(v.is_nan(), "{what}: loss slot {s} written"),
+        }
+    }
 }
