@@ -189,6 +189,14 @@ impl StepPlan {
         self.step().chain(&self.finish_steps)
     }
 
+    /// What one step costs when `per` steps share a submit, for timing it alone: every
+    /// dispatch, less the `--folds adam` finish when it is shared (its 1/per of a dispatch is
+    /// left out rather than counted whole).
+    pub fn dispatches_at(&self, per: usize) -> impl Iterator<Item = &Dispatch> {
+        let finish = self.finish_steps.iter().filter(move |_| per <= 1);
+        self.step().chain(finish)
+    }
+
     /// The dispatches each step of an execution runs ([`record_steps`] adds the finish of
     /// `--folds adam` once after the last).
     fn step(&self) -> impl Iterator<Item = &Dispatch> {

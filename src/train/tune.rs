@@ -403,11 +403,12 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
 }
 
 /// `count` steps, one submit each (so that each step's span is its own, whatever
-/// `--steps-per-execution` training uses); waits for the last.
+/// `--steps-per-execution` training uses, less what its executions share:
+/// [`StepPlan::dispatches_at`]); waits for the last.
 fn steps(gpu: &Gpu, plan: &StepPlan, count: usize) -> Result<()> {
     for _ in 0..count {
         let mut enc = encoder(gpu);
-        record_all(&mut enc, plan.dispatches());
+        record_all(&mut enc, plan.dispatches_at(gpu.steps_per_execution));
         gpu.queue.submit([enc.finish()]);
     }
     gpu.wait()
@@ -430,7 +431,7 @@ fn span_median(gpu: &Gpu, plan: &StepPlan) -> Result<Option<f64>> {
     let mut timer = SpanTimer::new(gpu, TIMED)?;
     for _ in 0..TIMED {
         let mut enc = encoder(gpu);
-        timer.record(&mut enc, plan.dispatches());
+        timer.record(&mut enc, plan.dispatches_at(gpu.steps_per_execution));
         gpu.queue.submit([enc.finish()]);
     }
     let spans: Vec<f64> = timer.finish(gpu)?.into_iter().flatten().collect();
