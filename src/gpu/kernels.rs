@@ -246,14 +246,14 @@ impl FoldSet {
     }
 
     /// This set with the fold called `name` left out (and `grads` and `gather` with `rows`,
-    /// which they need, and `adam` with `grads`); None when it is not in the set.
+    /// which they need; `adam` stays, as it applies to conv models without them); None when
+    /// it is not in the set.
     pub fn without(self, name: &str) -> Option<FoldSet> {
         let mut less = self;
         let flag = less.flag_mut(name).filter(|on| **on)?;
         *flag = false;
         less.grads &= less.rows;
         less.gather &= less.rows;
-        less.adam &= less.grads;
         Some(less)
     }
 
