@@ -883,13 +883,7 @@ const NO_BIAS: u32 = 0xffffffffu;
 fn backward_weight_reduce_all(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                               @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = wid.y * nwg.x + wid.x;
-    // The share holding item i: the last whose first item is at most i (p.n shares, one
-    // per convolution).
-    var l = 0u;
-    for (var k = 1u; k < p.n; k++) {
-        if (shares[k].first <= i) { l = k; }
-    }
-    let e = shares[l];
+    let e = share_of(i);
     let j = i - e.first;
     if (j >= e.len) { return; }
     let base = e.partials + j * e.chunks;
@@ -902,6 +896,16 @@ fn backward_weight_reduce_all(@builtin(workgroup_id) wid: vec3<u32>, @builtin(lo
     scratch[lid] = strided_sum(base, e.chunks, lid);
     let total = tree_sum(lid);
     if (lid == 0u) { store_share(e, j, total); }
+}
+
+// The share holding item i of a merged reduce: the last whose first item is at most i (p.n
+// shares, one per convolution).
+fn share_of(i: u32) -> Share {
+    var l = 0u;
+    for (var k = 1u; k < p.n; k++) {
+        if (shares[k].first <= i) { l = k; }
+    }
+    return shares[l];
 }
 
 // Item j of share e: a kernel gradient, or past the kernel the bias gradient (dropped for a
@@ -945,11 +949,7 @@ fn backward_weight_reduce_adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(l
         if (lid == 0u) { loss[p.loss_slot] = s / f32(p.loss_total); }
         return;
     }
-    var l = 0u;
-    for (var k = 1u; k < p.n; k++) {
-        if (shares[k].first <= i) { l = k; }
-    }
-    let e = shares[l];
+    let e = share_of(i);
     let j = i - e.first;
     if (j >= e.len) { return; }
     let base = e.partials + j * e.chunks;

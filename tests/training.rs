@@ -894,6 +894,42 @@ fn small_mnist(dir: &std::path::Path, train: usize, test: usize) {
     }
 }
 
+/// One epoch paused before step `at` and then continued from there, as a mid-epoch checkpoint
+/// or Ctrl-C does: the pause sees every step's Adam step count, and the trainer has taken
+/// `at` more when it pauses.
+fn epoch_paused_at(tr: &mut Trainer, g: &Gpu, at: usize) -> EpochMetrics {
+    let before = tr.iterations;
+    let pause = move |step: usize, adam_steps: u64| {
+        assert_eq!(
+            adam_steps,
+            before + step as u64,
+            "Adam steps before step {step}"
+        );
+        step == at
+    };
+    let from = EpochStart {
+        pause: &pause,
+        ..EpochStart::default()
+    };
+    let losses = match tr.train_epoch_from(g, &from, &mut |_, _| {}).unwrap() {
+        EpochEnd::Paused { step, losses } => {
+            assert_eq!((step, losses.len()), (at, at));
+            losses
+        }
+        EpochEnd::Done(_) => panic!("no pause at step {at}"),
+    };
+    assert_eq!(tr.iterations, before + at as u64);
+    let rest = EpochStart {
+        step: at,
+        losses: &losses,
+        ..EpochStart::default()
+    };
+    match tr.train_epoch_from(g, &rest, &mut |_, _| {}).unwrap() {
+        EpochEnd::Done(metrics) => metrics,
+        EpochEnd::Paused { step, .. } => panic!("paused again at {step}"),
+    }
+}
+
 fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
@@ -1328,33 +1364,7 @@ fn steps_per_execution_change_no_bit_of_training() {
             let mut m = Vec::new();
             let first = match pause_at {
                 None => tr.train_epoch(&g, &mut |_, _| {}).unwrap(),
-                Some(at) => {
-                    let pause = move |step: usize, adam_steps: u64| {
-                        assert_eq!(adam_steps, step as u64, "Adam steps before step {step}");
-                        step == at
-                    };
-                    let from = EpochStart {
-                        pause: &pause,
-                        ..EpochStart::default()
-                    };
-                    let losses = match tr.train_epoch_from(&g, &from, &mut |_, _| {}).unwrap() {
-                        EpochEnd::Paused { step, losses } => {
-                            assert_eq!((step, losses.len()), (at, at));
-                            losses
-                        }
-                        EpochEnd::Done(_) => panic!("no pause at step {at}"),
-                    };
-                    assert_eq!(tr.iterations, at as u64);
-                    let rest = EpochStart {
-                        step: at,
-                        losses: &losses,
-                        ..EpochStart::default()
-                    };
-                    match tr.train_epoch_from(&g, &rest, &mut |_, _| {}).unwrap() {
-                        EpochEnd::Done(metrics) => metrics,
-                        EpochEnd::Paused { step, .. } => panic!("paused again at {step}"),
-                    }
-                }
+                Some(at) => epoch_paused_at(&mut tr, &g, at),
             };
             m.push(first);
             m.push(tr.train_epoch(&g, &mut |_, _| {}).unwrap());
@@ -1443,26 +1453,7 @@ fn grads_fold_changes_no_bit_of_training() {
             for epoch in 0..2 {
                 let metrics = match pause_at.filter(|_| epoch == 1) {
                     None => tr.train_epoch(&g, &mut |_, _| {}).unwrap(),
-                    Some(at) => {
-                        let pause = move |step: usize, _| step == at;
-                        let from = EpochStart {
-                            pause: &pause,
-                            ..EpochStart::default()
-                        };
-                        let losses = match tr.train_epoch_from(&g, &from, &mut |_, _| {}) {
-                            Ok(EpochEnd::Paused { losses, .. }) => losses,
-                            other => panic!("{kind:?}: no pause at step {at}: {other:?}"),
-                        };
-                        let rest = EpochStart {
-                            step: at,
-                            losses: &losses,
-                            ..EpochStart::default()
-                        };
-                        match tr.train_epoch_from(&g, &rest, &mut |_, _| {}).unwrap() {
-                            EpochEnd::Done(metrics) => metrics,
-                            EpochEnd::Paused { step, .. } => panic!("paused again at {step}"),
-                        }
-                    }
+                    Some(at) => epoch_paused_at(&mut tr, &g, at),
                 };
                 m.push((metrics.loss.to_bits(), metrics.val_loss.to_bits()));
             }

@@ -134,6 +134,20 @@ pub fn each_gpu(body: impl FnMut(&Gpu, &str)) {
     each_configuration(true, body)
 }
 
+/// Runs one dispatch with the uniforms of its slot `slot` (staged and flushed), and waits: a
+/// per-step dispatch as the second step of an execution would run it.
+pub fn run_slot(g: &Gpu, d: &wgsl_autoencoder::gpu::Dispatch, slot: usize) {
+    let mut enc = g.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        d.record_slot(&mut pass, slot);
+    }
+    g.queue.submit([enc.finish()]);
+    if let Err(e) = g.wait() {
+        panic!("running {} at slot {slot}: {e}", d.kernel);
+    }
+}
+
 /// [`each_gpu`] under both kernel sets (on Vulkan adapters; GL runs the set `auto` picks): for
 /// the ops each set shapes its own way, so that neither set rots whichever one an adapter
 /// picks.

@@ -1389,13 +1389,7 @@ fn reduce_adam_case(
         .or_fail(what);
     conv2d::set_reduce_adam_step(&fused, 1, &cfg, t, slot);
     fused.flush(g);
-    let mut enc = g.device.create_command_encoder(&Default::default());
-    {
-        let mut pass = enc.begin_compute_pass(&Default::default());
-        fused.record_slot(&mut pass, 1);
-    }
-    g.queue.submit([enc.finish()]);
-    g.wait().or_fail(what);
+    crate::common::run_slot(g, &fused, 1);
     let got_g = g.read::<u32>(&grads).or_fail(what);
     assert!(got_g == merged, "{what}: not the merged reduce's gradients");
 

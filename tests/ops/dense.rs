@@ -700,13 +700,7 @@ fn grads_adam_case(
     .or_fail(what);
     dense::set_grads_adam_step(&fused, 1, stride, slot, &cfg, t);
     fused.flush(g);
-    let mut enc = g.device.create_command_encoder(&Default::default());
-    {
-        let mut pass = enc.begin_compute_pass(&Default::default());
-        fused.record_slot(&mut pass, 1);
-    }
-    g.queue.submit([enc.finish()]);
-    g.wait().or_fail(what);
+    common::run_slot(g, &fused, 1);
 
     let same = |case: &str, got: &[f32], want: &[f32]| {
         if g.kernels == KernelSet::Gpu {
