@@ -10,7 +10,7 @@ struct Adam {
     len: u32,
     // bce.loss_finish's fields, for step_loss_finish.
     loss_total: u32, loss_partials: u32, loss_slot: u32,
-    alpha: f32, beta1: f32, beta2: f32, eps: f32,
+    rate: AdamRate,
 }
 
 @group(0) @binding(0) var<uniform> p: Adam;
@@ -22,7 +22,7 @@ struct Adam {
 @group(0) @binding(6) var<storage, read_write> loss: array<f32>;
 
 fn update(i: u32) {
-    let s = adam_update(w[i], g[i], m[i], v[i], p.alpha, p.beta1, p.beta2, p.eps);
+    let s = adam_update(w[i], g[i], m[i], v[i], p.rate);
     m[i] = s.m;
     v[i] = s.v;
     w[i] = s.w;

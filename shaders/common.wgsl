@@ -48,16 +48,19 @@ fn element_loss(zi: f32, ti: f32) -> f32 {
     return max(zi, 0.0) - zi * ti + log(1.0 + exp(-abs(zi)));
 }
 
-// Keras' Adam for one parameter: w, m and v after a step with gradient g (alpha: the step's
-// rate, ops::adam::params). adam.step and dense.grads_adam both update through it, so the
-// two give the same bits.
+// Adam's settings for one step (ops::adam::Rate): alpha_t = lr * sqrt(1 - beta2^t) /
+// (1 - beta1^t) from the host, the moments' decay rates and epsilon.
+struct AdamRate { alpha: f32, beta1: f32, beta2: f32, eps: f32 }
+
+// Keras' Adam for one parameter: w, m and v after a step with gradient g. adam.step,
+// dense.grads_adam and conv2d.backward_weight_reduce_adam all update through it, so they give
+// the same bits.
 struct AdamState { w: f32, m: f32, v: f32 }
 
-fn adam_update(w: f32, g: f32, m: f32, v: f32, alpha: f32, beta1: f32, beta2: f32,
-               eps: f32) -> AdamState {
-    let mi = m + (g - m) * (1.0 - beta1);
-    let vi = v + (g * g - v) * (1.0 - beta2);
-    return AdamState(w - alpha * mi / (sqrt(vi) + eps), mi, vi);
+fn adam_update(w: f32, g: f32, m: f32, v: f32, r: AdamRate) -> AdamState {
+    let mi = m + (g - m) * (1.0 - r.beta1);
+    let vi = v + (g * g - v) * (1.0 - r.beta2);
+    return AdamState(w - r.alpha * mi / (sqrt(vi) + r.eps), mi, vi);
 }
 
 // One value per invocation of a WG-wide workgroup, for tree_sum.

@@ -92,7 +92,7 @@ struct Conv {
     // workgroup after them), the loss's elements, partial sums and slot in the loss log (as
     // bce.loss_finish's), and Adam's step (as adam.step's).
     items: u32, loss_total: u32, loss_partials: u32, loss_slot: u32,
-    alpha: f32, beta1: f32, beta2: f32, eps: f32,
+    rate: AdamRate,
 }
 
 @group(0) @binding(0) var<uniform> p: Conv;
@@ -969,8 +969,7 @@ fn backward_weight_reduce_adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(l
     }
     if (updates) {
         dw[at] = total;
-        let s = adam_update(before.w, total, before.m, before.v, p.alpha, p.beta1, p.beta2,
-                            p.eps);
+        let s = adam_update(before.w, total, before.m, before.v, p.rate);
         adam_m[at] = s.m;
         adam_v[at] = s.v;
         adam_w[at] = s.w;

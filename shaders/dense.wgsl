@@ -11,7 +11,7 @@ struct Dense {
     // grads_adam only: where this step's region of loss_partials starts, the slot of the loss
     // log it is finished into (bce.loss_finish_steps), and Adam's step (as adam.step's).
     loss_base: u32, loss_slot: u32, _p0: u32, _p1: u32,
-    alpha: f32, beta1: f32, beta2: f32, eps: f32,
+    rate: AdamRate,
 }
 
 @group(0) @binding(0) var<uniform> p: Dense;
@@ -923,8 +923,7 @@ fn grads_adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
         if (j != NO_PARAM) {
             let g = blocks_scratch[0][lid / T][lid % T];
             grads[j] = g;
-            let s = adam_update(before.w, g, before.m, before.v, p.alpha, p.beta1, p.beta2,
-                                p.eps);
+            let s = adam_update(before.w, g, before.m, before.v, p.rate);
             adam_m[j] = s.m;
             adam_v[j] = s.v;
             adam_w[j] = s.w;

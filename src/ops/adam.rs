@@ -6,6 +6,27 @@ use crate::gpu::{Gpu, Tensor, WORKGROUP};
 use crate::shapes::AdamConfig;
 use crate::Result;
 
+/// Adam's settings for one step, as every kernel that takes it reads them (the shaders'
+/// `AdamRate`): alpha_t, the moments' decay rates, epsilon.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Rate {
+    pub alpha: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+}
+
+/// The settings of step `t` (1-based).
+pub fn rate(cfg: &AdamConfig, t: u64) -> Rate {
+    Rate {
+        alpha: cfg.alpha(t),
+        beta1: cfg.beta1,
+        beta2: cfg.beta2,
+        eps: cfg.eps,
+    }
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Params {
@@ -14,10 +35,7 @@ pub struct Params {
     pub loss_total: u32,
     pub loss_partials: u32,
     pub loss_slot: u32,
-    pub alpha: f32,
-    pub beta1: f32,
-    pub beta2: f32,
-    pub eps: f32,
+    pub rate: Rate,
 }
 
 /// The uniform for step `t` (1-based), for [`Dispatch::stage`]; `loss`: the loss
@@ -29,10 +47,7 @@ pub fn params(len: u64, cfg: &AdamConfig, t: u64, loss: (u64, u32)) -> Params {
         loss_total: total as u32,
         loss_partials: super::bce::partials_len(total) as u32,
         loss_slot: slot,
-        alpha: cfg.alpha(t),
-        beta1: cfg.beta1,
-        beta2: cfg.beta2,
-        eps: cfg.eps,
+        rate: rate(cfg, t),
     }
 }
 

@@ -107,10 +107,7 @@ pub(crate) struct Params {
     pub loss_total: u32,
     pub loss_partials: u32,
     pub loss_slot: u32,
-    pub alpha: f32,
-    pub beta1: f32,
-    pub beta2: f32,
-    pub eps: f32,
+    pub rate: super::adam::Rate,
 }
 
 fn params(s: &Conv2dShape, relu: bool) -> Params {
@@ -1025,13 +1022,9 @@ pub fn backward_params_reduce_adam(
 }
 
 fn reduce_adam_params(p: &Params, cfg: &AdamConfig, t: u64, slot: u32) -> Params {
-    let adam = super::adam::params(0, cfg, t, (0, 0));
     Params {
         loss_slot: slot,
-        alpha: adam.alpha,
-        beta1: adam.beta1,
-        beta2: adam.beta2,
-        eps: adam.eps,
+        rate: super::adam::rate(cfg, t),
         ..*p
     }
 }

@@ -26,10 +26,7 @@ pub(crate) struct Params {
     pub loss_base: u32,
     pub loss_slot: u32,
     pub _p: [u32; 2],
-    pub alpha: f32,
-    pub beta1: f32,
-    pub beta2: f32,
-    pub eps: f32,
+    pub rate: super::adam::Rate,
 }
 
 /// Whether `s` runs the CPU set's kernels: on the CPU set, when its feature counts are
@@ -693,14 +690,10 @@ fn grads_adam_params(
     cfg: &AdamConfig,
     t: u64,
 ) -> Params {
-    let adam = super::adam::params(0, cfg, t, (0, 0));
     Params {
         loss_base: loss_base as u32,
         loss_slot,
-        alpha: adam.alpha,
-        beta1: adam.beta1,
-        beta2: adam.beta2,
-        eps: adam.eps,
+        rate: super::adam::rate(cfg, t),
         ..p
     }
 }
