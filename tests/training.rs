@@ -1449,6 +1449,13 @@ fn grads_fold_changes_no_bit_of_training() {
             let g = Gpu::with_limits(&choice, limits).unwrap();
             let mut tr = trainer(&g, &model, &cfg, &train_px, &test_px);
             let entries: Vec<&str> = tr.launches().iter().map(|(s, _)| s.entry).collect();
+            // The finish is the one dispatch an execution shares (profile says so).
+            let shared = entries.contains(&"loss_finish_steps") as usize;
+            assert_eq!(
+                tr.shared_step_len(),
+                shared,
+                "{kind:?} {folds}: shared dispatches"
+            );
             let mut m = Vec::new();
             for epoch in 0..2 {
                 let metrics = match pause_at.filter(|_| epoch == 1) {

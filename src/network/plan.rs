@@ -218,6 +218,12 @@ impl StepPlan {
         self.dispatches().count()
     }
 
+    /// Of [`Self::len`], the dispatches an execution runs once for all its steps (`--folds
+    /// adam`'s loss finish).
+    pub fn shared_len(&self) -> usize {
+        self.finish_steps.iter().count()
+    }
+
     pub fn is_empty(&self) -> bool {
         false
     }

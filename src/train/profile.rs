@@ -31,15 +31,17 @@ pub struct ProfileReport {
     pub loop_bounding: bool,
     /// Every GPU buffer the trainer holds, the resident dataset included.
     pub gpu_buffer_bytes: u64,
-    /// Dispatches in one training step.
+    /// Dispatches in one training step, profiled alone.
     pub dispatches_per_step: usize,
+    /// Of those, the ones training runs once per execution rather than per step.
+    pub shared_per_execution: usize,
 }
 
 impl ProfileReport {
     pub fn text(&self) -> String {
         let mut s = format!(
             "profile: {} model, batch {}, {} steps on {}, {} kernels, folds: {} ({})\n\
-             {} dispatches per step; GPU buffers {:.1} MiB (dataset resident); untimed steps {} per submit{}\n",
+             {} dispatches per step{}; GPU buffers {:.1} MiB (dataset resident); untimed steps {} per submit{}\n",
             self.model,
             self.batch_size,
             self.steps,
@@ -48,6 +50,10 @@ impl ProfileReport {
             self.folds,
             self.folds_by.describe(),
             self.dispatches_per_step,
+            match self.shared_per_execution {
+                0 => String::new(),
+                k => format!(" ({k} of them once per execution in training)"),
+            },
             self.gpu_buffer_bytes as f64 / (1 << 20) as f64,
             self.steps_per_execution,
             match self.loop_bounding {
@@ -131,5 +137,6 @@ pub fn profile_steps(
         loop_bounding: crate::gpu::LOOP_BOUNDING,
         gpu_buffer_bytes: t.gpu_bytes(),
         dispatches_per_step: t.step_len(),
+        shared_per_execution: t.shared_step_len(),
     })
 }

@@ -273,6 +273,11 @@ impl Trainer {
         self.plans.first().map_or(0, |p| p.len())
     }
 
+    /// Of [`Self::step_len`], the dispatches an execution runs once for all its steps.
+    pub fn shared_step_len(&self) -> usize {
+        self.plans.first().map_or(0, StepPlan::shared_len)
+    }
+
     /// Steps recorded into one submit ([`Gpu::steps_per_execution`], at most an epoch's).
     pub fn steps_per_execution(&self) -> usize {
         self.plans.first().map_or(1, StepPlan::slots)
