@@ -962,7 +962,7 @@ pub fn backward_params_reduce_all(
     let bindings = [(9, partials), (10, grads), (14, &reduce.table)];
     let kernel = "conv2d.backward_params_reduce_all";
     let entry = "backward_weight_reduce_all";
-    reduce.build(gpu, label, (entry, kernel), &p, &bindings, 0)
+    reduce.build(gpu, label, (entry, kernel), &p, &bindings, None)
 }
 
 /// The parameters and Adam's moments [`backward_params_reduce_adam`] updates (as long as the
@@ -1018,7 +1018,7 @@ pub fn backward_params_reduce_adam(
     let entry = "backward_weight_reduce_adam";
     // Adam's reads and writes of the weights and both moments; the loss finish's workgroup.
     let adam_bytes = 4 * 6 * reduce.items + 4 * loss_partials;
-    reduce.build(gpu, label, (entry, kernel), &p, &bindings, adam_bytes)
+    reduce.build(gpu, label, (entry, kernel), &p, &bindings, Some(adam_bytes))
 }
 
 fn reduce_adam_params(p: &Params, cfg: &AdamConfig, t: u64, slot: u32) -> Params {
@@ -1057,8 +1057,9 @@ impl Reduce {
         })
     }
 
-    /// The launch: a workgroup per item, and one more where the entry point finishes the loss
-    /// (`more_bytes` past the partials' and gradients').
+    /// The launch: a workgroup per item; with `adam_bytes` (what Adam and the loss's finish
+    /// move past the partials and gradients), one more, where the entry point finishes the
+    /// loss.
     fn build(
         &self,
         gpu: &Gpu,
@@ -1066,9 +1067,9 @@ impl Reduce {
         (entry, kernel): (&'static str, &'static str),
         p: &Params,
         bindings: &[(u32, &Tensor)],
-        more_bytes: u64,
+        adam_bytes: Option<u64>,
     ) -> Result<Dispatch> {
-        let groups = self.items + (more_bytes > 0) as u64;
+        let groups = self.items + adam_bytes.is_some() as u64;
         build(
             gpu,
             Launch {
@@ -1081,7 +1082,7 @@ impl Reduce {
                 constants: &[],
                 workgroups: gpu.groups(kernel, groups)?,
                 cost: Cost {
-                    bytes: 4 * (self.used + self.items) + more_bytes,
+                    bytes: 4 * (self.used + self.items) + adam_bytes.unwrap_or(0),
                     flops: self.used,
                 },
             },

@@ -602,7 +602,7 @@ pub fn grads(
         partials,
         super::bce::partials_len(total),
     )?;
-    let launch = io.launch(gpu, layers, n, &[(25, partials)], label)?;
+    let launch = io.launch(gpu, layers, (n, total), &[(25, partials)], label)?;
     launch.build(gpu, "grads_all", "dense.grads")
 }
 
@@ -675,7 +675,7 @@ pub fn grads_adam(
         (30, adam.m),
         (31, adam.v),
     ];
-    let mut launch = io.launch(gpu, layers, n, &bindings, label)?;
+    let mut launch = io.launch(gpu, layers, (n, total), &bindings, label)?;
     launch.params = grads_adam_params(launch.params, 0, 0, cfg, 1);
     // Adam's reads and writes of the weights and both moments (the gradient is in hand).
     launch.cost.bytes += 4 * 6 * grads.len;
@@ -776,17 +776,17 @@ impl<'a> GradsIo<'a> {
         Ok(total)
     }
 
-    /// The launch with these tensors and `more` bound.
+    /// The launch with these tensors and `more` bound, for a stack [`Self::check`] passed
+    /// (`total`: the loss's elements it returned).
     fn launch(
         &self,
         gpu: &Gpu,
         layers: &[StackLayer],
-        n: u32,
+        (n, total): (u32, u64),
         more: &[(u32, &'a Tensor)],
         label: &'a str,
     ) -> Result<GradsLaunch<'a>> {
         let n64 = n as u64;
-        let total = self.check(layers, n)?;
         let table = stack_table(layers, n64, self.grads, self.acts, self.dacts)?;
         let blocks: u64 = layers.iter().map(|l| tiles(l.s.fin + 1, l.s.fout)).sum();
         let flops: u64 = layers
