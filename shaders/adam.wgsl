@@ -39,6 +39,7 @@ fn step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 @compute @workgroup_size(WG)
 fn step_loss_finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                     @builtin(num_workgroups) nwg: vec3<u32>) {
+    poison_scratch(lid, WG);
     let group = wid.y * nwg.x + wid.x;
     // The workgroup after the update's sums the loss (a uniform branch: tree_sum may wait).
     if (group == (p.len + WG - 1u) / WG) {

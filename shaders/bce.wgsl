@@ -30,6 +30,7 @@ const CHUNK: u32 = WG * PER_THREAD;
 @compute @workgroup_size(WG)
 fn loss_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    poison_scratch(lid, WG);
     let group = wid.y * nwg.x + wid.x;
     if (group >= p.partials) { return; }
     var acc = 0.0;
@@ -45,6 +46,7 @@ fn loss_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
 @compute @workgroup_size(WG)
 fn loss_partial_gradient(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                          @builtin(num_workgroups) nwg: vec3<u32>) {
+    poison_scratch(lid, WG);
     let group = wid.y * nwg.x + wid.x;
     if (group >= p.partials) { return; }
     var acc = 0.0;
@@ -64,6 +66,7 @@ fn loss_partial_gradient(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_i
 
 @compute @workgroup_size(WG)
 fn loss_finish(@builtin(local_invocation_index) lid: u32) {
+    poison_scratch(lid, WG);
     var acc = 0.0;
     for (var i = lid; i < p.partials; i += WG) {
         acc += partial_in[i];
@@ -84,6 +87,7 @@ const STEP_HEADER: u32 = 3u;
 @compute @workgroup_size(WG)
 fn loss_finish_steps(@builtin(workgroup_id) wid: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
+    poison_scratch(lid, WG);
     let base = wid.x * p.partials;
     // Bounded by the region, whatever its header holds.
     let count = min(u32(partial_out[base + 1u]), p.partials - STEP_HEADER);

@@ -66,6 +66,26 @@ fn adam_update(w: f32, g: f32, m: f32, v: f32, r: AdamRate) -> AdamState {
 // One value per invocation of a WG-wide workgroup, for tree_sum.
 var<workgroup> scratch: array<f32, WG>;
 
+// Tests only (Gpu::with_workgroup_poison): the entry points whose pipelines skip zeroing their
+// workgroup memory (WRITES_BEFORE_READING in src/gpu/pipeline.rs) first fill each workgroup
+// array they use with NaN, `poison_<array>(lid, invocations)`, so that a read of a slot the
+// kernel never wrote shows in its results on every adapter. Off, the branch compiles away.
+override POISON_WORKGROUP: bool = false;
+
+// A NaN (all ones), made at run time: a constant NaN is a shader-creation error.
+fn poison_bits(lid: u32) -> u32 {
+    return 0xffffffffu | lid;
+}
+
+fn poison_scratch(lid: u32, invocations: u32) {
+    if (POISON_WORKGROUP) {
+        for (var i = lid; i < WG; i += invocations) {
+            scratch[i] = bitcast<f32>(poison_bits(lid));
+        }
+        workgroupBarrier();
+    }
+}
+
 // Sums `scratch` in a fixed tree: deterministic, no atomics. Every invocation must call it.
 fn tree_sum(lid: u32) -> f32 {
     for (var s = WG / 2u; s > 0u; s = s >> 1u) {

@@ -306,6 +306,7 @@ fn store_winner4(pix: u32, o: u32, v: vec4<u32>) {
 @compute @workgroup_size(TILED_WG)
 fn forward_pooled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
+    poison_quad_sums(lid, TILED_WG);
     if (QUADS) {
         forward_pooled_quads_at(wid, lid, nwg);
         return;
@@ -350,6 +351,16 @@ fn forward_pooled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
 
 // QUADS: each invocation's four vec4 registers, four slots per invocation (a wide group's).
 var<workgroup> quad_sums: array<vec4<f32>, 4u * TILED_WG>;
+
+// The tests' NaN fill (POISON_WORKGROUP in common.wgsl).
+fn poison_quad_sums(lid: u32, invocations: u32) {
+    if (POISON_WORKGROUP) {
+        for (var i = lid; i < 4u * TILED_WG; i += invocations) {
+            quad_sums[i] = vec4<f32>(bitcast<f32>(poison_bits(lid)));
+        }
+        workgroupBarrier();
+    }
+}
 
 fn put_quad(lid: u32, s: Sums) {
     quad_sums[4u * lid] = s.a0;
@@ -494,6 +505,7 @@ fn input_grad(b: u32, iy: i32, ix: i32, g4: u32) -> Sums {
 @compute @workgroup_size(TILED_WG)
 fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
+    poison_quad_sums(lid, TILED_WG);
     input_gradient_at(wid, lid, nwg);
 }
 
@@ -561,6 +573,7 @@ fn input_gradient_quads_at(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) {
 @compute @workgroup_size(TILED_WG)
 fn backward_weight_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                            @builtin(num_workgroups) nwg: vec3<u32>) {
+    poison_tile_g(lid, TILED_WG);
     if (TILE) {
         weight_partial_tiled_at(wid, lid, nwg);
     } else {
@@ -574,6 +587,15 @@ const TILE_CHUNKS: u32 = 4u;
 // The staged gradient: pixel-major, room for four vec4 (a wide group of 16 channels) per
 // pixel; the narrow variant uses the first.
 var<workgroup> tile_g: array<vec4<f32>, 4u * TILED_WG>;
+
+fn poison_tile_g(lid: u32, invocations: u32) {
+    if (POISON_WORKGROUP) {
+        for (var i = lid; i < 4u * TILED_WG; i += invocations) {
+            tile_g[i] = vec4<f32>(bitcast<f32>(poison_bits(lid)));
+        }
+        workgroupBarrier();
+    }
+}
 
 // The tiled variant of weight_partial_at: workgroup (x, y) takes chunks
 // TILE_CHUNKS * (its index) onwards. Each sum runs over the same pixels in the same order with
@@ -700,6 +722,8 @@ fn patch_x4(r: u32, pixels: u32, row0: u32) -> vec4<f32> {
 @compute @workgroup_size(TILED_WG)
 fn backward_pair(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    poison_quad_sums(lid, TILED_WG);
+    poison_tile_g(lid, TILED_WG);
     let l = wid.y * nwg.x + wid.x;
     let parts = p.part_per_z * ((CO + GROUP - 1u) / GROUP);
     if (l < parts) {
@@ -800,6 +824,7 @@ fn store_partial(row: u32, chunk: u32, o: u32, v: vec4<f32>) {
 @compute @workgroup_size(WG)
 fn backward_weight_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                           @builtin(num_workgroups) nwg: vec3<u32>) {
+    poison_scratch(lid, WG);
     let i = wid.y * nwg.x + wid.x;
     let len = ROWS * CO;
     if (i >= len) { return; }
@@ -882,6 +907,7 @@ const NO_BIAS: u32 = 0xffffffffu;
 @compute @workgroup_size(WG)
 fn backward_weight_reduce_all(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                               @builtin(num_workgroups) nwg: vec3<u32>) {
+    poison_scratch(lid, WG);
     let i = wid.y * nwg.x + wid.x;
     let e = share_of(i);
     let j = i - e.first;
@@ -938,6 +964,7 @@ fn share_param(e: Share, j: u32) -> u32 {
 @compute @workgroup_size(WG)
 fn backward_weight_reduce_adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                                @builtin(num_workgroups) nwg: vec3<u32>) {
+    poison_scratch(lid, WG);
     let i = wid.y * nwg.x + wid.x;
     if (i == p.items) {
         var acc = 0.0;
@@ -991,6 +1018,7 @@ fn store_gradient(i: u32, total: f32) {
 @compute @workgroup_size(WG)
 fn backward_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    poison_scratch(lid, WG);
     let o = wid.y * nwg.x + wid.x;
     if (o >= CO) { return; }
     let rows = p.n * HO * WO;

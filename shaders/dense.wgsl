@@ -204,6 +204,17 @@ fn backward_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
 const SPLIT: u32 = 64u;
 var<workgroup> blocks_scratch: array<array<vec4<f32>, 4>, SPLIT>;
 
+// The tests' NaN fill (POISON_WORKGROUP in common.wgsl).
+fn poison_blocks_scratch(lid: u32, invocations: u32) {
+    if (POISON_WORKGROUP) {
+        let v = vec4<f32>(bitcast<f32>(poison_bits(lid)));
+        for (var i = lid; i < SPLIT; i += invocations) {
+            blocks_scratch[i] = array<vec4<f32>, 4>(v, v, v, v);
+        }
+        workgroupBarrier();
+    }
+}
+
 fn block_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.y * nwg.x + wid.x;
 }
@@ -254,6 +265,7 @@ fn store_params_block(lid: u32, i0: u32, o0: u32) {
 @compute @workgroup_size(SPLIT)
 fn forward_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    poison_blocks_scratch(lid, SPLIT);
     let idx = block_index(wid, nwg);
     let nb = blocks(p.n, p.fout);
     if (idx >= nb.x * nb.y) { return; }
@@ -271,6 +283,7 @@ fn forward_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
 @compute @workgroup_size(SPLIT)
 fn backward_input_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                         @builtin(num_workgroups) nwg: vec3<u32>) {
+    poison_blocks_scratch(lid, SPLIT);
     let idx = block_index(wid, nwg);
     let nb = blocks(p.n, p.fin);
     if (idx >= nb.x * nb.y) { return; }
@@ -294,6 +307,7 @@ fn backward_input_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_in
 @compute @workgroup_size(SPLIT)
 fn backward_params_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                          @builtin(num_workgroups) nwg: vec3<u32>) {
+    poison_blocks_scratch(lid, SPLIT);
     let idx = block_index(wid, nwg);
     let nb = blocks(p.fin + 1u, p.fout);
     if (idx >= nb.x * nb.y) { return; }
@@ -330,6 +344,7 @@ fn g4_at(r: u32, o0: u32) -> vec4<f32> {
 @compute @workgroup_size(SPLIT)
 fn forward_split4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
+    poison_blocks_scratch(lid, SPLIT);
     let idx = block_index(wid, nwg);
     let nb = blocks(p.n, p.fout);
     if (idx >= nb.x * nb.y) { return; }
@@ -346,6 +361,7 @@ fn forward_split4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
 @compute @workgroup_size(SPLIT)
 fn backward_params_split4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                           @builtin(num_workgroups) nwg: vec3<u32>) {
+    poison_blocks_scratch(lid, SPLIT);
     let idx = block_index(wid, nwg);
     let nb = blocks(p.fin + 1u, p.fout);
     if (idx >= nb.x * nb.y) { return; }
@@ -407,6 +423,24 @@ var<workgroup> row_act: array<f32, ROW_FLOATS>;
 // rows of STAGE_STRIDE: a stride of 33 floats keeps the lanes' reads on distinct banks).
 const STAGE_STRIDE: u32 = 33u;
 var<workgroup> lane_sums: array<f32, 2112>;  // SPLIT x STAGE_STRIDE
+
+fn poison_row_act(lid: u32, invocations: u32) {
+    if (POISON_WORKGROUP) {
+        for (var i = lid; i < ROW_FLOATS; i += invocations) {
+            row_act[i] = bitcast<f32>(poison_bits(lid));
+        }
+        workgroupBarrier();
+    }
+}
+
+fn poison_lane_sums(lid: u32, invocations: u32) {
+    if (POISON_WORKGROUP) {
+        for (var i = lid; i < 2112u; i += invocations) {
+            lane_sums[i] = bitcast<f32>(poison_bits(lid));
+        }
+        workgroupBarrier();
+    }
+}
 
 fn level_width(j: u32) -> u32 {
     if (j == 0u) { return stack[0].fin; }
@@ -719,6 +753,8 @@ fn stack_backward_all(t: u32, row0: u32) {
 @compute @workgroup_size(WG)
 fn rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32,
         @builtin(num_workgroups) nwg: vec3<u32>) {
+    poison_lane_sums(t, WG);
+    poison_row_act(t, WG);
     let row0 = block_index(wid, nwg) * ROWS;
     let width = stack[0].fin;
     for (var q = t; q < ROWS * width; q += WG) {
@@ -745,6 +781,8 @@ fn rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 @compute @workgroup_size(WG)
 fn rows_gather(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32,
                @builtin(num_workgroups) nwg: vec3<u32>) {
+    poison_lane_sums(t, WG);
+    poison_row_act(t, WG);
     let row0 = block_index(wid, nwg) * ROWS;
     let width = stack[0].fin;
     for (var q = t; q < ROWS * width; q += WG) {
@@ -882,6 +920,8 @@ fn grads_work(wid: vec3<u32>, nwg: vec3<u32>) -> vec2<u32> {
 @compute @workgroup_size(SPLIT)
 fn grads_all(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
              @builtin(num_workgroups) nwg: vec3<u32>) {
+    poison_blocks_scratch(lid, SPLIT);
+    poison_scratch(lid, SPLIT);
     let work = grads_work(wid, nwg);
     if (work.x < p.layers) {
         grads_block(lid, work.x, work.y);
@@ -911,6 +951,8 @@ const STEP_HEADER: u32 = 3u;
 @compute @workgroup_size(SPLIT)
 fn grads_adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
               @builtin(num_workgroups) nwg: vec3<u32>) {
+    poison_blocks_scratch(lid, SPLIT);
+    poison_scratch(lid, SPLIT);
     let work = grads_work(wid, nwg);
     if (work.x < p.layers) {
         // Each lane's parameter and moments are loaded before the block's sums, so that their

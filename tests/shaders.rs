@@ -1,4 +1,5 @@
 //! Every WGSL file parses and validates with naga, with no GPU involved.
+use wgsl_autoencoder::gpu::{WORKGROUP_POISON, WRITES_BEFORE_READING};
 use wgsl_autoencoder::ops::Shader;
 
 fn parse(shader: Shader) -> naga::Module {
@@ -75,12 +76,101 @@ fn every_shader_parses_and_validates() {
     }
 }
 
+/// The tests' workgroup poison check (not an op, so not in `Shader::ALL`) validates too.
+#[test]
+fn the_workgroup_poison_check_parses_and_validates() {
+    let module = naga::front::wgsl::parse_str(WORKGROUP_POISON.source)
+        .unwrap_or_else(|e| panic!("{}", e.emit_to_string(WORKGROUP_POISON.source)));
+    naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::empty(),
+    )
+    .validate(&module)
+    .unwrap_or_else(|e| panic!("{}.wgsl: {e:?}", WORKGROUP_POISON.name));
+}
+
+/// The workgroup arrays `entry` uses, by name, and the arrays its body fills with NaN before
+/// any other statement (its leading calls of `poison_<array>`).
+fn used_and_poisoned(
+    module: &naga::Module,
+    info: &naga::valid::ModuleInfo,
+    index: usize,
+) -> (Vec<String>, Vec<String>) {
+    let uses = info.get_entry_point(index);
+    let mut used: Vec<String> = module
+        .global_variables
+        .iter()
+        .filter(|(h, v)| v.space == naga::AddressSpace::WorkGroup && !uses[*h].is_empty())
+        .filter_map(|(_, v)| v.name.clone())
+        .collect();
+    let mut poisoned = Vec::new();
+    for statement in module.entry_points[index].function.body.iter() {
+        match statement {
+            naga::Statement::Emit(_) => {}
+            naga::Statement::Call { function, .. } => {
+                let name = module.functions[*function].name.as_deref().unwrap_or("");
+                match name.strip_prefix("poison_") {
+                    Some(array) => poisoned.push(array.to_string()),
+                    None => break,
+                }
+            }
+            _ => break,
+        }
+    }
+    used.sort();
+    poisoned.sort();
+    (used, poisoned)
+}
+
+/// Every entry point whose pipeline skips zeroing its workgroup memory (the list in
+/// src/gpu/pipeline.rs) fills every workgroup array it uses with NaN first when the tests ask
+/// (`poison_<array>`), and only those arrays: a missing call would leave a read before a
+/// write unseen on lavapipe, an extra one would make a kernel hold an array it does not use.
+#[test]
+fn kernels_that_skip_zeroing_take_the_tests_poison_first() {
+    let mut checked = 0;
+    for shader in Shader::ALL {
+        let module = parse(shader);
+        let info = naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::empty(),
+        )
+        .validate(&module)
+        .unwrap();
+        for (index, entry) in module.entry_points.iter().enumerate() {
+            if !WRITES_BEFORE_READING.contains(&(shader.name(), entry.name.as_str())) {
+                continue;
+            }
+            let (used, poisoned) = used_and_poisoned(&module, &info, index);
+            assert!(
+                !used.is_empty(),
+                "{}.{}: no workgroup memory",
+                shader.name(),
+                entry.name
+            );
+            assert_eq!(
+                poisoned,
+                used,
+                "{}.{}: arrays poisoned first",
+                shader.name(),
+                entry.name
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(
+        checked,
+        WRITES_BEFORE_READING.len(),
+        "entry points found of the list"
+    );
+}
+
 #[test]
 fn every_shader_file_is_embedded() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders");
     // The GPU set's files, and the CPU set's in shaders/cpu/.
     let mut files: Vec<String> = Vec::new();
-    for (sub, prefix) in [("", ""), ("/cpu", "cpu/")] {
+    for (sub, prefix) in [("", ""), ("/cpu", "cpu/"), ("/debug", "debug/")] {
         files.extend(
             std::fs::read_dir(format!("{dir}{sub}"))
                 .unwrap()
@@ -94,6 +184,7 @@ fn every_shader_file_is_embedded() {
         .iter()
         .map(|s| format!("{}.wgsl", s.name()))
         .chain(["common.wgsl".to_string(), "cpu/blocks.wgsl".to_string()])
+        .chain([format!("{}.wgsl", WORKGROUP_POISON.name)])
         .collect();
     embedded.sort();
     assert_eq!(files, embedded);

@@ -1132,7 +1132,7 @@ fn folds_change_no_bit_of_training() {
         };
         let choice = DeviceChoice::new(common::adapter_choice(), KernelChoice::Set(KernelSet::Gpu))
             .with_folds(FoldChoice::Set(folds));
-        let mut g = Gpu::new(&choice).unwrap();
+        let mut g = common::open_poisoned(&choice);
         assert_eq!(g.folds, folds);
         for layer in own {
             let variants = FoldSet {
@@ -1342,7 +1342,7 @@ fn steps_per_execution_change_no_bit_of_training() {
             let choice = choice
                 .with_folds(folds)
                 .with_steps_per_execution(StepsPerExecution::Set(per));
-            let g = Gpu::new(&choice).unwrap();
+            let g = common::open_poisoned(&choice);
             let mut tr = trainer(&g, &model, &cfg, &train_px, &test_px);
             // At most an epoch's steps.
             assert_eq!(tr.steps_per_execution(), per.min(26));
@@ -1446,7 +1446,9 @@ fn grads_fold_changes_no_bit_of_training() {
                 DeviceChoice::new(common::adapter_choice(), KernelChoice::Set(KernelSet::Gpu))
                     .with_folds(FoldChoice::Set(folds))
                     .with_steps_per_execution(StepsPerExecution::Set(per));
-            let g = Gpu::with_limits(&choice, limits).unwrap();
+            let g = Gpu::with_limits(&choice, limits)
+                .map(Gpu::with_workgroup_poison)
+                .unwrap();
             let mut tr = trainer(&g, &model, &cfg, &train_px, &test_px);
             let entries: Vec<&str> = tr.launches().iter().map(|(s, _)| s.entry).collect();
             // The finish is the one dispatch an execution shares (profile says so).
@@ -1504,7 +1506,7 @@ fn grads_fold_changes_no_bit_of_training() {
         let choice = DeviceChoice::new(common::adapter_choice(), KernelChoice::Set(KernelSet::Gpu))
             .with_folds(FoldChoice::Set(folds))
             .with_steps_per_execution(StepsPerExecution::Set(per));
-        let g = Gpu::new(&choice).unwrap();
+        let g = common::open_poisoned(&choice);
         let mut tr = trainer(&g, &model, &cfg, &train_px, &test_px);
         let m = tr.train_epoch(&g, &mut |_, _| {}).unwrap();
         let s = tr.state(&g).unwrap();
@@ -1527,7 +1529,7 @@ fn grads_fold_changes_no_bit_of_training() {
 fn one_training_step_with_folds_on_the_cpu_set_matches_reference() {
     let choice = DeviceChoice::new(common::adapter_choice(), KernelChoice::Set(KernelSet::Cpu))
         .with_folds(FoldChoice::Set(FoldSet::ALL));
-    let g = Gpu::new(&choice).unwrap();
+    let g = common::open_poisoned(&choice);
     for kind in [ModelKind::Conv, ModelKind::Deep] {
         one_step_on(&g, kind.into(), 3, 0.0, TOL_GRAD);
     }

@@ -6,6 +6,7 @@ mod dispatch;
 mod execution;
 mod kernels;
 mod pipeline;
+mod poison;
 pub mod timing;
 
 pub use adapter::{describe_adapter, list_adapters, AdapterChoice};
@@ -16,7 +17,9 @@ pub use kernels::{
     DeviceChoice, FoldChoice, FoldSet, FoldTiming, FoldTrial, FoldsBy, KernelChoice, KernelSet,
     LayerTrial,
 };
+pub use pipeline::WRITES_BEFORE_READING;
 pub use pipeline::{Module, LOOP_BOUNDING};
+pub use poison::{POISON_OVERRIDE, WORKGROUP_POISON};
 
 use crate::{Error, Result};
 use std::sync::{Arc, Mutex};
@@ -45,6 +48,9 @@ pub struct Gpu {
     /// that the dispatch's variant never reads: a binding must hold at least one vec4, which
     /// a small tensor of the dispatch need not.
     pub(crate) unread_vec4: buffers::Tensor,
+    /// Set by [`Gpu::with_workgroup_poison`] (tests): pipelines that skip zeroing their
+    /// workgroup memory fill it with NaN instead.
+    pub(crate) poisons_workgroup_memory: bool,
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<Mutex<Option<String>>>,
     pipelines: pipeline::PipelineCache,
@@ -118,6 +124,7 @@ impl Gpu {
         }));
         Ok(Gpu {
             unread_vec4,
+            poisons_workgroup_memory: false,
             device,
             queue,
             info,

@@ -1,5 +1,6 @@
 //! Compute pipelines, built once per (shader, entry point, override constants) and cached:
 //! the launchers ask for one every time they build a dispatch.
+use super::poison::POISON_OVERRIDE;
 use super::Gpu;
 use crate::Result;
 use std::collections::HashMap;
@@ -36,12 +37,13 @@ const RUNTIME_CHECKS: wgpu::ShaderRuntimeChecks = wgpu::ShaderRuntimeChecks {
 pub const LOOP_BOUNDING: bool = cfg!(feature = "naga-loop-bounding");
 
 /// Entry points that write every element of their workgroup memory before any invocation
-/// reads it: their pipelines skip wgpu's zeroing of it. Zeroing is a cost on every dispatch
+/// reads it: their pipelines skip wgpu's zeroing of it. Each one's claim is tested: under
+/// `Gpu::with_workgroup_poison` (every test's device) they fill that memory with NaN first. Zeroing is a cost on every dispatch
 /// (a store per invocation and a barrier before the kernel's first instruction), and through
 /// OpenGL a compile-time one: naga zeroes an array with a constructor of that many literals,
 /// which took llvmpipe's GL compiler minutes for `dense::rows`' 5,312 floats (two samples'
 /// activations and the lane sums).
-const WRITES_BEFORE_READING: [(&str, &str); 22] = [
+pub const WRITES_BEFORE_READING: [(&str, &str); 22] = [
     // The dense stack and split-K kernels: each invocation stores its own activations or
     // partial block before the barrier that the reads follow.
     ("dense", "rows"),
@@ -77,8 +79,11 @@ const WRITES_BEFORE_READING: [(&str, &str); 22] = [
     ("conv2d", "backward_input"),
 ];
 
-fn writes_before_reading(module: Module, entry: &str) -> bool {
-    WRITES_BEFORE_READING.contains(&(module.name, entry))
+/// Whether the pipeline of `entry` in the file `shader` skips zeroing its workgroup memory:
+/// those on [`WRITES_BEFORE_READING`], and the poison's check (`read_unwritten`, which reads
+/// what the poison wrote, on purpose).
+fn skips_zeroing(shader: &str, entry: &str) -> bool {
+    WRITES_BEFORE_READING.contains(&(shader, entry)) || shader == super::WORKGROUP_POISON.name
 }
 
 impl Gpu {
@@ -89,6 +94,16 @@ impl Gpu {
         entry: &'static str,
         constants: &[(&'static str, f64)],
     ) -> Result<wgpu::ComputePipeline> {
+        // Under the tests' poison, the kernels that skip zeroing fill their workgroup memory
+        // with NaN first (`POISON_WORKGROUP` in shaders/common.wgsl).
+        let poisoned: Vec<(&'static str, f64)>;
+        let constants = match self.poisons_workgroup_memory && skips_zeroing(module.name, entry) {
+            true => {
+                poisoned = [constants, &[(POISON_OVERRIDE, 1.0)]].concat();
+                &poisoned[..]
+            }
+            false => constants,
+        };
         let key = (
             module.name,
             entry,
@@ -116,7 +131,7 @@ impl Gpu {
                 entry_point: Some(entry),
                 compilation_options: wgpu::PipelineCompilationOptions {
                     constants,
-                    zero_initialize_workgroup_memory: !writes_before_reading(module, entry),
+                    zero_initialize_workgroup_memory: !skips_zeroing(module.name, entry),
                 },
                 cache: None,
             });

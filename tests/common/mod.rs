@@ -34,7 +34,8 @@ pub fn device_choice() -> DeviceChoice {
     DeviceChoice::new(adapter_choice(), kernel_choice())
 }
 
-/// The adapter under test, opened once per test binary with all the limits it allows.
+/// The adapter under test, opened once per test binary with all the limits it allows (and the
+/// workgroup memory's NaN fill: [`open_poisoned`]).
 pub fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
     GPU.get_or_init(|| open(&device_choice()))
@@ -49,6 +50,7 @@ pub fn gpu_with(set: KernelSet) -> &'static Gpu {
 
 fn open(choice: &DeviceChoice) -> Gpu {
     let gpu = Gpu::new(choice)
+        .map(Gpu::with_workgroup_poison)
         .unwrap_or_else(|e| panic!("a GPU adapter (install mesa-vulkan-drivers): {e}"));
     eprintln!("testing on {}, {} kernels", gpu.name(), gpu.kernels);
     gpu
@@ -59,6 +61,15 @@ struct Configurations {
     /// (name, device, whether its kernel set is the one `auto` picks for its adapter)
     opened: Vec<(String, Gpu, bool)>,
     failed: Vec<String>,
+}
+
+/// A device opened for a test: [`Gpu::new`] with the NaN fill of workgroup memory before each
+/// dispatch that skips zeroing it (`Gpu::with_workgroup_poison`), as every helper here opens
+/// them.
+pub fn open_poisoned(choice: &DeviceChoice) -> Gpu {
+    Gpu::new(choice)
+        .map(Gpu::with_workgroup_poison)
+        .unwrap_or_else(|e| panic!("opening {choice:?}: {e}"))
 }
 
 /// Opened once per test binary: every adapter `list_adapters` sees (only the one
@@ -101,7 +112,7 @@ fn all_configurations() -> &'static Configurations {
             ] {
                 for kernels in KernelSet::ALL {
                     let device = DeviceChoice::new(choice.clone(), KernelChoice::Set(kernels));
-                    match Gpu::with_limits(&device, set) {
+                    match Gpu::with_limits(&device, set).map(Gpu::with_workgroup_poison) {
                         // The CPU set is shaped for lavapipe (Vulkan); through OpenGL its op
                         // tests held wgpu's GL context past its 6-s lock, failing the tests
                         // waiting for it. GL runs the set `auto` picks there (the GPU set).

@@ -39,3 +39,40 @@ fn a_bad_pipeline_is_an_error_of_the_thread_that_built_it() {
         });
     });
 }
+
+/// Every configuration here is opened with `Gpu::with_workgroup_poison`: each kernel whose
+/// pipeline skips zeroing its workgroup memory fills it with NaN first, so that one reading a
+/// slot it never wrote fails its test. The fill must reach the kernel: `read_unwritten` reads
+/// `scratch` without writing it, and every invocation of every workgroup must see a NaN.
+#[test]
+fn workgroup_poison_reaches_a_kernel_that_reads_unwritten_memory() {
+    use common::OrFail;
+    use wgsl_autoencoder::gpu::{WORKGROUP, WORKGROUP_POISON};
+    common::each_gpu(|g, name| {
+        let groups = 64u64;
+        let out = g.tensor("unwritten", groups * WORKGROUP).or_fail(name);
+        let pipeline = g
+            .pipeline(WORKGROUP_POISON, "read_unwritten", &[])
+            .or_fail(name);
+        let bind = g.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &[wgpu::BindGroupEntry {
+                binding: 0,
+                resource: out.binding(),
+            }],
+        });
+        let mut enc = g.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bind, &[]);
+            pass.dispatch_workgroups(groups as u32, 1, 1);
+        }
+        g.queue.submit([enc.finish()]);
+        g.wait().or_fail(name);
+        let seen: Vec<f32> = g.read(&out).or_fail(name);
+        let poisoned = seen.iter().filter(|v| v.is_nan()).count();
+        assert_eq!(poisoned, seen.len(), "{name}: invocations that read a NaN");
+    });
+}
