@@ -71,20 +71,33 @@ pub fn gather(
 ) -> Result<Dispatch> {
     check(p, images, perm, target)?;
     let len = target.len;
-    // The CPU set's kernel takes one packed word (4 pixels) per invocation.
-    let (shader, invocations) = match vec4_kernel(gpu, p.pixels as u64) {
-        true => (Shader::CpuBatch, len / 4),
-        false => (Shader::Batch, len),
+    // The CPU set's kernels take one packed word (4 pixels) per invocation, or four (16
+    // pixels, read as one vec4) where an image's pixels are a multiple of 16 and so every
+    // image starts on a whole vec4.
+    let wide = vec4_kernel(gpu, p.pixels as u64) && p.pixels.is_multiple_of(16);
+    let (shader, entry, pixels_each) = match (wide, vec4_kernel(gpu, p.pixels as u64)) {
+        (true, _) => (Shader::CpuBatch, "gather16", 16),
+        (false, true) => (Shader::CpuBatch, "gather", 4),
+        (false, false) => (Shader::Batch, "gather", 1),
+    };
+    let invocations = len / pixels_each;
+    let four_words;
+    let bindings: &[(u32, &Tensor)] = match wide {
+        true => {
+            four_words = images.view(0, images.len - images.len % 4);
+            &[(4, &four_words), (2, perm), (3, target)]
+        }
+        false => &[(1, images), (2, perm), (3, target)],
     };
     build(
         gpu,
         Launch {
             shader,
-            entry: "gather",
+            entry,
             kernel: "batch.gather",
             label,
             params: bytemuck::bytes_of(p),
-            bindings: &[(1, images), (2, perm), (3, target)],
+            bindings,
             constants: &[],
             workgroups: gpu.grid("batch.gather", invocations)?,
             cost: Cost {
