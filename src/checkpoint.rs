@@ -50,22 +50,21 @@ fn err(path: &Path, detail: impl Into<String>) -> Error {
     }
 }
 
-/// The tensors in file order (names sorted, as safetensors stores them).
-fn tensors<'a>(model: &Model, s: &'a State) -> Vec<(String, Vec<usize>, &'a [f32])> {
+/// The tensors in file order (names sorted, as safetensors stores them), each in Keras'
+/// layout (a Conv2DTranspose kernel's and its moments' stored layout differs:
+/// [`crate::model::ParamTensor::to_keras`]).
+fn tensors(model: &Model, s: &State) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     let mut out = Vec::new();
-    for p in &model.params {
-        let r = p.offset as usize..(p.offset + p.len) as usize;
-        out.push((p.name.clone(), p.shape.clone(), &s.params[r.clone()]));
-        out.push((
-            format!("optimizer/m/{}", p.name),
-            p.shape.clone(),
-            &s.adam_m[r.clone()],
-        ));
-        out.push((
-            format!("optimizer/v/{}", p.name),
-            p.shape.clone(),
-            &s.adam_v[r],
-        ));
+    for (k, p) in model.params.iter().enumerate() {
+        let r = model.param_range(k);
+        for (prefix, flat) in [
+            ("", &s.params),
+            ("optimizer/m/", &s.adam_m),
+            ("optimizer/v/", &s.adam_v),
+        ] {
+            let name = format!("{prefix}{}", p.name);
+            out.push((name, p.shape.clone(), p.to_keras(&flat[r.clone()])));
+        }
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
@@ -112,7 +111,7 @@ pub fn encode(ck: &Checkpoint) -> Result<Vec<u8>> {
     let iterations = (s.iterations as i64).to_le_bytes().to_vec();
     let mut owned: Vec<(String, Vec<usize>, Dtype, Vec<u8>)> = list
         .into_iter()
-        .map(|(n, shape, v)| (n, shape, Dtype::F32, bytemuck::cast_slice(v).to_vec()))
+        .map(|(n, shape, v)| (n, shape, Dtype::F32, bytemuck::cast_slice(&v).to_vec()))
         .collect();
     owned.push((
         "optimizer/iterations".into(),
@@ -345,12 +344,11 @@ fn state_from(
             ("optimizer/v/", &mut adam_v),
         ] {
             let data = by_name[format!("{prefix}{}", p.name).as_str()];
-            for (d, c) in dst[model.param_range(k)]
-                .iter_mut()
-                .zip(data.chunks_exact(4))
-            {
-                *d = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-            }
+            let keras: Vec<f32> = data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            dst[model.param_range(k)].copy_from_slice(&p.from_keras(&keras));
         }
     }
     let iterations = match <[u8; 8]>::try_from(by_name["optimizer/iterations"]) {

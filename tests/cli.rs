@@ -2515,6 +2515,66 @@ fn cli_keras_files_with_unsupported_features_are_refused() {
         .fails_with(&words);
         assert_not_created(&out);
     }
+    // Conv2DTranspose (the keras.io model's layers 5 and 6): what is not taken.
+    let transpose: Vec<(&str, Edit, Vec<&str>)> = vec![
+        (
+            "transpose stride 3",
+            |m| m["config"]["layers"][5]["config"]["strides"] = serde_json::json!([3, 3]),
+            vec![
+                "layer 5",
+                "'conv2d_transpose'",
+                "Conv2DTranspose",
+                "strides [3,3]",
+                "1 or 2",
+            ],
+        ),
+        (
+            "transpose valid",
+            |m| m["config"]["layers"][6]["config"]["padding"] = serde_json::json!("valid"),
+            vec![
+                "layer 6",
+                "'conv2d_transpose_1'",
+                "padding 'valid'",
+                "only 'same'",
+            ],
+        ),
+        (
+            "transpose output padding",
+            |m| m["config"]["layers"][5]["config"]["output_padding"] = serde_json::json!([1, 1]),
+            vec!["layer 5", "output_padding [1,1]", "None"],
+        ),
+        (
+            // After a strided Conv2DTranspose (a zero insertion and a convolution here), the
+            // position named is still the file's.
+            "dense on images after transposes",
+            |m| {
+                m["config"]["layers"][7]["class_name"] = serde_json::json!("Dense");
+                m["config"]["layers"][7]["config"] =
+                    serde_json::json!({"name": "conv2d_2", "units": 1, "activation": "sigmoid"});
+            },
+            vec!["layer 7", "'conv2d_2'", "28x28x32", "add a Flatten"],
+        ),
+        (
+            "transpose stride 2 kernel 1",
+            |m| m["config"]["layers"][5]["config"]["kernel_size"] = serde_json::json!([1, 1]),
+            vec!["layer 5", "kernel_size [1,1]", "strides 2", "3, 5, 7"],
+        ),
+    ];
+    for (what, edit, mut words) in transpose {
+        let mut m = keras_model("conv_transpose");
+        edit(&mut m);
+        let file = t.path().join(format!("{}.json", what.replace(' ', "_")));
+        std::fs::write(&file, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+        eprintln!("{what}");
+        words.push(file.to_str().unwrap());
+        train(
+            &data,
+            &out,
+            &["--model", file.to_str().unwrap(), "--epochs", "1"],
+        )
+        .fails_with(&words);
+        assert_not_created(&out);
+    }
     // A Dense on images: Keras applies it to the channels alone, so it needs a Flatten.
     let mut m = keras_model("sequential_conv");
     let layers = m["config"]["layers"].as_array_mut().unwrap();

@@ -533,6 +533,46 @@ fn upsample_backward_matches_finite_differences() {
 }
 
 #[test]
+fn upsample_zeros_backward_matches_finite_differences() {
+    let s = UpsampleShape {
+        n: 2,
+        h: 3,
+        w: 5,
+        c: 3,
+    };
+    let mut g = rng(61);
+    let x = uniform(&mut g, s.input_len() as usize, -1.0, 1.0);
+    let r = uniform(&mut g, s.output_len() as usize, -1.0, 1.0);
+    let numeric = numeric_grad(&x, |x| dot(&r, &upsample::zeros_forward_f64(&s, x)));
+    let analytic = upsample::zeros_backward_f64(&s, &r);
+    assert_grad_close("upsample zeros dx", &analytic, &numeric);
+}
+
+/// Zero insertion puts input (y, x) at (2y+1, 2x+1) and zeros everywhere else.
+#[test]
+fn upsample_zeros_puts_each_input_at_the_odd_corner() {
+    let s = UpsampleShape {
+        n: 1,
+        h: 2,
+        w: 3,
+        c: 2,
+    };
+    let x: Vec<f32> = (1..=12).map(|i| i as f32).collect();
+    let y = upsample::zeros_forward(&s, &x);
+    for oy in 0..4usize {
+        for ox in 0..6usize {
+            for ch in 0..2usize {
+                let want = match (oy % 2, ox % 2) {
+                    (1, 1) => x[((oy / 2) * 3 + ox / 2) * 2 + ch],
+                    _ => 0.0,
+                };
+                assert_eq!(y[(oy * 6 + ox) * 2 + ch], want, "({oy}, {ox}, {ch})");
+            }
+        }
+    }
+}
+
+#[test]
 fn upsample_forward_copies_the_nearest_input() {
     let s = UpsampleShape {
         n: 1,

@@ -542,6 +542,132 @@ fn one_training_step_matches_reference_keras_sequential_conv() {
     one_step(keras_file("sequential_conv"), 3, 0.0, TOL_GRAD);
 }
 
+/// The keras.io conv autoencoder ("Convolutional autoencoder for image denoising", shipped as
+/// assets/models/conv_transpose.json): two Conv2DTranspose layers with strides 2, each run
+/// as a zero insertion and a convolution of the flipped, transposed kernel.
+#[test]
+fn one_training_step_matches_reference_keras_conv_transpose() {
+    assert_keras_count("conv_transpose", 28_353);
+    one_step(keras_file("conv_transpose"), 3, 0.0, TOL_GRAD);
+}
+
+/// Keras' Conv2DTranspose ('same', odd kernel k, strides s) by its definition, in f64:
+/// `out[s*i + t - p][f] += in[i][c] * kernel[t][f][c]` per axis, `p = (k - s) / 2` rounded
+/// down (TensorFlow's split of the padding), plus the bias. `kernel` in Keras' layout
+/// `[k, k, filters, channels]`.
+fn conv_transpose_by_definition(
+    x: &[f32],
+    [n, h, w, c]: [usize; 4],
+    kernel: &[f32],
+    bias: &[f32],
+    k: usize,
+    s: usize,
+) -> Vec<f64> {
+    let f = bias.len();
+    let (ho, wo, p) = (h * s, w * s, (k - s) / 2);
+    let mut out = vec![0.0f64; n * ho * wo * f];
+    for b in 0..n {
+        for (iy, ix, ty, tx) in (0..h).flat_map(|iy| {
+            (0..w).flat_map(move |ix| {
+                (0..k).flat_map(move |ty| (0..k).map(move |tx| (iy, ix, ty, tx)))
+            })
+        }) {
+            let (oy, ox) = (
+                (s * iy + ty) as isize - p as isize,
+                (s * ix + tx) as isize - p as isize,
+            );
+            if oy < 0 || ox < 0 || oy >= ho as isize || ox >= wo as isize {
+                continue;
+            }
+            for o in 0..f {
+                for ch in 0..c {
+                    out[((b * ho + oy as usize) * wo + ox as usize) * f + o] +=
+                        x[((b * h + iy) * w + ix) * c + ch] as f64
+                            * kernel[((ty * k + tx) * f + o) * c + ch] as f64;
+                }
+            }
+        }
+        for v in out[b * ho * wo * f..(b + 1) * ho * wo * f].chunks_mut(f) {
+            for (o, v) in v.iter_mut().enumerate() {
+                *v += bias[o] as f64;
+            }
+        }
+    }
+    out
+}
+
+/// What the Keras check (bench/keras_check.py) showed for the keras.io model, on the host and
+/// for every kernel side and both strides: a model file's Conv2DTranspose layers, weights set
+/// in Keras' layout and stored as the model stores them (`ParamTensor::from_keras`), compute
+/// the layer's definition in the reference forward pass; and the stored layout goes back to
+/// Keras' unchanged.
+#[test]
+fn conv_transpose_layers_compute_keras_definition() {
+    for (k1, k2) in [(3usize, 3usize), (5, 5), (1, 7)] {
+        let layer = |class: &str, config: serde_json::Value| serde_json::json!({"module": "keras.layers", "class_name": class, "config": config});
+        let model = serde_json::json!({
+            "class_name": "Sequential",
+            "config": {"name": "t", "layers": [
+                layer("InputLayer", serde_json::json!({"name": "in", "batch_shape": [null, 6, 6, 2]})),
+                layer("Conv2DTranspose", serde_json::json!({"name": "t1", "filters": 3, "kernel_size": [k1, k1], "strides": [1, 1], "padding": "same", "activation": "linear"})),
+                layer("MaxPooling2D", serde_json::json!({"name": "pool", "pool_size": [2, 2], "padding": "same"})),
+                layer("Conv2DTranspose", serde_json::json!({"name": "t2", "filters": 2, "kernel_size": [k2, k2], "strides": [2, 2], "padding": "same", "activation": "sigmoid"})),
+            ]}
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.json");
+        std::fs::write(&path, model.to_string()).unwrap();
+        let input = Features { h: 6, w: 6, c: 2 };
+        let m = Model::new(
+            ModelChoice::from_arg(path.to_str().unwrap()).unwrap(),
+            input,
+        )
+        .unwrap();
+        let names: Vec<&str> = m.layers.iter().map(|l| l.name()).collect();
+        assert_eq!(names, ["t1", "pool", "t2:zeros", "t2"], "k {k1}, {k2}");
+        let shapes: Vec<[usize; 4]> = m
+            .params
+            .iter()
+            .map(|p| {
+                let mut s = [1usize; 4];
+                s[4 - p.shape.len()..].copy_from_slice(&p.shape);
+                s
+            })
+            .collect();
+        assert_eq!(
+            shapes,
+            [[k1, k1, 3, 2], [1, 1, 1, 3], [k2, k2, 2, 3], [1, 1, 1, 2]]
+        );
+        let mut r = rng(70 + k1 as u64);
+        let mut flat = vec![0.0f32; m.param_len as usize];
+        let mut keras = Vec::new();
+        for (i, p) in m.params.iter().enumerate() {
+            let values: Vec<f32> = (0..p.len).map(|_| r.random_range(-1.0..1.0)).collect();
+            let stored = p.from_keras(&values);
+            assert_eq!(p.to_keras(&stored), values, "{}: the round trip", p.name);
+            flat[m.param_range(i)].copy_from_slice(&stored);
+            keras.push(values);
+        }
+        let n = 2;
+        let x: Vec<f32> = (0..n * 72).map(|_| r.random_range(-1.0..1.0)).collect();
+        let fwd = refmodel::forward(&m, &flat, &x, n);
+        let close = |what: &str, got: &[f32], want: &[f64]| {
+            assert_eq!(got.len(), want.len(), "{what}");
+            for (i, (g, w)) in got.iter().zip(want).enumerate() {
+                assert!(
+                    (*g as f64 - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                    "{what}: {i}: {g} against {w}"
+                );
+            }
+        };
+        let t1 = conv_transpose_by_definition(&x, [n, 6, 6, 2], &keras[0], &keras[1], k1, 1);
+        close(&format!("t1, k {k1}"), &fwd.acts[0], &t1);
+        let t2 =
+            conv_transpose_by_definition(&fwd.acts[1], [n, 3, 3, 3], &keras[2], &keras[3], k2, 2);
+        close(&format!("t2 (logits), k {k2}"), fwd.logits(), &t2);
+    }
+}
+
 /// A Sequential that takes what the shipped files do not: a Flatten first (no input
 /// gradient below it), Dense and Conv2D layers without a bias, a linear Dense, a Reshape to
 /// images, a 5x5 and a 1x1 kernel, 'valid' pooling of an odd size (15 -> 7), and a Reshape

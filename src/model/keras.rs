@@ -8,7 +8,7 @@ use serde_json::Value;
 
 /// The layer classes this program trains, as the refusals list them.
 pub const SUPPORTED: &str =
-    "InputLayer, Conv2D, MaxPooling2D, UpSampling2D, Dense, Flatten, Reshape";
+    "InputLayer, Conv2D, Conv2DTranspose, MaxPooling2D, UpSampling2D, Dense, Flatten, Reshape";
 
 /// A parsed description: the input a model takes, its layers in order, and the settings
 /// `compile()` recorded.
@@ -174,6 +174,11 @@ impl<'a> Parser<'a> {
             self.common(e)?;
             let layer = match e.class {
                 "Conv2D" => self.conv2d(e)?,
+                "Conv2DTranspose" => {
+                    let (zeros, conv) = self.conv2d_transpose(e)?;
+                    layers.extend(zeros);
+                    conv
+                }
                 "Dense" => self.dense(e)?,
                 "MaxPooling2D" => self.max_pool(e)?,
                 "UpSampling2D" => self.upsample(e)?,
@@ -222,8 +227,8 @@ impl<'a> Parser<'a> {
             } else if e.pos == last {
                 return Err(self.layer_err(
                     e,
-                    "the output layer (the last but any Flatten or Reshape) must be a Conv2D \
-                     or Dense with activation 'sigmoid'",
+                    "the output layer (the last but any Flatten or Reshape) must be a Conv2D, \
+                     Conv2DTranspose or Dense with activation 'sigmoid'",
                 ));
             }
             layers.push(layer);
@@ -481,7 +486,87 @@ impl<'a> Parser<'a> {
             padding: self.padding(e)?,
             act: self.activation(e)?,
             bias,
+            transposed: false,
         })
+    }
+
+    /// A Conv2DTranspose as the convolution that computes it (`transposed`), after a zero
+    /// insertion where its strides are 2. With 'same' padding and odd kernels, Keras' layer is
+    /// `out[s*i + t - p] += in[i] * kernel[t]` per axis, with `p = (k - s) / 2` rounded down
+    /// (TensorFlow's split of the padding); inserting zeros so that `in[i]` lands at
+    /// `2i + 1` (strides 2) makes that a 'same' convolution of the flipped kernel.
+    fn conv2d_transpose(&self, e: &Entry<'_>) -> Result<(Option<Layer>, Layer)> {
+        self.channels_last(e)?;
+        let filters = e.config["filters"]
+            .as_u64()
+            .filter(|&f| f > 0 && f <= u32::MAX as u64)
+            .ok_or_else(|| self.layer_err(e, "filters must be a positive integer"))?;
+        let strides = match self.pair(e, "strides") {
+            None if e.config["strides"].is_null() => 1,
+            Some([s, t]) if s == t && (s == 1 || s == 2) => s,
+            _ => {
+                return Err(self.layer_err(
+                    e,
+                    format!(
+                        "strides {}: only 1 or 2 (the same on both axes) are supported",
+                        compact(&e.config["strides"])
+                    ),
+                ))
+            }
+        };
+        // Strides 2 on a kernel of 1 would put the inputs at even positions: not supported.
+        let sizes: &[u32] = if strides == 2 {
+            &[3, 5, 7]
+        } else {
+            &CONV_KERNEL_SIZES
+        };
+        let k =
+            match self.pair(e, "kernel_size") {
+                Some([a, b]) if a == b && sizes.iter().any(|&k| k as u64 == a) => a as u32,
+                _ => {
+                    return Err(self.layer_err(
+                        e,
+                        format!(
+                        "kernel_size {}: with strides {strides} only square kernels of side {} \
+                         are supported",
+                        compact(&e.config["kernel_size"]),
+                        sizes.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+                    ),
+                    ))
+                }
+            };
+        if self.padding(e)? != Padding::Same {
+            return Err(self.layer_err(
+                e,
+                "padding 'valid': only 'same' is supported (the output is the input's size \
+                 times the strides)",
+            ));
+        }
+        if !e.config["output_padding"].is_null() {
+            return Err(self.layer_err(
+                e,
+                format!(
+                    "output_padding {}: only None (Keras' default) is supported",
+                    compact(&e.config["output_padding"])
+                ),
+            ));
+        }
+        self.expect_pair(e, "dilation_rate", 1, "")?;
+        let bias = self.use_bias(e)?;
+        self.initializers(e, bias)?;
+        let zeros = (strides == 2).then(|| Layer::UpsampleZeros {
+            name: format!("{}:zeros", e.name),
+        });
+        let conv = Layer::Conv2d {
+            name: e.name.clone(),
+            filters: filters as u32,
+            k,
+            padding: Padding::Same,
+            act: self.activation(e)?,
+            bias,
+            transposed: true,
+        };
+        Ok((zeros, conv))
     }
 
     fn dense(&self, e: &Entry<'_>) -> Result<Layer> {

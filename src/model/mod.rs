@@ -189,12 +189,23 @@ pub enum Layer {
         padding: Padding,
         act: Activation,
         bias: bool,
+        /// A Keras Conv2DTranspose run as this convolution (after a [`Layer::UpsampleZeros`]
+        /// where its strides are 2): its kernel is stored as the equivalent convolution's,
+        /// each window flipped and the channel axes swapped, and checkpoints hold Keras' own
+        /// (`ParamTensor::stored`).
+        transposed: bool,
     },
     MaxPool {
         name: String,
         padding: Padding,
     },
     Upsample {
+        name: String,
+    },
+    /// The first half of a Conv2DTranspose with strides 2: its input dilated by zero insertion
+    /// (`upsample.zeros_forward`), which the convolution after it (`transposed`) then reads
+    /// as a plain one. Named `<the layer's name>:zeros`.
+    UpsampleZeros {
         name: String,
     },
     Dense {
@@ -219,6 +230,7 @@ impl Layer {
             Layer::Conv2d { name, .. }
             | Layer::MaxPool { name, .. }
             | Layer::Upsample { name }
+            | Layer::UpsampleZeros { name }
             | Layer::Dense { name, .. }
             | Layer::Reshape { name, .. } => name,
         }
@@ -246,7 +258,10 @@ impl Layer {
     /// The Keras class, for messages.
     fn class(&self) -> &'static str {
         match self {
-            Layer::Conv2d { .. } => "Conv2D",
+            Layer::Conv2d {
+                transposed: false, ..
+            } => "Conv2D",
+            Layer::Conv2d { .. } | Layer::UpsampleZeros { .. } => "Conv2DTranspose",
             Layer::MaxPool { .. } => "MaxPooling2D",
             Layer::Upsample { .. } => "UpSampling2D",
             Layer::Dense { .. } => "Dense",
@@ -268,6 +283,52 @@ pub struct ParamTensor {
     /// Glorot fans; zero for biases (initialised to zero).
     pub fan_in: u64,
     pub fan_out: u64,
+    /// How the flat buffer holds it: as Keras' shape says, or (a Conv2DTranspose's kernel)
+    /// as the equivalent convolution's.
+    pub stored: Stored,
+}
+
+/// The layout of a parameter tensor in the flat buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stored {
+    /// Keras' own layout and shape.
+    AsKeras,
+    /// A Conv2DTranspose kernel, Keras' shape `[k, k, filters, channels in]`, stored as the
+    /// convolution that computes the same layer: `[k, k, channels in, filters]`, each window
+    /// flipped (`stored[y][x][c][f] = keras[k-1-y][k-1-x][f][c]`).
+    FlippedTransposed,
+}
+
+impl ParamTensor {
+    /// Where element `i` of the stored tensor lies in Keras' layout.
+    fn keras_index(&self, i: usize) -> usize {
+        match self.stored {
+            Stored::AsKeras => i,
+            Stored::FlippedTransposed => {
+                let [k, _, f, c] = [self.shape[0], self.shape[1], self.shape[2], self.shape[3]];
+                let (o, rest) = (i % f, i / f);
+                let (ci, tap) = (rest % c, rest / c);
+                let (y, x) = (tap / k, tap % k);
+                (((k - 1 - y) * k + (k - 1 - x)) * f + o) * c + ci
+            }
+        }
+    }
+
+    /// The tensor in Keras' layout, from its stored values (`stored.len() == len`).
+    pub fn to_keras(&self, stored: &[f32]) -> Vec<f32> {
+        let mut keras = vec![0.0; stored.len()];
+        for (i, v) in stored.iter().enumerate() {
+            keras[self.keras_index(i)] = *v;
+        }
+        keras
+    }
+
+    /// The stored values of a tensor given in Keras' layout (`keras.len() == len`).
+    pub fn from_keras(&self, keras: &[f32]) -> Vec<f32> {
+        (0..keras.len())
+            .map(|i| keras[self.keras_index(i)])
+            .collect()
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -302,9 +363,22 @@ impl Model {
         let d = choice.describe()?;
         let mut layers = d.layers;
         let first = input_shape(choice, &d.input, input, &mut layers)?;
+        // The file's position of layer i: a Conv2DTranspose's zero insertion is one layer
+        // here, none there.
+        let position = |layers: &[Layer], i: usize| {
+            1 + layers[..i]
+                .iter()
+                .filter(|l| !matches!(l, Layer::UpsampleZeros { .. }))
+                .count()
+        };
         let bad = |l: &Layer, i: usize, detail: String| Error::Model {
             file: choice.origin(),
-            detail: format!("layer {} ('{}', {}): {detail}", i + 1, l.name(), l.class()),
+            detail: format!(
+                "layer {} ('{}', {}): {detail}",
+                position(&layers, i),
+                l.name(),
+                l.class()
+            ),
         };
         let mut shapes = vec![first];
         let mut flat = d.input.len() == 1;
@@ -313,7 +387,10 @@ impl Model {
             let f = shapes[i];
             let image_op = matches!(
                 layer,
-                Layer::Conv2d { .. } | Layer::MaxPool { .. } | Layer::Upsample { .. }
+                Layer::Conv2d { .. }
+                    | Layer::MaxPool { .. }
+                    | Layer::Upsample { .. }
+                    | Layer::UpsampleZeros { .. }
             );
             if image_op && flat {
                 return Err(bad(
@@ -464,6 +541,8 @@ pub enum LayerOp {
     },
     Pool(PoolShape),
     Upsample(UpsampleShape),
+    /// ×2 by zero insertion (a strided Conv2DTranspose's first half).
+    UpsampleZeros(UpsampleShape),
     /// Flatten or Reshape: nothing runs.
     Reshape,
 }
@@ -514,6 +593,12 @@ impl Model {
                 padding: *padding,
             }),
             Layer::Upsample { .. } => LayerOp::Upsample(UpsampleShape {
+                n,
+                h: f.h,
+                w: f.w,
+                c: f.c,
+            }),
+            Layer::UpsampleZeros { .. } => LayerOp::UpsampleZeros(UpsampleShape {
                 n,
                 h: f.h,
                 w: f.w,
@@ -647,7 +732,7 @@ impl Layer {
                 let (h, w) = s.out_hw();
                 Features { h, w, c: f.c }
             }
-            Layer::Upsample { .. } => Features {
+            Layer::Upsample { .. } | Layer::UpsampleZeros { .. } => Features {
                 h: 2 * f.h,
                 w: 2 * f.w,
                 c: f.c,
@@ -675,15 +760,16 @@ struct ParamLayout {
 }
 
 impl ParamLayout {
-    fn push(&mut self, name: String, shape: Vec<usize>, fan_in: u64, fan_out: u64) {
+    fn push(&mut self, name: String, shape: Vec<usize>, fans: (u64, u64), stored: Stored) {
         let len = shape.iter().product::<usize>() as u64;
         self.tensors.push(ParamTensor {
             name,
             shape,
             offset: self.len,
             len,
-            fan_in,
-            fan_out,
+            fan_in: fans.0,
+            fan_out: fans.1,
+            stored,
         });
         self.len = (self.len + len).div_ceil(PARAM_ALIGN) * PARAM_ALIGN;
     }
@@ -691,26 +777,40 @@ impl ParamLayout {
     /// The kernel and bias of `layer` (on inputs of shape `f`), if it has weights: Keras'
     /// shapes, and Glorot fans that count a conv's k x k window.
     fn push_layer(&mut self, layer: &Layer, f: Features) {
-        let (kernel, fans, units) = match layer {
-            Layer::Conv2d { filters, k, .. } => {
+        let (kernel, fans, units, stored) = match layer {
+            Layer::Conv2d {
+                filters,
+                k,
+                transposed,
+                ..
+            } => {
                 let taps = (*k as u64) * (*k as u64);
-                (
-                    vec![*k as usize, *k as usize, f.c as usize, *filters as usize],
-                    (taps * f.c as u64, taps * *filters as u64),
-                    *filters,
-                )
+                let (k, c, f) = (*k as usize, f.c as usize, *filters as usize);
+                // Keras' fans count the kernel's last two axes, which a Conv2DTranspose
+                // swaps: the sum Glorot takes is the same.
+                let (shape, stored) = match transposed {
+                    false => (vec![k, k, c, f], Stored::AsKeras),
+                    true => (vec![k, k, f, c], Stored::FlippedTransposed),
+                };
+                (shape, (taps * c as u64, taps * f as u64), *filters, stored)
             }
             Layer::Dense { units, .. } => (
                 vec![f.len() as usize, *units as usize],
                 (f.len(), *units as u64),
                 *units,
+                Stored::AsKeras,
             ),
             _ => return,
         };
         let name = layer.name();
-        self.push(format!("{name}/kernel"), kernel, fans.0, fans.1);
+        self.push(format!("{name}/kernel"), kernel, fans, stored);
         if layer.has_bias() {
-            self.push(format!("{name}/bias"), vec![units as usize], 0, 0);
+            self.push(
+                format!("{name}/bias"),
+                vec![units as usize],
+                (0, 0),
+                Stored::AsKeras,
+            );
         }
     }
 }

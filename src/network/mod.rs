@@ -327,6 +327,7 @@ impl Network {
                 pool::forward(gpu, &label, &s, &x, &y, &win)?
             }
             LayerOp::Upsample(s) => upsample::forward(gpu, &label, &s, &x, &y)?,
+            LayerOp::UpsampleZeros(s) => upsample::zeros_forward(gpu, &label, &s, &x, &y)?,
             LayerOp::Reshape => return Ok(None),
         }))
     }
@@ -856,6 +857,12 @@ impl Network {
                     } else {
                         upsample::backward(gpu, &label, &s, &dy, dx)?
                     });
+                }
+            }
+            // The layer below applies its own ReLU mask (nothing fuses it here).
+            LayerOp::UpsampleZeros(s) => {
+                if let Some(dx) = &dx {
+                    out.push(upsample::zeros_backward(gpu, &label, &s, &dy, dx)?);
                 }
             }
             // Its gradients alias the layer's below: nothing to run.

@@ -74,6 +74,7 @@ pub fn forward(model: &Model, params: &[f32], x: &[f32], n: usize) -> Forward {
                 (y, Some(win))
             }
             LayerOp::Upsample(s) => (upsample::forward(&s, input), None),
+            LayerOp::UpsampleZeros(s) => (upsample::zeros_forward(&s, input), None),
             LayerOp::Reshape => (input.to_vec(), None),
         };
         acts.push(y);
@@ -157,6 +158,7 @@ pub fn gradients(
                 pool::backward(&s, win, &dy)
             }),
             LayerOp::Upsample(s) => below.then(|| upsample::backward(&s, &dy)),
+            LayerOp::UpsampleZeros(s) => below.then(|| upsample::zeros_backward(&s, &dy)),
             LayerOp::Reshape => below.then_some(dy),
         };
         match dx {
