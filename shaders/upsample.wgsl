@@ -1,8 +1,5 @@
 // upsample: nearest-neighbour x2 (Keras UpSampling2D(2)), NHWC.
 // Forward: out[y][x] = in[y/2][x/2]. Backward: each input sums its 2x2 block, in a fixed order.
-// zeros_forward / zeros_backward: x2 by zero insertion, the input dilation of a strided
-// Conv2DTranspose (src/model: with it a transposed convolution is a plain one):
-// out[2y+1][2x+1] = in[y][x], every other output 0; backward dx[y][x] = dy[2y+1][2x+1].
 
 struct Up {
     n: u32, h: u32, w: u32, c: u32,  // input dims; the output is 2h x 2w
@@ -42,35 +39,4 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
     let row = 2u * p.w * p.c;
     let base = ((b * 2u * p.h + 2u * iy) * 2u * p.w + 2u * ix) * p.c + ch;
     dx[idx] = (dy[base] + dy[base + p.c]) + (dy[base + row] + dy[base + row + p.c]);
-}
-
-@compute @workgroup_size(WG)
-fn zeros_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
-                 @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = flat(wid, lid, nwg);
-    if (idx >= p.total) { return; }
-    let ch = idx % p.c;
-    let pix = idx / p.c;
-    let ox = pix % (2u * p.w);
-    let oy = (pix / (2u * p.w)) % (2u * p.h);
-    let b = pix / (4u * p.w * p.h);
-    var v = 0.0;
-    if ((ox & oy & 1u) == 1u) {
-        v = x[((b * p.h + oy / 2u) * p.w + ox / 2u) * p.c + ch];
-    }
-    y[idx] = v;
-}
-
-@compute @workgroup_size(WG)
-fn zeros_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
-                  @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = flat(wid, lid, nwg);
-    let count = p.n * p.h * p.w * p.c;
-    if (idx >= count) { return; }
-    let ch = idx % p.c;
-    let pix = idx / p.c;
-    let ix = pix % p.w;
-    let iy = (pix / p.w) % p.h;
-    let b = pix / (p.w * p.h);
-    dx[idx] = dy[((b * 2u * p.h + 2u * iy + 1u) * 2u * p.w + 2u * ix + 1u) * p.c + ch];
 }

@@ -169,6 +169,45 @@ impl PoolShape {
     }
 }
 
+/// A strided layer's index map (`shaders/stride.wgsl`): the small side `[n, h, w, c]`, the
+/// big side `[n, hb, wb, c]`, small element `(y, x)` at big position `(2y + oy, 2x + ox)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StrideShape {
+    pub n: u32,
+    pub h: u32,
+    pub w: u32,
+    pub c: u32,
+    pub hb: u32,
+    pub wb: u32,
+    pub oy: u32,
+    pub ox: u32,
+}
+
+impl StrideShape {
+    pub fn small_len(&self) -> u64 {
+        self.n as u64 * self.h as u64 * self.w as u64 * self.c as u64
+    }
+    pub fn big_len(&self) -> u64 {
+        self.n as u64 * self.hb as u64 * self.wb as u64 * self.c as u64
+    }
+    /// Non-empty, offsets 0 or 1, and every small element inside the big side.
+    pub fn check(&self) -> Result<()> {
+        let inside = |size: u32, o: u32, big: u32| size > 0 && 2 * (size - 1) + o < big;
+        if self.small_len() == 0
+            || self.oy > 1
+            || self.ox > 1
+            || !inside(self.h, self.oy, self.hb)
+            || !inside(self.w, self.ox, self.wb)
+        {
+            return Err(Error::Shape {
+                op: "stride",
+                detail: format!("{self:?}: the small side must land inside the big one"),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Input `[n, h, w, c]`, output `[n, 2h, 2w, c]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UpsampleShape {

@@ -2400,9 +2400,30 @@ fn cli_keras_files_with_unsupported_features_are_refused() {
     // (what, edit of conv.json, words the message must hold)
     let cases: Vec<(&str, Edit, Vec<&str>)> = vec![
         (
-            "stride 2",
-            |m| m["config"]["layers"][1]["config"]["strides"] = serde_json::json!([2, 2]),
-            vec!["layer 1", "'conv2d'", "Conv2D", "strides [2,2]", "only 1"],
+            "stride 3",
+            |m| m["config"]["layers"][1]["config"]["strides"] = serde_json::json!([3, 3]),
+            vec![
+                "layer 1",
+                "'conv2d'",
+                "Conv2D",
+                "strides [3,3]",
+                "only 1 or 2",
+            ],
+        ),
+        (
+            "unequal strides",
+            |m| m["config"]["layers"][1]["config"]["strides"] = serde_json::json!([1, 2]),
+            vec![
+                "layer 1",
+                "'conv2d'",
+                "strides [1,2]",
+                "the same on both axes",
+            ],
+        ),
+        (
+            "a strided output layer",
+            |m| m["config"]["layers"][13]["config"]["strides"] = serde_json::json!([2, 2]),
+            vec!["layer 13", "'conv2d_6'", "strides 2 on the output layer"],
         ),
         (
             "activity regularizer",

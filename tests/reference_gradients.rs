@@ -20,7 +20,7 @@ use wgsl_autoencoder::shapes::AdamConfig;
 use wgsl_autoencoder::shapes::DenseShape;
 use wgsl_autoencoder::shapes::PoolShape;
 use wgsl_autoencoder::shapes::UpsampleShape;
-use wgsl_autoencoder::shapes::{Conv2dShape, Padding};
+use wgsl_autoencoder::shapes::{Conv2dShape, Padding, StrideShape};
 
 const H: f64 = 1e-6;
 const TOL: f64 = 1e-6;
@@ -533,46 +533,6 @@ fn upsample_backward_matches_finite_differences() {
 }
 
 #[test]
-fn upsample_zeros_backward_matches_finite_differences() {
-    let s = UpsampleShape {
-        n: 2,
-        h: 3,
-        w: 5,
-        c: 3,
-    };
-    let mut g = rng(61);
-    let x = uniform(&mut g, s.input_len() as usize, -1.0, 1.0);
-    let r = uniform(&mut g, s.output_len() as usize, -1.0, 1.0);
-    let numeric = numeric_grad(&x, |x| dot(&r, &upsample::zeros_forward_f64(&s, x)));
-    let analytic = upsample::zeros_backward_f64(&s, &r);
-    assert_grad_close("upsample zeros dx", &analytic, &numeric);
-}
-
-/// Zero insertion puts input (y, x) at (2y+1, 2x+1) and zeros everywhere else.
-#[test]
-fn upsample_zeros_puts_each_input_at_the_odd_corner() {
-    let s = UpsampleShape {
-        n: 1,
-        h: 2,
-        w: 3,
-        c: 2,
-    };
-    let x: Vec<f32> = (1..=12).map(|i| i as f32).collect();
-    let y = upsample::zeros_forward(&s, &x);
-    for oy in 0..4usize {
-        for ox in 0..6usize {
-            for ch in 0..2usize {
-                let want = match (oy % 2, ox % 2) {
-                    (1, 1) => x[((oy / 2) * 3 + ox / 2) * 2 + ch],
-                    _ => 0.0,
-                };
-                assert_eq!(y[(oy * 6 + ox) * 2 + ch], want, "({oy}, {ox}, {ch})");
-            }
-        }
-    }
-}
-
-#[test]
 fn upsample_forward_copies_the_nearest_input() {
     let s = UpsampleShape {
         n: 1,
@@ -595,6 +555,66 @@ fn upsample_forward_copies_the_nearest_input() {
     }
     // Backward of all-ones sums each 2×2 block: 4 everywhere.
     assert!(upsample::backward(&s, &[1.0; 48]).iter().all(|&v| v == 4.0));
+}
+
+// ---------------------------------------------------------------------------------- stride
+
+/// Each index map's reference backward is the other map: against central differences of
+/// the forward, both offsets.
+#[test]
+fn stride_backward_matches_finite_differences() {
+    for (oy, ox) in [(1, 1), (0, 1), (0, 0)] {
+        let s = StrideShape {
+            n: 2,
+            h: 3,
+            w: 2,
+            c: 3,
+            hb: 6,
+            wb: 5,
+            oy,
+            ox,
+        };
+        let mut g = rng(62 + oy as u64 + 2 * ox as u64);
+        let small = uniform(&mut g, s.small_len() as usize, -1.0, 1.0);
+        let big = uniform(&mut g, s.big_len() as usize, -1.0, 1.0);
+        let (rb, rs) = (
+            uniform(&mut g, s.big_len() as usize, -1.0, 1.0),
+            uniform(&mut g, s.small_len() as usize, -1.0, 1.0),
+        );
+        let numeric = numeric_grad(&small, |x| dot(&rb, &stride::insert_f64(&s, x)));
+        assert_grad_close("stride insert", &stride::take_f64(&s, &rb), &numeric);
+        let numeric = numeric_grad(&big, |x| dot(&rs, &stride::take_f64(&s, x)));
+        assert_grad_close("stride take", &stride::insert_f64(&s, &rs), &numeric);
+    }
+}
+
+/// `insert` puts small (y, x) at big (2y + oy, 2x + ox) and zeros everywhere else.
+#[test]
+fn stride_insert_puts_each_element_at_its_offset() {
+    let s = StrideShape {
+        n: 1,
+        h: 2,
+        w: 3,
+        c: 2,
+        hb: 4,
+        wb: 7,
+        oy: 1,
+        ox: 0,
+    };
+    let x: Vec<f32> = (1..=12).map(|i| i as f32).collect();
+    let y = stride::insert(&s, &x);
+    for by in 0..4usize {
+        for bx in 0..7usize {
+            for ch in 0..2usize {
+                let want = match (by % 2, bx % 2, bx / 2 < 3) {
+                    (1, 0, true) => x[((by / 2) * 3 + bx / 2) * 2 + ch],
+                    _ => 0.0,
+                };
+                assert_eq!(y[(by * 7 + bx) * 2 + ch], want, "({by}, {bx}, {ch})");
+            }
+        }
+    }
+    assert_eq!(stride::take(&s, &y), x);
 }
 
 // ------------------------------------------------------------------------------ activation

@@ -624,7 +624,7 @@ fn conv_transpose_layers_compute_keras_definition() {
         )
         .unwrap();
         let names: Vec<&str> = m.layers.iter().map(|l| l.name()).collect();
-        assert_eq!(names, ["t1", "pool", "t2:zeros", "t2"], "k {k1}, {k2}");
+        assert_eq!(names, ["t1", "pool", "t2:insert", "t2"], "k {k1}, {k2}");
         let shapes: Vec<[usize; 4]> = m
             .params
             .iter()
@@ -666,6 +666,145 @@ fn conv_transpose_layers_compute_keras_definition() {
             conv_transpose_by_definition(&fwd.acts[1], [n, 3, 3, 3], &keras[2], &keras[3], k2, 2);
         close(&format!("t2 (logits), k {k2}"), fwd.logits(), &t2);
     }
+}
+
+/// Keras' Conv2D with strides 2 by its definition, in f64: `out[i] = sum_t in[2i + t - p] *
+/// kernel[t]` per axis (zeros outside), 'same': `ceil(n / 2)` outputs, `p` the smaller half of
+/// `max((out - 1) * 2 + k - n, 0)` (TensorFlow's split); 'valid': `(n - k) / 2 + 1`, `p = 0`.
+/// `kernel` `[k, k, channels, filters]`.
+fn conv_strided_by_definition(
+    x: &[f32],
+    [n, h, w, c]: [usize; 4],
+    kernel: &[f32],
+    bias: &[f32],
+    k: usize,
+    same: bool,
+) -> (Vec<f64>, [usize; 2]) {
+    let f = bias.len();
+    let axis = |size: usize| match same {
+        true => {
+            let out = size.div_ceil(2);
+            (out, ((out - 1) * 2 + k).saturating_sub(size) / 2)
+        }
+        false => ((size - k) / 2 + 1, 0),
+    };
+    let ((ho, py), (wo, px)) = (axis(h), axis(w));
+    let mut out = vec![0.0f64; n * ho * wo * f];
+    for b in 0..n {
+        for oy in 0..ho {
+            for ox in 0..wo {
+                for o in 0..f {
+                    let mut acc = bias[o] as f64;
+                    for ty in 0..k {
+                        for tx in 0..k {
+                            let (iy, ix) = (
+                                (2 * oy + ty) as isize - py as isize,
+                                (2 * ox + tx) as isize - px as isize,
+                            );
+                            if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                continue;
+                            }
+                            for ch in 0..c {
+                                acc += x[((b * h + iy as usize) * w + ix as usize) * c + ch] as f64
+                                    * kernel[((ty * k + tx) * c + ch) * f + o] as f64;
+                            }
+                        }
+                    }
+                    out[((b * ho + oy) * wo + ox) * f + o] = acc;
+                }
+            }
+        }
+    }
+    (out, [ho, wo])
+}
+
+/// A model file's Conv2D layers with strides 2 compute the layer's definition in the
+/// reference forward pass, for every kernel side, both paddings, and even and odd sizes (the
+/// first window's offset in the stride-1 convolution's output depends on both).
+#[test]
+fn strided_conv_layers_compute_keras_definition() {
+    for (k, padding, size) in [
+        (3usize, "same", 8usize),
+        (3, "same", 7),
+        (5, "same", 8),
+        (5, "same", 9),
+        (7, "same", 10),
+        (1, "same", 7),
+        (3, "valid", 9),
+        (5, "valid", 12),
+        (1, "valid", 6),
+    ] {
+        let layer = |class: &str, config: serde_json::Value| serde_json::json!({"module": "keras.layers", "class_name": class, "config": config});
+        let model = serde_json::json!({
+            "class_name": "Sequential",
+            "config": {"name": "t", "layers": [
+                layer("InputLayer", serde_json::json!({"name": "in", "batch_shape": [null, size, size, 2]})),
+                layer("Conv2D", serde_json::json!({"name": "s", "filters": 3, "kernel_size": [k, k], "strides": [2, 2], "padding": padding, "activation": "relu"})),
+                layer("Flatten", serde_json::json!({"name": "flat"})),
+                layer("Dense", serde_json::json!({"name": "out", "units": size * size * 2, "activation": "sigmoid"})),
+                layer("Reshape", serde_json::json!({"name": "back", "target_shape": [size, size, 2]})),
+            ]}
+        });
+        let what = format!("k {k}, {padding}, {size}x{size}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        std::fs::write(&path, model.to_string()).unwrap();
+        let input = Features {
+            h: size as u32,
+            w: size as u32,
+            c: 2,
+        };
+        let m = Model::new(
+            ModelChoice::from_arg(path.to_str().unwrap()).unwrap(),
+            input,
+        )
+        .unwrap();
+        let names: Vec<&str> = m.layers.iter().map(|l| l.name()).collect();
+        assert_eq!(names, ["s", "s:take", "flat", "out", "back"], "{what}");
+        let mut r = rng(90 + k as u64 + size as u64);
+        let flat: Vec<f32> = (0..m.param_len)
+            .map(|_| r.random_range(-1.0..1.0))
+            .collect();
+        let n = 2;
+        let x: Vec<f32> = (0..n * size * size * 2)
+            .map(|_| r.random_range(-1.0..1.0))
+            .collect();
+        let fwd = refmodel::forward(&m, &flat, &x, n);
+        let (want, [ho, wo]) = conv_strided_by_definition(
+            &x,
+            [n, size, size, 2],
+            &flat[m.param_range(0)],
+            &flat[m.param_range(1)],
+            k,
+            padding == "same",
+        );
+        assert_eq!(
+            m.shapes[2],
+            Features {
+                h: ho as u32,
+                w: wo as u32,
+                c: 3
+            },
+            "{what}"
+        );
+        let got = &fwd.acts[1];
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            let w = w.max(0.0); // the layer's ReLU
+            assert!(
+                (*g as f64 - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                "{what}: {i}: {g} against {w}"
+            );
+        }
+    }
+}
+
+/// Strided Conv2D layers in the encoder and Conv2DTranspose layers in the decoder (a shipped
+/// file, `conv_strided.json`): one training step against the reference.
+#[test]
+fn one_training_step_matches_reference_keras_conv_strided() {
+    assert_keras_count("conv_strided", 6_705);
+    one_step(keras_file("conv_strided"), 3, 0.0, TOL_GRAD);
 }
 
 /// A Sequential that takes what the shipped files do not: a Flatten first (no input

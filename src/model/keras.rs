@@ -172,11 +172,24 @@ impl<'a> Parser<'a> {
             .unwrap_or(0);
         for e in &entries[1..] {
             self.common(e)?;
+            // A layer of ours that follows this one's (a strided Conv2D's `take`).
+            let mut after = None;
             let layer = match e.class {
-                "Conv2D" => self.conv2d(e)?,
+                "Conv2D" => {
+                    let (conv, take) = self.conv2d(e)?;
+                    if take.is_some() && e.pos == last {
+                        return Err(self.layer_err(
+                            e,
+                            "strides 2 on the output layer: its output would be half the \
+                             input's size; downsample in the encoder only",
+                        ));
+                    }
+                    after = take;
+                    conv
+                }
                 "Conv2DTranspose" => {
-                    let (zeros, conv) = self.conv2d_transpose(e)?;
-                    layers.extend(zeros);
+                    let (insert, conv) = self.conv2d_transpose(e)?;
+                    layers.extend(insert);
                     conv
                 }
                 "Dense" => self.dense(e)?,
@@ -232,6 +245,7 @@ impl<'a> Parser<'a> {
                 ));
             }
             layers.push(layer);
+            layers.extend(after);
         }
         if layers.is_empty() {
             return Err(self.err("the model has no layers after its InputLayer".into()));
@@ -446,7 +460,9 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn conv2d(&self, e: &Entry<'_>) -> Result<Layer> {
+    /// A Conv2D, and where its strides are 2 the `take` of every other output of its stride-1
+    /// convolution that computes it.
+    fn conv2d(&self, e: &Entry<'_>) -> Result<(Layer, Option<Layer>)> {
         self.channels_last(e)?;
         let filters = e.config["filters"]
             .as_u64()
@@ -464,12 +480,7 @@ impl<'a> Parser<'a> {
                 ))
             }
         };
-        self.expect_pair(
-            e,
-            "strides",
-            1,
-            " (downsample with MaxPooling2D instead of a strided convolution)",
-        )?;
+        let strides = self.strides(e)?;
         self.expect_pair(e, "dilation_rate", 1, "")?;
         if e.config["groups"].as_u64().unwrap_or(1) != 1 {
             return Err(self.layer_err(
@@ -479,41 +490,52 @@ impl<'a> Parser<'a> {
         }
         let bias = self.use_bias(e)?;
         self.initializers(e, bias)?;
-        Ok(Layer::Conv2d {
+        let padding = self.padding(e)?;
+        let take = (strides == 2).then(|| Layer::StrideTake {
+            name: format!("{}:take", e.name),
+            k,
+            padding,
+        });
+        let conv = Layer::Conv2d {
             name: e.name.clone(),
             filters: filters as u32,
             k,
-            padding: self.padding(e)?,
+            padding,
             act: self.activation(e)?,
             bias,
             transposed: false,
-        })
+        };
+        Ok((conv, take))
+    }
+
+    /// `strides`: 1 or 2, the same on both axes (absent: Keras' default, 1).
+    fn strides(&self, e: &Entry<'_>) -> Result<u64> {
+        match self.pair(e, "strides") {
+            None if e.config["strides"].is_null() => Ok(1),
+            Some([s, t]) if s == t && (s == 1 || s == 2) => Ok(s),
+            _ => Err(self.layer_err(
+                e,
+                format!(
+                    "strides {}: only 1 or 2 (the same on both axes) are supported",
+                    compact(&e.config["strides"])
+                ),
+            )),
+        }
     }
 
     /// A Conv2DTranspose as the convolution that computes it (`transposed`), after a zero
     /// insertion where its strides are 2. With 'same' padding and odd kernels, Keras' layer is
     /// `out[s*i + t - p] += in[i] * kernel[t]` per axis, with `p = (k - s) / 2` rounded down
     /// (TensorFlow's split of the padding); inserting zeros so that `in[i]` lands at
-    /// `2i + 1` (strides 2) makes that a 'same' convolution of the flipped kernel.
+    /// `2i + 1` (strides 2, `stride.insert`) makes that a 'same' convolution of the flipped
+    /// kernel.
     fn conv2d_transpose(&self, e: &Entry<'_>) -> Result<(Option<Layer>, Layer)> {
         self.channels_last(e)?;
         let filters = e.config["filters"]
             .as_u64()
             .filter(|&f| f > 0 && f <= u32::MAX as u64)
             .ok_or_else(|| self.layer_err(e, "filters must be a positive integer"))?;
-        let strides = match self.pair(e, "strides") {
-            None if e.config["strides"].is_null() => 1,
-            Some([s, t]) if s == t && (s == 1 || s == 2) => s,
-            _ => {
-                return Err(self.layer_err(
-                    e,
-                    format!(
-                        "strides {}: only 1 or 2 (the same on both axes) are supported",
-                        compact(&e.config["strides"])
-                    ),
-                ))
-            }
-        };
+        let strides = self.strides(e)?;
         // Strides 2 on a kernel of 1 would put the inputs at even positions: not supported.
         let sizes: &[u32] = if strides == 2 {
             &[3, 5, 7]
@@ -554,8 +576,8 @@ impl<'a> Parser<'a> {
         self.expect_pair(e, "dilation_rate", 1, "")?;
         let bias = self.use_bias(e)?;
         self.initializers(e, bias)?;
-        let zeros = (strides == 2).then(|| Layer::UpsampleZeros {
-            name: format!("{}:zeros", e.name),
+        let insert = (strides == 2).then(|| Layer::StrideInsert {
+            name: format!("{}:insert", e.name),
         });
         let conv = Layer::Conv2d {
             name: e.name.clone(),
@@ -566,7 +588,7 @@ impl<'a> Parser<'a> {
             bias,
             transposed: true,
         };
-        Ok((zeros, conv))
+        Ok((insert, conv))
     }
 
     fn dense(&self, e: &Entry<'_>) -> Result<Layer> {

@@ -4,7 +4,9 @@
 pub mod keras;
 
 pub use crate::shapes::Features;
-use crate::shapes::{AdamConfig, Conv2dShape, DenseShape, Padding, PoolShape, UpsampleShape};
+use crate::shapes::{
+    AdamConfig, Conv2dShape, DenseShape, Padding, PoolShape, StrideShape, UpsampleShape,
+};
 use crate::{Error, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -189,7 +191,7 @@ pub enum Layer {
         padding: Padding,
         act: Activation,
         bias: bool,
-        /// A Keras Conv2DTranspose run as this convolution (after a [`Layer::UpsampleZeros`]
+        /// A Keras Conv2DTranspose run as this convolution (after a [`Layer::StrideInsert`]
         /// where its strides are 2): its kernel is stored as the equivalent convolution's,
         /// each window flipped and the channel axes swapped, and checkpoints hold Keras' own
         /// (`ParamTensor::stored`).
@@ -203,10 +205,18 @@ pub enum Layer {
         name: String,
     },
     /// The first half of a Conv2DTranspose with strides 2: its input dilated by zero insertion
-    /// (`upsample.zeros_forward`), which the convolution after it (`transposed`) then reads
-    /// as a plain one. Named `<the layer's name>:zeros`.
-    UpsampleZeros {
+    /// (`stride.insert`, each input at (2y + 1, 2x + 1) of a map twice its size), which the
+    /// convolution after it (`transposed`) then reads as a plain one. Named `NAME:insert`.
+    StrideInsert {
         name: String,
+    },
+    /// The second half of a Conv2D with strides 2: every other output of its stride-1
+    /// convolution (`stride.take`), starting where Keras' padding puts the first window
+    /// (the convolution's kernel side `k` and `padding` say where). Named `NAME:take`.
+    StrideTake {
+        name: String,
+        k: u32,
+        padding: Padding,
     },
     Dense {
         name: String,
@@ -230,7 +240,8 @@ impl Layer {
             Layer::Conv2d { name, .. }
             | Layer::MaxPool { name, .. }
             | Layer::Upsample { name }
-            | Layer::UpsampleZeros { name }
+            | Layer::StrideInsert { name }
+            | Layer::StrideTake { name, .. }
             | Layer::Dense { name, .. }
             | Layer::Reshape { name, .. } => name,
         }
@@ -260,8 +271,9 @@ impl Layer {
         match self {
             Layer::Conv2d {
                 transposed: false, ..
-            } => "Conv2D",
-            Layer::Conv2d { .. } | Layer::UpsampleZeros { .. } => "Conv2DTranspose",
+            }
+            | Layer::StrideTake { .. } => "Conv2D",
+            Layer::Conv2d { .. } | Layer::StrideInsert { .. } => "Conv2DTranspose",
             Layer::MaxPool { .. } => "MaxPooling2D",
             Layer::Upsample { .. } => "UpSampling2D",
             Layer::Dense { .. } => "Dense",
@@ -363,12 +375,12 @@ impl Model {
         let d = choice.describe()?;
         let mut layers = d.layers;
         let first = input_shape(choice, &d.input, input, &mut layers)?;
-        // The file's position of layer i: a Conv2DTranspose's zero insertion is one layer
-        // here, none there.
+        // The file's position of layer i: a strided layer's index map is one layer here,
+        // none there.
         let position = |layers: &[Layer], i: usize| {
             1 + layers[..i]
                 .iter()
-                .filter(|l| !matches!(l, Layer::UpsampleZeros { .. }))
+                .filter(|l| !matches!(l, Layer::StrideInsert { .. } | Layer::StrideTake { .. }))
                 .count()
         };
         let bad = |l: &Layer, i: usize, detail: String| Error::Model {
@@ -390,7 +402,8 @@ impl Model {
                 Layer::Conv2d { .. }
                     | Layer::MaxPool { .. }
                     | Layer::Upsample { .. }
-                    | Layer::UpsampleZeros { .. }
+                    | Layer::StrideInsert { .. }
+                    | Layer::StrideTake { .. }
             );
             if image_op && flat {
                 return Err(bad(
@@ -541,8 +554,10 @@ pub enum LayerOp {
     },
     Pool(PoolShape),
     Upsample(UpsampleShape),
-    /// ×2 by zero insertion (a strided Conv2DTranspose's first half).
-    UpsampleZeros(UpsampleShape),
+    /// A strided Conv2DTranspose's zero insertion (small side: the layer's input).
+    StrideInsert(StrideShape),
+    /// A strided Conv2D's every other output (big side: the layer's input).
+    StrideTake(StrideShape),
     /// Flatten or Reshape: nothing runs.
     Reshape,
 }
@@ -598,12 +613,29 @@ impl Model {
                 w: f.w,
                 c: f.c,
             }),
-            Layer::UpsampleZeros { .. } => LayerOp::UpsampleZeros(UpsampleShape {
+            Layer::StrideInsert { .. } => LayerOp::StrideInsert(StrideShape {
                 n,
                 h: f.h,
                 w: f.w,
                 c: f.c,
+                hb: 2 * f.h,
+                wb: 2 * f.w,
+                oy: 1,
+                ox: 1,
             }),
+            Layer::StrideTake { k, padding, .. } => {
+                let out = self.shapes[i + 1];
+                LayerOp::StrideTake(StrideShape {
+                    n,
+                    h: out.h,
+                    w: out.w,
+                    c: f.c,
+                    hb: f.h,
+                    wb: f.w,
+                    oy: take_offset(f.h, *k, *padding),
+                    ox: take_offset(f.w, *k, *padding),
+                })
+            }
             Layer::Reshape { .. } => LayerOp::Reshape,
         }
     }
@@ -732,9 +764,16 @@ impl Layer {
                 let (h, w) = s.out_hw();
                 Features { h, w, c: f.c }
             }
-            Layer::Upsample { .. } | Layer::UpsampleZeros { .. } => Features {
+            Layer::Upsample { .. } | Layer::StrideInsert { .. } => Features {
                 h: 2 * f.h,
                 w: 2 * f.w,
+                c: f.c,
+            },
+            // Keras' strided output, ceil(n / 2) for 'same' (m = n) and floor((n - k) / 2) + 1
+            // for 'valid' (m = n - k + 1): ceil(m / 2) of the convolution's m either way.
+            Layer::StrideTake { .. } => Features {
+                h: f.h.div_ceil(2),
+                w: f.w.div_ceil(2),
                 c: f.c,
             },
             Layer::Dense { units, .. } => Features {
@@ -747,6 +786,20 @@ impl Layer {
                 w: 1,
                 c: f.len() as u32,
             }),
+        }
+    }
+}
+
+/// Where a Conv2D with strides 2 puts its first window, in its stride-1 convolution's output
+/// of size `m` along an axis: Keras pads 'same' by `p = (k - 2 + m % 2) / 2` before (the
+/// smaller half of TensorFlow's total), so window i starts at `2i - p`, which the stride-1
+/// convolution (padded `(k - 1) / 2`) holds at `2i + (k - 1) / 2 - p`; 'valid' starts at 0.
+fn take_offset(m: u32, k: u32, padding: Padding) -> u32 {
+    match padding {
+        Padding::Valid => 0,
+        Padding::Same => {
+            let total = (k + m % 2).saturating_sub(2);
+            (k - 1) / 2 - total / 2
         }
     }
 }

@@ -7,7 +7,7 @@ pub use plan::{record_steps, DeviceSplit, StepParams, StepPlan, StepSource};
 
 use crate::gpu::{Dispatch, Gpu, KernelSet, Tensor};
 use crate::model::{Layer, LayerOp, Model, PARAM_ALIGN};
-use crate::ops::{self, activation, conv2d, dense, pool, upsample};
+use crate::ops::{self, activation, conv2d, dense, pool, stride, upsample};
 use crate::shapes::{AdamConfig, Padding};
 use crate::{Error, Result};
 use std::ops::Range;
@@ -327,7 +327,8 @@ impl Network {
                 pool::forward(gpu, &label, &s, &x, &y, &win)?
             }
             LayerOp::Upsample(s) => upsample::forward(gpu, &label, &s, &x, &y)?,
-            LayerOp::UpsampleZeros(s) => upsample::zeros_forward(gpu, &label, &s, &x, &y)?,
+            LayerOp::StrideInsert(s) => stride::insert(gpu, &label, &s, &x, &y)?,
+            LayerOp::StrideTake(s) => stride::take(gpu, &label, &s, &x, &y)?,
             LayerOp::Reshape => return Ok(None),
         }))
     }
@@ -859,10 +860,16 @@ impl Network {
                     });
                 }
             }
-            // The layer below applies its own ReLU mask (nothing fuses it here).
-            LayerOp::UpsampleZeros(s) => {
+            // Each the other's gradient; the layer below applies its own ReLU mask (nothing
+            // fuses it here).
+            LayerOp::StrideInsert(s) => {
                 if let Some(dx) = &dx {
-                    out.push(upsample::zeros_backward(gpu, &label, &s, &dy, dx)?);
+                    out.push(stride::take(gpu, &label, &s, &dy, dx)?);
+                }
+            }
+            LayerOp::StrideTake(s) => {
+                if let Some(dx) = &dx {
+                    out.push(stride::insert(gpu, &label, &s, &dy, dx)?);
                 }
             }
             // Its gradients alias the layer's below: nothing to run.

@@ -9,6 +9,7 @@ pub mod conv2d;
 mod cpu;
 pub mod dense;
 pub mod pool;
+pub mod stride;
 pub mod upsample;
 
 pub use crate::gpu::{run, Cost, Dispatch};
@@ -51,6 +52,7 @@ pub enum Shader {
     Conv2d,
     Dense,
     Pool,
+    Stride,
     Upsample,
     /// The CPU kernel set's files (`shaders/cpu/`).
     CpuActivation,
@@ -64,7 +66,7 @@ pub enum Shader {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 16] = [
+    pub const ALL: [Shader; 17] = [
         Shader::Activation,
         Shader::Adam,
         Shader::Batch,
@@ -72,6 +74,7 @@ impl Shader {
         Shader::Conv2d,
         Shader::Dense,
         Shader::Pool,
+        Shader::Stride,
         Shader::Upsample,
         Shader::CpuActivation,
         Shader::CpuAdam,
@@ -92,6 +95,7 @@ impl Shader {
             Shader::Conv2d => "conv2d",
             Shader::Dense => "dense",
             Shader::Pool => "pool",
+            Shader::Stride => "stride",
             Shader::Upsample => "upsample",
             Shader::CpuActivation => "cpu/activation",
             Shader::CpuAdam => "cpu/adam",
@@ -158,6 +162,7 @@ impl Shader {
             Shader::Conv2d => with_common!("conv2d"),
             Shader::Dense => with_common!("dense"),
             Shader::Pool => with_common!("pool"),
+            Shader::Stride => with_common!("stride"),
             Shader::Upsample => with_common!("upsample"),
             Shader::CpuActivation => with_common!("cpu/activation"),
             Shader::CpuAdam => with_common!("cpu/adam"),

@@ -1,5 +1,4 @@
-//! Launchers for `shaders/upsample.wgsl`: nearest-neighbour upsampling by 2, and by zero
-//! insertion (a strided Conv2DTranspose's input dilation; the GPU set's kernels on either set).
+//! Launchers for `shaders/upsample.wgsl`: nearest-neighbour upsampling by 2.
 //! On the CPU kernel set some entry points come from `shaders/cpu/upsample.wgsl` instead (see
 //! `gpu::KernelSet`); the arguments and results are the same.
 use super::{build, expect_len, vec4_kernel, Cost, Dispatch, Launch, Shader};
@@ -142,66 +141,6 @@ fn backward_with(
             cost: Cost {
                 bytes: 4 * (s.input_len() + s.output_len()),
                 flops: 3 * s.input_len(),
-            },
-        },
-    )
-}
-
-/// ×2 by zero insertion: `y[2i+1][2j+1] = x[i][j]`, zeros elsewhere.
-pub fn zeros_forward(
-    gpu: &Gpu,
-    label: &str,
-    s: &UpsampleShape,
-    x: &Tensor,
-    y: &Tensor,
-) -> Result<Dispatch> {
-    s.check()?;
-    expect_len("upsample", "x", x, s.input_len())?;
-    expect_len("upsample", "y", y, s.output_len())?;
-    build(
-        gpu,
-        Launch {
-            shader: Shader::Upsample,
-            entry: "zeros_forward",
-            kernel: "upsample.zeros_forward",
-            label,
-            params: bytemuck::bytes_of(&params(s)),
-            bindings: &[(1, x), (2, y)],
-            constants: &[],
-            workgroups: gpu.grid("upsample.zeros_forward", s.output_len())?,
-            cost: Cost {
-                bytes: 4 * (s.input_len() + s.output_len()),
-                flops: 0,
-            },
-        },
-    )
-}
-
-/// The gradient of [`zeros_forward`]: `dx[i][j] = dy[2i+1][2j+1]`.
-pub fn zeros_backward(
-    gpu: &Gpu,
-    label: &str,
-    s: &UpsampleShape,
-    dy: &Tensor,
-    dx: &Tensor,
-) -> Result<Dispatch> {
-    s.check()?;
-    expect_len("upsample", "dy", dy, s.output_len())?;
-    expect_len("upsample", "dx", dx, s.input_len())?;
-    build(
-        gpu,
-        Launch {
-            shader: Shader::Upsample,
-            entry: "zeros_backward",
-            kernel: "upsample.zeros_backward",
-            label,
-            params: bytemuck::bytes_of(&params(s)),
-            bindings: &[(3, dy), (4, dx)],
-            constants: &[],
-            workgroups: gpu.grid("upsample.zeros_backward", s.input_len())?,
-            cost: Cost {
-                bytes: 8 * s.input_len(),
-                flops: 0,
             },
         },
     )

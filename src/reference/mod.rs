@@ -21,6 +21,7 @@ pub mod conv2d;
 pub mod dense;
 pub mod model;
 pub mod pool;
+pub mod stride;
 pub mod upsample;
 
 pub use activation::sigmoid;

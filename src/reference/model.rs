@@ -7,7 +7,7 @@
 //! fused sigmoid + BCE gradient on the logits, then the layers in reverse, each ReLU masked by
 //! the layer's own output. Gradients land in the model's flat layout (padding stays zero), so
 //! one [`super::adam::step`] over the whole buffer is the optimiser step, as on the GPU.
-use super::{activation, adam, bce, conv2d, dense, pool, upsample};
+use super::{activation, adam, bce, conv2d, dense, pool, stride, upsample};
 use crate::model::{LayerOp, Model};
 use crate::shapes::AdamConfig;
 
@@ -74,7 +74,8 @@ pub fn forward(model: &Model, params: &[f32], x: &[f32], n: usize) -> Forward {
                 (y, Some(win))
             }
             LayerOp::Upsample(s) => (upsample::forward(&s, input), None),
-            LayerOp::UpsampleZeros(s) => (upsample::zeros_forward(&s, input), None),
+            LayerOp::StrideInsert(s) => (stride::insert(&s, input), None),
+            LayerOp::StrideTake(s) => (stride::take(&s, input), None),
             LayerOp::Reshape => (input.to_vec(), None),
         };
         acts.push(y);
@@ -158,7 +159,8 @@ pub fn gradients(
                 pool::backward(&s, win, &dy)
             }),
             LayerOp::Upsample(s) => below.then(|| upsample::backward(&s, &dy)),
-            LayerOp::UpsampleZeros(s) => below.then(|| upsample::zeros_backward(&s, &dy)),
+            LayerOp::StrideInsert(s) => below.then(|| stride::take(&s, &dy)),
+            LayerOp::StrideTake(s) => below.then(|| stride::insert(&s, &dy)),
             LayerOp::Reshape => below.then_some(dy),
         };
         match dx {

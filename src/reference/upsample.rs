@@ -1,7 +1,5 @@
 //! UpSampling2D(2), nearest, as `shaders/upsample.wgsl`: NHWC, out `[n, 2h, 2w, c]`,
-//! `out[y][x] = in[y/2][x/2]`; backward sums each input's 2×2 block of `dy`. And ×2 by zero
-//! insertion (`zeros_*`), the input dilation of a Conv2DTranspose with strides 2:
-//! `out[2y+1][2x+1] = in[y][x]`, zeros elsewhere; backward takes `dy` at those positions.
+//! `out[y][x] = in[y/2][x/2]`; backward sums each input's 2×2 block of `dy`.
 use super::{expect_len, to_f32, to_f64};
 use crate::shapes::UpsampleShape;
 
@@ -45,47 +43,4 @@ pub fn forward(s: &UpsampleShape, x: &[f32]) -> Vec<f32> {
 /// `f32` face of [`backward_f64`].
 pub fn backward(s: &UpsampleShape, dy: &[f32]) -> Vec<f32> {
     to_f32(&backward_f64(s, &to_f64(dy)))
-}
-
-/// Calls `f(y_index, x_index)` for every input element and the output it lands on under zero
-/// insertion.
-fn for_each_inserted(s: &UpsampleShape, mut f: impl FnMut(usize, usize)) {
-    let (n, h, w, c) = (s.n as usize, s.h as usize, s.w as usize, s.c as usize);
-    for b in 0..n {
-        for iy in 0..h {
-            for ix in 0..w {
-                for ch in 0..c {
-                    let yi = ((b * 2 * h + 2 * iy + 1) * 2 * w + 2 * ix + 1) * c + ch;
-                    let xi = ((b * h + iy) * w + ix) * c + ch;
-                    f(yi, xi);
-                }
-            }
-        }
-    }
-}
-
-/// ×2 by zero insertion: each input at the odd row and column of its 2×2 block.
-pub fn zeros_forward_f64(s: &UpsampleShape, x: &[f64]) -> Vec<f64> {
-    expect_len("upsample::zeros_forward", "x", x.len(), s.input_len());
-    let mut y = vec![0.0; s.output_len() as usize];
-    for_each_inserted(s, |yi, xi| y[yi] = x[xi]);
-    y
-}
-
-/// Each input's gradient is `dy` where it landed.
-pub fn zeros_backward_f64(s: &UpsampleShape, dy: &[f64]) -> Vec<f64> {
-    expect_len("upsample::zeros_backward", "dy", dy.len(), s.output_len());
-    let mut dx = vec![0.0; s.input_len() as usize];
-    for_each_inserted(s, |yi, xi| dx[xi] = dy[yi]);
-    dx
-}
-
-/// `f32` face of [`zeros_forward_f64`].
-pub fn zeros_forward(s: &UpsampleShape, x: &[f32]) -> Vec<f32> {
-    to_f32(&zeros_forward_f64(s, &to_f64(x)))
-}
-
-/// `f32` face of [`zeros_backward_f64`].
-pub fn zeros_backward(s: &UpsampleShape, dy: &[f32]) -> Vec<f32> {
-    to_f32(&zeros_backward_f64(s, &to_f64(dy)))
 }

@@ -13,6 +13,7 @@ mod bce;
 mod conv2d;
 mod dense;
 mod pool;
+mod stride;
 mod upsample;
 mod weighted;
 
