@@ -69,7 +69,8 @@ var<workgroup> scratch: array<f32, WG>;
 // Tests only (Gpu::with_workgroup_poison): the entry points whose pipelines skip zeroing their
 // workgroup memory (WRITES_BEFORE_READING in src/gpu/pipeline.rs) first fill each workgroup
 // array they use with NaN, `poison_<array>(lid, invocations)`, so that a read of a slot the
-// kernel never wrote shows in its results on every adapter. Off, the branch compiles away.
+// kernel never wrote shows in its results on every adapter. Off, it is a branch on a
+// constant, which a compiler can drop.
 override POISON_WORKGROUP: bool = false;
 
 // A NaN (all ones), made at run time: a constant NaN is a shader-creation error.

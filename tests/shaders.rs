@@ -89,30 +89,74 @@ fn the_workgroup_poison_check_parses_and_validates() {
     .unwrap_or_else(|e| panic!("{}.wgsl: {e:?}", WORKGROUP_POISON.name));
 }
 
-/// The workgroup arrays `entry` uses, by name, and the arrays its body fills with NaN before
-/// any other statement (its leading calls of `poison_<array>`).
+/// The functions `block` calls, nested blocks included.
+fn calls(block: &naga::Block, out: &mut Vec<naga::Handle<naga::Function>>) {
+    for statement in block.iter() {
+        match statement {
+            naga::Statement::Call { function, .. } => out.push(*function),
+            naga::Statement::Block(b) => calls(b, out),
+            naga::Statement::If { accept, reject, .. } => {
+                calls(accept, out);
+                calls(reject, out);
+            }
+            naga::Statement::Loop {
+                body, continuing, ..
+            } => {
+                calls(body, out);
+                calls(continuing, out);
+            }
+            naga::Statement::Switch { cases, .. } => {
+                for c in cases {
+                    calls(&c.body, out);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn is_poison(module: &naga::Module, f: naga::Handle<naga::Function>) -> bool {
+    let name = module.functions[f].name.as_deref().unwrap_or("");
+    name.starts_with("poison_")
+}
+
+/// The workgroup arrays entry point `index` uses apart from its `poison_*` calls, by name
+/// (naga's usage of a function counts its callees', so each callee's is taken whole but the
+/// poison's), and the arrays its body fills with NaN before any other statement (its leading
+/// calls of `poison_<array>`).
 fn used_and_poisoned(
     module: &naga::Module,
     info: &naga::valid::ModuleInfo,
     index: usize,
 ) -> (Vec<String>, Vec<String>) {
-    let uses = info.get_entry_point(index);
+    let entry = &module.entry_points[index].function;
+    let mut callees = Vec::new();
+    calls(&entry.body, &mut callees);
+    callees.retain(|f| !is_poison(module, *f));
+    let direct: Vec<naga::Handle<naga::GlobalVariable>> = entry
+        .expressions
+        .iter()
+        .filter_map(|(_, e)| match e {
+            naga::Expression::GlobalVariable(g) => Some(*g),
+            _ => None,
+        })
+        .collect();
     let mut used: Vec<String> = module
         .global_variables
         .iter()
-        .filter(|(h, v)| v.space == naga::AddressSpace::WorkGroup && !uses[*h].is_empty())
+        .filter(|(h, v)| {
+            v.space == naga::AddressSpace::WorkGroup
+                && (direct.contains(h) || callees.iter().any(|f| !info[*f][*h].is_empty()))
+        })
         .filter_map(|(_, v)| v.name.clone())
         .collect();
     let mut poisoned = Vec::new();
-    for statement in module.entry_points[index].function.body.iter() {
+    for statement in entry.body.iter() {
         match statement {
             naga::Statement::Emit(_) => {}
-            naga::Statement::Call { function, .. } => {
+            naga::Statement::Call { function, .. } if is_poison(module, *function) => {
                 let name = module.functions[*function].name.as_deref().unwrap_or("");
-                match name.strip_prefix("poison_") {
-                    Some(array) => poisoned.push(array.to_string()),
-                    None => break,
-                }
+                poisoned.push(name["poison_".len()..].to_string());
             }
             _ => break,
         }

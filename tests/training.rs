@@ -730,6 +730,7 @@ fn strided_conv_layers_compute_keras_definition() {
         (5, "same", 9),
         (7, "same", 10),
         (1, "same", 7),
+        (1, "same", 8),
         (3, "valid", 9),
         (5, "valid", 12),
         (1, "valid", 6),
@@ -804,6 +805,18 @@ fn strided_conv_layers_compute_keras_definition() {
 #[test]
 fn one_training_step_matches_reference_keras_conv_strided() {
     assert_keras_count("conv_strided", 6_705);
+    // The code: a strided Conv2D's output is its take's, by default and when named; a
+    // Conv2DTranspose's its convolution's.
+    let code = |layer: Option<&str>| {
+        Model::build(&keras_file("conv_strided"), layer, MNIST)
+            .unwrap()
+            .code()
+    };
+    let f = |h, c| Features { h, w: h, c };
+    assert_eq!(code(None), f(4, 8));
+    assert_eq!(code(Some("conv2d_2")), f(4, 8));
+    assert_eq!(code(Some("conv2d")), f(14, 16));
+    assert_eq!(code(Some("conv2d_transpose")), f(8, 8));
     one_step(keras_file("conv_strided"), 3, 0.0, TOL_GRAD);
 }
 

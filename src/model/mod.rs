@@ -377,7 +377,9 @@ impl Model {
         let first = input_shape(choice, &d.input, input, &mut layers)?;
         // The file's position of layer i: a strided layer's index map is one layer here,
         // none there.
+        // A take is its convolution's, one before it; messages give the file's layer name.
         let position = |layers: &[Layer], i: usize| {
+            let i = i - matches!(layers[i], Layer::StrideTake { .. }) as usize;
             1 + layers[..i]
                 .iter()
                 .filter(|l| !matches!(l, Layer::StrideInsert { .. } | Layer::StrideTake { .. }))
@@ -388,7 +390,7 @@ impl Model {
             detail: format!(
                 "layer {} ('{}', {}): {detail}",
                 position(&layers, i),
-                l.name(),
+                l.name().split(':').next().unwrap_or_default(),
                 l.class()
             ),
         };
@@ -715,8 +717,13 @@ fn code_at(
     code_layer: Option<&str>,
 ) -> std::result::Result<usize, String> {
     let inner = 1..layers.len();
+    // A strided Conv2D's output is its `take`'s, the layer after it here.
+    let output_of = |i: usize| match layers.get(i + 1) {
+        Some(Layer::StrideTake { .. }) => i + 1,
+        _ => i,
+    };
     match code_layer {
-        Some(name) => match layers.iter().position(|l| l.name() == name) {
+        Some(name) => match layers.iter().position(|l| l.name() == name).map(output_of) {
             Some(i) if i + 1 < layers.len() => Ok(i + 1),
             Some(_) => Err(format!(
                 "--code-layer {name} is the output layer; name a layer before it"
@@ -725,6 +732,7 @@ fn code_at(
                 "--code-layer {name}: no such layer; the layers are {}",
                 layers[..layers.len() - 1]
                     .iter()
+                    .filter(|l| !matches!(l, Layer::StrideInsert { .. } | Layer::StrideTake { .. }))
                     .map(Layer::name)
                     .collect::<Vec<_>>()
                     .join(", ")
@@ -791,9 +799,10 @@ impl Layer {
 }
 
 /// Where a Conv2D with strides 2 puts its first window, in its stride-1 convolution's output
-/// of size `m` along an axis: Keras pads 'same' by `p = (k - 2 + m % 2) / 2` before (the
-/// smaller half of TensorFlow's total), so window i starts at `2i - p`, which the stride-1
-/// convolution (padded `(k - 1) / 2`) holds at `2i + (k - 1) / 2 - p`; 'valid' starts at 0.
+/// of size `m` along an axis: Keras pads 'same' by `p = max(k - 2 + m % 2, 0) / 2` before
+/// (the smaller half of TensorFlow's total), so window i starts at `2i - p`, which the
+/// stride-1 convolution (padded `(k - 1) / 2`) holds at `2i + (k - 1) / 2 - p`; 'valid'
+/// starts at 0.
 fn take_offset(m: u32, k: u32, padding: Padding) -> u32 {
     match padding {
         Padding::Valid => 0,
