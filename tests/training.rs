@@ -820,6 +820,44 @@ fn one_training_step_matches_reference_keras_conv_strided() {
     one_step(keras_file("conv_strided"), 3, 0.0, TOL_GRAD);
 }
 
+/// The folds change no bit of a model with strided layers either (`conv_strided.json`: the
+/// stride maps sit between the convolutions, so no pool or upsampling folds, but the merged
+/// reduces, the pairs, Adam in the reduce and every variant do), on the GPU set.
+#[test]
+fn folds_change_no_bit_of_training_with_strided_layers() {
+    let px = MNIST.len() as usize;
+    let (train_px, test_px) = (images(45, 40, px), images(46, 20, px));
+    let run = |folds: FoldSet| {
+        let model = Model::new(keras_file("conv_strided"), MNIST).unwrap();
+        let cfg = config(keras_file("conv_strided"), 16, 5);
+        let choice = DeviceChoice::new(common::adapter_choice(), KernelChoice::Set(KernelSet::Gpu))
+            .with_folds(FoldChoice::Set(folds));
+        let g = common::open_poisoned(&choice);
+        let mut tr = trainer(&g, &model, &cfg, &train_px, &test_px);
+        let m: Vec<(u64, u64)> = (0..2)
+            .map(|_| {
+                let m = tr.train_epoch(&g, &mut |_, _| {}).unwrap();
+                (m.loss.to_bits(), m.val_loss.to_bits())
+            })
+            .collect();
+        let s = tr.state(&g).unwrap();
+        (
+            tr.step_len(),
+            m,
+            (bits(&s.params), bits(&s.adam_m), bits(&s.adam_v)),
+        )
+    };
+    let (none, all) = (run(FoldSet::NONE), run(FoldSet::ALL));
+    assert!(
+        all.0 < none.0,
+        "dispatches per step: {} with all, {} with none",
+        all.0,
+        none.0
+    );
+    assert_eq!(all.1, none.1, "epoch losses");
+    assert!(all.2 == none.2, "final state");
+}
+
 /// A Sequential that takes what the shipped files do not: a Flatten first (no input
 /// gradient below it), Dense and Conv2D layers without a bias, a linear Dense, a Reshape to
 /// images, a 5x5 and a 1x1 kernel, 'valid' pooling of an odd size (15 -> 7), and a Reshape
