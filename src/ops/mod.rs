@@ -62,11 +62,12 @@ pub enum Shader {
     CpuConv2d,
     CpuDense,
     CpuPool,
+    CpuStride,
     CpuUpsample,
 }
 
 impl Shader {
-    pub const ALL: [Shader; 17] = [
+    pub const ALL: [Shader; 18] = [
         Shader::Activation,
         Shader::Adam,
         Shader::Batch,
@@ -83,6 +84,7 @@ impl Shader {
         Shader::CpuConv2d,
         Shader::CpuDense,
         Shader::CpuPool,
+        Shader::CpuStride,
         Shader::CpuUpsample,
     ];
 
@@ -104,6 +106,7 @@ impl Shader {
             Shader::CpuConv2d => "cpu/conv2d",
             Shader::CpuDense => "cpu/dense",
             Shader::CpuPool => "cpu/pool",
+            Shader::CpuStride => "cpu/stride",
             Shader::CpuUpsample => "cpu/upsample",
         }
     }
@@ -171,6 +174,7 @@ impl Shader {
             Shader::CpuConv2d => with_blocks!("cpu/conv2d"),
             Shader::CpuDense => with_blocks!("cpu/dense"),
             Shader::CpuPool => with_common!("cpu/pool"),
+            Shader::CpuStride => with_common!("cpu/stride"),
             Shader::CpuUpsample => with_common!("cpu/upsample"),
         }
     }

@@ -1,6 +1,7 @@
 //! Launchers for `shaders/stride.wgsl`: the strided layers' index maps between a small side
-//! and a big one (the same kernels on both kernel sets).
-use super::{build, expect_len, Cost, Dispatch, Launch, Shader};
+//! and a big one. On the CPU kernel set, where the channels are whole vec4s and the big side
+//! at most twice the small one, `shaders/cpu/stride.wgsl` instead (the same results).
+use super::{build, expect_len, vec4_kernel, Cost, Dispatch, Launch, Shader};
 use crate::gpu::{Gpu, Tensor};
 use crate::shapes::StrideShape;
 use crate::Result;
@@ -35,6 +36,19 @@ fn params(s: &StrideShape, total: u64) -> Params {
     }
 }
 
+/// The shader, its params and its invocations: the GPU set's file, one invocation per element
+/// of the side it writes (`gpu_total`), or the CPU set's, one per small vec4 both ways.
+fn kernel_for(gpu: &Gpu, s: &StrideShape, gpu_total: u64) -> (Shader, Params, u64) {
+    let blocks_cover = s.hb <= 2 * s.h && s.wb <= 2 * s.w;
+    match vec4_kernel(gpu, s.c as u64) && blocks_cover {
+        true => {
+            let total = s.small_len() / 4;
+            (Shader::CpuStride, params(s, total), total)
+        }
+        false => (Shader::Stride, params(s, gpu_total), gpu_total),
+    }
+}
+
 /// `big` = `small` at positions `(2y + oy, 2x + ox)`, zeros elsewhere.
 pub fn insert(
     gpu: &Gpu,
@@ -46,17 +60,18 @@ pub fn insert(
     s.check()?;
     expect_len("stride", "small", small, s.small_len())?;
     expect_len("stride", "big", big, s.big_len())?;
+    let (shader, p, invocations) = kernel_for(gpu, s, s.big_len());
     build(
         gpu,
         Launch {
-            shader: Shader::Stride,
+            shader,
             entry: "insert",
             kernel: "stride.insert",
             label,
-            params: bytemuck::bytes_of(&params(s, s.big_len())),
+            params: bytemuck::bytes_of(&p),
             bindings: &[(1, small), (2, big)],
             constants: &[],
-            workgroups: gpu.grid("stride.insert", s.big_len())?,
+            workgroups: gpu.grid("stride.insert", invocations)?,
             cost: Cost {
                 bytes: 4 * (s.small_len() + s.big_len()),
                 flops: 0,
@@ -76,17 +91,18 @@ pub fn take(
     s.check()?;
     expect_len("stride", "big", big, s.big_len())?;
     expect_len("stride", "small", small, s.small_len())?;
+    let (shader, p, invocations) = kernel_for(gpu, s, s.small_len());
     build(
         gpu,
         Launch {
-            shader: Shader::Stride,
+            shader,
             entry: "take",
             kernel: "stride.take",
             label,
-            params: bytemuck::bytes_of(&params(s, s.small_len())),
+            params: bytemuck::bytes_of(&p),
             bindings: &[(3, big), (4, small)],
             constants: &[],
-            workgroups: gpu.grid("stride.take", s.small_len())?,
+            workgroups: gpu.grid("stride.take", invocations)?,
             cost: Cost {
                 bytes: 8 * s.small_len(),
                 flops: 0,

@@ -27,6 +27,11 @@ fn shapes() -> Vec<StrideShape> {
         s(2, 14, 14, 32, 28, 28, 1, 1),
         s(2, 14, 14, 16, 28, 28, 1, 1),
         s(2, 4, 4, 8, 7, 7, 0, 0),
+        // Channels in vec4s with unequal offsets and odd big sides (the CPU set's kernel),
+        // and with a big side wider than twice the small one (the GPU set's on either set).
+        s(2, 3, 4, 8, 5, 8, 0, 1),
+        s(1, 4, 3, 4, 8, 5, 1, 0),
+        s(1, 2, 3, 4, 5, 7, 1, 0),
         s(2, 6, 6, 8, 12, 12, 0, 0),
     ]
 }
