@@ -834,18 +834,8 @@ fn folds_change_no_bit_of_training_with_strided_layers() {
             .with_folds(FoldChoice::Set(folds));
         let g = common::open_poisoned(&choice);
         let mut tr = trainer(&g, &model, &cfg, &train_px, &test_px);
-        let m: Vec<(u64, u64)> = (0..2)
-            .map(|_| {
-                let m = tr.train_epoch(&g, &mut |_, _| {}).unwrap();
-                (m.loss.to_bits(), m.val_loss.to_bits())
-            })
-            .collect();
-        let s = tr.state(&g).unwrap();
-        (
-            tr.step_len(),
-            m,
-            (bits(&s.params), bits(&s.adam_m), bits(&s.adam_v)),
-        )
+        let (m, state) = train_bits(&mut tr, &g, 2);
+        (tr.step_len(), m, state)
     };
     let (none, all) = (run(FoldSet::NONE), run(FoldSet::ALL));
     assert!(
@@ -1250,6 +1240,21 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
+/// Every bit a run leaves: the epochs' losses and the final weights and moments.
+type RunBits = (Vec<(u64, u64)>, (Vec<u32>, Vec<u32>, Vec<u32>));
+
+/// Trains `epochs` epochs and returns their loss bits and the final state's.
+fn train_bits(tr: &mut Trainer, g: &Gpu, epochs: usize) -> RunBits {
+    let m = (0..epochs)
+        .map(|_| {
+            let m = tr.train_epoch(g, &mut |_, _| {}).unwrap();
+            (m.loss.to_bits(), m.val_loss.to_bits())
+        })
+        .collect();
+    let s = tr.state(g).unwrap();
+    (m, (bits(&s.params), bits(&s.adam_m), bits(&s.adam_v)))
+}
+
 /// (epoch, loss, val_loss) of each row of a run's metrics.csv, as text.
 fn csv_rows(dir: &std::path::Path) -> Vec<Vec<String>> {
     let s = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
@@ -1461,14 +1466,7 @@ fn folds_change_no_bit_of_training() {
             g.layer_folds.insert(layer.to_string(), variants);
         }
         let mut tr = trainer(&g, &model, &cfg, &train_px, &test_px);
-        let m: Vec<(u64, u64)> = (0..2)
-            .map(|_| {
-                let m = tr.train_epoch(&g, &mut |_, _| {}).unwrap();
-                (m.loss.to_bits(), m.val_loss.to_bits())
-            })
-            .collect();
-        let s = tr.state(&g).unwrap();
-        let state = (bits(&s.params), bits(&s.adam_m), bits(&s.adam_v));
+        let (m, state) = train_bits(&mut tr, &g, 2);
         (tr.step_len(), m, state, tr.launches())
     };
     let run_mixed = |kind, folds, own: &[&str]| run_noisy(kind, folds, own, 0.0);

@@ -464,22 +464,8 @@ impl<'a> Parser<'a> {
     /// convolution that computes it.
     fn conv2d(&self, e: &Entry<'_>) -> Result<(Layer, Option<Layer>)> {
         self.channels_last(e)?;
-        let filters = e.config["filters"]
-            .as_u64()
-            .filter(|&f| f > 0 && f <= u32::MAX as u64)
-            .ok_or_else(|| self.layer_err(e, "filters must be a positive integer"))?;
-        let k = match self.pair(e, "kernel_size") {
-            Some([a, b]) if a == b && CONV_KERNEL_SIZES.iter().any(|&k| k as u64 == a) => a as u32,
-            _ => {
-                return Err(self.layer_err(
-                    e,
-                    format!(
-                        "kernel_size {}: only square kernels of side 1, 3, 5 or 7 are supported",
-                        compact(&e.config["kernel_size"])
-                    ),
-                ))
-            }
-        };
+        let filters = self.filters(e)?;
+        let k = self.kernel_side(e, &CONV_KERNEL_SIZES, "")?;
         let strides = self.strides(e)?;
         self.expect_pair(e, "dilation_rate", 1, "")?;
         if e.config["groups"].as_u64().unwrap_or(1) != 1 {
@@ -498,7 +484,7 @@ impl<'a> Parser<'a> {
         });
         let conv = Layer::Conv2d {
             name: e.name.clone(),
-            filters: filters as u32,
+            filters,
             k,
             padding,
             act: self.activation(e)?,
@@ -506,6 +492,35 @@ impl<'a> Parser<'a> {
             transposed: false,
         };
         Ok((conv, take))
+    }
+
+    /// `filters`: a positive count.
+    fn filters(&self, e: &Entry<'_>) -> Result<u32> {
+        e.config["filters"]
+            .as_u64()
+            .filter(|&f| f > 0 && f <= u32::MAX as u64)
+            .map(|f| f as u32)
+            .ok_or_else(|| self.layer_err(e, "filters must be a positive integer"))
+    }
+
+    /// `kernel_size`: a square kernel whose side is one of `sizes`; `when` ends the refusal.
+    fn kernel_side(&self, e: &Entry<'_>, sizes: &[u32], when: &str) -> Result<u32> {
+        match self.pair(e, "kernel_size") {
+            Some([a, b]) if a == b && sizes.iter().any(|&k| k as u64 == a) => Ok(a as u32),
+            _ => {
+                let names: Vec<String> = sizes.iter().map(u32::to_string).collect();
+                let (last, rest) = names.split_last().map_or(("", &[][..]), |(l, r)| (l, r));
+                Err(self.layer_err(
+                    e,
+                    format!(
+                        "kernel_size {}: only square kernels of side {} or {last} are \
+                         supported{when}",
+                        compact(&e.config["kernel_size"]),
+                        rest.join(", ")
+                    ),
+                ))
+            }
+        }
     }
 
     /// `strides`: 1 or 2, the same on both axes (absent: Keras' default, 1).
@@ -531,32 +546,13 @@ impl<'a> Parser<'a> {
     /// kernel.
     fn conv2d_transpose(&self, e: &Entry<'_>) -> Result<(Option<Layer>, Layer)> {
         self.channels_last(e)?;
-        let filters = e.config["filters"]
-            .as_u64()
-            .filter(|&f| f > 0 && f <= u32::MAX as u64)
-            .ok_or_else(|| self.layer_err(e, "filters must be a positive integer"))?;
+        let filters = self.filters(e)?;
         let strides = self.strides(e)?;
         // Strides 2 on a kernel of 1 would put the inputs at even positions: not supported.
-        let sizes: &[u32] = if strides == 2 {
-            &[3, 5, 7]
-        } else {
-            &CONV_KERNEL_SIZES
+        let k = match strides {
+            2 => self.kernel_side(e, &[3, 5, 7], " with strides 2")?,
+            _ => self.kernel_side(e, &CONV_KERNEL_SIZES, "")?,
         };
-        let k =
-            match self.pair(e, "kernel_size") {
-                Some([a, b]) if a == b && sizes.iter().any(|&k| k as u64 == a) => a as u32,
-                _ => {
-                    return Err(self.layer_err(
-                        e,
-                        format!(
-                        "kernel_size {}: with strides {strides} only square kernels of side {} \
-                         are supported",
-                        compact(&e.config["kernel_size"]),
-                        sizes.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
-                    ),
-                    ))
-                }
-            };
         if self.padding(e)? != Padding::Same {
             return Err(self.layer_err(
                 e,
@@ -581,7 +577,7 @@ impl<'a> Parser<'a> {
         });
         let conv = Layer::Conv2d {
             name: e.name.clone(),
-            filters: filters as u32,
+            filters,
             k,
             padding: Padding::Same,
             act: self.activation(e)?,
