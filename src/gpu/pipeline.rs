@@ -38,11 +38,11 @@ pub const LOOP_BOUNDING: bool = cfg!(feature = "naga-loop-bounding");
 
 /// Entry points that write every element of their workgroup memory before any invocation
 /// reads it: their pipelines skip wgpu's zeroing of it. Each one's claim is tested: under
-/// `Gpu::with_workgroup_poison` (every test's device) they fill that memory with NaN first. Zeroing is a cost on every dispatch
-/// (a store per invocation and a barrier before the kernel's first instruction), and through
-/// OpenGL a compile-time one: naga zeroes an array with a constructor of that many literals,
-/// which took llvmpipe's GL compiler minutes for `dense::rows`' 5,312 floats (two samples'
-/// activations and the lane sums).
+/// `Gpu::with_workgroup_poison` (every test's device) they fill that memory with NaN first.
+/// Zeroing is a cost on every dispatch (a store per invocation and a barrier before the
+/// kernel's first instruction), and through OpenGL a compile-time one: naga zeroes an array
+/// with a constructor of that many literals, which took llvmpipe's GL compiler minutes for
+/// `dense::rows`' 5,312 floats (two samples' activations and the lane sums).
 pub const WRITES_BEFORE_READING: [(&str, &str); 22] = [
     // The dense stack and split-K kernels: each invocation stores its own activations or
     // partial block before the barrier that the reads follow.
