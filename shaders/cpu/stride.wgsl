@@ -1,7 +1,7 @@
 // stride for CPU adapters: the ops of shaders/stride.wgsl, one invocation per small-side
 // pixel and group of 4 channels, every load and store a vec4, no early return (see
-// cpu/pool.wgsl). Channels must be a multiple of 4, and the big side at most twice the small
-// one (so that the small pixels' 2x2 blocks cover it). `total`: small vec4s.
+// cpu/pool.wgsl). Channels must be a multiple of 4, and for insert the big side at most twice
+// the small one (so that the small pixels' 2x2 blocks cover it). `total`: small vec4s.
 
 struct Stride {
     n: u32, h: u32, w: u32, c: u32,

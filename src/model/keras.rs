@@ -509,14 +509,17 @@ impl<'a> Parser<'a> {
             Some([a, b]) if a == b && sizes.iter().any(|&k| k as u64 == a) => Ok(a as u32),
             _ => {
                 let names: Vec<String> = sizes.iter().map(u32::to_string).collect();
-                let (last, rest) = names.split_last().map_or(("", &[][..]), |(l, r)| (l, r));
+                let sides = match names.split_last() {
+                    Some((last, rest)) if !rest.is_empty() => {
+                        format!("{} or {last}", rest.join(", "))
+                    }
+                    _ => names.join(""),
+                };
                 Err(self.layer_err(
                     e,
                     format!(
-                        "kernel_size {}: only square kernels of side {} or {last} are \
-                         supported{when}",
+                        "kernel_size {}: only square kernels of side {sides} are supported{when}",
                         compact(&e.config["kernel_size"]),
-                        rest.join(", ")
                     ),
                 ))
             }

@@ -37,10 +37,10 @@ fn params(s: &StrideShape, total: u64) -> Params {
 }
 
 /// The shader, its params and its invocations: the GPU set's file, one invocation per element
-/// of the side it writes (`gpu_total`), or the CPU set's, one per small vec4 both ways.
-fn kernel_for(gpu: &Gpu, s: &StrideShape, gpu_total: u64) -> (Shader, Params, u64) {
-    let blocks_cover = s.hb <= 2 * s.h && s.wb <= 2 * s.w;
-    match vec4_kernel(gpu, s.c as u64) && blocks_cover {
+/// of the side it writes (`gpu_total`), or the CPU set's, one per small vec4 both ways. `insert`
+/// on the CPU set needs the small pixels' 2x2 blocks to cover the big side (`covers`).
+fn kernel_for(gpu: &Gpu, s: &StrideShape, gpu_total: u64, covers: bool) -> (Shader, Params, u64) {
+    match vec4_kernel(gpu, s.c as u64) && covers {
         true => {
             let total = s.small_len() / 4;
             (Shader::CpuStride, params(s, total), total)
@@ -60,7 +60,8 @@ pub fn insert(
     s.check()?;
     expect_len("stride", "small", small, s.small_len())?;
     expect_len("stride", "big", big, s.big_len())?;
-    let (shader, p, invocations) = kernel_for(gpu, s, s.big_len());
+    let covers = s.hb <= 2 * s.h && s.wb <= 2 * s.w;
+    let (shader, p, invocations) = kernel_for(gpu, s, s.big_len(), covers);
     build(
         gpu,
         Launch {
@@ -91,7 +92,7 @@ pub fn take(
     s.check()?;
     expect_len("stride", "big", big, s.big_len())?;
     expect_len("stride", "small", small, s.small_len())?;
-    let (shader, p, invocations) = kernel_for(gpu, s, s.small_len());
+    let (shader, p, invocations) = kernel_for(gpu, s, s.small_len(), true);
     build(
         gpu,
         Launch {

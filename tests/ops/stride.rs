@@ -27,8 +27,9 @@ fn shapes() -> Vec<StrideShape> {
         s(2, 14, 14, 32, 28, 28, 1, 1),
         s(2, 14, 14, 16, 28, 28, 1, 1),
         s(2, 4, 4, 8, 7, 7, 0, 0),
-        // Channels in vec4s with unequal offsets and odd big sides (the CPU set's kernel),
-        // and with a big side wider than twice the small one (the GPU set's on either set).
+        // Channels in vec4s with unequal offsets and odd big sides (the CPU set's kernels),
+        // and with a big side wider than twice the small one (insert: the GPU set's on either
+        // set; take: still the CPU set's).
         s(2, 3, 4, 8, 5, 8, 0, 1),
         s(1, 4, 3, 4, 8, 5, 1, 0),
         s(1, 2, 3, 4, 5, 7, 1, 0),
