@@ -45,6 +45,50 @@ override WITH_BIAS: bool = true;
 // Rows of one chunk's partial sums: every weight, then the bias, padded to whole vec4s.
 override ROWS4: u32 = (9u * CI * CO + CO + 3u) / 4u;
 
+// INS: the layer reads its input through a zero insertion (a Keras Conv2DTranspose with
+// strides 2, ops::conv2d::Input::Inserted): x is the small XH x XW tensor, and the H x W
+// input the convolution sees holds x[y][x] at (2y + OY, 2x + OX) and zeros elsewhere. No
+// kernel reads or sums a zero: the forward runs one dispatch per output phase (PY, PX: the
+// output rows and columns of that parity), where the taps that land on zeros are constants
+// and fold away (9 taps become 4, 2, 2 and 1); the input gradient is computed at the
+// inserted pixels only; and the weight gradient walks x's pixels, not the outputs.
+override INS: bool = false;
+override XH: u32 = H;
+override XW: u32 = W;
+override OY: u32 = 0u;
+override OX: u32 = 0u;
+override PY: u32 = 0u;
+override PX: u32 = 0u;
+
+// TAKE: the layer keeps every other output (a Keras Conv2D with strides 2: the stride-1
+// convolution's output at (2y + TY, 2x + TX), `stride.take` after the layer, folded into it):
+// y and dy are the kept TH x TW outputs, and no kernel computes a dropped one. The forward
+// computes the kept pixels only; the weight gradient walks them; the input gradient runs one
+// dispatch per input phase (PY, PX), where the taps that meet a dropped output are constants
+// and fold away.
+override TAKE: bool = false;
+override TH: u32 = HO;
+override TW: u32 = WO;
+override TY: u32 = 0u;
+override TX: u32 = 0u;
+// The height and width of y and dy.
+override YH: u32 = select(HO, TH, TAKE);
+override YW: u32 = select(WO, TW, TAKE);
+
+// The forward's output grid: the phase's rows and columns under INS, the kept ones under
+// TAKE, all of them otherwise.
+override FH: u32 = select(select(HO, (HO + 1u - PY) / 2u, INS), TH, TAKE);
+override FW: u32 = select(select(WO, (WO + 1u - PX) / 2u, INS), TW, TAKE);
+// The input gradient's grid: x's pixels (under INS the small side's), or under TAKE this
+// dispatch's phase of them.
+override BH: u32 = select(XH, (H + 1u - PY) / 2u, TAKE);
+override BW: u32 = select(XW, (W + 1u - PX) / 2u, TAKE);
+
+// Row (or column) f of a phase grid: 2f + the phase's offset where the grid is one, f else.
+fn spread(f: u32, phased: bool, offset: u32) -> i32 {
+    return i32(select(f, 2u * f + offset, phased));
+}
+
 // Channels an invocation holds a side (ops::cpu::conv2d::GROUP): four vec4 accumulators.
 const GROUP: u32 = 16u;
 // Channels a side these kernels take (ops::cpu::conv2d::MAXC): two groups, written out.
@@ -226,12 +270,36 @@ fn forward_single(id: u32) {
     }
 }
 
-// Tap k over the input channels of group cg (a constant wherever this is called).
-fn fwd_tap(k: u32, cg: u32, b: u32, oy: i32, ox: i32, acc: ptr<function, Acc4>) {
+// Where the forward's tap k of output pixel (b, oy, ox) reads x: the pixel, and 0 or 1 for
+// whether it lies inside (else the clamped pixel is read and scaled by 0).
+struct Source { pix: u32, keep: f32 }
+
+fn fwd_source(k: u32, b: u32, oy: i32, ox: i32) -> Source {
     let iy = oy + i32(k / 3u) - i32(PAD);
     let ix = ox + i32(k % 3u) - i32(PAD);
+    if (INS) {
+        // Only taps that land on inserted pixels run (fwd_lands), so these divide exactly.
+        let sy = (iy - i32(OY)) / 2;
+        let sx = (ix - i32(OX)) / 2;
+        let keep = inside_at(sy, XH) * inside_at(sx, XW);
+        return Source((b * XH + tap_at(sy, XH)) * XW + tap_at(sx, XW), keep);
+    }
     let keep = inside_at(iy, H) * inside_at(ix, W);
-    let pix = (b * H + tap_at(iy, H)) * W + tap_at(ix, W);
+    return Source((b * H + tap_at(iy, H)) * W + tap_at(ix, W), keep);
+}
+
+// Whether tap k of the phase's outputs lands on an inserted pixel rather than a zero: a
+// constant (PY, PX, PAD, OY, OX are overrides, k a literal), so the others fold away.
+fn fwd_lands(k: u32) -> bool {
+    return !INS || ((PY + k / 3u + PAD + OY) % 2u == 0u && (PX + k % 3u + PAD + OX) % 2u == 0u);
+}
+
+// Tap k over the input channels of group cg (a constant wherever this is called).
+fn fwd_tap(k: u32, cg: u32, b: u32, oy: i32, ox: i32, acc: ptr<function, Acc4>) {
+    if (!fwd_lands(k)) { return; }
+    let src = fwd_source(k, b, oy, ox);
+    let keep = src.keep;
+    let pix = src.pix;
     let channels = group_len(CI, cg);
     if (CI % 4u == 0u) {
         for (var j = 0u; j < channels / 4u; j++) {
@@ -287,11 +355,16 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
         forward_single(id);
         return;
     }
-    let total = p.n * HO * WO;
-    let pix = min(id, total - 1u);
-    let ox = i32(pix % WO);
-    let oy = i32((pix / WO) % HO);
-    let b = pix / (WO * HO);
+    // The output grid: every pixel, under INS this dispatch's phase, under TAKE the kept
+    // pixels (y's, so q is their index).
+    let total = p.n * FH * FW;
+    let q = min(id, total - 1u);
+    let fx = q % FW;
+    let fy = (q / FW) % FH;
+    let b = q / (FW * FH);
+    let ox = select(spread(fx, INS, PX), spread(fx, true, TX), TAKE);
+    let oy = select(spread(fy, INS, PY), spread(fy, true, TY), TAKE);
+    let pix = select((b * HO + u32(oy)) * WO + u32(ox), q, TAKE);
     if (CO < 4u) {
         load_weights4_t(lid, 0u, (CI + 3u) / 4u, 0u, CO);
         forward_narrow(pix, b, oy, ox, id < total);
@@ -365,12 +438,24 @@ fn bin_block(k: u32, j: u32, g: vec4<f32>, acc: ptr<function, Acc4>) {
     bin_chan(k, 4u * j + 3u, g.w, acc);
 }
 
+// Whether tap k of the phase's inputs meets a kept output under TAKE: a constant (PY, PX,
+// PAD, TY, TX are overrides, k a literal), so the others fold away.
+fn bin_lands(k: u32) -> bool {
+    return !TAKE || ((PY + PAD + k / 3u + TY) % 2u == 0u && (PX + PAD + k % 3u + TX) % 2u == 0u);
+}
+
 // Tap k over the output channels of group og (a constant wherever this is called).
 fn bin_tap(k: u32, og: u32, b: u32, iy: i32, ix: i32, acc: ptr<function, Acc4>) {
-    let oy = iy + i32(PAD) - i32(k / 3u);
-    let ox = ix + i32(PAD) - i32(k % 3u);
-    let keep = inside_at(oy, HO) * inside_at(ox, WO);
-    let pix = (b * HO + tap_at(oy, HO)) * WO + tap_at(ox, WO);
+    if (!bin_lands(k)) { return; }
+    var oy = iy + i32(PAD) - i32(k / 3u);
+    var ox = ix + i32(PAD) - i32(k % 3u);
+    if (TAKE) {
+        // Only taps that meet kept outputs run (bin_lands), so these divide exactly.
+        oy = (oy - i32(TY)) / 2;
+        ox = (ox - i32(TX)) / 2;
+    }
+    let keep = inside_at(oy, YH) * inside_at(ox, YW);
+    let pix = (b * YH + tap_at(oy, YH)) * YW + tap_at(ox, YW);
     let channels = group_len(CO, og);
     if (CO % 4u == 0u) {
         // Written out, not a loop: the ReLU mask's branch in g4_at kept NIR from unrolling a
@@ -423,11 +508,17 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
                   @builtin(num_workgroups) nwg: vec3<u32>) {
     let cg = group_at(wid.z, CI);
     let id = flat_cpu(wid, lid, nwg);
-    let total = p.n * H * W;
-    let pix = min(id, total - 1u);
-    let ix = i32(pix % W);
-    let iy = i32((pix / W) % H);
-    let b = pix / (W * H);
+    // One invocation per pixel of x: under INS the inserted pixels of the input only (the
+    // zeros' gradients are never needed), so q indexes the small tensor; under TAKE this
+    // dispatch's phase of them.
+    let total = p.n * BH * BW;
+    let q = min(id, total - 1u);
+    let sx = q % BW;
+    let sy = (q / BW) % BH;
+    let b = q / (BW * BH);
+    let ix = select(spread(sx, INS, OX), spread(sx, true, PX), TAKE);
+    let iy = select(spread(sy, INS, OY), spread(sy, true, PY), TAKE);
+    let pix = select(q, (b * H + u32(iy)) * W + u32(ix), TAKE);
     var acc: Acc4;
     bin_group(lid, cg, OG, b, iy, ix, &acc);
     if (id < total) {
@@ -512,7 +603,8 @@ fn backward_params_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
     let k = me % 9u;
     let ky = i32(k / 3u);
     let kx = i32(k % 3u);
-    let pixels = p.n * HO * WO;
+    // The walked outputs: dy's pixels (under TAKE, the kept ones).
+    let pixels = p.n * YH * YW;
     // Vec4 blocks of the groups' channels in the whole pixel.
     let j0 = GROUP / 4u * cg;
     let m0 = GROUP / 4u * og;
@@ -521,9 +613,9 @@ fn backward_params_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
     for (var t = 0u; t < CHUNK; t++) {
         let r = chunk * CHUNK + t;
         let rc = min(r, pixels - 1u);
-        let ox = i32(rc % WO);
-        let oy = i32((rc / WO) % HO);
-        let b = rc / (WO * HO);
+        let ox = spread(rc % YW, TAKE, TX);
+        let oy = spread((rc / YW) % YH, TAKE, TY);
+        let b = rc / (YW * YH);
         let gscale = select(0.0, 1.0, r < pixels);
         let g0 = g4_pixel(rc, m0, gscale);
         var g1 = vec4<f32>(0.0);
@@ -551,16 +643,95 @@ fn backward_params_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
         if (GCI > 4u) { bw_store_row(at, k, cg, og, 1u, &acc); }
         if (GCI > 8u) { bw_store_row(at, k, cg, og, 2u, &acc); }
         if (GCI > 12u) { bw_store_row(at, k, cg, og, 3u, &acc); }
-        if (k == 0u && cg == 0u) {
-            let bias_at = at + 9u * CI * CO + GROUP * og;
-            for (var l = 0u; l < 4u; l++) {
-                let o = GROUP * og + l;
-                if (o < CO) { partial_out[bias_at + l] = bacc.a0[l]; }
-                if (o + 4u < CO) { partial_out[bias_at + 4u + l] = bacc.a1[l]; }
-                if (o + 8u < CO) { partial_out[bias_at + 8u + l] = bacc.a2[l]; }
-                if (o + 12u < CO) { partial_out[bias_at + 12u + l] = bacc.a3[l]; }
-            }
+        if (k == 0u && cg == 0u) { store_bias_partial(at + 9u * CI * CO + GROUP * og, og, bacc); }
+    }
+}
+
+// ---- backward_params_inserted: the same partial sums under INS ----
+//
+// The input's zeros add nothing to a weight's sum, so each invocation walks CHUNK of x's
+// pixels (a quarter of the outputs) for one tap: pixel (sy, sx) sits at (2sy + OY, 2sx + OX)
+// and meets tap (ky, kx) at output (2sy + OY + PAD - ky, 2sx + OX + PAD - kx). The bias sums
+// every output's gradient, which no one tap's walk covers; but the four taps with
+// OY + PAD - ky and OX + PAD - kx in {0, 1} meet output (2sy + dy, 2sx + dx) for each of the
+// 2x2 offsets (dy, dx), so their walks tile the output (the launcher takes 'same' layers
+// whose output is twice x's size). Each of the four sums the gradient it loads anyway into a
+// bias row of its own, BIAS_ROWS of them after the weights, which the reduce adds.
+override BIAS_ROWS: u32 = select(1u, 4u, INS);
+override ROWS4_INS: u32 = (9u * CI * CO + BIAS_ROWS * CO + 3u) / 4u;
+
+@compute @workgroup_size(CPU_WG)
+fn backward_params_inserted(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let cg = group_at(wid.z / CO_GROUPS, CI);
+    let og = group_at(wid.z % CO_GROUPS, CO);
+    let id = flat_cpu(wid, lid, nwg);
+    let total = p.chunks * 9u;
+    let me = min(id, total - 1u);
+    let chunk = me / 9u;
+    let k = me % 9u;
+    let ky = i32(k / 3u);
+    let kx = i32(k % 3u);
+    // The output offset in its 2x2 block this tap meets, when it is one of the four.
+    let dy = i32(OY + PAD) - ky;
+    let dx = i32(OX + PAD) - kx;
+    let tiles = dy >= 0 && dy <= 1 && dx >= 0 && dx <= 1;
+    let smalls = p.n * XH * XW;
+    let j0 = GROUP / 4u * cg;
+    let m0 = GROUP / 4u * og;
+    var acc: AccW;
+    var bacc: Acc4;
+    for (var t = 0u; t < CHUNK; t++) {
+        let r = chunk * CHUNK + t;
+        let rc = min(r, smalls - 1u);
+        let sx = rc % XW;
+        let sy = (rc / XW) % XH;
+        let b = rc / (XW * XH);
+        let oy = i32(2u * sy) + dy;
+        let ox = i32(2u * sx) + dx;
+        let keep = select(0.0, 1.0, r < smalls) * inside_at(oy, HO) * inside_at(ox, WO);
+        let g = g_group((b * HO + tap_at(oy, HO)) * WO + tap_at(ox, WO), m0, keep);
+        bacc = add_acc4(bacc, g);
+        bw_block(0u, x4_at(rc, j0, 1.0), g.a0, g.a1, g.a2, g.a3, &acc);
+        if (GCI > 4u) { bw_block(1u, x4_at(rc, j0 + 1u, 1.0), g.a0, g.a1, g.a2, g.a3, &acc); }
+        if (GCI > 8u) { bw_block(2u, x4_at(rc, j0 + 2u, 1.0), g.a0, g.a1, g.a2, g.a3, &acc); }
+        if (GCI > 12u) { bw_block(3u, x4_at(rc, j0 + 3u, 1.0), g.a0, g.a1, g.a2, g.a3, &acc); }
+    }
+    if (id < total) {
+        let at = chunk * ROWS4_INS * 4u;
+        bw_store_row(at, k, cg, og, 0u, &acc);
+        if (GCI > 4u) { bw_store_row(at, k, cg, og, 1u, &acc); }
+        if (GCI > 8u) { bw_store_row(at, k, cg, og, 2u, &acc); }
+        if (GCI > 12u) { bw_store_row(at, k, cg, og, 3u, &acc); }
+        if (tiles && cg == 0u) {
+            let row = u32(dy * 2 + dx);
+            store_bias_partial(at + 9u * CI * CO + row * CO + GROUP * og, og, bacc);
         }
+    }
+}
+
+// The upstream gradient of output group m0 at pixel `pix`, times `scale`.
+fn g_group(pix: u32, m0: u32, scale: f32) -> Acc4 {
+    var g: Acc4;
+    g.a0 = g4_pixel(pix, m0, scale);
+    if (GCO > 4u) { g.a1 = g4_pixel(pix, m0 + 1u, scale); }
+    if (GCO > 8u) { g.a2 = g4_pixel(pix, m0 + 2u, scale); }
+    if (GCO > 12u) { g.a3 = g4_pixel(pix, m0 + 3u, scale); }
+    return g;
+}
+
+fn add_acc4(a: Acc4, b: Acc4) -> Acc4 {
+    return Acc4(a.a0 + b.a0, a.a1 + b.a1, a.a2 + b.a2, a.a3 + b.a3);
+}
+
+// Output group og's bias partial sums from `at`; none past CO.
+fn store_bias_partial(at: u32, og: u32, a: Acc4) {
+    for (var l = 0u; l < 4u; l++) {
+        let o = GROUP * og + l;
+        if (o < CO) { partial_out[at + l] = a.a0[l]; }
+        if (o + 4u < CO) { partial_out[at + 4u + l] = a.a1[l]; }
+        if (o + 8u < CO) { partial_out[at + 8u + l] = a.a2[l]; }
+        if (o + 12u < CO) { partial_out[at + 12u + l] = a.a3[l]; }
     }
 }
 
@@ -676,17 +847,20 @@ fn backward_params_thin(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_in
     let id = flat_cpu(wid, lid, nwg);
     let chunk = min(id, p.chunks - 1u);
     let out_pixels = p.n * HO * WO;
-    // The walked side: outputs when CI == 1, else inputs (never fewer than the outputs).
-    let ph = select(H, HO, CI == 1u);
-    let pw = select(W, WO, CI == 1u);
+    // The walked side: outputs when CI == 1 (dy's: under TAKE the kept ones), else inputs
+    // (never fewer than the outputs).
+    let ph = select(H, YH, CI == 1u);
+    let pw = select(W, YW, CI == 1u);
     let pixels = p.n * ph * pw;
     var acc: Acc9;
     var bacc: Acc4;
     for (var t = 0u; t < CHUNK; t++) {
         let r = chunk * CHUNK + t;
         let rc = min(r, pixels - 1u);
-        let px = i32(rc % pw);
-        let py = i32((rc / pw) % ph);
+        // Under TAKE (CI == 1 only: the kept outputs) the walked pixel's place in the layer's
+        // full output, where its taps meet the input.
+        let px = spread(rc % pw, TAKE, TX);
+        let py = spread((rc / pw) % ph, TAKE, TY);
         let b = rc / (pw * ph);
         let wide = wide_at(rc, wg, select(0.0, 1.0, r < pixels));
         if (CI == 1u) {
@@ -727,24 +901,39 @@ fn backward_params_thin(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_in
 }
 
 // Each invocation sums four rows over the chunks, in chunk order (deterministic).
+// Under INS (backward_params_inserted) the bias has BIAS_ROWS rows: invocations past the
+// rows' vec4s each add one bias's, chunk by chunk, then row by row.
 @compute @workgroup_size(CPU_WG)
 fn backward_params_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                           @builtin(num_workgroups) nwg: vec3<u32>) {
     let id = flat_cpu(wid, lid, nwg);
-    let q = min(id, ROWS4 - 1u);
+    let rows4 = select(ROWS4, ROWS4_INS, INS);
+    let q = min(id, rows4 - 1u);
     var acc = vec4<f32>(0.0);
     for (var c = 0u; c < p.chunks; c++) {
-        acc += partial_in[c * ROWS4 + q];
+        acc += partial_in[c * rows4 + q];
     }
-    if (id < ROWS4) {
-        let weights = 9u * CI * CO;
+    let weights = 9u * CI * CO;
+    if (id < rows4) {
         for (var l = 0u; l < 4u; l++) {
             let i = 4u * q + l;
             if (i < weights) {
                 dw[i] = acc[l];
-            } else if (WITH_BIAS && i < weights + CO) {
+            } else if (WITH_BIAS && !INS && i < weights + CO) {
                 db[i - weights] = acc[l];
             }
         }
+    } else if (INS && WITH_BIAS && id - rows4 < CO) {
+        let o = id - rows4;
+        var sum = 0.0;
+        for (var c = 0u; c < p.chunks; c++) {
+            var chunk_sum = 0.0;
+            for (var row = 0u; row < BIAS_ROWS; row++) {
+                let i = weights + row * CO + o;
+                chunk_sum += partial_in[c * rows4 + i / 4u][i % 4u];
+            }
+            sum += chunk_sum;
+        }
+        db[o] = sum;
     }
 }

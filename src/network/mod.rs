@@ -239,6 +239,78 @@ impl Network {
         }
     }
 
+    /// Whether layer i is a zero insertion (a Keras Conv2DTranspose's) that the convolution
+    /// after it reads through (`conv2d::Input::Inserted`) when both run in `range`: then the
+    /// insertion runs no dispatch, forward or backward, and its output and gradient buffers
+    /// are never written.
+    fn folded_insert(&self, gpu: &Gpu, i: usize, n: u32, range: &Range<usize>) -> bool {
+        self.insert_read_by_next(gpu, i, n, range).is_some()
+    }
+
+    /// The small side of layer i's zero insertion, as the convolution after it reads it,
+    /// where [`Network::folded_insert`] holds.
+    fn insert_read_by_next(
+        &self,
+        gpu: &Gpu,
+        i: usize,
+        n: u32,
+        range: &Range<usize>,
+    ) -> Option<conv2d::Strided> {
+        if !range.contains(&i) || !range.contains(&(i + 1)) {
+            return None;
+        }
+        let LayerOp::StrideInsert(st) = self.model.op(i, n) else {
+            return None;
+        };
+        let inserted = conv2d::Strided {
+            h: st.h,
+            w: st.w,
+            oy: st.oy,
+            ox: st.ox,
+        };
+        match self.model.op(i + 1, n) {
+            LayerOp::Conv2d { shape, .. } if conv2d::folds_insert(gpu, &shape, &inserted) => {
+                Some(inserted)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether layer i is a stride-2 take (a Keras strided Conv2D's) that the convolution
+    /// before it computes only the kept outputs of (`conv2d::Folds::take`) when both run in
+    /// `range`: then the take runs no dispatch, forward or backward, and the convolution's
+    /// full output and gradient buffers are never written.
+    fn folded_take(&self, gpu: &Gpu, i: usize, n: u32, range: &Range<usize>) -> bool {
+        self.take_kept_by_previous(gpu, i, n, range).is_some()
+    }
+
+    /// The kept outputs of layer i's take, as the convolution before it keeps them, where
+    /// [`Network::folded_take`] holds.
+    fn take_kept_by_previous(
+        &self,
+        gpu: &Gpu,
+        i: usize,
+        n: u32,
+        range: &Range<usize>,
+    ) -> Option<conv2d::Strided> {
+        if i == 0 || !range.contains(&(i - 1)) || !range.contains(&i) {
+            return None;
+        }
+        let LayerOp::StrideTake(st) = self.model.op(i, n) else {
+            return None;
+        };
+        let kept = conv2d::Strided {
+            h: st.h,
+            w: st.w,
+            oy: st.oy,
+            ox: st.ox,
+        };
+        match self.model.op(i - 1, n) {
+            LayerOp::Conv2d { shape, .. } if conv2d::folds_take(gpu, &shape, &kept) => Some(kept),
+            _ => None,
+        }
+    }
+
     /// Whether layer i is a 2x2 max pool that the convolution before it writes through
     /// (`conv2d::Pooled`) when both run in `range`: then the pool runs no dispatch, forward
     /// or backward, and the convolution's own output and gradient buffers are never written.
@@ -254,15 +326,24 @@ impl Network {
 
     /// Whether layer i's work is done by the convolution beside it.
     fn folded(&self, gpu: &Gpu, i: usize, n: u32, range: &Range<usize>) -> bool {
-        self.folded_upsample(gpu, i, n, range) || self.folded_pool(gpu, i, n, range)
+        self.folded_upsample(gpu, i, n, range)
+            || self.folded_pool(gpu, i, n, range)
+            || self.folded_insert(gpu, i, n, range)
+            || self.folded_take(gpu, i, n, range)
     }
 
-    /// What convolution i reads and writes: through a folded upsampling, that layer's input;
-    /// through a folded pool, that layer's output and winners.
+    /// What convolution i reads and writes: through a folded upsampling or zero insertion,
+    /// that layer's input; through a folded pool, that layer's output and winners; through a
+    /// folded take, that layer's output.
     fn conv_io(&self, gpu: &Gpu, i: usize, n: u32, range: &Range<usize>) -> Result<ConvIo> {
-        let (input, x) = match i > 0 && self.folded_upsample(gpu, i - 1, n, range) {
-            true => (conv2d::Input::Upsampled2x, self.layer_input(i - 1, n)),
-            false => (conv2d::Input::Direct, self.layer_input(i, n)),
+        let below = i.checked_sub(1);
+        let inserted = below.and_then(|b| self.insert_read_by_next(gpu, b, n, range));
+        let (input, x) = match (below, inserted) {
+            (Some(b), Some(ins)) => (conv2d::Input::Inserted(ins), self.layer_input(b, n)),
+            (Some(b), None) if self.folded_upsample(gpu, b, n, range) => {
+                (conv2d::Input::Upsampled2x, self.layer_input(b, n))
+            }
+            _ => (conv2d::Input::Direct, self.layer_input(i, n)),
         };
         // (Layer i + 1 exists only when the pool is folded: test that first.)
         let pool = match self.folded_pool(gpu, i + 1, n, range) {
@@ -272,11 +353,13 @@ impl Network {
             },
             false => None,
         };
-        let out = i + pool.is_some() as usize;
+        let take = self.take_kept_by_previous(gpu, i + 1, n, range);
+        let out = i + (pool.is_some() || take.is_some()) as usize;
         Ok(ConvIo {
             input,
             x,
             pool,
+            take,
             out,
         })
     }
@@ -295,13 +378,13 @@ impl Network {
         i: usize,
         n: u32,
         range: &Range<usize>,
-    ) -> Result<Option<Dispatch>> {
+    ) -> Result<Vec<Dispatch>> {
         if self.folded(gpu, i, n, range) {
-            return Ok(None);
+            return Ok(Vec::new());
         }
         let (x, y, label) = (self.layer_input(i, n), self.act(i, n), self.model.label(i));
         let p = |k| self.param(&self.params, k);
-        Ok(Some(match self.model.op(i, n) {
+        Ok(vec![match self.model.op(i, n) {
             LayerOp::Conv2d {
                 shape,
                 relu,
@@ -311,7 +394,17 @@ impl Network {
                 let b = self.bias(&self.params, bias, shape.co);
                 let io = self.conv_io(gpu, i, n, range)?;
                 let (x, y) = (&io.x, &self.act(io.out, n));
-                conv2d::forward(gpu, &label, &shape, &io.folds(), relu, x, &p(kernel), &b, y)?
+                return conv2d::forward(
+                    gpu,
+                    &label,
+                    &shape,
+                    &io.folds(),
+                    relu,
+                    x,
+                    &p(kernel),
+                    &b,
+                    y,
+                );
             }
             LayerOp::Dense {
                 shape,
@@ -329,8 +422,8 @@ impl Network {
             LayerOp::Upsample(s) => upsample::forward(gpu, &label, &s, &x, &y)?,
             LayerOp::StrideInsert(s) => stride::insert(gpu, &label, &s, &x, &y)?,
             LayerOp::StrideTake(s) => stride::take(gpu, &label, &s, &x, &y)?,
-            LayerOp::Reshape => return Ok(None),
-        }))
+            LayerOp::Reshape => return Ok(Vec::new()),
+        }])
     }
 
     /// Whether a training plan's loss pass also writes the logits' gradient (`--folds loss`),
@@ -740,9 +833,11 @@ impl Network {
             return Ok(Vec::new());
         }
         let label = self.model.label(i);
-        // A convolution with a folded pool takes the pool's output gradient, and masks ReLU
-        // with the pool's output.
-        let written = i + self.folded_pool(gpu, i + 1, n, range) as usize;
+        // A convolution with a folded pool or take takes that layer's output gradient, and
+        // masks ReLU with its output.
+        let folds_above =
+            self.folded_pool(gpu, i + 1, n, range) || self.folded_take(gpu, i + 1, n, range);
+        let written = i + folds_above as usize;
         let dy = tb.dact(&self.model, written, n);
         let x = self.layer_input(i, n);
         // No input gradient where no layer with weights lies below.
@@ -792,7 +887,7 @@ impl Network {
                 // Through a folded upsampling, the gradient of that layer's input.
                 let dx = match io.input {
                     conv2d::Input::Direct => dx,
-                    conv2d::Input::Upsampled2x => self
+                    conv2d::Input::Upsampled2x | conv2d::Input::Inserted(_) => self
                         .model
                         .needs_input_gradient(i - 1)
                         .then(|| tb.dact(&self.model, i - 2, n)),
@@ -986,6 +1081,8 @@ struct ConvIo {
     x: Tensor,
     /// A folded pool's padding and winners.
     pool: Option<(Padding, Tensor)>,
+    /// A folded take's kept outputs.
+    take: Option<conv2d::Strided>,
     /// The layer whose output (and gradient) it writes (and reads): its own, or a folded
     /// pool's.
     out: usize,
@@ -999,6 +1096,7 @@ impl ConvIo {
                 padding: *padding,
                 winner,
             }),
+            take: self.take,
         }
     }
 }
@@ -1043,7 +1141,7 @@ impl TrainingBuffers {
                 LayerOp::Conv2d { shape, .. } => {
                     let folded = conv2d::Folds {
                         input: conv2d::Input::Upsampled2x,
-                        pool: None,
+                        ..Default::default()
                     };
                     [conv2d::Folds::default(), folded]
                         .map(|f| conv2d::partials_len(gpu.kernels, &shape, &f))

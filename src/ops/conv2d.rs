@@ -131,24 +131,66 @@ pub enum Input {
     /// half-size tensor's gradient: each pixel sums its 2x2 block, as `upsample::backward`
     /// does, in the same order. The GPU set's kernels on either set.
     Upsampled2x,
+    /// `x` is the small tensor of a zero insertion the layer reads (a Keras
+    /// `Conv2DTranspose` with strides 2: `stride.insert` in front of the layer, folded into
+    /// its loads): the layer's `s.h` x `s.w` input holds x's pixel (y, x) at
+    /// (2y + oy, 2x + ox) and zeros elsewhere, and no kernel reads or sums those zeros. `dx`
+    /// is x's gradient. The CPU set's kernels only, for the shapes
+    /// [`cpu::conv2d::takes_inserted`] names ([`folds_insert`]).
+    Inserted(Strided),
+}
+
+/// The small side of a stride-2 index map folded into a convolution ([`Input::Inserted`],
+/// [`Folds::take`]): its height and width, and where its first pixel sits on the big side
+/// (the layer's input or output), every other row and column from there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Strided {
+    pub h: u32,
+    pub w: u32,
+    pub oy: u32,
+    pub ox: u32,
+}
+
+impl Strided {
+    /// Fails unless the small side lands inside a big side of `big_h` x `big_w`.
+    fn check(&self, what: &str, big_h: u32, big_w: u32) -> Result<()> {
+        let inside = |size: u32, o: u32, big: u32| size > 0 && o <= 1 && 2 * (size - 1) + o < big;
+        if inside(self.h, self.oy, big_h) && inside(self.w, self.ox, big_w) {
+            return Ok(());
+        }
+        Err(Error::Shape {
+            op: "conv2d",
+            detail: format!(
+                "{what} of {}x{} at offset ({}, {}) must lie inside the layer's {big_h}x{big_w}",
+                self.h, self.w, self.oy, self.ox
+            ),
+        })
+    }
 }
 
 impl Input {
     /// The factor the shader's UP constant takes.
     fn factor(self) -> u32 {
         match self {
-            Input::Direct => 1,
+            Input::Direct | Input::Inserted(_) => 1,
             Input::Upsampled2x => 2,
         }
     }
 
     /// Elements of `x` (and `dx`) for shape `s`.
     pub fn len(self, s: &Conv2dShape) -> u64 {
-        s.input_len() / (self.factor() as u64 * self.factor() as u64)
+        match self {
+            Input::Inserted(i) => s.n as u64 * i.h as u64 * i.w as u64 * s.ci as u64,
+            _ => s.input_len() / (self.factor() as u64 * self.factor() as u64),
+        }
     }
 
-    /// An upsampled input has an even height and width: the shape error otherwise.
+    /// An upsampled input has an even height and width, and an inserted one lands inside the
+    /// layer's input: the shape error otherwise.
     fn check(self, s: &Conv2dShape) -> Result<()> {
+        if let Input::Inserted(i) = self {
+            i.check("an inserted input", s.h, s.w)?;
+        }
         if self == Input::Upsampled2x && (!s.h.is_multiple_of(2) || !s.w.is_multiple_of(2)) {
             return Err(Error::Shape {
                 op: "conv2d",
@@ -183,6 +225,11 @@ pub struct Folds<'a> {
     pub input: Input,
     /// A max pool after the layer.
     pub pool: Option<Pooled<'a>>,
+    /// Every other output kept, the rest never computed (a Keras `Conv2D` with strides 2:
+    /// `stride.take` after the layer, folded into it): `y` and `dy` are the kept outputs'.
+    /// The CPU set's kernels only, for the shapes [`cpu::conv2d::takes_taken`] names
+    /// ([`folds_take`]).
+    pub take: Option<Strided>,
 }
 
 impl Folds<'_> {
@@ -198,23 +245,28 @@ impl Folds<'_> {
         })
     }
 
-    /// Elements of `y` (and `dy`): the pooled output's with a pool folded in.
+    /// Elements of `y` (and `dy`): the pooled output's with a pool folded in, the kept
+    /// outputs' with a take.
     pub fn output_len(&self, s: &Conv2dShape) -> u64 {
+        if let Some(t) = self.take {
+            return s.n as u64 * t.h as u64 * t.w as u64 * s.co as u64;
+        }
         self.pool_shape(s)
             .map_or_else(|| s.output_len(), |p| p.output_len())
     }
 
-    fn check(&self, s: &Conv2dShape) -> Result<()> {
+    fn check(&self, s: &Conv2dShape, set: KernelSet) -> Result<()> {
         self.input.check(s)?;
+        if let Some(t) = self.take {
+            let (ho, wo) = s.out_hw();
+            t.check("a kept output", ho, wo)?;
+        }
+        expect_kernels_for(set, s, self)?;
         if let (Some(pool), Some(p)) = (self.pool_shape(s), self.pool) {
             pool.check()?;
             expect_len("conv2d", "winner", p.winner, pool.output_len())?;
         }
         Ok(())
-    }
-
-    fn is_none(&self) -> bool {
-        self.input == Input::Direct && self.pool.is_none()
     }
 
     /// The backward kernels' winner binding (13): a folded pool's winners, or without one
@@ -232,6 +284,20 @@ impl Folds<'_> {
 /// ([`Input::Upsampled2x`]): as `--folds` says (`gpu::FoldSet`), for an even height and width.
 pub fn folds_upsample(gpu: &Gpu, s: &Conv2dShape) -> bool {
     gpu.folds.upsample && Input::Upsampled2x.check(s).is_ok()
+}
+
+/// Whether a layer of shape `s` on `gpu` reads a zero insertion in front of it through its
+/// loads ([`Input::Inserted`]): always on the CPU set, for the shapes its kernels take that
+/// way; never on the GPU set, whose kernels have no such input.
+pub fn folds_insert(gpu: &Gpu, s: &Conv2dShape, i: &Strided) -> bool {
+    gpu.kernels == KernelSet::Cpu && cpu::conv2d::takes_inserted(s, i)
+}
+
+/// Whether a layer of shape `s` on `gpu` keeps every other output in its own kernels
+/// ([`Folds::take`]): always on the CPU set, for the shapes its kernels take that way; never
+/// on the GPU set, whose kernels compute every output.
+pub fn folds_take(gpu: &Gpu, s: &Conv2dShape, t: &Strided) -> bool {
+    gpu.kernels == KernelSet::Cpu && cpu::conv2d::takes_taken(s, t)
 }
 
 /// Whether a layer on `gpu` folds a 2x2 max pool after it ([`Pooled`]): as `--folds` says.
@@ -273,7 +339,43 @@ fn partial_grid(
 /// Whether `s` runs the CPU set's kernels under kernel set `set`: on the CPU set, for the
 /// shapes they are written for, folding nothing. Everything else runs the GPU set's.
 fn cpu_kernels(set: KernelSet, s: &Conv2dShape, folds: &Folds<'_>) -> bool {
-    set == KernelSet::Cpu && folds.is_none() && cpu::conv2d::takes(s)
+    set == KernelSet::Cpu
+        && folds.pool.is_none()
+        && match (folds.input, folds.take) {
+            (Input::Direct, None) => cpu::conv2d::takes(s),
+            (Input::Inserted(i), None) => cpu::conv2d::takes_inserted(s, &i),
+            (Input::Direct, Some(t)) => cpu::conv2d::takes_taken(s, &t),
+            _ => false,
+        }
+}
+
+/// The stride-2 map the CPU set's kernels fold, if any.
+fn strided(folds: &Folds<'_>) -> cpu::conv2d::StridedFold {
+    match (folds.input, folds.take) {
+        (Input::Inserted(i), _) => cpu::conv2d::StridedFold::Insert(i),
+        (_, Some(t)) => cpu::conv2d::StridedFold::Take(t),
+        _ => cpu::conv2d::StridedFold::None,
+    }
+}
+
+/// Fails where `folds` read an inserted input or keep every other output and the CPU set's
+/// kernels do not take them: no other kernel does either.
+fn expect_kernels_for(set: KernelSet, s: &Conv2dShape, folds: &Folds<'_>) -> Result<()> {
+    let strided = matches!(folds.input, Input::Inserted(_)) || folds.take.is_some();
+    if !strided || cpu_kernels(set, s, folds) {
+        return Ok(());
+    }
+    Err(Error::Shape {
+        op: "conv2d",
+        detail: format!(
+            "an inserted input or kept outputs ({:?}, {:?}) run on the cpu kernel set's \
+             kernels only, one of them at a time, for 'same' 3x3 kernels with at most {} \
+             channels a side and at least 4 outputs, not {s:?} on the {set} set",
+            folds.input,
+            folds.take,
+            cpu::conv2d::MAXC
+        ),
+    })
 }
 
 /// The pipeline's shape constants: everything but the batch size; `group` channels per
@@ -339,7 +441,7 @@ fn chunks(s: &Conv2dShape) -> u64 {
 /// partial sums under kernel set `set`, with `folds`.
 pub fn partials_len(set: KernelSet, s: &Conv2dShape, folds: &Folds<'_>) -> u64 {
     match cpu_kernels(set, s, folds) {
-        true => cpu::conv2d::partials_len(s),
+        true => cpu::conv2d::partials_len(s, &strided(folds)),
         false => chunks(s) * (s.weight_len() + s.co as u64),
     }
 }
@@ -395,17 +497,17 @@ pub fn forward(
     w: &Tensor,
     b: &Tensor,
     y: &Tensor,
-) -> Result<Dispatch> {
+) -> Result<Vec<Dispatch>> {
     // The only shapes refused: a kernel side other than 1, 3, 5, 7, and empty or too small
     // ones (Conv2dShape::check); any channel counts run.
     s.check()?;
-    folds.check(s)?;
+    folds.check(s, gpu.kernels)?;
     expect_len("conv2d", "x", x, folds.input.len(s))?;
     expect_len("conv2d", "kernel", w, s.weight_len())?;
     expect_len("conv2d", "bias", b, s.co as u64)?;
     expect_len("conv2d", "y", y, folds.output_len(s))?;
     if cpu_kernels(gpu.kernels, s, folds) {
-        return cpu::conv2d::forward(gpu, label, s, relu, x, w, b, y);
+        return cpu::conv2d::forward(gpu, label, s, &strided(folds), relu, x, w, b, y);
     }
     let p = params(s, relu);
     // One invocation per output pixel, or per pooled one (each computing its window).
@@ -430,7 +532,7 @@ pub fn forward(
     let group = group(gpu, label);
     let mut constants = constants_with(s, folds, false, false, group, w4, quads > 1).to_vec();
     constants.push(("X4", x4 as u32 as f64));
-    build(
+    Ok(vec![build(
         gpu,
         Launch {
             shader: Shader::Conv2d,
@@ -456,7 +558,7 @@ pub fn forward(
                 flops: 2 * s.macs(),
             },
         },
-    )
+    )?])
 }
 
 /// The upstream gradient, masked by ReLU' from the layer's saved output when it had ReLU.
@@ -500,12 +602,12 @@ pub fn backward_input(
     dx: &Tensor,
 ) -> Result<Vec<Dispatch>> {
     s.check()?;
-    folds.check(s)?;
+    folds.check(s, gpu.kernels)?;
     g.check(s, folds)?;
     expect_len("conv2d", "kernel", w, s.weight_len())?;
     expect_len("conv2d", "dx", dx, folds.input.len(s))?;
     if cpu_kernels(gpu.kernels, s, folds) {
-        return cpu::conv2d::backward_input(gpu, label, s, g, w, dx);
+        return cpu::conv2d::backward_input(gpu, label, s, &strided(folds), g, w, dx);
     }
     let (dy, act, relu) = g.bindings();
     let p = params(s, relu);
@@ -632,7 +734,7 @@ fn split_k(
     reduce: Option<(&Tensor, Option<&Tensor>)>,
 ) -> Result<Vec<Dispatch>> {
     s.check()?;
-    folds.check(s)?;
+    folds.check(s, gpu.kernels)?;
     g.check(s, folds)?;
     expect_len("conv2d", "x", x, folds.input.len(s))?;
     if let Some((dw, _)) = reduce {
@@ -645,7 +747,16 @@ fn split_k(
         partials_len(gpu.kernels, s, folds),
     )?;
     if let (true, Some((dw, db))) = (cpu_kernels(gpu.kernels, s, folds), reduce) {
-        return cpu::conv2d::backward_params(gpu, label, s, g, x, partials, dw, db);
+        let fold = strided(folds);
+        return cpu::conv2d::backward_params(gpu, label, s, &fold, g, x, partials, dw, db);
+    }
+    if matches!(folds.input, Input::Inserted(_)) || folds.take.is_some() {
+        return Err(Error::Shape {
+            op: "conv2d",
+            detail: "the weight gradient of an inserted input or kept outputs reduces its own \
+                     partial sums: it has no partials-only form"
+                .into(),
+        });
     }
     let (dy, act, relu) = g.bindings();
     let p = params(s, relu);
@@ -758,7 +869,7 @@ pub fn backward_pair(
     dx: &Tensor,
 ) -> Result<Dispatch> {
     s.check()?;
-    folds.check(s)?;
+    folds.check(s, gpu.kernels)?;
     g.check(s, folds)?;
     expect_split_k(gpu, s, folds, "conv2d.backward_pair")?;
     expect_len("conv2d", "x", x, folds.input.len(s))?;
@@ -1164,7 +1275,7 @@ pub fn backward_bias(
     db: &Tensor,
 ) -> Result<Dispatch> {
     s.check()?;
-    folds.check(s)?;
+    folds.check(s, gpu.kernels)?;
     g.check(s, folds)?;
     expect_len("conv2d", "db", db, s.co as u64)?;
     let (dy, act, relu) = g.bindings();

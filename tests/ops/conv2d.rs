@@ -24,8 +24,8 @@
 use crate::common::{each_gpu, OrFail};
 use crate::weighted::{self, Weighted};
 use wgsl_autoencoder::gpu::{Dispatch, Gpu, KernelSet, Tensor};
-use wgsl_autoencoder::ops::conv2d::{self, Folds, GradOut, Input, Pooled};
-use wgsl_autoencoder::shapes::{Conv2dShape, Padding, PoolShape, UpsampleShape};
+use wgsl_autoencoder::ops::conv2d::{self, Folds, GradOut, Input, Pooled, Strided};
+use wgsl_autoencoder::shapes::{Conv2dShape, Padding, PoolShape, StrideShape, UpsampleShape};
 use wgsl_autoencoder::{reference, Error, Result};
 
 const TOL: f64 = 1e-5;
@@ -139,17 +139,7 @@ impl Weighted for Conv2dShape {
         b: &Tensor,
         y: &Tensor,
     ) -> Result<Vec<Dispatch>> {
-        Ok(vec![conv2d::forward(
-            g,
-            "t",
-            self,
-            &Folds::default(),
-            relu,
-            x,
-            w,
-            b,
-            y,
-        )?])
+        conv2d::forward(g, "t", self, &Folds::default(), relu, x, w, b, y)
     }
     fn backward_input(
         &self,
@@ -358,6 +348,7 @@ struct Upsampled(Conv2dShape);
 const UPSAMPLED: Folds = Folds {
     input: Input::Upsampled2x,
     pool: None,
+    take: None,
 };
 
 impl Upsampled {
@@ -412,9 +403,7 @@ impl Weighted for Upsampled {
         y: &Tensor,
     ) -> Result<Vec<Dispatch>> {
         let up = &UPSAMPLED;
-        Ok(vec![conv2d::forward(
-            g, "t", &self.0, up, relu, x, w, b, y,
-        )?])
+        conv2d::forward(g, "t", &self.0, up, relu, x, w, b, y)
     }
     fn backward_input(
         &self,
@@ -505,6 +494,384 @@ fn conv2d_upsampled_input_backward_params_matches_reference() {
 #[test]
 fn conv2d_upsampled_input_backward_weight_matches_reference() {
     weighted::backward_weight(&upsampled_shapes(), 800, TOL);
+}
+
+/// A convolution reading its input through a zero insertion ([`Input::Inserted`], a Keras
+/// Conv2DTranspose with strides 2): `self.0` is the convolution's shape, its input the big
+/// side. The reference is the two layers' references in turn (backward: the convolution's
+/// input gradient, then the insertion's, a take). The CPU set's kernels only.
+#[derive(Clone, Copy, Debug)]
+struct InsertedInput(Conv2dShape, Strided);
+
+impl InsertedInput {
+    fn stride(&self) -> StrideShape {
+        let (s, i) = (&self.0, &self.1);
+        StrideShape {
+            n: s.n,
+            h: i.h,
+            w: i.w,
+            c: s.ci,
+            hb: s.h,
+            wb: s.w,
+            oy: i.oy,
+            ox: i.ox,
+        }
+    }
+    fn folds(&self) -> Folds<'static> {
+        Folds {
+            input: Input::Inserted(self.1),
+            pool: None,
+            take: None,
+        }
+    }
+}
+
+impl Weighted for InsertedInput {
+    const W_RANGE: f32 = 0.5;
+    fn input_len(&self) -> u64 {
+        self.stride().small_len()
+    }
+    fn output_len(&self) -> u64 {
+        self.0.output_len()
+    }
+    fn weight_len(&self) -> u64 {
+        self.0.weight_len()
+    }
+    fn bias_len(&self) -> u64 {
+        self.0.co as u64
+    }
+    fn runs_on(&self, g: &Gpu) -> bool {
+        g.kernels == KernelSet::Cpu
+    }
+    fn ref_forward(&self, relu: bool, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
+        let big = reference::stride::insert(&self.stride(), x);
+        reference::conv2d::forward(&self.0, relu, &big, w, b)
+    }
+    fn ref_backward_input(&self, dy: &[f32], w: &[f32]) -> Vec<f32> {
+        let dbig = reference::conv2d::backward_input(&self.0, dy, w);
+        reference::stride::take(&self.stride(), &dbig)
+    }
+    fn ref_backward_weight(&self, x: &[f32], dy: &[f32]) -> Vec<f32> {
+        let big = reference::stride::insert(&self.stride(), x);
+        reference::conv2d::backward_weight(&self.0, &big, dy)
+    }
+    fn ref_backward_bias(&self, dy: &[f32]) -> Vec<f32> {
+        reference::conv2d::backward_bias(&self.0, dy)
+    }
+    fn forward(
+        &self,
+        g: &Gpu,
+        relu: bool,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        y: &Tensor,
+    ) -> Result<Vec<Dispatch>> {
+        conv2d::forward(g, "t", &self.0, &self.folds(), relu, x, w, b, y)
+    }
+    fn backward_input(
+        &self,
+        g: &Gpu,
+        go: &GradOut,
+        w: &Tensor,
+        dx: &Tensor,
+    ) -> Result<Vec<Dispatch>> {
+        conv2d::backward_input(g, "t", &self.0, &self.folds(), go, w, dx)
+    }
+    fn backward_weight(
+        &self,
+        g: &Gpu,
+        go: &GradOut,
+        x: &Tensor,
+        dw: &Tensor,
+    ) -> Result<Vec<Dispatch>> {
+        let (s, f) = (&self.0, &self.folds());
+        conv2d::backward_weight(g, "t", s, f, go, x, &partials(g, s, f)?, dw)
+    }
+    fn backward_bias(&self, g: &Gpu, go: &GradOut, db: &Tensor) -> Result<Vec<Dispatch>> {
+        Ok(vec![conv2d::backward_bias(
+            g,
+            "t",
+            &self.0,
+            &Folds::default(),
+            go,
+            db,
+        )?])
+    }
+    fn backward_params(
+        &self,
+        g: &Gpu,
+        go: &GradOut,
+        x: &Tensor,
+        dw: &Tensor,
+        db: &Tensor,
+    ) -> Result<Vec<Dispatch>> {
+        let (s, f) = (&self.0, &self.folds());
+        conv2d::backward_params(g, "t", s, f, go, x, &partials(g, s, f)?, dw, db)
+    }
+}
+
+/// Inserted inputs: keras.io's Conv2DTranspose layers (7x7 and 14x14 x 32 -> 32, batch 2),
+/// the seed's conv model rebuilt with transposed layers (4 -> 8 and 8 -> 16 with 8 -> 8 and
+/// 8 -> 16 channels), odd sizes, channel counts that are not multiples of 4 (scalar loads
+/// and stores), two groups on either side, an offset of 0, and a weight-gradient walk of
+/// several chunks with a partial one (batch 3 on 14x14: 588 pixels of x, three chunks of 256).
+fn inserted_shapes() -> Vec<InsertedInput> {
+    let s = |n, h, w, ci, co, oy, ox| {
+        InsertedInput(
+            Conv2dShape {
+                k: 3,
+                n,
+                h: 2 * h,
+                w: 2 * w,
+                ci,
+                co,
+                padding: Padding::Same,
+            },
+            Strided { h, w, oy, ox },
+        )
+    };
+    vec![
+        s(2, 7, 7, 32, 32, 1, 1),
+        s(2, 14, 14, 32, 32, 1, 1),
+        s(2, 4, 4, 8, 8, 1, 1),
+        s(2, 8, 8, 8, 16, 1, 1),
+        s(3, 3, 5, 5, 6, 1, 1),
+        s(2, 5, 3, 2, 4, 1, 1),
+        s(2, 3, 4, 20, 18, 1, 1),
+        s(2, 4, 3, 7, 20, 0, 1),
+        s(2, 3, 3, 6, 5, 0, 0),
+        s(3, 14, 14, 16, 8, 1, 1),
+    ]
+}
+
+#[test]
+fn conv2d_inserted_input_forward_matches_reference() {
+    weighted::forward(&inserted_shapes(), 1500, TOL);
+}
+
+#[test]
+fn conv2d_inserted_input_backward_input_matches_reference() {
+    weighted::backward_input(&inserted_shapes(), 1600, TOL);
+}
+
+#[test]
+fn conv2d_inserted_input_backward_params_matches_reference() {
+    weighted::backward_params(&inserted_shapes(), 1700, TOL);
+}
+
+#[test]
+fn conv2d_inserted_input_backward_weight_matches_reference() {
+    weighted::backward_weight(&inserted_shapes(), 1800, TOL);
+}
+
+/// A convolution that keeps every other output ([`Folds::take`], a Keras Conv2D with strides
+/// 2): `self.0` is the stride-1 convolution's shape, `self.1` the kept outputs. The reference
+/// is the two layers' references in turn (backward: the take's gradient, an insertion, then
+/// the convolution's). The CPU set's kernels only.
+#[derive(Clone, Copy, Debug)]
+struct TakenOutput(Conv2dShape, Strided);
+
+impl TakenOutput {
+    fn stride(&self) -> StrideShape {
+        let (s, t) = (&self.0, &self.1);
+        let (hb, wb) = s.out_hw();
+        StrideShape {
+            n: s.n,
+            h: t.h,
+            w: t.w,
+            c: s.co,
+            hb,
+            wb,
+            oy: t.oy,
+            ox: t.ox,
+        }
+    }
+    fn folds(&self) -> Folds<'static> {
+        Folds {
+            take: Some(self.1),
+            ..Default::default()
+        }
+    }
+}
+
+impl Weighted for TakenOutput {
+    const W_RANGE: f32 = 0.5;
+    fn input_len(&self) -> u64 {
+        self.0.input_len()
+    }
+    fn output_len(&self) -> u64 {
+        self.stride().small_len()
+    }
+    fn weight_len(&self) -> u64 {
+        self.0.weight_len()
+    }
+    fn bias_len(&self) -> u64 {
+        self.0.co as u64
+    }
+    fn runs_on(&self, g: &Gpu) -> bool {
+        g.kernels == KernelSet::Cpu
+    }
+    fn ref_forward(&self, relu: bool, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
+        let full = reference::conv2d::forward(&self.0, relu, x, w, b);
+        reference::stride::take(&self.stride(), &full)
+    }
+    fn ref_backward_input(&self, dy: &[f32], w: &[f32]) -> Vec<f32> {
+        let dfull = reference::stride::insert(&self.stride(), dy);
+        reference::conv2d::backward_input(&self.0, &dfull, w)
+    }
+    fn ref_backward_weight(&self, x: &[f32], dy: &[f32]) -> Vec<f32> {
+        let dfull = reference::stride::insert(&self.stride(), dy);
+        reference::conv2d::backward_weight(&self.0, x, &dfull)
+    }
+    fn ref_backward_bias(&self, dy: &[f32]) -> Vec<f32> {
+        let dfull = reference::stride::insert(&self.stride(), dy);
+        reference::conv2d::backward_bias(&self.0, &dfull)
+    }
+    fn forward(
+        &self,
+        g: &Gpu,
+        relu: bool,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        y: &Tensor,
+    ) -> Result<Vec<Dispatch>> {
+        conv2d::forward(g, "t", &self.0, &self.folds(), relu, x, w, b, y)
+    }
+    fn backward_input(
+        &self,
+        g: &Gpu,
+        go: &GradOut,
+        w: &Tensor,
+        dx: &Tensor,
+    ) -> Result<Vec<Dispatch>> {
+        conv2d::backward_input(g, "t", &self.0, &self.folds(), go, w, dx)
+    }
+    fn backward_weight(
+        &self,
+        g: &Gpu,
+        go: &GradOut,
+        x: &Tensor,
+        dw: &Tensor,
+    ) -> Result<Vec<Dispatch>> {
+        let (s, f) = (&self.0, &self.folds());
+        conv2d::backward_weight(g, "t", s, f, go, x, &partials(g, s, f)?, dw)
+    }
+    fn backward_bias(&self, _: &Gpu, _: &GradOut, _: &Tensor) -> Result<Vec<Dispatch>> {
+        // The bias gradient's own kernel reads a full output's gradient: the kept outputs'
+        // is the fused pass's (backward_params), tested there.
+        Err(Error::Shape {
+            op: "test",
+            detail: "no separate bias kernel for kept outputs".into(),
+        })
+    }
+    fn backward_params(
+        &self,
+        g: &Gpu,
+        go: &GradOut,
+        x: &Tensor,
+        dw: &Tensor,
+        db: &Tensor,
+    ) -> Result<Vec<Dispatch>> {
+        let (s, f) = (&self.0, &self.folds());
+        conv2d::backward_params(g, "t", s, f, go, x, &partials(g, s, f)?, dw, db)
+    }
+}
+
+/// Kept outputs: the strided Conv2D layers of `conv_strided.json` (28x28x1 -> 16 kept at
+/// 14x14 from offset 1, its thin weight gradient; 14x14x16 -> 8 at 7x7 from 1; 7x7x8 -> 8 at
+/// 4x4 from 0), odd sizes, 'valid', offsets that differ per axis, channel counts that are not
+/// multiples of 4, two groups on either side, and weight-gradient walks of several chunks
+/// (batch 8: 392 kept pixels at 7x7, 1568 at 14x14).
+fn taken_shapes() -> Vec<TakenOutput> {
+    let s = |n, h, w, ci, co, padding, th, tw, oy, ox| {
+        TakenOutput(
+            Conv2dShape {
+                k: 3,
+                n,
+                h,
+                w,
+                ci,
+                co,
+                padding,
+            },
+            Strided {
+                h: th,
+                w: tw,
+                oy,
+                ox,
+            },
+        )
+    };
+    let (same, valid) = (Padding::Same, Padding::Valid);
+    vec![
+        s(2, 28, 28, 1, 16, same, 14, 14, 1, 1),
+        s(2, 14, 14, 16, 8, same, 7, 7, 1, 1),
+        s(2, 7, 7, 8, 8, same, 4, 4, 0, 0),
+        s(3, 9, 7, 5, 6, valid, 4, 3, 0, 0),
+        s(2, 6, 5, 20, 18, same, 3, 2, 1, 0),
+        s(2, 5, 6, 2, 20, same, 2, 3, 1, 0),
+        s(2, 7, 5, 7, 4, same, 3, 3, 1, 0),
+        s(8, 14, 14, 16, 8, same, 7, 7, 1, 1),
+        s(8, 28, 28, 1, 16, same, 14, 14, 1, 1),
+    ]
+}
+
+#[test]
+fn conv2d_taken_output_forward_matches_reference() {
+    weighted::forward(&taken_shapes(), 1900, TOL);
+}
+
+#[test]
+fn conv2d_taken_output_backward_input_matches_reference() {
+    weighted::backward_input(&taken_shapes(), 2000, TOL);
+}
+
+#[test]
+fn conv2d_taken_output_backward_params_matches_reference() {
+    weighted::backward_params(&taken_shapes(), 2100, TOL);
+}
+
+#[test]
+fn conv2d_taken_output_backward_weight_matches_reference() {
+    weighted::backward_weight(&taken_shapes(), 2200, TOL);
+}
+
+/// The GPU set has no kernel that reads an inserted input or keeps every other output, nor
+/// has the CPU set for shapes outside `takes_inserted` and `takes_taken`: each is refused as
+/// a shape error, never run as something else.
+#[test]
+fn conv2d_strided_maps_are_refused_where_no_kernel_takes_them() {
+    let fits = inserted_shapes()[0];
+    let one_output = InsertedInput(Conv2dShape { co: 1, ..fits.0 }, fits.1);
+    let kept = taken_shapes()[1];
+    let kept_one = TakenOutput(Conv2dShape { co: 1, ..kept.0 }, kept.1);
+    each_gpu(|g, config| {
+        let runs = |co: u32| g.kernels == KernelSet::Cpu && co >= 4;
+        for case in [fits, one_output].into_iter().filter(|c| !runs(c.0.co)) {
+            expect_refused(g, config, case);
+        }
+        for case in [kept, kept_one].into_iter().filter(|c| !runs(c.0.co)) {
+            expect_refused(g, config, case);
+        }
+    });
+}
+
+/// Fails unless `case`'s forward is refused on `g` as a shape error naming the strided map.
+fn expect_refused<S: Weighted>(g: &Gpu, config: &str, case: S) {
+    let x = g.tensor("x", case.input_len()).or_fail(config);
+    let w = g.tensor("w", case.weight_len()).or_fail(config);
+    let b = g.tensor("b", case.bias_len()).or_fail(config);
+    let y = g.tensor("y", case.output_len()).or_fail(config);
+    match case.forward(g, false, &x, &w, &b, &y) {
+        Err(Error::Shape { op, detail }) => assert!(
+            op == "conv2d" && detail.contains("an inserted input or kept outputs"),
+            "{config}: {op}: {detail}"
+        ),
+        Err(e) => panic!("{config}: refused, but not as a shape error: {e}"),
+        Ok(_) => panic!("{config}: {case:?} ran on the {} set", g.kernels),
+    }
 }
 
 /// A convolution with the layers folded around it: a 2x upsampling before it (`up`), a 2x2
@@ -621,7 +988,7 @@ fn conv2d_folds_are_the_layers_one_by_one_bit_for_bit() {
                 d.push(upsample::forward(g, "t", &up, &x, &x_up).or_fail(&what));
             }
             let fwd = conv2d::forward(g, "t", &s, &plain, relu, conv_x, &w, &b, conv_y);
-            d.push(fwd.or_fail(&what));
+            d.extend(fwd.or_fail(&what));
             if let Some(p) = &pool_shape {
                 d.push(pool::forward(g, "t", p, &y_conv, &y0, &win0).or_fail(&what));
                 d.push(pool::backward(g, "t", p, &win0, &dy, &dy_conv).or_fail(&what));
@@ -657,9 +1024,10 @@ fn conv2d_folds_are_the_layers_one_by_one_bit_for_bit() {
                         padding,
                         winner: &win1,
                     }),
+                    take: None,
                 };
                 let forward = conv2d::forward(g, "t", &s, &folds, relu, &x, &w, &b, &y1);
-                let mut d = vec![forward.or_fail(&what)];
+                let mut d = forward.or_fail(&what);
                 let go = GradOut {
                     dy: &dy,
                     relu_output: relu.then_some(&y1),
@@ -1077,6 +1445,7 @@ fn conv2d_tiled_weight_partials_are_the_per_row_kernel_bit_for_bit() {
                         padding,
                         winner: &winner,
                     }),
+                    take: None,
                 };
                 let go = GradOut {
                     dy: &dy,
@@ -1219,14 +1588,14 @@ fn conv2d_vec4_variant_binds_tensors_shorter_than_a_vec4() {
             let folds = Folds {
                 input: Input::Direct,
                 pool: None,
+                take: None,
             };
             let go = GradOut {
                 dy: &dy,
                 relu_output: None,
             };
             let p = partials(g, &s, &folds).or_fail(&what);
-            let mut d =
-                vec![conv2d::forward(g, "t", &s, &folds, false, &x, &w, &b, &y).or_fail(&what)];
+            let mut d = conv2d::forward(g, "t", &s, &folds, false, &x, &w, &b, &y).or_fail(&what);
             d.extend(conv2d::backward_input(g, "t", &s, &folds, &go, &w, &dx).or_fail(&what));
             d.push(
                 conv2d::backward_pair(g, "t", &s, &folds, &go, &x, &w, &p, &dx_pair).or_fail(&what),
@@ -1304,10 +1673,12 @@ fn conv2d_narrow_groups_and_vec4_loads_give_the_plain_forward_bit_for_bit() {
                         padding,
                         winner: &winner,
                     }),
+                    take: None,
                 };
                 let d = conv2d::forward(g, "t", &s, &folds, relu, &x, &w, &b, &y).or_fail(&what);
-                let spread = spreads_window(&d);
-                wgsl_autoencoder::ops::run(g, &[d]).or_fail(&what);
+                assert_eq!(d.len(), 1, "{what}: the GPU set's forward is one dispatch");
+                let spread = spreads_window(&d[0]);
+                wgsl_autoencoder::ops::run(g, &d).or_fail(&what);
                 (
                     g.read::<u32>(&y).or_fail(&what),
                     g.read::<u32>(&winner).or_fail(&what),

@@ -17,6 +17,11 @@ pub trait Weighted: Copy + Debug {
     fn output_len(&self) -> u64;
     fn weight_len(&self) -> u64;
     fn bias_len(&self) -> u64;
+    /// Whether `g`'s kernel set runs this shape (a shape only one set's kernels take is
+    /// tested there, and its refusal elsewhere by its own test).
+    fn runs_on(&self, _g: &Gpu) -> bool {
+        true
+    }
 
     fn ref_forward(&self, relu: bool, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32>;
     fn ref_backward_input(&self, dy: &[f32], w: &[f32]) -> Vec<f32>;
@@ -91,14 +96,20 @@ fn masked<S: Weighted>(c: &Case<S>, relu: bool) -> (Vec<f32>, Option<Vec<f32>>) 
 /// Runs `body` on every configuration (adapter and limit set), every shape, with and without
 /// ReLU, on a fresh case seeded from `seed`; `what` names all three.
 fn each<S: Weighted>(shapes: &[S], seed: u64, mut body: impl FnMut(&Gpu, &Case<S>, bool, &str)) {
+    let mut ran = 0;
     each_kernel_set(|g, config| {
         for (k, s) in shapes.iter().enumerate() {
+            if !s.runs_on(g) {
+                continue;
+            }
+            ran += 1;
             for relu in [false, true] {
                 let c = case(*s, seed + k as u64);
                 body(g, &c, relu, &format!("{config}: {s:?} relu={relu}"));
             }
         }
     });
+    assert!(ran > 0, "no configuration ran any of {shapes:?}");
 }
 
 /// [`each`] for a backward direction: the body gets the upstream gradient on the GPU (`dy`

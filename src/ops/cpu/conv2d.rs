@@ -3,9 +3,9 @@
 //! channels a side ([`takes`]), [`GROUP`] of them per invocation; `ops::conv2d` runs the GPU
 //! set's kernels for other shapes.
 use crate::gpu::{Cost, Dispatch, Gpu, Tensor};
-use crate::ops::conv2d::{weight_gradient_kernels, GradOut, Params};
+use crate::ops::conv2d::{weight_gradient_kernels, GradOut, Params, Strided};
 use crate::ops::{build, Launch, Shader};
-use crate::shapes::Conv2dShape;
+use crate::shapes::{Conv2dShape, Padding};
 use crate::Result;
 
 /// Invocations per workgroup: the shader's CPU_WG. Large, so that each workgroup's copy of
@@ -32,6 +32,37 @@ pub fn takes(s: &Conv2dShape) -> bool {
     s.k == 3 && s.ci <= MAXC && s.co <= MAXC
 }
 
+/// Whether these kernels take `s` reading an inserted input `i` ([`Input::Inserted`]): the
+/// shapes [`takes`] names, 'same', with more than one input channel (the weight gradient's
+/// `backward_params_inserted` has no thin form), at least 4 output channels (the forward's
+/// one-invocation-per-pixel form) and an output twice the small side's size (four of the
+/// weight gradient's taps then tile it, which the bias gradient needs).
+pub fn takes_inserted(s: &Conv2dShape, i: &Strided) -> bool {
+    takes(s)
+        && s.padding == Padding::Same
+        && s.ci > 1
+        && s.co >= 4
+        && s.out_hw() == (2 * i.h, 2 * i.w)
+}
+
+/// Whether these kernels take `s` keeping the outputs `t` names (`Folds::take`): the shapes
+/// [`takes`] names with at least 4 output channels (the forward's one-invocation-per-pixel
+/// form; the weight gradient's thin form then walks outputs, as the take needs).
+pub fn takes_taken(s: &Conv2dShape, _t: &Strided) -> bool {
+    takes(s) && s.co >= 4
+}
+
+/// The stride-2 index map a layer's kernels take over (`ops::conv2d::Input::Inserted`,
+/// `Folds::take`), if any.
+#[derive(Clone, Copy, Debug)]
+pub enum StridedFold {
+    None,
+    /// The input through a zero insertion: the shader's INS.
+    Insert(Strided),
+    /// Every other output kept: the shader's TAKE.
+    Take(Strided),
+}
+
 /// Groups of GROUP channels a side of `channels` splits into.
 fn groups_of(channels: u32) -> u32 {
     channels.div_ceil(GROUP)
@@ -49,37 +80,49 @@ fn thin(s: &Conv2dShape) -> bool {
     s.ci == 1 || s.co == 1
 }
 
-/// Chunks of CHUNK pixels the weight gradient walks: output pixels, or for the thin kernel
-/// with one output channel, input pixels.
-fn chunks(s: &Conv2dShape) -> u64 {
-    let walked = if s.ci != 1 && s.co == 1 {
-        s.input_len() / s.ci as u64
-    } else {
-        s.output_len() / s.co as u64
+/// Pixels of the small side `t` of a stride-2 map, in the batch.
+fn small_pixels(s: &Conv2dShape, t: &Strided) -> u64 {
+    s.n as u64 * t.h as u64 * t.w as u64
+}
+
+/// Chunks of CHUNK pixels the weight gradient walks: output pixels (under a take the kept
+/// ones), or for the thin kernel with one output channel, input pixels, or for an inserted
+/// input, the small side's pixels.
+fn chunks(s: &Conv2dShape, fold: &StridedFold) -> u64 {
+    let walked = match fold {
+        StridedFold::Insert(t) | StridedFold::Take(t) => small_pixels(s, t),
+        StridedFold::None if s.ci != 1 && s.co == 1 => s.input_len() / s.ci as u64,
+        StridedFold::None => s.output_len() / s.co as u64,
     };
     walked.div_ceil(CHUNK)
 }
 
-/// One chunk's partial sums: every weight, then the bias, padded to whole vec4s.
-fn rows4(s: &Conv2dShape) -> u64 {
-    (s.weight_len() + s.co as u64).div_ceil(4)
+/// One chunk's partial sums: every weight, then the bias, padded to whole vec4s; under an
+/// inserted input, four rows of the bias (`backward_params_inserted`'s four taps that tile
+/// the output).
+fn rows4(s: &Conv2dShape, fold: &StridedFold) -> u64 {
+    let bias_rows = match fold {
+        StridedFold::Insert(_) => 4,
+        _ => 1,
+    };
+    (s.weight_len() + bias_rows * s.co as u64).div_ceil(4)
 }
 
-pub fn partials_len(s: &Conv2dShape) -> u64 {
-    chunks(s) * rows4(s) * 4
+pub fn partials_len(s: &Conv2dShape, fold: &StridedFold) -> u64 {
+    chunks(s, fold) * rows4(s, fold) * 4
 }
 
-fn params(s: &Conv2dShape, relu: bool) -> Params {
+fn params(s: &Conv2dShape, fold: &StridedFold, relu: bool) -> Params {
     Params {
         n: s.n,
         relu: relu as u32,
-        chunks: chunks(s) as u32,
+        chunks: chunks(s, fold) as u32,
         ..bytemuck::Zeroable::zeroed()
     }
 }
 
-fn constants(s: &Conv2dShape, with_bias: bool) -> [(&'static str, f64); 8] {
-    [
+fn constants(s: &Conv2dShape, fold: &StridedFold, with_bias: bool) -> Vec<(&'static str, f64)> {
+    let mut c = vec![
         ("CI", s.ci as f64),
         ("CO", s.co as f64),
         ("H", s.h as f64),
@@ -88,7 +131,33 @@ fn constants(s: &Conv2dShape, with_bias: bool) -> [(&'static str, f64); 8] {
         ("CHUNK", CHUNK as f64),
         ("WITH_BIAS", with_bias as u32 as f64),
         ("WIDE", if s.ci == 1 { s.co } else { s.ci } as f64),
-    ]
+    ];
+    match fold {
+        StridedFold::Insert(i) => c.extend([
+            ("INS", 1.0),
+            ("XH", i.h as f64),
+            ("XW", i.w as f64),
+            ("OY", i.oy as f64),
+            ("OX", i.ox as f64),
+        ]),
+        StridedFold::Take(t) => c.extend([
+            ("TAKE", 1.0),
+            ("TH", t.h as f64),
+            ("TW", t.w as f64),
+            ("TY", t.oy as f64),
+            ("TX", t.ox as f64),
+        ]),
+        StridedFold::None => {}
+    }
+    c
+}
+
+/// The four parities of a row and column: the phases of a grid split by them.
+const PHASES: [(u32, u32); 4] = [(0, 0), (0, 1), (1, 0), (1, 1)];
+
+/// Pixels of phase (py, px) of an h x w grid in a batch of n.
+fn phase_pixels(n: u32, h: u32, w: u32, (py, px): (u32, u32)) -> u64 {
+    n as u64 * (h - py).div_ceil(2) as u64 * (w - px).div_ceil(2) as u64
 }
 
 // One argument per binding of the kernel: grouping them would hide which buffer is which.
@@ -97,38 +166,93 @@ pub fn forward(
     gpu: &Gpu,
     label: &str,
     s: &Conv2dShape,
+    fold: &StridedFold,
     relu: bool,
     x: &Tensor,
     w: &Tensor,
     b: &Tensor,
     y: &Tensor,
-) -> Result<Dispatch> {
-    let p = params(s, relu);
+) -> Result<Vec<Dispatch>> {
+    let p = params(s, fold, relu);
     // A single output channel takes four neighbouring pixels per invocation; fewer than 4
-    // take every output channel in one invocation, more take a group each.
+    // take every output channel in one invocation, more take a group each: every pixel, or
+    // the kept ones under a take, or under an insertion one dispatch per output phase, each
+    // with its own taps (takes_inserted and takes_taken leave only the last form).
     let (ho, wo) = s.out_hw();
-    let (invocations, groups) = match s.co {
+    let (pixels, groups) = match s.co {
         1 => (s.n as u64 * ho as u64 * wo.div_ceil(4) as u64, 1),
         2 | 3 => (s.output_len() / s.co as u64, 1),
         _ => (s.output_len() / s.co as u64, groups_of(s.co)),
     };
-    build(
-        gpu,
-        Launch {
-            shader: Shader::CpuConv2d,
-            entry: "forward",
-            kernel: "conv2d.forward",
-            label,
-            params: bytemuck::bytes_of(&p),
-            bindings: &[(1, x), (12, x), (2, w), (3, b), (4, y)],
-            constants: &constants(s, false),
-            workgroups: per_group(gpu, "conv2d.forward", invocations, groups)?,
-            cost: Cost {
-                bytes: 4 * (s.input_len() + s.weight_len() + s.co as u64 + s.output_len()),
-                flops: 2 * s.macs(),
-            },
-        },
-    )
+    let grids: Vec<(u64, Vec<(&str, f64)>)> = match fold {
+        StridedFold::None => vec![(pixels, vec![])],
+        StridedFold::Take(t) => vec![(small_pixels(s, t), vec![])],
+        StridedFold::Insert(_) => PHASES
+            .iter()
+            .map(|&(py, px)| {
+                let phase = vec![("PY", py as f64), ("PX", px as f64)];
+                (phase_pixels(s.n, ho, wo, (py, px)), phase)
+            })
+            .collect(),
+    };
+    let share = grids.len() as u64;
+    let base = constants(s, fold, false);
+    grids
+        .into_iter()
+        .map(|(invocations, phase)| {
+            let constants = [base.clone(), phase].concat();
+            build(
+                gpu,
+                Launch {
+                    shader: Shader::CpuConv2d,
+                    entry: "forward",
+                    kernel: "conv2d.forward",
+                    label,
+                    params: bytemuck::bytes_of(&p),
+                    bindings: &[(1, x), (12, x), (2, w), (3, b), (4, y)],
+                    constants: &constants,
+                    workgroups: per_group(gpu, "conv2d.forward", invocations, groups)?,
+                    cost: Cost {
+                        bytes: 4
+                            * (input_len(s, fold)
+                                + s.weight_len()
+                                + s.co as u64
+                                + output_len(s, fold))
+                            / share,
+                        flops: 2 * macs(s, fold) / share,
+                    },
+                },
+            )
+        })
+        .collect()
+}
+
+/// Elements of x: the small side's under an insertion.
+fn input_len(s: &Conv2dShape, fold: &StridedFold) -> u64 {
+    match fold {
+        StridedFold::Insert(i) => small_pixels(s, i) * s.ci as u64,
+        _ => s.input_len(),
+    }
+}
+
+/// Elements of y: the kept outputs' under a take.
+fn output_len(s: &Conv2dShape, fold: &StridedFold) -> u64 {
+    match fold {
+        StridedFold::Take(t) => small_pixels(s, t) * s.co as u64,
+        _ => s.output_len(),
+    }
+}
+
+/// Multiply-adds the kernels run: the layer's share of the small side under a stride-2 map,
+/// whose zeros (insert: the small side is a quarter of the output) or dropped outputs (take)
+/// they skip.
+fn macs(s: &Conv2dShape, fold: &StridedFold) -> u64 {
+    match fold {
+        StridedFold::Insert(t) | StridedFold::Take(t) => {
+            s.macs() * small_pixels(s, t) / (s.output_len() / s.co as u64).max(1)
+        }
+        StridedFold::None => s.macs(),
+    }
 }
 
 /// One dispatch per group of output channels, the first writing dx, the next adding to it:
@@ -139,21 +263,37 @@ pub fn backward_input(
     gpu: &Gpu,
     label: &str,
     s: &Conv2dShape,
+    fold: &StridedFold,
     g: &GradOut<'_>,
     w: &Tensor,
     dx: &Tensor,
 ) -> Result<Vec<Dispatch>> {
     let (dy, act, relu) = g.bindings();
-    let p = params(s, relu);
-    let pixels = s.input_len() / s.ci as u64;
-    let base = constants(s, false);
+    let p = params(s, fold, relu);
+    // One invocation per pixel of x (under an insertion, the small side's), and under a take
+    // one dispatch per input phase, each with its own taps.
+    let grids: Vec<(u64, Vec<(&str, f64)>)> = match fold {
+        StridedFold::None | StridedFold::Insert(_) => {
+            vec![(input_len(s, fold) / s.ci as u64, vec![])]
+        }
+        StridedFold::Take(_) => PHASES
+            .iter()
+            .map(|&(py, px)| {
+                let phase = vec![("PY", py as f64), ("PX", px as f64)];
+                (phase_pixels(s.n, s.h, s.w, (py, px)), phase)
+            })
+            .collect(),
+    };
+    let share = grids.len() as u64;
+    let base = constants(s, fold, false);
     let groups = groups_of(s.co);
-    (0..groups)
-        .map(|og| {
-            let mut constants = base.to_vec();
+    let mut out = Vec::new();
+    for (pixels, phase) in &grids {
+        for og in 0..groups {
+            let mut constants = [base.clone(), phase.clone()].concat();
             constants.extend([("OG", og as f64), ("ADD_TO_DX", (og > 0) as u32 as f64)]);
-            let outputs = s.output_len() / groups as u64;
-            build(
+            let outputs = output_len(s, fold) / groups as u64;
+            out.push(build(
                 gpu,
                 Launch {
                     shader: Shader::CpuConv2d,
@@ -163,18 +303,19 @@ pub fn backward_input(
                     params: bytemuck::bytes_of(&p),
                     bindings: &[(2, w), (5, dy), (6, act), (13, dy), (14, act), (7, dx)],
                     constants: &constants,
-                    workgroups: per_group(gpu, "conv2d.backward_input", pixels, groups_of(s.ci))?,
+                    workgroups: per_group(gpu, "conv2d.backward_input", *pixels, groups_of(s.ci))?,
                     cost: Cost {
                         bytes: 4
-                            * (outputs * (1 + relu as u64)
+                            * (outputs * (1 + relu as u64) / share
                                 + s.weight_len() / groups as u64
-                                + s.input_len() * (1 + (og > 0) as u64)),
-                        flops: 2 * s.macs() / groups as u64,
+                                + input_len(s, fold) * (1 + (og > 0) as u64) / share),
+                        flops: 2 * macs(s, fold) / groups as u64 / share,
                     },
                 },
-            )
-        })
-        .collect()
+            )?);
+        }
+    }
+    Ok(out)
 }
 
 /// The weight gradient (and, with `db`, the bias gradient): partial sums over chunks of
@@ -186,6 +327,7 @@ pub fn backward_params(
     gpu: &Gpu,
     label: &str,
     s: &Conv2dShape,
+    fold: &StridedFold,
     g: &GradOut<'_>,
     x: &Tensor,
     partials: &Tensor,
@@ -193,20 +335,19 @@ pub fn backward_params(
     db: Option<&Tensor>,
 ) -> Result<Vec<Dispatch>> {
     let (dy, act, relu) = g.bindings();
-    let p = params(s, relu);
+    let p = params(s, fold, relu);
     // `partials` holds exactly partials_len(s) (ops::conv2d checked it).
     let used = partials.len;
-    let constants = constants(s, db.is_some());
+    let constants = constants(s, fold, db.is_some());
     let (kernel, reduce_kernel) = weight_gradient_kernels(db.is_some());
     // One invocation per chunk and tap for each pair of channel groups, or per chunk with
     // every tap for each group of the wide side (thin).
-    let (entry, invocations, groups) = match thin(s) {
-        true => ("backward_params_thin", chunks(s), groups_of(s.ci.max(s.co))),
-        false => (
-            "backward_params_partial",
-            chunks(s) * 9,
-            groups_of(s.ci) * groups_of(s.co),
-        ),
+    let pairs = groups_of(s.ci) * groups_of(s.co);
+    let chunks = chunks(s, fold);
+    let (entry, invocations, groups) = match (fold, thin(s)) {
+        (StridedFold::Insert(_), _) => ("backward_params_inserted", chunks * 9, pairs),
+        (_, true) => ("backward_params_thin", chunks, groups_of(s.ci.max(s.co))),
+        (_, false) => ("backward_params_partial", chunks * 9, pairs),
     };
     let partial = build(
         gpu,
@@ -228,11 +369,15 @@ pub fn backward_params(
             constants: &constants,
             workgroups: per_group(gpu, kernel, invocations, groups)?,
             cost: Cost {
-                bytes: 4 * (s.output_len() * (1 + relu as u64) + s.input_len() + used),
-                flops: 2 * s.macs() + s.output_len(),
+                bytes: 4 * (output_len(s, fold) * (1 + relu as u64) + input_len(s, fold) + used),
+                flops: 2 * macs(s, fold) + output_len(s, fold) / s.co as u64,
             },
         },
     )?;
+    let extra_bias = match (fold, db) {
+        (StridedFold::Insert(_), Some(_)) => s.co as u64,
+        _ => 0,
+    };
     // Without a bias gradient the reduce never writes db: alias dw.
     let db = db.unwrap_or(dw);
     let reduce = build(
@@ -245,7 +390,8 @@ pub fn backward_params(
             params: bytemuck::bytes_of(&p),
             bindings: &[(9, partials), (10, dw), (11, db)],
             constants: &constants,
-            workgroups: gpu.grid_of(reduce_kernel, rows4(s), CPU_WG)?,
+            // Under an inserted input, one more invocation per bias (it adds four rows).
+            workgroups: gpu.grid_of(reduce_kernel, rows4(s, fold) + extra_bias, CPU_WG)?,
             cost: Cost {
                 bytes: 4 * (used + s.weight_len() + s.co as u64),
                 flops: used,
