@@ -42,8 +42,9 @@ override WO: u32 = W + 2u * PAD - 2u;
 override CHUNK: u32 = 256u;  // output pixels per weight-gradient partial sum
 // Whether the reduce writes the bias gradient (backward_params) or only the weights.
 override WITH_BIAS: bool = true;
-// Rows of one chunk's partial sums: every weight, then the bias, padded to whole vec4s.
-override ROWS4: u32 = (9u * CI * CO + CO + 3u) / 4u;
+// Rows of one chunk's partial sums: every weight, then the bias (under INS, BIAS_ROWS
+// rows of it: backward_params_inserted), padded to whole vec4s.
+override ROWS4: u32 = (9u * CI * CO + BIAS_ROWS * CO + 3u) / 4u;
 
 // INS: the layer reads its input through a zero insertion (a Keras Conv2DTranspose with
 // strides 2, ops::conv2d::Input::Inserted): x is the small XH x XW tensor, and the H x W
@@ -658,7 +659,6 @@ fn backward_params_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
 // whose output is twice x's size). Each of the four sums the gradient it loads anyway into a
 // bias row of its own, BIAS_ROWS of them after the weights, which the reduce adds.
 override BIAS_ROWS: u32 = select(1u, 4u, INS);
-override ROWS4_INS: u32 = (9u * CI * CO + BIAS_ROWS * CO + 3u) / 4u;
 
 @compute @workgroup_size(CPU_WG)
 fn backward_params_inserted(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
@@ -698,7 +698,7 @@ fn backward_params_inserted(@builtin(workgroup_id) wid: vec3<u32>, @builtin(loca
         if (GCI > 12u) { bw_block(3u, x4_at(rc, j0 + 3u, 1.0), g.a0, g.a1, g.a2, g.a3, &acc); }
     }
     if (id < total) {
-        let at = chunk * ROWS4_INS * 4u;
+        let at = chunk * ROWS4 * 4u;
         bw_store_row(at, k, cg, og, 0u, &acc);
         if (GCI > 4u) { bw_store_row(at, k, cg, og, 1u, &acc); }
         if (GCI > 8u) { bw_store_row(at, k, cg, og, 2u, &acc); }
@@ -907,14 +907,13 @@ fn backward_params_thin(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_in
 fn backward_params_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                           @builtin(num_workgroups) nwg: vec3<u32>) {
     let id = flat_cpu(wid, lid, nwg);
-    let rows4 = select(ROWS4, ROWS4_INS, INS);
-    let q = min(id, rows4 - 1u);
+    let q = min(id, ROWS4 - 1u);
     var acc = vec4<f32>(0.0);
     for (var c = 0u; c < p.chunks; c++) {
-        acc += partial_in[c * rows4 + q];
+        acc += partial_in[c * ROWS4 + q];
     }
     let weights = 9u * CI * CO;
-    if (id < rows4) {
+    if (id < ROWS4) {
         for (var l = 0u; l < 4u; l++) {
             let i = 4u * q + l;
             if (i < weights) {
@@ -923,14 +922,14 @@ fn backward_params_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_
                 db[i - weights] = acc[l];
             }
         }
-    } else if (INS && WITH_BIAS && id - rows4 < CO) {
-        let o = id - rows4;
+    } else if (INS && WITH_BIAS && id - ROWS4 < CO) {
+        let o = id - ROWS4;
         var sum = 0.0;
         for (var c = 0u; c < p.chunks; c++) {
             var chunk_sum = 0.0;
             for (var row = 0u; row < BIAS_ROWS; row++) {
                 let i = weights + row * CO + o;
-                chunk_sum += partial_in[c * rows4 + i / 4u][i % 4u];
+                chunk_sum += partial_in[c * ROWS4 + i / 4u][i % 4u];
             }
             sum += chunk_sum;
         }
