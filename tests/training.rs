@@ -1849,6 +1849,108 @@ fn one_training_step_with_folds_on_the_cpu_set_matches_reference() {
     }
 }
 
+/// A Sequential of the given layers after a 28x28x1 input, written to a temporary file: the
+/// file and its model choice.
+fn keras_sequential(
+    name: &str,
+    layers: Vec<serde_json::Value>,
+) -> (tempfile::TempDir, ModelChoice) {
+    let input = keras_layer(
+        "InputLayer",
+        serde_json::json!({"name": "in", "batch_shape": [null, 28, 28, 1]}),
+    );
+    let all: Vec<serde_json::Value> = std::iter::once(input).chain(layers).collect();
+    let model =
+        serde_json::json!({"class_name": "Sequential", "config": {"name": name, "layers": all}});
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(format!("{name}.json"));
+    std::fs::write(&path, model.to_string()).unwrap();
+    let choice = ModelChoice::from_arg(path.to_str().unwrap()).unwrap();
+    (dir, choice)
+}
+
+fn keras_layer(class: &str, config: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"module": "keras.layers", "class_name": class, "config": config})
+}
+
+/// A 3x3 Conv2D or Conv2DTranspose ('same', ReLU unless `act` says otherwise).
+fn keras_conv(class: &str, name: &str, filters: u32, strides: u32, act: &str) -> serde_json::Value {
+    keras_layer(
+        class,
+        serde_json::json!({"name": name, "filters": filters, "kernel_size": [3, 3],
+            "strides": [strides, strides], "padding": "same", "activation": act}),
+    )
+}
+
+fn keras_pool(name: &str) -> serde_json::Value {
+    keras_layer(
+        "MaxPooling2D",
+        serde_json::json!({"name": name, "pool_size": [2, 2], "padding": "same"}),
+    )
+}
+
+/// The CPU set's strided maps inside the convolutions, where they meet what the shipped
+/// files do not (from a review): a transposed layer on a 4x4 code whose inserted-input weight
+/// gradient (four bias rows) outgrows every other layout of every layer at batch 2 (9,344
+/// floats against its GPU-set layout's 9,248), so the scratch must be sized for it; and, with every fold forced (`--folds all`), a transposed
+/// layer followed by a max pool and an upsampling followed by a strided Conv2D, where the
+/// strided map keeps its fold and the pool or upsampling runs as a layer of its own. One step
+/// of each against the reference.
+#[test]
+fn strided_maps_on_the_cpu_set_meet_small_batches_and_other_folds() {
+    let (_small, small) = keras_sequential(
+        "small_code",
+        vec![
+            keras_pool("p1"),
+            keras_pool("p2"),
+            keras_pool("p3"),
+            keras_conv("Conv2D", "c1", 32, 1, "relu"),
+            keras_conv("Conv2DTranspose", "t1", 32, 2, "relu"),
+            keras_conv("Conv2DTranspose", "t2", 1, 2, "relu"),
+            keras_layer(
+                "UpSampling2D",
+                serde_json::json!({"name": "up", "size": [2, 2]}),
+            ),
+            keras_layer(
+                "Conv2D",
+                serde_json::json!({"name": "c2", "filters": 1, "kernel_size": [3, 3], "padding": "valid", "activation": "relu"}),
+            ),
+            keras_layer(
+                "Conv2D",
+                serde_json::json!({"name": "c3", "filters": 1, "kernel_size": [3, 3], "padding": "valid", "activation": "sigmoid"}),
+            ),
+        ],
+    );
+    one_step_on(common::gpu_with(KernelSet::Cpu), small, 2, 0.0, TOL_GRAD);
+    let (_pooled, pooled) = keras_sequential(
+        "transpose_then_pool",
+        vec![
+            keras_conv("Conv2D", "c1", 8, 1, "relu"),
+            keras_conv("Conv2DTranspose", "t1", 8, 2, "relu"),
+            keras_pool("p1"),
+            keras_conv("Conv2D", "c2", 1, 1, "sigmoid"),
+        ],
+    );
+    let (_upsampled, upsampled) = keras_sequential(
+        "upsample_then_stride",
+        vec![
+            keras_conv("Conv2D", "c1", 8, 1, "relu"),
+            keras_layer(
+                "UpSampling2D",
+                serde_json::json!({"name": "up", "size": [2, 2]}),
+            ),
+            keras_conv("Conv2D", "s1", 8, 2, "relu"),
+            keras_conv("Conv2D", "c2", 1, 1, "sigmoid"),
+        ],
+    );
+    let choice = DeviceChoice::new(common::adapter_choice(), KernelChoice::Set(KernelSet::Cpu))
+        .with_folds(FoldChoice::Set(FoldSet::ALL));
+    let g = common::open_poisoned(&choice);
+    for m in [pooled, upsampled] {
+        one_step_on(&g, m, 3, 0.0, TOL_GRAD);
+    }
+}
+
 /// Two Trainers, same seed and data: the same epoch losses and final state, bit for bit
 /// (DESIGN.md §3: tree reductions, no float atomics).
 #[test]

@@ -54,6 +54,12 @@ override ROWS4: u32 = (9u * CI * CO + BIAS_ROWS * CO + 3u) / 4u;
 // and fold away (9 taps become 4, 2, 2 and 1); the input gradient is computed at the
 // inserted pixels only; and the weight gradient walks x's pixels, not the outputs.
 override INS: bool = false;
+// UP = 2: the layer reads its input through a Keras UpSampling2D(2) in front of it
+// (ops::conv2d::Input::Upsampled2x): x is the XH x XW = H/2 x W/2 tensor and the input pixel
+// (iy, ix) is x's (iy/2, ix/2); the input gradient is x's, each pixel the sum of its 2x2
+// block's. The upsampling runs no dispatch, and its 4x copy is never written or read.
+override UP: u32 = 1u;
+// x's height and width: the small side under INS, H / UP otherwise (set by the launcher).
 override XH: u32 = H;
 override XW: u32 = W;
 override OY: u32 = 0u;
@@ -139,6 +145,12 @@ fn inside_at(v: i32, size: u32) -> f32 {
     return select(0.0, 1.0, v >= 0 && v < i32(size));
 }
 
+// x's pixel under input pixel (iy, ix) of image b (inside H x W: clamped by the caller),
+// through the upsampling when UP = 2 (the divisions fold away otherwise).
+fn x_pixel(b: u32, iy: u32, ix: u32) -> u32 {
+    return (b * XH + iy / UP) * XW + ix / UP;
+}
+
 // Channels of group g of a side with `channels` (never wraps below zero).
 fn group_len(channels: u32, g: u32) -> u32 {
     return min(max(channels, GROUP * g), GROUP * (g + 1u)) - GROUP * g;
@@ -192,7 +204,7 @@ fn fwd_narrow_tap(k: u32, b: u32, oy: i32, ox: i32, acc: ptr<function, Acc4>) {
     let iy = oy + i32(k / 3u) - i32(PAD);
     let ix = ox + i32(k % 3u) - i32(PAD);
     let keep = inside_at(iy, H) * inside_at(ix, W);
-    let pix = (b * H + tap_at(iy, H)) * W + tap_at(ix, W);
+    let pix = x_pixel(b, tap_at(iy, H), tap_at(ix, W));
     let ci4 = (CI + 3u) / 4u;
     for (var j = 0u; j < ci4; j++) {
         let xq = x4_at(pix, j, keep);
@@ -226,7 +238,7 @@ fn fwd_single_col(ky: u32, col: u32, b: u32, oy: i32, ox0: i32, acc: ptr<functio
     let iy = oy + i32(ky) - i32(PAD);
     let ix = ox0 + i32(col) - i32(PAD);
     let keep = inside_at(iy, H) * inside_at(ix, W);
-    let pix = (b * H + tap_at(iy, H)) * W + tap_at(ix, W);
+    let pix = x_pixel(b, tap_at(iy, H), tap_at(ix, W));
     let ci4 = (CI + 3u) / 4u;
     for (var j = 0u; j < ci4; j++) {
         let xq = x4_at(pix, j, keep);
@@ -286,7 +298,7 @@ fn fwd_source(k: u32, b: u32, oy: i32, ox: i32) -> Source {
         return Source((b * XH + tap_at(sy, XH)) * XW + tap_at(sx, XW), keep);
     }
     let keep = inside_at(iy, H) * inside_at(ix, W);
-    return Source((b * H + tap_at(iy, H)) * W + tap_at(ix, W), keep);
+    return Source(x_pixel(b, tap_at(iy, H), tap_at(ix, W)), keep);
 }
 
 // Whether tap k of the phase's outputs lands on an inserted pixel rather than a zero: a
@@ -477,6 +489,11 @@ fn bin_tap(k: u32, og: u32, b: u32, iy: i32, ix: i32, acc: ptr<function, Acc4>) 
 // Output group og's share of every tap, with its kernel slice for input group cg.
 fn bin_group(lid: u32, cg: u32, og: u32, b: u32, iy: i32, ix: i32, acc: ptr<function, Acc4>) {
     load_weights4_t(lid, GROUP * cg, GCI4, GROUP * og, GCO);
+    bin_taps(og, b, iy, ix, acc);
+}
+
+// Every tap of input pixel (b, iy, ix) with the loaded slice.
+fn bin_taps(og: u32, b: u32, iy: i32, ix: i32, acc: ptr<function, Acc4>) {
     bin_tap(0u, og, b, iy, ix, acc);
     bin_tap(1u, og, b, iy, ix, acc);
     bin_tap(2u, og, b, iy, ix, acc);
@@ -517,11 +534,17 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     let sx = q % BW;
     let sy = (q / BW) % BH;
     let b = q / (BW * BH);
-    let ix = select(spread(sx, INS, OX), spread(sx, true, PX), TAKE);
-    let iy = select(spread(sy, INS, OY), spread(sy, true, PY), TAKE);
+    let ix = select(spread(sx, INS, OX), spread(sx, true, PX), TAKE) * i32(UP);
+    let iy = select(spread(sy, INS, OY), spread(sy, true, PY), TAKE) * i32(UP);
     let pix = select(q, (b * H + u32(iy)) * W + u32(ix), TAKE);
     var acc: Acc4;
     bin_group(lid, cg, OG, b, iy, ix, &acc);
+    if (UP == 2u) {
+        // x's pixel sums its 2x2 block of input pixels' gradients (iy, ix is its first).
+        bin_taps(OG, b, iy, ix + 1, &acc);
+        bin_taps(OG, b, iy + 1, ix, &acc);
+        bin_taps(OG, b, iy + 1, ix + 1, &acc);
+    }
     if (id < total) {
         store_dx4(pix * CI, cg, 0u, acc.a0);
         if (GCI > 4u) { store_dx4(pix * CI, cg, 1u, acc.a1); }
@@ -632,7 +655,7 @@ fn backward_params_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
         let iy = oy + ky - i32(PAD);
         let ix = ox + kx - i32(PAD);
         let keep = inside_at(iy, H) * inside_at(ix, W);
-        let pix = (b * H + tap_at(iy, H)) * W + tap_at(ix, W);
+        let pix = x_pixel(b, tap_at(iy, H), tap_at(ix, W));
         bw_block(0u, x4_at(pix, j0, keep), g0, g1, g2, g3, &acc);
         if (GCI > 4u) { bw_block(1u, x4_at(pix, j0 + 1u, keep), g0, g1, g2, g3, &acc); }
         if (GCI > 8u) { bw_block(2u, x4_at(pix, j0 + 2u, keep), g0, g1, g2, g3, &acc); }
@@ -816,7 +839,7 @@ fn thin_tap(k: u32, b: u32, py: i32, px: i32, acc: ptr<function, Acc9>, wide: Ac
         let iy = py + ky - i32(PAD);
         let ix = px + kx - i32(PAD);
         let keep = inside_at(iy, H) * inside_at(ix, W);
-        acc9_add(acc, k, keep * x[(b * H + tap_at(iy, H)) * W + tap_at(ix, W)], wide);
+        acc9_add(acc, k, keep * x[x_pixel(b, tap_at(iy, H), tap_at(ix, W))], wide);
     } else {
         // walking inputs: the gradient at (iy + PAD - ky, ix + PAD - kx)
         let oy = py + i32(PAD) - ky;
@@ -862,7 +885,9 @@ fn backward_params_thin(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_in
         let px = spread(rc % pw, TAKE, TX);
         let py = spread((rc / pw) % ph, TAKE, TY);
         let b = rc / (pw * ph);
-        let wide = wide_at(rc, wg, select(0.0, 1.0, r < pixels));
+        // The wide side: dy at the walked output, or x under the walked input pixel.
+        let at = select(x_pixel(b, u32(py), u32(px)), rc, CI == 1u);
+        let wide = wide_at(at, wg, select(0.0, 1.0, r < pixels));
         if (CI == 1u) {
             bacc.a0 += wide.a0;
             bacc.a1 += wide.a1;

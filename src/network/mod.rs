@@ -8,7 +8,7 @@ pub use plan::{record_steps, DeviceSplit, StepParams, StepPlan, StepSource};
 use crate::gpu::{Dispatch, Gpu, KernelSet, Tensor};
 use crate::model::{Layer, LayerOp, Model, PARAM_ALIGN};
 use crate::ops::{self, activation, conv2d, dense, pool, stride, upsample};
-use crate::shapes::{AdamConfig, Padding};
+use crate::shapes::{AdamConfig, Padding, StrideShape};
 use crate::{Error, Result};
 use std::ops::Range;
 
@@ -233,8 +233,12 @@ impl Network {
         let LayerOp::Upsample(_) = self.model.op(i, n) else {
             return false;
         };
+        // A take the convolution keeps (a strided Conv2D's) goes first: one kernel folds
+        // one of them.
         match self.model.op(i + 1, n) {
-            LayerOp::Conv2d { shape, .. } => conv2d::folds_upsample(gpu, &shape),
+            LayerOp::Conv2d { shape, .. } => {
+                conv2d::folds_upsample(gpu, &shape) && !self.folded_take(gpu, i + 2, n, range)
+            }
             _ => false,
         }
     }
@@ -262,12 +266,7 @@ impl Network {
         let LayerOp::StrideInsert(st) = self.model.op(i, n) else {
             return None;
         };
-        let inserted = conv2d::Strided {
-            h: st.h,
-            w: st.w,
-            oy: st.oy,
-            ox: st.ox,
-        };
+        let inserted = conv2d::Strided::small_side_of(&st);
         match self.model.op(i + 1, n) {
             LayerOp::Conv2d { shape, .. } if conv2d::folds_insert(gpu, &shape, &inserted) => {
                 Some(inserted)
@@ -299,12 +298,7 @@ impl Network {
         let LayerOp::StrideTake(st) = self.model.op(i, n) else {
             return None;
         };
-        let kept = conv2d::Strided {
-            h: st.h,
-            w: st.w,
-            oy: st.oy,
-            ox: st.ox,
-        };
+        let kept = conv2d::Strided::small_side_of(&st);
         match self.model.op(i - 1, n) {
             LayerOp::Conv2d { shape, .. } if conv2d::folds_take(gpu, &shape, &kept) => Some(kept),
             _ => None,
@@ -321,7 +315,12 @@ impl Network {
         let LayerOp::Pool(_) = self.model.op(i, n) else {
             return false;
         };
-        matches!(self.model.op(i - 1, n), LayerOp::Conv2d { .. }) && conv2d::folds_pool(gpu)
+        // An insertion the convolution reads through (a Conv2DTranspose's) goes first: one
+        // kernel folds one of them.
+        let inserted = i >= 2 && self.folded_insert(gpu, i - 2, n, range);
+        matches!(self.model.op(i - 1, n), LayerOp::Conv2d { .. })
+            && conv2d::folds_pool(gpu)
+            && !inserted
     }
 
     /// Whether layer i's work is done by the convolution beside it.
@@ -1101,6 +1100,51 @@ impl ConvIo {
     }
 }
 
+/// The weight-gradient layouts conv layer i may write, as (kernel set, folds): the running
+/// set's (None) plain, through an upsampling, and through the strided map beside it when the
+/// model has one; and the GPU set's, which a fold that the CPU set's kernels do not take runs
+/// on either set (its layout is the same whatever it folds).
+fn partial_layouts(
+    model: &Model,
+    i: usize,
+    n: u32,
+) -> Vec<(Option<KernelSet>, conv2d::Folds<'static>)> {
+    let strided = |st: StrideShape| conv2d::Strided::small_side_of(&st);
+    let mut layouts = vec![
+        (None, conv2d::Folds::default()),
+        (
+            None,
+            conv2d::Folds {
+                input: conv2d::Input::Upsampled2x,
+                ..Default::default()
+            },
+        ),
+        (Some(KernelSet::Gpu), conv2d::Folds::default()),
+    ];
+    if let Some(LayerOp::StrideInsert(st)) = i.checked_sub(1).map(|b| model.op(b, n)) {
+        let input = conv2d::Input::Inserted(strided(st));
+        layouts.push((
+            None,
+            conv2d::Folds {
+                input,
+                ..Default::default()
+            },
+        ));
+    }
+    if let Some(LayerOp::StrideTake(st)) = (i + 1 < model.layers.len()).then(|| model.op(i + 1, n))
+    {
+        let take = Some(strided(st));
+        layouts.push((
+            None,
+            conv2d::Folds {
+                take,
+                ..Default::default()
+            },
+        ));
+    }
+    layouts
+}
+
 /// The two dispatches of the loss; `finish`'s uniform says which slot of the log it fills.
 /// None where another dispatch does the work: the partial sums [`Network::grads`], the
 /// finish [`Network::adam_loss_finish`].
@@ -1134,21 +1178,15 @@ impl TrainingBuffers {
                 _ => gpu.tensor(&format!("grad{i}"), len)?,
             });
         }
-        // Each conv layer's scratch at the capacity (smaller batches need no more): the larger
-        // of the two layouts, as a fold runs the GPU set's kernels.
+        // Each conv layer's scratch at the capacity (smaller batches need no more): the
+        // largest of the layouts its folds may take.
         let scratch: Vec<u64> = (0..model.layers.len())
             .map(|i| match model.op(i, capacity) {
-                LayerOp::Conv2d { shape, .. } => {
-                    let folded = conv2d::Folds {
-                        input: conv2d::Input::Upsampled2x,
-                        ..Default::default()
-                    };
-                    [conv2d::Folds::default(), folded]
-                        .map(|f| conv2d::partials_len(gpu.kernels, &shape, &f))
-                        .into_iter()
-                        .max()
-                        .unwrap_or(0)
-                }
+                LayerOp::Conv2d { shape, .. } => partial_layouts(model, i, capacity)
+                    .iter()
+                    .map(|(set, f)| conv2d::partials_len(set.unwrap_or(gpu.kernels), &shape, f))
+                    .max()
+                    .unwrap_or(0),
                 _ => 0,
             })
             .collect();

@@ -8,7 +8,7 @@
 //! the same.
 use super::{build, cpu, expect_len, Cost, Dispatch, Launch, Shader};
 use crate::gpu::{Gpu, KernelSet, Tensor};
-use crate::shapes::{AdamConfig, Conv2dShape, Padding, PoolShape};
+use crate::shapes::{AdamConfig, Conv2dShape, Padding, PoolShape, StrideShape};
 use crate::{Error, Result};
 
 /// Channels one invocation keeps in registers, four vec4: the shader's WIDE_GROUP. A side
@@ -129,7 +129,8 @@ pub enum Input {
     /// upsample: a Keras `UpSampling2D(2)` in front of the layer, folded into its loads (no
     /// dispatch for the upsample either way, and its 4x copy is never written). `dx` is the
     /// half-size tensor's gradient: each pixel sums its 2x2 block, as `upsample::backward`
-    /// does, in the same order. The GPU set's kernels on either set.
+    /// does (on the GPU set in the same order, so the same bits). The CPU set's own kernels
+    /// where [`cpu::conv2d::takes_upsampled`] says so, the GPU set's elsewhere.
     Upsampled2x,
     /// `x` is the small tensor of a zero insertion the layer reads (a Keras
     /// `Conv2DTranspose` with strides 2: `stride.insert` in front of the layer, folded into
@@ -152,6 +153,16 @@ pub struct Strided {
 }
 
 impl Strided {
+    /// The small side of a strided layer's index map.
+    pub fn small_side_of(st: &StrideShape) -> Self {
+        Strided {
+            h: st.h,
+            w: st.w,
+            oy: st.oy,
+            ox: st.ox,
+        }
+    }
+
     /// Fails unless the small side lands inside a big side of `big_h` x `big_w`.
     fn check(&self, what: &str, big_h: u32, big_w: u32) -> Result<()> {
         let inside = |size: u32, o: u32, big: u32| size > 0 && o <= 1 && 2 * (size - 1) + o < big;
@@ -217,8 +228,9 @@ pub struct Pooled<'a> {
 
 /// The layers around a convolution that its own kernels take over, so that they run no
 /// dispatch of their own (two fewer per layer folded, per training step). Training folds them
-/// on the GPU set (`network`); the default folds nothing. On the GPU set a fold changes no
-/// bit of any result.
+/// on the GPU set as `--folds` says, and on the CPU set where its kernels take them
+/// (`network`); the default folds nothing. On the GPU set a fold changes no bit of any
+/// result; on the CPU set the sums are the same to float rounding.
 #[derive(Clone, Copy, Default)]
 pub struct Folds<'a> {
     /// How the layer reads its input.
@@ -281,9 +293,12 @@ impl Folds<'_> {
 }
 
 /// Whether a layer of shape `s` on `gpu` folds a 2x upsampling in front of it into its loads
-/// ([`Input::Upsampled2x`]): as `--folds` says (`gpu::FoldSet`), for an even height and width.
+/// ([`Input::Upsampled2x`]), for an even height and width: as `--folds` says (`gpu::FoldSet`),
+/// and always on the CPU set where its own kernels take the layer that way (part of how that
+/// set is written, as its strided maps are).
 pub fn folds_upsample(gpu: &Gpu, s: &Conv2dShape) -> bool {
-    gpu.folds.upsample && Input::Upsampled2x.check(s).is_ok()
+    let cpu_set = gpu.kernels == KernelSet::Cpu && cpu::conv2d::takes_upsampled(s);
+    (gpu.folds.upsample || cpu_set) && Input::Upsampled2x.check(s).is_ok()
 }
 
 /// Whether a layer of shape `s` on `gpu` reads a zero insertion in front of it through its
@@ -344,17 +359,19 @@ fn cpu_kernels(set: KernelSet, s: &Conv2dShape, folds: &Folds<'_>) -> bool {
         && match (folds.input, folds.take) {
             (Input::Direct, None) => cpu::conv2d::takes(s),
             (Input::Inserted(i), None) => cpu::conv2d::takes_inserted(s, &i),
+            (Input::Upsampled2x, None) => cpu::conv2d::takes_upsampled(s),
             (Input::Direct, Some(t)) => cpu::conv2d::takes_taken(s, &t),
             _ => false,
         }
 }
 
-/// The stride-2 map the CPU set's kernels fold, if any.
-fn strided(folds: &Folds<'_>) -> cpu::conv2d::StridedFold {
+/// The layer beside the convolution that the CPU set's kernels fold, if any.
+fn cpu_fold(folds: &Folds<'_>) -> cpu::conv2d::Fold {
     match (folds.input, folds.take) {
-        (Input::Inserted(i), _) => cpu::conv2d::StridedFold::Insert(i),
-        (_, Some(t)) => cpu::conv2d::StridedFold::Take(t),
-        _ => cpu::conv2d::StridedFold::None,
+        (Input::Inserted(i), _) => cpu::conv2d::Fold::Insert(i),
+        (Input::Upsampled2x, _) => cpu::conv2d::Fold::Upsample,
+        (_, Some(t)) => cpu::conv2d::Fold::Take(t),
+        _ => cpu::conv2d::Fold::None,
     }
 }
 
@@ -369,8 +386,10 @@ fn expect_kernels_for(set: KernelSet, s: &Conv2dShape, folds: &Folds<'_>) -> Res
         op: "conv2d",
         detail: format!(
             "an inserted input or kept outputs ({:?}, {:?}) run on the cpu kernel set's \
-             kernels only, one of them at a time, for 'same' 3x3 kernels with at most {} \
-             channels a side and at least 4 outputs, not {s:?} on the {set} set",
+             kernels only, one of them at a time and with no pool, for 3x3 kernels with at \
+             most {} channels a side and at least 4 outputs (an inserted input also with at \
+             least 2 input channels, 'same' padding and an output twice its size), not {s:?} \
+             on the {set} set",
             folds.input,
             folds.take,
             cpu::conv2d::MAXC
@@ -441,7 +460,7 @@ fn chunks(s: &Conv2dShape) -> u64 {
 /// partial sums under kernel set `set`, with `folds`.
 pub fn partials_len(set: KernelSet, s: &Conv2dShape, folds: &Folds<'_>) -> u64 {
     match cpu_kernels(set, s, folds) {
-        true => cpu::conv2d::partials_len(s, &strided(folds)),
+        true => cpu::conv2d::partials_len(s, &cpu_fold(folds)),
         false => chunks(s) * (s.weight_len() + s.co as u64),
     }
 }
@@ -507,7 +526,7 @@ pub fn forward(
     expect_len("conv2d", "bias", b, s.co as u64)?;
     expect_len("conv2d", "y", y, folds.output_len(s))?;
     if cpu_kernels(gpu.kernels, s, folds) {
-        return cpu::conv2d::forward(gpu, label, s, &strided(folds), relu, x, w, b, y);
+        return cpu::conv2d::forward(gpu, label, s, &cpu_fold(folds), relu, x, w, b, y);
     }
     let p = params(s, relu);
     // One invocation per output pixel, or per pooled one (each computing its window).
@@ -607,7 +626,7 @@ pub fn backward_input(
     expect_len("conv2d", "kernel", w, s.weight_len())?;
     expect_len("conv2d", "dx", dx, folds.input.len(s))?;
     if cpu_kernels(gpu.kernels, s, folds) {
-        return cpu::conv2d::backward_input(gpu, label, s, &strided(folds), g, w, dx);
+        return cpu::conv2d::backward_input(gpu, label, s, &cpu_fold(folds), g, w, dx);
     }
     let (dy, act, relu) = g.bindings();
     let p = params(s, relu);
@@ -747,7 +766,7 @@ fn split_k(
         partials_len(gpu.kernels, s, folds),
     )?;
     if let (true, Some((dw, db))) = (cpu_kernels(gpu.kernels, s, folds), reduce) {
-        let fold = strided(folds);
+        let fold = cpu_fold(folds);
         return cpu::conv2d::backward_params(gpu, label, s, &fold, g, x, partials, dw, db);
     }
     if matches!(folds.input, Input::Inserted(_)) || folds.take.is_some() {

@@ -642,6 +642,12 @@ fn inserted_shapes() -> Vec<InsertedInput> {
         s(2, 4, 3, 7, 20, 0, 1),
         s(2, 3, 3, 6, 5, 0, 0),
         s(3, 14, 14, 16, 8, 1, 1),
+        // more biases than the reduce's last workgroup has spare invocations for (its
+        // extra invocations, one per bias, must be dispatched), and one pixel of three
+        // channels (x smaller than a vec4: its vec4 binding is a placeholder)
+        s(2, 2, 2, 4, 12, 1, 1),
+        s(2, 3, 2, 2, 23, 0, 1),
+        s(1, 1, 1, 3, 4, 1, 1),
     ]
 }
 
@@ -815,6 +821,9 @@ fn taken_shapes() -> Vec<TakenOutput> {
         s(2, 7, 5, 7, 4, same, 3, 3, 1, 0),
         s(8, 14, 14, 16, 8, same, 7, 7, 1, 1),
         s(8, 28, 28, 1, 16, same, 14, 14, 1, 1),
+        // a side of 1: its odd phase of the input gradient is empty
+        s(2, 1, 5, 4, 4, same, 1, 3, 0, 0),
+        s(2, 5, 1, 6, 5, same, 3, 1, 0, 0),
     ]
 }
 

@@ -52,15 +52,34 @@ pub fn takes_taken(s: &Conv2dShape, _t: &Strided) -> bool {
     takes(s) && s.co >= 4
 }
 
-/// The stride-2 index map a layer's kernels take over (`ops::conv2d::Input::Inserted`,
+/// Whether these kernels take `s` reading its input through a 2x upsampling
+/// (`ops::conv2d::Input::Upsampled2x`): the shapes [`takes`] names with an even height and
+/// width.
+pub fn takes_upsampled(s: &Conv2dShape) -> bool {
+    takes(s) && s.h.is_multiple_of(2) && s.w.is_multiple_of(2)
+}
+
+/// The layer beside a convolution that its kernels take over (`ops::conv2d::Input`,
 /// `Folds::take`), if any.
 #[derive(Clone, Copy, Debug)]
-pub enum StridedFold {
+pub enum Fold {
     None,
+    /// The input through a 2x upsampling: the shader's UP = 2.
+    Upsample,
     /// The input through a zero insertion: the shader's INS.
     Insert(Strided),
     /// Every other output kept: the shader's TAKE.
     Take(Strided),
+}
+
+/// `t` for a binding the shader reads four channels at a time, which it does only where its
+/// `channels` are a multiple of 4; else the unread placeholder (a binding must hold a whole
+/// vec4, which a one-pixel tensor of 1 to 3 channels does not).
+fn as_vec4<'t>(gpu: &'t Gpu, t: &'t Tensor, channels: u32) -> &'t Tensor {
+    match channels.is_multiple_of(4) {
+        true => t,
+        false => &gpu.unread_vec4,
+    }
 }
 
 /// Groups of GROUP channels a side of `channels` splits into.
@@ -88,11 +107,11 @@ fn small_pixels(s: &Conv2dShape, t: &Strided) -> u64 {
 /// Chunks of CHUNK pixels the weight gradient walks: output pixels (under a take the kept
 /// ones), or for the thin kernel with one output channel, input pixels, or for an inserted
 /// input, the small side's pixels.
-fn chunks(s: &Conv2dShape, fold: &StridedFold) -> u64 {
+fn chunks(s: &Conv2dShape, fold: &Fold) -> u64 {
     let walked = match fold {
-        StridedFold::Insert(t) | StridedFold::Take(t) => small_pixels(s, t),
-        StridedFold::None if s.ci != 1 && s.co == 1 => s.input_len() / s.ci as u64,
-        StridedFold::None => s.output_len() / s.co as u64,
+        Fold::Insert(t) | Fold::Take(t) => small_pixels(s, t),
+        Fold::None | Fold::Upsample if s.ci != 1 && s.co == 1 => s.input_len() / s.ci as u64,
+        Fold::None | Fold::Upsample => s.output_len() / s.co as u64,
     };
     walked.div_ceil(CHUNK)
 }
@@ -100,19 +119,19 @@ fn chunks(s: &Conv2dShape, fold: &StridedFold) -> u64 {
 /// One chunk's partial sums: every weight, then the bias, padded to whole vec4s; under an
 /// inserted input, four rows of the bias (`backward_params_inserted`'s four taps that tile
 /// the output).
-fn rows4(s: &Conv2dShape, fold: &StridedFold) -> u64 {
+fn rows4(s: &Conv2dShape, fold: &Fold) -> u64 {
     let bias_rows = match fold {
-        StridedFold::Insert(_) => 4,
+        Fold::Insert(_) => 4,
         _ => 1,
     };
     (s.weight_len() + bias_rows * s.co as u64).div_ceil(4)
 }
 
-pub fn partials_len(s: &Conv2dShape, fold: &StridedFold) -> u64 {
+pub fn partials_len(s: &Conv2dShape, fold: &Fold) -> u64 {
     chunks(s, fold) * rows4(s, fold) * 4
 }
 
-fn params(s: &Conv2dShape, fold: &StridedFold, relu: bool) -> Params {
+fn params(s: &Conv2dShape, fold: &Fold, relu: bool) -> Params {
     Params {
         n: s.n,
         relu: relu as u32,
@@ -121,7 +140,7 @@ fn params(s: &Conv2dShape, fold: &StridedFold, relu: bool) -> Params {
     }
 }
 
-fn constants(s: &Conv2dShape, fold: &StridedFold, with_bias: bool) -> Vec<(&'static str, f64)> {
+fn constants(s: &Conv2dShape, fold: &Fold, with_bias: bool) -> Vec<(&'static str, f64)> {
     let mut c = vec![
         ("CI", s.ci as f64),
         ("CO", s.co as f64),
@@ -133,21 +152,26 @@ fn constants(s: &Conv2dShape, fold: &StridedFold, with_bias: bool) -> Vec<(&'sta
         ("WIDE", if s.ci == 1 { s.co } else { s.ci } as f64),
     ];
     match fold {
-        StridedFold::Insert(i) => c.extend([
+        Fold::Insert(i) => c.extend([
             ("INS", 1.0),
             ("XH", i.h as f64),
             ("XW", i.w as f64),
             ("OY", i.oy as f64),
             ("OX", i.ox as f64),
         ]),
-        StridedFold::Take(t) => c.extend([
+        Fold::Take(t) => c.extend([
             ("TAKE", 1.0),
             ("TH", t.h as f64),
             ("TW", t.w as f64),
             ("TY", t.oy as f64),
             ("TX", t.ox as f64),
         ]),
-        StridedFold::None => {}
+        Fold::Upsample => c.extend([
+            ("UP", 2.0),
+            ("XH", (s.h / 2) as f64),
+            ("XW", (s.w / 2) as f64),
+        ]),
+        Fold::None => {}
     }
     c
 }
@@ -155,9 +179,17 @@ fn constants(s: &Conv2dShape, fold: &StridedFold, with_bias: bool) -> Vec<(&'sta
 /// The four parities of a row and column: the phases of a grid split by them.
 const PHASES: [(u32, u32); 4] = [(0, 0), (0, 1), (1, 0), (1, 1)];
 
-/// Pixels of phase (py, px) of an h x w grid in a batch of n.
-fn phase_pixels(n: u32, h: u32, w: u32, (py, px): (u32, u32)) -> u64 {
-    n as u64 * (h - py).div_ceil(2) as u64 * (w - px).div_ceil(2) as u64
+/// The phases of an h x w grid in a batch of n that hold pixels (a side of 1 has no odd
+/// phase), each with its pixel count and its constants (PY, PX).
+fn phase_grids(n: u32, h: u32, w: u32) -> Vec<(u64, Vec<(&'static str, f64)>)> {
+    PHASES
+        .iter()
+        .map(|&(py, px)| {
+            let pixels = n as u64 * (h - py).div_ceil(2) as u64 * (w - px).div_ceil(2) as u64;
+            (pixels, vec![("PY", py as f64), ("PX", px as f64)])
+        })
+        .filter(|(pixels, _)| *pixels > 0)
+        .collect()
 }
 
 // One argument per binding of the kernel: grouping them would hide which buffer is which.
@@ -166,7 +198,7 @@ pub fn forward(
     gpu: &Gpu,
     label: &str,
     s: &Conv2dShape,
-    fold: &StridedFold,
+    fold: &Fold,
     relu: bool,
     x: &Tensor,
     w: &Tensor,
@@ -185,15 +217,9 @@ pub fn forward(
         _ => (s.output_len() / s.co as u64, groups_of(s.co)),
     };
     let grids: Vec<(u64, Vec<(&str, f64)>)> = match fold {
-        StridedFold::None => vec![(pixels, vec![])],
-        StridedFold::Take(t) => vec![(small_pixels(s, t), vec![])],
-        StridedFold::Insert(_) => PHASES
-            .iter()
-            .map(|&(py, px)| {
-                let phase = vec![("PY", py as f64), ("PX", px as f64)];
-                (phase_pixels(s.n, ho, wo, (py, px)), phase)
-            })
-            .collect(),
+        Fold::None | Fold::Upsample => vec![(pixels, vec![])],
+        Fold::Take(t) => vec![(small_pixels(s, t), vec![])],
+        Fold::Insert(_) => phase_grids(s.n, ho, wo),
     };
     let share = grids.len() as u64;
     let base = constants(s, fold, false);
@@ -209,7 +235,7 @@ pub fn forward(
                     kernel: "conv2d.forward",
                     label,
                     params: bytemuck::bytes_of(&p),
-                    bindings: &[(1, x), (12, x), (2, w), (3, b), (4, y)],
+                    bindings: &[(1, x), (12, as_vec4(gpu, x, s.ci)), (2, w), (3, b), (4, y)],
                     constants: &constants,
                     workgroups: per_group(gpu, "conv2d.forward", invocations, groups)?,
                     cost: Cost {
@@ -227,18 +253,20 @@ pub fn forward(
         .collect()
 }
 
-/// Elements of x: the small side's under an insertion.
-fn input_len(s: &Conv2dShape, fold: &StridedFold) -> u64 {
+/// Elements of x: the small side's under an insertion, a quarter of the input's under an
+/// upsampling.
+fn input_len(s: &Conv2dShape, fold: &Fold) -> u64 {
     match fold {
-        StridedFold::Insert(i) => small_pixels(s, i) * s.ci as u64,
+        Fold::Insert(i) => small_pixels(s, i) * s.ci as u64,
+        Fold::Upsample => s.input_len() / 4,
         _ => s.input_len(),
     }
 }
 
 /// Elements of y: the kept outputs' under a take.
-fn output_len(s: &Conv2dShape, fold: &StridedFold) -> u64 {
+fn output_len(s: &Conv2dShape, fold: &Fold) -> u64 {
     match fold {
-        StridedFold::Take(t) => small_pixels(s, t) * s.co as u64,
+        Fold::Take(t) => small_pixels(s, t) * s.co as u64,
         _ => s.output_len(),
     }
 }
@@ -246,12 +274,12 @@ fn output_len(s: &Conv2dShape, fold: &StridedFold) -> u64 {
 /// Multiply-adds the kernels run: the layer's share of the small side under a stride-2 map,
 /// whose zeros (insert: the small side is a quarter of the output) or dropped outputs (take)
 /// they skip.
-fn macs(s: &Conv2dShape, fold: &StridedFold) -> u64 {
+fn macs(s: &Conv2dShape, fold: &Fold) -> u64 {
     match fold {
-        StridedFold::Insert(t) | StridedFold::Take(t) => {
+        Fold::Insert(t) | Fold::Take(t) => {
             s.macs() * small_pixels(s, t) / (s.output_len() / s.co as u64).max(1)
         }
-        StridedFold::None => s.macs(),
+        Fold::None | Fold::Upsample => s.macs(),
     }
 }
 
@@ -263,26 +291,21 @@ pub fn backward_input(
     gpu: &Gpu,
     label: &str,
     s: &Conv2dShape,
-    fold: &StridedFold,
+    fold: &Fold,
     g: &GradOut<'_>,
     w: &Tensor,
     dx: &Tensor,
 ) -> Result<Vec<Dispatch>> {
     let (dy, act, relu) = g.bindings();
+    let (dy4, act4) = (as_vec4(gpu, dy, s.co), as_vec4(gpu, act, s.co));
     let p = params(s, fold, relu);
-    // One invocation per pixel of x (under an insertion, the small side's), and under a take
-    // one dispatch per input phase, each with its own taps.
+    // One invocation per pixel of x (under an insertion or upsampling, the small side's), and
+    // under a take one dispatch per input phase, each with its own taps.
     let grids: Vec<(u64, Vec<(&str, f64)>)> = match fold {
-        StridedFold::None | StridedFold::Insert(_) => {
+        Fold::None | Fold::Insert(_) | Fold::Upsample => {
             vec![(input_len(s, fold) / s.ci as u64, vec![])]
         }
-        StridedFold::Take(_) => PHASES
-            .iter()
-            .map(|&(py, px)| {
-                let phase = vec![("PY", py as f64), ("PX", px as f64)];
-                (phase_pixels(s.n, s.h, s.w, (py, px)), phase)
-            })
-            .collect(),
+        Fold::Take(_) => phase_grids(s.n, s.h, s.w),
     };
     let share = grids.len() as u64;
     let base = constants(s, fold, false);
@@ -301,7 +324,7 @@ pub fn backward_input(
                     kernel: "conv2d.backward_input",
                     label,
                     params: bytemuck::bytes_of(&p),
-                    bindings: &[(2, w), (5, dy), (6, act), (13, dy), (14, act), (7, dx)],
+                    bindings: &[(2, w), (5, dy), (6, act), (13, dy4), (14, act4), (7, dx)],
                     constants: &constants,
                     workgroups: per_group(gpu, "conv2d.backward_input", *pixels, groups_of(s.ci))?,
                     cost: Cost {
@@ -327,7 +350,7 @@ pub fn backward_params(
     gpu: &Gpu,
     label: &str,
     s: &Conv2dShape,
-    fold: &StridedFold,
+    fold: &Fold,
     g: &GradOut<'_>,
     x: &Tensor,
     partials: &Tensor,
@@ -345,7 +368,7 @@ pub fn backward_params(
     let pairs = groups_of(s.ci) * groups_of(s.co);
     let chunks = chunks(s, fold);
     let (entry, invocations, groups) = match (fold, thin(s)) {
-        (StridedFold::Insert(_), _) => ("backward_params_inserted", chunks * 9, pairs),
+        (Fold::Insert(_), _) => ("backward_params_inserted", chunks * 9, pairs),
         (_, true) => ("backward_params_thin", chunks, groups_of(s.ci.max(s.co))),
         (_, false) => ("backward_params_partial", chunks * 9, pairs),
     };
@@ -359,11 +382,11 @@ pub fn backward_params(
             params: bytemuck::bytes_of(&p),
             bindings: &[
                 (1, x),
-                (12, x),
+                (12, as_vec4(gpu, x, s.ci)),
                 (5, dy),
                 (6, act),
-                (13, dy),
-                (14, act),
+                (13, as_vec4(gpu, dy, s.co)),
+                (14, as_vec4(gpu, act, s.co)),
                 (8, partials),
             ],
             constants: &constants,
@@ -375,7 +398,7 @@ pub fn backward_params(
         },
     )?;
     let extra_bias = match (fold, db) {
-        (StridedFold::Insert(_), Some(_)) => s.co as u64,
+        (Fold::Insert(_), Some(_)) => s.co as u64,
         _ => 0,
     };
     // Without a bias gradient the reduce never writes db: alias dw.
