@@ -260,19 +260,37 @@ impl Network {
         n: u32,
         range: &Range<usize>,
     ) -> Option<conv2d::Strided> {
-        if !range.contains(&i) || !range.contains(&(i + 1)) {
+        self.strided_map_folded(gpu, i, i + 1, n, range)
+    }
+
+    /// The small side of layer `map`'s stride-2 index map where the convolution `conv` beside
+    /// it takes the map over (both in `range`): an insertion in front of it, or a take after.
+    fn strided_map_folded(
+        &self,
+        gpu: &Gpu,
+        map: usize,
+        conv: usize,
+        n: u32,
+        range: &Range<usize>,
+    ) -> Option<conv2d::Strided> {
+        if !range.contains(&map) || !range.contains(&conv) {
             return None;
         }
-        let LayerOp::StrideInsert(st) = self.model.op(i, n) else {
+        let LayerOp::Conv2d { shape, .. } = self.model.op(conv, n) else {
             return None;
         };
-        let inserted = conv2d::Strided::small_side_of(&st);
-        match self.model.op(i + 1, n) {
-            LayerOp::Conv2d { shape, .. } if conv2d::folds_insert(gpu, &shape, &inserted) => {
-                Some(inserted)
+        let (small, folds) = match self.model.op(map, n) {
+            LayerOp::StrideInsert(st) if conv == map + 1 => {
+                let small = conv2d::Strided::small_side_of(&st);
+                (small, conv2d::folds_insert(gpu, &shape, &small))
             }
-            _ => None,
-        }
+            LayerOp::StrideTake(st) if map == conv + 1 => {
+                let small = conv2d::Strided::small_side_of(&st);
+                (small, conv2d::folds_take(gpu, &shape, &small))
+            }
+            _ => return None,
+        };
+        folds.then_some(small)
     }
 
     /// Whether layer i is a stride-2 take (a Keras strided Conv2D's) that the convolution
@@ -292,17 +310,7 @@ impl Network {
         n: u32,
         range: &Range<usize>,
     ) -> Option<conv2d::Strided> {
-        if i == 0 || !range.contains(&(i - 1)) || !range.contains(&i) {
-            return None;
-        }
-        let LayerOp::StrideTake(st) = self.model.op(i, n) else {
-            return None;
-        };
-        let kept = conv2d::Strided::small_side_of(&st);
-        match self.model.op(i - 1, n) {
-            LayerOp::Conv2d { shape, .. } if conv2d::folds_take(gpu, &shape, &kept) => Some(kept),
-            _ => None,
-        }
+        self.strided_map_folded(gpu, i, i.checked_sub(1)?, n, range)
     }
 
     /// Whether layer i is a 2x2 max pool that the convolution before it writes through

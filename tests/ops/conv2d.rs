@@ -496,67 +496,115 @@ fn conv2d_upsampled_input_backward_weight_matches_reference() {
     weighted::backward_weight(&upsampled_shapes(), 800, TOL);
 }
 
-/// A convolution reading its input through a zero insertion ([`Input::Inserted`], a Keras
-/// Conv2DTranspose with strides 2): `self.0` is the convolution's shape, its input the big
-/// side. The reference is the two layers' references in turn (backward: the convolution's
-/// input gradient, then the insertion's, a take). The CPU set's kernels only.
+/// A convolution with a strided layer's index map folded in (the CPU set's kernels only):
+/// `Inserted`, its input read through a zero insertion ([`Input::Inserted`], a Keras
+/// Conv2DTranspose with strides 2; the shape's input is the big side), or `Taken`, every
+/// other output kept ([`Folds::take`], a Keras Conv2D with strides 2). The reference is the
+/// two layers' references in turn (each map's backward is the other map).
 #[derive(Clone, Copy, Debug)]
-struct InsertedInput(Conv2dShape, Strided);
+enum StridedConv {
+    Inserted(Conv2dShape, Strided),
+    Taken(Conv2dShape, Strided),
+}
 
-impl InsertedInput {
+impl StridedConv {
+    fn shape(&self) -> Conv2dShape {
+        match *self {
+            StridedConv::Inserted(s, _) | StridedConv::Taken(s, _) => s,
+        }
+    }
+    /// The same map with output channels `co`.
+    fn with_co(&self, co: u32) -> Self {
+        match *self {
+            StridedConv::Inserted(s, m) => StridedConv::Inserted(Conv2dShape { co, ..s }, m),
+            StridedConv::Taken(s, m) => StridedConv::Taken(Conv2dShape { co, ..s }, m),
+        }
+    }
+    /// The map as the `stride` op's shape: the input's channels and big side for an
+    /// insertion, the output's for a take.
     fn stride(&self) -> StrideShape {
-        let (s, i) = (&self.0, &self.1);
+        let (s, m, c, (hb, wb)) = match *self {
+            StridedConv::Inserted(s, m) => (s, m, s.ci, (s.h, s.w)),
+            StridedConv::Taken(s, m) => (s, m, s.co, s.out_hw()),
+        };
         StrideShape {
             n: s.n,
-            h: i.h,
-            w: i.w,
-            c: s.ci,
-            hb: s.h,
-            wb: s.w,
-            oy: i.oy,
-            ox: i.ox,
+            h: m.h,
+            w: m.w,
+            c,
+            hb,
+            wb,
+            oy: m.oy,
+            ox: m.ox,
         }
     }
     fn folds(&self) -> Folds<'static> {
-        Folds {
-            input: Input::Inserted(self.1),
-            pool: None,
-            take: None,
+        match *self {
+            StridedConv::Inserted(_, m) => Folds {
+                input: Input::Inserted(m),
+                ..Default::default()
+            },
+            StridedConv::Taken(_, m) => Folds {
+                take: Some(m),
+                ..Default::default()
+            },
         }
+    }
+    fn inserted(&self) -> bool {
+        matches!(self, StridedConv::Inserted(..))
     }
 }
 
-impl Weighted for InsertedInput {
+impl Weighted for StridedConv {
     const W_RANGE: f32 = 0.5;
     fn input_len(&self) -> u64 {
-        self.stride().small_len()
+        match self.inserted() {
+            true => self.stride().small_len(),
+            false => self.shape().input_len(),
+        }
     }
     fn output_len(&self) -> u64 {
-        self.0.output_len()
+        match self.inserted() {
+            true => self.shape().output_len(),
+            false => self.stride().small_len(),
+        }
     }
     fn weight_len(&self) -> u64 {
-        self.0.weight_len()
+        self.shape().weight_len()
     }
     fn bias_len(&self) -> u64 {
-        self.0.co as u64
+        self.shape().co as u64
     }
     fn runs_on(&self, g: &Gpu) -> bool {
         g.kernels == KernelSet::Cpu
     }
     fn ref_forward(&self, relu: bool, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
-        let big = reference::stride::insert(&self.stride(), x);
-        reference::conv2d::forward(&self.0, relu, &big, w, b)
+        let (s, st) = (&self.shape(), &self.stride());
+        match self.inserted() {
+            true => reference::conv2d::forward(s, relu, &reference::stride::insert(st, x), w, b),
+            false => reference::stride::take(st, &reference::conv2d::forward(s, relu, x, w, b)),
+        }
     }
     fn ref_backward_input(&self, dy: &[f32], w: &[f32]) -> Vec<f32> {
-        let dbig = reference::conv2d::backward_input(&self.0, dy, w);
-        reference::stride::take(&self.stride(), &dbig)
+        let (s, st) = (&self.shape(), &self.stride());
+        match self.inserted() {
+            true => reference::stride::take(st, &reference::conv2d::backward_input(s, dy, w)),
+            false => reference::conv2d::backward_input(s, &reference::stride::insert(st, dy), w),
+        }
     }
     fn ref_backward_weight(&self, x: &[f32], dy: &[f32]) -> Vec<f32> {
-        let big = reference::stride::insert(&self.stride(), x);
-        reference::conv2d::backward_weight(&self.0, &big, dy)
+        let (s, st) = (&self.shape(), &self.stride());
+        match self.inserted() {
+            true => reference::conv2d::backward_weight(s, &reference::stride::insert(st, x), dy),
+            false => reference::conv2d::backward_weight(s, x, &reference::stride::insert(st, dy)),
+        }
     }
     fn ref_backward_bias(&self, dy: &[f32]) -> Vec<f32> {
-        reference::conv2d::backward_bias(&self.0, dy)
+        let (s, st) = (&self.shape(), &self.stride());
+        match self.inserted() {
+            true => reference::conv2d::backward_bias(s, dy),
+            false => reference::conv2d::backward_bias(s, &reference::stride::insert(st, dy)),
+        }
     }
     fn forward(
         &self,
@@ -567,7 +615,7 @@ impl Weighted for InsertedInput {
         b: &Tensor,
         y: &Tensor,
     ) -> Result<Vec<Dispatch>> {
-        conv2d::forward(g, "t", &self.0, &self.folds(), relu, x, w, b, y)
+        conv2d::forward(g, "t", &self.shape(), &self.folds(), relu, x, w, b, y)
     }
     fn backward_input(
         &self,
@@ -576,7 +624,7 @@ impl Weighted for InsertedInput {
         w: &Tensor,
         dx: &Tensor,
     ) -> Result<Vec<Dispatch>> {
-        conv2d::backward_input(g, "t", &self.0, &self.folds(), go, w, dx)
+        conv2d::backward_input(g, "t", &self.shape(), &self.folds(), go, w, dx)
     }
     fn backward_weight(
         &self,
@@ -585,18 +633,16 @@ impl Weighted for InsertedInput {
         x: &Tensor,
         dw: &Tensor,
     ) -> Result<Vec<Dispatch>> {
-        let (s, f) = (&self.0, &self.folds());
+        let (s, f) = (&self.shape(), &self.folds());
         conv2d::backward_weight(g, "t", s, f, go, x, &partials(g, s, f)?, dw)
     }
-    fn backward_bias(&self, g: &Gpu, go: &GradOut, db: &Tensor) -> Result<Vec<Dispatch>> {
-        Ok(vec![conv2d::backward_bias(
-            g,
-            "t",
-            &self.0,
-            &Folds::default(),
-            go,
-            db,
-        )?])
+    fn backward_bias(&self, _: &Gpu, _: &GradOut, _: &Tensor) -> Result<Vec<Dispatch>> {
+        // The bias gradient's own kernel reads a full output's gradient: with a map folded
+        // in it is the fused pass's (backward_params), tested there.
+        Err(Error::Shape {
+            op: "test",
+            detail: "no separate bias kernel with a strided map folded in".into(),
+        })
     }
     fn backward_params(
         &self,
@@ -606,7 +652,7 @@ impl Weighted for InsertedInput {
         dw: &Tensor,
         db: &Tensor,
     ) -> Result<Vec<Dispatch>> {
-        let (s, f) = (&self.0, &self.folds());
+        let (s, f) = (&self.shape(), &self.folds());
         conv2d::backward_params(g, "t", s, f, go, x, &partials(g, s, f)?, dw, db)
     }
 }
@@ -616,9 +662,9 @@ impl Weighted for InsertedInput {
 /// 8 -> 16 channels), odd sizes, channel counts that are not multiples of 4 (scalar loads
 /// and stores), two groups on either side, an offset of 0, and a weight-gradient walk of
 /// several chunks with a partial one (batch 3 on 14x14: 588 pixels of x, three chunks of 256).
-fn inserted_shapes() -> Vec<InsertedInput> {
+fn inserted_shapes() -> Vec<StridedConv> {
     let s = |n, h, w, ci, co, oy, ox| {
-        InsertedInput(
+        StridedConv::Inserted(
             Conv2dShape {
                 k: 3,
                 n,
@@ -671,128 +717,14 @@ fn conv2d_inserted_input_backward_weight_matches_reference() {
     weighted::backward_weight(&inserted_shapes(), 1800, TOL);
 }
 
-/// A convolution that keeps every other output ([`Folds::take`], a Keras Conv2D with strides
-/// 2): `self.0` is the stride-1 convolution's shape, `self.1` the kept outputs. The reference
-/// is the two layers' references in turn (backward: the take's gradient, an insertion, then
-/// the convolution's). The CPU set's kernels only.
-#[derive(Clone, Copy, Debug)]
-struct TakenOutput(Conv2dShape, Strided);
-
-impl TakenOutput {
-    fn stride(&self) -> StrideShape {
-        let (s, t) = (&self.0, &self.1);
-        let (hb, wb) = s.out_hw();
-        StrideShape {
-            n: s.n,
-            h: t.h,
-            w: t.w,
-            c: s.co,
-            hb,
-            wb,
-            oy: t.oy,
-            ox: t.ox,
-        }
-    }
-    fn folds(&self) -> Folds<'static> {
-        Folds {
-            take: Some(self.1),
-            ..Default::default()
-        }
-    }
-}
-
-impl Weighted for TakenOutput {
-    const W_RANGE: f32 = 0.5;
-    fn input_len(&self) -> u64 {
-        self.0.input_len()
-    }
-    fn output_len(&self) -> u64 {
-        self.stride().small_len()
-    }
-    fn weight_len(&self) -> u64 {
-        self.0.weight_len()
-    }
-    fn bias_len(&self) -> u64 {
-        self.0.co as u64
-    }
-    fn runs_on(&self, g: &Gpu) -> bool {
-        g.kernels == KernelSet::Cpu
-    }
-    fn ref_forward(&self, relu: bool, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
-        let full = reference::conv2d::forward(&self.0, relu, x, w, b);
-        reference::stride::take(&self.stride(), &full)
-    }
-    fn ref_backward_input(&self, dy: &[f32], w: &[f32]) -> Vec<f32> {
-        let dfull = reference::stride::insert(&self.stride(), dy);
-        reference::conv2d::backward_input(&self.0, &dfull, w)
-    }
-    fn ref_backward_weight(&self, x: &[f32], dy: &[f32]) -> Vec<f32> {
-        let dfull = reference::stride::insert(&self.stride(), dy);
-        reference::conv2d::backward_weight(&self.0, x, &dfull)
-    }
-    fn ref_backward_bias(&self, dy: &[f32]) -> Vec<f32> {
-        let dfull = reference::stride::insert(&self.stride(), dy);
-        reference::conv2d::backward_bias(&self.0, &dfull)
-    }
-    fn forward(
-        &self,
-        g: &Gpu,
-        relu: bool,
-        x: &Tensor,
-        w: &Tensor,
-        b: &Tensor,
-        y: &Tensor,
-    ) -> Result<Vec<Dispatch>> {
-        conv2d::forward(g, "t", &self.0, &self.folds(), relu, x, w, b, y)
-    }
-    fn backward_input(
-        &self,
-        g: &Gpu,
-        go: &GradOut,
-        w: &Tensor,
-        dx: &Tensor,
-    ) -> Result<Vec<Dispatch>> {
-        conv2d::backward_input(g, "t", &self.0, &self.folds(), go, w, dx)
-    }
-    fn backward_weight(
-        &self,
-        g: &Gpu,
-        go: &GradOut,
-        x: &Tensor,
-        dw: &Tensor,
-    ) -> Result<Vec<Dispatch>> {
-        let (s, f) = (&self.0, &self.folds());
-        conv2d::backward_weight(g, "t", s, f, go, x, &partials(g, s, f)?, dw)
-    }
-    fn backward_bias(&self, _: &Gpu, _: &GradOut, _: &Tensor) -> Result<Vec<Dispatch>> {
-        // The bias gradient's own kernel reads a full output's gradient: the kept outputs'
-        // is the fused pass's (backward_params), tested there.
-        Err(Error::Shape {
-            op: "test",
-            detail: "no separate bias kernel for kept outputs".into(),
-        })
-    }
-    fn backward_params(
-        &self,
-        g: &Gpu,
-        go: &GradOut,
-        x: &Tensor,
-        dw: &Tensor,
-        db: &Tensor,
-    ) -> Result<Vec<Dispatch>> {
-        let (s, f) = (&self.0, &self.folds());
-        conv2d::backward_params(g, "t", s, f, go, x, &partials(g, s, f)?, dw, db)
-    }
-}
-
 /// Kept outputs: the strided Conv2D layers of `conv_strided.json` (28x28x1 -> 16 kept at
 /// 14x14 from offset 1, its thin weight gradient; 14x14x16 -> 8 at 7x7 from 1; 7x7x8 -> 8 at
 /// 4x4 from 0), odd sizes, 'valid', offsets that differ per axis, channel counts that are not
 /// multiples of 4, two groups on either side, and weight-gradient walks of several chunks
 /// (batch 8: 392 kept pixels at 7x7, 1568 at 14x14).
-fn taken_shapes() -> Vec<TakenOutput> {
+fn taken_shapes() -> Vec<StridedConv> {
     let s = |n, h, w, ci, co, padding, th, tw, oy, ox| {
-        TakenOutput(
+        StridedConv::Taken(
             Conv2dShape {
                 k: 3,
                 n,
@@ -852,23 +784,18 @@ fn conv2d_taken_output_backward_weight_matches_reference() {
 /// a shape error, never run as something else.
 #[test]
 fn conv2d_strided_maps_are_refused_where_no_kernel_takes_them() {
-    let fits = inserted_shapes()[0];
-    let one_output = InsertedInput(Conv2dShape { co: 1, ..fits.0 }, fits.1);
-    let kept = taken_shapes()[1];
-    let kept_one = TakenOutput(Conv2dShape { co: 1, ..kept.0 }, kept.1);
+    let (inserted, kept) = (inserted_shapes()[0], taken_shapes()[1]);
+    let cases = [inserted, inserted.with_co(1), kept, kept.with_co(1)];
     each_gpu(|g, config| {
-        let runs = |co: u32| g.kernels == KernelSet::Cpu && co >= 4;
-        for case in [fits, one_output].into_iter().filter(|c| !runs(c.0.co)) {
-            expect_refused(g, config, case);
-        }
-        for case in [kept, kept_one].into_iter().filter(|c| !runs(c.0.co)) {
-            expect_refused(g, config, case);
+        let runs = |c: &StridedConv| g.kernels == KernelSet::Cpu && c.shape().co >= 4;
+        for case in cases.iter().filter(|c| !runs(c)) {
+            expect_refused(g, config, *case);
         }
     });
 }
 
 /// Fails unless `case`'s forward is refused on `g` as a shape error naming the strided map.
-fn expect_refused<S: Weighted>(g: &Gpu, config: &str, case: S) {
+fn expect_refused(g: &Gpu, config: &str, case: StridedConv) {
     let x = g.tensor("x", case.input_len()).or_fail(config);
     let w = g.tensor("w", case.weight_len()).or_fail(config);
     let b = g.tensor("b", case.bias_len()).or_fail(config);
