@@ -186,8 +186,10 @@ impl FoldSet {
     /// than the per-layer kernels) nor `narrow` (the conv step 22-34% longer on lavapipe:
     /// BENCHMARKS.md) nor `quads` (not shown to pay there: a step's kernels -19% to +5% on
     /// lavapipe over three runs, within that machine's noise);
-    /// nothing on the CPU set, whose kernels read and write plain tensors and reduce their own
-    /// sums (a fold would run the GPU set's kernels for those layers).
+    /// nothing on the CPU set, whose kernels reduce their own sums and fold the layers they
+    /// take by themselves (a 2x upsampling, a strided layer's map): a fold named there runs
+    /// the GPU set's kernels for the layers it joins, except an upsampling the CPU set's
+    /// kernels read through anyway.
     pub fn for_adapter(kernels: KernelSet, info: &wgpu::AdapterInfo) -> Self {
         match (kernels, info.device_type) {
             (KernelSet::Cpu, _) => FoldSet::NONE,

@@ -130,7 +130,8 @@ pub enum Input {
     /// dispatch for the upsample either way, and its 4x copy is never written). `dx` is the
     /// half-size tensor's gradient: each pixel sums its 2x2 block, as `upsample::backward`
     /// does (on the GPU set in the same order, so the same bits). The CPU set's own kernels
-    /// where [`cpu::conv2d::takes_upsampled`] says so, the GPU set's elsewhere.
+    /// where [`cpu::conv2d::takes_upsampled`] says so and no pool is folded too, the GPU
+    /// set's elsewhere.
     Upsampled2x,
     /// `x` is the small tensor of a zero insertion the layer reads (a Keras
     /// `Conv2DTranspose` with strides 2: `stride.insert` in front of the layer, folded into
@@ -228,8 +229,8 @@ pub struct Pooled<'a> {
 
 /// The layers around a convolution that its own kernels take over, so that they run no
 /// dispatch of their own (two fewer per layer folded, per training step). Training folds them
-/// on the GPU set as `--folds` says, and on the CPU set where its kernels take them
-/// (`network`); the default folds nothing. On the GPU set a fold changes no bit of any
+/// as `--folds` says, and on the CPU set also where its own kernels take them (`network`);
+/// the default folds nothing. On the GPU set a fold changes no bit of any
 /// result; on the CPU set the sums are the same to float rounding.
 #[derive(Clone, Copy, Default)]
 pub struct Folds<'a> {

@@ -473,6 +473,11 @@ fn upsampled_shapes() -> Vec<Upsampled> {
         s(2, 6, 6, 20, 3, Padding::Valid),
         s(2, 6, 4, 5, 20, Padding::Same),
         s(8, 28, 28, 16, 1, Padding::Same),
+        // one input channel (the CPU set's thin weight gradient walking outputs, reading x
+        // as scalars), and one output channel from channels that are not a multiple of 4
+        // (its thin kernel walking the input, x read lane by lane)
+        s(2, 8, 8, 1, 8, Padding::Same),
+        s(2, 6, 6, 5, 1, Padding::Same),
     ]
 }
 
