@@ -43,7 +43,7 @@ override CHUNK: u32 = 256u;  // output pixels per weight-gradient partial sum
 // Whether the reduce writes the bias gradient (backward_params) or only the weights.
 override WITH_BIAS: bool = true;
 // Rows of one chunk's partial sums: every weight, then the bias (under INS, BIAS_ROWS
-// rows of it: backward_params_inserted), padded to whole vec4s.
+// rows of it: backward_params_partial), padded to whole vec4s.
 override ROWS4: u32 = (9u * CI * CO + BIAS_ROWS * CO + 3u) / 4u;
 
 // INS: the layer reads its input through a zero insertion (a Keras Conv2DTranspose with
@@ -612,9 +612,22 @@ fn bw_store_row(at: u32, k: u32, cg: u32, og: u32, j: u32, acc: ptr<function, Ac
 }
 
 // Invocation (chunk, tap k) of z-layer (input group cg, output group og): tap k's weight
-// gradient for the two groups over the chunk's CHUNK output pixels, and the group's bias
-// gradient (every tap sums it; tap 0 of input group 0 stores it). Partials land at
-// partial_out[chunk][row], row = (k * CI + c) * CO + o, the bias after the weights.
+// gradient for the two groups over the chunk's CHUNK output pixels (under INS, x's pixels:
+// below), and the group's bias gradient (every tap sums it; tap 0 of input group 0 stores
+// it). Partials land at partial_out[chunk][row], row = (k * CI + c) * CO + o, the bias after
+// the weights.
+//
+// Under INS the input's zeros add nothing to a weight's sum, so each invocation walks CHUNK
+// of x's pixels (a quarter of the outputs) for its tap: pixel (sy, sx) sits at
+// (2sy + OY, 2sx + OX) and meets tap (ky, kx) at output (2sy + OY + PAD - ky,
+// 2sx + OX + PAD - kx). The bias sums every output's gradient, which no one tap's walk covers;
+// but the four taps with OY + PAD - ky and OX + PAD - kx in {0, 1} meet output
+// (2sy + dy, 2sx + dx) for each of the 2x2 offsets (dy, dx), so their walks tile the output
+// (the launcher takes 'same' layers whose output is twice x's size). Each of the four stores
+// the sum of the gradients it loads anyway in a bias row of its own, BIAS_ROWS of them after
+// the weights, which the reduce adds.
+override BIAS_ROWS: u32 = select(1u, 4u, INS);
+
 @compute @workgroup_size(CPU_WG)
 fn backward_params_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                            @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -627,8 +640,12 @@ fn backward_params_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
     let k = me % 9u;
     let ky = i32(k / 3u);
     let kx = i32(k % 3u);
-    // The walked outputs: dy's pixels (under TAKE, the kept ones).
-    let pixels = p.n * YH * YW;
+    // The walked pixels: dy's (under TAKE, the kept outputs), or under INS x's.
+    let pixels = select(p.n * YH * YW, p.n * XH * XW, INS);
+    // Under INS: the output offset in its 2x2 block this tap meets, when it is one of four.
+    let dy = i32(OY + PAD) - ky;
+    let dx = i32(OX + PAD) - kx;
+    let tiles = dy >= 0 && dy <= 1 && dx >= 0 && dx <= 1;
     // Vec4 blocks of the groups' channels in the whole pixel.
     let j0 = GROUP / 4u * cg;
     let m0 = GROUP / 4u * og;
@@ -637,88 +654,29 @@ fn backward_params_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
     for (var t = 0u; t < CHUNK; t++) {
         let r = chunk * CHUNK + t;
         let rc = min(r, pixels - 1u);
-        let ox = spread(rc % YW, TAKE, TX);
-        let oy = spread((rc / YW) % YH, TAKE, TY);
-        let b = rc / (YW * YH);
-        let gscale = select(0.0, 1.0, r < pixels);
-        let g0 = g4_pixel(rc, m0, gscale);
-        var g1 = vec4<f32>(0.0);
-        var g2 = vec4<f32>(0.0);
-        var g3 = vec4<f32>(0.0);
-        if (GCO > 4u) { g1 = g4_pixel(rc, m0 + 1u, gscale); }
-        if (GCO > 8u) { g2 = g4_pixel(rc, m0 + 2u, gscale); }
-        if (GCO > 12u) { g3 = g4_pixel(rc, m0 + 3u, gscale); }
-        bacc.a0 += g0;
-        bacc.a1 += g1;
-        bacc.a2 += g2;
-        bacc.a3 += g3;
-        let iy = oy + ky - i32(PAD);
-        let ix = ox + kx - i32(PAD);
-        let keep = inside_at(iy, H) * inside_at(ix, W);
-        let pix = x_pixel(b, tap_at(iy, H), tap_at(ix, W));
-        bw_block(0u, x4_at(pix, j0, keep), g0, g1, g2, g3, &acc);
-        if (GCI > 4u) { bw_block(1u, x4_at(pix, j0 + 1u, keep), g0, g1, g2, g3, &acc); }
-        if (GCI > 8u) { bw_block(2u, x4_at(pix, j0 + 2u, keep), g0, g1, g2, g3, &acc); }
-        if (GCI > 12u) { bw_block(3u, x4_at(pix, j0 + 3u, keep), g0, g1, g2, g3, &acc); }
-    }
-    if (id < total) {
-        let at = chunk * ROWS4 * 4u;
-        bw_store_row(at, k, cg, og, 0u, &acc);
-        if (GCI > 4u) { bw_store_row(at, k, cg, og, 1u, &acc); }
-        if (GCI > 8u) { bw_store_row(at, k, cg, og, 2u, &acc); }
-        if (GCI > 12u) { bw_store_row(at, k, cg, og, 3u, &acc); }
-        if (k == 0u && cg == 0u) { store_bias_partial(at + 9u * CI * CO + GROUP * og, og, bacc); }
-    }
-}
-
-// ---- backward_params_inserted: the same partial sums under INS ----
-//
-// The input's zeros add nothing to a weight's sum, so each invocation walks CHUNK of x's
-// pixels (a quarter of the outputs) for one tap: pixel (sy, sx) sits at (2sy + OY, 2sx + OX)
-// and meets tap (ky, kx) at output (2sy + OY + PAD - ky, 2sx + OX + PAD - kx). The bias sums
-// every output's gradient, which no one tap's walk covers; but the four taps with
-// OY + PAD - ky and OX + PAD - kx in {0, 1} meet output (2sy + dy, 2sx + dx) for each of the
-// 2x2 offsets (dy, dx), so their walks tile the output (the launcher takes 'same' layers
-// whose output is twice x's size). Each of the four sums the gradient it loads anyway into a
-// bias row of its own, BIAS_ROWS of them after the weights, which the reduce adds.
-override BIAS_ROWS: u32 = select(1u, 4u, INS);
-
-@compute @workgroup_size(CPU_WG)
-fn backward_params_inserted(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
-                            @builtin(num_workgroups) nwg: vec3<u32>) {
-    let cg = group_at(wid.z / CO_GROUPS, CI);
-    let og = group_at(wid.z % CO_GROUPS, CO);
-    let id = flat_cpu(wid, lid, nwg);
-    let total = p.chunks * 9u;
-    let me = min(id, total - 1u);
-    let chunk = me / 9u;
-    let k = me % 9u;
-    let ky = i32(k / 3u);
-    let kx = i32(k % 3u);
-    // The output offset in its 2x2 block this tap meets, when it is one of the four.
-    let dy = i32(OY + PAD) - ky;
-    let dx = i32(OX + PAD) - kx;
-    let tiles = dy >= 0 && dy <= 1 && dx >= 0 && dx <= 1;
-    let smalls = p.n * XH * XW;
-    let j0 = GROUP / 4u * cg;
-    let m0 = GROUP / 4u * og;
-    var acc: AccW;
-    var bacc: Acc4;
-    for (var t = 0u; t < CHUNK; t++) {
-        let r = chunk * CHUNK + t;
-        let rc = min(r, smalls - 1u);
-        let sx = rc % XW;
-        let sy = (rc / XW) % XH;
-        let b = rc / (XW * XH);
-        let oy = i32(2u * sy) + dy;
-        let ox = i32(2u * sx) + dx;
-        let keep = select(0.0, 1.0, r < smalls) * inside_at(oy, HO) * inside_at(ox, WO);
-        let g = g_group((b * HO + tap_at(oy, HO)) * WO + tap_at(ox, WO), m0, keep);
+        var gpix = rc;
+        var gscale = select(0.0, 1.0, r < pixels);
+        var xpix = rc;
+        var xscale = 1.0;
+        if (INS) {
+            let b = rc / (XW * XH);
+            let oy = i32(2u * ((rc / XW) % XH)) + dy;
+            let ox = i32(2u * (rc % XW)) + dx;
+            gscale *= inside_at(oy, HO) * inside_at(ox, WO);
+            gpix = (b * HO + tap_at(oy, HO)) * WO + tap_at(ox, WO);
+        } else {
+            let b = rc / (YW * YH);
+            let iy = spread((rc / YW) % YH, TAKE, TY) + ky - i32(PAD);
+            let ix = spread(rc % YW, TAKE, TX) + kx - i32(PAD);
+            xscale = inside_at(iy, H) * inside_at(ix, W);
+            xpix = x_pixel(b, tap_at(iy, H), tap_at(ix, W));
+        }
+        let g = g_group(gpix, m0, gscale);
         bacc = add_acc4(bacc, g);
-        bw_block(0u, x4_at(rc, j0, 1.0), g.a0, g.a1, g.a2, g.a3, &acc);
-        if (GCI > 4u) { bw_block(1u, x4_at(rc, j0 + 1u, 1.0), g.a0, g.a1, g.a2, g.a3, &acc); }
-        if (GCI > 8u) { bw_block(2u, x4_at(rc, j0 + 2u, 1.0), g.a0, g.a1, g.a2, g.a3, &acc); }
-        if (GCI > 12u) { bw_block(3u, x4_at(rc, j0 + 3u, 1.0), g.a0, g.a1, g.a2, g.a3, &acc); }
+        bw_block(0u, x4_at(xpix, j0, xscale), g.a0, g.a1, g.a2, g.a3, &acc);
+        if (GCI > 4u) { bw_block(1u, x4_at(xpix, j0 + 1u, xscale), g.a0, g.a1, g.a2, g.a3, &acc); }
+        if (GCI > 8u) { bw_block(2u, x4_at(xpix, j0 + 2u, xscale), g.a0, g.a1, g.a2, g.a3, &acc); }
+        if (GCI > 12u) { bw_block(3u, x4_at(xpix, j0 + 3u, xscale), g.a0, g.a1, g.a2, g.a3, &acc); }
     }
     if (id < total) {
         let at = chunk * ROWS4 * 4u;
@@ -726,9 +684,10 @@ fn backward_params_inserted(@builtin(workgroup_id) wid: vec3<u32>, @builtin(loca
         if (GCI > 4u) { bw_store_row(at, k, cg, og, 1u, &acc); }
         if (GCI > 8u) { bw_store_row(at, k, cg, og, 2u, &acc); }
         if (GCI > 12u) { bw_store_row(at, k, cg, og, 3u, &acc); }
-        if (tiles && cg == 0u) {
-            let row = u32(dy * 2 + dx);
-            store_bias_partial(at + 9u * CI * CO + row * CO + GROUP * og, og, bacc);
+        // Tap 0's sum (every tap's is the bias's), or under INS each tiling tap's own row.
+        let bias_row = select(0u, u32(dy * 2 + dx), INS && tiles);
+        if (select(k == 0u, tiles, INS) && cg == 0u) {
+            store_bias_partial(at + 9u * CI * CO + bias_row * CO + GROUP * og, og, bacc);
         }
     }
 }
@@ -926,7 +885,7 @@ fn backward_params_thin(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_in
 }
 
 // Each invocation sums four rows over the chunks, in chunk order (deterministic).
-// Under INS (backward_params_inserted) the bias has BIAS_ROWS rows: invocations past the
+// Under INS (backward_params_partial) the bias has BIAS_ROWS rows: invocations past the
 // rows' vec4s each add one bias's, chunk by chunk, then row by row.
 @compute @workgroup_size(CPU_WG)
 fn backward_params_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,

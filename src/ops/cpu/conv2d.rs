@@ -34,7 +34,7 @@ pub fn takes(s: &Conv2dShape) -> bool {
 
 /// Whether these kernels take `s` reading an inserted input `i` ([`Input::Inserted`]): the
 /// shapes [`takes`] names, 'same', with more than one input channel (the weight gradient's
-/// `backward_params_inserted` has no thin form), at least 4 output channels (the forward's
+/// walk over x's pixels is `backward_params_partial`'s, which has no thin form), at least 4 output channels (the forward's
 /// one-invocation-per-pixel form) and an output twice the small side's size (four of the
 /// weight gradient's taps then tile it, which the bias gradient needs).
 pub fn takes_inserted(s: &Conv2dShape, i: &Strided) -> bool {
@@ -117,7 +117,7 @@ fn chunks(s: &Conv2dShape, fold: &Fold) -> u64 {
 }
 
 /// One chunk's partial sums: every weight, then the bias, padded to whole vec4s; under an
-/// inserted input, four rows of the bias (`backward_params_inserted`'s four taps that tile
+/// inserted input, four rows of the bias (the four taps of `backward_params_partial` that tile
 /// the output).
 fn rows4(s: &Conv2dShape, fold: &Fold) -> u64 {
     let bias_rows = match fold {
@@ -367,10 +367,9 @@ pub fn backward_params(
     // every tap for each group of the wide side (thin).
     let pairs = groups_of(s.ci) * groups_of(s.co);
     let chunks = chunks(s, fold);
-    let (entry, invocations, groups) = match (fold, thin(s)) {
-        (Fold::Insert(_), _) => ("backward_params_inserted", chunks * 9, pairs),
-        (_, true) => ("backward_params_thin", chunks, groups_of(s.ci.max(s.co))),
-        (_, false) => ("backward_params_partial", chunks * 9, pairs),
+    let (entry, invocations, groups) = match thin(s) {
+        true => ("backward_params_thin", chunks, groups_of(s.ci.max(s.co))),
+        false => ("backward_params_partial", chunks * 9, pairs),
     };
     let partial = build(
         gpu,
