@@ -248,19 +248,7 @@ impl Network {
     /// insertion runs no dispatch, forward or backward, and its output and gradient buffers
     /// are never written.
     fn folded_insert(&self, gpu: &Gpu, i: usize, n: u32, range: &Range<usize>) -> bool {
-        self.insert_read_by_next(gpu, i, n, range).is_some()
-    }
-
-    /// The small side of layer i's zero insertion, as the convolution after it reads it,
-    /// where [`Network::folded_insert`] holds.
-    fn insert_read_by_next(
-        &self,
-        gpu: &Gpu,
-        i: usize,
-        n: u32,
-        range: &Range<usize>,
-    ) -> Option<conv2d::Strided> {
-        self.strided_map_folded(gpu, i, i + 1, n, range)
+        self.strided_map_folded(gpu, i, i + 1, n, range).is_some()
     }
 
     /// The small side of layer `map`'s stride-2 index map where the convolution `conv` beside
@@ -298,19 +286,7 @@ impl Network {
     /// `range`: then the take runs no dispatch, forward or backward, and the convolution's
     /// full output and gradient buffers are never written.
     fn folded_take(&self, gpu: &Gpu, i: usize, n: u32, range: &Range<usize>) -> bool {
-        self.take_kept_by_previous(gpu, i, n, range).is_some()
-    }
-
-    /// The kept outputs of layer i's take, as the convolution before it keeps them, where
-    /// [`Network::folded_take`] holds.
-    fn take_kept_by_previous(
-        &self,
-        gpu: &Gpu,
-        i: usize,
-        n: u32,
-        range: &Range<usize>,
-    ) -> Option<conv2d::Strided> {
-        self.strided_map_folded(gpu, i, i.checked_sub(1)?, n, range)
+        i > 0 && self.strided_map_folded(gpu, i, i - 1, n, range).is_some()
     }
 
     /// Whether layer i is a 2x2 max pool that the convolution before it writes through
@@ -344,7 +320,7 @@ impl Network {
     /// folded take, that layer's output.
     fn conv_io(&self, gpu: &Gpu, i: usize, n: u32, range: &Range<usize>) -> Result<ConvIo> {
         let below = i.checked_sub(1);
-        let inserted = below.and_then(|b| self.insert_read_by_next(gpu, b, n, range));
+        let inserted = below.and_then(|b| self.strided_map_folded(gpu, b, i, n, range));
         let (input, x) = match (below, inserted) {
             (Some(b), Some(ins)) => (conv2d::Input::Inserted(ins), self.layer_input(b, n)),
             (Some(b), None) if self.folded_upsample(gpu, b, n, range) => {
@@ -360,7 +336,7 @@ impl Network {
             },
             false => None,
         };
-        let take = self.take_kept_by_previous(gpu, i + 1, n, range);
+        let take = self.strided_map_folded(gpu, i + 1, i, n, range);
         let out = i + (pool.is_some() || take.is_some()) as usize;
         Ok(ConvIo {
             input,
