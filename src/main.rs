@@ -193,7 +193,8 @@ enum Command {
     /// the gpu set's kernel variants (tiles, vec4, narrow, single, quads) that changes one of the
     /// model's dispatches, side by side per layer: which code is faster where, on this
     /// adapter ("= gpu" where a variant leaves a dispatch as it is). All run unfolded unless
-    /// --folds names folds (then all run those, each variant added; auto counts as none here).
+    /// --folds names folds (then all run those, each variant added; auto counts as none here),
+    /// but for the cpu set's own: its convolutions read upsamplings and strided maps themselves.
     BenchKernels {
         /// conv, dense, deep, or a Keras `model.to_json()` file.
         #[arg(long, value_parser = parse_model, default_value = "conv")]
