@@ -183,6 +183,12 @@ pub struct StrideShape {
     pub ox: u32,
 }
 
+/// Whether a stride-2 map's small side of `size` pixels, from `offset` (0 or 1) on, lands
+/// inside a big side of `big`: non-empty, and its last pixel at 2 (size - 1) + offset.
+pub fn lands_inside(size: u32, offset: u32, big: u32) -> bool {
+    size > 0 && offset <= 1 && 2 * (size - 1) + offset < big
+}
+
 impl StrideShape {
     pub fn small_len(&self) -> u64 {
         self.n as u64 * self.h as u64 * self.w as u64 * self.c as u64
@@ -192,12 +198,9 @@ impl StrideShape {
     }
     /// Non-empty, offsets 0 or 1, and every small element inside the big side.
     pub fn check(&self) -> Result<()> {
-        let inside = |size: u32, o: u32, big: u32| size > 0 && 2 * (size - 1) + o < big;
         if self.small_len() == 0
-            || self.oy > 1
-            || self.ox > 1
-            || !inside(self.h, self.oy, self.hb)
-            || !inside(self.w, self.ox, self.wb)
+            || !lands_inside(self.h, self.oy, self.hb)
+            || !lands_inside(self.w, self.ox, self.wb)
         {
             return Err(Error::Shape {
                 op: "stride",

@@ -8,7 +8,7 @@
 //! the same.
 use super::{build, cpu, expect_len, Cost, Dispatch, Launch, Shader};
 use crate::gpu::{Gpu, KernelSet, Tensor};
-use crate::shapes::{AdamConfig, Conv2dShape, Padding, PoolShape, StrideShape};
+use crate::shapes::{lands_inside, AdamConfig, Conv2dShape, Padding, PoolShape, StrideShape};
 use crate::{Error, Result};
 
 /// Channels one invocation keeps in registers, four vec4: the shader's WIDE_GROUP. A side
@@ -166,8 +166,7 @@ impl Strided {
 
     /// Fails unless the small side lands inside a big side of `big_h` x `big_w`.
     fn check(&self, what: &str, big_h: u32, big_w: u32) -> Result<()> {
-        let inside = |size: u32, o: u32, big: u32| size > 0 && o <= 1 && 2 * (size - 1) + o < big;
-        if inside(self.h, self.oy, big_h) && inside(self.w, self.ox, big_w) {
+        if lands_inside(self.h, self.oy, big_h) && lands_inside(self.w, self.ox, big_w) {
             return Ok(());
         }
         Err(Error::Shape {
