@@ -58,6 +58,16 @@ override INS: bool = false;
 // (ops::conv2d::Input::Upsampled2x): x is the XH x XW = H/2 x W/2 tensor and the input pixel
 // (iy, ix) is x's (iy/2, ix/2); the input gradient is x's, each pixel the sum of its 2x2
 // block's. The upsampling runs no dispatch, and its 4x copy is never written or read.
+// An output pixel's 3x3 taps then read only 2x2 of x's pixels, and which taps land on which
+// depends on the output row's and column's parity (its phase), so the forward and the input
+// gradient run the kernel folded: the taps landing on one x pixel summed into one weight as
+// the slice is copied into workgroup memory (the same sums to float rounding). The
+// single-output forward takes one invocation per x pixel for its four outputs, each loaded
+// x pixel read by the outputs whose 2x2 it is in (4 taps each, not 9); an x pixel's input
+// gradient reads its 4x4 outputs through 16 folded taps, not 4 x 9. The other forwards read
+// each tap's x pixel through x_pixel: the 9 taps of an output load 4 distinct pixels there,
+// and lavapipe's time is in the loads (a z-layer per phase with 4 folded taps measured
+// within noise of them). The weight gradient walks the outputs and reads x through x_pixel.
 override UP: u32 = 1u;
 // x's height and width: the small side under INS, H / UP otherwise (set by the launcher).
 override XH: u32 = H;
@@ -151,6 +161,73 @@ fn x_pixel(b: u32, iy: u32, ix: u32) -> u32 {
     return (b * XH + iy / UP) * XW + ix / UP;
 }
 
+// ---- UP = 2: the kernel folded over the upsampling ----
+
+// floor(v / 2) for v >= -2.
+fn half_floor(v: i32) -> i32 {
+    return (v + 2) / 2 - 1;
+}
+
+// The first of the two x rows an output row of parity r reads, relative to x row (output
+// row / 2): -1 or 0 (the same for columns).
+fn up_first(r: u32) -> i32 {
+    return half_floor(i32(r) - i32(PAD));
+}
+
+// How many of kernel rows 0..2 land on the first of the two x rows an output row of parity
+// r reads: 1 or 2, the rest on the second (the same for columns).
+fn up_split(r: u32) -> u32 {
+    return 1u + (r + PAD + 1u) % 2u;
+}
+
+// Weight (k, c, o), 0 past CI or CO.
+fn w_at(k: u32, c: u32, o: u32) -> f32 {
+    return select(0.0, wt[min((k * CI + c) * CO + o, 9u * CI * CO - 1u)], c < CI && o < CO);
+}
+
+// The 3x3 taps of inputs c..c+3 to output o. The folds below add them in registers, so each
+// weight is loaded once.
+struct Taps { t0: vec4<f32>, t1: vec4<f32>, t2: vec4<f32>, t3: vec4<f32>, t4: vec4<f32>,
+              t5: vec4<f32>, t6: vec4<f32>, t7: vec4<f32>, t8: vec4<f32> }
+
+fn w4_at(k: u32, c: u32, o: u32) -> vec4<f32> {
+    return vec4<f32>(w_at(k, c, o), w_at(k, c + 1u, o), w_at(k, c + 2u, o), w_at(k, c + 3u, o));
+}
+
+fn taps_at(c: u32, o: u32) -> Taps {
+    return Taps(w4_at(0u, c, o), w4_at(1u, c, o), w4_at(2u, c, o), w4_at(3u, c, o),
+                w4_at(4u, c, o), w4_at(5u, c, o), w4_at(6u, c, o), w4_at(7u, c, o),
+                w4_at(8u, c, o));
+}
+
+struct Pair { a: vec4<f32>, b: vec4<f32> }
+struct Quad { a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, d: vec4<f32> }
+
+// Three taps of a row (or column) onto an output's two x rows: the first `split` onto a.
+fn fold_pair(k0: vec4<f32>, k1: vec4<f32>, k2: vec4<f32>, split: u32) -> Pair {
+    let zero = vec4<f32>(0.0);
+    return Pair(k0 + select(zero, k1, split == 2u), select(k1, zero, split == 2u) + k2);
+}
+
+// The forward's folded kernel of phase (ry, rx): taps e = 2ey + ex as a, b, c, d.
+fn fold_phase(t: Taps, ry: u32, rx: u32) -> Quad {
+    let sy = up_split(ry);
+    let sx = up_split(rx);
+    // Kernel rows first (each column kx), then columns.
+    let c0 = fold_pair(t.t0, t.t3, t.t6, sy);
+    let c1 = fold_pair(t.t1, t.t4, t.t7, sy);
+    let c2 = fold_pair(t.t2, t.t5, t.t8, sy);
+    let top = fold_pair(c0.a, c1.a, c2.a, sx);
+    let bottom = fold_pair(c0.b, c1.b, c2.b, sx);
+    return Quad(top.a, top.b, bottom.a, bottom.b);
+}
+
+// Three taps onto the input gradient's four: x row sy meets output row 2sy + PAD - 2 + t
+// through kernel rows 2 - t and 3 - t (those in 0..2), from its upsampled rows 2sy, 2sy + 1.
+fn fold_quad(k0: vec4<f32>, k1: vec4<f32>, k2: vec4<f32>) -> Quad {
+    return Quad(k2, k1 + k2, k0 + k1, k0);
+}
+
 // Channels of group g of a side with `channels` (never wraps below zero).
 fn group_len(channels: u32, g: u32) -> u32 {
     return min(max(channels, GROUP * g), GROUP * (g + 1u)) - GROUP * g;
@@ -169,8 +246,9 @@ fn group_at(z: u32, channels: u32) -> u32 {
 // arrays of accumulators make lavapipe's NIR passes take minutes on the written-out taps.
 struct Acc4 { a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32> }
 
-// One kernel slice at a time: 9 x 16 x 16 floats (9 KiB), within WebGPU's 16 KiB.
-var<workgroup> wsh4: array<vec4<f32>, 9u * GROUP * GROUP / 4u>;
+// One kernel slice at a time: 9 x 16 x 16 floats (9 KiB); under UP the input gradient's 16
+// folded taps, 16 KiB: WebGPU's limit.
+var<workgroup> wsh4: array<vec4<f32>, 16u * GROUP * GROUP / 4u>;
 
 // The slice of input group cg and output group og as [9 * GCI][GCO4], zero-padded past CI
 // and CO. The first barrier keeps the previous slice until every invocation is done with it.
@@ -283,6 +361,100 @@ fn forward_single(id: u32) {
     }
 }
 
+// UP = 2, one output channel: invocation q is x's pixel (b, fy, fx) and computes the four
+// outputs (2fy + ry, 2fx + rx), a0..a3 in phase order 2ry + rx, from x's 3x3 pixels around
+// it, each loaded once and read by the outputs whose 2x2 it is in through their phase's folded
+// kernel (wsh4 rows (4 * phase + e) * CI4 + j, load_weights4_up_single).
+fn forward_single_up(id: u32) {
+    // (At least 1: the entry point is compiled for every shape, and its divisions by
+    // constants must not be by zero.)
+    let fh = max(HO / 2u, 1u);
+    let fw = max(WO / 2u, 1u);
+    let total = p.n * fh * fw;
+    let q = min(id, total - 1u);
+    let fx = q % fw;
+    let fy = (q / fw) % fh;
+    let b = q / (fw * fh);
+    var acc: Acc4;
+    fwd_single_up_at(-1, -1, b, fy, fx, &acc);
+    fwd_single_up_at(-1, 0, b, fy, fx, &acc);
+    fwd_single_up_at(-1, 1, b, fy, fx, &acc);
+    fwd_single_up_at(0, -1, b, fy, fx, &acc);
+    fwd_single_up_at(0, 0, b, fy, fx, &acc);
+    fwd_single_up_at(0, 1, b, fy, fx, &acc);
+    fwd_single_up_at(1, -1, b, fy, fx, &acc);
+    fwd_single_up_at(1, 0, b, fy, fx, &acc);
+    fwd_single_up_at(1, 1, b, fy, fx, &acc);
+    let one = vec4<f32>(1.0);
+    var v = vec4<f32>(dot(acc.a0, one), dot(acc.a1, one), dot(acc.a2, one), dot(acc.a3, one));
+    v += vec4<f32>(bias[0]);
+    if (p.relu != 0u) { v = max(v, vec4<f32>(0.0)); }
+    if (id < total) {
+        let at = (b * HO + 2u * fy) * WO + 2u * fx;
+        y[at] = v.x;
+        y[at + 1u] = v.y;
+        y[at + WO] = v.z;
+        y[at + WO + 1u] = v.w;
+    }
+}
+
+// Which of its two x rows (or columns) a phase-r output's row offset n is: n - up_first(r).
+fn up_tap_of(r: u32, n: i32) -> i32 {
+    return n - up_first(r);
+}
+
+// Whether a phase-r output reads offset n at all.
+fn up_in(r: u32, n: i32) -> bool {
+    let e = up_tap_of(r, n);
+    return e >= 0 && e <= 1;
+}
+
+fn up_hits(ry: u32, rx: u32, ny: i32, nx: i32) -> bool {
+    return up_in(ry, ny) && up_in(rx, nx);
+}
+
+// The wsh4 row of phase (ry, rx)'s folded tap at offset (ny, nx) (where up_hits).
+fn up_single_row(ry: u32, rx: u32, ny: i32, nx: i32) -> u32 {
+    return 4u * (2u * ry + rx) + u32(2 * up_tap_of(ry, ny) + up_tap_of(rx, nx));
+}
+
+// x's pixel (fy + ny, fx + nx) into each of the four outputs that read it (ny, nx are
+// literals wherever this is called, so every branch folds away; with 'valid' padding no
+// output reads offset -1).
+fn fwd_single_up_at(ny: i32, nx: i32, b: u32, fy: u32, fx: u32, acc: ptr<function, Acc4>) {
+    if (!(up_in(0u, ny) || up_in(1u, ny)) || !(up_in(0u, nx) || up_in(1u, nx))) { return; }
+    let sy = i32(fy) + ny;
+    let sx = i32(fx) + nx;
+    let keep = inside_at(sy, XH) * inside_at(sx, XW);
+    let pix = (b * XH + tap_at(sy, XH)) * XW + tap_at(sx, XW);
+    let ci4 = (CI + 3u) / 4u;
+    for (var j = 0u; j < ci4; j++) {
+        let xq = x4_at(pix, j, keep);
+        if (up_hits(0u, 0u, ny, nx)) { (*acc).a0 += xq * wsh4[up_single_row(0u, 0u, ny, nx) * ci4 + j]; }
+        if (up_hits(0u, 1u, ny, nx)) { (*acc).a1 += xq * wsh4[up_single_row(0u, 1u, ny, nx) * ci4 + j]; }
+        if (up_hits(1u, 0u, ny, nx)) { (*acc).a2 += xq * wsh4[up_single_row(1u, 0u, ny, nx) * ci4 + j]; }
+        if (up_hits(1u, 1u, ny, nx)) { (*acc).a3 += xq * wsh4[up_single_row(1u, 1u, ny, nx) * ci4 + j]; }
+    }
+}
+
+// UP = 2, one output channel: the four phases' folded kernels, row 4 * phase + e, each CI4
+// vec4s of input channels (zero past CI), an invocation per vec4.
+fn load_weights4_up_single(lid: u32) {
+    let ci4 = (CI + 3u) / 4u;
+    workgroupBarrier();
+    for (var j = lid; j < ci4; j += CPU_WG) {
+        let t = taps_at(4u * j, 0u);
+        for (var phase = 0u; phase < 4u; phase++) {
+            let f = fold_phase(t, phase / 2u, phase % 2u);
+            wsh4[(4u * phase) * ci4 + j] = f.a;
+            wsh4[(4u * phase + 1u) * ci4 + j] = f.b;
+            wsh4[(4u * phase + 2u) * ci4 + j] = f.c;
+            wsh4[(4u * phase + 3u) * ci4 + j] = f.d;
+        }
+    }
+    workgroupBarrier();
+}
+
 // Where the forward's tap k of output pixel (b, oy, ox) reads x: the pixel, and 0 or 1 for
 // whether it lies inside (else the clamped pixel is read and scaled by 0).
 struct Source { pix: u32, keep: f32 }
@@ -363,6 +535,11 @@ fn bias4(o: u32) -> vec4<f32> {
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
            @builtin(num_workgroups) nwg: vec3<u32>) {
     let id = flat_cpu(wid, lid, nwg);
+    if (CO == 1u && UP == 2u) {
+        load_weights4_up_single(lid);
+        forward_single_up(id);
+        return;
+    }
     if (CO == 1u) {
         load_weights4_t(lid, 0u, (CI + 3u) / 4u, 0u, CO);
         forward_single(id);
@@ -467,6 +644,20 @@ fn bin_tap(k: u32, og: u32, b: u32, iy: i32, ix: i32, acc: ptr<function, Acc4>) 
         oy = (oy - i32(TY)) / 2;
         ox = (ox - i32(TX)) / 2;
     }
+    bin_grads(k, og, b, oy, ox, acc);
+}
+
+// UP = 2: folded tap t = 4ty + tx of x pixel (sy, sx), from output
+// (2sy + PAD - 2 + ty, 2sx + PAD - 2 + tx) (fold_quad).
+fn bin_up_tap(t: u32, og: u32, b: u32, sy: i32, sx: i32, acc: ptr<function, Acc4>) {
+    let oy = 2 * sy + i32(PAD) - 2 + i32(t / 4u);
+    let ox = 2 * sx + i32(PAD) - 2 + i32(t % 4u);
+    bin_grads(t, og, b, oy, ox, acc);
+}
+
+// The upstream gradient of output group og at dy's pixel (oy, ox) (0 outside) times the
+// loaded slice's rows of tap k.
+fn bin_grads(k: u32, og: u32, b: u32, oy: i32, ox: i32, acc: ptr<function, Acc4>) {
     let keep = inside_at(oy, YH) * inside_at(ox, YW);
     let pix = (b * YH + tap_at(oy, YH)) * YW + tap_at(ox, YW);
     let channels = group_len(CO, og);
@@ -490,6 +681,54 @@ fn bin_tap(k: u32, og: u32, b: u32, iy: i32, ix: i32, acc: ptr<function, Acc4>) 
 fn bin_group(lid: u32, cg: u32, og: u32, b: u32, iy: i32, ix: i32, acc: ptr<function, Acc4>) {
     load_weights4_t(lid, GROUP * cg, GCI4, GROUP * og, GCO);
     bin_taps(og, b, iy, ix, acc);
+}
+
+// UP = 2: every folded tap of x pixel (b, sy, sx), with load_weights4_up_t's slice.
+fn bin_up_taps(og: u32, b: u32, sy: i32, sx: i32, acc: ptr<function, Acc4>) {
+    bin_up_tap(0u, og, b, sy, sx, acc);
+    bin_up_tap(1u, og, b, sy, sx, acc);
+    bin_up_tap(2u, og, b, sy, sx, acc);
+    bin_up_tap(3u, og, b, sy, sx, acc);
+    bin_up_tap(4u, og, b, sy, sx, acc);
+    bin_up_tap(5u, og, b, sy, sx, acc);
+    bin_up_tap(6u, og, b, sy, sx, acc);
+    bin_up_tap(7u, og, b, sy, sx, acc);
+    bin_up_tap(8u, og, b, sy, sx, acc);
+    bin_up_tap(9u, og, b, sy, sx, acc);
+    bin_up_tap(10u, og, b, sy, sx, acc);
+    bin_up_tap(11u, og, b, sy, sx, acc);
+    bin_up_tap(12u, og, b, sy, sx, acc);
+    bin_up_tap(13u, og, b, sy, sx, acc);
+    bin_up_tap(14u, og, b, sy, sx, acc);
+    bin_up_tap(15u, og, b, sy, sx, acc);
+}
+
+// UP = 2: load_weights4_t's layout with the input gradient's 16 folded taps (t = 4ty + tx)
+// for the 9, an invocation per output and vec4 of input channels.
+fn load_weights4_up_t(lid: u32, c0: u32, c4: u32, o0: u32, no: u32) {
+    workgroupBarrier();
+    for (var i = lid; i < no * c4; i += CPU_WG) {
+        let o = i / c4;
+        let cq = i % c4;
+        let t = taps_at(c0 + 4u * cq, o0 + o);
+        // Kernel rows first (each column kx), then columns.
+        let k0 = fold_quad(t.t0, t.t3, t.t6);
+        let k1 = fold_quad(t.t1, t.t4, t.t7);
+        let k2 = fold_quad(t.t2, t.t5, t.t8);
+        store_bin_row(0u, o, cq, no, c4, fold_quad(k0.a, k1.a, k2.a));
+        store_bin_row(1u, o, cq, no, c4, fold_quad(k0.b, k1.b, k2.b));
+        store_bin_row(2u, o, cq, no, c4, fold_quad(k0.c, k1.c, k2.c));
+        store_bin_row(3u, o, cq, no, c4, fold_quad(k0.d, k1.d, k2.d));
+    }
+    workgroupBarrier();
+}
+
+// Folded taps (ty, 0..3) of output o, input vec4 cq, into load_weights4_t's layout.
+fn store_bin_row(ty: u32, o: u32, cq: u32, no: u32, c4: u32, r: Quad) {
+    wsh4[((4u * ty) * no + o) * c4 + cq] = r.a;
+    wsh4[((4u * ty + 1u) * no + o) * c4 + cq] = r.b;
+    wsh4[((4u * ty + 2u) * no + o) * c4 + cq] = r.c;
+    wsh4[((4u * ty + 3u) * no + o) * c4 + cq] = r.d;
 }
 
 // Every tap of input pixel (b, iy, ix) with the loaded slice.
@@ -534,16 +773,15 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     let sx = q % BW;
     let sy = (q / BW) % BH;
     let b = q / (BW * BH);
-    let ix = select(spread(sx, INS, OX), spread(sx, true, PX), TAKE) * i32(UP);
-    let iy = select(spread(sy, INS, OY), spread(sy, true, PY), TAKE) * i32(UP);
+    let ix = select(spread(sx, INS, OX), spread(sx, true, PX), TAKE);
+    let iy = select(spread(sy, INS, OY), spread(sy, true, PY), TAKE);
     let pix = select(q, (b * H + u32(iy)) * W + u32(ix), TAKE);
     var acc: Acc4;
-    bin_group(lid, cg, OG, b, iy, ix, &acc);
     if (UP == 2u) {
-        // x's pixel sums its 2x2 block of input pixels' gradients (iy, ix is its first).
-        bin_taps(OG, b, iy, ix + 1, &acc);
-        bin_taps(OG, b, iy + 1, ix, &acc);
-        bin_taps(OG, b, iy + 1, ix + 1, &acc);
+        load_weights4_up_t(lid, GROUP * cg, GCI4, GROUP * OG, GCO);
+        bin_up_taps(OG, b, iy, ix, &acc);
+    } else {
+        bin_group(lid, cg, OG, b, iy, ix, &acc);
     }
     if (id < total) {
         store_dx4(pix * CI, cg, 0u, acc.a0);

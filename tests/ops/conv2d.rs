@@ -448,8 +448,8 @@ impl Weighted for Upsampled {
 }
 
 /// Convolutions that read a folded upsampling: the conv autoencoder's three (batch 2), odd
-/// sizes and channel counts, both paddings, a 5x5 kernel, channel groups on either side, and
-/// the weight gradient's reduce looping (batch 8 on 28x28: 392 chunks).
+/// sizes and channel counts, both paddings, a 5x5 kernel, channel groups on either side and
+/// on both, and the weight gradient's reduce looping (batch 8 on 28x28: 392 chunks).
 fn upsampled_shapes() -> Vec<Upsampled> {
     let sk = |k, n, h, w, ci, co, padding| {
         Upsampled(Conv2dShape {
@@ -478,6 +478,15 @@ fn upsampled_shapes() -> Vec<Upsampled> {
         // (its thin kernel walking the input, x read lane by lane)
         s(2, 8, 8, 1, 8, Padding::Same),
         s(2, 6, 6, 5, 1, Padding::Same),
+        // the CPU set's folded kernels: a single output channel under 'valid' padding (no
+        // output reads x's row or column -1), full groups of 16 on both sides (the input
+        // gradient's 16 folded taps fill WebGPU's 16 KiB of workgroup memory), two groups on
+        // both sides (the forward's z-layers of phase and output group, the input gradient's
+        // second dispatch adding to dx), and non-square odd-multiple sides
+        s(2, 6, 8, 12, 1, Padding::Valid),
+        s(2, 6, 6, 16, 16, Padding::Same),
+        s(2, 8, 6, 32, 32, Padding::Valid),
+        s(3, 10, 6, 4, 4, Padding::Same),
     ]
 }
 

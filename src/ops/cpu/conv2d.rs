@@ -206,14 +206,16 @@ pub fn forward(
     y: &Tensor,
 ) -> Result<Vec<Dispatch>> {
     let p = params(s, fold, relu);
-    // A single output channel takes four neighbouring pixels per invocation; fewer than 4
-    // take every output channel in one invocation, more take a group each: every pixel, or
-    // the kept ones under a take, or under an insertion one dispatch per output phase, each
-    // with its own taps (takes_inserted and takes_taken leave only the last form).
+    // A single output channel takes four neighbouring pixels per invocation (under an
+    // upsampling, the 2x2 over one x pixel); fewer than 4 take every output channel in one
+    // invocation, more take a group each: every pixel, or the kept ones under a take, or under
+    // an insertion one dispatch per output phase, each with its own taps (takes_inserted and
+    // takes_taken leave only the last form).
     let (ho, wo) = s.out_hw();
-    let (pixels, groups) = match s.co {
-        1 => (s.n as u64 * ho as u64 * wo.div_ceil(4) as u64, 1),
-        2 | 3 => (s.output_len() / s.co as u64, 1),
+    let (pixels, groups) = match (s.co, fold) {
+        (1, Fold::Upsample) => (s.output_len() / 4, 1),
+        (1, _) => (s.n as u64 * ho as u64 * wo.div_ceil(4) as u64, 1),
+        (2 | 3, _) => (s.output_len() / s.co as u64, 1),
         _ => (s.output_len() / s.co as u64, groups_of(s.co)),
     };
     let grids: Vec<(u64, Vec<(&str, f64)>)> = match fold {
@@ -245,7 +247,7 @@ pub fn forward(
                                 + s.co as u64
                                 + output_len(s, fold))
                             / share,
-                        flops: 2 * macs(s, fold) / share,
+                        flops: 2 * forward_macs(s, fold) / share,
                     },
                 },
             )
@@ -271,7 +273,26 @@ fn output_len(s: &Conv2dShape, fold: &Fold) -> u64 {
     }
 }
 
-/// Multiply-adds the kernels run: the layer's share of the small side under a stride-2 map,
+/// Multiply-adds the forward runs: under an upsampling with one output channel the 4 folded
+/// taps of each output's phase, not 9.
+fn forward_macs(s: &Conv2dShape, fold: &Fold) -> u64 {
+    match (fold, s.co) {
+        (Fold::Upsample, 1) => s.output_len() * 4 * s.ci as u64,
+        _ => macs(s, fold),
+    }
+}
+
+/// Multiply-adds the input gradient runs: under an upsampling each x pixel's 16 folded taps,
+/// not 4 x 9.
+fn backward_input_macs(s: &Conv2dShape, fold: &Fold) -> u64 {
+    match fold {
+        Fold::Upsample => input_len(s, fold) * 16 * s.co as u64,
+        _ => macs(s, fold),
+    }
+}
+
+/// Multiply-adds the weight gradient runs (and outside an upsampling the forward and the
+/// input gradient): the layer's share of the small side under a stride-2 map,
 /// whose zeros (insert: the small side is a quarter of the output) or dropped outputs (take)
 /// they skip.
 fn macs(s: &Conv2dShape, fold: &Fold) -> u64 {
@@ -332,7 +353,7 @@ pub fn backward_input(
                             * (outputs * (1 + relu as u64) / share
                                 + s.weight_len() / groups as u64
                                 + input_len(s, fold) * (1 + (og > 0) as u64) / share),
-                        flops: 2 * macs(s, fold) / groups as u64 / share,
+                        flops: 2 * backward_input_macs(s, fold) / groups as u64 / share,
                     },
                 },
             )?);
