@@ -84,6 +84,16 @@ override PX: u32 = 0u;
 // dispatch per input phase (PY, PX), where the taps that meet a dropped output are constants
 // and fold away.
 override TAKE: bool = false;
+
+// POOL = 2: a Keras MaxPooling2D(2) after the layer, folded into it (ops::conv2d::Pooled; one
+// input group, output channels a multiple of 4): the forward takes one invocation per pooled
+// pixel and writes its window's maxima into y and their places (0..3) into winner_out, as
+// pool.forward does; dy and act are the pooled tensor's, and the backward kernels read the
+// gradient of output pixel (oy, ox) as its window's where it won, 0 elsewhere (g4_pooled), as
+// pool.backward routes it. The full-size output and its gradient are never written.
+override POOL: u32 = 1u;
+override PH: u32 = 1u;     // the pooled height and width ('same': ceil(HO/2), 'valid': floor)
+override PW: u32 = 1u;
 override TH: u32 = HO;
 override TW: u32 = WO;
 override TY: u32 = 0u;
@@ -142,6 +152,10 @@ struct Conv {
 @group(0) @binding(12) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(13) var<storage, read> dy4: array<vec4<f32>>;
 @group(0) @binding(14) var<storage, read> act4: array<vec4<f32>>;
+// POOL = 2: the pooled outputs' winners, written by the forward, read four channels at a time
+// by the backward kernels.
+@group(0) @binding(15) var<storage, read_write> winner_out: array<u32>;
+@group(0) @binding(16) var<storage, read> winner4: array<vec4<u32>>;
 
 fn flat_cpu(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
     return (wid.y * nwg.x + wid.x) * CPU_WG + lid;
@@ -504,6 +518,11 @@ fn fwd_tap(k: u32, cg: u32, b: u32, oy: i32, ox: i32, acc: ptr<function, Acc4>) 
 // Input group cg's share of every tap, with its kernel slice.
 fn fwd_group(lid: u32, cg: u32, og: u32, b: u32, oy: i32, ox: i32, acc: ptr<function, Acc4>) {
     load_weights4(lid, cg, og);
+    fwd_taps(cg, b, oy, ox, acc);
+}
+
+// Every tap of output pixel (b, oy, ox) over input group cg, with its loaded slice.
+fn fwd_taps(cg: u32, b: u32, oy: i32, ox: i32, acc: ptr<function, Acc4>) {
     fwd_tap(0u, cg, b, oy, ox, acc);
     fwd_tap(1u, cg, b, oy, ox, acc);
     fwd_tap(2u, cg, b, oy, ox, acc);
@@ -560,6 +579,10 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
         forward_narrow(pix, b, oy, ox, id < total);
         return;
     }
+    if (POOL == 2u) {
+        forward_pooled(wid, lid, id);
+        return;
+    }
     let og = group_at(wid.z, CO);
     var acc: Acc4;
     acc.a0 = bias4(GROUP * og);
@@ -573,6 +596,71 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
         if (GCO > 4u) { store4(pix * CO, og, 1u, acc.a1); }
         if (GCO > 8u) { store4(pix * CO, og, 2u, acc.a2); }
         if (GCO > 12u) { store4(pix * CO, og, 3u, acc.a3); }
+    }
+}
+
+// POOL = 2: invocation q is pooled pixel (b, py, px), z-layer og its output group. Each place
+// w of its window (row-major) is the layer's output there, ReLU'd when the layer has ReLU; a
+// 'same' pool's missing bottom row or right column is clamped onto a cell before it, which it
+// then equals and cannot beat (the first maximum wins ties, as in pool.forward).
+fn forward_pooled(wid: vec3<u32>, lid: u32, id: u32) {
+    let total = p.n * PH * PW;
+    let q = min(id, total - 1u);
+    let px = q % PW;
+    let py = (q / PW) % PH;
+    let b = q / (PW * PH);
+    let og = group_at(wid.z, CO);
+    load_weights4(lid, 0u, og);
+    var best = pool_place(0u, og, b, py, px);
+    var won: Won;
+    pool_max(&best, &won, pool_place(1u, og, b, py, px), 1u);
+    pool_max(&best, &won, pool_place(2u, og, b, py, px), 2u);
+    pool_max(&best, &won, pool_place(3u, og, b, py, px), 3u);
+    if (id < total) {
+        store4(q * CO, og, 0u, best.a0);
+        store_won(q * CO, og, 0u, won.w0);
+        if (GCO > 4u) { store4(q * CO, og, 1u, best.a1); store_won(q * CO, og, 1u, won.w1); }
+        if (GCO > 8u) { store4(q * CO, og, 2u, best.a2); store_won(q * CO, og, 2u, won.w2); }
+        if (GCO > 12u) { store4(q * CO, og, 3u, best.a3); store_won(q * CO, og, 3u, won.w3); }
+    }
+}
+
+// The window places of a group's channels that hold the maximum so far.
+struct Won { w0: vec4<u32>, w1: vec4<u32>, w2: vec4<u32>, w3: vec4<u32> }
+
+// The layer's output at place w of pooled pixel (b, py, px)'s window, output group og.
+fn pool_place(w: u32, og: u32, b: u32, py: u32, px: u32) -> Acc4 {
+    let oy = min(2u * py + w / 2u, HO - 1u);
+    let ox = min(2u * px + w % 2u, WO - 1u);
+    var acc = Acc4(bias4(GROUP * og), bias4(GROUP * og + 4u), bias4(GROUP * og + 8u),
+                   bias4(GROUP * og + 12u));
+    fwd_taps(0u, b, i32(oy), i32(ox), &acc);
+    if (p.relu != 0u) {
+        let z = vec4<f32>(0.0);
+        acc = Acc4(max(acc.a0, z), max(acc.a1, z), max(acc.a2, z), max(acc.a3, z));
+    }
+    return acc;
+}
+
+// Place w's outputs into the running maxima, where strictly greater.
+fn pool_max(best: ptr<function, Acc4>, won: ptr<function, Won>, v: Acc4, w: u32) {
+    let b = *best;
+    let m0 = v.a0 > b.a0;
+    let m1 = v.a1 > b.a1;
+    let m2 = v.a2 > b.a2;
+    let m3 = v.a3 > b.a3;
+    *best = Acc4(select(b.a0, v.a0, m0), select(b.a1, v.a1, m1), select(b.a2, v.a2, m2),
+                 select(b.a3, v.a3, m3));
+    let k = vec4<u32>(w);
+    let o = *won;
+    *won = Won(select(o.w0, k, m0), select(o.w1, k, m1), select(o.w2, k, m2), select(o.w3, k, m3));
+}
+
+// Winners of output channels GROUP * og + 4j .. +3 of the pooled pixel starting at `at`.
+fn store_won(at: u32, og: u32, j: u32, v: vec4<u32>) {
+    for (var l = 0u; l < 4u; l++) {
+        let c = GROUP * og + 4u * j + l;
+        if (c < CO) { winner_out[at + c] = v[l]; }
     }
 }
 
@@ -665,11 +753,11 @@ fn bin_grads(k: u32, og: u32, b: u32, oy: i32, ox: i32, acc: ptr<function, Acc4>
         // Written out, not a loop: the ReLU mask's branch in g4_at kept NIR from unrolling a
         // loop of four blocks, and the weights' loads in a loop are lane-by-lane (16 -> 16
         // input gradient at 0.47 GFLOP/s).
-        let at = pix * (CO / 4u) + GROUP / 4u * og;
-        bin_block(k, 0u, g4_at(at, keep), acc);
-        if (channels > 4u) { bin_block(k, 1u, g4_at(at + 1u, keep), acc); }
-        if (channels > 8u) { bin_block(k, 2u, g4_at(at + 2u, keep), acc); }
-        if (channels > 12u) { bin_block(k, 3u, g4_at(at + 3u, keep), acc); }
+        let m = GROUP / 4u * og;
+        bin_block(k, 0u, g4_pixel(pix, m, keep), acc);
+        if (channels > 4u) { bin_block(k, 1u, g4_pixel(pix, m + 1u, keep), acc); }
+        if (channels > 8u) { bin_block(k, 2u, g4_pixel(pix, m + 2u, keep), acc); }
+        if (channels > 12u) { bin_block(k, 3u, g4_pixel(pix, m + 3u, keep), acc); }
     } else {
         for (var o = 0u; o < channels; o++) {
             bin_chan(k, o, g_at(pix * CO + GROUP * og + o, keep), acc);
@@ -812,6 +900,9 @@ fn x4_at(pix: u32, j: u32, scale: f32) -> vec4<f32> {
 // Output channels 4m..4m+3 of the upstream gradient at pixel `pix`, times `scale`; zero
 // past CO. An m past the last block reads the last block again, as x4_at.
 fn g4_pixel(pix: u32, m: u32, scale: f32) -> vec4<f32> {
+    if (CO % 4u == 0u && POOL == 2u) {
+        return g4_pooled(pix, min(m, CO / 4u - 1u), scale);
+    }
     if (CO % 4u == 0u) {
         return g4_at(pix * (CO / 4u) + min(m, CO / 4u - 1u), scale);
     }
@@ -820,6 +911,19 @@ fn g4_pixel(pix: u32, m: u32, scale: f32) -> vec4<f32> {
         if (4u * m + l < CO) { v[l] = g_at(pix * CO + 4u * m + l, scale); }
     }
     return v;
+}
+
+// POOL = 2: output channels 4m..4m+3 of output pixel `pix` (flat over n, HO, WO): its pooled
+// pixel's gradient where it won that channel's window (ReLU-masked by the pooled output: the
+// winner's own), 0 where it lost or lies in a 'valid' pool's dropped odd row or column.
+fn g4_pooled(pix: u32, m: u32, scale: f32) -> vec4<f32> {
+    let ox = pix % WO;
+    let oy = (pix / WO) % HO;
+    let b = pix / (WO * HO);
+    let inside = oy / 2u < PH && ox / 2u < PW;
+    let i4 = ((b * PH + min(oy / 2u, PH - 1u)) * PW + min(ox / 2u, PW - 1u)) * (CO / 4u) + m;
+    let won = winner4[i4] == vec4<u32>((oy % 2u) * 2u + ox % 2u);
+    return select(vec4<f32>(0.0), g4_at(i4, scale), won & vec4<bool>(inside));
 }
 
 // Input block j of one pixel times every output block of the group.
@@ -879,7 +983,8 @@ fn backward_params_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
     let ky = i32(k / 3u);
     let kx = i32(k % 3u);
     // The walked pixels: dy's (under TAKE, the kept outputs), or under INS x's.
-    let pixels = select(p.n * YH * YW, p.n * XH * XW, INS);
+    // (Under POOL the pooled pixels, each its window's four outputs: bw_pooled.)
+    let pixels = select(select(p.n * YH * YW, p.n * XH * XW, INS), p.n * PH * PW, POOL == 2u);
     // Under INS: the output offset in its 2x2 block this tap meets, when it is one of four.
     let dy = i32(OY + PAD) - ky;
     let dx = i32(OX + PAD) - kx;
@@ -892,6 +997,14 @@ fn backward_params_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
     for (var t = 0u; t < CHUNK; t++) {
         let r = chunk * CHUNK + t;
         let rc = min(r, pixels - 1u);
+        if (POOL == 2u) {
+            let pg = pooled_group(rc, m0, select(0.0, 1.0, r < pixels));
+            bw_pooled(0u, rc, pg, ky, kx, j0, &acc, &bacc);
+            bw_pooled(1u, rc, pg, ky, kx, j0, &acc, &bacc);
+            bw_pooled(2u, rc, pg, ky, kx, j0, &acc, &bacc);
+            bw_pooled(3u, rc, pg, ky, kx, j0, &acc, &bacc);
+            continue;
+        }
         var gpix = rc;
         var gscale = select(0.0, 1.0, r < pixels);
         var xpix = rc;
@@ -928,6 +1041,60 @@ fn backward_params_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
             store_bias_partial(at + 9u * CI * CO + bias_row * CO + GROUP * og, og, bacc);
         }
     }
+}
+
+// POOL = 2: output group m0's pooled gradient at pooled pixel `pp` (times `scale`) and its
+// winners, loaded once for the window's four places.
+struct PooledG { g: Acc4, won: Won }
+
+fn pooled_group(pp: u32, m0: u32, scale: f32) -> PooledG {
+    let last = CO / 4u - 1u;
+    let at = pp * (CO / 4u);
+    var r: PooledG;
+    r.g.a0 = g4_at(at + min(m0, last), scale);
+    r.won.w0 = winner4[at + min(m0, last)];
+    if (GCO > 4u) {
+        r.g.a1 = g4_at(at + min(m0 + 1u, last), scale);
+        r.won.w1 = winner4[at + min(m0 + 1u, last)];
+    }
+    if (GCO > 8u) {
+        r.g.a2 = g4_at(at + min(m0 + 2u, last), scale);
+        r.won.w2 = winner4[at + min(m0 + 2u, last)];
+    }
+    if (GCO > 12u) {
+        r.g.a3 = g4_at(at + min(m0 + 3u, last), scale);
+        r.won.w3 = winner4[at + min(m0 + 3u, last)];
+    }
+    return r;
+}
+
+// Window place w's gradient: the pooled one in the channels whose window it won, 0 in the
+// rest and where it lies past the output (a 'same' pool's missing row or column).
+fn place_grad(pg: PooledG, w: u32, inside: bool) -> Acc4 {
+    let z = vec4<f32>(0.0);
+    let k = vec4<u32>(w);
+    let i = vec4<bool>(inside);
+    return Acc4(select(z, pg.g.a0, (pg.won.w0 == k) & i), select(z, pg.g.a1, (pg.won.w1 == k) & i),
+                select(z, pg.g.a2, (pg.won.w2 == k) & i), select(z, pg.g.a3, (pg.won.w3 == k) & i));
+}
+
+// POOL = 2: place w of pooled pixel `pp`'s window into tap (ky, kx)'s sums: the input pixel
+// the tap reads there, times the place's gradient.
+fn bw_pooled(w: u32, pp: u32, pg: PooledG, ky: i32, kx: i32, j0: u32, acc: ptr<function, AccW>,
+             bacc: ptr<function, Acc4>) {
+    let b = pp / (PW * PH);
+    let oy = 2u * ((pp / PW) % PH) + w / 2u;
+    let ox = 2u * (pp % PW) + w % 2u;
+    let g = place_grad(pg, w, oy < HO && ox < WO);
+    *bacc = add_acc4(*bacc, g);
+    let iy = i32(oy) + ky - i32(PAD);
+    let ix = i32(ox) + kx - i32(PAD);
+    let xscale = inside_at(iy, H) * inside_at(ix, W);
+    let xpix = x_pixel(b, tap_at(iy, H), tap_at(ix, W));
+    bw_block(0u, x4_at(xpix, j0, xscale), g.a0, g.a1, g.a2, g.a3, acc);
+    if (GCI > 4u) { bw_block(1u, x4_at(xpix, j0 + 1u, xscale), g.a0, g.a1, g.a2, g.a3, acc); }
+    if (GCI > 8u) { bw_block(2u, x4_at(xpix, j0 + 2u, xscale), g.a0, g.a1, g.a2, g.a3, acc); }
+    if (GCI > 12u) { bw_block(3u, x4_at(xpix, j0 + 3u, xscale), g.a0, g.a1, g.a2, g.a3, acc); }
 }
 
 // The upstream gradient of output group m0 at pixel `pix`, times `scale`.
@@ -1046,6 +1213,25 @@ fn thin_tap(k: u32, b: u32, py: i32, px: i32, acc: ptr<function, Acc9>, wide: Ac
     }
 }
 
+// POOL = 2, one input channel: place w of pooled pixel `pp`'s window, its gradient into the
+// bias and every tap.
+fn thin_pooled(w: u32, pp: u32, pg: PooledG, acc: ptr<function, Acc9>, bacc: ptr<function, Acc4>) {
+    let b = pp / (PW * PH);
+    let oy = 2u * ((pp / PW) % PH) + w / 2u;
+    let ox = 2u * (pp % PW) + w % 2u;
+    let wide = place_grad(pg, w, oy < HO && ox < WO);
+    *bacc = add_acc4(*bacc, wide);
+    thin_tap(0u, b, i32(oy), i32(ox), acc, wide);
+    thin_tap(1u, b, i32(oy), i32(ox), acc, wide);
+    thin_tap(2u, b, i32(oy), i32(ox), acc, wide);
+    thin_tap(3u, b, i32(oy), i32(ox), acc, wide);
+    thin_tap(4u, b, i32(oy), i32(ox), acc, wide);
+    thin_tap(5u, b, i32(oy), i32(ox), acc, wide);
+    thin_tap(6u, b, i32(oy), i32(ox), acc, wide);
+    thin_tap(7u, b, i32(oy), i32(ox), acc, wide);
+    thin_tap(8u, b, i32(oy), i32(ox), acc, wide);
+}
+
 // Tap k's sums for wide group wg (channels from `first`): rows k * WIDE + channel.
 fn thin_store(at: u32, k: u32, first: u32, a: Acc4) {
     for (var l = 0u; l < 4u; l++) {
@@ -1069,14 +1255,24 @@ fn backward_params_thin(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_in
     let out_pixels = p.n * HO * WO;
     // The walked side: outputs when CI == 1 (dy's: under TAKE the kept ones), else inputs
     // (never fewer than the outputs).
-    let ph = select(H, YH, CI == 1u);
-    let pw = select(W, YW, CI == 1u);
+    let ph = select(H, select(YH, PH, POOL == 2u), CI == 1u);
+    let pw = select(W, select(YW, PW, POOL == 2u), CI == 1u);
     let pixels = p.n * ph * pw;
     var acc: Acc9;
     var bacc: Acc4;
     for (var t = 0u; t < CHUNK; t++) {
         let r = chunk * CHUNK + t;
         let rc = min(r, pixels - 1u);
+        if (POOL == 2u) {
+            // (CI == 1: takes_pooled leaves no single output channel.) Pooled pixels, each
+            // its window's four outputs.
+            let pg = pooled_group(rc, GROUP / 4u * wg, select(0.0, 1.0, r < pixels));
+            thin_pooled(0u, rc, pg, &acc, &bacc);
+            thin_pooled(1u, rc, pg, &acc, &bacc);
+            thin_pooled(2u, rc, pg, &acc, &bacc);
+            thin_pooled(3u, rc, pg, &acc, &bacc);
+            continue;
+        }
         // Under TAKE (CI == 1 only: the kept outputs) the walked pixel's place in the layer's
         // full output, where its taps meet the input.
         let px = spread(rc % pw, TAKE, TX);

@@ -302,9 +302,14 @@ impl Network {
         // An insertion the convolution reads through (a Conv2DTranspose's) goes first: one
         // kernel folds one of them.
         let inserted = i >= 2 && self.folded_insert(gpu, i - 2, n, range);
-        matches!(self.model.op(i - 1, n), LayerOp::Conv2d { .. })
-            && conv2d::folds_pool(gpu)
-            && !inserted
+        let input = match i >= 2 && self.folded_upsample(gpu, i - 2, n, range) {
+            true => conv2d::Input::Upsampled2x,
+            false => conv2d::Input::Direct,
+        };
+        match self.model.op(i - 1, n) {
+            LayerOp::Conv2d { shape, .. } => conv2d::folds_pool(gpu, &shape, input) && !inserted,
+            _ => false,
+        }
     }
 
     /// Whether layer i's work is done by the convolution beside it.
@@ -1087,7 +1092,8 @@ impl ConvIo {
 /// The weight-gradient layouts conv layer i may write, as (kernel set, folds): the running
 /// set's (None) plain, through an upsampling, and through the strided map beside it when the
 /// model has one; and the GPU set's, which a fold that the CPU set's kernels do not take runs
-/// on either set (its layout is the same whatever it folds).
+/// on either set (its layout is the same whatever it folds). A pool the CPU set's kernels fold
+/// leaves the plain layout: they walk the full-size output.
 fn partial_layouts(
     model: &Model,
     i: usize,

@@ -315,9 +315,23 @@ pub fn folds_take(gpu: &Gpu, s: &Conv2dShape, t: &Strided) -> bool {
     gpu.kernels == KernelSet::Cpu && cpu::conv2d::takes_taken(s, t)
 }
 
-/// Whether a layer on `gpu` folds a 2x2 max pool after it ([`Pooled`]): as `--folds` says.
-pub fn folds_pool(gpu: &Gpu) -> bool {
-    gpu.folds.pool
+/// Whether the CPU set's own kernels take a 2x2 max pool folded after a layer of shape `s`
+/// reading its input directly ([`cpu::conv2d::takes_pooled`]); the GPU set's kernels run the
+/// fold otherwise, on either set.
+pub fn cpu_kernels_take_pool(s: &Conv2dShape) -> bool {
+    cpu::conv2d::takes_pooled(s)
+}
+
+/// Whether a layer of shape `s` reading `input` on `gpu` folds a 2x2 max pool after it
+/// ([`Pooled`]): as `--folds` says, and on the CPU set where its own kernels take the pool
+/// ([`cpu::conv2d::takes_pooled`], a direct input: they fold one layer at a time) and the
+/// layer has one input channel. There the pool's two passes over the full-size output cost
+/// more than the fold's winner loads; with more input channels the routed loads at each of
+/// the input gradient's 9 taps cost more than the passes they save (BENCHMARKS.md, "Pools
+/// inside the CPU set's convolutions"), and `--folds pool` still folds them there.
+pub fn folds_pool(gpu: &Gpu, s: &Conv2dShape, input: Input) -> bool {
+    let cpu_set = gpu.kernels == KernelSet::Cpu && cpu::conv2d::takes_pooled(s) && s.ci == 1;
+    gpu.folds.pool || (cpu_set && input == Input::Direct)
 }
 
 /// Chunks one workgroup of the weight-gradient partials' tiled variant takes: the shader's
@@ -355,22 +369,29 @@ fn partial_grid(
 /// shapes they are written for, folding nothing. Everything else runs the GPU set's.
 fn cpu_kernels(set: KernelSet, s: &Conv2dShape, folds: &Folds<'_>) -> bool {
     set == KernelSet::Cpu
-        && folds.pool.is_none()
-        && match (folds.input, folds.take) {
-            (Input::Direct, None) => cpu::conv2d::takes(s),
-            (Input::Inserted(i), None) => cpu::conv2d::takes_inserted(s, &i),
-            (Input::Upsampled2x, None) => cpu::conv2d::takes_upsampled(s),
-            (Input::Direct, Some(t)) => cpu::conv2d::takes_taken(s, &t),
+        && match (folds.input, folds.take, folds.pool.is_some()) {
+            (Input::Direct, None, false) => cpu::conv2d::takes(s),
+            (Input::Inserted(i), None, false) => cpu::conv2d::takes_inserted(s, &i),
+            (Input::Upsampled2x, None, false) => cpu::conv2d::takes_upsampled(s),
+            (Input::Direct, Some(t), false) => cpu::conv2d::takes_taken(s, &t),
+            (Input::Direct, None, true) => cpu::conv2d::takes_pooled(s),
             _ => false,
         }
 }
 
-/// The layer beside the convolution that the CPU set's kernels fold, if any.
-fn cpu_fold(folds: &Folds<'_>) -> cpu::conv2d::Fold {
-    match (folds.input, folds.take) {
-        (Input::Inserted(i), _) => cpu::conv2d::Fold::Insert(i),
-        (Input::Upsampled2x, _) => cpu::conv2d::Fold::Upsample,
-        (_, Some(t)) => cpu::conv2d::Fold::Take(t),
+/// The layer beside the convolution that the CPU set's kernels fold, if any (one at most:
+/// [`cpu_kernels`]).
+fn cpu_fold<'a>(s: &Conv2dShape, folds: &Folds<'a>) -> cpu::conv2d::Fold<'a> {
+    let pooled = folds.pool_shape(s).map(|p| p.out_hw());
+    match (folds.input, folds.take, pooled, folds.pool) {
+        (Input::Inserted(i), ..) => cpu::conv2d::Fold::Insert(i),
+        (Input::Upsampled2x, ..) => cpu::conv2d::Fold::Upsample,
+        (_, Some(t), ..) => cpu::conv2d::Fold::Take(t),
+        (_, _, Some((h, w)), Some(p)) => cpu::conv2d::Fold::Pool {
+            h,
+            w,
+            winner: p.winner,
+        },
         _ => cpu::conv2d::Fold::None,
     }
 }
@@ -460,7 +481,7 @@ fn chunks(s: &Conv2dShape) -> u64 {
 /// partial sums under kernel set `set`, with `folds`.
 pub fn partials_len(set: KernelSet, s: &Conv2dShape, folds: &Folds<'_>) -> u64 {
     match cpu_kernels(set, s, folds) {
-        true => cpu::conv2d::partials_len(s, &cpu_fold(folds)),
+        true => cpu::conv2d::partials_len(s, &cpu_fold(s, folds)),
         false => chunks(s) * (s.weight_len() + s.co as u64),
     }
 }
@@ -526,7 +547,7 @@ pub fn forward(
     expect_len("conv2d", "bias", b, s.co as u64)?;
     expect_len("conv2d", "y", y, folds.output_len(s))?;
     if cpu_kernels(gpu.kernels, s, folds) {
-        return cpu::conv2d::forward(gpu, label, s, &cpu_fold(folds), relu, x, w, b, y);
+        return cpu::conv2d::forward(gpu, label, s, &cpu_fold(s, folds), relu, x, w, b, y);
     }
     let p = params(s, relu);
     // One invocation per output pixel, or per pooled one (each computing its window).
@@ -626,7 +647,7 @@ pub fn backward_input(
     expect_len("conv2d", "kernel", w, s.weight_len())?;
     expect_len("conv2d", "dx", dx, folds.input.len(s))?;
     if cpu_kernels(gpu.kernels, s, folds) {
-        return cpu::conv2d::backward_input(gpu, label, s, &cpu_fold(folds), g, w, dx);
+        return cpu::conv2d::backward_input(gpu, label, s, &cpu_fold(s, folds), g, w, dx);
     }
     let (dy, act, relu) = g.bindings();
     let p = params(s, relu);
@@ -766,7 +787,7 @@ fn split_k(
         partials_len(gpu.kernels, s, folds),
     )?;
     if let (true, Some((dw, db))) = (cpu_kernels(gpu.kernels, s, folds), reduce) {
-        let fold = cpu_fold(folds);
+        let fold = cpu_fold(s, folds);
         return cpu::conv2d::backward_params(gpu, label, s, &fold, g, x, partials, dw, db);
     }
     if matches!(folds.input, Input::Inserted(_)) || folds.take.is_some() {

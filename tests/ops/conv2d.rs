@@ -886,6 +886,10 @@ fn folded_cases() -> Vec<Folded> {
         f(2, 8, 6, 4, 3, same, true, Some(same)),
         f(2, 6, 10, 5, 2, valid, true, Some(valid)),
         f(8, 28, 28, 1, 16, same, false, Some(same)),
+        // 'valid' pools dropping an odd row and column, a 'same' one on an odd 3x5 output
+        f(2, 7, 9, 4, 8, same, false, Some(valid)),
+        f(3, 5, 7, 8, 4, valid, false, Some(same)),
+        f(2, 6, 6, 16, 16, same, false, Some(valid)),
     ]);
     cases
 }
@@ -897,9 +901,64 @@ fn folded_cases() -> Vec<Folded> {
 /// ReLU.
 #[test]
 fn conv2d_folds_are_the_layers_one_by_one_bit_for_bit() {
-    use wgsl_autoencoder::ops::{pool, upsample};
     let g = crate::common::gpu_with(KernelSet::Gpu);
     for (k, case) in folded_cases().into_iter().enumerate() {
+        folds_are_the_layers_one_by_one(g, k, &case, &[false, true], Sums::Bitwise);
+    }
+}
+
+/// The CPU set's own kernels fold a pool the same way: their pooled forward computes each
+/// window's outputs with the plain forward's sums, to the bit, and so does the input
+/// gradient, reading the routed gradient in the plain order; the weight and bias gradients
+/// walk the pooled pixels, each window's four outputs in turn (the same terms in another
+/// order: to the tolerance). Its other folds (an upsampling's folded taps) change the
+/// rounding, and their tests compare with the reference. The autoencoder's encoder layers
+/// and the cases above with one input group and output channels a multiple of 4
+/// (`conv2d::cpu_kernels_take_pool`); training folds those with one input channel
+/// (tests/training.rs runs the conv autoencoder's steps against the reference).
+#[test]
+fn conv2d_cpu_set_pool_fold_is_the_layers_one_by_one() {
+    let g = crate::common::gpu_with(KernelSet::Cpu);
+    // Without `--folds pool`, training on the CPU set folds the pools its kernels take after
+    // a layer with one input channel; `--folds pool` the rest.
+    assert!(!g.folds.pool);
+    let mut ran = 0;
+    for (k, case) in folded_cases().into_iter().enumerate() {
+        let takes = conv2d::cpu_kernels_take_pool(&case.s);
+        let trains = takes && case.s.ci == 1;
+        assert_eq!(
+            conv2d::folds_pool(g, &case.s, Input::Direct),
+            trains,
+            "{case:?}"
+        );
+        if case.pool.is_some() && !case.up && takes {
+            folds_are_the_layers_one_by_one(g, k, &case, &[false], Sums::Reordered);
+            ran += 1;
+        }
+    }
+    assert!(ran >= 5, "{ran} cases");
+}
+
+/// How a fold's weight and bias gradients compare with the layers' one by one.
+#[derive(Clone, Copy)]
+enum Sums {
+    Bitwise,
+    /// Summed in another order: to the tolerance.
+    Reordered,
+}
+
+/// `case` folded against its layers one by one on `g`, bit for bit but for the weight and
+/// bias gradients as `weight_sums` says; `paired`: the backward as two dispatches (false) and
+/// as `backward_pair` (true).
+fn folds_are_the_layers_one_by_one(
+    g: &Gpu,
+    k: usize,
+    case: &Folded,
+    paired: &[bool],
+    weight_sums: Sums,
+) {
+    use wgsl_autoencoder::ops::{pool, upsample};
+    {
         for relu in [false, true] {
             let what = format!("{case:?} relu={relu}");
             let s = case.s;
@@ -960,7 +1019,7 @@ fn conv2d_folds_are_the_layers_one_by_one_bit_for_bit() {
 
             // Folded: the weight-gradient partials and the input gradient as two dispatches,
             // and as one (`backward_pair`, then the layer's reduce), each into fresh poison.
-            for paired in [false, true] {
+            for &paired in paired {
                 let what = format!("{what} paired={paired}");
                 let (y1, win1) = (t(out_len), t(out_len));
                 let (dw1, db1, dx1) = (t(s.weight_len()), t(s.co as u64), t(x_len));
@@ -1000,10 +1059,20 @@ fn conv2d_folds_are_the_layers_one_by_one_bit_for_bit() {
                 }
                 wgsl_autoencoder::ops::run(g, &d).or_fail(&what);
 
-                let mut pairs = vec![("y", &y0, &y1), ("dw", &dw0, &dw1), ("db", &db0, &db1)];
-                pairs.push(("dx", &dx0, &dx1));
+                let mut pairs = vec![("y", &y0, &y1), ("dx", &dx0, &dx1)];
                 if pool_shape.is_some() {
                     pairs.push(("winner", &win0, &win1));
+                }
+                let mut sums = vec![("dw", &dw0, &dw1), ("db", &db0, &db1)];
+                match weight_sums {
+                    Sums::Bitwise => pairs.append(&mut sums),
+                    Sums::Reordered => {
+                        for (name, want, got) in sums {
+                            let read = |t: &Tensor| g.read::<f32>(t).or_fail(&what);
+                            let what = format!("{what}: {name}");
+                            crate::common::assert_close(&what, &read(got), &read(want), TOL);
+                        }
+                    }
                 }
                 for (name, a, b) in pairs {
                     let bits = |t: &Tensor| g.read::<u32>(t).or_fail(&what);

@@ -59,10 +59,18 @@ pub fn takes_upsampled(s: &Conv2dShape) -> bool {
     takes(s) && s.h.is_multiple_of(2) && s.w.is_multiple_of(2)
 }
 
+/// Whether these kernels take `s` with a 2x2 max pool after it (`ops::conv2d::Pooled`): the
+/// shapes [`takes`] names with one group of input channels (the forward computes a window's
+/// four outputs with one kernel slice loaded) and output channels a multiple of 4 (the
+/// backward kernels read the winners four at a time).
+pub fn takes_pooled(s: &Conv2dShape) -> bool {
+    takes(s) && s.ci <= GROUP && s.co.is_multiple_of(4)
+}
+
 /// The layer beside a convolution that its kernels take over (`ops::conv2d::Input`,
-/// `Folds::take`), if any.
+/// `Folds::take`, `Folds::pool`), if any.
 #[derive(Clone, Copy, Debug)]
-pub enum Fold {
+pub enum Fold<'a> {
     None,
     /// The input through a 2x upsampling: the shader's UP = 2.
     Upsample,
@@ -70,6 +78,13 @@ pub enum Fold {
     Insert(Strided),
     /// Every other output kept: the shader's TAKE.
     Take(Strided),
+    /// A 2x2 max pool after the layer, its output `h` x `w` and its winners: the shader's
+    /// POOL = 2.
+    Pool {
+        h: u32,
+        w: u32,
+        winner: &'a Tensor,
+    },
 }
 
 /// `t` for a binding the shader reads four channels at a time, which it does only where its
@@ -106,10 +121,12 @@ fn small_pixels(s: &Conv2dShape, t: &Strided) -> u64 {
 
 /// Chunks of CHUNK pixels the weight gradient walks: output pixels (under a take the kept
 /// ones), or for the thin kernel with one output channel, input pixels, or for an inserted
-/// input, the small side's pixels.
-fn chunks(s: &Conv2dShape, fold: &Fold) -> u64 {
+/// input, the small side's pixels, or under a pool the pooled pixels (each its window's four
+/// outputs).
+fn chunks(s: &Conv2dShape, fold: &Fold<'_>) -> u64 {
     let walked = match fold {
         Fold::Insert(t) | Fold::Take(t) => small_pixels(s, t),
+        Fold::Pool { h, w, .. } => s.n as u64 * *h as u64 * *w as u64,
         Fold::None | Fold::Upsample if s.ci != 1 && s.co == 1 => s.input_len() / s.ci as u64,
         Fold::None | Fold::Upsample => s.output_len() / s.co as u64,
     };
@@ -119,7 +136,7 @@ fn chunks(s: &Conv2dShape, fold: &Fold) -> u64 {
 /// One chunk's partial sums: every weight, then the bias, padded to whole vec4s; under an
 /// inserted input, four rows of the bias (the four taps of `backward_params_partial` that tile
 /// the output).
-fn rows4(s: &Conv2dShape, fold: &Fold) -> u64 {
+fn rows4(s: &Conv2dShape, fold: &Fold<'_>) -> u64 {
     let bias_rows = match fold {
         Fold::Insert(_) => 4,
         _ => 1,
@@ -127,11 +144,11 @@ fn rows4(s: &Conv2dShape, fold: &Fold) -> u64 {
     (s.weight_len() + bias_rows * s.co as u64).div_ceil(4)
 }
 
-pub fn partials_len(s: &Conv2dShape, fold: &Fold) -> u64 {
+pub fn partials_len(s: &Conv2dShape, fold: &Fold<'_>) -> u64 {
     chunks(s, fold) * rows4(s, fold) * 4
 }
 
-fn params(s: &Conv2dShape, fold: &Fold, relu: bool) -> Params {
+fn params(s: &Conv2dShape, fold: &Fold<'_>, relu: bool) -> Params {
     Params {
         n: s.n,
         relu: relu as u32,
@@ -140,7 +157,7 @@ fn params(s: &Conv2dShape, fold: &Fold, relu: bool) -> Params {
     }
 }
 
-fn constants(s: &Conv2dShape, fold: &Fold, with_bias: bool) -> Vec<(&'static str, f64)> {
+fn constants(s: &Conv2dShape, fold: &Fold<'_>, with_bias: bool) -> Vec<(&'static str, f64)> {
     let mut c = vec![
         ("CI", s.ci as f64),
         ("CO", s.co as f64),
@@ -171,6 +188,7 @@ fn constants(s: &Conv2dShape, fold: &Fold, with_bias: bool) -> Vec<(&'static str
             ("XH", (s.h / 2) as f64),
             ("XW", (s.w / 2) as f64),
         ]),
+        Fold::Pool { h, w, .. } => c.extend([("POOL", 2.0), ("PH", *h as f64), ("PW", *w as f64)]),
         Fold::None => {}
     }
     c
@@ -198,7 +216,7 @@ pub fn forward(
     gpu: &Gpu,
     label: &str,
     s: &Conv2dShape,
-    fold: &Fold,
+    fold: &Fold<'_>,
     relu: bool,
     x: &Tensor,
     w: &Tensor,
@@ -220,6 +238,8 @@ pub fn forward(
     };
     let grids: Vec<(u64, Vec<(&str, f64)>)> = match fold {
         Fold::None | Fold::Upsample => vec![(pixels, vec![])],
+        // One invocation per pooled pixel, each computing its window.
+        Fold::Pool { h, w, .. } => vec![(s.n as u64 * *h as u64 * *w as u64, vec![])],
         Fold::Take(t) => vec![(small_pixels(s, t), vec![])],
         Fold::Insert(_) => phase_grids(s.n, ho, wo),
     };
@@ -237,7 +257,14 @@ pub fn forward(
                     kernel: "conv2d.forward",
                     label,
                     params: bytemuck::bytes_of(&p),
-                    bindings: &[(1, x), (12, as_vec4(gpu, x, s.ci)), (2, w), (3, b), (4, y)],
+                    bindings: &[
+                        (1, x),
+                        (12, as_vec4(gpu, x, s.ci)),
+                        (2, w),
+                        (3, b),
+                        (4, y),
+                        (15, winners(fold, y)),
+                    ],
                     constants: &constants,
                     workgroups: per_group(gpu, "conv2d.forward", invocations, groups)?,
                     cost: Cost {
@@ -257,7 +284,7 @@ pub fn forward(
 
 /// Elements of x: the small side's under an insertion, a quarter of the input's under an
 /// upsampling.
-fn input_len(s: &Conv2dShape, fold: &Fold) -> u64 {
+fn input_len(s: &Conv2dShape, fold: &Fold<'_>) -> u64 {
     match fold {
         Fold::Insert(i) => small_pixels(s, i) * s.ci as u64,
         Fold::Upsample => s.input_len() / 4,
@@ -266,16 +293,27 @@ fn input_len(s: &Conv2dShape, fold: &Fold) -> u64 {
 }
 
 /// Elements of y: the kept outputs' under a take.
-fn output_len(s: &Conv2dShape, fold: &Fold) -> u64 {
+fn output_len(s: &Conv2dShape, fold: &Fold<'_>) -> u64 {
     match fold {
         Fold::Take(t) => small_pixels(s, t) * s.co as u64,
+        Fold::Pool { h, w, .. } => s.n as u64 * *h as u64 * *w as u64 * s.co as u64,
         _ => s.output_len(),
+    }
+}
+
+/// The winners' binding: a folded pool's, or an alias of `other` (the forward's y, the
+/// backward kernels' dy4) that the kernels never touch through it: every entry point names
+/// its binding, whatever the fold.
+fn winners<'t>(fold: &Fold<'t>, other: &'t Tensor) -> &'t Tensor {
+    match fold {
+        Fold::Pool { winner, .. } => winner,
+        _ => other,
     }
 }
 
 /// Multiply-adds the forward runs: under an upsampling with one output channel the 4 folded
 /// taps of each output's phase, not 9.
-fn forward_macs(s: &Conv2dShape, fold: &Fold) -> u64 {
+fn forward_macs(s: &Conv2dShape, fold: &Fold<'_>) -> u64 {
     match (fold, s.co) {
         (Fold::Upsample, 1) => s.output_len() * 4 * s.ci as u64,
         _ => macs(s, fold),
@@ -284,7 +322,7 @@ fn forward_macs(s: &Conv2dShape, fold: &Fold) -> u64 {
 
 /// Multiply-adds the input gradient runs: under an upsampling each x pixel's 16 folded taps,
 /// not 4 x 9.
-fn backward_input_macs(s: &Conv2dShape, fold: &Fold) -> u64 {
+fn backward_input_macs(s: &Conv2dShape, fold: &Fold<'_>) -> u64 {
     match fold {
         Fold::Upsample => input_len(s, fold) * 16 * s.co as u64,
         _ => macs(s, fold),
@@ -295,12 +333,12 @@ fn backward_input_macs(s: &Conv2dShape, fold: &Fold) -> u64 {
 /// input gradient): the layer's share of the small side under a stride-2 map,
 /// whose zeros (insert: the small side is a quarter of the output) or dropped outputs (take)
 /// they skip.
-fn macs(s: &Conv2dShape, fold: &Fold) -> u64 {
+fn macs(s: &Conv2dShape, fold: &Fold<'_>) -> u64 {
     match fold {
         Fold::Insert(t) | Fold::Take(t) => {
             s.macs() * small_pixels(s, t) / (s.output_len() / s.co as u64).max(1)
         }
-        Fold::None | Fold::Upsample => s.macs(),
+        Fold::None | Fold::Upsample | Fold::Pool { .. } => s.macs(),
     }
 }
 
@@ -312,7 +350,7 @@ pub fn backward_input(
     gpu: &Gpu,
     label: &str,
     s: &Conv2dShape,
-    fold: &Fold,
+    fold: &Fold<'_>,
     g: &GradOut<'_>,
     w: &Tensor,
     dx: &Tensor,
@@ -323,7 +361,7 @@ pub fn backward_input(
     // One invocation per pixel of x (under an insertion or upsampling, the small side's), and
     // under a take one dispatch per input phase, each with its own taps.
     let grids: Vec<(u64, Vec<(&str, f64)>)> = match fold {
-        Fold::None | Fold::Insert(_) | Fold::Upsample => {
+        Fold::None | Fold::Insert(_) | Fold::Upsample | Fold::Pool { .. } => {
             vec![(input_len(s, fold) / s.ci as u64, vec![])]
         }
         Fold::Take(_) => phase_grids(s.n, s.h, s.w),
@@ -345,7 +383,15 @@ pub fn backward_input(
                     kernel: "conv2d.backward_input",
                     label,
                     params: bytemuck::bytes_of(&p),
-                    bindings: &[(2, w), (5, dy), (6, act), (13, dy4), (14, act4), (7, dx)],
+                    bindings: &[
+                        (2, w),
+                        (5, dy),
+                        (6, act),
+                        (13, dy4),
+                        (14, act4),
+                        (16, winners(fold, dy4)),
+                        (7, dx),
+                    ],
                     constants: &constants,
                     workgroups: per_group(gpu, "conv2d.backward_input", *pixels, groups_of(s.ci))?,
                     cost: Cost {
@@ -371,7 +417,7 @@ pub fn backward_params(
     gpu: &Gpu,
     label: &str,
     s: &Conv2dShape,
-    fold: &Fold,
+    fold: &Fold<'_>,
     g: &GradOut<'_>,
     x: &Tensor,
     partials: &Tensor,
@@ -407,6 +453,7 @@ pub fn backward_params(
                 (6, act),
                 (13, as_vec4(gpu, dy, s.co)),
                 (14, as_vec4(gpu, act, s.co)),
+                (16, winners(fold, as_vec4(gpu, dy, s.co))),
                 (8, partials),
             ],
             constants: &constants,
