@@ -67,7 +67,9 @@ struct Cli {
     /// window on four invocations, not one); or all, none, tune (train, bench and profile
     /// time sets of folds at start-up and keep the fastest: the gpu kernel set only, where
     /// they change no bit), auto (tune on a GPU adapter's gpu kernel set; elsewhere all on the
-    /// gpu set but rows, grads, gather, adam, narrow and quads on a CPU adapter, none on cpu; a
+    /// gpu set but rows, grads, gather, adam, narrow and quads on a CPU adapter, none on cpu
+    /// (whose kernels fold upsamplings, strided maps and a pool after a layer with one input
+    /// channel themselves, and with pool the rest of the pools they take); a
     /// resumed run keeps the folds its config.json records for the same adapter; tune times
     /// them again).
     #[arg(long, global = true, default_value = "auto")]
@@ -194,7 +196,8 @@ enum Command {
     /// model's dispatches, side by side per layer: which code is faster where, on this
     /// adapter ("= gpu" where a variant leaves a dispatch as it is). All run unfolded unless
     /// --folds names folds (then all run those, each variant added; auto counts as none here),
-    /// but for the cpu set's own: its convolutions read upsamplings and strided maps themselves.
+    /// but for the cpu set's own: its convolutions read upsamplings and strided maps themselves,
+    /// and one with a single input channel writes the pool after it through.
     BenchKernels {
         /// conv, dense, deep, or a Keras `model.to_json()` file.
         #[arg(long, value_parser = parse_model, default_value = "conv")]
