@@ -62,12 +62,14 @@ override INS: bool = false;
 // depends on the output row's and column's parity (its phase), so the forward and the input
 // gradient run the kernel folded: the taps landing on one x pixel summed into one weight as
 // the slice is copied into workgroup memory (the same sums to float rounding). The
-// single-output forward takes one invocation per x pixel for its four outputs, each loaded
-// x pixel read by the outputs whose 2x2 it is in (4 taps each, not 9); an x pixel's input
+// single-output forward takes one invocation per 2x2 block of outputs, each x pixel around
+// it loaded once and read by the outputs whose 2x2 it is in (4 taps each, not 9); an x pixel's input
 // gradient reads its 4x4 outputs through 16 folded taps, not 4 x 9. The other forwards read
 // each tap's x pixel through x_pixel: the 9 taps of an output load 4 distinct pixels there,
 // and lavapipe's time is in the loads (a z-layer per phase with 4 folded taps measured
-// within noise of them). The weight gradient walks the outputs and reads x through x_pixel.
+// within noise of them). The weight gradient walks x's pixels, a tap's four outputs' gradients
+// added before they meet x (bw_upsampled, thin_upsampled); with one input channel it walks
+// the outputs and reads x through x_pixel.
 override UP: u32 = 1u;
 // x's height and width: the small side under INS, H / UP otherwise (set by the launcher).
 override XH: u32 = H;
@@ -375,10 +377,10 @@ fn forward_single(id: u32) {
     }
 }
 
-// UP = 2, one output channel: invocation q is x's pixel (b, fy, fx) and computes the four
-// outputs (2fy + ry, 2fx + rx), a0..a3 in phase order 2ry + rx, from x's 3x3 pixels around
-// it, each loaded once and read by the outputs whose 2x2 it is in through their phase's folded
-// kernel (wsh4 rows (4 * phase + e) * CI4 + j, load_weights4_up_single).
+// UP = 2, one output channel: invocation q computes the four outputs (2fy + ry, 2fx + rx),
+// a0..a3 in phase order 2ry + rx, from the x pixels around x's (fy, fx) (3x3 under 'same',
+// 2x2 under 'valid'), each loaded once and read by the outputs whose 2x2 it is in through
+// their phase's folded kernel (wsh4 rows (4 * phase + e) * CI4 + j, load_weights4_up_single).
 fn forward_single_up(id: u32) {
     // (At least 1: the entry point is compiled for every shape, and its divisions by
     // constants must not be by zero.)
@@ -983,8 +985,10 @@ fn backward_params_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
     let ky = i32(k / 3u);
     let kx = i32(k % 3u);
     // The walked pixels: dy's (under TAKE, the kept outputs), or under INS x's.
-    // (Under POOL the pooled pixels, each its window's four outputs: bw_pooled.)
-    let pixels = select(select(p.n * YH * YW, p.n * XH * XW, INS), p.n * PH * PW, POOL == 2u);
+    // (Under POOL the pooled pixels, each its window's four outputs: bw_pooled; under UP x's
+    // pixels, each with the four outputs a tap reads it at: bw_upsampled.)
+    let pixels = select(select(p.n * YH * YW, p.n * XH * XW, INS || UP == 2u), p.n * PH * PW,
+                        POOL == 2u);
     // Under INS: the output offset in its 2x2 block this tap meets, when it is one of four.
     let dy = i32(OY + PAD) - ky;
     let dx = i32(OX + PAD) - kx;
@@ -1003,6 +1007,10 @@ fn backward_params_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
             bw_pooled(1u, rc, pg, ky, kx, j0, &acc, &bacc);
             bw_pooled(2u, rc, pg, ky, kx, j0, &acc, &bacc);
             bw_pooled(3u, rc, pg, ky, kx, j0, &acc, &bacc);
+            continue;
+        }
+        if (UP == 2u) {
+            bw_upsampled(rc, select(0.0, 1.0, r < pixels), ky, kx, j0, m0, &acc, &bacc);
             continue;
         }
         var gpix = rc;
@@ -1035,9 +1043,10 @@ fn backward_params_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
         if (GCI > 4u) { bw_store_row(at, k, cg, og, 1u, &acc); }
         if (GCI > 8u) { bw_store_row(at, k, cg, og, 2u, &acc); }
         if (GCI > 12u) { bw_store_row(at, k, cg, og, 3u, &acc); }
-        // Tap 0's sum (every tap's is the bias's), or under INS each tiling tap's own row.
+        // Tap 0's sum (every tap's is the bias's; under UP the tap that meets every output,
+        // up_bias_tap), or under INS each tiling tap's own row.
         let bias_row = select(0u, u32(dy * 2 + dx), INS && tiles);
-        if (select(k == 0u, tiles, INS) && cg == 0u) {
+        if (select(k == select(0u, up_bias_tap(), UP == 2u), tiles, INS) && cg == 0u) {
             store_bias_partial(at + 9u * CI * CO + bias_row * CO + GROUP * og, og, bacc);
         }
     }
@@ -1095,6 +1104,37 @@ fn bw_pooled(w: u32, pp: u32, pg: PooledG, ky: i32, kx: i32, j0: u32, acc: ptr<f
     if (GCI > 4u) { bw_block(1u, x4_at(xpix, j0 + 1u, xscale), g.a0, g.a1, g.a2, g.a3, acc); }
     if (GCI > 8u) { bw_block(2u, x4_at(xpix, j0 + 2u, xscale), g.a0, g.a1, g.a2, g.a3, acc); }
     if (GCI > 12u) { bw_block(3u, x4_at(xpix, j0 + 3u, xscale), g.a0, g.a1, g.a2, g.a3, acc); }
+}
+
+// UP = 2: x's pixel `xp` into tap (ky, kx)'s sums. The tap reads it at four outputs, those
+// whose input pixel at the tap lies in its 2x2 block, (2sy + ey + PAD - ky, 2sx + ex + PAD -
+// kx), so their gradients are added first and x meets their sum once: a quarter of the
+// products of walking the outputs.
+fn bw_upsampled(xp: u32, scale: f32, ky: i32, kx: i32, j0: u32, m0: u32, acc: ptr<function, AccW>,
+                bacc: ptr<function, Acc4>) {
+    let b = xp / (XW * XH);
+    let oy = 2 * i32((xp / XW) % XH) + i32(PAD) - ky;
+    let ox = 2 * i32(xp % XW) + i32(PAD) - kx;
+    let g = add_acc4(add_acc4(up_grad(b, oy, ox, m0, scale), up_grad(b, oy, ox + 1, m0, scale)),
+                     add_acc4(up_grad(b, oy + 1, ox, m0, scale), up_grad(b, oy + 1, ox + 1, m0, scale)));
+    *bacc = add_acc4(*bacc, g);
+    bw_block(0u, x4_at(xp, j0, 1.0), g.a0, g.a1, g.a2, g.a3, acc);
+    if (GCI > 4u) { bw_block(1u, x4_at(xp, j0 + 1u, 1.0), g.a0, g.a1, g.a2, g.a3, acc); }
+    if (GCI > 8u) { bw_block(2u, x4_at(xp, j0 + 2u, 1.0), g.a0, g.a1, g.a2, g.a3, acc); }
+    if (GCI > 12u) { bw_block(3u, x4_at(xp, j0 + 3u, 1.0), g.a0, g.a1, g.a2, g.a3, acc); }
+}
+
+// Output group m0's gradient at output (oy, ox) of image b, times `scale`; 0 outside.
+fn up_grad(b: u32, oy: i32, ox: i32, m0: u32, scale: f32) -> Acc4 {
+    let keep = scale * inside_at(oy, HO) * inside_at(ox, WO);
+    return g_group((b * HO + tap_at(oy, HO)) * WO + tap_at(ox, WO), m0, keep);
+}
+
+// UP = 2: the tap whose walk over x meets every output once, which sums the bias: the centre
+// under 'same' padding (an output's own pixel), tap 0 under 'valid' (every tap's reads lie
+// inside, the outputs past the last two rows and columns outside the layer's output).
+fn up_bias_tap() -> u32 {
+    return 4u * PAD;
 }
 
 // The upstream gradient of output group m0 at pixel `pix`, times `scale`.
@@ -1232,6 +1272,26 @@ fn thin_pooled(w: u32, pp: u32, pg: PooledG, acc: ptr<function, Acc9>, bacc: ptr
     thin_tap(8u, b, i32(oy), i32(ox), acc, wide);
 }
 
+// UP = 2, one output channel: tap k of x's pixel `xp` (its channels `wide`; `live` 0 past the
+// walk): the gradient summed over the four outputs the tap reads it at, as bw_upsampled; the
+// bias from the tap that meets every output.
+fn thin_upsampled(k: u32, xp: u32, live: f32, wide: Acc4, acc: ptr<function, Acc9>,
+                  bacc: ptr<function, Acc4>) {
+    let b = xp / (XW * XH);
+    let oy = 2 * i32((xp / XW) % XH) + i32(PAD) - i32(k / 3u);
+    let ox = 2 * i32(xp % XW) + i32(PAD) - i32(k % 3u);
+    let g = (up_grad1(b, oy, ox) + up_grad1(b, oy, ox + 1)) +
+            (up_grad1(b, oy + 1, ox) + up_grad1(b, oy + 1, ox + 1));
+    acc9_add(acc, k, g, wide);
+    if (k == up_bias_tap()) { (*bacc).a0.x += live * g; }
+}
+
+// The single output channel's gradient at output (oy, ox) of image b; 0 outside.
+fn up_grad1(b: u32, oy: i32, ox: i32) -> f32 {
+    let keep = inside_at(oy, HO) * inside_at(ox, WO);
+    return g_at((b * HO + tap_at(oy, HO)) * WO + tap_at(ox, WO), keep);
+}
+
 // Tap k's sums for wide group wg (channels from `first`): rows k * WIDE + channel.
 fn thin_store(at: u32, k: u32, first: u32, a: Acc4) {
     for (var l = 0u; l < 4u; l++) {
@@ -1255,8 +1315,10 @@ fn backward_params_thin(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_in
     let out_pixels = p.n * HO * WO;
     // The walked side: outputs when CI == 1 (dy's: under TAKE the kept ones), else inputs
     // (never fewer than the outputs).
-    let ph = select(H, select(YH, PH, POOL == 2u), CI == 1u);
-    let pw = select(W, select(YW, PW, POOL == 2u), CI == 1u);
+    // (Under UP with one output channel x's pixels, each with the four outputs a tap reads
+    // it at: thin_upsampled.)
+    let ph = select(select(H, XH, UP == 2u), select(YH, PH, POOL == 2u), CI == 1u);
+    let pw = select(select(W, XW, UP == 2u), select(YW, PW, POOL == 2u), CI == 1u);
     let pixels = p.n * ph * pw;
     var acc: Acc9;
     var bacc: Acc4;
@@ -1271,6 +1333,20 @@ fn backward_params_thin(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_in
             thin_pooled(1u, rc, pg, &acc, &bacc);
             thin_pooled(2u, rc, pg, &acc, &bacc);
             thin_pooled(3u, rc, pg, &acc, &bacc);
+            continue;
+        }
+        if (CI != 1u && UP == 2u) {
+            let live = select(0.0, 1.0, r < pixels);
+            let wide = wide_at(rc, wg, live);
+            thin_upsampled(0u, rc, live, wide, &acc, &bacc);
+            thin_upsampled(1u, rc, live, wide, &acc, &bacc);
+            thin_upsampled(2u, rc, live, wide, &acc, &bacc);
+            thin_upsampled(3u, rc, live, wide, &acc, &bacc);
+            thin_upsampled(4u, rc, live, wide, &acc, &bacc);
+            thin_upsampled(5u, rc, live, wide, &acc, &bacc);
+            thin_upsampled(6u, rc, live, wide, &acc, &bacc);
+            thin_upsampled(7u, rc, live, wide, &acc, &bacc);
+            thin_upsampled(8u, rc, live, wide, &acc, &bacc);
             continue;
         }
         // Under TAKE (CI == 1 only: the kept outputs) the walked pixel's place in the layer's

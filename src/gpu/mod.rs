@@ -48,6 +48,11 @@ pub struct Gpu {
     /// that the dispatch's variant never reads: a binding must hold at least one vec4, which
     /// a small tensor of the dispatch need not.
     pub(crate) unread_vec4: buffers::Tensor,
+    /// Four words bound where an entry point declares a read-write binding that the
+    /// dispatch's variant never touches (the CPU set's forward `winner_out` without a pool):
+    /// a buffer of its own, since WebGPU forbids a writable binding that aliases another
+    /// binding of the dispatch.
+    pub(crate) untouched_rw: buffers::Tensor,
     /// Set by [`Gpu::with_workgroup_poison`] (tests): pipelines that skip zeroing their
     /// workgroup memory fill it with NaN instead.
     pub(crate) poisons_workgroup_memory: bool,
@@ -122,8 +127,15 @@ impl Gpu {
             usage: buffers::STORAGE,
             mapped_at_creation: false,
         }));
+        let untouched_rw = buffers::Tensor::whole(device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("untouched read-write"),
+            size: 16,
+            usage: buffers::STORAGE,
+            mapped_at_creation: false,
+        }));
         Ok(Gpu {
             unread_vec4,
+            untouched_rw,
             poisons_workgroup_memory: false,
             device,
             queue,

@@ -1093,7 +1093,7 @@ impl ConvIo {
 /// set's (None) plain, through an upsampling, and through the strided map beside it when the
 /// model has one; and the GPU set's, which a fold that the CPU set's kernels do not take runs
 /// on either set (its layout is the same whatever it folds). A pool the CPU set's kernels fold
-/// leaves the plain layout: they walk the full-size output.
+/// needs fewer partial sums than the plain layout: they walk the pooled pixels.
 fn partial_layouts(
     model: &Model,
     i: usize,

@@ -366,7 +366,8 @@ fn partial_grid(
 }
 
 /// Whether `s` runs the CPU set's kernels under kernel set `set`: on the CPU set, for the
-/// shapes they are written for, folding nothing. Everything else runs the GPU set's.
+/// shapes they are written for, with at most one of the folds they take. Everything else
+/// runs the GPU set's.
 fn cpu_kernels(set: KernelSet, s: &Conv2dShape, folds: &Folds<'_>) -> bool {
     set == KernelSet::Cpu
         && match (folds.input, folds.take, folds.pool.is_some()) {

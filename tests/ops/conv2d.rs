@@ -479,14 +479,20 @@ fn upsampled_shapes() -> Vec<Upsampled> {
         s(2, 8, 8, 1, 8, Padding::Same),
         s(2, 6, 6, 5, 1, Padding::Same),
         // the CPU set's folded kernels: a single output channel under 'valid' padding (no
-        // output reads x's row or column -1), full groups of 16 on both sides (the input
-        // gradient's 16 folded taps fill WebGPU's 16 KiB of workgroup memory), two groups on
-        // both sides (the forward's z-layers of phase and output group, the input gradient's
-        // second dispatch adding to dx), and non-square odd-multiple sides
+        // output reads x's row or column -1), and from two groups of inputs (the thin weight
+        // gradient's second wide group, whose bias is not stored; five vec4s of inputs in
+        // the single-output forward), full groups of 16 on both sides (the input gradient's
+        // 16 folded taps fill WebGPU's 16 KiB of workgroup memory), two groups on both sides
+        // (the input gradient's second dispatch adding to dx), non-square sides, and one
+        // input channel (the weight gradient walking the outputs) under 'valid' padding and
+        // into one output channel
         s(2, 6, 8, 12, 1, Padding::Valid),
+        s(2, 6, 6, 20, 1, Padding::Same),
         s(2, 6, 6, 16, 16, Padding::Same),
         s(2, 8, 6, 32, 32, Padding::Valid),
         s(3, 10, 6, 4, 4, Padding::Same),
+        s(2, 6, 8, 1, 8, Padding::Valid),
+        s(2, 6, 6, 1, 1, Padding::Same),
     ]
 }
 
@@ -886,19 +892,23 @@ fn folded_cases() -> Vec<Folded> {
         f(2, 8, 6, 4, 3, same, true, Some(same)),
         f(2, 6, 10, 5, 2, valid, true, Some(valid)),
         f(8, 28, 28, 1, 16, same, false, Some(same)),
-        // 'valid' pools dropping an odd row and column, a 'same' one on an odd 3x5 output
+        // 'valid' pools dropping an odd row and column, a 'same' one on an odd 3x5 output,
+        // and after one input channel (the CPU set's thin weight gradient walking pooled
+        // pixels) a 'same' pool on odd sides into two output groups, and a 'valid' one
         f(2, 7, 9, 4, 8, same, false, Some(valid)),
         f(3, 5, 7, 8, 4, valid, false, Some(same)),
         f(2, 6, 6, 16, 16, same, false, Some(valid)),
+        f(2, 7, 9, 1, 20, same, false, Some(same)),
+        f(2, 9, 7, 1, 8, valid, false, Some(valid)),
     ]);
     cases
 }
 
-/// The folds change no bit: on the GPU set (where training folds), the output (and the
-/// pool's winners), the kernel and bias gradients and the input gradient equal those of the
-/// layers run one by one (upsample.forward, the plain convolution, pool.forward; then
-/// pool.backward, the plain convolution's gradients, upsample.backward), with and without
-/// ReLU.
+/// The folds change no bit: on the GPU set (where training folds what `--folds` says), the
+/// output (and the pool's winners), the kernel and bias gradients and the input gradient
+/// equal those of the layers run one by one (upsample.forward, the plain convolution,
+/// pool.forward; then pool.backward, the plain convolution's gradients, upsample.backward),
+/// with and without ReLU.
 #[test]
 fn conv2d_folds_are_the_layers_one_by_one_bit_for_bit() {
     let g = crate::common::gpu_with(KernelSet::Gpu);

@@ -122,12 +122,14 @@ fn small_pixels(s: &Conv2dShape, t: &Strided) -> u64 {
 /// Chunks of CHUNK pixels the weight gradient walks: output pixels (under a take the kept
 /// ones), or for the thin kernel with one output channel, input pixels, or for an inserted
 /// input, the small side's pixels, or under a pool the pooled pixels (each its window's four
-/// outputs).
+/// outputs), or under an upsampling (more than one input channel) x's pixels (each with the
+/// four outputs a tap reads it at).
 fn chunks(s: &Conv2dShape, fold: &Fold<'_>) -> u64 {
     let walked = match fold {
         Fold::Insert(t) | Fold::Take(t) => small_pixels(s, t),
         Fold::Pool { h, w, .. } => s.n as u64 * *h as u64 * *w as u64,
-        Fold::None | Fold::Upsample if s.ci != 1 && s.co == 1 => s.input_len() / s.ci as u64,
+        Fold::Upsample if s.ci != 1 => s.input_len() / s.ci as u64 / 4,
+        Fold::None if s.ci != 1 && s.co == 1 => s.input_len() / s.ci as u64,
         Fold::None | Fold::Upsample => s.output_len() / s.co as u64,
     };
     walked.div_ceil(CHUNK)
@@ -263,7 +265,7 @@ pub fn forward(
                         (2, w),
                         (3, b),
                         (4, y),
-                        (15, winners(fold, y)),
+                        (15, winners(fold, &gpu.untouched_rw)),
                     ],
                     constants: &constants,
                     workgroups: per_group(gpu, "conv2d.forward", invocations, groups)?,
@@ -301,9 +303,9 @@ fn output_len(s: &Conv2dShape, fold: &Fold<'_>) -> u64 {
     }
 }
 
-/// The winners' binding: a folded pool's, or an alias of `other` (the forward's y, the
-/// backward kernels' dy4) that the kernels never touch through it: every entry point names
-/// its binding, whatever the fold.
+/// The winners' binding: a folded pool's, or `other` that the kernels never touch through it
+/// (every entry point names its binding, whatever the fold): for the backward kernels' read-only
+/// one an alias of dy4, for the forward's read-write one a placeholder of its own.
 fn winners<'t>(fold: &Fold<'t>, other: &'t Tensor) -> &'t Tensor {
     match fold {
         Fold::Pool { winner, .. } => winner,
@@ -329,16 +331,26 @@ fn backward_input_macs(s: &Conv2dShape, fold: &Fold<'_>) -> u64 {
     }
 }
 
-/// Multiply-adds the weight gradient runs (and outside an upsampling the forward and the
-/// input gradient): the layer's share of the small side under a stride-2 map,
-/// whose zeros (insert: the small side is a quarter of the output) or dropped outputs (take)
-/// they skip.
+/// Multiply-adds the convolution's kernels run but where [`forward_macs`],
+/// [`backward_input_macs`] and [`weight_macs`] say otherwise: the layer's share of the small
+/// side under a stride-2 map, whose zeros (insert: the small side is a quarter of the output)
+/// or dropped outputs (take) they skip.
 fn macs(s: &Conv2dShape, fold: &Fold<'_>) -> u64 {
     match fold {
         Fold::Insert(t) | Fold::Take(t) => {
             s.macs() * small_pixels(s, t) / (s.output_len() / s.co as u64).max(1)
         }
         Fold::None | Fold::Upsample | Fold::Pool { .. } => s.macs(),
+    }
+}
+
+/// Multiply-adds the weight gradient runs: under an upsampling with more than one input
+/// channel, each x pixel meets the sum of a tap's four outputs once (a quarter of the
+/// products).
+fn weight_macs(s: &Conv2dShape, fold: &Fold<'_>) -> u64 {
+    match fold {
+        Fold::Upsample if s.ci != 1 => s.input_len() / 4 * 9 * s.co as u64,
+        _ => macs(s, fold),
     }
 }
 
@@ -409,8 +421,8 @@ pub fn backward_input(
 }
 
 /// The weight gradient (and, with `db`, the bias gradient): partial sums over chunks of
-/// CHUNK pixels (output pixels; input pixels for the thin kernel with one output channel),
-/// then a reduce that adds each weight's chunks in order.
+/// CHUNK pixels (the ones [`chunks`] names), then a reduce that adds each weight's chunks in
+/// order.
 // One argument per binding of the kernel: grouping them would hide which buffer is which.
 #[allow(clippy::too_many_arguments)]
 pub fn backward_params(
@@ -460,7 +472,7 @@ pub fn backward_params(
             workgroups: per_group(gpu, kernel, invocations, groups)?,
             cost: Cost {
                 bytes: 4 * (output_len(s, fold) * (1 + relu as u64) + input_len(s, fold) + used),
-                flops: 2 * macs(s, fold) + output_len(s, fold) / s.co as u64,
+                flops: 2 * weight_macs(s, fold) + output_len(s, fold) / s.co as u64,
             },
         },
     )?;
