@@ -26,7 +26,8 @@
 // - no invocation returns early (a returned lane masks every later load): indices are clamped
 //   and only the stores are guarded;
 // - a layer with one output channel computes four neighbouring pixels per invocation, so each
-//   loaded input serves three of their taps;
+//   loaded input serves three of their taps, and one with 4 to 8 two (PAIR), each loaded
+//   input serving two;
 // - the weight gradient has no split over 16-pixel chunks: each invocation sums CHUNK pixels
 //   for one tap and one pair of groups (or, when one side has a single channel, for all 9
 //   taps with a group of the wide side loaded once per pixel), and a short reduce adds the
@@ -585,6 +586,10 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
         forward_pooled(wid, lid, id);
         return;
     }
+    if (PAIR) {
+        forward_pair(lid, id);
+        return;
+    }
     let og = group_at(wid.z, CO);
     var acc: Acc4;
     acc.a0 = bias4(GROUP * og);
@@ -598,6 +603,92 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
         if (GCO > 4u) { store4(pix * CO, og, 1u, acc.a1); }
         if (GCO > 8u) { store4(pix * CO, og, 2u, acc.a2); }
         if (GCO > 12u) { store4(pix * CO, og, 3u, acc.a3); }
+    }
+}
+
+// PAIR (4 to 8 output channels, no stride-2 map or pool; ops::cpu::conv2d::pairs): the group's
+// channels fill two of the four accumulators, so the other two take the next output pixel
+// of the row, and each input pixel of the pair's 3x4 window, loaded once, serves both (12
+// loads for two outputs, not 18: lavapipe's time is in its loads). Invocation q is pair
+// (b, oy, ox0 = 2 * (q % pairs per row)); a0, a1 hold output ox0, a2, a3 output ox0 + 1 (not
+// stored past the row's end).
+override PAIR: bool = false;
+
+fn forward_pair(lid: u32, id: u32) {
+    let pairs = (WO + 1u) / 2u;
+    let total = p.n * HO * pairs;
+    let q = min(id, total - 1u);
+    let ox0 = 2u * (q % pairs);
+    let row = q / pairs;
+    let oy = row % HO;
+    let b = row / HO;
+    var acc: Acc4;
+    acc.a0 = bias4(0u);
+    acc.a1 = bias4(4u);
+    acc.a2 = acc.a0;
+    acc.a3 = acc.a1;
+    pair_group(lid, 0u, b, oy, ox0, &acc);
+    if (CI > GROUP) { pair_group(lid, 1u, b, oy, ox0, &acc); }
+    if (id < total) {
+        let pix = (b * HO + oy) * WO + ox0;
+        store4(pix * CO, 0u, 0u, acc.a0);
+        if (GCO > 4u) { store4(pix * CO, 0u, 1u, acc.a1); }
+        if (ox0 + 1u < WO) {
+            store4((pix + 1u) * CO, 0u, 0u, acc.a2);
+            if (GCO > 4u) { store4((pix + 1u) * CO, 0u, 1u, acc.a3); }
+        }
+    }
+}
+
+// Input group cg's share of both outputs: its kernel slice, then the window's 12 pixels.
+fn pair_group(lid: u32, cg: u32, b: u32, oy: u32, ox0: u32, acc: ptr<function, Acc4>) {
+    load_weights4(lid, cg, 0u);
+    pair_row(0u, cg, b, oy, ox0, acc);
+    pair_row(1u, cg, b, oy, ox0, acc);
+    pair_row(2u, cg, b, oy, ox0, acc);
+}
+
+fn pair_row(ky: u32, cg: u32, b: u32, oy: u32, ox0: u32, acc: ptr<function, Acc4>) {
+    pair_col(ky, 0u, cg, b, oy, ox0, acc);
+    pair_col(ky, 1u, cg, b, oy, ox0, acc);
+    pair_col(ky, 2u, cg, b, oy, ox0, acc);
+    pair_col(ky, 3u, cg, b, oy, ox0, acc);
+}
+
+// Input pixel (oy + ky - PAD, ox0 + col - PAD): tap (ky, col) of output ox0 and
+// (ky, col - 1) of output ox0 + 1, where those exist.
+fn pair_col(ky: u32, col: u32, cg: u32, b: u32, oy: u32, ox0: u32, acc: ptr<function, Acc4>) {
+    let iy = i32(oy + ky) - i32(PAD);
+    let ix = i32(ox0 + col) - i32(PAD);
+    let keep = inside_at(iy, H) * inside_at(ix, W);
+    let pix = x_pixel(b, tap_at(iy, H), tap_at(ix, W));
+    let channels = group_len(CI, cg);
+    if (CI % 4u == 0u) {
+        for (var j = 0u; j < channels / 4u; j++) {
+            let q = keep * x4[pix * (CI / 4u) + GROUP / 4u * cg + j];
+            pair_chan(ky, col, 4u * j, q.x, acc);
+            pair_chan(ky, col, 4u * j + 1u, q.y, acc);
+            pair_chan(ky, col, 4u * j + 2u, q.z, acc);
+            pair_chan(ky, col, 4u * j + 3u, q.w, acc);
+        }
+    } else {
+        for (var c = 0u; c < channels; c++) {
+            pair_chan(ky, col, c, keep * x[pix * CI + GROUP * cg + c], acc);
+        }
+    }
+}
+
+// Input channel c of the loaded slice at column `col` into both outputs' sums.
+fn pair_chan(ky: u32, col: u32, c: u32, xv: f32, acc: ptr<function, Acc4>) {
+    if (col < 3u) {
+        let row = (ky * 3u + col) * GCI + c;
+        (*acc).a0 += xv * wsh4[row * GCO4];
+        if (GCO > 4u) { (*acc).a1 += xv * wsh4[row * GCO4 + 1u]; }
+    }
+    if (col >= 1u) {
+        let row = (ky * 3u + col - 1u) * GCI + c;
+        (*acc).a2 += xv * wsh4[row * GCO4];
+        if (GCO > 4u) { (*acc).a3 += xv * wsh4[row * GCO4 + 1u]; }
     }
 }
 

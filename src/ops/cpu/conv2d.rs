@@ -236,6 +236,7 @@ pub fn forward(
         (1, Fold::Upsample) => (s.output_len() / 4, 1),
         (1, _) => (s.n as u64 * ho as u64 * wo.div_ceil(4) as u64, 1),
         (2 | 3, _) => (s.output_len() / s.co as u64, 1),
+        _ if pairs(s, fold) => (s.n as u64 * ho as u64 * wo.div_ceil(2) as u64, 1),
         _ => (s.output_len() / s.co as u64, groups_of(s.co)),
     };
     let grids: Vec<(u64, Vec<(&str, f64)>)> = match fold {
@@ -246,7 +247,8 @@ pub fn forward(
         Fold::Insert(_) => phase_grids(s.n, ho, wo),
     };
     let share = grids.len() as u64;
-    let base = constants(s, fold, false);
+    let mut base = constants(s, fold, false);
+    base.push(("PAIR", pairs(s, fold) as u32 as f64));
     grids
         .into_iter()
         .map(|(invocations, phase)| {
@@ -282,6 +284,13 @@ pub fn forward(
             )
         })
         .collect()
+}
+
+/// Whether the forward takes two neighbouring output pixels per invocation (the shader's
+/// PAIR): 4 to 8 output channels fill two of its four accumulators, and with no stride-2 map
+/// or pool each output pixel's row neighbour is the next one written.
+fn pairs(s: &Conv2dShape, fold: &Fold<'_>) -> bool {
+    (4..=8).contains(&s.co) && matches!(fold, Fold::None | Fold::Upsample)
 }
 
 /// Elements of x: the small side's under an insertion, a quarter of the input's under an
