@@ -91,9 +91,11 @@ override TAKE: bool = false;
 // POOL = 2: a Keras MaxPooling2D(2) after the layer, folded into it (ops::conv2d::Pooled; one
 // input group, output channels a multiple of 4): the forward takes one invocation per pooled
 // pixel and writes its window's maxima into y and their places (0..3) into winner_out, as
-// pool.forward does; dy and act are the pooled tensor's, and the backward kernels read the
-// gradient of output pixel (oy, ox) as its window's where it won, 0 elsewhere (g4_pooled), as
-// pool.backward routes it. The full-size output and its gradient are never written.
+// pool.forward does; dy and act are the pooled tensor's, and output pixel (oy, ox) gets its
+// window's gradient where it won, 0 elsewhere, as pool.backward routes it: the input gradient
+// reads it so at each tap (g4_pooled), the weight gradient walks the pooled pixels, each
+// window's four outputs from one load of its gradient and winners (bw_pooled, thin_pooled).
+// The full-size output and its gradient are never written.
 override POOL: u32 = 1u;
 override PH: u32 = 1u;     // the pooled height and width ('same': ceil(HO/2), 'valid': floor)
 override PW: u32 = 1u;
@@ -547,6 +549,12 @@ fn store4(at: u32, og: u32, j: u32, v: vec4<f32>) {
     }
 }
 
+// Output group og's biases: the accumulators' start.
+fn bias_acc(og: u32) -> Acc4 {
+    return Acc4(bias4(GROUP * og), bias4(GROUP * og + 4u), bias4(GROUP * og + 8u),
+                bias4(GROUP * og + 12u));
+}
+
 // Bias of output channels o..o+3 (clamped: lanes past CO are never stored).
 fn bias4(o: u32) -> vec4<f32> {
     return vec4<f32>(bias[min(o, CO - 1u)], bias[min(o + 1u, CO - 1u)],
@@ -591,11 +599,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
         return;
     }
     let og = group_at(wid.z, CO);
-    var acc: Acc4;
-    acc.a0 = bias4(GROUP * og);
-    acc.a1 = bias4(GROUP * og + 4u);
-    acc.a2 = bias4(GROUP * og + 8u);
-    acc.a3 = bias4(GROUP * og + 12u);
+    var acc = bias_acc(og);
     fwd_group(lid, 0u, og, b, oy, ox, &acc);
     if (CI > GROUP) { fwd_group(lid, 1u, og, b, oy, ox, &acc); }
     if (id < total) {
@@ -725,8 +729,7 @@ struct Won { w0: vec4<u32>, w1: vec4<u32>, w2: vec4<u32>, w3: vec4<u32> }
 fn pool_place(w: u32, og: u32, b: u32, py: u32, px: u32) -> Acc4 {
     let oy = min(2u * py + w / 2u, HO - 1u);
     let ox = min(2u * px + w % 2u, WO - 1u);
-    var acc = Acc4(bias4(GROUP * og), bias4(GROUP * og + 4u), bias4(GROUP * og + 8u),
-                   bias4(GROUP * og + 12u));
+    var acc = bias_acc(og);
     fwd_taps(0u, b, i32(oy), i32(ox), &acc);
     if (p.relu != 0u) {
         let z = vec4<f32>(0.0);
@@ -1047,9 +1050,10 @@ fn bw_store_row(at: u32, k: u32, cg: u32, og: u32, j: u32, acc: ptr<function, Ac
 }
 
 // Invocation (chunk, tap k) of z-layer (input group cg, output group og): tap k's weight
-// gradient for the two groups over the chunk's CHUNK output pixels (under INS, x's pixels:
-// below), and the group's bias gradient (every tap sums it; tap 0 of input group 0 stores
-// it). Partials land at partial_out[chunk][row], row = (k * CI + c) * CO + o, the bias after
+// gradient for the two groups over the chunk's CHUNK output pixels (under INS and UP, x's
+// pixels: below and bw_upsampled; under POOL the pooled ones, each its window's four outputs:
+// bw_pooled), and the group's bias gradient (every tap sums it; tap 0 of input group 0
+// stores it, under UP up_bias_tap). Partials land at partial_out[chunk][row], row = (k * CI + c) * CO + o, the bias after
 // the weights.
 //
 // Under INS the input's zeros add nothing to a weight's sum, so each invocation walks CHUNK
@@ -1259,7 +1263,8 @@ fn store_bias_partial(at: u32, og: u32, a: Acc4) {
 // lanes and load their wide side at each of the 9 taps. Here the wide side's channels
 // (WIDE of them, GROUP per z-layer) load once per pixel and all 9 taps accumulate in
 // registers: for CI == 1 the invocation walks output pixels (the input at each tap is one
-// scalar), for CO == 1 it walks input pixels (the gradient at each tap is one scalar).
+// scalar; under POOL the pooled pixels, thin_pooled), for CO == 1 it walks input pixels (the
+// gradient at each tap is one scalar; under UP x's pixels, thin_upsampled).
 
 override WIDE: u32 = 1u;  // CO when CI == 1, else CI (set by the launcher)
 override GWIDE: u32 = min(WIDE, GROUP);
