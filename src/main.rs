@@ -63,12 +63,13 @@ struct Cli {
     /// forward pass, input gradient and weight-gradient partials), narrow (the convolutions
     /// keep 4 channels
     /// per invocation, not 16: 4x the invocations), single (rows takes one sample per
-    /// workgroup, not two: 2x the workgroups) and quads (a folded pool's or upsampling's 2x2
-    /// window on four invocations, not one); or all, none, tune (train, bench and profile
+    /// workgroup, not two: 2x the workgroups), quads (a folded pool's or upsampling's 2x2
+    /// window on four invocations, not one) and windows (the cpu set's dense products read
+    /// the operand that fits in two 64 KiB uniform windows through them); or all, none, tune (train, bench and profile
     /// time sets of folds at start-up and keep the fastest: the gpu kernel set only, where
     /// they change no bit), auto (tune on a GPU adapter's gpu kernel set; elsewhere all on the
-    /// gpu set but rows, grads, gather, adam, narrow and quads on a CPU adapter, none on cpu
-    /// (whose kernels fold upsamplings, strided maps and a pool after a layer with one input
+    /// gpu set but rows, grads, gather, adam, narrow, quads and windows on a CPU adapter,
+    /// windows alone on cpu (whose kernels fold upsamplings, strided maps and a pool after a layer with one input
     /// channel themselves, and with pool the rest of the pools they take); a
     /// resumed run keeps the folds its config.json records for the same adapter; tune times
     /// them again).

@@ -1078,8 +1078,9 @@ fn cli_train_profile_writes_the_table_and_a_trace() {
     assert_no_stray_files(&out);
 }
 
-/// `bench-kernels` times the step's dispatches under both kernel sets and each of the GPU
-/// set's variants that changes one of the model's dispatches, and puts each layer's kernel
+/// `bench-kernels` times the step's dispatches under both kernel sets, each of the GPU set's
+/// variants that changes one of the model's dispatches and the CPU set's `windows`, and puts
+/// each layer's kernel
 /// side by side; a variant's dispatch that runs the GPU set's very code is marked the same,
 /// not timed against it; `--kernels` does not apply to it and is refused.
 #[test]
@@ -1109,6 +1110,7 @@ fn cli_bench_kernels_times_each_layer_under_both_sets() {
         "gpu µs",
         "gpu+vec4 µs",
         "cpu µs",
+        "cpu+windows µs",
         "fastest",
         "dense.forward",
         "adam.step",
@@ -1120,8 +1122,12 @@ fn cli_bench_kernels_times_each_layer_under_both_sets() {
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     // The dense model has split-K products (its 784-wide layer), which vec4 changes, and no
-    // convolution or rows fold for the other variants.
-    assert_eq!(v["sets"], serde_json::json!(["gpu", "gpu+vec4", "cpu"]));
+    // convolution or rows fold for the other variants; on the CPU set its 32-wide layer's
+    // kernels read one operand through uniform windows.
+    assert_eq!(
+        v["sets"],
+        serde_json::json!(["gpu", "gpu+vec4", "cpu", "cpu+windows"])
+    );
     assert_eq!(
         v["unchanged"],
         serde_json::json!(["gpu+tiles", "gpu+narrow", "gpu+single", "gpu+quads"])
@@ -1137,15 +1143,16 @@ fn cli_bench_kernels_times_each_layer_under_both_sets() {
     for layer in ["dense", "dense_1"] {
         let r = row(layer, "dense.forward");
         let per_set = r["per_set"].as_array().unwrap();
-        assert_eq!(per_set.len(), 3);
+        assert_eq!(per_set.len(), 4);
         assert_ne!(per_set[0]["source"], per_set[2]["source"], "{r}");
+        assert_ne!(per_set[2]["source"], per_set[3]["source"], "{r}");
         for d in per_set {
             assert_eq!(d["calls_per_step"], 1.0, "{r}");
             assert!(d["us_per_step"].as_f64().unwrap() > 0.0, "{r}");
         }
         assert_eq!(r["same_kernel"], false);
         assert!(
-            ["gpu", "gpu+vec4", "cpu"].contains(&r["fastest"].as_str().unwrap()),
+            ["gpu", "gpu+vec4", "cpu", "cpu+windows"].contains(&r["fastest"].as_str().unwrap()),
             "{r}"
         );
     }
@@ -1164,16 +1171,21 @@ fn cli_bench_kernels_times_each_layer_under_both_sets() {
         bias["per_set"][0].is_object() && bias["per_set"][2].is_null(),
         "{bias}"
     );
+    assert!(bias["per_set"][3].is_null(), "{bias}");
     let params = row("dense_1", "dense.backward_params");
     assert!(
         params["per_set"][0].is_null() && params["per_set"][2].is_object(),
         "{params}"
     );
+    assert!(params["per_set"][3].is_object(), "{params}");
     assert!(bias["fastest"].is_null() && params["fastest"].is_null());
     // The loss's last pass is one kernel on every set: no winner named between equal code.
     let finish = row("loss", "bce.loss_finish");
     assert_eq!(finish["same_kernel"], true, "{finish}");
-    assert_eq!(finish["same_as"], serde_json::json!([null, "gpu", "gpu"]));
+    assert_eq!(
+        finish["same_as"],
+        serde_json::json!([null, "gpu", "gpu", "gpu"])
+    );
     assert!(finish["fastest"].is_null(), "{finish}");
     for ms in v["kernel_ms_per_step"].as_array().unwrap() {
         assert!(ms.as_f64().unwrap() > 0.0, "{v}");
@@ -2000,7 +2012,7 @@ fn cli_kernels_flag_is_checked_recorded_and_printed() {
 
 /// `--folds`: an unknown choice is refused before anything is created, naming the choices;
 /// a run records the folds it used in `config.json` and prints them (`auto`: all on the GPU
-/// set, none on the CPU set); and `profile` counts the dispatches they save (44 -> 17 for the
+/// set, `windows` alone on the CPU set); and `profile` counts the dispatches they save (44 -> 17 for the
 /// conv model).
 #[test]
 fn cli_folds_flag_is_checked_recorded_and_printed() {
@@ -2009,7 +2021,7 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
     let out = t.path().join("bogus");
     train(&data, &out, &["--folds", "pool,some", "--epochs", "1"]).fails_with(&[
         "'some'",
-        "upsample, pool, reduces, backward, loss, tiles, finish, rows, vec4, grads, narrow, single, gather, quads and adam",
+        "upsample, pool, reduces, backward, loss, tiles, finish, rows, vec4, grads, narrow, single, gather, quads, adam and windows",
     ]);
     assert_not_created(&out);
     for (kernels, folds, recorded) in [
@@ -2019,7 +2031,7 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
             "auto",
             "upsample,pool,reduces,backward,loss,tiles,finish,vec4,single",
         ),
-        ("cpu", "auto", "none"),
+        ("cpu", "auto", "windows"),
         ("gpu", "reduces,pool", "pool,reduces"),
     ] {
         let out = t.path().join(format!("{kernels}-{folds}"));
@@ -2065,6 +2077,7 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
         ("gather", 44),
         ("quads", 44),
         ("adam", 44),
+        ("windows", 44),
         ("reduces,adam", 36),
         ("all", 17),
     ];

@@ -1490,6 +1490,7 @@ fn folds_change_no_bit_of_training() {
         gather: k == 12,
         quads: k == 13,
         adam: k == 14,
+        windows: k == 15,
     };
     let pool_and_backward = FoldSet {
         pool: true,

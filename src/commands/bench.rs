@@ -325,7 +325,8 @@ pub fn bench_kernels(o: &KernelBenchOptions) -> Result<KernelBenchReport> {
         FoldChoice::Set(set) => set,
         _ => FoldSet::NONE,
     };
-    // The GPU set, each of its variants the folds leave out, then the CPU set.
+    // The GPU set, each of its variants the folds leave out, then the CPU set, and with its
+    // own variant where the folds leave it out.
     let mut configs = vec![("gpu".to_string(), KernelSet::Gpu, base)];
     for v in FoldSet::VARIANTS {
         if let Some(set) = base.with(v) {
@@ -333,6 +334,9 @@ pub fn bench_kernels(o: &KernelBenchOptions) -> Result<KernelBenchReport> {
         }
     }
     configs.push(("cpu".to_string(), KernelSet::Cpu, base));
+    if let Some(set) = base.with("windows") {
+        configs.push(("cpu+windows".to_string(), KernelSet::Cpu, set));
+    }
     let (mut sets, mut unchanged) = (Vec::new(), Vec::new());
     let mut gpu_launches = None;
     for (name, set, set_folds) in configs {

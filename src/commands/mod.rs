@@ -241,9 +241,12 @@ pub fn devices() -> String {
         let f = a.features();
         s.push_str(&format!("[{i}] {}\n", describe_adapter(&info)));
         s.push_str(&format!(
-            "    max_storage_buffer_binding_size {} MiB, max_buffer_size {} MiB, storage buffers per stage {}, \
+            "    max_storage_buffer_binding_size {} MiB, max_uniform_buffer_binding_size {} KiB, \
+             uniform buffers per stage {}, max_buffer_size {} MiB, storage buffers per stage {}, \
              workgroup invocations {}, workgroups per dimension {}\n",
             l.max_storage_buffer_binding_size / (1 << 20),
+            l.max_uniform_buffer_binding_size / (1 << 10),
+            l.max_uniform_buffers_per_shader_stage,
             l.max_buffer_size / (1 << 20),
             l.max_storage_buffers_per_shader_stage,
             l.max_compute_invocations_per_workgroup,

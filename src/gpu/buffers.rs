@@ -9,6 +9,13 @@ pub const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_SRC)
     .union(wgpu::BufferUsages::COPY_DST);
 
+/// With the CPU kernel set's `windows` variant a tensor buffer may also be read through uniform
+/// bindings of [`UNIFORM_WINDOW`] bytes (lavapipe gathers a uniform load lane by lane in
+/// straight code, a storage load in a guarded loop: `ops::cpu::dense`), so it gets UNIFORM
+/// usage and this many bytes after its end, that a window starting anywhere in it stays inside
+/// the buffer.
+pub const UNIFORM_WINDOW: u64 = 65536;
+
 /// `len` 32-bit elements of `buffer` starting at element `offset`.
 #[derive(Clone, Debug)]
 pub struct Tensor {
@@ -42,6 +49,12 @@ impl Tensor {
         self.len * 4
     }
 
+    /// Bytes of the whole buffer under the view (with any uniform-window tail): what the
+    /// memory counts add up.
+    pub fn buffer_bytes(&self) -> u64 {
+        self.buffer.size()
+    }
+
     pub fn binding(&self) -> wgpu::BindingResource<'_> {
         wgpu::BindingResource::Buffer(wgpu::BufferBinding {
             buffer: &self.buffer,
@@ -63,8 +76,8 @@ impl Gpu {
         self.check_buffer(label, bytes, fix)?;
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
-            size: bytes,
-            usage: STORAGE,
+            size: bytes + self.window_tail(),
+            usage: self.tensor_usage(),
             mapped_at_creation: false,
         });
         Ok(Tensor {
@@ -78,23 +91,41 @@ impl Gpu {
     pub fn upload<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> Result<Tensor> {
         let bytes: &[u8] = bytemuck::cast_slice(data);
         self.check_buffer(label, bytes.len() as u64, "use a smaller --batch-size")?;
-        let contents: Vec<u8> = if bytes.is_empty() {
+        let mut contents: Vec<u8> = if bytes.is_empty() {
             vec![0; 4]
         } else {
             bytes.to_vec()
         };
+        contents.resize(contents.len() + self.window_tail() as usize, 0);
         let buffer = self
             .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(label),
                 contents: &contents,
-                usage: STORAGE,
+                usage: self.tensor_usage(),
             });
         Ok(Tensor {
             buffer,
             offset: 0,
             len: (bytes.len() / 4) as u64,
         })
+    }
+
+    /// Whether tensors may be read through uniform windows: on the CPU kernel set with the
+    /// `windows` variant.
+    pub fn uniform_windows(&self) -> bool {
+        self.kernels == super::KernelSet::Cpu && self.folds.windows
+    }
+
+    fn tensor_usage(&self) -> wgpu::BufferUsages {
+        match self.uniform_windows() {
+            true => STORAGE | wgpu::BufferUsages::UNIFORM,
+            false => STORAGE,
+        }
+    }
+
+    fn window_tail(&self) -> u64 {
+        self.uniform_windows() as u64 * UNIFORM_WINDOW
     }
 
     /// A tensor filled with NaN, so a kernel that leaves an element unwritten is caught.

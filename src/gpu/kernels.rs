@@ -107,7 +107,9 @@ impl fmt::Display for KernelChoice {
 /// or upsampling's 2x2 window spread over four invocations instead of one (`quads`). On the GPU set
 /// every result is the same to the bit either way, only the dispatches differ; on the CPU set
 /// a fold runs the GPU set's kernels for the layers it joins (the same sums, to float
-/// rounding).
+/// rounding). One is the CPU set's own: its dense products reading the operand that fits in
+/// two 64 KiB uniform windows through them (`windows`: the same bits; tensor buffers get
+/// uniform usage and a window's room after them).
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
 )]
@@ -129,6 +131,7 @@ pub struct FoldSet {
     pub gather: bool,
     pub quads: bool,
     pub adam: bool,
+    pub windows: bool,
 }
 
 impl FoldSet {
@@ -148,6 +151,7 @@ impl FoldSet {
         gather: false,
         quads: false,
         adam: false,
+        windows: false,
     };
     pub const ALL: FoldSet = FoldSet {
         upsample: true,
@@ -165,11 +169,12 @@ impl FoldSet {
         gather: true,
         quads: true,
         adam: true,
+        windows: true,
     };
     /// The names `--folds` lists them by, in order.
-    pub const NAMES: [&'static str; 15] = [
+    pub const NAMES: [&'static str; 16] = [
         "upsample", "pool", "reduces", "backward", "loss", "tiles", "finish", "rows", "vec4",
-        "grads", "narrow", "single", "gather", "quads", "adam",
+        "grads", "narrow", "single", "gather", "quads", "adam", "windows",
     ];
 
     /// The kernel variants among them: each changes how a kernel computes, not which
@@ -185,14 +190,17 @@ impl FoldSet {
     /// need it: on llvmpipe its barrier-bound workgroups took a dense step 2.7-3.1x longer
     /// than the per-layer kernels) nor `narrow` (the conv step 22-34% longer on lavapipe:
     /// BENCHMARKS.md) nor `quads` (not shown to pay there: a step's kernels -19% to +5% on
-    /// lavapipe over three runs, within that machine's noise);
-    /// nothing on the CPU set, whose kernels reduce their own sums and fold the layers they
-    /// take by themselves (a 2x upsampling, a strided layer's map): a fold named there runs
-    /// the GPU set's kernels for the layers it joins, except an upsampling the CPU set's
-    /// kernels read through anyway.
+    /// lavapipe over three runs, within that machine's noise) nor `windows` (the CPU set's);
+    /// on the CPU set `windows` alone (a lavapipe dense step 15% shorter: BENCHMARKS.md),
+    /// whose kernels reduce their own sums and fold the layers they take by themselves (a 2x
+    /// upsampling, a strided layer's map): a fold named there runs the GPU set's kernels for
+    /// the layers it joins, except an upsampling the CPU set's kernels read through anyway.
     pub fn for_adapter(kernels: KernelSet, info: &wgpu::AdapterInfo) -> Self {
         match (kernels, info.device_type) {
-            (KernelSet::Cpu, _) => FoldSet::NONE,
+            (KernelSet::Cpu, _) => FoldSet {
+                windows: true,
+                ..FoldSet::NONE
+            },
             (KernelSet::Gpu, wgpu::DeviceType::Cpu) => FoldSet {
                 rows: false,
                 grads: false,
@@ -200,6 +208,7 @@ impl FoldSet {
                 adam: false,
                 narrow: false,
                 quads: false,
+                windows: false,
                 ..FoldSet::ALL
             },
             (KernelSet::Gpu, _) => FoldSet::ALL,
@@ -207,7 +216,7 @@ impl FoldSet {
     }
 
     /// Each fold's flag, in the order of [`FoldSet::NAMES`].
-    fn flags(self) -> [bool; 15] {
+    fn flags(self) -> [bool; 16] {
         let mut set = self;
         Self::NAMES.map(|name| set.flag_mut(name).is_some_and(|on| *on))
     }
@@ -230,6 +239,7 @@ impl FoldSet {
             "gather" => &mut self.gather,
             "quads" => &mut self.quads,
             "adam" => &mut self.adam,
+            "windows" => &mut self.windows,
             _ => return None,
         })
     }

@@ -10,7 +10,7 @@ mod poison;
 pub mod timing;
 
 pub use adapter::{describe_adapter, list_adapters, AdapterChoice};
-pub use buffers::Tensor;
+pub use buffers::{Tensor, UNIFORM_WINDOW};
 pub use dispatch::{record_all, run, Cost, Dispatch, DispatchParts, KernelSource, WORKGROUP};
 pub use execution::StepsPerExecution;
 pub use kernels::{

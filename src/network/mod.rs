@@ -159,7 +159,7 @@ impl Network {
             seen.push(&t.buffer);
             new
         });
-        tensors.iter().map(|t| t.bytes()).sum()
+        tensors.iter().map(|t| t.buffer_bytes()).sum()
     }
 
     /// The training buffers, or an error for a network built for inference.

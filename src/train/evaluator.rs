@@ -100,9 +100,9 @@ impl Evaluator {
     /// Bytes of the GPU buffers the evaluator holds (the split, its order, the loss log, its
     /// plans' uniforms).
     pub fn bytes(&self) -> u64 {
-        self.split.images.bytes()
-            + self.order.bytes()
-            + self.log.bytes()
+        self.split.images.buffer_bytes()
+            + self.order.buffer_bytes()
+            + self.log.buffer_bytes()
             + self.plans.iter().map(StepPlan::uniform_bytes).sum::<u64>()
     }
 }

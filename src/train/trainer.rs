@@ -443,9 +443,9 @@ impl Trainer {
     pub fn gpu_bytes(&self) -> u64 {
         self.net.bytes()
             + self.plans.iter().map(StepPlan::uniform_bytes).sum::<u64>()
-            + self.train.images.bytes()
-            + self.perm.bytes()
-            + self.loss_log.bytes()
+            + self.train.images.buffer_bytes()
+            + self.perm.buffer_bytes()
+            + self.loss_log.buffer_bytes()
             + self.probe.bytes()
             + self.eval.bytes()
     }

@@ -12,10 +12,15 @@ const TOL: f64 = 1e-5;
 fn shapes() -> Vec<DenseShape> {
     let s = |n, fin, fout| DenseShape { n, fin, fout };
     // odd, then the dense and deep models' layers, batch 3 (long sums over 784 inputs or
-    // outputs take the split-K kernels), then a batch of 130 (split-K weight gradients)
+    // outputs take the split-K kernels), then a batch of 130 (split-K weight gradients).
+    // On the CPU set: the kernel through one or two uniform windows (784 x 32, 32 x 784 split
+    // at row 20), the input (x = 3 x 784) or the output gradient (130 x 32; 40 x 12 after an
+    // input too wide for the windows) through one, with odd vec4 counts on both sides.
     vec![
         s(130, 20, 9),
         s(130, 784, 32),
+        s(5, 36, 12),
+        s(40, 900, 12),
         s(3, 7, 5),
         s(1, 1, 1),
         s(3, 784, 32),
@@ -628,6 +633,87 @@ fn dense_vec4_variants_give_the_scalar_kernels_bits() {
             };
             let (a, b) = (run(&scalar), run(&vec4));
             for (name, i) in [("y", 0), ("dw", 1), ("db", 2)] {
+                assert!(a[i] == b[i], "{what}: {name} differs");
+                let nan = b[i].iter().any(|v| f32::from_bits(*v).is_nan());
+                assert!(!nan, "{what}: {name} left unwritten");
+            }
+        }
+    }
+}
+
+/// The CPU set's `windows` variant (its `auto`) gives the register-tiled kernels' bits: the
+/// same products in the same order, one operand read through uniform windows. At the dense
+/// model's layers (the kernel in two windows, split at a row for the forward pass; the narrow
+/// side's input or output gradient in one) and odd shapes (vec4 counts that leave the 8 x 32
+/// tiles partial, an input too wide for the windows), ReLU on and off, batches of 256 and
+/// odd ones; the outputs start as NaN. Each direction is checked to have taken a window
+/// entry point where the operand fits.
+#[test]
+fn dense_cpu_windows_give_the_register_tiled_bits() {
+    use wgsl_autoencoder::gpu::{DeviceChoice, FoldChoice, FoldSet, KernelChoice, KernelSet};
+    let open = |folds| {
+        let choice = DeviceChoice::new(common::adapter_choice(), KernelChoice::Set(KernelSet::Cpu))
+            .with_folds(FoldChoice::Set(folds));
+        Gpu::new(&choice).or_fail("open")
+    };
+    let windows = FoldSet {
+        windows: true,
+        ..FoldSet::NONE
+    };
+    let (tiled, windowed) = (open(FoldSet::NONE), open(windows));
+    let s = |n, fin, fout| DenseShape { n, fin, fout };
+    let shapes = [
+        s(256, 784, 32),
+        s(256, 32, 784),
+        s(5, 36, 12),
+        s(40, 900, 12),
+        s(3, 128, 64),
+    ];
+    for (k, shape) in shapes.iter().enumerate() {
+        for relu in [false, true] {
+            let what = format!("{shape:?}, relu {relu}");
+            let mut rng = common::rng(90 + k as u64);
+            let x = common::uniform(&mut rng, shape.input_len() as usize, -1.0, 1.0);
+            let w = common::uniform(&mut rng, shape.weight_len() as usize, -0.3, 0.3);
+            let b = common::uniform(&mut rng, shape.fout as usize, -0.3, 0.3);
+            let dy = common::uniform(&mut rng, shape.output_len() as usize, -1.0, 1.0);
+            let run = |g: &Gpu| {
+                let up = |v: &[f32]| g.upload("t", v).or_fail(&what);
+                let (xt, wt, bt, dyt) = (up(&x), up(&w), up(&b), up(&dy));
+                let y = g.poisoned("y", shape.output_len()).or_fail(&what);
+                let dx = g.poisoned("dx", shape.input_len()).or_fail(&what);
+                let dw = g.poisoned("dw", shape.weight_len()).or_fail(&what);
+                let db = g.poisoned("db", shape.fout as u64).or_fail(&what);
+                let fwd = dense::forward(g, "t", shape, relu, &xt, &wt, &bt, &y).or_fail(&what);
+                let mut entries = vec![fwd.source.entry];
+                wgsl_autoencoder::ops::run(g, &[fwd]).or_fail(&what);
+                let go = GradOut {
+                    dy: &dyt,
+                    relu_output: relu.then_some(&y),
+                };
+                let bi = dense::backward_input(g, "t", shape, &go, &wt, &dx).or_fail(&what);
+                let bp = dense::backward_params(g, "t", shape, &go, &xt, &dw, &db).or_fail(&what);
+                entries.push(bi.source.entry);
+                entries.extend(bp.iter().map(|d| d.source.entry));
+                wgsl_autoencoder::ops::run(g, &[bi]).or_fail(&what);
+                wgsl_autoencoder::ops::run(g, &bp).or_fail(&what);
+                let out = [y, dx, dw, db].map(|t| g.read::<u32>(&t).or_fail(&what));
+                (out, entries)
+            };
+            let ((a, plain), (b, win)) = (run(&tiled), run(&windowed));
+            assert!(
+                plain.iter().all(|e| !e.ends_with("_win")),
+                "{what}: {plain:?}"
+            );
+            // The kernel fits in two windows in each shape; the weight gradient reads x
+            // through them where it fits, else the (unmasked) output gradient.
+            let x_fits = shape.input_len() <= 32768;
+            let bp_win = x_fits || !relu;
+            let want = [true, true, bp_win];
+            for (entry, wanted) in win.iter().zip(want) {
+                assert_eq!(entry.ends_with("_win"), wanted, "{what}: {win:?}");
+            }
+            for (name, i) in [("y", 0), ("dx", 1), ("dw", 2), ("db", 3)] {
                 assert!(a[i] == b[i], "{what}: {name} differs");
                 let nan = b[i].iter().any(|v| f32::from_bits(*v).is_nan());
                 assert!(!nan, "{what}: {name} left unwritten");

@@ -1,6 +1,9 @@
 //! `shaders/cpu/dense.wgsl`: forward, backward_input and backward_params as register-tiled
-//! products over vec4s. Only for feature counts that are multiples of 4 ([`fits`]).
-use crate::gpu::{Cost, Dispatch, Gpu, Tensor};
+//! products over vec4s. Only for feature counts that are multiples of 4 ([`fits`]). Where one
+//! operand fits in two uniform windows (the kernel, or a narrow layer's input or output
+//! gradient) the `_win` entry points read it through them: the same sums in the same order,
+//! a quarter of the storage loads.
+use crate::gpu::{Cost, Dispatch, Gpu, Tensor, UNIFORM_WINDOW};
 use crate::ops::dense::{GradOut, Params};
 use crate::ops::{build, Launch, Shader};
 use crate::shapes::DenseShape;
@@ -13,6 +16,11 @@ const TILE_ROWS: u64 = 16;
 const TILE_COLS: u64 = 16;
 /// backward_params tile: 16 inputs x 16 outputs.
 const TILE_W: u64 = 16;
+/// The `_win` kernels' tile: 8 x 32 (storage side x window side).
+const WIN_NARROW: u64 = 8;
+const WIN_WIDE: u64 = 32;
+/// Elements in one uniform window: the shader's WINDOW4 vec4s.
+const WINDOW_LEN: u64 = UNIFORM_WINDOW / 4;
 
 /// Whether the CPU kernels take this shape: they load features four at a time.
 pub fn fits(s: &DenseShape) -> bool {
@@ -31,6 +39,130 @@ fn tiles(rows: u64, cols: u64, tile_rows: u64, tile_cols: u64) -> u64 {
     rows.div_ceil(tile_rows) * cols.div_ceil(tile_cols)
 }
 
+/// An operand read through the two uniform windows (bindings 10 and 11).
+struct Windows {
+    first: Tensor,
+    second: Tensor,
+    /// Whether the operand reaches into the second window.
+    two: bool,
+    /// For a kernel split at a row ([`Windows::rows`]): the shader's SPLIT4, the steps of
+    /// four rows that the first window holds (all of them when it holds the whole kernel).
+    split4: Option<u64>,
+}
+
+impl Windows {
+    /// `t` as two windows, the second one window after the first: with the `windows` variant,
+    /// where it fits in two, its buffer was made for uniform reads with room for a window
+    /// after it, its start keeps the uniform offset alignment, and no buffer the kernel writes
+    /// is its buffer (wgpu forbids a uniform and a writable binding of one buffer in a
+    /// dispatch).
+    fn of(gpu: &Gpu, t: &Tensor, written: &[&Tensor]) -> Option<Self> {
+        Self::split_at(gpu, t, WINDOW_LEN, written)
+    }
+
+    /// [`Windows::of`] for a kernel `[rows, row_len]`, the second window starting at a row
+    /// (the forward pass reads each window in a loop of its own): the most rows a window holds
+    /// whose byte count keeps the uniform alignment, a multiple of 4.
+    fn rows(gpu: &Gpu, t: &Tensor, row_len: u64, written: &[&Tensor]) -> Option<Self> {
+        let align = gpu.limits.min_uniform_buffer_offset_alignment.max(1) as u64;
+        let fits = |rows: u64| rows * row_len <= WINDOW_LEN;
+        let aligned = |rows: u64| (rows * row_len * 4).is_multiple_of(align);
+        let rows = (1..=WINDOW_LEN / row_len.max(1) / 4)
+            .rev()
+            .map(|q| 4 * q)
+            .find(|&r| fits(r) && aligned(r))?;
+        let win = Self::split_at(gpu, t, rows * row_len, written)?;
+        let split_rows = if win.two {
+            rows
+        } else {
+            t.len / row_len.max(1)
+        };
+        Some(Windows {
+            split4: Some(split_rows / 4),
+            ..win
+        })
+    }
+
+    fn split_at(gpu: &Gpu, t: &Tensor, split: u64, written: &[&Tensor]) -> Option<Self> {
+        let align = gpu.limits.min_uniform_buffer_offset_alignment.max(1) as u64;
+        let two = t.len > WINDOW_LEN;
+        let second_at = if two { split } else { 0 };
+        let usable = gpu.folds.windows
+            && t.buffer.usage().contains(wgpu::BufferUsages::UNIFORM)
+            && gpu.limits.max_uniform_buffer_binding_size >= UNIFORM_WINDOW
+            && split <= WINDOW_LEN
+            && t.len <= split + WINDOW_LEN
+            && (t.offset * 4).is_multiple_of(align)
+            && ((t.offset + second_at) * 4).is_multiple_of(align)
+            && (t.offset + second_at + WINDOW_LEN) * 4 <= t.buffer.size()
+            && written.iter().all(|w| w.buffer != t.buffer);
+        let window = |at: u64| Tensor {
+            buffer: t.buffer.clone(),
+            offset: t.offset + at,
+            len: WINDOW_LEN,
+        };
+        usable.then(|| Windows {
+            first: window(0),
+            // Unread when the operand fits in one: the shader's loads from it fold away.
+            second: window(second_at),
+            two,
+            split4: None,
+        })
+    }
+
+    fn constants(&self, s: &DenseShape, with_bias: bool) -> Vec<(&'static str, f64)> {
+        let mut c = constants(s, with_bias).to_vec();
+        c.push(("TWO_WINDOWS", self.two as u32 as f64));
+        if let Some(split4) = self.split4 {
+            c.push(("SPLIT4", split4 as f64));
+        }
+        c
+    }
+}
+
+/// A launch on the CPU dense kernels: the common fields, and the windows' bindings and
+/// constant where the entry point reads them.
+struct CpuLaunch<'a> {
+    entry: &'static str,
+    kernel: &'static str,
+    invocations: u64,
+    bindings: Vec<(u32, &'a Tensor)>,
+    windows: Option<&'a Windows>,
+    with_bias: bool,
+    cost: Cost,
+}
+
+fn launch(
+    gpu: &Gpu,
+    label: &str,
+    s: &DenseShape,
+    p: &Params,
+    l: CpuLaunch<'_>,
+) -> Result<Dispatch> {
+    let mut bindings = l.bindings;
+    let constants = match l.windows {
+        Some(win) => {
+            bindings.extend([(10, &win.first), (11, &win.second)]);
+            win.constants(s, l.with_bias)
+        }
+        None => constants(s, l.with_bias).to_vec(),
+    };
+    build(
+        gpu,
+        Launch {
+            shader: Shader::CpuDense,
+            entry: l.entry,
+            kernel: l.kernel,
+            label,
+            params: bytemuck::bytes_of(p),
+            bindings: &bindings,
+            constants: &constants,
+            workgroups: gpu.grid_of(l.kernel, l.invocations, CPU_WG)?,
+            cost: l.cost,
+        },
+    )
+}
+
 // One argument per binding of the kernel: grouping them would hide which buffer is which.
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
@@ -43,24 +175,34 @@ pub fn forward(
     b: &Tensor,
     y: &Tensor,
 ) -> Result<Dispatch> {
-    let invocations = tiles(s.n as u64, s.fout as u64, TILE_ROWS, TILE_COLS);
-    build(
-        gpu,
-        Launch {
-            shader: Shader::CpuDense,
-            entry: "forward",
-            kernel: "dense.forward",
-            label,
-            params: bytemuck::bytes_of(p),
-            bindings: &[(1, x), (2, w), (3, b), (4, y)],
-            constants: &constants(s, false),
-            workgroups: gpu.grid_of("dense.forward", invocations, CPU_WG)?,
-            cost: Cost {
-                bytes: 4 * (s.input_len() + s.weight_len() + s.fout as u64 + s.output_len()),
-                flops: 2 * s.output_len() * s.fin as u64,
-            },
-        },
-    )
+    let win = Windows::rows(gpu, w, s.fout as u64, &[y]);
+    let (entry, invocations, mut bindings) = match &win {
+        Some(_) => (
+            "forward_win",
+            tiles(s.n as u64, s.fout as u64, WIN_NARROW, WIN_WIDE),
+            vec![],
+        ),
+        None => (
+            "forward",
+            tiles(s.n as u64, s.fout as u64, TILE_ROWS, TILE_COLS),
+            vec![(2, w)],
+        ),
+    };
+    bindings.extend([(1, x), (3, b), (4, y)]);
+    let cost = Cost {
+        bytes: 4 * (s.input_len() + s.weight_len() + s.fout as u64 + s.output_len()),
+        flops: 2 * s.output_len() * s.fin as u64,
+    };
+    let l = CpuLaunch {
+        entry,
+        kernel: "dense.forward",
+        invocations,
+        bindings,
+        windows: win.as_ref(),
+        with_bias: false,
+        cost,
+    };
+    launch(gpu, label, s, p, l)
 }
 
 pub fn backward_input(
@@ -73,24 +215,34 @@ pub fn backward_input(
     dx: &Tensor,
 ) -> Result<Dispatch> {
     let (dy, act, relu) = g.bindings();
-    let invocations = tiles(s.n as u64, s.fin as u64, TILE_ROWS, TILE_COLS);
-    build(
-        gpu,
-        Launch {
-            shader: Shader::CpuDense,
-            entry: "backward_input",
-            kernel: "dense.backward_input",
-            label,
-            params: bytemuck::bytes_of(p),
-            bindings: &[(2, w), (5, dy), (6, act), (7, dx)],
-            constants: &constants(s, false),
-            workgroups: gpu.grid_of("dense.backward_input", invocations, CPU_WG)?,
-            cost: Cost {
-                bytes: 4 * (s.output_len() * (1 + relu as u64) + s.weight_len() + s.input_len()),
-                flops: 2 * s.output_len() * s.fin as u64,
-            },
-        },
-    )
+    let win = Windows::of(gpu, w, &[dx]);
+    let (entry, invocations, mut bindings) = match &win {
+        Some(_) => (
+            "backward_input_win",
+            tiles(s.n as u64, s.fin as u64, WIN_NARROW, WIN_WIDE),
+            vec![],
+        ),
+        None => (
+            "backward_input",
+            tiles(s.n as u64, s.fin as u64, TILE_ROWS, TILE_COLS),
+            vec![(2, w)],
+        ),
+    };
+    bindings.extend([(5, dy), (6, act), (7, dx)]);
+    let cost = Cost {
+        bytes: 4 * (s.output_len() * (1 + relu as u64) + s.weight_len() + s.input_len()),
+        flops: 2 * s.output_len() * s.fin as u64,
+    };
+    let l = CpuLaunch {
+        entry,
+        kernel: "dense.backward_input",
+        invocations,
+        bindings,
+        windows: win.as_ref(),
+        with_bias: false,
+        cost,
+    };
+    launch(gpu, label, s, p, l)
 }
 
 /// The kernel gradient and, with `db`, the bias gradient, in one pass over the batch.
@@ -107,28 +259,52 @@ pub fn backward_params(
     db: Option<&Tensor>,
 ) -> Result<Dispatch> {
     let (dy, act, relu) = g.bindings();
-    let invocations = tiles(s.fin as u64, s.fout as u64, TILE_W, TILE_W);
     let kernel = match db {
         Some(_) => "dense.backward_params",
         None => "dense.backward_weight",
     };
     // Without a bias gradient the kernel never writes db: alias dw.
     let db_binding = db.unwrap_or(dw);
-    build(
-        gpu,
-        Launch {
-            shader: Shader::CpuDense,
-            entry: "backward_params",
-            kernel,
-            label,
-            params: bytemuck::bytes_of(p),
-            bindings: &[(1, x), (5, dy), (6, act), (8, dw), (9, db_binding)],
-            constants: &constants(s, db.is_some()),
-            workgroups: gpu.grid_of(kernel, invocations, CPU_WG)?,
-            cost: Cost {
-                bytes: 4 * (s.output_len() * (1 + relu as u64) + s.input_len() + s.weight_len()),
-                flops: 2 * s.output_len() * s.fin as u64 + s.output_len() * db.is_some() as u64,
-            },
-        },
-    )
+    let written = [dw, db_binding];
+    // x in the windows, else the gradient (when no ReLU mask is read with it), else neither.
+    let x_win = Windows::of(gpu, x, &written);
+    let g_win = match (&x_win, relu) {
+        (None, false) => Windows::of(gpu, dy, &written),
+        _ => None,
+    };
+    let (entry, invocations, mut bindings, win) = match (&x_win, &g_win) {
+        (Some(win), _) => (
+            "backward_params_x_win",
+            tiles(s.fin as u64, s.fout as u64, WIN_WIDE, WIN_NARROW),
+            vec![(5, dy), (6, act)],
+            Some(win),
+        ),
+        (None, Some(win)) => (
+            "backward_params_g_win",
+            tiles(s.fin as u64, s.fout as u64, WIN_NARROW, WIN_WIDE),
+            vec![(1, x)],
+            Some(win),
+        ),
+        (None, None) => (
+            "backward_params",
+            tiles(s.fin as u64, s.fout as u64, TILE_W, TILE_W),
+            vec![(1, x), (5, dy), (6, act)],
+            None,
+        ),
+    };
+    bindings.extend([(8, dw), (9, db_binding)]);
+    let cost = Cost {
+        bytes: 4 * (s.output_len() * (1 + relu as u64) + s.input_len() + s.weight_len()),
+        flops: 2 * s.output_len() * s.fin as u64 + s.output_len() * db.is_some() as u64,
+    };
+    let l = CpuLaunch {
+        entry,
+        kernel,
+        invocations,
+        bindings,
+        windows: win,
+        with_bias: db.is_some(),
+        cost,
+    };
+    launch(gpu, label, s, p, l)
 }

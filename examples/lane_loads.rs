@@ -1,0 +1,155 @@
+//! What one vec4 load at a per-invocation address costs on the adapter at hand, by where it
+//! comes from: a storage buffer, a uniform buffer or a texture (and a loop with no load, the
+//! baseline). On lavapipe this sets the shape of the CPU kernel set (`shaders/cpu/`): Mesa
+//! turns a storage load into a loop over the vector's lanes with a guarded scalar load each,
+//! a uniform load into straight per-lane loads, a texel fetch into a vectorised gather.
+//!
+//!     cargo run --release --example lane_loads [-- ADAPTER_INDEX]
+//!
+//! Prints nanoseconds per invocation and load (best of 5 submits of 10 dispatches), and the
+//! cycles that is at 3.5 GHz on 2 threads (this project's CI machine).
+use std::time::Instant;
+use wgpu::util::DeviceExt;
+
+const SHADER: &str = r#"
+@group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> dst: array<vec4<f32>>;
+@group(0) @binding(2) var<uniform> u: array<vec4<f32>, 4096>;
+@group(0) @binding(3) var t: texture_2d<f32>;
+const LOADS: u32 = 64u;
+
+// A scattered vec4 index per invocation and load.
+fn idx(i: u32, g: u32) -> u32 { return (g * 131u + i * 17u) & 4095u; }
+
+@compute @workgroup_size(8)
+fn no_load(@builtin(global_invocation_id) gid: vec3<u32>) {
+    var acc = vec4<f32>(0.0);
+    for (var i = 0u; i < LOADS; i++) { acc += vec4<f32>(f32(idx(i, gid.x))); }
+    dst[gid.x] = acc;
+}
+@compute @workgroup_size(8)
+fn from_storage(@builtin(global_invocation_id) gid: vec3<u32>) {
+    var acc = vec4<f32>(0.0);
+    for (var i = 0u; i < LOADS; i++) { acc += src[idx(i, gid.x)]; }
+    dst[gid.x] = acc;
+}
+@compute @workgroup_size(8)
+fn from_uniform(@builtin(global_invocation_id) gid: vec3<u32>) {
+    var acc = vec4<f32>(0.0);
+    for (var i = 0u; i < LOADS; i++) { acc += u[idx(i, gid.x)]; }
+    dst[gid.x] = acc;
+}
+@compute @workgroup_size(8)
+fn from_texture(@builtin(global_invocation_id) gid: vec3<u32>) {
+    var acc = vec4<f32>(0.0);
+    for (var i = 0u; i < LOADS; i++) {
+        let k = idx(i, gid.x);
+        acc += textureLoad(t, vec2<u32>(k & 63u, k >> 6u), 0);
+    }
+    dst[gid.x] = acc;
+}
+"#;
+const LOADS: f64 = 64.0;
+const INVOCATIONS: u32 = 8 * 4096;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let instance = wgpu::Instance::default();
+    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    let index: usize = match std::env::args().nth(1) {
+        Some(a) => a
+            .parse()
+            .map_err(|_| format!("'{a}' is not an adapter index"))?,
+        None => 0,
+    };
+    let adapter = adapters.into_iter().nth(index).ok_or(format!(
+        "no adapter {index}: `wgsl-autoencoder devices` lists them"
+    ))?;
+    println!("{}", adapter.get_info().name);
+    let (device, queue) =
+        pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default()))?;
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: None,
+        source: wgpu::ShaderSource::Wgsl(SHADER.into()),
+    });
+    let data: Vec<f32> = (0..4096 * 4).map(|i| (i % 7) as f32).collect();
+    let src = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: None,
+        contents: bytemuck::cast_slice(&data),
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
+    });
+    let dst = device.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: INVOCATIONS as u64 * 16,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
+    let texture = device.create_texture_with_data(
+        &queue,
+        &wgpu::TextureDescriptor {
+            label: None,
+            size: wgpu::Extent3d {
+                width: 64,
+                height: 64,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Float,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING,
+            view_formats: &[],
+        },
+        wgpu::util::TextureDataOrder::LayerMajor,
+        bytemuck::cast_slice(&data),
+    );
+    let view = texture.create_view(&Default::default());
+    for entry in ["no_load", "from_storage", "from_uniform", "from_texture"] {
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: None,
+            layout: None,
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        let source = match entry {
+            "from_storage" => Some((0, src.as_entire_binding())),
+            "from_uniform" => Some((2, src.as_entire_binding())),
+            "from_texture" => Some((3, wgpu::BindingResource::TextureView(&view))),
+            _ => None,
+        };
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 1,
+            resource: dst.as_entire_binding(),
+        }];
+        entries
+            .extend(source.map(|(binding, resource)| wgpu::BindGroupEntry { binding, resource }));
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let mut best = f64::MAX;
+        for _ in 0..5 {
+            let start = Instant::now();
+            let mut encoder = device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                pass.set_pipeline(&pipeline);
+                pass.set_bind_group(0, &bind_group, &[]);
+                for _ in 0..10 {
+                    pass.dispatch_workgroups(INVOCATIONS / 8, 1, 1);
+                }
+            }
+            queue.submit([encoder.finish()]);
+            device.poll(wgpu::PollType::wait_indefinitely())?;
+            best = best.min(start.elapsed().as_secs_f64());
+        }
+        let ns = best / (10.0 * INVOCATIONS as f64 * LOADS) * 1e9;
+        println!(
+            "{entry:12} {ns:.2} ns per invocation and load (~{:.1} cycles at 3.5 GHz on 2 threads)",
+            ns * 3.5 * 2.0
+        );
+    }
+    Ok(())
+}
