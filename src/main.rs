@@ -69,7 +69,7 @@ struct Cli {
     /// time sets of folds at start-up and keep the fastest: the gpu kernel set only, where
     /// they change no bit), auto (tune on a GPU adapter's gpu kernel set; elsewhere all on the
     /// gpu set but rows, grads, gather, adam, narrow, quads and windows on a CPU adapter,
-    /// windows alone on cpu (whose kernels fold upsamplings, strided maps and a pool after a layer with one input
+    /// loss and windows on cpu (whose kernels fold upsamplings, strided maps and a pool after a layer with one input
     /// channel themselves, and with pool the rest of the pools they take); a
     /// resumed run keeps the folds its config.json records for the same adapter; tune times
     /// them again).

@@ -2012,7 +2012,7 @@ fn cli_kernels_flag_is_checked_recorded_and_printed() {
 
 /// `--folds`: an unknown choice is refused before anything is created, naming the choices;
 /// a run records the folds it used in `config.json` and prints them (`auto`: all on the GPU
-/// set, `windows` alone on the CPU set); and `profile` counts the dispatches they save (44 -> 17 for the
+/// set, `loss` and `windows` on the CPU set); and `profile` counts the dispatches they save (44 -> 17 for the
 /// conv model).
 #[test]
 fn cli_folds_flag_is_checked_recorded_and_printed() {
@@ -2031,7 +2031,7 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
             "auto",
             "upsample,pool,reduces,backward,loss,tiles,finish,vec4,single",
         ),
-        ("cpu", "auto", "windows"),
+        ("cpu", "auto", "loss,windows"),
         ("gpu", "reduces,pool", "pool,reduces"),
     ] {
         let out = t.path().join(format!("{kernels}-{folds}"));

@@ -49,6 +49,28 @@ fn loss_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     if (id < p.partials) { partial_out[group] = (acc.x + acc.y) + (acc.z + acc.w); }
 }
 
+// loss_partial and sigmoid_backward in one pass (`--folds loss`, the CPU set's `auto`): each
+// vec4 of logits and targets is loaded once for both, where the two kernels loaded it twice.
+// The same sums and quotients: the same bits as the two.
+@compute @workgroup_size(CPU_WG)
+fn loss_partial_gradient(@builtin(workgroup_id) wid: vec3<u32>,
+                         @builtin(local_invocation_index) lid: u32,
+                         @builtin(num_workgroups) nwg: vec3<u32>) {
+    let id = (wid.y * nwg.x + wid.x) * CPU_WG + lid;
+    let group = min(id, p.partials - 1u);
+    let total4 = p.total / 4u;
+    var acc = vec4<f32>(0.0);
+    for (var k = 0u; k < CHUNK4; k++) {
+        let i = group * CHUNK4 + k;
+        let ic = min(i, total4 - 1u);
+        let zi = z[ic];
+        let ti = t[ic];
+        acc += select(vec4<f32>(0.0), element_loss4(zi, ti), vec4<bool>(i < total4));
+        if (i < total4 && id < p.partials) { dz[ic] = (sigmoid4(zi) - ti) / f32(p.total); }
+    }
+    if (id < p.partials) { partial_out[group] = (acc.x + acc.y) + (acc.z + acc.w); }
+}
+
 @compute @workgroup_size(WG)
 fn sigmoid_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                     @builtin(num_workgroups) nwg: vec3<u32>) {

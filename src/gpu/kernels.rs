@@ -191,14 +191,17 @@ impl FoldSet {
     /// than the per-layer kernels) nor `narrow` (the conv step 22-34% longer on lavapipe:
     /// BENCHMARKS.md) nor `quads` (not shown to pay there: a step's kernels -19% to +5% on
     /// lavapipe over three runs, within that machine's noise) nor `windows` (the CPU set's);
-    /// on the CPU set `windows` alone (a lavapipe dense step 15% shorter: BENCHMARKS.md),
-    /// whose kernels reduce their own sums and fold the layers they take by themselves (a 2x
-    /// upsampling, a strided layer's map): a fold named there runs the GPU set's kernels for
-    /// the layers it joins, except an upsampling the CPU set's kernels read through anyway.
+    /// on the CPU set `windows` (a lavapipe dense step 15% shorter: BENCHMARKS.md) and
+    /// `loss` (its own fused kernel loads each logit and target once for both: the loss's
+    /// kernels 25-30% shorter), whose kernels reduce their own sums and fold the layers they
+    /// take by themselves (a 2x upsampling, a strided layer's map): another fold named there
+    /// runs the GPU set's kernels for the layers it joins, except an upsampling the CPU set's
+    /// kernels read through anyway.
     pub fn for_adapter(kernels: KernelSet, info: &wgpu::AdapterInfo) -> Self {
         match (kernels, info.device_type) {
             (KernelSet::Cpu, _) => FoldSet {
                 windows: true,
+                loss: true,
                 ..FoldSet::NONE
             },
             (KernelSet::Gpu, wgpu::DeviceType::Cpu) => FoldSet {

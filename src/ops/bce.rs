@@ -101,8 +101,9 @@ pub fn loss_partial(
 
 /// [`loss_partial`] and [`sigmoid_backward`] in one pass (`--folds loss`): the partial sums
 /// into `partials` and the logits' gradient into `dz`, the same bits as the two kernels (the
-/// GPU set's `loss_partial` sums a chunk per workgroup as this one does). One dispatch fewer
-/// per training step.
+/// GPU set's `loss_partial` sums a chunk per workgroup as this one does, the CPU set's a
+/// chunk per invocation as its `loss_partial`). One dispatch fewer per training step, and on
+/// the CPU set one load of each logit and target fewer.
 pub fn loss_partial_gradient(
     gpu: &Gpu,
     label: &str,
@@ -116,17 +117,21 @@ pub fn loss_partial_gradient(
     expect_len("bce", "dz", dz, z.len)?;
     let p = params(z.len, 0);
     let kernel = "bce.loss_partial_gradient";
+    let (shader, workgroups) = match vec4_kernel(gpu, z.len) {
+        true => (Shader::CpuBce, partials_len(z.len).div_ceil(CPU_WG)),
+        false => (Shader::Bce, partials_len(z.len)),
+    };
     build(
         gpu,
         Launch {
-            shader: Shader::Bce,
+            shader,
             entry: "loss_partial_gradient",
             kernel,
             label,
             params: bytemuck::bytes_of(&p),
             bindings: &[(1, z), (2, t), (3, partials), (6, dz)],
             constants: &[],
-            workgroups: gpu.groups(kernel, partials_len(z.len))?,
+            workgroups: gpu.groups(kernel, workgroups)?,
             cost: Cost {
                 bytes: 12 * z.len,
                 flops: 14 * z.len,

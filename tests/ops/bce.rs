@@ -114,13 +114,23 @@ fn bce_sigmoid_backward_matches_reference() {
     });
 }
 
-/// The loss pass that also writes the gradient (`--folds loss`) gives the GPU set's partial
-/// sums and `sigmoid_backward`'s gradient bit for bit, every element of both written.
+/// The loss pass that also writes the gradient (`--folds loss`) gives the set's partial sums
+/// and `sigmoid_backward`'s gradient bit for bit, every element of both written: on the GPU
+/// set, and on the CPU set (its own fused kernel where the count is a multiple of 4, with a
+/// partial last chunk at 2 x 4096 + 8).
 #[test]
 fn bce_loss_partial_gradient_is_the_two_kernels_bit_for_bit() {
-    let g = crate::common::gpu_with(wgsl_autoencoder::gpu::KernelSet::Gpu);
-    for (k, len) in LENS.into_iter().enumerate() {
-        let what = format!("{len} elements");
+    use wgsl_autoencoder::gpu::KernelSet;
+    for (set, k, len) in [KernelSet::Gpu, KernelSet::Cpu]
+        .into_iter()
+        .flat_map(|set| {
+            LENS.into_iter()
+                .enumerate()
+                .map(move |(k, len)| (set, k, len))
+        })
+    {
+        let g = crate::common::gpu_with(set);
+        let what = format!("{set} set, {len} elements");
         let (zs, ts) = data(len, 50 + k as u64);
         let (z, t) = (
             g.upload("z", &zs).or_fail(&what),
@@ -134,12 +144,15 @@ fn bce_loss_partial_gradient_is_the_two_kernels_bit_for_bit() {
             out("dz", len as u64),
             out("dz", len as u64),
         );
+        let fused = bce::loss_partial_gradient(g, "t", &z, &t, &p1, &dz1).or_fail(&what);
+        let own = set == KernelSet::Cpu && len % 4 == 0;
+        assert_eq!(fused.source.shader == "cpu/bce", own, "{what}");
         run(
             g,
             &[
                 bce::loss_partial(g, "t", &z, &t, &p0).or_fail(&what),
                 bce::sigmoid_backward(g, "t", &z, &t, &dz0).or_fail(&what),
-                bce::loss_partial_gradient(g, "t", &z, &t, &p1, &dz1).or_fail(&what),
+                fused,
             ],
         )
         .or_fail(&what);
