@@ -128,6 +128,11 @@ const MAXC: u32 = 32u;
 // Invocations per workgroup: ops::cpu::conv2d::CPU_WG. Large, so that each workgroup's copy
 // of the weights into workgroup memory serves many pixels.
 const CPU_WG: u32 = 128u;
+// Invocations per workgroup of the weight-gradient kernels (ops::cpu::conv2d::PARTIAL_WG): one
+// 8-wide vector. They copy no weights, and their invocations are few (576 (chunk, tap) pairs
+// for the conv model's 8 -> 16 layer at batch 256): small workgroups spread them evenly over
+// the threads (measured: BENCHMARKS.md, CPU section).
+const PARTIAL_WG: u32 = 8u;
 
 // Channels of one group a side: all of them up to GROUP.
 override GCI: u32 = min(CI, GROUP);
@@ -164,6 +169,10 @@ struct Conv {
 
 fn flat_cpu(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
     return (wid.y * nwg.x + wid.x) * CPU_WG + lid;
+}
+
+fn flat_partial(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
+    return (wid.y * nwg.x + wid.x) * PARTIAL_WG + lid;
 }
 
 fn tap_at(v: i32, size: u32) -> u32 {
@@ -1067,12 +1076,12 @@ fn bw_store_row(at: u32, k: u32, cg: u32, og: u32, j: u32, acc: ptr<function, Ac
 // the weights, which the reduce adds.
 override BIAS_ROWS: u32 = select(1u, 4u, INS);
 
-@compute @workgroup_size(CPU_WG)
+@compute @workgroup_size(PARTIAL_WG)
 fn backward_params_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                            @builtin(num_workgroups) nwg: vec3<u32>) {
     let cg = group_at(wid.z / CO_GROUPS, CI);
     let og = group_at(wid.z % CO_GROUPS, CO);
-    let id = flat_cpu(wid, lid, nwg);
+    let id = flat_partial(wid, lid, nwg);
     let total = p.chunks * 9u;
     let me = min(id, total - 1u);
     let chunk = me / 9u;
@@ -1257,6 +1266,173 @@ fn store_bias_partial(at: u32, og: u32, a: Acc4) {
     }
 }
 
+// ---- backward_params_up: an upsampled layer's weight gradient, every tap per invocation ----
+// UP = 2 with 2 to 8 input channels: one invocation per (chunk of x's pixels, vec4 q of output
+// channels) takes all 9 taps. Over the 9 taps an x pixel (sy, sx) meets the 4x4 outputs at rows
+// and columns 2s + PAD - 2 .. 2s + PAD + 1, four per tap (bw_upsampled's); loading those 16
+// once for every tap, one vec4 of channels each, 18 vec4 loads per x pixel feed 9 x 8 x 4
+// products where bw_upsampled's 18 fed 8 x 16. Each tap's four gradients are added, and meet
+// x, in bw_upsampled's order over the same chunks: the same partial sums.
+
+// Tap k's sums, input channels 0..3 (a) and 4..7 (b) times the invocation's 4 outputs: as
+// AccW's blocks, column l being output 4q + l.
+struct AccTaps {
+    k0a: mat4x4<f32>, k0b: mat4x4<f32>, k1a: mat4x4<f32>, k1b: mat4x4<f32>,
+    k2a: mat4x4<f32>, k2b: mat4x4<f32>, k3a: mat4x4<f32>, k3b: mat4x4<f32>,
+    k4a: mat4x4<f32>, k4b: mat4x4<f32>, k5a: mat4x4<f32>, k5b: mat4x4<f32>,
+    k6a: mat4x4<f32>, k6b: mat4x4<f32>, k7a: mat4x4<f32>, k7b: mat4x4<f32>,
+    k8a: mat4x4<f32>, k8b: mat4x4<f32>,
+}
+
+// k and j are constants wherever these are called: all but one branch fold away.
+fn taps_add(acc: ptr<function, AccTaps>, k: u32, j: u32, v: mat4x4<f32>) {
+    if (k == 0u && j == 0u) { (*acc).k0a += v; }
+    if (k == 0u && j == 1u) { (*acc).k0b += v; }
+    if (k == 1u && j == 0u) { (*acc).k1a += v; }
+    if (k == 1u && j == 1u) { (*acc).k1b += v; }
+    if (k == 2u && j == 0u) { (*acc).k2a += v; }
+    if (k == 2u && j == 1u) { (*acc).k2b += v; }
+    if (k == 3u && j == 0u) { (*acc).k3a += v; }
+    if (k == 3u && j == 1u) { (*acc).k3b += v; }
+    if (k == 4u && j == 0u) { (*acc).k4a += v; }
+    if (k == 4u && j == 1u) { (*acc).k4b += v; }
+    if (k == 5u && j == 0u) { (*acc).k5a += v; }
+    if (k == 5u && j == 1u) { (*acc).k5b += v; }
+    if (k == 6u && j == 0u) { (*acc).k6a += v; }
+    if (k == 6u && j == 1u) { (*acc).k6b += v; }
+    if (k == 7u && j == 0u) { (*acc).k7a += v; }
+    if (k == 7u && j == 1u) { (*acc).k7b += v; }
+    if (k == 8u && j == 0u) { (*acc).k8a += v; }
+    if (k == 8u && j == 1u) { (*acc).k8b += v; }
+}
+
+fn taps_get(acc: ptr<function, AccTaps>, k: u32, j: u32) -> mat4x4<f32> {
+    if (k == 0u && j == 0u) { return (*acc).k0a; }
+    if (k == 0u && j == 1u) { return (*acc).k0b; }
+    if (k == 1u && j == 0u) { return (*acc).k1a; }
+    if (k == 1u && j == 1u) { return (*acc).k1b; }
+    if (k == 2u && j == 0u) { return (*acc).k2a; }
+    if (k == 2u && j == 1u) { return (*acc).k2b; }
+    if (k == 3u && j == 0u) { return (*acc).k3a; }
+    if (k == 3u && j == 1u) { return (*acc).k3b; }
+    if (k == 4u && j == 0u) { return (*acc).k4a; }
+    if (k == 4u && j == 1u) { return (*acc).k4b; }
+    if (k == 5u && j == 0u) { return (*acc).k5a; }
+    if (k == 5u && j == 1u) { return (*acc).k5b; }
+    if (k == 6u && j == 0u) { return (*acc).k6a; }
+    if (k == 6u && j == 1u) { return (*acc).k6b; }
+    if (k == 7u && j == 0u) { return (*acc).k7a; }
+    if (k == 7u && j == 1u) { return (*acc).k7b; }
+    if (k == 8u && j == 0u) { return (*acc).k8a; }
+    return (*acc).k8b;
+}
+
+// The 4x4 outputs' gradients (output vec4 q) around an x pixel: row a, column c.
+struct Around {
+    g00: vec4<f32>, g01: vec4<f32>, g02: vec4<f32>, g03: vec4<f32>,
+    g10: vec4<f32>, g11: vec4<f32>, g12: vec4<f32>, g13: vec4<f32>,
+    g20: vec4<f32>, g21: vec4<f32>, g22: vec4<f32>, g23: vec4<f32>,
+    g30: vec4<f32>, g31: vec4<f32>, g32: vec4<f32>, g33: vec4<f32>,
+}
+
+// Row a of them: outputs (oy, ox0 + c), each as up_grad loads it (0 outside).
+fn around_row(b: u32, oy: i32, ox0: i32, q: u32, scale: f32) -> mat4x4<f32> {
+    let keep = scale * inside_at(oy, HO);
+    let row = (b * HO + tap_at(oy, HO)) * WO;
+    return mat4x4<f32>(g4_pixel(row + tap_at(ox0, WO), q, keep * inside_at(ox0, WO)),
+                       g4_pixel(row + tap_at(ox0 + 1, WO), q, keep * inside_at(ox0 + 1, WO)),
+                       g4_pixel(row + tap_at(ox0 + 2, WO), q, keep * inside_at(ox0 + 2, WO)),
+                       g4_pixel(row + tap_at(ox0 + 3, WO), q, keep * inside_at(ox0 + 3, WO)));
+}
+
+fn around_of(b: u32, sy: u32, sx: u32, q: u32, scale: f32) -> Around {
+    let oy = 2 * i32(sy) + i32(PAD) - 2;
+    let ox = 2 * i32(sx) + i32(PAD) - 2;
+    let r0 = around_row(b, oy, ox, q, scale);
+    let r1 = around_row(b, oy + 1, ox, q, scale);
+    let r2 = around_row(b, oy + 2, ox, q, scale);
+    let r3 = around_row(b, oy + 3, ox, q, scale);
+    return Around(r0[0], r0[1], r0[2], r0[3], r1[0], r1[1], r1[2], r1[3],
+                  r2[0], r2[1], r2[2], r2[3], r3[0], r3[1], r3[2], r3[3]);
+}
+
+// The gradient at around row a, column c (constants wherever this is called).
+fn around_at(n: ptr<function, Around>, a: u32, c: u32) -> vec4<f32> {
+    let i = 4u * a + c;
+    if (i == 0u) { return (*n).g00; }
+    if (i == 1u) { return (*n).g01; }
+    if (i == 2u) { return (*n).g02; }
+    if (i == 3u) { return (*n).g03; }
+    if (i == 4u) { return (*n).g10; }
+    if (i == 5u) { return (*n).g11; }
+    if (i == 6u) { return (*n).g12; }
+    if (i == 7u) { return (*n).g13; }
+    if (i == 8u) { return (*n).g20; }
+    if (i == 9u) { return (*n).g21; }
+    if (i == 10u) { return (*n).g22; }
+    if (i == 11u) { return (*n).g23; }
+    if (i == 12u) { return (*n).g30; }
+    if (i == 13u) { return (*n).g31; }
+    if (i == 14u) { return (*n).g32; }
+    return (*n).g33;
+}
+
+// Tap k = 3 ky + kx: its four outputs' gradients added as bw_upsampled adds them (rows
+// 2 - ky, 3 - ky and columns 2 - kx, 3 - kx of the 4x4), times the x pixel's channels.
+fn up_tap(k: u32, n: ptr<function, Around>, x0: vec4<f32>, x1: vec4<f32>,
+          acc: ptr<function, AccTaps>, bacc: ptr<function, vec4<f32>>) {
+    let a = 2u - k / 3u;
+    let c = 2u - k % 3u;
+    let g = (around_at(n, a, c) + around_at(n, a, c + 1u)) +
+            (around_at(n, a + 1u, c) + around_at(n, a + 1u, c + 1u));
+    if (k == up_bias_tap()) { *bacc += g; }
+    taps_add(acc, k, 0u, outer(x0, g));
+    if (GCI > 4u) { taps_add(acc, k, 1u, outer(x1, g)); }
+}
+
+fn up_store(at: u32, k: u32, q: u32, acc: ptr<function, AccTaps>) {
+    bw_store(at, k, 0u, 0u, 0u, q, taps_get(acc, k, 0u));
+    if (GCI > 4u) { bw_store(at, k, 0u, 0u, 1u, q, taps_get(acc, k, 1u)); }
+}
+
+
+@compute @workgroup_size(PARTIAL_WG)
+fn backward_params_up(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                      @builtin(num_workgroups) nwg: vec3<u32>) {
+    let id = flat_partial(wid, lid, nwg);
+    let quads = (CO + 3u) / 4u;
+    let total = p.chunks * quads;
+    let me = min(id, total - 1u);
+    let chunk = me / quads;
+    let q = me % quads;
+    let pixels = p.n * XH * XW;
+    var acc: AccTaps;
+    var bacc = vec4<f32>(0.0);
+    for (var t = 0u; t < CHUNK; t++) {
+        let r = chunk * CHUNK + t;
+        let xp = min(r, pixels - 1u);
+        var n = around_of(xp / (XW * XH), (xp / XW) % XH, xp % XW, q, select(0.0, 1.0, r < pixels));
+        let x0 = x4_at(xp, 0u, 1.0);
+        let x1 = x4_at(xp, 1u, 1.0);
+        up_tap(0u, &n, x0, x1, &acc, &bacc);
+        up_tap(1u, &n, x0, x1, &acc, &bacc);
+        up_tap(2u, &n, x0, x1, &acc, &bacc);
+        up_tap(3u, &n, x0, x1, &acc, &bacc);
+        up_tap(4u, &n, x0, x1, &acc, &bacc);
+        up_tap(5u, &n, x0, x1, &acc, &bacc);
+        up_tap(6u, &n, x0, x1, &acc, &bacc);
+        up_tap(7u, &n, x0, x1, &acc, &bacc);
+        up_tap(8u, &n, x0, x1, &acc, &bacc);
+    }
+    if (id < total) {
+        let at = chunk * ROWS4 * 4u;
+        for (var k = 0u; k < 9u; k++) { up_store(at, k, q, &acc); }
+        for (var l = 0u; l < 4u; l++) {
+            if (4u * q + l < CO) { partial_out[at + 9u * CI * CO + 4u * q + l] = bacc[l]; }
+        }
+    }
+}
+
 // ---- backward_params_thin: the same sums when one side has a single channel ----
 //
 // The first layer (1 input channel) and the last (1 output) would waste most of AccW's
@@ -1401,12 +1577,12 @@ fn thin_store(at: u32, k: u32, first: u32, a: Acc4) {
 
 // Invocation = chunk of CHUNK walked pixels, z-layer = wide group; partials as
 // backward_params_partial's. With CO == 1 the bias gradient is group 0's to store.
-@compute @workgroup_size(CPU_WG)
+@compute @workgroup_size(PARTIAL_WG)
 fn backward_params_thin(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                         @builtin(num_workgroups) nwg: vec3<u32>) {
     let wg = group_at(wid.z, WIDE);
     let first = GROUP * wg;
-    let id = flat_cpu(wid, lid, nwg);
+    let id = flat_partial(wid, lid, nwg);
     let chunk = min(id, p.chunks - 1u);
     let out_pixels = p.n * HO * WO;
     // The walked side: outputs when CI == 1 (dy's: under TAKE the kept ones), else inputs
@@ -1493,10 +1669,10 @@ fn backward_params_thin(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_in
 // Each invocation sums four rows over the chunks, in chunk order (deterministic).
 // Under INS (backward_params_partial) the bias has BIAS_ROWS rows: invocations past the
 // rows' vec4s each add one bias's, chunk by chunk, then row by row.
-@compute @workgroup_size(CPU_WG)
+@compute @workgroup_size(PARTIAL_WG)
 fn backward_params_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                           @builtin(num_workgroups) nwg: vec3<u32>) {
-    let id = flat_cpu(wid, lid, nwg);
+    let id = flat_partial(wid, lid, nwg);
     let q = min(id, ROWS4 - 1u);
     var acc = vec4<f32>(0.0);
     for (var c = 0u; c < p.chunks; c++) {

@@ -138,6 +138,7 @@ impl Shader {
             ]),
             Shader::CpuConv2d => c.extend([
                 ("CPU_WG", cpu::conv2d::CPU_WG),
+                ("PARTIAL_WG", cpu::conv2d::PARTIAL_WG),
                 ("MAXC", cpu::conv2d::MAXC as u64),
                 ("GROUP", cpu::conv2d::GROUP as u64),
             ]),

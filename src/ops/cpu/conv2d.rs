@@ -12,6 +12,10 @@ use crate::Result;
 /// the weights into workgroup memory serves many pixels (the smallest layer still makes 32
 /// workgroups at batch 256).
 pub const CPU_WG: u64 = 128;
+/// Invocations per workgroup of the weight-gradient kernels (partial sums and reduce): one
+/// 8-wide vector. They copy no weights, and their invocations are few: small workgroups spread
+/// them evenly over the threads.
+pub const PARTIAL_WG: u64 = 8;
 /// Output pixels one weight-gradient invocation sums.
 pub const CHUNK: u64 = 256;
 /// Channels an invocation holds a side: four vec4 accumulators, and a kernel slice copied
@@ -112,6 +116,12 @@ fn per_group(gpu: &Gpu, what: &str, invocations: u64, groups: u32) -> Result<[u3
 /// Whether the weight gradient takes the thin kernel: one side has a single channel.
 fn thin(s: &Conv2dShape) -> bool {
     s.ci == 1 || s.co == 1
+}
+
+/// Whether an upsampled layer's weight gradient takes every tap per invocation
+/// (`backward_params_up`, whose sums keep two input vec4s): 2 to 8 input channels.
+fn up_taps(s: &Conv2dShape, fold: &Fold<'_>) -> bool {
+    matches!(fold, Fold::Upsample) && !thin(s) && s.ci <= 8
 }
 
 /// Pixels of the small side `t` of a stride-2 map, in the batch.
@@ -452,13 +462,17 @@ pub fn backward_params(
     let constants = constants(s, fold, db.is_some());
     let (kernel, reduce_kernel) = weight_gradient_kernels(db.is_some());
     // One invocation per chunk and tap for each pair of channel groups, or per chunk with
-    // every tap for each group of the wide side (thin).
+    // every tap for each group of the wide side (thin), or under an upsampling with at most 8
+    // input channels per chunk and vec4 of outputs with every tap (the same partial sums).
     let pairs = groups_of(s.ci) * groups_of(s.co);
     let chunks = chunks(s, fold);
-    let (entry, invocations, groups) = match thin(s) {
-        true => ("backward_params_thin", chunks, groups_of(s.ci.max(s.co))),
-        false => ("backward_params_partial", chunks * 9, pairs),
+    let (entry, invocations, groups) = match (thin(s), up_taps(s, fold)) {
+        (true, _) => ("backward_params_thin", chunks, groups_of(s.ci.max(s.co))),
+        (false, true) => ("backward_params_up", chunks * s.co.div_ceil(4) as u64, 1),
+        (false, false) => ("backward_params_partial", chunks * 9, pairs),
     };
+    let [across, down, _] = gpu.grid_of(kernel, invocations, PARTIAL_WG)?;
+    let workgroups = [across, down, groups];
     let partial = build(
         gpu,
         Launch {
@@ -478,7 +492,7 @@ pub fn backward_params(
                 (8, partials),
             ],
             constants: &constants,
-            workgroups: per_group(gpu, kernel, invocations, groups)?,
+            workgroups,
             cost: Cost {
                 bytes: 4 * (output_len(s, fold) * (1 + relu as u64) + input_len(s, fold) + used),
                 flops: 2 * weight_macs(s, fold) + output_len(s, fold) / s.co as u64,
@@ -502,7 +516,7 @@ pub fn backward_params(
             bindings: &[(9, partials), (10, dw), (11, db)],
             constants: &constants,
             // Under an inserted input, one more invocation per bias (it adds four rows).
-            workgroups: gpu.grid_of(reduce_kernel, rows4(s, fold) + extra_bias, CPU_WG)?,
+            workgroups: gpu.grid_of(reduce_kernel, rows4(s, fold) + extra_bias, PARTIAL_WG)?,
             cost: Cost {
                 bytes: 4 * (used + s.weight_len() + s.co as u64),
                 flops: used,
