@@ -163,6 +163,27 @@ fn launch(
     )
 }
 
+/// How forward and backward_input read the kernel `w` for `rows` x `cols` outputs: the
+/// window entry point of `entries` through `win` (which [`launch`] binds), its 8 x 32 tiles,
+/// else the register-tiled one from binding 2, its 16 x 16 tiles.
+fn kernel_read<'a>(
+    win: &Option<Windows>,
+    entries: (&'static str, &'static str),
+    w: &'a Tensor,
+    rows: u32,
+    cols: u32,
+) -> (&'static str, u64, Vec<(u32, &'a Tensor)>) {
+    let (rows, cols) = (rows as u64, cols as u64);
+    match win {
+        Some(_) => (entries.1, tiles(rows, cols, WIN_NARROW, WIN_WIDE), vec![]),
+        None => (
+            entries.0,
+            tiles(rows, cols, TILE_ROWS, TILE_COLS),
+            vec![(2, w)],
+        ),
+    }
+}
+
 // One argument per binding of the kernel: grouping them would hide which buffer is which.
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
@@ -176,18 +197,8 @@ pub fn forward(
     y: &Tensor,
 ) -> Result<Dispatch> {
     let win = Windows::rows(gpu, w, s.fout as u64, &[y]);
-    let (entry, invocations, mut bindings) = match &win {
-        Some(_) => (
-            "forward_win",
-            tiles(s.n as u64, s.fout as u64, WIN_NARROW, WIN_WIDE),
-            vec![],
-        ),
-        None => (
-            "forward",
-            tiles(s.n as u64, s.fout as u64, TILE_ROWS, TILE_COLS),
-            vec![(2, w)],
-        ),
-    };
+    let (entry, invocations, mut bindings) =
+        kernel_read(&win, ("forward", "forward_win"), w, s.n, s.fout);
     bindings.extend([(1, x), (3, b), (4, y)]);
     let cost = Cost {
         bytes: 4 * (s.input_len() + s.weight_len() + s.fout as u64 + s.output_len()),
@@ -216,18 +227,13 @@ pub fn backward_input(
 ) -> Result<Dispatch> {
     let (dy, act, relu) = g.bindings();
     let win = Windows::of(gpu, w, &[dx]);
-    let (entry, invocations, mut bindings) = match &win {
-        Some(_) => (
-            "backward_input_win",
-            tiles(s.n as u64, s.fin as u64, WIN_NARROW, WIN_WIDE),
-            vec![],
-        ),
-        None => (
-            "backward_input",
-            tiles(s.n as u64, s.fin as u64, TILE_ROWS, TILE_COLS),
-            vec![(2, w)],
-        ),
-    };
+    let (entry, invocations, mut bindings) = kernel_read(
+        &win,
+        ("backward_input", "backward_input_win"),
+        w,
+        s.n,
+        s.fin,
+    );
     bindings.extend([(5, dy), (6, act), (7, dx)]);
     let cost = Cost {
         bytes: 4 * (s.output_len() * (1 + relu as u64) + s.weight_len() + s.input_len()),
