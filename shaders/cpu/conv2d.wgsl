@@ -30,8 +30,10 @@
 //   input serving two;
 // - the weight gradient has no split over 16-pixel chunks: each invocation sums CHUNK pixels
 //   for one tap and one pair of groups (or, when one side has a single channel, for all 9
-//   taps with a group of the wide side loaded once per pixel), and a short reduce adds the
-//   chunks.
+//   taps with a group of the wide side loaded once per pixel; or, for an upsampled layer with
+//   up to 8 input channels, for all 9 taps and one vec4 of outputs: backward_params_up), and
+//   a short reduce adds the chunks. These kernels run in workgroups of one vector
+//   (PARTIAL_WG): they copy no weights, and their invocations are few.
 
 override CI: u32 = 1u;     // input channels, <= MAXC
 override CO: u32 = 1u;     // output channels, <= MAXC
@@ -69,8 +71,9 @@ override INS: bool = false;
 // each tap's x pixel through x_pixel: the 9 taps of an output load 4 distinct pixels there,
 // and lavapipe's time is in the loads (a z-layer per phase with 4 folded taps measured
 // within noise of them). The weight gradient walks x's pixels, a tap's four outputs' gradients
-// added before they meet x (bw_upsampled, thin_upsampled); with one input channel it walks
-// the outputs and reads x through x_pixel.
+// added before they meet x (bw_upsampled, thin_upsampled; with up to 8 input channels every
+// tap in one invocation, backward_params_up); with one input channel it walks the outputs
+// and reads x through x_pixel.
 override UP: u32 = 1u;
 // x's height and width: the small side under INS, H / UP otherwise (set by the launcher).
 override XH: u32 = H;

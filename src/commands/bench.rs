@@ -338,7 +338,7 @@ pub fn bench_kernels(o: &KernelBenchOptions) -> Result<KernelBenchReport> {
         configs.push(("cpu+windows".to_string(), KernelSet::Cpu, set));
     }
     let (mut sets, mut unchanged) = (Vec::new(), Vec::new());
-    let mut gpu_launches = None;
+    let (mut gpu_launches, mut cpu_launches) = (None, None);
     for (name, set, set_folds) in configs {
         let choice = FoldChoice::Set(set_folds);
         let device = DeviceChoice {
@@ -357,13 +357,20 @@ pub fn bench_kernels(o: &KernelBenchOptions) -> Result<KernelBenchReport> {
             });
         }
         let mut t = trainer(&mut gpu, choice, &o.config, &o.data_dir)?;
-        // A variant this model has no kernel for runs the GPU set's very launches.
-        match (&gpu_launches, name.as_str()) {
-            (None, _) => gpu_launches = Some(t.launches()),
-            (Some(l), n) if n.starts_with("gpu+") && *l == t.launches() => {
-                unchanged.push(name);
-                continue;
-            }
+        // A variant this model has no kernel for runs its set's very launches.
+        let launches = t.launches();
+        let base_launches = match name.as_str() {
+            n if n.starts_with("gpu+") => gpu_launches.as_ref(),
+            n if n.starts_with("cpu+") => cpu_launches.as_ref(),
+            _ => None,
+        };
+        if base_launches == Some(&launches) {
+            unchanged.push(name);
+            continue;
+        }
+        match name.as_str() {
+            "gpu" => gpu_launches = Some(launches),
+            "cpu" => cpu_launches = Some(launches),
             _ => {}
         }
         let timings = timed_steps(&gpu, &mut t, o.steps, o.warmup)?.unwrap_or_default();

@@ -73,7 +73,7 @@ impl Gpu {
     /// [`Gpu::tensor`] for a buffer whose size the batch does not set: `fix` says what does.
     pub fn tensor_or(&self, label: &str, len: u64, fix: &str) -> Result<Tensor> {
         let bytes = len.max(1) * 4;
-        self.check_buffer(label, bytes, fix)?;
+        self.check_buffer(label, bytes + self.window_tail(), fix)?;
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes + self.window_tail(),
@@ -90,7 +90,8 @@ impl Gpu {
     /// A storage tensor holding `data` (f32, u32 or any Pod of 4 bytes).
     pub fn upload<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> Result<Tensor> {
         let bytes: &[u8] = bytemuck::cast_slice(data);
-        self.check_buffer(label, bytes.len() as u64, "use a smaller --batch-size")?;
+        let allocated = bytes.len() as u64 + self.window_tail();
+        self.check_buffer(label, allocated, "use a smaller --batch-size")?;
         let mut contents: Vec<u8> = if bytes.is_empty() {
             vec![0; 4]
         } else {

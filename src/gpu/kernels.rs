@@ -107,7 +107,8 @@ impl fmt::Display for KernelChoice {
 /// or upsampling's 2x2 window spread over four invocations instead of one (`quads`). On the GPU set
 /// every result is the same to the bit either way, only the dispatches differ; on the CPU set
 /// a fold runs the GPU set's kernels for the layers it joins (the same sums, to float
-/// rounding). One is the CPU set's own: its dense products reading the operand that fits in
+/// rounding), but for `loss`, which has a CPU-set kernel of its own (the same bits), and the
+/// pools the CPU set's kernels take. One is the CPU set's own: its dense products reading the operand that fits in
 /// two 64 KiB uniform windows through them (`windows`: the same bits; tensor buffers get
 /// uniform usage and a window's room after them).
 #[derive(
@@ -191,9 +192,9 @@ impl FoldSet {
     /// than the per-layer kernels) nor `narrow` (the conv step 22-34% longer on lavapipe:
     /// BENCHMARKS.md) nor `quads` (not shown to pay there: a step's kernels -19% to +5% on
     /// lavapipe over three runs, within that machine's noise) nor `windows` (the CPU set's);
-    /// on the CPU set `windows` (a lavapipe dense step 15% shorter: BENCHMARKS.md) and
-    /// `loss` (its own fused kernel loads each logit and target once for both: the loss's
-    /// kernels 25-30% shorter), whose kernels reduce their own sums and fold the layers they
+    /// on the CPU set `windows` and `loss` (its own fused kernel loads each logit and target
+    /// once for both: the loss's kernels 25-30% shorter; with both, a lavapipe dense step's
+    /// kernels about 20% shorter: BENCHMARKS.md), whose kernels reduce their own sums and fold the layers they
     /// take by themselves (a 2x upsampling, a strided layer's map): another fold named there
     /// runs the GPU set's kernels for the layers it joins, except an upsampling the CPU set's
     /// kernels read through anyway.

@@ -19,8 +19,8 @@ pub struct Params {
     pub _p: u32,
 }
 
-/// Invocations per workgroup of the CPU set's loss_partial (`shaders/cpu/bce.wgsl`), each
-/// of which sums one CHUNK.
+/// Invocations per workgroup of the CPU set's loss_partial and loss_partial_gradient
+/// (`shaders/cpu/bce.wgsl`), each of which sums one CHUNK.
 pub const CPU_WG: u64 = 8;
 
 /// How many partial sums `loss_partial` writes for `total` elements.

@@ -12,8 +12,8 @@ use crate::Result;
 /// the weights into workgroup memory serves many pixels (the smallest layer still makes 32
 /// workgroups at batch 256).
 pub const CPU_WG: u64 = 128;
-/// Invocations per workgroup of the weight-gradient kernels (partial sums and reduce): one
-/// 8-wide vector. They copy no weights, and their invocations are few: small workgroups spread
+/// Invocations per workgroup of the weight-gradient kernels (the partial sums of
+/// `backward_params_partial`, `_thin` and `_up`, and the reduce): one 8-wide vector. They copy no weights, and their invocations are few: small workgroups spread
 /// them evenly over the threads.
 pub const PARTIAL_WG: u64 = 8;
 /// Output pixels one weight-gradient invocation sums.

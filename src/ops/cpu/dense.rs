@@ -62,23 +62,29 @@ impl Windows {
 
     /// [`Windows::of`] for a kernel `[rows, row_len]`, the second window starting at a row
     /// (the forward pass reads each window in a loop of its own): the most rows a window holds
-    /// whose byte count keeps the uniform alignment, a multiple of 4.
+    /// whose byte count keeps the uniform alignment, a multiple of 4. A kernel that fits in
+    /// one window needs no split.
     fn rows(gpu: &Gpu, t: &Tensor, row_len: u64, written: &[&Tensor]) -> Option<Self> {
-        let align = gpu.limits.min_uniform_buffer_offset_alignment.max(1) as u64;
-        let fits = |rows: u64| rows * row_len <= WINDOW_LEN;
-        let aligned = |rows: u64| (rows * row_len * 4).is_multiple_of(align);
-        let rows = (1..=WINDOW_LEN / row_len.max(1) / 4)
-            .rev()
-            .map(|q| 4 * q)
-            .find(|&r| fits(r) && aligned(r))?;
-        let win = Self::split_at(gpu, t, rows * row_len, written)?;
-        let split_rows = if win.two {
-            rows
-        } else {
-            t.len / row_len.max(1)
+        let row_len = row_len.max(1);
+        let split = match t.len <= WINDOW_LEN {
+            true => WINDOW_LEN,
+            false => {
+                let align = gpu.limits.min_uniform_buffer_offset_alignment.max(1) as u64;
+                let aligned = |rows: u64| (rows * row_len * 4).is_multiple_of(align);
+                let rows = (1..=WINDOW_LEN / row_len / 4)
+                    .rev()
+                    .map(|q| 4 * q)
+                    .find(|&r| aligned(r))?;
+                rows * row_len
+            }
+        };
+        let win = Self::split_at(gpu, t, split, written)?;
+        let first_rows = match win.two {
+            true => split / row_len,
+            false => t.len / row_len,
         };
         Some(Windows {
-            split4: Some(split_rows / 4),
+            split4: Some(first_rows / 4),
             ..win
         })
     }
