@@ -92,12 +92,10 @@ impl Gpu {
         let bytes: &[u8] = bytemuck::cast_slice(data);
         let allocated = bytes.len() as u64 + self.window_tail();
         self.check_buffer(label, allocated, "use a smaller --batch-size")?;
-        let mut contents: Vec<u8> = if bytes.is_empty() {
-            vec![0; 4]
-        } else {
-            bytes.to_vec()
-        };
-        contents.resize(contents.len() + self.window_tail() as usize, 0);
+        // At least 4 bytes (wgpu forbids empty bindings), then the window tail's zeros.
+        let mut contents = Vec::with_capacity(bytes.len().max(4) + self.window_tail() as usize);
+        contents.extend_from_slice(bytes);
+        contents.resize(bytes.len().max(4) + self.window_tail() as usize, 0);
         let buffer = self
             .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -114,7 +112,7 @@ impl Gpu {
 
     /// Whether tensors may be read through uniform windows: on the CPU kernel set with the
     /// `windows` variant.
-    pub fn uniform_windows(&self) -> bool {
+    fn uniform_windows(&self) -> bool {
         self.kernels == super::KernelSet::Cpu && self.folds.windows
     }
 
