@@ -277,8 +277,8 @@ fn wide_tile(me: u32, rows: u32, cols4: u32) -> vec2<u32> {
 // The forward's kernel rows are split between the windows at a row (ops::cpu::dense picks one
 // whose offset keeps the uniform alignment): steps k < SPLIT4 of the shared dimension read
 // rows 4k.. from the first, the rest from the second. Two loops, so that no load is a select
-// between two gathers.
-override SPLIT4: u32 = 0u;
+// between two gathers. Unset, everything is read from the first.
+override SPLIT4: u32 = 0xffffffffu;
 
 fn w_block_first(k: u32, c: u32) -> mat4x4<f32> {
     let c4 = min(c, FOUT4 - 1u);
