@@ -265,6 +265,9 @@ impl<'a> Session<'a> {
             let note = "(The validation loss after the epoch's last step.) ".to_string();
             return Err(self.non_finite(m.val_loss as f32, m.epoch, self.setup.steps, note));
         }
+        // The last epoch's writes first: a failed one stops the run before this epoch is
+        // reported or written.
+        self.writer.settle().map_err(|e| self.write_failed(e))?;
         self.history.push(m);
         on_event(Event::Epoch {
             metrics: m,

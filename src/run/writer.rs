@@ -33,6 +33,8 @@ pub enum Job {
     Checkpoint(PathBuf, Box<Checkpoint>),
     LossPlot(PathBuf, Vec<EpochMetrics>),
     Pictures(PathBuf, Box<Pictures>),
+    /// Answers once every job queued before it is done (`Writer::settle`).
+    Settled(flume::Sender<()>),
 }
 
 /// What the writer has done so far.
@@ -63,6 +65,10 @@ impl Writer {
             let mut failed = false;
             let mut logs = Logs::None;
             for job in rx.iter() {
+                if let Job::Settled(done) = job {
+                    let _ = done.send(());
+                    continue;
+                }
                 // After a failed write nothing more is written: the folder keeps a
                 // consistent state (no metrics past the last checkpoint that landed).
                 if failed {
@@ -118,6 +124,18 @@ impl Writer {
         }
     }
 
+    /// Waits until every write queued so far is done; the first that failed, if any. The
+    /// training loop settles the last epoch's writes before it reports the next epoch, so a
+    /// failed write stops the run one epoch after it at most, however far the writer lags.
+    pub fn settle(&self) -> Result<()> {
+        let (done, settled) = flume::bounded(1);
+        self.send(Job::Settled(done))?;
+        settled
+            .recv()
+            .map_err(|_| Error::Config("the writer thread stopped".into()))?;
+        self.check()
+    }
+
     /// The last checkpoint that landed: its path, epochs done and steps into the next.
     pub fn landed(&self) -> Option<(PathBuf, usize, usize)> {
         self.status.lock().ok().and_then(|s| s.landed.clone())
@@ -165,6 +183,10 @@ fn write(job: Job, logs: &mut Logs) -> Result<()> {
             report::loss_png(&p, &rows)
         }
         Job::Pictures(dir, pics) => write_pictures(&dir, &pics),
+        Job::Settled(done) => {
+            let _ = done.send(());
+            Ok(())
+        }
     }
 }
 
