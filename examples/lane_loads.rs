@@ -1,13 +1,15 @@
 //! What one vec4 load at a per-invocation address costs on the adapter at hand, by where it
 //! comes from: a storage buffer, a uniform buffer or a texture (and a loop with no load, the
-//! baseline). On lavapipe this sets the shape of the CPU kernel set (`shaders/cpu/`): Mesa
-//! turns a storage load into a loop over the vector's lanes with a guarded scalar load each,
-//! a uniform load into straight per-lane loads, a texel fetch into a vectorised gather.
+//! baseline); and what a vec4 store costs, to a storage buffer and to a storage texture. On
+//! lavapipe this sets the shape of the CPU kernel set (`shaders/cpu/`): Mesa turns a storage
+//! load into a loop over the vector's lanes with a guarded scalar load each, a uniform load
+//! into straight per-lane loads, a texel fetch into a vectorised gather; a texel store costs
+//! several times a storage store (so textures are filled by copies: `gpu::TensorTexture`).
 //!
 //!     cargo run --release --example lane_loads [-- ADAPTER_INDEX]
 //!
-//! Prints nanoseconds per invocation and load (best of 5 submits of 10 dispatches), and the
-//! cycles that is at 3.5 GHz on 2 threads (this project's CI machine).
+//! Prints nanoseconds per invocation and load or store (best of 5 submits of 10 dispatches),
+//! and the cycles that is at 3.5 GHz on 2 threads (this project's CI machine).
 use std::time::Instant;
 use wgpu::util::DeviceExt;
 
@@ -38,6 +40,18 @@ fn from_uniform(@builtin(global_invocation_id) gid: vec3<u32>) {
     var acc = vec4<f32>(0.0);
     for (var i = 0u; i < LOADS; i++) { acc += u[idx(i, gid.x)]; }
     dst[gid.x] = acc;
+}
+@group(0) @binding(4) var out_tex: texture_storage_2d<rgba32float, write>;
+@compute @workgroup_size(8)
+fn to_storage(@builtin(global_invocation_id) gid: vec3<u32>) {
+    for (var i = 0u; i < LOADS; i++) { dst[(gid.x & ~4095u) + idx(i, gid.x)] = vec4<f32>(f32(i)); }
+}
+@compute @workgroup_size(8)
+fn to_texture(@builtin(global_invocation_id) gid: vec3<u32>) {
+    for (var i = 0u; i < LOADS; i++) {
+        let k = idx(i, gid.x);
+        textureStore(out_tex, vec2<u32>(k & 63u, k >> 6u), vec4<f32>(f32(i)));
+    }
 }
 @compute @workgroup_size(8)
 fn from_texture(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -103,7 +117,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         bytemuck::cast_slice(&data),
     );
     let view = texture.create_view(&Default::default());
-    for entry in ["no_load", "from_storage", "from_uniform", "from_texture"] {
+    let written = device.create_texture(&wgpu::TextureDescriptor {
+        label: None,
+        size: wgpu::Extent3d {
+            width: 64,
+            height: 64,
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: wgpu::TextureFormat::Rgba32Float,
+        usage: wgpu::TextureUsages::STORAGE_BINDING,
+        view_formats: &[],
+    });
+    let written_view = written.create_view(&Default::default());
+    let entries = [
+        "no_load",
+        "from_storage",
+        "from_uniform",
+        "from_texture",
+        "to_storage",
+        "to_texture",
+    ];
+    for entry in entries {
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: None,
             layout: None,
@@ -116,12 +153,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "from_storage" => Some((0, src.as_entire_binding())),
             "from_uniform" => Some((2, src.as_entire_binding())),
             "from_texture" => Some((3, wgpu::BindingResource::TextureView(&view))),
+            "to_texture" => Some((4, wgpu::BindingResource::TextureView(&written_view))),
             _ => None,
         };
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 1,
-            resource: dst.as_entire_binding(),
-        }];
+        // Every entry but the texture store writes its result to dst.
+        let mut entries: Vec<wgpu::BindGroupEntry> = (entry != "to_texture")
+            .then(|| wgpu::BindGroupEntry {
+                binding: 1,
+                resource: dst.as_entire_binding(),
+            })
+            .into_iter()
+            .collect();
         entries
             .extend(source.map(|(binding, resource)| wgpu::BindGroupEntry { binding, resource }));
         let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -147,7 +189,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let ns = best / (10.0 * INVOCATIONS as f64 * LOADS) * 1e9;
         println!(
-            "{entry:12} {ns:.2} ns per invocation and load (~{:.1} cycles at 3.5 GHz on 2 threads)",
+            "{entry:12} {ns:.2} ns per invocation and load or store (~{:.1} cycles at 3.5 GHz on 2 threads)",
             ns * 3.5 * 2.0
         );
     }

@@ -64,12 +64,15 @@ struct Cli {
     /// keep 4 channels
     /// per invocation, not 16: 4x the invocations), single (rows takes one sample per
     /// workgroup, not two: 2x the workgroups), quads (a folded pool's or upsampling's 2x2
-    /// window on four invocations, not one) and windows (the cpu set's dense products read
-    /// the operand that fits in two 64 KiB uniform windows through them); or all, none, tune (train, bench and profile
+    /// window on four invocations, not one), windows (the cpu set's dense products read
+    /// the operand that fits in two 64 KiB uniform windows through them) and textures (the
+    /// cpu set's convolutions read the forward pass's input and the input gradient's upstream
+    /// gradient through textures, each copied in before the dispatch); or all, none, tune (train, bench and profile
     /// time sets of folds at start-up and keep the fastest: the gpu kernel set only, where
     /// they change no bit), auto (tune on a GPU adapter's gpu kernel set; elsewhere all on the
-    /// gpu set but rows, grads, gather, adam, narrow, quads and windows on a CPU adapter,
-    /// loss and windows on cpu (whose kernels fold upsamplings, strided maps and a pool after a layer with one input
+    /// gpu set but rows, grads, gather, adam, narrow, quads, windows and textures on a CPU
+    /// adapter,
+    /// loss, windows and textures on cpu (whose kernels fold upsamplings, strided maps and a pool after a layer with one input
     /// channel themselves, and with pool the rest of the pools they take); a
     /// resumed run keeps the folds its config.json records for the same adapter; tune times
     /// them again).
@@ -192,10 +195,11 @@ enum Command {
         #[command(flatten)]
         data: DataArg,
     },
-    /// Every dispatch of a training step timed under each kernel set (gpu, cpu) and each of
-    /// the gpu set's kernel variants (tiles, vec4, narrow, single, quads) that changes one of the
-    /// model's dispatches, side by side per layer: which code is faster where, on this
-    /// adapter ("= gpu" where a variant leaves a dispatch as it is). All run unfolded unless
+    /// Every dispatch of a training step timed under each kernel set (gpu, cpu; --kernels SET
+    /// times that one only) and each of its kernel variants (the gpu set's tiles, vec4, narrow,
+    /// single, quads; the cpu set's windows, textures) that changes one of the model's
+    /// dispatches, side by side per layer: which code is faster where, on this adapter ("=
+    /// gpu" where a variant leaves a dispatch as it is). All run unfolded unless
     /// --folds names folds (then all run those, each variant added; auto counts as none here),
     /// but for the cpu set's own: its convolutions read upsamplings and strided maps themselves,
     /// and one with a single input channel writes the pool after it through.

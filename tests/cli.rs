@@ -1078,11 +1078,11 @@ fn cli_train_profile_writes_the_table_and_a_trace() {
     assert_no_stray_files(&out);
 }
 
-/// `bench-kernels` times the step's dispatches under both kernel sets, each of the GPU set's
-/// variants that changes one of the model's dispatches and the CPU set's `windows`, and puts
-/// each layer's kernel
-/// side by side; a variant's dispatch that runs the GPU set's very code is marked the same,
-/// not timed against it; `--kernels` does not apply to it and is refused.
+/// `bench-kernels` times the step's dispatches under both kernel sets and each of their
+/// variants that changes one of the model's dispatches (the GPU set's; the CPU set's
+/// `windows` and `textures`), and puts each layer's kernel side by side; a variant's dispatch
+/// that runs its set's very code is marked the same, not timed against it. `--kernels SET`
+/// times that set and its variants only.
 #[test]
 fn cli_bench_kernels_times_each_layer_under_both_sets() {
     let t = tempfile::tempdir().unwrap();
@@ -1115,7 +1115,7 @@ fn cli_bench_kernels_times_each_layer_under_both_sets() {
         "dense.forward",
         "adam.step",
         "= gpu",
-        "not timed (no dispatch of this model changes): gpu+tiles, gpu+narrow, gpu+single, gpu+quads",
+        "not timed (no dispatch of this model changes): gpu+tiles, gpu+narrow, gpu+single, gpu+quads, cpu+textures",
     ] {
         assert!(r.stdout.contains(want), "no {want} in:\n{}", r.stdout);
     }
@@ -1123,14 +1123,21 @@ fn cli_bench_kernels_times_each_layer_under_both_sets() {
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     // The dense model has split-K products (its 784-wide layer), which vec4 changes, and no
     // convolution or rows fold for the other variants; on the CPU set its 32-wide layer's
-    // kernels read one operand through uniform windows.
+    // kernels read one operand through uniform windows; it has no convolution to read
+    // through textures.
     assert_eq!(
         v["sets"],
         serde_json::json!(["gpu", "gpu+vec4", "cpu", "cpu+windows"])
     );
     assert_eq!(
         v["unchanged"],
-        serde_json::json!(["gpu+tiles", "gpu+narrow", "gpu+single", "gpu+quads"])
+        serde_json::json!([
+            "gpu+tiles",
+            "gpu+narrow",
+            "gpu+single",
+            "gpu+quads",
+            "cpu+textures"
+        ])
     );
     let rows = v["rows"].as_array().unwrap();
     let row = |layer: &str, kernel: &str| {
@@ -1190,6 +1197,7 @@ fn cli_bench_kernels_times_each_layer_under_both_sets() {
     for ms in v["kernel_ms_per_step"].as_array().unwrap() {
         assert!(ms.as_f64().unwrap() > 0.0, "{v}");
     }
+    // One set: its columns only.
     let mut c = cli();
     c.args([
         "--kernels",
@@ -1197,10 +1205,24 @@ fn cli_bench_kernels_times_each_layer_under_both_sets() {
         "bench-kernels",
         "--model",
         "dense",
-        "--data",
+        "--batch-size",
+        "16",
+        "--steps",
+        "1",
+        "--warmup",
+        "1",
+        "--json",
     ])
+    .arg(&json)
+    .arg("--data")
     .arg(&data);
-    run_cmd(&mut c).fails_with(&["--kernels does not apply", "every kernel set"]);
+    let r = run_cmd(&mut c);
+    r.ok();
+    assert!(!r.stdout.contains("gpu µs"), "{}", r.stdout);
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["sets"], serde_json::json!(["cpu", "cpu+windows"]));
+    assert_eq!(v["unchanged"], serde_json::json!(["cpu+textures"]));
 }
 
 // ---- no surprises: output, run folders, resume, full disks ------------------------------
@@ -2021,7 +2043,7 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
     let out = t.path().join("bogus");
     train(&data, &out, &["--folds", "pool,some", "--epochs", "1"]).fails_with(&[
         "'some'",
-        "upsample, pool, reduces, backward, loss, tiles, finish, rows, vec4, grads, narrow, single, gather, quads, adam and windows",
+        "upsample, pool, reduces, backward, loss, tiles, finish, rows, vec4, grads, narrow, single, gather, quads, adam, windows and textures",
     ]);
     assert_not_created(&out);
     for (kernels, folds, recorded) in [
@@ -2031,7 +2053,7 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
             "auto",
             "upsample,pool,reduces,backward,loss,tiles,finish,vec4,single",
         ),
-        ("cpu", "auto", "loss,windows"),
+        ("cpu", "auto", "loss,windows,textures"),
         ("gpu", "reduces,pool", "pool,reduces"),
     ] {
         let out = t.path().join(format!("{kernels}-{folds}"));

@@ -1491,6 +1491,7 @@ fn folds_change_no_bit_of_training() {
         quads: k == 13,
         adam: k == 14,
         windows: k == 15,
+        textures: k == 16,
     };
     let pool_and_backward = FoldSet {
         pool: true,

@@ -170,6 +170,40 @@ struct Conv {
 @group(0) @binding(15) var<storage, read_write> winner_out: array<u32>;
 @group(0) @binding(16) var<storage, read> winner4: array<vec4<u32>>;
 
+// TEX (the `textures` variant): x4, dy4 and act4 are read through rgba32float textures that
+// hold the same floats, TEX_ROW texels a row (gpu::TensorTexture; the dispatch copies the
+// buffers in first). lavapipe fetches a texel at a per-invocation coordinate as a straight
+// gather, where a storage load is a guarded loop over the vector's lanes: about half the
+// cycles (examples/lane_loads.rs). The same floats, so the same bits.
+override TEX: bool = false;
+// gpu::TEXELS_PER_ROW.
+const TEX_ROW: u32 = 4096u;
+@group(0) @binding(17) var x_tex: texture_2d<f32>;
+@group(0) @binding(18) var dy_tex: texture_2d<f32>;
+@group(0) @binding(19) var act_tex: texture_2d<f32>;
+
+fn texel(t: texture_2d<f32>, i: u32) -> vec4<f32> {
+    return textureLoad(t, vec2<u32>(i % TEX_ROW, i / TEX_ROW), 0);
+}
+
+fn x4_load(i: u32) -> vec4<f32> {
+    var v: vec4<f32>;
+    if (TEX) { v = texel(x_tex, i); } else { v = x4[i]; }
+    return v;
+}
+
+fn dy4_load(i: u32) -> vec4<f32> {
+    var v: vec4<f32>;
+    if (TEX) { v = texel(dy_tex, i); } else { v = dy4[i]; }
+    return v;
+}
+
+fn act4_load(i: u32) -> vec4<f32> {
+    var v: vec4<f32>;
+    if (TEX) { v = texel(act_tex, i); } else { v = act4[i]; }
+    return v;
+}
+
 fn flat_cpu(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) -> u32 {
     return (wid.y * nwg.x + wid.x) * CPU_WG + lid;
 }
@@ -519,7 +553,7 @@ fn fwd_tap(k: u32, cg: u32, b: u32, oy: i32, ox: i32, acc: ptr<function, Acc4>) 
     let channels = group_len(CI, cg);
     if (CI % 4u == 0u) {
         for (var j = 0u; j < channels / 4u; j++) {
-            let q = keep * x4[pix * (CI / 4u) + GROUP / 4u * cg + j];
+            let q = keep * x4_load(pix * (CI / 4u) + GROUP / 4u * cg + j);
             fwd_chan(k * GCI + 4u * j, q.x, acc);
             fwd_chan(k * GCI + 4u * j + 1u, q.y, acc);
             fwd_chan(k * GCI + 4u * j + 2u, q.z, acc);
@@ -681,7 +715,7 @@ fn pair_col(ky: u32, col: u32, cg: u32, b: u32, oy: u32, ox0: u32, acc: ptr<func
     let channels = group_len(CI, cg);
     if (CI % 4u == 0u) {
         for (var j = 0u; j < channels / 4u; j++) {
-            let q = keep * x4[pix * (CI / 4u) + GROUP / 4u * cg + j];
+            let q = keep * x4_load(pix * (CI / 4u) + GROUP / 4u * cg + j);
             pair_chan(ky, col, 4u * j, q.x, acc);
             pair_chan(ky, col, 4u * j + 1u, q.y, acc);
             pair_chan(ky, col, 4u * j + 2u, q.z, acc);
@@ -811,8 +845,8 @@ fn g_at(i: u32, scale: f32) -> f32 {
 }
 
 fn g4_at(i4: u32, scale: f32) -> vec4<f32> {
-    var g = scale * dy4[i4];
-    if (p.relu != 0u) { g = select(g, vec4<f32>(0.0), act4[i4] <= vec4<f32>(0.0)); }
+    var g = scale * dy4_load(i4);
+    if (p.relu != 0u) { g = select(g, vec4<f32>(0.0), act4_load(i4) <= vec4<f32>(0.0)); }
     return g;
 }
 
@@ -996,7 +1030,7 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
 // block reads the last block again (only lanes that are never stored use it).
 fn x4_at(pix: u32, j: u32, scale: f32) -> vec4<f32> {
     if (CI % 4u == 0u) {
-        return scale * x4[pix * (CI / 4u) + min(j, CI / 4u - 1u)];
+        return scale * x4_load(pix * (CI / 4u) + min(j, CI / 4u - 1u));
     }
     var v = vec4<f32>(0.0);
     for (var l = 0u; l < 4u; l++) {

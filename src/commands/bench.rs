@@ -169,7 +169,7 @@ pub fn bench(o: &BenchOptions) -> Result<Vec<BenchResult>> {
             train_images_per_s: t.train.count as f64 / median,
             ms_per_step: median * 1e3 / steps as f64,
             infer_images_per_s: t.eval.split.count as f64 / infer,
-            gpu_buffer_bytes: t.gpu_bytes(),
+            gpu_buffer_bytes: t.gpu_bytes(&gpu),
             final_val_loss: val,
             epoch_seconds,
         });
@@ -182,7 +182,8 @@ pub fn bench(o: &BenchOptions) -> Result<Vec<BenchResult>> {
 }
 
 pub struct KernelBenchOptions {
-    /// The adapter; its kernel choice must be `auto` (every set is timed).
+    /// The adapter; its kernel choice says which sets are timed: `auto` both, a set that set
+    /// and its variants (the GPU set's kernels take seconds a step on a CPU adapter).
     pub device: DeviceChoice,
     pub config: TrainConfig,
     pub data_dir: PathBuf,
@@ -290,13 +291,6 @@ impl KernelBenchReport {
 /// each, same seed), side by side per layer and kernel: which set's kernel is faster for
 /// which layer on this adapter.
 pub fn bench_kernels(o: &KernelBenchOptions) -> Result<KernelBenchReport> {
-    if o.device.kernels != KernelChoice::Auto {
-        return Err(Error::Config(
-            "bench-kernels times every kernel set in turn, so --kernels does not apply; leave \
-             it out (profile --kernels SET times one set)"
-                .into(),
-        ));
-    }
     o.config.validate()?;
     if o.steps == 0 {
         return Err(Error::Config(
@@ -325,8 +319,8 @@ pub fn bench_kernels(o: &KernelBenchOptions) -> Result<KernelBenchReport> {
         FoldChoice::Set(set) => set,
         _ => FoldSet::NONE,
     };
-    // The GPU set, each of its variants the folds leave out, then the CPU set, and with its
-    // own variant where the folds leave it out.
+    // The GPU set, each of its variants the folds leave out, then the CPU set, and with each
+    // of its own variants the folds leave out.
     let mut configs = vec![("gpu".to_string(), KernelSet::Gpu, base)];
     for v in FoldSet::VARIANTS {
         if let Some(set) = base.with(v) {
@@ -334,8 +328,13 @@ pub fn bench_kernels(o: &KernelBenchOptions) -> Result<KernelBenchReport> {
         }
     }
     configs.push(("cpu".to_string(), KernelSet::Cpu, base));
-    if let Some(set) = base.with("windows") {
-        configs.push(("cpu+windows".to_string(), KernelSet::Cpu, set));
+    for v in FoldSet::CPU_VARIANTS {
+        if let Some(set) = base.with(v) {
+            configs.push((format!("cpu+{v}"), KernelSet::Cpu, set));
+        }
+    }
+    if let KernelChoice::Set(only) = o.device.kernels {
+        configs.retain(|(_, set, _)| *set == only);
     }
     let (mut sets, mut unchanged) = (Vec::new(), Vec::new());
     let (mut gpu_launches, mut cpu_launches) = (None, None);

@@ -1,5 +1,5 @@
 //! A recorded kernel launch and the helpers that size and submit them.
-use super::{Gpu, Tensor};
+use super::{Gpu, Tensor, TensorTexture};
 use crate::{Error, Result};
 use std::sync::{Arc, Mutex};
 
@@ -48,6 +48,9 @@ pub struct Dispatch {
     params: Vec<u8>,
     /// The storage bindings, for the bind groups of new slots.
     bindings: Vec<(u32, Tensor)>,
+    /// The texture bindings: the tensors it reads through textures, copied in before it runs
+    /// (or the unread placeholder).
+    textures: Vec<(u32, TensorTexture)>,
     /// Slot contents staged by [`Self::stage`], sent by [`Self::flush`] in one write.
     staged: Arc<Mutex<Staged>>,
     pub workgroups: [u32; 3],
@@ -73,6 +76,8 @@ pub struct DispatchParts {
     pub params: Vec<u8>,
     /// The storage tensors and their bindings.
     pub bindings: Vec<(u32, Tensor)>,
+    /// The textures and their bindings.
+    pub textures: Vec<(u32, TensorTexture)>,
     pub workgroups: [u32; 3],
     pub cost: Cost,
 }
@@ -92,6 +97,7 @@ impl Dispatch {
             stride,
             params: parts.params,
             bindings: parts.bindings,
+            textures: parts.textures,
             staged: Default::default(),
             workgroups: parts.workgroups,
             cost: parts.cost,
@@ -144,6 +150,14 @@ impl Dispatch {
                             resource: t.binding(),
                         }),
                 );
+                entries.extend(
+                    self.textures
+                        .iter()
+                        .map(|(binding, t)| wgpu::BindGroupEntry {
+                            binding: *binding,
+                            resource: wgpu::BindingResource::TextureView(&t.view),
+                        }),
+                );
                 gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some(self.kernel),
                     layout: &layout,
@@ -173,23 +187,27 @@ impl Dispatch {
         self.bind_groups.len()
     }
 
-    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
-        self.record_slot(pass, 0);
+    /// Whether it reads tensors through textures, which [`record_passes`] copies in first.
+    pub fn fills_textures(&self) -> bool {
+        self.textures.iter().any(|(_, t)| t.is_filled())
     }
 
-    /// Records the launch with the parameters of uniform slot `slot` (< [`Self::slots`]).
-    pub fn record_slot(&self, pass: &mut wgpu::ComputePass<'_>, slot: usize) {
-        self.record_slot_groups(pass, slot, self.workgroups);
+    /// Records the copies of the tensors it reads through textures (outside any pass).
+    pub fn fill_textures(&self, enc: &mut wgpu::CommandEncoder) {
+        self.textures.iter().for_each(|(_, t)| t.fill(enc));
     }
 
-    /// [`Self::record_slot`] over `workgroups` rather than the built ones: for a kernel whose
-    /// workgroups take one item each of as many as a recording has (`bce.loss_finish_steps`).
-    pub fn record_slot_groups(
-        &self,
-        pass: &mut wgpu::ComputePass<'_>,
-        slot: usize,
-        workgroups: [u32; 3],
-    ) {
+    /// The textures it copies tensors into.
+    pub fn textures(&self) -> impl Iterator<Item = &TensorTexture> {
+        self.textures
+            .iter()
+            .map(|(_, t)| t)
+            .filter(|t| t.is_filled())
+    }
+
+    /// Records the launch with the parameters of uniform slot `slot` over `workgroups` into a
+    /// pass; its textures must have been filled ([`record_passes`] does both).
+    fn record_in(&self, pass: &mut wgpu::ComputePass<'_>, slot: usize, workgroups: [u32; 3]) {
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.bind_groups[slot], &[]);
         let [x, y, z] = workgroups;
@@ -247,18 +265,82 @@ fn uniform_slots(gpu: &Gpu, label: &'static str, stride: u64, slots: usize) -> w
     })
 }
 
-/// Records `dispatches` into one compute pass of `encoder`.
+/// One launch for [`record_passes`]: a dispatch, its uniform slot (< [`Dispatch::slots`])
+/// and its workgroups (the built ones, or as many as a recording has items for a kernel whose
+/// workgroups take one each: `bce.loss_finish_steps`).
+#[derive(Clone, Copy)]
+pub struct SlotLaunch<'a> {
+    pub dispatch: &'a Dispatch,
+    pub slot: usize,
+    pub workgroups: [u32; 3],
+}
+
+impl<'a> SlotLaunch<'a> {
+    /// `d` at slot 0 over its built workgroups.
+    pub fn of(d: &'a Dispatch) -> Self {
+        Self::at(d, 0)
+    }
+
+    /// `d` at slot `slot` over its built workgroups.
+    pub fn at(d: &'a Dispatch, slot: usize) -> Self {
+        SlotLaunch {
+            dispatch: d,
+            slot,
+            workgroups: d.workgroups,
+        }
+    }
+}
+
+/// Records `launches` into compute passes of `enc`: one pass, except that a dispatch which
+/// reads tensors through textures copies them in first, and a copy runs outside any pass, so
+/// a pass ends before it and the next begins after the copies. `timestamps` (a query set and
+/// an index) mark the first pass's beginning (at the index) and the last pass's end (the
+/// next): the first dispatch's copies fall outside that span, later ones inside.
+pub fn record_passes(
+    enc: &mut wgpu::CommandEncoder,
+    label: &str,
+    timestamps: Option<(&wgpu::QuerySet, u32)>,
+    launches: &[SlotLaunch<'_>],
+) {
+    // Runs of launches, each but the first starting at a dispatch that copies.
+    let mut runs: Vec<&[SlotLaunch<'_>]> = Vec::new();
+    let mut start = 0;
+    for (i, l) in launches.iter().enumerate().skip(1) {
+        if l.dispatch.fills_textures() {
+            runs.push(&launches[start..i]);
+            start = i;
+        }
+    }
+    runs.push(&launches[start..]);
+    let last = runs.len() - 1;
+    for (k, run) in runs.iter().enumerate() {
+        if let Some(first) = run.first() {
+            first.dispatch.fill_textures(enc);
+        }
+        let timestamp_writes = timestamps
+            .filter(|_| k == 0 || k == last)
+            .map(|(query_set, at)| wgpu::ComputePassTimestampWrites {
+                query_set,
+                beginning_of_pass_write_index: (k == 0).then_some(at),
+                end_of_pass_write_index: (k == last).then_some(at + 1),
+            });
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(label),
+            timestamp_writes,
+        });
+        for l in run.iter() {
+            l.dispatch.record_in(&mut pass, l.slot, l.workgroups);
+        }
+    }
+}
+
+/// Records `dispatches` (slot 0, their built workgroups) into `encoder`: [`record_passes`].
 pub fn record_all<'a>(
     encoder: &mut wgpu::CommandEncoder,
     dispatches: impl IntoIterator<Item = &'a Dispatch>,
 ) {
-    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-        label: Some("step"),
-        timestamp_writes: None,
-    });
-    for d in dispatches {
-        d.record(&mut pass);
-    }
+    let launches: Vec<SlotLaunch<'_>> = dispatches.into_iter().map(SlotLaunch::of).collect();
+    record_passes(encoder, "step", None, &launches);
 }
 
 /// Runs dispatches in one submit and waits: for tests and one-off work, not the training loop.

@@ -108,9 +108,11 @@ impl fmt::Display for KernelChoice {
 /// every result is the same to the bit either way, only the dispatches differ; on the CPU set
 /// a fold runs the GPU set's kernels for the layers it joins (the same sums, to float
 /// rounding), but for `loss`, which has a CPU-set kernel of its own (the same bits), and the
-/// pools the CPU set's kernels take. One is the CPU set's own: its dense products reading the operand that fits in
+/// pools the CPU set's kernels take. Two are the CPU set's own: its dense products reading the operand that fits in
 /// two 64 KiB uniform windows through them (`windows`: the same bits; tensor buffers get
-/// uniform usage and a window's room after them).
+/// uniform usage and a window's room after them), and its convolutions reading the forward
+/// pass's input and the input gradient's upstream gradient (and ReLU mask) through textures
+/// that each dispatch copies them into first (`textures`: the same bits; `gpu::TensorTexture`).
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
 )]
@@ -133,6 +135,7 @@ pub struct FoldSet {
     pub quads: bool,
     pub adam: bool,
     pub windows: bool,
+    pub textures: bool,
 }
 
 impl FoldSet {
@@ -153,6 +156,7 @@ impl FoldSet {
         quads: false,
         adam: false,
         windows: false,
+        textures: false,
     };
     pub const ALL: FoldSet = FoldSet {
         upsample: true,
@@ -171,16 +175,22 @@ impl FoldSet {
         quads: true,
         adam: true,
         windows: true,
+        textures: true,
     };
     /// The names `--folds` lists them by, in order.
-    pub const NAMES: [&'static str; 16] = [
+    pub const NAMES: [&'static str; 17] = [
         "upsample", "pool", "reduces", "backward", "loss", "tiles", "finish", "rows", "vec4",
-        "grads", "narrow", "single", "gather", "quads", "adam", "windows",
+        "grads", "narrow", "single", "gather", "quads", "adam", "windows", "textures",
     ];
 
     /// The kernel variants among them: each changes how a kernel computes, not which
     /// dispatches a step has (`bench-kernels` times each beside the kernels without it).
     pub const VARIANTS: [&'static str; 5] = ["tiles", "vec4", "narrow", "single", "quads"];
+
+    /// The CPU kernel set's own variants (`bench-kernels` times each beside that set without
+    /// it): its dense products reading an operand through uniform windows, its convolutions
+    /// reading their inputs and upstream gradients through textures.
+    pub const CPU_VARIANTS: [&'static str; 2] = ["windows", "textures"];
 
     /// The rule: what a device opens with under `auto` (which then times sets at start-up on
     /// a GPU adapter's GPU set: `train::tune`), and keeps where it does not time. Everything
@@ -191,10 +201,11 @@ impl FoldSet {
     /// need it: on llvmpipe its barrier-bound workgroups took a dense step 2.7-3.1x longer
     /// than the per-layer kernels) nor `narrow` (the conv step 22-34% longer on lavapipe:
     /// BENCHMARKS.md) nor `quads` (not shown to pay there: a step's kernels -19% to +5% on
-    /// lavapipe over three runs, within that machine's noise) nor `windows` (the CPU set's);
-    /// on the CPU set `windows` and `loss` (its own fused kernel loads each logit and target
-    /// once for both: the loss's kernels 25-30% shorter; with both, a lavapipe dense step's
-    /// kernels about 20% shorter: BENCHMARKS.md), whose kernels reduce their own sums and fold the layers they
+    /// lavapipe over three runs, within that machine's noise) nor `windows` and `textures`
+    /// (the CPU set's); on the CPU set `windows` and `loss` (its own fused kernel loads each
+    /// logit and target once for both: the loss's kernels 25-30% shorter; with both, a
+    /// lavapipe dense step's kernels about 20% shorter: BENCHMARKS.md) and `textures` (the
+    /// convolutions it serves 20-28% shorter, a conv step about 8% with its copies), whose kernels reduce their own sums and fold the layers they
     /// take by themselves (a 2x upsampling, a strided layer's map): another fold named there
     /// runs the GPU set's kernels for the layers it joins, except an upsampling the CPU set's
     /// kernels read through anyway.
@@ -203,6 +214,7 @@ impl FoldSet {
             (KernelSet::Cpu, _) => FoldSet {
                 windows: true,
                 loss: true,
+                textures: true,
                 ..FoldSet::NONE
             },
             (KernelSet::Gpu, wgpu::DeviceType::Cpu) => FoldSet {
@@ -213,6 +225,7 @@ impl FoldSet {
                 narrow: false,
                 quads: false,
                 windows: false,
+                textures: false,
                 ..FoldSet::ALL
             },
             (KernelSet::Gpu, _) => FoldSet::ALL,
@@ -220,7 +233,7 @@ impl FoldSet {
     }
 
     /// Each fold's flag, in the order of [`FoldSet::NAMES`].
-    fn flags(self) -> [bool; 16] {
+    fn flags(self) -> [bool; 17] {
         let mut set = self;
         Self::NAMES.map(|name| set.flag_mut(name).is_some_and(|on| *on))
     }
@@ -244,6 +257,7 @@ impl FoldSet {
             "quads" => &mut self.quads,
             "adam" => &mut self.adam,
             "windows" => &mut self.windows,
+            "textures" => &mut self.textures,
             _ => return None,
         })
     }

@@ -7,11 +7,15 @@ mod execution;
 mod kernels;
 mod pipeline;
 mod poison;
+mod texture;
 pub mod timing;
 
 pub use adapter::{describe_adapter, list_adapters, AdapterChoice};
 pub use buffers::{Tensor, UNIFORM_WINDOW};
-pub use dispatch::{record_all, run, Cost, Dispatch, DispatchParts, KernelSource, WORKGROUP};
+pub use dispatch::{
+    record_all, record_passes, run, Cost, Dispatch, DispatchParts, KernelSource, SlotLaunch,
+    WORKGROUP,
+};
 pub use execution::StepsPerExecution;
 pub use kernels::{
     DeviceChoice, FoldChoice, FoldSet, FoldTiming, FoldTrial, FoldsBy, KernelChoice, KernelSet,
@@ -20,6 +24,7 @@ pub use kernels::{
 pub use pipeline::WRITES_BEFORE_READING;
 pub use pipeline::{Module, LOOP_BOUNDING};
 pub use poison::{POISON_OVERRIDE, WORKGROUP_POISON};
+pub use texture::{TensorTexture, TEXELS_PER_ROW};
 
 use crate::{Error, Result};
 use std::sync::{Arc, Mutex};
@@ -53,6 +58,11 @@ pub struct Gpu {
     /// a buffer of its own, since WebGPU forbids a writable binding that aliases another
     /// binding of the dispatch.
     pub(crate) untouched_rw: buffers::Tensor,
+    /// One texel, bound where an entry point declares a texture that the dispatch's variant
+    /// never reads (the CPU set's convolutions without `textures`).
+    pub(crate) unread_texture: TensorTexture,
+    /// The textures tensors are read through under `textures`, one per tensor view.
+    textures: texture::TextureCache,
     /// Set by [`Gpu::with_workgroup_poison`] (tests): pipelines that skip zeroing their
     /// workgroup memory fill it with NaN instead.
     pub(crate) poisons_workgroup_memory: bool,
@@ -133,8 +143,11 @@ impl Gpu {
             usage: buffers::STORAGE,
             mapped_at_creation: false,
         }));
+        let unread_texture = texture::unread(&device);
         Ok(Gpu {
             unread_vec4,
+            unread_texture,
+            textures: Default::default(),
             untouched_rw,
             poisons_workgroup_memory: false,
             device,

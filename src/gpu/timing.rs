@@ -1,7 +1,7 @@
 //! GPU time of every dispatch through timestamp queries: while profiling, each dispatch gets
 //! its own compute pass with a timestamp at its start and end (pass-level writes work on every
 //! adapter with TIMESTAMP_QUERY; writes inside a pass need an extra feature).
-use super::{Cost, Dispatch, Gpu, KernelSource, Tensor};
+use super::{record_passes, Cost, Dispatch, Gpu, KernelSource, SlotLaunch, Tensor};
 use crate::{Error, Result};
 
 /// Queries one query set holds (wgpu's maximum).
@@ -65,18 +65,11 @@ impl Profiler {
         let per_set = (MAX_QUERIES / 2) as usize;
         for d in dispatches {
             let k = self.recorded.len();
-            let writes = (k < self.capacity).then(|| wgpu::ComputePassTimestampWrites {
-                query_set: &self.query_sets[k / per_set],
-                beginning_of_pass_write_index: Some(2 * (k % per_set) as u32),
-                end_of_pass_write_index: Some(2 * (k % per_set) as u32 + 1),
-            });
-            let timed = writes.is_some();
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(d.kernel),
-                timestamp_writes: writes,
-            });
-            d.record(&mut pass);
-            drop(pass);
+            let at = (k < self.capacity)
+                .then(|| (&self.query_sets[k / per_set], 2 * (k % per_set) as u32));
+            let timed = at.is_some();
+            // Its textures' copies run outside the timed pass (inside the step's wall time).
+            record_passes(enc, d.kernel, at, &[SlotLaunch::of(d)]);
             if timed {
                 self.recorded.push((
                     d.kernel,
@@ -177,19 +170,9 @@ impl SpanTimer {
         dispatches: impl IntoIterator<Item = &'a Dispatch>,
     ) {
         let room = self.used + 2 <= self.query_set.count();
-        let writes = room.then(|| wgpu::ComputePassTimestampWrites {
-            query_set: &self.query_set,
-            beginning_of_pass_write_index: Some(self.used),
-            end_of_pass_write_index: Some(self.used + 1),
-        });
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("timed span"),
-            timestamp_writes: writes,
-        });
-        for d in dispatches {
-            d.record(&mut pass);
-        }
-        drop(pass);
+        let launches: Vec<SlotLaunch<'_>> = dispatches.into_iter().map(SlotLaunch::of).collect();
+        let at = room.then_some((&self.query_set, self.used));
+        record_passes(enc, "timed span", at, &launches);
         if room {
             self.used += 2;
         }

@@ -2,7 +2,7 @@
 //! batch size, recorded once, in named stages, so the per-step uniforms (batch offset, noise
 //! seed, loss slot, Adam's step) are set by name, not by position.
 use super::{Loss, LossPasses, Network};
-use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::gpu::{record_passes, Dispatch, Gpu, SlotLaunch, Tensor};
 use crate::ops::{self, batch, bce};
 use crate::shapes::AdamConfig;
 use crate::Result;
@@ -332,13 +332,12 @@ impl StepPlan {
         self.dispatches().for_each(|d| d.flush(gpu));
     }
 
-    /// Records the step whose uniforms [`Self::prepare`] put in slot `slot` (flushed),
-    /// without the finish that [`record_steps`] adds after an execution's last step.
-    fn record(&self, pass: &mut wgpu::ComputePass<'_>, slot: usize) {
-        for d in self.step() {
-            // Only the per-step dispatches have more than one slot.
-            d.record_slot(pass, if d.slots() > 1 { slot } else { 0 });
-        }
+    /// The launches of the step whose uniforms [`Self::prepare`] put in slot `slot`
+    /// (flushed), without the finish that [`record_steps`] adds after an execution's last step.
+    fn launches(&self, slot: usize) -> impl Iterator<Item = SlotLaunch<'_>> {
+        // Only the per-step dispatches have more than one slot.
+        self.step()
+            .map(move |d| SlotLaunch::at(d, if d.slots() > 1 { slot } else { 0 }))
     }
 }
 
@@ -362,21 +361,23 @@ pub fn record_steps(gpu: &Gpu, enc: &mut wgpu::CommandEncoder, steps: &[(&StepPl
     for (plan, _) in steps {
         plan.flush(gpu);
     }
-    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-        label: Some("steps"),
-        timestamp_writes: None,
-    });
-    for (plan, slot) in steps {
-        plan.record(&mut pass, *slot);
-    }
+    let mut launches: Vec<SlotLaunch<'_>> = steps
+        .iter()
+        .flat_map(|(plan, slot)| plan.launches(*slot))
+        .collect();
     // Every plan of a network shares its regions: one finish covers them all.
     let finish = steps
         .iter()
         .find_map(|(plan, _)| plan.finish_steps.as_ref());
     if let Some(finish) = finish {
         let regions = steps.iter().map(|(_, slot)| slot + 1).max().unwrap_or(1);
-        finish.record_slot_groups(&mut pass, 0, [regions as u32, 1, 1]);
+        launches.push(SlotLaunch {
+            dispatch: finish,
+            slot: 0,
+            workgroups: [regions as u32, 1, 1],
+        });
     }
+    record_passes(enc, "steps", None, &launches);
 }
 
 fn batch_params(n: u32, pixels: u32, offset: u32, seed: u32, noise: f32) -> batch::Params {

@@ -13,7 +13,7 @@ pub mod stride;
 pub mod upsample;
 
 pub use crate::gpu::{run, Cost, Dispatch};
-use crate::gpu::{DispatchParts, Gpu, Module, Tensor};
+use crate::gpu::{DispatchParts, Gpu, Module, Tensor, TensorTexture};
 use crate::{Error, Result};
 
 /// A kernel file with `shaders/common.wgsl` (the helpers and constants every file shares) in
@@ -202,6 +202,16 @@ pub(crate) fn vec4_kernel(gpu: &Gpu, channels: u64) -> bool {
 }
 
 pub(crate) fn build(gpu: &Gpu, l: Launch<'_>) -> Result<Dispatch> {
+    build_textured(gpu, l, Vec::new())
+}
+
+/// [`build`] for an entry point that also reads through textures (`textures`: binding and
+/// texture).
+pub(crate) fn build_textured(
+    gpu: &Gpu,
+    l: Launch<'_>,
+    textures: Vec<(u32, TensorTexture)>,
+) -> Result<Dispatch> {
     let pipeline = gpu.pipeline(l.shader.module(), l.entry, l.constants)?;
     Dispatch::new(
         gpu,
@@ -216,6 +226,7 @@ pub(crate) fn build(gpu: &Gpu, l: Launch<'_>) -> Result<Dispatch> {
             constants: l.constants.to_vec(),
             params: l.params.to_vec(),
             bindings: l.bindings.iter().map(|(b, t)| (*b, (*t).clone())).collect(),
+            textures,
             workgroups: l.workgroups,
             cost: l.cost,
         },

@@ -135,7 +135,7 @@ pub fn profile_steps(
         wall_ms_per_step: wall,
         steps_per_execution: t.steps_per_execution(),
         loop_bounding: crate::gpu::LOOP_BOUNDING,
-        gpu_buffer_bytes: t.gpu_bytes(),
+        gpu_buffer_bytes: t.gpu_bytes(gpu),
         dispatches_per_step: t.step_len(),
         shared_per_execution: t.shared_step_len(),
     })

@@ -439,9 +439,10 @@ impl Trainer {
     }
 
     /// Bytes of every GPU buffer the trainer allocated: network, dataset, permutation, logs,
-    /// the step plans' uniforms.
-    pub fn gpu_bytes(&self) -> u64 {
-        self.net.bytes()
+    /// the step plans' uniforms, and the textures `gpu` made for them (`textures`).
+    pub fn gpu_bytes(&self, gpu: &Gpu) -> u64 {
+        gpu.texture_bytes()
+            + self.net.bytes()
             + self.plans.iter().map(StepPlan::uniform_bytes).sum::<u64>()
             + self.train.images.buffer_bytes()
             + self.perm.buffer_bytes()

@@ -149,10 +149,8 @@ pub fn each_gpu(body: impl FnMut(&Gpu, &str)) {
 /// per-step dispatch as the second step of an execution would run it.
 pub fn run_slot(g: &Gpu, d: &wgsl_autoencoder::gpu::Dispatch, slot: usize) {
     let mut enc = g.device.create_command_encoder(&Default::default());
-    {
-        let mut pass = enc.begin_compute_pass(&Default::default());
-        d.record_slot(&mut pass, slot);
-    }
+    let launch = wgsl_autoencoder::gpu::SlotLaunch::at(d, slot);
+    wgsl_autoencoder::gpu::record_passes(&mut enc, d.kernel, None, &[launch]);
     g.queue.submit([enc.finish()]);
     if let Err(e) = g.wait() {
         panic!("running {} at slot {slot}: {e}", d.kernel);

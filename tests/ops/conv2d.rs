@@ -1827,3 +1827,191 @@ fn reduce_adam_case(
         }
     }
 }
+
+/// A dispatch's shader, entry point and whether it copies tensors into textures.
+type Launched = (&'static str, &'static str, bool);
+
+/// One convolution as [`conv2d_cpu_textures_give_the_storage_bits`] runs it: its shape, what
+/// it folds, and the lengths of x and of y (and dy).
+#[derive(Debug)]
+struct TexCase {
+    s: Conv2dShape,
+    input: Input,
+    pool: Option<Padding>,
+    take: Option<Strided>,
+    x_len: u64,
+    out_len: u64,
+}
+
+impl TexCase {
+    fn plain(s: Conv2dShape) -> Self {
+        TexCase {
+            s,
+            input: Input::Direct,
+            pool: None,
+            take: None,
+            x_len: s.input_len(),
+            out_len: s.output_len(),
+        }
+    }
+    fn upsampled(u: Upsampled) -> Self {
+        TexCase {
+            input: Input::Upsampled2x,
+            x_len: u.0.input_len() / 4,
+            ..Self::plain(u.0)
+        }
+    }
+    fn strided(c: StridedConv) -> Self {
+        let s = c.shape();
+        TexCase {
+            input: c.folds().input,
+            take: c.folds().take,
+            x_len: c.input_len(),
+            out_len: c.output_len(),
+            ..Self::plain(s)
+        }
+    }
+    fn pooled(f: Folded) -> Self {
+        let pool = f.pool.map(|p| f.pool_shape(p).output_len());
+        TexCase {
+            pool: f.pool,
+            out_len: pool.unwrap_or(f.s.output_len()),
+            ..Self::plain(f.s)
+        }
+    }
+
+    /// y, winners (a pool's, else an untouched poison), dx, dw and db from random inputs
+    /// into NaN, ReLU on or off; and each dispatch's shader, entry point and whether it
+    /// copied tensors into textures.
+    fn run(&self, g: &Gpu, relu: bool, seed: u64) -> ([Vec<u32>; 5], Vec<Launched>) {
+        let what = format!("{self:?} relu={relu}");
+        let s = &self.s;
+        let mut r = crate::common::rng(seed);
+        let mut random = |len: u64| {
+            let v = crate::common::uniform(&mut r, len as usize, -1.0, 1.0);
+            g.upload("t", &v).or_fail(&what)
+        };
+        let (x, w, b, dy) = (
+            random(self.x_len),
+            random(s.weight_len()),
+            random(s.co as u64),
+            random(self.out_len),
+        );
+        let t = |len: u64| g.poisoned("t", len).or_fail(&what);
+        let (y, winner) = (t(self.out_len), t(self.out_len));
+        let (dx, dw, db) = (t(self.x_len), t(s.weight_len()), t(s.co as u64));
+        let folds = Folds {
+            input: self.input,
+            pool: self.pool.map(|padding| Pooled {
+                padding,
+                winner: &winner,
+            }),
+            take: self.take,
+        };
+        let mut d = conv2d::forward(g, "t", s, &folds, relu, &x, &w, &b, &y).or_fail(&what);
+        let go = GradOut {
+            dy: &dy,
+            relu_output: relu.then_some(&y),
+        };
+        let partials = partials(g, s, &folds).or_fail(&what);
+        let params = conv2d::backward_params(g, "t", s, &folds, &go, &x, &partials, &dw, &db);
+        d.extend(params.or_fail(&what));
+        let dx_of = conv2d::backward_input(g, "t", s, &folds, &go, &w, &dx);
+        d.extend(dx_of.or_fail(&what));
+        wgsl_autoencoder::ops::run(g, &d).or_fail(&what);
+        let entries = d
+            .iter()
+            .map(|d| (d.source.shader, d.source.entry, d.fills_textures()))
+            .collect();
+        let bits = [y, winner, dx, dw, db].map(|t| g.read::<u32>(&t).or_fail(&what));
+        (bits, entries)
+    }
+
+    /// Whether the CPU set's kernels of `entry` read a tensor through a texture under
+    /// `textures`: the forward pass x where the input channels are a multiple of 4, the
+    /// input gradient dy (and act) where the output channels are; the weight gradients none.
+    fn reads_texture(&self, entry: &str) -> bool {
+        match entry {
+            "forward" => self.s.ci.is_multiple_of(4),
+            "backward_input" => self.s.co.is_multiple_of(4),
+            _ => false,
+        }
+    }
+}
+
+/// The CPU set's `textures` variant (the forward pass's x, the input gradient's dy and the
+/// ReLU mask's activations read through textures the dispatch copies them into) gives the
+/// storage loads' bits: the same floats loaded, so the same sums. Plain layers (the conv autoencoder's, two groups a side, odd
+/// channel counts that no texture serves, one channel on either side), upsampled,
+/// inserted, taken and pooled inputs and outputs, ReLU on and off, outputs starting as NaN;
+/// each dispatch is checked to have copied textures exactly where its kernel reads a
+/// tensor four channels at a time, and the plain set never to.
+#[test]
+fn conv2d_cpu_textures_give_the_storage_bits() {
+    use wgsl_autoencoder::gpu::{DeviceChoice, FoldChoice, FoldSet, KernelChoice};
+    let open = |textures| {
+        let folds = FoldSet {
+            textures,
+            ..FoldSet::NONE
+        };
+        let choice = DeviceChoice::new(
+            crate::common::adapter_choice(),
+            KernelChoice::Set(KernelSet::Cpu),
+        )
+        .with_folds(FoldChoice::Set(folds));
+        Gpu::new(&choice).or_fail("open")
+    };
+    let (storage, textured) = (open(false), open(true));
+    let p = |n, h, w, ci, co, padding| {
+        TexCase::plain(Conv2dShape {
+            k: 3,
+            n,
+            h,
+            w,
+            ci,
+            co,
+            padding,
+        })
+    };
+    let (same, valid) = (Padding::Same, Padding::Valid);
+    let mut cases = vec![
+        p(2, 14, 14, 16, 8, same),
+        p(2, 28, 28, 1, 16, same),
+        p(2, 7, 7, 24, 20, valid),
+        p(3, 7, 7, 5, 3, same),
+        // more than 32 channels: the GPU set's kernels, which read no texture
+        p(1, 6, 5, 36, 40, same),
+    ];
+    // The decoder's last two layers (8 -> 16 'valid', 16 -> 1), scalar channels, and the
+    // last at batch 8: an x of 6272 texels, a whole texture row (4096) and a part one.
+    let upsampled = upsampled_shapes();
+    let picked = [1, 2, 3, 8].map(|i| TexCase::upsampled(upsampled[i]));
+    cases.extend(picked);
+    let (inserted, taken) = (inserted_shapes(), taken_shapes());
+    cases.extend([inserted[6], taken[1]].map(TexCase::strided));
+    // The first layer's pool ('same'), and a 'valid' one on odd sides.
+    let folded = folded_cases();
+    let pooled = folded
+        .into_iter()
+        .filter(|f| !f.up && (f.pool == Some(valid) || f.s.ci == 1));
+    cases.extend(pooled.take(2).map(TexCase::pooled));
+    for (k, case) in cases.iter().enumerate() {
+        for relu in [false, true] {
+            let what = format!("{case:?} relu={relu}");
+            let (a, plain) = case.run(&storage, relu, 1300 + k as u64);
+            let (b, tex) = case.run(&textured, relu, 1300 + k as u64);
+            assert!(plain.iter().all(|(.., fills)| !fills), "{what}: {plain:?}");
+            for (shader, entry, fills) in &tex {
+                let wanted = *shader == "cpu/conv2d" && case.reads_texture(entry);
+                assert_eq!(*fills, wanted, "{what}: {entry} ({tex:?})");
+            }
+            for (name, i) in [("y", 0), ("winner", 1), ("dx", 2), ("dw", 3), ("db", 4)] {
+                assert!(a[i] == b[i], "{what}: {name} differs in its bits");
+            }
+            for (name, i) in [("y", 0), ("dx", 2), ("dw", 3), ("db", 4)] {
+                let nan = b[i].iter().any(|v| f32::from_bits(*v).is_nan());
+                assert!(!nan, "{what}: {name} left unwritten");
+            }
+        }
+    }
+}

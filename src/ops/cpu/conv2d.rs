@@ -2,9 +2,9 @@
 //! per-chunk partial sums plus a reduce. Written out for 3x3 kernels and at most [`MAXC`]
 //! channels a side ([`takes`]), [`GROUP`] of them per invocation; `ops::conv2d` runs the GPU
 //! set's kernels for other shapes.
-use crate::gpu::{Cost, Dispatch, Gpu, Tensor};
+use crate::gpu::{Cost, Dispatch, Gpu, Tensor, TensorTexture};
 use crate::ops::conv2d::{weight_gradient_kernels, GradOut, Params, Strided};
-use crate::ops::{build, Launch, Shader};
+use crate::ops::{build, build_textured, Launch, Shader};
 use crate::shapes::{Conv2dShape, Padding};
 use crate::Result;
 
@@ -99,6 +99,40 @@ fn as_vec4<'t>(gpu: &'t Gpu, t: &'t Tensor, channels: u32) -> &'t Tensor {
         true => t,
         false => &gpu.unread_vec4,
     }
+}
+
+/// The textures an entry point reads x (binding 17), dy (18) and act (19) through: under
+/// `textures` (the shader's TEX), each tensor it reads four channels at a time, else the
+/// unread placeholder. `reads` names the tensors and whether the kernel reads them so.
+fn textures(
+    gpu: &Gpu,
+    label: &str,
+    reads: &[(u32, &Tensor, bool)],
+) -> Result<Vec<(u32, TensorTexture)>> {
+    let on = gpu.folds_at(label).textures;
+    reads
+        .iter()
+        .map(|&(binding, t, read)| {
+            Ok((
+                binding,
+                match on && read {
+                    true => gpu.texture_of(label, t)?,
+                    false => gpu.unread_texture.clone(),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// `constants` with TEX set where any of `textures` is read.
+fn with_tex(
+    mut constants: Vec<(&'static str, f64)>,
+    textures: &[(u32, TensorTexture)],
+) -> Vec<(&'static str, f64)> {
+    if textures.iter().any(|(_, t)| t.is_filled()) {
+        constants.push(("TEX", 1.0));
+    }
+    constants
 }
 
 /// Groups of GROUP channels a side of `channels` splits into.
@@ -257,13 +291,14 @@ pub fn forward(
         Fold::Insert(_) => phase_grids(s.n, ho, wo),
     };
     let share = grids.len() as u64;
-    let mut base = constants(s, fold, false);
+    let tex = textures(gpu, label, &[(17, x, s.ci.is_multiple_of(4))])?;
+    let mut base = with_tex(constants(s, fold, false), &tex);
     base.push(("PAIR", pairs(s, fold) as u32 as f64));
     grids
         .into_iter()
         .map(|(invocations, phase)| {
             let constants = [base.clone(), phase].concat();
-            build(
+            build_textured(
                 gpu,
                 Launch {
                     shader: Shader::CpuConv2d,
@@ -291,6 +326,7 @@ pub fn forward(
                         flops: 2 * forward_macs(s, fold) / share,
                     },
                 },
+                tex.clone(),
             )
         })
         .collect()
@@ -398,7 +434,9 @@ pub fn backward_input(
         Fold::Take(_) => phase_grids(s.n, s.h, s.w),
     };
     let share = grids.len() as u64;
-    let base = constants(s, fold, false);
+    let vec4 = s.co.is_multiple_of(4);
+    let tex = textures(gpu, label, &[(18, dy, vec4), (19, act, vec4 && relu)])?;
+    let base = with_tex(constants(s, fold, false), &tex);
     let groups = groups_of(s.co);
     let mut out = Vec::new();
     for (pixels, phase) in &grids {
@@ -406,7 +444,7 @@ pub fn backward_input(
             let mut constants = [base.clone(), phase.clone()].concat();
             constants.extend([("OG", og as f64), ("ADD_TO_DX", (og > 0) as u32 as f64)]);
             let outputs = output_len(s, fold) / groups as u64;
-            out.push(build(
+            out.push(build_textured(
                 gpu,
                 Launch {
                     shader: Shader::CpuConv2d,
@@ -433,6 +471,7 @@ pub fn backward_input(
                         flops: 2 * backward_input_macs(s, fold) / groups as u64 / share,
                     },
                 },
+                tex.clone(),
             )?);
         }
     }
@@ -460,6 +499,13 @@ pub fn backward_params(
     // `partials` holds exactly partials_len(s) (ops::conv2d checked it).
     let used = partials.len;
     let constants = constants(s, fold, db.is_some());
+    // The weight gradients read through storage under `textures` too: measured there,
+    // their share of a conv step moved by -8% to +6% (BENCHMARKS.md), short of the copies.
+    let tex = textures(
+        gpu,
+        label,
+        &[(17, x, false), (18, dy, false), (19, act, false)],
+    )?;
     let (kernel, reduce_kernel) = weight_gradient_kernels(db.is_some());
     // One invocation per chunk and tap for each pair of channel groups, or per chunk with
     // every tap for each group of the wide side (thin), or under an upsampling with at most 8
@@ -473,7 +519,8 @@ pub fn backward_params(
     };
     let [across, down, _] = gpu.grid_of(kernel, invocations, PARTIAL_WG)?;
     let workgroups = [across, down, groups];
-    let partial = build(
+    let partial_constants = with_tex(constants.clone(), &tex);
+    let partial = build_textured(
         gpu,
         Launch {
             shader: Shader::CpuConv2d,
@@ -491,13 +538,14 @@ pub fn backward_params(
                 (16, winners(fold, as_vec4(gpu, dy, s.co))),
                 (8, partials),
             ],
-            constants: &constants,
+            constants: &partial_constants,
             workgroups,
             cost: Cost {
                 bytes: 4 * (output_len(s, fold) * (1 + relu as u64) + input_len(s, fold) + used),
                 flops: 2 * weight_macs(s, fold) + output_len(s, fold) / s.co as u64,
             },
         },
+        tex,
     )?;
     let extra_bias = match (fold, db) {
         (Fold::Insert(_), Some(_)) => s.co as u64,
