@@ -4,8 +4,8 @@
 //! cycles). A kernel reads the texture with `textureLoad`; the dispatch copies the tensor into
 //! it first, outside any compute pass (`dispatch::record_passes`). On a CPU adapter that copy
 //! is a memcpy (in a lavapipe conv step about 0.1 ms per MB, from the gaps it leaves between
-//! a trace's dispatches), where a kernel writing the texture itself would pay ~85 cycles a
-//! lane for each `textureStore` (`lane_loads`' `to_texture`).
+//! a trace's dispatches), where a kernel writing the texture itself would pay 85-104 cycles
+//! a lane for each `textureStore` (`lane_loads`' `to_texture`, against 12-13 to storage).
 use super::{Gpu, Tensor};
 use crate::{Error, Result};
 use std::collections::HashMap;
