@@ -65,8 +65,9 @@ override INS: bool = false;
 // depends on the output row's and column's parity (its phase), so the forward and the input
 // gradient run the kernel folded: the taps landing on one x pixel summed into one weight as
 // the slice is copied into workgroup memory (the same sums to float rounding). The
-// single-output forward takes one invocation per 2x2 block of outputs, each x pixel around
-// it loaded once and read by the outputs whose 2x2 it is in (4 taps each, not 9); an x pixel's input
+// single-output forward takes one invocation per UP_ROW x pixels of a row (their 2x2 blocks of
+// outputs), each x pixel around them loaded once and read by the outputs whose 2x2 it is in
+// (4 taps each, not 9); an x pixel's input
 // gradient reads its 4x4 outputs through 16 folded taps, not 4 x 9. The other forwards read
 // each tap's x pixel through x_pixel: the 9 taps of an output load 4 distinct pixels there,
 // and lavapipe's time is in the loads (a z-layer per phase with 4 folded taps measured
@@ -426,41 +427,107 @@ fn forward_single(id: u32) {
     }
 }
 
-// UP = 2, one output channel: invocation q computes the four outputs (2fy + ry, 2fx + rx),
-// a0..a3 in phase order 2ry + rx, from the x pixels around x's (fy, fx) (3x3 under 'same',
-// 2x2 under 'valid'), each loaded once and read by the outputs whose 2x2 it is in through
-// their phase's folded kernel (wsh4 rows (4 * phase + e) * CI4 + j, load_weights4_up_single).
+// x pixels of a row per invocation of the single-output upsampled forward
+// (ops::cpu::conv2d::UP_ROW).
+const UP_ROW: u32 = 4u;
+
+// UP = 2, one output channel: invocation q takes UP_ROW neighbouring x pixels of a row,
+// (fy, fx0 + k) for k < UP_ROW, and computes each one's four outputs (2fy + ry,
+// 2(fx0 + k) + rx), in acc_k's a0..a3 in phase order 2ry + rx, from the x pixels around them
+// (3 x (UP_ROW + 2) under 'same', 2 x (UP_ROW + 1) under 'valid'), each loaded once and read
+// by the outputs whose 2x2 it is in through their phase's folded kernel (wsh4 rows
+// (4 * phase + e) * CI4 + j, load_weights4_up_single): 18 loads for 4 x pixels where one
+// invocation per x pixel made 36. Each output adds the same terms in the same order as then.
 fn forward_single_up(id: u32) {
     // (At least 1: the entry point is compiled for every shape, and its divisions by
     // constants must not be by zero.)
     let fh = max(HO / 2u, 1u);
     let fw = max(WO / 2u, 1u);
-    let total = p.n * fh * fw;
+    let groups = (fw + UP_ROW - 1u) / UP_ROW;
+    let total = p.n * fh * groups;
     let q = min(id, total - 1u);
-    let fx = q % fw;
-    let fy = (q / fw) % fh;
-    let b = q / (fw * fh);
-    var acc: Acc4;
-    fwd_single_up_at(-1, -1, b, fy, fx, &acc);
-    fwd_single_up_at(-1, 0, b, fy, fx, &acc);
-    fwd_single_up_at(-1, 1, b, fy, fx, &acc);
-    fwd_single_up_at(0, -1, b, fy, fx, &acc);
-    fwd_single_up_at(0, 0, b, fy, fx, &acc);
-    fwd_single_up_at(0, 1, b, fy, fx, &acc);
-    fwd_single_up_at(1, -1, b, fy, fx, &acc);
-    fwd_single_up_at(1, 0, b, fy, fx, &acc);
-    fwd_single_up_at(1, 1, b, fy, fx, &acc);
+    let fx0 = UP_ROW * (q % groups);
+    let fy = (q / groups) % fh;
+    let b = q / (groups * fh);
+    // One named Acc4 per x pixel (a struct of them made the pipeline take seconds longer to
+    // build).
+    var k0: Acc4;
+    var k1: Acc4;
+    var k2: Acc4;
+    var k3: Acc4;
+    fwd_up_row(-1, b, fy, fx0, &k0, &k1, &k2, &k3);
+    fwd_up_row(0, b, fy, fx0, &k0, &k1, &k2, &k3);
+    fwd_up_row(1, b, fy, fx0, &k0, &k1, &k2, &k3);
+    if (id < total) {
+        up_row_store(b, fy, fx0, 0u, fw, k0);
+        if (UP_ROW > 1u) { up_row_store(b, fy, fx0, 1u, fw, k1); }
+        if (UP_ROW > 2u) { up_row_store(b, fy, fx0, 2u, fw, k2); }
+        if (UP_ROW > 3u) { up_row_store(b, fy, fx0, 3u, fw, k3); }
+    }
+}
+
+// The four outputs of x pixel (fy, fx0 + k), if it is in the row.
+fn up_row_store(b: u32, fy: u32, fx0: u32, k: u32, fw: u32, acc: Acc4) {
     let one = vec4<f32>(1.0);
     var v = vec4<f32>(dot(acc.a0, one), dot(acc.a1, one), dot(acc.a2, one), dot(acc.a3, one));
     v += vec4<f32>(bias[0]);
     if (p.relu != 0u) { v = max(v, vec4<f32>(0.0)); }
-    if (id < total) {
-        let at = (b * HO + 2u * fy) * WO + 2u * fx;
+    if (fx0 + k < fw) {
+        let at = (b * HO + 2u * fy) * WO + 2u * (fx0 + k);
         y[at] = v.x;
         y[at + 1u] = v.y;
         y[at + WO] = v.z;
         y[at + WO + 1u] = v.w;
     }
+}
+
+// Row offset ny of the row's x pixels, in order of column offset from fx0 (so each output
+// meets its pixels in the one-pixel order: rows, then columns).
+fn fwd_up_row(ny: i32, b: u32, fy: u32, fx0: u32, k0: ptr<function, Acc4>,
+              k1: ptr<function, Acc4>, k2: ptr<function, Acc4>, k3: ptr<function, Acc4>) {
+    fwd_up_at(ny, -1, b, fy, fx0, k0, k1, k2, k3);
+    fwd_up_at(ny, 0, b, fy, fx0, k0, k1, k2, k3);
+    fwd_up_at(ny, 1, b, fy, fx0, k0, k1, k2, k3);
+    fwd_up_at(ny, 2, b, fy, fx0, k0, k1, k2, k3);
+    if (UP_ROW > 2u) { fwd_up_at(ny, 3, b, fy, fx0, k0, k1, k2, k3); }
+    if (UP_ROW > 3u) { fwd_up_at(ny, 4, b, fy, fx0, k0, k1, k2, k3); }
+}
+
+// Whether a phase-r output reads x offset n (from its own x pixel) in either row parity: the
+// pixel is loaded only where some output reads it.
+fn up_reads(n: i32) -> bool {
+    return up_in(0u, n) || up_in(1u, n);
+}
+
+// x's pixel (fy + ny, fx0 + nx) into each output that reads it: x pixel k's at offset
+// (ny, nx - k). ny, nx are literals wherever this is called, so every branch folds away.
+fn fwd_up_at(ny: i32, nx: i32, b: u32, fy: u32, fx0: u32, k0: ptr<function, Acc4>,
+             k1: ptr<function, Acc4>, k2: ptr<function, Acc4>, k3: ptr<function, Acc4>) {
+    let used = up_reads(nx) || (UP_ROW > 1u && up_reads(nx - 1))
+        || (UP_ROW > 2u && up_reads(nx - 2)) || (UP_ROW > 3u && up_reads(nx - 3));
+    if (!up_reads(ny) || !used) { return; }
+    let sy = i32(fy) + ny;
+    let sx = i32(fx0) + nx;
+    let keep = inside_at(sy, XH) * inside_at(sx, XW);
+    let pix = (b * XH + tap_at(sy, XH)) * XW + tap_at(sx, XW);
+    let ci4 = (CI + 3u) / 4u;
+    for (var j = 0u; j < ci4; j++) {
+        let xq = x4_at(pix, j, keep);
+        up_into(ny, nx, j, xq, k0);
+        if (UP_ROW > 1u) { up_into(ny, nx - 1, j, xq, k1); }
+        if (UP_ROW > 2u) { up_into(ny, nx - 2, j, xq, k2); }
+        if (UP_ROW > 3u) { up_into(ny, nx - 3, j, xq, k3); }
+    }
+}
+
+// x channels 4j..4j+3 at offset (ny, nx) from an x pixel into its four outputs' sums, where
+// they read it.
+fn up_into(ny: i32, nx: i32, j: u32, xq: vec4<f32>, acc: ptr<function, Acc4>) {
+    let ci4 = (CI + 3u) / 4u;
+    if (up_hits(0u, 0u, ny, nx)) { (*acc).a0 += xq * wsh4[up_single_row(0u, 0u, ny, nx) * ci4 + j]; }
+    if (up_hits(0u, 1u, ny, nx)) { (*acc).a1 += xq * wsh4[up_single_row(0u, 1u, ny, nx) * ci4 + j]; }
+    if (up_hits(1u, 0u, ny, nx)) { (*acc).a2 += xq * wsh4[up_single_row(1u, 0u, ny, nx) * ci4 + j]; }
+    if (up_hits(1u, 1u, ny, nx)) { (*acc).a3 += xq * wsh4[up_single_row(1u, 1u, ny, nx) * ci4 + j]; }
 }
 
 // Which of its two x rows (or columns) a phase-r output's row offset n is: n - up_first(r).
@@ -481,25 +548,6 @@ fn up_hits(ry: u32, rx: u32, ny: i32, nx: i32) -> bool {
 // The wsh4 row of phase (ry, rx)'s folded tap at offset (ny, nx) (where up_hits).
 fn up_single_row(ry: u32, rx: u32, ny: i32, nx: i32) -> u32 {
     return 4u * (2u * ry + rx) + u32(2 * up_tap_of(ry, ny) + up_tap_of(rx, nx));
-}
-
-// x's pixel (fy + ny, fx + nx) into each of the four outputs that read it (ny, nx are
-// literals wherever this is called, so every branch folds away; with 'valid' padding no
-// output reads offset -1).
-fn fwd_single_up_at(ny: i32, nx: i32, b: u32, fy: u32, fx: u32, acc: ptr<function, Acc4>) {
-    if (!(up_in(0u, ny) || up_in(1u, ny)) || !(up_in(0u, nx) || up_in(1u, nx))) { return; }
-    let sy = i32(fy) + ny;
-    let sx = i32(fx) + nx;
-    let keep = inside_at(sy, XH) * inside_at(sx, XW);
-    let pix = (b * XH + tap_at(sy, XH)) * XW + tap_at(sx, XW);
-    let ci4 = (CI + 3u) / 4u;
-    for (var j = 0u; j < ci4; j++) {
-        let xq = x4_at(pix, j, keep);
-        if (up_hits(0u, 0u, ny, nx)) { (*acc).a0 += xq * wsh4[up_single_row(0u, 0u, ny, nx) * ci4 + j]; }
-        if (up_hits(0u, 1u, ny, nx)) { (*acc).a1 += xq * wsh4[up_single_row(0u, 1u, ny, nx) * ci4 + j]; }
-        if (up_hits(1u, 0u, ny, nx)) { (*acc).a2 += xq * wsh4[up_single_row(1u, 0u, ny, nx) * ci4 + j]; }
-        if (up_hits(1u, 1u, ny, nx)) { (*acc).a3 += xq * wsh4[up_single_row(1u, 1u, ny, nx) * ci4 + j]; }
-    }
 }
 
 // UP = 2, one output channel: the four phases' folded kernels, row 4 * phase + e, each CI4

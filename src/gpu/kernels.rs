@@ -205,7 +205,8 @@ impl FoldSet {
     /// (the CPU set's); on the CPU set `windows` and `loss` (its own fused kernel loads each
     /// logit and target once for both: the loss's kernels 25-30% shorter; with both, a
     /// lavapipe dense step's kernels about 20% shorter: BENCHMARKS.md) and `textures` (the
-    /// convolutions it serves 20-28% shorter, a conv step about 8% with its copies), whose kernels reduce their own sums and fold the layers they
+    /// kernels it serves 20-28% shorter; with its copies, a traced conv step's span 8% and a
+    /// whole epoch 2% in one sitting), whose kernels reduce their own sums and fold the layers they
     /// take by themselves (a 2x upsampling, a strided layer's map): another fold named there
     /// runs the GPU set's kernels for the layers it joins, except an upsampling the CPU set's
     /// kernels read through anyway.

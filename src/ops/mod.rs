@@ -141,6 +141,7 @@ impl Shader {
                 ("PARTIAL_WG", cpu::conv2d::PARTIAL_WG),
                 ("MAXC", cpu::conv2d::MAXC as u64),
                 ("GROUP", cpu::conv2d::GROUP as u64),
+                ("UP_ROW", cpu::conv2d::UP_ROW),
             ]),
             Shader::CpuDense => c.push(("CPU_WG", cpu::dense::CPU_WG)),
             Shader::CpuBce => c.push(("CPU_WG", bce::CPU_WG)),

@@ -18,6 +18,11 @@ pub const CPU_WG: u64 = 128;
 pub const PARTIAL_WG: u64 = 8;
 /// Output pixels one weight-gradient invocation sums.
 pub const CHUNK: u64 = 256;
+/// x pixels of a row one invocation takes in the single-output forward through an upsampling
+/// (each with its 2x2 outputs): the shader's UP_ROW. The pixels around them are loaded once
+/// for all: 18 loads for 4 x pixels under 'same' padding, where one invocation per x pixel
+/// made 36.
+pub const UP_ROW: u64 = 4;
 /// Channels an invocation holds a side: four vec4 accumulators, and a kernel slice copied
 /// into workgroup memory as 9 x 16 x 16 floats (9 KiB). The shader's GROUP. The side an
 /// invocation writes runs a z-layer of workgroups per group; the side it sums over is walked
@@ -271,13 +276,16 @@ pub fn forward(
 ) -> Result<Vec<Dispatch>> {
     let p = params(s, fold, relu);
     // A single output channel takes four neighbouring pixels per invocation (under an
-    // upsampling, the 2x2 over one x pixel); fewer than 4 take every output channel in one
+    // upsampling, the 2x2 outputs over each of UP_ROW x pixels of a row); fewer than 4 take every output channel in one
     // invocation, more take a group each: every pixel, or the kept ones under a take, or under
     // an insertion one dispatch per output phase, each with its own taps (takes_inserted and
     // takes_taken leave only the last form).
     let (ho, wo) = s.out_hw();
     let (pixels, groups) = match (s.co, fold) {
-        (1, Fold::Upsample) => (s.output_len() / 4, 1),
+        (1, Fold::Upsample) => {
+            let (fh, fw) = (ho as u64 / 2, wo as u64 / 2);
+            (s.n as u64 * fh * fw.div_ceil(UP_ROW), 1)
+        }
         (1, _) => (s.n as u64 * ho as u64 * wo.div_ceil(4) as u64, 1),
         (2 | 3, _) => (s.output_len() / s.co as u64, 1),
         _ if pairs(s, fold) => (s.n as u64 * ho as u64 * wo.div_ceil(2) as u64, 1),
