@@ -99,38 +99,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let texture = device.create_texture_with_data(
         &queue,
-        &wgpu::TextureDescriptor {
-            label: None,
-            size: wgpu::Extent3d {
-                width: 64,
-                height: 64,
-                depth_or_array_layers: 1,
-            },
-            mip_level_count: 1,
-            sample_count: 1,
-            dimension: wgpu::TextureDimension::D2,
-            format: wgpu::TextureFormat::Rgba32Float,
-            usage: wgpu::TextureUsages::TEXTURE_BINDING,
-            view_formats: &[],
-        },
+        &texture_4096(wgpu::TextureUsages::TEXTURE_BINDING),
         wgpu::util::TextureDataOrder::LayerMajor,
         bytemuck::cast_slice(&data),
     );
     let view = texture.create_view(&Default::default());
-    let written = device.create_texture(&wgpu::TextureDescriptor {
-        label: None,
-        size: wgpu::Extent3d {
-            width: 64,
-            height: 64,
-            depth_or_array_layers: 1,
-        },
-        mip_level_count: 1,
-        sample_count: 1,
-        dimension: wgpu::TextureDimension::D2,
-        format: wgpu::TextureFormat::Rgba32Float,
-        usage: wgpu::TextureUsages::STORAGE_BINDING,
-        view_formats: &[],
-    });
+    let written = device.create_texture(&texture_4096(wgpu::TextureUsages::STORAGE_BINDING));
     let written_view = written.create_view(&Default::default());
     let entries = [
         "no_load",
@@ -194,4 +168,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     Ok(())
+}
+
+/// A 64 x 64 rgba32float texture: 4096 vec4s, as many as the buffers' loads index.
+fn texture_4096(usage: wgpu::TextureUsages) -> wgpu::TextureDescriptor<'static> {
+    wgpu::TextureDescriptor {
+        label: None,
+        size: wgpu::Extent3d {
+            width: 64,
+            height: 64,
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: wgpu::TextureFormat::Rgba32Float,
+        usage,
+        view_formats: &[],
+    }
 }
