@@ -197,14 +197,6 @@ impl Dispatch {
         self.textures.iter().for_each(|(_, t)| t.fill(enc));
     }
 
-    /// The textures it copies tensors into.
-    pub fn textures(&self) -> impl Iterator<Item = &TensorTexture> {
-        self.textures
-            .iter()
-            .map(|(_, t)| t)
-            .filter(|t| t.is_filled())
-    }
-
     /// Records the launch with the parameters of uniform slot `slot` over `workgroups` into a
     /// pass; its textures must have been filled ([`record_passes`] does both).
     fn record_in(&self, pass: &mut wgpu::ComputePass<'_>, slot: usize, workgroups: [u32; 3]) {

@@ -142,6 +142,7 @@ impl Shader {
                 ("MAXC", cpu::conv2d::MAXC as u64),
                 ("GROUP", cpu::conv2d::GROUP as u64),
                 ("UP_ROW", cpu::conv2d::UP_ROW),
+                ("TEX_ROW", crate::gpu::TEXELS_PER_ROW as u64),
             ]),
             Shader::CpuDense => c.push(("CPU_WG", cpu::dense::CPU_WG)),
             Shader::CpuBce => c.push(("CPU_WG", bce::CPU_WG)),

@@ -276,8 +276,8 @@ pub fn forward(
 ) -> Result<Vec<Dispatch>> {
     let p = params(s, fold, relu);
     // A single output channel takes four neighbouring pixels per invocation (under an
-    // upsampling, the 2x2 outputs over each of UP_ROW x pixels of a row); fewer than 4 take every output channel in one
-    // invocation, more take a group each: every pixel, or the kept ones under a take, or under
+    // upsampling, the 2x2 outputs over each of UP_ROW x pixels of a row); fewer than 4 take
+    // every output channel in one invocation, more take a group each: every pixel, or the kept ones under a take, or under
     // an insertion one dispatch per output phase, each with its own taps (takes_inserted and
     // takes_taken leave only the last form).
     let (ho, wo) = s.out_hw();
@@ -507,13 +507,10 @@ pub fn backward_params(
     // `partials` holds exactly partials_len(s) (ops::conv2d checked it).
     let used = partials.len;
     let constants = constants(s, fold, db.is_some());
-    // The weight gradients read through storage under `textures` too: measured there,
-    // their share of a conv step moved by -8% to +6% (BENCHMARKS.md), short of the copies.
-    let tex = textures(
-        gpu,
-        label,
-        &[(17, x, false), (18, dy, false), (19, act, false)],
-    )?;
+    // The weight gradients read through storage under `textures` too (through textures they
+    // measured no clear gain, short of their copies' cost: BENCHMARKS.md), so each texture
+    // binding holds the placeholder.
+    let unread = [17, 18, 19].map(|binding| (binding, gpu.unread_texture.clone()));
     let (kernel, reduce_kernel) = weight_gradient_kernels(db.is_some());
     // One invocation per chunk and tap for each pair of channel groups, or per chunk with
     // every tap for each group of the wide side (thin), or under an upsampling with at most 8
@@ -527,7 +524,6 @@ pub fn backward_params(
     };
     let [across, down, _] = gpu.grid_of(kernel, invocations, PARTIAL_WG)?;
     let workgroups = [across, down, groups];
-    let partial_constants = with_tex(constants.clone(), &tex);
     let partial = build_textured(
         gpu,
         Launch {
@@ -546,14 +542,14 @@ pub fn backward_params(
                 (16, winners(fold, as_vec4(gpu, dy, s.co))),
                 (8, partials),
             ],
-            constants: &partial_constants,
+            constants: &constants,
             workgroups,
             cost: Cost {
                 bytes: 4 * (output_len(s, fold) * (1 + relu as u64) + input_len(s, fold) + used),
                 flops: 2 * weight_macs(s, fold) + output_len(s, fold) / s.co as u64,
             },
         },
-        tex,
+        unread.to_vec(),
     )?;
     let extra_bias = match (fold, db) {
         (Fold::Insert(_), Some(_)) => s.co as u64,
