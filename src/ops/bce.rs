@@ -176,7 +176,7 @@ pub fn loss_finish(
 /// (`--folds adam`: `dense::grads_adam` fills them): one workgroup per region, each writing
 /// the mean into the loss log's slot its header names, and clearing it; a region no step
 /// filled since is skipped. Built over the first `count` regions; an execution records it
-/// over as many as its steps filled ([`Dispatch::record_slot_groups`]).
+/// over as many as its steps filled (a [`crate::gpu::SlotLaunch`] with that many workgroups).
 pub fn loss_finish_steps(
     gpu: &Gpu,
     label: &str,
