@@ -33,6 +33,15 @@ impl TensorTexture {
         self.source.is_some()
     }
 
+    /// The same texture bound without the copy: for the dispatches of one op that run right
+    /// after the one that copied (its phases or channel groups), which write nothing it holds.
+    pub fn already_filled(&self) -> TensorTexture {
+        TensorTexture {
+            source: None,
+            ..self.clone()
+        }
+    }
+
     /// Bytes of the texture.
     pub fn bytes(&self) -> u64 {
         let size = self.texture.size();

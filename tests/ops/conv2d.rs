@@ -1945,7 +1945,8 @@ impl TexCase {
 /// channel counts that no texture serves, one channel on either side), upsampled,
 /// inserted, taken and pooled inputs and outputs, ReLU on and off, outputs starting as NaN;
 /// each dispatch is checked to have copied textures exactly where its kernel reads a
-/// tensor four channels at a time, and the plain set never to.
+/// tensor four channels at a time and no earlier dispatch of its op (a phase, a channel
+/// group) copied it just before, and the plain set never to.
 #[test]
 fn conv2d_cpu_textures_give_the_storage_bits() {
     use wgsl_autoencoder::gpu::{DeviceChoice, FoldChoice, FoldSet, KernelChoice};
@@ -1995,15 +1996,23 @@ fn conv2d_cpu_textures_give_the_storage_bits() {
         .into_iter()
         .filter(|f| !f.up && (f.pool == Some(valid) || f.s.ci == 1));
     cases.extend(pooled.take(2).map(TexCase::pooled));
+    // Dispatches that read a texture an earlier dispatch of their op copied.
+    let mut reread = 0;
     for (k, case) in cases.iter().enumerate() {
         for relu in [false, true] {
             let what = format!("{case:?} relu={relu}");
             let (a, plain) = case.run(&storage, relu, 1300 + k as u64);
             let (b, tex) = case.run(&textured, relu, 1300 + k as u64);
             assert!(plain.iter().all(|(.., fills)| !fills), "{what}: {plain:?}");
+            // The first dispatch of an entry copies; its later phases or channel groups,
+            // run right after it, read that copy.
+            let mut seen = Vec::new();
             for (shader, entry, fills) in &tex {
-                let wanted = *shader == "cpu/conv2d" && case.reads_texture(entry);
-                assert_eq!(*fills, wanted, "{what}: {entry} ({tex:?})");
+                let reads = *shader == "cpu/conv2d" && case.reads_texture(entry);
+                let first = !seen.contains(entry);
+                seen.push(*entry);
+                assert_eq!(*fills, reads && first, "{what}: {entry} ({tex:?})");
+                reread += (reads && !first) as usize;
             }
             for (name, i) in [("y", 0), ("winner", 1), ("dx", 2), ("dw", 3), ("db", 4)] {
                 assert!(a[i] == b[i], "{what}: {name} differs in its bits");
@@ -2014,4 +2023,9 @@ fn conv2d_cpu_textures_give_the_storage_bits() {
             }
         }
     }
+    // The inserted case's forward phases and the taken and 24 -> 20 cases' input gradients.
+    assert!(
+        reread >= 3 * 2,
+        "{reread} dispatches read an earlier one's copy"
+    );
 }

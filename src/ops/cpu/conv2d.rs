@@ -129,6 +129,18 @@ fn textures(
         .collect()
 }
 
+/// `textures` for the `k`th of an op's dispatches, which run back to back: the first copies
+/// the tensors in, the later ones (phases, channel groups) read what it copied.
+fn filled_by_first(textures: &[(u32, TensorTexture)], k: usize) -> Vec<(u32, TensorTexture)> {
+    textures
+        .iter()
+        .map(|(binding, t)| match k {
+            0 => (*binding, t.clone()),
+            _ => (*binding, t.already_filled()),
+        })
+        .collect()
+}
+
 /// `constants` with TEX set where any of `textures` is read.
 fn with_tex(
     mut constants: Vec<(&'static str, f64)>,
@@ -304,7 +316,8 @@ pub fn forward(
     base.push(("PAIR", pairs(s, fold) as u32 as f64));
     grids
         .into_iter()
-        .map(|(invocations, phase)| {
+        .enumerate()
+        .map(|(k, (invocations, phase))| {
             let constants = [base.clone(), phase].concat();
             build_textured(
                 gpu,
@@ -334,7 +347,7 @@ pub fn forward(
                         flops: 2 * forward_macs(s, fold) / share,
                     },
                 },
-                tex.clone(),
+                filled_by_first(&tex, k),
             )
         })
         .collect()
@@ -479,7 +492,7 @@ pub fn backward_input(
                         flops: 2 * backward_input_macs(s, fold) / groups as u64 / share,
                     },
                 },
-                tex.clone(),
+                filled_by_first(&tex, out.len()),
             )?);
         }
     }
