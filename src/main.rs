@@ -67,7 +67,7 @@ struct Cli {
     /// window on four invocations, not one), windows (the cpu set's dense products read
     /// the operand that fits in two 64 KiB uniform windows through them) and textures (the
     /// cpu set's convolutions read the forward pass's input and the input gradient's upstream
-    /// gradient through textures, each copied in before the dispatch); or all, none, tune (train, bench and profile
+    /// gradient through textures, each copied in before the op's first dispatch); or all, none, tune (train, bench and profile
     /// time sets of folds at start-up and keep the fastest: the gpu kernel set only, where
     /// they change no bit), auto (tune on a GPU adapter's gpu kernel set; elsewhere all on the
     /// gpu set but rows, grads, gather, adam, narrow, quads, windows and textures on a CPU

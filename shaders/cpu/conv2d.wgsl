@@ -172,8 +172,8 @@ struct Conv {
 @group(0) @binding(16) var<storage, read> winner4: array<vec4<u32>>;
 
 // TEX (the `textures` variant): x4, dy4 and act4 are read through rgba32float textures that
-// hold the same floats, TEX_ROW texels a row (gpu::TensorTexture; the dispatch copies the
-// buffers in first). lavapipe fetches a texel at a per-invocation coordinate as a straight
+// hold the same floats, TEX_ROW texels a row (gpu::TensorTexture; an op's first dispatch
+// copies the buffers in). lavapipe fetches a texel at a per-invocation coordinate as a straight
 // gather, where a storage load is a guarded loop over the vector's lanes: about half the
 // cycles (examples/lane_loads.rs). The same floats, so the same bits.
 override TEX: bool = false;

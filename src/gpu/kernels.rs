@@ -112,7 +112,7 @@ impl fmt::Display for KernelChoice {
 /// two 64 KiB uniform windows through them (`windows`: the same bits; tensor buffers get
 /// uniform usage and a window's room after them), and its convolutions reading the forward
 /// pass's input and the input gradient's upstream gradient (and ReLU mask) through textures
-/// that each dispatch copies them into first (`textures`: the same bits; `gpu::TensorTexture`).
+/// that each op's first dispatch copies them into (`textures`: the same bits; `gpu::TensorTexture`).
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
 )]

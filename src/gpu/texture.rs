@@ -1,8 +1,9 @@
 //! Tensors read through textures: the CPU kernel set's `textures` variant. lavapipe fetches
 //! a texel at a per-invocation coordinate as a straight gather, where it loads from a storage
 //! buffer in a guarded loop over the vector's lanes (`examples/lane_loads.rs`: about half the
-//! cycles). A kernel reads the texture with `textureLoad`; the dispatch copies the tensor into
-//! it first, outside any compute pass (`dispatch::record_passes`). On a CPU adapter that copy
+//! cycles). A kernel reads the texture with `textureLoad`; an op's first dispatch copies the
+//! tensor into it first, outside any compute pass (`dispatch::record_passes`), and the op's
+//! later dispatches read that copy. On a CPU adapter that copy
 //! is a memcpy (in a lavapipe conv step about 0.1 ms per MB, from the gaps it leaves between
 //! a trace's dispatches), where a kernel writing the texture itself would pay 85-104 cycles
 //! a lane for each `textureStore` (`lane_loads`' `to_texture`, against 12-13 to storage).
@@ -91,8 +92,8 @@ impl TensorTexture {
 }
 
 /// One texture per tensor view, made on first use: the kernels of a layer that read the same
-/// tensor share it (each dispatch still copies the tensor in before it runs, so a buffer
-/// rewritten in between is read as it is then).
+/// tensor share it (each op still copies the tensor in before its first dispatch runs, so a
+/// buffer rewritten in between is read as it is then).
 #[derive(Default)]
 pub(crate) struct TextureCache {
     textures: Mutex<HashMap<(wgpu::Buffer, u64, u64), TensorTexture>>,

@@ -1940,10 +1940,11 @@ impl TexCase {
 }
 
 /// The CPU set's `textures` variant (the forward pass's x, the input gradient's dy and the
-/// ReLU mask's activations read through textures the dispatch copies them into) gives the
-/// storage loads' bits: the same floats loaded, so the same sums. Plain layers (the conv autoencoder's, two groups a side, odd
-/// channel counts that no texture serves, one channel on either side), upsampled,
-/// inserted, taken and pooled inputs and outputs, ReLU on and off, outputs starting as NaN;
+/// ReLU mask's activations read through textures the op's first dispatch copies them into)
+/// gives the storage loads' bits: the same floats loaded, so the same sums. Plain layers (the
+/// conv autoencoder's, two groups a side, odd channel counts that no texture serves, one
+/// channel on either side), upsampled, inserted, taken and pooled inputs and outputs, ReLU on
+/// and off, outputs starting as NaN;
 /// each dispatch is checked to have copied textures exactly where its kernel reads a
 /// tensor four channels at a time and no earlier dispatch of its op (a phase, a channel
 /// group) copied it just before, and the plain set never to.
