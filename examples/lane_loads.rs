@@ -46,6 +46,18 @@ fn from_uniform(@builtin(global_invocation_id) gid: vec3<u32>) {
 fn to_storage(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var i = 0u; i < LOADS; i++) { dst[(gid.x & ~4095u) + idx(i, gid.x)] = vec4<f32>(f32(i)); }
 }
+// The same four floats as four scalar stores: what a kernel that stores channel by channel pays.
+@group(0) @binding(5) var<storage, read_write> dst1: array<f32>;
+@compute @workgroup_size(8)
+fn to_storage_f32(@builtin(global_invocation_id) gid: vec3<u32>) {
+    for (var i = 0u; i < LOADS; i++) {
+        let k = 4u * ((gid.x & ~4095u) + idx(i, gid.x));
+        dst1[k] = f32(i);
+        dst1[k + 1u] = f32(i);
+        dst1[k + 2u] = f32(i);
+        dst1[k + 3u] = f32(i);
+    }
+}
 @compute @workgroup_size(8)
 fn to_texture(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var i = 0u; i < LOADS; i++) {
@@ -112,6 +124,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "from_uniform",
         "from_texture",
         "to_storage",
+        "to_storage_f32",
         "to_texture",
     ];
     for entry in entries {
@@ -128,16 +141,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "from_uniform" => Some((2, src.as_entire_binding())),
             "from_texture" => Some((3, wgpu::BindingResource::TextureView(&view))),
             "to_texture" => Some((4, wgpu::BindingResource::TextureView(&written_view))),
+            "to_storage_f32" => Some((5, dst.as_entire_binding())),
             _ => None,
         };
-        // Every entry but the texture store writes its result to dst.
-        let mut entries: Vec<wgpu::BindGroupEntry> = (entry != "to_texture")
-            .then(|| wgpu::BindGroupEntry {
-                binding: 1,
-                resource: dst.as_entire_binding(),
-            })
-            .into_iter()
-            .collect();
+        // Every entry but the stores to a texture and to dst1 writes its result to dst.
+        let mut entries: Vec<wgpu::BindGroupEntry> =
+            (!matches!(entry, "to_texture" | "to_storage_f32"))
+                .then(|| wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: dst.as_entire_binding(),
+                })
+                .into_iter()
+                .collect();
         entries
             .extend(source.map(|(binding, resource)| wgpu::BindGroupEntry { binding, resource }));
         let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {

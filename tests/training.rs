@@ -1492,6 +1492,7 @@ fn folds_change_no_bit_of_training() {
         adam: k == 14,
         windows: k == 15,
         textures: k == 16,
+        reuse: k == 17,
     };
     let pool_and_backward = FoldSet {
         pool: true,

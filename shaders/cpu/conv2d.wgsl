@@ -802,11 +802,13 @@ fn forward_pooled(wid: vec3<u32>, lid: u32, id: u32) {
     let b = q / (PW * PH);
     let og = group_at(wid.z, CO);
     load_weights4(lid, 0u, og);
-    var best = pool_place(0u, og, b, py, px);
+    var pt: Patch;
+    if (fwd_reuses()) { pt = pooled_x_patch(q); }
+    var best = pool_place(0u, og, b, py, px, pt);
     var won: Won;
-    pool_max(&best, &won, pool_place(1u, og, b, py, px), 1u);
-    pool_max(&best, &won, pool_place(2u, og, b, py, px), 2u);
-    pool_max(&best, &won, pool_place(3u, og, b, py, px), 3u);
+    pool_max(&best, &won, pool_place(1u, og, b, py, px, pt), 1u);
+    pool_max(&best, &won, pool_place(2u, og, b, py, px, pt), 2u);
+    pool_max(&best, &won, pool_place(3u, og, b, py, px, pt), 3u);
     if (id < total) {
         store4(q * CO, og, 0u, best.a0);
         store_won(q * CO, og, 0u, won.w0);
@@ -819,17 +821,51 @@ fn forward_pooled(wid: vec3<u32>, lid: u32, id: u32) {
 // The window places of a group's channels that hold the maximum so far.
 struct Won { w0: vec4<u32>, w1: vec4<u32>, w2: vec4<u32>, w3: vec4<u32> }
 
-// The layer's output at place w of pooled pixel (b, py, px)'s window, output group og.
-fn pool_place(w: u32, og: u32, b: u32, py: u32, px: u32) -> Acc4 {
+// Whether the pooled forward reads its window's inputs from a patch (REUSE, one input
+// channel): the 16 pixels its four outputs' 36 taps read, each loaded once.
+fn fwd_reuses() -> bool {
+    return REUSE && CI == 1u && !INS;
+}
+
+// The layer's output at place w of pooled pixel (b, py, px)'s window, output group og (under
+// fwd_reuses, its inputs from the window's patch `pt`: pooled_x_patch).
+fn pool_place(w: u32, og: u32, b: u32, py: u32, px: u32, pt: Patch) -> Acc4 {
     let oy = min(2u * py + w / 2u, HO - 1u);
     let ox = min(2u * px + w % 2u, WO - 1u);
     var acc = bias_acc(og);
-    fwd_taps(0u, b, i32(oy), i32(ox), &acc);
+    if (fwd_reuses()) {
+        // A 'same' pool's clamped place sits on the row or column before: at 0 or 1 in the
+        // patch.
+        let at = vec2<bool>(ox > 2u * px, oy > 2u * py);
+        fwd_tap_patch(0u, oy, ox, at, pt, &acc);
+        fwd_tap_patch(1u, oy, ox, at, pt, &acc);
+        fwd_tap_patch(2u, oy, ox, at, pt, &acc);
+        fwd_tap_patch(3u, oy, ox, at, pt, &acc);
+        fwd_tap_patch(4u, oy, ox, at, pt, &acc);
+        fwd_tap_patch(5u, oy, ox, at, pt, &acc);
+        fwd_tap_patch(6u, oy, ox, at, pt, &acc);
+        fwd_tap_patch(7u, oy, ox, at, pt, &acc);
+        fwd_tap_patch(8u, oy, ox, at, pt, &acc);
+    } else {
+        fwd_taps(0u, b, i32(oy), i32(ox), &acc);
+    }
     if (p.relu != 0u) {
         let z = vec4<f32>(0.0);
         acc = Acc4(max(acc.a0, z), max(acc.a1, z), max(acc.a2, z), max(acc.a3, z));
     }
     return acc;
+}
+
+// fwd_tap with one input channel read from the window's patch: output (oy, ox) sits at
+// (at.y, at.x) (0 or 1 each) in it, so tap k reads (at.y + ky, at.x + kx); scaled by 0
+// outside as fwd_source's.
+fn fwd_tap_patch(k: u32, oy: u32, ox: u32, at: vec2<bool>, pt: Patch, acc: ptr<function, Acc4>) {
+    let ky = k / 3u;
+    let kx = k % 3u;
+    let keep = inside_at(i32(oy + ky) - i32(PAD), H) * inside_at(i32(ox + kx) - i32(PAD), W);
+    let row0 = select(patch_at(pt, ky, kx), patch_at(pt, ky, kx + 1u), at.x);
+    let row1 = select(patch_at(pt, ky + 1u, kx), patch_at(pt, ky + 1u, kx + 1u), at.x);
+    fwd_chan(k * GCI, keep * select(row0, row1, at.y), acc);
 }
 
 // Place w's outputs into the running maxima, where strictly greater.
@@ -1351,6 +1387,96 @@ fn store_bias_partial(at: u32, og: u32, a: Acc4) {
     }
 }
 
+// ---- backward_params_row: a kernel row's three taps per invocation ----
+// backward_params_partial's walk for a layer with no fold, one invocation per (chunk, kernel
+// row ky) taking the row's three taps: each pixel's gradient is loaded once for the three,
+// and the x pixel tap kx reads at output (oy, ox) is the one tap kx + 1 read at (oy, ox - 1),
+// so along a row each x pixel is loaded once, not three times (two more where a row starts).
+// lavapipe's time in backward_params_partial is in those loads (a guarded loop over the
+// vector's lanes each), not in the products. Each tap's sums take the same products in the
+// same order as there: the same partial sums, the same bits.
+
+// Input channel blocks j0..j0+3 of pixel `pix`, unscaled.
+fn x_group(pix: u32, j0: u32) -> Acc4 {
+    var v: Acc4;
+    v.a0 = x4_at(pix, j0, 1.0);
+    if (GCI > 4u) { v.a1 = x4_at(pix, j0 + 1u, 1.0); }
+    if (GCI > 8u) { v.a2 = x4_at(pix, j0 + 2u, 1.0); }
+    if (GCI > 12u) { v.a3 = x4_at(pix, j0 + 3u, 1.0); }
+    return v;
+}
+
+// One tap's products at one pixel: its x blocks times `scale` (0 where the tap reads padding),
+// times the pixel's gradient g.
+fn bw_tap(xs: Acc4, scale: f32, g: Acc4, acc: ptr<function, AccW>) {
+    bw_block(0u, scale * xs.a0, g.a0, g.a1, g.a2, g.a3, acc);
+    if (GCI > 4u) { bw_block(1u, scale * xs.a1, g.a0, g.a1, g.a2, g.a3, acc); }
+    if (GCI > 8u) { bw_block(2u, scale * xs.a2, g.a0, g.a1, g.a2, g.a3, acc); }
+    if (GCI > 12u) { bw_block(3u, scale * xs.a3, g.a0, g.a1, g.a2, g.a3, acc); }
+}
+
+fn bw_store_tap(at: u32, k: u32, cg: u32, og: u32, acc: ptr<function, AccW>) {
+    bw_store_row(at, k, cg, og, 0u, acc);
+    if (GCI > 4u) { bw_store_row(at, k, cg, og, 1u, acc); }
+    if (GCI > 8u) { bw_store_row(at, k, cg, og, 2u, acc); }
+    if (GCI > 12u) { bw_store_row(at, k, cg, og, 3u, acc); }
+}
+
+@compute @workgroup_size(PARTIAL_WG)
+fn backward_params_row(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                       @builtin(num_workgroups) nwg: vec3<u32>) {
+    let cg = group_at(wid.z / CO_GROUPS, CI);
+    let og = group_at(wid.z % CO_GROUPS, CO);
+    let id = flat_partial(wid, lid, nwg);
+    let total = p.chunks * 3u;
+    let me = min(id, total - 1u);
+    let chunk = me / 3u;
+    let ky = i32(me % 3u);
+    let pixels = p.n * HO * WO;
+    let j0 = GROUP / 4u * cg;
+    let m0 = GROUP / 4u * og;
+    // Taps (ky, 0), (ky, 1), (ky, 2): their sums and the x blocks they read at this pixel.
+    var acc0: AccW;
+    var acc1: AccW;
+    var acc2: AccW;
+    var bacc: Acc4;
+    var xs0: Acc4;
+    var xs1: Acc4;
+    var xs2: Acc4;
+    var last = 0xffffffffu;
+    for (var t = 0u; t < CHUNK; t++) {
+        let r = chunk * CHUNK + t;
+        let rc = min(r, pixels - 1u);
+        let ox = rc % WO;
+        let iy = i32((rc / WO) % HO) + ky - i32(PAD);
+        let row = (rc / (WO * HO) * H + tap_at(iy, H)) * W;
+        let ix = i32(ox) - i32(PAD);
+        if (rc == last + 1u && ox != 0u) {
+            xs0 = xs1;
+            xs1 = xs2;
+        } else {
+            xs0 = x_group(row + tap_at(ix, W), j0);
+            xs1 = x_group(row + tap_at(ix + 1, W), j0);
+        }
+        xs2 = x_group(row + tap_at(ix + 2, W), j0);
+        last = rc;
+        let g = g_group(rc, m0, select(0.0, 1.0, r < pixels));
+        bacc = add_acc4(bacc, g);
+        let ys = inside_at(iy, H);
+        bw_tap(xs0, ys * inside_at(ix, W), g, &acc0);
+        bw_tap(xs1, ys * inside_at(ix + 1, W), g, &acc1);
+        bw_tap(xs2, ys * inside_at(ix + 2, W), g, &acc2);
+    }
+    if (id < total) {
+        let at = chunk * ROWS4 * 4u;
+        let k = 3u * u32(ky);
+        bw_store_tap(at, k, cg, og, &acc0);
+        bw_store_tap(at, k + 1u, cg, og, &acc1);
+        bw_store_tap(at, k + 2u, cg, og, &acc2);
+        if (k == 0u && cg == 0u) { store_bias_partial(at + 9u * CI * CO + GROUP * og, og, bacc); }
+    }
+}
+
 // ---- backward_params_up: an upsampled layer's weight gradient, every tap per invocation ----
 // UP = 2 with 2 to 8 input channels: one invocation per (chunk of x's pixels, vec4 q of output
 // channels) takes all 9 taps. Over the 9 taps an x pixel (sy, sx) meets the 4x4 outputs at rows
@@ -1610,14 +1736,75 @@ fn thin_tap(k: u32, b: u32, py: i32, px: i32, acc: ptr<function, Acc9>, wide: Ac
     }
 }
 
+// REUSE (the `reuse` variant): a thin kernel loads the 4 x 4 pixels of its thin side that a
+// walked pixel's taps read once, rather than at each tap: a pooled window's four outputs
+// read 16 input pixels over their 36 taps, and an upsampled x pixel's 9 taps 16 output
+// gradients over their 36 reads. The same values meet the same sums: the same bits.
+override REUSE: bool = false;
+
+// A 4 x 4 patch of scalars, row r in member r.
+struct Patch { r0: vec4<f32>, r1: vec4<f32>, r2: vec4<f32>, r3: vec4<f32> }
+
+// r and c are constants wherever this is called.
+fn patch_at(pt: Patch, r: u32, c: u32) -> f32 {
+    var row = pt.r0;
+    if (r == 1u) { row = pt.r1; }
+    if (r == 2u) { row = pt.r2; }
+    if (r == 3u) { row = pt.r3; }
+    return row[c];
+}
+
+// Row r of x's 4 x 4 pixels from (iy, ix) of image b (the single input channel), clamped
+// inside: the patch keeps raw values, and the taps scale them as thin_tap does.
+fn x_patch_row(b: u32, iy: i32, ix: i32) -> vec4<f32> {
+    let row = (b * XH + tap_at(iy, H) / UP) * XW;
+    return vec4<f32>(x[row + tap_at(ix, W) / UP], x[row + tap_at(ix + 1, W) / UP],
+                     x[row + tap_at(ix + 2, W) / UP], x[row + tap_at(ix + 3, W) / UP]);
+}
+
+// POOL = 2, REUSE: the input pixels the taps of pooled pixel `pp`'s window read, rows and
+// columns from the window's first output's minus PAD.
+fn pooled_x_patch(pp: u32) -> Patch {
+    let b = pp / (PW * PH);
+    let iy = i32(2u * ((pp / PW) % PH)) - i32(PAD);
+    let ix = i32(2u * (pp % PW)) - i32(PAD);
+    return Patch(x_patch_row(b, iy, ix), x_patch_row(b, iy + 1, ix), x_patch_row(b, iy + 2, ix),
+                 x_patch_row(b, iy + 3, ix));
+}
+
+// POOL = 2, REUSE: thin_tap's sum with the input from the patch: place w's tap k reads the
+// patch at (w / 2 + ky, w % 2 + kx).
+fn thin_tap_patch(k: u32, w: u32, oy: u32, ox: u32, pt: Patch, acc: ptr<function, Acc9>, wide: Acc4) {
+    let ky = k / 3u;
+    let kx = k % 3u;
+    let iy = i32(oy + ky) - i32(PAD);
+    let ix = i32(ox + kx) - i32(PAD);
+    let keep = inside_at(iy, H) * inside_at(ix, W);
+    acc9_add(acc, k, keep * patch_at(pt, w / 2u + ky, w % 2u + kx), wide);
+}
+
 // POOL = 2, one input channel: place w of pooled pixel `pp`'s window, its gradient into the
 // bias and every tap.
-fn thin_pooled(w: u32, pp: u32, pg: PooledG, acc: ptr<function, Acc9>, bacc: ptr<function, Acc4>) {
+// (Under REUSE, `pt` holds the window's input patch: pooled_x_patch.)
+fn thin_pooled(w: u32, pp: u32, pg: PooledG, pt: Patch, acc: ptr<function, Acc9>,
+               bacc: ptr<function, Acc4>) {
     let b = pp / (PW * PH);
     let oy = 2u * ((pp / PW) % PH) + w / 2u;
     let ox = 2u * (pp % PW) + w % 2u;
     let wide = place_grad(pg, w, oy < HO && ox < WO);
     *bacc = add_acc4(*bacc, wide);
+    if (REUSE) {
+        thin_tap_patch(0u, w, oy, ox, pt, acc, wide);
+        thin_tap_patch(1u, w, oy, ox, pt, acc, wide);
+        thin_tap_patch(2u, w, oy, ox, pt, acc, wide);
+        thin_tap_patch(3u, w, oy, ox, pt, acc, wide);
+        thin_tap_patch(4u, w, oy, ox, pt, acc, wide);
+        thin_tap_patch(5u, w, oy, ox, pt, acc, wide);
+        thin_tap_patch(6u, w, oy, ox, pt, acc, wide);
+        thin_tap_patch(7u, w, oy, ox, pt, acc, wide);
+        thin_tap_patch(8u, w, oy, ox, pt, acc, wide);
+        return;
+    }
     thin_tap(0u, b, i32(oy), i32(ox), acc, wide);
     thin_tap(1u, b, i32(oy), i32(ox), acc, wide);
     thin_tap(2u, b, i32(oy), i32(ox), acc, wide);
@@ -1632,15 +1819,43 @@ fn thin_pooled(w: u32, pp: u32, pg: PooledG, acc: ptr<function, Acc9>, bacc: ptr
 // UP = 2, one output channel: tap k of x's pixel `xp` (its channels `wide`; `live` 0 past the
 // walk): the gradient summed over the four outputs the tap reads it at, as bw_upsampled; the
 // bias from the tap that meets every output.
-fn thin_upsampled(k: u32, xp: u32, live: f32, wide: Acc4, acc: ptr<function, Acc9>,
+// (Under REUSE the gradients come from `pt`: up_g_patch.)
+fn thin_upsampled(k: u32, xp: u32, live: f32, wide: Acc4, pt: Patch, acc: ptr<function, Acc9>,
                   bacc: ptr<function, Acc4>) {
     let b = xp / (XW * XH);
     let oy = 2 * i32((xp / XW) % XH) + i32(PAD) - i32(k / 3u);
     let ox = 2 * i32(xp % XW) + i32(PAD) - i32(k % 3u);
-    let g = (up_grad1(b, oy, ox) + up_grad1(b, oy, ox + 1)) +
+    var g: f32;
+    if (REUSE) {
+        let r = 2u - k / 3u;
+        let c = 2u - k % 3u;
+        g = (patch_at(pt, r, c) + patch_at(pt, r, c + 1u)) +
+            (patch_at(pt, r + 1u, c) + patch_at(pt, r + 1u, c + 1u));
+    } else {
+        g = (up_grad1(b, oy, ox) + up_grad1(b, oy, ox + 1)) +
             (up_grad1(b, oy + 1, ox) + up_grad1(b, oy + 1, ox + 1));
+    }
     acc9_add(acc, k, g, wide);
     if (k == up_bias_tap()) { (*bacc).a0.x += live * g; }
+}
+
+// UP = 2, REUSE: the output gradients the 9 taps of x's pixel `xp` read, rows and columns
+// from 2s + PAD - 2 (thin_upsampled's outputs for tap (2, 2)).
+fn up_g_patch(xp: u32) -> Patch {
+    let b = xp / (XW * XH);
+    let oy = 2 * i32((xp / XW) % XH) + i32(PAD) - 2;
+    let ox = 2 * i32(xp % XW) + i32(PAD) - 2;
+    var pt: Patch;
+    pt.r0 = up_g_row(b, oy, ox);
+    pt.r1 = up_g_row(b, oy + 1, ox);
+    pt.r2 = up_g_row(b, oy + 2, ox);
+    pt.r3 = up_g_row(b, oy + 3, ox);
+    return pt;
+}
+
+fn up_g_row(b: u32, oy: i32, ox: i32) -> vec4<f32> {
+    return vec4<f32>(up_grad1(b, oy, ox), up_grad1(b, oy, ox + 1), up_grad1(b, oy, ox + 2),
+                     up_grad1(b, oy, ox + 3));
 }
 
 // The single output channel's gradient at output (oy, ox) of image b; 0 outside.
@@ -1686,24 +1901,28 @@ fn backward_params_thin(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_in
             // (CI == 1: takes_pooled leaves no single output channel.) Pooled pixels, each
             // its window's four outputs.
             let pg = pooled_group(rc, GROUP / 4u * wg, select(0.0, 1.0, r < pixels));
-            thin_pooled(0u, rc, pg, &acc, &bacc);
-            thin_pooled(1u, rc, pg, &acc, &bacc);
-            thin_pooled(2u, rc, pg, &acc, &bacc);
-            thin_pooled(3u, rc, pg, &acc, &bacc);
+            var pt: Patch;
+            if (REUSE) { pt = pooled_x_patch(rc); }
+            thin_pooled(0u, rc, pg, pt, &acc, &bacc);
+            thin_pooled(1u, rc, pg, pt, &acc, &bacc);
+            thin_pooled(2u, rc, pg, pt, &acc, &bacc);
+            thin_pooled(3u, rc, pg, pt, &acc, &bacc);
             continue;
         }
         if (CI != 1u && UP == 2u) {
             let live = select(0.0, 1.0, r < pixels);
             let wide = wide_at(rc, wg, live);
-            thin_upsampled(0u, rc, live, wide, &acc, &bacc);
-            thin_upsampled(1u, rc, live, wide, &acc, &bacc);
-            thin_upsampled(2u, rc, live, wide, &acc, &bacc);
-            thin_upsampled(3u, rc, live, wide, &acc, &bacc);
-            thin_upsampled(4u, rc, live, wide, &acc, &bacc);
-            thin_upsampled(5u, rc, live, wide, &acc, &bacc);
-            thin_upsampled(6u, rc, live, wide, &acc, &bacc);
-            thin_upsampled(7u, rc, live, wide, &acc, &bacc);
-            thin_upsampled(8u, rc, live, wide, &acc, &bacc);
+            var pt: Patch;
+            if (REUSE) { pt = up_g_patch(rc); }
+            thin_upsampled(0u, rc, live, wide, pt, &acc, &bacc);
+            thin_upsampled(1u, rc, live, wide, pt, &acc, &bacc);
+            thin_upsampled(2u, rc, live, wide, pt, &acc, &bacc);
+            thin_upsampled(3u, rc, live, wide, pt, &acc, &bacc);
+            thin_upsampled(4u, rc, live, wide, pt, &acc, &bacc);
+            thin_upsampled(5u, rc, live, wide, pt, &acc, &bacc);
+            thin_upsampled(6u, rc, live, wide, pt, &acc, &bacc);
+            thin_upsampled(7u, rc, live, wide, pt, &acc, &bacc);
+            thin_upsampled(8u, rc, live, wide, pt, &acc, &bacc);
             continue;
         }
         // Under TAKE (CI == 1 only: the kept outputs) the walked pixel's place in the layer's

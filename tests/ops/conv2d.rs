@@ -2030,3 +2030,80 @@ fn conv2d_cpu_textures_give_the_storage_bits() {
         "{reread} dispatches read an earlier one's copy"
     );
 }
+
+/// The CPU set's `reuse` variant (each pixel loaded once for every tap that reads it: a
+/// kernel row's three weight-gradient taps per invocation sliding along the row; the 4x4
+/// patch a pooled window's or an upsampled pixel's taps read) gives the bits of the kernels
+/// that load it per tap: the same floats meet the same sums in the same order. Plain layers
+/// whose chunks of 256 pixels start inside a row (14 wide, two images) and end past the last
+/// pixel, 'valid' padding, two groups a side, odd channel counts; one output channel through
+/// an upsampling ('same' from 16 channels, 'valid' from five); one input channel into a
+/// 'same' pool on even sides and on odd ones (the clamped last row and column, two output
+/// groups). ReLU on and off, outputs
+/// starting as NaN. The plain layers must run `backward_params_row` under `reuse` and
+/// `backward_params_partial` without it, so the comparison cannot pass by running the same code.
+#[test]
+fn conv2d_cpu_reuse_gives_the_same_bits() {
+    use wgsl_autoencoder::gpu::{DeviceChoice, FoldChoice, FoldSet, KernelChoice};
+    let open = |reuse| {
+        let folds = FoldSet {
+            reuse,
+            ..FoldSet::NONE
+        };
+        let choice = DeviceChoice::new(
+            crate::common::adapter_choice(),
+            KernelChoice::Set(KernelSet::Cpu),
+        )
+        .with_folds(FoldChoice::Set(folds));
+        Gpu::new(&choice).or_fail("open")
+    };
+    let (per_tap, reused) = (open(false), open(true));
+    let shape = |n, h, w, ci, co, padding| Conv2dShape {
+        k: 3,
+        n,
+        h,
+        w,
+        ci,
+        co,
+        padding,
+    };
+    let (same, valid) = (Padding::Same, Padding::Valid);
+    let plain = [
+        shape(2, 14, 14, 16, 8, same),
+        shape(2, 9, 7, 5, 3, valid),
+        shape(2, 6, 5, 24, 20, same),
+    ];
+    let mut cases: Vec<TexCase> = plain.into_iter().map(TexCase::plain).collect();
+    let up = |n, h, w, ci, padding| TexCase::upsampled(Upsampled(shape(n, h, w, ci, 1, padding)));
+    cases.extend([up(2, 28, 28, 16, same), up(2, 6, 8, 5, valid)]);
+    let pooled = |n, h, w, co, pool| {
+        TexCase::pooled(Folded {
+            s: shape(n, h, w, 1, co, same),
+            up: false,
+            pool: Some(pool),
+        })
+    };
+    cases.extend([pooled(2, 28, 28, 16, same), pooled(2, 7, 9, 20, same)]);
+    let rows = plain.len();
+    for (k, case) in cases.iter().enumerate() {
+        for relu in [false, true] {
+            let what = format!("{case:?} relu={relu}");
+            let (a, before) = case.run(&per_tap, relu, 1500 + k as u64);
+            let (b, after) = case.run(&reused, relu, 1500 + k as u64);
+            let runs = |d: &[Launched], entry| d.iter().any(|(_, e, _)| *e == entry);
+            assert!(!runs(&before, "backward_params_row"), "{what}: {before:?}");
+            assert_eq!(
+                runs(&after, "backward_params_row"),
+                k < rows,
+                "{what}: {after:?}"
+            );
+            for (name, i) in [("y", 0), ("winner", 1), ("dx", 2), ("dw", 3), ("db", 4)] {
+                assert!(a[i] == b[i], "{what}: {name} differs in its bits");
+            }
+            for (name, i) in [("y", 0), ("dx", 2), ("dw", 3), ("db", 4)] {
+                let nan = b[i].iter().any(|v| f32::from_bits(*v).is_nan());
+                assert!(!nan, "{what}: {name} left unwritten");
+            }
+        }
+    }
+}

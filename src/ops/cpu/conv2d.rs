@@ -314,6 +314,7 @@ pub fn forward(
     let tex = textures(gpu, label, &[(17, x, s.ci.is_multiple_of(4))])?;
     let mut base = with_tex(constants(s, fold, false), &tex);
     base.push(("PAIR", pairs(s, fold) as u32 as f64));
+    base.push(("REUSE", reuses(gpu, label)));
     grids
         .into_iter()
         .enumerate()
@@ -351,6 +352,19 @@ pub fn forward(
             )
         })
         .collect()
+}
+
+/// The shader's REUSE under the `reuse` variant: each pixel loaded once for every tap that
+/// reads it (a pooled forward's and the thin weight gradients' 4x4 patches).
+fn reuses(gpu: &Gpu, label: &str) -> f64 {
+    gpu.folds_at(label).reuse as u32 as f64
+}
+
+/// Whether the weight gradient takes a kernel row's three taps per invocation
+/// (`backward_params_row`, under `reuse`): on a layer with no fold, whose walk along a row
+/// meets each x pixel at the three taps in turn.
+fn row_taps(gpu: &Gpu, label: &str, fold: &Fold<'_>) -> bool {
+    gpu.folds_at(label).reuse && matches!(fold, Fold::None)
 }
 
 /// Whether the forward takes two neighbouring output pixels per invocation (the shader's
@@ -519,20 +533,23 @@ pub fn backward_params(
     let p = params(s, fold, relu);
     // `partials` holds exactly partials_len(s) (ops::conv2d checked it).
     let used = partials.len;
-    let constants = constants(s, fold, db.is_some());
+    let mut constants = constants(s, fold, db.is_some());
+    constants.push(("REUSE", reuses(gpu, label)));
     // The weight gradients read through storage under `textures` too (through textures they
     // measured no clear gain, short of their copies' cost: BENCHMARKS.md), so each texture
     // binding holds the placeholder.
     let unread = [17, 18, 19].map(|binding| (binding, gpu.unread_texture.clone()));
     let (kernel, reduce_kernel) = weight_gradient_kernels(db.is_some());
-    // One invocation per chunk and tap for each pair of channel groups, or per chunk with
-    // every tap for each group of the wide side (thin), or under an upsampling with at most 8
-    // input channels per chunk and vec4 of outputs with every tap (the same partial sums).
+    // One invocation per chunk and tap for each pair of channel groups (under `reuse`, per
+    // chunk and kernel row), or per chunk with every tap for each group of the wide side
+    // (thin), or under an upsampling with at most 8 input channels per chunk and vec4 of
+    // outputs with every tap (the same partial sums).
     let pairs = groups_of(s.ci) * groups_of(s.co);
     let chunks = chunks(s, fold);
     let (entry, invocations, groups) = match (thin(s), up_taps(s, fold)) {
         (true, _) => ("backward_params_thin", chunks, groups_of(s.ci.max(s.co))),
         (false, true) => ("backward_params_up", chunks * s.co.div_ceil(4) as u64, 1),
+        (false, false) if row_taps(gpu, label, fold) => ("backward_params_row", chunks * 3, pairs),
         (false, false) => ("backward_params_partial", chunks * 9, pairs),
     };
     let [across, down, _] = gpu.grid_of(kernel, invocations, PARTIAL_WG)?;
