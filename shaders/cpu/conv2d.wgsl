@@ -1064,12 +1064,21 @@ fn bin_taps(og: u32, b: u32, iy: i32, ix: i32, acc: ptr<function, Acc4>) {
 // which lavapipe's coroutines made cost as much as the arithmetic.
 override OG: u32 = 0u;
 override ADD_TO_DX: bool = false;
+// MASK_DX: dx is stored masked by the ReLU output of the layer below (dx_mask, dx's shape):
+// 0 where that is not positive, as activation.relu_backward's select makes it, so that layer
+// reads its gradient masked with no pass of its own. Each output group's dispatch masks the
+// sum so far: a later one adds to 0 where the mask is, and masks again.
+override MASK_DX: bool = false;
+@group(0) @binding(20) var<storage, read> dx_mask: array<f32>;
 
 fn store_dx4(at: u32, cg: u32, j: u32, v: vec4<f32>) {
     for (var l = 0u; l < 4u; l++) {
         let c = GROUP * cg + 4u * j + l;
         if (c < CI) {
-            if (ADD_TO_DX) { dx[at + c] += v[l]; } else { dx[at + c] = v[l]; }
+            var o = v[l];
+            if (ADD_TO_DX) { o = dx[at + c] + o; }
+            if (MASK_DX) { o = select(0.0, o, dx_mask[at + c] > 0.0); }
+            dx[at + c] = o;
         }
     }
 }

@@ -902,9 +902,14 @@ impl Network {
                             )?),
                         }
                         if let Some(dx) = &dx {
-                            out.extend(conv2d::backward_input(
-                                gpu, &label, &s, &folds, &g, &w, dx,
-                            )?);
+                            out.extend(match self.relu_mask_below(gpu, i, n) {
+                                Some(below) => conv2d::backward_input_masked(
+                                    gpu, &label, &s, &folds, &g, &w, dx, &below,
+                                )?,
+                                None => {
+                                    conv2d::backward_input(gpu, &label, &s, &folds, &g, &w, dx)?
+                                }
+                            });
                         }
                     }
                 }
@@ -927,7 +932,7 @@ impl Network {
             LayerOp::Pool(s) => {
                 if let Some(dx) = &dx {
                     let win = self.winner(i, s.output_len())?;
-                    out.push(if self.relu_fused_above(gpu, i - 1, n) {
+                    out.push(if self.relu_fused_by_pass_above(gpu, i - 1, n) {
                         pool::backward_masked(gpu, &label, &s, &win, &dy, &y, dx)?
                     } else {
                         pool::backward(gpu, &label, &s, &win, &dy, dx)?
@@ -936,7 +941,7 @@ impl Network {
             }
             LayerOp::Upsample(s) => {
                 if let Some(dx) = &dx {
-                    out.push(if self.relu_fused_above(gpu, i - 1, n) {
+                    out.push(if self.relu_fused_by_pass_above(gpu, i - 1, n) {
                         upsample::backward_masked(gpu, &label, &s, &dy, &x, dx)?
                     } else {
                         upsample::backward(gpu, &label, &s, &dy, dx)?
@@ -961,18 +966,27 @@ impl Network {
         Ok(out)
     }
 
-    /// Whether layer `i`'s ReLU mask is applied by layer i + 1's backward (on the CPU set, a
-    /// pooling or upsampling layer fuses it: one pass over the gradient fewer).
+    /// Whether layer `i`'s ReLU mask is applied by the backward of a layer above (on the CPU
+    /// set: a pooling or upsampling layer right above fuses it, and a convolution whose
+    /// input gradient writes the gradient layer i reads masks it as it stores it; one pass
+    /// over the gradient fewer).
     fn relu_fused_above(&self, gpu: &Gpu, i: usize, n: u32) -> bool {
-        let relu = match self.model.op(i, n) {
+        self.relu_mask_writer(gpu, i, n).is_some() || self.relu_fused_by_pass_above(gpu, i, n)
+    }
+
+    fn has_relu(&self, i: usize, n: u32) -> bool {
+        match self.model.op(i, n) {
             LayerOp::Conv2d { relu, .. } | LayerOp::Dense { relu, .. } => relu,
             _ => false,
-        };
-        if !relu || gpu.kernels != KernelSet::Cpu || i + 1 >= self.model.layers.len() {
-            return false;
         }
-        // A folded layer runs no backward of its own to apply the mask in.
-        if self.folded(gpu, i + 1, n, &(0..self.model.layers.len())) {
+    }
+
+    /// Whether layer i + 1 is a pooling or upsampling layer, run on its own, that fuses layer
+    /// i's ReLU mask into its backward (on the CPU set).
+    fn relu_fused_by_pass_above(&self, gpu: &Gpu, i: usize, n: u32) -> bool {
+        let all = 0..self.model.layers.len();
+        let cpu_relu = gpu.kernels == KernelSet::Cpu && self.has_relu(i, n);
+        if !cpu_relu || i + 1 >= all.end || self.folded(gpu, i + 1, n, &all) {
             return false;
         }
         match self.model.op(i + 1, n) {
@@ -980,6 +994,57 @@ impl Network {
             LayerOp::Upsample(s) => upsample::fuses_relu_mask(gpu, &s),
             _ => false,
         }
+    }
+
+    /// On the CPU set, the convolution whose input gradient writes the gradient that layer
+    /// `i` (with ReLU) reads, which then masks it as it stores it
+    /// (`conv2d::backward_input_masked`): the layer right above that tensor, or the one after
+    /// a folded upsampling or insertion above it. The tensor is layer i's output, or that of
+    /// the pool or take folded into it.
+    fn relu_mask_writer(&self, gpu: &Gpu, i: usize, n: u32) -> Option<usize> {
+        let all = 0..self.model.layers.len();
+        let runs = gpu.kernels == KernelSet::Cpu && !self.folded(gpu, i, n, &all);
+        if !runs || !self.has_relu(i, n) {
+            return None;
+        }
+        let read = i + self.reads_folded_above(gpu, i, n) as usize;
+        let mut writer = read + 1;
+        if writer < all.end && self.folded(gpu, writer, n, &all) {
+            writer += 1;
+        }
+        if writer >= all.end {
+            return None;
+        }
+        let LayerOp::Conv2d { shape, .. } = self.model.op(writer, n) else {
+            return None;
+        };
+        let io = self.conv_io(gpu, writer, n, &all).ok()?;
+        let below_input = match io.input {
+            conv2d::Input::Direct => writer - 1,
+            conv2d::Input::Upsampled2x | conv2d::Input::Inserted(_) => writer - 2,
+        };
+        let masks = conv2d::masks_input_gradient(gpu.kernels, &shape, &io.folds());
+        (below_input == read && masks).then_some(writer)
+    }
+
+    /// Whether layer i + 1 is a pool or take folded into layer i, whose output gradient
+    /// layer i then reads.
+    fn reads_folded_above(&self, gpu: &Gpu, i: usize, n: u32) -> bool {
+        let all = 0..self.model.layers.len();
+        self.folded_pool(gpu, i + 1, n, &all) || self.folded_take(gpu, i + 1, n, &all)
+    }
+
+    /// The ReLU output that convolution `i`'s input gradient is masked by as it is stored, if
+    /// it writes a gradient a ReLU layer below reads ([`Network::relu_mask_writer`]): that
+    /// layer's output (or its folded pool's or take's).
+    fn relu_mask_below(&self, gpu: &Gpu, i: usize, n: u32) -> Option<Tensor> {
+        // The layers whose read gradient i may write: the one below it or below a folded
+        // upsampling or insertion, or the layer before either when it folds a pool or take.
+        let reader = (1..=3)
+            .filter_map(|back| i.checked_sub(back))
+            .find(|&j| self.relu_mask_writer(gpu, j, n) == Some(i))?;
+        let read = reader + self.reads_folded_above(gpu, reader, n) as usize;
+        Some(self.act(read, n))
     }
 
     /// One Adam step over every parameter at once.

@@ -648,7 +648,8 @@ pub fn backward_input(
     expect_len("conv2d", "kernel", w, s.weight_len())?;
     expect_len("conv2d", "dx", dx, folds.input.len(s))?;
     if cpu_kernels(gpu.kernels, s, folds) {
-        return cpu::conv2d::backward_input(gpu, label, s, &cpu_fold(s, folds), g, w, dx);
+        let fold = cpu_fold(s, folds);
+        return cpu::conv2d::backward_input(gpu, label, s, &fold, g, w, dx, None);
     }
     let (dy, act, relu) = g.bindings();
     let p = params(s, relu);
@@ -689,6 +690,46 @@ pub fn backward_input(
             },
         },
     )?])
+}
+
+/// Whether [`backward_input_masked`] takes layer `s` reading and writing as `folds` say: on
+/// the CPU set's own kernels, which mask dx as they store it.
+pub fn masks_input_gradient(set: KernelSet, s: &Conv2dShape, folds: &Folds<'_>) -> bool {
+    cpu_kernels(set, s, folds)
+}
+
+/// [`backward_input`] with dx masked by the ReLU output `relu_output` of the layer below as it
+/// is stored: 0 where that output is not positive, as `activation::relu_backward` would
+/// make it (the same bits), so the layer below reads its gradient masked with no pass of its
+/// own. Only where [`masks_input_gradient`] holds.
+// One argument per tensor the kernel binds: grouping them would hide which buffer is which.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_input_masked(
+    gpu: &Gpu,
+    label: &str,
+    s: &Conv2dShape,
+    folds: &Folds<'_>,
+    g: &GradOut<'_>,
+    w: &Tensor,
+    dx: &Tensor,
+    relu_output: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    s.check()?;
+    folds.check(s, gpu.kernels)?;
+    g.check(s, folds)?;
+    expect_len("conv2d", "kernel", w, s.weight_len())?;
+    expect_len("conv2d", "dx", dx, folds.input.len(s))?;
+    expect_len("conv2d", "relu_output", relu_output, folds.input.len(s))?;
+    if !masks_input_gradient(gpu.kernels, s, folds) {
+        return Err(Error::Shape {
+            op: "conv2d",
+            detail: "a masked input gradient runs on the CPU kernel set's own kernels, which \
+                     this layer does not"
+                .into(),
+        });
+    }
+    let fold = cpu_fold(s, folds);
+    cpu::conv2d::backward_input(gpu, label, s, &fold, g, w, dx, Some(relu_output))
 }
 
 /// `dw`: the gradient w.r.t. the kernel, summed over the batch in two deterministic stages:

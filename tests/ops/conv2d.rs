@@ -1927,6 +1927,55 @@ impl TexCase {
         (bits, entries)
     }
 
+    /// dx from random inputs (a pool's winners too) as `conv2d::backward_input_masked` stores
+    /// it, masked by a random ReLU output of the layer below (a quarter of it exactly 0), and as
+    /// `backward_input` then `activation::relu_backward` make it: both into NaN, the
+    /// layer's own ReLU on or off.
+    fn masked_and_relu_backward(&self, g: &Gpu, relu: bool, seed: u64) -> [Vec<u32>; 2] {
+        let what = format!("{self:?} relu={relu}");
+        let s = &self.s;
+        let mut r = crate::common::rng(seed);
+        let mut random = |len: u64| crate::common::uniform(&mut r, len as usize, -1.0, 1.0);
+        let (w, dy, y) = (
+            random(s.weight_len()),
+            random(self.out_len),
+            random(self.out_len),
+        );
+        let below: Vec<f32> = random(self.x_len)
+            .into_iter()
+            .map(|v| if v < -0.5 { 0.0 } else { v })
+            .collect();
+        // A pool's winners: places 0..3 of each window.
+        let winner: Vec<u32> = random(self.out_len)
+            .into_iter()
+            .map(|v| ((v + 1.0) * 2.0).min(3.0) as u32)
+            .collect();
+        let up = |v: &[f32]| g.upload("t", v).or_fail(&what);
+        let (w, dy, y, below) = (up(&w), up(&dy), up(&y), up(&below));
+        let winner = g.upload("t", &winner).or_fail(&what);
+        let t = |len: u64| g.poisoned("t", len).or_fail(&what);
+        let (dx, masked, fused) = (t(self.x_len), t(self.x_len), t(self.x_len));
+        let folds = Folds {
+            input: self.input,
+            pool: self.pool.map(|padding| Pooled {
+                padding,
+                winner: &winner,
+            }),
+            take: self.take,
+        };
+        let go = GradOut {
+            dy: &dy,
+            relu_output: relu.then_some(&y),
+        };
+        let mut d = conv2d::backward_input(g, "t", s, &folds, &go, &w, &dx).or_fail(&what);
+        let mask = wgsl_autoencoder::ops::activation::relu_backward(g, "t", &below, &dx, &masked);
+        d.push(mask.or_fail(&what));
+        let one = conv2d::backward_input_masked(g, "t", s, &folds, &go, &w, &fused, &below);
+        d.extend(one.or_fail(&what));
+        wgsl_autoencoder::ops::run(g, &d).or_fail(&what);
+        [masked, fused].map(|t| g.read::<u32>(&t).or_fail(&what))
+    }
+
     /// Whether the CPU set's kernels of `entry` read a tensor through a texture under
     /// `textures`: the forward pass x where the input channels are a multiple of 4, the
     /// input gradient dy (and act) where the output channels are; the weight gradients none.
@@ -2105,5 +2154,70 @@ fn conv2d_cpu_reuse_gives_the_same_bits() {
                 assert!(!nan, "{what}: {name} left unwritten");
             }
         }
+    }
+}
+
+/// The CPU set's input gradient masked as it is stored (`backward_input_masked`: the ReLU
+/// mask of the layer below, which then runs no pass of its own) gives the bits of the input
+/// gradient followed by `activation::relu_backward`: exact zeros in the mask masked, as
+/// there. Plain layers (the conv autoencoder's 16 -> 8, two groups a side, whose second
+/// output group adds to the masked sum, odd channel counts), the decoder's upsampled layers,
+/// an inserted and a taken input (one dispatch per phase) and a pooled output; ReLU on and
+/// off; outputs starting as NaN. On the GPU set it is refused by name.
+#[test]
+fn conv2d_cpu_input_gradient_masked_gives_relu_backward_bits() {
+    let cpu = crate::common::gpu_with(KernelSet::Cpu);
+    let p = |n, h, w, ci, co, padding| {
+        TexCase::plain(Conv2dShape {
+            k: 3,
+            n,
+            h,
+            w,
+            ci,
+            co,
+            padding,
+        })
+    };
+    let (same, valid) = (Padding::Same, Padding::Valid);
+    let mut cases = vec![
+        p(2, 14, 14, 16, 8, same),
+        p(2, 7, 7, 24, 20, valid),
+        p(3, 7, 5, 5, 3, same),
+    ];
+    let upsampled = upsampled_shapes();
+    cases.extend([1, 2].map(|i| TexCase::upsampled(upsampled[i])));
+    let (inserted, taken) = (inserted_shapes(), taken_shapes());
+    cases.extend([inserted[6], taken[1]].map(TexCase::strided));
+    let pooled = folded_cases().into_iter().find(|f| !f.up && f.s.ci > 1);
+    cases.extend(pooled.map(TexCase::pooled));
+    for (k, case) in cases.iter().enumerate() {
+        for relu in [false, true] {
+            let what = format!("{case:?} relu={relu}");
+            let [apart, fused] = case.masked_and_relu_backward(cpu, relu, 1700 + k as u64);
+            assert!(apart == fused, "{what}: the masked dx differs in its bits");
+            let nan = fused.iter().any(|v| f32::from_bits(*v).is_nan());
+            assert!(!nan, "{what}: dx left unwritten");
+            let zeros = fused.iter().filter(|v| f32::from_bits(**v) == 0.0).count();
+            assert!(zeros >= fused.len() / 8, "{what}: {zeros} of dx masked");
+        }
+    }
+    let gpu = crate::common::gpu_with(KernelSet::Gpu);
+    let s = cases[0].s;
+    let t = |len| {
+        gpu.upload("t", &vec![0.5f32; len as usize])
+            .or_fail("upload")
+    };
+    let (w, dy, dx) = (t(s.weight_len()), t(s.output_len()), t(s.input_len()));
+    let go = GradOut {
+        dy: &dy,
+        relu_output: None,
+    };
+    let folds = Folds::default();
+    match conv2d::backward_input_masked(gpu, "t", &s, &folds, &go, &w, &dx, &dx) {
+        Err(Error::Shape { detail, .. }) => assert!(detail.contains("CPU kernel set"), "{detail}"),
+        other => panic!(
+            "the GPU set took a masked input gradient: {:?}",
+            other.map(|d| d.len())
+        ),
     }
 }

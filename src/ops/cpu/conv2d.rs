@@ -448,6 +448,10 @@ fn weight_macs(s: &Conv2dShape, fold: &Fold<'_>) -> u64 {
 /// walking a second group inside one dispatch needed a workgroup barrier with the sums live
 /// in between, which cost lavapipe as much as the arithmetic (the 14x14 32 -> 32 input
 /// gradient at batch 64: 169 ms, 78 ms without that barrier).
+/// With `mask`, dx is stored masked by that ReLU output (the layer below's): 0 where it is
+/// not positive.
+// One argument per tensor the kernel binds: grouping them would hide which buffer is which.
+#[allow(clippy::too_many_arguments)]
 pub fn backward_input(
     gpu: &Gpu,
     label: &str,
@@ -456,6 +460,7 @@ pub fn backward_input(
     g: &GradOut<'_>,
     w: &Tensor,
     dx: &Tensor,
+    mask: Option<&Tensor>,
 ) -> Result<Vec<Dispatch>> {
     let (dy, act, relu) = g.bindings();
     let (dy4, act4) = (as_vec4(gpu, dy, s.co), as_vec4(gpu, act, s.co));
@@ -471,7 +476,8 @@ pub fn backward_input(
     let share = grids.len() as u64;
     let vec4 = s.co.is_multiple_of(4);
     let tex = textures(gpu, label, &[(18, dy, vec4), (19, act, vec4 && relu)])?;
-    let base = with_tex(constants(s, fold, false), &tex);
+    let mut base = with_tex(constants(s, fold, false), &tex);
+    base.push(("MASK_DX", mask.is_some() as u32 as f64));
     let groups = groups_of(s.co);
     let mut out = Vec::new();
     for (pixels, phase) in &grids {
@@ -495,6 +501,8 @@ pub fn backward_input(
                         (14, act4),
                         (16, winners(fold, dy4)),
                         (7, dx),
+                        // Unmasked, an alias the kernel never reads through.
+                        (20, mask.unwrap_or(dy)),
                     ],
                     constants: &constants,
                     workgroups: per_group(gpu, "conv2d.backward_input", *pixels, groups_of(s.ci))?,
@@ -502,7 +510,9 @@ pub fn backward_input(
                         bytes: 4
                             * (outputs * (1 + relu as u64) / share
                                 + s.weight_len() / groups as u64
-                                + input_len(s, fold) * (1 + (og > 0) as u64) / share),
+                                + input_len(s, fold)
+                                    * (1 + (og > 0) as u64 + mask.is_some() as u64)
+                                    / share),
                         flops: 2 * backward_input_macs(s, fold) / groups as u64 / share,
                     },
                 },
