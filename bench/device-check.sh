@@ -153,7 +153,7 @@ print(rows[0]["folds"] if rows else "auto")' "$work/ours.json" "$1" 2>/dev/null 
 # without FOLDS NAME: the --folds value FOLDS (all, none, auto or a list) with NAME left out.
 without() {
   python3 -c 'import sys
-names = "upsample pool reduces backward loss tiles finish rows vec4 grads narrow single gather quads adam windows textures"
+names = "upsample pool reduces backward loss tiles finish rows vec4 grads narrow single gather quads adam windows textures reuse"
 f, drop = sys.argv[1], sys.argv[2]
 folds = names.split() if f in ("all", "auto") else ([] if f == "none" else f.split(","))
 print(",".join(n for n in folds if n != drop) or "none")' "$1" "$2"

@@ -835,7 +835,8 @@ impl Network {
             .then(|| tb.dact(&self.model, i - 1, n));
         let y = self.act(written, n);
         let mut out = Vec::new();
-        // On the CPU set the ReLU mask runs once, into scratch: lavapipe pays for every load,
+        // On the CPU set the ReLU mask runs once, into scratch (unless the layer above
+        // applies it as it writes the gradient: relu_fused_above): lavapipe pays for every load,
         // and the layer's kernels would read the mask at each of the 9 taps.
         let masked = (gpu.kernels == KernelSet::Cpu).then(|| tb.relu_masked.view(0, dy.len));
         // The mask may already be applied, fused into the layer above's backward.
@@ -949,7 +950,7 @@ impl Network {
                 }
             }
             // Each the other's gradient; the layer below applies its own ReLU mask (nothing
-            // fuses it here).
+            // fuses it here; a convolution reading through a folded map may: relu_mask_writer).
             LayerOp::StrideInsert(s) => {
                 if let Some(dx) = &dx {
                     out.push(stride::take(gpu, &label, &s, &dy, dx)?);
