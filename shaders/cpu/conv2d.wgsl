@@ -1273,10 +1273,7 @@ fn backward_params_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
     }
     if (id < total) {
         let at = chunk * ROWS4 * 4u;
-        bw_store_row(at, k, cg, og, 0u, &acc);
-        if (GCI > 4u) { bw_store_row(at, k, cg, og, 1u, &acc); }
-        if (GCI > 8u) { bw_store_row(at, k, cg, og, 2u, &acc); }
-        if (GCI > 12u) { bw_store_row(at, k, cg, og, 3u, &acc); }
+        bw_store_tap(at, k, cg, og, &acc);
         // Tap 0's sum (every tap's is the bias's; under UP the tap that meets every output,
         // up_bias_tap), or under INS each tiling tap's own row.
         let bias_row = select(0u, u32(dy * 2 + dx), INS && tiles);

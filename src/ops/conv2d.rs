@@ -642,11 +642,7 @@ pub fn backward_input(
     w: &Tensor,
     dx: &Tensor,
 ) -> Result<Vec<Dispatch>> {
-    s.check()?;
-    folds.check(s, gpu.kernels)?;
-    g.check(s, folds)?;
-    expect_len("conv2d", "kernel", w, s.weight_len())?;
-    expect_len("conv2d", "dx", dx, folds.input.len(s))?;
+    check_input_gradient(gpu, s, folds, g, w, dx)?;
     if cpu_kernels(gpu.kernels, s, folds) {
         let fold = cpu_fold(s, folds);
         return cpu::conv2d::backward_input(gpu, label, s, &fold, g, w, dx, None);
@@ -692,6 +688,22 @@ pub fn backward_input(
     )?])
 }
 
+/// The shape, folds and tensors an input gradient takes, checked.
+fn check_input_gradient(
+    gpu: &Gpu,
+    s: &Conv2dShape,
+    folds: &Folds<'_>,
+    g: &GradOut<'_>,
+    w: &Tensor,
+    dx: &Tensor,
+) -> Result<()> {
+    s.check()?;
+    folds.check(s, gpu.kernels)?;
+    g.check(s, folds)?;
+    expect_len("conv2d", "kernel", w, s.weight_len())?;
+    expect_len("conv2d", "dx", dx, folds.input.len(s))
+}
+
 /// Whether [`backward_input_masked`] takes layer `s` reading and writing as `folds` say: on
 /// the CPU set's own kernels, which mask dx as they store it.
 pub fn masks_input_gradient(set: KernelSet, s: &Conv2dShape, folds: &Folds<'_>) -> bool {
@@ -714,11 +726,7 @@ pub fn backward_input_masked(
     dx: &Tensor,
     relu_output: &Tensor,
 ) -> Result<Vec<Dispatch>> {
-    s.check()?;
-    folds.check(s, gpu.kernels)?;
-    g.check(s, folds)?;
-    expect_len("conv2d", "kernel", w, s.weight_len())?;
-    expect_len("conv2d", "dx", dx, folds.input.len(s))?;
+    check_input_gradient(gpu, s, folds, g, w, dx)?;
     expect_len("conv2d", "relu_output", relu_output, folds.input.len(s))?;
     if !masks_input_gradient(gpu.kernels, s, folds) {
         return Err(Error::Shape {

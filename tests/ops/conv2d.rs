@@ -1361,12 +1361,14 @@ fn open_quads(tiles: bool, narrow: bool, vec4: bool) -> Gpu {
 
 /// A device on the GPU set with exactly `folds`.
 fn open_folds(folds: wgsl_autoencoder::gpu::FoldSet) -> Gpu {
+    open_set(KernelSet::Gpu, folds)
+}
+
+/// A device on kernel set `set` and the test adapter with exactly `folds`.
+fn open_set(set: KernelSet, folds: wgsl_autoencoder::gpu::FoldSet) -> Gpu {
     use wgsl_autoencoder::gpu::{DeviceChoice, FoldChoice, KernelChoice};
-    let choice = DeviceChoice::new(
-        crate::common::adapter_choice(),
-        KernelChoice::Set(KernelSet::Gpu),
-    )
-    .with_folds(FoldChoice::Set(folds));
+    let choice = DeviceChoice::new(crate::common::adapter_choice(), KernelChoice::Set(set))
+        .with_folds(FoldChoice::Set(folds));
     Gpu::new(&choice).or_fail("open")
 }
 
@@ -1880,6 +1882,15 @@ impl TexCase {
         }
     }
 
+    /// What the layer folds, a pool's winners in `winner`.
+    fn folds<'w>(&self, winner: &'w Tensor) -> Folds<'w> {
+        Folds {
+            input: self.input,
+            pool: self.pool.map(|padding| Pooled { padding, winner }),
+            take: self.take,
+        }
+    }
+
     /// y, winners (a pool's, else an untouched poison), dx, dw and db from random inputs
     /// into NaN, ReLU on or off; and each dispatch's shader, entry point and whether it
     /// copied tensors into textures.
@@ -1900,14 +1911,7 @@ impl TexCase {
         let t = |len: u64| g.poisoned("t", len).or_fail(&what);
         let (y, winner) = (t(self.out_len), t(self.out_len));
         let (dx, dw, db) = (t(self.x_len), t(s.weight_len()), t(s.co as u64));
-        let folds = Folds {
-            input: self.input,
-            pool: self.pool.map(|padding| Pooled {
-                padding,
-                winner: &winner,
-            }),
-            take: self.take,
-        };
+        let folds = self.folds(&winner);
         let mut d = conv2d::forward(g, "t", s, &folds, relu, &x, &w, &b, &y).or_fail(&what);
         let go = GradOut {
             dy: &dy,
@@ -1955,14 +1959,7 @@ impl TexCase {
         let winner = g.upload("t", &winner).or_fail(&what);
         let t = |len: u64| g.poisoned("t", len).or_fail(&what);
         let (dx, masked, fused) = (t(self.x_len), t(self.x_len), t(self.x_len));
-        let folds = Folds {
-            input: self.input,
-            pool: self.pool.map(|padding| Pooled {
-                padding,
-                winner: &winner,
-            }),
-            take: self.take,
-        };
+        let folds = self.folds(&winner);
         let go = GradOut {
             dy: &dy,
             relu_output: relu.then_some(&y),
@@ -1988,6 +1985,43 @@ impl TexCase {
     }
 }
 
+/// CPU-set devices with no fold, and with the variant `name` alone.
+fn cpu_without_and_with(name: &str) -> (Gpu, Gpu) {
+    use wgsl_autoencoder::gpu::FoldSet;
+    let with = FoldSet::NONE
+        .with(name)
+        .unwrap_or_else(|| panic!("no variant {name}"));
+    (
+        open_set(KernelSet::Cpu, FoldSet::NONE),
+        open_set(KernelSet::Cpu, with),
+    )
+}
+
+/// A 3x3 layer: the CPU set's own kernels' shape.
+fn conv3x3(n: u32, h: u32, w: u32, ci: u32, co: u32, padding: Padding) -> Conv2dShape {
+    Conv2dShape {
+        k: 3,
+        n,
+        h,
+        w,
+        ci,
+        co,
+        padding,
+    }
+}
+
+/// `after`'s y, winners, dx, dw and db ([`TexCase::run`]'s) bit for bit as `before`'s, every
+/// one but the untouched winners written (no NaN left of the poison).
+fn assert_same_outputs(what: &str, before: &[Vec<u32>; 5], after: &[Vec<u32>; 5]) {
+    for (name, i) in [("y", 0), ("winner", 1), ("dx", 2), ("dw", 3), ("db", 4)] {
+        assert!(before[i] == after[i], "{what}: {name} differs in its bits");
+    }
+    for (name, i) in [("y", 0), ("dx", 2), ("dw", 3), ("db", 4)] {
+        let nan = after[i].iter().any(|v| f32::from_bits(*v).is_nan());
+        assert!(!nan, "{what}: {name} left unwritten");
+    }
+}
+
 /// The CPU set's `textures` variant (the forward pass's x, the input gradient's dy and the
 /// ReLU mask's activations read through textures the op's first dispatch copies them into)
 /// gives the storage loads' bits: the same floats loaded, so the same sums. Plain layers (the
@@ -1999,31 +2033,8 @@ impl TexCase {
 /// group) copied it just before, and the plain set never to.
 #[test]
 fn conv2d_cpu_textures_give_the_storage_bits() {
-    use wgsl_autoencoder::gpu::{DeviceChoice, FoldChoice, FoldSet, KernelChoice};
-    let open = |textures| {
-        let folds = FoldSet {
-            textures,
-            ..FoldSet::NONE
-        };
-        let choice = DeviceChoice::new(
-            crate::common::adapter_choice(),
-            KernelChoice::Set(KernelSet::Cpu),
-        )
-        .with_folds(FoldChoice::Set(folds));
-        Gpu::new(&choice).or_fail("open")
-    };
-    let (storage, textured) = (open(false), open(true));
-    let p = |n, h, w, ci, co, padding| {
-        TexCase::plain(Conv2dShape {
-            k: 3,
-            n,
-            h,
-            w,
-            ci,
-            co,
-            padding,
-        })
-    };
+    let (storage, textured) = cpu_without_and_with("textures");
+    let p = |n, h, w, ci, co, padding| TexCase::plain(conv3x3(n, h, w, ci, co, padding));
     let (same, valid) = (Padding::Same, Padding::Valid);
     let mut cases = vec![
         p(2, 14, 14, 16, 8, same),
@@ -2064,13 +2075,7 @@ fn conv2d_cpu_textures_give_the_storage_bits() {
                 assert_eq!(*fills, reads && first, "{what}: {entry} ({tex:?})");
                 reread += (reads && !first) as usize;
             }
-            for (name, i) in [("y", 0), ("winner", 1), ("dx", 2), ("dw", 3), ("db", 4)] {
-                assert!(a[i] == b[i], "{what}: {name} differs in its bits");
-            }
-            for (name, i) in [("y", 0), ("dx", 2), ("dw", 3), ("db", 4)] {
-                let nan = b[i].iter().any(|v| f32::from_bits(*v).is_nan());
-                assert!(!nan, "{what}: {name} left unwritten");
-            }
+            assert_same_outputs(&what, &a, &b);
         }
     }
     // The inserted case's forward phases and the taken and 24 -> 20 cases' input gradients.
@@ -2093,29 +2098,8 @@ fn conv2d_cpu_textures_give_the_storage_bits() {
 /// `backward_params_partial` without it, so the comparison cannot pass by running the same code.
 #[test]
 fn conv2d_cpu_reuse_gives_the_same_bits() {
-    use wgsl_autoencoder::gpu::{DeviceChoice, FoldChoice, FoldSet, KernelChoice};
-    let open = |reuse| {
-        let folds = FoldSet {
-            reuse,
-            ..FoldSet::NONE
-        };
-        let choice = DeviceChoice::new(
-            crate::common::adapter_choice(),
-            KernelChoice::Set(KernelSet::Cpu),
-        )
-        .with_folds(FoldChoice::Set(folds));
-        Gpu::new(&choice).or_fail("open")
-    };
-    let (per_tap, reused) = (open(false), open(true));
-    let shape = |n, h, w, ci, co, padding| Conv2dShape {
-        k: 3,
-        n,
-        h,
-        w,
-        ci,
-        co,
-        padding,
-    };
+    let (per_tap, reused) = cpu_without_and_with("reuse");
+    let shape = conv3x3;
     let (same, valid) = (Padding::Same, Padding::Valid);
     let plain = [
         shape(2, 14, 14, 16, 8, same),
@@ -2146,13 +2130,7 @@ fn conv2d_cpu_reuse_gives_the_same_bits() {
                 k < rows,
                 "{what}: {after:?}"
             );
-            for (name, i) in [("y", 0), ("winner", 1), ("dx", 2), ("dw", 3), ("db", 4)] {
-                assert!(a[i] == b[i], "{what}: {name} differs in its bits");
-            }
-            for (name, i) in [("y", 0), ("dx", 2), ("dw", 3), ("db", 4)] {
-                let nan = b[i].iter().any(|v| f32::from_bits(*v).is_nan());
-                assert!(!nan, "{what}: {name} left unwritten");
-            }
+            assert_same_outputs(&what, &a, &b);
         }
     }
 }
@@ -2167,17 +2145,7 @@ fn conv2d_cpu_reuse_gives_the_same_bits() {
 #[test]
 fn conv2d_cpu_input_gradient_masked_gives_relu_backward_bits() {
     let cpu = crate::common::gpu_with(KernelSet::Cpu);
-    let p = |n, h, w, ci, co, padding| {
-        TexCase::plain(Conv2dShape {
-            k: 3,
-            n,
-            h,
-            w,
-            ci,
-            co,
-            padding,
-        })
-    };
+    let p = |n, h, w, ci, co, padding| TexCase::plain(conv3x3(n, h, w, ci, co, padding));
     let (same, valid) = (Padding::Same, Padding::Valid);
     let mut cases = vec![
         p(2, 14, 14, 16, 8, same),
