@@ -314,7 +314,7 @@ pub fn forward(
     let tex = textures(gpu, label, &[(17, x, s.ci.is_multiple_of(4))])?;
     let mut base = with_tex(constants(s, fold, false), &tex);
     base.push(("PAIR", pairs(s, fold) as u32 as f64));
-    base.push(("REUSE", reuses(gpu, label)));
+    base.push(("REUSE", patches(gpu, label, s, fold, true)));
     grids
         .into_iter()
         .enumerate()
@@ -354,10 +354,17 @@ pub fn forward(
         .collect()
 }
 
-/// The shader's REUSE under the `reuse` variant: each pixel loaded once for every tap that
-/// reads it (a pooled forward's and the thin weight gradients' 4x4 patches).
-fn reuses(gpu: &Gpu, label: &str) -> f64 {
-    gpu.folds_at(label).reuse as u32 as f64
+/// The shader's REUSE under the `reuse` variant, where it changes the kernel: a pooled
+/// forward with one input channel, and the thin weight gradients of a pooled one-input or an
+/// upsampled one-output layer, load the 4x4 patch their taps read once. Set nowhere else, so
+/// that `bench-kernels` sees every other dispatch unchanged.
+fn patches(gpu: &Gpu, label: &str, s: &Conv2dShape, fold: &Fold<'_>, forward: bool) -> f64 {
+    let read_once = match fold {
+        Fold::Pool { .. } => s.ci == 1,
+        Fold::Upsample => !forward && s.co == 1 && s.ci > 1,
+        _ => false,
+    };
+    (gpu.folds_at(label).reuse && read_once) as u32 as f64
 }
 
 /// Whether the weight gradient takes a kernel row's three taps per invocation
@@ -543,8 +550,12 @@ pub fn backward_params(
     let p = params(s, fold, relu);
     // `partials` holds exactly partials_len(s) (ops::conv2d checked it).
     let used = partials.len;
-    let mut constants = constants(s, fold, db.is_some());
-    constants.push(("REUSE", reuses(gpu, label)));
+    let constants = constants(s, fold, db.is_some());
+    let partial_constants = [
+        constants.clone(),
+        vec![("REUSE", patches(gpu, label, s, fold, false))],
+    ]
+    .concat();
     // The weight gradients read through storage under `textures` too (through textures they
     // measured no clear gain, short of their copies' cost: BENCHMARKS.md), so each texture
     // binding holds the placeholder.
@@ -582,7 +593,7 @@ pub fn backward_params(
                 (16, winners(fold, as_vec4(gpu, dy, s.co))),
                 (8, partials),
             ],
-            constants: &constants,
+            constants: &partial_constants,
             workgroups,
             cost: Cost {
                 bytes: 4 * (output_len(s, fold) * (1 + relu as u64) + input_len(s, fold) + used),
