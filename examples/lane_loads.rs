@@ -1,7 +1,7 @@
 //! What one vec4 load at a per-invocation address costs on the adapter at hand, by where it
 //! comes from: a storage buffer, a uniform buffer or a texture (and a loop with no load, the
-//! baseline); and what a vec4 store costs, to a storage buffer and to a storage texture. On
-//! lavapipe this sets the shape of the CPU kernel set (`shaders/cpu/`): Mesa turns a storage
+//! baseline); and what a vec4 store costs, to a storage buffer (and as four scalar stores) and
+//! to a storage texture. On lavapipe this sets the shape of the CPU kernel set (`shaders/cpu/`): Mesa turns a storage
 //! load into a loop over the vector's lanes with a guarded scalar load each, a uniform load
 //! into straight per-lane loads, a texel fetch into a vectorised gather; a texel store costs
 //! several times a storage store (so textures are filled by copies: `gpu::TensorTexture`).

@@ -29,9 +29,10 @@
 //   loaded input serves three of their taps, and one with 4 to 8 two (PAIR), each loaded
 //   input serving two;
 // - the weight gradient has no split over 16-pixel chunks: each invocation sums CHUNK pixels
-//   for one tap and one pair of groups (or, when one side has a single channel, for all 9
-//   taps with a group of the wide side loaded once per pixel; or, for an upsampled layer with
-//   up to 8 input channels, for all 9 taps and one vec4 of outputs: backward_params_up), and
+//   for one tap and one pair of groups (under `reuse`, a kernel row's three taps:
+//   backward_params_row; or, when one side has a single channel, for all 9 taps with a group
+//   of the wide side loaded once per pixel; or, for an upsampled layer with up to 8 input
+//   channels, for all 9 taps and one vec4 of outputs: backward_params_up), and
 //   a short reduce adds the chunks. These kernels run in workgroups of one vector
 //   (PARTIAL_WG): they copy no weights, and their invocations are few.
 
@@ -1742,10 +1743,12 @@ fn thin_tap(k: u32, b: u32, py: i32, px: i32, acc: ptr<function, Acc9>, wide: Ac
     }
 }
 
-// REUSE (the `reuse` variant): a thin kernel loads the 4 x 4 pixels of its thin side that a
-// walked pixel's taps read once, rather than at each tap: a pooled window's four outputs
-// read 16 input pixels over their 36 taps, and an upsampled x pixel's 9 taps 16 output
-// gradients over their 36 reads. The same values meet the same sums: the same bits.
+// REUSE (the `reuse` variant; the launcher sets it only where it changes a kernel): a thin
+// kernel loads the 4 x 4 pixels of its thin side that a walked pixel's taps read once,
+// rather than at each tap: a pooled window's four outputs read 16 input pixels over their
+// 36 taps, and an upsampled x pixel's 9 taps 16 output gradients over their 36 reads; the
+// pooled forward with one input channel does the same with its window (fwd_reuses). The
+// same values meet the same sums: the same bits.
 override REUSE: bool = false;
 
 // A 4 x 4 patch of scalars, row r in member r.
