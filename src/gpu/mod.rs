@@ -7,6 +7,7 @@ mod execution;
 mod kernels;
 mod pipeline;
 mod poison;
+mod specialize;
 mod texture;
 pub mod timing;
 

@@ -1,10 +1,11 @@
 //! Compute pipelines, built once per (shader, entry point, override constants) and cached:
 //! the launchers ask for one every time they build a dispatch.
 use super::poison::POISON_OVERRIDE;
+use super::specialize::Parsed;
 use super::Gpu;
 use crate::Result;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// A WGSL module: its name (for labels and the cache key) and its source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -18,8 +19,9 @@ type PipelineKey = (&'static str, &'static str, Vec<(&'static str, u64)>);
 
 #[derive(Default)]
 pub(crate) struct PipelineCache {
-    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
-    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+    /// Each module parsed once; its pipelines are specialised from it.
+    modules: Mutex<HashMap<&'static str, Arc<Parsed>>>,
+    pipelines: Mutex<HashMap<PipelineKey, Built>>,
 }
 
 /// wgpu's runtime checks but one: naga's loop bounding, which puts a 64-bit counter and a
@@ -86,6 +88,14 @@ fn skips_zeroing(shader: &str, entry: &str) -> bool {
     WRITES_BEFORE_READING.contains(&(shader, entry)) || shader == super::WORKGROUP_POISON.name
 }
 
+/// A built pipeline and the bindings of group 0 that its specialised code uses: its derived
+/// layout holds those alone, so a bind group names only them.
+#[derive(Clone, Debug)]
+pub(crate) struct Built {
+    pub pipeline: wgpu::ComputePipeline,
+    pub bindings: Arc<[u32]>,
+}
+
 impl Gpu {
     /// The pipeline of `entry` in `module`, specialised with `constants`; built on first use.
     pub fn pipeline(
@@ -94,6 +104,16 @@ impl Gpu {
         entry: &'static str,
         constants: &[(&'static str, f64)],
     ) -> Result<wgpu::ComputePipeline> {
+        Ok(self.built(module, entry, constants)?.pipeline)
+    }
+
+    /// [`Self::pipeline`] with the bindings it uses.
+    pub(crate) fn built(
+        &self,
+        module: Module,
+        entry: &'static str,
+        constants: &[(&'static str, f64)],
+    ) -> Result<Built> {
         // Under the tests' poison, the kernels that skip zeroing fill their workgroup memory
         // with NaN first (`POISON_WORKGROUP` in shaders/common.wgsl).
         let poisoned: Vec<(&'static str, f64)>;
@@ -118,10 +138,41 @@ impl Gpu {
         {
             return Ok(p.clone());
         }
+        let failed = |detail: String| crate::Error::Gpu {
+            adapter: self.name(),
+            detail: format!(
+                "building the pipeline of {}::{entry}: {detail}",
+                module.name
+            ),
+        };
+        let specialized = self
+            .parsed(module)?
+            .map_err(failed)?
+            .specialize(entry, constants)
+            .map_err(failed)?;
+        let bindings = specialized
+            .global_variables
+            .iter()
+            .filter_map(|(_, g)| g.binding.as_ref())
+            .filter(|b| b.group == 0)
+            .map(|b| b.binding)
+            .collect();
         // A validation error is this thread's own: the scope is thread-local, so pipelines
         // built on several threads at once (network::in_parallel) never take each other's.
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let shader = self.shader_module(module)?;
+        let desc = wgpu::ShaderModuleDescriptor {
+            label: Some(module.name),
+            source: wgpu::ShaderSource::Naga(std::borrow::Cow::Owned(specialized)),
+        };
+        // SAFETY: the only check left out (unless the feature asks for it) is naga's loop
+        // bounding, whose contract is that no loop runs forever. Every loop in `shaders/`
+        // is a `for` whose counter moves toward a bound fixed before the loop (an override
+        // constant, a uniform, or a halving stride), with no index near u32::MAX (buffers
+        // are far smaller). Bounds checks stay on.
+        let shader = unsafe {
+            self.device
+                .create_shader_module_trusted(desc, RUNTIME_CHECKS)
+        };
         let pipeline = self
             .device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -130,16 +181,13 @@ impl Gpu {
                 module: &shader,
                 entry_point: Some(entry),
                 compilation_options: wgpu::PipelineCompilationOptions {
-                    constants,
+                    constants: &[],
                     zero_initialize_workgroup_memory: !skips_zeroing(module.name, entry),
                 },
                 cache: None,
             });
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(crate::Error::Gpu {
-                adapter: self.name(),
-                detail: format!("building the pipeline of {}::{entry}: {e}", module.name),
-            });
+            return Err(failed(e.to_string()));
         }
         self.check()?;
         // Where another thread built the same pipeline meanwhile, its copy stays the one: one
@@ -149,31 +197,25 @@ impl Gpu {
             .lock()
             .map_err(|e| self.gpu_error(e))?
             .entry(key)
-            .or_insert(pipeline)
+            .or_insert(Built { pipeline, bindings })
             .clone())
     }
 
-    fn shader_module(&self, module: Module) -> Result<wgpu::ShaderModule> {
+    /// `module` parsed and validated, once per device; the inner error is naga's message.
+    fn parsed(&self, module: Module) -> Result<std::result::Result<Arc<Parsed>, String>> {
         let mut modules = self
             .pipelines
             .modules
             .lock()
             .map_err(|e| self.gpu_error(e))?;
-        let shader = modules.entry(module.name).or_insert_with(|| {
-            let desc = wgpu::ShaderModuleDescriptor {
-                label: Some(module.name),
-                source: wgpu::ShaderSource::Wgsl(module.source.into()),
-            };
-            // SAFETY: the only check left out (unless the feature asks for it) is naga's loop
-            // bounding, whose contract is that no loop runs forever. Every loop in `shaders/`
-            // is a `for` whose counter moves toward a bound fixed before the loop (an override
-            // constant, a uniform, or a halving stride), with no index near u32::MAX (buffers
-            // are far smaller). Bounds checks stay on.
-            unsafe {
-                self.device
-                    .create_shader_module_trusted(desc, RUNTIME_CHECKS)
-            }
-        });
-        Ok(shader.clone())
+        if let Some(p) = modules.get(module.name) {
+            return Ok(Ok(p.clone()));
+        }
+        Ok(Parsed::new(module.source).map(|parsed| {
+            modules
+                .entry(module.name)
+                .or_insert(Arc::new(parsed))
+                .clone()
+        }))
     }
 }

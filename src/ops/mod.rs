@@ -214,7 +214,9 @@ pub(crate) fn build_textured(
     l: Launch<'_>,
     textures: Vec<(u32, TensorTexture)>,
 ) -> Result<Dispatch> {
-    let pipeline = gpu.pipeline(l.shader.module(), l.entry, l.constants)?;
+    let built = gpu.built(l.shader.module(), l.entry, l.constants)?;
+    // Only what the specialised code uses is bound: its layout holds nothing else.
+    let used = |binding: &u32| built.bindings.contains(binding);
     Dispatch::new(
         gpu,
         DispatchParts {
@@ -224,11 +226,17 @@ pub(crate) fn build_textured(
                 entry: l.entry,
             },
             label: l.label.to_string(),
-            pipeline,
+            pipeline: built.pipeline,
             constants: l.constants.to_vec(),
             params: l.params.to_vec(),
-            bindings: l.bindings.iter().map(|(b, t)| (*b, (*t).clone())).collect(),
-            textures,
+            uniform_bound: used(&0),
+            bindings: l
+                .bindings
+                .iter()
+                .filter(|(b, _)| used(b))
+                .map(|(b, t)| (*b, (*t).clone()))
+                .collect(),
+            textures: textures.into_iter().filter(|(b, _)| used(b)).collect(),
             workgroups: l.workgroups,
             cost: l.cost,
         },
