@@ -1,5 +1,7 @@
 //! Compute pipelines, built once per (shader, entry point, override constants) and cached:
-//! the launchers ask for one every time they build a dispatch.
+//! the launchers ask for one every time they build a dispatch. Each is built from its entry
+//! point specialised with its constants ([`super::specialize`]), and records the bindings
+//! that code uses: its derived layout has those alone.
 use super::poison::POISON_OVERRIDE;
 use super::specialize::Parsed;
 use super::Gpu;
