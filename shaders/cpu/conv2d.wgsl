@@ -1071,8 +1071,23 @@ override ADD_TO_DX: bool = false;
 // sum so far: a later one adds to 0 where the mask is, and masks again.
 override MASK_DX: bool = false;
 @group(0) @binding(20) var<storage, read> dx_mask: array<f32>;
+// dx and the mask as vec4s (the same buffers), where CI is a multiple of 4: a pixel's four
+// channels in one load and one store, not four of each. A pipeline uses one view or the other.
+@group(0) @binding(21) var<storage, read_write> dx4: array<vec4<f32>>;
+@group(0) @binding(22) var<storage, read> dx_mask4: array<vec4<f32>>;
 
 fn store_dx4(at: u32, cg: u32, j: u32, v: vec4<f32>) {
+    if (CI % 4u == 0u) {
+        let c = GROUP * cg + 4u * j;
+        if (c < CI) {
+            let i = (at + c) / 4u;
+            var o = v;
+            if (ADD_TO_DX) { o = dx4[i] + o; }
+            if (MASK_DX) { o = select(vec4<f32>(0.0), o, dx_mask4[i] > vec4<f32>(0.0)); }
+            dx4[i] = o;
+        }
+        return;
+    }
     for (var l = 0u; l < 4u; l++) {
         let c = GROUP * cg + 4u * j + l;
         if (c < CI) {

@@ -508,8 +508,10 @@ pub fn backward_input(
                         (14, act4),
                         (16, winners(fold, dy4)),
                         (7, dx),
-                        // Unmasked, an alias the kernel never reads through.
+                        (21, dx),
+                        // Unmasked, the kernel reads no mask: the binding is not used.
                         (20, mask.unwrap_or(dy)),
+                        (22, mask.unwrap_or(dy)),
                     ],
                     constants: &constants,
                     workgroups: per_group(gpu, "conv2d.backward_input", *pixels, groups_of(s.ci))?,
