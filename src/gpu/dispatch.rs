@@ -46,8 +46,8 @@ pub struct Dispatch {
     stride: u64,
     /// The parameters it was built with (every new slot starts with them).
     params: Vec<u8>,
-    /// Whether its bind groups bind the uniform ([`DispatchParts::uniform_bound`]).
-    uniform_bound: bool,
+    /// The bindings its bind groups name ([`DispatchParts::used_bindings`]).
+    used_bindings: Arc<[u32]>,
     /// The storage bindings, for the bind groups of new slots.
     bindings: Vec<(u32, Tensor)>,
     /// The texture bindings: the tensors it reads through textures, copied in before it runs
@@ -76,9 +76,10 @@ pub struct DispatchParts {
     pub constants: Vec<(&'static str, f64)>,
     /// The uniform's bytes (binding 0).
     pub params: Vec<u8>,
-    /// Whether the pipeline reads the uniform (binding 0): one whose constants decide
-    /// everything may not, and its layout then has no binding 0.
-    pub uniform_bound: bool,
+    /// The bindings the pipeline's code uses, which its derived layout holds (the uniform,
+    /// binding 0, among them where it reads it): only these are bound. The others stay
+    /// listed, so a texture is still filled by the dispatch that fills it for later ones.
+    pub used_bindings: Arc<[u32]>,
     /// The storage tensors and their bindings.
     pub bindings: Vec<(u32, Tensor)>,
     /// The textures and their bindings.
@@ -101,7 +102,7 @@ impl Dispatch {
             uniform: uniform_slots(gpu, parts.kernel, stride, 1),
             stride,
             params: parts.params,
-            uniform_bound: parts.uniform_bound,
+            used_bindings: parts.used_bindings,
             bindings: parts.bindings,
             textures: parts.textures,
             staged: Default::default(),
@@ -140,16 +141,14 @@ impl Dispatch {
         let layout = self.pipeline.get_bind_group_layout(0);
         self.bind_groups = (0..slots as u64)
             .map(|slot| {
-                let uniform = wgpu::BindGroupEntry {
+                let mut entries = vec![wgpu::BindGroupEntry {
                     binding: 0,
                     resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                         buffer: &self.uniform,
                         offset: slot * self.stride,
                         size: wgpu::BufferSize::new(self.params.len() as u64),
                     }),
-                };
-                let mut entries: Vec<_> =
-                    self.uniform_bound.then_some(uniform).into_iter().collect();
+                }];
                 entries.extend(
                     self.bindings
                         .iter()
@@ -166,6 +165,7 @@ impl Dispatch {
                             resource: wgpu::BindingResource::TextureView(&t.view),
                         }),
                 );
+                entries.retain(|e| self.used_bindings.contains(&e.binding));
                 gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some(self.kernel),
                     layout: &layout,

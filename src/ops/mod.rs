@@ -215,8 +215,6 @@ pub(crate) fn build_textured(
     textures: Vec<(u32, TensorTexture)>,
 ) -> Result<Dispatch> {
     let built = gpu.built(l.shader.module(), l.entry, l.constants)?;
-    // Only what the specialised code uses is bound: its layout holds nothing else.
-    let used = |binding: &u32| built.bindings.contains(binding);
     Dispatch::new(
         gpu,
         DispatchParts {
@@ -227,16 +225,11 @@ pub(crate) fn build_textured(
             },
             label: l.label.to_string(),
             pipeline: built.pipeline,
+            used_bindings: built.bindings,
             constants: l.constants.to_vec(),
             params: l.params.to_vec(),
-            uniform_bound: used(&0),
-            bindings: l
-                .bindings
-                .iter()
-                .filter(|(b, _)| used(b))
-                .map(|(b, t)| (*b, (*t).clone()))
-                .collect(),
-            textures: textures.into_iter().filter(|(b, _)| used(b)).collect(),
+            bindings: l.bindings.iter().map(|(b, t)| (*b, (*t).clone())).collect(),
+            textures,
             workgroups: l.workgroups,
             cost: l.cost,
         },
