@@ -18,26 +18,39 @@ mod upsample;
 mod weighted;
 
 /// A pipeline that does not build is an error naming it, for the thread that built it, even
-/// while other threads build valid ones (error scopes are per thread).
+/// while other threads build valid ones: one whose source naga rejects (while it is
+/// specialised, before the device sees it), and one only the device rejects (a workgroup of
+/// 4,096 invocations, over every adapter's limit: wgpu's validation, whose error scopes are
+/// per thread).
 #[test]
 fn a_bad_pipeline_is_an_error_of_the_thread_that_built_it() {
     use wgsl_autoencoder::gpu::Module;
-    common::each_gpu(|g, _| {
-        let bad = Module {
-            name: "bad_module_for_test",
-            source: "@compute @workgroup_size(1) fn main() { let x: u32 = 1.5; }",
-        };
+    let naga_rejects = Module {
+        name: "bad_module_for_test",
+        source: "@compute @workgroup_size(1) fn main() { let x: u32 = 1.5; }",
+    };
+    let device_rejects = Module {
+        name: "too_wide_for_test",
+        source: "@compute @workgroup_size(4096) fn main() {}",
+    };
+    common::each_gpu(|g, name| {
         let good = wgsl_autoencoder::ops::Shader::Activation.module();
-        std::thread::scope(|s| {
-            let goods: Vec<_> = (0..3)
-                .map(|_| s.spawn(|| g.pipeline(good, "relu_forward", &[]).map(|_| ())))
-                .collect();
-            let e = g.pipeline(bad, "main", &[]).unwrap_err().to_string();
-            assert!(e.contains("bad_module_for_test::main"), "{e}");
-            for t in goods {
-                t.join().unwrap().unwrap();
-            }
-        });
+        for (bad, says) in [
+            (naga_rejects, "expected to be `u32`"),
+            (device_rejects, "Validation Error"),
+        ] {
+            std::thread::scope(|s| {
+                let goods: Vec<_> = (0..3)
+                    .map(|_| s.spawn(|| g.pipeline(good, "relu_forward", &[]).map(|_| ())))
+                    .collect();
+                let e = g.pipeline(bad, "main", &[]).unwrap_err().to_string();
+                assert!(e.contains(&format!("{}::main", bad.name)), "{name}: {e}");
+                assert!(e.contains(says), "{name}: {e}");
+                for t in goods {
+                    t.join().unwrap().unwrap();
+                }
+            });
+        }
     });
 }
 
