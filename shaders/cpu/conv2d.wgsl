@@ -1018,6 +1018,79 @@ fn bin_up_taps(og: u32, b: u32, sy: i32, sx: i32, acc: ptr<function, Acc4>) {
     bin_up_tap(15u, og, b, sy, sx, acc);
 }
 
+// UP_PAIR (REUSE, UP = 2, at most 8 input channels, output channels a multiple of 4;
+// ops::cpu::conv2d::up_pairs): an invocation takes x pixels (sy, sx) and (sy, sx + 1), whose
+// 4x4 outputs overlap in two columns, so each loaded upstream gradient serves both where it
+// is shared (LLVM keeps a load once where its address repeats) and each loaded weight serves
+// both. Pixel sx's sums are a0, a1 and sx + 1's a2, a3: the terms of bin_up_taps in its
+// order, so the same bits.
+fn bin_up_taps_pair(og: u32, b: u32, sy: i32, sx: i32, acc: ptr<function, Acc4>) {
+    bin_up_tap_pair(0u, og, b, sy, sx, acc);
+    bin_up_tap_pair(1u, og, b, sy, sx, acc);
+    bin_up_tap_pair(2u, og, b, sy, sx, acc);
+    bin_up_tap_pair(3u, og, b, sy, sx, acc);
+    bin_up_tap_pair(4u, og, b, sy, sx, acc);
+    bin_up_tap_pair(5u, og, b, sy, sx, acc);
+    bin_up_tap_pair(6u, og, b, sy, sx, acc);
+    bin_up_tap_pair(7u, og, b, sy, sx, acc);
+    bin_up_tap_pair(8u, og, b, sy, sx, acc);
+    bin_up_tap_pair(9u, og, b, sy, sx, acc);
+    bin_up_tap_pair(10u, og, b, sy, sx, acc);
+    bin_up_tap_pair(11u, og, b, sy, sx, acc);
+    bin_up_tap_pair(12u, og, b, sy, sx, acc);
+    bin_up_tap_pair(13u, og, b, sy, sx, acc);
+    bin_up_tap_pair(14u, og, b, sy, sx, acc);
+    bin_up_tap_pair(15u, og, b, sy, sx, acc);
+}
+
+// Folded tap t of the pair: bin_up_tap's outputs for x pixel sx, and two columns on for sx + 1.
+fn bin_up_tap_pair(t: u32, og: u32, b: u32, sy: i32, sx: i32, acc: ptr<function, Acc4>) {
+    let oy = 2 * sy + i32(PAD) - 2 + i32(t / 4u);
+    let ox = 2 * sx + i32(PAD) - 2 + i32(t % 4u);
+    bin_grads_pair(t, og, b, oy, ox, acc);
+}
+
+// bin_grads for the pair's outputs (oy, ox) and (oy, ox + 2).
+fn bin_grads_pair(k: u32, og: u32, b: u32, oy: i32, ox: i32, acc: ptr<function, Acc4>) {
+    let row = inside_at(oy, YH);
+    let keep_a = row * inside_at(ox, YW);
+    let keep_b = row * inside_at(ox + 2, YW);
+    let at = b * YH + tap_at(oy, YH);
+    let pix_a = at * YW + tap_at(ox, YW);
+    let pix_b = at * YW + tap_at(ox + 2, YW);
+    let m = GROUP / 4u * og;
+    let channels = group_len(CO, og);
+    bin_block_pair(k, 0u, g4_pixel(pix_a, m, keep_a), g4_pixel(pix_b, m, keep_b), acc);
+    if (channels > 4u) {
+        bin_block_pair(k, 1u, g4_pixel(pix_a, m + 1u, keep_a), g4_pixel(pix_b, m + 1u, keep_b), acc);
+    }
+    if (channels > 8u) {
+        bin_block_pair(k, 2u, g4_pixel(pix_a, m + 2u, keep_a), g4_pixel(pix_b, m + 2u, keep_b), acc);
+    }
+    if (channels > 12u) {
+        bin_block_pair(k, 3u, g4_pixel(pix_a, m + 3u, keep_a), g4_pixel(pix_b, m + 3u, keep_b), acc);
+    }
+}
+
+fn bin_block_pair(k: u32, j: u32, ga: vec4<f32>, gb: vec4<f32>, acc: ptr<function, Acc4>) {
+    bin_chan_pair(k, 4u * j, ga.x, gb.x, acc);
+    bin_chan_pair(k, 4u * j + 1u, ga.y, gb.y, acc);
+    bin_chan_pair(k, 4u * j + 2u, ga.z, gb.z, acc);
+    bin_chan_pair(k, 4u * j + 3u, ga.w, gb.w, acc);
+}
+
+fn bin_chan_pair(k: u32, o: u32, ga: f32, gb: f32, acc: ptr<function, Acc4>) {
+    let row = (k * GCO + o) * GCI4;
+    let w0 = wsh4[row];
+    (*acc).a0 += ga * w0;
+    (*acc).a2 += gb * w0;
+    if (GCI > 4u) {
+        let w1 = wsh4[row + 1u];
+        (*acc).a1 += ga * w1;
+        (*acc).a3 += gb * w1;
+    }
+}
+
 // UP = 2: load_weights4_t's layout with the input gradient's 16 folded taps (t = 4ty + tx)
 // for the 9, an invocation per output and vec4 of input channels.
 fn load_weights4_up_t(lid: u32, c0: u32, c4: u32, o0: u32, no: u32) {
@@ -1099,6 +1172,31 @@ fn store_dx4(at: u32, cg: u32, j: u32, v: vec4<f32>) {
     }
 }
 
+override UP_PAIR: bool = false;
+
+// UP_PAIR: invocation q is the pair (b, sy, 2 * (q % pairs per row)) of x's pixels; the
+// second is not stored where the row has an odd length and the pair is its last.
+fn backward_input_up_pair(lid: u32, cg: u32, id: u32) {
+    let pairs = (BW + 1u) / 2u;
+    let total = p.n * BH * pairs;
+    let q = min(id, total - 1u);
+    let sx = 2u * (q % pairs);
+    let sy = (q / pairs) % BH;
+    let b = q / (pairs * BH);
+    var acc: Acc4;
+    load_weights4_up_t(lid, GROUP * cg, GCI4, GROUP * OG, GCO);
+    bin_up_taps_pair(OG, b, i32(sy), i32(sx), &acc);
+    if (id < total) {
+        let pix = (b * BH + sy) * BW + sx;
+        store_dx4(pix * CI, cg, 0u, acc.a0);
+        if (GCI > 4u) { store_dx4(pix * CI, cg, 1u, acc.a1); }
+        if (sx + 1u < BW) {
+            store_dx4((pix + 1u) * CI, cg, 0u, acc.a2);
+            if (GCI > 4u) { store_dx4((pix + 1u) * CI, cg, 1u, acc.a3); }
+        }
+    }
+}
+
 @compute @workgroup_size(CPU_WG)
 fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -1107,6 +1205,10 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     // One invocation per pixel of x: under INS the inserted pixels of the input only (the
     // zeros' gradients are never needed), so q indexes the small tensor; under TAKE this
     // dispatch's phase of them.
+    if (UP_PAIR) {
+        backward_input_up_pair(lid, cg, id);
+        return;
+    }
     let total = p.n * BH * BW;
     let q = min(id, total - 1u);
     let sx = q % BW;

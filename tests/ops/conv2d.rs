@@ -1831,7 +1831,9 @@ fn reduce_adam_case(
 }
 
 /// A dispatch's shader, entry point and whether it copies tensors into textures.
-type Launched = (&'static str, &'static str, bool);
+/// A dispatch as run: its shader, entry point, whether it fills textures, and its launch
+/// (`Dispatch::launch`: the override constants and workgroups).
+type Launched = (&'static str, &'static str, bool, String);
 
 /// One convolution as [`conv2d_cpu_textures_give_the_storage_bits`] runs it: its shape, what
 /// it folds, and the lengths of x and of y (and dy).
@@ -1925,7 +1927,15 @@ impl TexCase {
         wgsl_autoencoder::ops::run(g, &d).or_fail(&what);
         let entries = d
             .iter()
-            .map(|d| (d.source.shader, d.source.entry, d.fills_textures()))
+            .map(|d| {
+                let source = d.source;
+                (
+                    source.shader,
+                    source.entry,
+                    d.fills_textures(),
+                    d.launch.clone(),
+                )
+            })
             .collect();
         let bits = [y, winner, dx, dw, db].map(|t| g.read::<u32>(&t).or_fail(&what));
         (bits, entries)
@@ -2064,11 +2074,14 @@ fn conv2d_cpu_textures_give_the_storage_bits() {
             let what = format!("{case:?} relu={relu}");
             let (a, plain) = case.run(&storage, relu, 1300 + k as u64);
             let (b, tex) = case.run(&textured, relu, 1300 + k as u64);
-            assert!(plain.iter().all(|(.., fills)| !fills), "{what}: {plain:?}");
+            assert!(
+                plain.iter().all(|(_, _, fills, _)| !fills),
+                "{what}: {plain:?}"
+            );
             // The first dispatch of an entry copies; its later phases or channel groups,
             // run right after it, read that copy.
             let mut seen = Vec::new();
-            for (shader, entry, fills) in &tex {
+            for (shader, entry, fills, _) in &tex {
                 let reads = *shader == "cpu/conv2d" && case.reads_texture(entry);
                 let first = !seen.contains(entry);
                 seen.push(*entry);
@@ -2088,7 +2101,9 @@ fn conv2d_cpu_textures_give_the_storage_bits() {
 /// The CPU set's `reuse` variant (each pixel loaded once for every tap that reads it: a
 /// kernel row's three weight-gradient taps per invocation sliding along the row; the 4x4
 /// patch a pooled window's or an upsampled pixel's taps read) gives the bits of the kernels
-/// that load it per tap: the same floats meet the same sums in the same order. Plain layers
+/// that load it per tap (and, for an upsampled layer's input gradient, per x pixel: two
+/// neighbours of a row per invocation, UP_PAIR): the same floats meet the same sums in the
+/// same order. Plain layers
 /// whose chunks of 256 pixels start inside a row (14 wide, two images) and end past the last
 /// pixel, 'valid' padding, two groups a side, odd channel counts; one output channel through
 /// an upsampling ('same' from 16 channels, 'valid' from five); one input channel into a
@@ -2107,8 +2122,18 @@ fn conv2d_cpu_reuse_gives_the_same_bits() {
         shape(2, 6, 5, 24, 20, same),
     ];
     let mut cases: Vec<TexCase> = plain.into_iter().map(TexCase::plain).collect();
-    let up = |n, h, w, ci, padding| TexCase::upsampled(Upsampled(shape(n, h, w, ci, 1, padding)));
-    cases.extend([up(2, 28, 28, 16, same), up(2, 6, 8, 5, valid)]);
+    let up =
+        |n, h, w, ci, co, padding| TexCase::upsampled(Upsampled(shape(n, h, w, ci, co, padding)));
+    cases.extend([up(2, 28, 28, 16, 1, same), up(2, 6, 8, 5, 1, valid)]);
+    // Input gradients by pairs of x pixels: the decoder's 8 -> 16 ('valid'), a half-size row
+    // of odd length (the last pair's second pixel not stored), two output groups from 5
+    // channels (the second adding to dx, stored lane by lane).
+    let up_pairs = cases.len()..cases.len() + 3;
+    cases.extend([
+        up(2, 16, 16, 8, 16, valid),
+        up(3, 10, 6, 4, 4, same),
+        up(2, 6, 4, 5, 20, same),
+    ]);
     let pooled = |n, h, w, co, pool| {
         TexCase::pooled(Folded {
             s: shape(n, h, w, 1, co, same),
@@ -2123,13 +2148,16 @@ fn conv2d_cpu_reuse_gives_the_same_bits() {
             let what = format!("{case:?} relu={relu}");
             let (a, before) = case.run(&per_tap, relu, 1500 + k as u64);
             let (b, after) = case.run(&reused, relu, 1500 + k as u64);
-            let runs = |d: &[Launched], entry| d.iter().any(|(_, e, _)| *e == entry);
+            let runs = |d: &[Launched], entry| d.iter().any(|(_, e, ..)| *e == entry);
             assert!(!runs(&before, "backward_params_row"), "{what}: {before:?}");
             assert_eq!(
                 runs(&after, "backward_params_row"),
                 k < rows,
                 "{what}: {after:?}"
             );
+            let pairs = |d: &[Launched]| d.iter().any(|(.., l)| l.contains("UP_PAIR=1"));
+            assert!(!pairs(&before), "{what}: {before:?}");
+            assert_eq!(pairs(&after), up_pairs.contains(&k), "{what}: {after:?}");
             assert_same_outputs(&what, &a, &b);
         }
     }

@@ -356,7 +356,8 @@ pub fn forward(
 
 /// The shader's REUSE under the `reuse` variant, where it changes the kernel: a pooled
 /// forward with one input channel, and the thin weight gradients of a pooled one-input or an
-/// upsampled one-output layer, load the 4x4 patch their taps read once. Set nowhere else, so
+/// upsampled one-output layer, load the 4x4 patch their taps read once (an upsampled input
+/// gradient's pairs are UP_PAIR, [`up_pairs`]). Set nowhere else, so
 /// that `bench-kernels` sees every other dispatch unchanged.
 fn patches(gpu: &Gpu, label: &str, s: &Conv2dShape, fold: &Fold<'_>, forward: bool) -> f64 {
     let read_once = match fold {
@@ -365,6 +366,17 @@ fn patches(gpu: &Gpu, label: &str, s: &Conv2dShape, fold: &Fold<'_>, forward: bo
         _ => false,
     };
     (gpu.folds_at(label).reuse && read_once) as u32 as f64
+}
+
+/// Whether an upsampled layer's input gradient takes two neighbouring x pixels of a row per
+/// invocation (the shader's UP_PAIR, under `reuse`): their sums fill the four accumulators
+/// where it has at most 8 input channels, and the kernel loads whole vec4s of gradient where
+/// its output channels are a multiple of 4.
+fn up_pairs(gpu: &Gpu, label: &str, s: &Conv2dShape, fold: &Fold<'_>) -> bool {
+    gpu.folds_at(label).reuse
+        && matches!(fold, Fold::Upsample)
+        && s.ci <= 8
+        && s.co.is_multiple_of(4)
 }
 
 /// Whether the weight gradient takes a kernel row's three taps per invocation
@@ -474,7 +486,13 @@ pub fn backward_input(
     let p = params(s, fold, relu);
     // One invocation per pixel of x (under an insertion or upsampling, the small side's), and
     // under a take one dispatch per input phase, each with its own taps.
+    let up_pair = up_pairs(gpu, label, s, fold);
     let grids: Vec<(u64, Vec<(&str, f64)>)> = match fold {
+        // Under UP_PAIR an invocation per two pixels of a row of x.
+        Fold::Upsample if up_pair => {
+            let pairs = s.n as u64 * (s.h / 2) as u64 * (s.w / 2).div_ceil(2) as u64;
+            vec![(pairs, vec![])]
+        }
         Fold::None | Fold::Insert(_) | Fold::Upsample | Fold::Pool { .. } => {
             vec![(input_len(s, fold) / s.ci as u64, vec![])]
         }
@@ -485,6 +503,7 @@ pub fn backward_input(
     let tex = textures(gpu, label, &[(18, dy, vec4), (19, act, vec4 && relu)])?;
     let mut base = with_tex(constants(s, fold, false), &tex);
     base.push(("MASK_DX", mask.is_some() as u32 as f64));
+    base.push(("UP_PAIR", up_pair as u32 as f64));
     let groups = groups_of(s.co);
     let mut out = Vec::new();
     for (pixels, phase) in &grids {
