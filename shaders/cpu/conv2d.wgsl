@@ -634,10 +634,19 @@ fn fwd_taps(cg: u32, b: u32, oy: i32, ox: i32, acc: ptr<function, Acc4>) {
     fwd_tap(8u, cg, b, oy, ox, acc);
 }
 
+// y as vec4s (the same buffer), where CO is a multiple of 4: a pixel's four channels in one
+// store. A pipeline uses one view or the other.
+@group(0) @binding(23) var<storage, read_write> y4: array<vec4<f32>>;
+
 // Output channels GROUP * og + 4j .. +3 of the pixel starting at `at`, ReLU'd when asked.
 fn store4(at: u32, og: u32, j: u32, v: vec4<f32>) {
     var o = v;
     if (p.relu != 0u) { o = max(o, vec4<f32>(0.0)); }
+    if (CO % 4u == 0u) {
+        let c = GROUP * og + 4u * j;
+        if (c < CO) { y4[(at + c) / 4u] = o; }
+        return;
+    }
     for (var l = 0u; l < 4u; l++) {
         let c = GROUP * og + 4u * j + l;
         if (c < CO) { y[at + c] = o[l]; }

@@ -334,6 +334,7 @@ pub fn forward(
                         (2, w),
                         (3, b),
                         (4, y),
+                        (23, y),
                         (15, winners(fold, &gpu.untouched_rw)),
                     ],
                     constants: &constants,
