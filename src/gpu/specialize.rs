@@ -52,12 +52,16 @@ impl Parsed {
         .map_err(|e| e.to_string())?;
         let mut module = module.into_owned();
         let constant_bools = ConstantBools::of(&module);
-        for (_, f) in module.functions.iter_mut() {
-            cut_decided_branches(f, &constant_bools);
+        let mut functions = std::mem::take(&mut module.functions);
+        for (_, f) in functions.iter_mut() {
+            cut_decided_branches(&module, f, &constant_bools);
         }
-        for ep in module.entry_points.iter_mut() {
-            cut_decided_branches(&mut ep.function, &constant_bools);
+        module.functions = functions;
+        let mut entry_points = std::mem::take(&mut module.entry_points);
+        for ep in entry_points.iter_mut() {
+            cut_decided_branches(&module, &mut ep.function, &constant_bools);
         }
+        module.entry_points = entry_points;
         naga::compact::compact(&mut module, naga::compact::KeepUnused::No);
         Ok(module)
     }
@@ -74,20 +78,130 @@ impl ConstantBools {
         };
         Self(module.constants.iter().map(value).collect())
     }
+}
 
-    /// Whether `condition` (an expression of `f`) is a constant, and which.
-    fn decide(&self, f: &Function, condition: naga::Handle<Expression>) -> Option<bool> {
-        match f.expressions[condition] {
-            Expression::Literal(Literal::Bool(b)) => Some(b),
-            Expression::Constant(c) => self.0.get(c.index()).copied().flatten(),
+/// What is known of a function's boolean values while its statements are walked in order.
+///
+/// naga lowers `a && b` (and `||`) in a function to a local variable that an `if` on `a`
+/// stores `b` or `false` into, and the outer `if` loads it: so `if (W4 && CO % 4u == 0u)` is
+/// decided only once the stores of that local variable are followed.
+struct Known<'f> {
+    f: &'f Function,
+    constants: &'f ConstantBools,
+    /// The local variables followed: bool-typed and never passed to a call (so only the
+    /// function's own stores write them).
+    followed: Vec<bool>,
+    /// Each load of a followed variable by handle: the value it read, where the walk knew it
+    /// at the load's emission.
+    loads: Vec<Option<bool>>,
+}
+
+/// The followed variables' values at a point of the walk (None: not known there).
+type Vars = Vec<Option<bool>>;
+
+impl<'f> Known<'f> {
+    /// `body` is `f`'s, taken out of it for the walk.
+    fn new(module: &Module, f: &'f Function, body: &Block, constants: &'f ConstantBools) -> Self {
+        let is_bool = |v: &naga::LocalVariable| {
+            matches!(
+                module.types[v.ty].inner,
+                naga::TypeInner::Scalar(naga::Scalar::BOOL)
+            )
+        };
+        let mut followed: Vec<bool> = f.local_variables.iter().map(|(_, v)| is_bool(v)).collect();
+        escape_through_calls(body, f, &mut followed);
+        Self {
+            f,
+            constants,
+            followed,
+            loads: vec![None; f.expressions.len()],
+        }
+    }
+
+    /// The followed variable that `pointer` (an expression) names, if any.
+    fn variable(&self, pointer: naga::Handle<Expression>) -> Option<usize> {
+        match self.f.expressions[pointer] {
+            Expression::LocalVariable(v) if self.followed[v.index()] => Some(v.index()),
             _ => None,
+        }
+    }
+
+    /// Whether `e` is a constant, or a load whose value the walk knew, and which.
+    fn decide(&self, e: naga::Handle<Expression>) -> Option<bool> {
+        match self.f.expressions[e] {
+            Expression::Literal(Literal::Bool(b)) => Some(b),
+            Expression::Constant(c) => self.constants.0.get(c.index()).copied().flatten(),
+            Expression::Load { .. } => self.loads[e.index()],
+            _ => None,
+        }
+    }
+
+    fn vars(&self) -> Vars {
+        vec![None; self.followed.len()]
+    }
+}
+
+/// Marks the variables passed to a call (a pointer argument) as not followed.
+fn escape_through_calls(block: &Block, f: &Function, followed: &mut [bool]) {
+    for_each_statement(block, &mut |statement| {
+        if let Statement::Call { arguments, .. } = statement {
+            for &a in arguments {
+                if let Expression::LocalVariable(v) = f.expressions[a] {
+                    followed[v.index()] = false;
+                }
+            }
+        }
+    });
+}
+
+/// Calls `visit` on every statement of `block`, nested ones too.
+fn for_each_statement(block: &Block, visit: &mut impl FnMut(&Statement)) {
+    for statement in block.iter() {
+        visit(statement);
+        match statement {
+            Statement::If { accept, reject, .. } => {
+                for_each_statement(accept, visit);
+                for_each_statement(reject, visit);
+            }
+            Statement::Block(inner) => for_each_statement(inner, visit),
+            Statement::Loop {
+                body, continuing, ..
+            } => {
+                for_each_statement(body, visit);
+                for_each_statement(continuing, visit);
+            }
+            Statement::Switch { cases, .. } => {
+                for case in cases {
+                    for_each_statement(&case.body, visit);
+                }
+            }
+            _ => {}
         }
     }
 }
 
-fn cut_decided_branches(f: &mut Function, bools: &ConstantBools) {
+/// The followed variables that some statement of `block` stores into.
+fn stored_in(block: &Block, known: &Known<'_>) -> Vec<usize> {
+    let mut stored = Vec::new();
+    for_each_statement(block, &mut |statement| {
+        if let Statement::Store { pointer, .. } = statement {
+            stored.extend(known.variable(*pointer));
+        }
+    });
+    stored
+}
+
+fn forget(vars: &mut Vars, stored: &[usize]) {
+    for &v in stored {
+        vars[v] = None;
+    }
+}
+
+fn cut_decided_branches(module: &Module, f: &mut Function, constants: &ConstantBools) {
     let mut body = std::mem::take(&mut f.body);
-    cut_in_block(&mut body, f, bools);
+    let mut known = Known::new(module, f, &body, constants);
+    let mut vars = known.vars();
+    cut_in_block(&mut body, &mut known, &mut vars);
     f.body = body;
     // A `let` of a cut block names an expression that nothing emits any more; compaction
     // keeps named expressions, so the name must go with its block (a call's result named
@@ -101,64 +215,82 @@ fn cut_decided_branches(f: &mut Function, bools: &ConstantBools) {
 /// Marks every expression that a statement of `block` (nested ones too) emits, and the
 /// results of its calls.
 fn mark_emitted(block: &Block, emitted: &mut [bool]) {
-    for statement in block.iter() {
+    for_each_statement(block, &mut |statement| match statement {
+        Statement::Emit(range) => {
+            for h in range.clone() {
+                emitted[h.index()] = true;
+            }
+        }
+        Statement::Call {
+            result: Some(h), ..
+        } => emitted[h.index()] = true,
+        _ => {}
+    });
+}
+
+/// Walks `block` in order, `vars` holding what is known on entry (and, on return, on exit):
+/// every `if` whose condition is then a constant becomes the block it takes.
+fn cut_in_block(block: &mut Block, known: &mut Known<'_>, vars: &mut Vars) {
+    for statement in block.iter_mut() {
+        if let Statement::If {
+            condition,
+            accept,
+            reject,
+        } = statement
+        {
+            if let Some(taken) = known.decide(*condition) {
+                let kept = std::mem::take(if taken { accept } else { reject });
+                *statement = Statement::Block(kept);
+            }
+        }
         match statement {
             Statement::Emit(range) => {
                 for h in range.clone() {
-                    emitted[h.index()] = true;
+                    if let Expression::Load { pointer } = known.f.expressions[h] {
+                        if let Some(v) = known.variable(pointer) {
+                            known.loads[h.index()] = vars[v];
+                        }
+                    }
                 }
             }
-            Statement::Call {
-                result: Some(h), ..
-            } => emitted[h.index()] = true,
+            Statement::Store { pointer, value } => {
+                if let Some(v) = known.variable(*pointer) {
+                    vars[v] = known.decide(*value);
+                }
+            }
+            Statement::Block(inner) => cut_in_block(inner, known, vars),
             Statement::If { accept, reject, .. } => {
-                mark_emitted(accept, emitted);
-                mark_emitted(reject, emitted);
+                let mut other = vars.clone();
+                cut_in_block(accept, known, vars);
+                cut_in_block(reject, known, &mut other);
+                // Known after the `if` where both ways agree.
+                for (v, o) in vars.iter_mut().zip(other) {
+                    if *v != o {
+                        *v = None;
+                    }
+                }
             }
-            Statement::Block(inner) => mark_emitted(inner, emitted),
             Statement::Loop {
                 body, continuing, ..
             } => {
-                mark_emitted(body, emitted);
-                mark_emitted(continuing, emitted);
+                // Each iteration starts with whatever an earlier one stored.
+                let mut stored = stored_in(body, known);
+                stored.extend(stored_in(continuing, known));
+                forget(vars, &stored);
+                let mut inside = vars.clone();
+                cut_in_block(body, known, &mut inside);
+                cut_in_block(continuing, known, &mut inside);
             }
             Statement::Switch { cases, .. } => {
-                for case in cases {
-                    mark_emitted(&case.body, emitted);
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Every `if` in `block` (nested ones too) whose condition is a constant becomes the block it
-/// takes.
-fn cut_in_block(block: &mut Block, f: &Function, bools: &ConstantBools) {
-    for statement in block.iter_mut() {
-        match statement {
-            Statement::If {
-                condition,
-                accept,
-                reject,
-            } => {
-                cut_in_block(accept, f, bools);
-                cut_in_block(reject, f, bools);
-                if let Some(taken) = bools.decide(f, *condition) {
-                    let kept = std::mem::take(if taken { accept } else { reject });
-                    *statement = Statement::Block(kept);
-                }
-            }
-            Statement::Block(inner) => cut_in_block(inner, f, bools),
-            Statement::Loop {
-                body, continuing, ..
-            } => {
-                cut_in_block(body, f, bools);
-                cut_in_block(continuing, f, bools);
-            }
-            Statement::Switch { cases, .. } => {
+                // A case may fall through into the next: each starts knowing only what no
+                // case stores.
+                let stored: Vec<usize> = cases
+                    .iter()
+                    .flat_map(|c| stored_in(&c.body, known))
+                    .collect();
+                forget(vars, &stored);
                 for case in cases.iter_mut() {
-                    cut_in_block(&mut case.body, f, bools);
+                    cut_in_block(&mut case.body, known, &mut vars.clone());
                 }
             }
             _ => {}
@@ -267,5 +399,57 @@ mod tests {
         assert!(e.contains("NOT_THERE"), "{e}");
         let e = Parsed::new("fn f() { let x: u32 = 1.5; }").err().unwrap();
         assert!(e.contains("1.5") || e.contains("u32"), "{e}");
+    }
+    /// Conditions joined by `&&` and `||`, which naga lowers to a local variable that an `if`
+    /// stores into; two joined with the data (the data's `if` then stores a different value
+    /// each way); and one whose variable a loop stores into.
+    const JOINED: &str = "
+        override W4: bool = false;
+        override CO: u32 = 1u;
+        @group(0) @binding(1) var<storage, read_write> out: array<f32>;
+        @group(0) @binding(2) var<storage, read> and_only: array<f32>;
+        @group(0) @binding(3) var<storage, read> or_only: array<f32>;
+        @group(0) @binding(4) var<storage, read> chain_only: array<f32>;
+        @group(0) @binding(5) var<storage, read> data_only: array<f32>;
+        @group(0) @binding(6) var<storage, read> loop_only: array<f32>;
+        @group(0) @binding(7) var<storage, read> either_way: array<f32>;
+        @compute @workgroup_size(1)
+        fn main() {
+            if (W4 && CO % 4u == 0u) { out[0] = and_only[0]; }
+            if (!W4 || CO == 3u) { out[1] = or_only[0]; }
+            if (W4 && CO > 1u && CO % 4u == 0u) { out[2] = chain_only[0]; }
+            if (W4 && out[3] > 0.0) { out[3] = data_only[0]; }
+            if (out[5] > 0.0 || W4) { out[5] = either_way[0]; }
+            var once: bool;
+            once = false;
+            for (var i = 0u; i < 2u; i++) {
+                if (once) { out[4] = loop_only[0]; }
+                once = true;
+            }
+        }
+    ";
+
+    fn joined(w4: bool, co: u32) -> Vec<u32> {
+        let module = Parsed::new(JOINED)
+            .unwrap()
+            .specialize("main", &[("W4", w4 as u32 as f64), ("CO", co as f64)])
+            .unwrap();
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::all(),
+        )
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("W4 {w4} CO {co}: the specialised module is invalid: {e:?}"));
+        bindings(&module)
+    }
+
+    #[test]
+    fn conditions_joined_by_and_or_are_decided_too() {
+        // The loop's second iteration reads loop_only: a variable a loop stores is not known
+        // at the loop's top.
+        assert_eq!(joined(false, 8), [1, 3, 6, 7], "only `!W4 ||` holds");
+        assert_eq!(joined(true, 8), [1, 2, 4, 5, 6, 7]);
+        assert_eq!(joined(true, 3), [1, 3, 5, 6, 7]);
+        assert_eq!(joined(true, 1), [1, 5, 6, 7]);
     }
 }
