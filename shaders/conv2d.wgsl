@@ -110,12 +110,12 @@ struct Conv {
 @group(0) @binding(12) var<storage, read_write> winner_out: array<u32>;
 @group(0) @binding(13) var<storage, read> winner_in: array<u32>;
 @group(0) @binding(14) var<storage, read> shares: array<Share>;
-// x again, as vec4s: X4's loads (the forward entry points declare it whatever X4 is; without
-// X4, ops::conv2d binds a placeholder vec4 in its place).
+// x again, as vec4s: X4's loads (a pipeline without X4 does not use it, and ops::conv2d does
+// not bind it).
 @group(0) @binding(15) var<storage, read> x4: array<vec4<f32>>;
 // The kernel again, as vec4s: W4's loads where CO is a multiple of 4, or is 1 with CI a
-// multiple of 4 in the input gradient (every entry point that reads weights declares it
-// whatever W4 is; ops::conv2d binds a placeholder vec4 where the kernel has no such loads).
+// multiple of 4 in the input gradient (elsewhere the specialised code does not use it, and
+// ops::conv2d does not bind it).
 @group(0) @binding(16) var<storage, read> wt4: array<vec4<f32>>;
 
 // Workgroup size of the register-tiled kernels: ops::conv2d::TILED.

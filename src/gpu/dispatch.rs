@@ -51,7 +51,7 @@ pub struct Dispatch {
     /// The storage bindings, for the bind groups of new slots.
     bindings: Vec<(u32, Tensor)>,
     /// The texture bindings: the tensors it reads through textures, copied in before it runs
-    /// (or the unread placeholder).
+    /// (unless an earlier dispatch of its op already did).
     textures: Vec<(u32, TensorTexture)>,
     /// Slot contents staged by [`Self::stage`], sent by [`Self::flush`] in one write.
     staged: Arc<Mutex<Staged>>,

@@ -50,18 +50,6 @@ pub struct Gpu {
     /// Training steps (or evaluation batches) per command buffer and submit
     /// ([`StepsPerExecution`]).
     pub steps_per_execution: usize,
-    /// One vec4 of zeros, bound where an entry point declares a vec4 view (`x4`, `wt4`)
-    /// that the dispatch's variant never reads: a binding must hold at least one vec4, which
-    /// a small tensor of the dispatch need not.
-    pub(crate) unread_vec4: buffers::Tensor,
-    /// Four words bound where an entry point declares a read-write binding that the
-    /// dispatch's variant never touches (the CPU set's forward `winner_out` without a pool):
-    /// a buffer of its own, since WebGPU forbids a writable binding that aliases another
-    /// binding of the dispatch.
-    pub(crate) untouched_rw: buffers::Tensor,
-    /// One texel, bound where an entry point declares a texture that the dispatch's variant
-    /// never reads (the CPU set's convolutions without `textures`).
-    pub(crate) unread_texture: TensorTexture,
     /// The textures tensors are read through under `textures`, one per tensor view.
     textures: texture::TextureCache,
     /// Set by [`Gpu::with_workgroup_poison`] (tests): pipelines that skip zeroing their
@@ -132,24 +120,8 @@ impl Gpu {
                 }
             }
         }));
-        let unread_vec4 = buffers::Tensor::whole(device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("unread vec4"),
-            size: 16,
-            usage: buffers::STORAGE,
-            mapped_at_creation: false,
-        }));
-        let untouched_rw = buffers::Tensor::whole(device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("untouched read-write"),
-            size: 16,
-            usage: buffers::STORAGE,
-            mapped_at_creation: false,
-        }));
-        let unread_texture = texture::unread(&device);
         Ok(Gpu {
-            unread_vec4,
-            unread_texture,
             textures: Default::default(),
-            untouched_rw,
             poisons_workgroup_memory: false,
             device,
             queue,

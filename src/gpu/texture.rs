@@ -21,8 +21,8 @@ const ROW_BYTES: u64 = TEXELS_PER_ROW as u64 * 16;
 /// row: vec4 `i` of the tensor is texel (i % TEXELS_PER_ROW, i / TEXELS_PER_ROW).
 #[derive(Clone, Debug)]
 pub struct TensorTexture {
-    /// The tensor it holds a copy of; None for the placeholder a dispatch binds where its
-    /// variant reads no texture.
+    /// The tensor it holds a copy of; None where the dispatch binding it does not copy it in
+    /// ([`TensorTexture::already_filled`]).
     source: Option<Tensor>,
     texture: wgpu::Texture,
     pub(crate) view: wgpu::TextureView,
@@ -134,7 +134,7 @@ impl Gpu {
                     .into(),
             });
         }
-        let tex = make(&self.device, what, width, height as u32, Some(t.clone()));
+        let tex = make(&self.device, what, width, height as u32, t.clone());
         cache.insert(key, tex.clone());
         Ok(tex)
     }
@@ -149,17 +149,12 @@ impl Gpu {
     }
 }
 
-/// The texture a dispatch binds where its variant reads none: one texel, never filled.
-pub(crate) fn unread(device: &wgpu::Device) -> TensorTexture {
-    make(device, "unread texture", 1, 1, None)
-}
-
 fn make(
     device: &wgpu::Device,
     label: &str,
     width: u32,
     height: u32,
-    source: Option<Tensor>,
+    source: Tensor,
 ) -> TensorTexture {
     let texture = device.create_texture(&wgpu::TextureDescriptor {
         label: Some(label),
@@ -177,7 +172,7 @@ fn make(
     });
     let view = texture.create_view(&Default::default());
     TensorTexture {
-        source,
+        source: Some(source),
         texture,
         view,
     }

@@ -39,16 +39,12 @@ pub fn forward_vec4(gpu: &Gpu, layer: &str, s: &Conv2dShape) -> bool {
     vec4_loads(gpu, layer) && s.ci.is_multiple_of(4)
 }
 
-/// The input gradient's `wt4` binding: the kernel where the vec4 variant reads it as vec4s
-/// (CO a multiple of 4, or 1 with CI a multiple of 4: then it holds at least one), else the
-/// unread placeholder (a binding must hold at least one vec4, which a small kernel need not).
-fn input_gradient_w4<'t>(gpu: &'t Gpu, s: &Conv2dShape, w: &'t Tensor) -> &'t Tensor {
+/// The input gradient's `wt4` binding, where the vec4 variant reads the kernel as vec4s (CO a
+/// multiple of 4, or 1 with CI a multiple of 4: then it holds at least one); elsewhere the
+/// specialised code does not use it, and a small kernel need not hold a whole vec4.
+fn input_gradient_w4<'t>(s: &Conv2dShape, w: &'t Tensor) -> Option<(u32, &'t Tensor)> {
     let reads = s.co.is_multiple_of(4) || (s.co == 1 && s.ci.is_multiple_of(4));
-    if reads {
-        w
-    } else {
-        &gpu.unread_vec4
-    }
+    reads.then_some((16, w))
 }
 
 /// Whether layer `layer`'s kernels on `gpu` take the vec4 variant's other loads (`--folds
@@ -558,16 +554,12 @@ pub fn forward(
         None => ("forward", "conv2d.forward"),
         Some(_) => ("forward_pooled", "conv2d.forward_pooled"),
     };
-    // x4 is x as vec4s, and wt4 the kernel: declared whatever the variant, read only with it
-    // (and wt4 only where CO is a multiple of 4); otherwise a placeholder stands in.
+    // x4 is x as vec4s, and wt4 the kernel: bound only where the variant reads them (wt4
+    // where CO is a multiple of 4), since a small tensor need not hold a whole vec4.
     let x4 = forward_vec4(gpu, label, s);
-    let x_vec4 = if x4 { x } else { &gpu.unread_vec4 };
-    let w_vec4 = if s.co.is_multiple_of(4) {
-        w
-    } else {
-        &gpu.unread_vec4
-    };
-    let mut bindings = vec![(1, x), (2, w), (3, b), (4, y), (15, x_vec4), (16, w_vec4)];
+    let mut bindings = vec![(1, x), (2, w), (3, b), (4, y)];
+    bindings.extend(x4.then_some((15, x)));
+    bindings.extend(s.co.is_multiple_of(4).then_some((16, w)));
     bindings.extend(folds.pool.map(|p| (12, p.winner)));
     let w4 = vec4_loads(gpu, label);
     let group = group(gpu, label);
@@ -651,14 +643,8 @@ pub fn backward_input(
     let p = params(s, relu);
     let quads = per_window(gpu, label, folds.input == Input::Upsampled2x);
     let pixels = folds.input.len(s) / s.ci as u64 * quads;
-    let bindings = [
-        (2, w),
-        (5, dy),
-        (6, act),
-        (7, dx),
-        folds.winner_in(dy),
-        (16, input_gradient_w4(gpu, s, w)),
-    ];
+    let mut bindings = vec![(2, w), (5, dy), (6, act), (7, dx), folds.winner_in(dy)];
+    bindings.extend(input_gradient_w4(s, w));
     let w4 = vec4_loads(gpu, label);
     Ok(vec![build(
         gpu,
@@ -1007,8 +993,10 @@ pub fn backward_pair(
                 (7, dx),
                 (8, &partials),
                 folds.winner_in(dy),
-                (16, input_gradient_w4(gpu, s, w)),
-            ],
+            ]
+            .into_iter()
+            .chain(input_gradient_w4(s, w))
+            .collect::<Vec<_>>(),
             constants: &constants_with(
                 s,
                 folds,

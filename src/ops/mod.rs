@@ -215,6 +215,24 @@ pub(crate) fn build_textured(
     textures: Vec<(u32, TensorTexture)>,
 ) -> Result<Dispatch> {
     let built = gpu.built(l.shader.module(), l.entry, l.constants)?;
+    // A launcher names only the tensors its variant reads; the specialised code must not
+    // use a binding it left out (a launcher's bug, not the user's).
+    let given = |binding: &u32| {
+        *binding == 0
+            || l.bindings.iter().any(|(b, _)| b == binding)
+            || textures.iter().any(|(b, _)| b == binding)
+    };
+    if let Some(missing) = built.bindings.iter().find(|b| !given(b)) {
+        return Err(Error::Gpu {
+            adapter: gpu.info.name.clone(),
+            detail: format!(
+                "{} ({}.wgsl, entry point {}) uses binding {missing}, which its launcher did not give",
+                l.kernel,
+                l.shader.name(),
+                l.entry
+            ),
+        });
+    }
     Dispatch::new(
         gpu,
         DispatchParts {
@@ -245,4 +263,38 @@ pub(crate) fn expect_len(op: &'static str, name: &str, t: &Tensor, len: u64) -> 
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::{AdapterChoice, DeviceChoice, KernelChoice};
+
+    /// A launcher that leaves out a binding its kernel's specialised code uses is an error
+    /// naming the kernel and the binding, before any bind group is made of it.
+    #[test]
+    fn a_binding_the_kernel_uses_but_its_launcher_left_out_is_named() {
+        let gpu = Gpu::new(&DeviceChoice::new(AdapterChoice::Cpu, KernelChoice::Auto))
+            .expect("a CPU adapter (lavapipe) opens");
+        let x = gpu.tensor("x", 4).expect("a tensor");
+        let y = gpu.tensor("y", 4).expect("a tensor");
+        let launch = |bindings| Launch {
+            shader: Shader::Activation,
+            entry: "relu_forward",
+            kernel: "activation.relu_forward",
+            label: "test",
+            params: &[0; 16],
+            bindings,
+            constants: &[],
+            workgroups: [1, 1, 1],
+            cost: Cost::default(),
+        };
+        let both = [(1, &x), (2, &y)];
+        build(&gpu, launch(&both)).expect("every binding given");
+        let e = build(&gpu, launch(&both[..1])).unwrap_err().to_string();
+        assert!(
+            e.contains("activation.relu_forward") && e.contains("uses binding 2"),
+            "{e}"
+        );
+    }
 }

@@ -96,37 +96,48 @@ pub enum Fold<'a> {
     },
 }
 
-/// `t` for a binding the shader reads four channels at a time, which it does only where its
-/// `channels` are a multiple of 4; else the unread placeholder (a binding must hold a whole
-/// vec4, which a one-pixel tensor of 1 to 3 channels does not).
-fn as_vec4<'t>(gpu: &'t Gpu, t: &'t Tensor, channels: u32) -> &'t Tensor {
-    match channels.is_multiple_of(4) {
-        true => t,
-        false => &gpu.unread_vec4,
-    }
+/// `t` as `binding`, a view the shader reads four channels at a time, which it does only where
+/// its `channels` are a multiple of 4; elsewhere the specialised code does not use the binding
+/// (and a one-pixel tensor of 1 to 3 channels could not fill a whole vec4).
+fn vec4_view(binding: u32, t: &Tensor, channels: u32) -> Option<(u32, &Tensor)> {
+    channels.is_multiple_of(4).then_some((binding, t))
 }
 
 /// The textures an entry point reads x (binding 17), dy (18) and act (19) through: under
-/// `textures` (the shader's TEX), each tensor it reads four channels at a time, else the
-/// unread placeholder. `reads` names the tensors and whether the kernel reads them so.
+/// `textures` (the shader's TEX), each tensor it reads four channels at a time. `reads` names
+/// the tensors and whether the kernel reads them so; the others are not bound. A tensor named
+/// twice (act, which is dy where no ReLU follows) is copied in once.
 fn textures(
     gpu: &Gpu,
     label: &str,
     reads: &[(u32, &Tensor, bool)],
 ) -> Result<Vec<(u32, TensorTexture)>> {
-    let on = gpu.folds_at(label).textures;
-    reads
+    if !gpu.folds_at(label).textures {
+        return Ok(Vec::new());
+    }
+    let read: Vec<(u32, &Tensor)> = reads
         .iter()
-        .map(|&(binding, t, read)| {
+        .filter(|(_, _, read)| *read)
+        .map(|&(binding, t, _)| (binding, t))
+        .collect();
+    read.iter()
+        .enumerate()
+        .map(|(k, &(binding, t))| {
+            let texture = gpu.texture_of(label, t)?;
+            let copied_before = read[..k].iter().any(|(_, earlier)| same_view(earlier, t));
             Ok((
                 binding,
-                match on && read {
-                    true => gpu.texture_of(label, t)?,
-                    false => gpu.unread_texture.clone(),
+                match copied_before {
+                    true => texture.already_filled(),
+                    false => texture,
                 },
             ))
         })
         .collect()
+}
+
+fn same_view(a: &Tensor, b: &Tensor) -> bool {
+    a.buffer == b.buffer && a.offset == b.offset && a.len == b.len
 }
 
 /// `textures` for the `k`th of an op's dispatches, which run back to back: the first copies
@@ -328,15 +339,12 @@ pub fn forward(
                     kernel: "conv2d.forward",
                     label,
                     params: bytemuck::bytes_of(&p),
-                    bindings: &[
-                        (1, x),
-                        (12, as_vec4(gpu, x, s.ci)),
-                        (2, w),
-                        (3, b),
-                        (4, y),
-                        (23, y),
-                        (15, winners(fold, &gpu.untouched_rw)),
-                    ],
+                    bindings: &[(1, x), (2, w), (3, b), (4, y)]
+                        .into_iter()
+                        .chain(vec4_view(12, x, s.ci))
+                        .chain(vec4_view(23, y, s.co))
+                        .chain(winners(15, fold))
+                        .collect::<Vec<_>>(),
                     constants: &constants,
                     workgroups: per_group(gpu, "conv2d.forward", invocations, groups)?,
                     cost: Cost {
@@ -413,13 +421,11 @@ fn output_len(s: &Conv2dShape, fold: &Fold<'_>) -> u64 {
     }
 }
 
-/// The winners' binding: a folded pool's, or `other` that the kernels never touch through it
-/// (every entry point names its binding, whatever the fold): for the backward kernels' read-only
-/// one an alias of dy4, for the forward's read-write one a placeholder of its own.
-fn winners<'t>(fold: &Fold<'t>, other: &'t Tensor) -> &'t Tensor {
+/// A folded pool's winners as `binding`; without a pool no entry point uses it.
+fn winners<'t>(binding: u32, fold: &Fold<'t>) -> Option<(u32, &'t Tensor)> {
     match fold {
-        Fold::Pool { winner, .. } => winner,
-        _ => other,
+        Fold::Pool { winner, .. } => Some((binding, winner)),
+        _ => None,
     }
 }
 
@@ -483,7 +489,6 @@ pub fn backward_input(
     mask: Option<&Tensor>,
 ) -> Result<Vec<Dispatch>> {
     let (dy, act, relu) = g.bindings();
-    let (dy4, act4) = (as_vec4(gpu, dy, s.co), as_vec4(gpu, act, s.co));
     let p = params(s, fold, relu);
     // One invocation per pixel of x (under an insertion or upsampling, the small side's), and
     // under a take one dispatch per input phase, each with its own taps.
@@ -501,7 +506,9 @@ pub fn backward_input(
     };
     let share = grids.len() as u64;
     let vec4 = s.co.is_multiple_of(4);
-    let tex = textures(gpu, label, &[(18, dy, vec4), (19, act, vec4 && relu)])?;
+    // act's texture is bound wherever dy's is: the shader reads it under the ReLU flag, a
+    // parameter, not a constant.
+    let tex = textures(gpu, label, &[(18, dy, vec4), (19, act, vec4)])?;
     let mut base = with_tex(constants(s, fold, false), &tex);
     base.push(("MASK_DX", mask.is_some() as u32 as f64));
     base.push(("UP_PAIR", up_pair as u32 as f64));
@@ -520,19 +527,15 @@ pub fn backward_input(
                     kernel: "conv2d.backward_input",
                     label,
                     params: bytemuck::bytes_of(&p),
-                    bindings: &[
-                        (2, w),
-                        (5, dy),
-                        (6, act),
-                        (13, dy4),
-                        (14, act4),
-                        (16, winners(fold, dy4)),
-                        (7, dx),
-                        (21, dx),
-                        // Unmasked, the kernel reads no mask: the binding is not used.
-                        (20, mask.unwrap_or(dy)),
-                        (22, mask.unwrap_or(dy)),
-                    ],
+                    bindings: &[(2, w), (5, dy), (6, act), (7, dx)]
+                        .into_iter()
+                        .chain(vec4_view(13, dy, s.co))
+                        .chain(vec4_view(14, act, s.co))
+                        .chain(winners(16, fold))
+                        .chain(vec4_view(21, dx, s.ci))
+                        .chain(mask.map(|m| (20, m)))
+                        .chain(mask.and_then(|m| vec4_view(22, m, s.ci)))
+                        .collect::<Vec<_>>(),
                     constants: &constants,
                     workgroups: per_group(gpu, "conv2d.backward_input", *pixels, groups_of(s.ci))?,
                     cost: Cost {
@@ -579,9 +582,7 @@ pub fn backward_params(
     ]
     .concat();
     // The weight gradients read through storage under `textures` too (through textures they
-    // measured no clear gain, short of their copies' cost: BENCHMARKS.md), so each texture
-    // binding holds the placeholder.
-    let unread = [17, 18, 19].map(|binding| (binding, gpu.unread_texture.clone()));
+    // measured no clear gain, short of their copies' cost: BENCHMARKS.md).
     let (kernel, reduce_kernel) = weight_gradient_kernels(db.is_some());
     // One invocation per chunk and tap for each pair of channel groups (under `reuse`, per
     // chunk and kernel row), or per chunk with every tap for each group of the wide side
@@ -605,16 +606,13 @@ pub fn backward_params(
             kernel,
             label,
             params: bytemuck::bytes_of(&p),
-            bindings: &[
-                (1, x),
-                (12, as_vec4(gpu, x, s.ci)),
-                (5, dy),
-                (6, act),
-                (13, as_vec4(gpu, dy, s.co)),
-                (14, as_vec4(gpu, act, s.co)),
-                (16, winners(fold, as_vec4(gpu, dy, s.co))),
-                (8, partials),
-            ],
+            bindings: &[(1, x), (5, dy), (6, act), (8, partials)]
+                .into_iter()
+                .chain(vec4_view(12, x, s.ci))
+                .chain(vec4_view(13, dy, s.co))
+                .chain(vec4_view(14, act, s.co))
+                .chain(winners(16, fold))
+                .collect::<Vec<_>>(),
             constants: &partial_constants,
             workgroups,
             cost: Cost {
@@ -622,7 +620,7 @@ pub fn backward_params(
                 flops: 2 * weight_macs(s, fold) + output_len(s, fold) / s.co as u64,
             },
         },
-        unread.to_vec(),
+        Vec::new(),
     )?;
     let extra_bias = match (fold, db) {
         (Fold::Insert(_), Some(_)) => s.co as u64,
