@@ -1081,6 +1081,57 @@ fn bin_grads_pair(k: u32, og: u32, b: u32, oy: i32, ox: i32, acc: ptr<function, 
     }
 }
 
+// UP_PAIR with one output channel (the last layer's 16 -> 1), up to 16 input channels: pixel
+// sx's sums in acc, sx + 1's in acc_b, each of the pair's gradients through g_at as bin_grads
+// loads it (where the two share an output, LLVM keeps the load once) and each loaded weight
+// serving both. The terms of bin_up_taps in its order, so the same bits.
+fn bin_up_taps_pair1(b: u32, sy: i32, sx: i32, acc: ptr<function, Acc4>, acc_b: ptr<function, Acc4>) {
+    bin_up_tap_pair1(0u, b, sy, sx, acc, acc_b);
+    bin_up_tap_pair1(1u, b, sy, sx, acc, acc_b);
+    bin_up_tap_pair1(2u, b, sy, sx, acc, acc_b);
+    bin_up_tap_pair1(3u, b, sy, sx, acc, acc_b);
+    bin_up_tap_pair1(4u, b, sy, sx, acc, acc_b);
+    bin_up_tap_pair1(5u, b, sy, sx, acc, acc_b);
+    bin_up_tap_pair1(6u, b, sy, sx, acc, acc_b);
+    bin_up_tap_pair1(7u, b, sy, sx, acc, acc_b);
+    bin_up_tap_pair1(8u, b, sy, sx, acc, acc_b);
+    bin_up_tap_pair1(9u, b, sy, sx, acc, acc_b);
+    bin_up_tap_pair1(10u, b, sy, sx, acc, acc_b);
+    bin_up_tap_pair1(11u, b, sy, sx, acc, acc_b);
+    bin_up_tap_pair1(12u, b, sy, sx, acc, acc_b);
+    bin_up_tap_pair1(13u, b, sy, sx, acc, acc_b);
+    bin_up_tap_pair1(14u, b, sy, sx, acc, acc_b);
+    bin_up_tap_pair1(15u, b, sy, sx, acc, acc_b);
+}
+
+fn bin_up_tap_pair1(t: u32, b: u32, sy: i32, sx: i32, acc: ptr<function, Acc4>,
+                    acc_b: ptr<function, Acc4>) {
+    let oy = 2 * sy + i32(PAD) - 2 + i32(t / 4u);
+    let ox = 2 * sx + i32(PAD) - 2 + i32(t % 4u);
+    let at = b * YH + tap_at(oy, YH);
+    let ga = g_at(at * YW + tap_at(ox, YW), inside_at(oy, YH) * inside_at(ox, YW));
+    let gb = g_at(at * YW + tap_at(ox + 2, YW), inside_at(oy, YH) * inside_at(ox + 2, YW));
+    let row = t * GCI4;
+    let w0 = wsh4[row];
+    (*acc).a0 += ga * w0;
+    (*acc_b).a0 += gb * w0;
+    if (GCI > 4u) {
+        let w1 = wsh4[row + 1u];
+        (*acc).a1 += ga * w1;
+        (*acc_b).a1 += gb * w1;
+    }
+    if (GCI > 8u) {
+        let w2 = wsh4[row + 2u];
+        (*acc).a2 += ga * w2;
+        (*acc_b).a2 += gb * w2;
+    }
+    if (GCI > 12u) {
+        let w3 = wsh4[row + 3u];
+        (*acc).a3 += ga * w3;
+        (*acc_b).a3 += gb * w3;
+    }
+}
+
 fn bin_block_pair(k: u32, j: u32, ga: vec4<f32>, gb: vec4<f32>, acc: ptr<function, Acc4>) {
     bin_chan_pair(k, 4u * j, ga.x, gb.x, acc);
     bin_chan_pair(k, 4u * j + 1u, ga.y, gb.y, acc);
@@ -1181,6 +1232,14 @@ fn store_dx4(at: u32, cg: u32, j: u32, v: vec4<f32>) {
     }
 }
 
+// Input channels of group cg at dx's pixel `at` (its first element), from the group's sums.
+fn store_dx_pixel(at: u32, cg: u32, acc: Acc4) {
+    store_dx4(at, cg, 0u, acc.a0);
+    if (GCI > 4u) { store_dx4(at, cg, 1u, acc.a1); }
+    if (GCI > 8u) { store_dx4(at, cg, 2u, acc.a2); }
+    if (GCI > 12u) { store_dx4(at, cg, 3u, acc.a3); }
+}
+
 override UP_PAIR: bool = false;
 
 // UP_PAIR: invocation q is the pair (b, sy, 2 * (q % pairs per row)) of x's pixels; the
@@ -1194,6 +1253,16 @@ fn backward_input_up_pair(lid: u32, cg: u32, id: u32) {
     let b = q / (pairs * BH);
     var acc: Acc4;
     load_weights4_up_t(lid, GROUP * cg, GCI4, GROUP * OG, GCO);
+    if (CO == 1u) {
+        var acc_b: Acc4;
+        bin_up_taps_pair1(b, i32(sy), i32(sx), &acc, &acc_b);
+        if (id < total) {
+            let pix = (b * BH + sy) * BW + sx;
+            store_dx_pixel(pix * CI, cg, acc);
+            if (sx + 1u < BW) { store_dx_pixel((pix + 1u) * CI, cg, acc_b); }
+        }
+        return;
+    }
     bin_up_taps_pair(OG, b, i32(sy), i32(sx), &acc);
     if (id < total) {
         let pix = (b * BH + sy) * BW + sx;
@@ -1234,10 +1303,7 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
         bin_group(lid, cg, OG, b, iy, ix, &acc);
     }
     if (id < total) {
-        store_dx4(pix * CI, cg, 0u, acc.a0);
-        if (GCI > 4u) { store_dx4(pix * CI, cg, 1u, acc.a1); }
-        if (GCI > 8u) { store_dx4(pix * CI, cg, 2u, acc.a2); }
-        if (GCI > 12u) { store_dx4(pix * CI, cg, 3u, acc.a3); }
+        store_dx_pixel(pix * CI, cg, acc);
     }
 }
 

@@ -2106,7 +2106,8 @@ fn conv2d_cpu_textures_give_the_storage_bits() {
 /// same order. Plain layers
 /// whose chunks of 256 pixels start inside a row (14 wide, two images) and end past the last
 /// pixel, 'valid' padding, two groups a side, odd channel counts; one output channel through
-/// an upsampling ('same' from 16 channels, 'valid' from five); one input channel into a
+/// an upsampling ('same' from 16 channels, 'valid' from five, an odd row, two input groups);
+/// one input channel into a
 /// 'same' pool on even sides and on odd ones (the clamped last row and column, two output
 /// groups). ReLU on and off, outputs
 /// starting as NaN. The plain layers must run `backward_params_row` under `reuse` and
@@ -2124,15 +2125,20 @@ fn conv2d_cpu_reuse_gives_the_same_bits() {
     let mut cases: Vec<TexCase> = plain.into_iter().map(TexCase::plain).collect();
     let up =
         |n, h, w, ci, co, padding| TexCase::upsampled(Upsampled(shape(n, h, w, ci, co, padding)));
-    cases.extend([up(2, 28, 28, 16, 1, same), up(2, 6, 8, 5, 1, valid)]);
     // Input gradients by pairs of x pixels: the decoder's 8 -> 16 ('valid'), a half-size row
     // of odd length (the last pair's second pixel not stored), two output groups from 5
-    // channels (the second adding to dx, stored lane by lane).
-    let up_pairs = cases.len()..cases.len() + 3;
+    // channels (the second adding to dx, stored lane by lane); and with one output channel,
+    // the last layer's 16 -> 1, 5 channels stored lane by lane ('valid'), an odd row, and two
+    // input groups (the denoising model's 32 -> 1).
+    let up_pairs = cases.len()..cases.len() + 7;
     cases.extend([
         up(2, 16, 16, 8, 16, valid),
         up(3, 10, 6, 4, 4, same),
         up(2, 6, 4, 5, 20, same),
+        up(2, 28, 28, 16, 1, same),
+        up(2, 6, 8, 5, 1, valid),
+        up(3, 10, 6, 16, 1, same),
+        up(2, 8, 10, 32, 1, same),
     ]);
     let pooled = |n, h, w, co, pool| {
         TexCase::pooled(Folded {

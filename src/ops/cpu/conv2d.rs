@@ -378,14 +378,13 @@ fn patches(gpu: &Gpu, label: &str, s: &Conv2dShape, fold: &Fold<'_>, forward: bo
 }
 
 /// Whether an upsampled layer's input gradient takes two neighbouring x pixels of a row per
-/// invocation (the shader's UP_PAIR, under `reuse`): their sums fill the four accumulators
-/// where it has at most 8 input channels, and the kernel loads whole vec4s of gradient where
-/// its output channels are a multiple of 4.
+/// invocation (the shader's UP_PAIR, under `reuse`): where it has at most 8 input channels
+/// and output channels a multiple of 4, their sums fill the four accumulators and the kernel
+/// loads whole vec4s of gradient; where it has one output channel, each pixel's sums fill
+/// four of their own.
 fn up_pairs(gpu: &Gpu, label: &str, s: &Conv2dShape, fold: &Fold<'_>) -> bool {
-    gpu.folds_at(label).reuse
-        && matches!(fold, Fold::Upsample)
-        && s.ci <= 8
-        && s.co.is_multiple_of(4)
+    let shape = (s.ci <= 8 && s.co.is_multiple_of(4)) || s.co == 1;
+    gpu.folds_at(label).reuse && matches!(fold, Fold::Upsample) && shape
 }
 
 /// Whether the weight gradient takes a kernel row's three taps per invocation
