@@ -228,73 +228,99 @@ fn mark_emitted(block: &Block, emitted: &mut [bool]) {
     });
 }
 
+/// Whether `statement` always leaves its block: a `return`, `break`, `continue` or `discard`,
+/// or a block (a cut `if`'s) that ends in one.
+fn always_leaves(statement: &Statement) -> bool {
+    match statement {
+        Statement::Return { .. } | Statement::Kill | Statement::Break | Statement::Continue => true,
+        Statement::Block(inner) => inner.last().is_some_and(always_leaves),
+        _ => false,
+    }
+}
+
 /// Walks `block` in order, `vars` holding what is known on entry (and, on return, on exit):
-/// every `if` whose condition is then a constant becomes the block it takes.
+/// every `if` whose condition is then a constant becomes the block it takes, and what follows
+/// a statement that always leaves the block is dropped (`if (CI % 4u == 0u) { …; return; }`
+/// leaves the scalar path after it unreachable, and with it the bindings only it uses).
 fn cut_in_block(block: &mut Block, known: &mut Known<'_>, vars: &mut Vars) {
-    for statement in block.iter_mut() {
-        if let Statement::If {
-            condition,
-            accept,
-            reject,
-        } = statement
-        {
-            if let Some(taken) = known.decide(*condition) {
-                let kept = std::mem::take(if taken { accept } else { reject });
-                *statement = Statement::Block(kept);
-            }
+    let mut end = None;
+    for (k, statement) in block.iter_mut().enumerate() {
+        cut_statement(statement, known, vars);
+        if always_leaves(statement) {
+            end = Some(k + 1);
+            break;
         }
-        match statement {
-            Statement::Emit(range) => {
-                for h in range.clone() {
-                    if let Expression::Load { pointer } = known.f.expressions[h] {
-                        if let Some(v) = known.variable(pointer) {
-                            known.loads[h.index()] = vars[v];
-                        }
+    }
+    if let Some(end) = end {
+        block.cull(end..);
+    }
+}
+
+fn cut_statement(statement: &mut Statement, known: &mut Known<'_>, vars: &mut Vars) {
+    // A condition the constants (or the followed variables) decide: the block it takes.
+    if let Statement::If {
+        condition,
+        accept,
+        reject,
+    } = statement
+    {
+        if let Some(taken) = known.decide(*condition) {
+            let kept = std::mem::take(if taken { accept } else { reject });
+            *statement = Statement::Block(kept);
+        }
+    }
+    match statement {
+        Statement::Emit(range) => {
+            for h in range.clone() {
+                if let Expression::Load { pointer } = known.f.expressions[h] {
+                    if let Some(v) = known.variable(pointer) {
+                        known.loads[h.index()] = vars[v];
                     }
                 }
             }
-            Statement::Store { pointer, value } => {
-                if let Some(v) = known.variable(*pointer) {
-                    vars[v] = known.decide(*value);
-                }
-            }
-            Statement::Block(inner) => cut_in_block(inner, known, vars),
-            Statement::If { accept, reject, .. } => {
-                let mut other = vars.clone();
-                cut_in_block(accept, known, vars);
-                cut_in_block(reject, known, &mut other);
-                // Known after the `if` where both ways agree.
-                for (v, o) in vars.iter_mut().zip(other) {
-                    if *v != o {
-                        *v = None;
-                    }
-                }
-            }
-            Statement::Loop {
-                body, continuing, ..
-            } => {
-                // Each iteration starts with whatever an earlier one stored.
-                let mut stored = stored_in(body, known);
-                stored.extend(stored_in(continuing, known));
-                forget(vars, &stored);
-                let mut inside = vars.clone();
-                cut_in_block(body, known, &mut inside);
-                cut_in_block(continuing, known, &mut inside);
-            }
-            Statement::Switch { cases, .. } => {
-                // A case may fall through into the next: each starts knowing only what no
-                // case stores.
-                let stored: Vec<usize> = cases
-                    .iter()
-                    .flat_map(|c| stored_in(&c.body, known))
-                    .collect();
-                forget(vars, &stored);
-                for case in cases.iter_mut() {
-                    cut_in_block(&mut case.body, known, &mut vars.clone());
-                }
-            }
-            _ => {}
         }
+        Statement::Store { pointer, value } => {
+            if let Some(v) = known.variable(*pointer) {
+                vars[v] = known.decide(*value);
+            }
+        }
+        Statement::Block(inner) => cut_in_block(inner, known, vars),
+        Statement::If { accept, reject, .. } => {
+            let mut other = vars.clone();
+            cut_in_block(accept, known, vars);
+            cut_in_block(reject, known, &mut other);
+            // Known after the `if` where both ways agree.
+            for (v, o) in vars.iter_mut().zip(other) {
+                if *v != o {
+                    *v = None;
+                }
+            }
+        }
+        Statement::Loop {
+            body, continuing, ..
+        } => {
+            // Each iteration starts with whatever an earlier one stored; `continuing` is
+            // reached from the body's end and from each `continue`, so it starts knowing
+            // what the top does.
+            let mut stored = stored_in(body, known);
+            stored.extend(stored_in(continuing, known));
+            forget(vars, &stored);
+            cut_in_block(body, known, &mut vars.clone());
+            cut_in_block(continuing, known, &mut vars.clone());
+        }
+        Statement::Switch { cases, .. } => {
+            // A case may fall through into the next: each starts knowing only what no
+            // case stores.
+            let stored: Vec<usize> = cases
+                .iter()
+                .flat_map(|c| stored_in(&c.body, known))
+                .collect();
+            forget(vars, &stored);
+            for case in cases.iter_mut() {
+                cut_in_block(&mut case.body, known, &mut vars.clone());
+            }
+        }
+        _ => {}
     }
 }
 
@@ -402,7 +428,9 @@ mod tests {
     }
     /// Conditions joined by `&&` and `||`, which naga lowers to a local variable that an `if`
     /// stores into; two joined with the data (the data's `if` then stores a different value
-    /// each way); and one whose variable a loop stores into.
+    /// each way); one whose variable a loop stores into; one in a loop's `continuing`, which a
+    /// `continue` reaches with another value than the body's end; and a function whose
+    /// decided branch returns, leaving the code after it unreachable.
     const JOINED: &str = "
         override W4: bool = false;
         override CO: u32 = 1u;
@@ -413,6 +441,13 @@ mod tests {
         @group(0) @binding(5) var<storage, read> data_only: array<f32>;
         @group(0) @binding(6) var<storage, read> loop_only: array<f32>;
         @group(0) @binding(7) var<storage, read> either_way: array<f32>;
+        @group(0) @binding(8) var<storage, read> via_continue: array<f32>;
+        @group(0) @binding(9) var<storage, read_write> narrow_out: array<f32>;
+        @group(0) @binding(10) var<storage, read_write> wide_out: array<f32>;
+        fn store_either(i: u32, v: f32) {
+            if (W4) { wide_out[i] = v; return; }
+            narrow_out[i] = v;
+        }
         @compute @workgroup_size(1)
         fn main() {
             if (W4 && CO % 4u == 0u) { out[0] = and_only[0]; }
@@ -426,6 +461,19 @@ mod tests {
                 if (once) { out[4] = loop_only[0]; }
                 once = true;
             }
+            var i = 0u;
+            var flag: bool;
+            loop {
+                if (i >= 4u) { break; }
+                flag = false;
+                if (out[i] > 0.0) { flag = true; continue; }
+                flag = false;
+                continuing {
+                    if (flag) { out[9] = via_continue[0]; }
+                    i++;
+                }
+            }
+            store_either(10u, 1.0);
         }
     ";
 
@@ -444,12 +492,12 @@ mod tests {
     }
 
     #[test]
-    fn conditions_joined_by_and_or_are_decided_too() {
+    fn conditions_joined_by_and_or_are_decided_too_and_what_a_return_leaves_goes() {
         // The loop's second iteration reads loop_only: a variable a loop stores is not known
         // at the loop's top.
-        assert_eq!(joined(false, 8), [1, 3, 6, 7], "only `!W4 ||` holds");
-        assert_eq!(joined(true, 8), [1, 2, 4, 5, 6, 7]);
-        assert_eq!(joined(true, 3), [1, 3, 5, 6, 7]);
-        assert_eq!(joined(true, 1), [1, 5, 6, 7]);
+        assert_eq!(joined(false, 8), [1, 3, 6, 7, 8, 9], "only `!W4 ||` holds");
+        assert_eq!(joined(true, 8), [1, 2, 4, 5, 6, 7, 8, 10]);
+        assert_eq!(joined(true, 3), [1, 3, 5, 6, 7, 8, 10]);
+        assert_eq!(joined(true, 1), [1, 5, 6, 7, 8, 10]);
     }
 }
