@@ -353,8 +353,9 @@ mod tests {
         fn other() { out[5] = only_wide[5]; }
     ";
 
-    fn specialized(constants: &[(&'static str, f64)]) -> Module {
-        let module = Parsed::new(SOURCE)
+    /// `source`'s `main` specialised with `constants`, checked to validate.
+    fn specialized_from(source: &str, constants: &[(&'static str, f64)]) -> Module {
+        let module = Parsed::new(source)
             .unwrap()
             .specialize("main", constants)
             .unwrap();
@@ -365,6 +366,10 @@ mod tests {
         .validate(&module)
         .unwrap_or_else(|e| panic!("{constants:?}: the specialised module is invalid: {e:?}"));
         module
+    }
+
+    fn specialized(constants: &[(&'static str, f64)]) -> Module {
+        specialized_from(SOURCE, constants)
     }
 
     fn bindings(m: &Module) -> Vec<u32> {
@@ -478,17 +483,10 @@ mod tests {
     ";
 
     fn joined(w4: bool, co: u32) -> Vec<u32> {
-        let module = Parsed::new(JOINED)
-            .unwrap()
-            .specialize("main", &[("W4", w4 as u32 as f64), ("CO", co as f64)])
-            .unwrap();
-        naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::all(),
-        )
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("W4 {w4} CO {co}: the specialised module is invalid: {e:?}"));
-        bindings(&module)
+        bindings(&specialized_from(
+            JOINED,
+            &[("W4", w4 as u32 as f64), ("CO", co as f64)],
+        ))
     }
 
     #[test]
