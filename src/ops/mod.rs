@@ -297,4 +297,31 @@ mod tests {
             "{e}"
         );
     }
+    /// Where the channels come in whole vec4s, the CPU set's forward pass stores y through its
+    /// vec4 view alone and the input gradient dx through dx4 alone: the scalar store path after
+    /// the vec4 one's `return` is cut with its binding, so two writable views of one buffer
+    /// are never bound together; where they do not, only the scalar view is.
+    #[test]
+    fn a_cpu_convolution_binds_one_writable_view_of_its_output() {
+        let gpu = Gpu::new(&DeviceChoice::new(AdapterChoice::Cpu, KernelChoice::Auto))
+            .expect("a CPU adapter (lavapipe) opens");
+        let uses = |entry, channels: f64, binding| {
+            let shape = [("CI", channels), ("CO", channels), ("H", 7.0), ("W", 7.0)];
+            let built = gpu
+                .built(Shader::CpuConv2d.module(), entry, &shape)
+                .expect("the pipeline builds");
+            built.bindings.contains(&binding)
+        };
+        // y is binding 4, y4 23; dx is 7, dx4 21.
+        for (entry, scalar, vec4) in [("forward", 4, 23), ("backward_input", 7, 21)] {
+            assert!(
+                uses(entry, 8.0, vec4) && !uses(entry, 8.0, scalar),
+                "{entry}, 8"
+            );
+            assert!(
+                uses(entry, 5.0, scalar) && !uses(entry, 5.0, vec4),
+                "{entry}, 5"
+            );
+        }
+    }
 }
