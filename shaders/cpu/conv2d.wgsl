@@ -1027,36 +1027,42 @@ fn bin_up_taps(og: u32, b: u32, sy: i32, sx: i32, acc: ptr<function, Acc4>) {
     bin_up_tap(15u, og, b, sy, sx, acc);
 }
 
-// UP_PAIR (REUSE, UP = 2, at most 8 input channels, output channels a multiple of 4;
-// ops::cpu::conv2d::up_pairs): an invocation takes x pixels (sy, sx) and (sy, sx + 1), whose
-// 4x4 outputs overlap in two columns, so each loaded upstream gradient serves both where it
-// is shared (LLVM keeps a load once where its address repeats) and each loaded weight serves
-// both. Pixel sx's sums are a0, a1 and sx + 1's a2, a3: the terms of bin_up_taps in its
-// order, so the same bits.
-fn bin_up_taps_pair(og: u32, b: u32, sy: i32, sx: i32, acc: ptr<function, Acc4>) {
-    bin_up_tap_pair(0u, og, b, sy, sx, acc);
-    bin_up_tap_pair(1u, og, b, sy, sx, acc);
-    bin_up_tap_pair(2u, og, b, sy, sx, acc);
-    bin_up_tap_pair(3u, og, b, sy, sx, acc);
-    bin_up_tap_pair(4u, og, b, sy, sx, acc);
-    bin_up_tap_pair(5u, og, b, sy, sx, acc);
-    bin_up_tap_pair(6u, og, b, sy, sx, acc);
-    bin_up_tap_pair(7u, og, b, sy, sx, acc);
-    bin_up_tap_pair(8u, og, b, sy, sx, acc);
-    bin_up_tap_pair(9u, og, b, sy, sx, acc);
-    bin_up_tap_pair(10u, og, b, sy, sx, acc);
-    bin_up_tap_pair(11u, og, b, sy, sx, acc);
-    bin_up_tap_pair(12u, og, b, sy, sx, acc);
-    bin_up_tap_pair(13u, og, b, sy, sx, acc);
-    bin_up_tap_pair(14u, og, b, sy, sx, acc);
-    bin_up_tap_pair(15u, og, b, sy, sx, acc);
+// UP_PAIR (REUSE, UP = 2; ops::cpu::conv2d::up_pairs): an invocation takes x pixels (sy, sx)
+// and (sy, sx + 1), whose 4x4 outputs overlap in two columns, so each loaded upstream gradient
+// serves both where it is shared (LLVM keeps a load once where its address repeats) and each
+// loaded weight serves both. With at most 8 input channels and output channels a multiple of
+// 4, pixel sx's sums are acc's a0, a1 and sx + 1's its a2, a3; with one output channel, pixel
+// sx's are acc and sx + 1's acc_b. The terms of bin_up_taps in its order, so the same bits.
+fn bin_up_taps_pair(og: u32, b: u32, sy: i32, sx: i32, acc: ptr<function, Acc4>,
+                    acc_b: ptr<function, Acc4>) {
+    bin_up_tap_pair(0u, og, b, sy, sx, acc, acc_b);
+    bin_up_tap_pair(1u, og, b, sy, sx, acc, acc_b);
+    bin_up_tap_pair(2u, og, b, sy, sx, acc, acc_b);
+    bin_up_tap_pair(3u, og, b, sy, sx, acc, acc_b);
+    bin_up_tap_pair(4u, og, b, sy, sx, acc, acc_b);
+    bin_up_tap_pair(5u, og, b, sy, sx, acc, acc_b);
+    bin_up_tap_pair(6u, og, b, sy, sx, acc, acc_b);
+    bin_up_tap_pair(7u, og, b, sy, sx, acc, acc_b);
+    bin_up_tap_pair(8u, og, b, sy, sx, acc, acc_b);
+    bin_up_tap_pair(9u, og, b, sy, sx, acc, acc_b);
+    bin_up_tap_pair(10u, og, b, sy, sx, acc, acc_b);
+    bin_up_tap_pair(11u, og, b, sy, sx, acc, acc_b);
+    bin_up_tap_pair(12u, og, b, sy, sx, acc, acc_b);
+    bin_up_tap_pair(13u, og, b, sy, sx, acc, acc_b);
+    bin_up_tap_pair(14u, og, b, sy, sx, acc, acc_b);
+    bin_up_tap_pair(15u, og, b, sy, sx, acc, acc_b);
 }
 
 // Folded tap t of the pair: bin_up_tap's outputs for x pixel sx, and two columns on for sx + 1.
-fn bin_up_tap_pair(t: u32, og: u32, b: u32, sy: i32, sx: i32, acc: ptr<function, Acc4>) {
+fn bin_up_tap_pair(t: u32, og: u32, b: u32, sy: i32, sx: i32, acc: ptr<function, Acc4>,
+                   acc_b: ptr<function, Acc4>) {
     let oy = 2 * sy + i32(PAD) - 2 + i32(t / 4u);
     let ox = 2 * sx + i32(PAD) - 2 + i32(t % 4u);
-    bin_grads_pair(t, og, b, oy, ox, acc);
+    if (CO == 1u) {
+        bin_grads_pair1(t, b, oy, ox, acc, acc_b);
+    } else {
+        bin_grads_pair(t, og, b, oy, ox, acc);
+    }
 }
 
 // bin_grads for the pair's outputs (oy, ox) and (oy, ox + 2).
@@ -1081,37 +1087,15 @@ fn bin_grads_pair(k: u32, og: u32, b: u32, oy: i32, ox: i32, acc: ptr<function, 
     }
 }
 
-// UP_PAIR with one output channel (the last layer's 16 -> 1), up to 16 input channels: pixel
-// sx's sums in acc, sx + 1's in acc_b, each of the pair's gradients through g_at as bin_grads
-// loads it (where the two share an output, LLVM keeps the load once) and each loaded weight
-// serving both. The terms of bin_up_taps in its order, so the same bits.
-fn bin_up_taps_pair1(b: u32, sy: i32, sx: i32, acc: ptr<function, Acc4>, acc_b: ptr<function, Acc4>) {
-    bin_up_tap_pair1(0u, b, sy, sx, acc, acc_b);
-    bin_up_tap_pair1(1u, b, sy, sx, acc, acc_b);
-    bin_up_tap_pair1(2u, b, sy, sx, acc, acc_b);
-    bin_up_tap_pair1(3u, b, sy, sx, acc, acc_b);
-    bin_up_tap_pair1(4u, b, sy, sx, acc, acc_b);
-    bin_up_tap_pair1(5u, b, sy, sx, acc, acc_b);
-    bin_up_tap_pair1(6u, b, sy, sx, acc, acc_b);
-    bin_up_tap_pair1(7u, b, sy, sx, acc, acc_b);
-    bin_up_tap_pair1(8u, b, sy, sx, acc, acc_b);
-    bin_up_tap_pair1(9u, b, sy, sx, acc, acc_b);
-    bin_up_tap_pair1(10u, b, sy, sx, acc, acc_b);
-    bin_up_tap_pair1(11u, b, sy, sx, acc, acc_b);
-    bin_up_tap_pair1(12u, b, sy, sx, acc, acc_b);
-    bin_up_tap_pair1(13u, b, sy, sx, acc, acc_b);
-    bin_up_tap_pair1(14u, b, sy, sx, acc, acc_b);
-    bin_up_tap_pair1(15u, b, sy, sx, acc, acc_b);
-}
-
-fn bin_up_tap_pair1(t: u32, b: u32, sy: i32, sx: i32, acc: ptr<function, Acc4>,
-                    acc_b: ptr<function, Acc4>) {
-    let oy = 2 * sy + i32(PAD) - 2 + i32(t / 4u);
-    let ox = 2 * sx + i32(PAD) - 2 + i32(t % 4u);
+// bin_grads_pair with one output channel (the last layer's 16 -> 1), any input channels:
+// pixel sx's sums in acc, sx + 1's in acc_b, each of the pair's gradients through g_at as
+// bin_grads loads it and each loaded weight serving both.
+fn bin_grads_pair1(k: u32, b: u32, oy: i32, ox: i32, acc: ptr<function, Acc4>,
+                   acc_b: ptr<function, Acc4>) {
     let at = b * YH + tap_at(oy, YH);
     let ga = g_at(at * YW + tap_at(ox, YW), inside_at(oy, YH) * inside_at(ox, YW));
     let gb = g_at(at * YW + tap_at(ox + 2, YW), inside_at(oy, YH) * inside_at(ox + 2, YW));
-    let row = t * GCI4;
+    let row = k * GCI4;
     let w0 = wsh4[row];
     (*acc).a0 += ga * w0;
     (*acc_b).a0 += gb * w0;
@@ -1252,19 +1236,14 @@ fn backward_input_up_pair(lid: u32, cg: u32, id: u32) {
     let sy = (q / pairs) % BH;
     let b = q / (pairs * BH);
     var acc: Acc4;
+    var acc_b: Acc4;
     load_weights4_up_t(lid, GROUP * cg, GCI4, GROUP * OG, GCO);
-    if (CO == 1u) {
-        var acc_b: Acc4;
-        bin_up_taps_pair1(b, i32(sy), i32(sx), &acc, &acc_b);
-        if (id < total) {
-            let pix = (b * BH + sy) * BW + sx;
-            store_dx_pixel(pix * CI, cg, acc);
-            if (sx + 1u < BW) { store_dx_pixel((pix + 1u) * CI, cg, acc_b); }
-        }
-        return;
-    }
-    bin_up_taps_pair(OG, b, i32(sy), i32(sx), &acc);
-    if (id < total) {
+    bin_up_taps_pair(OG, b, i32(sy), i32(sx), &acc, &acc_b);
+    if (id < total && CO == 1u) {
+        let pix = (b * BH + sy) * BW + sx;
+        store_dx_pixel(pix * CI, cg, acc);
+        if (sx + 1u < BW) { store_dx_pixel((pix + 1u) * CI, cg, acc_b); }
+    } else if (id < total) {
         let pix = (b * BH + sy) * BW + sx;
         store_dx4(pix * CI, cg, 0u, acc.a0);
         if (GCI > 4u) { store_dx4(pix * CI, cg, 1u, acc.a1); }
