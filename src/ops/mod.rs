@@ -270,12 +270,16 @@ mod tests {
     use super::*;
     use crate::gpu::{AdapterChoice, DeviceChoice, KernelChoice};
 
+    fn lavapipe() -> Gpu {
+        Gpu::new(&DeviceChoice::new(AdapterChoice::Cpu, KernelChoice::Auto))
+            .expect("a CPU adapter (lavapipe) opens")
+    }
+
     /// A launcher that leaves out a binding its kernel's specialised code uses is an error
     /// naming the kernel and the binding, before any bind group is made of it.
     #[test]
     fn a_binding_the_kernel_uses_but_its_launcher_left_out_is_named() {
-        let gpu = Gpu::new(&DeviceChoice::new(AdapterChoice::Cpu, KernelChoice::Auto))
-            .expect("a CPU adapter (lavapipe) opens");
+        let gpu = lavapipe();
         let x = gpu.tensor("x", 4).expect("a tensor");
         let y = gpu.tensor("y", 4).expect("a tensor");
         let launch = |bindings| Launch {
@@ -303,8 +307,7 @@ mod tests {
     /// are never bound together; where they do not, only the scalar view is.
     #[test]
     fn a_cpu_convolution_binds_one_writable_view_of_its_output() {
-        let gpu = Gpu::new(&DeviceChoice::new(AdapterChoice::Cpu, KernelChoice::Auto))
-            .expect("a CPU adapter (lavapipe) opens");
+        let gpu = lavapipe();
         let uses = |entry, channels: f64, binding| {
             let shape = [("CI", channels), ("CO", channels), ("H", 7.0), ("W", 7.0)];
             let built = gpu
