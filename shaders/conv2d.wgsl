@@ -75,6 +75,14 @@ override W4: bool = false;
 // invocation four pixels' chains and left a quarter of the invocations; this gives the
 // unfolded kernels' invocation count back, with the folds' smaller tensors.
 override QUADS: bool = false;
+// The gather fold (`--folds gather`, a model's first layer, whose input is its target): x is
+// not bound. The layer reads its input straight from the split's u8 pixels (packed four to
+// a word) through the epoch's order, from entry p.offset on, as batch.gather makes it (the
+// same unpack_pixel: the same bits), and channel group 0 writes the batch it read into
+// batch_out for the loss and the weight gradient: each invocation the input pixels at its
+// output pixels ('same' padding, stride 1, and a pool that covers every output, so every
+// pixel once). One dispatch a step fewer.
+override GATHER: bool = false;
 
 // Channels one invocation keeps in vec4 registers (ops::conv2d::group): WIDE_GROUP in four,
 // or NARROW_GROUP in one (`--folds narrow`); G4 registers of them.
@@ -87,7 +95,9 @@ struct Conv {
     n: u32, relu: u32, chunks: u32,
     // backward_pair: workgroups per z-layer of its weight-gradient part and of its
     // input-gradient part
-    part_per_z: u32, input_per_z: u32, _p0: u32, _p1: u32, _p2: u32,
+    part_per_z: u32, input_per_z: u32,
+    // GATHER: the batch's first entry of the order.
+    offset: u32, _p1: u32, _p2: u32,
     // backward_weight_reduce_adam only: the items of the reduce (its loss finish is the
     // workgroup after them), the loss's elements, partial sums and slot in the loss log (as
     // bce.loss_finish's), and Adam's step (as adam.step's).
@@ -117,6 +127,10 @@ struct Conv {
 // multiple of 4 in the input gradient (elsewhere the specialised code does not use it, and
 // ops::conv2d does not bind it).
 @group(0) @binding(16) var<storage, read> wt4: array<vec4<f32>>;
+// GATHER: the split's pixels, its order, and the batch the layer writes.
+@group(0) @binding(22) var<storage, read> images: array<u32>;
+@group(0) @binding(23) var<storage, read> order: array<u32>;
+@group(0) @binding(24) var<storage, read_write> batch_out: array<f32>;
 
 // Workgroup size of the register-tiled kernels: ops::conv2d::TILED.
 const TILED_WG: u32 = 64u;
@@ -207,6 +221,28 @@ fn x_base(b: u32, iy: u32, ix: u32) -> u32 {
     return ((b * XH + iy / UP) * XW + ix / UP) * CI;
 }
 
+// Element i of the layer's input x (flat over n, H, W, CI), in image b: read, or under GATHER
+// the pixel batch.gather writes there (the image's order entry is the same for every tap of
+// an invocation, so its load is made once).
+fn x_at(b: u32, i: u32) -> f32 {
+    if (GATHER) {
+        let pixels = H * W * CI;
+        let byte = order[p.offset + b] * pixels + (i - b * pixels);
+        return unpack_pixel(images[byte / 4u], byte);
+    }
+    return x[i];
+}
+
+// GATHER: writes the input pixel at output pixel `at` (flat over n, HO, WO: the same pixel of
+// x, with 'same' padding), every channel, from channel group 0 (z) only.
+fn put_batch(at: u32, z: u32) {
+    if (GATHER && z == 0u) {
+        for (var c = 0u; c < CI; c++) {
+            batch_out[at * CI + c] = x_at(at / (HO * WO), at * CI + c);
+        }
+    }
+}
+
 // Accumulators are four named vec4 registers, never an indexed array: a dynamically indexed
 // function-scope array lives in local memory on NVIDIA, which made every multiply-add a
 // memory round trip. Branches on the override constants CO4/CI4 fold away at pipeline
@@ -235,7 +271,7 @@ fn conv_at(b: u32, oy: i32, ox: i32, g4: u32) -> Sums {
         let ix = ox + i32(k % KS) - i32(PAD);
         let keep = inside(iy, H) * inside(ix, W);
         let xb = x_base(b, tap(iy, H), tap(ix, W));
-        if (X4) {
+        if (X4 && !GATHER) {
             for (var c4 = 0u; c4 < CI / 4u; c4++) {
                 let xq = keep * x4[xb / 4u + c4];
                 for (var l = 0u; l < 4u; l++) {
@@ -249,7 +285,7 @@ fn conv_at(b: u32, oy: i32, ox: i32, g4: u32) -> Sums {
             }
         } else {
             for (var c = 0u; c < CI; c++) {
-                let xv = keep * x[xb + c];
+                let xv = keep * x_at(b, xb + c);
                 let row = k * CI + c;
                 a0 += xv * w_row4(row, o0);
                 if (l1) { a1 += xv * w_row4(row, o0 + 4u); }
@@ -279,6 +315,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     if (live(CO4, g4, 1u)) { store4(pix * CO, o0 + 4u, a.a1, relu); }
     if (live(CO4, g4, 2u)) { store4(pix * CO, o0 + 8u, a.a2, relu); }
     if (live(CO4, g4, 3u)) { store4(pix * CO, o0 + 12u, a.a3, relu); }
+    put_batch(pix, wid.z);
 }
 
 // The winners of a channel group: four named vec4 registers, like Sums.
@@ -323,6 +360,7 @@ fn forward_pooled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
         let oy = 2u * py + k / 2u;
         let ox = 2u * px + k % 2u;
         if (oy < HO && ox < WO) {
+            put_batch((b * HO + oy) * WO + ox, wid.z);
             var v = conv_at(b, i32(oy), i32(ox), g4);
             if (p.relu != 0u) { v = relu_sums(v); }
             if (k == 0u) {
@@ -390,6 +428,9 @@ fn forward_pooled_quads_at(wid: vec3<u32>, lid: u32, nwg: vec3<u32>) {
     let w = q % 4u;
     let oy = min(2u * py + w / 2u, HO - 1u);
     let ox = min(2u * px + w % 2u, WO - 1u);
+    if (pix < pixels && 2u * py + w / 2u < HO && 2u * px + w % 2u < WO) {
+        put_batch((b * HO + oy) * WO + ox, wid.z);
+    }
     var v = conv_at(b, i32(oy), i32(ox), g4);
     if (p.relu != 0u) { v = relu_sums(v); }
     put_quad(lid, v);

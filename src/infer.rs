@@ -64,7 +64,7 @@ pub fn layers(gpu: &Gpu, net: &Network, inputs: &[f32], range: Range<usize>) -> 
         let n = (chunk.len() / in_len) as u32;
         let (input, output) = net.io(&range, n);
         gpu.write(&input, chunk);
-        let mut ds = net.forward(gpu, n, range.clone())?;
+        let mut ds = net.forward(gpu, n, range.clone(), None)?;
         if range.end == model.layers.len() {
             ds.push(net.reconstruct(gpu, n)?);
         }

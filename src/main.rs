@@ -52,8 +52,9 @@ struct Cli {
     /// gradients as one dispatch), loss (the loss pass writes the loss gradient too), finish
     /// (Adam's dispatch finishes the loss), rows (a dense model's forward pass, loss gradient
     /// and input gradients as one dispatch), grads (with rows, its weight gradients and the
-    /// loss's partial sums as one more), gather (rows gathers its own batch from the
-    /// dataset: inputs without noise) and adam (Adam's step where the weight gradients are
+    /// loss's partial sums as one more), gather (the first dispatch gathers its own batch
+    /// from the dataset, inputs without noise: rows, or a first convolution with 'same'
+    /// padding) and adam (Adam's step where the weight gradients are
     /// summed: with grads in that dispatch, every step's loss finished by one dispatch per
     /// execution, needing 11 storage buffers per stage; with reduces, on a model whose
     /// weights are all convolutions', in the merged reduce with the loss's finish), and the

@@ -2100,12 +2100,12 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
         ("rows", 44),
         ("narrow", 44),
         ("single", 44),
-        ("gather", 44),
+        ("gather", 43),
         ("quads", 44),
         ("adam", 44),
         ("windows", 44),
         ("reduces,adam", 36),
-        ("all", 17),
+        ("all", 16),
     ];
     for (folds, dispatches) in counts {
         let r = run(&[

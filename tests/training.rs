@@ -1428,8 +1428,9 @@ fn decode_of_encode_on(g: &Gpu) {
 
 /// The folds (`--folds`) change the dispatches, not the results: the conv model trained
 /// with every fold, with each one alone and with none, on the GPU kernel set (where `auto`
-/// folds all), gives the same epoch losses and final state bit for bit, with 27 dispatches
-/// per step fewer with all (3 pools and 3 upsamplings, forward and backward; 7 reduces as 1;
+/// folds all), gives the same epoch losses and final state bit for bit, with 28 dispatches
+/// per step fewer with all (the batch's gather in the first convolution; 3 pools and 3
+/// upsamplings, forward and backward; 7 reduces as 1;
 /// 6 convolutions' input and weight gradients as one dispatch each; the loss gradient in the
 /// loss pass; the tiled weight-gradient partials, no fewer; the loss's last sum and Adam's
 /// step in the merged reduce, with `reduces` and `adam`, or the sum in Adam's dispatch with
@@ -1525,6 +1526,7 @@ fn folds_change_no_bit_of_training() {
         only(6),
         only(8),
         only(10),
+        only(12),
         pool_and_backward,
     ];
     let rows_single = FoldSet {
@@ -1576,11 +1578,13 @@ fn folds_change_no_bit_of_training() {
                 true => 2,
                 false => folds.finish as usize,
             };
-            // The gather fold takes the batch's gather into the rows dispatch.
+            // The gather fold takes the batch's gather into the rows dispatch, or into the
+            // first convolution's forward pass.
+            let gathers = folds.gather && (rows || kind == ModelKind::Conv);
             let fewer = per_fold * conv_folds.iter().filter(|f| **f).count()
                 + gradient
                 + finish
-                + (rows && folds.gather) as usize;
+                + gathers as usize;
             assert_eq!(len + fewer, none.0, "{kind:?} {folds}: dispatches per step");
             assert_eq!(m, none.1, "{kind:?} {folds}: epoch losses");
             assert!(state == none.2, "{kind:?} {folds}: final state");
@@ -1663,11 +1667,18 @@ fn steps_per_execution_change_no_bit_of_training() {
             let mut tr = trainer(&g, &model, &cfg, &train_px, &test_px);
             // At most an epoch's steps.
             assert_eq!(tr.steps_per_execution(), per.min(26));
-            // With all folds the dense step gathers its batch in its rows dispatch, whose
-            // uniform slots then hold the batch offsets.
+            // With all folds the dense step gathers its batch in its rows dispatch, and the
+            // conv step in its first convolution, whose uniform slots then hold the batch
+            // offsets.
             let gathers_in_rows = tr.launches().iter().any(|(s, _)| s.entry == "rows_gather");
             let wanted = kind == ModelKind::Dense && g.folds.rows && g.folds.gather;
             assert_eq!(gathers_in_rows, wanted, "{kind:?} {folds:?}: rows_gather");
+            let batch_dispatch = tr
+                .launches()
+                .iter()
+                .any(|(s, _)| s.shader.ends_with("batch"));
+            let wanted = !(g.folds.gather && (kind == ModelKind::Conv || g.folds.rows));
+            assert_eq!(batch_dispatch, wanted, "{kind:?} {folds:?}: batch.gather");
             let adam_in_reduce = tr
                 .launches()
                 .iter()
@@ -1989,8 +2000,8 @@ fn same_seed_same_losses_bitwise() {
 
 /// The start-up search over folds (`train::tune::search`) on a made-up cost per fold left out:
 /// it leaves out what makes the step faster by more than the margin (`pool`, and `rows` with
-/// the `grads` and `gather` that need it, but not `adam`, which a conv model's reduce takes
-/// without them), keeps what saves less (`finish`, half the margin) or costs (`grads` alone),
+/// the `grads` that needs it, but not `gather` or `adam`, which a conv model's first
+/// convolution and reduce take without them), keeps what saves less (`finish`, half the margin) or costs (`grads` alone),
 /// does not time a set whose step is one timed already (`upsample`, which this "model" has
 /// nothing for), and tries `grads`, `gather` and `adam` alone before `rows`.
 #[test]
@@ -2036,7 +2047,6 @@ fn fold_search_leaves_out_only_what_is_slower_past_the_margin() {
         pool: false,
         rows: false,
         grads: false,
-        gather: false,
         ..FoldSet::ALL
     };
     assert_eq!(picked, want, "{trials:?}");
@@ -2067,8 +2077,8 @@ fn fold_search_leaves_out_only_what_is_slower_past_the_margin() {
     // Kept within the margin.
     assert!(picked.finish && picked.grads == picked.rows);
     assert_eq!(FoldSet::ALL.without("rows").map(|s| s.grads), Some(false));
-    assert_eq!(FoldSet::ALL.without("rows").map(|s| s.gather), Some(false));
-    // adam also takes a conv model's Adam step, which needs neither.
+    // gather also takes a conv model's batch, and adam its Adam step, which need neither.
+    assert_eq!(FoldSet::ALL.without("rows").map(|s| s.gather), Some(true));
     assert_eq!(FoldSet::ALL.without("rows").map(|s| s.adam), Some(true));
     assert_eq!(FoldSet::ALL.without("grads").map(|s| s.adam), Some(true));
     assert_eq!(FoldSet::NONE.without("pool"), None);

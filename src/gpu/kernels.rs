@@ -92,8 +92,9 @@ impl fmt::Display for KernelChoice {
 /// pass (`loss`, every model), the loss's last sum in Adam's dispatch (`finish`, every model),
 /// a dense model's whole forward pass, logits' gradient and input gradients as one dispatch
 /// over the batch's rows (`rows`), and with it every dense layer's weight gradient and the
-/// loss's partial sums as one more (`grads`) and the batch gathered from the dataset by
-/// that dispatch rather than one of its own (`gather`, inputs without noise), and Adam's
+/// loss's partial sums as one more (`grads`), the batch gathered from the dataset by that
+/// dispatch, or by the forward pass of a first convolution with 'same' padding, rather than
+/// by one of its own (`gather`, inputs without noise), and Adam's
 /// step taken where the weight gradients are summed (`adam`): with `grads`, in that dispatch,
 /// the losses of an execution's steps finished by one dispatch after its last (where the
 /// device binds 11 storage buffers per stage); with `reduces` on a model whose weights are
@@ -203,11 +204,10 @@ impl FoldSet {
 
     /// The rule: what a device opens with under `auto` (which then times sets at start-up on
     /// a GPU adapter's GPU set: `train::tune`), and keeps where it does not time. Everything
-    /// on the GPU set (the conv model's step goes from 44 dispatches to 17, the dense model's
+    /// on the GPU set (the conv model's step goes from 44 dispatches to 16, the dense model's
     /// from 10 to 2 and a 16th), but on a CPU adapter neither `adam` (its merged reduce took
-    /// a lavapipe conv step 6-12% longer: BENCHMARKS.md) nor `rows` (and `grads` and `gather`,
-    /// which
-    /// need it: on llvmpipe its barrier-bound workgroups took a dense step 2.7-3.1x longer
+    /// a lavapipe conv step 6-12% longer: BENCHMARKS.md) nor `gather` nor `rows` (and
+    /// `grads`, which needs it: on llvmpipe its barrier-bound workgroups took a dense step 2.7-3.1x longer
     /// than the per-layer kernels) nor `narrow` (the conv step 22-34% longer on lavapipe:
     /// BENCHMARKS.md) nor `quads` (not shown to pay there: a step's kernels -19% to +5% on
     /// lavapipe over three runs, within that machine's noise) nor `windows`, `textures` and
@@ -289,15 +289,14 @@ impl FoldSet {
         Some(more)
     }
 
-    /// This set with the fold called `name` left out (and `grads` and `gather` with `rows`,
-    /// which they need; `adam` stays, as it applies to conv models without them); None when
+    /// This set with the fold called `name` left out (and `grads` with `rows`, which it
+    /// needs; `gather` and `adam` stay, as they apply to conv models without them); None when
     /// it is not in the set.
     pub fn without(self, name: &str) -> Option<FoldSet> {
         let mut less = self;
         let flag = less.flag_mut(name).filter(|on| **on)?;
         *flag = false;
         less.grads &= less.rows;
-        less.gather &= less.rows;
         Some(less)
     }
 

@@ -215,12 +215,50 @@ impl Network {
         }
     }
 
-    /// Forward dispatches of layers `range` for a batch of n.
-    pub fn forward(&self, gpu: &Gpu, n: u32, range: Range<usize>) -> Result<Vec<Dispatch>> {
+    /// Forward dispatches of layers `range` for a batch of n; with `gather` (a split's packed
+    /// images and its order), the first convolution gathers the batch itself where it can
+    /// ([`Network::conv_gathering`]; else the caller's gather must run first).
+    pub fn forward(
+        &self,
+        gpu: &Gpu,
+        n: u32,
+        range: Range<usize>,
+        gather: Option<(&Tensor, &Tensor)>,
+    ) -> Result<Vec<Dispatch>> {
+        let gathering = match gather {
+            Some(split) => self.conv_gathering(gpu, n, &range)?.map(|i| (i, split)),
+            None => None,
+        };
         let layers = in_parallel(range.clone().collect(), |i| {
-            self.forward_layer(gpu, i, n, &range)
+            let gather = gathering.filter(|(at, _)| *at == i).map(|(_, split)| split);
+            self.forward_layer(gpu, i, n, &range, gather)
         })?;
         Ok(layers.into_iter().flatten().collect())
+    }
+
+    /// The layer whose forward pass gathers the batch from the split itself (`--folds
+    /// gather`, a forward pass from the first layer): the model's first convolution, where
+    /// only reshapes come before it, the inputs are the targets (no denoising noise) and its
+    /// outputs cover every input pixel once (`conv2d::gathers`); None elsewhere, and then a
+    /// gather dispatch runs first. The batch is written where the inputs are, for the loss
+    /// and the layer's weight gradient.
+    pub fn conv_gathering(&self, gpu: &Gpu, n: u32, range: &Range<usize>) -> Result<Option<usize>> {
+        if !gpu.folds.gather || !self.inputs_are_targets() || range.start != 0 {
+            return Ok(None);
+        }
+        let first = self
+            .model
+            .layers
+            .iter()
+            .position(|l| !matches!(l, Layer::Reshape { .. }));
+        let Some(i) = first.filter(|i| range.contains(i)) else {
+            return Ok(None);
+        };
+        let LayerOp::Conv2d { shape, .. } = self.model.op(i, n) else {
+            return Ok(None);
+        };
+        let io = self.conv_io(gpu, i, n, range)?;
+        Ok((io.x.buffer == self.input.buffer && conv2d::gathers(&shape, &io.folds())).then_some(i))
     }
 
     /// Whether layer i is a 2x upsampling that the convolution after it reads through
@@ -360,12 +398,15 @@ impl Network {
         }
     }
 
+    /// Layer i's forward dispatches; `gather`: the split it gathers its batch from
+    /// ([`Network::conv_gathering`] says which layer).
     fn forward_layer(
         &self,
         gpu: &Gpu,
         i: usize,
         n: u32,
         range: &Range<usize>,
+        gather: Option<(&Tensor, &Tensor)>,
     ) -> Result<Vec<Dispatch>> {
         if self.folded(gpu, i, n, range) {
             return Ok(Vec::new());
@@ -382,17 +423,15 @@ impl Network {
                 let b = self.bias(&self.params, bias, shape.co);
                 let io = self.conv_io(gpu, i, n, range)?;
                 let (x, y) = (&io.x, &self.act(io.out, n));
-                return conv2d::forward(
-                    gpu,
-                    &label,
-                    &shape,
-                    &io.folds(),
-                    relu,
-                    x,
-                    &p(kernel),
-                    &b,
-                    y,
-                );
+                let folds = conv2d::Folds {
+                    gather: gather.map(|(images, order)| conv2d::Gathered {
+                        images,
+                        order,
+                        batch: x,
+                    }),
+                    ..io.folds()
+                };
+                return conv2d::forward(gpu, &label, &shape, &folds, relu, x, &p(kernel), &b, y);
             }
             LayerOp::Dense {
                 shape,
@@ -1151,6 +1190,7 @@ impl ConvIo {
                 winner,
             }),
             take: self.take,
+            gather: None,
         }
     }
 }

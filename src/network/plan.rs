@@ -47,7 +47,8 @@ pub struct StepPlan {
     noise: f32,
     /// Parameters Adam updates (its uniform's length).
     param_len: u64,
-    /// The batch's gather; None when the first forward dispatch gathers it (`gather` fold).
+    /// The batch's gather; None when the first forward dispatch gathers it (`gather` fold:
+    /// `dense.rows_gather`, or the first convolution's forward pass).
     gather: Option<Dispatch>,
     forward: Vec<Dispatch>,
     loss: Loss,
@@ -109,6 +110,10 @@ impl StepPlan {
         // The rows fold writes the logits' gradient itself.
         let rows = training && net.folds_rows(gpu);
         let gather_in_rows = rows && net.folds_gather(gpu);
+        // Or the first convolution gathers it (`gather` too; a batch without noise).
+        let split = (src.images, src.order);
+        let gather_in_conv =
+            !rows && src.noise == 0.0 && net.conv_gathering(gpu, n, &(0..layers))?.is_some();
         let gradient = training && net.folds_loss_gradient(gpu) && !rows;
         // Adam in the dense weight-gradient dispatch, the loss finished once per execution; or
         // in the conv weight-gradient reduce, the loss finished there.
@@ -155,16 +160,13 @@ impl StepPlan {
             pixels: net.model.input.len() as u32,
             noise: src.noise,
             param_len: net.model.param_len,
-            gather: match gather_in_rows {
+            gather: match gather_in_rows || gather_in_conv {
                 true => None,
                 false => Some(gather(gpu, net, n, src)?),
             },
             forward: match rows {
-                true => {
-                    let gather = gather_in_rows.then_some((src.images, src.order));
-                    vec![net.rows(gpu, n, gather)?]
-                }
-                false => net.forward(gpu, n, 0..layers)?,
+                true => vec![net.rows(gpu, n, gather_in_rows.then_some(split))?],
+                false => net.forward(gpu, n, 0..layers, gather_in_conv.then_some(split))?,
             },
             loss: net.loss(
                 gpu,
@@ -300,7 +302,12 @@ impl StepPlan {
                     self.noise,
                 ),
             ),
-            None => ops::dense::set_rows_offset(&self.forward[0], slot, p.offset as u32),
+            None => match self.forward[0].source.entry {
+                "rows_gather" => {
+                    ops::dense::set_rows_offset(&self.forward[0], slot, p.offset as u32)
+                }
+                _ => ops::conv2d::set_gather_offset(&self.forward[0], slot, p.offset as u32),
+            },
         }
         let loss = (self.n as u64 * self.pixels as u64, p.loss_slot as u32);
         if let Some(finish) = &self.loss.finish {

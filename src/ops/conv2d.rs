@@ -96,7 +96,9 @@ pub(crate) struct Params {
     /// [`backward_pair`]'s workgroups per z-layer of each part.
     pub part_per_z: u32,
     pub input_per_z: u32,
-    pub _p: [u32; 3],
+    /// [`forward`] under a [`Gathered`] input: the batch's first entry of the order.
+    pub offset: u32,
+    pub _p: [u32; 2],
     /// [`backward_params_reduce_adam`] only: its items, the loss it finishes (elements,
     /// partial sums, slot), and Adam's step (as [`super::adam::params`] gives them).
     pub items: u32,
@@ -238,6 +240,44 @@ pub struct Folds<'a> {
     /// The CPU set's kernels only, for the shapes [`cpu::conv2d::takes_taken`] names
     /// ([`folds_take`]).
     pub take: Option<Strided>,
+    /// The batch gathered by the forward pass itself ([`forward`] only).
+    pub gather: Option<Gathered<'a>>,
+}
+
+/// A model's first convolution reading its batch straight from the split (`--folds gather`,
+/// inputs that are the targets): pixel i of image `order[offset + b]` of `images` (u8, four
+/// to a word) / 255, as `batch::gather` makes it (the same bits), the offset set per step
+/// ([`set_gather_offset`]). The forward pass writes that batch into `batch` (the layer's `x`,
+/// for the loss and the weight gradient), so that no gather dispatch runs before it. The GPU
+/// set's kernel, for a layer whose outputs cover every input pixel once ([`gathers`]).
+#[derive(Clone, Copy)]
+pub struct Gathered<'a> {
+    pub images: &'a Tensor,
+    pub order: &'a Tensor,
+    pub batch: &'a Tensor,
+}
+
+/// Whether a convolution of shape `s` with `folds` can gather its own batch ([`Gathered`]):
+/// it reads its input directly, 'same' padded (every input pixel is the centre of one output
+/// pixel), and a pool folded after it covers every output ('same', or even sides), so that
+/// its invocations write every pixel of the batch once.
+pub fn gathers(s: &Conv2dShape, folds: &Folds<'_>) -> bool {
+    let (ho, wo) = s.out_hw();
+    let pool_covers = folds.pool.is_none_or(|p| {
+        p.padding == Padding::Same || (ho.is_multiple_of(2) && wo.is_multiple_of(2))
+    });
+    folds.input == Input::Direct && folds.take.is_none() && (ho, wo) == (s.h, s.w) && pool_covers
+}
+
+/// Sets the batch's first entry of the order that a gathering [`forward`] reads, in uniform
+/// slot `slot` (sent by [`Dispatch::flush`]).
+pub fn set_gather_offset(d: &Dispatch, slot: usize, offset: u32) {
+    debug_assert!(d.source.entry.starts_with("forward"));
+    let p = Params {
+        offset,
+        ..d.built_params::<Params>()
+    };
+    d.stage(slot, &p);
 }
 
 impl Folds<'_> {
@@ -366,6 +406,7 @@ fn partial_grid(
 /// runs the GPU set's.
 fn cpu_kernels(set: KernelSet, s: &Conv2dShape, folds: &Folds<'_>) -> bool {
     set == KernelSet::Cpu
+        && folds.gather.is_none()
         && match (folds.input, folds.take, folds.pool.is_some()) {
             (Input::Direct, None, false) => cpu::conv2d::takes(s),
             (Input::Inserted(i), None, false) => cpu::conv2d::takes_inserted(s, &i),
@@ -543,6 +584,9 @@ pub fn forward(
     expect_len("conv2d", "kernel", w, s.weight_len())?;
     expect_len("conv2d", "bias", b, s.co as u64)?;
     expect_len("conv2d", "y", y, folds.output_len(s))?;
+    if let Some(g) = &folds.gather {
+        check_gathered(s, folds, g)?;
+    }
     if cpu_kernels(gpu.kernels, s, folds) {
         return cpu::conv2d::forward(gpu, label, s, &cpu_fold(s, folds), relu, x, w, b, y);
     }
@@ -556,8 +600,14 @@ pub fn forward(
     };
     // x4 is x as vec4s, and wt4 the kernel: bound only where the variant reads them (wt4
     // where CO is a multiple of 4), since a small tensor need not hold a whole vec4.
-    let x4 = forward_vec4(gpu, label, s);
-    let mut bindings = vec![(1, x), (2, w), (3, b), (4, y)];
+    // A gathered input is read from the split's pixels: x is the batch it writes (binding
+    // 24), never read.
+    let x4 = forward_vec4(gpu, label, s) && folds.gather.is_none();
+    let mut bindings = match &folds.gather {
+        None => vec![(1, x)],
+        Some(g) => vec![(22, g.images), (23, g.order), (24, g.batch)],
+    };
+    bindings.extend([(2, w), (3, b), (4, y)]);
     bindings.extend(x4.then_some((15, x)));
     bindings.extend(s.co.is_multiple_of(4).then_some((16, w)));
     bindings.extend(folds.pool.map(|p| (12, p.winner)));
@@ -565,6 +615,7 @@ pub fn forward(
     let group = group(gpu, label);
     let mut constants = constants_with(s, folds, false, false, group, w4, quads > 1).to_vec();
     constants.push(("X4", x4 as u32 as f64));
+    constants.push(("GATHER", folds.gather.is_some() as u32 as f64));
     Ok(vec![build(
         gpu,
         Launch {
@@ -583,15 +634,48 @@ pub fn forward(
                 s.co,
             )?,
             cost: Cost {
+                // A gathered input: a byte of pixel and the batch's f32 written, where an f32
+                // was read.
                 bytes: 4
                     * (folds.input.len(s)
                         + s.weight_len()
                         + s.co as u64
-                        + folds.output_len(s) * (1 + folds.pool.is_some() as u64)),
+                        + folds.output_len(s) * (1 + folds.pool.is_some() as u64))
+                    + folds.gather.is_some() as u64 * (folds.input.len(s) + 4 * s.n as u64),
                 flops: 2 * s.macs(),
             },
         },
     )?])
+}
+
+/// Fails unless a convolution of shape `s` with `folds` can gather its batch ([`gathers`]),
+/// `g.batch` holds that batch, and `g.images` and `g.order` hold a split of images of its
+/// size with room for one batch.
+fn check_gathered(s: &Conv2dShape, folds: &Folds<'_>, g: &Gathered<'_>) -> Result<()> {
+    if !gathers(s, folds) {
+        return Err(Error::Shape {
+            op: "conv2d",
+            detail: format!(
+                "a convolution gathers its own batch only where its outputs cover every \
+                 input pixel once: 'same' padding, a direct input, and no pool that drops an \
+                 odd row or column; not {s:?} with {:?}",
+                folds.input
+            ),
+        });
+    }
+    expect_len("conv2d", "batch", g.batch, folds.input.len(s))?;
+    let pixels = s.h as u64 * s.w as u64 * s.ci as u64;
+    if g.order.len < s.n as u64 || g.images.len < (g.order.len * pixels).div_ceil(4) {
+        return Err(Error::Shape {
+            op: "conv2d",
+            detail: format!(
+                "{} packed words and an order of {} cannot hold a batch of {} images of {pixels} \
+                 pixels",
+                g.images.len, g.order.len, s.n
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The upstream gradient, masked by ReLU' from the layer's saved output when it had ReLU.

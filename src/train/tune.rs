@@ -36,8 +36,8 @@ pub const WARM_STEPS_MAX: usize = 2000;
 pub const MARGIN: f64 = 0.03;
 
 /// The order folds are left out in: every one of [`FoldSet::NAMES`], `gather` and `grads`
-/// before `rows`, which they need, and `adam` before `grads`, so that each alone is tried
-/// first.
+/// before `rows`, which they need on a dense model, and `adam` before `grads`, so that each
+/// alone is tried first.
 pub const TRY_ORDER: [&str; 18] = [
     "upsample", "pool", "reduces", "backward", "loss", "tiles", "narrow", "finish", "single",
     "gather", "adam", "grads", "rows", "vec4", "quads", "windows", "textures", "reuse",

@@ -349,6 +349,7 @@ const UPSAMPLED: Folds = Folds {
     input: Input::Upsampled2x,
     pool: None,
     take: None,
+    gather: None,
 };
 
 impl Upsampled {
@@ -1044,6 +1045,7 @@ fn folds_are_the_layers_one_by_one(
                         winner: &win1,
                     }),
                     take: None,
+                    gather: None,
                 };
                 let forward = conv2d::forward(g, "t", &s, &folds, relu, &x, &w, &b, &y1);
                 let mut d = forward.or_fail(&what);
@@ -1477,6 +1479,7 @@ fn conv2d_tiled_weight_partials_are_the_per_row_kernel_bit_for_bit() {
                         winner: &winner,
                     }),
                     take: None,
+                    gather: None,
                 };
                 let go = GradOut {
                     dy: &dy,
@@ -1620,6 +1623,7 @@ fn conv2d_vec4_variant_binds_tensors_shorter_than_a_vec4() {
                 input: Input::Direct,
                 pool: None,
                 take: None,
+                gather: None,
             };
             let go = GradOut {
                 dy: &dy,
@@ -1705,6 +1709,7 @@ fn conv2d_narrow_groups_and_vec4_loads_give_the_plain_forward_bit_for_bit() {
                         winner: &winner,
                     }),
                     take: None,
+                    gather: None,
                 };
                 let d = conv2d::forward(g, "t", &s, &folds, relu, &x, &w, &b, &y).or_fail(&what);
                 assert_eq!(d.len(), 1, "{what}: the GPU set's forward is one dispatch");
@@ -1890,6 +1895,7 @@ impl TexCase {
             input: self.input,
             pool: self.pool.map(|padding| Pooled { padding, winner }),
             take: self.take,
+            gather: None,
         }
     }
 
@@ -2221,5 +2227,211 @@ fn conv2d_cpu_input_gradient_masked_gives_relu_backward_bits() {
             "the GPU set took a masked input gradient: {:?}",
             other.map(|d| d.len())
         ),
+    }
+}
+
+/// The gather fold (`--folds gather`): a first convolution reading its batch straight from
+/// the split's packed u8 pixels through the order gives the output (and a folded pool's
+/// winners) of `batch.gather` and then the plain forward pass bit for bit, and writes that
+/// batch, the reference's gather bit for bit, into poison. On the conv model's first layer at
+/// the training batch (256 of 28x28x1 -> 16, pooled) and at odd shapes: a 'same' pool on 7x9
+/// (windows cut at the edges), no pool, two output groups, three and four input channels (the
+/// vec4 variant's x loads give way to the gather), a 'valid' pool on even sides; from entry 2
+/// of a shuffled order. On every adapter and limit set (the pooled kernel binds 8 storage
+/// buffers, WebGPU's default), and under the narrow, vec4 and quads variants. A 'valid'
+/// convolution and a 'valid' pool that drops an odd row are refused with the reason.
+#[test]
+fn conv2d_forward_gathering_its_batch_is_the_gather_then_the_forward_bit_for_bit() {
+    use wgsl_autoencoder::gpu::FoldSet;
+    let (same, valid) = (Padding::Same, Padding::Valid);
+    let cases = [
+        (conv3x3(256, 28, 28, 1, 16, same), Some(same)),
+        (conv3x3(3, 7, 9, 1, 8, same), Some(same)),
+        (conv3x3(2, 5, 6, 1, 20, same), None),
+        (conv3x3(2, 6, 4, 3, 5, same), Some(valid)),
+        (conv3x3(3, 6, 6, 4, 8, same), Some(same)),
+    ];
+    let variants = [
+        (
+            "narrow",
+            FoldSet {
+                narrow: true,
+                ..FoldSet::NONE
+            },
+        ),
+        (
+            "vec4",
+            FoldSet {
+                vec4: true,
+                ..FoldSet::NONE
+            },
+        ),
+        (
+            "quads",
+            FoldSet {
+                pool: true,
+                quads: true,
+                ..FoldSet::NONE
+            },
+        ),
+    ]
+    .map(|(name, folds)| (name, open_folds(folds)));
+    for (k, (s, pool)) in cases.into_iter().enumerate() {
+        let check = |g: &Gpu, config: &str| {
+            let what = format!("{config}: {s:?} pool {pool:?}");
+            gathering_forward_case(g, &what, k, &s, pool);
+        };
+        crate::common::each_gpu(check);
+        for (name, g) in &variants {
+            check(g, name);
+        }
+    }
+    // Refused: outputs that do not cover every input pixel once.
+    let g = crate::common::gpu_with(KernelSet::Gpu);
+    for (s, pool) in [
+        (conv3x3(2, 6, 6, 1, 4, valid), None),
+        (conv3x3(2, 7, 6, 1, 4, same), Some(valid)),
+    ] {
+        let what = format!("{s:?} pool {pool:?}");
+        let pixels = s.input_len() / s.n as u64;
+        let images = g
+            .upload("images", &vec![0u32; pixels as usize])
+            .or_fail(&what);
+        let order = g.upload("order", &[0u32, 1, 0, 1]).or_fail(&what);
+        let pool_shape = pool.map(|padding| PoolShape {
+            n: s.n,
+            h: s.out_hw().0,
+            w: s.out_hw().1,
+            c: s.co,
+            padding,
+        });
+        let out_len = pool_shape.map_or(s.output_len(), |p| p.output_len());
+        let t = |len: u64| g.poisoned("t", len).or_fail(&what);
+        let (x, w, b, y, win) = (
+            t(s.input_len()),
+            t(s.weight_len()),
+            t(4),
+            t(out_len),
+            t(out_len),
+        );
+        let folds = Folds {
+            pool: pool.map(|padding| Pooled {
+                padding,
+                winner: &win,
+            }),
+            gather: Some(conv2d::Gathered {
+                images: &images,
+                order: &order,
+                batch: &x,
+            }),
+            ..Default::default()
+        };
+        assert!(!conv2d::gathers(&s, &folds), "{what}");
+        match conv2d::forward(g, "t", &s, &folds, true, &x, &w, &b, &y) {
+            Err(Error::Shape { detail, .. }) => {
+                assert!(
+                    detail.contains("cover every input pixel once"),
+                    "{what}: {detail}"
+                )
+            }
+            Err(e) => panic!("{what}: {e}"),
+            Ok(_) => panic!("{what}: a gather that leaves pixels unwritten was built"),
+        }
+    }
+}
+
+/// One case of the test above on `g`.
+fn gathering_forward_case(g: &Gpu, what: &str, k: usize, s: &Conv2dShape, pool: Option<Padding>) {
+    use rand::seq::SliceRandom;
+    use wgsl_autoencoder::ops::batch;
+    let (count, offset) = (s.n as usize + 3, 2usize);
+    let pixels = s.input_len() as usize / s.n as usize;
+    let mut r = crate::common::rng(1300 + k as u64);
+    let pixel_bytes: Vec<u8> = (0..count * pixels)
+        .map(|_| rand::Rng::random(&mut r))
+        .collect();
+    let mut order: Vec<u32> = (0..count as u32).collect();
+    order.shuffle(&mut r);
+    let images = g
+        .upload("images", &batch::pack_pixels(&pixel_bytes))
+        .or_fail(what);
+    let order_t = g.upload("order", &order).or_fail(what);
+    let w = g.upload(
+        "w",
+        &crate::common::uniform(&mut r, s.weight_len() as usize, -1.0, 1.0),
+    );
+    let b = g.upload(
+        "b",
+        &crate::common::uniform(&mut r, s.co as usize, -1.0, 1.0),
+    );
+    let (w, b) = (w.or_fail(what), b.or_fail(what));
+    let pool_shape = pool.map(|padding| PoolShape {
+        n: s.n,
+        h: s.out_hw().0,
+        w: s.out_hw().1,
+        c: s.co,
+        padding,
+    });
+    let out_len = pool_shape.map_or(s.output_len(), |p| p.output_len());
+    let t = |len: u64| g.poisoned("t", len).or_fail(what);
+    let bits = |t: &Tensor| g.read::<u32>(t).or_fail(what);
+    for relu in [false, true] {
+        let what = format!("{what} relu={relu}");
+        // The gather, then the forward pass.
+        let (x0, y0, win0) = (t(s.input_len()), t(out_len), t(out_len));
+        let p = batch::Params {
+            n: s.n,
+            pixels: pixels as u32,
+            offset: offset as u32,
+            seed: 0,
+            noise: 0.0,
+            _p: [0; 3],
+        };
+        let mut d = vec![batch::gather(g, "t", &p, &images, &order_t, &x0).or_fail(&what)];
+        let plain = Folds {
+            pool: pool.map(|padding| Pooled {
+                padding,
+                winner: &win0,
+            }),
+            ..Default::default()
+        };
+        d.extend(conv2d::forward(g, "t", s, &plain, relu, &x0, &w, &b, &y0).or_fail(&what));
+        wgsl_autoencoder::ops::run(g, &d).or_fail(&what);
+
+        // Gathered by the forward pass, its offset set as a training step sets it.
+        let (x1, y1, win1) = (t(s.input_len()), t(out_len), t(out_len));
+        let folds = Folds {
+            pool: pool.map(|padding| Pooled {
+                padding,
+                winner: &win1,
+            }),
+            gather: Some(conv2d::Gathered {
+                images: &images,
+                order: &order_t,
+                batch: &x1,
+            }),
+            ..Default::default()
+        };
+        assert!(conv2d::gathers(s, &folds), "{what}");
+        let d = conv2d::forward(g, "t", s, &folds, relu, &x1, &w, &b, &y1).or_fail(&what);
+        assert_eq!(d.len(), 1, "{what}: one dispatch");
+        conv2d::set_gather_offset(&d[0], 0, offset as u32);
+        d[0].flush(g);
+        wgsl_autoencoder::ops::run(g, &d).or_fail(&what);
+
+        let want = reference::batch::gather(&pixel_bytes, pixels, &order, offset, s.n as usize);
+        let want: Vec<u32> = want.iter().map(|v| v.to_bits()).collect();
+        assert!(
+            bits(&x0) == want,
+            "{what}: batch.gather is not the reference's"
+        );
+        assert!(
+            bits(&x1) == want,
+            "{what}: the batch written differs in its bits"
+        );
+        assert!(bits(&y1) == bits(&y0), "{what}: y differs in its bits");
+        if pool.is_some() {
+            assert!(bits(&win1) == bits(&win0), "{what}: winners differ");
+        }
     }
 }
