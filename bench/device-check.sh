@@ -120,7 +120,7 @@ core() {
   # GPU `auto` times fold sets at start-up: ours.json's folds_by lists each set's µs per step.
   step ours 30 ours bench --epochs $epochs --json "$work/ours.json"
   # The folds' before and after, same call: ours with none (the 44-dispatch conv step and
-  # 10-dispatch dense step measured on the H200 before them; all folds: 18 and 3).
+  # 10-dispatch dense step measured on the H200 before them; all folds: 16 and 2).
   step ours-unfolded 25 ours bench --folds none --epochs $epochs --json "$work/ours-unfolded.json"
   # (The H200's first call took ~30 s for torch's conv, eager and graph.)
   for m in conv dense; do

@@ -221,13 +221,22 @@ fn x_base(b: u32, iy: u32, ix: u32) -> u32 {
     return ((b * XH + iy / UP) * XW + ix / UP) * CI;
 }
 
-// Element i of the layer's input x (flat over n, H, W, CI), in image b: read, or under GATHER
-// the pixel batch.gather writes there (the image's order entry is the same for every tap of
-// an invocation, so its load is made once).
-fn x_at(b: u32, i: u32) -> f32 {
+// GATHER: where image b of the batch starts among the split's bytes, less where it starts in
+// x, so that adding an index of x in that image gives its byte (u32 arithmetic wraps). The
+// order entry is loaded once per output pixel (conv_at) and batch pixel written, not per tap.
+fn gather_shift(b: u32) -> u32 {
     if (GATHER) {
         let pixels = H * W * CI;
-        let byte = order[p.offset + b] * pixels + (i - b * pixels);
+        return order[p.offset + b] * pixels - b * pixels;
+    }
+    return 0u;
+}
+
+// Element i of the layer's input x (flat over n, H, W, CI) of the image whose gather_shift is
+// `shift`: read, or under GATHER the pixel batch.gather writes there.
+fn x_at(shift: u32, i: u32) -> f32 {
+    if (GATHER) {
+        let byte = shift + i;
         return unpack_pixel(images[byte / 4u], byte);
     }
     return x[i];
@@ -237,8 +246,9 @@ fn x_at(b: u32, i: u32) -> f32 {
 // x, with 'same' padding), every channel, from channel group 0 (z) only.
 fn put_batch(at: u32, z: u32) {
     if (GATHER && z == 0u) {
+        let shift = gather_shift(at / (HO * WO));
         for (var c = 0u; c < CI; c++) {
-            batch_out[at * CI + c] = x_at(at / (HO * WO), at * CI + c);
+            batch_out[at * CI + c] = x_at(shift, at * CI + c);
         }
     }
 }
@@ -266,6 +276,7 @@ fn conv_at(b: u32, oy: i32, ox: i32, g4: u32) -> Sums {
     let l1 = live(CO4, g4, 1u);
     let l2 = live(CO4, g4, 2u);
     let l3 = live(CO4, g4, 3u);
+    let shift = gather_shift(b);
     for (var k = 0u; k < TAPS; k++) {
         let iy = oy + i32(k / KS) - i32(PAD);
         let ix = ox + i32(k % KS) - i32(PAD);
@@ -285,7 +296,7 @@ fn conv_at(b: u32, oy: i32, ox: i32, g4: u32) -> Sums {
             }
         } else {
             for (var c = 0u; c < CI; c++) {
-                let xv = keep * x_at(b, xb + c);
+                let xv = keep * x_at(shift, xb + c);
                 let row = k * CI + c;
                 a0 += xv * w_row4(row, o0);
                 if (l1) { a1 += xv * w_row4(row, o0 + 4u); }

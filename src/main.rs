@@ -54,7 +54,7 @@ struct Cli {
     /// and input gradients as one dispatch), grads (with rows, its weight gradients and the
     /// loss's partial sums as one more), gather (the first dispatch gathers its own batch
     /// from the dataset, inputs without noise: rows, or a first convolution with 'same'
-    /// padding) and adam (Adam's step where the weight gradients are
+    /// padding and no folded pool dropping an odd row or column) and adam (Adam's step where the weight gradients are
     /// summed: with grads in that dispatch, every step's loss finished by one dispatch per
     /// execution, needing 11 storage buffers per stage; with reduces, on a model whose
     /// weights are all convolutions', in the merged reduce with the loss's finish), and the

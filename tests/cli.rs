@@ -2038,7 +2038,7 @@ fn cli_kernels_flag_is_checked_recorded_and_printed() {
 
 /// `--folds`: an unknown choice is refused before anything is created, naming the choices;
 /// a run records the folds it used in `config.json` and prints them (`auto`: all on the GPU
-/// set, `loss` and `windows` on the CPU set); and `profile` counts the dispatches they save (44 -> 17 for the
+/// set, `loss` and `windows` on the CPU set); and `profile` counts the dispatches they save (44 -> 16 for the
 /// conv model).
 #[test]
 fn cli_folds_flag_is_checked_recorded_and_printed() {

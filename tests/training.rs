@@ -2083,3 +2083,120 @@ fn fold_search_leaves_out_only_what_is_slower_past_the_margin() {
     assert_eq!(FoldSet::ALL.without("grads").map(|s| s.adam), Some(true));
     assert_eq!(FoldSet::NONE.without("pool"), None);
 }
+
+/// `--folds gather` has a model's first convolution gather its batch only where its outputs
+/// cover every input pixel once and the inputs are the targets; elsewhere the gather dispatch
+/// stays: the conv model with `--noise` (the noisy gather), a 'valid' first convolution, and
+/// a 'valid' pool that drops an odd row after it. Where only a reshape comes first (a 28x28
+/// image read as 14x56), the convolution after it gathers, and trains the same bits as
+/// without the fold (one epoch of 24 images in batches of 8 at 3 steps per submit, each
+/// step's offset in its own uniform slot).
+#[test]
+fn gather_folds_into_the_first_convolution_only_where_it_covers_every_pixel() {
+    let layer = |class: &str, config: serde_json::Value| serde_json::json!({"module": "keras.layers", "class_name": class, "config": config});
+    let conv = |name: &str, filters, padding: &str, act: &str| {
+        layer(
+            "Conv2D",
+            serde_json::json!({"name": name, "filters": filters, "kernel_size": [3, 3],
+                "strides": [1, 1], "padding": padding, "activation": act}),
+        )
+    };
+    let input = layer(
+        "InputLayer",
+        serde_json::json!({"name": "in", "batch_shape": [null, 28, 28, 1]}),
+    );
+    let reshape = |name: &str, shape: [u32; 3]| {
+        layer(
+            "Reshape",
+            serde_json::json!({"name": name, "target_shape": shape}),
+        )
+    };
+    let dense_out = [
+        layer("Flatten", serde_json::json!({"name": "flat"})),
+        layer(
+            "Dense",
+            serde_json::json!({"name": "out", "units": 784, "activation": "sigmoid"}),
+        ),
+        reshape("image", [28, 28, 1]),
+    ];
+    let sequential = |name: &str, layers: Vec<serde_json::Value>| serde_json::json!({"class_name": "Sequential", "config": {"name": name, "layers": layers}});
+    let reshaped = sequential(
+        "reshaped",
+        vec![
+            input.clone(),
+            reshape("wide", [14, 56, 1]),
+            conv("c", 4, "same", "relu"),
+            conv("c_1", 1, "same", "sigmoid"),
+            reshape("back", [28, 28, 1]),
+        ],
+    );
+    let mut valid = vec![input.clone(), conv("c", 4, "valid", "relu")];
+    valid.extend(dense_out.iter().cloned());
+    let mut odd_pool = vec![
+        input,
+        reshape("tall", [7, 112, 1]),
+        conv("c", 4, "same", "relu"),
+    ];
+    odd_pool.push(layer(
+        "MaxPooling2D",
+        serde_json::json!({"name": "pool", "pool_size": [2, 2], "padding": "valid"}),
+    ));
+    odd_pool.extend(dense_out.iter().cloned());
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, model: serde_json::Value| {
+        let path = dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, model.to_string()).unwrap();
+        ModelChoice::from_arg(path.to_str().unwrap()).unwrap()
+    };
+    let px = MNIST.len() as usize;
+    let (train_px, test_px) = (images(61, 24, px), images(62, 8, px));
+    let run = |choice: &ModelChoice, noise: f32, folds: FoldSet, epochs: usize| {
+        let model = Model::new(choice.clone(), MNIST).unwrap();
+        let cfg = TrainConfig {
+            noise,
+            ..config(choice.clone(), 8, 7)
+        };
+        let device = DeviceChoice::new(common::adapter_choice(), KernelChoice::Set(KernelSet::Gpu))
+            .with_folds(FoldChoice::Set(folds))
+            .with_steps_per_execution(StepsPerExecution::Set(3));
+        let g = common::open_poisoned(&device);
+        let mut tr = trainer(&g, &model, &cfg, &train_px, &test_px);
+        let launches = tr.launches();
+        let gather = launches.iter().any(|(s, _)| s.shader == "batch");
+        let in_conv = launches
+            .iter()
+            .any(|(s, l)| s.shader == "conv2d" && l.contains("GATHER=1"));
+        assert!(
+            gather != in_conv,
+            "{choice:?} noise {noise}: one gather, not {launches:?}"
+        );
+        (in_conv, train_bits(&mut tr, &g, epochs))
+    };
+    let cases = [
+        (ModelChoice::from(ModelKind::Conv), 0.0, true),
+        (ModelChoice::from(ModelKind::Conv), 0.5, false),
+        (file("reshaped", reshaped), 0.0, true),
+        (file("valid", sequential("valid", valid)), 0.0, false),
+        (
+            file("odd_pool", sequential("odd_pool", odd_pool)),
+            0.0,
+            false,
+        ),
+    ];
+    for (choice, noise, gathers) in &cases {
+        let (in_conv, _) = run(choice, *noise, FoldSet::ALL, 0);
+        assert_eq!(in_conv, *gathers, "{choice:?} noise {noise}");
+    }
+    let reshaped = &cases[2].0;
+    let (_, none) = run(reshaped, 0.0, FoldSet::NONE, 1);
+    let only_gather = FoldSet {
+        gather: true,
+        ..FoldSet::NONE
+    };
+    let (in_conv, gathered) = run(reshaped, 0.0, only_gather, 1);
+    assert!(in_conv);
+    assert!(
+        gathered == none,
+        "a reshaped first convolution's gather changed the bits"
+    );
+}

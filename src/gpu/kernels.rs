@@ -206,8 +206,10 @@ impl FoldSet {
     /// a GPU adapter's GPU set: `train::tune`), and keeps where it does not time. Everything
     /// on the GPU set (the conv model's step goes from 44 dispatches to 16, the dense model's
     /// from 10 to 2 and a 16th), but on a CPU adapter neither `adam` (its merged reduce took
-    /// a lavapipe conv step 6-12% longer: BENCHMARKS.md) nor `gather` nor `rows` (and
-    /// `grads`, which needs it: on llvmpipe its barrier-bound workgroups took a dense step 2.7-3.1x longer
+    /// a lavapipe conv step 6-12% longer: BENCHMARKS.md) nor `gather` (the first
+    /// convolution's pixel conversion at every tap cost lavapipe about 1% of a conv step more
+    /// than the gather dispatch it saves: BENCHMARKS.md) nor `rows` (and `grads`, which needs
+    /// it: on llvmpipe its barrier-bound workgroups took a dense step 2.7-3.1x longer
     /// than the per-layer kernels) nor `narrow` (the conv step 22-34% longer on lavapipe:
     /// BENCHMARKS.md) nor `quads` (not shown to pay there: a step's kernels -19% to +5% on
     /// lavapipe over three runs, within that machine's noise) nor `windows`, `textures` and
