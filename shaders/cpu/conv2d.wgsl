@@ -892,8 +892,17 @@ fn pool_max(best: ptr<function, Acc4>, won: ptr<function, Won>, v: Acc4, w: u32)
     *won = Won(select(o.w0, k, m0), select(o.w1, k, m1), select(o.w2, k, m2), select(o.w3, k, m3));
 }
 
+// The winners as vec4s (the same buffer), where CO is a multiple of 4: a pooled pixel's four
+// channels' winners in one store, as y4's. A pipeline uses one view or the other.
+@group(0) @binding(24) var<storage, read_write> winner_out4: array<vec4<u32>>;
+
 // Winners of output channels GROUP * og + 4j .. +3 of the pooled pixel starting at `at`.
 fn store_won(at: u32, og: u32, j: u32, v: vec4<u32>) {
+    if (CO % 4u == 0u) {
+        let c = GROUP * og + 4u * j;
+        if (c < CO) { winner_out4[(at + c) / 4u] = v; }
+        return;
+    }
     for (var l = 0u; l < 4u; l++) {
         let c = GROUP * og + 4u * j + l;
         if (c < CO) { winner_out[at + c] = v[l]; }

@@ -344,6 +344,7 @@ pub fn forward(
                         .chain(vec4_view(12, x, s.ci))
                         .chain(vec4_view(23, y, s.co))
                         .chain(winners(15, fold))
+                        .chain(winners(24, fold).filter(|_| s.co.is_multiple_of(4)))
                         .collect::<Vec<_>>(),
                     constants: &constants,
                     workgroups: per_group(gpu, "conv2d.forward", invocations, groups)?,
