@@ -2298,14 +2298,7 @@ fn conv2d_forward_gathering_its_batch_is_the_gather_then_the_forward_bit_for_bit
             .upload("images", &vec![0u32; pixels as usize])
             .or_fail(&what);
         let order = g.upload("order", &[0u32, 1, 0, 1]).or_fail(&what);
-        let pool_shape = pool.map(|padding| PoolShape {
-            n: s.n,
-            h: s.out_hw().0,
-            w: s.out_hw().1,
-            c: s.co,
-            padding,
-        });
-        let out_len = pool_shape.map_or(s.output_len(), |p| p.output_len());
+        let out_len = gathering_output_len(&s, pool);
         let t = |len: u64| g.poisoned("t", len).or_fail(&what);
         let (x, w, b, y, win) = (
             t(s.input_len()),
@@ -2314,18 +2307,7 @@ fn conv2d_forward_gathering_its_batch_is_the_gather_then_the_forward_bit_for_bit
             t(out_len),
             t(out_len),
         );
-        let folds = Folds {
-            pool: pool.map(|padding| Pooled {
-                padding,
-                winner: &win,
-            }),
-            gather: Some(conv2d::Gathered {
-                images: &images,
-                order: &order,
-                batch: &x,
-            }),
-            ..Default::default()
-        };
+        let folds = gathering_folds(pool, &win, &images, &order, &x);
         assert!(!conv2d::gathers(&s, &folds), "{what}");
         match conv2d::forward(g, "t", &s, &folds, true, &x, &w, &b, &y) {
             Err(Error::Shape { detail, .. }) => {
@@ -2365,14 +2347,7 @@ fn gathering_forward_case(g: &Gpu, what: &str, k: usize, s: &Conv2dShape, pool: 
         &crate::common::uniform(&mut r, s.co as usize, -1.0, 1.0),
     );
     let (w, b) = (w.or_fail(what), b.or_fail(what));
-    let pool_shape = pool.map(|padding| PoolShape {
-        n: s.n,
-        h: s.out_hw().0,
-        w: s.out_hw().1,
-        c: s.co,
-        padding,
-    });
-    let out_len = pool_shape.map_or(s.output_len(), |p| p.output_len());
+    let out_len = gathering_output_len(s, pool);
     let t = |len: u64| g.poisoned("t", len).or_fail(what);
     let bits = |t: &Tensor| g.read::<u32>(t).or_fail(what);
     for relu in [false, true] {
@@ -2400,18 +2375,7 @@ fn gathering_forward_case(g: &Gpu, what: &str, k: usize, s: &Conv2dShape, pool: 
 
         // Gathered by the forward pass, its offset set as a training step sets it.
         let (x1, y1, win1) = (t(s.input_len()), t(out_len), t(out_len));
-        let folds = Folds {
-            pool: pool.map(|padding| Pooled {
-                padding,
-                winner: &win1,
-            }),
-            gather: Some(conv2d::Gathered {
-                images: &images,
-                order: &order_t,
-                batch: &x1,
-            }),
-            ..Default::default()
-        };
+        let folds = gathering_folds(pool, &win1, &images, &order_t, &x1);
         assert!(conv2d::gathers(s, &folds), "{what}");
         let d = conv2d::forward(g, "t", s, &folds, relu, &x1, &w, &b, &y1).or_fail(&what);
         assert_eq!(d.len(), 1, "{what}: one dispatch");
@@ -2433,5 +2397,41 @@ fn gathering_forward_case(g: &Gpu, what: &str, k: usize, s: &Conv2dShape, pool: 
         if pool.is_some() {
             assert!(bits(&win1) == bits(&win0), "{what}: winners differ");
         }
+    }
+}
+
+/// Elements of a layer's output with a pool of `pool`'s padding folded after it, if any.
+fn gathering_output_len(s: &Conv2dShape, pool: Option<Padding>) -> u64 {
+    let (h, w) = s.out_hw();
+    pool.map_or(s.output_len(), |padding| {
+        let c = s.co;
+        PoolShape {
+            n: s.n,
+            h,
+            w,
+            c,
+            padding,
+        }
+        .output_len()
+    })
+}
+
+/// A first convolution's folds when it gathers its batch (from `images` through `order`, into
+/// `batch`), with a pool of `pool`'s padding after it, its winners in `winner`.
+fn gathering_folds<'t>(
+    pool: Option<Padding>,
+    winner: &'t Tensor,
+    images: &'t Tensor,
+    order: &'t Tensor,
+    batch: &'t Tensor,
+) -> Folds<'t> {
+    Folds {
+        pool: pool.map(|padding| Pooled { padding, winner }),
+        gather: Some(conv2d::Gathered {
+            images,
+            order,
+            batch,
+        }),
+        ..Default::default()
     }
 }
