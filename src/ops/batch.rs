@@ -60,6 +60,31 @@ fn check(p: &Params, images: &Tensor, perm: &Tensor, target: &Tensor) -> Result<
     expect_len("batch", "target", target, p.n as u64 * p.pixels as u64)
 }
 
+/// Fails unless packed u8 `images` (four to a word) hold an image of `pixels` for every entry
+/// of `order`, `order` holds a batch of `n`, and `batch` holds that batch: what a kernel that
+/// gathers its own batch reads and writes (`dense::rows`, `conv2d::forward`; the offset into
+/// the order is set per step).
+pub(crate) fn check_gathering(
+    op: &'static str,
+    images: &Tensor,
+    order: &Tensor,
+    n: u64,
+    pixels: u64,
+    batch: &Tensor,
+) -> Result<()> {
+    if order.len < n || images.len < (order.len * pixels).div_ceil(4) {
+        return Err(Error::Shape {
+            op,
+            detail: format!(
+                "{} packed words and an order of {} cannot hold a batch of {n} images of \
+                 {pixels} pixels",
+                images.len, order.len
+            ),
+        });
+    }
+    expect_len(op, "batch", batch, n * pixels)
+}
+
 /// `target` = the batch's pixels / 255. Every permutation entry must index an image.
 pub fn gather(
     gpu: &Gpu,

@@ -663,19 +663,8 @@ fn check_gathered(s: &Conv2dShape, folds: &Folds<'_>, g: &Gathered<'_>) -> Resul
             ),
         });
     }
-    expect_len("conv2d", "batch", g.batch, folds.input.len(s))?;
     let pixels = s.h as u64 * s.w as u64 * s.ci as u64;
-    if g.order.len < s.n as u64 || g.images.len < (g.order.len * pixels).div_ceil(4) {
-        return Err(Error::Shape {
-            op: "conv2d",
-            detail: format!(
-                "{} packed words and an order of {} cannot hold a batch of {} images of {pixels} \
-                 pixels",
-                g.images.len, g.order.len, s.n
-            ),
-        });
-    }
-    Ok(())
+    super::batch::check_gathering("conv2d", g.images, g.order, s.n as u64, pixels, g.batch)
 }
 
 /// The upstream gradient, masked by ReLU' from the layer's saved output when it had ReLU.

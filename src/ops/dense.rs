@@ -536,13 +536,7 @@ fn check_stack_input(input: &StackInput<'_>, n: u64, fin: u64, fout: u64) -> Res
                      {fin} inputs, {fout} outputs"
                 )));
             }
-            if order.len < n || images.len < (order.len * fin).div_ceil(4) {
-                return Err(stack_error(format!(
-                    "{} packed words and an order of {} cannot hold a batch of {n}",
-                    images.len, order.len
-                )));
-            }
-            expect_len("dense", "batch", batch, n * fin)
+            super::batch::check_gathering("dense", images, order, n, fin, batch)
         }
     }
 }
