@@ -71,8 +71,8 @@ struct Cli {
     /// gradient through textures, each copied in before the op's first dispatch) and reuse
     /// (the cpu set's convolutions load each pixel once for every tap that reads it: a
     /// kernel row's three weight-gradient taps per invocation, a pooled window's or an
-    /// upsampled pixel's 4x4 patch, an upsampled layer's input gradient two neighbouring
-    /// pixels per invocation); or all, none, tune (train, bench and profile
+    /// upsampled pixel's 4x4 patch, a layer's input gradient two neighbouring pixels per
+    /// invocation); or all, none, tune (train, bench and profile
     /// time sets of folds at start-up and keep the fastest: the gpu kernel set only, where
     /// they change no bit), auto (tune on a GPU adapter's gpu kernel set; elsewhere all on the
     /// gpu set but rows, grads, gather, adam, narrow, quads, windows, textures and reuse on a

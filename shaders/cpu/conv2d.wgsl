@@ -27,7 +27,8 @@
 //   and only the stores are guarded;
 // - a layer with one output channel computes four neighbouring pixels per invocation, so each
 //   loaded input serves three of their taps, and one with 4 to 8 two (PAIR), each loaded
-//   input serving two;
+//   input serving two; under `reuse` the input gradient takes two neighbouring pixels of x
+//   per invocation the same way (UP_PAIR, BIN_PAIR);
 // - the weight gradient has no split over 16-pixel chunks: each invocation sums CHUNK pixels
 //   for one tap and one pair of groups (under `reuse`, a kernel row's three taps:
 //   backward_params_row; or, when one side has a single channel, for all 9 taps with a group
@@ -1263,6 +1264,110 @@ fn backward_input_up_pair(lid: u32, cg: u32, id: u32) {
     }
 }
 
+// BIN_PAIR (REUSE, no fold; ops::cpu::conv2d::bin_pairs): an invocation takes x pixels
+// (iy, ix) and (iy, ix + 1). Their 3x3 windows of outputs overlap in two columns, so each
+// gradient they share is loaded once (LLVM keeps a load once where its address repeats: 12
+// pixel loads for the two, not 18), and each loaded weight serves both. Pixel ix's sums are
+// acc, ix + 1's acc_b, each with bin_taps' terms in its order: the same bits.
+override BIN_PAIR: bool = false;
+
+// Invocation q is the pair (b, iy, 2 * (q % pairs per row)); the second is not stored where
+// the row has an odd length and the pair is its last.
+fn backward_input_pair(lid: u32, cg: u32, id: u32) {
+    let pairs = (W + 1u) / 2u;
+    let total = p.n * H * pairs;
+    let q = min(id, total - 1u);
+    let ix = 2u * (q % pairs);
+    let iy = (q / pairs) % H;
+    let b = q / (pairs * H);
+    var acc: Acc4;
+    var acc_b: Acc4;
+    load_weights4_t(lid, GROUP * cg, GCI4, GROUP * OG, GCO);
+    bin_taps_pair(OG, b, i32(iy), i32(ix), &acc, &acc_b);
+    if (id < total) {
+        let pix = (b * H + iy) * W + ix;
+        store_dx_pixel(pix * CI, cg, acc);
+        if (ix + 1u < W) { store_dx_pixel((pix + 1u) * CI, cg, acc_b); }
+    }
+}
+
+// bin_taps for the pair: tap k of x pixel ix reads output column ix + PAD - kx, of ix + 1 the
+// next one.
+fn bin_taps_pair(og: u32, b: u32, iy: i32, ix: i32, acc: ptr<function, Acc4>,
+                 acc_b: ptr<function, Acc4>) {
+    bin_tap_pair(0u, og, b, iy, ix, acc, acc_b);
+    bin_tap_pair(1u, og, b, iy, ix, acc, acc_b);
+    bin_tap_pair(2u, og, b, iy, ix, acc, acc_b);
+    bin_tap_pair(3u, og, b, iy, ix, acc, acc_b);
+    bin_tap_pair(4u, og, b, iy, ix, acc, acc_b);
+    bin_tap_pair(5u, og, b, iy, ix, acc, acc_b);
+    bin_tap_pair(6u, og, b, iy, ix, acc, acc_b);
+    bin_tap_pair(7u, og, b, iy, ix, acc, acc_b);
+    bin_tap_pair(8u, og, b, iy, ix, acc, acc_b);
+}
+
+fn bin_tap_pair(k: u32, og: u32, b: u32, iy: i32, ix: i32, acc: ptr<function, Acc4>,
+                acc_b: ptr<function, Acc4>) {
+    let oy = iy + i32(PAD) - i32(k / 3u);
+    let ox = ix + i32(PAD) - i32(k % 3u);
+    let row = inside_at(oy, YH);
+    let at = b * YH + tap_at(oy, YH);
+    let pix_a = at * YW + tap_at(ox, YW);
+    let pix_b = at * YW + tap_at(ox + 1, YW);
+    let keep_a = row * inside_at(ox, YW);
+    let keep_b = row * inside_at(ox + 1, YW);
+    let m = GROUP / 4u * og;
+    let channels = group_len(CO, og);
+    let ga0 = g4_pixel(pix_a, m, keep_a);
+    bin_block_two(k, 0u, channels, ga0, g4_pixel(pix_b, m, keep_b), acc, acc_b);
+    if (channels > 4u) {
+        let ga1 = g4_pixel(pix_a, m + 1u, keep_a);
+        bin_block_two(k, 1u, channels, ga1, g4_pixel(pix_b, m + 1u, keep_b), acc, acc_b);
+    }
+    if (channels > 8u) {
+        let ga2 = g4_pixel(pix_a, m + 2u, keep_a);
+        bin_block_two(k, 2u, channels, ga2, g4_pixel(pix_b, m + 2u, keep_b), acc, acc_b);
+    }
+    if (channels > 12u) {
+        let ga3 = g4_pixel(pix_a, m + 3u, keep_a);
+        bin_block_two(k, 3u, channels, ga3, g4_pixel(pix_b, m + 3u, keep_b), acc, acc_b);
+    }
+}
+
+// Output channels 4j..4j+3 (those of the group's `channels`) of both pixels' gradients into
+// their sums.
+fn bin_block_two(k: u32, j: u32, channels: u32, ga: vec4<f32>, gb: vec4<f32>,
+                 acc: ptr<function, Acc4>, acc_b: ptr<function, Acc4>) {
+    bin_chan_two(k, 4u * j, ga.x, gb.x, acc, acc_b);
+    if (4u * j + 1u < channels) { bin_chan_two(k, 4u * j + 1u, ga.y, gb.y, acc, acc_b); }
+    if (4u * j + 2u < channels) { bin_chan_two(k, 4u * j + 2u, ga.z, gb.z, acc, acc_b); }
+    if (4u * j + 3u < channels) { bin_chan_two(k, 4u * j + 3u, ga.w, gb.w, acc, acc_b); }
+}
+
+// bin_chan for both pixels, each weight loaded once.
+fn bin_chan_two(k: u32, o: u32, ga: f32, gb: f32, acc: ptr<function, Acc4>,
+                acc_b: ptr<function, Acc4>) {
+    let row = (k * GCO + o) * GCI4;
+    let w0 = wsh4[row];
+    (*acc).a0 += ga * w0;
+    (*acc_b).a0 += gb * w0;
+    if (GCI > 4u) {
+        let w1 = wsh4[row + 1u];
+        (*acc).a1 += ga * w1;
+        (*acc_b).a1 += gb * w1;
+    }
+    if (GCI > 8u) {
+        let w2 = wsh4[row + 2u];
+        (*acc).a2 += ga * w2;
+        (*acc_b).a2 += gb * w2;
+    }
+    if (GCI > 12u) {
+        let w3 = wsh4[row + 3u];
+        (*acc).a3 += ga * w3;
+        (*acc_b).a3 += gb * w3;
+    }
+}
+
 @compute @workgroup_size(CPU_WG)
 fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -1273,6 +1378,10 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     // dispatch's phase of them.
     if (UP_PAIR) {
         backward_input_up_pair(lid, cg, id);
+        return;
+    }
+    if (BIN_PAIR) {
+        backward_input_pair(lid, cg, id);
         return;
     }
     let total = p.n * BH * BW;

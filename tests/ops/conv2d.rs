@@ -2107,26 +2107,32 @@ fn conv2d_cpu_textures_give_the_storage_bits() {
 /// The CPU set's `reuse` variant (each pixel loaded once for every tap that reads it: a
 /// kernel row's three weight-gradient taps per invocation sliding along the row; the 4x4
 /// patch a pooled window's or an upsampled pixel's taps read) gives the bits of the kernels
-/// that load it per tap (and, for an upsampled layer's input gradient, per x pixel: two
-/// neighbours of a row per invocation, UP_PAIR): the same floats meet the same sums in the
-/// same order. Plain layers
+/// that load it per tap (and, for an input gradient, per pixel of x: two neighbours of a row
+/// per invocation, UP_PAIR for an upsampled layer, BIN_PAIR for a plain one): the same floats
+/// meet the same sums in the same order. Plain layers
 /// whose chunks of 256 pixels start inside a row (14 wide, two images) and end past the last
-/// pixel, 'valid' padding, two groups a side, odd channel counts; one output channel through
+/// pixel, 'valid' padding, two groups a side, odd channel counts and widths, one output
+/// channel; one output channel through
 /// an upsampling ('same' from 16 channels, 'valid' from five, an odd row, two input groups);
 /// one input channel into a
 /// 'same' pool on even sides and on odd ones (the clamped last row and column, two output
 /// groups). ReLU on and off, outputs
-/// starting as NaN. The plain layers must run `backward_params_row` under `reuse` and
-/// `backward_params_partial` without it, so the comparison cannot pass by running the same code.
+/// starting as NaN. The plain layers must run BIN_PAIR (and, with more than one channel a
+/// side, `backward_params_row`) under `reuse` and neither without it, so the comparison cannot
+/// pass by running the same code.
 #[test]
 fn conv2d_cpu_reuse_gives_the_same_bits() {
     let (per_tap, reused) = cpu_without_and_with("reuse");
     let shape = conv3x3;
     let (same, valid) = (Padding::Same, Padding::Valid);
+    // Plain layers: their weight gradients by kernel rows, their input gradients by pairs of
+    // pixels (the encoder's 16 -> 8; rows of odd length, whose last pair's second pixel is not
+    // stored; three and one output channels, loaded lane by lane; two groups a side).
     let plain = [
         shape(2, 14, 14, 16, 8, same),
         shape(2, 9, 7, 5, 3, valid),
         shape(2, 6, 5, 24, 20, same),
+        shape(3, 5, 7, 6, 1, same),
     ];
     let mut cases: Vec<TexCase> = plain.into_iter().map(TexCase::plain).collect();
     let up =
@@ -2162,14 +2168,23 @@ fn conv2d_cpu_reuse_gives_the_same_bits() {
             let (b, after) = case.run(&reused, relu, 1500 + k as u64);
             let runs = |d: &[Launched], entry| d.iter().any(|(_, e, ..)| *e == entry);
             assert!(!runs(&before, "backward_params_row"), "{what}: {before:?}");
+            // (A layer with one channel a side takes the thin weight gradient instead.)
+            let thin = case.s.ci == 1 || case.s.co == 1;
             assert_eq!(
                 runs(&after, "backward_params_row"),
-                k < rows,
+                k < rows && !thin,
                 "{what}: {after:?}"
             );
-            let pairs = |d: &[Launched]| d.iter().any(|(.., l)| l.contains("UP_PAIR=1"));
-            assert!(!pairs(&before), "{what}: {before:?}");
-            assert_eq!(pairs(&after), up_pairs.contains(&k), "{what}: {after:?}");
+            let has = |d: &[Launched], c: &str| d.iter().any(|(.., l)| l.contains(c));
+            for pairs in ["UP_PAIR=1", "BIN_PAIR=1"] {
+                assert!(!has(&before, pairs), "{what}: {before:?}");
+            }
+            assert_eq!(
+                has(&after, "UP_PAIR=1"),
+                up_pairs.contains(&k),
+                "{what}: {after:?}"
+            );
+            assert_eq!(has(&after, "BIN_PAIR=1"), k < rows, "{what}: {after:?}");
             assert_same_outputs(&what, &a, &b);
         }
     }

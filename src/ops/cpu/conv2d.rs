@@ -366,8 +366,8 @@ pub fn forward(
 
 /// The shader's REUSE under the `reuse` variant, where it changes the kernel: a pooled
 /// forward with one input channel, and the thin weight gradients of a pooled one-input or an
-/// upsampled one-output layer, load the 4x4 patch their taps read once (an upsampled input
-/// gradient's pairs are UP_PAIR, [`up_pairs`]). Set nowhere else, so
+/// upsampled one-output layer, load the 4x4 patch their taps read once (an input gradient's
+/// pairs are UP_PAIR, [`up_pairs`], and BIN_PAIR, [`bin_pairs`]). Set nowhere else, so
 /// that `bench-kernels` sees every other dispatch unchanged.
 fn patches(gpu: &Gpu, label: &str, s: &Conv2dShape, fold: &Fold<'_>, forward: bool) -> f64 {
     let read_once = match fold {
@@ -386,6 +386,13 @@ fn patches(gpu: &Gpu, label: &str, s: &Conv2dShape, fold: &Fold<'_>, forward: bo
 fn up_pairs(gpu: &Gpu, label: &str, s: &Conv2dShape, fold: &Fold<'_>) -> bool {
     let shape = (s.ci <= 8 && s.co.is_multiple_of(4)) || s.co == 1;
     gpu.folds_at(label).reuse && matches!(fold, Fold::Upsample) && shape
+}
+
+/// Whether a layer's input gradient takes two neighbouring pixels of a row of x per
+/// invocation (the shader's BIN_PAIR, under `reuse`): on a layer with no fold, where the two
+/// pixels' windows of outputs overlap in two columns.
+fn bin_pairs(gpu: &Gpu, label: &str, fold: &Fold<'_>) -> bool {
+    gpu.folds_at(label).reuse && matches!(fold, Fold::None)
 }
 
 /// Whether the weight gradient takes a kernel row's three taps per invocation
@@ -493,10 +500,15 @@ pub fn backward_input(
     // One invocation per pixel of x (under an insertion or upsampling, the small side's), and
     // under a take one dispatch per input phase, each with its own taps.
     let up_pair = up_pairs(gpu, label, s, fold);
+    let bin_pair = bin_pairs(gpu, label, fold);
     let grids: Vec<(u64, Vec<(&str, f64)>)> = match fold {
-        // Under UP_PAIR an invocation per two pixels of a row of x.
+        // Under UP_PAIR and BIN_PAIR an invocation per two pixels of a row of x.
         Fold::Upsample if up_pair => {
             let pairs = s.n as u64 * (s.h / 2) as u64 * (s.w / 2).div_ceil(2) as u64;
+            vec![(pairs, vec![])]
+        }
+        Fold::None if bin_pair => {
+            let pairs = s.n as u64 * s.h as u64 * s.w.div_ceil(2) as u64;
             vec![(pairs, vec![])]
         }
         Fold::None | Fold::Insert(_) | Fold::Upsample | Fold::Pool { .. } => {
@@ -512,6 +524,7 @@ pub fn backward_input(
     let mut base = with_tex(constants(s, fold, false), &tex);
     base.push(("MASK_DX", mask.is_some() as u32 as f64));
     base.push(("UP_PAIR", up_pair as u32 as f64));
+    base.push(("BIN_PAIR", bin_pair as u32 as f64));
     let groups = groups_of(s.co);
     let mut out = Vec::new();
     for (pixels, phase) in &grids {
