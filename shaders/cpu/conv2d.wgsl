@@ -1099,31 +1099,13 @@ fn bin_grads_pair(k: u32, og: u32, b: u32, oy: i32, ox: i32, acc: ptr<function, 
 
 // bin_grads_pair with one output channel (the last layer's 16 -> 1), any input channels:
 // pixel sx's sums in acc, sx + 1's in acc_b, each of the pair's gradients through g_at as
-// bin_grads loads it and each loaded weight serving both.
+// bin_grads loads it and each loaded weight serving both (bin_chan_two).
 fn bin_grads_pair1(k: u32, b: u32, oy: i32, ox: i32, acc: ptr<function, Acc4>,
                    acc_b: ptr<function, Acc4>) {
     let at = b * YH + tap_at(oy, YH);
     let ga = g_at(at * YW + tap_at(ox, YW), inside_at(oy, YH) * inside_at(ox, YW));
     let gb = g_at(at * YW + tap_at(ox + 2, YW), inside_at(oy, YH) * inside_at(ox + 2, YW));
-    let row = k * GCI4;
-    let w0 = wsh4[row];
-    (*acc).a0 += ga * w0;
-    (*acc_b).a0 += gb * w0;
-    if (GCI > 4u) {
-        let w1 = wsh4[row + 1u];
-        (*acc).a1 += ga * w1;
-        (*acc_b).a1 += gb * w1;
-    }
-    if (GCI > 8u) {
-        let w2 = wsh4[row + 2u];
-        (*acc).a2 += ga * w2;
-        (*acc_b).a2 += gb * w2;
-    }
-    if (GCI > 12u) {
-        let w3 = wsh4[row + 3u];
-        (*acc).a3 += ga * w3;
-        (*acc_b).a3 += gb * w3;
-    }
+    bin_chan_two(k, 0u, ga, gb, acc, acc_b);
 }
 
 fn bin_block_pair(k: u32, j: u32, ga: vec4<f32>, gb: vec4<f32>, acc: ptr<function, Acc4>) {
