@@ -452,45 +452,64 @@ impl Weighted for Upsampled {
 /// sizes and channel counts, both paddings, a 5x5 kernel, channel groups on either side and
 /// on both, and the weight gradient's reduce looping (batch 8 on 28x28: 392 chunks).
 fn upsampled_shapes() -> Vec<Upsampled> {
-    let sk = |k, n, h, w, ci, co, padding| {
-        Upsampled(Conv2dShape {
-            k,
-            n,
-            h,
-            w,
-            ci,
-            co,
-            padding,
-        })
-    };
-    let s = |n, h, w, ci, co, padding| sk(3, n, h, w, ci, co, padding);
+    [gpu_set_upsampled_shapes(), cpu_set_upsampled_shapes()].concat()
+}
+
+fn up_shape(k: u32, n: u32, h: u32, w: u32, ci: u32, co: u32, padding: Padding) -> Upsampled {
+    Upsampled(Conv2dShape {
+        k,
+        n,
+        h,
+        w,
+        ci,
+        co,
+        padding,
+    })
+}
+
+/// The upsampled shapes every test of an upsampled input takes, the GPU set's fold and
+/// variant tests among them.
+fn gpu_set_upsampled_shapes() -> Vec<Upsampled> {
+    let s = |n, h, w, ci, co, padding| up_shape(3, n, h, w, ci, co, padding);
     vec![
         s(2, 8, 8, 8, 8, Padding::Same),
         s(2, 16, 16, 8, 16, Padding::Valid),
         s(2, 28, 28, 16, 1, Padding::Same),
         s(3, 6, 10, 5, 3, Padding::Same),
         s(2, 4, 6, 3, 2, Padding::Valid),
-        sk(5, 2, 8, 6, 3, 5, Padding::Same),
+        up_shape(5, 2, 8, 6, 3, 5, Padding::Same),
         s(2, 6, 6, 20, 3, Padding::Valid),
         s(2, 6, 4, 5, 20, Padding::Same),
         s(8, 28, 28, 16, 1, Padding::Same),
-        // one input channel (the CPU set's thin weight gradient walking outputs, reading x
-        // as scalars), and one output channel from channels that are not a multiple of 4
-        // (its thin kernel walking the input, x read lane by lane)
+        // one output channel from two groups of inputs (the GPU set's vec4 weight column in
+        // the second group; the CPU set's thin weight gradient's second wide group, whose
+        // bias is not stored, and five vec4s of inputs in its single-output forward), and
+        // two groups on both sides (chunks longer than 16, which the tiles leave to the
+        // per-row kernel; the CPU set's input gradient's second dispatch adding to dx)
+        s(2, 6, 6, 20, 1, Padding::Same),
+        s(2, 8, 6, 32, 32, Padding::Valid),
+    ]
+}
+
+/// The upsampled shapes added for the CPU set's own kernels, which the reference tests run on
+/// both sets. The GPU set's fold and variant tests leave them out: each of their cases
+/// compiles a pipeline per kernel and variant, and on the GPU set these shapes' channel
+/// counts modulo 4, channel groups, paddings and odd sides are those of the shapes above.
+fn cpu_set_upsampled_shapes() -> Vec<Upsampled> {
+    let s = |n, h, w, ci, co, padding| up_shape(3, n, h, w, ci, co, padding);
+    vec![
+        // one input channel (the thin weight gradient walking outputs, reading x as
+        // scalars), and one output channel from channels that are not a multiple of 4 (its
+        // thin kernel walking the input, x read lane by lane)
         s(2, 8, 8, 1, 8, Padding::Same),
         s(2, 6, 6, 5, 1, Padding::Same),
-        // the CPU set's folded kernels: a single output channel under 'valid' padding (no
-        // output reads x's row or column -1), and from two groups of inputs (the thin weight
-        // gradient's second wide group, whose bias is not stored; five vec4s of inputs in
-        // the single-output forward), full groups of 16 on both sides (the input gradient's
-        // 16 folded taps fill WebGPU's 16 KiB of workgroup memory), two groups on both sides
-        // (the input gradient's second dispatch adding to dx), non-square sides, and one
+        // the folded kernels: a single output channel under 'valid' padding (no output reads
+        // x's row or column -1), full groups of 16 on both sides (the input gradient's 16
+        // folded taps fill WebGPU's 16 KiB of workgroup memory), non-square sides, and one
         // input channel (the weight gradient walking the outputs) under 'valid' padding and
         // into one output channel
         s(2, 6, 8, 12, 1, Padding::Valid),
-        s(2, 6, 6, 20, 1, Padding::Same),
         s(2, 6, 6, 16, 16, Padding::Same),
-        s(2, 8, 6, 32, 32, Padding::Valid),
         s(3, 10, 6, 4, 4, Padding::Same),
         s(2, 6, 8, 1, 8, Padding::Valid),
         s(2, 6, 6, 1, 1, Padding::Same),
@@ -859,30 +878,31 @@ impl Folded {
 /// Folds on the conv autoencoder's layers (batch 2: the encoder's pools, one of them 'same'
 /// on an odd 7x7; the decoder's upsamplings), a 'valid' pool dropping an odd row and column,
 /// a 'same' pool on odd sizes with two output groups, both folds on one layer, and the
-/// weight gradient's reduce looping (batch 8 on 28x28).
+/// weight gradient's reduce looping (batch 8 on 28x28): [`gpu_set_folded_cases`], and the
+/// CPU set's own cases after them ([`cpu_set_folded_cases`]).
 fn folded_cases() -> Vec<Folded> {
+    [gpu_set_folded_cases(), cpu_set_folded_cases()].concat()
+}
+
+fn upsampled_cases(shapes: Vec<Upsampled>) -> impl Iterator<Item = Folded> {
+    shapes.into_iter().map(|u| Folded {
+        s: u.0,
+        up: true,
+        pool: None,
+    })
+}
+
+/// The fold cases the GPU set's fold and variant tests take (every test of a fold takes
+/// them): each compiles a pipeline per kernel and variant there, so the CPU set's own cases
+/// are left to its tests.
+fn gpu_set_folded_cases() -> Vec<Folded> {
+    let (same, valid) = (Padding::Same, Padding::Valid);
     let f = |n, h, w, ci, co, padding, up, pool| Folded {
-        s: Conv2dShape {
-            k: 3,
-            n,
-            h,
-            w,
-            ci,
-            co,
-            padding,
-        },
+        s: conv3x3(n, h, w, ci, co, padding),
         up,
         pool,
     };
-    let (same, valid) = (Padding::Same, Padding::Valid);
-    let mut cases: Vec<Folded> = upsampled_shapes()
-        .into_iter()
-        .map(|u| Folded {
-            s: u.0,
-            up: true,
-            pool: None,
-        })
-        .collect();
+    let mut cases: Vec<Folded> = upsampled_cases(gpu_set_upsampled_shapes()).collect();
     cases.extend([
         f(2, 28, 28, 1, 16, same, false, Some(same)),
         f(2, 14, 14, 16, 8, same, false, Some(same)),
@@ -893,14 +913,29 @@ fn folded_cases() -> Vec<Folded> {
         f(2, 8, 6, 4, 3, same, true, Some(same)),
         f(2, 6, 10, 5, 2, valid, true, Some(valid)),
         f(8, 28, 28, 1, 16, same, false, Some(same)),
-        // 'valid' pools dropping an odd row and column, a 'same' one on an odd 3x5 output,
-        // and after one input channel (the CPU set's thin weight gradient walking pooled
-        // pixels) a 'same' pool on odd sides into two output groups, and a 'valid' one
+        // 'valid' pools dropping an odd row and column, a 'same' one on an odd 3x5 output
         f(2, 7, 9, 4, 8, same, false, Some(valid)),
         f(3, 5, 7, 8, 4, valid, false, Some(same)),
         f(2, 6, 6, 16, 16, same, false, Some(valid)),
-        f(2, 7, 9, 1, 20, same, false, Some(same)),
-        f(2, 9, 7, 1, 8, valid, false, Some(valid)),
+    ]);
+    cases
+}
+
+/// The fold cases added for the CPU set's own kernels ([`cpu_set_upsampled_shapes`], and after
+/// one input channel, its thin weight gradient walking pooled pixels: a 'same' pool on odd
+/// sides into two output groups, and a 'valid' one), which on the GPU set repeat what
+/// [`gpu_set_folded_cases`] take.
+fn cpu_set_folded_cases() -> Vec<Folded> {
+    let (same, valid) = (Padding::Same, Padding::Valid);
+    let mut cases: Vec<Folded> = upsampled_cases(cpu_set_upsampled_shapes()).collect();
+    let pooled = |n, h, w, co, padding, pool| Folded {
+        s: conv3x3(n, h, w, 1, co, padding),
+        up: false,
+        pool: Some(pool),
+    };
+    cases.extend([
+        pooled(2, 7, 9, 20, same, same),
+        pooled(2, 9, 7, 8, valid, valid),
     ]);
     cases
 }
@@ -909,11 +944,11 @@ fn folded_cases() -> Vec<Folded> {
 /// output (and the pool's winners), the kernel and bias gradients and the input gradient
 /// equal those of the layers run one by one (upsample.forward, the plain convolution,
 /// pool.forward; then pool.backward, the plain convolution's gradients, upsample.backward),
-/// with and without ReLU.
+/// with and without ReLU, for each of [`gpu_set_folded_cases`].
 #[test]
 fn conv2d_folds_are_the_layers_one_by_one_bit_for_bit() {
     let g = crate::common::gpu_with(KernelSet::Gpu);
-    for (k, case) in folded_cases().into_iter().enumerate() {
+    for (k, case) in gpu_set_folded_cases().into_iter().enumerate() {
         folds_are_the_layers_one_by_one(g, k, &case, &[false, true], Sums::Bitwise);
     }
 }
@@ -1366,19 +1401,22 @@ fn open_folds(folds: wgsl_autoencoder::gpu::FoldSet) -> Gpu {
     open_set(KernelSet::Gpu, folds)
 }
 
-/// A device on kernel set `set` and the test adapter with exactly `folds`.
+/// A device on kernel set `set` and the test adapter with exactly `folds`, its workgroup
+/// memory poisoned as every test device's ([`crate::common::open_poisoned`]): so a variant
+/// device whose folds are another test's builds that test's pipelines, which Mesa's cache then
+/// compiles once.
 fn open_set(set: KernelSet, folds: wgsl_autoencoder::gpu::FoldSet) -> Gpu {
     use wgsl_autoencoder::gpu::{DeviceChoice, FoldChoice, KernelChoice};
     let choice = DeviceChoice::new(crate::common::adapter_choice(), KernelChoice::Set(set))
         .with_folds(FoldChoice::Set(folds));
-    Gpu::new(&choice).or_fail("open")
+    crate::common::open_poisoned(&choice)
 }
 
-/// [`folded_cases`], a layer of 24 -> 20 channels with a pool: more than one group of
+/// [`gpu_set_folded_cases`], a layer of 24 -> 20 channels with a pool: more than one group of
 /// channels a side, the last partly live, and chunks longer than 16; and a 4x4 8 -> 8 layer
 /// with neither fold (the conv model's fourth), as the vec4 loads meet it.
 fn variant_cases() -> Vec<Folded> {
-    let mut cases = folded_cases();
+    let mut cases = gpu_set_folded_cases();
     cases.push(Folded {
         s: Conv2dShape {
             k: 3,
@@ -1414,7 +1452,7 @@ fn variant_cases() -> Vec<Folded> {
 /// per-row kernels' kernel, bias and input gradients bit for bit, on six devices (the plain
 /// kernels, the per-row ones with the vec4 variant, the tiles, tiles with narrow, the quads,
 /// and the quads with tiles, narrow and vec4), for
-/// every fold case (a pool's routing, an upsampled input: also with the quads, `--folds
+/// every GPU-set fold case (a pool's routing, an upsampled input: also with the quads, `--folds
 /// quads`, alone and with the rest), with and without ReLU, with and
 /// without the bias row (`backward_weight`), and on a layer with chunks longer than 16 and more
 /// than 16 channels a side (which the tiles leave to the per-row kernel, and which is 5 and 6
@@ -1653,7 +1691,7 @@ fn conv2d_vec4_variant_binds_tensors_shorter_than_a_vec4() {
 /// lanes past CO left unloaded where they are not) and the quads (`--folds quads`: a folded
 /// pool's window on four invocations), alone and together, give the wide scalar
 /// forward pass bit for bit: plain, with a max pool folded in (values and winners), and
-/// reading an upsampled input, with and without ReLU, for every fold case and a layer of 24 ->
+/// reading an upsampled input, with and without ReLU, for every GPU-set fold case and a layer of 24 ->
 /// 20 channels (6 narrow groups of input, 5 of output, against 2 wide ones).
 #[test]
 fn conv2d_narrow_groups_and_vec4_loads_give_the_plain_forward_bit_for_bit() {

@@ -197,7 +197,7 @@ fn two_samples_per_workgroup() -> Gpu {
     };
     let choice = DeviceChoice::new(common::adapter_choice(), KernelChoice::Set(KernelSet::Gpu))
         .with_folds(FoldChoice::Set(two));
-    let g = Gpu::new(&choice).or_fail("open");
+    let g = common::open_poisoned(&choice);
     assert_eq!(dense::stack_rows(&g, 784 + 32 + 784), Some(2));
     g
 }
@@ -600,7 +600,7 @@ fn dense_vec4_variants_give_the_scalar_kernels_bits() {
     let open = |folds| {
         let choice = DeviceChoice::new(common::adapter_choice(), KernelChoice::Set(KernelSet::Gpu))
             .with_folds(FoldChoice::Set(folds));
-        Gpu::new(&choice).or_fail("open")
+        common::open_poisoned(&choice)
     };
     let (scalar, vec4) = (open(FoldSet::NONE), open(FoldSet::ALL));
     let s = |n, fin, fout| DenseShape { n, fin, fout };
@@ -654,7 +654,7 @@ fn dense_cpu_windows_give_the_register_tiled_bits() {
     let open = |folds| {
         let choice = DeviceChoice::new(common::adapter_choice(), KernelChoice::Set(KernelSet::Cpu))
             .with_folds(FoldChoice::Set(folds));
-        Gpu::new(&choice).or_fail("open")
+        common::open_poisoned(&choice)
     };
     let windows = FoldSet {
         windows: true,
