@@ -5,8 +5,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::OnceLock;
 use wgsl_autoencoder::gpu::{
-    describe_adapter, list_adapters, AdapterChoice, DeviceChoice, Gpu, KernelChoice, KernelSet,
-    LimitSet,
+    describe_adapter, list_adapters, AdapterChoice, DeviceChoice, FoldChoice, FoldSet, Gpu,
+    KernelChoice, KernelSet, LimitSet,
 };
 
 /// The adapter under test as the command line spells it: `WGSL_AE_TEST_ADAPTER`, default
@@ -70,6 +70,15 @@ pub fn open_poisoned(choice: &DeviceChoice) -> Gpu {
     Gpu::new(choice)
         .map(Gpu::with_workgroup_poison)
         .unwrap_or_else(|e| panic!("opening {choice:?}: {e}"))
+}
+
+/// [`open_poisoned`] on the adapter under test with kernel set `set` and exactly `folds`: a
+/// variant device whose folds are another test's then builds that test's pipelines, which
+/// Mesa's cache compiles once.
+pub fn open_with_folds(set: KernelSet, folds: FoldSet) -> Gpu {
+    let choice = DeviceChoice::new(adapter_choice(), KernelChoice::Set(set))
+        .with_folds(FoldChoice::Set(folds));
+    open_poisoned(&choice)
 }
 
 /// Opened once per test binary: every adapter `list_adapters` sees (only the one

@@ -455,6 +455,7 @@ fn upsampled_shapes() -> Vec<Upsampled> {
     [gpu_set_upsampled_shapes(), cpu_set_upsampled_shapes()].concat()
 }
 
+/// A k x k convolution over its input upsampled 2x (h and w are the upsampled sides).
 fn up_shape(k: u32, n: u32, h: u32, w: u32, ci: u32, co: u32, padding: Padding) -> Upsampled {
     Upsampled(Conv2dShape {
         k,
@@ -1398,18 +1399,7 @@ fn open_quads(tiles: bool, narrow: bool, vec4: bool) -> Gpu {
 
 /// A device on the GPU set with exactly `folds`.
 fn open_folds(folds: wgsl_autoencoder::gpu::FoldSet) -> Gpu {
-    open_set(KernelSet::Gpu, folds)
-}
-
-/// A device on kernel set `set` and the test adapter with exactly `folds`, its workgroup
-/// memory poisoned as every test device's ([`crate::common::open_poisoned`]): so a variant
-/// device whose folds are another test's builds that test's pipelines, which Mesa's cache then
-/// compiles once.
-fn open_set(set: KernelSet, folds: wgsl_autoencoder::gpu::FoldSet) -> Gpu {
-    use wgsl_autoencoder::gpu::{DeviceChoice, FoldChoice, KernelChoice};
-    let choice = DeviceChoice::new(crate::common::adapter_choice(), KernelChoice::Set(set))
-        .with_folds(FoldChoice::Set(folds));
-    crate::common::open_poisoned(&choice)
+    crate::common::open_with_folds(KernelSet::Gpu, folds)
 }
 
 /// [`gpu_set_folded_cases`], a layer of 24 -> 20 channels with a pool: more than one group of
@@ -2046,8 +2036,8 @@ fn cpu_without_and_with(name: &str) -> (Gpu, Gpu) {
         .with(name)
         .unwrap_or_else(|| panic!("no variant {name}"));
     (
-        open_set(KernelSet::Cpu, FoldSet::NONE),
-        open_set(KernelSet::Cpu, with),
+        crate::common::open_with_folds(KernelSet::Cpu, FoldSet::NONE),
+        crate::common::open_with_folds(KernelSet::Cpu, with),
     )
 }
 

@@ -190,14 +190,12 @@ fn dense_rows_and_grads_equal_the_layers_one_by_one() {
 
 /// The GPU set with every fold but `single`: `dense::rows` takes two samples per workgroup.
 fn two_samples_per_workgroup() -> Gpu {
-    use wgsl_autoencoder::gpu::{DeviceChoice, FoldChoice, FoldSet, KernelChoice, KernelSet};
+    use wgsl_autoencoder::gpu::{FoldSet, KernelSet};
     let two = FoldSet {
         single: false,
         ..FoldSet::ALL
     };
-    let choice = DeviceChoice::new(common::adapter_choice(), KernelChoice::Set(KernelSet::Gpu))
-        .with_folds(FoldChoice::Set(two));
-    let g = common::open_poisoned(&choice);
+    let g = common::open_with_folds(KernelSet::Gpu, two);
     assert_eq!(dense::stack_rows(&g, 784 + 32 + 784), Some(2));
     g
 }
@@ -596,12 +594,8 @@ fn rows_case(g: &Gpu, st: &Stack, seed: u64, what: &str) {
 /// batch past the weight gradient's split, ReLU on and off; the outputs start as NaN.
 #[test]
 fn dense_vec4_variants_give_the_scalar_kernels_bits() {
-    use wgsl_autoencoder::gpu::{DeviceChoice, FoldChoice, FoldSet, KernelChoice, KernelSet};
-    let open = |folds| {
-        let choice = DeviceChoice::new(common::adapter_choice(), KernelChoice::Set(KernelSet::Gpu))
-            .with_folds(FoldChoice::Set(folds));
-        common::open_poisoned(&choice)
-    };
+    use wgsl_autoencoder::gpu::{FoldSet, KernelSet};
+    let open = |folds| common::open_with_folds(KernelSet::Gpu, folds);
     let (scalar, vec4) = (open(FoldSet::NONE), open(FoldSet::ALL));
     let s = |n, fin, fout| DenseShape { n, fin, fout };
     for (k, shape) in [s(130, 784, 32), s(256, 32, 784), s(129, 128, 64)]
@@ -650,12 +644,8 @@ fn dense_vec4_variants_give_the_scalar_kernels_bits() {
 /// entry point where the operand fits.
 #[test]
 fn dense_cpu_windows_give_the_register_tiled_bits() {
-    use wgsl_autoencoder::gpu::{DeviceChoice, FoldChoice, FoldSet, KernelChoice, KernelSet};
-    let open = |folds| {
-        let choice = DeviceChoice::new(common::adapter_choice(), KernelChoice::Set(KernelSet::Cpu))
-            .with_folds(FoldChoice::Set(folds));
-        common::open_poisoned(&choice)
-    };
+    use wgsl_autoencoder::gpu::{FoldSet, KernelSet};
+    let open = |folds| common::open_with_folds(KernelSet::Cpu, folds);
     let windows = FoldSet {
         windows: true,
         ..FoldSet::NONE
