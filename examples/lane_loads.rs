@@ -1,10 +1,13 @@
 //! What one vec4 load at a per-invocation address costs on the adapter at hand, by where it
 //! comes from: a storage buffer, a uniform buffer or a texture (and a loop with no load, the
 //! baseline); and what a vec4 store costs, to a storage buffer (and as four scalar stores) and
-//! to a storage texture. On lavapipe this sets the shape of the CPU kernel set (`shaders/cpu/`): Mesa turns a storage
-//! load into a loop over the vector's lanes with a guarded scalar load each, a uniform load
-//! into straight per-lane loads, a texel fetch into a vectorised gather; a texel store costs
-//! several times a storage store (so textures are filled by copies: `gpu::TensorTexture`).
+//! to a storage texture; a storage load that only 2 of each 8 invocations take; and, where the
+//! adapter has subgroups, what handing a vec4 between invocations costs (`subgroupShuffle` at
+//! a per-invocation lane, `subgroupBroadcast` of one lane). On lavapipe this sets the shape of
+//! the CPU kernel set (`shaders/cpu/`): Mesa turns a storage load into a loop over the
+//! vector's lanes with a guarded scalar load each, a uniform load into straight per-lane loads,
+//! a texel fetch into a vectorised gather; a texel store costs several times a storage store
+//! (so textures are filled by copies: `gpu::TensorTexture`).
 //!
 //!     cargo run --release --example lane_loads [-- ADAPTER_INDEX]
 //!
@@ -33,6 +36,19 @@ fn no_load(@builtin(global_invocation_id) gid: vec3<u32>) {
 fn from_storage(@builtin(global_invocation_id) gid: vec3<u32>) {
     var acc = vec4<f32>(0.0);
     for (var i = 0u; i < LOADS; i++) { acc += src[idx(i, gid.x)]; }
+    dst[gid.x] = acc;
+}
+// Only 2 of each 8 invocations load (the rest keep a made-up value): what a load inside a
+// branch that few lanes take costs.
+@compute @workgroup_size(8)
+fn from_storage_2of8(@builtin(global_invocation_id) gid: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+    var acc = vec4<f32>(0.0);
+    for (var i = 0u; i < LOADS; i++) {
+        var v = vec4<f32>(f32(i));
+        if (lid < 2u) { v = src[idx(i, gid.x)]; }
+        acc += v;
+    }
     dst[gid.x] = acc;
 }
 @compute @workgroup_size(8)
@@ -75,6 +91,32 @@ fn from_texture(@builtin(global_invocation_id) gid: vec3<u32>) {
     dst[gid.x] = acc;
 }
 "#;
+
+// Built only where the adapter has subgroups (wgpu's Features::SUBGROUP). One vec4 loaded per
+// invocation, then handed around the subgroup LOADS times (the loop adds i so that no
+// iteration can be folded into another).
+const SUBGROUP_SHADER: &str = r#"
+@group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> dst: array<vec4<f32>>;
+const LOADS: u32 = 64u;
+@compute @workgroup_size(8)
+fn shuffle(@builtin(global_invocation_id) gid: vec3<u32>,
+           @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) n: u32) {
+    var acc = vec4<f32>(0.0);
+    let v = src[gid.x & 4095u];
+    for (var i = 0u; i < LOADS; i++) {
+        acc += subgroupShuffle(v + vec4<f32>(f32(i)), (lane + i) % n);
+    }
+    dst[gid.x] = acc;
+}
+@compute @workgroup_size(8)
+fn broadcast(@builtin(global_invocation_id) gid: vec3<u32>) {
+    var acc = vec4<f32>(0.0);
+    let v = src[gid.x & 4095u];
+    for (var i = 0u; i < LOADS; i++) { acc += subgroupBroadcast(v + vec4<f32>(f32(i)), 1u); }
+    dst[gid.x] = acc;
+}
+"#;
 const LOADS: f64 = 64.0;
 const INVOCATIONS: u32 = 8 * 4096;
 
@@ -91,11 +133,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "no adapter {index}: `wgsl-autoencoder devices` lists them"
     ))?;
     println!("{}", adapter.get_info().name);
-    let (device, queue) =
-        pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default()))?;
+    let subgroups = adapter.features().contains(wgpu::Features::SUBGROUP);
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        required_features: adapter.features() & wgpu::Features::SUBGROUP,
+        ..Default::default()
+    }))?;
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: None,
         source: wgpu::ShaderSource::Wgsl(SHADER.into()),
+    });
+    let subgroup_module = subgroups.then(|| {
+        device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: None,
+            source: wgpu::ShaderSource::Wgsl(SUBGROUP_SHADER.into()),
+        })
     });
     let data: Vec<f32> = (0..4096 * 4).map(|i| (i % 7) as f32).collect();
     let src = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -121,23 +172,38 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let entries = [
         "no_load",
         "from_storage",
+        "from_storage_2of8",
         "from_uniform",
         "from_texture",
         "to_storage",
         "to_storage_f32",
         "to_texture",
+        "shuffle",
+        "broadcast",
     ];
     for entry in entries {
+        let module = match entry {
+            "shuffle" | "broadcast" => match &subgroup_module {
+                Some(m) => m,
+                None => {
+                    println!("{entry:17} (no subgroups on this adapter)");
+                    continue;
+                }
+            },
+            _ => &module,
+        };
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: None,
             layout: None,
-            module: &module,
+            module,
             entry_point: Some(entry),
             compilation_options: Default::default(),
             cache: None,
         });
         let source = match entry {
-            "from_storage" => Some((0, src.as_entire_binding())),
+            "from_storage" | "from_storage_2of8" | "shuffle" | "broadcast" => {
+                Some((0, src.as_entire_binding()))
+            }
             "from_uniform" => Some((2, src.as_entire_binding())),
             "from_texture" => Some((3, wgpu::BindingResource::TextureView(&view))),
             "to_texture" => Some((4, wgpu::BindingResource::TextureView(&written_view))),
@@ -178,7 +244,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let ns = best / (10.0 * INVOCATIONS as f64 * LOADS) * 1e9;
         println!(
-            "{entry:12} {ns:.2} ns per invocation and load or store (~{:.1} cycles at 3.5 GHz on 2 threads)",
+            "{entry:17} {ns:.2} ns per invocation and load or store (~{:.1} cycles at 3.5 GHz on 2 threads)",
             ns * 3.5 * 2.0
         );
     }

@@ -68,16 +68,19 @@ struct Cli {
     /// window on four invocations, not one), windows (the cpu set's dense products read
     /// the operand that fits in two 64 KiB uniform windows through them), textures (the
     /// cpu set's convolutions read the forward pass's input and the input gradient's upstream
-    /// gradient through textures, each copied in before the op's first dispatch) and reuse
+    /// gradient through textures, each copied in before the op's first dispatch), reuse
     /// (the cpu set's convolutions load each pixel once for every tap that reads it: a
     /// kernel row's three weight-gradient taps per invocation, a pooled window's or an
     /// upsampled pixel's 4x4 patch, a layer's input gradient two neighbouring pixels per
-    /// invocation); or all, none, tune (train, bench and profile
+    /// invocation) and lanes (where the adapter's subgroups have one width, the cpu set's
+    /// 'same' convolutions with no fold take two pixels of a row per lane in the forward pass
+    /// and input gradient, each lane loading its own two columns of the window and taking the
+    /// ones beside them from its neighbour lanes); or all, none, tune (train, bench and profile
     /// time sets of folds at start-up and keep the fastest: the gpu kernel set only, where
     /// they change no bit), auto (tune on a GPU adapter's gpu kernel set; elsewhere all on the
-    /// gpu set but rows, grads, gather, adam, narrow, quads, windows, textures and reuse on a
-    /// CPU adapter,
-    /// loss, windows, textures and reuse on cpu (whose kernels fold upsamplings, strided maps and a pool after a layer with one input
+    /// gpu set but rows, grads, gather, adam, narrow, quads, windows, textures, reuse and
+    /// lanes on a CPU adapter,
+    /// loss, windows, textures, reuse and lanes on cpu (whose kernels fold upsamplings, strided maps and a pool after a layer with one input
     /// channel themselves, and with pool the rest of the pools they take); a
     /// resumed run keeps the folds its config.json records for the same adapter; tune times
     /// them again).
@@ -202,7 +205,7 @@ enum Command {
     },
     /// Every dispatch of a training step timed under each kernel set (gpu, cpu; --kernels SET
     /// times that one only) and each of its kernel variants (the gpu set's tiles, vec4, narrow,
-    /// single, quads; the cpu set's windows, textures, reuse) that changes one of the model's
+    /// single, quads; the cpu set's windows, textures, reuse, lanes) that changes one of the model's
     /// dispatches, side by side per layer: which code is faster where, on this adapter ("=
     /// gpu" where a variant leaves a dispatch as it is). All run unfolded unless
     /// --folds names folds (then all run those, each variant added; auto counts as none here),

@@ -1080,7 +1080,7 @@ fn cli_train_profile_writes_the_table_and_a_trace() {
 
 /// `bench-kernels` times the step's dispatches under both kernel sets and each of their
 /// variants that changes one of the model's dispatches (the GPU set's; the CPU set's
-/// `windows`, `textures` and `reuse`), and puts each layer's kernel side by side; a variant's dispatch
+/// `windows`, `textures`, `reuse` and `lanes`), and puts each layer's kernel side by side; a variant's dispatch
 /// that runs its set's very code is marked the same, not timed against it. `--kernels SET`
 /// times that set and its variants only.
 #[test]
@@ -1115,7 +1115,7 @@ fn cli_bench_kernels_times_each_layer_under_both_sets() {
         "dense.forward",
         "adam.step",
         "= gpu",
-        "not timed (no dispatch of this model changes): gpu+tiles, gpu+narrow, gpu+single, gpu+quads, cpu+textures, cpu+reuse",
+        "not timed (no dispatch of this model changes): gpu+tiles, gpu+narrow, gpu+single, gpu+quads, cpu+textures, cpu+reuse, cpu+lanes",
     ] {
         assert!(r.stdout.contains(want), "no {want} in:\n{}", r.stdout);
     }
@@ -1124,7 +1124,7 @@ fn cli_bench_kernels_times_each_layer_under_both_sets() {
     // The dense model has split-K products (its 784-wide layer), which vec4 changes, and no
     // convolution or rows fold for the other variants; on the CPU set its 32-wide layer's
     // kernels read one operand through uniform windows; it has no convolution to read
-    // through textures or load a pixel once for several taps.
+    // through textures, load a pixel once for several taps or share a row across lanes.
     assert_eq!(
         v["sets"],
         serde_json::json!(["gpu", "gpu+vec4", "cpu", "cpu+windows"])
@@ -1137,7 +1137,8 @@ fn cli_bench_kernels_times_each_layer_under_both_sets() {
             "gpu+single",
             "gpu+quads",
             "cpu+textures",
-            "cpu+reuse"
+            "cpu+reuse",
+            "cpu+lanes"
         ])
     );
     let rows = v["rows"].as_array().unwrap();
@@ -1225,7 +1226,7 @@ fn cli_bench_kernels_times_each_layer_under_both_sets() {
     assert_eq!(v["sets"], serde_json::json!(["cpu", "cpu+windows"]));
     assert_eq!(
         v["unchanged"],
-        serde_json::json!(["cpu+textures", "cpu+reuse"])
+        serde_json::json!(["cpu+textures", "cpu+reuse", "cpu+lanes"])
     );
 }
 
@@ -2047,7 +2048,7 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
     let out = t.path().join("bogus");
     train(&data, &out, &["--folds", "pool,some", "--epochs", "1"]).fails_with(&[
         "'some'",
-        "upsample, pool, reduces, backward, loss, tiles, finish, rows, vec4, grads, narrow, single, gather, quads, adam, windows, textures and reuse",
+        "upsample, pool, reduces, backward, loss, tiles, finish, rows, vec4, grads, narrow, single, gather, quads, adam, windows, textures, reuse and lanes",
     ]);
     assert_not_created(&out);
     for (kernels, folds, recorded) in [
@@ -2057,7 +2058,7 @@ fn cli_folds_flag_is_checked_recorded_and_printed() {
             "auto",
             "upsample,pool,reduces,backward,loss,tiles,finish,vec4,single",
         ),
-        ("cpu", "auto", "loss,windows,textures,reuse"),
+        ("cpu", "auto", "loss,windows,textures,reuse,lanes"),
         ("gpu", "reduces,pool", "pool,reduces"),
     ] {
         let out = t.path().join(format!("{kernels}-{folds}"));

@@ -58,16 +58,48 @@ fn workgroup_sizes_are_named_constants() {
     }
 }
 
+/// The entry points that need subgroups (wgpu's `SUBGROUP`: the CPU set's `lanes`, whose
+/// launchers choose them only where `Gpu::subgroup_lanes` says the device has them). Every
+/// other entry point needs no optional capability.
+const SUBGROUP_ENTRIES: [(&str, &str); 2] = [
+    ("cpu/conv2d", "forward_lanes"),
+    ("cpu/conv2d", "backward_input_lanes"),
+];
+
+fn validate(
+    module: &naga::Module,
+    capabilities: naga::valid::Capabilities,
+) -> Result<naga::valid::ModuleInfo, naga::WithSpan<naga::valid::ValidationError>> {
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities).validate(module)
+}
+
+/// Each file validates with subgroups; each entry point alone (what it reaches, as a
+/// pipeline's module holds it) with no optional capability, but for [`SUBGROUP_ENTRIES`],
+/// which need them.
 #[test]
 fn every_shader_parses_and_validates() {
     for shader in Shader::ALL {
         let module = parse(shader);
-        naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::empty(),
-        )
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{}.wgsl: {e:?}", shader.name()));
+        let info = validate(&module, naga::valid::Capabilities::SUBGROUP)
+            .unwrap_or_else(|e| panic!("{}.wgsl: {e:?}", shader.name()));
+        for entry in &module.entry_points {
+            let (alone, _) = naga::back::pipeline_constants::process_overrides(
+                &module,
+                &info,
+                Some((naga::ShaderStage::Compute, &entry.name)),
+                &Default::default(),
+            )
+            .unwrap_or_else(|e| panic!("{}.wgsl {}: {e}", shader.name(), entry.name));
+            let needs = SUBGROUP_ENTRIES.contains(&(shader.name(), entry.name.as_str()));
+            let plain = validate(&alone, naga::valid::Capabilities::empty());
+            assert_eq!(
+                plain.is_ok(),
+                !needs,
+                "{}.wgsl {} with no optional capability: {plain:?}",
+                shader.name(),
+                entry.name
+            );
+        }
         assert!(
             !module.entry_points.is_empty(),
             "{}.wgsl has no entry point",
@@ -175,12 +207,7 @@ fn kernels_that_skip_zeroing_take_the_tests_poison_first() {
     let mut checked = 0;
     for shader in Shader::ALL {
         let module = parse(shader);
-        let info = naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::empty(),
-        )
-        .validate(&module)
-        .unwrap();
+        let info = validate(&module, naga::valid::Capabilities::SUBGROUP).unwrap();
         for (index, entry) in module.entry_points.iter().enumerate() {
             if !WRITES_BEFORE_READING.contains(&(shader.name(), entry.name.as_str())) {
                 continue;

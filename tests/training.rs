@@ -1494,6 +1494,7 @@ fn folds_change_no_bit_of_training() {
         windows: k == 15,
         textures: k == 16,
         reuse: k == 17,
+        lanes: k == 18,
     };
     let pool_and_backward = FoldSet {
         pool: true,

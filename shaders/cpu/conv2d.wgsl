@@ -801,6 +801,115 @@ fn pair_chan(ky: u32, col: u32, c: u32, xv: f32, acc: ptr<function, Acc4>) {
     }
 }
 
+// ---- forward_lanes: forward_pair with its window's columns shared across a subgroup ----
+// LANES (the `lanes` variant on an adapter whose subgroups are LANES invocations wide, for a
+// 'same' layer with no fold whose rows have at most LANES pairs; ops::cpu::conv2d::lanes): each
+// subgroup takes LANES / pairs whole rows, a pair per lane (the lanes past them idle), so
+// the pair left of a lane's is the lane before it and the pair right of it the lane after.
+// A lane loads only its own two columns of the window's three rows and takes the column left
+// of them from the lane before and the one right of them from the lane after
+// (subgroupShuffle: a register permute on lavapipe, where a load is a loop over the vector's
+// lanes): 6 pixel loads for two outputs where forward_pair makes 12. A window column past
+// the row's edge takes the pixel forward_pair's clamped load reads, and every column is
+// scaled by its mask as there: the same terms in the same order, the same bits.
+override LANES: u32 = 8u;
+
+@compute @workgroup_size(CPU_WG)
+fn forward_lanes(@builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32,
+                 @builtin(num_workgroups) nwg: vec3<u32>, @builtin(subgroup_id) sg: u32,
+                 @builtin(subgroup_invocation_id) lane: u32) {
+    let pairs = (WO + 1u) / 2u;
+    // (At least 1: the entry point is compiled for every shape the launcher gives it.)
+    let rows_per = max(LANES / pairs, 1u);
+    let subgroup = (wid.y * nwg.x + wid.x) * (CPU_WG / LANES) + sg;
+    let r = lane / pairs;
+    let ox0 = 2u * (lane % pairs);
+    let rows = p.n * HO;
+    let row = min(subgroup * rows_per + r, rows - 1u);
+    let live = r < rows_per && subgroup * rows_per + r < rows;
+    let oy = row % HO;
+    let b = row / HO;
+    var acc: Acc4;
+    acc.a0 = bias4(0u);
+    acc.a1 = bias4(4u);
+    acc.a2 = acc.a0;
+    acc.a3 = acc.a1;
+    lanes_group(lid, 0u, b, oy, ox0, lane, &acc);
+    if (CI > GROUP) { lanes_group(lid, 1u, b, oy, ox0, lane, &acc); }
+    if (live) {
+        let pix = (b * HO + oy) * WO + ox0;
+        store4(pix * CO, 0u, 0u, acc.a0);
+        if (GCO > 4u) { store4(pix * CO, 0u, 1u, acc.a1); }
+        if (ox0 + 1u < WO) {
+            store4((pix + 1u) * CO, 0u, 0u, acc.a2);
+            if (GCO > 4u) { store4((pix + 1u) * CO, 0u, 1u, acc.a3); }
+        }
+    }
+}
+
+fn lanes_group(lid: u32, cg: u32, b: u32, oy: u32, ox0: u32, lane: u32, acc: ptr<function, Acc4>) {
+    load_weights4(lid, cg, 0u);
+    lanes_row(0u, cg, b, oy, ox0, lane, acc);
+    lanes_row(1u, cg, b, oy, ox0, lane, acc);
+    lanes_row(2u, cg, b, oy, ox0, lane, acc);
+}
+
+// Window row ky (PAD = 1): columns ox0 - 1 .. ox0 + 2, in pair_row's order; this lane's pixels
+// are columns 1 and 2 (ox0, ox0 + 1).
+fn lanes_row(ky: u32, cg: u32, b: u32, oy: u32, ox0: u32, lane: u32, acc: ptr<function, Acc4>) {
+    let iy = i32(oy + ky) - 1;
+    let ys = inside_at(iy, H);
+    let pa = x_pixel(b, tap_at(iy, H), tap_at(i32(ox0), W)) * (CI / 4u) + GROUP / 4u * cg;
+    let pb = x_pixel(b, tap_at(iy, H), tap_at(i32(ox0) + 1, W)) * (CI / 4u) + GROUP / 4u * cg;
+    let before = select(lane - 1u, 0u, lane == 0u);
+    let after = min(lane + 1u, LANES - 1u);
+    let first = ox0 == 0u;
+    let last = ox0 + 2u >= W;
+    let k0 = ys * inside_at(i32(ox0) - 1, W);
+    let k1 = ys * inside_at(i32(ox0), W);
+    let k2 = ys * inside_at(i32(ox0) + 1, W);
+    let k3 = ys * inside_at(i32(ox0) + 2, W);
+    let n4 = group_len(CI, cg) / 4u;
+    let a0 = x4_load(pa);
+    let b0 = x4_load(pb);
+    var a1 = a0;
+    var b1 = b0;
+    var a2 = a0;
+    var b2 = b0;
+    var a3 = a0;
+    var b3 = b0;
+    if (n4 > 1u) { a1 = x4_load(pa + 1u); b1 = x4_load(pb + 1u); }
+    if (n4 > 2u) { a2 = x4_load(pa + 2u); b2 = x4_load(pb + 2u); }
+    if (n4 > 3u) { a3 = x4_load(pa + 3u); b3 = x4_load(pb + 3u); }
+    // Column 0: the lane before's second pixel (at the row's start the clamped one, ours).
+    lanes_col(ky, 0u, 0u, k0 * select(subgroupShuffle(b0, before), a0, first), acc);
+    if (n4 > 1u) { lanes_col(ky, 0u, 1u, k0 * select(subgroupShuffle(b1, before), a1, first), acc); }
+    if (n4 > 2u) { lanes_col(ky, 0u, 2u, k0 * select(subgroupShuffle(b2, before), a2, first), acc); }
+    if (n4 > 3u) { lanes_col(ky, 0u, 3u, k0 * select(subgroupShuffle(b3, before), a3, first), acc); }
+    lanes_col(ky, 1u, 0u, k1 * a0, acc);
+    if (n4 > 1u) { lanes_col(ky, 1u, 1u, k1 * a1, acc); }
+    if (n4 > 2u) { lanes_col(ky, 1u, 2u, k1 * a2, acc); }
+    if (n4 > 3u) { lanes_col(ky, 1u, 3u, k1 * a3, acc); }
+    lanes_col(ky, 2u, 0u, k2 * b0, acc);
+    if (n4 > 1u) { lanes_col(ky, 2u, 1u, k2 * b1, acc); }
+    if (n4 > 2u) { lanes_col(ky, 2u, 2u, k2 * b2, acc); }
+    if (n4 > 3u) { lanes_col(ky, 2u, 3u, k2 * b3, acc); }
+    // Column 3: the lane after's first pixel (past the row's end the clamped one, our second).
+    lanes_col(ky, 3u, 0u, k3 * select(subgroupShuffle(a0, after), b0, last), acc);
+    if (n4 > 1u) { lanes_col(ky, 3u, 1u, k3 * select(subgroupShuffle(a1, after), b1, last), acc); }
+    if (n4 > 2u) { lanes_col(ky, 3u, 2u, k3 * select(subgroupShuffle(a2, after), b2, last), acc); }
+    if (n4 > 3u) { lanes_col(ky, 3u, 3u, k3 * select(subgroupShuffle(a3, after), b3, last), acc); }
+}
+
+// Channels 4j..4j+3 of window column `col` into both outputs' sums, as pair_col does.
+fn lanes_col(ky: u32, col: u32, j: u32, q: vec4<f32>, acc: ptr<function, Acc4>) {
+    pair_chan(ky, col, 4u * j, q.x, acc);
+    pair_chan(ky, col, 4u * j + 1u, q.y, acc);
+    pair_chan(ky, col, 4u * j + 2u, q.z, acc);
+    pair_chan(ky, col, 4u * j + 3u, q.w, acc);
+}
+
 // POOL = 2: invocation q is pooled pixel (b, py, px), z-layer og its output group. Each place
 // w of its window (row-major) is the layer's output there, ReLU'd when the layer has ReLU; a
 // 'same' pool's missing bottom row or right column is clamped onto a cell before it, which it
@@ -1384,6 +1493,116 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     if (id < total) {
         store_dx_pixel(pix * CI, cg, acc);
     }
+}
+
+// ---- backward_input_lanes: backward_input_pair with its columns shared across a subgroup ----
+// LANES (as forward_lanes; ops::cpu::conv2d::lanes): each subgroup takes whole rows of x, a
+// pair per lane, and a lane loads the upstream gradient (and the ReLU mask's activations) of
+// only its own two columns of each of the three rows of outputs its taps read, taking the
+// column left of them from the lane before and the one right of them from the lane after.
+// Each column's gradient is then masked and scaled as g4_pixel makes it, and meets the taps
+// in bin_taps_pair's order: the same bits.
+@compute @workgroup_size(CPU_WG)
+fn backward_input_lanes(@builtin(workgroup_id) wid: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32,
+                        @builtin(num_workgroups) nwg: vec3<u32>, @builtin(subgroup_id) sg: u32,
+                        @builtin(subgroup_invocation_id) lane: u32) {
+    let cg = group_at(wid.z, CI);
+    let pairs = (W + 1u) / 2u;
+    let rows_per = max(LANES / pairs, 1u);
+    let subgroup = (wid.y * nwg.x + wid.x) * (CPU_WG / LANES) + sg;
+    let r = lane / pairs;
+    let ix = 2u * (lane % pairs);
+    let rows = p.n * H;
+    let live = r < rows_per && subgroup * rows_per + r < rows;
+    let row = min(subgroup * rows_per + r, rows - 1u);
+    let iy = row % H;
+    let b = row / H;
+    var acc: Acc4;
+    var acc_b: Acc4;
+    load_weights4_t(lid, GROUP * cg, GCI4, GROUP * OG, GCO);
+    bin_lanes_row(0u, b, iy, ix, lane, &acc, &acc_b);
+    bin_lanes_row(1u, b, iy, ix, lane, &acc, &acc_b);
+    bin_lanes_row(2u, b, iy, ix, lane, &acc, &acc_b);
+    if (live) {
+        let pix = (b * H + iy) * W + ix;
+        store_dx_pixel(pix * CI, cg, acc);
+        if (ix + 1u < W) { store_dx_pixel((pix + 1u) * CI, cg, acc_b); }
+    }
+}
+
+// A column's gradient blocks (up to four vec4s of output channels), loaded or handed over.
+struct Col4 { g0: vec4<f32>, g1: vec4<f32>, g2: vec4<f32>, g3: vec4<f32> }
+
+fn col_shuffled(c: Col4, lane: u32) -> Col4 {
+    var o = c;
+    o.g0 = subgroupShuffle(c.g0, lane);
+    if (GCO > 4u) { o.g1 = subgroupShuffle(c.g1, lane); }
+    if (GCO > 8u) { o.g2 = subgroupShuffle(c.g2, lane); }
+    if (GCO > 12u) { o.g3 = subgroupShuffle(c.g3, lane); }
+    return o;
+}
+
+fn col_select(f: Col4, t: Col4, cond: bool) -> Col4 {
+    return Col4(select(f.g0, t.g0, cond), select(f.g1, t.g1, cond), select(f.g2, t.g2, cond),
+                select(f.g3, t.g3, cond));
+}
+
+fn col_scaled(c: Col4, scale: f32) -> Col4 {
+    return Col4(scale * c.g0, scale * c.g1, scale * c.g2, scale * c.g3);
+}
+
+// dy's vec4 at `at`, 0 where the ReLU mask's activation is not positive: scaled by a 0 or 1
+// after, it is g4_at's value to the bit (0 * dy is the same signed zero either way).
+fn dy4_masked(at: u32) -> vec4<f32> {
+    var g = dy4_load(at);
+    if (p.relu != 0u) { g = select(g, vec4<f32>(0.0), act4_load(at) <= vec4<f32>(0.0)); }
+    return g;
+}
+
+// Output group OG's masked gradient blocks at vec4 index `at` (its first), unscaled.
+fn col_load(at: u32) -> Col4 {
+    var c: Col4;
+    c.g0 = dy4_masked(at);
+    if (GCO > 4u) { c.g1 = dy4_masked(at + 1u); }
+    if (GCO > 8u) { c.g2 = dy4_masked(at + 2u); }
+    if (GCO > 12u) { c.g3 = dy4_masked(at + 3u); }
+    return c;
+}
+
+// Output row oy = iy + 1 - ky (PAD = 1): its columns ix - 1 .. ix + 2 meet the pair's taps
+// (ky, 0..2): pixel ix's tap kx reads column ix + 1 - kx, pixel ix + 1's column ix + 2 - kx.
+// This lane's own columns are ix and ix + 1.
+fn bin_lanes_row(ky: u32, b: u32, iy: u32, ix: u32, lane: u32, acc: ptr<function, Acc4>,
+                 acc_b: ptr<function, Acc4>) {
+    let oy = i32(iy) + 1 - i32(ky);
+    let rk = inside_at(oy, YH);
+    let at = b * YH + tap_at(oy, YH);
+    let m = GROUP / 4u * OG;
+    let ma = col_load((at * YW + tap_at(i32(ix), YW)) * (CO / 4u) + m);
+    let mb = col_load((at * YW + tap_at(i32(ix) + 1, YW)) * (CO / 4u) + m);
+    let before = select(lane - 1u, 0u, lane == 0u);
+    let after = min(lane + 1u, LANES - 1u);
+    // Left of the row's start and right of its end, the clamped column g4_pixel reads.
+    let ml = col_select(col_shuffled(mb, before), ma, ix == 0u);
+    let mr = col_select(col_shuffled(ma, after), mb, ix + 2u >= YW);
+    let gl = col_scaled(ml, rk * inside_at(i32(ix) - 1, YW));
+    let ga = col_scaled(ma, rk * inside_at(i32(ix), YW));
+    let gb = col_scaled(mb, rk * inside_at(i32(ix) + 1, YW));
+    let gr = col_scaled(mr, rk * inside_at(i32(ix) + 2, YW));
+    let k = 3u * ky;
+    bin_lanes_tap(k, gb, gr, acc, acc_b);
+    bin_lanes_tap(k + 1u, ga, gb, acc, acc_b);
+    bin_lanes_tap(k + 2u, gl, ga, acc, acc_b);
+}
+
+// Tap k of both pixels, block by block as bin_tap_pair adds them.
+fn bin_lanes_tap(k: u32, ga: Col4, gb: Col4, acc: ptr<function, Acc4>, acc_b: ptr<function, Acc4>) {
+    let channels = group_len(CO, OG);
+    bin_block_two(k, 0u, channels, ga.g0, gb.g0, acc, acc_b);
+    if (channels > 4u) { bin_block_two(k, 1u, channels, ga.g1, gb.g1, acc, acc_b); }
+    if (channels > 8u) { bin_block_two(k, 2u, channels, ga.g2, gb.g2, acc, acc_b); }
+    if (channels > 12u) { bin_block_two(k, 3u, channels, ga.g3, gb.g3, acc, acc_b); }
 }
 
 // ---- backward_params: weight and bias gradient, partial sums per chunk of pixels ----

@@ -257,8 +257,19 @@ pub fn devices() -> String {
             yes(f.contains(wgpu::Features::TIMESTAMP_QUERY)),
             yes(f.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES))
         ));
+        s.push_str(&format!("    subgroups: {}\n", subgroups(&info, f)));
     }
     s
+}
+
+/// The subgroup widths an adapter offers (the CPU set's `lanes` needs one width).
+fn subgroups(info: &wgpu::AdapterInfo, f: wgpu::Features) -> String {
+    let (min, max) = (info.subgroup_min_size, info.subgroup_max_size);
+    match (f.contains(wgpu::Features::SUBGROUP), min == max) {
+        (false, _) => "no".into(),
+        (true, true) => format!("{min} invocations"),
+        (true, false) => format!("{min} to {max} invocations"),
+    }
 }
 
 fn yes(b: bool) -> &'static str {

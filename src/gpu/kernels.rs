@@ -109,7 +109,7 @@ impl fmt::Display for KernelChoice {
 /// every result is the same to the bit either way, only the dispatches differ; on the CPU set
 /// a fold runs the GPU set's kernels for the layers it joins (the same sums, to float
 /// rounding), but for `loss`, which has a CPU-set kernel of its own (the same bits), and the
-/// pools the CPU set's kernels take. Three are the CPU set's own: its dense products reading the operand that fits in
+/// pools the CPU set's kernels take. Four are the CPU set's own: its dense products reading the operand that fits in
 /// two 64 KiB uniform windows through them (`windows`: the same bits; tensor buffers get
 /// uniform usage and a window's room after them), its convolutions reading the forward
 /// pass's input and the input gradient's upstream gradient (and ReLU mask) through textures
@@ -118,7 +118,11 @@ impl fmt::Display for KernelChoice {
 /// loaded it per tap (`reuse`: the same bits): a kernel row's three weight-gradient taps per
 /// invocation, sliding along the row; the 4 x 4 patch a pooled window's or an upsampled
 /// pixel's taps read, in the first layer's pooled forward and the one-channel layers' weight
-/// gradients.
+/// gradients; and, where the adapter's subgroups have one width, its 'same' convolutions
+/// with no fold taking two pixels of a row per lane in the forward pass and input gradient,
+/// each lane loading its own two columns of the window and taking the ones beside them from
+/// its neighbours (`lanes`: `subgroupShuffle`, a register permute on lavapipe; the same
+/// bits).
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
 )]
@@ -143,6 +147,7 @@ pub struct FoldSet {
     pub windows: bool,
     pub textures: bool,
     pub reuse: bool,
+    pub lanes: bool,
 }
 
 impl FoldSet {
@@ -165,6 +170,7 @@ impl FoldSet {
         windows: false,
         textures: false,
         reuse: false,
+        lanes: false,
     };
     pub const ALL: FoldSet = FoldSet {
         upsample: true,
@@ -185,11 +191,13 @@ impl FoldSet {
         windows: true,
         textures: true,
         reuse: true,
+        lanes: true,
     };
     /// The names `--folds` lists them by, in order.
-    pub const NAMES: [&'static str; 18] = [
+    pub const NAMES: [&'static str; 19] = [
         "upsample", "pool", "reduces", "backward", "loss", "tiles", "finish", "rows", "vec4",
         "grads", "narrow", "single", "gather", "quads", "adam", "windows", "textures", "reuse",
+        "lanes",
     ];
 
     /// The kernel variants among them: each changes how a kernel computes, not which
@@ -198,9 +206,9 @@ impl FoldSet {
 
     /// The CPU kernel set's own variants (`bench-kernels` times each beside that set without
     /// it): its dense products reading an operand through uniform windows, its convolutions
-    /// reading their inputs and upstream gradients through textures, and loading each pixel
-    /// once for every tap that reads it.
-    pub const CPU_VARIANTS: [&'static str; 3] = ["windows", "textures", "reuse"];
+    /// reading their inputs and upstream gradients through textures, loading each pixel
+    /// once for every tap that reads it, and sharing a row's loaded pixels across a subgroup.
+    pub const CPU_VARIANTS: [&'static str; 4] = ["windows", "textures", "reuse", "lanes"];
 
     /// The rule: what a device opens with under `auto` (which then times sets at start-up on
     /// a GPU adapter's GPU set: `train::tune`), and keeps where it does not time. Everything
@@ -212,13 +220,14 @@ impl FoldSet {
     /// it: on llvmpipe its barrier-bound workgroups took a dense step 2.7-3.1x longer
     /// than the per-layer kernels) nor `narrow` (the conv step 22-34% longer on lavapipe:
     /// BENCHMARKS.md) nor `quads` (not shown to pay there: a step's kernels -19% to +5% on
-    /// lavapipe over three runs, within that machine's noise) nor `windows`, `textures` and
-    /// `reuse` (the CPU set's); on the CPU set `windows` and `loss` (its own fused kernel loads each
+    /// lavapipe over three runs, within that machine's noise) nor `windows`, `textures`,
+    /// `reuse` and `lanes` (the CPU set's); on the CPU set `windows` and `loss` (its own fused kernel loads each
     /// logit and target once for both: the loss's kernels 25-30% shorter; with both, a
     /// lavapipe dense step's kernels about 20% shorter: BENCHMARKS.md), `textures` (the
     /// kernels it serves 20-28% shorter; with its copies, a traced conv step's span 8% and a
-    /// whole epoch 2% in one sitting) and `reuse` (the kernels it changes 22-33% shorter:
-    /// BENCHMARKS.md), whose kernels reduce their own sums and fold the layers they
+    /// whole epoch 2% in one sitting), `reuse` (the kernels it changes 22-33% shorter:
+    /// BENCHMARKS.md) and `lanes` (the kernels it changes 19-30% shorter: BENCHMARKS.md),
+    /// whose kernels reduce their own sums and fold the layers they
     /// take by themselves (a 2x upsampling, a strided layer's map): another fold named there
     /// runs the GPU set's kernels for the layers it joins, except an upsampling the CPU set's
     /// kernels read through anyway.
@@ -229,6 +238,7 @@ impl FoldSet {
                 loss: true,
                 textures: true,
                 reuse: true,
+                lanes: true,
                 ..FoldSet::NONE
             },
             (KernelSet::Gpu, wgpu::DeviceType::Cpu) => FoldSet {
@@ -241,6 +251,7 @@ impl FoldSet {
                 windows: false,
                 textures: false,
                 reuse: false,
+                lanes: false,
                 ..FoldSet::ALL
             },
             (KernelSet::Gpu, _) => FoldSet::ALL,
@@ -248,7 +259,7 @@ impl FoldSet {
     }
 
     /// Each fold's flag, in the order of [`FoldSet::NAMES`].
-    fn flags(self) -> [bool; 18] {
+    fn flags(self) -> [bool; 19] {
         let mut set = self;
         Self::NAMES.map(|name| set.flag_mut(name).is_some_and(|on| *on))
     }
@@ -274,6 +285,7 @@ impl FoldSet {
             "windows" => &mut self.windows,
             "textures" => &mut self.textures,
             "reuse" => &mut self.reuse,
+            "lanes" => &mut self.lanes,
             _ => return None,
         })
     }

@@ -84,9 +84,12 @@ impl Gpu {
         let kernels = choice.kernels.resolve(&info);
         let (folds, folds_by) = choice.folds.resolve(kernels, &info);
         let steps_per_execution = choice.steps_per_execution.resolve(info.device_type);
+        // Subgroups where the adapter has them: the CPU set's `lanes` shares loaded pixels
+        // across a subgroup's lanes (Gpu::subgroup_lanes).
         let wanted = wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
-            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
+            | wgpu::Features::SUBGROUP;
         let features = adapter.features() & wanted;
         let limits = match set {
             LimitSet::Adapter => adapter.limits(),
@@ -141,6 +144,13 @@ impl Gpu {
 
     pub fn name(&self) -> String {
         describe_adapter(&self.info)
+    }
+
+    /// The width of every subgroup, where the device has subgroups and the adapter promises
+    /// one width (lavapipe: its SIMD vector, 8 lanes at 256 bits); `None` elsewhere.
+    pub fn subgroup_lanes(&self) -> Option<u32> {
+        let (min, max) = (self.info.subgroup_min_size, self.info.subgroup_max_size);
+        (self.features.contains(wgpu::Features::SUBGROUP) && min == max && min > 0).then_some(min)
     }
 
     /// The folds as the launchers of layer `layer` see them: [`Gpu::folds`], with that layer's

@@ -38,9 +38,9 @@ pub const MARGIN: f64 = 0.03;
 /// The order folds are left out in: every one of [`FoldSet::NAMES`], `gather` and `grads`
 /// before `rows`, which they need on a dense model, and `adam` before `grads`, so that each
 /// alone is tried first.
-pub const TRY_ORDER: [&str; 18] = [
+pub const TRY_ORDER: [&str; 19] = [
     "upsample", "pool", "reduces", "backward", "loss", "tiles", "narrow", "finish", "single",
-    "gather", "adam", "grads", "rows", "vec4", "quads", "windows", "textures", "reuse",
+    "gather", "adam", "grads", "rows", "vec4", "quads", "windows", "textures", "reuse", "lanes",
 ];
 
 /// Whether `choice` asks this device to time its folds: `tune` always, `auto` on the GPU

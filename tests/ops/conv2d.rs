@@ -2218,6 +2218,78 @@ fn conv2d_cpu_reuse_gives_the_same_bits() {
     }
 }
 
+/// The CPU set's `lanes` variant (a subgroup takes whole rows, two pixels of a row per lane,
+/// each lane loading its own two columns of the window and taking the ones beside them from
+/// its neighbours) gives the bits of the kernels without it: the forward pass's pairs and
+/// the per-pixel input gradient. 'Same' layers with no fold: the encoder's 16 -> 8 (7 pairs
+/// a row, one lane idle), its 7x7 and 4x4 layers (rows of odd length; 2 and 4 rows per
+/// subgroup, the last subgroup part idle), a row of 8 pairs (every lane busy) and of 15
+/// pixels, one vec4 of channels, two input groups (the forward pass's second slice) and two
+/// output groups (the input gradient's second dispatch adding to dx; no forward pairs); a
+/// 'valid' layer, which takes neither, and a row of 9 pairs, which takes them only where a
+/// subgroup is wider than 8. ReLU on and off, outputs starting as NaN. On an adapter without
+/// subgroups of one width the variant changes nothing, which the test checks instead.
+#[test]
+fn conv2d_cpu_lanes_gives_the_same_bits() {
+    let (without, with) = cpu_without_and_with("lanes");
+    let shape = conv3x3;
+    let (same, valid) = (Padding::Same, Padding::Valid);
+    // (shape, whether the forward pass's shape takes lanes, whether the input gradient's
+    // does): each then runs them where a subgroup holds a row's pairs.
+    let cases = [
+        (shape(2, 14, 14, 16, 8, same), true, true),
+        (shape(2, 7, 7, 8, 8, same), true, true),
+        (shape(3, 4, 4, 8, 8, same), true, true),
+        (shape(1, 5, 16, 4, 4, same), true, true),
+        (shape(2, 3, 15, 8, 4, same), true, true),
+        (shape(1, 6, 6, 32, 8, same), true, true),
+        (shape(2, 6, 5, 24, 20, same), false, true),
+        (shape(2, 9, 7, 8, 8, valid), false, false),
+        (shape(1, 3, 18, 8, 8, same), true, true),
+    ];
+    let width = with.subgroup_lanes();
+    let mut ran = 0;
+    for (k, (s, fwd, bin)) in cases.into_iter().enumerate() {
+        let case = TexCase::plain(s);
+        let fits = width.is_some_and(|w| s.w.div_ceil(2) <= w && 128 % w == 0);
+        for relu in [false, true] {
+            let what = format!("{case:?} relu={relu} subgroups {width:?}");
+            let (a, before) = case.run(&without, relu, 1700 + k as u64);
+            let (b, after) = case.run(&with, relu, 1700 + k as u64);
+            let runs = |d: &[Launched], entry| d.iter().any(|(_, e, ..)| *e == entry);
+            for entry in ["forward_lanes", "backward_input_lanes"] {
+                assert!(!runs(&before, entry), "{what}: {before:?}");
+            }
+            assert_eq!(
+                runs(&after, "forward_lanes"),
+                fwd && fits,
+                "{what}: {after:?}"
+            );
+            assert_eq!(
+                runs(&after, "backward_input_lanes"),
+                bin && fits,
+                "{what}: {after:?}"
+            );
+            ran += runs(&after, "forward_lanes") as usize;
+            assert_same_outputs(&what, &a, &b);
+        }
+    }
+    // lavapipe (a CPU adapter through Vulkan) has subgroups, its 8-wide vectors: there the
+    // variant must have run, and the 9 pairs of an 18-wide row taken neither.
+    let cpu_vulkan = with.info.device_type == wgpu::DeviceType::Cpu
+        && with.info.backend == wgpu::Backend::Vulkan;
+    assert!(
+        !cpu_vulkan || width == Some(8),
+        "{}: subgroups {width:?}",
+        with.name()
+    );
+    assert!(
+        !cpu_vulkan || ran == 12,
+        "forward_lanes ran {ran} times on {}",
+        with.name()
+    );
+}
+
 /// The CPU set's input gradient masked as it is stored (`backward_input_masked`: the ReLU
 /// mask of the layer below, which then runs no pass of its own) gives the bits of the input
 /// gradient followed by `activation::relu_backward`: exact zeros in the mask masked, as

@@ -322,6 +322,11 @@ pub fn forward(
         Fold::Insert(_) => phase_grids(s.n, ho, wo),
     };
     let share = grids.len() as u64;
+    let lanes = lanes(gpu, label, s, fold, true);
+    let grids = match lanes {
+        Some(width) => vec![(lanes_invocations(s, width), vec![("LANES", width as f64)])],
+        None => grids,
+    };
     let tex = textures(gpu, label, &[(17, x, s.ci.is_multiple_of(4))])?;
     let mut base = with_tex(constants(s, fold, false), &tex);
     base.push(("PAIR", pairs(s, fold) as u32 as f64));
@@ -335,7 +340,11 @@ pub fn forward(
                 gpu,
                 Launch {
                     shader: Shader::CpuConv2d,
-                    entry: "forward",
+                    entry: if lanes.is_some() {
+                        "forward_lanes"
+                    } else {
+                        "forward"
+                    },
                     kernel: "conv2d.forward",
                     label,
                     params: bytemuck::bytes_of(&p),
@@ -386,6 +395,29 @@ fn patches(gpu: &Gpu, label: &str, s: &Conv2dShape, fold: &Fold<'_>, forward: bo
 fn up_pairs(gpu: &Gpu, label: &str, s: &Conv2dShape, fold: &Fold<'_>) -> bool {
     let shape = (s.ci <= 8 && s.co.is_multiple_of(4)) || s.co == 1;
     gpu.folds_at(label).reuse && matches!(fold, Fold::Upsample) && shape
+}
+
+/// The subgroup width a layer's pairs of pixels share their window's columns across under
+/// `lanes` (`forward_lanes` where the forward pass takes [`pairs`], its input channels whole
+/// vec4s; `backward_input_lanes` where the output channels are whole vec4s): on a layer with
+/// no fold that pads 'same', on an adapter whose subgroups have one width that holds a
+/// row's pairs.
+fn lanes(gpu: &Gpu, label: &str, s: &Conv2dShape, fold: &Fold<'_>, forward: bool) -> Option<u32> {
+    let width = gpu.subgroup_lanes()?;
+    let fits = s.w.div_ceil(2) <= width && CPU_WG.is_multiple_of(width as u64);
+    let shape = match forward {
+        true => pairs(s, fold) && s.ci.is_multiple_of(4),
+        false => s.co.is_multiple_of(4),
+    };
+    let same = matches!(fold, Fold::None) && s.pad() == 1;
+    (gpu.folds_at(label).lanes && shape && same && fits).then_some(width)
+}
+
+/// Invocations for `lanes`: whole rows of `w` pixels in pairs, `width / pairs` rows per
+/// subgroup (the lanes past them idle).
+fn lanes_invocations(s: &Conv2dShape, width: u32) -> u64 {
+    let rows_per = width / s.w.div_ceil(2);
+    (s.n as u64 * s.h as u64).div_ceil(rows_per as u64) * width as u64
 }
 
 /// Whether a layer's input gradient takes two neighbouring pixels of a row of x per
@@ -501,20 +533,25 @@ pub fn backward_input(
     // under a take one dispatch per input phase, each with its own taps.
     let up_pair = up_pairs(gpu, label, s, fold);
     let bin_pair = bin_pairs(gpu, label, fold);
-    let grids: Vec<(u64, Vec<(&str, f64)>)> = match fold {
+    let lanes = lanes(gpu, label, s, fold, false);
+    let grids: Vec<(u64, Vec<(&str, f64)>)> = match (fold, lanes) {
+        // Under LANES whole rows of x per subgroup, a pair per lane.
+        (Fold::None, Some(width)) => {
+            vec![(lanes_invocations(s, width), vec![("LANES", width as f64)])]
+        }
         // Under UP_PAIR and BIN_PAIR an invocation per two pixels of a row of x.
-        Fold::Upsample if up_pair => {
+        (Fold::Upsample, _) if up_pair => {
             let pairs = s.n as u64 * (s.h / 2) as u64 * (s.w / 2).div_ceil(2) as u64;
             vec![(pairs, vec![])]
         }
-        Fold::None if bin_pair => {
+        (Fold::None, _) if bin_pair => {
             let pairs = s.n as u64 * s.h as u64 * s.w.div_ceil(2) as u64;
             vec![(pairs, vec![])]
         }
-        Fold::None | Fold::Insert(_) | Fold::Upsample | Fold::Pool { .. } => {
+        (Fold::None | Fold::Insert(_) | Fold::Upsample | Fold::Pool { .. }, _) => {
             vec![(input_len(s, fold) / s.ci as u64, vec![])]
         }
-        Fold::Take(_) => phase_grids(s.n, s.h, s.w),
+        (Fold::Take(_), _) => phase_grids(s.n, s.h, s.w),
     };
     let share = grids.len() as u64;
     let vec4 = s.co.is_multiple_of(4);
@@ -536,7 +573,10 @@ pub fn backward_input(
                 gpu,
                 Launch {
                     shader: Shader::CpuConv2d,
-                    entry: "backward_input",
+                    entry: match lanes {
+                        Some(_) => "backward_input_lanes",
+                        None => "backward_input",
+                    },
                     kernel: "conv2d.backward_input",
                     label,
                     params: bytemuck::bytes_of(&p),
