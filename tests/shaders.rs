@@ -66,11 +66,14 @@ const SUBGROUP_ENTRIES: [(&str, &str); 2] = [
     ("cpu/conv2d", "backward_input_lanes"),
 ];
 
+/// `module` validated with `capabilities`; the error as naga prints it.
 fn validate(
     module: &naga::Module,
     capabilities: naga::valid::Capabilities,
-) -> Result<naga::valid::ModuleInfo, naga::WithSpan<naga::valid::ValidationError>> {
-    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities).validate(module)
+) -> Result<naga::valid::ModuleInfo, String> {
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
+        .validate(module)
+        .map_err(|e| format!("{e:?}"))
 }
 
 /// Each file validates with subgroups; each entry point alone (what it reaches, as a
