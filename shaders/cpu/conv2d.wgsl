@@ -1605,6 +1605,86 @@ fn bin_lanes_tap(k: u32, ga: Col4, gb: Col4, acc: ptr<function, Acc4>, acc_b: pt
     if (channels > 12u) { bin_block_two(k, 3u, channels, ga.g3, gb.g3, acc, acc_b); }
 }
 
+// ---- backward_input_up_lanes: backward_input_up_pair with its columns shared ----
+// LANES under UP = 2 (ops::cpu::conv2d::lanes; output channels a multiple of 4 and at most 8
+// input channels, UP_PAIR's vec4 form): each subgroup takes whole rows of x, a pair of x
+// pixels (sx, sx + 1) per lane. The pair's 4x4 outputs span output columns
+// 2sx + PAD - 2 + c, c = 0..5, of each of 4 rows; the lane loads c = 1..4 and takes c = 0
+// from the lane before (its c = 4) and c = 5 from the lane after (its c = 1): 4 column
+// loads a row where UP_PAIR makes 6. Past the row's ends a column takes the clamped one
+// UP_PAIR reads (our c = 1 or c = 4), each scaled by its mask and meeting the folded taps in
+// bin_up_taps_pair's order: the same bits.
+@compute @workgroup_size(CPU_WG)
+fn backward_input_up_lanes(@builtin(workgroup_id) wid: vec3<u32>,
+                           @builtin(local_invocation_index) lid: u32,
+                           @builtin(num_workgroups) nwg: vec3<u32>,
+                           @builtin(subgroup_id) sg: u32,
+                           @builtin(subgroup_invocation_id) lane: u32) {
+    let cg = group_at(wid.z, CI);
+    let pairs = (BW + 1u) / 2u;
+    let rows_per = max(LANES / pairs, 1u);
+    let subgroup = (wid.y * nwg.x + wid.x) * (CPU_WG / LANES) + sg;
+    let r = lane / pairs;
+    let sx = 2u * (lane % pairs);
+    let rows = p.n * BH;
+    let live = r < rows_per && subgroup * rows_per + r < rows;
+    let row = min(subgroup * rows_per + r, rows - 1u);
+    let sy = row % BH;
+    let b = row / BH;
+    var acc: Acc4;
+    load_weights4_up_t(lid, GROUP * cg, GCI4, GROUP * OG, GCO);
+    up_lanes_row(0u, b, sy, sx, lane, &acc);
+    up_lanes_row(1u, b, sy, sx, lane, &acc);
+    up_lanes_row(2u, b, sy, sx, lane, &acc);
+    up_lanes_row(3u, b, sy, sx, lane, &acc);
+    if (live) {
+        let pix = (b * BH + sy) * BW + sx;
+        store_dx4(pix * CI, cg, 0u, acc.a0);
+        if (GCI > 4u) { store_dx4(pix * CI, cg, 1u, acc.a1); }
+        if (sx + 1u < BW) {
+            store_dx4((pix + 1u) * CI, cg, 0u, acc.a2);
+            if (GCI > 4u) { store_dx4((pix + 1u) * CI, cg, 1u, acc.a3); }
+        }
+    }
+}
+
+// Folded-tap row ty of the pair: output row 2sy + PAD - 2 + ty, columns c0 + c.
+fn up_lanes_row(ty: u32, b: u32, sy: u32, sx: u32, lane: u32, acc: ptr<function, Acc4>) {
+    let oy = 2 * i32(sy) + i32(PAD) - 2 + i32(ty);
+    let rk = inside_at(oy, YH);
+    let at = b * YH + tap_at(oy, YH);
+    let m = GROUP / 4u * OG;
+    let c0 = 2 * i32(sx) + i32(PAD) - 2;
+    let m1 = col_load((at * YW + tap_at(c0 + 1, YW)) * (CO / 4u) + m);
+    let m2 = col_load((at * YW + tap_at(c0 + 2, YW)) * (CO / 4u) + m);
+    let m3 = col_load((at * YW + tap_at(c0 + 3, YW)) * (CO / 4u) + m);
+    let m4 = col_load((at * YW + tap_at(c0 + 4, YW)) * (CO / 4u) + m);
+    let before = select(lane - 1u, 0u, lane == 0u);
+    let after = min(lane + 1u, LANES - 1u);
+    let m0 = col_select(col_shuffled(m4, before), m1, c0 < 0);
+    let m5 = col_select(col_shuffled(m1, after), m4, c0 + 5 >= i32(YW));
+    let g0 = col_scaled(m0, rk * inside_at(c0, YW));
+    let g1 = col_scaled(m1, rk * inside_at(c0 + 1, YW));
+    let g2 = col_scaled(m2, rk * inside_at(c0 + 2, YW));
+    let g3 = col_scaled(m3, rk * inside_at(c0 + 3, YW));
+    let g4 = col_scaled(m4, rk * inside_at(c0 + 4, YW));
+    let g5 = col_scaled(m5, rk * inside_at(c0 + 5, YW));
+    let t = 4u * ty;
+    up_lanes_tap(t, g0, g2, acc);
+    up_lanes_tap(t + 1u, g1, g3, acc);
+    up_lanes_tap(t + 2u, g2, g4, acc);
+    up_lanes_tap(t + 3u, g3, g5, acc);
+}
+
+// Folded tap t of both pixels, block by block as bin_grads_pair adds them.
+fn up_lanes_tap(t: u32, ga: Col4, gb: Col4, acc: ptr<function, Acc4>) {
+    let channels = group_len(CO, OG);
+    bin_block_pair(t, 0u, ga.g0, gb.g0, acc);
+    if (channels > 4u) { bin_block_pair(t, 1u, ga.g1, gb.g1, acc); }
+    if (channels > 8u) { bin_block_pair(t, 2u, ga.g2, gb.g2, acc); }
+    if (channels > 12u) { bin_block_pair(t, 3u, ga.g3, gb.g3, acc); }
+}
+
 // ---- backward_params: weight and bias gradient, partial sums per chunk of pixels ----
 // The accumulators of one tap and one (input group, output group) are an AccW
 // (cpu/blocks.wgsl): block (j, m) holds the group's input channels 4j..4j+3 times its output

@@ -119,10 +119,10 @@ impl fmt::Display for KernelChoice {
 /// invocation, sliding along the row; the 4 x 4 patch a pooled window's or an upsampled
 /// pixel's taps read, in the first layer's pooled forward and the one-channel layers' weight
 /// gradients; and, where the adapter's subgroups have one width, its 'same' convolutions
-/// with no fold taking two pixels of a row per lane in the forward pass and input gradient,
-/// each lane loading its own two columns of the window and taking the ones beside them from
-/// its neighbours (`lanes`: `subgroupShuffle`, a register permute on lavapipe; the same
-/// bits).
+/// with no fold taking two pixels of a row per lane in the forward pass and input gradient
+/// (and its upsampled ones in the input gradient), each lane loading its own columns of the
+/// window and taking the ones beside them from its neighbours (`lanes`: `subgroupShuffle`,
+/// a register permute on lavapipe; the same bits).
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
 )]

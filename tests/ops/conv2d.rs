@@ -2219,16 +2219,20 @@ fn conv2d_cpu_reuse_gives_the_same_bits() {
 }
 
 /// The CPU set's `lanes` variant (a subgroup takes whole rows, two pixels of a row per lane,
-/// each lane loading its own two columns of the window and taking the ones beside them from
-/// its neighbours) gives the bits of the kernels without it: the forward pass's pairs and
-/// the per-pixel input gradient. 'Same' layers with no fold: the encoder's 16 -> 8 (7 pairs
+/// each lane loading its own columns of the window and taking the ones beside them from its
+/// neighbours) gives the bits of the kernels without it: the forward pass's pairs and the
+/// per-pixel input gradients (an upsampled layer's too, folded taps over x's half-size
+/// rows). 'Same' layers with no fold: the encoder's 16 -> 8 (7 pairs
 /// a row, one lane idle), its 7x7 and 4x4 layers (rows of odd length; 2 and 4 rows per
 /// subgroup, the last subgroup part idle), a row of 8 pairs (every lane busy) and of 15
 /// pixels, one vec4 of channels, two input groups (the forward pass's second slice) and two
 /// output groups (the input gradient's second dispatch adding to dx; no forward pairs); a
 /// 'valid' layer, which takes neither, and a row of 9 pairs, which takes them only where a
-/// subgroup is wider than 8. ReLU on and off, outputs starting as NaN. On an adapter without
-/// subgroups of one width the variant changes nothing, which the test checks instead.
+/// subgroup is wider than 8. Upsampled layers: the decoder's 8 -> 16 ('valid') and 8 -> 8,
+/// an x row of odd length, two output groups from 5 input channels, x rows of 8 pairs, and
+/// one output channel (not taken). ReLU on and off, outputs starting as NaN. On an adapter
+/// without subgroups of one width the variant changes nothing, which the test checks
+/// instead.
 #[test]
 fn conv2d_cpu_lanes_gives_the_same_bits() {
     let (without, with) = cpu_without_and_with("lanes");
@@ -2247,30 +2251,48 @@ fn conv2d_cpu_lanes_gives_the_same_bits() {
         (shape(2, 9, 7, 8, 8, valid), false, false),
         (shape(1, 3, 18, 8, 8, same), true, true),
     ];
+    // Upsampled layers' input gradients (UP_PAIR's sums; x's rows in pairs): the decoder's
+    // 8 -> 16 ('valid') and 8 -> 8, a half-size row of odd length, two output groups from 5
+    // channels (stored lane by lane), x rows of 8 pairs; and one output channel, which takes
+    // neither.
+    let up = |n, h, w, ci, co, padding| Upsampled(shape(n, h, w, ci, co, padding));
+    let upsampled = [
+        (up(2, 16, 16, 8, 16, valid), true),
+        (up(3, 8, 8, 8, 8, same), true),
+        (up(3, 10, 6, 4, 4, same), true),
+        (up(2, 6, 4, 5, 20, same), true),
+        (up(1, 4, 32, 8, 4, same), true),
+        (up(2, 28, 28, 16, 1, same), false),
+    ];
+    let cases = cases
+        .into_iter()
+        .map(|(s, fwd, bin)| (TexCase::plain(s), fwd, bin, s.w))
+        .chain(
+            upsampled
+                .into_iter()
+                .map(|(u, bin)| (TexCase::upsampled(u), false, bin, u.0.w / 2)),
+        );
     let width = with.subgroup_lanes();
-    let mut ran = 0;
-    for (k, (s, fwd, bin)) in cases.into_iter().enumerate() {
-        let case = TexCase::plain(s);
-        let fits = width.is_some_and(|w| s.w.div_ceil(2) <= w && 128 % w == 0);
+    let entries = [
+        "forward_lanes",
+        "backward_input_lanes",
+        "backward_input_up_lanes",
+    ];
+    let mut ran = [0; 3];
+    for (k, (case, fwd, bin, row)) in cases.enumerate() {
+        let fits = width.is_some_and(|w| row.div_ceil(2) <= w && 128 % w == 0);
+        let up = case.input == Input::Upsampled2x;
+        let want = [fwd, bin && !up, bin && up].map(|w| w && fits);
         for relu in [false, true] {
             let what = format!("{case:?} relu={relu} subgroups {width:?}");
             let (a, before) = case.run(&without, relu, 1700 + k as u64);
             let (b, after) = case.run(&with, relu, 1700 + k as u64);
             let runs = |d: &[Launched], entry| d.iter().any(|(_, e, ..)| *e == entry);
-            for entry in ["forward_lanes", "backward_input_lanes"] {
+            for (i, entry) in entries.into_iter().enumerate() {
                 assert!(!runs(&before, entry), "{what}: {before:?}");
+                assert_eq!(runs(&after, entry), want[i], "{what}: {entry} {after:?}");
+                ran[i] += want[i] as usize;
             }
-            assert_eq!(
-                runs(&after, "forward_lanes"),
-                fwd && fits,
-                "{what}: {after:?}"
-            );
-            assert_eq!(
-                runs(&after, "backward_input_lanes"),
-                bin && fits,
-                "{what}: {after:?}"
-            );
-            ran += runs(&after, "forward_lanes") as usize;
             assert_same_outputs(&what, &a, &b);
         }
     }
@@ -2284,8 +2306,8 @@ fn conv2d_cpu_lanes_gives_the_same_bits() {
         with.name()
     );
     assert!(
-        !cpu_vulkan || ran == 12,
-        "forward_lanes ran {ran} times on {}",
+        !cpu_vulkan || ran == [12, 14, 10],
+        "the lanes entry points ran {ran:?} times on {}",
         with.name()
     );
 }

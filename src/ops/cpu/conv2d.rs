@@ -324,7 +324,10 @@ pub fn forward(
     let share = grids.len() as u64;
     let lanes = lanes(gpu, label, s, fold, true);
     let grids = match lanes {
-        Some(width) => vec![(lanes_invocations(s, width), vec![("LANES", width as f64)])],
+        Some(width) => vec![(
+            lanes_invocations(s, fold, width),
+            vec![("LANES", width as f64)],
+        )],
         None => grids,
     };
     let tex = textures(gpu, label, &[(17, x, s.ci.is_multiple_of(4))])?;
@@ -398,26 +401,39 @@ fn up_pairs(gpu: &Gpu, label: &str, s: &Conv2dShape, fold: &Fold<'_>) -> bool {
 }
 
 /// The subgroup width a layer's pairs of pixels share their window's columns across under
-/// `lanes` (`forward_lanes` where the forward pass takes [`pairs`], its input channels whole
-/// vec4s; `backward_input_lanes` where the output channels are whole vec4s): on a layer with
-/// no fold that pads 'same', on an adapter whose subgroups have one width that holds a
-/// row's pairs.
+/// `lanes`, on an adapter whose subgroups have one width that holds a row's pairs: on a
+/// layer with no fold that pads 'same', `forward_lanes` where the forward pass takes
+/// [`pairs`] (its input channels whole vec4s) and `backward_input_lanes` where the output
+/// channels are whole vec4s; on an upsampled layer with at most 8 input channels and output
+/// channels a multiple of 4, `backward_input_up_lanes` (UP_PAIR's sums, [`up_pairs`]).
 fn lanes(gpu: &Gpu, label: &str, s: &Conv2dShape, fold: &Fold<'_>, forward: bool) -> Option<u32> {
     let width = gpu.subgroup_lanes()?;
-    let fits = s.w.div_ceil(2) <= width && CPU_WG.is_multiple_of(width as u64);
-    let shape = match forward {
-        true => pairs(s, fold) && s.ci.is_multiple_of(4),
-        false => s.co.is_multiple_of(4),
+    let (_, w) = lanes_rows(s, fold);
+    let fits = w.div_ceil(2) <= width && CPU_WG.is_multiple_of(width as u64);
+    let shape = match (forward, fold) {
+        (true, Fold::None) => pairs(s, fold) && s.ci.is_multiple_of(4) && s.pad() == 1,
+        (false, Fold::None) => s.co.is_multiple_of(4) && s.pad() == 1,
+        // UP_PAIR's vec4 form (`backward_input_up_lanes`), either padding.
+        (false, Fold::Upsample) => s.ci <= 8 && s.co.is_multiple_of(4),
+        _ => false,
     };
-    let same = matches!(fold, Fold::None) && s.pad() == 1;
-    (gpu.folds_at(label).lanes && shape && same && fits).then_some(width)
+    (gpu.folds_at(label).lanes && shape && fits).then_some(width)
 }
 
-/// Invocations for `lanes`: whole rows of `w` pixels in pairs, `width / pairs` rows per
+/// The rows `lanes` walks, in pairs of pixels: x's (the half-size ones under an upsampling).
+fn lanes_rows(s: &Conv2dShape, fold: &Fold<'_>) -> (u32, u32) {
+    match fold {
+        Fold::Upsample => (s.h / 2, s.w / 2),
+        _ => (s.h, s.w),
+    }
+}
+
+/// Invocations for `lanes`: whole rows of pixels in pairs, `width / pairs` rows per
 /// subgroup (the lanes past them idle).
-fn lanes_invocations(s: &Conv2dShape, width: u32) -> u64 {
-    let rows_per = width / s.w.div_ceil(2);
-    (s.n as u64 * s.h as u64).div_ceil(rows_per as u64) * width as u64
+fn lanes_invocations(s: &Conv2dShape, fold: &Fold<'_>, width: u32) -> u64 {
+    let (h, w) = lanes_rows(s, fold);
+    let rows_per = width / w.div_ceil(2);
+    (s.n as u64 * h as u64).div_ceil(rows_per as u64) * width as u64
 }
 
 /// Whether a layer's input gradient takes two neighbouring pixels of a row of x per
@@ -536,8 +552,11 @@ pub fn backward_input(
     let lanes = lanes(gpu, label, s, fold, false);
     let grids: Vec<(u64, Vec<(&str, f64)>)> = match (fold, lanes) {
         // Under LANES whole rows of x per subgroup, a pair per lane.
-        (Fold::None, Some(width)) => {
-            vec![(lanes_invocations(s, width), vec![("LANES", width as f64)])]
+        (Fold::None | Fold::Upsample, Some(width)) => {
+            vec![(
+                lanes_invocations(s, fold, width),
+                vec![("LANES", width as f64)],
+            )]
         }
         // Under UP_PAIR and BIN_PAIR an invocation per two pixels of a row of x.
         (Fold::Upsample, _) if up_pair => {
@@ -573,9 +592,10 @@ pub fn backward_input(
                 gpu,
                 Launch {
                     shader: Shader::CpuConv2d,
-                    entry: match lanes {
-                        Some(_) => "backward_input_lanes",
-                        None => "backward_input",
+                    entry: match (lanes, fold) {
+                        (Some(_), Fold::Upsample) => "backward_input_up_lanes",
+                        (Some(_), _) => "backward_input_lanes",
+                        (None, _) => "backward_input",
                     },
                     kernel: "conv2d.backward_input",
                     label,
