@@ -40,6 +40,8 @@ case $part in core | extra) ;; *)
   ;;
 esac
 out=${OUT:?run on the device machine, where OUT is set}
+# (The device machine makes it; a smoke run here may name a folder not made yet.)
+mkdir -p "$out"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 smoke=${DEVICE_CHECK_SMOKE:-0}
 work=/tmp/device-check
