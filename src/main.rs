@@ -74,7 +74,8 @@ struct Cli {
     /// upsampled pixel's 4x4 patch, a layer's input gradient two neighbouring pixels per
     /// invocation) and lanes (where the adapter's subgroups have one width, the cpu set's
     /// 'same' convolutions with no fold take two pixels of a row per lane in the forward pass
-    /// and input gradient, and its upsampled ones in the input gradient, each lane loading
+    /// and input gradient, and its upsampled ones in the input gradient (with one output
+    /// channel, the forward pass too), each lane loading
     /// its own columns of the window and taking the ones beside them from its neighbour
     /// lanes); or all, none, tune (train, bench and profile
     /// time sets of folds at start-up and keep the fastest: the gpu kernel set only, where

@@ -61,9 +61,10 @@ fn workgroup_sizes_are_named_constants() {
 /// The entry points that need subgroups (wgpu's `SUBGROUP`: the CPU set's `lanes`, whose
 /// launchers choose them only where `Gpu::subgroup_lanes` says the device has them). Every
 /// other entry point needs no optional capability.
-const SUBGROUP_ENTRIES: [(&str, &str); 3] = [
+const SUBGROUP_ENTRIES: [(&str, &str); 4] = [
     ("cpu/conv2d", "forward_lanes"),
     ("cpu/conv2d", "backward_input_lanes"),
+    ("cpu/conv2d", "forward_up_lanes"),
     ("cpu/conv2d", "backward_input_up_lanes"),
 ];
 

@@ -495,6 +495,115 @@ fn fwd_up_row(ny: i32, b: u32, fy: u32, fx0: u32, k0: ptr<function, Acc4>,
     if (UP_ROW > 3u) { fwd_up_at(ny, 4, b, fy, fx0, k0, k1, k2, k3); }
 }
 
+// ---- forward_up_lanes: forward_single_up with its row's columns shared ----
+// LANES with one output channel under UP = 2 (ops::cpu::conv2d::lanes; at most 16 input
+// channels, a multiple of 4): each subgroup takes whole rows of x's half-size pixels, a
+// group of UP_ROW per lane, as forward_single_up's invocations. A lane loads its own UP_ROW
+// columns of each x row the outputs read and takes the column left of them from the lane
+// before (its last) and the one right of them from the lane after (its first): UP_ROW loads
+// a row where forward_single_up makes UP_ROW + 2. A column past the row's edges takes the
+// clamped pixel forward_single_up loads (one of the lane's own), scaled by its mask and met
+// in its order: the same bits.
+@compute @workgroup_size(CPU_WG)
+fn forward_up_lanes(@builtin(workgroup_id) wid: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32,
+                    @builtin(num_workgroups) nwg: vec3<u32>, @builtin(subgroup_id) sg: u32,
+                    @builtin(subgroup_invocation_id) lane: u32) {
+    load_weights4_up_single(lid);
+    let fh = max(HO / 2u, 1u);
+    let fw = max(WO / 2u, 1u);
+    let groups = (fw + UP_ROW - 1u) / UP_ROW;
+    let rows_per = max(LANES / groups, 1u);
+    let subgroup = (wid.y * nwg.x + wid.x) * (CPU_WG / LANES) + sg;
+    let r = lane / groups;
+    let fx0 = UP_ROW * (lane % groups);
+    let rows = p.n * fh;
+    let live = r < rows_per && subgroup * rows_per + r < rows;
+    let row = min(subgroup * rows_per + r, rows - 1u);
+    let fy = row % fh;
+    let b = row / fh;
+    var k0: Acc4;
+    var k1: Acc4;
+    var k2: Acc4;
+    var k3: Acc4;
+    up_lanes_fwd_row(-1, b, fy, fx0, lane, &k0, &k1, &k2, &k3);
+    up_lanes_fwd_row(0, b, fy, fx0, lane, &k0, &k1, &k2, &k3);
+    up_lanes_fwd_row(1, b, fy, fx0, lane, &k0, &k1, &k2, &k3);
+    if (live) {
+        up_row_store(b, fy, fx0, 0u, fw, k0);
+        up_row_store(b, fy, fx0, 1u, fw, k1);
+        up_row_store(b, fy, fx0, 2u, fw, k2);
+        up_row_store(b, fy, fx0, 3u, fw, k3);
+    }
+}
+
+// x pixel `pix`'s channels, raw, four vec4s at most (CI a multiple of 4, at most 16).
+fn xcol_load(pix: u32) -> Col4 {
+    var c: Col4;
+    c.g0 = x4_load(pix * (CI / 4u));
+    if (CI > 4u) { c.g1 = x4_load(pix * (CI / 4u) + 1u); }
+    if (CI > 8u) { c.g2 = x4_load(pix * (CI / 4u) + 2u); }
+    if (CI > 12u) { c.g3 = x4_load(pix * (CI / 4u) + 3u); }
+    return c;
+}
+
+fn xcol_shuffled(c: Col4, lane: u32) -> Col4 {
+    var o = c;
+    o.g0 = subgroupShuffle(c.g0, lane);
+    if (CI > 4u) { o.g1 = subgroupShuffle(c.g1, lane); }
+    if (CI > 8u) { o.g2 = subgroupShuffle(c.g2, lane); }
+    if (CI > 12u) { o.g3 = subgroupShuffle(c.g3, lane); }
+    return o;
+}
+
+// Row offset ny: x row fy + ny, columns fx0 - 1 .. fx0 + UP_ROW, in fwd_up_row's order.
+fn up_lanes_fwd_row(ny: i32, b: u32, fy: u32, fx0: u32, lane: u32, k0: ptr<function, Acc4>,
+                    k1: ptr<function, Acc4>, k2: ptr<function, Acc4>, k3: ptr<function, Acc4>) {
+    if (!up_reads(ny)) { return; }
+    let sy = i32(fy) + ny;
+    let ys = inside_at(sy, XH);
+    let at = (b * XH + tap_at(sy, XH)) * XW;
+    let x0 = i32(fx0);
+    let c0 = xcol_load(at + tap_at(x0, XW));
+    let c1 = xcol_load(at + tap_at(x0 + 1, XW));
+    let c2 = xcol_load(at + tap_at(x0 + 2, XW));
+    let c3 = xcol_load(at + tap_at(x0 + 3, XW));
+    let before = select(lane - 1u, 0u, lane == 0u);
+    let after = min(lane + 1u, LANES - 1u);
+    // Left of the row's start the clamped pixel is column 0, ours c0; right of its end
+    // column XW - 1, ours at XW - 1 - fx0.
+    let left = col_select(xcol_shuffled(c3, before), c0, fx0 == 0u);
+    let e = min(XW - 1u - min(fx0, XW - 1u), 3u);
+    let ours = col_select(col_select(c0, c1, e == 1u), col_select(c2, c3, e == 3u), e >= 2u);
+    let right = col_select(xcol_shuffled(c0, after), ours, fx0 + UP_ROW >= XW);
+    up_lanes_fwd_at(ny, -1, ys * inside_at(x0 - 1, XW), left, k0, k1, k2, k3);
+    up_lanes_fwd_at(ny, 0, ys * inside_at(x0, XW), c0, k0, k1, k2, k3);
+    up_lanes_fwd_at(ny, 1, ys * inside_at(x0 + 1, XW), c1, k0, k1, k2, k3);
+    up_lanes_fwd_at(ny, 2, ys * inside_at(x0 + 2, XW), c2, k0, k1, k2, k3);
+    up_lanes_fwd_at(ny, 3, ys * inside_at(x0 + 3, XW), c3, k0, k1, k2, k3);
+    up_lanes_fwd_at(ny, 4, ys * inside_at(x0 + 4, XW), right, k0, k1, k2, k3);
+}
+
+// fwd_up_at with the pixel's channels given: into each output that reads offset (ny, nx).
+fn up_lanes_fwd_at(ny: i32, nx: i32, keep: f32, v: Col4, k0: ptr<function, Acc4>,
+                   k1: ptr<function, Acc4>, k2: ptr<function, Acc4>, k3: ptr<function, Acc4>) {
+    let used = up_reads(nx) || up_reads(nx - 1) || up_reads(nx - 2) || up_reads(nx - 3);
+    if (!used) { return; }
+    up_lanes_fwd_block(ny, nx, 0u, keep * v.g0, k0, k1, k2, k3);
+    if (CI > 4u) { up_lanes_fwd_block(ny, nx, 1u, keep * v.g1, k0, k1, k2, k3); }
+    if (CI > 8u) { up_lanes_fwd_block(ny, nx, 2u, keep * v.g2, k0, k1, k2, k3); }
+    if (CI > 12u) { up_lanes_fwd_block(ny, nx, 3u, keep * v.g3, k0, k1, k2, k3); }
+}
+
+fn up_lanes_fwd_block(ny: i32, nx: i32, j: u32, xq: vec4<f32>, k0: ptr<function, Acc4>,
+                      k1: ptr<function, Acc4>, k2: ptr<function, Acc4>,
+                      k3: ptr<function, Acc4>) {
+    up_into(ny, nx, j, xq, k0);
+    up_into(ny, nx - 1, j, xq, k1);
+    up_into(ny, nx - 2, j, xq, k2);
+    up_into(ny, nx - 3, j, xq, k3);
+}
+
 // Whether a phase-r output reads x offset n (from its own x pixel) in either row parity: the
 // pixel is loaded only where some output reads it.
 fn up_reads(n: i32) -> bool {

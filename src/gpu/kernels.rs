@@ -120,7 +120,8 @@ impl fmt::Display for KernelChoice {
 /// pixel's taps read, in the first layer's pooled forward and the one-channel layers' weight
 /// gradients; and, where the adapter's subgroups have one width, its 'same' convolutions
 /// with no fold taking two pixels of a row per lane in the forward pass and input gradient
-/// (and its upsampled ones in the input gradient), each lane loading its own columns of the
+/// (and its upsampled ones in the input gradient, and with one output channel in the
+/// forward pass), each lane loading its own columns of the
 /// window and taking the ones beside them from its neighbours (`lanes`: `subgroupShuffle`,
 /// a register permute on lavapipe; the same bits).
 #[derive(

@@ -2228,9 +2228,11 @@ fn conv2d_cpu_reuse_gives_the_same_bits() {
 /// pixels, one vec4 of channels, two input groups (the forward pass's second slice) and two
 /// output groups (the input gradient's second dispatch adding to dx; no forward pairs); a
 /// 'valid' layer, which takes neither, and a row of 9 pairs, which takes them only where a
-/// subgroup is wider than 8. Upsampled layers: the decoder's 8 -> 16 ('valid') and 8 -> 8,
-/// an x row of odd length, two output groups from 5 input channels, x rows of 8 pairs, and
-/// one output channel (not taken). ReLU on and off, outputs starting as NaN. On an adapter
+/// subgroup is wider than 8. Upsampled layers' input gradients: the decoder's 8 -> 16
+/// ('valid') and 8 -> 8, an x row of odd length, two output groups from 5 input channels, x
+/// rows of 8 pairs; their forward pass with one output channel: the last layer's 16 -> 1, an
+/// x row of 3, rows of 8 groups, and a 'valid' layer and one of 32 channels (not taken).
+/// ReLU on and off, outputs starting as NaN. On an adapter
 /// without subgroups of one width the variant changes nothing, which the test checks
 /// instead.
 #[test]
@@ -2256,33 +2258,48 @@ fn conv2d_cpu_lanes_gives_the_same_bits() {
     // channels (stored lane by lane), x rows of 8 pairs; and one output channel, which takes
     // neither.
     let up = |n, h, w, ci, co, padding| Upsampled(shape(n, h, w, ci, co, padding));
+    // With one output channel, the forward pass: the last layer's 16 -> 1 (4 groups of
+    // UP_ROW x pixels a row, the last half full), an x row of 3 (one group, 8 rows per
+    // subgroup), rows of 8 groups (every lane busy); a 'valid' one and one of 32 channels
+    // take neither.
     let upsampled = [
-        (up(2, 16, 16, 8, 16, valid), true),
-        (up(3, 8, 8, 8, 8, same), true),
-        (up(3, 10, 6, 4, 4, same), true),
-        (up(2, 6, 4, 5, 20, same), true),
-        (up(1, 4, 32, 8, 4, same), true),
-        (up(2, 28, 28, 16, 1, same), false),
+        (up(2, 16, 16, 8, 16, valid), false, true),
+        (up(3, 8, 8, 8, 8, same), false, true),
+        (up(3, 10, 6, 4, 4, same), false, true),
+        (up(2, 6, 4, 5, 20, same), false, true),
+        (up(1, 4, 32, 8, 4, same), false, true),
+        (up(2, 28, 28, 16, 1, same), true, false),
+        (up(3, 10, 6, 4, 1, same), true, false),
+        (up(1, 4, 64, 8, 1, same), true, false),
+        (up(2, 8, 10, 8, 1, valid), false, false),
+        (up(1, 8, 8, 32, 1, same), false, false),
     ];
+    // (The row a lane's invocation walks: its pairs, or UP_ROW x pixels with one output
+    // channel under an upsampling.)
     let cases = cases
         .into_iter()
-        .map(|(s, fwd, bin)| (TexCase::plain(s), fwd, bin, s.w))
-        .chain(
-            upsampled
-                .into_iter()
-                .map(|(u, bin)| (TexCase::upsampled(u), false, bin, u.0.w / 2)),
-        );
+        .map(|(s, fwd, bin)| (TexCase::plain(s), fwd, bin, s.w.div_ceil(2)))
+        .chain(upsampled.into_iter().map(|(u, fwd, bin)| {
+            let per_lane = if u.0.co == 1 { 4 } else { 2 };
+            (
+                TexCase::upsampled(u),
+                fwd,
+                bin,
+                (u.0.w / 2).div_ceil(per_lane),
+            )
+        }));
     let width = with.subgroup_lanes();
     let entries = [
         "forward_lanes",
         "backward_input_lanes",
+        "forward_up_lanes",
         "backward_input_up_lanes",
     ];
-    let mut ran = [0; 3];
-    for (k, (case, fwd, bin, row)) in cases.enumerate() {
-        let fits = width.is_some_and(|w| row.div_ceil(2) <= w && 128 % w == 0);
+    let mut ran = [0; 4];
+    for (k, (case, fwd, bin, lanes)) in cases.enumerate() {
+        let fits = width.is_some_and(|w| lanes <= w && 128 % w == 0);
         let up = case.input == Input::Upsampled2x;
-        let want = [fwd, bin && !up, bin && up].map(|w| w && fits);
+        let want = [fwd && !up, bin && !up, fwd && up, bin && up].map(|w| w && fits);
         for relu in [false, true] {
             let what = format!("{case:?} relu={relu} subgroups {width:?}");
             let (a, before) = case.run(&without, relu, 1700 + k as u64);
@@ -2306,7 +2323,7 @@ fn conv2d_cpu_lanes_gives_the_same_bits() {
         with.name()
     );
     assert!(
-        !cpu_vulkan || ran == [12, 14, 10],
+        !cpu_vulkan || ran == [12, 14, 6, 10],
         "the lanes entry points ran {ran:?} times on {}",
         with.name()
     );

@@ -325,7 +325,7 @@ pub fn forward(
     let lanes = lanes(gpu, label, s, fold, true);
     let grids = match lanes {
         Some(width) => vec![(
-            lanes_invocations(s, fold, width),
+            lanes_invocations(s, fold, true, width),
             vec![("LANES", width as f64)],
         )],
         None => grids,
@@ -343,10 +343,10 @@ pub fn forward(
                 gpu,
                 Launch {
                     shader: Shader::CpuConv2d,
-                    entry: if lanes.is_some() {
-                        "forward_lanes"
-                    } else {
-                        "forward"
+                    entry: match (lanes, fold) {
+                        (Some(_), Fold::Upsample) => "forward_up_lanes",
+                        (Some(_), _) => "forward_lanes",
+                        (None, _) => "forward",
                     },
                     kernel: "conv2d.forward",
                     label,
@@ -400,39 +400,45 @@ fn up_pairs(gpu: &Gpu, label: &str, s: &Conv2dShape, fold: &Fold<'_>) -> bool {
     gpu.folds_at(label).reuse && matches!(fold, Fold::Upsample) && shape
 }
 
-/// The subgroup width a layer's pairs of pixels share their window's columns across under
-/// `lanes`, on an adapter whose subgroups have one width that holds a row's pairs: on a
-/// layer with no fold that pads 'same', `forward_lanes` where the forward pass takes
+/// The subgroup width a layer's invocations share their window's columns across under
+/// `lanes`, on an adapter whose subgroups have one width that holds a row's invocations:
+/// on a layer with no fold that pads 'same', `forward_lanes` where the forward pass takes
 /// [`pairs`] (its input channels whole vec4s) and `backward_input_lanes` where the output
-/// channels are whole vec4s; on an upsampled layer with at most 8 input channels and output
-/// channels a multiple of 4, `backward_input_up_lanes` (UP_PAIR's sums, [`up_pairs`]).
+/// channels are whole vec4s; on an upsampled layer, `backward_input_up_lanes` with at most 8
+/// input channels and output channels a multiple of 4 (UP_PAIR's sums, [`up_pairs`]) and
+/// `forward_up_lanes` with one output channel, 4 to 16 input channels a multiple of 4 and
+/// 'same' padding (UP_ROW pixels per lane).
 fn lanes(gpu: &Gpu, label: &str, s: &Conv2dShape, fold: &Fold<'_>, forward: bool) -> Option<u32> {
     let width = gpu.subgroup_lanes()?;
-    let (_, w) = lanes_rows(s, fold);
-    let fits = w.div_ceil(2) <= width && CPU_WG.is_multiple_of(width as u64);
+    let (_, w, per_lane) = lanes_rows(s, fold, forward);
+    let fits = w.div_ceil(per_lane) <= width && CPU_WG.is_multiple_of(width as u64);
     let shape = match (forward, fold) {
         (true, Fold::None) => pairs(s, fold) && s.ci.is_multiple_of(4) && s.pad() == 1,
         (false, Fold::None) => s.co.is_multiple_of(4) && s.pad() == 1,
-        // UP_PAIR's vec4 form (`backward_input_up_lanes`), either padding.
+        // ('Same': a lane's UP_ROW outputs' x pixels are the row's, every one some lane's.)
+        (true, Fold::Upsample) => s.co == 1 && s.ci.is_multiple_of(4) && s.ci <= 16 && s.pad() == 1,
         (false, Fold::Upsample) => s.ci <= 8 && s.co.is_multiple_of(4),
         _ => false,
     };
     (gpu.folds_at(label).lanes && shape && fits).then_some(width)
 }
 
-/// The rows `lanes` walks, in pairs of pixels: x's (the half-size ones under an upsampling).
-fn lanes_rows(s: &Conv2dShape, fold: &Fold<'_>) -> (u32, u32) {
-    match fold {
-        Fold::Upsample => (s.h / 2, s.w / 2),
-        _ => (s.h, s.w),
+/// The rows `lanes` walks (a batch image's count, their length) and the pixels of a row per
+/// lane: x's rows in pairs, but under an upsampling its half-size ones (the forward pass's
+/// single output channel UP_ROW of them per lane).
+fn lanes_rows(s: &Conv2dShape, fold: &Fold<'_>, forward: bool) -> (u32, u32, u32) {
+    match (fold, forward) {
+        (Fold::Upsample, true) => (s.out_hw().0 / 2, s.out_hw().1 / 2, UP_ROW as u32),
+        (Fold::Upsample, false) => (s.h / 2, s.w / 2, 2),
+        _ => (s.h, s.w, 2),
     }
 }
 
-/// Invocations for `lanes`: whole rows of pixels in pairs, `width / pairs` rows per
+/// Invocations for `lanes`: whole rows, `width / (row length / per lane)` of them per
 /// subgroup (the lanes past them idle).
-fn lanes_invocations(s: &Conv2dShape, fold: &Fold<'_>, width: u32) -> u64 {
-    let (h, w) = lanes_rows(s, fold);
-    let rows_per = width / w.div_ceil(2);
+fn lanes_invocations(s: &Conv2dShape, fold: &Fold<'_>, forward: bool, width: u32) -> u64 {
+    let (h, w, per_lane) = lanes_rows(s, fold, forward);
+    let rows_per = width / w.div_ceil(per_lane);
     (s.n as u64 * h as u64).div_ceil(rows_per as u64) * width as u64
 }
 
@@ -554,7 +560,7 @@ pub fn backward_input(
         // Under LANES whole rows of x per subgroup, a pair per lane.
         (Fold::None | Fold::Upsample, Some(width)) => {
             vec![(
-                lanes_invocations(s, fold, width),
+                lanes_invocations(s, fold, false, width),
                 vec![("LANES", width as f64)],
             )]
         }
