@@ -512,16 +512,10 @@ fn forward_up_lanes(@builtin(workgroup_id) wid: vec3<u32>,
     load_weights4_up_single(lid);
     let fh = max(HO / 2u, 1u);
     let fw = max(WO / 2u, 1u);
-    let groups = (fw + UP_ROW - 1u) / UP_ROW;
-    let rows_per = max(LANES / groups, 1u);
-    let subgroup = (wid.y * nwg.x + wid.x) * (CPU_WG / LANES) + sg;
-    let r = lane / groups;
-    let fx0 = UP_ROW * (lane % groups);
-    let rows = p.n * fh;
-    let live = r < rows_per && subgroup * rows_per + r < rows;
-    let row = min(subgroup * rows_per + r, rows - 1u);
-    let fy = row % fh;
-    let b = row / fh;
+    let at = lane_place(wid, nwg, sg, lane, fw, UP_ROW, p.n * fh);
+    let fx0 = at.first;
+    let fy = at.row % fh;
+    let b = at.row / fh;
     var k0: Acc4;
     var k1: Acc4;
     var k2: Acc4;
@@ -529,7 +523,7 @@ fn forward_up_lanes(@builtin(workgroup_id) wid: vec3<u32>,
     up_lanes_fwd_row(-1, b, fy, fx0, lane, &k0, &k1, &k2, &k3);
     up_lanes_fwd_row(0, b, fy, fx0, lane, &k0, &k1, &k2, &k3);
     up_lanes_fwd_row(1, b, fy, fx0, lane, &k0, &k1, &k2, &k3);
-    if (live) {
+    if (at.live) {
         up_row_store(b, fy, fx0, 0u, fw, k0);
         up_row_store(b, fy, fx0, 1u, fw, k1);
         up_row_store(b, fy, fx0, 2u, fw, k2);
@@ -547,15 +541,6 @@ fn xcol_load(pix: u32) -> Col4 {
     return c;
 }
 
-fn xcol_shuffled(c: Col4, lane: u32) -> Col4 {
-    var o = c;
-    o.g0 = subgroupShuffle(c.g0, lane);
-    if (CI > 4u) { o.g1 = subgroupShuffle(c.g1, lane); }
-    if (CI > 8u) { o.g2 = subgroupShuffle(c.g2, lane); }
-    if (CI > 12u) { o.g3 = subgroupShuffle(c.g3, lane); }
-    return o;
-}
-
 // Row offset ny: x row fy + ny, columns fx0 - 1 .. fx0 + UP_ROW, in fwd_up_row's order.
 fn up_lanes_fwd_row(ny: i32, b: u32, fy: u32, fx0: u32, lane: u32, k0: ptr<function, Acc4>,
                     k1: ptr<function, Acc4>, k2: ptr<function, Acc4>, k3: ptr<function, Acc4>) {
@@ -568,14 +553,12 @@ fn up_lanes_fwd_row(ny: i32, b: u32, fy: u32, fx0: u32, lane: u32, k0: ptr<funct
     let c1 = xcol_load(at + tap_at(x0 + 1, XW));
     let c2 = xcol_load(at + tap_at(x0 + 2, XW));
     let c3 = xcol_load(at + tap_at(x0 + 3, XW));
-    let before = select(lane - 1u, 0u, lane == 0u);
-    let after = min(lane + 1u, LANES - 1u);
     // Left of the row's start the clamped pixel is column 0, ours c0; right of its end
     // column XW - 1, ours at XW - 1 - fx0.
-    let left = col_select(xcol_shuffled(c3, before), c0, fx0 == 0u);
+    let left = col_select(col_shuffled(c3, lane_before(lane), CI), c0, fx0 == 0u);
     let e = min(XW - 1u - min(fx0, XW - 1u), 3u);
     let ours = col_select(col_select(c0, c1, e == 1u), col_select(c2, c3, e == 3u), e >= 2u);
-    let right = col_select(xcol_shuffled(c0, after), ours, fx0 + UP_ROW >= XW);
+    let right = col_select(col_shuffled(c0, lane_after(lane), CI), ours, fx0 + UP_ROW >= XW);
     up_lanes_fwd_at(ny, -1, ys * inside_at(x0 - 1, XW), left, k0, k1, k2, k3);
     up_lanes_fwd_at(ny, 0, ys * inside_at(x0, XW), c0, k0, k1, k2, k3);
     up_lanes_fwd_at(ny, 1, ys * inside_at(x0 + 1, XW), c1, k0, k1, k2, k3);
@@ -923,22 +906,42 @@ fn pair_chan(ky: u32, col: u32, c: u32, xv: f32, acc: ptr<function, Acc4>) {
 // scaled by its mask as there: the same terms in the same order, the same bits.
 override LANES: u32 = 8u;
 
+// A lane's place under LANES: a row of `len` pixels takes ceil(len / per_lane) lanes, a
+// subgroup LANES / that many whole rows (at least 1: every entry point is compiled for
+// every shape); `row` is the lane's (clamped into the `rows` there are), `first` its first
+// pixel, and `live` whether it has a row to store (not a lane past the subgroup's rows, nor
+// past the batch's).
+struct LanePlace { row: u32, first: u32, live: bool }
+
+fn lane_place(wid: vec3<u32>, nwg: vec3<u32>, sg: u32, lane: u32, len: u32, per_lane: u32,
+              rows: u32) -> LanePlace {
+    let lanes_a_row = (len + per_lane - 1u) / per_lane;
+    let rows_per = max(LANES / lanes_a_row, 1u);
+    let r = lane / lanes_a_row;
+    let row = ((wid.y * nwg.x + wid.x) * (CPU_WG / LANES) + sg) * rows_per + r;
+    return LanePlace(min(row, rows - 1u), per_lane * (lane % lanes_a_row),
+                     r < rows_per && row < rows);
+}
+
+// The lanes before and after `lane`, clamped at the subgroup's ends (whose lanes take a
+// column of their own there instead: the row's edge).
+fn lane_before(lane: u32) -> u32 {
+    return select(lane - 1u, 0u, lane == 0u);
+}
+
+fn lane_after(lane: u32) -> u32 {
+    return min(lane + 1u, LANES - 1u);
+}
+
 @compute @workgroup_size(CPU_WG)
 fn forward_lanes(@builtin(workgroup_id) wid: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32,
                  @builtin(num_workgroups) nwg: vec3<u32>, @builtin(subgroup_id) sg: u32,
                  @builtin(subgroup_invocation_id) lane: u32) {
-    let pairs = (WO + 1u) / 2u;
-    // (At least 1: the entry point is compiled for every shape the launcher gives it.)
-    let rows_per = max(LANES / pairs, 1u);
-    let subgroup = (wid.y * nwg.x + wid.x) * (CPU_WG / LANES) + sg;
-    let r = lane / pairs;
-    let ox0 = 2u * (lane % pairs);
-    let rows = p.n * HO;
-    let row = min(subgroup * rows_per + r, rows - 1u);
-    let live = r < rows_per && subgroup * rows_per + r < rows;
-    let oy = row % HO;
-    let b = row / HO;
+    let at = lane_place(wid, nwg, sg, lane, WO, 2u, p.n * HO);
+    let ox0 = at.first;
+    let oy = at.row % HO;
+    let b = at.row / HO;
     var acc: Acc4;
     acc.a0 = bias4(0u);
     acc.a1 = bias4(4u);
@@ -946,7 +949,7 @@ fn forward_lanes(@builtin(workgroup_id) wid: vec3<u32>,
     acc.a3 = acc.a1;
     lanes_group(lid, 0u, b, oy, ox0, lane, &acc);
     if (CI > GROUP) { lanes_group(lid, 1u, b, oy, ox0, lane, &acc); }
-    if (live) {
+    if (at.live) {
         let pix = (b * HO + oy) * WO + ox0;
         store4(pix * CO, 0u, 0u, acc.a0);
         if (GCO > 4u) { store4(pix * CO, 0u, 1u, acc.a1); }
@@ -971,8 +974,8 @@ fn lanes_row(ky: u32, cg: u32, b: u32, oy: u32, ox0: u32, lane: u32, acc: ptr<fu
     let ys = inside_at(iy, H);
     let pa = x_pixel(b, tap_at(iy, H), tap_at(i32(ox0), W)) * (CI / 4u) + GROUP / 4u * cg;
     let pb = x_pixel(b, tap_at(iy, H), tap_at(i32(ox0) + 1, W)) * (CI / 4u) + GROUP / 4u * cg;
-    let before = select(lane - 1u, 0u, lane == 0u);
-    let after = min(lane + 1u, LANES - 1u);
+    let before = lane_before(lane);
+    let after = lane_after(lane);
     let first = ox0 == 0u;
     let last = ox0 + 2u >= W;
     let k0 = ys * inside_at(i32(ox0) - 1, W);
@@ -1617,23 +1620,17 @@ fn backward_input_lanes(@builtin(workgroup_id) wid: vec3<u32>,
                         @builtin(num_workgroups) nwg: vec3<u32>, @builtin(subgroup_id) sg: u32,
                         @builtin(subgroup_invocation_id) lane: u32) {
     let cg = group_at(wid.z, CI);
-    let pairs = (W + 1u) / 2u;
-    let rows_per = max(LANES / pairs, 1u);
-    let subgroup = (wid.y * nwg.x + wid.x) * (CPU_WG / LANES) + sg;
-    let r = lane / pairs;
-    let ix = 2u * (lane % pairs);
-    let rows = p.n * H;
-    let live = r < rows_per && subgroup * rows_per + r < rows;
-    let row = min(subgroup * rows_per + r, rows - 1u);
-    let iy = row % H;
-    let b = row / H;
+    let at = lane_place(wid, nwg, sg, lane, W, 2u, p.n * H);
+    let ix = at.first;
+    let iy = at.row % H;
+    let b = at.row / H;
     var acc: Acc4;
     var acc_b: Acc4;
     load_weights4_t(lid, GROUP * cg, GCI4, GROUP * OG, GCO);
     bin_lanes_row(0u, b, iy, ix, lane, &acc, &acc_b);
     bin_lanes_row(1u, b, iy, ix, lane, &acc, &acc_b);
     bin_lanes_row(2u, b, iy, ix, lane, &acc, &acc_b);
-    if (live) {
+    if (at.live) {
         let pix = (b * H + iy) * W + ix;
         store_dx_pixel(pix * CI, cg, acc);
         if (ix + 1u < W) { store_dx_pixel((pix + 1u) * CI, cg, acc_b); }
@@ -1643,12 +1640,13 @@ fn backward_input_lanes(@builtin(workgroup_id) wid: vec3<u32>,
 // A column's gradient blocks (up to four vec4s of output channels), loaded or handed over.
 struct Col4 { g0: vec4<f32>, g1: vec4<f32>, g2: vec4<f32>, g3: vec4<f32> }
 
-fn col_shuffled(c: Col4, lane: u32) -> Col4 {
+// Lane `lane`'s blocks of c, the first `channels` / 4 (a constant wherever this is called).
+fn col_shuffled(c: Col4, lane: u32, channels: u32) -> Col4 {
     var o = c;
     o.g0 = subgroupShuffle(c.g0, lane);
-    if (GCO > 4u) { o.g1 = subgroupShuffle(c.g1, lane); }
-    if (GCO > 8u) { o.g2 = subgroupShuffle(c.g2, lane); }
-    if (GCO > 12u) { o.g3 = subgroupShuffle(c.g3, lane); }
+    if (channels > 4u) { o.g1 = subgroupShuffle(c.g1, lane); }
+    if (channels > 8u) { o.g2 = subgroupShuffle(c.g2, lane); }
+    if (channels > 12u) { o.g3 = subgroupShuffle(c.g3, lane); }
     return o;
 }
 
@@ -1690,11 +1688,9 @@ fn bin_lanes_row(ky: u32, b: u32, iy: u32, ix: u32, lane: u32, acc: ptr<function
     let m = GROUP / 4u * OG;
     let ma = col_load((at * YW + tap_at(i32(ix), YW)) * (CO / 4u) + m);
     let mb = col_load((at * YW + tap_at(i32(ix) + 1, YW)) * (CO / 4u) + m);
-    let before = select(lane - 1u, 0u, lane == 0u);
-    let after = min(lane + 1u, LANES - 1u);
     // Left of the row's start and right of its end, the clamped column g4_pixel reads.
-    let ml = col_select(col_shuffled(mb, before), ma, ix == 0u);
-    let mr = col_select(col_shuffled(ma, after), mb, ix + 2u >= YW);
+    let ml = col_select(col_shuffled(mb, lane_before(lane), GCO), ma, ix == 0u);
+    let mr = col_select(col_shuffled(ma, lane_after(lane), GCO), mb, ix + 2u >= YW);
     let gl = col_scaled(ml, rk * inside_at(i32(ix) - 1, YW));
     let ga = col_scaled(ma, rk * inside_at(i32(ix), YW));
     let gb = col_scaled(mb, rk * inside_at(i32(ix) + 1, YW));
@@ -1730,23 +1726,17 @@ fn backward_input_up_lanes(@builtin(workgroup_id) wid: vec3<u32>,
                            @builtin(subgroup_id) sg: u32,
                            @builtin(subgroup_invocation_id) lane: u32) {
     let cg = group_at(wid.z, CI);
-    let pairs = (BW + 1u) / 2u;
-    let rows_per = max(LANES / pairs, 1u);
-    let subgroup = (wid.y * nwg.x + wid.x) * (CPU_WG / LANES) + sg;
-    let r = lane / pairs;
-    let sx = 2u * (lane % pairs);
-    let rows = p.n * BH;
-    let live = r < rows_per && subgroup * rows_per + r < rows;
-    let row = min(subgroup * rows_per + r, rows - 1u);
-    let sy = row % BH;
-    let b = row / BH;
+    let at = lane_place(wid, nwg, sg, lane, BW, 2u, p.n * BH);
+    let sx = at.first;
+    let sy = at.row % BH;
+    let b = at.row / BH;
     var acc: Acc4;
     load_weights4_up_t(lid, GROUP * cg, GCI4, GROUP * OG, GCO);
     up_lanes_row(0u, b, sy, sx, lane, &acc);
     up_lanes_row(1u, b, sy, sx, lane, &acc);
     up_lanes_row(2u, b, sy, sx, lane, &acc);
     up_lanes_row(3u, b, sy, sx, lane, &acc);
-    if (live) {
+    if (at.live) {
         let pix = (b * BH + sy) * BW + sx;
         store_dx4(pix * CI, cg, 0u, acc.a0);
         if (GCI > 4u) { store_dx4(pix * CI, cg, 1u, acc.a1); }
@@ -1768,10 +1758,8 @@ fn up_lanes_row(ty: u32, b: u32, sy: u32, sx: u32, lane: u32, acc: ptr<function,
     let m2 = col_load((at * YW + tap_at(c0 + 2, YW)) * (CO / 4u) + m);
     let m3 = col_load((at * YW + tap_at(c0 + 3, YW)) * (CO / 4u) + m);
     let m4 = col_load((at * YW + tap_at(c0 + 4, YW)) * (CO / 4u) + m);
-    let before = select(lane - 1u, 0u, lane == 0u);
-    let after = min(lane + 1u, LANES - 1u);
-    let m0 = col_select(col_shuffled(m4, before), m1, c0 < 0);
-    let m5 = col_select(col_shuffled(m1, after), m4, c0 + 5 >= i32(YW));
+    let m0 = col_select(col_shuffled(m4, lane_before(lane), GCO), m1, c0 < 0);
+    let m5 = col_select(col_shuffled(m1, lane_after(lane), GCO), m4, c0 + 5 >= i32(YW));
     let g0 = col_scaled(m0, rk * inside_at(c0, YW));
     let g1 = col_scaled(m1, rk * inside_at(c0 + 1, YW));
     let g2 = col_scaled(m2, rk * inside_at(c0 + 2, YW));
