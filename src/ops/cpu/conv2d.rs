@@ -321,7 +321,6 @@ pub fn forward(
         Fold::Take(t) => vec![(small_pixels(s, t), vec![])],
         Fold::Insert(_) => phase_grids(s.n, ho, wo),
     };
-    let share = grids.len() as u64;
     let lanes = lanes(gpu, label, s, fold, true);
     let grids = match lanes {
         Some(width) => vec![(
@@ -330,6 +329,7 @@ pub fn forward(
         )],
         None => grids,
     };
+    let share = grids.len() as u64;
     let tex = textures(gpu, label, &[(17, x, s.ci.is_multiple_of(4))])?;
     let mut base = with_tex(constants(s, fold, false), &tex);
     base.push(("PAIR", pairs(s, fold) as u32 as f64));
