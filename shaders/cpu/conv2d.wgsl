@@ -531,13 +531,14 @@ fn forward_up_lanes(@builtin(workgroup_id) wid: vec3<u32>,
     }
 }
 
-// x pixel `pix`'s channels, raw, four vec4s at most (CI a multiple of 4, at most 16).
-fn xcol_load(pix: u32) -> Col4 {
+// `channels` of x from vec4 index `at` (a pixel's first, or its group's), raw, four vec4s
+// at most (CI a multiple of 4; `channels` a constant wherever this is called).
+fn xcol_load(at: u32, channels: u32) -> Col4 {
     var c: Col4;
-    c.g0 = x4_load(pix * (CI / 4u));
-    if (CI > 4u) { c.g1 = x4_load(pix * (CI / 4u) + 1u); }
-    if (CI > 8u) { c.g2 = x4_load(pix * (CI / 4u) + 2u); }
-    if (CI > 12u) { c.g3 = x4_load(pix * (CI / 4u) + 3u); }
+    c.g0 = x4_load(at);
+    if (channels > 4u) { c.g1 = x4_load(at + 1u); }
+    if (channels > 8u) { c.g2 = x4_load(at + 2u); }
+    if (channels > 12u) { c.g3 = x4_load(at + 3u); }
     return c;
 }
 
@@ -549,10 +550,10 @@ fn up_lanes_fwd_row(ny: i32, b: u32, fy: u32, fx0: u32, lane: u32, k0: ptr<funct
     let ys = inside_at(sy, XH);
     let at = (b * XH + tap_at(sy, XH)) * XW;
     let x0 = i32(fx0);
-    let c0 = xcol_load(at + tap_at(x0, XW));
-    let c1 = xcol_load(at + tap_at(x0 + 1, XW));
-    let c2 = xcol_load(at + tap_at(x0 + 2, XW));
-    let c3 = xcol_load(at + tap_at(x0 + 3, XW));
+    let c0 = xcol_load((at + tap_at(x0, XW)) * (CI / 4u), CI);
+    let c1 = xcol_load((at + tap_at(x0 + 1, XW)) * (CI / 4u), CI);
+    let c2 = xcol_load((at + tap_at(x0 + 2, XW)) * (CI / 4u), CI);
+    let c3 = xcol_load((at + tap_at(x0 + 3, XW)) * (CI / 4u), CI);
     // Left of the row's start the clamped pixel is column 0, ours c0; right of its end
     // column XW - 1, ours at XW - 1 - fx0.
     let left = col_select(col_shuffled(c3, lane_before(lane), CI), c0, fx0 == 0u);
@@ -974,48 +975,29 @@ fn lanes_row(ky: u32, cg: u32, b: u32, oy: u32, ox0: u32, lane: u32, acc: ptr<fu
     let ys = inside_at(iy, H);
     let pa = x_pixel(b, tap_at(iy, H), tap_at(i32(ox0), W)) * (CI / 4u) + GROUP / 4u * cg;
     let pb = x_pixel(b, tap_at(iy, H), tap_at(i32(ox0) + 1, W)) * (CI / 4u) + GROUP / 4u * cg;
-    let before = lane_before(lane);
-    let after = lane_after(lane);
-    let first = ox0 == 0u;
-    let last = ox0 + 2u >= W;
-    let k0 = ys * inside_at(i32(ox0) - 1, W);
-    let k1 = ys * inside_at(i32(ox0), W);
-    let k2 = ys * inside_at(i32(ox0) + 1, W);
-    let k3 = ys * inside_at(i32(ox0) + 2, W);
-    let n4 = group_len(CI, cg) / 4u;
-    let a0 = x4_load(pa);
-    let b0 = x4_load(pb);
-    var a1 = a0;
-    var b1 = b0;
-    var a2 = a0;
-    var b2 = b0;
-    var a3 = a0;
-    var b3 = b0;
-    if (n4 > 1u) { a1 = x4_load(pa + 1u); b1 = x4_load(pb + 1u); }
-    if (n4 > 2u) { a2 = x4_load(pa + 2u); b2 = x4_load(pb + 2u); }
-    if (n4 > 3u) { a3 = x4_load(pa + 3u); b3 = x4_load(pb + 3u); }
-    // Column 0: the lane before's second pixel (at the row's start the clamped one, ours).
-    lanes_col(ky, 0u, 0u, k0 * select(subgroupShuffle(b0, before), a0, first), acc);
-    if (n4 > 1u) { lanes_col(ky, 0u, 1u, k0 * select(subgroupShuffle(b1, before), a1, first), acc); }
-    if (n4 > 2u) { lanes_col(ky, 0u, 2u, k0 * select(subgroupShuffle(b2, before), a2, first), acc); }
-    if (n4 > 3u) { lanes_col(ky, 0u, 3u, k0 * select(subgroupShuffle(b3, before), a3, first), acc); }
-    lanes_col(ky, 1u, 0u, k1 * a0, acc);
-    if (n4 > 1u) { lanes_col(ky, 1u, 1u, k1 * a1, acc); }
-    if (n4 > 2u) { lanes_col(ky, 1u, 2u, k1 * a2, acc); }
-    if (n4 > 3u) { lanes_col(ky, 1u, 3u, k1 * a3, acc); }
-    lanes_col(ky, 2u, 0u, k2 * b0, acc);
-    if (n4 > 1u) { lanes_col(ky, 2u, 1u, k2 * b1, acc); }
-    if (n4 > 2u) { lanes_col(ky, 2u, 2u, k2 * b2, acc); }
-    if (n4 > 3u) { lanes_col(ky, 2u, 3u, k2 * b3, acc); }
-    // Column 3: the lane after's first pixel (past the row's end the clamped one, our second).
-    lanes_col(ky, 3u, 0u, k3 * select(subgroupShuffle(a0, after), b0, last), acc);
-    if (n4 > 1u) { lanes_col(ky, 3u, 1u, k3 * select(subgroupShuffle(a1, after), b1, last), acc); }
-    if (n4 > 2u) { lanes_col(ky, 3u, 2u, k3 * select(subgroupShuffle(a2, after), b2, last), acc); }
-    if (n4 > 3u) { lanes_col(ky, 3u, 3u, k3 * select(subgroupShuffle(a3, after), b3, last), acc); }
+    let n = group_len(CI, cg);
+    let ca = xcol_load(pa, n);
+    let cb = xcol_load(pb, n);
+    // Column 0: the lane before's second pixel (at the row's start the clamped one, ours);
+    // column 3: the lane after's first (past the row's end the clamped one, our second).
+    let left = col_select(col_shuffled(cb, lane_before(lane), n), ca, ox0 == 0u);
+    let right = col_select(col_shuffled(ca, lane_after(lane), n), cb, ox0 + 2u >= W);
+    lanes_col(ky, 0u, n, col_scaled(left, ys * inside_at(i32(ox0) - 1, W)), acc);
+    lanes_col(ky, 1u, n, col_scaled(ca, ys * inside_at(i32(ox0), W)), acc);
+    lanes_col(ky, 2u, n, col_scaled(cb, ys * inside_at(i32(ox0) + 1, W)), acc);
+    lanes_col(ky, 3u, n, col_scaled(right, ys * inside_at(i32(ox0) + 2, W)), acc);
 }
 
-// Channels 4j..4j+3 of window column `col` into both outputs' sums, as pair_col does.
-fn lanes_col(ky: u32, col: u32, j: u32, q: vec4<f32>, acc: ptr<function, Acc4>) {
+// The `channels` of window column `col` into both outputs' sums, block by block as pair_col
+// adds them.
+fn lanes_col(ky: u32, col: u32, channels: u32, c: Col4, acc: ptr<function, Acc4>) {
+    lanes_block(ky, col, 0u, c.g0, acc);
+    if (channels > 4u) { lanes_block(ky, col, 1u, c.g1, acc); }
+    if (channels > 8u) { lanes_block(ky, col, 2u, c.g2, acc); }
+    if (channels > 12u) { lanes_block(ky, col, 3u, c.g3, acc); }
+}
+
+fn lanes_block(ky: u32, col: u32, j: u32, q: vec4<f32>, acc: ptr<function, Acc4>) {
     pair_chan(ky, col, 4u * j, q.x, acc);
     pair_chan(ky, col, 4u * j + 1u, q.y, acc);
     pair_chan(ky, col, 4u * j + 2u, q.z, acc);
