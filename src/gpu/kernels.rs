@@ -227,7 +227,8 @@ impl FoldSet {
     /// lavapipe dense step's kernels about 20% shorter: BENCHMARKS.md), `textures` (the
     /// kernels it serves 20-28% shorter; with its copies, a traced conv step's span 8% and a
     /// whole epoch 2% in one sitting), `reuse` (the kernels it changes 22-33% shorter:
-    /// BENCHMARKS.md) and `lanes` (the kernels it changes 19-30% shorter: BENCHMARKS.md),
+    /// BENCHMARKS.md) and `lanes` (the kernels it changes 10-33% shorter, one binary with the flag and without:
+    /// BENCHMARKS.md),
     /// whose kernels reduce their own sums and fold the layers they
     /// take by themselves (a 2x upsampling, a strided layer's map): another fold named there
     /// runs the GPU set's kernels for the layers it joins, except an upsampling the CPU set's
