@@ -71,8 +71,8 @@ struct Cli {
     /// gradient through textures, each copied in before the op's first dispatch), reuse
     /// (the cpu set's convolutions load each pixel once for every tap that reads it: a
     /// kernel row's three weight-gradient taps per invocation, a pooled window's or an
-    /// upsampled pixel's 4x4 patch, a layer's input gradient two neighbouring pixels per
-    /// invocation) and lanes (where the adapter's subgroups have one width, the cpu set's
+    /// upsampled pixel's 4x4 patch, the 2x2 pixels an upsampled forward's window reads, a
+    /// layer's input gradient two neighbouring pixels per invocation) and lanes (where the adapter's subgroups have one width, the cpu set's
     /// 'same' convolutions with no fold take two pixels of a row per lane in the forward pass
     /// and input gradient, and its upsampled ones in the input gradient (with one output
     /// channel, the forward pass too), each lane loading

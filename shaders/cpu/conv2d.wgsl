@@ -712,7 +712,66 @@ fn fwd_tap(k: u32, cg: u32, b: u32, oy: i32, ox: i32, acc: ptr<function, Acc4>) 
 // Input group cg's share of every tap, with its kernel slice.
 fn fwd_group(lid: u32, cg: u32, og: u32, b: u32, oy: i32, ox: i32, acc: ptr<function, Acc4>) {
     load_weights4(lid, cg, og);
+    if (UP == 2u && REUSE && CI % 4u == 0u) {
+        fwd_taps_up(cg, b, oy, ox, acc);
+        return;
+    }
     fwd_taps(cg, b, oy, ox, acc);
+}
+
+// UP = 2 under REUSE: the window's 3 x 3 taps read only 2 x 2 x pixels through the
+// upsampling, so each is loaded once (8 vec4 loads for 8 channels, where fwd_taps loads 18).
+// Tap row 0 reads x row sy = floor(y0 / 2) of upsampled row y0 = oy - PAD, row 2 reads
+// sy + 1, row 1 the one of the two its parity says (the same for columns); a pixel is
+// clamped inside as tap_at's, and each tap's value scaled as fwd_tap's: the same bits.
+fn fwd_taps_up(cg: u32, b: u32, oy: i32, ox: i32, acc: ptr<function, Acc4>) {
+    let y0 = oy - i32(PAD);
+    let x0 = ox - i32(PAD);
+    let sy = half_floor(y0);
+    let sx = half_floor(x0);
+    let r0 = (b * XH + u32(clamp(sy, 0, i32(XH) - 1))) * XW;
+    let r1 = (b * XH + u32(clamp(sy + 1, 0, i32(XH) - 1))) * XW;
+    let c0 = u32(clamp(sx, 0, i32(XW) - 1));
+    let c1 = u32(clamp(sx + 1, 0, i32(XW) - 1));
+    let n = group_len(CI, cg);
+    let first = GROUP / 4u * cg;
+    let q00 = xcol_load((r0 + c0) * (CI / 4u) + first, n);
+    let q01 = xcol_load((r0 + c1) * (CI / 4u) + first, n);
+    let q10 = xcol_load((r1 + c0) * (CI / 4u) + first, n);
+    let q11 = xcol_load((r1 + c1) * (CI / 4u) + first, n);
+    let odd_y = (y0 + 2) % 2 == 1;
+    let odd_x = (x0 + 2) % 2 == 1;
+    let q0m = col_select(q00, q01, odd_x);
+    let q1m = col_select(q10, q11, odd_x);
+    let qm0 = col_select(q00, q10, odd_y);
+    let qmm = col_select(q0m, q1m, odd_y);
+    let qm1 = col_select(q01, q11, odd_y);
+    fwd_tap_up(0u, cg, n, y0, x0, q00, acc);
+    fwd_tap_up(1u, cg, n, y0, x0, q0m, acc);
+    fwd_tap_up(2u, cg, n, y0, x0, q01, acc);
+    fwd_tap_up(3u, cg, n, y0, x0, qm0, acc);
+    fwd_tap_up(4u, cg, n, y0, x0, qmm, acc);
+    fwd_tap_up(5u, cg, n, y0, x0, qm1, acc);
+    fwd_tap_up(6u, cg, n, y0, x0, q10, acc);
+    fwd_tap_up(7u, cg, n, y0, x0, q1m, acc);
+    fwd_tap_up(8u, cg, n, y0, x0, q11, acc);
+}
+
+// Tap k of fwd_taps_up with its x pixel's `channels` in c, scaled by 0 where it reads padding.
+fn fwd_tap_up(k: u32, cg: u32, channels: u32, y0: i32, x0: i32, c: Col4, acc: ptr<function, Acc4>) {
+    let keep = inside_at(y0 + i32(k / 3u), H) * inside_at(x0 + i32(k % 3u), W);
+    fwd_block(k, 0u, keep * c.g0, acc);
+    if (channels > 4u) { fwd_block(k, 1u, keep * c.g1, acc); }
+    if (channels > 8u) { fwd_block(k, 2u, keep * c.g2, acc); }
+    if (channels > 12u) { fwd_block(k, 3u, keep * c.g3, acc); }
+}
+
+// Channels 4j..4j+3 of tap k's x value q into the sums, as fwd_tap adds them.
+fn fwd_block(k: u32, j: u32, q: vec4<f32>, acc: ptr<function, Acc4>) {
+    fwd_chan(k * GCI + 4u * j, q.x, acc);
+    fwd_chan(k * GCI + 4u * j + 1u, q.y, acc);
+    fwd_chan(k * GCI + 4u * j + 2u, q.z, acc);
+    fwd_chan(k * GCI + 4u * j + 3u, q.w, acc);
 }
 
 // Every tap of output pixel (b, oy, ox) over input group cg, with its loaded slice.

@@ -2171,6 +2171,7 @@ fn conv2d_cpu_reuse_gives_the_same_bits() {
     // the last layer's 16 -> 1, 5 channels stored lane by lane ('valid'), an odd row, and two
     // input groups (the denoising model's 32 -> 1).
     let up_pairs = cases.len()..cases.len() + 7;
+    let up_pairs_first = up_pairs.start;
     cases.extend([
         up(2, 16, 16, 8, 16, valid),
         up(3, 10, 6, 4, 4, same),
@@ -2187,7 +2188,21 @@ fn conv2d_cpu_reuse_gives_the_same_bits() {
             pool: Some(pool),
         })
     };
+    let patched = cases.len()..cases.len() + 2;
     cases.extend([pooled(2, 28, 28, 16, same), pooled(2, 7, 9, 20, same)]);
+    // Forward passes through an upsampling with more than 8 output channels and input
+    // channels a multiple of 4: the 2x2 x pixels a window reads loaded once each (REUSE). The
+    // decoder's 8 -> 16 above, and 'same' layers: 12 outputs (pairs in the input gradient
+    // too), two input groups (20 -> 12) and two output groups (8 -> 20, rows of x of odd
+    // length).
+    let up_windows = cases.len()..cases.len() + 3;
+    cases.extend([
+        up(2, 6, 8, 4, 12, same),
+        up(2, 4, 6, 20, 12, same),
+        up(1, 10, 6, 8, 20, same),
+    ]);
+    let up_pairs =
+        |k: usize| up_pairs.contains(&k) || (up_windows.contains(&k) && cases[k].s.ci <= 8);
     let rows = plain.len();
     for (k, case) in cases.iter().enumerate() {
         for relu in [false, true] {
@@ -2207,11 +2222,16 @@ fn conv2d_cpu_reuse_gives_the_same_bits() {
             for pairs in ["UP_PAIR=1", "BIN_PAIR=1"] {
                 assert!(!has(&before, pairs), "{what}: {before:?}");
             }
-            assert_eq!(
-                has(&after, "UP_PAIR=1"),
-                up_pairs.contains(&k),
-                "{what}: {after:?}"
-            );
+            assert_eq!(has(&after, "UP_PAIR=1"), up_pairs(k), "{what}: {after:?}");
+            // The forward pass's reads once per pixel: the pooled window's patch, and through
+            // an upsampling the decoder's 8 -> 16 and up_windows.
+            let reads_once = |d: &[Launched]| {
+                d.iter()
+                    .any(|(_, e, _, l)| *e == "forward" && l.contains("REUSE=1"))
+            };
+            assert!(!reads_once(&before), "{what}: {before:?}");
+            let once = patched.contains(&k) || k == up_pairs_first || up_windows.contains(&k);
+            assert_eq!(reads_once(&after), once, "{what}: {after:?}");
             assert_eq!(has(&after, "BIN_PAIR=1"), k < rows, "{what}: {after:?}");
             assert_same_outputs(&what, &a, &b);
         }
