@@ -2121,13 +2121,56 @@ fn x_group(pix: u32, j0: u32) -> Acc4 {
     return v;
 }
 
-// One tap's products at one pixel: its x blocks times `scale` (0 where the tap reads padding),
-// times the pixel's gradient g.
-fn bw_tap(xs: Acc4, scale: f32, g: Acc4, acc: ptr<function, AccW>) {
-    bw_block(0u, scale * xs.a0, g.a0, g.a1, g.a2, g.a3, acc);
-    if (GCI > 4u) { bw_block(1u, scale * xs.a1, g.a0, g.a1, g.a2, g.a3, acc); }
-    if (GCI > 8u) { bw_block(2u, scale * xs.a2, g.a0, g.a1, g.a2, g.a3, acc); }
-    if (GCI > 12u) { bw_block(3u, scale * xs.a3, g.a0, g.a1, g.a2, g.a3, acc); }
+// One pixel of backward_params_row's walk: walked pixel r (clamped to the last, `live` 0 past
+// it), the x blocks taps (ky, 0..2) read there, and each tap's scale (0 where it reads
+// padding). Along a row the first two are the last pixel's second and third (`last` its rc,
+// carried1 and carried2 its xs1 and xs2); elsewhere all three are loaded.
+struct RowPixel { rc: u32, live: f32, keep: vec3<f32>, xs0: Acc4, xs1: Acc4, xs2: Acc4 }
+
+fn row_pixel(r: u32, pixels: u32, ky: i32, j0: u32, last: u32, carried1: Acc4, carried2: Acc4) -> RowPixel {
+    var o: RowPixel;
+    o.rc = min(r, pixels - 1u);
+    o.live = select(0.0, 1.0, r < pixels);
+    let ox = o.rc % WO;
+    let iy = i32((o.rc / WO) % HO) + ky - i32(PAD);
+    let row = (o.rc / (WO * HO) * H + tap_at(iy, H)) * W;
+    let ix = i32(ox) - i32(PAD);
+    if (o.rc == last + 1u && ox != 0u) {
+        o.xs0 = carried1;
+        o.xs1 = carried2;
+    } else {
+        o.xs0 = x_group(row + tap_at(ix, W), j0);
+        o.xs1 = x_group(row + tap_at(ix + 1, W), j0);
+    }
+    o.xs2 = x_group(row + tap_at(ix + 2, W), j0);
+    let ys = inside_at(iy, H);
+    o.keep = ys * vec3<f32>(inside_at(ix, W), inside_at(ix + 1, W), inside_at(ix + 2, W));
+    return o;
+}
+
+// Two pixels' products into one tap's sums, each sum taking pixel a's then pixel b's.
+fn bw_tap_two(xa: Acc4, sa: f32, ga: Acc4, xb: Acc4, sb: f32, gb: Acc4, acc: ptr<function, AccW>) {
+    bw_block_two(0u, sa * xa.a0, ga, sb * xb.a0, gb, acc);
+    if (GCI > 4u) { bw_block_two(1u, sa * xa.a1, ga, sb * xb.a1, gb, acc); }
+    if (GCI > 8u) { bw_block_two(2u, sa * xa.a2, ga, sb * xb.a2, gb, acc); }
+    if (GCI > 12u) { bw_block_two(3u, sa * xa.a3, ga, sb * xb.a3, gb, acc); }
+}
+
+fn bw_block_two(j: u32, xa: vec4<f32>, ga: Acc4, xb: vec4<f32>, gb: Acc4, acc: ptr<function, AccW>) {
+    acc_add(acc, j, 0u, outer(xa, ga.a0));
+    acc_add(acc, j, 0u, outer(xb, gb.a0));
+    if (GCO > 4u) {
+        acc_add(acc, j, 1u, outer(xa, ga.a1));
+        acc_add(acc, j, 1u, outer(xb, gb.a1));
+    }
+    if (GCO > 8u) {
+        acc_add(acc, j, 2u, outer(xa, ga.a2));
+        acc_add(acc, j, 2u, outer(xb, gb.a2));
+    }
+    if (GCO > 12u) {
+        acc_add(acc, j, 3u, outer(xa, ga.a3));
+        acc_add(acc, j, 3u, outer(xb, gb.a3));
+    }
 }
 
 fn bw_store_tap(at: u32, k: u32, cg: u32, og: u32, acc: ptr<function, AccW>) {
@@ -2158,29 +2201,22 @@ fn backward_params_row(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_inv
     var xs0: Acc4;
     var xs1: Acc4;
     var xs2: Acc4;
+    // Two pixels a step (CHUNK is even): each sum takes pixel a's product then pixel b's, as
+    // one pixel a step would, but is loaded and stored once for both where its registers
+    // spill (LLVM keeps it between them), which measured ~10% of this kernel on lavapipe.
     var last = 0xffffffffu;
-    for (var t = 0u; t < CHUNK; t++) {
-        let r = chunk * CHUNK + t;
-        let rc = min(r, pixels - 1u);
-        let ox = rc % WO;
-        let iy = i32((rc / WO) % HO) + ky - i32(PAD);
-        let row = (rc / (WO * HO) * H + tap_at(iy, H)) * W;
-        let ix = i32(ox) - i32(PAD);
-        if (rc == last + 1u && ox != 0u) {
-            xs0 = xs1;
-            xs1 = xs2;
-        } else {
-            xs0 = x_group(row + tap_at(ix, W), j0);
-            xs1 = x_group(row + tap_at(ix + 1, W), j0);
-        }
-        xs2 = x_group(row + tap_at(ix + 2, W), j0);
-        last = rc;
-        let g = g_group(rc, m0, select(0.0, 1.0, r < pixels));
-        bacc = add_acc4(bacc, g);
-        let ys = inside_at(iy, H);
-        bw_tap(xs0, ys * inside_at(ix, W), g, &acc0);
-        bw_tap(xs1, ys * inside_at(ix + 1, W), g, &acc1);
-        bw_tap(xs2, ys * inside_at(ix + 2, W), g, &acc2);
+    for (var t = 0u; t < CHUNK; t += 2u) {
+        let a = row_pixel(chunk * CHUNK + t, pixels, ky, j0, last, xs1, xs2);
+        let b = row_pixel(chunk * CHUNK + t + 1u, pixels, ky, j0, a.rc, a.xs1, a.xs2);
+        let ga = g_group(a.rc, m0, a.live);
+        let gb = g_group(b.rc, m0, b.live);
+        bacc = add_acc4(add_acc4(bacc, ga), gb);
+        bw_tap_two(a.xs0, a.keep.x, ga, b.xs0, b.keep.x, gb, &acc0);
+        bw_tap_two(a.xs1, a.keep.y, ga, b.xs1, b.keep.y, gb, &acc1);
+        bw_tap_two(a.xs2, a.keep.z, ga, b.xs2, b.keep.z, gb, &acc2);
+        xs1 = b.xs1;
+        xs2 = b.xs2;
+        last = b.rc;
     }
     if (id < total) {
         let at = chunk * ROWS4 * 4u;
