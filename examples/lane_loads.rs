@@ -51,6 +51,15 @@ fn from_storage_2of8(@builtin(global_invocation_id) gid: vec3<u32>,
     }
     dst[gid.x] = acc;
 }
+// One address for the whole workgroup (from workgroup_id, which the compiler knows is uniform):
+// what a load every lane shares costs.
+@compute @workgroup_size(8)
+fn from_storage_shared(@builtin(global_invocation_id) gid: vec3<u32>,
+                       @builtin(workgroup_id) wid: vec3<u32>) {
+    var acc = vec4<f32>(0.0);
+    for (var i = 0u; i < LOADS; i++) { acc += src[idx(i, wid.x)]; }
+    dst[gid.x] = acc;
+}
 @compute @workgroup_size(8)
 fn from_uniform(@builtin(global_invocation_id) gid: vec3<u32>) {
     var acc = vec4<f32>(0.0);
@@ -173,6 +182,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "no_load",
         "from_storage",
         "from_storage_2of8",
+        "from_storage_shared",
         "from_uniform",
         "from_texture",
         "to_storage",
@@ -201,9 +211,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             cache: None,
         });
         let source = match entry {
-            "from_storage" | "from_storage_2of8" | "shuffle" | "broadcast" => {
-                Some((0, src.as_entire_binding()))
-            }
+            "from_storage"
+            | "from_storage_2of8"
+            | "from_storage_shared"
+            | "shuffle"
+            | "broadcast" => Some((0, src.as_entire_binding())),
             "from_uniform" => Some((2, src.as_entire_binding())),
             "from_texture" => Some((3, wgpu::BindingResource::TextureView(&view))),
             "to_texture" => Some((4, wgpu::BindingResource::TextureView(&written_view))),
