@@ -1773,6 +1773,19 @@ fn backward_input_up_lanes(@builtin(workgroup_id) wid: vec3<u32>,
     let b = at.row / BH;
     var acc: Acc4;
     load_weights4_up_t(lid, GROUP * cg, GCI4, GROUP * OG, GCO);
+    if (CO == 1u) {
+        var acc_b: Acc4;
+        up_lanes_row1(0u, b, sy, sx, lane, &acc, &acc_b);
+        up_lanes_row1(1u, b, sy, sx, lane, &acc, &acc_b);
+        up_lanes_row1(2u, b, sy, sx, lane, &acc, &acc_b);
+        up_lanes_row1(3u, b, sy, sx, lane, &acc, &acc_b);
+        if (at.live) {
+            let pix = (b * BH + sy) * BW + sx;
+            store_dx_pixel(pix * CI, cg, acc);
+            if (sx + 1u < BW) { store_dx_pixel((pix + 1u) * CI, cg, acc_b); }
+        }
+        return;
+    }
     up_lanes_row(0u, b, sy, sx, lane, &acc);
     up_lanes_row(1u, b, sy, sx, lane, &acc);
     up_lanes_row(2u, b, sy, sx, lane, &acc);
@@ -1813,6 +1826,41 @@ fn up_lanes_row(ty: u32, b: u32, sy: u32, sx: u32, lane: u32, acc: ptr<function,
     up_lanes_tap(t + 2u, g2, g4, acc);
     up_lanes_tap(t + 3u, g3, g5, acc);
 }
+
+// up_lanes_row with one output channel (UP_PAIR's bin_grads_pair1 form: pixel sx's sums in
+// acc, sx + 1's in acc_b, input channels any). The lane's columns c = 1..4 are one vec4 of
+// dy where they start a vec4 (DY4_COLS), else four scalar loads.
+fn up_lanes_row1(ty: u32, b: u32, sy: u32, sx: u32, lane: u32, acc: ptr<function, Acc4>,
+                 acc_b: ptr<function, Acc4>) {
+    let oy = 2 * i32(sy) + i32(PAD) - 2 + i32(ty);
+    let rk = inside_at(oy, YH);
+    let at = (b * YH + tap_at(oy, YH)) * YW;
+    let c0 = 2 * i32(sx) + i32(PAD) - 2;
+    var own: vec4<f32>;
+    if (DY4_COLS) {
+        own = dy4_masked((at + u32(c0 + 1)) / 4u);
+    } else {
+        own = vec4<f32>(g_at(at + tap_at(c0 + 1, YW), 1.0), g_at(at + tap_at(c0 + 2, YW), 1.0),
+                        g_at(at + tap_at(c0 + 3, YW), 1.0), g_at(at + tap_at(c0 + 4, YW), 1.0));
+    }
+    let left = select(subgroupShuffle(own.w, lane_before(lane)), own.x, c0 < 0);
+    let right = select(subgroupShuffle(own.x, lane_after(lane)), own.w, c0 + 5 >= i32(YW));
+    let g0 = rk * inside_at(c0, YW) * left;
+    let g1 = rk * inside_at(c0 + 1, YW) * own.x;
+    let g2 = rk * inside_at(c0 + 2, YW) * own.y;
+    let g3 = rk * inside_at(c0 + 3, YW) * own.z;
+    let g4 = rk * inside_at(c0 + 4, YW) * own.w;
+    let g5 = rk * inside_at(c0 + 5, YW) * right;
+    let t = 4u * ty;
+    bin_chan_two(t, 0u, g0, g2, acc, acc_b);
+    bin_chan_two(t + 1u, 0u, g1, g3, acc, acc_b);
+    bin_chan_two(t + 2u, 0u, g2, g4, acc, acc_b);
+    bin_chan_two(t + 3u, 0u, g3, g5, acc, acc_b);
+}
+
+// DY4_COLS: with one output channel, 'same' padding and output rows of a multiple of 4
+// columns, a lane's columns 2sx .. 2sx + 3 (sx even) are dy's vec4 (2sx) / 4 of its row.
+override DY4_COLS: bool = CO == 1u && PAD == 1u && YW % 4u == 0u;
 
 // Folded tap t of both pixels, block by block as bin_grads_pair adds them.
 fn up_lanes_tap(t: u32, ga: Col4, gb: Col4, acc: ptr<function, Acc4>) {

@@ -103,6 +103,18 @@ fn vec4_view(binding: u32, t: &Tensor, channels: u32) -> Option<(u32, &Tensor)> 
     channels.is_multiple_of(4).then_some((binding, t))
 }
 
+/// The channels of dy as [`vec4_view`] takes them for the input gradient: an upsampled layer
+/// with one output channel and 'same' padding whose output rows are whole vec4s reads a
+/// lane's four columns of a row as one (`backward_input_up_lanes`' DY4_COLS).
+fn dy_vec4_channels(s: &Conv2dShape, fold: &Fold<'_>) -> u32 {
+    let rows4 = matches!(fold, Fold::Upsample) && s.pad() == 1 && s.out_hw().1.is_multiple_of(4);
+    if s.co == 1 && rows4 {
+        4
+    } else {
+        s.co
+    }
+}
+
 /// The textures an entry point reads x (binding 17), dy (18) and act (19) through: under
 /// `textures` (the shader's TEX), each tensor it reads four channels at a time. `reads` names
 /// the tensors and whether the kernel reads them so; the others are not bound. A tensor named
@@ -408,8 +420,8 @@ fn up_pairs(gpu: &Gpu, label: &str, s: &Conv2dShape, fold: &Fold<'_>) -> bool {
 /// on a layer with no fold that pads 'same', `forward_lanes` where the forward pass takes
 /// [`pairs`] (its input channels whole vec4s) and `backward_input_lanes` where the output
 /// channels are whole vec4s; on an upsampled layer, `backward_input_up_lanes` with at most 8
-/// input channels and output channels a multiple of 4 (UP_PAIR's sums, [`up_pairs`]) and
-/// `forward_up_lanes` with one output channel, 4 to 16 input channels a multiple of 4 and
+/// input channels and output channels a multiple of 4 (UP_PAIR's sums, [`up_pairs`]) or
+/// one output channel (UP_PAIR's pairs of sums), and `forward_up_lanes` with one output channel, 4 to 16 input channels a multiple of 4 and
 /// 'same' padding (UP_ROW pixels per lane).
 fn lanes(gpu: &Gpu, label: &str, s: &Conv2dShape, fold: &Fold<'_>, forward: bool) -> Option<u32> {
     let width = gpu.subgroup_lanes()?;
@@ -420,7 +432,7 @@ fn lanes(gpu: &Gpu, label: &str, s: &Conv2dShape, fold: &Fold<'_>, forward: bool
         (false, Fold::None) => s.co.is_multiple_of(4) && s.pad() == 1,
         // ('Same': a lane's UP_ROW outputs' x pixels are the row's, every one some lane's.)
         (true, Fold::Upsample) => s.co == 1 && s.ci.is_multiple_of(4) && s.ci <= 16 && s.pad() == 1,
-        (false, Fold::Upsample) => s.ci <= 8 && s.co.is_multiple_of(4),
+        (false, Fold::Upsample) => (s.ci <= 8 && s.co.is_multiple_of(4)) || s.co == 1,
         _ => false,
     };
     (gpu.folds_at(label).lanes && shape && fits).then_some(width)
@@ -611,8 +623,8 @@ pub fn backward_input(
                     params: bytemuck::bytes_of(&p),
                     bindings: &[(2, w), (5, dy), (6, act), (7, dx)]
                         .into_iter()
-                        .chain(vec4_view(13, dy, s.co))
-                        .chain(vec4_view(14, act, s.co))
+                        .chain(vec4_view(13, dy, dy_vec4_channels(s, fold)))
+                        .chain(vec4_view(14, act, dy_vec4_channels(s, fold)))
                         .chain(winners(16, fold))
                         .chain(vec4_view(21, dx, s.ci))
                         .chain(mask.map(|m| (20, m)))
