@@ -1,6 +1,6 @@
 //! What one vec4 load at a per-invocation address costs on the adapter at hand, by where it
-//! comes from: a storage buffer, a uniform buffer or a texture (and a loop with no load, the
-//! baseline); and what a vec4 store costs, to a storage buffer (and as four scalar stores) and
+//! comes from: a storage buffer (and there one f32, and one address for the whole workgroup),
+//! a uniform buffer or a texture (and a loop with no load, the baseline); and what a vec4 store costs, to a storage buffer (and as four scalar stores) and
 //! to a storage texture; a storage load that only 2 of each 8 invocations take; and, where the
 //! adapter has subgroups, what handing a vec4 between invocations costs (`subgroupShuffle` at
 //! a per-invocation lane, `subgroupBroadcast` of one lane). On lavapipe this sets the shape of
@@ -37,6 +37,14 @@ fn from_storage(@builtin(global_invocation_id) gid: vec3<u32>) {
     var acc = vec4<f32>(0.0);
     for (var i = 0u; i < LOADS; i++) { acc += src[idx(i, gid.x)]; }
     dst[gid.x] = acc;
+}
+// One f32 at the same scattered places (dst1, read back): what a scalar load costs beside a
+// vec4's.
+@compute @workgroup_size(8)
+fn from_storage_f32(@builtin(global_invocation_id) gid: vec3<u32>) {
+    var acc = 0.0;
+    for (var i = 0u; i < LOADS; i++) { acc += dst1[4u * idx(i, gid.x)]; }
+    dst1[4u * 4096u + gid.x] = acc;
 }
 // Only 2 of each 8 invocations load (the rest keep a made-up value): what a load inside a
 // branch that few lanes take costs.
@@ -181,6 +189,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let entries = [
         "no_load",
         "from_storage",
+        "from_storage_f32",
         "from_storage_2of8",
         "from_storage_shared",
         "from_uniform",
@@ -219,12 +228,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "from_uniform" => Some((2, src.as_entire_binding())),
             "from_texture" => Some((3, wgpu::BindingResource::TextureView(&view))),
             "to_texture" => Some((4, wgpu::BindingResource::TextureView(&written_view))),
-            "to_storage_f32" => Some((5, dst.as_entire_binding())),
+            "to_storage_f32" | "from_storage_f32" => Some((5, dst.as_entire_binding())),
             _ => None,
         };
         // Every entry but the stores to a texture and to dst1 writes its result to dst.
         let mut entries: Vec<wgpu::BindGroupEntry> =
-            (!matches!(entry, "to_texture" | "to_storage_f32"))
+            (!matches!(entry, "to_texture" | "to_storage_f32" | "from_storage_f32"))
                 .then(|| wgpu::BindGroupEntry {
                     binding: 1,
                     resource: dst.as_entire_binding(),
