@@ -904,6 +904,10 @@ fn forward_pair(lid: u32, id: u32) {
 // Input group cg's share of both outputs: its kernel slice, then the window's 12 pixels.
 fn pair_group(lid: u32, cg: u32, b: u32, oy: u32, ox0: u32, acc: ptr<function, Acc4>) {
     load_weights4(lid, cg, 0u);
+    if (UP == 2u && REUSE && CI % 4u == 0u) {
+        pair_rows_up(cg, b, oy, ox0, acc);
+        return;
+    }
     pair_row(0u, cg, b, oy, ox0, acc);
     pair_row(1u, cg, b, oy, ox0, acc);
     pair_row(2u, cg, b, oy, ox0, acc);
@@ -937,6 +941,59 @@ fn pair_col(ky: u32, col: u32, cg: u32, b: u32, oy: u32, ox0: u32, acc: ptr<func
             pair_chan(ky, col, c, keep * x[pix * CI + GROUP * cg + c], acc);
         }
     }
+}
+
+// UP = 2 under REUSE: the pair's 3 x 4 window reads 2 x 3 x pixels through the upsampling
+// (fwd_taps_up's rows; ox0 is even, so window column col reads x column ox0 / 2 +
+// floor((col - PAD) / 2), at most three), each loaded once: 6 pixel loads where pair_row
+// makes 12. Clamped and scaled as pair_col's, in its order: the same bits.
+fn pair_rows_up(cg: u32, b: u32, oy: u32, ox0: u32, acc: ptr<function, Acc4>) {
+    let y0 = i32(oy) - i32(PAD);
+    let sy = half_floor(y0);
+    let r0 = (b * XH + u32(clamp(sy, 0, i32(XH) - 1))) * XW;
+    let r1 = (b * XH + u32(clamp(sy + 1, 0, i32(XH) - 1))) * XW;
+    let m = i32(ox0 / 2u);
+    let n = group_len(CI, cg);
+    let first = GROUP / 4u * cg;
+    let ca = u32(clamp(m - 1, 0, i32(XW) - 1));
+    let cb = u32(clamp(m, 0, i32(XW) - 1));
+    let cc = u32(clamp(m + 1, 0, i32(XW) - 1));
+    // Column m - 1 only under 'same' padding.
+    var a0: Col4;
+    var a1: Col4;
+    if (PAD == 1u) {
+        a0 = xcol_load((r0 + ca) * (CI / 4u) + first, n);
+        a1 = xcol_load((r1 + ca) * (CI / 4u) + first, n);
+    }
+    let b0 = xcol_load((r0 + cb) * (CI / 4u) + first, n);
+    let b1 = xcol_load((r1 + cb) * (CI / 4u) + first, n);
+    let c0 = xcol_load((r0 + cc) * (CI / 4u) + first, n);
+    let c1 = xcol_load((r1 + cc) * (CI / 4u) + first, n);
+    let odd = (y0 + 2) % 2 == 1;
+    pair_row_up(0u, n, oy, ox0, a0, b0, c0, acc);
+    pair_row_up(1u, n, oy, ox0, col_select(a0, a1, odd), col_select(b0, b1, odd),
+                col_select(c0, c1, odd), acc);
+    pair_row_up(2u, n, oy, ox0, a1, b1, c1, acc);
+}
+
+// Window row ky of pair_rows_up from x columns m - 1, m, m + 1 (xa, xb, xc): under 'same'
+// padding its four columns read xa, xb, xb, xc, under 'valid' xb, xb, xc, xc.
+fn pair_row_up(ky: u32, n: u32, oy: u32, ox0: u32, xa: Col4, xb: Col4, xc: Col4,
+               acc: ptr<function, Acc4>) {
+    let ys = inside_at(i32(oy + ky) - i32(PAD), H);
+    let x0 = i32(ox0) - i32(PAD);
+    if (PAD == 1u) {
+        lanes_col(ky, 0u, n, col_scaled(xa, ys * inside_at(x0, W)), acc);
+    } else {
+        lanes_col(ky, 0u, n, col_scaled(xb, ys * inside_at(x0, W)), acc);
+    }
+    lanes_col(ky, 1u, n, col_scaled(xb, ys * inside_at(x0 + 1, W)), acc);
+    if (PAD == 1u) {
+        lanes_col(ky, 2u, n, col_scaled(xb, ys * inside_at(x0 + 2, W)), acc);
+    } else {
+        lanes_col(ky, 2u, n, col_scaled(xc, ys * inside_at(x0 + 2, W)), acc);
+    }
+    lanes_col(ky, 3u, n, col_scaled(xc, ys * inside_at(x0 + 3, W)), acc);
 }
 
 // Input channel c of the loaded slice at column `col` into both outputs' sums.

@@ -118,8 +118,8 @@ impl fmt::Display for KernelChoice {
 /// loaded it per tap (`reuse`: the same bits): a kernel row's three weight-gradient taps per
 /// invocation, sliding along the row; the 4 x 4 patch a pooled window's or an upsampled
 /// pixel's taps read, in the first layer's pooled forward and the one-channel layers' weight
-/// gradients; the 2 x 2 x pixels an upsampled forward's window reads (more than 8 output
-/// channels); and, where the adapter's subgroups have one width, its 'same' convolutions
+/// gradients; the 2 x 2 x pixels an upsampled forward's window reads (at least 4 output
+/// channels; a pair's 2 x 3 with 4 to 8); and, where the adapter's subgroups have one width, its 'same' convolutions
 /// with no fold taking two pixels of a row per lane in the forward pass and input gradient
 /// (and its upsampled ones in the input gradient, and with one output channel in the
 /// forward pass), each lane loading its own columns of the

@@ -2190,16 +2190,19 @@ fn conv2d_cpu_reuse_gives_the_same_bits() {
     };
     let patched = cases.len()..cases.len() + 2;
     cases.extend([pooled(2, 28, 28, 16, same), pooled(2, 7, 9, 20, same)]);
-    // Forward passes through an upsampling with more than 8 output channels and input
-    // channels a multiple of 4: the 2x2 x pixels a window reads loaded once each (REUSE). The
-    // decoder's 8 -> 16 above, and 'same' layers: 12 outputs (pairs in the input gradient
-    // too), two input groups (20 -> 12) and two output groups (8 -> 20, rows of x of odd
-    // length).
-    let up_windows = cases.len()..cases.len() + 3;
+    // Forward passes through an upsampling with at least 4 output channels and input
+    // channels a multiple of 4: the x pixels a window (4 to 8 outputs: a pair's) reads loaded
+    // once each (REUSE). The decoder's 8 -> 16 and the 4 -> 4 pairs above, and: 12 outputs
+    // (pairs in the input gradient too), two input groups (20 -> 12) and two output groups
+    // (8 -> 20, rows of x of odd length), 'same'; 8 -> 8 pairs, 'valid' (rows of odd length),
+    // and two input groups of pairs (20 -> 8).
+    let up_windows = cases.len()..cases.len() + 5;
     cases.extend([
         up(2, 6, 8, 4, 12, same),
         up(2, 4, 6, 20, 12, same),
         up(1, 10, 6, 8, 20, same),
+        up(2, 8, 10, 8, 8, valid),
+        up(1, 6, 6, 20, 8, same),
     ]);
     let up_pairs =
         |k: usize| up_pairs.contains(&k) || (up_windows.contains(&k) && cases[k].s.ci <= 8);
@@ -2224,13 +2227,21 @@ fn conv2d_cpu_reuse_gives_the_same_bits() {
             }
             assert_eq!(has(&after, "UP_PAIR=1"), up_pairs(k), "{what}: {after:?}");
             // The forward pass's reads once per pixel: the pooled window's patch, and through
-            // an upsampling the decoder's 8 -> 16 and up_windows.
+            // an upsampling with at least 4 output channels and whole vec4s of input ones the
+            // window's x pixels (the decoder's 8 -> 16, the 4 -> 4 pairs and up_windows).
             let reads_once = |d: &[Launched]| {
                 d.iter()
                     .any(|(_, e, _, l)| *e == "forward" && l.contains("REUSE=1"))
             };
             assert!(!reads_once(&before), "{what}: {before:?}");
-            let once = patched.contains(&k) || k == up_pairs_first || up_windows.contains(&k);
+            let up = case.input == Input::Upsampled2x;
+            let windows = up && case.s.co >= 4 && case.s.ci.is_multiple_of(4);
+            assert_eq!(
+                windows,
+                [up_pairs_first, up_pairs_first + 1].contains(&k) || up_windows.contains(&k),
+                "{what}"
+            );
+            let once = patched.contains(&k) || windows;
             assert_eq!(reads_once(&after), once, "{what}: {after:?}");
             assert_eq!(has(&after, "BIN_PAIR=1"), k < rows, "{what}: {after:?}");
             assert_same_outputs(&what, &a, &b);

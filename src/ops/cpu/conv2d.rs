@@ -391,14 +391,14 @@ pub fn forward(
 /// The shader's REUSE under the `reuse` variant, where it changes the kernel: a pooled
 /// forward with one input channel, and the thin weight gradients of a pooled one-input or an
 /// upsampled one-output layer, load the 4x4 patch their taps read once, and an upsampled
-/// forward with more than 8 output channels (no PAIR) and input channels a multiple of 4 the
-/// 2x2 x pixels its window reads (an input gradient's pairs are UP_PAIR, [`up_pairs`], and
+/// forward with at least 4 output channels and input channels a multiple of 4 the 2x2 x
+/// pixels its window reads (under PAIR the 2x3 its pair's read; an input gradient's pairs are UP_PAIR, [`up_pairs`], and
 /// BIN_PAIR, [`bin_pairs`]). Set nowhere else, so that `bench-kernels` sees every other
 /// dispatch unchanged.
 fn patches(gpu: &Gpu, label: &str, s: &Conv2dShape, fold: &Fold<'_>, forward: bool) -> f64 {
     let read_once = match fold {
         Fold::Pool { .. } => s.ci == 1,
-        Fold::Upsample if forward => s.co > 8 && s.ci.is_multiple_of(4),
+        Fold::Upsample if forward => s.co >= 4 && s.ci.is_multiple_of(4),
         Fold::Upsample => s.co == 1 && s.ci > 1,
         _ => false,
     };
