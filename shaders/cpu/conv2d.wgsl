@@ -746,19 +746,19 @@ fn fwd_taps_up(cg: u32, b: u32, oy: i32, ox: i32, acc: ptr<function, Acc4>) {
     let qm0 = col_select(q00, q10, odd_y);
     let qmm = col_select(q0m, q1m, odd_y);
     let qm1 = col_select(q01, q11, odd_y);
-    fwd_tap_up(0u, cg, n, y0, x0, q00, acc);
-    fwd_tap_up(1u, cg, n, y0, x0, q0m, acc);
-    fwd_tap_up(2u, cg, n, y0, x0, q01, acc);
-    fwd_tap_up(3u, cg, n, y0, x0, qm0, acc);
-    fwd_tap_up(4u, cg, n, y0, x0, qmm, acc);
-    fwd_tap_up(5u, cg, n, y0, x0, qm1, acc);
-    fwd_tap_up(6u, cg, n, y0, x0, q10, acc);
-    fwd_tap_up(7u, cg, n, y0, x0, q1m, acc);
-    fwd_tap_up(8u, cg, n, y0, x0, q11, acc);
+    fwd_tap_up(0u, n, y0, x0, q00, acc);
+    fwd_tap_up(1u, n, y0, x0, q0m, acc);
+    fwd_tap_up(2u, n, y0, x0, q01, acc);
+    fwd_tap_up(3u, n, y0, x0, qm0, acc);
+    fwd_tap_up(4u, n, y0, x0, qmm, acc);
+    fwd_tap_up(5u, n, y0, x0, qm1, acc);
+    fwd_tap_up(6u, n, y0, x0, q10, acc);
+    fwd_tap_up(7u, n, y0, x0, q1m, acc);
+    fwd_tap_up(8u, n, y0, x0, q11, acc);
 }
 
 // Tap k of fwd_taps_up with its x pixel's `channels` in c, scaled by 0 where it reads padding.
-fn fwd_tap_up(k: u32, cg: u32, channels: u32, y0: i32, x0: i32, c: Col4, acc: ptr<function, Acc4>) {
+fn fwd_tap_up(k: u32, channels: u32, y0: i32, x0: i32, c: Col4, acc: ptr<function, Acc4>) {
     let keep = inside_at(y0 + i32(k / 3u), H) * inside_at(x0 + i32(k % 3u), W);
     fwd_block(k, 0u, keep * c.g0, acc);
     if (channels > 4u) { fwd_block(k, 1u, keep * c.g1, acc); }
@@ -2308,7 +2308,7 @@ fn backward_params_row(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_inv
     var xs2: Acc4;
     // Two pixels a step (CHUNK is even): each sum takes pixel a's product then pixel b's, as
     // one pixel a step would, but is loaded and stored once for both where its registers
-    // spill (LLVM keeps it between them), which measured ~10% of this kernel on lavapipe.
+    // spill (LLVM keeps it between them): ~9% of this kernel on lavapipe.
     var last = 0xffffffffu;
     for (var t = 0u; t < CHUNK; t += 2u) {
         let a = row_pixel(chunk * CHUNK + t, pixels, ky, j0, last, xs1, xs2);

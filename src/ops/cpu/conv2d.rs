@@ -18,6 +18,8 @@ pub const CPU_WG: u64 = 128;
 pub const PARTIAL_WG: u64 = 8;
 /// Output pixels one weight-gradient invocation sums.
 pub const CHUNK: u64 = 256;
+// `backward_params_row` walks its chunk two pixels a step.
+const _: () = assert!(CHUNK.is_multiple_of(2));
 /// x pixels of a row one invocation takes in the single-output forward through an upsampling
 /// (each with its 2x2 outputs): the shader's UP_ROW. The pixels around them are loaded once
 /// for all: 18 loads for 4 x pixels under 'same' padding, where one invocation per x pixel
