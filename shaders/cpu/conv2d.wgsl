@@ -1535,6 +1535,12 @@ fn store_dx_pixel(at: u32, cg: u32, acc: Acc4) {
     if (GCI > 12u) { store_dx4(at, cg, 3u, acc.a3); }
 }
 
+// A pair's sums into dx: pixel `pix`'s, and pixel pix + 1's where the row holds it (`second`).
+fn store_dx_pair(pix: u32, second: bool, cg: u32, acc: Acc4, acc_b: Acc4) {
+    store_dx_pixel(pix * CI, cg, acc);
+    if (second) { store_dx_pixel((pix + 1u) * CI, cg, acc_b); }
+}
+
 override UP_PAIR: bool = false;
 
 // UP_PAIR: invocation q is the pair (b, sy, 2 * (q % pairs per row)) of x's pixels; the
@@ -1551,9 +1557,7 @@ fn backward_input_up_pair(lid: u32, cg: u32, id: u32) {
     load_weights4_up_t(lid, GROUP * cg, GCI4, GROUP * OG, GCO);
     bin_up_taps_pair(OG, b, i32(sy), i32(sx), &acc, &acc_b);
     if (id < total && CO == 1u) {
-        let pix = (b * BH + sy) * BW + sx;
-        store_dx_pixel(pix * CI, cg, acc);
-        if (sx + 1u < BW) { store_dx_pixel((pix + 1u) * CI, cg, acc_b); }
+        store_dx_pair((b * BH + sy) * BW + sx, sx + 1u < BW, cg, acc, acc_b);
     } else if (id < total) {
         let pix = (b * BH + sy) * BW + sx;
         store_dx4(pix * CI, cg, 0u, acc.a0);
@@ -1586,9 +1590,7 @@ fn backward_input_pair(lid: u32, cg: u32, id: u32) {
     load_weights4_t(lid, GROUP * cg, GCI4, GROUP * OG, GCO);
     bin_taps_pair(OG, b, i32(iy), i32(ix), &acc, &acc_b);
     if (id < total) {
-        let pix = (b * H + iy) * W + ix;
-        store_dx_pixel(pix * CI, cg, acc);
-        if (ix + 1u < W) { store_dx_pixel((pix + 1u) * CI, cg, acc_b); }
+        store_dx_pair((b * H + iy) * W + ix, ix + 1u < W, cg, acc, acc_b);
     }
 }
 
@@ -1729,9 +1731,7 @@ fn backward_input_lanes(@builtin(workgroup_id) wid: vec3<u32>,
     bin_lanes_row(1u, b, iy, ix, lane, &acc, &acc_b);
     bin_lanes_row(2u, b, iy, ix, lane, &acc, &acc_b);
     if (at.live) {
-        let pix = (b * H + iy) * W + ix;
-        store_dx_pixel(pix * CI, cg, acc);
-        if (ix + 1u < W) { store_dx_pixel((pix + 1u) * CI, cg, acc_b); }
+        store_dx_pair((b * H + iy) * W + ix, ix + 1u < W, cg, acc, acc_b);
     }
 }
 
@@ -1810,7 +1810,8 @@ fn bin_lanes_tap(k: u32, ga: Col4, gb: Col4, acc: ptr<function, Acc4>, acc_b: pt
 
 // ---- backward_input_up_lanes: backward_input_up_pair with its columns shared ----
 // LANES under UP = 2 (ops::cpu::conv2d::lanes; output channels a multiple of 4 and at most 8
-// input channels, UP_PAIR's vec4 form): each subgroup takes whole rows of x, a pair of x
+// input channels, UP_PAIR's vec4 form, or one output channel, its bin_grads_pair1 form:
+// up_lanes_row1): each subgroup takes whole rows of x, a pair of x
 // pixels (sx, sx + 1) per lane. The pair's 4x4 outputs span output columns
 // 2sx + PAD - 2 + c, c = 0..5, of each of 4 rows; the lane loads c = 1..4 and takes c = 0
 // from the lane before (its c = 4) and c = 5 from the lane after (its c = 1): 4 column
@@ -1837,9 +1838,7 @@ fn backward_input_up_lanes(@builtin(workgroup_id) wid: vec3<u32>,
         up_lanes_row1(2u, b, sy, sx, lane, &acc, &acc_b);
         up_lanes_row1(3u, b, sy, sx, lane, &acc, &acc_b);
         if (at.live) {
-            let pix = (b * BH + sy) * BW + sx;
-            store_dx_pixel(pix * CI, cg, acc);
-            if (sx + 1u < BW) { store_dx_pixel((pix + 1u) * CI, cg, acc_b); }
+            store_dx_pair((b * BH + sy) * BW + sx, sx + 1u < BW, cg, acc, acc_b);
         }
         return;
     }
