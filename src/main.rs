@@ -66,7 +66,9 @@ struct Cli {
     /// per invocation, not 16: 4x the invocations), single (rows takes one sample per
     /// workgroup, not two: 2x the workgroups), quads (a folded pool's or upsampling's 2x2
     /// window on four invocations, not one), windows (the cpu set's dense products read
-    /// the operand that fits in two 64 KiB uniform windows through them), textures (the
+    /// the operand that fits in 64 KiB uniform windows through them: the forward pass's
+    /// kernel in two, the input gradient's kernel or a narrow layer's input or output
+    /// gradient in one), textures (the
     /// cpu set's convolutions read the forward pass's input and the input gradient's upstream
     /// gradient through textures, each copied in before the op's first dispatch), reuse
     /// (the cpu set's convolutions load each pixel once for every tap that reads it: a

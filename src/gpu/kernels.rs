@@ -110,7 +110,8 @@ impl fmt::Display for KernelChoice {
 /// a fold runs the GPU set's kernels for the layers it joins (the same sums, to float
 /// rounding), but for `loss`, which has a CPU-set kernel of its own (the same bits), and the
 /// pools the CPU set's kernels take. Four are the CPU set's own: its dense products reading the operand that fits in
-/// two 64 KiB uniform windows through them (`windows`: the same bits; tensor buffers get
+/// 64 KiB uniform windows through them (the forward pass's kernel in two, the others' in
+/// one: `windows`: the same bits; tensor buffers get
 /// uniform usage and a window's room after them), its convolutions reading the forward
 /// pass's input and the input gradient's upstream gradient (and ReLU mask) through textures
 /// that each op's first dispatch copies them into (`textures`: the same bits; `gpu::TensorTexture`),

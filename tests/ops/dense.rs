@@ -637,11 +637,12 @@ fn dense_vec4_variants_give_the_scalar_kernels_bits() {
 
 /// The CPU set's `windows` variant (its `auto`) gives the register-tiled kernels' bits: the
 /// same products in the same order, one operand read through uniform windows. At the dense
-/// model's layers (the kernel in two windows, split at a row for the forward pass; the narrow
-/// side's input or output gradient in one) and odd shapes (vec4 counts that leave the 8 x 32
-/// tiles partial, an input too wide for the windows), ReLU on and off, batches of 256 and
-/// odd ones; the outputs start as NaN. Each direction is checked to have taken a window
-/// entry point where the operand fits.
+/// model's layers (the kernel in two windows, split at a row for the forward pass, and too
+/// big for the input gradient's one; the narrow side's input or output gradient in one) and
+/// odd shapes (vec4 counts that leave the 8 x 32 tiles partial, an input too wide for the
+/// windows, an input that would take two, so the output gradient is read there), ReLU on
+/// and off, batches of 256 and odd ones; the outputs start as NaN. Each direction is checked
+/// to have taken a window entry point exactly where its operand fits.
 #[test]
 fn dense_cpu_windows_give_the_register_tiled_bits() {
     use wgsl_autoencoder::gpu::{FoldSet, KernelSet};
@@ -660,6 +661,7 @@ fn dense_cpu_windows_give_the_register_tiled_bits() {
         s(40, 900, 12),
         s(3, 128, 64),
         s(3, 8, 1028),
+        s(200, 128, 16),
     ];
     for (k, shape) in shapes.iter().enumerate() {
         for relu in [false, true] {
@@ -697,11 +699,12 @@ fn dense_cpu_windows_give_the_register_tiled_bits() {
                 plain.iter().all(|e| !e.ends_with("_win")),
                 "{what}: {plain:?}"
             );
-            // The kernel fits in two windows in each shape; the weight gradient reads x
-            // through them where it fits, else the (unmasked) output gradient.
-            let x_fits = shape.input_len() <= 32768;
-            let bp_win = x_fits || !relu;
-            let want = [true, true, bp_win];
+            // The forward pass's kernel fits in two windows in each shape; the input
+            // gradient's kernel must fit in one, and the weight gradient reads x through one
+            // where it fits, else the (unmasked) output gradient where that does.
+            let one = |len: u64| len <= 16384;
+            let bp_win = one(shape.input_len()) || (!relu && one(shape.output_len()));
+            let want = [true, one(shape.weight_len()), bp_win];
             for (entry, wanted) in win.iter().zip(want) {
                 assert_eq!(entry.ends_with("_win"), wanted, "{what}: {win:?}");
             }

@@ -1,8 +1,9 @@
 //! `shaders/cpu/dense.wgsl`: forward, backward_input and backward_params as register-tiled
 //! products over vec4s. Only for feature counts that are multiples of 4 ([`fits`]). Where one
-//! operand fits in two uniform windows (the kernel, or a narrow layer's input or output
-//! gradient) the `_win` entry points read it through them: the same sums in the same order,
-//! a quarter of the storage loads.
+//! operand fits in the uniform windows (the forward pass's kernel in two, split at a row; the
+//! input gradient's kernel, or a narrow layer's input or output gradient, in one) the `_win`
+//! entry points read it through them: the same sums in the same order, a quarter of the
+//! storage loads.
 use crate::gpu::{Cost, Dispatch, Gpu, Tensor, UNIFORM_WINDOW};
 use crate::ops::dense::{GradOut, Params};
 use crate::ops::{build, Launch, Shader};
@@ -51,13 +52,18 @@ struct Windows {
 }
 
 impl Windows {
-    /// `t` as two windows, the second one window after the first: with the `windows` variant,
-    /// where it fits in two, its buffer was made for uniform reads with room for a window
-    /// after it, its start keeps the uniform offset alignment, and no buffer the kernel writes
-    /// is its buffer (wgpu forbids a uniform and a writable binding of one buffer in a
-    /// dispatch).
+    /// `t` in the first window (the second bound to the same range, its loads folded away):
+    /// with the `windows` variant, where it fits in one, its buffer was made for uniform reads
+    /// with room for a window after it, its start keeps the uniform offset alignment, and no
+    /// buffer the kernel writes is its buffer (wgpu forbids a uniform and a writable binding
+    /// of one buffer in a dispatch). Only one: the input gradient and the weight gradient read
+    /// an element from wherever it lies, so across two windows each read would load from both
+    /// and select one, twice the loads, which took longer than storage's (the dense model's
+    /// 32 -> 784 input gradient 1.4x as long as with no windows: BENCHMARKS.md).
     fn of(gpu: &Gpu, t: &Tensor, written: &[&Tensor]) -> Option<Self> {
-        Self::split_at(gpu, t, WINDOW_LEN, written)
+        (t.len <= WINDOW_LEN)
+            .then(|| Self::split_at(gpu, t, WINDOW_LEN, written))
+            .flatten()
     }
 
     /// [`Windows::of`] for a kernel `[rows, row_len]`, the second window starting at a row
