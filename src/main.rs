@@ -69,8 +69,9 @@ struct Cli {
     /// the operand that fits in 64 KiB uniform windows through them: the forward pass's
     /// kernel in two, the input gradient's kernel or a narrow layer's input or output
     /// gradient in one), textures (the
-    /// cpu set's convolutions read the forward pass's input and the input gradient's upstream
-    /// gradient through textures, each copied in before the op's first dispatch), reuse
+    /// cpu set's convolutions read the forward pass's input and, where it does not take
+    /// lanes, the input gradient's upstream gradient through textures, each copied in before
+    /// the op's first dispatch), reuse
     /// (the cpu set's convolutions load each pixel once for every tap that reads it: a
     /// kernel row's three weight-gradient taps per invocation, a pooled window's or an
     /// upsampled pixel's 4x4 patch, the 2x2 pixels an upsampled forward's window reads, a

@@ -113,7 +113,7 @@ impl fmt::Display for KernelChoice {
 /// 64 KiB uniform windows through them (the forward pass's kernel in two, the others' in
 /// one: `windows`: the same bits; tensor buffers get
 /// uniform usage and a window's room after them), its convolutions reading the forward
-/// pass's input and the input gradient's upstream gradient (and ReLU mask) through textures
+/// pass's input and the input gradient's upstream gradient (and ReLU mask; not under `lanes`) through textures
 /// that each op's first dispatch copies them into (`textures`: the same bits; `gpu::TensorTexture`),
 /// and its convolutions loading each pixel once for every tap that reads it where they
 /// loaded it per tap (`reuse`: the same bits): a kernel row's three weight-gradient taps per

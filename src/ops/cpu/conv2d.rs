@@ -596,7 +596,9 @@ pub fn backward_input(
         (Fold::Take(_), _) => phase_grids(s.n, s.h, s.w),
     };
     let share = grids.len() as u64;
-    let vec4 = s.co.is_multiple_of(4);
+    // Under `lanes` dy stays in storage: each lane loads only its own columns, and through a
+    // texture those loads measured no faster (BENCHMARKS.md), so the copy would be all cost.
+    let vec4 = s.co.is_multiple_of(4) && lanes.is_none();
     // act's texture is bound wherever dy's is: the shader reads it under the ReLU flag, a
     // parameter, not a constant.
     let tex = textures(gpu, label, &[(18, dy, vec4), (19, act, vec4)])?;
