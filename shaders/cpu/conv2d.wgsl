@@ -696,11 +696,7 @@ fn fwd_tap(k: u32, cg: u32, b: u32, oy: i32, ox: i32, acc: ptr<function, Acc4>) 
     let channels = group_len(CI, cg);
     if (CI % 4u == 0u) {
         for (var j = 0u; j < channels / 4u; j++) {
-            let q = keep * x4_load(pix * (CI / 4u) + GROUP / 4u * cg + j);
-            fwd_chan(k * GCI + 4u * j, q.x, acc);
-            fwd_chan(k * GCI + 4u * j + 1u, q.y, acc);
-            fwd_chan(k * GCI + 4u * j + 2u, q.z, acc);
-            fwd_chan(k * GCI + 4u * j + 3u, q.w, acc);
+            fwd_block(k, j, keep * x4_load(pix * (CI / 4u) + GROUP / 4u * cg + j), acc);
         }
     } else {
         for (var c = 0u; c < channels; c++) {
@@ -729,10 +725,10 @@ fn fwd_taps_up(cg: u32, b: u32, oy: i32, ox: i32, acc: ptr<function, Acc4>) {
     let x0 = ox - i32(PAD);
     let sy = half_floor(y0);
     let sx = half_floor(x0);
-    let r0 = (b * XH + u32(clamp(sy, 0, i32(XH) - 1))) * XW;
-    let r1 = (b * XH + u32(clamp(sy + 1, 0, i32(XH) - 1))) * XW;
-    let c0 = u32(clamp(sx, 0, i32(XW) - 1));
-    let c1 = u32(clamp(sx + 1, 0, i32(XW) - 1));
+    let r0 = x_row_start(b, sy);
+    let r1 = x_row_start(b, sy + 1);
+    let c0 = x_col(sx);
+    let c1 = x_col(sx + 1);
     let n = group_len(CI, cg);
     let first = GROUP / 4u * cg;
     let q00 = xcol_load((r0 + c0) * (CI / 4u) + first, n);
@@ -755,6 +751,16 @@ fn fwd_taps_up(cg: u32, b: u32, oy: i32, ox: i32, acc: ptr<function, Acc4>) {
     fwd_tap_up(6u, n, y0, x0, q10, acc);
     fwd_tap_up(7u, n, y0, x0, q1m, acc);
     fwd_tap_up(8u, n, y0, x0, q11, acc);
+}
+
+// Under UP = 2: the first pixel of x row sy of image b, and x column sx, each clamped inside
+// (x_pixel's of the clamped upsampled row or column).
+fn x_row_start(b: u32, sy: i32) -> u32 {
+    return (b * XH + u32(clamp(sy, 0, i32(XH) - 1))) * XW;
+}
+
+fn x_col(sx: i32) -> u32 {
+    return u32(clamp(sx, 0, i32(XW) - 1));
 }
 
 // Tap k of fwd_taps_up with its x pixel's `channels` in c, scaled by 0 where it reads padding.
@@ -950,14 +956,14 @@ fn pair_col(ky: u32, col: u32, cg: u32, b: u32, oy: u32, ox0: u32, acc: ptr<func
 fn pair_rows_up(cg: u32, b: u32, oy: u32, ox0: u32, acc: ptr<function, Acc4>) {
     let y0 = i32(oy) - i32(PAD);
     let sy = half_floor(y0);
-    let r0 = (b * XH + u32(clamp(sy, 0, i32(XH) - 1))) * XW;
-    let r1 = (b * XH + u32(clamp(sy + 1, 0, i32(XH) - 1))) * XW;
+    let r0 = x_row_start(b, sy);
+    let r1 = x_row_start(b, sy + 1);
     let m = i32(ox0 / 2u);
     let n = group_len(CI, cg);
     let first = GROUP / 4u * cg;
-    let ca = u32(clamp(m - 1, 0, i32(XW) - 1));
-    let cb = u32(clamp(m, 0, i32(XW) - 1));
-    let cc = u32(clamp(m + 1, 0, i32(XW) - 1));
+    let ca = x_col(m - 1);
+    let cb = x_col(m);
+    let cc = x_col(m + 1);
     // Column m - 1 only under 'same' padding.
     var a0: Col4;
     var a1: Col4;
