@@ -3,13 +3,8 @@ use wgsl_autoencoder::gpu::{WORKGROUP_POISON, WRITES_BEFORE_READING};
 use wgsl_autoencoder::ops::Shader;
 
 fn parse(shader: Shader) -> naga::Module {
-    naga::front::wgsl::parse_str(shader.source()).unwrap_or_else(|e| {
-        panic!(
-            "{}.wgsl: {}",
-            shader.name(),
-            e.emit_to_string(shader.source())
-        )
-    })
+    naga::front::wgsl::parse_str(shader.source())
+        .unwrap_or_else(|e| panic!("{}: {}", shader.path(), e.emit_to_string(shader.source())))
 }
 
 /// The value of the module-scope `const NAME: u32`, as naga folded it.
@@ -34,8 +29,8 @@ fn shader_constants_match_the_rust_side() {
             assert_eq!(
                 constant(&module, name),
                 Some(want),
-                "{}.wgsl: {name}",
-                shader.name()
+                "{}: {name}",
+                shader.path()
             );
         }
     }
@@ -50,8 +45,8 @@ fn workgroup_sizes_are_named_constants() {
             if let Some(rest) = line.trim().strip_prefix("@compute @workgroup_size(") {
                 assert!(
                     rest.starts_with(|c: char| c.is_ascii_uppercase()),
-                    "{}.wgsl: {line}",
-                    shader.name()
+                    "{}: {line}",
+                    shader.path()
                 );
             }
         }
@@ -86,7 +81,7 @@ fn every_shader_parses_and_validates() {
     for shader in Shader::ALL {
         let module = parse(shader);
         let info = validate(&module, naga::valid::Capabilities::SUBGROUP)
-            .unwrap_or_else(|e| panic!("{}.wgsl: {e:?}", shader.name()));
+            .unwrap_or_else(|e| panic!("{}: {e:?}", shader.path()));
         for entry in &module.entry_points {
             let (alone, _) = naga::back::pipeline_constants::process_overrides(
                 &module,
@@ -94,21 +89,21 @@ fn every_shader_parses_and_validates() {
                 Some((naga::ShaderStage::Compute, &entry.name)),
                 &Default::default(),
             )
-            .unwrap_or_else(|e| panic!("{}.wgsl {}: {e}", shader.name(), entry.name));
+            .unwrap_or_else(|e| panic!("{} {}: {e}", shader.path(), entry.name));
             let needs = SUBGROUP_ENTRIES.contains(&(shader.name(), entry.name.as_str()));
             let plain = validate(&alone, naga::valid::Capabilities::empty());
             assert_eq!(
                 plain.is_ok(),
                 !needs,
-                "{}.wgsl {} with no optional capability: {plain:?}",
-                shader.name(),
+                "{} {} with no optional capability: {plain:?}",
+                shader.path(),
                 entry.name
             );
         }
         assert!(
             !module.entry_points.is_empty(),
-            "{}.wgsl has no entry point",
-            shader.name()
+            "{} has no entry point",
+            shader.path()
         );
     }
 }
@@ -241,24 +236,28 @@ fn kernels_that_skip_zeroing_take_the_tests_poison_first() {
     );
 }
 
+/// Every `.wgsl` under `dir`, as paths relative to `shaders/` (`prefix` is `dir`'s).
+fn wgsl_files(dir: &std::path::Path, prefix: &str, found: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            wgsl_files(&entry.path(), &format!("{prefix}{name}/"), found);
+        } else if name.ends_with(".wgsl") {
+            found.push(format!("{prefix}{name}"));
+        }
+    }
+}
+
 #[test]
 fn every_shader_file_is_embedded() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders");
-    // The GPU set's files, and the CPU set's in shaders/cpu/.
-    let mut files: Vec<String> = Vec::new();
-    for (sub, prefix) in [("", ""), ("/cpu", "cpu/"), ("/debug", "debug/")] {
-        files.extend(
-            std::fs::read_dir(format!("{dir}{sub}"))
-                .unwrap()
-                .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| n.ends_with(".wgsl"))
-                .map(|n| format!("{prefix}{n}")),
-        );
-    }
+    let mut files = Vec::new();
+    wgsl_files(std::path::Path::new(dir), "", &mut files);
     files.sort();
     let mut embedded: Vec<String> = Shader::ALL
         .iter()
-        .map(|s| format!("{}.wgsl", s.name()))
+        .flat_map(|s| s.files())
         .chain(["common.wgsl".to_string(), "cpu/blocks.wgsl".to_string()])
         .chain([format!("{}.wgsl", WORKGROUP_POISON.name)])
         .collect();
@@ -281,7 +280,7 @@ fn workgroup_memory_fits_webgpu_defaults() {
             naga::valid::Capabilities::all(),
         )
         .validate(&module)
-        .unwrap_or_else(|e| panic!("{}.wgsl: {e:?}", shader.name()));
+        .unwrap_or_else(|e| panic!("{}: {e:?}", shader.path()));
         for (i, entry) in module.entry_points.iter().enumerate() {
             let uses = info.get_entry_point(i);
             let bytes: u32 = module
@@ -292,8 +291,8 @@ fn workgroup_memory_fits_webgpu_defaults() {
                 .sum();
             assert!(
                 bytes <= WEBGPU_WORKGROUP_STORAGE,
-                "{}.wgsl, {}: {bytes} bytes of workgroup memory",
-                shader.name(),
+                "{}, {}: {bytes} bytes of workgroup memory",
+                shader.path(),
                 entry.name
             );
         }

@@ -2,7 +2,7 @@
 // early return (see cpu/pool.wgsl). The length must be a multiple of 4; `total` counts vec4s.
 // On the CPU set the network masks a ReLU layer's gradient with this once (unless the pooling
 // or upsampling above it fused the mask into its backward, or the convolution above it stores
-// its input gradient masked: cpu/conv2d.wgsl MASK_DX), so that the layer's backward kernels
+// its input gradient masked: cpu/conv2d/backward_input.wgsl MASK_DX), so that the layer's backward kernels
 // read the masked gradient instead of the mask at every tap.
 
 struct Elementwise { total: u32, _p0: u32, _p1: u32, _p2: u32 }

@@ -1,5 +1,5 @@
 // blocks: the register blocks the CPU set's kernels accumulate in (compiled in front of
-// cpu/conv2d.wgsl and cpu/dense.wgsl, after common.wgsl). lavapipe keeps named vectors and
+// cpu/conv2d/ and cpu/dense.wgsl, after common.wgsl). lavapipe keeps named vectors and
 // matrices in registers, where an array of accumulators made its NIR passes take tens of
 // seconds per pipeline and the code slower; so a 16 x 16 block of sums is sixteen named
 // 4 x 4 matrices, picked by indices that are constants wherever the helpers are called.

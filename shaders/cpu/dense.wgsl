@@ -1,5 +1,5 @@
 // dense for CPU adapters: the ops of shaders/dense.wgsl (y = x . W + b, W [in, out] as Keras
-// stores it), shaped for lavapipe (see cpu/conv2d.wgsl for what that means). Each invocation
+// stores it), shaped for lavapipe (see cpu/conv2d/common.wgsl for what that means). Each invocation
 // owns a register tile of the output (4 x 16, or 16 x 16 for the weight gradient) and walks
 // the shared dimension once, four at a time: every load is a vec4 and feeds 16 multiply-adds.
 // No invocation returns early (indices are clamped, only stores are guarded); no split sums.

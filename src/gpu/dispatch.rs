@@ -18,7 +18,8 @@ pub struct Cost {
 /// source and shape run the same pipeline, whichever kernel set launched them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct KernelSource {
-    /// The file under `shaders/`, without `.wgsl` (e.g. `cpu/conv2d`).
+    /// The shader's name (`ops::Shader::name`): its file under `shaders/` without `.wgsl`, or its
+    /// folder (`cpu/conv2d`).
     pub shader: &'static str,
     pub entry: &'static str,
 }

@@ -2,7 +2,7 @@
 //! Keras kernel layout, any channel counts (an invocation keeps [`group`] channels in
 //! registers; a side with more runs one invocation per group of them).
 //!
-//! On the CPU kernel set (see `gpu::KernelSet`) the shapes `shaders/cpu/conv2d.wgsl` is
+//! On the CPU kernel set (see `gpu::KernelSet`) the shapes `shaders/cpu/conv2d/` is
 //! written for (`cpu::conv2d::takes`: 3x3, at most 32 channels a side) run its kernels;
 //! every other shape runs this file's kernels on either set. The arguments and results are
 //! the same.

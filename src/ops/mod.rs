@@ -28,16 +28,15 @@ macro_rules! with_common {
     };
 }
 
-/// A CPU-set kernel file with `common.wgsl` and `cpu/blocks.wgsl` (the register blocks its
-/// accumulators live in) in front of it.
+/// A CPU-set kernel file (or a folder's parts, in order) with `common.wgsl` and
+/// `cpu/blocks.wgsl` (the register blocks its accumulators live in) in front of it.
 macro_rules! with_blocks {
-    ($file:literal) => {
+    ($($file:literal),+) => {
         concat!(
             include_str!("../../shaders/common.wgsl"),
             "\n",
             include_str!("../../shaders/cpu/blocks.wgsl"),
-            "\n",
-            include_str!(concat!("../../shaders/", $file, ".wgsl"))
+            $("\n", include_str!(concat!("../../shaders/", $file, ".wgsl"))),+
         )
     };
 }
@@ -88,6 +87,28 @@ impl Shader {
         Shader::CpuUpsample,
     ];
 
+    /// The files under `shaders/` that hold this shader's own code (`source` puts
+    /// `common.wgsl`, and for some `cpu/blocks.wgsl`, in front): one, or for the CPU set's
+    /// convolutions a folder's four parts in the order they compile.
+    pub fn files(self) -> Vec<String> {
+        match self {
+            Shader::CpuConv2d => ["common", "forward", "backward_input", "backward_params"]
+                .iter()
+                .map(|part| format!("cpu/conv2d/{part}.wgsl"))
+                .collect(),
+            _ => vec![format!("{}.wgsl", self.name())],
+        }
+    }
+
+    /// Where this shader's code is, for messages: its file, or its folder's parts.
+    pub fn path(self) -> String {
+        match self {
+            Shader::CpuConv2d => "cpu/conv2d/*.wgsl".to_string(),
+            _ => format!("{}.wgsl", self.name()),
+        }
+    }
+
+    /// The shader's name: its file under `shaders/` without `.wgsl`, or its folder.
     pub fn name(self) -> &'static str {
         match self {
             Shader::Activation => "activation",
@@ -174,7 +195,12 @@ impl Shader {
             Shader::CpuAdam => with_common!("cpu/adam"),
             Shader::CpuBatch => with_common!("cpu/batch"),
             Shader::CpuBce => with_common!("cpu/bce"),
-            Shader::CpuConv2d => with_blocks!("cpu/conv2d"),
+            Shader::CpuConv2d => with_blocks!(
+                "cpu/conv2d/common",
+                "cpu/conv2d/forward",
+                "cpu/conv2d/backward_input",
+                "cpu/conv2d/backward_params"
+            ),
             Shader::CpuDense => with_blocks!("cpu/dense"),
             Shader::CpuPool => with_common!("cpu/pool"),
             Shader::CpuStride => with_common!("cpu/stride"),
@@ -226,9 +252,9 @@ pub(crate) fn build_textured(
         return Err(Error::Gpu {
             adapter: gpu.info.name.clone(),
             detail: format!(
-                "{} ({}.wgsl, entry point {}) uses binding {missing}, which its launcher did not give",
+                "{} ({}, entry point {}) uses binding {missing}, which its launcher did not give",
                 l.kernel,
-                l.shader.name(),
+                l.shader.path(),
                 l.entry
             ),
         });

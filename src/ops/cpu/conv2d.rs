@@ -1,7 +1,7 @@
-//! `shaders/cpu/conv2d.wgsl`: forward, backward_input, and the weight and bias gradient as
-//! per-chunk partial sums plus a reduce. Written out for 3x3 kernels and at most [`MAXC`]
-//! channels a side ([`takes`]), [`GROUP`] of them per invocation; `ops::conv2d` runs the GPU
-//! set's kernels for other shapes.
+//! `shaders/cpu/conv2d/` (`common.wgsl`, then a file per pass): forward, backward_input, and
+//! the weight and bias gradient as per-chunk partial sums plus a reduce. Written out for 3x3
+//! kernels and at most [`MAXC`] channels a side ([`takes`]), [`GROUP`] of them per
+//! invocation; `ops::conv2d` runs the GPU set's kernels for other shapes.
 use crate::gpu::{Cost, Dispatch, Gpu, Tensor, TensorTexture};
 use crate::ops::conv2d::{weight_gradient_kernels, GradOut, Params, Strided};
 use crate::ops::{build, build_textured, Launch, Shader};
