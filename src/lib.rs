@@ -1,7 +1,7 @@
 //! wgsl-autoencoder: the Keras autoencoders trained on MNIST with hand-written WGSL.
 //!
 //! Every op lives in four places under one name: `shaders/<op>.wgsl` (the kernels),
-//! [`ops`] (typed launchers), [`reference`] (plain-Rust ground truth) and `tests/ops/<op>.rs`.
+//! [`ops`] (typed launchers), [`reference`](mod@reference) (plain-Rust ground truth) and `tests/ops/<op>.rs`.
 //!
 //! The modules form layers; each uses only those listed before it (`tests/architecture.rs`
 //! checks it):
@@ -10,7 +10,7 @@
 //! |---|---|
 //! | foundations | [`interrupt`], [`error`], [`atomic`] |
 //! | plain data | [`shapes`], [`model`], [`data`] |
-//! | ground truth | [`reference`] |
+//! | ground truth | [`reference`](mod@reference) |
 //! | GPU base | [`gpu`] |
 //! | launchers | [`ops`] |
 //! | GPU-resident network | [`network`] |

@@ -20,7 +20,7 @@ pub const MAX: usize = 1024;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum StepsPerExecution {
-    /// [`AUTO_ON_GPU`] on a GPU; 1 on a CPU adapter, where a submit runs the work before it
+    /// `AUTO_ON_GPU` on a GPU; 1 on a CPU adapter, where a submit runs the work before it
     /// returns (lavapipe), so a longer execution saves nothing and delays the progress bar and
     /// Ctrl-C by that many steps.
     #[default]

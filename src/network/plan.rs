@@ -185,7 +185,7 @@ impl StepPlan {
         })
     }
 
-    /// Every dispatch of a step recorded alone, in the order they run: [`Self::step`]'s, then
+    /// Every dispatch of a step recorded alone, in the order they run: `step`'s, then
     /// under `--folds adam` the loss's finish.
     pub fn dispatches(&self) -> impl Iterator<Item = &Dispatch> {
         self.step().chain(&self.finish_steps)
@@ -231,7 +231,7 @@ impl StepPlan {
     }
 
     /// The same plan with `slots` uniform slots in each dispatch whose uniform changes per
-    /// step, so that that many steps can go into one command buffer ([`Self::record`]).
+    /// step, so that that many steps can go into one command buffer ([`record_steps`]).
     pub fn with_slots(mut self, gpu: &Gpu, slots: usize) -> Result<Self> {
         match self.gather.take() {
             Some(gather) => self.gather = Some(gather.with_slots(gpu, slots)?),

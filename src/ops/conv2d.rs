@@ -128,7 +128,7 @@ pub enum Input {
     /// dispatch for the upsample either way, and its 4x copy is never written). `dx` is the
     /// half-size tensor's gradient: each pixel sums its 2x2 block, as `upsample::backward`
     /// does (on the GPU set in the same order, so the same bits). The CPU set's own kernels
-    /// where [`cpu::conv2d::takes_upsampled`] says so and no pool is folded too, the GPU
+    /// where `cpu::conv2d::takes_upsampled` says so and no pool is folded too, the GPU
     /// set's elsewhere.
     Upsampled2x,
     /// `x` is the small tensor of a zero insertion the layer reads (a Keras
@@ -136,7 +136,7 @@ pub enum Input {
     /// its loads): the layer's `s.h` x `s.w` input holds x's pixel (y, x) at
     /// (2y + oy, 2x + ox) and zeros elsewhere, and no kernel reads or sums those zeros. `dx`
     /// is x's gradient. The CPU set's kernels only, for the shapes
-    /// [`cpu::conv2d::takes_inserted`] names ([`folds_insert`]).
+    /// `cpu::conv2d::takes_inserted` names ([`folds_insert`]).
     Inserted(Strided),
 }
 
@@ -237,7 +237,7 @@ pub struct Folds<'a> {
     pub pool: Option<Pooled<'a>>,
     /// Every other output kept, the rest never computed (a Keras `Conv2D` with strides 2:
     /// `stride.take` after the layer, folded into it): `y` and `dy` are the kept outputs'.
-    /// The CPU set's kernels only, for the shapes [`cpu::conv2d::takes_taken`] names
+    /// The CPU set's kernels only, for the shapes `cpu::conv2d::takes_taken` names
     /// ([`folds_take`]).
     pub take: Option<Strided>,
     /// The batch gathered by the forward pass itself ([`forward`] only).
@@ -352,7 +352,7 @@ pub fn folds_take(gpu: &Gpu, s: &Conv2dShape, t: &Strided) -> bool {
 }
 
 /// Whether the CPU set's own kernels take a 2x2 max pool folded after a layer of shape `s`
-/// reading its input directly ([`cpu::conv2d::takes_pooled`]); the GPU set's kernels run the
+/// reading its input directly (`cpu::conv2d::takes_pooled`); the GPU set's kernels run the
 /// fold otherwise, on either set.
 pub fn cpu_kernels_take_pool(s: &Conv2dShape) -> bool {
     cpu::conv2d::takes_pooled(s)
@@ -360,7 +360,7 @@ pub fn cpu_kernels_take_pool(s: &Conv2dShape) -> bool {
 
 /// Whether a layer of shape `s` reading `input` on `gpu` folds a 2x2 max pool after it
 /// ([`Pooled`]): as `--folds` says, and on the CPU set where its own kernels take the pool
-/// ([`cpu::conv2d::takes_pooled`], a direct input: they fold one layer at a time) and the
+/// (`cpu::conv2d::takes_pooled`, a direct input: they fold one layer at a time) and the
 /// layer has one input channel. There the pool's two passes over the full-size output cost
 /// more than the fold's winner loads; with more input channels the routed loads at each of
 /// the input gradient's 9 taps cost more than the passes they save (BENCHMARKS.md, "Pools

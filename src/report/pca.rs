@@ -134,7 +134,7 @@ pub const JACOBI_MAX: usize = 128;
 /// converge at the rate of the 9th eigenvalue's ratio to the 2nd, not the 3rd's.
 const SUBSPACE: usize = 8;
 
-/// The leading [`SUBSPACE`] eigenpairs of the symmetric `n x n` matrix `a` (row-major) by
+/// The leading `SUBSPACE` eigenpairs of the symmetric `n x n` matrix `a` (row-major) by
 /// subspace iteration with a Rayleigh-Ritz step each round (`(values, vectors)` as
 /// [`symmetric_eigen`] gives them, `n x k` vectors in columns, unsorted). Stops when the two
 /// largest Ritz values move by at most 1e-12 of the largest, or after 1000 rounds; each round

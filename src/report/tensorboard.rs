@@ -88,7 +88,7 @@ pub struct Histogram {
 const BUCKETS: usize = 30;
 
 impl Histogram {
-    /// `values` in [`BUCKETS`] equal buckets between their minimum and maximum (non-finite
+    /// `values` in `BUCKETS` equal buckets between their minimum and maximum (non-finite
     /// values left out).
     pub fn of(values: &[f32]) -> Self {
         let finite = values.iter().filter(|v| v.is_finite()).map(|&v| v as f64);

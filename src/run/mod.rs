@@ -8,7 +8,7 @@
 //! permutation is a function of the seed and the epoch), so that its metrics equal an
 //! uninterrupted run's bit for bit. A stop request (Ctrl-C, SIGTERM: [`Control::stop`]) is
 //! honoured between two steps: the steps already queued finish, a checkpoint is written,
-//! and [`Error::Interrupted`] says where the run can continue.
+//! and [`Error::Interrupted`](crate::Error::Interrupted) says where the run can continue.
 mod folder;
 mod session;
 mod setup;

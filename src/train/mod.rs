@@ -4,7 +4,7 @@
 //! Per step the host only rewrites three tiny uniforms (batch offset, loss slot, Adam's
 //! alpha_t) and submits one command buffer: gather, forward, loss, backward, Adam. The loss of
 //! every step lands in a GPU log, read once per epoch; the progress bar's running loss comes
-//! from a copy of that log mapped every few steps without stalling the queue ([`probe`]).
+//! from a copy of that log mapped every few steps without stalling the queue (`probe`).
 mod evaluator;
 mod probe;
 pub mod profile;
