@@ -1,7 +1,9 @@
 //! wgsl-autoencoder: the Keras autoencoders trained on MNIST with hand-written WGSL.
 //!
-//! Every op lives in four places under one name: `shaders/<op>.wgsl` (the kernels),
-//! [`ops`] (typed launchers), [`reference`](mod@reference) (plain-Rust ground truth) and `tests/ops/<op>.rs`.
+//! Every op lives in four places under one name: `shaders/<op>.wgsl` (the kernels; a long
+//! one is a folder, `shaders/cpu/conv2d/`), [`ops`] (typed launchers),
+//! [`reference`](mod@reference) (plain-Rust ground truth) and `tests/ops/<op>.rs` (or a
+//! folder, `tests/ops/conv2d/`).
 //!
 //! The modules form layers; each uses only those listed before it (`tests/architecture.rs`
 //! checks it):
