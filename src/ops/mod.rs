@@ -102,9 +102,9 @@ impl Shader {
 
     /// Where this shader's code is, for messages: its file, or its folder's parts.
     pub fn path(self) -> String {
-        match self {
-            Shader::CpuConv2d => "cpu/conv2d/*.wgsl".to_string(),
-            _ => format!("{}.wgsl", self.name()),
+        match self.files().as_slice() {
+            [file] => file.clone(),
+            _ => format!("{}/*.wgsl", self.name()),
         }
     }
 
